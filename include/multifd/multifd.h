@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libmultifd: the transport layer of virtual-machine live migration.
+ *
+ * A hypervisor embeds this library to move guest RAM from a source host to a
+ * destination host over N parallel channels while the guest keeps running.
+ *
+ * Conventions (they hold for every call in this header):
+ *  - Every function that can fail returns 0 or a negative errno, or one of
+ *    the negative MFD_E* protocol codes below. mfd_strerror() gives the text.
+ *  - Constructors return their handle through an out-parameter; *_free()
+ *    accepts NULL.
+ *  - When a call that starts asynchronous work returns an error, none of the
+ *    hooks of that work will be called.
+ *
+ * Threading:
+ *  - A handle (mfd_source, mfd_dest, mfd_config) is driven by one thread at
+ *    a time: the hypervisor's "migration control" thread. The exceptions are
+ *    named: mfd_source_mark_dirty(), mfd_*_get_stats() and mfd_*_cancel()
+ *    may be called from any thread at any time while the handle lives.
+ *  - Hooks are called from the library's own migration thread, never from
+ *    inside a call of the hypervisor, and never concurrently with each other
+ *    for one handle.
+ *
+ * Ownership:
+ *  - Guest memory registered with *_add_block() stays owned by the
+ *    hypervisor; it must stay mapped until the handle is freed. The library
+ *    reads source memory and writes destination memory, nothing else.
+ *  - Strings passed in are copied; pointers passed out (mfd_strerror) are
+ *    static.
+ */
+#ifndef MULTIFD_MULTIFD_H
+#define MULTIFD_MULTIFD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(MFD_BUILDING_LIBRARY)
+#define MFD_API __attribute__((visibility("default")))
+#else
+#define MFD_API
+#endif
+
+#define MFD_VERSION_MAJOR 0
+#define MFD_VERSION_MINOR 1
+#define MFD_VERSION_PATCH 0
+#define MFD_VERSION_NUMBER                                                     \
+	(MFD_VERSION_MAJOR * 10000 + MFD_VERSION_MINOR * 100 + MFD_VERSION_PATCH)
+
+/* Run-time version of the library, as MFD_VERSION_NUMBER. */
+MFD_API int mfd_version(void);
+
+/*
+ * Protocol and engine errors. Each is returned negated (-1001 ...); system
+ * errors are returned as -errno. The X-macro keeps names, codes and texts in
+ * one place.
+ */
+#define MFD_ERRNO_MAP(XX)                                                      \
+	XX(BADMAGIC, 1001, "bad magic number (not a multifd peer?)")           \
+	XX(VERSION, 1002, "unsupported protocol version")                      \
+	XX(ROLE, 1003, "unexpected channel role or channel index")             \
+	XX(SESSION, 1004, "channel belongs to another migration session")      \
+	XX(BLOCK, 1005, "RAM block index out of range")                        \
+	XX(OFFSET, 1006,                                                       \
+	   "page offset unaligned, out of range or not increasing")            \
+	XX(COUNT, 1007, "page count exceeds the negotiated maximum")           \
+	XX(LENGTH, 1008, "length field inconsistent with the message")         \
+	XX(TYPE, 1009, "unknown message type")                                 \
+	XX(ROUND, 1010, "round or sequence number out of order")               \
+	XX(SETUP, 1011, "source and destination RAM layouts differ")           \
+	XX(VERIFY, 1012, "verification digest mismatch")                       \
+	XX(REMOTE, 1013, "the peer reported an error")                         \
+	XX(FEATURE, 1014, "peer requested an unsupported feature")             \
+	XX(TRUNCATED, 1015, "connection closed in the middle of a message")   \
+	XX(CONFIG, 1016, "invalid configuration value")                        \
+	XX(URI, 1017, "malformed or unsupported URI")                          \
+	XX(STATE, 1018, "call not valid in the current migration state")       \
+	XX(FLAGS, 1019, "reserved field or flag not zero")                     \
+	XX(HOOK, 1020, "a hypervisor hook reported failure")
+
+enum {
+#define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),
+	MFD_ERRNO_MAP(MFD__XX_ENUM)
+#undef MFD__XX_ENUM
+};
+
+/* Text for any return code of this library (static, never NULL). */
+MFD_API const char *mfd_strerror(int err);
+
+/*
+ * Configuration: every key lives in one table in the library; docs/config.md
+ * lists them with type, default, range and meaning. Values are strings:
+ * sizes accept K/M/G suffixes, times ms/s, booleans on/off/true/false/1/0.
+ * Keys may be written "key" or "section.key".
+ */
+typedef struct mfd_config mfd_config;
+
+MFD_API int mfd_config_new(mfd_config **out);
+MFD_API void mfd_config_free(mfd_config *cfg);
+/* Returns MFD_ECONFIG for an unknown key, a bad value or one out of range. */
+MFD_API int mfd_config_set(mfd_config *cfg, const char *key,
+			   const char *value);
+/* Writes the effective value as text; -ENOENT for an unknown key. */
+MFD_API int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
+			   size_t len);
+
+/* Phases of a migration, as reported in mfd_stats.phase. */
+enum mfd_phase {
+	MFD_PHASE_NONE = 0,
+	MFD_PHASE_SETUP,      /* connecting, handshake, block list */
+	MFD_PHASE_PRECOPY,    /* rounds while the guest runs */
+	MFD_PHASE_SWITCHOVER, /* guest stopped: final pages, end, verify */
+	MFD_PHASE_COMPLETED,
+	MFD_PHASE_FAILED,
+	MFD_PHASE_CANCELLED,
+};
+
+MFD_API const char *mfd_phase_name(int phase);
+
+/*
+ * Statistics of one migration, on either side. Read them at any time from
+ * any thread with mfd_source_get_stats() / mfd_dest_get_stats(). Times are
+ * nanoseconds; a part that has not happened yet reads 0. The struct only
+ * grows at its end: callers pass sizeof(their struct).
+ */
+typedef struct mfd_stats {
+	int phase;	     /* enum mfd_phase */
+	int error;	     /* 0, or the error that ended the migration */
+	uint32_t round;	     /* current (or last) round, 0-based */
+	uint32_t channels;   /* data channels in use */
+	uint64_t ram_bytes;  /* total size of registered RAM */
+	uint64_t wire_bytes; /* bytes sent (source) or received (dest) */
+	uint64_t pages;	     /* pages sent / loaded, all rounds */
+	uint64_t zero_pages; /* pages sent / loaded as zero pages */
+	uint64_t packets;    /* page packets */
+	uint64_t pending_bytes; /* dirty bytes not yet sent (source) */
+	uint64_t setup_ns;	/* start until the first page may go out */
+	uint64_t transfer_ns;	/* start of round 0 until all pages landed */
+	uint64_t total_ns;	/* start until completion or failure */
+	uint64_t downtime_ns;	/* stop hook until loaded acknowledgement */
+	uint64_t verify_ns;	/* digest time (this side) */
+	uint64_t bandwidth_bps; /* bytes/s measured in the last round */
+} mfd_stats;
+
+/* ------------------------------------------------------------------ */
+/* Source                                                             */
+/* ------------------------------------------------------------------ */
+
+typedef struct mfd_source mfd_source;
+
+/*
+ * Hooks into the hypervisor. Called from the migration thread. Return 0, or
+ * a negative value to fail the migration (reported as MFD_EHOOK).
+ */
+typedef struct mfd_source_hooks {
+	void *opaque;
+	/* Required: pause the vCPUs (and the guest's writers) for switchover. */
+	int (*stop)(void *opaque);
+	/* Required: resume the vCPUs after a failed or cancelled migration
+	 * that had stopped them. Never called after success. */
+	int (*resume)(void *opaque);
+	/* Optional: slow the guest to percent (0 = no throttle). */
+	int (*throttle)(void *opaque, int percent);
+	/*
+	 * Optional: the hypervisor's own dirty log (e.g. a KVM dirty bitmap).
+	 * Called for every block at every dirty sync; OR the pages written
+	 * since the last call into bitmap (bit i of word i/64 = page i of the
+	 * block, npages bits). Pages may also be reported at any time with
+	 * mfd_source_mark_dirty().
+	 */
+	int (*sync_dirty)(void *opaque, unsigned block, uint64_t *bitmap,
+			  uint64_t npages);
+} mfd_source_hooks;
+
+/* The config is copied; hooks are copied. */
+MFD_API int mfd_source_new(mfd_source **out, const mfd_config *cfg,
+			   const mfd_source_hooks *hooks);
+/* Waits for (and cancels) a running migration first. */
+MFD_API void mfd_source_free(mfd_source *src);
+
+/*
+ * Register guest RAM before starting. page_size is a power of two from
+ * 4 KiB to 1 GiB; size a multiple of it; name unique, 1-255 bytes. Block
+ * indices are given in registration order from 0. The destination must
+ * register the same names and sizes in the same order.
+ */
+MFD_API int mfd_source_add_block(mfd_source *src, const char *name,
+				 void *host, uint64_t size, uint32_t page_size);
+
+/*
+ * Report guest writes: pages [offset, offset+len) of block are dirty.
+ * Thread-safe, lock-free, callable from the guest's own threads.
+ */
+MFD_API int mfd_source_mark_dirty(mfd_source *src, unsigned block,
+				  uint64_t offset, uint64_t len);
+
+/*
+ * Start migrating to uri ("tcp:HOST:PORT"). Returns once the migration
+ * thread runs; errors while connecting are reported by mfd_source_wait().
+ */
+MFD_API int mfd_source_start(mfd_source *src, const char *uri);
+/* Wait for the end of the migration: 0 on success, else the error. On any
+ * error the guest runs on at the source (the resume hook was called if the
+ * stop hook had been). */
+MFD_API int mfd_source_wait(mfd_source *src);
+/* Start and wait. */
+MFD_API int mfd_source_migrate(mfd_source *src, const char *uri);
+/* Ask the migration to stop; mfd_source_wait() then returns -ECANCELED
+ * (or 0 if it had already completed). Any thread. */
+MFD_API int mfd_source_cancel(mfd_source *src);
+/* Any thread. size = sizeof(*st) as the caller knows it. */
+MFD_API int mfd_source_get_stats(mfd_source *src, mfd_stats *st, size_t size);
+
+/* ------------------------------------------------------------------ */
+/* Destination                                                        */
+/* ------------------------------------------------------------------ */
+
+typedef struct mfd_dest mfd_dest;
+
+typedef struct mfd_dest_hooks {
+	void *opaque;
+	/* Optional: all RAM (and device state) is in place and verified; the
+	 * hypervisor resumes the guest here and announces its new location. */
+	int (*loaded)(void *opaque);
+	/* Optional: the incoming migration failed with err; never resume. */
+	void (*failed)(void *opaque, int err);
+} mfd_dest_hooks;
+
+MFD_API int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
+			 const mfd_dest_hooks *hooks);
+MFD_API void mfd_dest_free(mfd_dest *dst);
+/* Same rules as mfd_source_add_block(); the memory should be zero-filled
+ * (fresh anonymous memory is). */
+MFD_API int mfd_dest_add_block(mfd_dest *dst, const char *name, void *host,
+			       uint64_t size, uint32_t page_size);
+/*
+ * Bind and listen on uri ("tcp:HOST:PORT"; port 0 picks a free port), then
+ * accept and load one incoming migration in the library's thread.
+ */
+MFD_API int mfd_dest_start(mfd_dest *dst, const char *uri);
+/* The URI actually bound (with the chosen port), after mfd_dest_start(). */
+MFD_API int mfd_dest_get_uri(mfd_dest *dst, char *buf, size_t len);
+/* Wait until the incoming migration ends: 0 when loaded, else the error. */
+MFD_API int mfd_dest_wait(mfd_dest *dst);
+MFD_API int mfd_dest_cancel(mfd_dest *dst);
+MFD_API int mfd_dest_get_stats(mfd_dest *dst, mfd_stats *st, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MULTIFD_MULTIFD_H */

@@ -1,0 +1,58 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Configuration: one table of keys (config.c) drives parsing, defaults,
+ * range checks and docs/config.md. The engine reads the typed struct.
+ */
+#ifndef MULTIFD_CONFIG_H
+#define MULTIFD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "multifd/multifd.h"
+
+struct mfd_config {
+	uint32_t channels;	     /* data channels */
+	uint32_t packet_pages;	     /* max pages per packet */
+	bool verify;		     /* per-block digests at the end */
+	uint32_t max_rounds;	     /* pre-copy rounds before switchover */
+	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
+	uint64_t connect_timeout_ms; /* connect + handshake */
+	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
+};
+
+enum mfd__cfg_type {
+	MFD__CFG_UINT, /* integer, optional K/M/G suffix when .size */
+	MFD__CFG_BOOL,
+	MFD__CFG_MS, /* time: plain number = ms, or "ms"/"s" suffix */
+};
+
+struct mfd__cfg_key {
+	const char *section;
+	const char *name;
+	enum mfd__cfg_type type;
+	bool size; /* accepts K/M/G (powers of 1024) */
+	const char *def;
+	uint64_t min, max;
+	size_t offset; /* in struct mfd_config */
+	size_t width;  /* sizeof the field */
+	const char *doc;
+};
+
+/* The table, terminated by an entry with name == NULL. */
+extern const struct mfd__cfg_key mfd__cfg_keys[];
+
+/* Fills cfg with every default. */
+void mfd__config_defaults(struct mfd_config *cfg);
+/* Finds "key" or "section.key"; NULL when unknown. */
+const struct mfd__cfg_key *mfd__config_find(const char *key);
+/*
+ * Parses value for k into cfg. On error returns MFD_ECONFIG and, when err
+ * is non-NULL, writes a one-line reason (e.g. "channels: 99 is out of range
+ * 1..64").
+ */
+int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
+		      const char *value, char *err, size_t errlen);
+
+#endif /* MULTIFD_CONFIG_H */

@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Wire protocol v1: encode, decode and validate, as pure functions.
+ * docs/protocol.md is the normative description; this file follows it.
+ *
+ * Every multi-byte field is little-endian and fixed-width. Decoders never
+ * trust a length: they check it against what they were given and against
+ * the negotiated limits before anything touches guest memory.
+ */
+#ifndef MULTIFD_WIRE_H
+#define MULTIFD_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MFD_PROTO_VERSION 1
+
+#define MFD_MAGIC_HELLO 0x4844464dU /* "MFDH" */
+#define MFD_MAGIC_CTL 0x4344464dU   /* "MFDC" */
+#define MFD_MAGIC_PKT 0x5044464dU   /* "MFDP" */
+
+/* Limits that hold for every peer of protocol v1. */
+#define MFD_MAX_BLOCKS 256
+#define MFD_MAX_NAME 255
+#define MFD_MAX_CHANNELS 64
+#define MFD_MAX_PACKET_PAGES 1024
+#define MFD_MIN_PAGE_SIZE 4096U
+#define MFD_MAX_PAGE_SIZE (1U << 30)
+#define MFD_MAX_CTL_PAYLOAD (1U << 20)
+#define MFD_MAX_ERROR_TEXT 512
+#define MFD_DIGEST_SIZE 16
+
+/* Feature bits, negotiated in the handshake. */
+#define MFD_FEAT_VERIFY (1ULL << 0) /* per-block digests in END */
+#define MFD_FEATURES_KNOWN (MFD_FEAT_VERIFY)
+
+/* ---------------------------------------------------------------- */
+/* Handshake: first bytes of every connection.                       */
+/* ---------------------------------------------------------------- */
+
+enum mfd_role {
+	MFD_ROLE_MAIN = 1,
+	MFD_ROLE_DATA = 2,
+};
+
+#define MFD_HELLO_SIZE 40
+struct mfd_hello {
+	uint32_t magic;	   /* MFD_MAGIC_HELLO */
+	uint16_t version;  /* MFD_PROTO_VERSION */
+	uint16_t role;	   /* enum mfd_role */
+	uint16_t channel;  /* data: 0..nchannels-1; main: 0 */
+	uint16_t nchannels;
+	uint32_t reserved; /* 0 */
+	uint8_t session[16];
+	uint64_t features;
+};
+
+#define MFD_HELLO_REPLY_SIZE 24
+struct mfd_hello_reply {
+	uint32_t magic;	  /* MFD_MAGIC_HELLO */
+	uint16_t version; /* MFD_PROTO_VERSION */
+	uint16_t status;  /* 0 accepted, 1 refused */
+	int32_t error;	  /* 0 or the (negative) reason for refusal */
+	uint32_t reserved;
+	uint64_t features; /* features accepted */
+};
+
+void mfd__hello_encode(const struct mfd_hello *h, uint8_t out[MFD_HELLO_SIZE]);
+/* Checks magic (MFD_EBADMAGIC), version (MFD_EVERSION), role and channel
+ * against nchannels (MFD_EROLE), reserved (MFD_EFLAGS), nchannels in
+ * 1..MFD_MAX_CHANNELS (MFD_EROLE), unknown features (MFD_EFEATURE). */
+int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd_hello *h);
+
+void mfd__hello_reply_encode(const struct mfd_hello_reply *r,
+			     uint8_t out[MFD_HELLO_REPLY_SIZE]);
+/* Checks magic, version, status in {0,1}, reserved. */
+int mfd__hello_reply_decode(const uint8_t in[MFD_HELLO_REPLY_SIZE],
+			    struct mfd_hello_reply *r);
+
+/* ---------------------------------------------------------------- */
+/* Main channel control messages: 16-byte header + payload.          */
+/* ---------------------------------------------------------------- */
+
+enum mfd_ctl_type {
+	MFD_CTL_SETUP = 1,    /* src->dst: block list and parameters */
+	MFD_CTL_SETUP_OK = 2, /* dst->src: empty payload */
+	MFD_CTL_ROUND = 3,    /* src->dst: a round ended */
+	MFD_CTL_END = 4,      /* src->dst: all pages sent, digests */
+	MFD_CTL_LOADED = 5,   /* dst->src: everything in place, verified */
+	MFD_CTL_ERROR = 6,    /* either way: the migration failed */
+};
+
+#define MFD_CTL_HDR_SIZE 16
+struct mfd_ctl_hdr {
+	uint32_t magic; /* MFD_MAGIC_CTL */
+	uint16_t type;	/* enum mfd_ctl_type */
+	uint16_t flags; /* 0 */
+	uint32_t length; /* payload bytes that follow */
+	uint32_t reserved; /* 0 */
+};
+
+void mfd__ctl_hdr_encode(const struct mfd_ctl_hdr *h,
+			 uint8_t out[MFD_CTL_HDR_SIZE]);
+/* Checks magic, known type, flags/reserved zero, and length against the
+ * type: exact for fixed-size payloads, <= MFD_MAX_CTL_PAYLOAD otherwise. */
+int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
+			struct mfd_ctl_hdr *h);
+
+struct mfd_block_desc {
+	char name[MFD_MAX_NAME + 1]; /* NUL-terminated */
+	uint64_t size;
+	uint32_t page_size;
+};
+
+struct mfd_setup {
+	uint32_t nblocks;
+	uint32_t packet_pages; /* max pages per packet, 1..MFD_MAX_PACKET_PAGES */
+	uint32_t nchannels;    /* 1..MFD_MAX_CHANNELS */
+	uint64_t features;
+	struct mfd_block_desc *blocks; /* nblocks entries */
+};
+
+/* Returns the payload size setup needs. */
+size_t mfd__setup_size(const struct mfd_setup *s);
+/* Encodes into out (cap bytes); returns bytes written or -ENOSPC. */
+int mfd__setup_encode(const struct mfd_setup *s, uint8_t *out, size_t cap);
+/*
+ * Decodes len bytes. blocks must have room for MFD_MAX_BLOCKS entries.
+ * Checks: nblocks 1..MFD_MAX_BLOCKS, packet_pages, nchannels, known
+ * features, each name 1..255 bytes without NUL, unique names, page size a
+ * power of two in [4 KiB, 1 GiB], size a non-zero multiple of page size,
+ * and that len is exactly consumed (MFD_ELENGTH).
+ */
+int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd_setup *s,
+		      struct mfd_block_desc *blocks);
+
+#define MFD_ROUND_SIZE 16
+struct mfd_round {
+	uint32_t round;
+	uint32_t reserved;
+	uint64_t pages; /* pages sent in this round */
+};
+void mfd__round_encode(const struct mfd_round *r, uint8_t out[MFD_ROUND_SIZE]);
+int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd_round *r);
+
+struct mfd_end {
+	uint32_t final_round;
+	uint32_t nblocks;
+	uint64_t total_pages;	/* all rounds, all channels */
+	uint64_t total_packets; /* all rounds, all channels */
+	uint8_t (*digests)[MFD_DIGEST_SIZE]; /* nblocks, or NULL (no verify) */
+};
+/* Payload: u32 final_round, u32 nblocks, u64 total_pages,
+ * u64 total_packets, u32 has_digests, u32 reserved, then nblocks digests
+ * when has_digests. */
+size_t mfd__end_size(uint32_t nblocks, int with_digests);
+int mfd__end_encode(const struct mfd_end *e, uint8_t *out, size_t cap);
+/* digests must have room for MFD_MAX_BLOCKS; e->digests is set to it or
+ * NULL when the message carries none. */
+int mfd__end_decode(const uint8_t *in, size_t len, struct mfd_end *e,
+		    uint8_t (*digests)[MFD_DIGEST_SIZE]);
+
+struct mfd_error_msg {
+	int32_t code; /* negative */
+	char text[MFD_MAX_ERROR_TEXT + 1];
+};
+/* Payload: i32 code, u32 text length, text (no NUL). Text is truncated to
+ * MFD_MAX_ERROR_TEXT. */
+int mfd__error_encode(const struct mfd_error_msg *m, uint8_t *out,
+		      size_t cap);
+/* Checks code < 0, text length fits; non-printable bytes become '?'. */
+int mfd__error_decode(const uint8_t *in, size_t len, struct mfd_error_msg *m);
+
+/* ---------------------------------------------------------------- */
+/* Data channel packets: 32-byte header, offsets, payload.            */
+/* ---------------------------------------------------------------- */
+
+enum mfd_pkt_type {
+	MFD_PKT_PAGES = 1, /* count normal + zero_count zero pages */
+	MFD_PKT_SYNC = 2,  /* end of round `round` on this channel */
+	MFD_PKT_DONE = 3,  /* no more packets on this channel */
+};
+
+#define MFD_PKT_HDR_SIZE 32
+struct mfd_pkt_hdr {
+	uint32_t magic; /* MFD_MAGIC_PKT */
+	uint16_t type;	/* enum mfd_pkt_type */
+	uint16_t flags; /* 0 in v1 */
+	uint32_t round;
+	uint32_t block;	     /* PAGES: block index */
+	uint32_t count;	     /* PAGES: pages with payload;
+				SYNC: PAGES packets sent in the round on this
+				channel */
+	uint32_t zero_count; /* PAGES: zero pages (offsets only) */
+	uint32_t payload_len; /* PAGES: bytes of payload after the offsets */
+	uint32_t seq;	      /* per-channel packet number, from 0 */
+};
+
+void mfd__pkt_encode(const struct mfd_pkt_hdr *h,
+		     uint8_t out[MFD_PKT_HDR_SIZE]);
+/* Checks magic (MFD_EBADMAGIC), type (MFD_ETYPE), flags (MFD_EFLAGS);
+ * SYNC/DONE must have block, zero_count, payload_len zero (MFD_ELENGTH). */
+int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE],
+		    struct mfd_pkt_hdr *h);
+
+/* What the destination knows after setup. */
+struct mfd_wire_limits {
+	uint32_t nblocks;
+	uint32_t packet_pages;
+	const struct mfd_block_desc *blocks;
+};
+
+/*
+ * Validates a decoded PAGES header against the limits: block index
+ * (MFD_EBLOCK), count + zero_count in 1..packet_pages (MFD_ECOUNT),
+ * payload_len == count * page_size of the block (MFD_ELENGTH).
+ */
+int mfd__pkt_validate(const struct mfd_pkt_hdr *h,
+		      const struct mfd_wire_limits *lim);
+
+/* Bytes of the offsets array that follows a PAGES header. */
+static inline size_t mfd__pkt_offsets_size(const struct mfd_pkt_hdr *h)
+{
+	return ((size_t)h->count + h->zero_count) * sizeof(uint64_t);
+}
+
+/*
+ * Converts the offsets array (count + zero_count u64 LE, as received) to
+ * host order in place and validates each: page-aligned and < block size
+ * (MFD_EOFFSET), strictly increasing within the normal pages and within
+ * the zero pages (MFD_EOFFSET). h must have passed mfd__pkt_validate().
+ */
+int mfd__pkt_offsets_decode(const struct mfd_pkt_hdr *h, uint64_t *offsets,
+			    const struct mfd_wire_limits *lim);
+/* Converts host-order offsets to wire order in place (source side). */
+void mfd__pkt_offsets_encode(uint64_t *offsets, size_t n);
+
+/* Little-endian helpers shared by the encoders. */
+static inline void mfd__put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+static inline void mfd__put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void mfd__put_le64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t mfd__get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+static inline uint32_t mfd__get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) |
+	       ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+static inline uint64_t mfd__get_le64(const uint8_t *p)
+{
+	return (uint64_t)mfd__get_le32(p) | ((uint64_t)mfd__get_le32(p + 4) << 32);
+}
+
+#endif /* MULTIFD_WIRE_H */
