@@ -1,1 +1,653 @@
-/* placeholder */
+/* SPDX-License-Identifier: MIT */
+/*
+ * Destination side: accept the channels, check every packet, place pages
+ * straight into guest memory, keep rounds apart with a barrier, verify.
+ *
+ * Threads: the loader thread accepts the connections and then reads the
+ * main channel; one receive worker per data channel. Every byte from the
+ * network is untrusted: headers and offsets are validated completely before
+ * any payload byte is read into guest memory.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "multifd/ctl.h"
+
+struct mfd_dest;
+
+struct recv_worker {
+	struct mfd_dest *d;
+	unsigned idx;
+	pthread_t thread;
+	bool started;
+	struct mfd__chan *chan;
+	uint32_t round; /* the round this channel is in */
+	uint32_t seq;	/* next expected packet number */
+	uint32_t round_packets;
+	bool done; /* DONE received after the last SYNC */
+	uint64_t offsets[MFD_MAX_PACKET_PAGES];
+	struct iovec iov[MFD_MAX_PACKET_PAGES];
+};
+
+struct mfd_dest {
+	struct mfd_config cfg;
+	mfd_dest_hooks hooks;
+	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
+	struct mfd_block_desc descs[MFD_MAX_BLOCKS];
+	unsigned nblocks;
+	struct mfd_wire_limits lim;
+
+	struct mfd__listener lst;
+	pthread_t thread;
+	bool running;
+	int result;
+	int error;  /* first cause, atomic */
+	int cancel; /* atomic */
+
+	pthread_mutex_t lock; /* guards main and w for shutdown from others */
+	struct mfd__chan *main;
+	struct recv_worker *w;
+	unsigned n;
+	struct mfd__barrier barrier;
+	uint64_t features;
+	uint8_t session[16];
+
+	/* Statistics. */
+	uint64_t wire_bytes, pages, zero_pages, packets;
+	int phase;
+	uint32_t round;
+	uint64_t ram_bytes;
+	uint64_t t_start, setup_ns, transfer_ns, total_ns, verify_ns;
+};
+
+#define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define STAT_ADD(field, v) __atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED)
+
+int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
+		 const mfd_dest_hooks *hooks)
+{
+	if (!out)
+		return -EINVAL;
+	mfd_dest *d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	if (cfg)
+		d->cfg = *cfg;
+	else
+		mfd__config_defaults(&d->cfg);
+	if (hooks)
+		d->hooks = *hooks;
+	d->lst.fd = -1;
+	pthread_mutex_init(&d->lock, NULL);
+	mfd__barrier_init(&d->barrier, 1);
+	*out = d;
+	return 0;
+}
+
+void mfd_dest_free(mfd_dest *d)
+{
+	if (!d)
+		return;
+	if (d->running) {
+		mfd_dest_cancel(d);
+		mfd_dest_wait(d);
+	}
+	mfd__listener_close(&d->lst);
+	for (unsigned i = 0; i < d->nblocks; i++)
+		mfd__ramblock_destroy(&d->blocks[i]);
+	mfd__barrier_destroy(&d->barrier);
+	pthread_mutex_destroy(&d->lock);
+	free(d);
+}
+
+int mfd_dest_add_block(mfd_dest *d, const char *name, void *host,
+		       uint64_t size, uint32_t page_size)
+{
+	if (!d || !name)
+		return -EINVAL;
+	if (d->running)
+		return MFD_ESTATE;
+	if (d->nblocks == MFD_MAX_BLOCKS)
+		return -ENOSPC;
+	for (unsigned i = 0; i < d->nblocks; i++)
+		if (strcmp(d->blocks[i].name, name) == 0)
+			return -EEXIST;
+	int ret = mfd__ramblock_init(&d->blocks[d->nblocks], name, host, size,
+				     page_size);
+	if (ret)
+		return ret;
+	struct mfd_block_desc *bd = &d->descs[d->nblocks];
+	snprintf(bd->name, sizeof(bd->name), "%s", name);
+	bd->size = size;
+	bd->page_size = page_size;
+	d->nblocks++;
+	d->ram_bytes += size;
+	return 0;
+}
+
+/* Any thread: record the cause and unblock every thread of the load. */
+static void dest_fail(mfd_dest *d, int err)
+{
+	mfd__set_error(&d->error, err);
+	mfd__barrier_abort(&d->barrier);
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; d->w && i < d->n; i++)
+		if (d->w[i].chan)
+			d->w[i].chan->ops->shutdown(d->w[i].chan, 0);
+	/* Read side only: the loader thread still tells the source why. */
+	if (d->main)
+		d->main->ops->shutdown(d->main, 1);
+	pthread_mutex_unlock(&d->lock);
+}
+
+static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
+{
+	mfd_dest *d = w->d;
+	int ret = mfd__pkt_validate(h, &d->lim);
+	if (ret)
+		return ret;
+	size_t olen = mfd__pkt_offsets_size(h);
+	if ((ret = w->chan->ops->recv(w->chan, w->offsets, olen)))
+		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+	if ((ret = mfd__pkt_offsets_decode(h, w->offsets, &d->lim)))
+		return ret;
+
+	/* Every offset is now known to be a page inside the block: read the
+	 * payload straight into guest memory, contiguous pages as one iovec. */
+	struct mfd__ramblock *rb = &d->blocks[h->block];
+	uint64_t psize = rb->page_size;
+	int iovcnt = 0;
+	uint8_t *prev_end = NULL;
+	for (uint32_t i = 0; i < h->count; i++) {
+		uint8_t *page = rb->host + w->offsets[i];
+		if (page == prev_end) {
+			w->iov[iovcnt - 1].iov_len += psize;
+		} else {
+			w->iov[iovcnt].iov_base = page;
+			w->iov[iovcnt].iov_len = psize;
+			iovcnt++;
+		}
+		prev_end = page + psize;
+	}
+	if (iovcnt && (ret = w->chan->ops->recvv(w->chan, w->iov, iovcnt)))
+		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+	for (uint32_t i = 0; i < h->zero_count; i++)
+		memset(rb->host + w->offsets[h->count + i], 0, psize);
+
+	STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
+	STAT_ADD(d->pages, (uint64_t)h->count + h->zero_count);
+	STAT_ADD(d->zero_pages, h->zero_count);
+	STAT_ADD(d->packets, 1);
+	return 0;
+}
+
+static int recv_loop(struct recv_worker *w)
+{
+	mfd_dest *d = w->d;
+	uint8_t raw[MFD_PKT_HDR_SIZE];
+	struct mfd_pkt_hdr h;
+	int ret;
+
+	for (;;) {
+		if ((ret = w->chan->ops->recv(w->chan, raw, sizeof(raw))))
+			return ret;
+		if ((ret = mfd__pkt_decode(raw, &h)))
+			return ret;
+		if (h.seq != w->seq)
+			return MFD_EROUND;
+		w->seq++;
+		switch (h.type) {
+		case MFD_PKT_PAGES:
+			/* Pages of round r come before SYNC r on a channel. */
+			if (h.round != w->round)
+				return MFD_EROUND;
+			if ((ret = recv_pages(w, &h)))
+				return ret;
+			w->round_packets++;
+			break;
+		case MFD_PKT_SYNC:
+			if (h.round != w->round)
+				return MFD_EROUND;
+			if (h.count != w->round_packets)
+				return MFD_ECOUNT;
+			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
+			/* No channel starts round r+1 until every channel has
+			 * applied all of round r: an old copy of a page can
+			 * never land after a newer one. */
+			if ((ret = mfd__barrier_wait(&d->barrier)))
+				return ret;
+			w->round++;
+			w->round_packets = 0;
+			break;
+		case MFD_PKT_DONE:
+			if (w->round_packets)
+				return MFD_EROUND;
+			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
+			w->done = true;
+			return 0;
+		default:
+			return MFD_ETYPE;
+		}
+	}
+}
+
+static void *recv_worker_main(void *arg)
+{
+	struct recv_worker *w = arg;
+	int ret = recv_loop(w);
+	if (ret && ret != -ECANCELED) {
+		if (!mfd__get_error(&w->d->error))
+			mfd__err("channel %u (%s): %s", w->idx, w->chan->peer,
+				 mfd_strerror(ret));
+		dest_fail(w->d, ret);
+	} else if (ret) {
+		dest_fail(w->d, ret);
+	}
+	return NULL;
+}
+
+static int check(mfd_dest *d)
+{
+	if (__atomic_load_n(&d->cancel, __ATOMIC_ACQUIRE))
+		mfd__set_error(&d->error, -ECANCELED);
+	return mfd__get_error(&d->error);
+}
+
+static int setup_matches(mfd_dest *d, const struct mfd_setup *su,
+			 char *why, size_t len)
+{
+	if (su->nblocks != d->nblocks) {
+		snprintf(why, len, "source has %u RAM blocks, destination %u",
+			 su->nblocks, d->nblocks);
+		return MFD_ESETUP;
+	}
+	for (unsigned i = 0; i < su->nblocks; i++) {
+		const struct mfd_block_desc *a = &su->blocks[i], *b =
+								   &d->descs[i];
+		if (strcmp(a->name, b->name) || a->size != b->size ||
+		    a->page_size != b->page_size) {
+			snprintf(why, len,
+				 "block %u: source '%s' %llu bytes/%u, "
+				 "destination '%s' %llu bytes/%u",
+				 i, a->name, (unsigned long long)a->size,
+				 a->page_size, b->name,
+				 (unsigned long long)b->size, b->page_size);
+			return MFD_ESETUP;
+		}
+	}
+	return 0;
+}
+
+/* Accepts connections until a valid main hello arrives (strangers are
+ * refused and logged), then reads SETUP and answers. */
+static int accept_main(mfd_dest *d)
+{
+	struct mfd__chan *c;
+	struct mfd_hello h;
+	int ret;
+	for (;;) {
+		/* An incoming migration may be awaited for a long time. */
+		ret = mfd__tcp_accept(&d->lst, UINT64_MAX / 2000000, &d->cancel,
+				      &c);
+		if (ret)
+			return ret;
+		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
+		ret = mfd__hello_recv(c, &h);
+		if (!ret && h.role != MFD_ROLE_MAIN)
+			ret = MFD_EROLE;
+		if (!ret)
+			break;
+		mfd__warn("refused connection from %s: %s", c->peer,
+			  mfd_strerror(ret));
+		if (ret != -ECONNRESET && ret != MFD_ETRUNCATED &&
+		    ret != -ETIMEDOUT)
+			mfd__hello_reply_send(c, ret, 0);
+		c->ops->close(c);
+	}
+	if ((ret = mfd__hello_reply_send(c, 0, h.features))) {
+		c->ops->close(c);
+		return ret;
+	}
+	memcpy(d->session, h.session, 16);
+	d->features = h.features;
+	/* The source chooses the channel count (1..MFD_MAX_CHANNELS, checked
+	 * by the decoder); the destination follows. */
+	d->n = h.nchannels;
+	pthread_mutex_lock(&d->lock);
+	d->main = c;
+	pthread_mutex_unlock(&d->lock);
+
+	struct mfd_ctl_hdr ch;
+	uint8_t *payload;
+	if ((ret = mfd__ctl_recv(c, &ch, &payload)))
+		return ret;
+	struct mfd_setup su;
+	struct mfd_block_desc *descs = calloc(MFD_MAX_BLOCKS, sizeof(*descs));
+	char why[512] = "";
+	if (!descs)
+		ret = -ENOMEM;
+	else if (ch.type != MFD_CTL_SETUP)
+		ret = ch.type == MFD_CTL_ERROR
+			      ? mfd__ctl_peer_error(payload, ch.length,
+						    "source")
+			      : MFD_ETYPE;
+	else if ((ret = mfd__setup_decode(payload, ch.length, &su, descs)))
+		snprintf(why, sizeof(why), "malformed SETUP");
+	else if (su.features != d->features)
+		ret = MFD_EFEATURE;
+	else if (su.nchannels != d->n) {
+		snprintf(why, sizeof(why),
+			 "SETUP says %u channels, the handshake said %u",
+			 su.nchannels, d->n);
+		ret = MFD_EROLE;
+	} else
+		ret = setup_matches(d, &su, why, sizeof(why));
+	free(payload);
+	if (!ret) {
+		d->lim.nblocks = d->nblocks;
+		d->lim.blocks = d->descs;
+		d->lim.packet_pages = su.packet_pages;
+	}
+	free(descs);
+	if (ret) {
+		mfd__err("setup refused: %s%s%s", mfd_strerror(ret),
+			 why[0] ? ": " : "", why);
+		mfd__ctl_send_error(c, ret, "destination: %s%s%s",
+				    mfd_strerror(ret), why[0] ? ": " : "", why);
+		/* Already told the source; don't send a second error. */
+		return ret;
+	}
+	return mfd__ctl_send(c, MFD_CTL_SETUP_OK, NULL, 0);
+}
+
+static int accept_data(mfd_dest *d)
+{
+	unsigned accepted = 0;
+	uint64_t deadline = mfd__now_ns() + d->cfg.connect_timeout_ms * 1000000;
+	int ret = 0;
+	while (accepted < d->n) {
+		uint64_t now = mfd__now_ns();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		struct mfd__chan *c;
+		ret = mfd__tcp_accept(&d->lst, (deadline - now) / 1000000 + 1,
+				      &d->cancel, &c);
+		if (ret)
+			return ret;
+		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
+		struct mfd_hello h;
+		ret = mfd__hello_recv(c, &h);
+		if (!ret && h.role != MFD_ROLE_DATA)
+			ret = MFD_EROLE;
+		if (!ret && memcmp(h.session, d->session, 16))
+			ret = MFD_ESESSION;
+		if (!ret && (h.nchannels != d->n || h.features != d->features))
+			ret = MFD_ESESSION;
+		if (!ret && d->w[h.channel].chan)
+			ret = MFD_EROLE; /* duplicate index */
+		if (!ret)
+			ret = mfd__hello_reply_send(c, 0, h.features);
+		if (!ret)
+			ret = c->ops->set_timeout(c, d->cfg.io_timeout_ms);
+		if (ret) {
+			mfd__warn("refused data connection from %s: %s",
+				  c->peer, mfd_strerror(ret));
+			mfd__hello_reply_send(c, ret, 0);
+			c->ops->close(c);
+			continue;
+		}
+		pthread_mutex_lock(&d->lock);
+		d->w[h.channel].chan = c;
+		pthread_mutex_unlock(&d->lock);
+		accepted++;
+	}
+	return 0;
+}
+
+/* Reads the main channel until END; returns 0 with *end filled. */
+static int main_loop(mfd_dest *d, struct mfd_end *end,
+		     uint8_t (*digests)[MFD_DIGEST_SIZE])
+{
+	for (;;) {
+		struct mfd_ctl_hdr h;
+		uint8_t *payload;
+		int ret = mfd__ctl_recv(d->main, &h, &payload);
+		if (ret)
+			return check(d) ? check(d) : ret;
+		switch (h.type) {
+		case MFD_CTL_ROUND: {
+			struct mfd_round r;
+			ret = mfd__round_decode(payload, &r);
+			if (!ret)
+				STAT_SET(d->round, r.round);
+			break;
+		}
+		case MFD_CTL_END:
+			ret = mfd__end_decode(payload, h.length, end, digests);
+			if (!ret && end->nblocks != d->nblocks)
+				ret = MFD_EBLOCK;
+			if (!ret && !end->digests !=
+					    !(d->features & MFD_FEAT_VERIFY))
+				ret = MFD_EFEATURE;
+			free(payload);
+			return ret ? ret : 1;
+		case MFD_CTL_ERROR:
+			ret = mfd__ctl_peer_error(payload, h.length, "source");
+			break;
+		default:
+			ret = MFD_ETYPE;
+			break;
+		}
+		free(payload);
+		if (ret)
+			return ret;
+	}
+}
+
+static int finish_load(mfd_dest *d)
+{
+	struct mfd_end end;
+	uint8_t(*digests)[MFD_DIGEST_SIZE] =
+		calloc(MFD_MAX_BLOCKS, MFD_DIGEST_SIZE);
+	if (!digests)
+		return -ENOMEM;
+	int ret = main_loop(d, &end, digests);
+	if (ret == 1)
+		ret = 0;
+	/* Every worker ends at DONE, at an error, or when dest_fail shuts
+	 * its channel down. */
+	for (unsigned i = 0; i < d->n; i++) {
+		if (ret)
+			dest_fail(d, ret);
+		if (d->w[i].started)
+			pthread_join(d->w[i].thread, NULL);
+		d->w[i].started = false;
+	}
+	if (!ret)
+		ret = check(d);
+	STAT_SET(d->transfer_ns, mfd__now_ns() - d->t_start - d->setup_ns);
+	for (unsigned i = 0; !ret && i < d->n; i++)
+		if (!d->w[i].done || d->w[i].round != end.final_round + 1)
+			ret = MFD_EROUND;
+	if (!ret && (end.total_pages != STAT_GET(d->pages) ||
+		     end.total_packets != STAT_GET(d->packets))) {
+		mfd__err("END announces %llu pages in %llu packets, received "
+			 "%llu in %llu",
+			 (unsigned long long)end.total_pages,
+			 (unsigned long long)end.total_packets,
+			 (unsigned long long)STAT_GET(d->pages),
+			 (unsigned long long)STAT_GET(d->packets));
+		ret = MFD_ECOUNT;
+	}
+	if (!ret && end.digests) {
+		uint64_t t0 = mfd__now_ns();
+		for (unsigned i = 0; i < d->nblocks && !ret; i++) {
+			uint8_t dg[MFD_DIGEST_SIZE];
+			mfd__digest(d->blocks[i].host, d->blocks[i].size, dg);
+			if (memcmp(dg, end.digests[i], MFD_DIGEST_SIZE)) {
+				mfd__err("block '%s': digest mismatch",
+					 d->blocks[i].name);
+				ret = MFD_EVERIFY;
+			}
+		}
+		STAT_SET(d->verify_ns, mfd__now_ns() - t0);
+	}
+	free(digests);
+	return ret;
+}
+
+static void *loader_main(void *arg)
+{
+	mfd_dest *d = arg;
+	int ret = accept_main(d);
+	bool told = ret == MFD_ESETUP || ret == MFD_EFEATURE;
+	if (!ret) {
+		struct recv_worker *w = calloc(d->n, sizeof(*w));
+		d->barrier.n = d->n;
+		pthread_mutex_lock(&d->lock);
+		d->w = w;
+		pthread_mutex_unlock(&d->lock);
+		ret = w ? accept_data(d) : -ENOMEM;
+	}
+	mfd__listener_close(&d->lst);
+	STAT_SET(d->setup_ns, mfd__now_ns() - d->t_start);
+	if (!ret) {
+		STAT_SET(d->phase, MFD_PHASE_PRECOPY);
+		d->main->ops->set_timeout(d->main, 0);
+		for (unsigned i = 0; i < d->n && !ret; i++) {
+			d->w[i] = (struct recv_worker){
+				.d = d, .idx = i, .chan = d->w[i].chan};
+			ret = -pthread_create(&d->w[i].thread, NULL,
+					      recv_worker_main, &d->w[i]);
+			d->w[i].started = ret == 0;
+		}
+	}
+	if (!ret)
+		ret = finish_load(d);
+	if (!ret) {
+		ret = mfd__ctl_send(d->main, MFD_CTL_LOADED, NULL, 0);
+		if (!ret && d->hooks.loaded &&
+		    d->hooks.loaded(d->hooks.opaque) < 0)
+			ret = MFD_EHOOK;
+	}
+	if (ret) {
+		dest_fail(d, ret);
+		ret = mfd__get_error(&d->error);
+		for (unsigned i = 0; d->w && i < d->n; i++)
+			if (d->w[i].started)
+				pthread_join(d->w[i].thread, NULL);
+		if (d->main && !told && ret != MFD_EREMOTE) {
+			d->main->ops->set_timeout(d->main,
+						  d->cfg.connect_timeout_ms);
+			mfd__ctl_send_error(d->main, ret, "destination: %s",
+					    mfd_strerror(ret));
+		}
+		mfd__err("incoming migration failed: %s", mfd_strerror(ret));
+		if (d->hooks.failed)
+			d->hooks.failed(d->hooks.opaque, ret);
+	}
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; d->w && i < d->n; i++)
+		if (d->w[i].chan)
+			d->w[i].chan->ops->close(d->w[i].chan);
+	free(d->w);
+	d->w = NULL;
+	if (d->main)
+		d->main->ops->close(d->main);
+	d->main = NULL;
+	pthread_mutex_unlock(&d->lock);
+	d->result = ret;
+	STAT_SET(d->total_ns, mfd__now_ns() - d->t_start);
+	STAT_SET(d->phase, ret == 0		? MFD_PHASE_COMPLETED
+			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
+					       : MFD_PHASE_FAILED);
+	return NULL;
+}
+
+int mfd_dest_start(mfd_dest *d, const char *uri)
+{
+	if (!d || !uri)
+		return -EINVAL;
+	if (d->running || d->phase != MFD_PHASE_NONE)
+		return MFD_ESTATE;
+	if (d->nblocks == 0)
+		return -ENOENT;
+	int ret = mfd__tcp_listen(uri, MFD_MAX_CHANNELS + 8, &d->lst);
+	if (ret) {
+		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
+		return ret;
+	}
+	d->t_start = mfd__now_ns();
+	STAT_SET(d->phase, MFD_PHASE_SETUP);
+	ret = pthread_create(&d->thread, NULL, loader_main, d);
+	if (ret) {
+		mfd__listener_close(&d->lst);
+		STAT_SET(d->phase, MFD_PHASE_NONE);
+		return -ret;
+	}
+	d->running = true;
+	return 0;
+}
+
+int mfd_dest_get_uri(mfd_dest *d, char *buf, size_t len)
+{
+	if (!d || !buf)
+		return -EINVAL;
+	if (d->phase == MFD_PHASE_NONE)
+		return MFD_ESTATE;
+	if ((size_t)snprintf(buf, len, "%s", d->lst.uri) >= len)
+		return -ENOSPC;
+	return 0;
+}
+
+int mfd_dest_wait(mfd_dest *d)
+{
+	if (!d)
+		return -EINVAL;
+	if (!d->running)
+		return d->phase == MFD_PHASE_NONE ? MFD_ESTATE : d->result;
+	pthread_join(d->thread, NULL);
+	d->running = false;
+	return d->result;
+}
+
+int mfd_dest_cancel(mfd_dest *d)
+{
+	if (!d)
+		return -EINVAL;
+	int phase = STAT_GET(d->phase);
+	if (phase == MFD_PHASE_NONE || phase >= MFD_PHASE_COMPLETED)
+		return 0;
+	__atomic_store_n(&d->cancel, 1, __ATOMIC_RELEASE);
+	dest_fail(d, -ECANCELED);
+	return 0;
+}
+
+int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
+{
+	if (!d || !st)
+		return -EINVAL;
+	mfd_stats v = {
+		.phase = STAT_GET(d->phase),
+		.error = mfd__get_error(&d->error),
+		.round = STAT_GET(d->round),
+		.channels = STAT_GET(d->n),
+		.ram_bytes = d->ram_bytes,
+		.wire_bytes = STAT_GET(d->wire_bytes),
+		.pages = STAT_GET(d->pages),
+		.zero_pages = STAT_GET(d->zero_pages),
+		.packets = STAT_GET(d->packets),
+		.setup_ns = STAT_GET(d->setup_ns),
+		.transfer_ns = STAT_GET(d->transfer_ns),
+		.total_ns = STAT_GET(d->total_ns),
+		.verify_ns = STAT_GET(d->verify_ns),
+	};
+	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
+		v.total_ns = mfd__now_ns() - d->t_start;
+	memset(st, 0, size);
+	memcpy(st, &v, size < sizeof(v) ? size : sizeof(v));
+	return 0;
+}

@@ -1,1 +1,275 @@
-/* placeholder */
+/* SPDX-License-Identifier: MIT */
+/* Source send workers: header + offsets + pages straight from guest RAM. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "multifd/pool.h"
+
+static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
+{
+	struct mfd__ramblock *rb = &w->pool->blocks[b->block];
+	uint64_t psize = rb->page_size;
+	struct mfd_pkt_hdr h = {
+		.magic = MFD_MAGIC_PKT,
+		.type = MFD_PKT_PAGES,
+		.round = b->round,
+		.block = b->block,
+		.count = b->n,
+		.payload_len = (uint32_t)(b->n * psize),
+		.seq = w->seq,
+	};
+	/* The payload's iovecs point into guest memory; contiguous pages
+	 * are coalesced so that a fully dirty region costs one iovec. */
+	int iovcnt = 2;
+	uint8_t *prev_end = NULL;
+	for (uint32_t i = 0; i < b->n; i++) {
+		uint8_t *page = rb->host + b->offsets[i];
+		if (page == prev_end) {
+			w->iov[iovcnt - 1].iov_len += psize;
+		} else {
+			w->iov[iovcnt].iov_base = page;
+			w->iov[iovcnt].iov_len = psize;
+			iovcnt++;
+		}
+		prev_end = page + psize;
+	}
+	mfd__pkt_encode(&h, w->hdr);
+	mfd__pkt_offsets_encode(b->offsets, b->n);
+	w->iov[0].iov_base = w->hdr;
+	w->iov[0].iov_len = MFD_PKT_HDR_SIZE;
+	w->iov[1].iov_base = b->offsets;
+	w->iov[1].iov_len = b->n * sizeof(uint64_t);
+	int ret = w->chan->ops->sendv(w->chan, w->iov, iovcnt);
+	if (ret)
+		return ret;
+	w->seq++;
+	w->round_packets++;
+	uint64_t bytes = MFD_PKT_HDR_SIZE + b->n * (sizeof(uint64_t) + psize);
+	struct mfd__xfer_stats *st = w->pool->stats;
+	__atomic_fetch_add(&st->wire_bytes, bytes, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&st->pages, b->n, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&st->packets, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int send_marker(struct mfd__send_worker *w, uint16_t type,
+		       uint32_t round)
+{
+	struct mfd_pkt_hdr h = {
+		.magic = MFD_MAGIC_PKT,
+		.type = type,
+		.round = round,
+		.count = type == MFD_PKT_SYNC ? w->round_packets : 0,
+		.seq = w->seq,
+	};
+	mfd__pkt_encode(&h, w->hdr);
+	int ret = mfd__chan_send(w->chan, w->hdr, MFD_PKT_HDR_SIZE);
+	if (ret)
+		return ret;
+	w->seq++;
+	w->round_packets = 0;
+	__atomic_fetch_add(&w->pool->stats->wire_bytes, MFD_PKT_HDR_SIZE,
+			   __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct mfd__send_worker *w = arg;
+	struct mfd__pool *p = w->pool;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (w->job == MFD__JOB_NONE && !p->quit)
+			pthread_cond_wait(&w->cv, &p->lock);
+		if (p->quit)
+			break;
+		enum mfd__job job = w->job;
+		uint32_t round = w->job_round;
+		struct mfd__batch *b = w->batch;
+		pthread_mutex_unlock(&p->lock);
+
+		int ret;
+		if (job == MFD__JOB_PAGES)
+			ret = send_pages(w, b);
+		else
+			ret = send_marker(w,
+					  job == MFD__JOB_SYNC ? MFD_PKT_SYNC
+							       : MFD_PKT_DONE,
+					  round);
+		if (ret) {
+			mfd__err("channel %u (%s): send failed: %s", w->idx,
+				 w->chan->peer, mfd_strerror(ret));
+			mfd__pool_abort(p, ret);
+		}
+
+		pthread_mutex_lock(&p->lock);
+		w->job = MFD__JOB_NONE;
+		pthread_cond_broadcast(&p->idle_cv);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return NULL;
+}
+
+int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
+		    struct mfd__ramblock *blocks,
+		    struct mfd__xfer_stats *stats)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_cond_init(&p->idle_cv, NULL);
+	p->n = n;
+	p->blocks = blocks;
+	p->stats = stats;
+	p->w = calloc(n, sizeof(*p->w));
+	p->spare = calloc(n + 1, sizeof(*p->spare));
+	if (!p->w || !p->spare) {
+		for (unsigned i = 0; i < n; i++)
+			chans[i]->ops->close(chans[i]);
+		free(p->w);
+		free(p->spare);
+		p->w = NULL;
+		p->spare = NULL;
+		p->n = 0;
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct mfd__send_worker *w = &p->w[i];
+		w->pool = p;
+		w->idx = i;
+		w->chan = chans[i];
+		w->batch = &p->spare[i];
+		pthread_cond_init(&w->cv, NULL);
+	}
+	for (unsigned i = 0; i < n; i++) {
+		int ret = pthread_create(&p->w[i].thread, NULL, worker_main,
+					 &p->w[i]);
+		if (ret) {
+			mfd__pool_abort(p, -ret);
+			return -ret;
+		}
+		p->w[i].started = true;
+	}
+	return 0;
+}
+
+/* Under p->lock: hand job to worker w (idle). */
+static void hand(struct mfd__send_worker *w, enum mfd__job job, uint32_t round)
+{
+	w->job = job;
+	w->job_round = round;
+	pthread_cond_signal(&w->cv);
+}
+
+int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch)
+{
+	int ret;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		if ((ret = p->error))
+			break;
+		/* First idle worker, starting after the last one used so the
+		 * load spreads when all are fast. */
+		struct mfd__send_worker *w = NULL;
+		for (unsigned k = 0; k < p->n; k++) {
+			unsigned i = (p->next + k) % p->n;
+			if (p->w[i].job == MFD__JOB_NONE) {
+				w = &p->w[i];
+				p->next = i + 1;
+				break;
+			}
+		}
+		if (w) {
+			struct mfd__batch *empty = w->batch;
+			w->batch = *batch;
+			*batch = empty;
+			hand(w, MFD__JOB_PAGES, w->batch->round);
+			break;
+		}
+		pthread_cond_wait(&p->idle_cv, &p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+/* Hands job to every worker in turn, each as soon as it is idle. */
+static int broadcast(struct mfd__pool *p, enum mfd__job job, uint32_t round,
+		     bool wait_all)
+{
+	int ret = 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->n && !ret; i++) {
+		while (p->w[i].job != MFD__JOB_NONE && !p->error)
+			pthread_cond_wait(&p->idle_cv, &p->lock);
+		if (!(ret = p->error))
+			hand(&p->w[i], job, round);
+	}
+	for (unsigned i = 0; wait_all && i < p->n && !ret; i++) {
+		while (p->w[i].job != MFD__JOB_NONE && !p->error)
+			pthread_cond_wait(&p->idle_cv, &p->lock);
+		ret = p->error;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+int mfd__pool_sync(struct mfd__pool *p, uint32_t round)
+{
+	return broadcast(p, MFD__JOB_SYNC, round, false);
+}
+
+int mfd__pool_done(struct mfd__pool *p)
+{
+	return broadcast(p, MFD__JOB_DONE, 0, true);
+}
+
+int mfd__pool_flush(struct mfd__pool *p)
+{
+	int ret = 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->n && !ret; i++) {
+		while (p->w[i].job != MFD__JOB_NONE && !p->error)
+			pthread_cond_wait(&p->idle_cv, &p->lock);
+		ret = p->error;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+void mfd__pool_abort(struct mfd__pool *p, int err)
+{
+	pthread_mutex_lock(&p->lock);
+	if (!p->error) {
+		p->error = err ? err : -ECANCELED;
+		/* Unblock workers stuck in send(); the channels stay
+		 * allocated until destroy. */
+		for (unsigned i = 0; i < p->n; i++)
+			p->w[i].chan->ops->shutdown(p->w[i].chan, 0);
+	}
+	pthread_cond_broadcast(&p->idle_cv);
+	pthread_mutex_unlock(&p->lock);
+}
+
+void mfd__pool_destroy(struct mfd__pool *p)
+{
+	if (!p->w)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->quit = true;
+	for (unsigned i = 0; i < p->n; i++)
+		pthread_cond_signal(&p->w[i].cv);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++) {
+		if (p->w[i].started)
+			pthread_join(p->w[i].thread, NULL);
+		p->w[i].chan->ops->close(p->w[i].chan);
+		pthread_cond_destroy(&p->w[i].cv);
+	}
+	free(p->w);
+	free(p->spare);
+	p->w = NULL;
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->idle_cv);
+}
+

@@ -1,1 +1,643 @@
-/* placeholder */
+/* SPDX-License-Identifier: MIT */
+/*
+ * Source side: setup, pre-copy rounds, switchover, completion.
+ *
+ * Threads: the migration thread runs the state machine and the scanner; one
+ * send worker per data channel (pool.c); a return-path thread reads the
+ * main channel for the destination's LOADED or ERROR.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <time.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "multifd/ctl.h"
+#include "multifd/pool.h"
+
+struct mfd_source {
+	struct mfd_config cfg;
+	mfd_source_hooks hooks;
+	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
+	unsigned nblocks;
+	char uri[256];
+
+	pthread_mutex_t lock; /* guards the fields below it up to stats */
+	pthread_cond_t cv;    /* return path and cancel wake the thread */
+	pthread_t thread;
+	bool running; /* migration thread started and not yet joined */
+	bool loaded;  /* destination answered LOADED */
+	bool pool_up;
+	bool rp_up;
+	pthread_t rp_thread;
+	struct mfd__chan *main;
+	struct mfd__pool pool;
+
+	int error;  /* first cause, atomic */
+	int cancel; /* atomic */
+	int result;
+	bool stopped; /* migration thread only */
+
+	/* Statistics: written by the migration thread, read by anyone. */
+	struct mfd__xfer_stats xfer;
+	int phase;
+	uint32_t round;
+	uint64_t ram_bytes;
+	uint64_t pending_bytes;
+	uint64_t setup_ns, transfer_ns, total_ns, downtime_ns, verify_ns;
+	uint64_t bandwidth_bps;
+	uint64_t t_start;
+};
+
+#define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+int mfd_source_new(mfd_source **out, const mfd_config *cfg,
+		   const mfd_source_hooks *hooks)
+{
+	if (!out || !hooks || !hooks->stop || !hooks->resume)
+		return -EINVAL;
+	mfd_source *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	if (cfg)
+		s->cfg = *cfg;
+	else
+		mfd__config_defaults(&s->cfg);
+	s->hooks = *hooks;
+	pthread_mutex_init(&s->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&s->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	*out = s;
+	return 0;
+}
+
+void mfd_source_free(mfd_source *s)
+{
+	if (!s)
+		return;
+	if (s->running) {
+		mfd_source_cancel(s);
+		mfd_source_wait(s);
+	}
+	for (unsigned i = 0; i < s->nblocks; i++)
+		mfd__ramblock_destroy(&s->blocks[i]);
+	pthread_mutex_destroy(&s->lock);
+	pthread_cond_destroy(&s->cv);
+	free(s);
+}
+
+int mfd_source_add_block(mfd_source *s, const char *name, void *host,
+			 uint64_t size, uint32_t page_size)
+{
+	if (!s || !name)
+		return -EINVAL;
+	if (s->running)
+		return MFD_ESTATE;
+	if (s->nblocks == MFD_MAX_BLOCKS)
+		return -ENOSPC;
+	for (unsigned i = 0; i < s->nblocks; i++)
+		if (strcmp(s->blocks[i].name, name) == 0)
+			return -EEXIST;
+	int ret = mfd__ramblock_init(&s->blocks[s->nblocks], name, host, size,
+				     page_size);
+	if (ret)
+		return ret;
+	s->nblocks++;
+	s->ram_bytes += size;
+	return 0;
+}
+
+int mfd_source_mark_dirty(mfd_source *s, unsigned block, uint64_t offset,
+			  uint64_t len)
+{
+	if (!s || block >= s->nblocks)
+		return -EINVAL;
+	return mfd__ramblock_mark_dirty(&s->blocks[block], offset, len);
+}
+
+/* Any thread: record the cause and wake whatever the migration waits on. */
+static void source_fail(mfd_source *s, int err)
+{
+	mfd__set_error(&s->error, err);
+	pthread_mutex_lock(&s->lock);
+	if (s->pool_up)
+		mfd__pool_abort(&s->pool, err);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int check(mfd_source *s)
+{
+	if (__atomic_load_n(&s->cancel, __ATOMIC_ACQUIRE))
+		mfd__set_error(&s->error, -ECANCELED);
+	return mfd__get_error(&s->error);
+}
+
+static void *return_path_main(void *arg)
+{
+	mfd_source *s = arg;
+	for (;;) {
+		struct mfd_ctl_hdr h;
+		uint8_t *payload;
+		int ret = mfd__ctl_recv(s->main, &h, &payload);
+		if (ret) {
+			pthread_mutex_lock(&s->lock);
+			bool loaded = s->loaded;
+			pthread_mutex_unlock(&s->lock);
+			if (!loaded) {
+				if (!mfd__get_error(&s->error))
+					mfd__err("main channel: %s",
+						 mfd_strerror(ret));
+				source_fail(s, ret);
+			}
+			return NULL;
+		}
+		if (h.type == MFD_CTL_LOADED) {
+			pthread_mutex_lock(&s->lock);
+			s->loaded = true;
+			pthread_cond_broadcast(&s->cv);
+			pthread_mutex_unlock(&s->lock);
+		} else if (h.type == MFD_CTL_ERROR) {
+			ret = mfd__ctl_peer_error(payload, h.length,
+						  "destination");
+			source_fail(s, ret);
+		} else {
+			mfd__err("main channel: unexpected message type %u",
+				 h.type);
+			source_fail(s, MFD_ETYPE);
+		}
+		free(payload);
+		if (h.type != MFD_CTL_LOADED)
+			return NULL;
+	}
+}
+
+static uint64_t features_wanted(const mfd_source *s)
+{
+	return s->cfg.verify ? MFD_FEAT_VERIFY : 0;
+}
+
+static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
+			const uint8_t session[16], struct mfd__chan **out)
+{
+	struct mfd__chan *c;
+	int ret = mfd__tcp_connect(s->uri, s->cfg.connect_timeout_ms, &c);
+	if (ret) {
+		mfd__err("connect to %s: %s", s->uri, mfd_strerror(ret));
+		return ret;
+	}
+	ret = c->ops->set_timeout(c, s->cfg.connect_timeout_ms);
+	struct mfd_hello h = {.magic = MFD_MAGIC_HELLO,
+			      .version = MFD_PROTO_VERSION,
+			      .role = role,
+			      .channel = idx,
+			      .nchannels = (uint16_t)s->cfg.channels,
+			      .features = features_wanted(s)};
+	memcpy(h.session, session, 16);
+	uint64_t accepted = 0;
+	if (!ret)
+		ret = mfd__hello_send(c, &h);
+	if (!ret)
+		ret = mfd__hello_reply_recv(c, &accepted);
+	if (!ret && accepted != h.features)
+		ret = MFD_EFEATURE;
+	if (ret) {
+		c->ops->close(c);
+		return ret;
+	}
+	*out = c;
+	return 0;
+}
+
+static int do_setup(mfd_source *s)
+{
+	uint8_t session[16];
+	int ret = mfd__random_bytes(session, sizeof(session));
+	if (ret)
+		return ret;
+	struct mfd__chan *main;
+	ret = open_channel(s, MFD_ROLE_MAIN, 0, session, &main);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->main = main;
+	pthread_mutex_unlock(&s->lock);
+
+	struct mfd_block_desc *descs = calloc(s->nblocks, sizeof(*descs));
+	if (!descs)
+		return -ENOMEM;
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		snprintf(descs[i].name, sizeof(descs[i].name), "%s",
+			 s->blocks[i].name);
+		descs[i].size = s->blocks[i].size;
+		descs[i].page_size = s->blocks[i].page_size;
+	}
+	struct mfd_setup su = {.nblocks = s->nblocks,
+			       .packet_pages = s->cfg.packet_pages,
+			       .nchannels = s->cfg.channels,
+			       .features = features_wanted(s),
+			       .blocks = descs};
+	size_t len = mfd__setup_size(&su);
+	uint8_t *buf = malloc(len);
+	ret = buf ? mfd__setup_encode(&su, buf, len) : -ENOMEM;
+	if (ret >= 0)
+		ret = mfd__ctl_send(main, MFD_CTL_SETUP, buf, (uint32_t)ret);
+	free(buf);
+	free(descs);
+	if (ret)
+		return ret;
+
+	struct mfd_ctl_hdr h;
+	uint8_t *payload;
+	ret = mfd__ctl_recv(main, &h, &payload);
+	if (ret)
+		return ret;
+	if (h.type == MFD_CTL_ERROR)
+		ret = mfd__ctl_peer_error(payload, h.length, "destination");
+	else if (h.type != MFD_CTL_SETUP_OK)
+		ret = MFD_ETYPE;
+	free(payload);
+	if (ret)
+		return ret;
+
+	struct mfd__chan *chans[MFD_MAX_CHANNELS];
+	unsigned n = 0;
+	for (; n < s->cfg.channels && !(ret = check(s)); n++) {
+		ret = open_channel(s, MFD_ROLE_DATA, (uint16_t)n, session,
+				   &chans[n]);
+		if (!ret)
+			ret = chans[n]->ops->set_timeout(chans[n],
+							 s->cfg.io_timeout_ms);
+		if (ret)
+			break;
+	}
+	if (ret) {
+		while (n--)
+			chans[n]->ops->close(chans[n]);
+		return ret;
+	}
+	/* The return path waits as long as rounds last; stalls are caught on
+	 * the data channels and by the bounded wait for LOADED. */
+	main->ops->set_timeout(main, 0);
+
+	pthread_mutex_lock(&s->lock);
+	ret = mfd__pool_start(&s->pool, chans, n, s->blocks, &s->xfer);
+	s->pool_up = ret == 0 || s->pool.w;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+	if (pthread_create(&s->rp_thread, NULL, return_path_main, s))
+		return -EAGAIN;
+	s->rp_up = true;
+	return 0;
+}
+
+/* Moves the dirty log (the hook's and mark_dirty's) into the migration
+ * bitmaps; returns the dirty bytes now pending. */
+static int dirty_sync(mfd_source *s, uint64_t *pending)
+{
+	uint64_t bytes = 0;
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		struct mfd__ramblock *rb = &s->blocks[i];
+		if (s->hooks.sync_dirty) {
+			int ret = s->hooks.sync_dirty(s->hooks.opaque, i,
+						      rb->dirty.words,
+						      rb->npages);
+			if (ret < 0) {
+				mfd__err("sync_dirty hook failed: %d", ret);
+				return MFD_EHOOK;
+			}
+			/* A stray bit past the block would send memory that
+			 * is not the block's. */
+			if (rb->npages & 63)
+				rb->dirty.words[rb->dirty.nwords - 1] &=
+					(1ULL << (rb->npages & 63)) - 1;
+		}
+		bytes += mfd__bitmap_harvest(&rb->dirty, &rb->log) *
+			 (uint64_t)rb->page_size;
+	}
+	*pending = bytes;
+	STAT_SET(s->pending_bytes, bytes);
+	return 0;
+}
+
+/* One pass of the scanner over the dirty bitmaps, then SYNC and ROUND. */
+static int send_round(mfd_source *s, struct mfd__batch **batch,
+		      uint32_t round)
+{
+	struct mfd__scanner sc;
+	unsigned blk, n;
+	uint64_t pages = 0;
+	int ret = 0;
+	mfd__scanner_init(&sc, s->blocks, s->nblocks, s->cfg.packet_pages);
+	while ((n = mfd__scanner_next(&sc, &blk, (*batch)->offsets))) {
+		(*batch)->round = round;
+		(*batch)->block = blk;
+		(*batch)->n = n;
+		if ((ret = mfd__pool_submit(&s->pool, batch)) || (ret = check(s)))
+			return ret;
+		pages += n;
+		uint64_t bytes = (uint64_t)n * s->blocks[blk].page_size;
+		uint64_t pend = STAT_GET(s->pending_bytes);
+		STAT_SET(s->pending_bytes, pend > bytes ? pend - bytes : 0);
+	}
+	if ((ret = mfd__pool_sync(&s->pool, round)))
+		return ret;
+	uint8_t msg[MFD_ROUND_SIZE];
+	struct mfd_round r = {.round = round, .pages = pages};
+	mfd__round_encode(&r, msg);
+	return mfd__ctl_send(s->main, MFD_CTL_ROUND, msg, sizeof(msg));
+}
+
+static int do_precopy(mfd_source *s, struct mfd__batch **batch,
+		      uint32_t *round_out)
+{
+	uint64_t pending = 0;
+	uint32_t round = 0;
+	int ret;
+
+	/* Round 0 sends every page: forget what was logged before. */
+	for (unsigned i = 0; i < s->nblocks; i++) {
+		struct mfd__bitmap scratch = s->blocks[i].dirty;
+		mfd__bitmap_harvest(&scratch, &s->blocks[i].log);
+		mfd__bitmap_fill(&s->blocks[i].dirty);
+		pending += s->blocks[i].size;
+	}
+	STAT_SET(s->pending_bytes, pending);
+	STAT_SET(s->phase, MFD_PHASE_PRECOPY);
+
+	for (;;) {
+		STAT_SET(s->round, round);
+		uint64_t t0 = mfd__now_ns();
+		uint64_t b0 = STAT_GET(s->xfer.wire_bytes);
+		if ((ret = send_round(s, batch, round)))
+			return ret;
+		uint64_t dt = mfd__now_ns() - t0;
+		uint64_t db = STAT_GET(s->xfer.wire_bytes) - b0;
+		/* A round too short to time says little: keep the last
+		 * estimate rather than dividing by noise. */
+		if (dt > 1000000 && db > 0)
+			STAT_SET(s->bandwidth_bps,
+				 (uint64_t)((double)db * 1e9 / (double)dt));
+		round++;
+		if ((ret = dirty_sync(s, &pending)) || (ret = check(s)))
+			return ret;
+		uint64_t bw = STAT_GET(s->bandwidth_bps);
+		double expected_ms =
+			bw ? (double)pending * 1000.0 / (double)bw : 1e18;
+		mfd__dbg("round %u: %llu bytes pending, expected downtime "
+			 "%.1f ms",
+			 round, (unsigned long long)pending, expected_ms);
+		if (pending == 0 ||
+		    expected_ms <= (double)s->cfg.downtime_limit_ms)
+			break;
+		if (round >= s->cfg.max_rounds) {
+			mfd__warn("max-rounds (%u) reached with %llu bytes "
+				  "pending: switching over",
+				  s->cfg.max_rounds,
+				  (unsigned long long)pending);
+			break;
+		}
+	}
+	*round_out = round;
+	return 0;
+}
+
+static int wait_loaded(mfd_source *s)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t ms = s->cfg.io_timeout_ms;
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	int ret = 0;
+	pthread_mutex_lock(&s->lock);
+	while (!s->loaded && !(ret = check(s))) {
+		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) == ETIMEDOUT) {
+			ret = s->loaded ? 0 : -ETIMEDOUT;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ret == -ETIMEDOUT)
+		mfd__err("no answer from the destination after END within "
+			 "io-timeout (%llu ms)",
+			 (unsigned long long)s->cfg.io_timeout_ms);
+	return ret;
+}
+
+static int do_switchover(mfd_source *s, struct mfd__batch **batch,
+			 uint32_t round)
+{
+	uint64_t pending;
+	int ret;
+
+	STAT_SET(s->phase, MFD_PHASE_SWITCHOVER);
+	uint64_t t_stop = mfd__now_ns();
+	ret = s->hooks.stop(s->hooks.opaque);
+	s->stopped = true; /* resume even when stop half-failed */
+	if (ret < 0) {
+		mfd__err("stop hook failed: %d", ret);
+		return MFD_EHOOK;
+	}
+	STAT_SET(s->round, round);
+	if ((ret = dirty_sync(s, &pending)) || (ret = check(s)))
+		return ret;
+	if ((ret = send_round(s, batch, round)))
+		return ret;
+
+	/* The guest is stopped: its memory is final, so the digests can be
+	 * computed while the workers push the last pages out. */
+	uint8_t(*digests)[MFD_DIGEST_SIZE] = NULL;
+	if (s->cfg.verify) {
+		uint64_t t0 = mfd__now_ns();
+		digests = calloc(s->nblocks, MFD_DIGEST_SIZE);
+		if (!digests)
+			return -ENOMEM;
+		for (unsigned i = 0; i < s->nblocks; i++)
+			mfd__digest(s->blocks[i].host, s->blocks[i].size,
+				    digests[i]);
+		STAT_SET(s->verify_ns, mfd__now_ns() - t0);
+	}
+	ret = mfd__pool_done(&s->pool);
+	STAT_SET(s->transfer_ns, mfd__now_ns() - s->t_start - s->setup_ns);
+	if (!ret) {
+		struct mfd_end e = {.final_round = round,
+				    .nblocks = s->nblocks,
+				    .total_pages = STAT_GET(s->xfer.pages),
+				    .total_packets = STAT_GET(s->xfer.packets),
+				    .digests = digests};
+		size_t len = mfd__end_size(s->nblocks, digests != NULL);
+		uint8_t *buf = malloc(len);
+		ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
+		if (ret >= 0)
+			ret = mfd__ctl_send(s->main, MFD_CTL_END, buf,
+					    (uint32_t)ret);
+		free(buf);
+	}
+	free(digests);
+	if (!ret)
+		ret = wait_loaded(s);
+	if (!ret)
+		STAT_SET(s->downtime_ns, mfd__now_ns() - t_stop);
+	return ret;
+}
+
+static void *migration_main(void *arg)
+{
+	mfd_source *s = arg;
+	struct mfd__batch *batch = NULL;
+	uint32_t round = 0;
+	int ret = do_setup(s);
+	STAT_SET(s->setup_ns, mfd__now_ns() - s->t_start);
+	if (!ret)
+		batch = mfd__pool_batch(&s->pool);
+	if (!ret)
+		ret = check(s);
+	if (!ret)
+		ret = do_precopy(s, &batch, &round);
+	if (!ret)
+		ret = do_switchover(s, &batch, round);
+
+	if (ret) {
+		/* The first recorded cause wins (e.g. the destination's
+		 * reason rather than the broken pipe it led to). */
+		source_fail(s, ret);
+		ret = mfd__get_error(&s->error);
+		if (s->main) {
+			/* Bounded: a stalled peer must not hold us here. */
+			s->main->ops->set_timeout(s->main,
+						  s->cfg.connect_timeout_ms);
+			mfd__ctl_send_error(s->main, ret, "source: %s",
+					    mfd_strerror(ret));
+		}
+		if (s->stopped && s->hooks.resume(s->hooks.opaque) < 0)
+			mfd__err("resume hook failed after a failed migration");
+		mfd__err("migration failed: %s", mfd_strerror(ret));
+	}
+	pthread_mutex_lock(&s->lock);
+	if (s->main)
+		s->main->ops->shutdown(s->main, 0);
+	pthread_mutex_unlock(&s->lock);
+	if (s->rp_up)
+		pthread_join(s->rp_thread, NULL);
+	pthread_mutex_lock(&s->lock);
+	if (s->pool_up)
+		mfd__pool_destroy(&s->pool);
+	s->pool_up = false;
+	if (s->main)
+		s->main->ops->close(s->main);
+	s->main = NULL;
+	pthread_mutex_unlock(&s->lock);
+	s->result = ret;
+	STAT_SET(s->total_ns, mfd__now_ns() - s->t_start);
+	STAT_SET(s->phase, ret == 0		? MFD_PHASE_COMPLETED
+			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
+					       : MFD_PHASE_FAILED);
+	return NULL;
+}
+
+int mfd_source_start(mfd_source *s, const char *uri)
+{
+	if (!s || !uri)
+		return -EINVAL;
+	if (s->running)
+		return MFD_ESTATE;
+	if (s->nblocks == 0)
+		return -ENOENT;
+	char host[256], port[16];
+	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
+	if (ret)
+		return ret;
+	snprintf(s->uri, sizeof(s->uri), "%s", uri);
+	/* A new migration of the same VM may follow a failed one. */
+	s->error = 0;
+	s->cancel = 0;
+	s->loaded = false;
+	s->stopped = false;
+	s->rp_up = false;
+	memset(&s->xfer, 0, sizeof(s->xfer));
+	s->round = 0;
+	s->setup_ns = s->transfer_ns = s->total_ns = 0;
+	s->downtime_ns = s->verify_ns = s->bandwidth_bps = 0;
+	s->pending_bytes = s->ram_bytes;
+	s->t_start = mfd__now_ns();
+	STAT_SET(s->phase, MFD_PHASE_SETUP);
+	ret = pthread_create(&s->thread, NULL, migration_main, s);
+	if (ret) {
+		STAT_SET(s->phase, MFD_PHASE_FAILED);
+		return -ret;
+	}
+	s->running = true;
+	return 0;
+}
+
+int mfd_source_wait(mfd_source *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (!s->running)
+		return s->phase == MFD_PHASE_NONE ? MFD_ESTATE : s->result;
+	pthread_join(s->thread, NULL);
+	s->running = false;
+	return s->result;
+}
+
+int mfd_source_migrate(mfd_source *s, const char *uri)
+{
+	int ret = mfd_source_start(s, uri);
+	return ret ? ret : mfd_source_wait(s);
+}
+
+int mfd_source_cancel(mfd_source *s)
+{
+	if (!s)
+		return -EINVAL;
+	int phase = STAT_GET(s->phase);
+	if (phase == MFD_PHASE_NONE || phase >= MFD_PHASE_COMPLETED)
+		return 0; /* nothing to cancel: no effect */
+	__atomic_store_n(&s->cancel, 1, __ATOMIC_RELEASE);
+	source_fail(s, -ECANCELED);
+	pthread_mutex_lock(&s->lock);
+	/* During setup the thread may wait on the main channel. */
+	if (s->main && STAT_GET(s->phase) == MFD_PHASE_SETUP)
+		s->main->ops->shutdown(s->main, 1);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
+{
+	if (!s || !st)
+		return -EINVAL;
+	mfd_stats v = {
+		.phase = STAT_GET(s->phase),
+		.error = mfd__get_error(&s->error),
+		.round = STAT_GET(s->round),
+		.channels = s->cfg.channels,
+		.ram_bytes = s->ram_bytes,
+		.wire_bytes = STAT_GET(s->xfer.wire_bytes),
+		.pages = STAT_GET(s->xfer.pages),
+		.packets = STAT_GET(s->xfer.packets),
+		.pending_bytes = STAT_GET(s->pending_bytes),
+		.setup_ns = STAT_GET(s->setup_ns),
+		.transfer_ns = STAT_GET(s->transfer_ns),
+		.total_ns = STAT_GET(s->total_ns),
+		.downtime_ns = STAT_GET(s->downtime_ns),
+		.verify_ns = STAT_GET(s->verify_ns),
+		.bandwidth_bps = STAT_GET(s->bandwidth_bps),
+	};
+	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
+		v.total_ns = mfd__now_ns() - s->t_start;
+	memset(st, 0, size);
+	memcpy(st, &v, size < sizeof(v) ? size : sizeof(v));
+	return 0;
+}

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: MIT */
+/* Handshake and control messages over a channel (both sides). */
+#ifndef MULTIFD_CTL_H
+#define MULTIFD_CTL_H
+
+#include "multifd/channels/channel.h"
+#include "multifd/internal.h"
+
+int mfd__ctl_send(struct mfd__chan *c, uint16_t type, const void *payload,
+		  uint32_t len);
+/* Reads one validated header and its payload into a malloc'ed buffer
+ * (*payload, NULL when empty; the caller frees). */
+int mfd__ctl_recv(struct mfd__chan *c, struct mfd_ctl_hdr *h,
+		  uint8_t **payload);
+/* Best effort: tells the peer why the migration ends. */
+void mfd__ctl_send_error(struct mfd__chan *c, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Turns an ERROR payload into the peer's code (logged with its text). */
+int mfd__ctl_peer_error(const uint8_t *payload, uint32_t len,
+			const char *who);
+
+int mfd__hello_send(struct mfd__chan *c, const struct mfd_hello *h);
+int mfd__hello_recv(struct mfd__chan *c, struct mfd_hello *h);
+int mfd__hello_reply_send(struct mfd__chan *c, int error, uint64_t features);
+/* 0 when accepted; the refusal's reason otherwise. */
+int mfd__hello_reply_recv(struct mfd__chan *c, uint64_t *features);
+
+#endif /* MULTIFD_CTL_H */

@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: MIT */
+/* Internals shared by the engine's files (prefix mfd__). */
+#ifndef MULTIFD_INTERNAL_H
+#define MULTIFD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "multifd/multifd.h"
+#include "multifd/config.h"
+#include "multifd/wire.h"
+#include "ramblock/ramblock.h"
+
+#define MFD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+uint64_t mfd__now_ns(void);
+
+enum { MFD_LOG_ERROR = 0, MFD_LOG_WARN = 1, MFD_LOG_INFO = 2, MFD_LOG_DEBUG = 3 };
+/* Logs to stderr when level <= $MFD_LOG (default: warnings). */
+void mfd__log(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+#define mfd__err(...) mfd__log(MFD_LOG_ERROR, __VA_ARGS__)
+#define mfd__warn(...) mfd__log(MFD_LOG_WARN, __VA_ARGS__)
+#define mfd__info(...) mfd__log(MFD_LOG_INFO, __VA_ARGS__)
+#define mfd__dbg(...) mfd__log(MFD_LOG_DEBUG, __VA_ARGS__)
+
+/* Fills buf from the kernel's CSPRNG; 0 or -errno. */
+int mfd__random_bytes(void *buf, size_t len);
+
+/* Records err as the cause if none is recorded yet; returns the cause. */
+static inline int mfd__set_error(int *slot, int err)
+{
+	int expected = 0;
+	if (err == 0)
+		return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	__atomic_compare_exchange_n(slot, &expected, err, false,
+				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+}
+static inline int mfd__get_error(const int *slot)
+{
+	return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+}
+
+/* 128-bit XXH3 digest of a block, in wire byte order (big-endian canonical). */
+void mfd__digest(const void *data, uint64_t len, uint8_t out[MFD_DIGEST_SIZE]);
+
+/* Abortable barrier for the destination's per-round sync. */
+struct mfd__barrier {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	unsigned n, waiting;
+	uint64_t generation;
+	bool aborted;
+};
+int mfd__barrier_init(struct mfd__barrier *b, unsigned n);
+void mfd__barrier_destroy(struct mfd__barrier *b);
+/* 0 once all n arrived; -ECANCELED when aborted (now or while waiting). */
+int mfd__barrier_wait(struct mfd__barrier *b);
+void mfd__barrier_abort(struct mfd__barrier *b);
+
+#endif /* MULTIFD_INTERNAL_H */

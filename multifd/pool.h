@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Source channel pool: one send worker thread per data channel. The
+ * migration thread fills a batch and hands it to the first idle worker by
+ * swapping batch buffers (no copy of the offsets, no allocation per batch).
+ * A worker owns its channel: packets of one channel go out in the order the
+ * jobs were handed to it, which is what makes SYNC a round boundary.
+ */
+#ifndef MULTIFD_POOL_H
+#define MULTIFD_POOL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "multifd/channels/channel.h"
+#include "multifd/internal.h"
+
+struct mfd__batch {
+	uint32_t round;
+	uint32_t block;
+	uint32_t n;
+	uint64_t offsets[MFD_MAX_PACKET_PAGES];
+};
+
+enum mfd__job {
+	MFD__JOB_NONE = 0,
+	MFD__JOB_PAGES,
+	MFD__JOB_SYNC,
+	MFD__JOB_DONE,
+};
+
+struct mfd__pool;
+
+struct mfd__send_worker {
+	struct mfd__pool *pool;
+	unsigned idx;
+	pthread_t thread;
+	bool started;
+	struct mfd__chan *chan;
+	pthread_cond_t cv;
+	/* Under pool->lock. */
+	enum mfd__job job;
+	uint32_t job_round;
+	struct mfd__batch *batch;
+	/* Worker thread only. */
+	uint32_t seq;
+	uint32_t round_packets;
+	struct iovec iov[MFD_MAX_PACKET_PAGES + 2];
+	uint8_t hdr[MFD_PKT_HDR_SIZE];
+};
+
+/* Counters shared by the workers (atomic adds, once per packet). */
+struct mfd__xfer_stats {
+	uint64_t wire_bytes;
+	uint64_t pages;
+	uint64_t packets;
+};
+
+struct mfd__pool {
+	pthread_mutex_t lock;
+	pthread_cond_t idle_cv;
+	unsigned n;
+	unsigned next; /* where the search for an idle worker starts */
+	bool quit;
+	int error;
+	struct mfd__ramblock *blocks;
+	struct mfd__send_worker *w;
+	struct mfd__batch *spare; /* one per worker + the caller's */
+	struct mfd__xfer_stats *stats;
+};
+
+/* Takes the channels (closed by mfd__pool_destroy). */
+int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
+		    struct mfd__ramblock *blocks,
+		    struct mfd__xfer_stats *stats);
+/* The caller's first empty batch. */
+static inline struct mfd__batch *mfd__pool_batch(struct mfd__pool *p)
+{
+	return &p->spare[p->n];
+}
+/* Hands *batch to an idle worker and gives back an empty batch in *batch.
+ * Waits while every worker is busy. 0 or the pool's error. */
+int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch);
+/* Queues SYNC(round) on every channel, after everything handed before. */
+int mfd__pool_sync(struct mfd__pool *p, uint32_t round);
+/* Queues DONE on every channel and waits until all are sent. */
+int mfd__pool_done(struct mfd__pool *p);
+/* Waits until every worker is idle. */
+int mfd__pool_flush(struct mfd__pool *p);
+/* Fails the pool with err: wakes everyone, shuts the channels down. Any
+ * thread. */
+void mfd__pool_abort(struct mfd__pool *p, int err);
+/* Joins workers, closes channels, frees. */
+void mfd__pool_destroy(struct mfd__pool *p);
+
+#endif /* MULTIFD_POOL_H */

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/* Helpers for integration tests: guest-like memory, a source and a
+ * destination in one process, and a TCP proxy that can damage a stream. */
+#ifndef MFD_TESTVM_H
+#define MFD_TESTVM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "multifd/multifd.h"
+
+/* Anonymous mapping with transparent huge pages; aborts on failure. */
+void *tvm_map(size_t size);
+void tvm_unmap(void *p, size_t size);
+/* Deterministic incompressible bytes. */
+void tvm_fill_random(void *p, size_t n, uint64_t seed);
+uint64_t tvm_rand(uint64_t *state);
+/* Seed from $MFD_TEST_SEED or the clock; printed so a failure can be
+ * replayed. */
+uint64_t tvm_seed(const char *test);
+uint64_t tvm_hash(const void *p, size_t n);
+
+struct tvm_block {
+	const char *name;
+	size_t size;
+	uint32_t page_size;
+	uint8_t *src, *dst;
+};
+
+struct tvm {
+	struct tvm_block blocks[8];
+	unsigned nblocks;
+	mfd_config *cfg;
+	mfd_source *src;
+	mfd_dest *dst;
+	char uri[128];
+	/* Hook records. */
+	int stopped, resumed, loaded, failed, failed_err;
+	mfd_source_hooks shooks; /* the test may set sync_dirty etc. */
+};
+
+/* Adds a block with memory on both sides (source filled by the caller). */
+void tvm_add_block(struct tvm *vm, const char *name, size_t size,
+		   uint32_t page_size);
+/* Creates config with "key=value" pairs (NULL-terminated). */
+void tvm_config(struct tvm *vm, const char *const *kv);
+/* Creates both handles, starts the destination on loopback (or on
+ * listen_uri) and returns 0; the source connects to vm->uri, or to
+ * connect_uri when non-NULL (a proxy). */
+void tvm_start_dest(struct tvm *vm);
+int tvm_migrate(struct tvm *vm, const char *connect_uri, int *dest_ret);
+/* Byte-for-byte comparison of every block; returns true when equal. */
+bool tvm_equal(struct tvm *vm);
+void tvm_destroy(struct tvm *vm);
+
+/* A one-shot TCP proxy: accepts nconn connections on loopback and pumps
+ * each to target. When damage() is set it may rewrite the client->server
+ * bytes of connection idx at stream position pos (len bytes in buf). */
+struct tvm_proxy {
+	char listen_uri[128];
+	char target[128];
+	int lfd;
+	unsigned nconn;
+	pthread_t thread;
+	void (*damage)(struct tvm_proxy *p, unsigned conn, uint64_t pos,
+		       uint8_t *buf, size_t len);
+	void *opaque;
+};
+void tvm_proxy_start(struct tvm_proxy *p, const char *target, unsigned nconn);
+void tvm_proxy_stop(struct tvm_proxy *p);
+
+#endif
