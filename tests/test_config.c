@@ -1,1 +1,621 @@
-int main(void){return 77;}
+/* SPDX-License-Identifier: MIT */
+/* The configuration table: defaults, parsing, range checks, messages. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "multifd/config.h"
+
+#define UNUSED __attribute__((unused))
+
+static mfd_config *new_config(void)
+{
+	mfd_config *cfg = NULL;
+
+	assert_int_equal(mfd_config_new(&cfg), 0);
+	assert_non_null(cfg);
+	return cfg;
+}
+
+static void assert_get(const mfd_config *cfg, const char *key, const char *want)
+{
+	char buf[64];
+
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(mfd_config_get(cfg, key, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, want);
+}
+
+static unsigned nkeys(void)
+{
+	unsigned n = 0;
+
+	while (mfd__cfg_keys[n].name)
+		n++;
+	return n;
+}
+
+/* ---- the table itself ---- */
+
+static void test_table(UNUSED void **state)
+{
+	static const struct {
+		const char *name;
+		size_t offset, width;
+	} fields[] = {
+	    {"channels", offsetof(struct mfd_config, channels), 4},
+	    {"packet-pages", offsetof(struct mfd_config, packet_pages), 4},
+	    {"verify", offsetof(struct mfd_config, verify), 1},
+	    {"max-rounds", offsetof(struct mfd_config, max_rounds), 4},
+	    {"downtime-limit", offsetof(struct mfd_config, downtime_limit_ms),
+	     8},
+	    {"connect-timeout", offsetof(struct mfd_config, connect_timeout_ms),
+	     8},
+	    {"io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8},
+	};
+	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
+
+	/* One entry per field of struct mfd_config, each field once. */
+	assert_int_equal(nkeys(), nfields);
+	for (size_t i = 0; i < nfields; i++) {
+		const struct mfd__cfg_key *k = mfd__config_find(fields[i].name);
+
+		assert_non_null(k);
+		assert_int_equal(k->offset, fields[i].offset);
+		assert_int_equal(k->width, fields[i].width);
+	}
+
+	for (const struct mfd__cfg_key *k = mfd__cfg_keys; k->name; k++) {
+		struct mfd_config cfg;
+		char err[256];
+
+		assert_string_equal(k->section, "migration");
+		assert_true(k->name[0]);
+		assert_null(strchr(k->name, '.'));
+		assert_non_null(k->doc);
+		assert_true(k->doc[0]);
+		assert_null(strchr(k->doc, '\n'));
+		assert_true(k->offset + k->width <= sizeof(struct mfd_config));
+		assert_true(k->min <= k->max);
+		switch (k->type) {
+		case MFD__CFG_BOOL:
+			assert_int_equal(k->width, 1);
+			assert_int_equal(k->min, 0);
+			assert_int_equal(k->max, 1);
+			assert_false(k->size);
+			break;
+		case MFD__CFG_MS:
+			assert_int_equal(k->width, 8);
+			assert_false(k->size);
+			break;
+		case MFD__CFG_UINT:
+			assert_true(k->width == 4 || k->width == 8);
+			if (k->width == 4)
+				assert_true(k->max <= UINT32_MAX);
+			break;
+		default:
+			fail_msg("%s: unknown type", k->name);
+		}
+		/* The default is a valid value. */
+		memset(&cfg, 0, sizeof(cfg));
+		err[0] = 0;
+		if (mfd__config_parse(&cfg, k, k->def, err, sizeof(err)))
+			fail_msg("default of %s: %s", k->name, err);
+		/* Names are unique. */
+		for (const struct mfd__cfg_key *j = k + 1; j->name; j++)
+			assert_string_not_equal(j->name, k->name);
+	}
+}
+
+/* ---- defaults ---- */
+
+static void test_defaults(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+
+	assert_get(cfg, "channels", "2");
+	assert_get(cfg, "packet-pages", "128");
+	assert_get(cfg, "verify", "off");
+	assert_get(cfg, "max-rounds", "30");
+	assert_get(cfg, "downtime-limit", "300ms");
+	assert_get(cfg, "connect-timeout", "5000ms");
+	assert_get(cfg, "io-timeout", "30000ms");
+
+	assert_int_equal(cfg->channels, 2);
+	assert_int_equal(cfg->packet_pages, 128);
+	assert_false(cfg->verify);
+	assert_int_equal(cfg->max_rounds, 30);
+	assert_int_equal(cfg->downtime_limit_ms, 300);
+	assert_int_equal(cfg->connect_timeout_ms, 5000);
+	assert_int_equal(cfg->io_timeout_ms, 30000);
+
+	/* The table's default text is what get prints back. */
+	for (const struct mfd__cfg_key *k = mfd__cfg_keys; k->name; k++)
+		assert_get(cfg, k->name, k->def);
+	mfd_config_free(cfg);
+}
+
+static void test_defaults_fn(UNUSED void **state)
+{
+	struct mfd_config a, b;
+
+	memset(&a, 0xa5, sizeof(a));
+	mfd__config_defaults(&a);
+	memset(&b, 0x5a, sizeof(b));
+	mfd__config_defaults(&b);
+	/* Every byte is determined, padding included. */
+	assert_memory_equal(&a, &b, sizeof(a));
+	assert_int_equal(a.channels, 2);
+	assert_int_equal(a.io_timeout_ms, 30000);
+}
+
+/* ---- set/get ---- */
+
+static void set_ok(mfd_config *cfg, const char *key, const char *value,
+		   const char *printed)
+{
+	int ret = mfd_config_set(cfg, key, value);
+
+	if (ret)
+		fail_msg("set %s=%s: %d", key, value, ret);
+	assert_get(cfg, key, printed);
+}
+
+static void test_round_trip(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+
+	set_ok(cfg, "channels", "1", "1");
+	set_ok(cfg, "channels", "64", "64");
+	set_ok(cfg, "channels", "017", "17"); /* decimal, not octal */
+	assert_int_equal(cfg->channels, 17);
+	set_ok(cfg, "packet-pages", "1", "1");
+	set_ok(cfg, "packet-pages", "1024", "1024");
+	assert_int_equal(cfg->packet_pages, 1024);
+	set_ok(cfg, "max-rounds", "100000", "100000");
+	assert_int_equal(cfg->max_rounds, 100000);
+
+	static const char *const on[] = {"on", "true", "yes", "1",
+					 "ON", "True", "YES"};
+	static const char *const off[] = {"off", "false", "no", "0",
+					  "Off", "FALSE", "No"};
+	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
+		set_ok(cfg, "verify", on[i], "on");
+		assert_true(cfg->verify);
+		set_ok(cfg, "verify", off[i], "off");
+		assert_false(cfg->verify);
+	}
+
+	set_ok(cfg, "downtime-limit", "250", "250ms");
+	set_ok(cfg, "downtime-limit", "250ms", "250ms");
+	set_ok(cfg, "downtime-limit", "2s", "2000ms");
+	assert_int_equal(cfg->downtime_limit_ms, 2000);
+	set_ok(cfg, "downtime-limit", "1", "1ms");
+	set_ok(cfg, "downtime-limit", "3600s", "3600000ms");
+	set_ok(cfg, "downtime-limit", "3600000ms", "3600000ms");
+	set_ok(cfg, "connect-timeout", "100ms", "100ms");
+	set_ok(cfg, "connect-timeout", "600s", "600000ms");
+	assert_int_equal(cfg->connect_timeout_ms, 600000);
+	set_ok(cfg, "io-timeout", "100", "100ms");
+	set_ok(cfg, "io-timeout", "3600s", "3600000ms");
+	assert_int_equal(cfg->io_timeout_ms, 3600000);
+	/* Other fields were left alone. */
+	assert_int_equal(cfg->channels, 17);
+	assert_int_equal(cfg->packet_pages, 1024);
+	mfd_config_free(cfg);
+}
+
+/* ---- suffixes ---- */
+
+/* A size key that is not in the table, to reach the K/M/G path. */
+static const struct mfd__cfg_key size64 = {
+    "test",
+    "size64",
+    MFD__CFG_UINT,
+    true,
+    "1",
+    0,
+    UINT64_MAX,
+    offsetof(struct mfd_config, downtime_limit_ms),
+    8,
+    "a 64-bit size",
+};
+static const struct mfd__cfg_key size32 = {
+    "test",
+    "size32",
+    MFD__CFG_UINT,
+    true,
+    "1",
+    1,
+    UINT32_MAX,
+    offsetof(struct mfd_config, max_rounds),
+    4,
+    "a 32-bit size",
+};
+
+static uint64_t parse_size(const struct mfd__cfg_key *k, const char *value,
+			   int want_ret)
+{
+	struct mfd_config cfg, before;
+	char err[256] = "";
+	int ret;
+
+	mfd__config_defaults(&cfg);
+	before = cfg;
+	ret = mfd__config_parse(&cfg, k, value, err, sizeof(err));
+	if (ret != want_ret)
+		fail_msg("%s=\"%s\": got %d (%s), want %d", k->name, value, ret,
+			 err, want_ret);
+	if (ret) {
+		assert_memory_equal(&cfg, &before, sizeof(cfg));
+		assert_non_null(strstr(err, k->name));
+		return 0;
+	}
+	return k->width == 8 ? cfg.downtime_limit_ms : cfg.max_rounds;
+}
+
+static void test_size_suffixes(UNUSED void **state)
+{
+	assert_int_equal(parse_size(&size64, "0", 0), 0);
+	assert_int_equal(parse_size(&size64, "7", 0), 7);
+	assert_int_equal(parse_size(&size64, "4K", 0), 4096);
+	assert_int_equal(parse_size(&size64, "4k", 0), 4096);
+	assert_int_equal(parse_size(&size64, "2M", 0), 2u << 20);
+	assert_int_equal(parse_size(&size64, "2m", 0), 2u << 20);
+	assert_int_equal(parse_size(&size64, "3G", 0), 3ULL << 30);
+	assert_int_equal(parse_size(&size64, "3g", 0), 3ULL << 30);
+	assert_int_equal(parse_size(&size64, "17179869183G", 0),
+			 17179869183ULL << 30);
+	assert_int_equal(parse_size(&size64, "18446744073709551615", 0),
+			 UINT64_MAX);
+	/* overflow, before and after the suffix */
+	parse_size(&size64, "18446744073709551616", MFD_ECONFIG);
+	parse_size(&size64, "17179869184G", MFD_ECONFIG);
+	parse_size(&size64, "18014398509481984K", MFD_ECONFIG);
+	/* not suffixes */
+	parse_size(&size64, "4KB", MFD_ECONFIG);
+	parse_size(&size64, "4KiB", MFD_ECONFIG);
+	parse_size(&size64, "4T", MFD_ECONFIG);
+	parse_size(&size64, "4 K", MFD_ECONFIG);
+	parse_size(&size64, "K", MFD_ECONFIG);
+	parse_size(&size64, "4KK", MFD_ECONFIG);
+	parse_size(&size64, "-4K", MFD_ECONFIG);
+	parse_size(&size64, "4\x01", MFD_ECONFIG);
+	/* a 32-bit field: the range stops what would be truncated */
+	assert_int_equal(parse_size(&size32, "4194303K", 0), 4194303ULL << 10);
+	parse_size(&size32, "4G", MFD_ECONFIG);
+	parse_size(&size32, "4194304K", MFD_ECONFIG);
+	parse_size(&size32, "0K", MFD_ECONFIG);
+}
+
+static void test_no_suffix_where_not_size(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+
+	assert_int_equal(mfd_config_set(cfg, "channels", "1K"), MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "packet-pages", "1k"),
+			 MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "max-rounds", "1M"), MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "downtime-limit", "1K"),
+			 MFD_ECONFIG);
+	assert_get(cfg, "channels", "2");
+	mfd_config_free(cfg);
+}
+
+static void test_time_suffixes(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	static const char *const bad[] = {
+	    "1.5s",
+	    "1 s",
+	    "1S",
+	    "1MS",
+	    "1m",
+	    "1min",
+	    "1sec",
+	    "1us",
+	    "1ns",
+	    "ms",
+	    "s",
+	    "1mss",
+	    "1sms",
+	    "1h",
+	    "1e3",
+	    "1000 ",
+	    "1s ",
+	    " 1s",
+	    "18446744073709552s",
+	};
+
+	set_ok(cfg, "downtime-limit", "7", "7ms");
+	set_ok(cfg, "downtime-limit", "7ms", "7ms");
+	set_ok(cfg, "downtime-limit", "7s", "7000ms");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (mfd_config_set(cfg, "downtime-limit", bad[i]) !=
+		    MFD_ECONFIG)
+			fail_msg("downtime-limit accepted \"%s\"", bad[i]);
+		assert_get(cfg, "downtime-limit", "7000ms");
+	}
+	mfd_config_free(cfg);
+}
+
+/* ---- rejected values ---- */
+
+struct bad_case {
+	const char *key, *value;
+};
+
+static const struct bad_case bad_cases[] = {
+    /* empty */
+    {"channels", ""},
+    {"verify", ""},
+    {"io-timeout", ""},
+    /* negative */
+    {"channels", "-1"},
+    {"max-rounds", "-0"},
+    {"connect-timeout", "-5s"},
+    /* trailing or leading garbage, other bases, signs */
+    {"channels", "abc"},
+    {"channels", "4abc"},
+    {"channels", " 4"},
+    {"channels", "4 "},
+    {"channels", "4\n"},
+    {"channels", "0x10"},
+    {"channels", "+4"},
+    {"channels", "4.0"},
+    {"channels", "1e1"},
+    {"packet-pages", "128pages"},
+    {"io-timeout", "30s!"},
+    /* overflow */
+    {"channels", "99999999999999999999999"},
+    {"max-rounds", "18446744073709551616"},
+    {"io-timeout", "18446744073709551616"},
+    /* out of range, including what a 32-bit store would truncate */
+    {"channels", "0"},
+    {"channels", "65"},
+    {"channels", "4294967297"},
+    {"channels", "18446744073709551615"},
+    {"packet-pages", "0"},
+    {"packet-pages", "1025"},
+    {"max-rounds", "0"},
+    {"max-rounds", "100001"},
+    {"downtime-limit", "0"},
+    {"downtime-limit", "0s"},
+    {"downtime-limit", "3600001"},
+    {"downtime-limit", "3601s"},
+    {"connect-timeout", "99"},
+    {"connect-timeout", "601s"},
+    {"io-timeout", "99ms"},
+    {"io-timeout", "3601s"},
+    /* not booleans */
+    {"verify", "maybe"},
+    {"verify", "2"},
+    {"verify", "-1"},
+    {"verify", "onn"},
+    {"verify", "o"},
+    {"verify", "on "},
+    {"verify", "enabled"},
+    {"verify", "01"},
+};
+
+static void test_bad_values(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	struct mfd_config before;
+
+	/* Non-default values, so "unchanged" is not "reset to default". */
+	set_ok(cfg, "channels", "5", "5");
+	set_ok(cfg, "packet-pages", "300", "300");
+	set_ok(cfg, "verify", "on", "on");
+	set_ok(cfg, "max-rounds", "9", "9");
+	set_ok(cfg, "downtime-limit", "77", "77ms");
+	set_ok(cfg, "connect-timeout", "777", "777ms");
+	set_ok(cfg, "io-timeout", "7777", "7777ms");
+	before = *cfg;
+
+	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+		const struct bad_case *c = &bad_cases[i];
+		const struct mfd__cfg_key *k = mfd__config_find(c->key);
+		char err[256] = "";
+
+		assert_non_null(k);
+		if (mfd_config_set(cfg, c->key, c->value) != MFD_ECONFIG)
+			fail_msg("%s accepted \"%s\"", c->key, c->value);
+		assert_memory_equal(cfg, &before, sizeof(before));
+
+		/* The reason: one line naming the key. */
+		assert_int_equal(
+		    mfd__config_parse(cfg, k, c->value, err, sizeof(err)),
+		    MFD_ECONFIG);
+		assert_memory_equal(cfg, &before, sizeof(before));
+		print_message("%s\n", err);
+		assert_true(strncmp(err, c->key, strlen(c->key)) == 0);
+		assert_true(err[strlen(c->key)] == ':');
+		assert_null(strchr(err, '\n'));
+		/* ... and the allowed range or forms. */
+		if (k->type == MFD__CFG_BOOL) {
+			assert_non_null(strstr(err, "on/off"));
+		} else {
+			char range[64];
+
+			snprintf(range, sizeof(range),
+				 k->type == MFD__CFG_MS ? "%llums..%llums"
+							: "%llu..%llu",
+				 (unsigned long long)k->min,
+				 (unsigned long long)k->max);
+			if (!strstr(err, range))
+				fail_msg("no range \"%s\" in \"%s\"", range,
+					 err);
+		}
+		/* ... and the value, where it is printable. */
+		if (c->value[0] && !strchr(c->value, '\n') &&
+		    !strstr(err, c->value))
+			fail_msg("no value \"%s\" in \"%s\"", c->value, err);
+	}
+	mfd_config_free(cfg);
+}
+
+static void test_messages(UNUSED void **state)
+{
+	const struct mfd__cfg_key *k = mfd__config_find("channels");
+	struct mfd_config cfg;
+	char err[256], big[300], small[16];
+
+	mfd__config_defaults(&cfg);
+	assert_int_equal(mfd__config_parse(&cfg, k, "99", err, sizeof(err)),
+			 MFD_ECONFIG);
+	assert_string_equal(err, "channels: 99 is out of range 1..64");
+
+	assert_int_equal(mfd__config_parse(&cfg, mfd__config_find("io-timeout"),
+					   "50ms", err, sizeof(err)),
+			 MFD_ECONFIG);
+	assert_string_equal(
+	    err, "io-timeout: 50ms is out of range 100ms..3600000ms");
+
+	/* Control characters never break the line; long values are cut. */
+	assert_int_equal(
+	    mfd__config_parse(&cfg, k, "1\n2\r3\x1b", err, sizeof(err)),
+	    MFD_ECONFIG);
+	assert_null(strchr(err, '\n'));
+	assert_null(strchr(err, '\r'));
+	assert_null(strchr(err, '\x1b'));
+	memset(big, '7', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_int_equal(mfd__config_parse(&cfg, k, big, err, sizeof(err)),
+			 MFD_ECONFIG);
+	assert_true(strlen(err) < 150);
+	assert_non_null(strstr(err, "..."));
+
+	/* A small or absent buffer: truncated, terminated, or left alone. */
+	assert_int_equal(mfd__config_parse(&cfg, k, "99", small, sizeof(small)),
+			 MFD_ECONFIG);
+	assert_int_equal(strlen(small), sizeof(small) - 1);
+	assert_int_equal(mfd__config_parse(&cfg, k, "99", NULL, 0),
+			 MFD_ECONFIG);
+	assert_int_equal(mfd__config_parse(&cfg, k, "99", err, 0), MFD_ECONFIG);
+	assert_int_equal(mfd__config_parse(&cfg, k, NULL, err, sizeof(err)),
+			 MFD_ECONFIG);
+	assert_int_equal(mfd__config_parse(&cfg, NULL, "1", err, sizeof(err)),
+			 MFD_ECONFIG);
+	assert_int_equal(cfg.channels, 2);
+}
+
+/* ---- keys ---- */
+
+static void test_key_forms(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	static const char *const unknown[] = {
+	    "",
+	    "channel",
+	    "Channels",
+	    "migration",
+	    "migration.",
+	    ".channels",
+	    "Migration.channels",
+	    "other.channels",
+	    "migration.channels.x",
+	    "migration..channels",
+	    "migrationchannels",
+	    "channels ",
+	    "migration. channels",
+	};
+	char buf[64];
+
+	assert_ptr_equal(mfd__config_find("channels"),
+			 mfd__config_find("migration.channels"));
+	for (const struct mfd__cfg_key *k = mfd__cfg_keys; k->name; k++) {
+		char full[128];
+
+		snprintf(full, sizeof(full), "%s.%s", k->section, k->name);
+		assert_ptr_equal(mfd__config_find(k->name), k);
+		assert_ptr_equal(mfd__config_find(full), k);
+	}
+	set_ok(cfg, "migration.channels", "9", "9");
+	assert_get(cfg, "channels", "9");
+	set_ok(cfg, "channels", "10", "10");
+	assert_get(cfg, "migration.channels", "10");
+	set_ok(cfg, "migration.io-timeout", "2s", "2000ms");
+
+	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+		assert_null(mfd__config_find(unknown[i]));
+		assert_int_equal(mfd_config_set(cfg, unknown[i], "1"),
+				 MFD_ECONFIG);
+		assert_int_equal(
+		    mfd_config_get(cfg, unknown[i], buf, sizeof(buf)), -ENOENT);
+	}
+	assert_null(mfd__config_find(NULL));
+	assert_int_equal(mfd_config_set(cfg, NULL, "1"), MFD_ECONFIG);
+	assert_int_equal(mfd_config_get(cfg, NULL, buf, sizeof(buf)), -ENOENT);
+	assert_get(cfg, "channels", "10");
+	mfd_config_free(cfg);
+}
+
+static void test_get_buffer(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	char buf[8];
+
+	/* "128" needs 4 bytes with its terminator. */
+	assert_int_equal(mfd_config_get(cfg, "packet-pages", buf, 4), 0);
+	assert_string_equal(buf, "128");
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(mfd_config_get(cfg, "packet-pages", buf, 3), -ENOSPC);
+	assert_int_equal(buf[0], 0); /* no half value that reads as valid */
+	assert_int_equal(mfd_config_get(cfg, "verify", buf, 3), -ENOSPC);
+	assert_int_equal(mfd_config_get(cfg, "verify", buf, 4), 0);
+	assert_string_equal(buf, "off");
+	assert_int_equal(mfd_config_get(cfg, "downtime-limit", buf, 5),
+			 -ENOSPC);
+	assert_int_equal(mfd_config_get(cfg, "downtime-limit", buf, 6), 0);
+	assert_string_equal(buf, "300ms");
+	assert_int_equal(mfd_config_get(cfg, "channels", buf, 0), -ENOSPC);
+	assert_int_equal(mfd_config_get(cfg, "channels", NULL, 0), -ENOSPC);
+	/* An unknown key is reported as such, whatever the buffer. */
+	assert_int_equal(mfd_config_get(cfg, "nope", buf, 0), -ENOENT);
+	mfd_config_free(cfg);
+}
+
+static void test_null_args(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	char buf[16];
+
+	assert_int_equal(MFD_ECONFIG, -1016);
+	assert_int_equal(mfd_config_new(NULL), -EINVAL);
+	mfd_config_free(NULL);
+	assert_int_equal(mfd_config_set(NULL, "channels", "1"), -EINVAL);
+	assert_int_equal(mfd_config_get(NULL, "channels", buf, sizeof(buf)),
+			 -EINVAL);
+	assert_int_equal(mfd_config_set(cfg, "channels", NULL), MFD_ECONFIG);
+	assert_get(cfg, "channels", "2");
+	mfd_config_free(cfg);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_table),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_defaults_fn),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_size_suffixes),
+	    cmocka_unit_test(test_no_suffix_where_not_size),
+	    cmocka_unit_test(test_time_suffixes),
+	    cmocka_unit_test(test_bad_values),
+	    cmocka_unit_test(test_messages),
+	    cmocka_unit_test(test_key_forms),
+	    cmocka_unit_test(test_get_buffer),
+	    cmocka_unit_test(test_null_args),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
