@@ -1,1 +1,868 @@
-int main(void){return 0;}
+/* SPDX-License-Identifier: MIT */
+/*
+ * multifd-bench: migrate a simulated VM from a source to a destination in
+ * one process over loopback, check the result byte for byte and report
+ * times, volumes, rates and CPU use.
+ *
+ * Only the public API (include/multifd/multifd.h) is used, as a hypervisor
+ * would use it.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <multifd/multifd.h>
+
+#include "report.h"
+#include "vm.h"
+
+#define PAGE_SIZE  4096u
+#define EXIT_USAGE 2
+
+/* Everything the command line decides. Later options (guest writers,
+ * compression, devices) go here too. */
+struct bench_opts {
+	uint64_t ram_bytes;
+	unsigned blocks;
+	struct vm_image image;
+	unsigned channels;
+	unsigned packet_pages; /* 0: the library's default */
+	bool verify;
+	bool dest_populate;
+	bool json;
+	const char *uri; /* destination listen address */
+	unsigned fill_threads;
+	unsigned timeout_s; /* 0: none */
+	char **sets;	    /* "key=value" for both sides, in order */
+	size_t nsets;
+};
+
+/* What the hooks saw, written from the library's migration threads. */
+struct hook_log {
+	uint64_t stop_ns;
+	uint64_t resume_ns;
+	uint64_t loaded_ns;
+	unsigned stops;
+	unsigned resumes;
+	int dest_failed; /* error given to the failed hook */
+};
+
+static const char *prog = "multifd-bench";
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static double ns_to_ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+static double tv_to_s(const struct timeval *tv)
+{
+	return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command line                                                       */
+/* ------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(
+	    f,
+	    "Usage: %s [OPTION]...\n"
+	    "Migrate a simulated VM over loopback and report the result.\n"
+	    "\n"
+	    "  --ram SIZE            guest RAM, K/M/G suffixes (default 1G)\n"
+	    "  --blocks N            split RAM into N blocks of different "
+	    "sizes (default 1)\n"
+	    "  --image KIND|PATH     random, zero, mix, or a file "
+	    "(default random)\n"
+	    "  --seed N              seed of the image (default 1)\n"
+	    "  --channels N          data channels (default 2)\n"
+	    "  --packet-pages N      max pages per packet (default: "
+	    "library's)\n"
+	    "  --verify on|off       end-of-migration digests (default "
+	    "on)\n"
+	    "  --dest-populate       pre-fault destination RAM before "
+	    "migrating\n"
+	    "  --uri tcp:HOST:PORT   destination listen address "
+	    "(default tcp:127.0.0.1:0)\n"
+	    "  --set KEY=VALUE       library config for both sides "
+	    "(repeatable)\n"
+	    "  --fill-threads N      threads filling the image (default "
+	    "2)\n"
+	    "  --timeout SECONDS     cancel a migration running longer "
+	    "(default 300, 0 = none)\n"
+	    "  --json                print one JSON object instead of a "
+	    "table\n"
+	    "  -h, --help            this text\n"
+	    "\n"
+	    "Exit status: 0 success, 1 migration failed or RAM differs, "
+	    "2 bad usage.\n",
+	    prog);
+}
+
+static void __attribute__((noreturn, format(printf, 1, 2)))
+usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", prog);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry '%s --help'.\n", prog);
+	exit(EXIT_USAGE);
+}
+
+static bool parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return false;
+	*out = v;
+	return true;
+}
+
+static unsigned parse_uint_opt(const char *name, const char *s, uint64_t min,
+			       uint64_t max)
+{
+	uint64_t v;
+
+	if (!parse_u64(s, &v) || v < min || v > max)
+		usage_error("--%s: '%s' is not an integer in %" PRIu64
+			    "..%" PRIu64,
+			    name, s, min, max);
+	return (unsigned)v;
+}
+
+/* "1G", "512M", "64k", "4096", "2GiB": powers of 1024. */
+static bool parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+	unsigned shift = 0;
+
+	if (!*s || *s == '-' || *s == '+')
+		return false;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		shift = 10;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		break;
+	case 't':
+	case 'T':
+		shift = 40;
+		break;
+	}
+	if (shift) {
+		end++;
+		if (!strcasecmp(end, "iB") || !strcasecmp(end, "B"))
+			end += strlen(end);
+	} else if (!strcasecmp(end, "B")) {
+		end++;
+	}
+	if (*end || (shift && v > (UINT64_MAX >> shift)))
+		return false;
+	*out = (uint64_t)v << shift;
+	return true;
+}
+
+static bool parse_bool(const char *s, bool *out)
+{
+	if (!strcasecmp(s, "on") || !strcasecmp(s, "true") || !strcmp(s, "1") ||
+	    !strcasecmp(s, "yes")) {
+		*out = true;
+		return true;
+	}
+	if (!strcasecmp(s, "off") || !strcasecmp(s, "false") ||
+	    !strcmp(s, "0") || !strcasecmp(s, "no")) {
+		*out = false;
+		return true;
+	}
+	return false;
+}
+
+enum {
+	OPT_RAM = 256,
+	OPT_BLOCKS,
+	OPT_IMAGE,
+	OPT_SEED,
+	OPT_CHANNELS,
+	OPT_PACKET_PAGES,
+	OPT_VERIFY,
+	OPT_DEST_POPULATE,
+	OPT_JSON,
+	OPT_URI,
+	OPT_SET,
+	OPT_FILL_THREADS,
+	OPT_TIMEOUT,
+};
+
+static const struct option long_opts[] = {
+    {"ram", required_argument, NULL, OPT_RAM},
+    {"blocks", required_argument, NULL, OPT_BLOCKS},
+    {"image", required_argument, NULL, OPT_IMAGE},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"channels", required_argument, NULL, OPT_CHANNELS},
+    {"packet-pages", required_argument, NULL, OPT_PACKET_PAGES},
+    {"verify", required_argument, NULL, OPT_VERIFY},
+    {"dest-populate", no_argument, NULL, OPT_DEST_POPULATE},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"uri", required_argument, NULL, OPT_URI},
+    {"set", required_argument, NULL, OPT_SET},
+    {"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+static void parse_args(int argc, char **argv, struct bench_opts *o)
+{
+	int c;
+
+	*o = (struct bench_opts){
+	    .ram_bytes = 1ULL << 30,
+	    .blocks = 1,
+	    .image = {.kind = VM_IMAGE_RANDOM, .seed = 1},
+	    .channels = 2,
+	    .verify = true,
+	    .uri = "tcp:127.0.0.1:0",
+	    .fill_threads = 2,
+	    .timeout_s = 300,
+	};
+	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_RAM:
+			if (!parse_size(optarg, &o->ram_bytes) || !o->ram_bytes)
+				usage_error("--ram: '%s' is not a size like "
+					    "512M or 2G",
+					    optarg);
+			if (o->ram_bytes % PAGE_SIZE)
+				usage_error("--ram: %s is not a multiple of "
+					    "the 4 KiB page size",
+					    optarg);
+			break;
+		case OPT_BLOCKS:
+			o->blocks = parse_uint_opt("blocks", optarg, 1, 256);
+			break;
+		case OPT_IMAGE: {
+			uint64_t seed = o->image.seed;
+
+			if (vm_image_parse(optarg, &o->image))
+				usage_error("--image: empty");
+			if (o->image.kind == VM_IMAGE_FILE &&
+			    access(optarg, R_OK))
+				usage_error(
+				    "--image: '%s' is not random, zero, "
+				    "mix or a readable file: %s",
+				    optarg, strerror(errno));
+			o->image.seed = seed;
+			break;
+		}
+		case OPT_SEED:
+			if (!parse_u64(optarg, &o->image.seed))
+				usage_error("--seed: '%s' is not an unsigned "
+					    "integer",
+					    optarg);
+			break;
+		case OPT_CHANNELS:
+			o->channels =
+			    parse_uint_opt("channels", optarg, 1, 1024);
+			break;
+		case OPT_PACKET_PAGES:
+			o->packet_pages =
+			    parse_uint_opt("packet-pages", optarg, 1, 1u << 20);
+			break;
+		case OPT_VERIFY:
+			if (!parse_bool(optarg, &o->verify))
+				usage_error("--verify: '%s' is not on or off",
+					    optarg);
+			break;
+		case OPT_DEST_POPULATE:
+			o->dest_populate = true;
+			break;
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_URI:
+			if (strncmp(optarg, "tcp:", 4))
+				usage_error("--uri: '%s' is not "
+					    "tcp:HOST:PORT",
+					    optarg);
+			o->uri = optarg;
+			break;
+		case OPT_SET: {
+			char **p;
+
+			if (!strchr(optarg, '=') || optarg[0] == '=')
+				usage_error("--set: '%s' is not key=value",
+					    optarg);
+			p = realloc(o->sets, (o->nsets + 1) * sizeof(*p));
+			if (!p)
+				usage_error("out of memory");
+			o->sets = p;
+			o->sets[o->nsets++] = optarg;
+			break;
+		}
+		case OPT_FILL_THREADS:
+			o->fill_threads =
+			    parse_uint_opt("fill-threads", optarg, 1, 16);
+			break;
+		case OPT_TIMEOUT:
+			o->timeout_s =
+			    parse_uint_opt("timeout", optarg, 0, 86400);
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			/* getopt_long printed what was wrong. */
+			fprintf(stderr, "Try '%s --help'.\n", prog);
+			exit(EXIT_USAGE);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s'", argv[optind]);
+}
+
+/* ------------------------------------------------------------------ */
+/* Library configuration                                              */
+/* ------------------------------------------------------------------ */
+
+static int config_set_checked(mfd_config *cfg, const char *key,
+			      const char *value, const char *what)
+{
+	int err = mfd_config_set(cfg, key, value);
+
+	if (err)
+		fprintf(stderr, "%s: %s %s=%s: %s\n", prog, what, key, value,
+			mfd_strerror(err));
+	return err;
+}
+
+/*
+ * One side's config: the bench's own options first, then every --set in
+ * order, so that --set has the last word.
+ */
+static int build_config(const struct bench_opts *o, mfd_config **out)
+{
+	mfd_config *cfg;
+	char num[32];
+	int err = mfd_config_new(&cfg);
+
+	if (err) {
+		fprintf(stderr, "%s: mfd_config_new: %s\n", prog,
+			mfd_strerror(err));
+		return err;
+	}
+	snprintf(num, sizeof(num), "%u", o->channels);
+	err = config_set_checked(cfg, "channels", num, "--channels");
+	if (!err && o->packet_pages) {
+		snprintf(num, sizeof(num), "%u", o->packet_pages);
+		err = config_set_checked(cfg, "packet-pages", num,
+					 "--packet-pages");
+	}
+	if (!err)
+		err = config_set_checked(cfg, "verify",
+					 o->verify ? "on" : "off", "--verify");
+	for (size_t i = 0; !err && i < o->nsets; i++) {
+		char key[256];
+		const char *eq = strchr(o->sets[i], '=');
+		size_t klen = (size_t)(eq - o->sets[i]);
+
+		if (klen >= sizeof(key)) {
+			fprintf(stderr, "%s: --set: key too long\n", prog);
+			err = MFD_ECONFIG;
+			break;
+		}
+		memcpy(key, o->sets[i], klen);
+		key[klen] = '\0';
+		err = config_set_checked(cfg, key, eq + 1, "--set");
+	}
+	if (err) {
+		mfd_config_free(cfg);
+		return err;
+	}
+	*out = cfg;
+	return 0;
+}
+
+/* Effective value of an integer key, or fallback when unreadable. */
+static uint64_t config_u64(const mfd_config *cfg, const char *key,
+			   uint64_t fallback)
+{
+	char buf[64];
+	uint64_t v;
+
+	if (mfd_config_get(cfg, key, buf, sizeof(buf)) || !parse_u64(buf, &v))
+		return fallback;
+	return v;
+}
+
+static bool config_bool(const mfd_config *cfg, const char *key, bool fallback)
+{
+	char buf[64];
+	bool v;
+
+	if (mfd_config_get(cfg, key, buf, sizeof(buf)) || !parse_bool(buf, &v))
+		return fallback;
+	return v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Hooks: no guest writers yet, so they only record when they ran      */
+/* ------------------------------------------------------------------ */
+
+static int hook_stop(void *opaque)
+{
+	struct hook_log *h = opaque;
+
+	__atomic_store_n(&h->stop_ns, now_ns(), __ATOMIC_RELEASE);
+	__atomic_add_fetch(&h->stops, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int hook_resume(void *opaque)
+{
+	struct hook_log *h = opaque;
+
+	__atomic_store_n(&h->resume_ns, now_ns(), __ATOMIC_RELEASE);
+	__atomic_add_fetch(&h->resumes, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static int hook_loaded(void *opaque)
+{
+	struct hook_log *h = opaque;
+
+	__atomic_store_n(&h->loaded_ns, now_ns(), __ATOMIC_RELEASE);
+	return 0;
+}
+
+static void hook_failed(void *opaque, int err)
+{
+	struct hook_log *h = opaque;
+
+	__atomic_store_n(&h->dest_failed, err, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------------ */
+/* Watchdog: a hung migration is cancelled rather than hanging the run */
+/* ------------------------------------------------------------------ */
+
+struct watchdog {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool done;
+	bool fired;
+	unsigned timeout_s;
+	mfd_source *src;
+	mfd_dest *dst;
+};
+
+static void *watchdog_thread(void *arg)
+{
+	struct watchdog *w = arg;
+	struct timespec deadline;
+	int rc = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += w->timeout_s;
+	pthread_mutex_lock(&w->lock);
+	while (!w->done && rc != ETIMEDOUT)
+		rc = pthread_cond_timedwait(&w->cond, &w->lock, &deadline);
+	if (!w->done) {
+		w->fired = true;
+		fprintf(stderr, "%s: no result after %u s, cancelling\n", prog,
+			w->timeout_s);
+		mfd_source_cancel(w->src);
+		mfd_dest_cancel(w->dst);
+	}
+	pthread_mutex_unlock(&w->lock);
+	return NULL;
+}
+
+static int watchdog_start(struct watchdog *w, unsigned timeout_s,
+			  mfd_source *src, mfd_dest *dst)
+{
+	pthread_condattr_t ca;
+	int err;
+
+	memset(w, 0, sizeof(*w));
+	w->timeout_s = timeout_s;
+	w->src = src;
+	w->dst = dst;
+	if (!timeout_s)
+		return 0;
+	pthread_mutex_init(&w->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&w->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	err = pthread_create(&w->thread, NULL, watchdog_thread, w);
+	if (err) {
+		pthread_cond_destroy(&w->cond);
+		pthread_mutex_destroy(&w->lock);
+		w->timeout_s = 0;
+		return -err;
+	}
+	return 0;
+}
+
+static void watchdog_stop(struct watchdog *w)
+{
+	if (!w->timeout_s)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->done = true;
+	pthread_cond_signal(&w->cond);
+	pthread_mutex_unlock(&w->lock);
+	pthread_join(w->thread, NULL);
+	pthread_cond_destroy(&w->cond);
+	pthread_mutex_destroy(&w->lock);
+}
+
+/* ------------------------------------------------------------------ */
+/* One migration                                                      */
+/* ------------------------------------------------------------------ */
+
+struct run_result {
+	int src_err;
+	int dst_err;
+	int setup_err; /* before the migration could start */
+	bool timed_out;
+	bool memcmp_done;
+	bool memcmp_ok;
+	uint64_t first_diff; /* byte offset of the first difference */
+	uint64_t fill_ns;
+	uint64_t populate_ns;
+	uint64_t wall_ns;
+	uint64_t memcmp_ns;
+	struct rusage ru0, ru1;
+	mfd_stats src_st;
+	mfd_stats dst_st;
+	struct hook_log hooks;
+	char uri[256];
+};
+
+static void report_error(const char *what, int err)
+{
+	fprintf(stderr, "%s: %s: %s (%d)\n", prog, what, mfd_strerror(err),
+		err);
+}
+
+/* Offset of the first differing byte, compared in 1 MiB slices so that a
+ * mismatch can be located; UINT64_MAX when equal. */
+static uint64_t compare_ram(const struct vm *vm)
+{
+	const uint64_t slice = 1ULL << 20;
+
+	for (uint64_t off = 0; off < vm->ram_bytes; off += slice) {
+		uint64_t len = vm->ram_bytes - off;
+
+		if (len > slice)
+			len = slice;
+		if (!memcmp(vm->src + off, vm->dst + off, len))
+			continue;
+		for (uint64_t i = off; i < off + len; i++)
+			if (vm->src[i] != vm->dst[i])
+				return i;
+	}
+	return UINT64_MAX;
+}
+
+static void migrate(const struct bench_opts *o, struct vm *vm,
+		    const mfd_config *scfg, const mfd_config *dcfg,
+		    struct run_result *res)
+{
+	mfd_source_hooks sh = {
+	    .opaque = &res->hooks,
+	    .stop = hook_stop,
+	    .resume = hook_resume,
+	};
+	mfd_dest_hooks dh = {
+	    .opaque = &res->hooks,
+	    .loaded = hook_loaded,
+	    .failed = hook_failed,
+	};
+	mfd_source *src = NULL;
+	mfd_dest *dst = NULL;
+	struct watchdog wd;
+	uint64_t t0;
+	int err;
+
+	err = mfd_dest_new(&dst, dcfg, &dh);
+	if (err) {
+		report_error("mfd_dest_new", err);
+		goto fail;
+	}
+	for (unsigned i = 0; i < vm->nblocks; i++) {
+		err = mfd_dest_add_block(dst, vm->blocks[i].name,
+					 vm_block_dst(vm, i),
+					 vm->blocks[i].size, vm->page_size);
+		if (err) {
+			report_error("mfd_dest_add_block", err);
+			goto fail;
+		}
+	}
+	err = mfd_source_new(&src, scfg, &sh);
+	if (err) {
+		report_error("mfd_source_new", err);
+		goto fail;
+	}
+	for (unsigned i = 0; i < vm->nblocks; i++) {
+		err = mfd_source_add_block(src, vm->blocks[i].name,
+					   vm_block_src(vm, i),
+					   vm->blocks[i].size, vm->page_size);
+		if (err) {
+			report_error("mfd_source_add_block", err);
+			goto fail;
+		}
+	}
+	err = mfd_dest_start(dst, o->uri);
+	if (err) {
+		fprintf(stderr, "%s: mfd_dest_start(%s): %s (%d)\n", prog,
+			o->uri, mfd_strerror(err), err);
+		goto fail;
+	}
+	err = mfd_dest_get_uri(dst, res->uri, sizeof(res->uri));
+	if (err) {
+		report_error("mfd_dest_get_uri", err);
+		mfd_dest_cancel(dst);
+		mfd_dest_wait(dst);
+		goto fail;
+	}
+
+	err = watchdog_start(&wd, o->timeout_s, src, dst);
+	if (err) {
+		report_error("watchdog", err);
+		mfd_dest_cancel(dst);
+		mfd_dest_wait(dst);
+		goto fail;
+	}
+	getrusage(RUSAGE_SELF, &res->ru0);
+	t0 = now_ns();
+	res->src_err = mfd_source_start(src, res->uri);
+	if (!res->src_err)
+		res->src_err = mfd_source_wait(src);
+	/* A source that never connected leaves the destination waiting for
+	 * a connection forever. */
+	if (res->src_err)
+		mfd_dest_cancel(dst);
+	res->dst_err = mfd_dest_wait(dst);
+	res->wall_ns = now_ns() - t0;
+	getrusage(RUSAGE_SELF, &res->ru1);
+	watchdog_stop(&wd);
+	res->timed_out = wd.fired;
+
+	mfd_source_get_stats(src, &res->src_st, sizeof(res->src_st));
+	mfd_dest_get_stats(dst, &res->dst_st, sizeof(res->dst_st));
+	if (res->src_err)
+		report_error("source", res->src_err);
+	if (res->dst_err)
+		report_error("destination", res->dst_err);
+	mfd_source_free(src);
+	mfd_dest_free(dst);
+	return;
+
+fail:
+	res->setup_err = err;
+	mfd_source_free(src);
+	mfd_dest_free(dst);
+}
+
+static int first_error(const struct run_result *res)
+{
+	if (res->setup_err)
+		return res->setup_err;
+	if (res->src_err)
+		return res->src_err;
+	return res->dst_err;
+}
+
+static void fill_report(struct report *r, const struct bench_opts *o,
+			const struct vm *vm, const mfd_config *cfg,
+			const struct run_result *res)
+{
+	const mfd_stats *s = &res->src_st;
+	int err = first_error(res);
+	bool ok = !err && res->memcmp_ok;
+	bool verify = config_bool(cfg, "verify", o->verify);
+	uint64_t total_ns = s->total_ns ? s->total_ns : res->wall_ns;
+	uint64_t xfer_ns = s->transfer_ns ? s->transfer_ns : total_ns;
+	uint64_t hooks_down_ns = 0;
+
+	if (res->hooks.stop_ns && res->hooks.loaded_ns > res->hooks.stop_ns)
+		hooks_down_ns = res->hooks.loaded_ns - res->hooks.stop_ns;
+
+	report_str(r, "status", ok ? "ok" : "failed");
+	if (err)
+		report_str(r, "error", mfd_strerror(err));
+	else if (!res->memcmp_ok)
+		report_str(r, "error", "destination RAM differs from source");
+	report_i64(r, "error_code", err);
+	report_str(r, "image", vm_image_name(&o->image));
+	report_u64(r, "seed", o->image.seed);
+	report_u64(r, "ram_bytes", o->ram_bytes);
+	report_u64(r, "blocks", o->blocks);
+	report_u64(r, "page_size", PAGE_SIZE);
+	report_u64(r, "channels",
+		   s->channels ? s->channels
+			       : config_u64(cfg, "channels", o->channels));
+	report_u64(r, "packet_pages",
+		   config_u64(cfg, "packet-pages", o->packet_pages));
+	report_bool(r, "verify", verify);
+	report_bool(r, "thp", vm && vm->src_thp && vm->dst_thp);
+	report_bool(r, "dest_populate", o->dest_populate);
+	report_str(r, "uri", res->uri);
+
+	report_f64(r, "fill_ms", ns_to_ms(res->fill_ns), 1);
+	report_f64(r, "dest_populate_ms", ns_to_ms(res->populate_ns), 1);
+	report_f64(r, "setup_ms", ns_to_ms(s->setup_ns), 3);
+	report_f64(r, "transfer_ms", ns_to_ms(s->transfer_ns), 3);
+	report_f64(r, "downtime_ms", ns_to_ms(s->downtime_ns), 3);
+	report_f64(r, "downtime_hooks_ms", ns_to_ms(hooks_down_ns), 3);
+	report_f64(r, "verify_ms", ns_to_ms(s->verify_ns), 3);
+	report_f64(r, "dest_verify_ms", ns_to_ms(res->dst_st.verify_ns), 3);
+	report_f64(r, "total_ms", ns_to_ms(total_ns), 3);
+	report_f64(r, "wall_ms", ns_to_ms(res->wall_ns), 3);
+	report_f64(r, "memcmp_ms", ns_to_ms(res->memcmp_ns), 1);
+
+	report_u64(r, "wire_bytes", s->wire_bytes);
+	report_u64(r, "dest_wire_bytes", res->dst_st.wire_bytes);
+	report_u64(r, "pages_sent", s->pages);
+	report_u64(r, "zero_pages", s->zero_pages);
+	report_u64(r, "dest_pages", res->dst_st.pages);
+	report_u64(r, "packets", s->packets);
+	report_u64(r, "rounds",
+		   s->phase == MFD_PHASE_NONE ? 0 : (uint64_t)s->round + 1);
+
+	report_f64(r, "throughput_mbps",
+		   xfer_ns ? (double)s->wire_bytes * 1e3 / (double)xfer_ns : 0,
+		   1);
+	report_f64(r, "effective_mbps",
+		   total_ns ? (double)o->ram_bytes * 1e3 / (double)total_ns : 0,
+		   1);
+	report_f64(r, "last_round_mbps", (double)s->bandwidth_bps / 1e6, 1);
+	report_f64(r, "cpu_user_s",
+		   tv_to_s(&res->ru1.ru_utime) - tv_to_s(&res->ru0.ru_utime),
+		   3);
+	report_f64(r, "cpu_sys_s",
+		   tv_to_s(&res->ru1.ru_stime) - tv_to_s(&res->ru0.ru_stime),
+		   3);
+	report_u64(r, "stop_hooks", res->hooks.stops);
+	report_u64(r, "resume_hooks", res->hooks.resumes);
+	report_bool(r, "verified", verify && !err);
+	report_bool(r, "memcmp_ok", res->memcmp_ok);
+	report_str(r, "source_phase", mfd_phase_name(s->phase));
+	report_str(r, "dest_phase", mfd_phase_name(res->dst_st.phase));
+	report_bool(r, "timed_out", res->timed_out);
+	report_u64(r, "lib_version", (uint64_t)mfd_version());
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_opts o;
+	struct run_result res;
+	struct report rep;
+	mfd_config *scfg = NULL, *dcfg = NULL;
+	struct vm *vm = NULL;
+	uint64_t t;
+	int err;
+
+	parse_args(argc, argv, &o);
+	memset(&res, 0, sizeof(res));
+
+	/* Bad configuration is a usage error: fail before mapping RAM. */
+	if (build_config(&o, &scfg) || build_config(&o, &dcfg)) {
+		mfd_config_free(scfg);
+		free(o.sets);
+		return EXIT_USAGE;
+	}
+
+	err = vm_create(&vm, o.ram_bytes, o.blocks, PAGE_SIZE);
+	if (err)
+		goto out;
+	t = now_ns();
+	err = vm_fill(vm, &o.image, o.fill_threads);
+	res.fill_ns = now_ns() - t;
+	if (err) {
+		fprintf(stderr, "%s: filling RAM with image %s failed: %s\n",
+			prog, vm_image_name(&o.image), strerror(-err));
+		goto out;
+	}
+	if (o.dest_populate) {
+		t = now_ns();
+		vm_dest_populate(vm);
+		res.populate_ns = now_ns() - t;
+	}
+
+	migrate(&o, vm, scfg, dcfg, &res);
+
+	if (!first_error(&res)) {
+		t = now_ns();
+		res.first_diff = compare_ram(vm);
+		res.memcmp_ns = now_ns() - t;
+		res.memcmp_done = true;
+		res.memcmp_ok = res.first_diff == UINT64_MAX;
+		if (!res.memcmp_ok)
+			fprintf(
+			    stderr,
+			    "%s: destination RAM differs from source, "
+			    "first at byte %" PRIu64 " (page %" PRIu64 ")\n",
+			    prog, res.first_diff, res.first_diff / PAGE_SIZE);
+	}
+
+	report_init(&rep);
+	fill_report(&rep, &o, vm, scfg, &res);
+	if (o.json)
+		report_json(&rep, stdout);
+	else
+		report_table(&rep, stdout);
+	report_free(&rep);
+	fflush(stdout);
+	err = first_error(&res) || !res.memcmp_ok;
+
+out:
+	vm_destroy(vm);
+	mfd_config_free(scfg);
+	mfd_config_free(dcfg);
+	free(o.sets);
+	return err ? 1 : 0;
+}
