@@ -29,6 +29,7 @@ struct mfd_source {
 	bool loaded;  /* destination answered LOADED */
 	bool pool_up;
 	bool rp_up;
+	bool rp_done; /* the return path thread has ended */
 	pthread_t rp_thread;
 	struct mfd__chan *main;
 	struct mfd__pool pool;
@@ -137,9 +138,21 @@ static int check(mfd_source *s)
 	return mfd__get_error(&s->error);
 }
 
+static void return_path(mfd_source *s);
+
 static void *return_path_main(void *arg)
 {
 	mfd_source *s = arg;
+	return_path(s);
+	pthread_mutex_lock(&s->lock);
+	s->rp_done = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	return NULL;
+}
+
+static void return_path(mfd_source *s)
+{
 	for (;;) {
 		struct mfd_ctl_hdr h;
 		uint8_t *payload;
@@ -154,7 +167,7 @@ static void *return_path_main(void *arg)
 						 mfd_strerror(ret));
 				source_fail(s, ret);
 			}
-			return NULL;
+			return;
 		}
 		if (h.type == MFD_CTL_LOADED) {
 			pthread_mutex_lock(&s->lock);
@@ -172,7 +185,7 @@ static void *return_path_main(void *arg)
 		}
 		free(payload);
 		if (h.type != MFD_CTL_LOADED)
-			return NULL;
+			return;
 	}
 }
 
@@ -491,6 +504,29 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	return ret;
 }
 
+static bool is_transport_error(int err)
+{
+	return err == -EPIPE || err == -ECONNRESET || err == MFD_ETRUNCATED ||
+	       err == -ENOTCONN;
+}
+
+static void wait_return_path(mfd_source *s, unsigned ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->lock);
+	while (!s->rp_done &&
+	       pthread_cond_timedwait(&s->cv, &s->lock, &ts) != ETIMEDOUT)
+		;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void *migration_main(void *arg)
 {
 	mfd_source *s = arg;
@@ -508,8 +544,12 @@ static void *migration_main(void *arg)
 		ret = do_switchover(s, &batch, round);
 
 	if (ret) {
-		/* The first recorded cause wins (e.g. the destination's
-		 * reason rather than the broken pipe it led to). */
+		/* A broken connection is usually the effect of a failure the
+		 * destination is about to explain on the main channel: give
+		 * its reason a moment to arrive, it is the one to report. */
+		if (is_transport_error(ret) && s->rp_up)
+			wait_return_path(s, 2000);
+		/* The first recorded cause wins. */
 		source_fail(s, ret);
 		ret = mfd__get_error(&s->error);
 		if (s->main) {
@@ -564,6 +604,7 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->loaded = false;
 	s->stopped = false;
 	s->rp_up = false;
+	s->rp_done = false;
 	memset(&s->xfer, 0, sizeof(s->xfer));
 	s->round = 0;
 	s->setup_ns = s->transfer_ns = s->total_ns = 0;

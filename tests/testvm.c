@@ -211,7 +211,8 @@ static void *pump_main(void *arg)
 			pm->p->damage(pm->p, pm->conn, pos, buf, (size_t)n);
 		pos += (uint64_t)n;
 		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(pm->out, buf + off, (size_t)(n - off));
+			ssize_t w = send(pm->out, buf + off, (size_t)(n - off),
+					 MSG_NOSIGNAL);
 			if (w <= 0)
 				goto out;
 			off += w;
