@@ -99,8 +99,9 @@ static void usage(FILE *f)
 	    "library's)\n"
 	    "  --verify on|off       end-of-migration digests (default "
 	    "on)\n"
-	    "  --dest-populate       pre-fault destination RAM before "
-	    "migrating\n"
+	    "  --dest-populate on|off  pre-fault destination RAM when the\n"
+	    "                        destination VM is created, as a hypervisor\n"
+	    "                        preallocating guest RAM does (default on)\n"
 	    "  --uri tcp:HOST:PORT   destination listen address "
 	    "(default tcp:127.0.0.1:0)\n"
 	    "  --set KEY=VALUE       library config for both sides "
@@ -241,7 +242,7 @@ static const struct option long_opts[] = {
     {"channels", required_argument, NULL, OPT_CHANNELS},
     {"packet-pages", required_argument, NULL, OPT_PACKET_PAGES},
     {"verify", required_argument, NULL, OPT_VERIFY},
-    {"dest-populate", no_argument, NULL, OPT_DEST_POPULATE},
+    {"dest-populate", required_argument, NULL, OPT_DEST_POPULATE},
     {"json", no_argument, NULL, OPT_JSON},
     {"uri", required_argument, NULL, OPT_URI},
     {"set", required_argument, NULL, OPT_SET},
@@ -261,6 +262,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 	    .image = {.kind = VM_IMAGE_RANDOM, .seed = 1},
 	    .channels = 2,
 	    .verify = true,
+	    .dest_populate = true,
 	    .uri = "tcp:127.0.0.1:0",
 	    .fill_threads = 2,
 	    .timeout_s = 300,
@@ -314,7 +316,10 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 					    optarg);
 			break;
 		case OPT_DEST_POPULATE:
-			o->dest_populate = true;
+			if (!parse_bool(optarg, &o->dest_populate))
+				usage_error("--dest-populate: '%s' is not on or "
+					    "off",
+					    optarg);
 			break;
 		case OPT_JSON:
 			o->json = true;

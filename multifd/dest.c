@@ -12,6 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "multifd/ctl.h"
 
@@ -53,6 +57,7 @@ struct mfd_dest {
 	struct mfd__barrier barrier;
 	uint64_t features;
 	uint8_t session[16];
+	int wake_fd; /* eventfd: dest_fail wakes the loader thread */
 
 	/* Statistics. */
 	uint64_t wire_bytes, pages, zero_pages, packets;
@@ -81,6 +86,12 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 	if (hooks)
 		d->hooks = *hooks;
 	d->lst.fd = -1;
+	d->wake_fd = eventfd(0, EFD_CLOEXEC);
+	if (d->wake_fd < 0) {
+		int err = -errno;
+		free(d);
+		return err;
+	}
 	pthread_mutex_init(&d->lock, NULL);
 	mfd__barrier_init(&d->barrier, 1);
 	*out = d;
@@ -99,6 +110,7 @@ void mfd_dest_free(mfd_dest *d)
 	for (unsigned i = 0; i < d->nblocks; i++)
 		mfd__ramblock_destroy(&d->blocks[i]);
 	mfd__barrier_destroy(&d->barrier);
+	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
@@ -136,11 +148,14 @@ static void dest_fail(mfd_dest *d, int err)
 	pthread_mutex_lock(&d->lock);
 	for (unsigned i = 0; d->w && i < d->n; i++)
 		if (d->w[i].chan)
-			d->w[i].chan->ops->shutdown(d->w[i].chan, 0);
-	/* Read side only: the loader thread still tells the source why. */
-	if (d->main)
-		d->main->ops->shutdown(d->main, 1);
+			d->w[i].chan->ops->shutdown(d->w[i].chan, SHUT_RDWR);
 	pthread_mutex_unlock(&d->lock);
+	/* The loader thread polls this beside the main channel; the main
+	 * channel itself stays whole so that it can still tell the source
+	 * why, and close without a reset. */
+	uint64_t one = 1;
+	if (write(d->wake_fd, &one, sizeof(one)) < 0)
+		mfd__warn("eventfd: %s", strerror(errno));
 }
 
 static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
@@ -414,6 +429,16 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 	for (;;) {
 		struct mfd_ctl_hdr h;
 		uint8_t *payload;
+		struct pollfd pfd[2] = {{.fd = d->main->fd, .events = POLLIN},
+					{.fd = d->wake_fd, .events = POLLIN}};
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+			return -errno;
+		if (check(d))
+			return check(d);
+		if (!pfd[0].revents)
+			continue;
+		/* A message has started: the rest must follow within the
+		 * io-timeout set on the channel. */
 		int ret = mfd__ctl_recv(d->main, &h, &payload);
 		if (ret)
 			return check(d) ? check(d) : ret;
@@ -484,19 +509,41 @@ static int finish_load(mfd_dest *d)
 	}
 	if (!ret && end.digests) {
 		uint64_t t0 = mfd__now_ns();
+		uint8_t(*mine)[MFD_DIGEST_SIZE] =
+			calloc(d->nblocks, MFD_DIGEST_SIZE);
+		ret = mine ? mfd__digest_blocks(d->blocks, d->nblocks, mine)
+			   : -ENOMEM;
 		for (unsigned i = 0; i < d->nblocks && !ret; i++) {
-			uint8_t dg[MFD_DIGEST_SIZE];
-			mfd__digest(d->blocks[i].host, d->blocks[i].size, dg);
-			if (memcmp(dg, end.digests[i], MFD_DIGEST_SIZE)) {
+			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
 				mfd__err("block '%s': digest mismatch",
 					 d->blocks[i].name);
 				ret = MFD_EVERIFY;
 			}
 		}
+		free(mine);
 		STAT_SET(d->verify_ns, mfd__now_ns() - t0);
 	}
 	free(digests);
 	return ret;
+}
+
+/*
+ * Closes after the peer does: a close with unread bytes in the socket makes
+ * TCP send a reset, which can destroy the ERROR message just sent before
+ * the source reads it.
+ */
+static void drain_and_close(struct mfd__chan *c)
+{
+	c->ops->shutdown(c, SHUT_WR);
+	c->ops->set_timeout(c, 200);
+	uint8_t byte;
+	uint64_t deadline = mfd__now_ns() + 2000000000ULL;
+	while (mfd__now_ns() < deadline) {
+		int ret = c->ops->recv(c, &byte, 1);
+		if (ret && ret != -ETIMEDOUT)
+			break;
+	}
+	c->ops->close(c);
 }
 
 static void *loader_main(void *arg)
@@ -506,6 +553,10 @@ static void *loader_main(void *arg)
 	bool told = ret == MFD_ESETUP || ret == MFD_EFEATURE;
 	if (!ret) {
 		struct recv_worker *w = calloc(d->n, sizeof(*w));
+		for (unsigned i = 0; w && i < d->n; i++) {
+			w[i].d = d;
+			w[i].idx = i;
+		}
 		d->barrier.n = d->n;
 		pthread_mutex_lock(&d->lock);
 		d->w = w;
@@ -516,10 +567,8 @@ static void *loader_main(void *arg)
 	STAT_SET(d->setup_ns, mfd__now_ns() - d->t_start);
 	if (!ret) {
 		STAT_SET(d->phase, MFD_PHASE_PRECOPY);
-		d->main->ops->set_timeout(d->main, 0);
+		d->main->ops->set_timeout(d->main, d->cfg.io_timeout_ms);
 		for (unsigned i = 0; i < d->n && !ret; i++) {
-			d->w[i] = (struct recv_worker){
-				.d = d, .idx = i, .chan = d->w[i].chan};
 			ret = -pthread_create(&d->w[i].thread, NULL,
 					      recv_worker_main, &d->w[i]);
 			d->w[i].started = ret == 0;
@@ -544,6 +593,8 @@ static void *loader_main(void *arg)
 						  d->cfg.connect_timeout_ms);
 			mfd__ctl_send_error(d->main, ret, "destination: %s",
 					    mfd_strerror(ret));
+			drain_and_close(d->main);
+			d->main = NULL;
 		}
 		mfd__err("incoming migration failed: %s", mfd_strerror(ret));
 		if (d->hooks.failed)

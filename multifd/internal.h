@@ -45,8 +45,11 @@ static inline int mfd__get_error(const int *slot)
 	return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
 }
 
-/* 128-bit XXH3 digest of a block, in wire byte order (big-endian canonical). */
-void mfd__digest(const void *data, uint64_t len, uint8_t out[MFD_DIGEST_SIZE]);
+/* Digests of every block, as docs/protocol.md defines them, computed on
+ * all online CPUs. 0 or -ENOMEM. */
+#define MFD_DIGEST_CHUNK (16ULL << 20)
+int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
+		       uint8_t (*out)[MFD_DIGEST_SIZE]);
 
 /* Abortable barrier for the destination's per-round sync. */
 struct mfd__barrier {

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "multifd/pool.h"
 
@@ -98,6 +99,9 @@ static void *worker_main(void *arg)
 					  job == MFD__JOB_SYNC ? MFD_PKT_SYNC
 							       : MFD_PKT_DONE,
 					  round);
+		if (!ret && job != MFD__JOB_DONE)
+			__atomic_store_n(&p->last_sent_ns, mfd__now_ns(),
+					 __ATOMIC_RELAXED);
 		if (ret) {
 			mfd__err("channel %u (%s): send failed: %s", w->idx,
 				 w->chan->peer, mfd_strerror(ret));
@@ -245,7 +249,7 @@ void mfd__pool_abort(struct mfd__pool *p, int err)
 		/* Unblock workers stuck in send(); the channels stay
 		 * allocated until destroy. */
 		for (unsigned i = 0; i < p->n; i++)
-			p->w[i].chan->ops->shutdown(p->w[i].chan, 0);
+			p->w[i].chan->ops->shutdown(p->w[i].chan, SHUT_RDWR);
 	}
 	pthread_cond_broadcast(&p->idle_cv);
 	pthread_mutex_unlock(&p->lock);

@@ -69,6 +69,7 @@ struct mfd__pool {
 	struct mfd__send_worker *w;
 	struct mfd__batch *spare; /* one per worker + the caller's */
 	struct mfd__xfer_stats *stats;
+	uint64_t last_sent_ns; /* when the last PAGES/SYNC went out, atomic */
 };
 
 /* Takes the channels (closed by mfd__pool_destroy). */

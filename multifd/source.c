@@ -11,6 +11,7 @@
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "multifd/ctl.h"
 #include "multifd/pool.h"
@@ -475,13 +476,18 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		digests = calloc(s->nblocks, MFD_DIGEST_SIZE);
 		if (!digests)
 			return -ENOMEM;
-		for (unsigned i = 0; i < s->nblocks; i++)
-			mfd__digest(s->blocks[i].host, s->blocks[i].size,
-				    digests[i]);
+		if ((ret = mfd__digest_blocks(s->blocks, s->nblocks,
+					      digests))) {
+			free(digests);
+			return ret;
+		}
 		STAT_SET(s->verify_ns, mfd__now_ns() - t0);
 	}
 	ret = mfd__pool_done(&s->pool);
-	STAT_SET(s->transfer_ns, mfd__now_ns() - s->t_start - s->setup_ns);
+	/* Until the last page left, not until the digests were ready. */
+	STAT_SET(s->transfer_ns,
+		 __atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED) -
+			 s->t_start - s->setup_ns);
 	if (!ret) {
 		struct mfd_end e = {.final_round = round,
 				    .nblocks = s->nblocks,
@@ -565,7 +571,7 @@ static void *migration_main(void *arg)
 	}
 	pthread_mutex_lock(&s->lock);
 	if (s->main)
-		s->main->ops->shutdown(s->main, 0);
+		s->main->ops->shutdown(s->main, SHUT_RDWR);
 	pthread_mutex_unlock(&s->lock);
 	if (s->rp_up)
 		pthread_join(s->rp_thread, NULL);
@@ -650,7 +656,7 @@ int mfd_source_cancel(mfd_source *s)
 	pthread_mutex_lock(&s->lock);
 	/* During setup the thread may wait on the main channel. */
 	if (s->main && STAT_GET(s->phase) == MFD_PHASE_SETUP)
-		s->main->ops->shutdown(s->main, 1);
+		s->main->ops->shutdown(s->main, SHUT_RD);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }

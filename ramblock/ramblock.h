@@ -29,8 +29,10 @@ void mfd__bitmap_destroy(struct mfd__bitmap *b);
 /* Atomic (any thread). */
 static inline void mfd__bitmap_set_atomic(struct mfd__bitmap *b, uint64_t i)
 {
+	/* Release: whoever harvests the bit (acquire) also sees the write to
+	 * the page that the caller made before marking it. */
 	__atomic_fetch_or(&b->words[i >> 6], 1ULL << (i & 63),
-			  __ATOMIC_RELAXED);
+			  __ATOMIC_RELEASE);
 }
 /* Sets bits [start, start+n) atomically, a word at a time. */
 void mfd__bitmap_set_range_atomic(struct mfd__bitmap *b, uint64_t start,

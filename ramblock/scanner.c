@@ -35,8 +35,13 @@ static unsigned scan_block(struct mfd__scanner *s, struct mfd__ramblock *rb,
 			   uint64_t *offsets)
 {
 	struct mfd__bitmap *b = &rb->dirty;
-	const unsigned max = s->max_pages;
 	const uint32_t shift = rb->page_shift;
+	/* A packet's payload length is 32 bits: with 1 GiB pages at most 3
+	 * pages fit, whatever packet-pages says. */
+	const unsigned max =
+		(uint64_t)s->max_pages << shift > UINT32_MAX
+			? (unsigned)(UINT32_MAX >> shift)
+			: s->max_pages;
 	uint64_t i, w;
 	unsigned n = 0;
 

@@ -96,10 +96,11 @@ static void run_case(struct patch pt, int expect)
 	assert_int_equal(vm.loaded, 0);
 	assert_int_equal(vm.failed, 1);
 	assert_int_equal(vm.failed_err, dret);
-	/* Round 0 failed: the guest was never stopped, its memory is as it
-	 * was. */
-	assert_int_equal(vm.stopped, 0);
-	assert_int_equal(vm.resumed, 0);
+	/* Usually round 0 fails and the guest is never stopped; a small VM
+	 * may reach switchover first, and then it must run again. Either way
+	 * its memory is as it was. */
+	assert_true(vm.stopped <= 1);
+	assert_int_equal(vm.resumed, vm.stopped);
 	assert_true(tvm_hash(vm.blocks[0].src, RAM) == before);
 	mfd_stats st;
 	mfd_source_get_stats(vm.src, &st, sizeof(st));

@@ -24,17 +24,18 @@ struct mfd__chan_ops {
 	int (*recvv)(struct mfd__chan *c, struct iovec *iov, int iovcnt);
 	/* Set the io timeout in ms (0 = none). */
 	int (*set_timeout)(struct mfd__chan *c, uint64_t ms);
-	/* Wake any thread blocked on the channel; later calls fail. With
-	 * read_only, only receiving stops (a last message can still be sent).
-	 * Safe from any thread while another uses the channel. */
-	void (*shutdown)(struct mfd__chan *c, int read_only);
+	/* how = SHUT_RD, SHUT_WR or SHUT_RDWR, as shutdown(2): SHUT_RDWR
+	 * wakes any thread blocked on the channel and makes later calls fail;
+	 * SHUT_WR tells the peer nothing more will come. Safe from any thread
+	 * while another uses the channel. */
+	void (*shutdown)(struct mfd__chan *c, int how);
 	/* Release; only when no other thread uses the channel. */
 	void (*close)(struct mfd__chan *c);
 };
 
 struct mfd__chan {
 	const struct mfd__chan_ops *ops;
-	int fd;
+	int fd; /* pollable: readable when a message may be received */
 	char peer[64]; /* for messages */
 };
 

@@ -124,9 +124,9 @@ static int tcp_set_timeout(struct mfd__chan *c, uint64_t ms)
 	return 0;
 }
 
-static void tcp_shutdown(struct mfd__chan *c, int read_only)
+static void tcp_shutdown(struct mfd__chan *c, int how)
 {
-	shutdown(c->fd, read_only ? SHUT_RD : SHUT_RDWR);
+	shutdown(c->fd, how);
 }
 
 static void tcp_close(struct mfd__chan *c)
@@ -166,7 +166,7 @@ static int tcp_wrap(int fd, struct mfd__chan **out)
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
 		getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p,
 			    sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV);
-	snprintf(c->peer, sizeof(c->peer), "%s:%s", h, p);
+	snprintf(c->peer, sizeof(c->peer), "%.46s:%.8s", h, p);
 	*out = c;
 	return 0;
 }

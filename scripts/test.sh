@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Quick start, command 2: install what is missing, build, and run the whole
+# test suite: a -Werror build, an ASan+UBSan build and a TSan build, each
+# running every test through ctest. Exit status 0 only if all pass.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+jobs=$(nproc)
+status=0
+
+run() { # name, cmake args...
+	local dir=build-test-$1
+	shift
+	echo "=== $dir: configure and build"
+	if ! cmake -S . -B "$dir" -DMFD_WERROR=ON "$@" >/dev/null ||
+		! cmake --build "$dir" -j"$jobs" >"$dir.log" 2>&1; then
+		cat "$dir.log" 2>/dev/null
+		echo "=== $dir: BUILD FAILED"
+		status=1
+		return
+	fi
+	echo "=== $dir: ctest"
+	(cd "$dir" && ctest --output-on-failure -j"$jobs" --timeout 900) || status=1
+}
+
+run release -DCMAKE_BUILD_TYPE=RelWithDebInfo
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	run asan -DCMAKE_BUILD_TYPE=Debug -DMFD_SANITIZE=address,undefined
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
+	run tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMFD_SANITIZE=thread
+
+if [ $status -eq 0 ]; then echo "=== all test builds passed"; else echo "=== FAILURES above"; fi
+exit $status
