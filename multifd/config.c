@@ -19,6 +19,9 @@ _Static_assert(sizeof(bool) == 1, "bool fields are stored as one byte");
 	.offset = offsetof(struct mfd_config, f),                              \
 	.width = sizeof(((struct mfd_config *)0)->f)
 
+/* Index = enum mfd__codec_id. */
+static const char *const compression_names[] = {"none", "zstd", NULL};
+
 /*
  * Defaults are written the way mfd_config_get() prints them, so that the
  * table, the printed values and docs/config.md all read the same.
@@ -99,6 +102,28 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	.doc = "A channel that makes no progress for this long fails the "
 	       "migration.",
     },
+    {
+	.section = "migration",
+	.name = "compression",
+	.type = MFD__CFG_ENUM,
+	.def = "none",
+	.min = 0,
+	.max = 1,
+	FIELD(compression),
+	.choices = compression_names,
+	.doc = "Page codec of the data channels: none or zstd (one streaming "
+	       "context per channel). Zero pages are detected either way.",
+    },
+    {
+	.section = "migration",
+	.name = "zstd-level",
+	.type = MFD__CFG_UINT,
+	.def = "1",
+	.min = 1,
+	.max = 19,
+	FIELD(zstd_level),
+	.doc = "zstd compression level (source side).",
+    },
     {.name = NULL},
 };
 
@@ -129,6 +154,15 @@ static void range_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 	case MFD__CFG_BOOL:
 		snprintf(out, outlen, "on/off");
 		break;
+	case MFD__CFG_ENUM: {
+		size_t n = 0;
+
+		out[0] = 0;
+		for (unsigned i = 0; k->choices[i] && n < outlen; i++)
+			n += (size_t)snprintf(out + n, outlen - n, "%s%s",
+					      i ? "/" : "", k->choices[i]);
+		break;
+	}
 	case MFD__CFG_MS:
 		snprintf(out, outlen, "%" PRIu64 "ms..%" PRIu64 "ms", k->min,
 			 k->max);
@@ -148,6 +182,9 @@ static void expect_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 	switch (k->type) {
 	case MFD__CFG_BOOL:
 		snprintf(out, outlen, "on/off, true/false, yes/no or 1/0");
+		break;
+	case MFD__CFG_ENUM:
+		snprintf(out, outlen, "one of %s", range);
 		break;
 	case MFD__CFG_MS:
 		snprintf(
@@ -200,7 +237,9 @@ static int reject(const struct mfd__cfg_key *k, const char *value, enum bad why,
 	default:
 		snprintf(err, errlen, "%s: \"%s\" is not %s (expected %s)",
 			 k->name, v,
-			 k->type == MFD__CFG_BOOL ? "a boolean" : "valid",
+			 k->type == MFD__CFG_BOOL   ? "a boolean"
+			 : k->type == MFD__CFG_ENUM ? "a known value"
+						    : "valid",
 			 expect);
 		break;
 	}
@@ -306,6 +345,18 @@ static int parse_bool(const char *value, uint64_t *out)
 	return BAD_SYNTAX;
 }
 
+static int parse_enum(const struct mfd__cfg_key *k, const char *value,
+		      uint64_t *out)
+{
+	for (unsigned i = 0; k->choices[i]; i++) {
+		if (!strcasecmp(value, k->choices[i])) {
+			*out = i;
+			return 0;
+		}
+	}
+	return BAD_SYNTAX;
+}
+
 static int store(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		 uint64_t v)
 {
@@ -374,6 +425,8 @@ int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		return reject(k, value, BAD_EMPTY, err, errlen);
 	if (k->type == MFD__CFG_BOOL)
 		bad = parse_bool(value, &v);
+	else if (k->type == MFD__CFG_ENUM)
+		bad = parse_enum(k, value, &v);
 	else
 		bad = parse_number(k, value, &v);
 	if (bad)
@@ -473,6 +526,9 @@ int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 		break;
 	case MFD__CFG_MS:
 		n = snprintf(buf, len, "%" PRIu64 "ms", v);
+		break;
+	case MFD__CFG_ENUM:
+		n = snprintf(buf, len, "%s", v <= k->max ? k->choices[v] : "?");
 		break;
 	default:
 		n = snprintf(buf, len, "%" PRIu64, v);

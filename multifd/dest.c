@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "multifd/compress/codec.h"
 #include "multifd/ctl.h"
 
 struct mfd_dest;
@@ -31,6 +32,8 @@ struct recv_worker {
 	uint32_t seq;	/* next expected packet number */
 	uint32_t round_packets;
 	bool done; /* DONE received after the last SYNC */
+	/* With MFD_FEAT_ZSTD; codec.out receives the compressed payload. */
+	struct mfd__codec codec;
 	uint64_t offsets[MFD_MAX_PACKET_PAGES];
 	struct iovec iov[MFD_MAX_PACKET_PAGES];
 };
@@ -58,9 +61,19 @@ struct mfd_dest {
 	uint64_t features;
 	uint8_t session[16];
 	int wake_fd; /* eventfd: dest_fail wakes the loader thread */
+	/*
+	 * Received-map, one bit per page of each block: set when a page with
+	 * contents was written there, i.e. the page may hold non-zero data.
+	 * A zero page is written only where its bit is set: the registered
+	 * memory starts zero. Atomic word operations: channels write
+	 * different pages of one round, which may share a word; the round
+	 * barrier orders the rounds.
+	 */
+	uint64_t *recvd[MFD_MAX_BLOCKS];
 
 	/* Statistics. */
 	uint64_t wire_bytes, pages, zero_pages, packets;
+	uint64_t compressed_bytes, compress_in_bytes, compress_ns;
 	int phase;
 	uint32_t round;
 	uint64_t ram_bytes;
@@ -170,8 +183,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 	if ((ret = mfd__pkt_offsets_decode(h, w->offsets, &d->lim)))
 		return ret;
 
-	/* Every offset is now known to be a page inside the block: read the
-	 * payload straight into guest memory, contiguous pages as one iovec. */
+	/* Every offset is now known to be a page inside the block: the
+	 * payload goes straight into guest memory, contiguous pages as one
+	 * iovec (read into them, or decompressed into them). */
 	struct mfd__ramblock *rb = &d->blocks[h->block];
 	uint64_t psize = rb->page_size;
 	int iovcnt = 0;
@@ -187,10 +201,41 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 		}
 		prev_end = page + psize;
 	}
-	if (iovcnt && (ret = w->chan->ops->recvv(w->chan, w->iov, iovcnt)))
+	if (h->flags & MFD_PKT_F_ZSTD) {
+		/* Validated: payload_len <= the bound for packet_pages
+		 * pages of 4 KiB, which is the size of codec.out. */
+		if ((ret = w->chan->ops->recv(w->chan, w->codec.out,
+					      h->payload_len)))
+			return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+		uint64_t t0 = mfd__thread_cpu_ns();
+		ret = w->codec.ops->decompress(&w->codec, w->codec.out,
+					       h->payload_len, w->iov, iovcnt);
+		if (ret)
+			return ret;
+		STAT_ADD(d->compress_ns, mfd__thread_cpu_ns() - t0);
+		STAT_ADD(d->compressed_bytes, h->payload_len);
+		STAT_ADD(d->compress_in_bytes, h->count * psize);
+	} else if (iovcnt &&
+		   (ret = w->chan->ops->recvv(w->chan, w->iov, iovcnt))) {
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
-	for (uint32_t i = 0; i < h->zero_count; i++)
-		memset(rb->host + w->offsets[h->count + i], 0, psize);
+	}
+	/* Zero pages: only where a page with contents landed before. */
+	uint64_t *map = d->recvd[h->block];
+	uint32_t shift = rb->page_shift;
+	for (uint32_t i = 0; i < h->count; i++) {
+		uint64_t pg = w->offsets[i] >> shift;
+		__atomic_fetch_or(&map[pg >> 6], 1ULL << (pg & 63),
+				  __ATOMIC_RELAXED);
+	}
+	for (uint32_t i = 0; i < h->zero_count; i++) {
+		uint64_t off = w->offsets[h->count + i], pg = off >> shift;
+		uint64_t bit = 1ULL << (pg & 63);
+		if (__atomic_load_n(&map[pg >> 6], __ATOMIC_RELAXED) & bit) {
+			memset(rb->host + off, 0, psize);
+			__atomic_fetch_and(&map[pg >> 6], ~bit,
+					   __ATOMIC_RELAXED);
+		}
+	}
 
 	STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
 	STAT_ADD(d->pages, (uint64_t)h->count + h->zero_count);
@@ -365,6 +410,7 @@ static int accept_main(mfd_dest *d)
 		d->lim.nblocks = d->nblocks;
 		d->lim.blocks = d->descs;
 		d->lim.packet_pages = su.packet_pages;
+		d->lim.features = d->features;
 	}
 	free(descs);
 	if (ret) {
@@ -546,6 +592,30 @@ static void drain_and_close(struct mfd__chan *c)
 	c->ops->close(c);
 }
 
+/* After SETUP: the received-maps and, with zstd, one decompression
+ * context and payload buffer per channel, all allocated once. */
+static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
+{
+	for (unsigned i = 0; i < d->nblocks; i++) {
+		d->recvd[i] = calloc((d->blocks[i].npages + 63) / 64,
+				     sizeof(uint64_t));
+		if (!d->recvd[i])
+			return -ENOMEM;
+	}
+	if (!(d->features & MFD_FEAT_ZSTD))
+		return 0;
+	for (unsigned i = 0; i < d->n; i++) {
+		/* The codec's buffer, mfd__codec_bound() of its input, is
+		 * the largest compressed payload wire.c accepts. */
+		int ret = mfd__codec_zstd.setup(&w[i].codec,
+						mfd__zstd_max_raw(&d->lim), 1);
+		if (ret)
+			return ret;
+		w[i].codec.ops = &mfd__codec_zstd;
+	}
+	return 0;
+}
+
 static void *loader_main(void *arg)
 {
 	mfd_dest *d = arg;
@@ -557,11 +627,13 @@ static void *loader_main(void *arg)
 			w[i].d = d;
 			w[i].idx = i;
 		}
+		ret = w ? alloc_load_state(d, w) : -ENOMEM;
 		d->barrier.n = d->n;
 		pthread_mutex_lock(&d->lock);
 		d->w = w;
 		pthread_mutex_unlock(&d->lock);
-		ret = w ? accept_data(d) : -ENOMEM;
+		if (!ret)
+			ret = accept_data(d);
 	}
 	mfd__listener_close(&d->lst);
 	STAT_SET(d->setup_ns, mfd__now_ns() - d->t_start);
@@ -601,9 +673,16 @@ static void *loader_main(void *arg)
 			d->hooks.failed(d->hooks.opaque, ret);
 	}
 	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; d->w && i < d->n; i++)
+	for (unsigned i = 0; d->w && i < d->n; i++) {
 		if (d->w[i].chan)
 			d->w[i].chan->ops->close(d->w[i].chan);
+		if (d->w[i].codec.ops)
+			d->w[i].codec.ops->teardown(&d->w[i].codec);
+	}
+	for (unsigned i = 0; i < d->nblocks; i++) {
+		free(d->recvd[i]);
+		d->recvd[i] = NULL;
+	}
 	free(d->w);
 	d->w = NULL;
 	if (d->main)
@@ -691,6 +770,9 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 		.pages = STAT_GET(d->pages),
 		.zero_pages = STAT_GET(d->zero_pages),
 		.packets = STAT_GET(d->packets),
+		.compressed_bytes = STAT_GET(d->compressed_bytes),
+		.compress_in_bytes = STAT_GET(d->compress_in_bytes),
+		.compress_ns = STAT_GET(d->compress_ns),
 		.setup_ns = STAT_GET(d->setup_ns),
 		.transfer_ns = STAT_GET(d->transfer_ns),
 		.total_ns = STAT_GET(d->total_ns),

@@ -4,36 +4,80 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "multifd/pool.h"
+
+uint64_t mfd__thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
 
 static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 {
 	struct mfd__ramblock *rb = &w->pool->blocks[b->block];
 	uint64_t psize = rb->page_size;
+
+	/* Zero pages travel as offsets only, after the others; both runs
+	 * keep the batch's ascending order. A page written after this test
+	 * is dirty again and goes out in a later round. */
+	uint32_t n = 0, nz = 0;
+	for (uint32_t i = 0; i < b->n; i++) {
+		uint64_t off = b->offsets[i];
+		if (mfd__buffer_is_zero(rb->host + off, psize))
+			w->zero_offs[nz++] = off;
+		else
+			b->offsets[n++] = off;
+	}
+	memcpy(b->offsets + n, w->zero_offs, nz * sizeof(uint64_t));
+
 	struct mfd_pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = MFD_PKT_PAGES,
 		.round = b->round,
 		.block = b->block,
-		.count = b->n,
-		.payload_len = (uint32_t)(b->n * psize),
+		.count = n,
+		.zero_count = nz,
+		.payload_len = (uint32_t)(n * psize),
 		.seq = w->seq,
 	};
-	/* The payload's iovecs point into guest memory; contiguous pages
-	 * are coalesced so that a fully dirty region costs one iovec. */
 	int iovcnt = 2;
-	uint8_t *prev_end = NULL;
-	for (uint32_t i = 0; i < b->n; i++) {
-		uint8_t *page = rb->host + b->offsets[i];
-		if (page == prev_end) {
-			w->iov[iovcnt - 1].iov_len += psize;
-		} else {
-			w->iov[iovcnt].iov_base = page;
-			w->iov[iovcnt].iov_len = psize;
-			iovcnt++;
+	uint64_t cpu = 0;
+	/* Blocks whose packets exceed the codec's input (huge pages) go out
+	 * uncompressed; the stream only ever holds what was sent. */
+	if (w->codec.ops && n && n * psize <= w->codec.max_in) {
+		uint64_t t0 = mfd__thread_cpu_ns();
+		for (uint32_t i = 0; i < n; i++)
+			w->pages[i] = rb->host + b->offsets[i];
+		size_t zlen;
+		int ret = w->codec.ops->compress(&w->codec, w->pages, n, psize,
+						 &zlen);
+		if (ret)
+			return ret;
+		cpu = mfd__thread_cpu_ns() - t0;
+		h.flags = MFD_PKT_F_ZSTD;
+		h.payload_len = (uint32_t)zlen;
+		w->iov[2].iov_base = w->codec.out;
+		w->iov[2].iov_len = zlen;
+		iovcnt = 3;
+	} else {
+		/* The payload's iovecs point into guest memory; contiguous
+		 * pages are coalesced so that a fully dirty region costs one
+		 * iovec. */
+		uint8_t *prev_end = NULL;
+		for (uint32_t i = 0; i < n; i++) {
+			uint8_t *page = rb->host + b->offsets[i];
+			if (page == prev_end) {
+				w->iov[iovcnt - 1].iov_len += psize;
+			} else {
+				w->iov[iovcnt].iov_base = page;
+				w->iov[iovcnt].iov_len = psize;
+				iovcnt++;
+			}
+			prev_end = page + psize;
 		}
-		prev_end = page + psize;
 	}
 	mfd__pkt_encode(&h, w->hdr);
 	mfd__pkt_offsets_encode(b->offsets, b->n);
@@ -46,11 +90,21 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 		return ret;
 	w->seq++;
 	w->round_packets++;
-	uint64_t bytes = MFD_PKT_HDR_SIZE + b->n * (sizeof(uint64_t) + psize);
+	uint64_t bytes =
+		MFD_PKT_HDR_SIZE + b->n * sizeof(uint64_t) + h.payload_len;
 	struct mfd__xfer_stats *st = w->pool->stats;
 	__atomic_fetch_add(&st->wire_bytes, bytes, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&st->pages, b->n, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&st->packets, 1, __ATOMIC_RELAXED);
+	if (nz)
+		__atomic_fetch_add(&st->zero_pages, nz, __ATOMIC_RELAXED);
+	if (h.flags & MFD_PKT_F_ZSTD) {
+		__atomic_fetch_add(&st->compressed_bytes, h.payload_len,
+				   __ATOMIC_RELAXED);
+		__atomic_fetch_add(&st->compress_in_bytes, n * psize,
+				   __ATOMIC_RELAXED);
+		__atomic_fetch_add(&st->compress_ns, cpu, __ATOMIC_RELAXED);
+	}
 	return 0;
 }
 
@@ -118,7 +172,8 @@ static void *worker_main(void *arg)
 
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
 		    struct mfd__ramblock *blocks,
-		    struct mfd__xfer_stats *stats)
+		    struct mfd__xfer_stats *stats,
+		    const struct mfd__pool_codec *codec)
 {
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_init(&p->lock, NULL);
@@ -145,6 +200,32 @@ int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
 		w->chan = chans[i];
 		w->batch = &p->spare[i];
 		pthread_cond_init(&w->cv, NULL);
+	}
+	/* One codec per worker, buffers sized once for the largest packet
+	 * it compresses. */
+	for (unsigned i = 0; codec && codec->id != MFD__CODEC_NONE && i < n;
+	     i++) {
+		const struct mfd__codec_ops *ops = mfd__codec_ops_of(codec->id);
+		int ret = ops ? ops->setup(&p->w[i].codec,
+					   (size_t)codec->packet_pages *
+						   MFD_MIN_PAGE_SIZE,
+					   codec->level)
+			      : -EINVAL;
+		if (ret) {
+			while (i--)
+				p->w[i].codec.ops->teardown(&p->w[i].codec);
+			for (unsigned k = 0; k < n; k++) {
+				chans[k]->ops->close(chans[k]);
+				pthread_cond_destroy(&p->w[k].cv);
+			}
+			free(p->w);
+			free(p->spare);
+			p->w = NULL;
+			p->spare = NULL;
+			p->n = 0;
+			return ret;
+		}
+		p->w[i].codec.ops = ops;
 	}
 	for (unsigned i = 0; i < n; i++) {
 		int ret = pthread_create(&p->w[i].thread, NULL, worker_main,
@@ -268,6 +349,8 @@ void mfd__pool_destroy(struct mfd__pool *p)
 		if (p->w[i].started)
 			pthread_join(p->w[i].thread, NULL);
 		p->w[i].chan->ops->close(p->w[i].chan);
+		if (p->w[i].codec.ops)
+			p->w[i].codec.ops->teardown(&p->w[i].codec);
 		pthread_cond_destroy(&p->w[i].cv);
 	}
 	free(p->w);

@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 
 #include "multifd/channels/channel.h"
+#include "multifd/compress/codec.h"
 #include "multifd/internal.h"
 
 struct mfd__batch {
@@ -47,8 +48,11 @@ struct mfd__send_worker {
 	/* Worker thread only. */
 	uint32_t seq;
 	uint32_t round_packets;
+	struct mfd__codec codec; /* ops NULL: pages go out uncompressed */
 	struct iovec iov[MFD_MAX_PACKET_PAGES + 2];
 	uint8_t hdr[MFD_PKT_HDR_SIZE];
+	uint64_t zero_offs[MFD_MAX_PACKET_PAGES];
+	uint8_t *pages[MFD_MAX_PACKET_PAGES];
 };
 
 /* Counters shared by the workers (atomic adds, once per packet). */
@@ -56,6 +60,17 @@ struct mfd__xfer_stats {
 	uint64_t wire_bytes;
 	uint64_t pages;
 	uint64_t packets;
+	uint64_t zero_pages;
+	uint64_t compressed_bytes;
+	uint64_t compress_in_bytes;
+	uint64_t compress_ns;
+};
+
+/* How the workers encode pages. */
+struct mfd__pool_codec {
+	unsigned id;		/* enum mfd__codec_id */
+	int level;		/* zstd level */
+	uint32_t packet_pages;	/* negotiated: sizes the codec buffers */
 };
 
 struct mfd__pool {
@@ -72,10 +87,12 @@ struct mfd__pool {
 	uint64_t last_sent_ns; /* when the last PAGES/SYNC went out, atomic */
 };
 
-/* Takes the channels (closed by mfd__pool_destroy). */
+/* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no
+ * compression). */
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
 		    struct mfd__ramblock *blocks,
-		    struct mfd__xfer_stats *stats);
+		    struct mfd__xfer_stats *stats,
+		    const struct mfd__pool_codec *codec);
 /* The caller's first empty batch. */
 static inline struct mfd__batch *mfd__pool_batch(struct mfd__pool *p)
 {

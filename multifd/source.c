@@ -192,7 +192,8 @@ static void return_path(mfd_source *s)
 
 static uint64_t features_wanted(const mfd_source *s)
 {
-	return s->cfg.verify ? MFD_FEAT_VERIFY : 0;
+	return (s->cfg.verify ? MFD_FEAT_VERIFY : 0) |
+	       (s->cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0);
 }
 
 static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
@@ -299,7 +300,10 @@ static int do_setup(mfd_source *s)
 	main->ops->set_timeout(main, 0);
 
 	pthread_mutex_lock(&s->lock);
-	ret = mfd__pool_start(&s->pool, chans, n, s->blocks, &s->xfer);
+	struct mfd__pool_codec codec = { .id = s->cfg.compression,
+					 .level = (int)s->cfg.zstd_level,
+					 .packet_pages = s->cfg.packet_pages };
+	ret = mfd__pool_start(&s->pool, chans, n, s->blocks, &s->xfer, &codec);
 	s->pool_up = ret == 0 || s->pool.w;
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
@@ -675,6 +679,10 @@ int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
 		.pages = STAT_GET(s->xfer.pages),
 		.packets = STAT_GET(s->xfer.packets),
 		.pending_bytes = STAT_GET(s->pending_bytes),
+		.zero_pages = STAT_GET(s->xfer.zero_pages),
+		.compressed_bytes = STAT_GET(s->xfer.compressed_bytes),
+		.compress_in_bytes = STAT_GET(s->xfer.compress_in_bytes),
+		.compress_ns = STAT_GET(s->xfer.compress_ns),
 		.setup_ns = STAT_GET(s->setup_ns),
 		.transfer_ns = STAT_GET(s->transfer_ns),
 		.total_ns = STAT_GET(s->total_ns),

@@ -440,7 +440,7 @@ int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd_pkt_hdr *h)
 		return MFD_EBADMAGIC;
 	if (h->type < MFD_PKT_PAGES || h->type > MFD_PKT_DONE)
 		return MFD_ETYPE;
-	if (h->flags != 0)
+	if (h->flags & ~(h->type == MFD_PKT_PAGES ? MFD_PKT_F_ZSTD : 0))
 		return MFD_EFLAGS;
 	if (h->type != MFD_PKT_PAGES &&
 	    (h->block != 0 || h->zero_count != 0 || h->payload_len != 0))
@@ -461,8 +461,17 @@ int mfd__pkt_validate(const struct mfd_pkt_hdr *h,
 		return MFD_EBLOCK;
 	if (pages < 1 || pages > lim->packet_pages)
 		return MFD_ECOUNT;
-	if ((uint64_t)h->payload_len !=
-	    (uint64_t)h->count * lim->blocks[h->block].page_size)
+	uint64_t raw = (uint64_t)h->count * lim->blocks[h->block].page_size;
+	if (h->flags & MFD_PKT_F_ZSTD) {
+		if (!(lim->features & MFD_FEAT_ZSTD))
+			return MFD_EFLAGS;
+		if (h->count == 0 || raw > mfd__zstd_max_raw(lim) ||
+		    h->payload_len == 0 ||
+		    h->payload_len > mfd__zstd_bound(raw))
+			return MFD_ELENGTH;
+		return 0;
+	}
+	if ((uint64_t)h->payload_len != raw)
 		return MFD_ELENGTH;
 	return 0;
 }

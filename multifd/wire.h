@@ -32,7 +32,8 @@
 
 /* Feature bits, negotiated in the handshake. */
 #define MFD_FEAT_VERIFY (1ULL << 0) /* per-block digests in END */
-#define MFD_FEATURES_KNOWN (MFD_FEAT_VERIFY)
+#define MFD_FEAT_ZSTD (1ULL << 1)   /* PAGES may carry zstd payloads */
+#define MFD_FEATURES_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_ZSTD)
 
 /* ---------------------------------------------------------------- */
 /* Handshake: first bytes of every connection.                       */
@@ -185,7 +186,7 @@ enum mfd_pkt_type {
 struct mfd_pkt_hdr {
 	uint32_t magic; /* MFD_MAGIC_PKT */
 	uint16_t type;	/* enum mfd_pkt_type */
-	uint16_t flags; /* 0 in v1 */
+	uint16_t flags; /* PAGES: 0 or MFD_PKT_F_ZSTD; else 0 */
 	uint32_t round;
 	uint32_t block;	     /* PAGES: block index */
 	uint32_t count;	     /* PAGES: pages with payload;
@@ -196,9 +197,14 @@ struct mfd_pkt_hdr {
 	uint32_t seq;	      /* per-channel packet number, from 0 */
 };
 
+/* PAGES flag: the payload is the zstd stream of the channel (flushed), and
+ * payload_len its compressed length. Only with MFD_FEAT_ZSTD. */
+#define MFD_PKT_F_ZSTD 0x0001
+
 void mfd__pkt_encode(const struct mfd_pkt_hdr *h,
 		     uint8_t out[MFD_PKT_HDR_SIZE]);
-/* Checks magic (MFD_EBADMAGIC), type (MFD_ETYPE), flags (MFD_EFLAGS);
+/* Checks magic (MFD_EBADMAGIC), type (MFD_ETYPE), flags (MFD_EFLAGS: only
+ * MFD_PKT_F_ZSTD, only on PAGES);
  * SYNC/DONE must have block, zero_count, payload_len zero (MFD_ELENGTH). */
 int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE],
 		    struct mfd_pkt_hdr *h);
@@ -208,12 +214,28 @@ struct mfd_wire_limits {
 	uint32_t nblocks;
 	uint32_t packet_pages;
 	const struct mfd_block_desc *blocks;
+	uint64_t features; /* negotiated */
 };
+
+/* Largest count * page_size a compressed packet may carry. */
+static inline uint64_t mfd__zstd_max_raw(const struct mfd_wire_limits *lim)
+{
+	return (uint64_t)lim->packet_pages * MFD_MIN_PAGE_SIZE;
+}
+/* Largest compressed payload for raw bytes of pages: raw + raw/128 + 1024
+ * (above ZSTD_compressBound plus a frame header). */
+static inline uint64_t mfd__zstd_bound(uint64_t raw)
+{
+	return raw + raw / 128 + 1024;
+}
 
 /*
  * Validates a decoded PAGES header against the limits: block index
  * (MFD_EBLOCK), count + zero_count in 1..packet_pages (MFD_ECOUNT),
- * payload_len == count * page_size of the block (MFD_ELENGTH).
+ * payload_len == count * page_size of the block (MFD_ELENGTH). With
+ * MFD_PKT_F_ZSTD instead: the feature negotiated (MFD_EFLAGS), count >= 1,
+ * count * page_size <= mfd__zstd_max_raw() and 1 <= payload_len <=
+ * mfd__zstd_bound(count * page_size) (MFD_ELENGTH).
  */
 int mfd__pkt_validate(const struct mfd_pkt_hdr *h,
 		      const struct mfd_wire_limits *lim);

@@ -60,6 +60,8 @@ static void test_table(UNUSED void **state)
 	    {"connect-timeout", offsetof(struct mfd_config, connect_timeout_ms),
 	     8},
 	    {"io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8},
+	    {"compression", offsetof(struct mfd_config, compression), 4},
+	    {"zstd-level", offsetof(struct mfd_config, zstd_level), 4},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -101,6 +103,17 @@ static void test_table(UNUSED void **state)
 			if (k->width == 4)
 				assert_true(k->max <= UINT32_MAX);
 			break;
+		case MFD__CFG_ENUM: {
+			uint64_t n = 0;
+
+			assert_int_equal(k->width, 4);
+			assert_non_null(k->choices);
+			while (k->choices[n])
+				n++;
+			assert_int_equal(k->min, 0);
+			assert_int_equal(k->max, n - 1);
+			break;
+		}
 		default:
 			fail_msg("%s: unknown type", k->name);
 		}
@@ -128,6 +141,8 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "downtime-limit", "300ms");
 	assert_get(cfg, "connect-timeout", "5000ms");
 	assert_get(cfg, "io-timeout", "30000ms");
+	assert_get(cfg, "compression", "none");
+	assert_get(cfg, "zstd-level", "1");
 
 	assert_int_equal(cfg->channels, 2);
 	assert_int_equal(cfg->packet_pages, 128);
@@ -227,6 +242,7 @@ static const struct mfd__cfg_key size64 = {
     offsetof(struct mfd_config, downtime_limit_ms),
     8,
     "a 64-bit size",
+    NULL,
 };
 static const struct mfd__cfg_key size32 = {
     "test",
@@ -239,6 +255,7 @@ static const struct mfd__cfg_key size32 = {
     offsetof(struct mfd_config, max_rounds),
     4,
     "a 32-bit size",
+    NULL,
 };
 
 static uint64_t parse_size(const struct mfd__cfg_key *k, const char *value,
@@ -584,6 +601,33 @@ static void test_get_buffer(UNUSED void **state)
 	mfd_config_free(cfg);
 }
 
+static void test_enum(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	const struct mfd__cfg_key *k = mfd__config_find("compression");
+	char err[256];
+
+	set_ok(cfg, "compression", "zstd", "zstd");
+	assert_int_equal(cfg->compression, 1);
+	set_ok(cfg, "compression", "NONE", "none");
+	assert_int_equal(cfg->compression, 0);
+	set_ok(cfg, "zstd-level", "19", "19");
+	assert_int_equal(mfd_config_set(cfg, "zstd-level", "20"), MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "zstd-level", "0"), MFD_ECONFIG);
+	const char *bad[] = { "", "lz4", "zstd ", "1", "zst" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct mfd_config before = *cfg;
+
+		assert_int_equal(
+			mfd__config_parse(cfg, k, bad[i], err, sizeof(err)),
+			MFD_ECONFIG);
+		assert_memory_equal(cfg, &before, sizeof(before));
+		print_message("%s\n", err);
+		assert_non_null(strstr(err, "none/zstd"));
+	}
+	mfd_config_free(cfg);
+}
+
 static void test_null_args(UNUSED void **state)
 {
 	mfd_config *cfg = new_config();
@@ -614,6 +658,7 @@ int main(void)
 	    cmocka_unit_test(test_messages),
 	    cmocka_unit_test(test_key_forms),
 	    cmocka_unit_test(test_get_buffer),
+	    cmocka_unit_test(test_enum),
 	    cmocka_unit_test(test_null_args),
 	};
 

@@ -155,7 +155,7 @@ static void test_hello_reject(void **state)
 	assert_int_equal(hello_rt(&h, &d), MFD_EFLAGS);
 
 	h = good_hello();
-	h.features = 1ULL << 1;
+	h.features = 1ULL << 2;
 	assert_int_equal(hello_rt(&h, &d), MFD_EFEATURE);
 	h.features = MFD_FEAT_VERIFY | (1ULL << 63);
 	assert_int_equal(hello_rt(&h, &d), MFD_EFEATURE);
@@ -538,7 +538,7 @@ static void test_setup_reject_fields(void **state)
 	mfd__put_le32(buf + 12, 1);
 	assert_int_equal(DECODE(), MFD_EFLAGS);
 	RESET();
-	mfd__put_le64(buf + 16, 1ULL << 1);
+	mfd__put_le64(buf + 16, 1ULL << 2);
 	assert_int_equal(DECODE(), MFD_EFEATURE);
 	mfd__put_le64(buf + 16, 1ULL << 63);
 	assert_int_equal(DECODE(), MFD_EFEATURE);
@@ -919,10 +919,17 @@ static void test_pkt_reject(void **state)
 	assert_int_equal(pkt_rt(&h, &d), MFD_ETYPE);
 
 	h = good_pages();
-	h.flags = 1;
+	h.flags = MFD_PKT_F_ZSTD; /* the one PAGES flag */
+	assert_int_equal(pkt_rt(&h, &d), 0);
+	h.flags = 2;
 	assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);
-	h.flags = 0x8000;
+	h.flags = MFD_PKT_F_ZSTD | 0x8000;
 	assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);
+	for (uint16_t t = MFD_PKT_SYNC; t <= MFD_PKT_DONE; t++) {
+		h = (struct mfd_pkt_hdr){.magic = MFD_MAGIC_PKT, .type = t};
+		h.flags = MFD_PKT_F_ZSTD;
+		assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);
+	}
 
 	for (uint16_t t = MFD_PKT_SYNC; t <= MFD_PKT_DONE; t++) {
 		h = (struct mfd_pkt_hdr){.magic = MFD_MAGIC_PKT, .type = t};
@@ -942,6 +949,69 @@ static const struct mfd_wire_limits good_limits = {
     .packet_pages = 128,
     .blocks = good_blocks,
 };
+
+/* Compressed PAGES: only when negotiated; count >= 1; the pages fit in
+ * packet_pages * 4 KiB; 1 <= payload_len <= bound(count * page_size). */
+static void test_pkt_validate_zstd(void **state)
+{
+	struct mfd_wire_limits lim = good_limits;
+	struct mfd_pkt_hdr h = {.magic = MFD_MAGIC_PKT,
+				.type = MFD_PKT_PAGES,
+				.flags = MFD_PKT_F_ZSTD,
+				.block = 0,
+				.count = 3,
+				.zero_count = 2,
+				.payload_len = 100};
+
+	(void)state;
+	lim.features = 0;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), MFD_EFLAGS);
+	lim.features = MFD_FEAT_ZSTD;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), 0);
+
+	/* Payload length bounds, in 64 bits. */
+	uint64_t raw = 3 * 4096;
+	h.payload_len = 0;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), MFD_ELENGTH);
+	h.payload_len = 1;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), 0);
+	h.payload_len = (uint32_t)(raw + raw / 128 + 1024);
+	assert_int_equal(mfd__pkt_validate(&h, &lim), 0);
+	h.payload_len++;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), MFD_ELENGTH);
+	h.payload_len = UINT32_MAX;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), MFD_ELENGTH);
+
+	/* Only zero pages: nothing to decompress. */
+	h.count = 0;
+	h.payload_len = 1;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), MFD_ELENGTH);
+
+	/* A full packet of 4 KiB pages is the largest input. */
+	h.count = lim.packet_pages;
+	h.zero_count = 0;
+	h.payload_len = 1000;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), 0);
+	/* 2 MiB pages: one is already more than 128 * 4 KiB. */
+	h.block = 1;
+	h.count = 1;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), MFD_ELENGTH);
+	/* 16 KiB pages: up to 32 of them. */
+	h.block = 4;
+	h.count = 32;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), 0);
+	h.count = 33;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), MFD_ELENGTH);
+
+	/* Without the flag the exact length rule holds as before. */
+	h.flags = 0;
+	h.block = 0;
+	h.count = 3;
+	h.payload_len = 100;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), MFD_ELENGTH);
+	h.payload_len = 3 * 4096;
+	assert_int_equal(mfd__pkt_validate(&h, &lim), 0);
+}
 
 static void test_pkt_validate(void **state)
 {
@@ -1504,6 +1574,7 @@ int main(void)
 	    cmocka_unit_test(test_pkt_roundtrip),
 	    cmocka_unit_test(test_pkt_reject),
 	    cmocka_unit_test(test_pkt_validate),
+	    cmocka_unit_test(test_pkt_validate_zstd),
 	    cmocka_unit_test(test_offsets),
 	    cmocka_unit_test(test_random),
 	};

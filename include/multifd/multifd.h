@@ -80,7 +80,9 @@ MFD_API int mfd_version(void);
 	XX(URI, 1017, "malformed or unsupported URI")                          \
 	XX(STATE, 1018, "call not valid in the current migration state")       \
 	XX(FLAGS, 1019, "reserved field or flag not zero")                     \
-	XX(HOOK, 1020, "a hypervisor hook reported failure")
+	XX(HOOK, 1020, "a hypervisor hook reported failure")                   \
+	XX(COMPRESS, 1021,                                                     \
+	   "compressed payload corrupt or not of the announced size")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),
@@ -144,6 +146,13 @@ typedef struct mfd_stats {
 	uint64_t downtime_ns;	/* stop hook until loaded acknowledgement */
 	uint64_t verify_ns;	/* digest time (this side) */
 	uint64_t bandwidth_bps; /* bytes/s measured in the last round */
+	/* Compression (0 without it). compressed_bytes: payload bytes of
+	 * compressed packets; compress_in_bytes: page bytes that went into
+	 * them (ratio = in / compressed); compress_ns: thread CPU time spent
+	 * compressing (source) or decompressing (destination), all channels. */
+	uint64_t compressed_bytes;
+	uint64_t compress_in_bytes;
+	uint64_t compress_ns;
 } mfd_stats;
 
 /* ------------------------------------------------------------------ */
