@@ -1,0 +1,300 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End-to-end with zero pages and compression: a "mix" image (25% zero
+ * pages, 25% random, 50% text-like) migrated with each codec over 1, 2 and
+ * 4 channels arrives byte for byte; pages rewritten to zero in a later
+ * round are really zeroed at the destination; a compressed payload that
+ * inflates beyond its pages or ends early is refused with MFD_ECOMPRESS and
+ * nothing outside the named pages is written.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "multifd/wire.h"
+#include "testvm.h"
+
+#define MiB  (1024UL * 1024)
+#define PAGE 4096UL
+
+static uint64_t seed;
+
+/* Text-like page: words from a small vocabulary, with numbers. */
+static void text_page(uint8_t *p, uint64_t *st)
+{
+	static const char *const words[] = {
+		"static ", "int ",    "return ", "the ",     "migration ",
+		"page ",   "struct ", "if (",	 ") {\n",    "}\n",
+		"/* ",	   " */\n",   "error ",	 "channel ", "0x",
+		"= ",	   "NULL",    ";\n",	 "\t",	     "for (",
+	};
+	size_t n = 0;
+	while (n < PAGE) {
+		char num[24];
+		const char *w = words[tvm_rand(st) % 20];
+		if (tvm_rand(st) % 8 == 0) {
+			snprintf(num, sizeof(num), "%u ",
+				 (unsigned)(tvm_rand(st) % 100000));
+			w = num;
+		}
+		size_t l = strlen(w);
+		if (l > PAGE - n)
+			l = PAGE - n;
+		memcpy(p + n, w, l);
+		n += l;
+	}
+}
+
+/* The mix image, deterministic from the seed. Returns zero pages. */
+static uint64_t fill_mix(uint8_t *mem, size_t size, uint64_t s)
+{
+	uint64_t st = s, zeros = 0;
+	for (size_t off = 0; off < size; off += PAGE) {
+		uint64_t r = tvm_rand(&st) % 4;
+		if (r == 0) {
+			memset(mem + off, 0, PAGE);
+			zeros++;
+		} else if (r == 1) {
+			tvm_fill_random(mem + off, PAGE, tvm_rand(&st));
+		} else {
+			text_page(mem + off, &st);
+		}
+	}
+	return zeros;
+}
+
+static void migrate_mix(const char *codec, unsigned channels)
+{
+	struct tvm vm = { 0 };
+	char ch[32], co[32];
+	snprintf(ch, sizeof(ch), "channels=%u", channels);
+	snprintf(co, sizeof(co), "compression=%s", codec);
+	const char *kv[] = { ch, co, "verify=on", NULL };
+	tvm_config(&vm, kv);
+	const size_t ram = 48 * MiB;
+	tvm_add_block(&vm, "pc.ram", ram, PAGE);
+	tvm_add_block(&vm, "vga.vram", 2 * MiB + PAGE, PAGE);
+	uint64_t zeros = fill_mix(vm.blocks[0].src, ram, seed + channels);
+	zeros += fill_mix(vm.blocks[1].src, 2 * MiB + PAGE, ~seed);
+
+	int dret = -1;
+	assert_int_equal(tvm_migrate(&vm, NULL, &dret), 0);
+	assert_int_equal(dret, 0);
+	assert_true(tvm_equal(&vm));
+
+	mfd_stats s, d;
+	assert_int_equal(mfd_source_get_stats(vm.src, &s, sizeof(s)), 0);
+	assert_int_equal(mfd_dest_get_stats(vm.dst, &d, sizeof(d)), 0);
+	uint64_t npages = (ram + 2 * MiB + PAGE) / PAGE;
+	/* One round of the whole image and a final round that is empty
+	 * here: every zero page is detected and sent as one. */
+	assert_int_equal(s.pages, npages);
+	assert_int_equal(s.zero_pages, zeros);
+	assert_int_equal(d.zero_pages, zeros);
+	assert_int_equal(s.wire_bytes, d.wire_bytes);
+	assert_int_equal(s.compressed_bytes, d.compressed_bytes);
+	assert_int_equal(s.compress_in_bytes, d.compress_in_bytes);
+	uint64_t data = (npages - zeros) * PAGE;
+	if (!strcmp(codec, "zstd")) {
+		assert_int_equal(s.compress_in_bytes, data);
+		/* Text compresses, random does not: well below the data. */
+		assert_true(s.compressed_bytes < data * 7 / 10);
+		assert_true(s.wire_bytes < data * 7 / 10);
+		assert_true(s.compress_ns > 0 && d.compress_ns > 0);
+	} else {
+		assert_int_equal(s.compressed_bytes, 0);
+		assert_int_equal(s.compress_ns, 0);
+		assert_true(s.wire_bytes > data &&
+			    s.wire_bytes < ram + 4 * MiB);
+	}
+	print_message("%s, %u channels: %llu zero pages, wire %llu bytes for "
+		      "%llu data bytes\n",
+		      codec, channels, (unsigned long long)zeros,
+		      (unsigned long long)s.wire_bytes,
+		      (unsigned long long)data);
+	tvm_destroy(&vm);
+}
+
+static void test_none_1(void **st)
+{
+	migrate_mix("none", 1);
+}
+static void test_none_2(void **st)
+{
+	migrate_mix("none", 2);
+}
+static void test_none_4(void **st)
+{
+	migrate_mix("none", 4);
+}
+static void test_zstd_1(void **st)
+{
+	migrate_mix("zstd", 1);
+}
+static void test_zstd_2(void **st)
+{
+	migrate_mix("zstd", 2);
+}
+static void test_zstd_4(void **st)
+{
+	migrate_mix("zstd", 4);
+}
+
+/* ---- rounds: pages that become zero, and zero pages that get data ---- */
+
+#define RRAM   (16 * MiB)
+#define RPAGES (RRAM / PAGE)
+
+struct rctx {
+	struct tvm vm; /* first: the default hooks take it as their opaque */
+	unsigned syncs;
+	uint64_t rng;
+};
+
+static int rounds_sync_dirty(void *opaque, unsigned block, uint64_t *bitmap,
+			     uint64_t npages)
+{
+	struct rctx *c = opaque;
+	uint8_t *mem = c->vm.blocks[0].src;
+	c->syncs++;
+	/* After round 0 (syncs 2..4): zero pages that had data and give
+	 * data to zero pages; report all of them. 8 MiB a round keeps the
+	 * rounds going for a while (the rounds are the hook's syncs). */
+	if (c->syncs < 2 || c->syncs > 4)
+		return 0;
+	for (unsigned i = 0; i < 2048; i++) {
+		uint64_t pg = tvm_rand(&c->rng) % npages;
+		if (tvm_rand(&c->rng) % 4)
+			memset(mem + pg * PAGE, 0, PAGE);
+		else
+			text_page(mem + pg * PAGE, &c->rng);
+		bitmap[pg / 64] |= 1ULL << (pg % 64);
+	}
+	return 0;
+}
+
+static void rounds_case(const char *codec)
+{
+	struct rctx *c = calloc(1, sizeof(*c));
+	char co[32];
+	snprintf(co, sizeof(co), "compression=%s", codec);
+	const char *kv[] = { "channels=2",	 co,
+			     "verify=on",	 "max-rounds=4",
+			     "downtime-limit=1", NULL };
+	tvm_config(&c->vm, kv);
+	tvm_add_block(&c->vm, "pc.ram", RRAM, PAGE);
+	fill_mix(c->vm.blocks[0].src, RRAM, seed * 3);
+	c->rng = seed;
+	c->vm.shooks = (mfd_source_hooks){ .opaque = c,
+					   .sync_dirty = rounds_sync_dirty };
+	int dret = -1;
+	assert_int_equal(tvm_migrate(&c->vm, NULL, &dret), 0);
+	assert_int_equal(dret, 0);
+	assert_true(tvm_equal(&c->vm));
+	print_message("%u dirty syncs\n", c->syncs);
+	assert_true(c->syncs >= 2);
+	mfd_stats s;
+	mfd_source_get_stats(c->vm.src, &s, sizeof(s));
+	assert_true(s.pages > RPAGES);
+	tvm_destroy(&c->vm);
+	free(c);
+}
+
+static void test_rounds_zeroed_none(void **st)
+{
+	rounds_case("none");
+}
+static void test_rounds_zeroed_zstd(void **st)
+{
+	rounds_case("zstd");
+}
+
+/* ---- hostile: the first packet's count moved against zero_count ---- */
+
+#define HRAM (4 * MiB)
+/* The first data packet's count and zero_count on data channel 0. */
+#define COUNT_POS (MFD_HELLO_SIZE + 16)
+
+static uint8_t patch_bytes[8];
+
+static void patch_counts(struct tvm_proxy *p, unsigned conn, uint64_t pos,
+			 uint8_t *buf, size_t len)
+{
+	if (conn != 1)
+		return;
+	for (size_t i = 0; i < len; i++)
+		if (pos + i >= COUNT_POS && pos + i < COUNT_POS + 8)
+			buf[i] = patch_bytes[pos + i - COUNT_POS];
+}
+
+static void hostile_case(uint32_t count, uint32_t zero_count)
+{
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=1", "compression=zstd",
+			     "packet-pages=128", "io-timeout=5s", NULL };
+	tvm_config(&vm, kv);
+	tvm_add_block(&vm, "pc.ram", HRAM, PAGE);
+	/* First packet: 64 text pages, then 64 zero pages. */
+	uint64_t st = seed;
+	uint8_t *src = vm.blocks[0].src;
+	for (size_t pg = 0; pg < HRAM / PAGE; pg++) {
+		if (pg < 64)
+			text_page(src + pg * PAGE, &st);
+		else if (pg >= 128)
+			tvm_fill_random(src + pg * PAGE, PAGE, pg + seed);
+	}
+	tvm_start_dest(&vm);
+	mfd__put_le32(patch_bytes, count);
+	mfd__put_le32(patch_bytes + 4, zero_count);
+	struct tvm_proxy proxy = { .damage = patch_counts };
+	tvm_proxy_start(&proxy, vm.uri, 2);
+	int dret = 0;
+	int ret = tvm_migrate(&vm, proxy.listen_uri, &dret);
+	tvm_proxy_stop(&proxy);
+	assert_int_equal(dret, MFD_ECOMPRESS);
+	assert_int_equal(ret, MFD_ECOMPRESS);
+	assert_int_equal(vm.loaded, 0);
+	/* Only pages the packet named with contents may have been written:
+	 * from page `count` on the destination is untouched (zero). */
+	const uint8_t *dst = vm.blocks[0].dst;
+	for (size_t off = (size_t)count * PAGE; off < HRAM; off++)
+		if (dst[off])
+			fail_msg("destination byte %zu written", off);
+	tvm_destroy(&vm);
+}
+
+static void test_hostile_inflates(void **st)
+{
+	/* 64 pages of payload, 63 announced. */
+	hostile_case(63, 65);
+}
+
+static void test_hostile_ends_early(void **st)
+{
+	/* 64 pages of payload, 65 announced. */
+	hostile_case(65, 63);
+}
+
+int main(void)
+{
+	seed = tvm_seed("test_compress");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_none_1),
+		cmocka_unit_test(test_none_2),
+		cmocka_unit_test(test_none_4),
+		cmocka_unit_test(test_zstd_1),
+		cmocka_unit_test(test_zstd_2),
+		cmocka_unit_test(test_zstd_4),
+		cmocka_unit_test(test_rounds_zeroed_none),
+		cmocka_unit_test(test_rounds_zeroed_zstd),
+		cmocka_unit_test(test_hostile_inflates),
+		cmocka_unit_test(test_hostile_ends_early),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
