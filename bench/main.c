@@ -7,6 +7,8 @@
  * Only the public API (include/multifd/multifd.h) is used, as a hypervisor
  * would use it.
  */
+#include <fcntl.h>
+#include <sched.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -45,6 +47,9 @@ struct bench_opts {
 	unsigned timeout_s; /* 0: none */
 	char **sets;	    /* "key=value" for both sides, in order */
 	size_t nsets;
+	const char *compression; /* as given, for the report */
+	const char *dest_netns;	 /* ip-netns names, or NULL */
+	const char *source_netns;
 };
 
 /* What the hooks saw, written from the library's migration threads. */
@@ -110,6 +115,12 @@ static void usage(FILE *f)
 	    "2)\n"
 	    "  --timeout SECONDS     cancel a migration running longer "
 	    "(default 300, 0 = none)\n"
+	    "  --compression none|zstd  page codec (default none)\n"
+	    "  --zstd-level N        zstd level 1..19 (default 1)\n"
+	    "  --dest-netns NAME     run the destination (its listener and\n"
+	    "                        threads) in network namespace NAME\n"
+	    "                        (/var/run/netns/NAME)\n"
+	    "  --source-netns NAME   the same for the source side\n"
 	    "  --json                print one JSON object instead of a "
 	    "table\n"
 	    "  -h, --help            this text\n"
@@ -232,6 +243,10 @@ enum {
 	OPT_SET,
 	OPT_FILL_THREADS,
 	OPT_TIMEOUT,
+	OPT_COMPRESSION,
+	OPT_ZSTD_LEVEL,
+	OPT_DEST_NETNS,
+	OPT_SOURCE_NETNS,
 };
 
 static const struct option long_opts[] = {
@@ -248,6 +263,10 @@ static const struct option long_opts[] = {
     {"set", required_argument, NULL, OPT_SET},
     {"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"compression", required_argument, NULL, OPT_COMPRESSION},
+    {"zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL},
+    {"dest-netns", required_argument, NULL, OPT_DEST_NETNS},
+    {"source-netns", required_argument, NULL, OPT_SOURCE_NETNS},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -347,6 +366,32 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		case OPT_FILL_THREADS:
 			o->fill_threads =
 			    parse_uint_opt("fill-threads", optarg, 1, 16);
+			break;
+		case OPT_COMPRESSION:
+		case OPT_ZSTD_LEVEL: {
+			/* Library keys: checked with the rest of --set. */
+			char *kv;
+			char **p;
+
+			if (asprintf(&kv, "%s=%s",
+				     c == OPT_COMPRESSION ? "compression"
+							  : "zstd-level",
+				     optarg) < 0)
+				usage_error("out of memory");
+			if (c == OPT_COMPRESSION)
+				o->compression = optarg;
+			p = realloc(o->sets, (o->nsets + 1) * sizeof(*p));
+			if (!p)
+				usage_error("out of memory");
+			o->sets = p;
+			o->sets[o->nsets++] = kv;
+			break;
+		}
+		case OPT_DEST_NETNS:
+			o->dest_netns = optarg;
+			break;
+		case OPT_SOURCE_NETNS:
+			o->source_netns = optarg;
 			break;
 		case OPT_TIMEOUT:
 			o->timeout_s =
@@ -612,6 +657,49 @@ static uint64_t compare_ram(const struct vm *vm)
 	return UINT64_MAX;
 }
 
+/*
+ * Network namespaces (bench/netns.sh makes them): the calling thread
+ * switches to /var/run/netns/NAME around mfd_dest_start() or
+ * mfd_source_start(); the sockets and threads those create stay there.
+ * *home receives the thread's own namespace; name NULL does nothing.
+ */
+static int netns_enter(const char *name, int *home)
+{
+	char path[256];
+	int fd, err = 0;
+
+	*home = -1;
+	if (!name)
+		return 0;
+	snprintf(path, sizeof(path), "/var/run/netns/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	*home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || *home < 0 || setns(fd, CLONE_NEWNET) < 0) {
+		err = -errno;
+		fprintf(stderr, "%s: network namespace %s: %s\n", prog, name,
+			strerror(errno));
+		if (*home >= 0)
+			close(*home);
+		*home = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+static void netns_leave(int *home)
+{
+	if (*home < 0)
+		return;
+	if (setns(*home, CLONE_NEWNET) < 0) {
+		fprintf(stderr, "%s: back to own network namespace: %s\n",
+			prog, strerror(errno));
+		exit(1);
+	}
+	close(*home);
+	*home = -1;
+}
+
 static void migrate(const struct bench_opts *o, struct vm *vm,
 		    const mfd_config *scfg, const mfd_config *dcfg,
 		    struct run_result *res)
@@ -627,6 +715,7 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	    .failed = hook_failed,
 	};
 	mfd_source *src = NULL;
+	int netns_home = -1;
 	mfd_dest *dst = NULL;
 	struct watchdog wd;
 	uint64_t t0;
@@ -660,7 +749,15 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 			goto fail;
 		}
 	}
-	err = mfd_dest_start(dst, o->uri);
+	/* The destination's listener and threads live in its namespace:
+	 * sockets and threads keep the namespace they were created in. */
+	err = netns_enter(o->dest_netns, &netns_home);
+	if (!err) {
+		err = mfd_dest_start(dst, o->uri);
+		netns_leave(&netns_home);
+	} else {
+		goto fail;
+	}
 	if (err) {
 		fprintf(stderr, "%s: mfd_dest_start(%s): %s (%d)\n", prog,
 			o->uri, mfd_strerror(err), err);
@@ -683,7 +780,11 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	}
 	getrusage(RUSAGE_SELF, &res->ru0);
 	t0 = now_ns();
-	res->src_err = mfd_source_start(src, res->uri);
+	res->src_err = netns_enter(o->source_netns, &netns_home);
+	if (!res->src_err) {
+		res->src_err = mfd_source_start(src, res->uri);
+		netns_leave(&netns_home);
+	}
 	if (!res->src_err)
 		res->src_err = mfd_source_wait(src);
 	/* A source that never connected leaves the destination waiting for
@@ -773,6 +874,16 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 	report_u64(r, "dest_wire_bytes", res->dst_st.wire_bytes);
 	report_u64(r, "pages_sent", s->pages);
 	report_u64(r, "zero_pages", s->zero_pages);
+	report_str(r, "compression", o->compression ? o->compression : "none");
+	report_u64(r, "compressed_bytes", s->compressed_bytes);
+	report_f64(r, "compression_ratio",
+		   s->compressed_bytes ? (double)s->compress_in_bytes /
+					     (double)s->compressed_bytes
+				       : 0,
+		   3);
+	report_f64(r, "compress_cpu_s", (double)s->compress_ns / 1e9, 3);
+	report_f64(r, "decompress_cpu_s",
+		   (double)res->dst_st.compress_ns / 1e9, 3);
 	report_u64(r, "dest_pages", res->dst_st.pages);
 	report_u64(r, "packets", s->packets);
 	report_u64(r, "rounds",
