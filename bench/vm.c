@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,10 +26,18 @@
 #define RANDOM_CHUNK	 (1ULL << 20)
 #define MAX_FILL_THREADS 16
 
-/* Directories whose regular files make the "real contents" of mix. */
+/* Directories whose regular files make the "real contents" of mix:
+ * binaries (top level only) and text (walked recursively; a file counts as
+ * text when its first 4 KiB hold no NUL byte, which also leaves out
+ * compressed files). The two lists are interleaved file by file so that
+ * the file half of the image is binaries and text alike, as in a guest. */
 static const char *const corpus_dirs[] = {
     "/usr/bin",
     "/usr/lib/x86_64-linux-gnu",
+};
+static const char *const text_dirs[] = {
+    "/usr/include",
+    "/usr/share",
 };
 
 /* ------------------------------------------------------------------ */
@@ -300,6 +309,64 @@ static void corpus_close(struct corpus *c)
 		close(c->fd);
 }
 
+static struct corpus *text_corpus;
+static size_t text_min_size;
+
+static int text_visit(const char *path, const struct stat *st, int flag,
+		      struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag != FTW_F || !S_ISREG(st->st_mode) ||
+	    (size_t)st->st_size < text_min_size)
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	uint8_t head[4096];
+	ssize_t n = read(fd, head, sizeof(head));
+	close(fd);
+	if (n <= 0 || memchr(head, 0, (size_t)n))
+		return 0;
+	return corpus_add(text_corpus, path) ? -1 : 0;
+}
+
+/* Appends text files and interleaves them with the binaries already
+ * listed: bin0, text0, bin1, text1, ... (the longer list's tail last). */
+static int corpus_interleave_text(struct corpus *c, size_t min_size)
+{
+	struct corpus t;
+	memset(&t, 0, sizeof(t));
+	t.fd = -1;
+	text_corpus = &t;
+	text_min_size = min_size;
+	for (size_t d = 0; d < sizeof(text_dirs) / sizeof(text_dirs[0]); d++)
+		if (nftw(text_dirs[d], text_visit, 16, FTW_PHYS) < 0 &&
+		    errno == ENOMEM)
+			return -ENOMEM;
+	if (!t.n) {
+		corpus_close(&t);
+		return 0;
+	}
+	qsort(t.paths, t.n, sizeof(*t.paths), cmp_str);
+	char **all = malloc((c->n + t.n) * sizeof(*all));
+	if (!all) {
+		corpus_close(&t);
+		return -ENOMEM;
+	}
+	size_t k = 0, i = 0, j = 0;
+	while (i < c->n || j < t.n) {
+		if (i < c->n)
+			all[k++] = c->paths[i++];
+		if (j < t.n)
+			all[k++] = t.paths[j++];
+	}
+	free(c->paths);
+	free(t.paths);
+	c->paths = all;
+	c->n = c->cap = k;
+	return 0;
+}
+
 /* Lists the regular files (no symlinks, so nothing twice) of at least
  * min_size bytes that we may read, in sorted path order. */
 static int corpus_open(struct corpus *c, size_t min_size)
@@ -341,6 +408,9 @@ static int corpus_open(struct corpus *c, size_t min_size)
 		return -ENOENT;
 	}
 	qsort(c->paths, c->n, sizeof(*c->paths), cmp_str);
+	ret = corpus_interleave_text(c, min_size);
+	if (ret)
+		return ret;
 	c->buf = malloc(CORPUS_BUF);
 	if (!c->buf)
 		return -ENOMEM;
