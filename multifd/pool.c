@@ -136,24 +136,23 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (w->job == MFD__JOB_NONE && !p->quit)
+		while (w->len == 0 && !p->quit)
 			pthread_cond_wait(&w->cv, &p->lock);
 		if (p->quit)
 			break;
-		enum mfd__job job = w->job;
-		uint32_t round = w->job_round;
-		struct mfd__batch *b = w->batch;
+		struct mfd__job_slot js = w->q[w->head];
 		pthread_mutex_unlock(&p->lock);
 
 		int ret;
-		if (job == MFD__JOB_PAGES)
-			ret = send_pages(w, b);
+		if (js.job == MFD__JOB_PAGES)
+			ret = send_pages(w, js.batch);
 		else
 			ret = send_marker(w,
-					  job == MFD__JOB_SYNC ? MFD_PKT_SYNC
-							       : MFD_PKT_DONE,
-					  round);
-		if (!ret && job != MFD__JOB_DONE)
+					  js.job == MFD__JOB_SYNC
+						  ? MFD_PKT_SYNC
+						  : MFD_PKT_DONE,
+					  js.round);
+		if (!ret && js.job != MFD__JOB_DONE)
 			__atomic_store_n(&p->last_sent_ns, mfd__now_ns(),
 					 __ATOMIC_RELAXED);
 		if (ret) {
@@ -163,7 +162,10 @@ static void *worker_main(void *arg)
 		}
 
 		pthread_mutex_lock(&p->lock);
-		w->job = MFD__JOB_NONE;
+		w->head = (w->head + 1) % MFD__POOL_QUEUE;
+		w->len--;
+		if (js.job == MFD__JOB_PAGES)
+			p->free[p->nfree++] = js.batch;
 		pthread_cond_broadcast(&p->idle_cv);
 	}
 	pthread_mutex_unlock(&p->lock);
@@ -171,8 +173,7 @@ static void *worker_main(void *arg)
 }
 
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
-		    struct mfd__ramblock *blocks,
-		    struct mfd__xfer_stats *stats,
+		    struct mfd__ramblock *blocks, struct mfd__xfer_stats *stats,
 		    const struct mfd__pool_codec *codec)
 {
 	memset(p, 0, sizeof(*p));
@@ -182,23 +183,27 @@ int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
 	p->blocks = blocks;
 	p->stats = stats;
 	p->w = calloc(n, sizeof(*p->w));
-	p->spare = calloc(n + 1, sizeof(*p->spare));
-	if (!p->w || !p->spare) {
+	unsigned nb = n * MFD__POOL_QUEUE + 1;
+	p->batches = calloc(nb, sizeof(*p->batches));
+	p->free = calloc(nb, sizeof(*p->free));
+	if (!p->w || !p->batches || !p->free) {
 		for (unsigned i = 0; i < n; i++)
 			chans[i]->ops->close(chans[i]);
 		free(p->w);
-		free(p->spare);
+		free(p->batches);
+		free(p->free);
 		p->w = NULL;
-		p->spare = NULL;
 		p->n = 0;
 		return -ENOMEM;
 	}
+	p->first = &p->batches[0];
+	for (unsigned i = 1; i < nb; i++)
+		p->free[p->nfree++] = &p->batches[i];
 	for (unsigned i = 0; i < n; i++) {
 		struct mfd__send_worker *w = &p->w[i];
 		w->pool = p;
 		w->idx = i;
 		w->chan = chans[i];
-		w->batch = &p->spare[i];
 		pthread_cond_init(&w->cv, NULL);
 	}
 	/* One codec per worker, buffers sized once for the largest packet
@@ -219,9 +224,9 @@ int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
 				pthread_cond_destroy(&p->w[k].cv);
 			}
 			free(p->w);
-			free(p->spare);
+			free(p->batches);
+			free(p->free);
 			p->w = NULL;
-			p->spare = NULL;
 			p->n = 0;
 			return ret;
 		}
@@ -239,12 +244,15 @@ int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
 	return 0;
 }
 
-/* Under p->lock: hand job to worker w (idle). */
-static void hand(struct mfd__send_worker *w, enum mfd__job job, uint32_t round)
+/* Under p->lock: queue a job on w, which has room. */
+static void push(struct mfd__send_worker *w, enum mfd__job job, uint32_t round,
+		 struct mfd__batch *b)
 {
-	w->job = job;
-	w->job_round = round;
-	pthread_cond_signal(&w->cv);
+	w->q[(w->head + w->len) % MFD__POOL_QUEUE] = (struct mfd__job_slot){
+		.job = job, .round = round, .batch = b
+	};
+	if (w->len++ == 0)
+		pthread_cond_signal(&w->cv);
 }
 
 int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch)
@@ -254,22 +262,21 @@ int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch)
 	for (;;) {
 		if ((ret = p->error))
 			break;
-		/* First idle worker, starting after the last one used so the
-		 * load spreads when all are fast. */
+		/* The least busy worker, an idle one first; among equals the
+		 * search starts after the last one used, to spread load. */
 		struct mfd__send_worker *w = NULL;
 		for (unsigned k = 0; k < p->n; k++) {
-			unsigned i = (p->next + k) % p->n;
-			if (p->w[i].job == MFD__JOB_NONE) {
-				w = &p->w[i];
-				p->next = i + 1;
-				break;
-			}
+			struct mfd__send_worker *c =
+				&p->w[(p->next + k) % p->n];
+			if (c->len < MFD__POOL_QUEUE && (!w || c->len < w->len))
+				w = c;
 		}
 		if (w) {
-			struct mfd__batch *empty = w->batch;
-			w->batch = *batch;
-			*batch = empty;
-			hand(w, MFD__JOB_PAGES, w->batch->round);
+			p->next = w->idx + 1;
+			push(w, MFD__JOB_PAGES, (*batch)->round, *batch);
+			/* Batches in flight are at most n * QUEUE, so one of
+			 * the n * QUEUE + 1 is always free here. */
+			*batch = p->free[--p->nfree];
 			break;
 		}
 		pthread_cond_wait(&p->idle_cv, &p->lock);
@@ -278,20 +285,20 @@ int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch)
 	return ret;
 }
 
-/* Hands job to every worker in turn, each as soon as it is idle. */
+/* Queues job on every worker, behind what each already has. */
 static int broadcast(struct mfd__pool *p, enum mfd__job job, uint32_t round,
 		     bool wait_all)
 {
 	int ret = 0;
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < p->n && !ret; i++) {
-		while (p->w[i].job != MFD__JOB_NONE && !p->error)
+		while (p->w[i].len == MFD__POOL_QUEUE && !p->error)
 			pthread_cond_wait(&p->idle_cv, &p->lock);
 		if (!(ret = p->error))
-			hand(&p->w[i], job, round);
+			push(&p->w[i], job, round, NULL);
 	}
 	for (unsigned i = 0; wait_all && i < p->n && !ret; i++) {
-		while (p->w[i].job != MFD__JOB_NONE && !p->error)
+		while (p->w[i].len && !p->error)
 			pthread_cond_wait(&p->idle_cv, &p->lock);
 		ret = p->error;
 	}
@@ -314,7 +321,7 @@ int mfd__pool_flush(struct mfd__pool *p)
 	int ret = 0;
 	pthread_mutex_lock(&p->lock);
 	for (unsigned i = 0; i < p->n && !ret; i++) {
-		while (p->w[i].job != MFD__JOB_NONE && !p->error)
+		while (p->w[i].len && !p->error)
 			pthread_cond_wait(&p->idle_cv, &p->lock);
 		ret = p->error;
 	}
@@ -354,9 +361,9 @@ void mfd__pool_destroy(struct mfd__pool *p)
 		pthread_cond_destroy(&p->w[i].cv);
 	}
 	free(p->w);
-	free(p->spare);
+	free(p->batches);
+	free(p->free);
 	p->w = NULL;
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->idle_cv);
 }
-

@@ -34,6 +34,20 @@ enum mfd__job {
 
 struct mfd__pool;
 
+/*
+ * Each worker has a short queue of jobs, so that it never waits for the
+ * migration thread between two packets: with a single slot every packet
+ * cost two thread wake-ups, which bounded cheap packets (zero pages) by
+ * scheduling latency rather than by work.
+ */
+#define MFD__POOL_QUEUE 4
+
+struct mfd__job_slot {
+	enum mfd__job job;
+	uint32_t round;
+	struct mfd__batch *batch; /* PAGES only */
+};
+
 struct mfd__send_worker {
 	struct mfd__pool *pool;
 	unsigned idx;
@@ -41,10 +55,10 @@ struct mfd__send_worker {
 	bool started;
 	struct mfd__chan *chan;
 	pthread_cond_t cv;
-	/* Under pool->lock. */
-	enum mfd__job job;
-	uint32_t job_round;
-	struct mfd__batch *batch;
+	/* Under pool->lock: jobs [head, head+len) of the ring; the head is
+	 * the one being sent and leaves the ring when it has been. */
+	struct mfd__job_slot q[MFD__POOL_QUEUE];
+	unsigned head, len;
 	/* Worker thread only. */
 	uint32_t seq;
 	uint32_t round_packets;
@@ -68,9 +82,9 @@ struct mfd__xfer_stats {
 
 /* How the workers encode pages. */
 struct mfd__pool_codec {
-	unsigned id;		/* enum mfd__codec_id */
-	int level;		/* zstd level */
-	uint32_t packet_pages;	/* negotiated: sizes the codec buffers */
+	unsigned id;	       /* enum mfd__codec_id */
+	int level;	       /* zstd level */
+	uint32_t packet_pages; /* negotiated: sizes the codec buffers */
 };
 
 struct mfd__pool {
@@ -82,7 +96,10 @@ struct mfd__pool {
 	int error;
 	struct mfd__ramblock *blocks;
 	struct mfd__send_worker *w;
-	struct mfd__batch *spare; /* one per worker + the caller's */
+	struct mfd__batch *batches; /* MFD__POOL_QUEUE per worker + 1 */
+	struct mfd__batch **free;   /* empty batches, a stack */
+	unsigned nfree;
+	struct mfd__batch *first; /* the caller's first empty batch */
 	struct mfd__xfer_stats *stats;
 	uint64_t last_sent_ns; /* when the last PAGES/SYNC went out, atomic */
 };
@@ -90,16 +107,16 @@ struct mfd__pool {
 /* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no
  * compression). */
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
-		    struct mfd__ramblock *blocks,
-		    struct mfd__xfer_stats *stats,
+		    struct mfd__ramblock *blocks, struct mfd__xfer_stats *stats,
 		    const struct mfd__pool_codec *codec);
 /* The caller's first empty batch. */
 static inline struct mfd__batch *mfd__pool_batch(struct mfd__pool *p)
 {
-	return &p->spare[p->n];
+	return p->first;
 }
-/* Hands *batch to an idle worker and gives back an empty batch in *batch.
- * Waits while every worker is busy. 0 or the pool's error. */
+/* Queues *batch on the least busy worker (an idle one if any) and gives
+ * back an empty batch in *batch. Waits while every queue is full. 0 or the
+ * pool's error. */
 int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch);
 /* Queues SYNC(round) on every channel, after everything handed before. */
 int mfd__pool_sync(struct mfd__pool *p, uint32_t round);
