@@ -78,7 +78,8 @@ int plot_png(const char *path, const struct sample *v, size_t n,
 		"set ylabel 'throughput (MB/s)' textcolor rgb '#1f5fbf'\n"
 		"set y2label 'pending (MiB)' textcolor rgb '#c0392b'\n"
 		"set ytics nomirror\nset y2tics\nset grid xtics ytics\n"
-		"set key top center horizontal box opaque\n"
+		"set key below horizontal\n"
+		"set datafile missing '?'\n"
 		"set yrange [0:*]\nset y2range [0:*]\n"
 		"set xrange [0:%.3f]\n"
 		"set datafile separator ','\n",
@@ -101,16 +102,24 @@ int plot_png(const char *path, const struct sample *v, size_t n,
 			fprintf(g, "set label 1 right offset -0.5,0\n");
 	}
 	fprintf(g, "$D << EOD\n");
-	for (size_t i = 0; i < n; i++)
-		fprintf(g, "%.6f,%.3f,%.3f\n", (double)v[i].t_ns / 1e9,
-			v[i].throughput_bps / 1e6,
-			(double)v[i].pending_bytes / 1048576.0);
+	/* Before the migration starts nothing is pending yet: no point. */
+	for (size_t i = 0; i < n; i++) {
+		fprintf(g, "%.6f,%.3f,", (double)v[i].t_ns / 1e9,
+			v[i].throughput_bps / 1e6);
+		if (v[i].phase == MFD_PHASE_NONE ||
+		    v[i].phase == MFD_PHASE_SETUP)
+			fprintf(g, "?\n");
+		else
+			fprintf(g, "%.3f\n",
+				(double)v[i].pending_bytes / 1048576.0);
+	}
 	fprintf(g,
 		"EOD\n"
 		"plot $D using 1:2 axes x1y1 with fsteps lw 2 "
 		"lc rgb '#1f5fbf' title 'throughput (MB/s, per 100 ms)', \\\n"
 		"     $D using 1:3 axes x1y2 with lines lw 2 "
-		"lc rgb '#c0392b' title 'pending dirty bytes (MiB)'\n");
+		"lc rgb '#c0392b' title 'pending: dirty, not yet sent "
+		"(MiB)'\n");
 	st = pclose(g);
 	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st)) {
 		fprintf(stderr, "multifd-bench: --plot: gnuplot failed\n");

@@ -130,11 +130,12 @@ static void *sampler_thread(void *arg)
 			break;
 		if (rc != ETIMEDOUT)
 			continue; /* spurious wakeup */
-		/* One sample per interval: a late wakeup takes its sample
-		 * late (its real time is recorded), never skips one. */
 		take(s);
 		draw(s);
-		k++;
+		/* One sample per interval. When this thread could not run
+		 * for longer than that (CPU starved), the sample just taken
+		 * covers the missed intervals: no run of zero-length rows. */
+		k = (mono_ns() - s->t0) / SAMPLE_INTERVAL_NS + 1;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return NULL;

@@ -37,7 +37,10 @@ struct sampler;
 
 /*
  * Starts sampling src (or, when src is NULL, dst): the first sample is
- * taken at once, then one every SAMPLE_INTERVAL_NS. progress draws the
+ * taken at once, then one at every multiple of SAMPLE_INTERVAL_NS, and a
+ * last one when the sampler stops. A sample that could only be taken late
+ * (the machine was busy) covers the intervals it missed; times are the
+ * real ones, so they always grow. progress draws the
  * live line (only if stderr is a terminal). page_size converts page counts
  * to bytes.
  */

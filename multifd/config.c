@@ -572,6 +572,13 @@ static char *ini_reader_fn(char *str, int num, void *stream)
 
 	if (!r)
 		return NULL;
+	/* Indented lines are ordinary lines here, not inih's multi-line
+	 * continuations (no key takes a multi-line value). */
+	if (l->line != l->next_line) {
+		size_t ws = strspn(r, " \t");
+
+		memmove(r, r + ws, strlen(r + ws) + 1);
+	}
 	l->line = l->next_line;
 	n = strlen(r);
 	if (n && r[n - 1] == '\n')
@@ -625,6 +632,12 @@ static int ini_handler_fn(void *user, const char *section, const char *name,
 	return 1;
 }
 
+static int ini_syntax_only(void *user, const char *section, const char *name,
+			   const char *value)
+{
+	return 1;
+}
+
 int mfd_config_load(mfd_config *cfg, const char *path, char *err, size_t errlen)
 {
 	struct ini_load l = {
@@ -644,7 +657,18 @@ int mfd_config_load(mfd_config *cfg, const char *path, char *err, size_t errlen)
 		return ret;
 	}
 	l.work = *cfg;
-	ret = ini_parse_stream(ini_reader_fn, &l, ini_handler_fn, &l);
+	/*
+	 * inih goes on after a syntax error, so a first pass finds the first
+	 * one before any value is judged: the error reported is always the
+	 * first bad line of the file.
+	 */
+	ret = ini_parse_stream(ini_reader_fn, &l, ini_syntax_only, NULL);
+	if (!ret && !ferror(l.f)) {
+		rewind(l.f);
+		l.line = 0;
+		l.next_line = 1;
+		ret = ini_parse_stream(ini_reader_fn, &l, ini_handler_fn, &l);
+	}
 	if (ferror(l.f) && !l.err) {
 		l.err = -EIO;
 		if (err && errlen)
