@@ -218,6 +218,11 @@ int twohost_run(const struct twohost_args *a)
 		mfd_dest_get_stats(s.dst, &st, sizeof(st));
 	if (run_err)
 		fail(a->prog, a->source ? "source" : "destination", run_err);
+	if (run_err == MFD_ESETUP)
+		fprintf(stderr,
+			"%s: give both sides the same --ram and --blocks "
+			"(this side: --ram %" PRIu64 "K --blocks %u)\n",
+			a->prog, a->ram_bytes >> 10, a->blocks);
 
 	/* The destination regenerates the image from its seed in the
 	 * (otherwise unused) source half of its VM and compares. */
