@@ -745,9 +745,14 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	}
 	getrusage(RUSAGE_SELF, &res->ru0);
 	t0 = now_ns();
+	res->src_err = mfd_source_start(src, res->uri);
+	/*
+	 * After mfd_source_start(): it resets the statistics with plain
+	 * stores, which would race with a sampler already reading them
+	 * (TSan). The first sample is taken within microseconds of start.
+	 */
 	if (sampler_start(&res->sampler, src, NULL, vm->page_size, true))
 		res->sampler = NULL; /* no timeline, not a failed run */
-	res->src_err = mfd_source_start(src, res->uri);
 	if (!res->src_err)
 		res->src_err = mfd_source_wait(src);
 	/* A source that never connected leaves the destination waiting for

@@ -145,7 +145,7 @@ int twohost_run(const struct twohost_args *a)
 	struct report rep;
 	struct vm *vm = NULL;
 	mfd_stats st;
-	char uri[256] = "", title[256];
+	char uri[256] = "", title[512];
 	bool memcmp_done = false, memcmp_ok = false;
 	uint64_t t0, wall = 0;
 	int err, run_err = 0;
@@ -198,13 +198,17 @@ int twohost_run(const struct twohost_args *a)
 	}
 	getrusage(RUSAGE_SELF, &ru0);
 	t0 = mono_ns();
-	if (sampler_start(&smp, s.src, s.dst, a->page_size, true))
-		smp = NULL;
 	if (a->source) {
+		/* The sampler starts after mfd_source_start(), which resets
+		 * the statistics without atomics (see main.c). */
 		run_err = mfd_source_start(s.src, uri);
+		if (sampler_start(&smp, s.src, NULL, a->page_size, true))
+			smp = NULL;
 		if (!run_err)
 			run_err = mfd_source_wait(s.src);
 	} else {
+		if (sampler_start(&smp, NULL, s.dst, a->page_size, true))
+			smp = NULL;
 		run_err = mfd_dest_wait(s.dst);
 	}
 	sampler_stop(smp);

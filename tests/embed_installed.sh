@@ -18,13 +18,14 @@ case "$flags" in *"$prefix"*) ;; *) echo "FAIL: flags do not point into $prefix"
 extra=()
 # A sanitizer build installs a sanitized library: the program needs the
 # same runtime.
-[ -n "$san" ] && extra=(-fsanitize="$san" -fno-omit-frame-pointer)
+[ -n "$san" ] && extra=(-fsanitize="$san" -fno-omit-frame-pointer -g)
 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror "${extra[@]}" \
 	-o "$build/embed-installed" "$src/examples/embed.c" $flags -lpthread
 libdir=$(pkg-config --variable=libdir multifd)
 # It must run from the installed library, not from the build tree.
-LD_LIBRARY_PATH=$libdir ldd "$build/embed-installed" | grep -q "$libdir/libmultifd.so" ||
-	{ echo "FAIL: not linked against the installed library"; LD_LIBRARY_PATH=$libdir ldd "$build/embed-installed"; exit 1; }
+deps=$(LD_LIBRARY_PATH=$libdir ldd "$build/embed-installed")
+grep -q "$libdir/libmultifd.so" <<<"$deps" ||
+	{ echo "FAIL: not linked against the installed library"; echo "$deps"; exit 1; }
 out=$(LD_LIBRARY_PATH=$libdir "$build/embed-installed")
 echo "$out"
 grep -q "destination memory identical" <<<"$out"
