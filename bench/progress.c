@@ -59,6 +59,8 @@ static void take(struct sampler *s)
 		mfd_source_get_stats(s->src, &st, sizeof(st));
 	else
 		mfd_dest_get_stats(s->dst, &st, sizeof(st));
+	if (!s->n)
+		s->t0 = now; /* time 0 is the first sample, exactly */
 	x.t_ns = now - s->t0;
 	x.phase = st.phase;
 	x.round = st.round;

@@ -105,10 +105,12 @@ int main(int argc, char **argv)
 	struct buf gen = { 0 }, out = { 0 };
 	char *doc, *begin, *end;
 	bool update;
+	int ret;
 
 	table(&gen);
 	if (argc == 1) {
 		fputs(gen.p, stdout);
+		free(gen.p);
 		return 0;
 	}
 	if (argc != 3 ||
@@ -119,36 +121,39 @@ int main(int argc, char **argv)
 	}
 	update = !strcmp(argv[1], "--update");
 	doc = slurp(argv[2]);
+	ret = 0;
 	begin = strstr(doc, BEGIN);
 	end = begin ? strstr(begin, END) : NULL;
 	if (!begin || !end) {
 		fprintf(stderr, "gen-config-doc: %s: no marker lines\n  %s  %s",
 			argv[2], BEGIN, END);
+		free(gen.p);
+		free(doc);
 		return 2;
 	}
 	begin += strlen(BEGIN);
 	put(&out, doc, (size_t)(begin - doc));
 	puts_b(&out, gen.p);
 	puts_b(&out, end);
-	if (!update) {
-		if (strcmp(out.p, doc)) {
-			fprintf(stderr,
-				"gen-config-doc: %s does not match the key "
-				"table in the library. Expected:\n%s"
-				"Regenerate it: gen-config-doc --update %s\n",
-				argv[2], gen.p, argv[2]);
-			return 1;
-		}
-		return 0;
-	}
-	if (strcmp(out.p, doc)) {
+	if (!update && strcmp(out.p, doc)) {
+		fprintf(stderr,
+			"gen-config-doc: %s does not match the key table in "
+			"the "
+			"library. Expected:\n%s"
+			"Regenerate it: gen-config-doc --update %s\n",
+			argv[2], gen.p, argv[2]);
+		ret = 1;
+	} else if (update && strcmp(out.p, doc)) {
 		FILE *f = fopen(argv[2], "w");
 
 		if (!f || fputs(out.p, f) < 0 || fclose(f)) {
 			fprintf(stderr, "gen-config-doc: %s: %s\n", argv[2],
 				strerror(errno));
-			return 2;
+			ret = 2;
 		}
 	}
-	return 0;
+	free(gen.p);
+	free(out.p);
+	free(doc);
+	return ret;
 }
