@@ -82,6 +82,11 @@ static void take(struct sampler *s)
 		    grown > 0)
 			x.dirty_bps = grown / dt;
 	}
+	/* Before the first round ends the library has no bandwidth yet:
+	 * estimate with the current throughput. */
+	if (!st.bandwidth_bps && x.throughput_bps > 0)
+		x.expected_downtime_ms =
+			(double)st.pending_bytes * 1e3 / x.throughput_bps;
 	s->prev_pages = st.pages;
 	if (s->n == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 256;

@@ -30,7 +30,8 @@ struct sample {
 	 * pre-copy; 0 otherwise.
 	 */
 	double dirty_bps;
-	double expected_downtime_ms; /* pending / last round's bandwidth */
+	double expected_downtime_ms; /* pending / last round's bandwidth
+				      * (current throughput in round 0) */
 };
 
 struct sampler;
