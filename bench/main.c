@@ -25,7 +25,11 @@
 
 #include <multifd/multifd.h>
 
+#include "benchcfg.h"
+#include "plot.h"
+#include "progress.h"
 #include "report.h"
+#include "twohost.h"
 #include "vm.h"
 
 #define PAGE_SIZE  4096u
@@ -45,8 +49,17 @@ struct bench_opts {
 	const char *uri; /* destination listen address */
 	unsigned fill_threads;
 	unsigned timeout_s; /* 0: none */
-	char **sets;	    /* "key=value" for both sides, in order */
-	size_t nsets;
+	/* Library settings from the command line (--channels, --verify,
+	 * --set ...), in command-line order: the last one wins. */
+	struct cfg_list sets;
+	const char *config_path; /* --config */
+	bool print_config;
+	const char *timeline; /* --timeline FILE.csv */
+	const char *plot;     /* --plot FILE.png */
+	/* Two-host mode: "dest --listen URI" / "source --connect URI". */
+	enum { MODE_LOCAL, MODE_DEST, MODE_SOURCE } mode;
+	const char *twohost_uri;
+	bool check; /* dest: compare RAM with the regenerated image */
 	const char *compression; /* as given, for the report */
 	const char *dest_netns;	 /* ip-netns names, or NULL */
 	const char *source_netns;
@@ -88,46 +101,70 @@ static double tv_to_s(const struct timeval *tv)
 
 static void usage(FILE *f)
 {
-	fprintf(
-	    f,
-	    "Usage: %s [OPTION]...\n"
-	    "Migrate a simulated VM over loopback and report the result.\n"
-	    "\n"
-	    "  --ram SIZE            guest RAM, K/M/G suffixes (default 1G)\n"
-	    "  --blocks N            split RAM into N blocks of different "
-	    "sizes (default 1)\n"
-	    "  --image KIND|PATH     random, zero, mix, or a file "
-	    "(default random)\n"
-	    "  --seed N              seed of the image (default 1)\n"
-	    "  --channels N          data channels (default 2)\n"
-	    "  --packet-pages N      max pages per packet (default: "
-	    "library's)\n"
-	    "  --verify on|off       end-of-migration digests (default "
-	    "on)\n"
-	    "  --dest-populate on|off  pre-fault destination RAM when the\n"
-	    "                        destination VM is created, as a hypervisor\n"
-	    "                        preallocating guest RAM does (default on)\n"
-	    "  --uri tcp:HOST:PORT   destination listen address "
-	    "(default tcp:127.0.0.1:0)\n"
-	    "  --set KEY=VALUE       library config for both sides "
-	    "(repeatable)\n"
-	    "  --fill-threads N      threads filling the image (default "
-	    "2)\n"
-	    "  --timeout SECONDS     cancel a migration running longer "
-	    "(default 300, 0 = none)\n"
-	    "  --compression none|zstd  page codec (default none)\n"
-	    "  --zstd-level N        zstd level 1..19 (default 1)\n"
-	    "  --dest-netns NAME     run the destination (its listener and\n"
-	    "                        threads) in network namespace NAME\n"
-	    "                        (/var/run/netns/NAME)\n"
-	    "  --source-netns NAME   the same for the source side\n"
-	    "  --json                print one JSON object instead of a "
-	    "table\n"
-	    "  -h, --help            this text\n"
-	    "\n"
-	    "Exit status: 0 success, 1 migration failed or RAM differs, "
-	    "2 bad usage.\n",
-	    prog);
+	fprintf(f,
+		"Usage: %s [OPTION]...\n"
+		"       %s dest --listen tcp:HOST:PORT [OPTION]...\n"
+		"       %s source --connect tcp:HOST:PORT [OPTION]...\n"
+		"Migrate a simulated VM over loopback and report the result;\n"
+		"or, with dest/source, run one side each in two processes or\n"
+		"hosts (give both the same --ram and --blocks; the "
+		"destination\n"
+		"refuses a different RAM layout).\n"
+		"\n"
+		"  --ram SIZE            guest RAM, K/M/G suffixes (default "
+		"1G)\n"
+		"  --blocks N            split RAM into N blocks of different "
+		"sizes (default 1)\n"
+		"  --image KIND|PATH     random, zero, mix, or a file "
+		"(default random)\n"
+		"  --seed N              seed of the image (default 1)\n"
+		"  --channels N          data channels (default 2)\n"
+		"  --packet-pages N      max pages per packet (default: "
+		"library's)\n"
+		"  --verify on|off       end-of-migration digests (default "
+		"on)\n"
+		"  --dest-populate on|off  pre-fault destination RAM when the\n"
+		"                        destination VM is created, as a "
+		"hypervisor\n"
+		"                        preallocating guest RAM does (default "
+		"on)\n"
+		"  --uri tcp:HOST:PORT   destination listen address "
+		"(default tcp:127.0.0.1:0)\n"
+		"  --config FILE         library config from an INI file "
+		"(docs/config.md)\n"
+		"  --set [SECTION.]KEY=VALUE  library config for both sides "
+		"(repeatable;\n"
+		"                        overrides --config; the last "
+		"setting wins)\n"
+		"  --print-config        print the effective config as INI "
+		"and exit\n"
+		"  --timeline FILE.csv   one row per 100 ms: time, bytes, "
+		"throughput,\n"
+		"                        pending bytes, dirty rate, phase\n"
+		"  --plot FILE.png       chart of throughput and pending bytes "
+		"(gnuplot)\n"
+		"  --check on|off        dest mode: regenerate the image and "
+		"compare\n"
+		"                        RAM byte for byte (default on)\n"
+		"  --compression none|zstd  page codec (default none)\n"
+		"  --zstd-level N        zstd level 1..19 (default 1)\n"
+		"  --dest-netns NAME     run the destination (its listener and\n"
+		"                        threads) in network namespace NAME\n"
+		"                        (/var/run/netns/NAME)\n"
+		"  --source-netns NAME   the same for the source side\n"
+		"  --fill-threads N      threads filling the image (default "
+		"2)\n"
+		"  --timeout SECONDS     cancel a migration running longer "
+		"(default 300, 0 = none)\n"
+		"  --json                print one JSON object instead of a "
+		"table\n"
+		"  -h, --help            this text\n"
+		"\n"
+		"A live progress line is drawn on stderr when it is a "
+		"terminal.\n"
+		"Exit status: 0 success, 1 migration failed or RAM differs, "
+		"2 bad usage.\n",
+		prog, prog, prog);
 }
 
 static void __attribute__((noreturn, format(printf, 1, 2)))
@@ -243,6 +280,13 @@ enum {
 	OPT_SET,
 	OPT_FILL_THREADS,
 	OPT_TIMEOUT,
+	OPT_CONFIG,
+	OPT_PRINT_CONFIG,
+	OPT_TIMELINE,
+	OPT_PLOT,
+	OPT_LISTEN,
+	OPT_CONNECT,
+	OPT_CHECK,
 	OPT_COMPRESSION,
 	OPT_ZSTD_LEVEL,
 	OPT_DEST_NETNS,
@@ -250,41 +294,61 @@ enum {
 };
 
 static const struct option long_opts[] = {
-    {"ram", required_argument, NULL, OPT_RAM},
-    {"blocks", required_argument, NULL, OPT_BLOCKS},
-    {"image", required_argument, NULL, OPT_IMAGE},
-    {"seed", required_argument, NULL, OPT_SEED},
-    {"channels", required_argument, NULL, OPT_CHANNELS},
-    {"packet-pages", required_argument, NULL, OPT_PACKET_PAGES},
-    {"verify", required_argument, NULL, OPT_VERIFY},
-    {"dest-populate", required_argument, NULL, OPT_DEST_POPULATE},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"uri", required_argument, NULL, OPT_URI},
-    {"set", required_argument, NULL, OPT_SET},
-    {"fill-threads", required_argument, NULL, OPT_FILL_THREADS},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"compression", required_argument, NULL, OPT_COMPRESSION},
-    {"zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL},
-    {"dest-netns", required_argument, NULL, OPT_DEST_NETNS},
-    {"source-netns", required_argument, NULL, OPT_SOURCE_NETNS},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+	{ "ram", required_argument, NULL, OPT_RAM },
+	{ "blocks", required_argument, NULL, OPT_BLOCKS },
+	{ "image", required_argument, NULL, OPT_IMAGE },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "channels", required_argument, NULL, OPT_CHANNELS },
+	{ "packet-pages", required_argument, NULL, OPT_PACKET_PAGES },
+	{ "verify", required_argument, NULL, OPT_VERIFY },
+	{ "dest-populate", required_argument, NULL, OPT_DEST_POPULATE },
+	{ "json", no_argument, NULL, OPT_JSON },
+	{ "uri", required_argument, NULL, OPT_URI },
+	{ "set", required_argument, NULL, OPT_SET },
+	{ "fill-threads", required_argument, NULL, OPT_FILL_THREADS },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
+	{ "timeline", required_argument, NULL, OPT_TIMELINE },
+	{ "plot", required_argument, NULL, OPT_PLOT },
+	{ "listen", required_argument, NULL, OPT_LISTEN },
+	{ "connect", required_argument, NULL, OPT_CONNECT },
+	{ "check", required_argument, NULL, OPT_CHECK },
+	{ "compression", required_argument, NULL, OPT_COMPRESSION },
+	{ "zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL },
+	{ "dest-netns", required_argument, NULL, OPT_DEST_NETNS },
+	{ "source-netns", required_argument, NULL, OPT_SOURCE_NETNS },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
 };
 
 static void parse_args(int argc, char **argv, struct bench_opts *o)
 {
-	int c;
+	int c, mode = MODE_LOCAL;
+
+	/* A subcommand first selects two-host mode. */
+	if (argc > 1 && !strcmp(argv[1], "dest"))
+		mode = MODE_DEST;
+	else if (argc > 1 && !strcmp(argv[1], "source"))
+		mode = MODE_SOURCE;
+	if (mode != MODE_LOCAL) {
+		argv[1] = argv[0];
+		argv++;
+		argc--;
+	}
 
 	*o = (struct bench_opts){
-	    .ram_bytes = 1ULL << 30,
-	    .blocks = 1,
-	    .image = {.kind = VM_IMAGE_RANDOM, .seed = 1},
-	    .channels = 2,
-	    .verify = true,
-	    .dest_populate = true,
-	    .uri = "tcp:127.0.0.1:0",
-	    .fill_threads = 2,
-	    .timeout_s = 300,
+		.ram_bytes = 1ULL << 30,
+		.blocks = 1,
+		.image = { .kind = VM_IMAGE_RANDOM, .seed = 1 },
+		.channels = 2,
+		.verify = true,
+		.dest_populate = true,
+		.uri = "tcp:127.0.0.1:0",
+		.fill_threads = 2,
+		.timeout_s = 300,
+		.mode = mode,
+		.check = true,
 	};
 	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		switch (c) {
@@ -309,9 +373,9 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 			if (o->image.kind == VM_IMAGE_FILE &&
 			    access(optarg, R_OK))
 				usage_error(
-				    "--image: '%s' is not random, zero, "
-				    "mix or a readable file: %s",
-				    optarg, strerror(errno));
+					"--image: '%s' is not random, zero, "
+					"mix or a readable file: %s",
+					optarg, strerror(errno));
 			o->image.seed = seed;
 			break;
 		}
@@ -323,22 +387,29 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 			break;
 		case OPT_CHANNELS:
 			o->channels =
-			    parse_uint_opt("channels", optarg, 1, 1024);
+				parse_uint_opt("channels", optarg, 1, 1024);
+			cfg_list_add(&o->sets, "channels", optarg,
+				     "--channels");
 			break;
 		case OPT_PACKET_PAGES:
-			o->packet_pages =
-			    parse_uint_opt("packet-pages", optarg, 1, 1u << 20);
+			o->packet_pages = parse_uint_opt("packet-pages", optarg,
+							 1, 1u << 20);
+			cfg_list_add(&o->sets, "packet-pages", optarg,
+				     "--packet-pages");
 			break;
 		case OPT_VERIFY:
 			if (!parse_bool(optarg, &o->verify))
 				usage_error("--verify: '%s' is not on or off",
 					    optarg);
+			cfg_list_add(&o->sets, "verify",
+				     o->verify ? "on" : "off", "--verify");
 			break;
 		case OPT_DEST_POPULATE:
 			if (!parse_bool(optarg, &o->dest_populate))
-				usage_error("--dest-populate: '%s' is not on or "
-					    "off",
-					    optarg);
+				usage_error(
+					"--dest-populate: '%s' is not on or "
+					"off",
+					optarg);
 			break;
 		case OPT_JSON:
 			o->json = true;
@@ -350,43 +421,58 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 					    optarg);
 			o->uri = optarg;
 			break;
-		case OPT_SET: {
-			char **p;
-
-			if (!strchr(optarg, '=') || optarg[0] == '=')
+		case OPT_SET:
+			if (!cfg_list_add_kv(&o->sets, optarg, "--set"))
 				usage_error("--set: '%s' is not key=value",
 					    optarg);
-			p = realloc(o->sets, (o->nsets + 1) * sizeof(*p));
-			if (!p)
-				usage_error("out of memory");
-			o->sets = p;
-			o->sets[o->nsets++] = optarg;
 			break;
-		}
+		case OPT_CONFIG:
+			o->config_path = optarg;
+			break;
+		case OPT_PRINT_CONFIG:
+			o->print_config = true;
+			break;
+		case OPT_TIMELINE:
+			o->timeline = optarg;
+			break;
+		case OPT_PLOT:
+			o->plot = optarg;
+			break;
+		case OPT_LISTEN:
+		case OPT_CONNECT:
+			if ((c == OPT_LISTEN) != (o->mode == MODE_DEST) ||
+			    o->mode == MODE_LOCAL)
+				usage_error(
+					"--%s belongs to '%s %s'",
+					c == OPT_LISTEN ? "listen" : "connect",
+					prog,
+					c == OPT_LISTEN ? "dest" : "source");
+			if (strncmp(optarg, "tcp:", 4))
+				usage_error("--%s: '%s' is not tcp:HOST:PORT",
+					    c == OPT_LISTEN ? "listen"
+							    : "connect",
+					    optarg);
+			o->twohost_uri = optarg;
+			break;
+		case OPT_CHECK:
+			if (!parse_bool(optarg, &o->check))
+				usage_error("--check: '%s' is not on or off",
+					    optarg);
+			break;
 		case OPT_FILL_THREADS:
 			o->fill_threads =
-			    parse_uint_opt("fill-threads", optarg, 1, 16);
+				parse_uint_opt("fill-threads", optarg, 1, 16);
 			break;
 		case OPT_COMPRESSION:
-		case OPT_ZSTD_LEVEL: {
 			/* Library keys: checked with the rest of --set. */
-			char *kv;
-			char **p;
-
-			if (asprintf(&kv, "%s=%s",
-				     c == OPT_COMPRESSION ? "compression"
-							  : "zstd-level",
-				     optarg) < 0)
-				usage_error("out of memory");
-			if (c == OPT_COMPRESSION)
-				o->compression = optarg;
-			p = realloc(o->sets, (o->nsets + 1) * sizeof(*p));
-			if (!p)
-				usage_error("out of memory");
-			o->sets = p;
-			o->sets[o->nsets++] = kv;
+			o->compression = optarg;
+			cfg_list_add(&o->sets, "compression", optarg,
+				     "--compression");
 			break;
-		}
+		case OPT_ZSTD_LEVEL:
+			cfg_list_add(&o->sets, "zstd-level", optarg,
+				     "--zstd-level");
+			break;
 		case OPT_DEST_NETNS:
 			o->dest_netns = optarg;
 			break;
@@ -395,7 +481,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 			break;
 		case OPT_TIMEOUT:
 			o->timeout_s =
-			    parse_uint_opt("timeout", optarg, 0, 86400);
+				parse_uint_opt("timeout", optarg, 0, 86400);
 			break;
 		case 'h':
 			usage(stdout);
@@ -407,69 +493,34 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		}
 	}
 	if (optind < argc)
-		usage_error("unexpected argument '%s'", argv[optind]);
+		usage_error("unexpected argument '%s'%s", argv[optind],
+			    !strcmp(argv[optind], "dest") ||
+					    !strcmp(argv[optind], "source")
+				    ? " (the subcommand goes first)"
+				    : "");
+	if (o->mode == MODE_DEST && !o->twohost_uri && !o->print_config)
+		usage_error("dest needs --listen tcp:HOST:PORT");
+	if (o->mode == MODE_SOURCE && !o->twohost_uri && !o->print_config)
+		usage_error("source needs --connect tcp:HOST:PORT");
 }
 
 /* ------------------------------------------------------------------ */
 /* Library configuration                                              */
 /* ------------------------------------------------------------------ */
 
-static int config_set_checked(mfd_config *cfg, const char *key,
-			      const char *value, const char *what)
-{
-	int err = mfd_config_set(cfg, key, value);
-
-	if (err)
-		fprintf(stderr, "%s: %s %s=%s: %s\n", prog, what, key, value,
-			mfd_strerror(err));
-	return err;
-}
-
 /*
- * One side's config: the bench's own options first, then every --set in
- * order, so that --set has the last word.
+ * One side's config: library defaults < the bench's defaults (verify on) <
+ * --config FILE < the command line in order (benchcfg.c).
  */
 static int build_config(const struct bench_opts *o, mfd_config **out)
 {
-	mfd_config *cfg;
-	char num[32];
-	int err = mfd_config_new(&cfg);
+	struct cfg_list defaults = { 0 };
+	int err;
 
-	if (err) {
-		fprintf(stderr, "%s: mfd_config_new: %s\n", prog,
-			mfd_strerror(err));
-		return err;
-	}
-	snprintf(num, sizeof(num), "%u", o->channels);
-	err = config_set_checked(cfg, "channels", num, "--channels");
-	if (!err && o->packet_pages) {
-		snprintf(num, sizeof(num), "%u", o->packet_pages);
-		err = config_set_checked(cfg, "packet-pages", num,
-					 "--packet-pages");
-	}
-	if (!err)
-		err = config_set_checked(cfg, "verify",
-					 o->verify ? "on" : "off", "--verify");
-	for (size_t i = 0; !err && i < o->nsets; i++) {
-		char key[256];
-		const char *eq = strchr(o->sets[i], '=');
-		size_t klen = (size_t)(eq - o->sets[i]);
-
-		if (klen >= sizeof(key)) {
-			fprintf(stderr, "%s: --set: key too long\n", prog);
-			err = MFD_ECONFIG;
-			break;
-		}
-		memcpy(key, o->sets[i], klen);
-		key[klen] = '\0';
-		err = config_set_checked(cfg, key, eq + 1, "--set");
-	}
-	if (err) {
-		mfd_config_free(cfg);
-		return err;
-	}
-	*out = cfg;
-	return 0;
+	cfg_list_add(&defaults, "verify", "on", "the bench's default");
+	err = benchcfg_build(prog, &defaults, o->config_path, &o->sets, out);
+	cfg_list_free(&defaults);
+	return err;
 }
 
 /* Effective value of an integer key, or fallback when unreadable. */
@@ -629,6 +680,7 @@ struct run_result {
 	mfd_stats dst_st;
 	struct hook_log hooks;
 	char uri[256];
+	struct sampler *sampler; /* timeline and progress line */
 };
 
 static void report_error(const char *what, int err)
@@ -705,14 +757,14 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 		    struct run_result *res)
 {
 	mfd_source_hooks sh = {
-	    .opaque = &res->hooks,
-	    .stop = hook_stop,
-	    .resume = hook_resume,
+		.opaque = &res->hooks,
+		.stop = hook_stop,
+		.resume = hook_resume,
 	};
 	mfd_dest_hooks dh = {
-	    .opaque = &res->hooks,
-	    .loaded = hook_loaded,
-	    .failed = hook_failed,
+		.opaque = &res->hooks,
+		.loaded = hook_loaded,
+		.failed = hook_failed,
 	};
 	mfd_source *src = NULL;
 	int netns_home = -1;
@@ -785,6 +837,14 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 		res->src_err = mfd_source_start(src, res->uri);
 		netns_leave(&netns_home);
 	}
+	/*
+	 * After mfd_source_start(): it resets the statistics with plain
+	 * stores, which would race with a sampler already reading them
+	 * (TSan). The first sample is taken within microseconds of start.
+	 */
+	if (!res->src_err &&
+	    sampler_start(&res->sampler, src, NULL, vm->page_size, true))
+		res->sampler = NULL; /* no timeline, not a failed run */
 	if (!res->src_err)
 		res->src_err = mfd_source_wait(src);
 	/* A source that never connected leaves the destination waiting for
@@ -792,6 +852,7 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	if (res->src_err)
 		mfd_dest_cancel(dst);
 	res->dst_err = mfd_dest_wait(dst);
+	sampler_stop(res->sampler);
 	res->wall_ns = now_ns() - t0;
 	getrusage(RUSAGE_SELF, &res->ru1);
 	watchdog_stop(&wd);
@@ -928,8 +989,35 @@ int main(int argc, char **argv)
 	/* Bad configuration is a usage error: fail before mapping RAM. */
 	if (build_config(&o, &scfg) || build_config(&o, &dcfg)) {
 		mfd_config_free(scfg);
-		free(o.sets);
+		cfg_list_free(&o.sets);
 		return EXIT_USAGE;
+	}
+	if (o.print_config) {
+		benchcfg_print(scfg, stdout);
+		err = 0;
+		goto out;
+	}
+	if (o.mode != MODE_LOCAL) {
+		struct twohost_args ta = {
+			.prog = prog,
+			.source = o.mode == MODE_SOURCE,
+			.uri = o.twohost_uri,
+			.ram_bytes = o.ram_bytes,
+			.blocks = o.blocks,
+			.page_size = PAGE_SIZE,
+			.image = o.image,
+			.fill_threads = o.fill_threads,
+			.dest_populate = o.dest_populate,
+			.check = o.check,
+			.json = o.json,
+			.timeout_s = o.timeout_s,
+			.cfg = o.mode == MODE_SOURCE ? scfg : dcfg,
+			.timeline = o.timeline,
+			.plot = o.plot,
+		};
+
+		err = twohost_run(&ta);
+		goto out;
 	}
 
 	err = vm_create(&vm, o.ram_bytes, o.blocks, PAGE_SIZE);
@@ -958,11 +1046,12 @@ int main(int argc, char **argv)
 		res.memcmp_done = true;
 		res.memcmp_ok = res.first_diff == UINT64_MAX;
 		if (!res.memcmp_ok)
-			fprintf(
-			    stderr,
-			    "%s: destination RAM differs from source, "
-			    "first at byte %" PRIu64 " (page %" PRIu64 ")\n",
-			    prog, res.first_diff, res.first_diff / PAGE_SIZE);
+			fprintf(stderr,
+				"%s: destination RAM differs from source, "
+				"first at byte %" PRIu64 " (page %" PRIu64
+				")\n",
+				prog, res.first_diff,
+				res.first_diff / PAGE_SIZE);
 	}
 
 	report_init(&rep);
@@ -974,11 +1063,24 @@ int main(int argc, char **argv)
 	report_free(&rep);
 	fflush(stdout);
 	err = first_error(&res) || !res.memcmp_ok;
+	{
+		char title[256];
+
+		snprintf(title, sizeof(title),
+			 "multifd-bench: %.0f MiB %s, %u channels, loopback",
+			 (double)o.ram_bytes / 1048576.0,
+			 vm_image_name(&o.image), res.src_st.channels);
+		if (bench_outputs(res.sampler, o.timeline, o.plot,
+				  res.hooks.stop_ns, res.src_st.downtime_ns,
+				  title))
+			err = 1;
+	}
 
 out:
+	sampler_free(res.sampler);
 	vm_destroy(vm);
 	mfd_config_free(scfg);
 	mfd_config_free(dcfg);
-	free(o.sets);
+	cfg_list_free(&o.sets);
 	return err ? 1 : 0;
 }

@@ -32,8 +32,8 @@
  * compressed files). The two lists are interleaved file by file so that
  * the file half of the image is binaries and text alike, as in a guest. */
 static const char *const corpus_dirs[] = {
-    "/usr/bin",
-    "/usr/lib/x86_64-linux-gnu",
+	"/usr/bin",
+	"/usr/lib/x86_64-linux-gnu",
 };
 static const char *const text_dirs[] = {
     "/usr/include",
@@ -198,8 +198,8 @@ static void *fill_thread(void *arg)
 				break;
 			case PAGE_RANDOM:
 				fill_random(
-				    p, ps,
-				    stream_key(seed, DOMAIN_MIX_PAGE, pg));
+					p, ps,
+					stream_key(seed, DOMAIN_MIX_PAGE, pg));
 				break;
 			case PAGE_FILE:
 				break; /* the corpus reader's */
@@ -230,11 +230,12 @@ static int fill_parallel(struct vm *vm, const struct vm_image *img, uint64_t n,
 	for (unsigned t = 0; t < threads; t++) {
 		uint64_t a = n * t / threads / align * align;
 		uint64_t b = t + 1 == threads
-				 ? n
-				 : n * (t + 1) / threads / align * align;
+				     ? n
+				     : n * (t + 1) / threads / align * align;
 
 		jobs[t] = (struct fill_job){
-		    .vm = vm, .img = img, .first = a, .end = b};
+			.vm = vm, .img = img, .first = a, .end = b
+		};
 	}
 	/* The last range runs here unless also() needs this thread. */
 	for (unsigned t = 0; t < threads; t++) {
@@ -560,9 +561,10 @@ int vm_fill(struct vm *vm, const struct vm_image *img, unsigned threads)
 
 	switch (img->kind) {
 	case VM_IMAGE_RANDOM:
-		return fill_parallel(
-		    vm, img, (vm->ram_bytes + RANDOM_CHUNK - 1) / RANDOM_CHUNK,
-		    1, threads, NULL);
+		return fill_parallel(vm, img,
+				     (vm->ram_bytes + RANDOM_CHUNK - 1) /
+					     RANDOM_CHUNK,
+				     1, threads, NULL);
 	case VM_IMAGE_ZERO:
 		return fill_parallel(vm, img, vm->ram_bytes, vm->page_size,
 				     threads, NULL);

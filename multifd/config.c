@@ -6,10 +6,13 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include <ini.h>
 
 #include "multifd/config.h"
 
@@ -187,10 +190,10 @@ static void expect_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 		snprintf(out, outlen, "one of %s", range);
 		break;
 	case MFD__CFG_MS:
-		snprintf(
-		    out, outlen,
-		    "a whole number of ms, or with an ms or s suffix, in %s",
-		    range);
+		snprintf(out, outlen,
+			 "a whole number of ms, or with an ms or s suffix, in "
+			 "%s",
+			 range);
 		break;
 	default:
 		snprintf(out, outlen, "a decimal integer%s in %s",
@@ -329,8 +332,8 @@ static int parse_number(const struct mfd__cfg_key *k, const char *value,
 
 static int parse_bool(const char *value, uint64_t *out)
 {
-	static const char *const yes[] = {"on", "true", "yes", "1"};
-	static const char *const no[] = {"off", "false", "no", "0"};
+	static const char *const yes[] = { "on", "true", "yes", "1" };
+	static const char *const no[] = { "off", "false", "no", "0" };
 
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		if (!strcasecmp(value, yes[i])) {
@@ -495,14 +498,28 @@ void mfd_config_free(mfd_config *cfg)
 
 int mfd_config_set(mfd_config *cfg, const char *key, const char *value)
 {
-	const struct mfd__cfg_key *k;
+	return mfd_config_set_err(cfg, key, value, NULL, 0);
+}
 
+int mfd_config_set_err(mfd_config *cfg, const char *key, const char *value,
+		       char *err, size_t errlen)
+{
+	const struct mfd__cfg_key *k;
+	char v[ECHO_MAX + 4];
+
+	if (err && errlen)
+		err[0] = 0;
 	if (!cfg)
 		return -EINVAL;
 	k = mfd__config_find(key);
-	if (!k)
+	if (!k) {
+		if (err && errlen) {
+			echo(v, key ? key : "(null)");
+			snprintf(err, errlen, "unknown key \"%s\"", v);
+		}
 		return MFD_ECONFIG;
-	return mfd__config_parse(cfg, k, value, NULL, 0);
+	}
+	return mfd__config_parse(cfg, k, value, err, errlen);
 }
 
 int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
@@ -538,5 +555,191 @@ int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 		buf[0] = 0; /* no truncated value that reads as valid */
 		return -ENOSPC;
 	}
+	return 0;
+}
+
+static const char *type_name(const struct mfd__cfg_key *k)
+{
+	switch (k->type) {
+	case MFD__CFG_BOOL:
+		return "bool";
+	case MFD__CFG_MS:
+		return "time";
+	case MFD__CFG_ENUM:
+		return "enum";
+	default:
+		return k->size ? "size" : "uint";
+	}
+}
+
+int mfd_config_key(unsigned index, mfd_config_key_info *info, size_t size)
+{
+	mfd_config_key_info out;
+	const struct mfd__cfg_key *k;
+
+	if (!info)
+		return -EINVAL;
+	for (unsigned i = 0; i < index; i++)
+		if (!mfd__cfg_keys[i].name)
+			return -ENOENT;
+	k = &mfd__cfg_keys[index];
+	if (!k->name)
+		return -ENOENT;
+	memset(&out, 0, sizeof(out));
+	out.section = k->section;
+	out.name = k->name;
+	out.type = type_name(k);
+	out.def = k->def;
+	out.doc = k->doc;
+	out.min = k->min;
+	out.max = k->max;
+	range_text(out.range, sizeof(out.range), k);
+	memcpy(info, &out, size < sizeof(out) ? size : sizeof(out));
+	return 0;
+}
+
+/* ---- INI files (inih) ---- */
+
+struct ini_load {
+	struct mfd_config work; /* committed only when the whole file is good */
+	FILE *f;
+	const char *path;
+	unsigned line;	    /* line of the text handed to inih last */
+	unsigned next_line; /* line the next read starts on */
+	int err;	    /* first error, 0 so far */
+	char *msg;
+	size_t msglen;
+};
+
+/*
+ * fgets() that counts lines, so that the handler knows where it is: inih
+ * calls the handler while it processes the text it read last. A line
+ * longer than inih's buffer arrives in pieces; only a piece ending in a
+ * newline starts a new line.
+ */
+static char *ini_reader_fn(char *str, int num, void *stream)
+{
+	struct ini_load *l = stream;
+	char *r = fgets(str, num, l->f);
+	size_t n;
+
+	if (!r)
+		return NULL;
+	/* Indented lines are ordinary lines here, not inih's multi-line
+	 * continuations (no key takes a multi-line value). */
+	if (l->line != l->next_line) {
+		size_t ws = strspn(r, " \t");
+
+		memmove(r, r + ws, strlen(r + ws) + 1);
+	}
+	l->line = l->next_line;
+	n = strlen(r);
+	if (n && r[n - 1] == '\n')
+		l->next_line++;
+	return r;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+ini_fail(struct ini_load *l, const char *fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+
+	if (l->err)
+		return; /* the first error is the one reported */
+	l->err = MFD_ECONFIG;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	if (l->msg && l->msglen)
+		snprintf(l->msg, l->msglen, "%s:%u: %s", l->path, l->line,
+			 reason);
+}
+
+static int ini_handler_fn(void *user, const char *section, const char *name,
+			  const char *value)
+{
+	struct ini_load *l = user;
+	const struct mfd__cfg_key *k = NULL;
+	char sec[ECHO_MAX + 4], key[ECHO_MAX + 4], reason[384];
+
+	echo(sec, section);
+	echo(key, name);
+	if (!section[0]) {
+		k = mfd__config_find(name);
+		ini_fail(l, "%s: key outside a section (put it under [%s])",
+			 key, k ? k->section : "a section");
+		return 0;
+	}
+	for (const struct mfd__cfg_key *c = mfd__cfg_keys; c->name; c++)
+		if (!strcmp(c->section, section) && !strcmp(c->name, name))
+			k = c;
+	if (!k) {
+		ini_fail(l, "unknown key %s.%s", sec, key);
+		return 0;
+	}
+	if (mfd__config_parse(&l->work, k, value, reason, sizeof(reason))) {
+		ini_fail(l, "%s", reason);
+		return 0;
+	}
+	return 1;
+}
+
+static int ini_syntax_only(void *user, const char *section, const char *name,
+			   const char *value)
+{
+	return 1;
+}
+
+int mfd_config_load(mfd_config *cfg, const char *path, char *err, size_t errlen)
+{
+	struct ini_load l = {
+		.path = path, .next_line = 1, .msg = err, .msglen = errlen
+	};
+	int ret;
+
+	if (err && errlen)
+		err[0] = 0;
+	if (!cfg || !path)
+		return -EINVAL;
+	l.f = fopen(path, "re");
+	if (!l.f) {
+		ret = -errno;
+		if (err && errlen)
+			snprintf(err, errlen, "%s: %s", path, strerror(-ret));
+		return ret;
+	}
+	l.work = *cfg;
+	/*
+	 * inih goes on after a syntax error, so a first pass finds the first
+	 * one before any value is judged: the error reported is always the
+	 * first bad line of the file.
+	 */
+	ret = ini_parse_stream(ini_reader_fn, &l, ini_syntax_only, NULL);
+	if (!ret && !ferror(l.f)) {
+		rewind(l.f);
+		l.line = 0;
+		l.next_line = 1;
+		ret = ini_parse_stream(ini_reader_fn, &l, ini_handler_fn, &l);
+	}
+	if (ferror(l.f) && !l.err) {
+		l.err = -EIO;
+		if (err && errlen)
+			snprintf(err, errlen, "%s: read error", path);
+	}
+	fclose(l.f);
+	if (ret > 0 && !l.err) {
+		/* inih's own syntax error: no '=' or ':', or an unclosed [ */
+		l.line = (unsigned)ret;
+		ini_fail(&l,
+			 "syntax error (expected [section] or key = value)");
+	} else if (ret < 0 && !l.err) {
+		l.err = -ENOMEM;
+		if (err && errlen)
+			snprintf(err, errlen, "%s: out of memory", path);
+	}
+	if (l.err)
+		return l.err;
+	*cfg = l.work;
 	return 0;
 }

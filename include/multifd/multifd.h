@@ -109,6 +109,48 @@ MFD_API int mfd_config_set(mfd_config *cfg, const char *key,
 /* Writes the effective value as text; -ENOENT for an unknown key. */
 MFD_API int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 			   size_t len);
+/*
+ * As mfd_config_set(), and on error writes one line saying why to err
+ * (when err is non-NULL), e.g. "channels: 99 is out of range 1..64".
+ */
+MFD_API int mfd_config_set_err(mfd_config *cfg, const char *key,
+			       const char *value, char *err, size_t errlen);
+/*
+ * Loads an INI file (parsed with inih): "[section]" lines select the
+ * section of the keys that follow, "key = value" lines set them, lines
+ * starting with ';' or '#' are comments, as is "; ..." after a value. Every
+ * key must be under its own section (docs/config.md). Later lines win over
+ * earlier ones, and anything set before the call stays unless the file
+ * sets it: load the file first, then apply command-line settings, for the
+ * precedence defaults < file < command line.
+ *
+ * The file is applied completely or not at all. Returns 0; -errno when it
+ * cannot be read; MFD_ECONFIG for an unknown key, a key outside its
+ * section, a bad or out-of-range value, or a syntax error. Then err (when
+ * non-NULL) holds one line naming the file and line of the first error:
+ * "vm.ini:7: channels: 99 is out of range 1..64".
+ */
+MFD_API int mfd_config_load(mfd_config *cfg, const char *path, char *err,
+			    size_t errlen);
+
+/* One key of the table, for listing keys and their effective values. */
+typedef struct mfd_config_key_info {
+	const char *section; /* "migration", ... (static strings) */
+	const char *name;    /* "channels", ... */
+	const char *type;    /* "uint", "size", "bool", "time" or "enum" */
+	const char *def;     /* the default, as mfd_config_get() prints it */
+	const char *doc;     /* one-line meaning */
+	uint64_t min, max;   /* range; milliseconds for time, 0..1 for bool */
+	char range[64];	     /* "1..64", "100ms..600000ms" or "on/off" */
+} mfd_config_key_info;
+
+/*
+ * Describes key number index (0, 1, ... in table order) into info; size is
+ * sizeof(*info) as the caller knows it (the struct only grows at its end).
+ * Returns -ENOENT past the last key: loop until then.
+ */
+MFD_API int mfd_config_key(unsigned index, mfd_config_key_info *info,
+			   size_t size);
 
 /* Phases of a migration, as reported in mfd_stats.phase. */
 enum mfd_phase {
