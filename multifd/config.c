@@ -99,6 +99,18 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	.doc = "A channel that makes no progress for this long fails the "
 	       "migration.",
     },
+    {
+	.section = "migration",
+	.name = "io-engine",
+	.type = MFD__CFG_ENUM,
+	.def = "sockets",
+	.min = 0,
+	.max = 1,
+	FIELD(io_engine),
+	.choices = (const char *const[]){"sockets", "uring", NULL},
+	.doc = "How tcp: channels do their I/O: sockets (sendmsg/recvmsg) or "
+	       "uring (io_uring; zero-copy sends where they avoid a copy).",
+    },
     {.name = NULL},
 };
 
@@ -133,6 +145,15 @@ static void range_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 		snprintf(out, outlen, "%" PRIu64 "ms..%" PRIu64 "ms", k->min,
 			 k->max);
 		break;
+	case MFD__CFG_ENUM: {
+		size_t n = 0;
+
+		out[0] = 0;
+		for (size_t i = 0; k->choices[i] && n < outlen; i++)
+			n += (size_t)snprintf(out + n, outlen - n, "%s%s",
+					      i ? "|" : "", k->choices[i]);
+		break;
+	}
 	default:
 		snprintf(out, outlen, "%" PRIu64 "..%" PRIu64, k->min, k->max);
 		break;
@@ -148,6 +169,9 @@ static void expect_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 	switch (k->type) {
 	case MFD__CFG_BOOL:
 		snprintf(out, outlen, "on/off, true/false, yes/no or 1/0");
+		break;
+	case MFD__CFG_ENUM:
+		snprintf(out, outlen, "one of %s", range);
 		break;
 	case MFD__CFG_MS:
 		snprintf(
@@ -306,6 +330,18 @@ static int parse_bool(const char *value, uint64_t *out)
 	return BAD_SYNTAX;
 }
 
+static int parse_enum(const struct mfd__cfg_key *k, const char *value,
+		      uint64_t *out)
+{
+	for (uint64_t i = 0; k->choices[i]; i++) {
+		if (!strcmp(value, k->choices[i])) {
+			*out = i;
+			return 0;
+		}
+	}
+	return BAD_SYNTAX;
+}
+
 static int store(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		 uint64_t v)
 {
@@ -374,6 +410,8 @@ int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		return reject(k, value, BAD_EMPTY, err, errlen);
 	if (k->type == MFD__CFG_BOOL)
 		bad = parse_bool(value, &v);
+	else if (k->type == MFD__CFG_ENUM)
+		bad = parse_enum(k, value, &v);
 	else
 		bad = parse_number(k, value, &v);
 	if (bad)
@@ -473,6 +511,9 @@ int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 		break;
 	case MFD__CFG_MS:
 		n = snprintf(buf, len, "%" PRIu64 "ms", v);
+		break;
+	case MFD__CFG_ENUM:
+		n = snprintf(buf, len, "%s", v <= k->max ? k->choices[v] : "?");
 		break;
 	default:
 		n = snprintf(buf, len, "%" PRIu64, v);

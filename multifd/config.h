@@ -20,12 +20,19 @@ struct mfd_config {
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
 	uint64_t connect_timeout_ms; /* connect + handshake */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
+	uint32_t io_engine;	     /* enum mfd__io_engine */
+};
+
+enum mfd__io_engine {
+	MFD__IO_SOCKETS = 0, /* blocking sendmsg/recvmsg */
+	MFD__IO_URING = 1,   /* io_uring, one ring per channel direction */
 };
 
 enum mfd__cfg_type {
 	MFD__CFG_UINT, /* integer, optional K/M/G suffix when .size */
 	MFD__CFG_BOOL,
 	MFD__CFG_MS, /* time: plain number = ms, or "ms"/"s" suffix */
+	MFD__CFG_ENUM, /* one of .choices, stored as its index */
 };
 
 struct mfd__cfg_key {
@@ -38,6 +45,7 @@ struct mfd__cfg_key {
 	size_t offset; /* in struct mfd_config */
 	size_t width;  /* sizeof the field */
 	const char *doc;
+	const char *const *choices; /* MFD__CFG_ENUM: names, NULL-terminated */
 };
 
 /* The table, terminated by an entry with name == NULL. */

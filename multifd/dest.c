@@ -305,8 +305,7 @@ static int accept_main(mfd_dest *d)
 	int ret;
 	for (;;) {
 		/* An incoming migration may be awaited for a long time. */
-		ret = mfd__tcp_accept(&d->lst, UINT64_MAX / 2000000, &d->cancel,
-				      &c);
+		ret = mfd__accept(&d->lst, UINT64_MAX / 2000000, &d->cancel, &c);
 		if (ret)
 			return ret;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
@@ -388,8 +387,8 @@ static int accept_data(mfd_dest *d)
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		struct mfd__chan *c;
-		ret = mfd__tcp_accept(&d->lst, (deadline - now) / 1000000 + 1,
-				      &d->cancel, &c);
+		ret = mfd__accept(&d->lst, (deadline - now) / 1000000 + 1,
+				  &d->cancel, &c);
 		if (ret)
 			return ret;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
@@ -626,7 +625,7 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return MFD_ESTATE;
 	if (d->nblocks == 0)
 		return -ENOENT;
-	int ret = mfd__tcp_listen(uri, MFD_MAX_CHANNELS + 8, &d->lst);
+	int ret = mfd__listen(&d->cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst);
 	if (ret) {
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
 		return ret;

@@ -199,7 +199,8 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 			const uint8_t session[16], struct mfd__chan **out)
 {
 	struct mfd__chan *c;
-	int ret = mfd__tcp_connect(s->uri, s->cfg.connect_timeout_ms, &c);
+	int ret = mfd__connect(&s->cfg, s->uri,
+			       s->cfg.connect_timeout_ms, &c);
 	if (ret) {
 		mfd__err("connect to %s: %s", s->uri, mfd_strerror(ret));
 		return ret;
@@ -599,8 +600,7 @@ int mfd_source_start(mfd_source *s, const char *uri)
 		return MFD_ESTATE;
 	if (s->nblocks == 0)
 		return -ENOENT;
-	char host[256], port[16];
-	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
+	int ret = mfd__transport_select(uri, &s->cfg, NULL);
 	if (ret)
 		return ret;
 	snprintf(s->uri, sizeof(s->uri), "%s", uri);

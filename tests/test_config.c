@@ -60,6 +60,7 @@ static void test_table(UNUSED void **state)
 	    {"connect-timeout", offsetof(struct mfd_config, connect_timeout_ms),
 	     8},
 	    {"io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8},
+	    {"io-engine", offsetof(struct mfd_config, io_engine), 4},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -101,6 +102,18 @@ static void test_table(UNUSED void **state)
 			if (k->width == 4)
 				assert_true(k->max <= UINT32_MAX);
 			break;
+		case MFD__CFG_ENUM: {
+			uint64_t n = 0;
+
+			assert_non_null(k->choices);
+			while (k->choices[n])
+				n++;
+			assert_int_equal(k->width, 4);
+			assert_int_equal(k->min, 0);
+			assert_int_equal(k->max, n - 1);
+			assert_false(k->size);
+			break;
+		}
 		default:
 			fail_msg("%s: unknown type", k->name);
 		}
@@ -128,6 +141,7 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "downtime-limit", "300ms");
 	assert_get(cfg, "connect-timeout", "5000ms");
 	assert_get(cfg, "io-timeout", "30000ms");
+	assert_get(cfg, "io-engine", "sockets");
 
 	assert_int_equal(cfg->channels, 2);
 	assert_int_equal(cfg->packet_pages, 128);
@@ -207,6 +221,10 @@ static void test_round_trip(UNUSED void **state)
 	set_ok(cfg, "io-timeout", "100", "100ms");
 	set_ok(cfg, "io-timeout", "3600s", "3600000ms");
 	assert_int_equal(cfg->io_timeout_ms, 3600000);
+	set_ok(cfg, "io-engine", "uring", "uring");
+	assert_int_equal(cfg->io_engine, MFD__IO_URING);
+	set_ok(cfg, "io-engine", "sockets", "sockets");
+	assert_int_equal(cfg->io_engine, MFD__IO_SOCKETS);
 	/* Other fields were left alone. */
 	assert_int_equal(cfg->channels, 17);
 	assert_int_equal(cfg->packet_pages, 1024);
@@ -227,6 +245,7 @@ static const struct mfd__cfg_key size64 = {
     offsetof(struct mfd_config, downtime_limit_ms),
     8,
     "a 64-bit size",
+    NULL,
 };
 static const struct mfd__cfg_key size32 = {
     "test",
@@ -239,6 +258,7 @@ static const struct mfd__cfg_key size32 = {
     offsetof(struct mfd_config, max_rounds),
     4,
     "a 32-bit size",
+    NULL,
 };
 
 static uint64_t parse_size(const struct mfd__cfg_key *k, const char *value,
@@ -404,6 +424,11 @@ static const struct bad_case bad_cases[] = {
     {"verify", "on "},
     {"verify", "enabled"},
     {"verify", "01"},
+    /* not one of the names */
+    {"io-engine", "Uring"},
+    {"io-engine", "1"},
+    {"io-engine", "uring "},
+    {"io-engine", "epoll"},
 };
 
 static void test_bad_values(UNUSED void **state)
@@ -419,6 +444,7 @@ static void test_bad_values(UNUSED void **state)
 	set_ok(cfg, "downtime-limit", "77", "77ms");
 	set_ok(cfg, "connect-timeout", "777", "777ms");
 	set_ok(cfg, "io-timeout", "7777", "7777ms");
+	set_ok(cfg, "io-engine", "uring", "uring");
 	before = *cfg;
 
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
@@ -443,6 +469,8 @@ static void test_bad_values(UNUSED void **state)
 		/* ... and the allowed range or forms. */
 		if (k->type == MFD__CFG_BOOL) {
 			assert_non_null(strstr(err, "on/off"));
+		} else if (k->type == MFD__CFG_ENUM) {
+			assert_non_null(strstr(err, "sockets|uring"));
 		} else {
 			char range[64];
 
