@@ -65,6 +65,7 @@ struct mfd_dest {
 	uint32_t round;
 	uint64_t ram_bytes;
 	uint64_t t_start, setup_ns, transfer_ns, total_ns, verify_ns;
+	uint64_t cpu_ns; /* of the threads that ended */
 };
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
@@ -261,6 +262,7 @@ static void *recv_worker_main(void *arg)
 	} else if (ret) {
 		dest_fail(w->d, ret);
 	}
+	STAT_ADD(w->d->cpu_ns, mfd__thread_cpu_ns());
 	return NULL;
 }
 
@@ -610,6 +612,7 @@ static void *loader_main(void *arg)
 	d->main = NULL;
 	pthread_mutex_unlock(&d->lock);
 	d->result = ret;
+	STAT_ADD(d->cpu_ns, mfd__thread_cpu_ns());
 	STAT_SET(d->total_ns, mfd__now_ns() - d->t_start);
 	STAT_SET(d->phase, ret == 0		? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
@@ -694,6 +697,7 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 		.transfer_ns = STAT_GET(d->transfer_ns),
 		.total_ns = STAT_GET(d->total_ns),
 		.verify_ns = STAT_GET(d->verify_ns),
+		.cpu_ns = STAT_GET(d->cpu_ns),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - d->t_start;

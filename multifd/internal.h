@@ -17,6 +17,8 @@
 #define MFD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 uint64_t mfd__now_ns(void);
+/* CPU time the calling thread has used so far (user + system). */
+uint64_t mfd__thread_cpu_ns(void);
 
 enum { MFD_LOG_ERROR = 0, MFD_LOG_WARN = 1, MFD_LOG_INFO = 2, MFD_LOG_DEBUG = 3 };
 /* Logs to stderr when level <= $MFD_LOG (default: warnings). */

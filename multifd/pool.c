@@ -113,6 +113,8 @@ static void *worker_main(void *arg)
 		pthread_cond_broadcast(&p->idle_cv);
 	}
 	pthread_mutex_unlock(&p->lock);
+	__atomic_fetch_add(&p->stats->cpu_ns, mfd__thread_cpu_ns(),
+			   __ATOMIC_RELAXED);
 	return NULL;
 }
 

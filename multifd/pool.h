@@ -56,6 +56,7 @@ struct mfd__xfer_stats {
 	uint64_t wire_bytes;
 	uint64_t pages;
 	uint64_t packets;
+	uint64_t cpu_ns; /* of the threads that ended */
 };
 
 struct mfd__pool {

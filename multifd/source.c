@@ -145,6 +145,8 @@ static void *return_path_main(void *arg)
 {
 	mfd_source *s = arg;
 	return_path(s);
+	__atomic_fetch_add(&s->xfer.cpu_ns, mfd__thread_cpu_ns(),
+			   __ATOMIC_RELAXED);
 	pthread_mutex_lock(&s->lock);
 	s->rp_done = true;
 	pthread_cond_broadcast(&s->cv);
@@ -585,6 +587,8 @@ static void *migration_main(void *arg)
 	s->main = NULL;
 	pthread_mutex_unlock(&s->lock);
 	s->result = ret;
+	__atomic_fetch_add(&s->xfer.cpu_ns, mfd__thread_cpu_ns(),
+			   __ATOMIC_RELAXED);
 	STAT_SET(s->total_ns, mfd__now_ns() - s->t_start);
 	STAT_SET(s->phase, ret == 0		? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
@@ -681,6 +685,7 @@ int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
 		.downtime_ns = STAT_GET(s->downtime_ns),
 		.verify_ns = STAT_GET(s->verify_ns),
 		.bandwidth_bps = STAT_GET(s->bandwidth_bps),
+		.cpu_ns = STAT_GET(s->xfer.cpu_ns),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - s->t_start;

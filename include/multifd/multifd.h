@@ -144,6 +144,10 @@ typedef struct mfd_stats {
 	uint64_t downtime_ns;	/* stop hook until loaded acknowledgement */
 	uint64_t verify_ns;	/* digest time (this side) */
 	uint64_t bandwidth_bps; /* bytes/s measured in the last round */
+	/* CPU time (user + system) of this side's library threads, added as
+	 * each ends: complete once the migration has ended. Threads of the
+	 * parallel digest beyond the calling one are not counted. */
+	uint64_t cpu_ns;
 } mfd_stats;
 
 /* ------------------------------------------------------------------ */

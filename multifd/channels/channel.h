@@ -95,6 +95,10 @@ int mfd__accept(struct mfd__listener *l, uint64_t timeout_ms, const int *cancel,
 		struct mfd__chan **out);
 void mfd__listener_close(struct mfd__listener *l);
 
+/* 0 when io_uring works here with the operations uring channels need,
+ * else -errno (e.g. -EPERM when disabled by kernel.io_uring_disabled). */
+int mfd__uring_available(void);
+
 /* Plain-socket building blocks shared by the TCP-based transports. */
 int mfd__tcp_connect_fd(const char *uri, uint64_t timeout_ms, int *fd);
 int mfd__tcp_accept_fd(struct mfd__listener *l, uint64_t timeout_ms,
