@@ -55,6 +55,7 @@ enum { UD_OP = 1, UD_TIMEOUT = 2 };
 struct dir {
 	struct io_uring ring;
 	bool up;
+	pid_t owner; /* the thread the ring was made for */
 };
 
 struct uring_chan {
@@ -96,18 +97,41 @@ int mfd__uring_available(void)
 	return probe_err;
 }
 
+static int ring_init(struct io_uring *r)
+{
+	/* SINGLE_ISSUER + DEFER_TASKRUN: completion work runs only when the
+	 * owner waits for it, in its own context, with no interrupt; the
+	 * cheapest mode, and it fits a ring that one thread owns. */
+	static const unsigned flags[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int ret = -EINVAL;
+	for (size_t i = 0; i < MFD_ARRAY_SIZE(flags) && ret == -EINVAL; i++)
+		ret = io_uring_queue_init(RING_ENTRIES, r, flags[i]);
+	return ret;
+}
+
+/*
+ * The ring of one direction for the calling thread. A channel changes
+ * hands once or twice (the handshake runs on the migration or loader
+ * thread, the data on a worker): a single-issuer ring is then made anew
+ * for its new owner. Only between calls, so no operation is in flight.
+ */
 static int dir_ring(struct dir *d, struct io_uring **out)
 {
+	pid_t me = gettid();
+	if (d->up && d->owner != me) {
+		io_uring_queue_exit(&d->ring);
+		d->up = false;
+	}
 	if (!d->up) {
-		/* COOP_TASKRUN: completions are reaped by this thread when it
-		 * enters the kernel anyway; no interrupt to run them. */
-		int ret = io_uring_queue_init(RING_ENTRIES, &d->ring,
-					      IORING_SETUP_COOP_TASKRUN);
-		if (ret == -EINVAL)
-			ret = io_uring_queue_init(RING_ENTRIES, &d->ring, 0);
+		int ret = ring_init(&d->ring);
 		if (ret)
 			return ret;
 		d->up = true;
+		d->owner = me;
 	}
 	*out = &d->ring;
 	return 0;
