@@ -149,8 +149,7 @@ static void test_credits(void **state)
 		assert_int_equal(mfd__rdma_recv_msg(&p.b, out, sizeof(out), &n),
 				 0);
 	}
-	assert_int_equal(fake_sends(p.a.qp),
-			 2 * can + MFD__RDMA_RECV_SLOTS / 2);
+	assert_int_equal(fake_sends(p.a.qp), can + MFD__RDMA_RECV_SLOTS);
 	assert_int_equal(p.a.error, 0);
 	assert_int_equal(p.b.error, 0);
 
