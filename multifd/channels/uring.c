@@ -65,6 +65,15 @@ struct uring_chan {
 	bool zc;	     /* tx owner only */
 };
 
+/*
+ * Rings are made and unmade under one lock. liburing maps and unmaps ring
+ * memory with raw system calls that ThreadSanitizer cannot see, so a ring
+ * made at the address of one another thread unmade would look like a race
+ * on its memory; the lock orders the two. Rings are made once or twice per
+ * channel, never on the data path.
+ */
+static pthread_mutex_t ring_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static int probe_err;
 static bool probe_zc;
@@ -72,7 +81,9 @@ static bool probe_zc;
 static void probe(void)
 {
 	struct io_uring ring;
+	pthread_mutex_lock(&ring_lock);
 	int ret = io_uring_queue_init(2, &ring, 0);
+	pthread_mutex_unlock(&ring_lock);
 	if (ret) {
 		probe_err = ret;
 		return;
@@ -88,7 +99,9 @@ static void probe(void)
 		probe_zc = io_uring_opcode_supported(p, IORING_OP_SENDMSG_ZC);
 		io_uring_free_probe(p);
 	}
+	pthread_mutex_lock(&ring_lock);
 	io_uring_queue_exit(&ring);
+	pthread_mutex_unlock(&ring_lock);
 }
 
 int mfd__uring_available(void)
@@ -119,15 +132,31 @@ static int ring_init(struct io_uring *r)
  * thread, the data on a worker): a single-issuer ring is then made anew
  * for its new owner. Only between calls, so no operation is in flight.
  */
+static void dir_exit(struct dir *d)
+{
+	if (!d->up)
+		return;
+	pthread_mutex_lock(&ring_lock);
+	io_uring_queue_exit(&d->ring);
+	pthread_mutex_unlock(&ring_lock);
+	d->up = false;
+}
+
+/*
+ * The ring of one direction for the calling thread. A channel changes
+ * hands once or twice (the handshake runs on the migration or loader
+ * thread, the data on a worker): a single-issuer ring is then made anew
+ * for its new owner. Only between calls, so no operation is in flight.
+ */
 static int dir_ring(struct dir *d, struct io_uring **out)
 {
 	pid_t me = gettid();
-	if (d->up && d->owner != me) {
-		io_uring_queue_exit(&d->ring);
-		d->up = false;
-	}
+	if (d->up && d->owner != me)
+		dir_exit(d);
 	if (!d->up) {
+		pthread_mutex_lock(&ring_lock);
 		int ret = ring_init(&d->ring);
+		pthread_mutex_unlock(&ring_lock);
 		if (ret)
 			return ret;
 		d->up = true;
@@ -307,10 +336,8 @@ static void uring_close(struct mfd__chan *c)
 	struct uring_chan *u = (struct uring_chan *)c;
 	if (!u)
 		return;
-	if (u->tx.up)
-		io_uring_queue_exit(&u->tx.ring);
-	if (u->rx.up)
-		io_uring_queue_exit(&u->rx.ring);
+	dir_exit(&u->tx);
+	dir_exit(&u->rx);
 	close(c->fd);
 	free(u);
 }
