@@ -23,6 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <infiniband/verbs.h>
+
 #include <multifd/multifd.h>
 
 #include "benchcfg.h"
@@ -47,6 +49,8 @@ struct bench_opts {
 	bool dest_populate;
 	bool json;
 	const char *uri; /* destination listen address */
+	const char *io_engine; /* NULL: the library's default */
+	const char *transport; /* "tcp" or "rdma" */
 	unsigned fill_threads;
 	unsigned timeout_s; /* 0: none */
 	/* Library settings from the command line (--channels, --verify,
@@ -130,6 +134,11 @@ static void usage(FILE *f)
 		"on)\n"
 		"  --uri tcp:HOST:PORT   destination listen address "
 		"(default tcp:127.0.0.1:0)\n"
+		"  --transport tcp|rdma  transport (default tcp; rdma makes the "
+		"default\n"
+		"                        --uri rdma:127.0.0.1:0)\n"
+		"  --io-engine sockets|uring  I/O of tcp channels (library "
+		"config io-engine)\n"
 		"  --config FILE         library config from an INI file "
 		"(docs/config.md)\n"
 		"  --set [SECTION.]KEY=VALUE  library config for both sides "
@@ -291,6 +300,8 @@ enum {
 	OPT_ZSTD_LEVEL,
 	OPT_DEST_NETNS,
 	OPT_SOURCE_NETNS,
+	OPT_IO_ENGINE,
+	OPT_TRANSPORT,
 };
 
 static const struct option long_opts[] = {
@@ -318,6 +329,8 @@ static const struct option long_opts[] = {
 	{ "zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL },
 	{ "dest-netns", required_argument, NULL, OPT_DEST_NETNS },
 	{ "source-netns", required_argument, NULL, OPT_SOURCE_NETNS },
+	{ "io-engine", required_argument, NULL, OPT_IO_ENGINE },
+	{ "transport", required_argument, NULL, OPT_TRANSPORT },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -344,7 +357,8 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		.channels = 2,
 		.verify = true,
 		.dest_populate = true,
-		.uri = "tcp:127.0.0.1:0",
+		.uri = NULL,
+		.transport = "tcp",
 		.fill_threads = 2,
 		.timeout_s = 300,
 		.mode = mode,
@@ -415,11 +429,29 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 			o->json = true;
 			break;
 		case OPT_URI:
-			if (strncmp(optarg, "tcp:", 4))
+			if (strncmp(optarg, "tcp:", 4) &&
+			    strncmp(optarg, "rdma:", 5))
 				usage_error("--uri: '%s' is not "
-					    "tcp:HOST:PORT",
+					    "tcp:HOST:PORT or rdma:HOST:PORT",
 					    optarg);
 			o->uri = optarg;
+			break;
+		case OPT_IO_ENGINE:
+			if (strcmp(optarg, "sockets") &&
+			    strcmp(optarg, "uring"))
+				usage_error("--io-engine: '%s' is not sockets "
+					    "or uring",
+					    optarg);
+			o->io_engine = optarg;
+			cfg_list_add(&o->sets, "io-engine", optarg,
+				     "--io-engine");
+			break;
+		case OPT_TRANSPORT:
+			if (strcmp(optarg, "tcp") && strcmp(optarg, "rdma"))
+				usage_error("--transport: '%s' is not tcp or "
+					    "rdma",
+					    optarg);
+			o->transport = optarg;
 			break;
 		case OPT_SET:
 			if (!cfg_list_add_kv(&o->sets, optarg, "--set"))
@@ -502,6 +534,31 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		usage_error("dest needs --listen tcp:HOST:PORT");
 	if (o->mode == MODE_SOURCE && !o->twohost_uri && !o->print_config)
 		usage_error("source needs --connect tcp:HOST:PORT");
+	if (!o->uri)
+		o->uri = strcmp(o->transport, "rdma") ? "tcp:127.0.0.1:0"
+						      : "rdma:127.0.0.1:0";
+	if (strncmp(o->uri, o->transport, strlen(o->transport)) ||
+	    o->uri[strlen(o->transport)] != ':')
+		usage_error("--uri %s does not match --transport %s", o->uri,
+			    o->transport);
+}
+
+/* RDMA needs a device: say so at once, before RAM is mapped and filled. */
+static int check_rdma_device(void)
+{
+	int n = 0;
+	struct ibv_device **list = ibv_get_device_list(&n);
+
+	if (list)
+		ibv_free_device_list(list);
+	if (!list || n == 0) {
+		fprintf(stderr,
+			"%s: --transport rdma: no RDMA device is present "
+			"(ibv_get_device_list found none)\n",
+			prog);
+		return -ENODEV;
+	}
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -918,6 +975,13 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 	report_bool(r, "thp", vm && vm->src_thp && vm->dst_thp);
 	report_bool(r, "dest_populate", o->dest_populate);
 	report_str(r, "uri", res->uri);
+	report_str(r, "transport", o->transport);
+	{
+		char eng[32] = "?";
+
+		mfd_config_get(cfg, "io-engine", eng, sizeof(eng));
+		report_str(r, "io_engine", eng);
+	}
 
 	report_f64(r, "fill_ms", ns_to_ms(res->fill_ns), 1);
 	report_f64(r, "dest_populate_ms", ns_to_ms(res->populate_ns), 1);
@@ -963,6 +1027,15 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 	report_f64(r, "cpu_sys_s",
 		   tv_to_s(&res->ru1.ru_stime) - tv_to_s(&res->ru0.ru_stime),
 		   3);
+	report_f64(r, "src_cpu_s", (double)s->cpu_ns / 1e9, 3);
+	report_f64(r, "dst_cpu_s", (double)res->dst_st.cpu_ns / 1e9, 3);
+	report_f64(r, "src_cpu_s_per_gib",
+		   (double)s->cpu_ns / 1e9 / ((double)o->ram_bytes / (1 << 30)),
+		   3);
+	report_f64(r, "dst_cpu_s_per_gib",
+		   (double)res->dst_st.cpu_ns / 1e9 /
+		       ((double)o->ram_bytes / (1 << 30)),
+		   3);
 	report_u64(r, "stop_hooks", res->hooks.stops);
 	report_u64(r, "resume_hooks", res->hooks.resumes);
 	report_bool(r, "verified", verify && !err);
@@ -991,6 +1064,12 @@ int main(int argc, char **argv)
 		mfd_config_free(scfg);
 		cfg_list_free(&o.sets);
 		return EXIT_USAGE;
+	}
+	if (!strcmp(o.transport, "rdma") && check_rdma_device()) {
+		mfd_config_free(scfg);
+		mfd_config_free(dcfg);
+		cfg_list_free(&o.sets);
+		return 1;
 	}
 	if (o.print_config) {
 		benchcfg_print(scfg, stdout);

@@ -24,6 +24,7 @@ _Static_assert(sizeof(bool) == 1, "bool fields are stored as one byte");
 
 /* Index = enum mfd__codec_id. */
 static const char *const compression_names[] = {"none", "zstd", NULL};
+static const char *const io_engine_names[] = {"sockets", "uring", NULL};
 
 /*
  * Defaults are written the way mfd_config_get() prints them, so that the
@@ -126,6 +127,18 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	.max = 19,
 	FIELD(zstd_level),
 	.doc = "zstd compression level (source side).",
+    },
+    {
+	.section = "migration",
+	.name = "io-engine",
+	.type = MFD__CFG_ENUM,
+	.def = "sockets",
+	.min = 0,
+	.max = 1,
+	FIELD(io_engine),
+	.choices = io_engine_names,
+	.doc = "How tcp: channels do their I/O: sockets (sendmsg/recvmsg) or "
+	       "uring (io_uring; zero-copy sends where they avoid a copy).",
     },
     {.name = NULL},
 };

@@ -22,6 +22,12 @@ struct mfd_config {
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
 	uint32_t compression;	     /* enum mfd__codec_id */
 	uint32_t zstd_level;
+	uint32_t io_engine;	     /* enum mfd__io_engine */
+};
+
+enum mfd__io_engine {
+	MFD__IO_SOCKETS = 0, /* blocking sendmsg/recvmsg */
+	MFD__IO_URING = 1,   /* io_uring, one ring per channel direction */
 };
 
 enum mfd__cfg_type {

@@ -78,6 +78,7 @@ struct mfd_dest {
 	uint32_t round;
 	uint64_t ram_bytes;
 	uint64_t t_start, setup_ns, transfer_ns, total_ns, verify_ns;
+	uint64_t cpu_ns; /* of the threads that ended */
 };
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
@@ -306,6 +307,7 @@ static void *recv_worker_main(void *arg)
 	} else if (ret) {
 		dest_fail(w->d, ret);
 	}
+	STAT_ADD(w->d->cpu_ns, mfd__thread_cpu_ns());
 	return NULL;
 }
 
@@ -350,8 +352,7 @@ static int accept_main(mfd_dest *d)
 	int ret;
 	for (;;) {
 		/* An incoming migration may be awaited for a long time. */
-		ret = mfd__tcp_accept(&d->lst, UINT64_MAX / 2000000, &d->cancel,
-				      &c);
+		ret = mfd__accept(&d->lst, UINT64_MAX / 2000000, &d->cancel, &c);
 		if (ret)
 			return ret;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
@@ -434,8 +435,8 @@ static int accept_data(mfd_dest *d)
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		struct mfd__chan *c;
-		ret = mfd__tcp_accept(&d->lst, (deadline - now) / 1000000 + 1,
-				      &d->cancel, &c);
+		ret = mfd__accept(&d->lst, (deadline - now) / 1000000 + 1,
+				  &d->cancel, &c);
 		if (ret)
 			return ret;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
@@ -690,6 +691,7 @@ static void *loader_main(void *arg)
 	d->main = NULL;
 	pthread_mutex_unlock(&d->lock);
 	d->result = ret;
+	STAT_ADD(d->cpu_ns, mfd__thread_cpu_ns());
 	STAT_SET(d->total_ns, mfd__now_ns() - d->t_start);
 	STAT_SET(d->phase, ret == 0		? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
@@ -705,7 +707,7 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return MFD_ESTATE;
 	if (d->nblocks == 0)
 		return -ENOENT;
-	int ret = mfd__tcp_listen(uri, MFD_MAX_CHANNELS + 8, &d->lst);
+	int ret = mfd__listen(&d->cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst);
 	if (ret) {
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
 		return ret;
@@ -777,6 +779,7 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 		.transfer_ns = STAT_GET(d->transfer_ns),
 		.total_ns = STAT_GET(d->total_ns),
 		.verify_ns = STAT_GET(d->verify_ns),
+		.cpu_ns = STAT_GET(d->cpu_ns),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - d->t_start;

@@ -8,12 +8,6 @@
 
 #include "multifd/pool.h"
 
-uint64_t mfd__thread_cpu_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 {
@@ -169,6 +163,8 @@ static void *worker_main(void *arg)
 		pthread_cond_broadcast(&p->idle_cv);
 	}
 	pthread_mutex_unlock(&p->lock);
+	__atomic_fetch_add(&p->stats->cpu_ns, mfd__thread_cpu_ns(),
+			   __ATOMIC_RELAXED);
 	return NULL;
 }
 

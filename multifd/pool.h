@@ -78,6 +78,7 @@ struct mfd__xfer_stats {
 	uint64_t compressed_bytes;
 	uint64_t compress_in_bytes;
 	uint64_t compress_ns;
+	uint64_t cpu_ns; /* of the threads that ended */
 };
 
 /* How the workers encode pages. */

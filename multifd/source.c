@@ -145,6 +145,8 @@ static void *return_path_main(void *arg)
 {
 	mfd_source *s = arg;
 	return_path(s);
+	__atomic_fetch_add(&s->xfer.cpu_ns, mfd__thread_cpu_ns(),
+			   __ATOMIC_RELAXED);
 	pthread_mutex_lock(&s->lock);
 	s->rp_done = true;
 	pthread_cond_broadcast(&s->cv);
@@ -200,7 +202,8 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 			const uint8_t session[16], struct mfd__chan **out)
 {
 	struct mfd__chan *c;
-	int ret = mfd__tcp_connect(s->uri, s->cfg.connect_timeout_ms, &c);
+	int ret = mfd__connect(&s->cfg, s->uri,
+			       s->cfg.connect_timeout_ms, &c);
 	if (ret) {
 		mfd__err("connect to %s: %s", s->uri, mfd_strerror(ret));
 		return ret;
@@ -588,6 +591,8 @@ static void *migration_main(void *arg)
 	s->main = NULL;
 	pthread_mutex_unlock(&s->lock);
 	s->result = ret;
+	__atomic_fetch_add(&s->xfer.cpu_ns, mfd__thread_cpu_ns(),
+			   __ATOMIC_RELAXED);
 	STAT_SET(s->total_ns, mfd__now_ns() - s->t_start);
 	STAT_SET(s->phase, ret == 0		? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
@@ -603,8 +608,7 @@ int mfd_source_start(mfd_source *s, const char *uri)
 		return MFD_ESTATE;
 	if (s->nblocks == 0)
 		return -ENOENT;
-	char host[256], port[16];
-	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
+	int ret = mfd__transport_select(uri, &s->cfg, NULL);
 	if (ret)
 		return ret;
 	snprintf(s->uri, sizeof(s->uri), "%s", uri);
@@ -689,6 +693,7 @@ int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
 		.downtime_ns = STAT_GET(s->downtime_ns),
 		.verify_ns = STAT_GET(s->verify_ns),
 		.bandwidth_bps = STAT_GET(s->bandwidth_bps),
+		.cpu_ns = STAT_GET(s->xfer.cpu_ns),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - s->t_start;

@@ -62,6 +62,7 @@ static void test_table(UNUSED void **state)
 	    {"io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8},
 	    {"compression", offsetof(struct mfd_config, compression), 4},
 	    {"zstd-level", offsetof(struct mfd_config, zstd_level), 4},
+	    {"io-engine", offsetof(struct mfd_config, io_engine), 4},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -112,6 +113,13 @@ static void test_table(UNUSED void **state)
 				n++;
 			assert_int_equal(k->min, 0);
 			assert_int_equal(k->max, n - 1);
+			assert_non_null(k->choices);
+			while (k->choices[n])
+				n++;
+			assert_int_equal(k->width, 4);
+			assert_int_equal(k->min, 0);
+			assert_int_equal(k->max, n - 1);
+			assert_false(k->size);
 			break;
 		}
 		default:
@@ -143,6 +151,7 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "io-timeout", "30000ms");
 	assert_get(cfg, "compression", "none");
 	assert_get(cfg, "zstd-level", "1");
+	assert_get(cfg, "io-engine", "sockets");
 
 	assert_int_equal(cfg->channels, 2);
 	assert_int_equal(cfg->packet_pages, 128);
@@ -222,6 +231,10 @@ static void test_round_trip(UNUSED void **state)
 	set_ok(cfg, "io-timeout", "100", "100ms");
 	set_ok(cfg, "io-timeout", "3600s", "3600000ms");
 	assert_int_equal(cfg->io_timeout_ms, 3600000);
+	set_ok(cfg, "io-engine", "uring", "uring");
+	assert_int_equal(cfg->io_engine, MFD__IO_URING);
+	set_ok(cfg, "io-engine", "sockets", "sockets");
+	assert_int_equal(cfg->io_engine, MFD__IO_SOCKETS);
 	/* Other fields were left alone. */
 	assert_int_equal(cfg->channels, 17);
 	assert_int_equal(cfg->packet_pages, 1024);
@@ -421,6 +434,10 @@ static const struct bad_case bad_cases[] = {
     {"verify", "on "},
     {"verify", "enabled"},
     {"verify", "01"},
+    /* not one of the names */
+    {"io-engine", "1"},
+    {"io-engine", "uring "},
+    {"io-engine", "epoll"},
 };
 
 static void test_bad_values(UNUSED void **state)
@@ -436,6 +453,7 @@ static void test_bad_values(UNUSED void **state)
 	set_ok(cfg, "downtime-limit", "77", "77ms");
 	set_ok(cfg, "connect-timeout", "777", "777ms");
 	set_ok(cfg, "io-timeout", "7777", "7777ms");
+	set_ok(cfg, "io-engine", "uring", "uring");
 	before = *cfg;
 
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
@@ -460,6 +478,8 @@ static void test_bad_values(UNUSED void **state)
 		/* ... and the allowed range or forms. */
 		if (k->type == MFD__CFG_BOOL) {
 			assert_non_null(strstr(err, "on/off"));
+		} else if (k->type == MFD__CFG_ENUM) {
+			assert_non_null(strstr(err, "sockets/uring"));
 		} else {
 			char range[64];
 

@@ -206,6 +206,7 @@ static void test_stranger_refused(void **s)
 
 int main(void)
 {
+	tvm_io_engine("test_hostile");
 	seed = tvm_seed("test_hostile");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_magic),

@@ -150,6 +150,7 @@ static void test_nobody_listening(void **state)
 
 int main(void)
 {
+	tvm_io_engine("test_migrate");
 	seed = tvm_seed("test_migrate");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_one_channel),

@@ -210,6 +210,7 @@ static void test_rounds_slow_channel(void **state)
 
 int main(void)
 {
+	tvm_io_engine("test_rounds");
 	seed = tvm_seed("test_rounds");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rounds_hook_only),

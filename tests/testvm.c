@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "multifd/channels/channel.h"
 #include "testvm.h"
 
 #define DIE(...)                                                               \
@@ -62,6 +63,30 @@ uint64_t tvm_seed(const char *test)
 	return seed;
 }
 
+static const char *io_engine = "sockets";
+
+const char *tvm_io_engine(const char *test)
+{
+	const char *env = getenv("MFD_TEST_IO_ENGINE");
+	if (env && *env)
+		io_engine = env;
+	if (strcmp(io_engine, "sockets") && strcmp(io_engine, "uring"))
+		DIE("MFD_TEST_IO_ENGINE=%s: expected sockets or uring",
+		    io_engine);
+	if (!strcmp(io_engine, "uring")) {
+		int err = mfd__uring_available();
+		if (err) {
+			printf("# %s: SKIP: io_uring unavailable here (%s; "
+			       "see /proc/sys/kernel/io_uring_disabled)\n",
+			       test, mfd_strerror(err));
+			exit(77);
+		}
+	}
+	printf("# %s: io-engine %s\n", test, io_engine);
+	fflush(stdout);
+	return io_engine;
+}
+
 uint64_t tvm_hash(const void *p, size_t n)
 {
 	return XXH3_64bits(p, n);
@@ -82,6 +107,9 @@ void tvm_config(struct tvm *vm, const char *const *kv)
 {
 	if (mfd_config_new(&vm->cfg))
 		DIE("mfd_config_new");
+	/* The matrix's engine first: a test's own pairs have the last word. */
+	if (mfd_config_set(vm->cfg, "io-engine", io_engine))
+		DIE("config io-engine=%s", io_engine);
 	for (; kv && *kv; kv++) {
 		char key[64];
 		const char *eq = strchr(*kv, '=');

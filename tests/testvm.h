@@ -20,6 +20,10 @@ uint64_t tvm_rand(uint64_t *state);
 /* Seed from $MFD_TEST_SEED or the clock; printed so a failure can be
  * replayed. */
 uint64_t tvm_seed(const char *test);
+/* The io-engine of this run, from $MFD_TEST_IO_ENGINE (sockets when
+ * unset); tvm_config() applies it. Exits 77 with a message when it is
+ * uring and io_uring is unavailable here. Call first in main(). */
+const char *tvm_io_engine(const char *test);
 uint64_t tvm_hash(const void *p, size_t n);
 
 struct tvm_block {

@@ -195,6 +195,10 @@ typedef struct mfd_stats {
 	uint64_t compressed_bytes;
 	uint64_t compress_in_bytes;
 	uint64_t compress_ns;
+	/* CPU time (user + system) of this side's library threads, added as
+	 * each ends: complete once the migration has ended. Threads of the
+	 * parallel digest beyond the calling one are not counted. */
+	uint64_t cpu_ns;
 } mfd_stats;
 
 /* ------------------------------------------------------------------ */

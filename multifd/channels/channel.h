@@ -35,33 +35,74 @@ struct mfd__chan_ops {
 
 struct mfd__chan {
 	const struct mfd__chan_ops *ops;
-	int fd; /* pollable: readable when a message may be received */
+	int fd;	       /* pollable: readable when a message may be received */
 	char peer[64]; /* for messages */
 };
 
 static inline int mfd__chan_send(struct mfd__chan *c, const void *buf,
 				 size_t len)
 {
-	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	return c->ops->sendv(c, &iov, 1);
 }
 
+struct mfd__transport;
+
 struct mfd__listener {
+	const struct mfd__transport *tp; /* NULL when not listening */
 	int fd;
+	void *priv;    /* the transport's own state, if any */
 	char uri[128]; /* as bound, with the real port */
 };
 
-/* "tcp:HOST:PORT", "tcp:[V6]:PORT". MFD_EURI when malformed. */
+/*
+ * A transport: how channels are made. The ops of the channels it makes do
+ * the rest. Chosen by mfd__transport_select() from the URI scheme and the
+ * io-engine key, so the engine never names one.
+ */
+struct mfd__transport {
+	const char *name; /* "tcp", "uring", "rdma" */
+	int (*connect)(const char *uri, uint64_t timeout_ms,
+		       struct mfd__chan **out);
+	int (*listen)(const char *uri, int backlog, struct mfd__listener *l);
+	/* Waits up to timeout_ms, checking *cancel every 100 ms;
+	 * -ETIMEDOUT, -ECANCELED. */
+	int (*accept)(struct mfd__listener *l, uint64_t timeout_ms,
+		      const int *cancel, struct mfd__chan **out);
+	void (*listener_close)(struct mfd__listener *l);
+};
+
+extern const struct mfd__transport mfd__tcp_transport;
+extern const struct mfd__transport mfd__uring_transport;
+extern const struct mfd__transport mfd__rdma_transport;
+
+struct mfd_config;
+
+/* "tcp:HOST:PORT", "tcp:[V6]:PORT", "rdma:HOST:PORT": the part after the
+ * scheme. MFD_EURI when malformed or of an unknown scheme. */
 int mfd__uri_split(const char *uri, char *host, size_t hostlen, char *port,
 		   size_t portlen);
 
-int mfd__tcp_connect(const char *uri, uint64_t timeout_ms,
-		     struct mfd__chan **out);
-int mfd__tcp_listen(const char *uri, int backlog, struct mfd__listener *l);
-/* Waits up to timeout_ms, checking *cancel every 100 ms; -ETIMEDOUT,
- * -ECANCELED. */
-int mfd__tcp_accept(struct mfd__listener *l, uint64_t timeout_ms,
-		    const int *cancel, struct mfd__chan **out);
+/* The transport for uri under cfg (io-engine picks tcp or uring for
+ * "tcp:"). MFD_EURI for a malformed URI or unknown scheme. */
+int mfd__transport_select(const char *uri, const struct mfd_config *cfg,
+			  const struct mfd__transport **out);
+int mfd__connect(const struct mfd_config *cfg, const char *uri,
+		 uint64_t timeout_ms, struct mfd__chan **out);
+int mfd__listen(const struct mfd_config *cfg, const char *uri, int backlog,
+		struct mfd__listener *l);
+int mfd__accept(struct mfd__listener *l, uint64_t timeout_ms, const int *cancel,
+		struct mfd__chan **out);
 void mfd__listener_close(struct mfd__listener *l);
+
+/* 0 when io_uring works here with the operations uring channels need,
+ * else -errno (e.g. -EPERM when disabled by kernel.io_uring_disabled). */
+int mfd__uring_available(void);
+
+/* Plain-socket building blocks shared by the TCP-based transports. */
+int mfd__tcp_connect_fd(const char *uri, uint64_t timeout_ms, int *fd);
+int mfd__tcp_accept_fd(struct mfd__listener *l, uint64_t timeout_ms,
+		       const int *cancel, int *fd);
+void mfd__tcp_peer_name(int fd, char *buf, size_t len);
 
 #endif /* MULTIFD_CHANNEL_H */

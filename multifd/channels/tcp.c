@@ -19,9 +19,15 @@
 int mfd__uri_split(const char *uri, char *host, size_t hostlen, char *port,
 		   size_t portlen)
 {
-	if (!uri || strncmp(uri, "tcp:", 4) != 0)
+	const char *h, *hend, *p;
+	if (!uri)
 		return MFD_EURI;
-	const char *h = uri + 4, *hend, *p;
+	if (strncmp(uri, "tcp:", 4) == 0)
+		h = uri + 4;
+	else if (strncmp(uri, "rdma:", 5) == 0)
+		h = uri + 5;
+	else
+		return MFD_EURI;
 	if (*h == '[') {
 		hend = strchr(h, ']');
 		if (!hend || hend[1] != ':')
@@ -147,6 +153,17 @@ static const struct mfd__chan_ops tcp_ops = {
 	.close = tcp_close,
 };
 
+void mfd__tcp_peer_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char h[NI_MAXHOST] = "?", p[NI_MAXSERV] = "?";
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+		getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p,
+			    sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(buf, len, "%.46s:%.8s", h, p);
+}
+
 static int tcp_wrap(int fd, struct mfd__chan **out)
 {
 	struct mfd__chan *c = calloc(1, sizeof(*c));
@@ -154,21 +171,19 @@ static int tcp_wrap(int fd, struct mfd__chan **out)
 		close(fd);
 		return -ENOMEM;
 	}
-	int one = 1;
-	/* Control messages and syncs are small and latency-bound (they sit
-	 * inside the downtime); bulk packets go out in one sendmsg anyway. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->ops = &tcp_ops;
 	c->fd = fd;
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char h[NI_MAXHOST] = "?", p[NI_MAXSERV] = "?";
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
-		getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p,
-			    sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV);
-	snprintf(c->peer, sizeof(c->peer), "%.46s:%.8s", h, p);
+	mfd__tcp_peer_name(fd, c->peer, sizeof(c->peer));
 	*out = c;
 	return 0;
+}
+
+/* Control messages and syncs are small and latency-bound (they sit inside
+ * the downtime); bulk packets go out in one sendmsg anyway. */
+static void set_nodelay(int fd)
+{
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 static int wait_fd(int fd, short events, uint64_t timeout_ms,
@@ -191,8 +206,7 @@ static int wait_fd(int fd, short events, uint64_t timeout_ms,
 	}
 }
 
-int mfd__tcp_connect(const char *uri, uint64_t timeout_ms,
-		     struct mfd__chan **out)
+int mfd__tcp_connect_fd(const char *uri, uint64_t timeout_ms, int *out)
 {
 	char host[256], port[16];
 	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
@@ -231,14 +245,15 @@ int mfd__tcp_connect(const char *uri, uint64_t timeout_ms,
 			continue;
 		}
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-		ret = tcp_wrap(fd, out);
+		set_nodelay(fd);
+		*out = fd;
 		break;
 	}
 	freeaddrinfo(res);
 	return ret;
 }
 
-int mfd__tcp_listen(const char *uri, int backlog, struct mfd__listener *l)
+static int tcp_listen(const char *uri, int backlog, struct mfd__listener *l)
 {
 	char host[256], port[16];
 	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
@@ -279,8 +294,8 @@ out:
 	return ret;
 }
 
-int mfd__tcp_accept(struct mfd__listener *l, uint64_t timeout_ms,
-		    const int *cancel, struct mfd__chan **out)
+int mfd__tcp_accept_fd(struct mfd__listener *l, uint64_t timeout_ms,
+		       const int *cancel, int *out)
 {
 	int ret = wait_fd(l->fd, POLLIN, timeout_ms, cancel);
 	if (ret)
@@ -288,12 +303,36 @@ int mfd__tcp_accept(struct mfd__listener *l, uint64_t timeout_ms,
 	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	return tcp_wrap(fd, out);
+	set_nodelay(fd);
+	*out = fd;
+	return 0;
 }
 
-void mfd__listener_close(struct mfd__listener *l)
+static int tcp_connect(const char *uri, uint64_t timeout_ms,
+		       struct mfd__chan **out)
+{
+	int fd, ret = mfd__tcp_connect_fd(uri, timeout_ms, &fd);
+	return ret ? ret : tcp_wrap(fd, out);
+}
+
+static int tcp_accept(struct mfd__listener *l, uint64_t timeout_ms,
+		      const int *cancel, struct mfd__chan **out)
+{
+	int fd, ret = mfd__tcp_accept_fd(l, timeout_ms, cancel, &fd);
+	return ret ? ret : tcp_wrap(fd, out);
+}
+
+static void tcp_listener_close(struct mfd__listener *l)
 {
 	if (l->fd >= 0)
 		close(l->fd);
 	l->fd = -1;
 }
+
+const struct mfd__transport mfd__tcp_transport = {
+	.name = "tcp",
+	.connect = tcp_connect,
+	.listen = tcp_listen,
+	.accept = tcp_accept,
+	.listener_close = tcp_listener_close,
+};

@@ -1,0 +1,570 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * RDMA channels: the protocol of rdma.h above the verbs of verbs.h, and the
+ * "rdma:" transport that makes channels of it.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "multifd/channels/channel.h"
+#include "multifd/channels/rdma.h"
+#include "multifd/internal.h"
+
+#define SLOTS	    MFD__RDMA_RECV_SLOTS
+#define SLOT	    MFD__RDMA_SLOT_SIZE
+#define MAX_PAYLOAD (SLOT - MFD__RDMA_HDR_SIZE)
+#define REGION_WIRE 24
+
+/* wr_id: kind in the high half, slot in the low half. */
+enum { WR_SEND = 1, WR_RECV = 2, WR_WRITE = 3 };
+#define WR(kind, slot) ((uint64_t)(kind) << 32 | (uint32_t)(slot))
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p)
+{
+	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static int fail(struct mfd__rdma_ep *ep, int err)
+{
+	if (!ep->error)
+		ep->error = err;
+	return ep->error;
+}
+
+static int post_recv_slot(struct mfd__rdma_ep *ep, unsigned slot)
+{
+	int ret = ep->ops->post_recv(ep->qp, WR(WR_RECV, slot),
+				     ep->rbuf + (size_t)slot * SLOT, SLOT,
+				     ep->rmr.lkey);
+	return ret ? fail(ep, ret) : 0;
+}
+
+int mfd__rdma_ep_init(struct mfd__rdma_ep *ep, const struct mfd__verbs_ops *ops,
+		      struct mfd__vqp *qp, int timeout_ms)
+{
+	memset(ep, 0, sizeof(*ep));
+	ep->ops = ops;
+	ep->qp = qp;
+	ep->timeout_ms = timeout_ms;
+	ep->cur_slot = -1;
+	ep->credits = SLOTS;
+	ep->rbuf = calloc(SLOTS, SLOT);
+	ep->sbuf = calloc(SLOTS, SLOT);
+	int ret = -ENOMEM;
+	if (!ep->rbuf || !ep->sbuf)
+		goto err;
+	if ((ret = ops->reg_mr(qp, ep->rbuf, (size_t)SLOTS * SLOT, false,
+			       &ep->rmr)))
+		goto err;
+	if ((ret = ops->reg_mr(qp, ep->sbuf, (size_t)SLOTS * SLOT, false,
+			       &ep->smr))) {
+		ops->dereg_mr(qp, &ep->rmr);
+		goto err;
+	}
+	for (unsigned i = 0; i < SLOTS; i++)
+		if ((ret = post_recv_slot(ep, i)))
+			break;
+	if (!ret)
+		return 0;
+	ops->dereg_mr(qp, &ep->rmr);
+	ops->dereg_mr(qp, &ep->smr);
+err:
+	free(ep->rbuf);
+	free(ep->sbuf);
+	ep->rbuf = ep->sbuf = NULL;
+	return ret;
+}
+
+void mfd__rdma_ep_destroy(struct mfd__rdma_ep *ep)
+{
+	if (!ep->qp)
+		return;
+	/* Flush first: the fabric must let go of every buffer. */
+	ep->ops->disconnect(ep->qp);
+	for (unsigned i = 0; i < ep->nlocal; i++)
+		ep->ops->dereg_mr(ep->qp, &ep->local[i]);
+	if (ep->rbuf) {
+		ep->ops->dereg_mr(ep->qp, &ep->rmr);
+		ep->ops->dereg_mr(ep->qp, &ep->smr);
+	}
+	ep->ops->destroy(ep->qp);
+	free(ep->rbuf);
+	free(ep->sbuf);
+	memset(ep, 0, sizeof(*ep));
+}
+
+static int send_raw(struct mfd__rdma_ep *ep, uint16_t type,
+		    const struct iovec *iov, int iovcnt, size_t skip,
+		    size_t len);
+
+/* Re-posts a consumed receive buffer: one more credit owed to the peer,
+ * announced on its own once half the slots are owed. */
+static int repost(struct mfd__rdma_ep *ep, unsigned slot)
+{
+	int ret = post_recv_slot(ep, slot);
+	if (ret)
+		return ret;
+	ep->owed++;
+	/* Only when it cannot wait: this runs inside completion handling. */
+	if (ep->owed >= SLOTS / 2 && ep->credits >= 1 && ep->sends_out < SLOTS)
+		return send_raw(ep, MFD__RDMA_CREDIT, NULL, 0, 0, 0);
+	return 0;
+}
+
+/* Handles one completion. */
+static int complete(struct mfd__rdma_ep *ep, const struct mfd__vwc *wc)
+{
+	unsigned kind = (unsigned)(wc->wr_id >> 32);
+	unsigned slot = (unsigned)wc->wr_id;
+	switch (kind) {
+	case WR_SEND:
+		ep->sends_out--;
+		break;
+	case WR_WRITE:
+		ep->writes_out--;
+		break;
+	case WR_RECV:
+		break;
+	default:
+		return fail(ep, -EIO);
+	}
+	if (wc->status)
+		return fail(ep, wc->status);
+	if (kind != WR_RECV)
+		return 0;
+	if (slot >= SLOTS || wc->len < MFD__RDMA_HDR_SIZE)
+		return fail(ep, MFD_ELENGTH);
+	const uint8_t *h = ep->rbuf + (size_t)slot * SLOT;
+	uint32_t type = get32(h + 4) & 0xffff, credits = get32(h + 4) >> 16;
+	uint32_t len = get32(h + 8);
+	if (get32(h) != MFD__RDMA_MAGIC)
+		return fail(ep, MFD_EBADMAGIC);
+	if (len != wc->len - MFD__RDMA_HDR_SIZE || get32(h + 12))
+		return fail(ep, MFD_ELENGTH);
+	/* More credits than we have sends outstanding is a lying peer. */
+	if (ep->credits + credits > SLOTS)
+		return fail(ep, MFD_ECOUNT);
+	ep->credits += credits;
+	if (type == MFD__RDMA_CREDIT)
+		return len ? fail(ep, MFD_ELENGTH) : repost(ep, slot);
+	if (type != MFD__RDMA_DATA && type != MFD__RDMA_REGIONS)
+		return fail(ep, MFD_ETYPE);
+	unsigned tail = (ep->ready_head + ep->ready_n) % SLOTS;
+	ep->ready[tail] = slot;
+	ep->ready_len[tail] = len;
+	ep->ready_n++;
+	return 0;
+}
+
+/* Waits for and handles completions: 0, -ETIMEDOUT, or the error. */
+static int progress(struct mfd__rdma_ep *ep)
+{
+	struct mfd__vwc wc[16];
+	if (ep->error)
+		return ep->error;
+	int n = ep->ops->poll(ep->qp, wc, 16, ep->timeout_ms);
+	if (n < 0)
+		return fail(ep, n);
+	if (n == 0)
+		return -ETIMEDOUT;
+	for (int i = 0; i < n; i++) {
+		/* Every completion is accounted for, even after an error. */
+		int ret = complete(ep, &wc[i]);
+		if (ret && !ep->error)
+			return ret;
+	}
+	return ep->error;
+}
+
+static void gather(uint8_t *dst, const struct iovec *iov, int iovcnt,
+		   size_t skip, size_t len)
+{
+	for (int i = 0; i < iovcnt && len; i++) {
+		size_t l = iov[i].iov_len;
+		if (skip >= l) {
+			skip -= l;
+			continue;
+		}
+		size_t n = l - skip < len ? l - skip : len;
+		memcpy(dst, (const uint8_t *)iov[i].iov_base + skip, n);
+		dst += n;
+		len -= n;
+		skip = 0;
+	}
+}
+
+static int send_raw(struct mfd__rdma_ep *ep, uint16_t type,
+		    const struct iovec *iov, int iovcnt, size_t skip,
+		    size_t len)
+{
+	/* The last credit is kept for CREDIT messages. */
+	unsigned need = type == MFD__RDMA_CREDIT ? 1 : 2;
+	int ret;
+	while (ep->credits < need || ep->sends_out >= SLOTS)
+		if ((ret = progress(ep)))
+			return ret;
+	if (ep->error)
+		return ep->error;
+	/* Send completions arrive in order: the oldest slot is free. */
+	unsigned slot = ep->snext;
+	ep->snext = (ep->snext + 1) % SLOTS;
+	uint8_t *h = ep->sbuf + (size_t)slot * SLOT;
+	put32(h, MFD__RDMA_MAGIC);
+	put32(h + 4, type | (uint32_t)ep->owed << 16);
+	put32(h + 8, (uint32_t)len);
+	put32(h + 12, 0);
+	gather(h + MFD__RDMA_HDR_SIZE, iov, iovcnt, skip, len);
+	ret = ep->ops->post_send(ep->qp, WR(WR_SEND, slot), h,
+				 (uint32_t)(MFD__RDMA_HDR_SIZE + len),
+				 ep->smr.lkey);
+	if (ret)
+		return fail(ep, ret);
+	ep->owed = 0;
+	ep->credits--;
+	ep->sends_out++;
+	return 0;
+}
+
+int mfd__rdma_send_msg(struct mfd__rdma_ep *ep, const struct iovec *iov,
+		       int iovcnt)
+{
+	size_t len = 0;
+	for (int i = 0; i < iovcnt; i++)
+		len += iov[i].iov_len;
+	if (len > MAX_PAYLOAD)
+		return MFD_ELENGTH;
+	return send_raw(ep, MFD__RDMA_DATA, iov, iovcnt, 0, len);
+}
+
+/* The next received message of any type but CREDIT. */
+static int next_msg(struct mfd__rdma_ep *ep, unsigned *slot, uint32_t *len,
+		    uint32_t *type)
+{
+	int ret;
+	while (!ep->ready_n)
+		if ((ret = progress(ep)))
+			return ret;
+	*slot = ep->ready[ep->ready_head];
+	*len = ep->ready_len[ep->ready_head];
+	*type = get32(ep->rbuf + (size_t)*slot * SLOT + 4) & 0xffff;
+	ep->ready_head = (ep->ready_head + 1) % SLOTS;
+	ep->ready_n--;
+	return 0;
+}
+
+int mfd__rdma_recv_msg(struct mfd__rdma_ep *ep, void *buf, size_t cap,
+		       size_t *len)
+{
+	unsigned slot;
+	uint32_t l, type;
+	int ret = next_msg(ep, &slot, &l, &type);
+	if (ret)
+		return ret;
+	if (type != MFD__RDMA_DATA)
+		return fail(ep, MFD_ETYPE);
+	if (l > cap)
+		return fail(ep, MFD_ELENGTH);
+	memcpy(buf, ep->rbuf + (size_t)slot * SLOT + MFD__RDMA_HDR_SIZE, l);
+	*len = l;
+	return repost(ep, slot);
+}
+
+int mfd__rdma_register(struct mfd__rdma_ep *ep, void *addr, size_t len)
+{
+	if (ep->nlocal == MFD__RDMA_MAX_REGIONS)
+		return -ENOSPC;
+	uint64_t t0 = mfd__now_ns();
+	int ret = ep->ops->reg_mr(ep->qp, addr, len, true,
+				  &ep->local[ep->nlocal]);
+	ep->reg_ns += mfd__now_ns() - t0;
+	if (ret)
+		return ret;
+	return (int)ep->nlocal++;
+}
+
+int mfd__rdma_send_regions(struct mfd__rdma_ep *ep)
+{
+	uint8_t buf[MFD__RDMA_MAX_REGIONS * REGION_WIRE];
+	for (unsigned i = 0; i < ep->nlocal; i++) {
+		uint8_t *p = buf + i * REGION_WIRE;
+		put64(p, (uint64_t)(uintptr_t)ep->local[i].addr);
+		put64(p + 8, ep->local[i].len);
+		put32(p + 16, ep->local[i].rkey);
+		put32(p + 20, 0);
+	}
+	struct iovec iov = { buf, (size_t)ep->nlocal * REGION_WIRE };
+	return send_raw(ep, MFD__RDMA_REGIONS, &iov, 1, 0, iov.iov_len);
+}
+
+int mfd__rdma_recv_regions(struct mfd__rdma_ep *ep)
+{
+	unsigned slot;
+	uint32_t len, type;
+	int ret = next_msg(ep, &slot, &len, &type);
+	if (ret)
+		return ret;
+	if (type != MFD__RDMA_REGIONS)
+		return fail(ep, MFD_ETYPE);
+	if (len % REGION_WIRE || len / REGION_WIRE > MFD__RDMA_MAX_REGIONS)
+		return fail(ep, MFD_ELENGTH);
+	const uint8_t *p = ep->rbuf + (size_t)slot * SLOT + MFD__RDMA_HDR_SIZE;
+	ep->nremote = len / REGION_WIRE;
+	for (unsigned i = 0; i < ep->nremote; i++, p += REGION_WIRE) {
+		ep->remote[i].addr = get64(p);
+		ep->remote[i].len = get64(p + 8);
+		ep->remote[i].rkey = get32(p + 16);
+		if (get32(p + 20) ||
+		    ep->remote[i].addr + ep->remote[i].len < ep->remote[i].addr)
+			return fail(ep, MFD_EFLAGS);
+	}
+	return repost(ep, slot);
+}
+
+int mfd__rdma_write(struct mfd__rdma_ep *ep, unsigned ri, uint64_t off,
+		    const void *local, size_t len)
+{
+	if (ri >= ep->nremote)
+		return MFD_EBLOCK;
+	const struct mfd__rdma_region *r = &ep->remote[ri];
+	if (len > UINT32_MAX || off > r->len || len > r->len - off)
+		return MFD_EOFFSET;
+	const struct mfd__vmr *mr = NULL;
+	for (unsigned i = 0; i < ep->nlocal && !mr; i++) {
+		const uint8_t *a = ep->local[i].addr;
+		if ((const uint8_t *)local >= a &&
+		    (const uint8_t *)local + len <= a + ep->local[i].len)
+			mr = &ep->local[i];
+	}
+	if (!mr)
+		return -EFAULT;
+	int ret;
+	while (ep->writes_out >= MFD__RDMA_MAX_WRITES)
+		if ((ret = progress(ep)))
+			return ret;
+	if (ep->error)
+		return ep->error;
+	ret = ep->ops->post_write(ep->qp, WR(WR_WRITE, 0), local, (uint32_t)len,
+				  mr->lkey, r->addr + off, r->rkey);
+	if (ret)
+		return fail(ep, ret);
+	ep->writes_out++;
+	return 0;
+}
+
+int mfd__rdma_write_flush(struct mfd__rdma_ep *ep)
+{
+	int ret;
+	while (ep->writes_out)
+		if ((ret = progress(ep)))
+			return ret;
+	return ep->error;
+}
+
+int mfd__rdma_sendv(struct mfd__rdma_ep *ep, struct iovec *iov, int iovcnt)
+{
+	size_t total = 0;
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	for (size_t off = 0; off < total;) {
+		size_t n =
+			total - off < MAX_PAYLOAD ? total - off : MAX_PAYLOAD;
+		int ret = send_raw(ep, MFD__RDMA_DATA, iov, iovcnt, off, n);
+		if (ret)
+			return ret;
+		off += n;
+	}
+	return 0;
+}
+
+int mfd__rdma_recvv(struct mfd__rdma_ep *ep, struct iovec *iov, int iovcnt)
+{
+	bool started = false;
+	for (int i = 0; i < iovcnt; i++) {
+		uint8_t *dst = iov[i].iov_base;
+		size_t want = iov[i].iov_len;
+		while (want) {
+			if (ep->cur_slot < 0) {
+				unsigned slot;
+				uint32_t len, type;
+				int ret = next_msg(ep, &slot, &len, &type);
+				if (ret)
+					return started && ret == -ECONNRESET
+						       ? MFD_ETRUNCATED
+						       : ret;
+				if (type != MFD__RDMA_DATA)
+					return fail(ep, MFD_ETYPE);
+				ep->cur_slot = (int)slot;
+				ep->cur_off = 0;
+				ep->cur_len = len;
+			}
+			const uint8_t *src = ep->rbuf +
+					     (size_t)ep->cur_slot * SLOT +
+					     MFD__RDMA_HDR_SIZE + ep->cur_off;
+			size_t n = ep->cur_len - ep->cur_off;
+			if (n > want)
+				n = want;
+			memcpy(dst, src, n);
+			dst += n;
+			want -= n;
+			ep->cur_off += (uint32_t)n;
+			started = true;
+			if (ep->cur_off == ep->cur_len) {
+				unsigned slot = (unsigned)ep->cur_slot;
+				ep->cur_slot = -1;
+				int ret = repost(ep, slot);
+				if (ret)
+					return ret;
+			}
+		}
+	}
+	return 0;
+}
+
+/* ---- the "rdma:" transport ---- */
+
+struct rdma_chan {
+	struct mfd__chan c;
+	struct mfd__rdma_ep ep;
+};
+
+static int rdma_chan_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
+{
+	return mfd__rdma_sendv(&((struct rdma_chan *)c)->ep, iov, iovcnt);
+}
+
+static int rdma_chan_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
+{
+	return mfd__rdma_recvv(&((struct rdma_chan *)c)->ep, iov, iovcnt);
+}
+
+static int rdma_chan_recv(struct mfd__chan *c, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+	return rdma_chan_recvv(c, &iov, 1);
+}
+
+static int rdma_chan_set_timeout(struct mfd__chan *c, uint64_t ms)
+{
+	struct rdma_chan *r = (struct rdma_chan *)c;
+	__atomic_store_n(&r->ep.timeout_ms,
+			 ms == 0 || ms > INT32_MAX ? -1 : (int)ms,
+			 __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void rdma_chan_shutdown(struct mfd__chan *c, int how)
+{
+	struct rdma_chan *r = (struct rdma_chan *)c;
+	/* A queue pair has no half-close: the end of sending is the end. */
+	r->ep.ops->disconnect(r->ep.qp);
+}
+
+static void rdma_chan_close(struct mfd__chan *c)
+{
+	if (!c)
+		return;
+	mfd__rdma_ep_destroy(&((struct rdma_chan *)c)->ep);
+	free(c);
+}
+
+static const struct mfd__chan_ops rdma_chan_ops = {
+	.name = "rdma",
+	.sendv = rdma_chan_sendv,
+	.recv = rdma_chan_recv,
+	.recvv = rdma_chan_recvv,
+	.set_timeout = rdma_chan_set_timeout,
+	.shutdown = rdma_chan_shutdown,
+	.close = rdma_chan_close,
+};
+
+static int rdma_wrap(struct mfd__vqp *qp, const char *peer,
+		     struct mfd__chan **out)
+{
+	struct rdma_chan *r = calloc(1, sizeof(*r));
+	if (!r) {
+		mfd__ibv_ops.destroy(qp);
+		return -ENOMEM;
+	}
+	int ret = mfd__rdma_ep_init(&r->ep, &mfd__ibv_ops, qp, -1);
+	if (ret) {
+		mfd__ibv_ops.destroy(qp);
+		free(r);
+		return ret;
+	}
+	r->c.ops = &rdma_chan_ops;
+	r->c.fd = mfd__ibv_ops.fd(qp);
+	snprintf(r->c.peer, sizeof(r->c.peer), "%s", peer);
+	*out = &r->c;
+	return 0;
+}
+
+static int rdma_connect(const char *uri, uint64_t timeout_ms,
+			struct mfd__chan **out)
+{
+	char host[256], port[16];
+	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
+	if (!ret)
+		ret = mfd__ibv_probe();
+	struct mfd__vqp *qp;
+	if (!ret)
+		ret = mfd__ibv_connect(host, port, timeout_ms, &qp);
+	return ret ? ret : rdma_wrap(qp, uri + 5, out);
+}
+
+static int rdma_listen(const char *uri, int backlog, struct mfd__listener *l)
+{
+	char host[256], port[16], bound[16];
+	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
+	if (!ret)
+		ret = mfd__ibv_probe();
+	struct mfd__ibv_listener *il;
+	if (!ret)
+		ret = mfd__ibv_listen(host, port, &il, bound, sizeof(bound));
+	if (ret)
+		return ret;
+	l->priv = il;
+	l->fd = -1;
+	snprintf(l->uri, sizeof(l->uri), "rdma:%.100s:%s", host, bound);
+	return 0;
+}
+
+static int rdma_accept(struct mfd__listener *l, uint64_t timeout_ms,
+		       const int *cancel, struct mfd__chan **out)
+{
+	struct mfd__vqp *qp;
+	int ret = mfd__ibv_accept(l->priv, timeout_ms, cancel, &qp);
+	return ret ? ret : rdma_wrap(qp, "rdma peer", out);
+}
+
+static void rdma_listener_close(struct mfd__listener *l)
+{
+	if (l->priv)
+		mfd__ibv_listener_close(l->priv);
+	l->priv = NULL;
+}
+
+const struct mfd__transport mfd__rdma_transport = {
+	.name = "rdma",
+	.connect = rdma_connect,
+	.listen = rdma_listen,
+	.accept = rdma_accept,
+	.listener_close = rdma_listener_close,
+};

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/* Which transport makes the channels: URI scheme, then io-engine. */
+#include <errno.h>
+#include <string.h>
+
+#include "multifd/channels/channel.h"
+#include "multifd/config.h"
+#include "multifd/internal.h"
+
+int mfd__transport_select(const char *uri, const struct mfd_config *cfg,
+			  const struct mfd__transport **out)
+{
+	char host[256], port[16];
+	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
+	if (ret)
+		return ret;
+	const struct mfd__transport *tp;
+	if (strncmp(uri, "rdma:", 5) == 0)
+		tp = &mfd__rdma_transport;
+	else if (cfg && cfg->io_engine == MFD__IO_URING)
+		tp = &mfd__uring_transport;
+	else
+		tp = &mfd__tcp_transport;
+	if (out)
+		*out = tp;
+	return 0;
+}
+
+int mfd__connect(const struct mfd_config *cfg, const char *uri,
+		 uint64_t timeout_ms, struct mfd__chan **out)
+{
+	const struct mfd__transport *tp;
+	int ret = mfd__transport_select(uri, cfg, &tp);
+	return ret ? ret : tp->connect(uri, timeout_ms, out);
+}
+
+int mfd__listen(const struct mfd_config *cfg, const char *uri, int backlog,
+		struct mfd__listener *l)
+{
+	const struct mfd__transport *tp;
+	int ret = mfd__transport_select(uri, cfg, &tp);
+	if (ret)
+		return ret;
+	l->fd = -1;
+	l->priv = NULL;
+	if ((ret = tp->listen(uri, backlog, l)))
+		return ret;
+	l->tp = tp;
+	return 0;
+}
+
+int mfd__accept(struct mfd__listener *l, uint64_t timeout_ms, const int *cancel,
+		struct mfd__chan **out)
+{
+	if (!l->tp)
+		return -EBADF;
+	return l->tp->accept(l, timeout_ms, cancel, out);
+}
+
+void mfd__listener_close(struct mfd__listener *l)
+{
+	if (l->tp)
+		l->tp->listener_close(l);
+	l->tp = NULL;
+	l->fd = -1;
+}

@@ -1,0 +1,412 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * TCP channels over io_uring (io-engine = uring).
+ *
+ * Rings: one per direction of a channel, made on first use. The engine
+ * sends on a channel from one thread at a time and receives from one
+ * thread at a time, but on a main channel those may be two threads at once
+ * (the source's migration thread sends while its return path receives; the
+ * destination's loader may answer an error while a read is pending). A
+ * ring per direction keeps every ring owned by one thread without a lock.
+ * A data channel's bulk direction is the only one that does real work.
+ *
+ * Every call submits its work (the message and, with an io timeout, a
+ * linked timeout) with one io_uring_enter and waits for all of its
+ * completions before it returns: the caller's buffers (the header and
+ * offsets are reused at once) are never referenced after return.
+ *
+ * Sends of at least ZC_MIN_BYTES use IORING_OP_SENDMSG_ZC when the kernel
+ * has it: the pages go to the NIC without a copy, and the call waits for
+ * the notification CQE (IORING_CQE_F_NOTIF) that says the kernel let go of
+ * them. When the notification reports that the kernel copied anyway
+ * (loopback, or a device without scatter-gather), the channel goes back
+ * to IORING_OP_SENDMSG: zero-copy would then cost the copy plus pinning.
+ *
+ * Shutdown from another thread is shutdown(2) on the socket: the pending
+ * send or receive wakes up and completes with an error or end of file.
+ */
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "multifd/channels/channel.h"
+#include "multifd/internal.h"
+
+/* liburing 2.3 headers predate these (kernel 6.2). */
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+#endif
+
+#define RING_ENTRIES 4
+/* Below this, pinning pages and waiting for a notification costs more than
+ * the copy it saves. */
+#define ZC_MIN_BYTES (64 * 1024)
+
+enum { UD_OP = 1, UD_TIMEOUT = 2 };
+
+struct dir {
+	struct io_uring ring;
+	bool up;
+	pid_t owner; /* the thread the ring was made for */
+};
+
+struct uring_chan {
+	struct mfd__chan c;
+	struct dir tx, rx;
+	uint64_t timeout_ms; /* atomic: set_timeout may come from any thread */
+	bool zc;	     /* tx owner only */
+};
+
+/*
+ * Rings are made and unmade under one lock. liburing maps and unmaps ring
+ * memory with raw system calls that ThreadSanitizer cannot see, so a ring
+ * made at the address of one another thread unmade would look like a race
+ * on its memory; the lock orders the two. Rings are made once or twice per
+ * channel, never on the data path.
+ */
+static pthread_mutex_t ring_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static int probe_err;
+static bool probe_zc;
+
+static void probe(void)
+{
+	struct io_uring ring;
+	pthread_mutex_lock(&ring_lock);
+	int ret = io_uring_queue_init(2, &ring, 0);
+	pthread_mutex_unlock(&ring_lock);
+	if (ret) {
+		probe_err = ret;
+		return;
+	}
+	struct io_uring_probe *p = io_uring_get_probe_ring(&ring);
+	if (!p) {
+		probe_err = -EOPNOTSUPP;
+	} else {
+		if (!io_uring_opcode_supported(p, IORING_OP_SENDMSG) ||
+		    !io_uring_opcode_supported(p, IORING_OP_RECVMSG) ||
+		    !io_uring_opcode_supported(p, IORING_OP_LINK_TIMEOUT))
+			probe_err = -EOPNOTSUPP;
+		probe_zc = io_uring_opcode_supported(p, IORING_OP_SENDMSG_ZC);
+		io_uring_free_probe(p);
+	}
+	pthread_mutex_lock(&ring_lock);
+	io_uring_queue_exit(&ring);
+	pthread_mutex_unlock(&ring_lock);
+}
+
+int mfd__uring_available(void)
+{
+	pthread_once(&probe_once, probe);
+	return probe_err;
+}
+
+static int ring_init(struct io_uring *r)
+{
+	/* SINGLE_ISSUER + DEFER_TASKRUN: completion work runs only when the
+	 * owner waits for it, in its own context, with no interrupt; the
+	 * cheapest mode, and it fits a ring that one thread owns. */
+	static const unsigned flags[] = {
+		IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN,
+		IORING_SETUP_COOP_TASKRUN,
+		0,
+	};
+	int ret = -EINVAL;
+	for (size_t i = 0; i < MFD_ARRAY_SIZE(flags) && ret == -EINVAL; i++)
+		ret = io_uring_queue_init(RING_ENTRIES, r, flags[i]);
+	return ret;
+}
+
+/*
+ * The ring of one direction for the calling thread. A channel changes
+ * hands once or twice (the handshake runs on the migration or loader
+ * thread, the data on a worker): a single-issuer ring is then made anew
+ * for its new owner. Only between calls, so no operation is in flight.
+ */
+static void dir_exit(struct dir *d)
+{
+	if (!d->up)
+		return;
+	pthread_mutex_lock(&ring_lock);
+	io_uring_queue_exit(&d->ring);
+	pthread_mutex_unlock(&ring_lock);
+	d->up = false;
+}
+
+/*
+ * The ring of one direction for the calling thread. A channel changes
+ * hands once or twice (the handshake runs on the migration or loader
+ * thread, the data on a worker): a single-issuer ring is then made anew
+ * for its new owner. Only between calls, so no operation is in flight.
+ */
+static int dir_ring(struct dir *d, struct io_uring **out)
+{
+	pid_t me = gettid();
+	if (d->up && d->owner != me)
+		dir_exit(d);
+	if (!d->up) {
+		pthread_mutex_lock(&ring_lock);
+		int ret = ring_init(&d->ring);
+		pthread_mutex_unlock(&ring_lock);
+		if (ret)
+			return ret;
+		d->up = true;
+		d->owner = me;
+	}
+	*out = &d->ring;
+	return 0;
+}
+
+enum op { OP_SEND, OP_SEND_ZC, OP_RECV };
+
+/*
+ * One message operation with its optional linked timeout: submits, then
+ * waits for every CQE it produces (the op's, the timeout's, and a
+ * zero-copy send's notification). Returns the op's result: bytes, or
+ * -errno, -ETIMEDOUT when the io timeout cut it.
+ */
+static int run(struct uring_chan *u, struct dir *d, enum op op,
+	       struct msghdr *msg, bool *copied)
+{
+	struct io_uring *r;
+	int ret = dir_ring(d, &r);
+	if (ret)
+		return ret;
+	/* The ring is empty between calls: there is always room. */
+	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
+	switch (op) {
+	case OP_SEND:
+		io_uring_prep_sendmsg(sqe, u->c.fd, msg,
+				      MSG_NOSIGNAL | MSG_WAITALL);
+		break;
+	case OP_SEND_ZC:
+		io_uring_prep_sendmsg_zc(sqe, u->c.fd, msg,
+					 MSG_NOSIGNAL | MSG_WAITALL);
+		sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+		break;
+	case OP_RECV:
+		io_uring_prep_recvmsg(sqe, u->c.fd, msg, MSG_WAITALL);
+		break;
+	}
+	io_uring_sqe_set_data64(sqe, UD_OP);
+	unsigned pending = 1;
+	struct __kernel_timespec ts;
+	uint64_t ms = __atomic_load_n(&u->timeout_ms, __ATOMIC_RELAXED);
+	if (ms) {
+		sqe->flags |= IOSQE_IO_LINK;
+		ts.tv_sec = (long long)(ms / 1000);
+		ts.tv_nsec = (long long)(ms % 1000) * 1000000;
+		struct io_uring_sqe *t = io_uring_get_sqe(r);
+		io_uring_prep_link_timeout(t, &ts, 0);
+		io_uring_sqe_set_data64(t, UD_TIMEOUT);
+		pending++;
+	}
+	do
+		ret = io_uring_submit_and_wait(r, 1);
+	while (ret == -EINTR);
+	if (ret < 0)
+		return ret; /* nothing was submitted */
+
+	int res = -EIO;
+	bool timed_out = false, notif = false;
+	while (pending || notif) {
+		struct io_uring_cqe *cqe;
+		ret = io_uring_wait_cqe(r, &cqe);
+		if (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY)
+			continue;
+		if (ret)
+			return ret; /* a broken ring: the channel is dead */
+		if (cqe->user_data == UD_TIMEOUT) {
+			timed_out = cqe->res == -ETIME;
+			pending--;
+		} else if (cqe->flags & IORING_CQE_F_NOTIF) {
+			if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED)
+				*copied = true;
+			notif = false;
+		} else {
+			res = cqe->res;
+			notif = cqe->flags & IORING_CQE_F_MORE;
+			pending--;
+		}
+		io_uring_cqe_seen(r, cqe);
+	}
+	if (timed_out && res <= 0)
+		return -ETIMEDOUT;
+	return res;
+}
+
+/* Drops n bytes from the front of msg's iovecs. */
+static void advance(struct msghdr *msg, size_t n)
+{
+	while (msg->msg_iovlen && n >= msg->msg_iov->iov_len) {
+		n -= msg->msg_iov->iov_len;
+		msg->msg_iov++;
+		msg->msg_iovlen--;
+	}
+	if (msg->msg_iovlen) {
+		msg->msg_iov->iov_base = (uint8_t *)msg->msg_iov->iov_base + n;
+		msg->msg_iov->iov_len -= n;
+	}
+}
+
+static int uring_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
+{
+	struct uring_chan *u = (struct uring_chan *)c;
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+	while (msg.msg_iovlen) {
+		size_t len = 0;
+		for (size_t i = 0; i < msg.msg_iovlen; i++)
+			len += msg.msg_iov[i].iov_len;
+		if (len == 0)
+			return 0;
+		bool zc = u->zc && len >= ZC_MIN_BYTES, copied = false;
+		int n = run(u, &u->tx, zc ? OP_SEND_ZC : OP_SEND, &msg,
+			    &copied);
+		if (zc && (copied || n == -EINVAL || n == -EOPNOTSUPP)) {
+			mfd__dbg("%s: zero-copy send %s: plain sends from now "
+				 "on",
+				 c->peer,
+				 copied ? "was copied by the kernel"
+					: "refused");
+			u->zc = false;
+		}
+		if (zc && (n == -EINVAL || n == -EOPNOTSUPP))
+			continue; /* retried without zero-copy */
+		if (n < 0)
+			return n == -EAGAIN ? -ETIMEDOUT : n;
+		if (n == 0)
+			return -EPIPE;
+		advance(&msg, (size_t)n);
+	}
+	return 0;
+}
+
+static int uring_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
+{
+	struct uring_chan *u = (struct uring_chan *)c;
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+	bool started = false;
+	while (msg.msg_iovlen) {
+		if (msg.msg_iov->iov_len == 0) {
+			msg.msg_iov++;
+			msg.msg_iovlen--;
+			continue;
+		}
+		bool unused = false;
+		int n = run(u, &u->rx, OP_RECV, &msg, &unused);
+		if (n < 0)
+			return n == -EAGAIN ? -ETIMEDOUT : n;
+		if (n == 0)
+			return started ? MFD_ETRUNCATED : -ECONNRESET;
+		started = true;
+		advance(&msg, (size_t)n);
+	}
+	return 0;
+}
+
+static int uring_recv(struct mfd__chan *c, void *buf, size_t len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	return uring_recvv(c, &iov, 1);
+}
+
+static int uring_set_timeout(struct mfd__chan *c, uint64_t ms)
+{
+	struct uring_chan *u = (struct uring_chan *)c;
+	__atomic_store_n(&u->timeout_ms, ms, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void uring_shutdown(struct mfd__chan *c, int how)
+{
+	shutdown(c->fd, how);
+}
+
+static void uring_close(struct mfd__chan *c)
+{
+	struct uring_chan *u = (struct uring_chan *)c;
+	if (!u)
+		return;
+	dir_exit(&u->tx);
+	dir_exit(&u->rx);
+	close(c->fd);
+	free(u);
+}
+
+static const struct mfd__chan_ops uring_ops = {
+	.name = "uring",
+	.sendv = uring_sendv,
+	.recv = uring_recv,
+	.recvv = uring_recvv,
+	.set_timeout = uring_set_timeout,
+	.shutdown = uring_shutdown,
+	.close = uring_close,
+};
+
+static int uring_wrap(int fd, struct mfd__chan **out)
+{
+	struct uring_chan *u = calloc(1, sizeof(*u));
+	if (!u) {
+		close(fd);
+		return -ENOMEM;
+	}
+	u->c.ops = &uring_ops;
+	u->c.fd = fd;
+	u->zc = probe_zc;
+	mfd__tcp_peer_name(fd, u->c.peer, sizeof(u->c.peer));
+	*out = &u->c;
+	return 0;
+}
+
+static int check_available(void)
+{
+	int ret = mfd__uring_available();
+	if (ret)
+		mfd__err("io-engine uring: io_uring is not available here: %s",
+			 mfd_strerror(ret));
+	return ret;
+}
+
+static int uring_connect(const char *uri, uint64_t timeout_ms,
+			 struct mfd__chan **out)
+{
+	int fd, ret = check_available();
+	if (!ret)
+		ret = mfd__tcp_connect_fd(uri, timeout_ms, &fd);
+	return ret ? ret : uring_wrap(fd, out);
+}
+
+static int uring_listen(const char *uri, int backlog, struct mfd__listener *l)
+{
+	int ret = check_available();
+	return ret ? ret : mfd__tcp_transport.listen(uri, backlog, l);
+}
+
+static int uring_accept(struct mfd__listener *l, uint64_t timeout_ms,
+			const int *cancel, struct mfd__chan **out)
+{
+	int fd, ret = mfd__tcp_accept_fd(l, timeout_ms, cancel, &fd);
+	return ret ? ret : uring_wrap(fd, out);
+}
+
+static void uring_listener_close(struct mfd__listener *l)
+{
+	mfd__tcp_transport.listener_close(l);
+}
+
+const struct mfd__transport mfd__uring_transport = {
+	.name = "uring",
+	.connect = uring_connect,
+	.listen = uring_listen,
+	.accept = uring_accept,
+	.listener_close = uring_listener_close,
+};
