@@ -28,30 +28,70 @@ enum {
  * vfio_mig_get_next_state().
  */
 static const unsigned char next_tab[MFD_DEV_NSTATES][MFD_DEV_NSTATES] = {
-	[S_STOP] = {[S_STOP] = S_STOP, [S_RUN] = S_RP2P, [S_PC] = S_RP2P,
-		    [S_PCP2P] = S_RP2P, [S_SC] = S_SC, [S_RES] = S_RES,
-		    [S_RP2P] = S_RP2P, [S_ERR] = S_ERR},
-	[S_RUN] = {[S_STOP] = S_RP2P, [S_RUN] = S_RUN, [S_PC] = S_PC,
-		   [S_PCP2P] = S_RP2P, [S_SC] = S_RP2P, [S_RES] = S_RP2P,
-		   [S_RP2P] = S_RP2P, [S_ERR] = S_ERR},
-	[S_PC] = {[S_STOP] = S_RUN, [S_RUN] = S_RUN, [S_PC] = S_PC,
-		  [S_PCP2P] = S_PCP2P, [S_SC] = S_PCP2P, [S_RES] = S_RUN,
-		  [S_RP2P] = S_RUN, [S_ERR] = S_ERR},
-	[S_PCP2P] = {[S_STOP] = S_RP2P, [S_RUN] = S_RP2P, [S_PC] = S_PC,
-		     [S_PCP2P] = S_PCP2P, [S_SC] = S_SC, [S_RES] = S_RP2P,
-		     [S_RP2P] = S_RP2P, [S_ERR] = S_ERR},
-	[S_SC] = {[S_STOP] = S_STOP, [S_RUN] = S_STOP, [S_PC] = S_STOP,
-		  [S_PCP2P] = S_STOP, [S_SC] = S_SC, [S_RES] = S_STOP,
-		  [S_RP2P] = S_STOP, [S_ERR] = S_ERR},
-	[S_RES] = {[S_STOP] = S_STOP, [S_RUN] = S_STOP, [S_PC] = S_STOP,
-		   [S_PCP2P] = S_STOP, [S_SC] = S_STOP, [S_RES] = S_RES,
-		   [S_RP2P] = S_STOP, [S_ERR] = S_ERR},
-	[S_RP2P] = {[S_STOP] = S_STOP, [S_RUN] = S_RUN, [S_PC] = S_RUN,
-		    [S_PCP2P] = S_PCP2P, [S_SC] = S_STOP, [S_RES] = S_STOP,
-		    [S_RP2P] = S_RP2P, [S_ERR] = S_ERR},
-	[S_ERR] = {[S_STOP] = S_ERR, [S_RUN] = S_ERR, [S_PC] = S_ERR,
-		   [S_PCP2P] = S_ERR, [S_SC] = S_ERR, [S_RES] = S_ERR,
-		   [S_RP2P] = S_ERR, [S_ERR] = S_ERR},
+	[S_STOP] = { [S_STOP] = S_STOP,
+		     [S_RUN] = S_RP2P,
+		     [S_PC] = S_RP2P,
+		     [S_PCP2P] = S_RP2P,
+		     [S_SC] = S_SC,
+		     [S_RES] = S_RES,
+		     [S_RP2P] = S_RP2P,
+		     [S_ERR] = S_ERR },
+	[S_RUN] = { [S_STOP] = S_RP2P,
+		    [S_RUN] = S_RUN,
+		    [S_PC] = S_PC,
+		    [S_PCP2P] = S_RP2P,
+		    [S_SC] = S_RP2P,
+		    [S_RES] = S_RP2P,
+		    [S_RP2P] = S_RP2P,
+		    [S_ERR] = S_ERR },
+	[S_PC] = { [S_STOP] = S_RUN,
+		   [S_RUN] = S_RUN,
+		   [S_PC] = S_PC,
+		   [S_PCP2P] = S_PCP2P,
+		   [S_SC] = S_PCP2P,
+		   [S_RES] = S_RUN,
+		   [S_RP2P] = S_RUN,
+		   [S_ERR] = S_ERR },
+	[S_PCP2P] = { [S_STOP] = S_RP2P,
+		      [S_RUN] = S_RP2P,
+		      [S_PC] = S_PC,
+		      [S_PCP2P] = S_PCP2P,
+		      [S_SC] = S_SC,
+		      [S_RES] = S_RP2P,
+		      [S_RP2P] = S_RP2P,
+		      [S_ERR] = S_ERR },
+	[S_SC] = { [S_STOP] = S_STOP,
+		   [S_RUN] = S_STOP,
+		   [S_PC] = S_STOP,
+		   [S_PCP2P] = S_STOP,
+		   [S_SC] = S_SC,
+		   [S_RES] = S_STOP,
+		   [S_RP2P] = S_STOP,
+		   [S_ERR] = S_ERR },
+	[S_RES] = { [S_STOP] = S_STOP,
+		    [S_RUN] = S_STOP,
+		    [S_PC] = S_STOP,
+		    [S_PCP2P] = S_STOP,
+		    [S_SC] = S_STOP,
+		    [S_RES] = S_RES,
+		    [S_RP2P] = S_STOP,
+		    [S_ERR] = S_ERR },
+	[S_RP2P] = { [S_STOP] = S_STOP,
+		     [S_RUN] = S_RUN,
+		     [S_PC] = S_RUN,
+		     [S_PCP2P] = S_PCP2P,
+		     [S_SC] = S_STOP,
+		     [S_RES] = S_STOP,
+		     [S_RP2P] = S_RP2P,
+		     [S_ERR] = S_ERR },
+	[S_ERR] = { [S_STOP] = S_ERR,
+		    [S_RUN] = S_ERR,
+		    [S_PC] = S_ERR,
+		    [S_PCP2P] = S_ERR,
+		    [S_SC] = S_ERR,
+		    [S_RES] = S_ERR,
+		    [S_RP2P] = S_ERR,
+		    [S_ERR] = S_ERR },
 };
 
 /* Capabilities a state needs; ERROR can never be asked for. */
@@ -76,7 +116,8 @@ const char *mfd_dev_state_name(int s)
 {
 	static const char *const names[MFD_DEV_NSTATES] = {
 		"ERROR",    "STOP",	   "RUNNING",  "STOP_COPY",
-		"RESUMING", "RUNNING_P2P", "PRE_COPY", "PRE_COPY_P2P"};
+		"RESUMING", "RUNNING_P2P", "PRE_COPY", "PRE_COPY_P2P"
+	};
 	return s >= 0 && s < MFD_DEV_NSTATES ? names[s] : "?";
 }
 
@@ -239,9 +280,8 @@ static int advance(struct mfd__devset *set, unsigned idx, int target,
 					     &next);
 		if (ret)
 			return ret;
-		if (bounded &&
-		    ((is_stopped(next) && !is_stopped(d->state)) ||
-		     (is_running(next) && !is_running(d->state))))
+		if (bounded && ((is_stopped(next) && !is_stopped(d->state)) ||
+				(is_running(next) && !is_running(d->state))))
 			return 0;
 		ret = step(set, idx, next);
 		if (ret)
@@ -332,10 +372,11 @@ int mfd__devset_notify(struct mfd__devset *set, enum mfd__mig_event ev)
 		int ret = mfd__devset_goto(set, S_RUN, true);
 		for (unsigned i = 0; i < set->n; i++)
 			if (set->devs[i].state != S_RUN)
-				mfd__err("device %s left in %s after the failed "
-					 "migration",
-					 set->devs[i].name,
-					 mfd_dev_state_name(set->devs[i].state));
+				mfd__err(
+					"device %s left in %s after the failed "
+					"migration",
+					set->devs[i].name,
+					mfd_dev_state_name(set->devs[i].state));
 		return ret;
 	}
 	return -EINVAL;

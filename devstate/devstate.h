@@ -24,14 +24,14 @@
 
 #include "multifd/device.h"
 
-#define MFD_MAX_DEVICES 256
+#define MFD_MAX_DEVICES	 256
 #define MFD_MAX_DEV_NAME 63
 
 struct mfd__dev {
 	char name[MFD_MAX_DEV_NAME + 1];
 	mfd_device_ops ops;
 	void *opaque;
-	int state; /* as the library last set (or read) it */
+	int state;     /* as the library last set (or read) it */
 	unsigned arcs; /* arcs taken, for tests and logs */
 };
 

@@ -12,7 +12,7 @@ struct rdev {
 	uint32_t next;		  /* seq the loader takes next */
 	uint32_t last_seq;	  /* valid when has_last */
 	bool has_last;
-	bool done; /* last chunk taken */
+	bool done;	   /* last chunk taken */
 	pthread_cond_t cv; /* its loader waits here */
 };
 
@@ -83,7 +83,8 @@ static int check(struct mfd__reorder *r, struct rdev *d, uint32_t dev,
 			 (unsigned long long)d->next + r->window);
 		return MFD_EROUND;
 	}
-	if (d->has_last && (seq > d->last_seq || (last && seq != d->last_seq))) {
+	if (d->has_last &&
+	    (seq > d->last_seq || (last && seq != d->last_seq))) {
 		mfd__err("device %u: chunk %u after the last chunk %u", dev,
 			 seq, d->last_seq);
 		return MFD_EROUND;

@@ -39,9 +39,9 @@ struct mfd__rchunk {
 };
 
 struct mfd__reorder_stats {
-	uint64_t peak_bytes;	/* highest bytes held */
-	uint64_t waits;		/* times a receiver blocked on the bound */
-	uint64_t chunks;	/* chunks loaded */
+	uint64_t peak_bytes; /* highest bytes held */
+	uint64_t waits;	     /* times a receiver blocked on the bound */
+	uint64_t chunks;     /* chunks loaded */
 };
 
 #define MFD_DEV_SEQ_WINDOW 65536U

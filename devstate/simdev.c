@@ -8,8 +8,8 @@
 #include "devstate/simdev.h"
 
 #define SIM_MAGIC 0x444d4953U /* "SIMD" */
-#define REC_HDR 16
-#define NONE UINT32_MAX
+#define REC_HDR	  16
+#define NONE	  UINT32_MAX
 
 struct mfd_simdev {
 	struct mfd_simdev_cfg cfg;
@@ -32,7 +32,8 @@ struct mfd_simdev {
 	/* DMA thread. */
 	pthread_t dma_thread;
 	bool dma_started, dma_run, dma_busy, dma_quit;
-	uint64_t *dma_log; /* one bit per dma page, atomic */
+	uint64_t *dma_log;  /* one bit per dma page, atomic */
+	uint64_t dma_pages; /* atomic */
 	uint64_t dma_npages;
 };
 
@@ -181,10 +182,11 @@ static void *dma_main(void *arg)
 		uint64_t pages = (uint64_t)carry;
 		carry -= (double)pages;
 		for (uint64_t i = 0; i < pages; i++, n++)
-			dma_write_page(d, mix64(d->cfg.seed + n) % d->dma_npages,
+			dma_write_page(d,
+				       mix64(d->cfg.seed + n) % d->dma_npages,
 				       d->cfg.seed ^ n);
-		__atomic_fetch_add(&d->st.dma_pages, pages, __ATOMIC_RELAXED);
-		struct timespec ts = {0, 1000000};
+		__atomic_fetch_add(&d->dma_pages, pages, __ATOMIC_RELAXED);
+		struct timespec ts = { 0, 1000000 };
 		nanosleep(&ts, NULL);
 
 		pthread_mutex_lock(&d->lock);
@@ -217,8 +219,8 @@ static int sim_dma_dirty(void *opaque,
 		return 0;
 	uint64_t words = (d->dma_npages + 63) / 64;
 	for (uint64_t w = 0; w < words; w++) {
-		uint64_t bits =
-			__atomic_exchange_n(&d->dma_log[w], 0, __ATOMIC_ACQ_REL);
+		uint64_t bits = __atomic_exchange_n(&d->dma_log[w], 0,
+						    __ATOMIC_ACQ_REL);
 		while (bits) {
 			unsigned b = (unsigned)__builtin_ctzll(bits);
 			bits &= bits - 1;
@@ -380,7 +382,8 @@ static ssize_t sim_save(void *opaque, void *buf, size_t len)
 			d->rec_len = unit_len(d, u);
 			d->rec_off = 0;
 			d->sent[u] = d->ver[u];
-			uint32_t h[4] = {SIM_MAGIC, u, d->rec_ver, d->rec_len};
+			uint32_t h[4] = { SIM_MAGIC, u, d->rec_ver,
+					  d->rec_len };
 			for (int i = 0; i < 4; i++)
 				for (int b = 0; b < 4; b++)
 					d->hdr[i * 4 + b] =
@@ -481,8 +484,8 @@ out:
 		uint64_t t = now_ns();
 		if (t < t0 + cost) {
 			uint64_t w = t0 + cost - t;
-			struct timespec ts = {(time_t)(w / 1000000000ULL),
-					      (long)(w % 1000000000ULL)};
+			struct timespec ts = { (time_t)(w / 1000000000ULL),
+					       (long)(w % 1000000000ULL) };
 			nanosleep(&ts, NULL);
 		}
 	}
@@ -496,9 +499,8 @@ out:
 
 int mfd_simdev_new(struct mfd_simdev **out, const struct mfd_simdev_cfg *cfg)
 {
-	if (!out || !cfg || cfg->state_size == 0 ||
-	    cfg->precopy_fraction < 0 || cfg->precopy_fraction > 1 ||
-	    (cfg->unit_size % 8) != 0)
+	if (!out || !cfg || cfg->state_size == 0 || cfg->precopy_fraction < 0 ||
+	    cfg->precopy_fraction > 1 || (cfg->unit_size % 8) != 0)
 		return -EINVAL;
 	struct mfd_simdev *d = calloc(1, sizeof(*d));
 	if (!d)
@@ -510,8 +512,8 @@ int mfd_simdev_new(struct mfd_simdev **out, const struct mfd_simdev_cfg *cfg)
 		d->cfg.caps = MFD_DEV_CAP_ALL;
 	if (!d->cfg.dma_page)
 		d->cfg.dma_page = 4096;
-	uint64_t nu = (d->cfg.state_size + d->cfg.unit_size - 1) /
-		      d->cfg.unit_size;
+	uint64_t nu =
+		(d->cfg.state_size + d->cfg.unit_size - 1) / d->cfg.unit_size;
 	if (nu >= NONE) {
 		free(d);
 		return -EINVAL;
@@ -622,6 +624,6 @@ void mfd_simdev_get_stats(struct mfd_simdev *d, struct mfd_simdev_stats *st)
 {
 	pthread_mutex_lock(&d->lock);
 	*st = d->st;
-	st->dma_pages = __atomic_load_n(&d->st.dma_pages, __ATOMIC_RELAXED);
+	st->dma_pages = __atomic_load_n(&d->dma_pages, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&d->lock);
 }

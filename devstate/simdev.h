@@ -69,12 +69,12 @@ uint32_t mfd_simdev_version(struct mfd_simdev *d, uint32_t unit);
 uint64_t mfd_simdev_digest(struct mfd_simdev *d);
 
 struct mfd_simdev_stats {
-	uint64_t saved_bytes;	  /* stream bytes produced, all sessions */
-	uint64_t precopy_bytes;	  /* of which in PRE_COPY */
-	uint64_t loaded_bytes;	  /* stream bytes applied */
-	uint64_t dma_pages;	  /* guest pages written by DMA */
-	uint64_t load_ns;	  /* time spent inside load() */
-	uint64_t state_changes;	  /* units changed */
+	uint64_t saved_bytes;	/* stream bytes produced, all sessions */
+	uint64_t precopy_bytes; /* of which in PRE_COPY */
+	uint64_t loaded_bytes;	/* stream bytes applied */
+	uint64_t dma_pages;	/* guest pages written by DMA */
+	uint64_t load_ns;	/* time spent inside load() */
+	uint64_t state_changes; /* units changed */
 };
 void mfd_simdev_get_stats(struct mfd_simdev *d, struct mfd_simdev_stats *st);
 

@@ -13,13 +13,20 @@
 #include "multifd/vfio.h"
 
 /* Our state numbers are VFIO's; make the compiler check it. */
-_Static_assert((int)MFD_DEV_STOP == (int)VFIO_DEVICE_STATE_STOP, "state numbers");
-_Static_assert((int)MFD_DEV_RUNNING == (int)VFIO_DEVICE_STATE_RUNNING, "state numbers");
-_Static_assert((int)MFD_DEV_STOP_COPY == (int)VFIO_DEVICE_STATE_STOP_COPY, "numbers");
-_Static_assert((int)MFD_DEV_RESUMING == (int)VFIO_DEVICE_STATE_RESUMING, "numbers");
-_Static_assert((int)MFD_DEV_RUNNING_P2P == (int)VFIO_DEVICE_STATE_RUNNING_P2P, "num");
-_Static_assert((int)MFD_DEV_PRE_COPY == (int)VFIO_DEVICE_STATE_PRE_COPY, "numbers");
-_Static_assert((int)MFD_DEV_PRE_COPY_P2P == (int)VFIO_DEVICE_STATE_PRE_COPY_P2P, "n");
+_Static_assert((int)MFD_DEV_STOP == (int)VFIO_DEVICE_STATE_STOP,
+	       "state numbers");
+_Static_assert((int)MFD_DEV_RUNNING == (int)VFIO_DEVICE_STATE_RUNNING,
+	       "state numbers");
+_Static_assert((int)MFD_DEV_STOP_COPY == (int)VFIO_DEVICE_STATE_STOP_COPY,
+	       "numbers");
+_Static_assert((int)MFD_DEV_RESUMING == (int)VFIO_DEVICE_STATE_RESUMING,
+	       "numbers");
+_Static_assert((int)MFD_DEV_RUNNING_P2P == (int)VFIO_DEVICE_STATE_RUNNING_P2P,
+	       "num");
+_Static_assert((int)MFD_DEV_PRE_COPY == (int)VFIO_DEVICE_STATE_PRE_COPY,
+	       "numbers");
+_Static_assert((int)MFD_DEV_PRE_COPY_P2P == (int)VFIO_DEVICE_STATE_PRE_COPY_P2P,
+	       "n");
 _Static_assert(MFD_DEV_CAP_STOP_COPY == VFIO_MIGRATION_STOP_COPY, "caps");
 _Static_assert(MFD_DEV_CAP_P2P == VFIO_MIGRATION_P2P, "caps");
 _Static_assert(MFD_DEV_CAP_PRE_COPY == VFIO_MIGRATION_PRE_COPY, "caps");
@@ -83,8 +90,9 @@ static bool saving(int s)
 static int vfio_set_state(void *opaque, int new_state)
 {
 	struct mfd_vfio_dev *d = opaque;
-	struct vfio_device_feature_mig_state st = {
-		.device_state = (uint32_t)new_state, .data_fd = -1};
+	struct vfio_device_feature_mig_state st = { .device_state =
+							    (uint32_t)new_state,
+						    .data_fd = -1 };
 	int ret = feature(d,
 			  VFIO_DEVICE_FEATURE_SET |
 				  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
@@ -113,7 +121,7 @@ static int vfio_set_state(void *opaque, int new_state)
 static int vfio_get_state(void *opaque, int *state)
 {
 	struct mfd_vfio_dev *d = opaque;
-	struct vfio_device_feature_mig_state st = {.data_fd = -1};
+	struct vfio_device_feature_mig_state st = { .data_fd = -1 };
 	int ret = feature(d,
 			  VFIO_DEVICE_FEATURE_GET |
 				  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
@@ -140,7 +148,7 @@ static int vfio_reset(void *opaque)
 static int vfio_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
 {
 	struct mfd_vfio_dev *d = opaque;
-	struct vfio_precopy_info info = {.argsz = sizeof(info)};
+	struct vfio_precopy_info info = { .argsz = sizeof(info) };
 	if (d->data_fd < 0)
 		return -EBADF;
 	if (d->sys.ioctl(d->sys.ctx, d->data_fd, VFIO_MIG_GET_PRECOPY_INFO,
@@ -190,8 +198,7 @@ static int vfio_load(void *opaque, const void *buf, size_t len)
 	return 0;
 }
 
-int mfd_vfio_dev_new(mfd_vfio_dev **out, int device_fd,
-		     const mfd_vfio_sys *sys)
+int mfd_vfio_dev_new(mfd_vfio_dev **out, int device_fd, const mfd_vfio_sys *sys)
 {
 	if (!out || device_fd < 0)
 		return -EINVAL;
@@ -203,13 +210,12 @@ int mfd_vfio_dev_new(mfd_vfio_dev **out, int device_fd,
 	if (sys)
 		d->sys = *sys;
 	else
-		d->sys = (mfd_vfio_sys){NULL, sys_ioctl, sys_read, sys_write,
-					sys_close};
-	struct vfio_device_feature_migration mig = {0};
-	int ret = feature(d,
-			  VFIO_DEVICE_FEATURE_GET |
-				  VFIO_DEVICE_FEATURE_MIGRATION,
-			  &mig, sizeof(mig));
+		d->sys = (mfd_vfio_sys){ NULL, sys_ioctl, sys_read, sys_write,
+					 sys_close };
+	struct vfio_device_feature_migration mig = { 0 };
+	int ret = feature(
+		d, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION,
+		&mig, sizeof(mig));
 	if (ret == -ENOTTY || ret == -EINVAL || ret == -EOPNOTSUPP ||
 	    (!ret && !(mig.flags & VFIO_MIGRATION_STOP_COPY))) {
 		mfd__err("vfio: the device does not support migration v2 "

@@ -11,8 +11,8 @@
 #include <linux/vfio.h>
 
 #ifndef VFIO_MIGRATION_PRE_COPY
-#define VFIO_MIGRATION_PRE_COPY (1 << 2)
-#define VFIO_DEVICE_STATE_PRE_COPY 6
+#define VFIO_MIGRATION_PRE_COPY	       (1 << 2)
+#define VFIO_DEVICE_STATE_PRE_COPY     6
 #define VFIO_DEVICE_STATE_PRE_COPY_P2P 7
 #endif
 

@@ -13,18 +13,24 @@
 
 #include "devstate/devstate.h"
 
-enum { ERR = MFD_DEV_ERROR, STOP = MFD_DEV_STOP, RUN = MFD_DEV_RUNNING,
-       SC = MFD_DEV_STOP_COPY, RES = MFD_DEV_RESUMING,
-       RP2P = MFD_DEV_RUNNING_P2P, PC = MFD_DEV_PRE_COPY,
-       PCP2P = MFD_DEV_PRE_COPY_P2P };
+enum {
+	ERR = MFD_DEV_ERROR,
+	STOP = MFD_DEV_STOP,
+	RUN = MFD_DEV_RUNNING,
+	SC = MFD_DEV_STOP_COPY,
+	RES = MFD_DEV_RESUMING,
+	RP2P = MFD_DEV_RUNNING_P2P,
+	PC = MFD_DEV_PRE_COPY,
+	PCP2P = MFD_DEV_PRE_COPY_P2P
+};
 
 /* The arcs linux/vfio.h describes, one by one (for a device with every
  * optional state). Independent of the library's table. */
 static const int uapi_arcs[][2] = {
-	{RP2P, STOP}, {SC, STOP},   {RES, STOP},  {RP2P, RUN},
-	{RUN, RP2P},  {STOP, RP2P}, {STOP, SC},	  {STOP, RES},
-	{RUN, PC},    {RP2P, PCP2P}, {PC, RUN},	  {PCP2P, RP2P},
-	{PC, PCP2P},  {PCP2P, PC},  {PCP2P, SC},
+	{ RP2P, STOP }, { SC, STOP },	 { RES, STOP }, { RP2P, RUN },
+	{ RUN, RP2P },	{ STOP, RP2P },	 { STOP, SC },	{ STOP, RES },
+	{ RUN, PC },	{ RP2P, PCP2P }, { PC, RUN },	{ PCP2P, RP2P },
+	{ PC, PCP2P },	{ PCP2P, PC },	 { PCP2P, SC },
 };
 
 static bool uapi_arc(int a, int b)
@@ -60,18 +66,18 @@ static void test_full_caps_shortest_paths(void **state)
 		for (int b = 1; b < MFD_DEV_NSTATES; b++) {
 			int cur = a, steps = 0, n;
 			while (cur != b) {
-				assert_int_equal(mfd_dev_next_state(
-							 cur, b, MFD_DEV_CAP_ALL,
-							 &n),
-						 0);
+				assert_int_equal(
+					mfd_dev_next_state(cur, b,
+							   MFD_DEV_CAP_ALL, &n),
+					0);
 				assert_true(uapi_arc(cur, n));
 				cur = n;
 				assert_true(++steps <= 8);
 			}
 			assert_int_equal(steps, dist(a, b));
-			assert_int_equal(mfd_dev_arc_valid(a, b,
-							   MFD_DEV_CAP_ALL),
-					 uapi_arc(a, b));
+			assert_int_equal(
+				mfd_dev_arc_valid(a, b, MFD_DEV_CAP_ALL),
+				uapi_arc(a, b));
 		}
 }
 
@@ -82,8 +88,7 @@ static void test_specific_paths(void **state)
 	assert_int_equal(n, RP2P);
 	assert_int_equal(mfd_dev_next_state(PC, SC, MFD_DEV_CAP_ALL, &n), 0);
 	assert_int_equal(n, PCP2P);
-	assert_int_equal(mfd_dev_next_state(PCP2P, SC, MFD_DEV_CAP_ALL, &n),
-			 0);
+	assert_int_equal(mfd_dev_next_state(PCP2P, SC, MFD_DEV_CAP_ALL, &n), 0);
 	assert_int_equal(n, SC);
 	/* Without P2P the P2P states are passed through. */
 	uint32_t nop2p = MFD_DEV_CAP_STOP_COPY | MFD_DEV_CAP_PRE_COPY;
@@ -105,23 +110,23 @@ static void test_illegal(void **state)
 	int n = -1;
 	/* ERROR can never be asked for, nor left by the FSM. */
 	for (int s = 1; s < MFD_DEV_NSTATES; s++)
-		assert_int_equal(mfd_dev_next_state(s, ERR, MFD_DEV_CAP_ALL,
-						    &n),
-				 -EINVAL);
+		assert_int_equal(
+			mfd_dev_next_state(s, ERR, MFD_DEV_CAP_ALL, &n),
+			-EINVAL);
 	for (int s = 0; s < MFD_DEV_NSTATES; s++)
-		assert_int_equal(mfd_dev_next_state(ERR, s, MFD_DEV_CAP_ALL,
-						    &n),
-				 -EINVAL);
+		assert_int_equal(
+			mfd_dev_next_state(ERR, s, MFD_DEV_CAP_ALL, &n),
+			-EINVAL);
 	/* Unsupported optional states, either end. */
 	uint32_t base = MFD_DEV_CAP_STOP_COPY;
 	assert_int_equal(mfd_dev_next_state(RUN, PC, base, &n), -EINVAL);
 	assert_int_equal(mfd_dev_next_state(RUN, RP2P, base, &n), -EINVAL);
 	assert_int_equal(mfd_dev_next_state(PC, RUN, base, &n), -EINVAL);
-	assert_int_equal(mfd_dev_next_state(
-				 RUN, PCP2P,
-				 MFD_DEV_CAP_STOP_COPY | MFD_DEV_CAP_PRE_COPY,
-				 &n),
-			 -EINVAL);
+	assert_int_equal(
+		mfd_dev_next_state(RUN, PCP2P,
+				   MFD_DEV_CAP_STOP_COPY | MFD_DEV_CAP_PRE_COPY,
+				   &n),
+		-EINVAL);
 	/* Out of range. */
 	assert_int_equal(mfd_dev_next_state(RUN, 8, MFD_DEV_CAP_ALL, &n),
 			 -EINVAL);
@@ -153,9 +158,8 @@ static void test_reduced_caps_terminate(void **state)
 					continue;
 				while (cur != b) {
 					assert_int_equal(
-						mfd_dev_next_state(cur, b,
-								   capsets[c],
-								   &n),
+						mfd_dev_next_state(
+							cur, b, capsets[c], &n),
 						0);
 					assert_true(mfd_dev_arc_valid(
 						cur, n, capsets[c]));
@@ -238,13 +242,13 @@ static void make_set(struct mfd__devset *set, bool source, struct fake *f,
 	set->trace = trace_fn;
 	set->trace_ctx = t;
 	for (unsigned i = 0; i < n; i++) {
-		mfd_device_ops ops = {.caps = f[i].caps,
-				      .set_state = fake_set,
-				      .get_state = fake_get,
-				      .reset = fake_reset,
-				      .get_precopy_info = fake_info,
-				      .save = fake_save,
-				      .load = fake_load};
+		mfd_device_ops ops = { .caps = f[i].caps,
+				       .set_state = fake_set,
+				       .get_state = fake_get,
+				       .reset = fake_reset,
+				       .get_precopy_info = fake_info,
+				       .save = fake_save,
+				       .load = fake_load };
 		char name[16];
 		snprintf(name, sizeof(name), "dev%u", i);
 		f[i].state = RUN;
@@ -263,8 +267,8 @@ static bool running(int s)
 
 /* In the trace: no device enters a stopped state while a P2P-capable
  * device is still in RUNNING/PRE_COPY, and vice versa for running. */
-static void check_p2p_rule(const struct trace *t, struct fake *f,
-			   unsigned n, const int *start)
+static void check_p2p_rule(const struct trace *t, struct fake *f, unsigned n,
+			   const int *start)
 {
 	int cur[8];
 	for (unsigned i = 0; i < n; i++)
@@ -286,15 +290,16 @@ static void check_p2p_rule(const struct trace *t, struct fake *f,
 
 static void test_p2p_rule_source(void **state)
 {
-	struct fake f[4] = {{.caps = MFD_DEV_CAP_ALL},
-			    {.caps = MFD_DEV_CAP_ALL},
-			    {.caps = MFD_DEV_CAP_STOP_COPY | MFD_DEV_CAP_P2P},
-			    {.caps = MFD_DEV_CAP_STOP_COPY |
-				     MFD_DEV_CAP_PRE_COPY}};
-	struct trace t = {0};
+	struct fake f[4] = {
+		{ .caps = MFD_DEV_CAP_ALL },
+		{ .caps = MFD_DEV_CAP_ALL },
+		{ .caps = MFD_DEV_CAP_STOP_COPY | MFD_DEV_CAP_P2P },
+		{ .caps = MFD_DEV_CAP_STOP_COPY | MFD_DEV_CAP_PRE_COPY }
+	};
+	struct trace t = { 0 };
 	struct mfd__devset set;
 	make_set(&set, true, f, 4, &t);
-	int start[4] = {RUN, RUN, RUN, RUN};
+	int start[4] = { RUN, RUN, RUN, RUN };
 
 	assert_int_equal(mfd__devset_notify(&set, MFD_MIG_SETUP), 0);
 	assert_int_equal(f[0].state, PC);
@@ -318,7 +323,7 @@ static void test_p2p_rule_source(void **state)
 	check_p2p_rule(&t, f, 4, start);
 
 	/* And back up: the P2P rule the other way. */
-	int start2[4] = {STOP, STOP, STOP, STOP};
+	int start2[4] = { STOP, STOP, STOP, STOP };
 	t.n = 0;
 	assert_int_equal(mfd__devset_vm_event(&set, MFD_VM_AFTER_RESUME), 0);
 	for (int i = 0; i < 4; i++)
@@ -329,13 +334,13 @@ static void test_p2p_rule_source(void **state)
 
 static void test_dest_events(void **state)
 {
-	struct fake f[3] = {{.caps = MFD_DEV_CAP_ALL},
-			    {.caps = MFD_DEV_CAP_STOP_COPY},
-			    {.caps = MFD_DEV_CAP_ALL}};
-	struct trace t = {0};
+	struct fake f[3] = { { .caps = MFD_DEV_CAP_ALL },
+			     { .caps = MFD_DEV_CAP_STOP_COPY },
+			     { .caps = MFD_DEV_CAP_ALL } };
+	struct trace t = { 0 };
 	struct mfd__devset set;
 	make_set(&set, false, f, 3, &t);
-	int start[3] = {RUN, RUN, RUN};
+	int start[3] = { RUN, RUN, RUN };
 	assert_int_equal(mfd__devset_vm_event(&set, MFD_VM_BEFORE_LOAD), 0);
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(f[i].state, RES);
@@ -355,10 +360,10 @@ static void test_dest_events(void **state)
 
 static void test_failure_rolls_back(void **state)
 {
-	struct fake f[3] = {{.caps = MFD_DEV_CAP_ALL},
-			    {.caps = MFD_DEV_CAP_ALL, .fail_to = SC},
-			    {.caps = MFD_DEV_CAP_ALL}};
-	struct trace t = {0};
+	struct fake f[3] = { { .caps = MFD_DEV_CAP_ALL },
+			     { .caps = MFD_DEV_CAP_ALL, .fail_to = SC },
+			     { .caps = MFD_DEV_CAP_ALL } };
+	struct trace t = { 0 };
 	struct mfd__devset set;
 	make_set(&set, true, f, 3, &t);
 	assert_int_equal(mfd__devset_notify(&set, MFD_MIG_SETUP), 0);
@@ -389,9 +394,9 @@ static void test_failure_rolls_back(void **state)
 
 static void test_bad_requests_touch_nothing(void **state)
 {
-	struct fake f[2] = {{.caps = MFD_DEV_CAP_ALL},
-			    {.caps = MFD_DEV_CAP_STOP_COPY}};
-	struct trace t = {0};
+	struct fake f[2] = { { .caps = MFD_DEV_CAP_ALL },
+			     { .caps = MFD_DEV_CAP_STOP_COPY } };
+	struct trace t = { 0 };
 	struct mfd__devset set;
 	make_set(&set, true, f, 2, &t);
 	assert_int_equal(mfd__dev_goto(&set, 0, ERR), -EINVAL);
@@ -400,9 +405,9 @@ static void test_bad_requests_touch_nothing(void **state)
 	assert_int_equal(mfd__devset_goto(&set, ERR, false), -EINVAL);
 	assert_int_equal(t.n, 0);
 	/* Registration checks. */
-	mfd_device_ops ops = {.caps = MFD_DEV_CAP_P2P,
-			      .set_state = fake_set,
-			      .save = fake_save};
+	mfd_device_ops ops = { .caps = MFD_DEV_CAP_P2P,
+			       .set_state = fake_set,
+			       .save = fake_save };
 	assert_int_equal(mfd__devset_add(&set, "x", &ops, NULL), -EINVAL);
 	ops.caps = MFD_DEV_CAP_STOP_COPY;
 	assert_int_equal(mfd__devset_add(&set, "dev0", &ops, NULL), -EEXIST);

@@ -135,7 +135,7 @@ static void *reserve_thread(void *arg)
 
 static void sleep_ms(int ms)
 {
-	struct timespec ts = {0, ms * 1000000L};
+	struct timespec ts = { 0, ms * 1000000L };
 	nanosleep(&ts, NULL);
 }
 
@@ -149,7 +149,7 @@ static void test_back_pressure(void **state)
 		put(r, 0, s, chunk, false);
 	assert_int_equal(mfd__reorder_bytes(r), 3 * chunk);
 	/* An out-of-order chunk must wait: the buffer does not grow. */
-	struct blocked b = {.r = r, .dev = 0, .seq = 4, .len = chunk};
+	struct blocked b = { .r = r, .dev = 0, .seq = 4, .len = chunk };
 	pthread_t t;
 	pthread_create(&t, NULL, reserve_thread, &b);
 	sleep_ms(100);
@@ -184,7 +184,7 @@ static void test_abort_while_blocked(void **state)
 	struct mfd__reorder *r;
 	assert_int_equal(mfd__reorder_new(&r, 2, 2000, 1000, 1024), 0);
 	put(r, 0, 1, 1000, false);
-	struct blocked b = {.r = r, .dev = 0, .seq = 2, .len = 1000};
+	struct blocked b = { .r = r, .dev = 0, .seq = 2, .len = 1000 };
 	pthread_t t;
 	pthread_create(&t, NULL, reserve_thread, &b);
 	sleep_ms(50);
@@ -203,11 +203,11 @@ static void test_abort_while_blocked(void **state)
 /* later chunks arrive.                                              */
 /* ---------------------------------------------------------------- */
 
-#define NDEV 3
-#define NCHAN 4
+#define NDEV	3
+#define NCHAN	4
 #define PER_DEV 400
-#define CHUNK 4096U
-#define MAXB (6ULL * CHUNK)
+#define CHUNK	4096U
+#define MAXB	(6ULL * CHUNK)
 
 struct rchunk {
 	uint32_t dev, seq, len;
@@ -275,7 +275,7 @@ static void *loader(void *arg)
 
 static void test_random_channels(void **state)
 {
-	struct rnd x = {0};
+	struct rnd x = { 0 };
 	x.seed = tvm_seed("test_reorder");
 	uint64_t s = x.seed;
 	assert_int_equal(mfd__reorder_new(&x.r, NDEV, MAXB, CHUNK, 1024), 0);
@@ -283,7 +283,7 @@ static void test_random_channels(void **state)
 		x.q[c] = calloc(NDEV * PER_DEV, sizeof(struct rchunk));
 	/* A global send order that keeps each device's sequence; each chunk
 	 * goes to a random channel. */
-	uint32_t next[NDEV] = {0};
+	uint32_t next[NDEV] = { 0 };
 	unsigned left = NDEV * PER_DEV;
 	while (left) {
 		uint32_t d = (uint32_t)(tvm_rand(&s) % NDEV);
@@ -293,17 +293,17 @@ static void test_random_channels(void **state)
 		bool last = next[d] == PER_DEV - 1;
 		uint32_t len = (uint32_t)(tvm_rand(&s) % CHUNK) + 1;
 		x.q[ch][x.qn[ch]++] =
-			(struct rchunk){d, next[d]++, len, last};
+			(struct rchunk){ d, next[d]++, len, last };
 		left--;
 	}
 	pthread_t rt[NCHAN], lt[NDEV];
 	struct rarg ra[NCHAN], la[NDEV];
 	for (unsigned d = 0; d < NDEV; d++) {
-		la[d] = (struct rarg){&x, d};
+		la[d] = (struct rarg){ &x, d };
 		pthread_create(&lt[d], NULL, loader, &la[d]);
 	}
 	for (unsigned c = 0; c < NCHAN; c++) {
-		ra[c] = (struct rarg){&x, c};
+		ra[c] = (struct rarg){ &x, c };
 		pthread_create(&rt[c], NULL, receiver, &ra[c]);
 	}
 	for (unsigned c = 0; c < NCHAN; c++)

@@ -55,8 +55,8 @@ enum mfd_dev_state {
 
 /* Capabilities: the bits of VFIO_MIGRATION_*. STOP_COPY is mandatory. */
 #define MFD_DEV_CAP_STOP_COPY (1U << 0) /* STOP, STOP_COPY, RESUMING */
-#define MFD_DEV_CAP_P2P (1U << 1)	/* RUNNING_P2P (+ PRE_COPY_P2P) */
-#define MFD_DEV_CAP_PRE_COPY (1U << 2)	/* PRE_COPY (+ PRE_COPY_P2P) */
+#define MFD_DEV_CAP_P2P	      (1U << 1) /* RUNNING_P2P (+ PRE_COPY_P2P) */
+#define MFD_DEV_CAP_PRE_COPY  (1U << 2) /* PRE_COPY (+ PRE_COPY_P2P) */
 #define MFD_DEV_CAP_ALL                                                        \
 	(MFD_DEV_CAP_STOP_COPY | MFD_DEV_CAP_P2P | MFD_DEV_CAP_PRE_COPY)
 
@@ -89,7 +89,8 @@ typedef struct mfd_device_ops {
 	 * get_state() if there is one, else it considers the device in ERROR.
 	 */
 	int (*set_state)(void *opaque, int new_state);
-	/* Optional: the current state (VFIO: FEATURE_GET of MIG_DEVICE_STATE). */
+	/* Optional: the current state (VFIO: FEATURE_GET of MIG_DEVICE_STATE).
+	 */
 	int (*get_state)(void *opaque, int *state);
 	/* Optional: ERROR -> RUNNING (VFIO_DEVICE_RESET). */
 	int (*reset)(void *opaque);
