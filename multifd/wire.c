@@ -157,6 +157,8 @@ int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
 	case MFD_CTL_SETUP:
 	case MFD_CTL_END:
 	case MFD_CTL_ERROR:
+	case MFD_CTL_DEVICES:
+	case MFD_CTL_DEVICE_DATA:
 		return h->length <= MFD_MAX_CTL_PAYLOAD ? 0 : MFD_ELENGTH;
 	default:
 		return MFD_ETYPE;
@@ -438,10 +440,12 @@ int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd_pkt_hdr *h)
 
 	if (h->magic != MFD_MAGIC_PKT)
 		return MFD_EBADMAGIC;
-	if (h->type < MFD_PKT_PAGES || h->type > MFD_PKT_DONE)
+	if (h->type < MFD_PKT_PAGES || h->type > MFD_PKT_DEVICE)
 		return MFD_ETYPE;
 	if (h->flags & ~(h->type == MFD_PKT_PAGES ? MFD_PKT_F_ZSTD : 0))
 		return MFD_EFLAGS;
+	if (h->type == MFD_PKT_DEVICE) /* checked by mfd__devpkt_validate */
+		return 0;
 	if (h->type != MFD_PKT_PAGES &&
 	    (h->block != 0 || h->zero_count != 0 || h->payload_len != 0))
 		return MFD_ELENGTH;

@@ -33,6 +33,9 @@
 /* Feature bits, negotiated in the handshake. */
 #define MFD_FEAT_VERIFY (1ULL << 0) /* per-block digests in END */
 #define MFD_FEAT_ZSTD (1ULL << 1)   /* PAGES may carry zstd payloads */
+/* Device state follows: DEVICES after SETUP, DEVICE packets or DEVICE_DATA
+ * messages (multifd/devwire.h). Not yet sent by the engine. */
+#define MFD_FEAT_DEVICES (1ULL << 2)
 #define MFD_FEATURES_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_ZSTD)
 
 /* ---------------------------------------------------------------- */
@@ -89,6 +92,8 @@ enum mfd_ctl_type {
 	MFD_CTL_END = 4,      /* src->dst: all pages sent, digests */
 	MFD_CTL_LOADED = 5,   /* dst->src: everything in place, verified */
 	MFD_CTL_ERROR = 6,    /* either way: the migration failed */
+	MFD_CTL_DEVICES = 7,  /* src->dst: device list (MFD_FEAT_DEVICES) */
+	MFD_CTL_DEVICE_DATA = 8, /* src->dst: a device chunk, `main` mode */
 };
 
 #define MFD_CTL_HDR_SIZE 16
@@ -180,6 +185,7 @@ enum mfd_pkt_type {
 	MFD_PKT_PAGES = 1, /* count normal + zero_count zero pages */
 	MFD_PKT_SYNC = 2,  /* end of round `round` on this channel */
 	MFD_PKT_DONE = 3,  /* no more packets on this channel */
+	MFD_PKT_DEVICE = 4, /* a device-state chunk (multifd/devwire.h) */
 };
 
 #define MFD_PKT_HDR_SIZE 32

@@ -91,7 +91,7 @@ static void *vcpu_main(void *arg)
 			uint64_t pg = tvm_rand(&c->vcpu_rng) % NPAGES;
 			write_page(c, pg, &c->vcpu_rng, 0xc0ffee);
 			mfd_source_mark_dirty(c->vm.src, 0, pg * PAGE, PAGE);
-			c->vcpu_writes++;
+			__atomic_fetch_add(&c->vcpu_writes, 1, __ATOMIC_RELAXED);
 		}
 		usleep(200); /* about 300 MB/s of dirtying */
 	}
@@ -158,8 +158,13 @@ static void run_once(unsigned iter, bool vcpu, bool slow)
 					      c->vm.blocks[0].src, RAM, PAGE),
 			 0);
 	c->has_vcpu = vcpu;
-	if (vcpu)
+	if (vcpu) {
 		pthread_create(&c->th, NULL, vcpu_main, c);
+		/* On a loaded machine the vCPU may not have run yet: let it
+		 * write before the migration starts, so it really races. */
+		while (__atomic_load_n(&c->vcpu_writes, __ATOMIC_RELAXED) < 64)
+			usleep(100);
+	}
 	struct tvm_proxy proxy = {.damage = slow_channel};
 	if (slow)
 		tvm_proxy_start(&proxy, c->vm.uri, 5);

@@ -315,7 +315,7 @@ static void test_ctl_hdr_reject(void **state)
 	assert_int_equal(mfd__ctl_hdr_decode(buf, &d), MFD_EFLAGS);
 
 	assert_int_equal(ctl_rt(0, 0, &d), MFD_ETYPE);
-	assert_int_equal(ctl_rt(7, 0, &d), MFD_ETYPE);
+	assert_int_equal(ctl_rt(9, 0, &d), MFD_ETYPE);
 	assert_int_equal(ctl_rt(0xffff, 0, &d), MFD_ETYPE);
 
 	assert_int_equal(ctl_rt(MFD_CTL_SETUP_OK, 1, &d), MFD_ELENGTH);
@@ -913,7 +913,7 @@ static void test_pkt_reject(void **state)
 	h = good_pages();
 	h.type = 0;
 	assert_int_equal(pkt_rt(&h, &d), MFD_ETYPE);
-	h.type = 4;
+	h.type = 5;
 	assert_int_equal(pkt_rt(&h, &d), MFD_ETYPE);
 	h.type = 0xffff;
 	assert_int_equal(pkt_rt(&h, &d), MFD_ETYPE);

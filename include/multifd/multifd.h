@@ -82,7 +82,8 @@ MFD_API int mfd_version(void);
 	XX(FLAGS, 1019, "reserved field or flag not zero")                     \
 	XX(HOOK, 1020, "a hypervisor hook reported failure")                   \
 	XX(COMPRESS, 1021,                                                     \
-	   "compressed payload corrupt or not of the announced size")
+	   "compressed payload corrupt or not of the announced size")         \
+	XX(DEVICE, 1022, "device index out of range or device state invalid")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),

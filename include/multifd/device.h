@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libmultifd device state: the API a hypervisor uses to migrate the state of
+ * its devices (NICs, GPUs, NVMe controllers passed through with VFIO, or
+ * emulated devices) together with guest RAM.
+ *
+ * The model is Linux VFIO migration v2 (linux/vfio.h, enum
+ * vfio_device_mig_state), so that a VFIO device plugs in with a thin adapter
+ * (include/multifd/vfio.h) and an emulated device can behave the same way:
+ *
+ *  - a device is in one of the states below, with the same numbers as
+ *    VFIO_DEVICE_STATE_*;
+ *  - the library moves it along the arcs VFIO allows, one arc per call of
+ *    set_state(), always the shortest path the kernel's
+ *    vfio_mig_get_next_state() would take (mfd_dev_next_state() below);
+ *  - with several devices, every device that supports the P2P states
+ *    reaches RUNNING_P2P / PRE_COPY_P2P before any device is stopped, and
+ *    every device leaves the stopped states before any device runs again,
+ *    so that no device issues peer-to-peer DMA to a stopped peer;
+ *  - on the source the library reads the state as an opaque byte stream
+ *    (save), first during pre-copy, then after the guest has stopped; on the
+ *    destination it writes the same bytes, in the same order (load).
+ *
+ * Threading: the ops of one device are never called concurrently with each
+ * other, except dma_dirty(), which may run at any time on the migration
+ * thread while a load or save of another device runs elsewhere. On the
+ * destination, load() of different devices runs on different threads in
+ * the `multifd` transfer mode.
+ */
+#ifndef MULTIFD_DEVICE_H
+#define MULTIFD_DEVICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "multifd/multifd.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Device migration states: the numbers of enum vfio_device_mig_state. */
+enum mfd_dev_state {
+	MFD_DEV_ERROR = 0,	  /* failed; only a reset leaves it */
+	MFD_DEV_STOP = 1,	  /* no DMA, no interrupts, state frozen */
+	MFD_DEV_RUNNING = 2,	  /* normal operation */
+	MFD_DEV_STOP_COPY = 3,	  /* stopped; the state can be read */
+	MFD_DEV_RESUMING = 4,	  /* stopped; new state is being written */
+	MFD_DEV_RUNNING_P2P = 5,  /* running, but no new peer-to-peer DMA */
+	MFD_DEV_PRE_COPY = 6,	  /* running; early state can be read */
+	MFD_DEV_PRE_COPY_P2P = 7, /* PRE_COPY without peer-to-peer DMA */
+	MFD_DEV_NSTATES = 8,
+};
+
+/* Capabilities: the bits of VFIO_MIGRATION_*. STOP_COPY is mandatory. */
+#define MFD_DEV_CAP_STOP_COPY (1U << 0) /* STOP, STOP_COPY, RESUMING */
+#define MFD_DEV_CAP_P2P	      (1U << 1) /* RUNNING_P2P (+ PRE_COPY_P2P) */
+#define MFD_DEV_CAP_PRE_COPY  (1U << 2) /* PRE_COPY (+ PRE_COPY_P2P) */
+#define MFD_DEV_CAP_ALL                                                        \
+	(MFD_DEV_CAP_STOP_COPY | MFD_DEV_CAP_P2P | MFD_DEV_CAP_PRE_COPY)
+
+/* "RUNNING", "PRE_COPY_P2P", ...; "?" for a number out of range. */
+MFD_API const char *mfd_dev_state_name(int state);
+
+/*
+ * The next single arc from cur toward target for a device with caps, as the
+ * kernel's vfio_mig_get_next_state() computes it (shortest path, skipping
+ * the states the device does not support). Returns 0 and *next, or -EINVAL
+ * when target is ERROR, a state the device does not support, or not
+ * reachable (cur is ERROR). *next == cur exactly when cur == target.
+ */
+MFD_API int mfd_dev_next_state(int cur, int target, uint32_t caps, int *next);
+
+/* Whether from -> to is one arc of the FSM (not a combination), for a
+ * device with caps. */
+MFD_API int mfd_dev_arc_valid(int from, int to, uint32_t caps);
+
+/*
+ * What the hypervisor implements per device. Every callback returns 0 (or a
+ * byte count where said) or a negative errno; a failure ends the migration.
+ */
+typedef struct mfd_device_ops {
+	/* MFD_DEV_CAP_* bits; MFD_DEV_CAP_STOP_COPY is required. */
+	uint32_t caps;
+	/*
+	 * Required. Move the device along one arc of the FSM (the library
+	 * never asks for a combination). On failure the library calls
+	 * get_state() if there is one, else it considers the device in ERROR.
+	 */
+	int (*set_state)(void *opaque, int new_state);
+	/* Optional: the current state (VFIO: FEATURE_GET of MIG_DEVICE_STATE).
+	 */
+	int (*get_state)(void *opaque, int *state);
+	/* Optional: ERROR -> RUNNING (VFIO_DEVICE_RESET). */
+	int (*reset)(void *opaque);
+	/*
+	 * Optional, PRE_COPY devices: bytes of initial state not read yet and
+	 * an estimate of state changed since read (VFIO_MIG_GET_PRECOPY_INFO).
+	 * Called only in PRE_COPY and PRE_COPY_P2P.
+	 */
+	int (*get_precopy_info)(void *opaque, uint64_t *initial_bytes,
+				uint64_t *dirty_bytes);
+	/*
+	 * Source, data plane: copy up to len bytes of the next state into buf.
+	 * Returns the bytes written, 0 at the end of what the current phase
+	 * has (in PRE_COPY: nothing more for now; in STOP_COPY: the end of the
+	 * state), or a negative errno. Called in PRE_COPY(_P2P) and STOP_COPY.
+	 */
+	ssize_t (*save)(void *opaque, void *buf, size_t len);
+	/*
+	 * Destination, data plane: apply the next len bytes of the stream, in
+	 * the order save() produced them (buffer boundaries may differ). Called
+	 * in RESUMING only.
+	 */
+	int (*load)(void *opaque, const void *buf, size_t len);
+	/*
+	 * Optional, source: report the guest RAM the device wrote by DMA since
+	 * the last call (VFIO's DMA logging report), by calling mark() for each
+	 * range [host, host+len) of guest memory. Called at every dirty sync.
+	 */
+	int (*dma_dirty)(void *opaque,
+			 int (*mark)(void *ctx, void *host, uint64_t len),
+			 void *ctx);
+} mfd_device_ops;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MULTIFD_DEVICE_H */

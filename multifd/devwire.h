@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Wire format of device state (docs/protocol.md, "Device state"), as pure
+ * functions beside wire.h. Negotiated with MFD_FEAT_DEVICES.
+ *
+ *  DEVICES (control, src->dst, right after SETUP): the device list and the
+ *    transfer mode; the destination compares it with its registered devices.
+ *  DEVICE packet (data channels, `multifd` mode): one chunk of one device,
+ *    header fields reused: block = device index, count = the device's chunk
+ *    sequence number, zero_count = chunk flags, payload_len = chunk bytes,
+ *    round = 0. Not counted in SYNC counts nor in END totals.
+ *  DEVICE_DATA (control, `main` mode): the same chunk on the main channel,
+ *    16-byte prefix (u32 device, u32 seq, u32 flags, u32 reserved) + bytes.
+ */
+#ifndef MULTIFD_DEVWIRE_H
+#define MULTIFD_DEVWIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "multifd/wire.h"
+
+#define MFD_MAX_DEVICES_WIRE  256
+#define MFD_MAX_DEV_NAME_WIRE 63
+#define MFD_DEV_CHUNK_MIN     4096U
+#define MFD_DEVDATA_PREFIX    16
+/* A DEVICE_DATA chunk must fit a control payload. */
+#define MFD_DEV_CHUNK_MAX (MFD_MAX_CTL_PAYLOAD - MFD_DEVDATA_PREFIX)
+
+#define MFD_DEVCHUNK_LAST  (1U << 0) /* the device's last chunk */
+#define MFD_DEVCHUNK_KNOWN (MFD_DEVCHUNK_LAST)
+
+enum mfd_dev_transfer {
+	MFD_DEV_XFER_MAIN = 1,
+	MFD_DEV_XFER_MULTIFD = 2,
+};
+
+struct mfd_devices {
+	uint32_t ndevices;  /* 1..MFD_MAX_DEVICES_WIRE */
+	uint32_t transfer;  /* enum mfd_dev_transfer */
+	uint32_t chunk_max; /* MFD_DEV_CHUNK_MIN..MFD_DEV_CHUNK_MAX */
+	char (*names)[MFD_MAX_DEV_NAME_WIRE + 1]; /* ndevices, NUL-ended */
+};
+
+size_t mfd__devices_size(const struct mfd_devices *d);
+/* Bytes written, or -ENOSPC / -EINVAL (a field out of range). */
+int mfd__devices_encode(const struct mfd_devices *d, uint8_t *out, size_t cap);
+/*
+ * names must have room for MFD_MAX_DEVICES_WIRE entries. Checks ndevices
+ * (MFD_EDEVICE), transfer (MFD_EDEVICE), chunk_max (MFD_EDEVICE), reserved
+ * fields (MFD_EFLAGS), each name 1..63 bytes without NUL and unique
+ * (MFD_EDEVICE), exact length (MFD_ELENGTH).
+ */
+int mfd__devices_decode(const uint8_t *in, size_t len, struct mfd_devices *d,
+			char (*names)[MFD_MAX_DEV_NAME_WIRE + 1]);
+
+struct mfd_dev_limits {
+	uint32_t ndevices;
+	uint32_t chunk_max;
+};
+
+/*
+ * A decoded DEVICE packet header (mfd__pkt_decode() passes its fields
+ * through): round 0 (MFD_EROUND), device < ndevices (MFD_EDEVICE), known
+ * flags (MFD_EFLAGS), payload_len <= chunk_max and > 0 unless LAST
+ * (MFD_ELENGTH). The sequence window is the reorder buffer's to check.
+ */
+int mfd__devpkt_validate(const struct mfd_pkt_hdr *h,
+			 const struct mfd_dev_limits *lim);
+
+struct mfd_devdata {
+	uint32_t device, seq, flags;
+	const uint8_t *data; /* points into the payload */
+	uint32_t len;
+};
+/* Encodes the 16-byte prefix; the caller sends the bytes after it. */
+void mfd__devdata_prefix_encode(const struct mfd_devdata *m,
+				uint8_t out[MFD_DEVDATA_PREFIX]);
+/* Same checks as mfd__devpkt_validate on a DEVICE_DATA payload. */
+int mfd__devdata_decode(const uint8_t *in, size_t len,
+			const struct mfd_dev_limits *lim,
+			struct mfd_devdata *m);
+
+#endif /* MULTIFD_DEVWIRE_H */
