@@ -12,6 +12,8 @@
 
 #include "multifd/multifd.h"
 
+#define MFD_CFG_PATH_MAX 1024
+
 struct mfd_config {
 	uint32_t channels;	     /* data channels */
 	uint32_t packet_pages;	     /* max pages per packet */
@@ -20,12 +22,14 @@ struct mfd_config {
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
 	uint64_t connect_timeout_ms; /* connect + handshake */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
+	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
 };
 
 enum mfd__cfg_type {
 	MFD__CFG_UINT, /* integer, optional K/M/G suffix when .size */
 	MFD__CFG_BOOL,
-	MFD__CFG_MS, /* time: plain number = ms, or "ms"/"s" suffix */
+	MFD__CFG_MS,   /* time: plain number = ms, or "ms"/"s" suffix */
+	MFD__CFG_PATH, /* file name, stored as given; "" = none; max = length */
 };
 
 struct mfd__cfg_key {

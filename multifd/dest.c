@@ -42,6 +42,7 @@ struct mfd_dest {
 	struct mfd_block_desc descs[MFD_MAX_BLOCKS];
 	unsigned nblocks;
 	struct mfd_wire_limits lim;
+	struct mfd__key key; /* loaded at start; len 0: no authentication */
 
 	struct mfd__listener lst;
 	pthread_t thread;
@@ -68,7 +69,7 @@ struct mfd_dest {
 };
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
-#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define STAT_GET(field)	   __atomic_load_n(&(field), __ATOMIC_RELAXED)
 #define STAT_ADD(field, v) __atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED)
 
 int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
@@ -110,13 +111,14 @@ void mfd_dest_free(mfd_dest *d)
 	for (unsigned i = 0; i < d->nblocks; i++)
 		mfd__ramblock_destroy(&d->blocks[i]);
 	mfd__barrier_destroy(&d->barrier);
+	mfd__auth_key_clear(&d->key);
 	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
 
-int mfd_dest_add_block(mfd_dest *d, const char *name, void *host,
-		       uint64_t size, uint32_t page_size)
+int mfd_dest_add_block(mfd_dest *d, const char *name, void *host, uint64_t size,
+		       uint32_t page_size)
 {
 	if (!d || !name)
 		return -EINVAL;
@@ -271,8 +273,8 @@ static int check(mfd_dest *d)
 	return mfd__get_error(&d->error);
 }
 
-static int setup_matches(mfd_dest *d, const struct mfd_setup *su,
-			 char *why, size_t len)
+static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
+			 size_t len)
 {
 	if (su->nblocks != d->nblocks) {
 		snprintf(why, len, "source has %u RAM blocks, destination %u",
@@ -280,8 +282,8 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su,
 		return MFD_ESETUP;
 	}
 	for (unsigned i = 0; i < su->nblocks; i++) {
-		const struct mfd_block_desc *a = &su->blocks[i], *b =
-								   &d->descs[i];
+		const struct mfd_block_desc *a = &su->blocks[i],
+					    *b = &d->descs[i];
 		if (strcmp(a->name, b->name) || a->size != b->size ||
 		    a->page_size != b->page_size) {
 			snprintf(why, len,
@@ -294,6 +296,53 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su,
 		}
 	}
 	return 0;
+}
+
+static bool is_transport(int err)
+{
+	return err == -ECONNRESET || err == MFD_ETRUNCATED ||
+	       err == -ETIMEDOUT || err == -EPIPE;
+}
+
+/*
+ * The destination's half of a connection's handshake (docs/protocol.md 4):
+ * hello, its checks, the reply and, with MFD_FEAT_AUTH, the authentication
+ * exchange. 0 when the connection is admitted as role; else the reason,
+ * already told to the peer where the connection still works.
+ */
+static int admit(mfd_dest *d, struct mfd__chan *c, uint16_t role,
+		 struct mfd_hello *h)
+{
+	int ret = mfd__hello_recv(c, h);
+	if (!ret && h->role != role)
+		ret = MFD_EROLE;
+	/* Both sides must hold a key, or neither: a keyed destination never
+	 * talks to an unauthenticated peer, and a keyed source never trusts a
+	 * destination that cannot prove the key. */
+	if (!ret && !(h->features & MFD_FEAT_AUTH) != !d->key.len) {
+		mfd__warn("%s: %s", c->peer,
+			  d->key.len ? "peer offers no authentication but "
+				       "auth-key-file is set"
+				     : "peer wants authentication but no "
+				       "auth-key-file is set");
+		ret = MFD_EAUTH;
+	}
+	if (!ret && role == MFD_ROLE_DATA) {
+		if (memcmp(h->session, d->session, 16) ||
+		    h->nchannels != d->n || h->features != d->features)
+			ret = MFD_ESESSION;
+		else if (d->w[h->channel].chan)
+			ret = MFD_EROLE; /* duplicate index */
+	}
+	if (ret) {
+		if (!is_transport(ret))
+			mfd__hello_reply_send(c, ret, 0);
+		return ret;
+	}
+	ret = mfd__hello_reply_send(c, 0, h->features);
+	if (!ret && (h->features & MFD_FEAT_AUTH))
+		ret = mfd__auth_dest(c, &d->key, h);
+	return ret;
 }
 
 /* Accepts connections until a valid main hello arrives (strangers are
@@ -309,22 +358,15 @@ static int accept_main(mfd_dest *d)
 				      &c);
 		if (ret)
 			return ret;
+		/* Bounded: a stranger that connects and stays silent holds
+		 * the loader for at most connect-timeout. */
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
-		ret = mfd__hello_recv(c, &h);
-		if (!ret && h.role != MFD_ROLE_MAIN)
-			ret = MFD_EROLE;
+		ret = admit(d, c, MFD_ROLE_MAIN, &h);
 		if (!ret)
 			break;
 		mfd__warn("refused connection from %s: %s", c->peer,
 			  mfd_strerror(ret));
-		if (ret != -ECONNRESET && ret != MFD_ETRUNCATED &&
-		    ret != -ETIMEDOUT)
-			mfd__hello_reply_send(c, ret, 0);
 		c->ops->close(c);
-	}
-	if ((ret = mfd__hello_reply_send(c, 0, h.features))) {
-		c->ops->close(c);
-		return ret;
 	}
 	memcpy(d->session, h.session, 16);
 	d->features = h.features;
@@ -394,23 +436,12 @@ static int accept_data(mfd_dest *d)
 			return ret;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
 		struct mfd_hello h;
-		ret = mfd__hello_recv(c, &h);
-		if (!ret && h.role != MFD_ROLE_DATA)
-			ret = MFD_EROLE;
-		if (!ret && memcmp(h.session, d->session, 16))
-			ret = MFD_ESESSION;
-		if (!ret && (h.nchannels != d->n || h.features != d->features))
-			ret = MFD_ESESSION;
-		if (!ret && d->w[h.channel].chan)
-			ret = MFD_EROLE; /* duplicate index */
-		if (!ret)
-			ret = mfd__hello_reply_send(c, 0, h.features);
+		ret = admit(d, c, MFD_ROLE_DATA, &h);
 		if (!ret)
 			ret = c->ops->set_timeout(c, d->cfg.io_timeout_ms);
 		if (ret) {
 			mfd__warn("refused data connection from %s: %s",
 				  c->peer, mfd_strerror(ret));
-			mfd__hello_reply_send(c, ret, 0);
 			c->ops->close(c);
 			continue;
 		}
@@ -429,8 +460,10 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 	for (;;) {
 		struct mfd_ctl_hdr h;
 		uint8_t *payload;
-		struct pollfd pfd[2] = {{.fd = d->main->fd, .events = POLLIN},
-					{.fd = d->wake_fd, .events = POLLIN}};
+		struct pollfd pfd[2] = {
+			{ .fd = d->main->fd, .events = POLLIN },
+			{ .fd = d->wake_fd, .events = POLLIN }
+		};
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
 			return -errno;
 		if (check(d))
@@ -454,8 +487,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			ret = mfd__end_decode(payload, h.length, end, digests);
 			if (!ret && end->nblocks != d->nblocks)
 				ret = MFD_EBLOCK;
-			if (!ret && !end->digests !=
-					    !(d->features & MFD_FEAT_VERIFY))
+			if (!ret &&
+			    !end->digests != !(d->features & MFD_FEAT_VERIFY))
 				ret = MFD_EFEATURE;
 			free(payload);
 			return ret ? ret : 1;
@@ -612,7 +645,7 @@ static void *loader_main(void *arg)
 	pthread_mutex_unlock(&d->lock);
 	d->result = ret;
 	STAT_SET(d->total_ns, mfd__now_ns() - d->t_start);
-	STAT_SET(d->phase, ret == 0		? MFD_PHASE_COMPLETED
+	STAT_SET(d->phase, ret == 0	       ? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
 					       : MFD_PHASE_FAILED);
 	return NULL;
@@ -626,7 +659,10 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return MFD_ESTATE;
 	if (d->nblocks == 0)
 		return -ENOENT;
-	int ret = mfd__tcp_listen(uri, MFD_MAX_CHANNELS + 8, &d->lst);
+	int ret = mfd__auth_key_load(d->cfg.auth_key_file, &d->key);
+	if (ret)
+		return ret;
+	ret = mfd__tcp_listen(uri, MFD_MAX_CHANNELS + 8, &d->lst);
 	if (ret) {
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
 		return ret;
