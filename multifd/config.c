@@ -24,100 +24,94 @@ _Static_assert(sizeof(bool) == 1, "bool fields are stored as one byte");
  * table, the printed values and docs/config.md all read the same.
  */
 const struct mfd__cfg_key mfd__cfg_keys[] = {
-	{
-		.section = "migration",
-		.name = "channels",
-		.type = MFD__CFG_UINT,
-		.def = "2",
-		.min = 1,
-		.max = 64,
-		FIELD(channels),
-		.doc = "Number of data channels, each with its own connection "
-		       "and worker.",
-	},
-	{
-		.section = "migration",
-		.name = "packet-pages",
-		.type = MFD__CFG_UINT,
-		.def = "128",
-		.min = 1,
-		.max = 1024,
-		FIELD(packet_pages),
-		.doc = "Maximum number of guest pages in one packet.",
-	},
-	{
-		.section = "migration",
-		.name = "verify",
-		.type = MFD__CFG_BOOL,
-		.def = "off",
-		.min = 0,
-		.max = 1,
-		FIELD(verify),
-		.doc = "Send a digest of every RAM block at the end; the "
-		       "destination "
-		       "checks it.",
-	},
-	{
-		.section = "migration",
-		.name = "max-rounds",
-		.type = MFD__CFG_UINT,
-		.def = "30",
-		.min = 1,
-		.max = 100000,
-		FIELD(max_rounds),
-		.doc = "Switch over after this many pre-copy rounds even if "
-		       "the "
-		       "downtime target is not met.",
-	},
-	{
-		.section = "migration",
-		.name = "downtime-limit",
-		.type = MFD__CFG_MS,
-		.def = "300ms",
-		.min = 1,
-		.max = 3600000,
-		FIELD(downtime_limit_ms),
-		.doc = "Downtime target: switch over once the remaining dirty "
-		       "pages "
-		       "can be sent within it.",
-	},
-	{
-		.section = "migration",
-		.name = "connect-timeout",
-		.type = MFD__CFG_MS,
-		.def = "5000ms",
-		.min = 100,
-		.max = 600000,
-		FIELD(connect_timeout_ms),
-		.doc = "Time allowed to connect a channel and complete its "
-		       "handshake.",
-	},
-	{
-		.section = "migration",
-		.name = "io-timeout",
-		.type = MFD__CFG_MS,
-		.def = "30000ms",
-		.min = 100,
-		.max = 3600000,
-		FIELD(io_timeout_ms),
-		.doc = "A channel that makes no progress for this long fails "
-		       "the "
-		       "migration.",
-	},
-	{
-		.section = "migration",
-		.name = "auth-key-file",
-		.type = MFD__CFG_PATH,
-		.def = "",
-		.min = 0,
-		.max = MFD_CFG_PATH_MAX - 1,
-		FIELD(auth_key_file),
-		.doc = "File with the pre-shared key (hex or raw, not readable "
-		       "by "
-		       "others); when set, every connection is authenticated "
-		       "(docs/security.md). Empty: no authentication.",
-	},
-	{ .name = NULL },
+    {
+	.section = "migration",
+	.name = "channels",
+	.type = MFD__CFG_UINT,
+	.def = "2",
+	.min = 1,
+	.max = 64,
+	FIELD(channels),
+	.doc =
+	    "Number of data channels, each with its own connection and worker.",
+    },
+    {
+	.section = "migration",
+	.name = "packet-pages",
+	.type = MFD__CFG_UINT,
+	.def = "128",
+	.min = 1,
+	.max = 1024,
+	FIELD(packet_pages),
+	.doc = "Maximum number of guest pages in one packet.",
+    },
+    {
+	.section = "migration",
+	.name = "verify",
+	.type = MFD__CFG_BOOL,
+	.def = "off",
+	.min = 0,
+	.max = 1,
+	FIELD(verify),
+	.doc = "Send a digest of every RAM block at the end; the destination "
+	       "checks it.",
+    },
+    {
+	.section = "migration",
+	.name = "max-rounds",
+	.type = MFD__CFG_UINT,
+	.def = "30",
+	.min = 1,
+	.max = 100000,
+	FIELD(max_rounds),
+	.doc = "Switch over after this many pre-copy rounds even if the "
+	       "downtime target is not met.",
+    },
+    {
+	.section = "migration",
+	.name = "downtime-limit",
+	.type = MFD__CFG_MS,
+	.def = "300ms",
+	.min = 1,
+	.max = 3600000,
+	FIELD(downtime_limit_ms),
+	.doc = "Downtime target: switch over once the remaining dirty pages "
+	       "can be sent within it.",
+    },
+    {
+	.section = "migration",
+	.name = "connect-timeout",
+	.type = MFD__CFG_MS,
+	.def = "5000ms",
+	.min = 100,
+	.max = 600000,
+	FIELD(connect_timeout_ms),
+	.doc = "Time allowed to connect a channel and complete its handshake.",
+    },
+    {
+	.section = "migration",
+	.name = "io-timeout",
+	.type = MFD__CFG_MS,
+	.def = "30000ms",
+	.min = 100,
+	.max = 3600000,
+	FIELD(io_timeout_ms),
+	.doc = "A channel that makes no progress for this long fails the "
+	       "migration.",
+    },
+    {
+	.section = "migration",
+	.name = "auth-key-file",
+	.type = MFD__CFG_PATH,
+	.def = "",
+	.min = 0,
+	.max = MFD_CFG_PATH_MAX - 1,
+	FIELD(auth_key_file),
+	.doc = "File with the pre-shared key (hex or raw, not readable by "
+	       "others); when set, every connection is authenticated "
+	       "(docs/security.md). Empty: no authentication.",
+    },
+    {.name = NULL},
 };
 
 /* Longest part of a rejected value echoed in a message. */
@@ -168,10 +162,10 @@ static void expect_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 		snprintf(out, outlen, "on/off, true/false, yes/no or 1/0");
 		break;
 	case MFD__CFG_MS:
-		snprintf(out, outlen,
-			 "a whole number of ms, or with an ms or s suffix, in "
-			 "%s",
-			 range);
+		snprintf(
+		    out, outlen,
+		    "a whole number of ms, or with an ms or s suffix, in %s",
+		    range);
 		break;
 	default:
 		snprintf(out, outlen, "a decimal integer%s in %s",
@@ -308,8 +302,8 @@ static int parse_number(const struct mfd__cfg_key *k, const char *value,
 
 static int parse_bool(const char *value, uint64_t *out)
 {
-	static const char *const yes[] = { "on", "true", "yes", "1" };
-	static const char *const no[] = { "off", "false", "no", "0" };
+	static const char *const yes[] = {"on", "true", "yes", "1"};
+	static const char *const no[] = {"off", "false", "no", "0"};
 
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		if (!strcasecmp(value, yes[i])) {
@@ -391,6 +385,7 @@ int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 	if (k->type == MFD__CFG_PATH) {
 		/* Any bytes; checked when the file is opened. */
 		size_t n = strlen(value);
+
 		if (n > k->max || n >= k->width) {
 			if (err && errlen)
 				snprintf(err, errlen,
@@ -499,6 +494,7 @@ int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 		return -ENOSPC;
 	if (k->type == MFD__CFG_PATH) {
 		const char *p = (const char *)cfg + k->offset;
+
 		if (strnlen(p, k->width) >= len) {
 			buf[0] = 0;
 			return -ENOSPC;

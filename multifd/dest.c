@@ -69,7 +69,7 @@ struct mfd_dest {
 };
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
-#define STAT_GET(field)	   __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 #define STAT_ADD(field, v) __atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED)
 
 int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
@@ -117,8 +117,8 @@ void mfd_dest_free(mfd_dest *d)
 	free(d);
 }
 
-int mfd_dest_add_block(mfd_dest *d, const char *name, void *host, uint64_t size,
-		       uint32_t page_size)
+int mfd_dest_add_block(mfd_dest *d, const char *name, void *host,
+		       uint64_t size, uint32_t page_size)
 {
 	if (!d || !name)
 		return -EINVAL;
@@ -273,8 +273,8 @@ static int check(mfd_dest *d)
 	return mfd__get_error(&d->error);
 }
 
-static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
-			 size_t len)
+static int setup_matches(mfd_dest *d, const struct mfd_setup *su,
+			 char *why, size_t len)
 {
 	if (su->nblocks != d->nblocks) {
 		snprintf(why, len, "source has %u RAM blocks, destination %u",
@@ -282,8 +282,8 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
 		return MFD_ESETUP;
 	}
 	for (unsigned i = 0; i < su->nblocks; i++) {
-		const struct mfd_block_desc *a = &su->blocks[i],
-					    *b = &d->descs[i];
+		const struct mfd_block_desc *a = &su->blocks[i], *b =
+								   &d->descs[i];
 		if (strcmp(a->name, b->name) || a->size != b->size ||
 		    a->page_size != b->page_size) {
 			snprintf(why, len,
@@ -460,10 +460,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 	for (;;) {
 		struct mfd_ctl_hdr h;
 		uint8_t *payload;
-		struct pollfd pfd[2] = {
-			{ .fd = d->main->fd, .events = POLLIN },
-			{ .fd = d->wake_fd, .events = POLLIN }
-		};
+		struct pollfd pfd[2] = {{.fd = d->main->fd, .events = POLLIN},
+					{.fd = d->wake_fd, .events = POLLIN}};
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
 			return -errno;
 		if (check(d))
@@ -487,8 +485,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			ret = mfd__end_decode(payload, h.length, end, digests);
 			if (!ret && end->nblocks != d->nblocks)
 				ret = MFD_EBLOCK;
-			if (!ret &&
-			    !end->digests != !(d->features & MFD_FEAT_VERIFY))
+			if (!ret && !end->digests !=
+					    !(d->features & MFD_FEAT_VERIFY))
 				ret = MFD_EFEATURE;
 			free(payload);
 			return ret ? ret : 1;
@@ -645,7 +643,7 @@ static void *loader_main(void *arg)
 	pthread_mutex_unlock(&d->lock);
 	d->result = ret;
 	STAT_SET(d->total_ns, mfd__now_ns() - d->t_start);
-	STAT_SET(d->phase, ret == 0	       ? MFD_PHASE_COMPLETED
+	STAT_SET(d->phase, ret == 0		? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
 					       : MFD_PHASE_FAILED);
 	return NULL;

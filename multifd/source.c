@@ -53,7 +53,7 @@ struct mfd_source {
 };
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
-#define STAT_GET(field)	   __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 int mfd_source_new(mfd_source **out, const mfd_config *cfg,
 		   const mfd_source_hooks *hooks)
@@ -208,12 +208,12 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 		return ret;
 	}
 	ret = c->ops->set_timeout(c, s->cfg.connect_timeout_ms);
-	struct mfd_hello h = { .magic = MFD_MAGIC_HELLO,
-			       .version = MFD_PROTO_VERSION,
-			       .role = role,
-			       .channel = idx,
-			       .nchannels = (uint16_t)s->cfg.channels,
-			       .features = features_wanted(s) };
+	struct mfd_hello h = {.magic = MFD_MAGIC_HELLO,
+			      .version = MFD_PROTO_VERSION,
+			      .role = role,
+			      .channel = idx,
+			      .nchannels = (uint16_t)s->cfg.channels,
+			      .features = features_wanted(s)};
 	memcpy(h.session, session, 16);
 	uint64_t accepted = 0;
 	if (!ret)
@@ -251,11 +251,11 @@ static int do_setup(mfd_source *s)
 		descs[i].size = s->blocks[i].size;
 		descs[i].page_size = s->blocks[i].page_size;
 	}
-	struct mfd_setup su = { .nblocks = s->nblocks,
-				.packet_pages = s->cfg.packet_pages,
-				.nchannels = s->cfg.channels,
-				.features = features_wanted(s),
-				.blocks = descs };
+	struct mfd_setup su = {.nblocks = s->nblocks,
+			       .packet_pages = s->cfg.packet_pages,
+			       .nchannels = s->cfg.channels,
+			       .features = features_wanted(s),
+			       .blocks = descs};
 	size_t len = mfd__setup_size(&su);
 	uint8_t *buf = malloc(len);
 	ret = buf ? mfd__setup_encode(&su, buf, len) : -ENOMEM;
@@ -341,7 +341,8 @@ static int dirty_sync(mfd_source *s, uint64_t *pending)
 }
 
 /* One pass of the scanner over the dirty bitmaps, then SYNC and ROUND. */
-static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round)
+static int send_round(mfd_source *s, struct mfd__batch **batch,
+		      uint32_t round)
 {
 	struct mfd__scanner sc;
 	unsigned blk, n;
@@ -352,8 +353,7 @@ static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round)
 		(*batch)->round = round;
 		(*batch)->block = blk;
 		(*batch)->n = n;
-		if ((ret = mfd__pool_submit(&s->pool, batch)) ||
-		    (ret = check(s)))
+		if ((ret = mfd__pool_submit(&s->pool, batch)) || (ret = check(s)))
 			return ret;
 		pages += n;
 		uint64_t bytes = (uint64_t)n * s->blocks[blk].page_size;
@@ -363,7 +363,7 @@ static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round)
 	if ((ret = mfd__pool_sync(&s->pool, round)))
 		return ret;
 	uint8_t msg[MFD_ROUND_SIZE];
-	struct mfd_round r = { .round = round, .pages = pages };
+	struct mfd_round r = {.round = round, .pages = pages};
 	mfd__round_encode(&r, msg);
 	return mfd__ctl_send(s->main, MFD_CTL_ROUND, msg, sizeof(msg));
 }
@@ -436,8 +436,7 @@ static int wait_loaded(mfd_source *s)
 	int ret = 0;
 	pthread_mutex_lock(&s->lock);
 	while (!s->loaded && !(ret = check(s))) {
-		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) ==
-		    ETIMEDOUT) {
+		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) == ETIMEDOUT) {
 			ret = s->loaded ? 0 : -ETIMEDOUT;
 			break;
 		}
@@ -491,11 +490,11 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		 __atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED) -
 			 s->t_start - s->setup_ns);
 	if (!ret) {
-		struct mfd_end e = { .final_round = round,
-				     .nblocks = s->nblocks,
-				     .total_pages = STAT_GET(s->xfer.pages),
-				     .total_packets = STAT_GET(s->xfer.packets),
-				     .digests = digests };
+		struct mfd_end e = {.final_round = round,
+				    .nblocks = s->nblocks,
+				    .total_pages = STAT_GET(s->xfer.pages),
+				    .total_packets = STAT_GET(s->xfer.packets),
+				    .digests = digests};
 		size_t len = mfd__end_size(s->nblocks, digests != NULL);
 		uint8_t *buf = malloc(len);
 		ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
@@ -587,7 +586,7 @@ static void *migration_main(void *arg)
 	pthread_mutex_unlock(&s->lock);
 	s->result = ret;
 	STAT_SET(s->total_ns, mfd__now_ns() - s->t_start);
-	STAT_SET(s->phase, ret == 0	       ? MFD_PHASE_COMPLETED
+	STAT_SET(s->phase, ret == 0		? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
 					       : MFD_PHASE_FAILED);
 	return NULL;

@@ -51,18 +51,17 @@ static void test_table(UNUSED void **state)
 		const char *name;
 		size_t offset, width;
 	} fields[] = {
-		{ "channels", offsetof(struct mfd_config, channels), 4 },
-		{ "packet-pages", offsetof(struct mfd_config, packet_pages),
-		  4 },
-		{ "verify", offsetof(struct mfd_config, verify), 1 },
-		{ "max-rounds", offsetof(struct mfd_config, max_rounds), 4 },
-		{ "downtime-limit",
-		  offsetof(struct mfd_config, downtime_limit_ms), 8 },
-		{ "connect-timeout",
-		  offsetof(struct mfd_config, connect_timeout_ms), 8 },
-		{ "io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8 },
-		{ "auth-key-file", offsetof(struct mfd_config, auth_key_file),
-		  MFD_CFG_PATH_MAX },
+	    {"channels", offsetof(struct mfd_config, channels), 4},
+	    {"packet-pages", offsetof(struct mfd_config, packet_pages), 4},
+	    {"verify", offsetof(struct mfd_config, verify), 1},
+	    {"max-rounds", offsetof(struct mfd_config, max_rounds), 4},
+	    {"downtime-limit", offsetof(struct mfd_config, downtime_limit_ms),
+	     8},
+	    {"connect-timeout", offsetof(struct mfd_config, connect_timeout_ms),
+	     8},
+	    {"io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8},
+	    {"auth-key-file", offsetof(struct mfd_config, auth_key_file),
+	     MFD_CFG_PATH_MAX},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -191,10 +190,10 @@ static void test_round_trip(UNUSED void **state)
 	set_ok(cfg, "max-rounds", "100000", "100000");
 	assert_int_equal(cfg->max_rounds, 100000);
 
-	static const char *const on[] = { "on", "true", "yes", "1",
-					  "ON", "True", "YES" };
-	static const char *const off[] = { "off", "false", "no", "0",
-					   "Off", "FALSE", "No" };
+	static const char *const on[] = {"on", "true", "yes", "1",
+					 "ON", "True", "YES"};
+	static const char *const off[] = {"off", "false", "no", "0",
+					  "Off", "FALSE", "No"};
 	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
 		set_ok(cfg, "verify", on[i], "on");
 		assert_true(cfg->verify);
@@ -225,28 +224,28 @@ static void test_round_trip(UNUSED void **state)
 
 /* A size key that is not in the table, to reach the K/M/G path. */
 static const struct mfd__cfg_key size64 = {
-	"test",
-	"size64",
-	MFD__CFG_UINT,
-	true,
-	"1",
-	0,
-	UINT64_MAX,
-	offsetof(struct mfd_config, downtime_limit_ms),
-	8,
-	"a 64-bit size",
+    "test",
+    "size64",
+    MFD__CFG_UINT,
+    true,
+    "1",
+    0,
+    UINT64_MAX,
+    offsetof(struct mfd_config, downtime_limit_ms),
+    8,
+    "a 64-bit size",
 };
 static const struct mfd__cfg_key size32 = {
-	"test",
-	"size32",
-	MFD__CFG_UINT,
-	true,
-	"1",
-	1,
-	UINT32_MAX,
-	offsetof(struct mfd_config, max_rounds),
-	4,
-	"a 32-bit size",
+    "test",
+    "size32",
+    MFD__CFG_UINT,
+    true,
+    "1",
+    1,
+    UINT32_MAX,
+    offsetof(struct mfd_config, max_rounds),
+    4,
+    "a 32-bit size",
 };
 
 static uint64_t parse_size(const struct mfd__cfg_key *k, const char *value,
@@ -322,25 +321,25 @@ static void test_time_suffixes(UNUSED void **state)
 {
 	mfd_config *cfg = new_config();
 	static const char *const bad[] = {
-		"1.5s",
-		"1 s",
-		"1S",
-		"1MS",
-		"1m",
-		"1min",
-		"1sec",
-		"1us",
-		"1ns",
-		"ms",
-		"s",
-		"1mss",
-		"1sms",
-		"1h",
-		"1e3",
-		"1000 ",
-		"1s ",
-		" 1s",
-		"18446744073709552s",
+	    "1.5s",
+	    "1 s",
+	    "1S",
+	    "1MS",
+	    "1m",
+	    "1min",
+	    "1sec",
+	    "1us",
+	    "1ns",
+	    "ms",
+	    "s",
+	    "1mss",
+	    "1sms",
+	    "1h",
+	    "1e3",
+	    "1000 ",
+	    "1s ",
+	    " 1s",
+	    "18446744073709552s",
 	};
 
 	set_ok(cfg, "downtime-limit", "7", "7ms");
@@ -362,56 +361,56 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	/* empty */
-	{ "channels", "" },
-	{ "verify", "" },
-	{ "io-timeout", "" },
-	/* negative */
-	{ "channels", "-1" },
-	{ "max-rounds", "-0" },
-	{ "connect-timeout", "-5s" },
-	/* trailing or leading garbage, other bases, signs */
-	{ "channels", "abc" },
-	{ "channels", "4abc" },
-	{ "channels", " 4" },
-	{ "channels", "4 " },
-	{ "channels", "4\n" },
-	{ "channels", "0x10" },
-	{ "channels", "+4" },
-	{ "channels", "4.0" },
-	{ "channels", "1e1" },
-	{ "packet-pages", "128pages" },
-	{ "io-timeout", "30s!" },
-	/* overflow */
-	{ "channels", "99999999999999999999999" },
-	{ "max-rounds", "18446744073709551616" },
-	{ "io-timeout", "18446744073709551616" },
-	/* out of range, including what a 32-bit store would truncate */
-	{ "channels", "0" },
-	{ "channels", "65" },
-	{ "channels", "4294967297" },
-	{ "channels", "18446744073709551615" },
-	{ "packet-pages", "0" },
-	{ "packet-pages", "1025" },
-	{ "max-rounds", "0" },
-	{ "max-rounds", "100001" },
-	{ "downtime-limit", "0" },
-	{ "downtime-limit", "0s" },
-	{ "downtime-limit", "3600001" },
-	{ "downtime-limit", "3601s" },
-	{ "connect-timeout", "99" },
-	{ "connect-timeout", "601s" },
-	{ "io-timeout", "99ms" },
-	{ "io-timeout", "3601s" },
-	/* not booleans */
-	{ "verify", "maybe" },
-	{ "verify", "2" },
-	{ "verify", "-1" },
-	{ "verify", "onn" },
-	{ "verify", "o" },
-	{ "verify", "on " },
-	{ "verify", "enabled" },
-	{ "verify", "01" },
+    /* empty */
+    {"channels", ""},
+    {"verify", ""},
+    {"io-timeout", ""},
+    /* negative */
+    {"channels", "-1"},
+    {"max-rounds", "-0"},
+    {"connect-timeout", "-5s"},
+    /* trailing or leading garbage, other bases, signs */
+    {"channels", "abc"},
+    {"channels", "4abc"},
+    {"channels", " 4"},
+    {"channels", "4 "},
+    {"channels", "4\n"},
+    {"channels", "0x10"},
+    {"channels", "+4"},
+    {"channels", "4.0"},
+    {"channels", "1e1"},
+    {"packet-pages", "128pages"},
+    {"io-timeout", "30s!"},
+    /* overflow */
+    {"channels", "99999999999999999999999"},
+    {"max-rounds", "18446744073709551616"},
+    {"io-timeout", "18446744073709551616"},
+    /* out of range, including what a 32-bit store would truncate */
+    {"channels", "0"},
+    {"channels", "65"},
+    {"channels", "4294967297"},
+    {"channels", "18446744073709551615"},
+    {"packet-pages", "0"},
+    {"packet-pages", "1025"},
+    {"max-rounds", "0"},
+    {"max-rounds", "100001"},
+    {"downtime-limit", "0"},
+    {"downtime-limit", "0s"},
+    {"downtime-limit", "3600001"},
+    {"downtime-limit", "3601s"},
+    {"connect-timeout", "99"},
+    {"connect-timeout", "601s"},
+    {"io-timeout", "99ms"},
+    {"io-timeout", "3601s"},
+    /* not booleans */
+    {"verify", "maybe"},
+    {"verify", "2"},
+    {"verify", "-1"},
+    {"verify", "onn"},
+    {"verify", "o"},
+    {"verify", "on "},
+    {"verify", "enabled"},
+    {"verify", "01"},
 };
 
 static void test_bad_values(UNUSED void **state)
@@ -441,8 +440,8 @@ static void test_bad_values(UNUSED void **state)
 
 		/* The reason: one line naming the key. */
 		assert_int_equal(
-			mfd__config_parse(cfg, k, c->value, err, sizeof(err)),
-			MFD_ECONFIG);
+		    mfd__config_parse(cfg, k, c->value, err, sizeof(err)),
+		    MFD_ECONFIG);
 		assert_memory_equal(cfg, &before, sizeof(before));
 		print_message("%s\n", err);
 		assert_true(strncmp(err, c->key, strlen(c->key)) == 0);
@@ -486,12 +485,12 @@ static void test_messages(UNUSED void **state)
 					   "50ms", err, sizeof(err)),
 			 MFD_ECONFIG);
 	assert_string_equal(
-		err, "io-timeout: 50ms is out of range 100ms..3600000ms");
+	    err, "io-timeout: 50ms is out of range 100ms..3600000ms");
 
 	/* Control characters never break the line; long values are cut. */
 	assert_int_equal(
-		mfd__config_parse(&cfg, k, "1\n2\r3\x1b", err, sizeof(err)),
-		MFD_ECONFIG);
+	    mfd__config_parse(&cfg, k, "1\n2\r3\x1b", err, sizeof(err)),
+	    MFD_ECONFIG);
 	assert_null(strchr(err, '\n'));
 	assert_null(strchr(err, '\r'));
 	assert_null(strchr(err, '\x1b'));
@@ -522,19 +521,19 @@ static void test_key_forms(UNUSED void **state)
 {
 	mfd_config *cfg = new_config();
 	static const char *const unknown[] = {
-		"",
-		"channel",
-		"Channels",
-		"migration",
-		"migration.",
-		".channels",
-		"Migration.channels",
-		"other.channels",
-		"migration.channels.x",
-		"migration..channels",
-		"migrationchannels",
-		"channels ",
-		"migration. channels",
+	    "",
+	    "channel",
+	    "Channels",
+	    "migration",
+	    "migration.",
+	    ".channels",
+	    "Migration.channels",
+	    "other.channels",
+	    "migration.channels.x",
+	    "migration..channels",
+	    "migrationchannels",
+	    "channels ",
+	    "migration. channels",
 	};
 	char buf[64];
 
@@ -558,8 +557,7 @@ static void test_key_forms(UNUSED void **state)
 		assert_int_equal(mfd_config_set(cfg, unknown[i], "1"),
 				 MFD_ECONFIG);
 		assert_int_equal(
-			mfd_config_get(cfg, unknown[i], buf, sizeof(buf)),
-			-ENOENT);
+		    mfd_config_get(cfg, unknown[i], buf, sizeof(buf)), -ENOENT);
 	}
 	assert_null(mfd__config_find(NULL));
 	assert_int_equal(mfd_config_set(cfg, NULL, "1"), MFD_ECONFIG);
@@ -612,18 +610,18 @@ static void test_null_args(UNUSED void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_table),
-		cmocka_unit_test(test_defaults),
-		cmocka_unit_test(test_defaults_fn),
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_size_suffixes),
-		cmocka_unit_test(test_no_suffix_where_not_size),
-		cmocka_unit_test(test_time_suffixes),
-		cmocka_unit_test(test_bad_values),
-		cmocka_unit_test(test_messages),
-		cmocka_unit_test(test_key_forms),
-		cmocka_unit_test(test_get_buffer),
-		cmocka_unit_test(test_null_args),
+	    cmocka_unit_test(test_table),
+	    cmocka_unit_test(test_defaults),
+	    cmocka_unit_test(test_defaults_fn),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_size_suffixes),
+	    cmocka_unit_test(test_no_suffix_where_not_size),
+	    cmocka_unit_test(test_time_suffixes),
+	    cmocka_unit_test(test_bad_values),
+	    cmocka_unit_test(test_messages),
+	    cmocka_unit_test(test_key_forms),
+	    cmocka_unit_test(test_get_buffer),
+	    cmocka_unit_test(test_null_args),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
