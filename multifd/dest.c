@@ -56,6 +56,7 @@ struct mfd_dest {
 	struct recv_worker *w;
 	unsigned n;
 	struct mfd__barrier barrier;
+	unsigned ndone; /* atomic: channels that reached DONE */
 	uint64_t features;
 	uint8_t session[16];
 	int wake_fd; /* eventfd: dest_fail wakes the loader thread */
@@ -244,6 +245,7 @@ static int recv_loop(struct recv_worker *w)
 				return MFD_EROUND;
 			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
 			w->done = true;
+			__atomic_fetch_add(&d->ndone, 1, __ATOMIC_RELEASE);
 			return 0;
 		default:
 			return MFD_ETYPE;
@@ -457,17 +459,37 @@ static int accept_data(mfd_dest *d)
 static int main_loop(mfd_dest *d, struct mfd_end *end,
 		     uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
+	uint64_t all_done_at = 0;
 	for (;;) {
 		struct mfd_ctl_hdr h;
 		uint8_t *payload;
 		struct pollfd pfd[2] = {{.fd = d->main->fd, .events = POLLIN},
 					{.fd = d->wake_fd, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		/*
+		 * Main may be quiet for as long as a round lasts, but once
+		 * every channel has sent DONE the source sends END at once:
+		 * a main channel that stays silent (stalled, or its source
+		 * gone without a FIN) then fails the load within io-timeout
+		 * instead of holding the destination forever.
+		 */
+		int n = poll(pfd, 2, 100);
+		if (n < 0 && errno != EINTR)
 			return -errno;
 		if (check(d))
 			return check(d);
-		if (!pfd[0].revents)
+		if (n <= 0 || !pfd[0].revents) {
+			if (__atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) < d->n)
+				continue;
+			if (!all_done_at)
+				all_done_at = mfd__now_ns();
+			if (mfd__now_ns() - all_done_at >
+			    d->cfg.io_timeout_ms * 1000000ULL) {
+				mfd__err("no END on the main channel within "
+					 "io-timeout after the last DONE");
+				return -ETIMEDOUT;
+			}
 			continue;
+		}
 		/* A message has started: the rest must follow within the
 		 * io-timeout set on the channel. */
 		int ret = mfd__ctl_recv(d->main, &h, &payload);

@@ -34,6 +34,7 @@ struct mfd_source {
 	bool rp_done; /* the return path thread has ended */
 	pthread_t rp_thread;
 	struct mfd__chan *main;
+	struct mfd__chan *opening; /* in its handshake: cancel shuts it */
 	struct mfd__pool pool;
 
 	int error;  /* first cause, atomic */
@@ -208,6 +209,13 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 		return ret;
 	}
 	ret = c->ops->set_timeout(c, s->cfg.connect_timeout_ms);
+	/* A destination that accepts but never answers would hold a cancel
+	 * for connect-timeout: let mfd_source_cancel() shut the channel. */
+	pthread_mutex_lock(&s->lock);
+	s->opening = c;
+	pthread_mutex_unlock(&s->lock);
+	if (!ret)
+		ret = check(s);
 	struct mfd_hello h = {.magic = MFD_MAGIC_HELLO,
 			      .version = MFD_PROTO_VERSION,
 			      .role = role,
@@ -220,6 +228,11 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 		ret = mfd__handshake_source(c, &h, &s->key, &accepted);
 	if (!ret && accepted != h.features)
 		ret = MFD_EFEATURE;
+	pthread_mutex_lock(&s->lock);
+	s->opening = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (ret && check(s))
+		ret = check(s); /* the cancel, not the shut channel */
 	if (ret) {
 		c->ops->close(c);
 		return ret;
@@ -662,6 +675,8 @@ int mfd_source_cancel(mfd_source *s)
 	/* During setup the thread may wait on the main channel. */
 	if (s->main && STAT_GET(s->phase) == MFD_PHASE_SETUP)
 		s->main->ops->shutdown(s->main, SHUT_RD);
+	if (s->opening)
+		s->opening->ops->shutdown(s->opening, SHUT_RDWR);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
