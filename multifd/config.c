@@ -140,6 +140,18 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	.doc = "How tcp: channels do their I/O: sockets (sendmsg/recvmsg) or "
 	       "uring (io_uring; zero-copy sends where they avoid a copy).",
     },
+    {
+	.section = "migration",
+	.name = "auth-key-file",
+	.type = MFD__CFG_PATH,
+	.def = "",
+	.min = 0,
+	.max = MFD_CFG_PATH_MAX - 1,
+	FIELD(auth_key_file),
+	.doc = "File with the pre-shared key (hex or raw, not readable by "
+	       "others); when set, every connection is authenticated "
+	       "(docs/security.md). Empty: no authentication.",
+    },
     {.name = NULL},
 };
 
@@ -437,6 +449,20 @@ int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 				 k ? "no value" : "unknown key");
 		return MFD_ECONFIG;
 	}
+	if (k->type == MFD__CFG_PATH) {
+		/* Any bytes; checked when the file is opened. */
+		size_t n = strlen(value);
+
+		if (n > k->max || n >= k->width) {
+			if (err && errlen)
+				snprintf(err, errlen,
+					 "%s: path longer than %llu bytes",
+					 k->name, (unsigned long long)k->max);
+			return MFD_ECONFIG;
+		}
+		memcpy((char *)cfg + k->offset, value, n + 1);
+		return 0;
+	}
 	if (!value[0])
 		return reject(k, value, BAD_EMPTY, err, errlen);
 	if (k->type == MFD__CFG_BOOL)
@@ -549,6 +575,16 @@ int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 		return -ENOENT;
 	if (!buf || !len)
 		return -ENOSPC;
+	if (k->type == MFD__CFG_PATH) {
+		const char *p = (const char *)cfg + k->offset;
+
+		if (strnlen(p, k->width) >= len) {
+			buf[0] = 0;
+			return -ENOSPC;
+		}
+		snprintf(buf, len, "%s", p);
+		return 0;
+	}
 	v = load(cfg, k);
 	switch (k->type) {
 	case MFD__CFG_BOOL:

@@ -12,6 +12,8 @@
 
 #include "multifd/multifd.h"
 
+#define MFD_CFG_PATH_MAX 1024
+
 struct mfd_config {
 	uint32_t channels;	     /* data channels */
 	uint32_t packet_pages;	     /* max pages per packet */
@@ -23,6 +25,7 @@ struct mfd_config {
 	uint32_t compression;	     /* enum mfd__codec_id */
 	uint32_t zstd_level;
 	uint32_t io_engine;	     /* enum mfd__io_engine */
+	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
 };
 
 enum mfd__io_engine {
@@ -35,6 +38,7 @@ enum mfd__cfg_type {
 	MFD__CFG_BOOL,
 	MFD__CFG_MS, /* time: plain number = ms, or "ms"/"s" suffix */
 	MFD__CFG_ENUM, /* one of .choices, stored as its index (uint32) */
+	MFD__CFG_PATH, /* file name, stored as given; "" = none; max = length */
 };
 
 struct mfd__cfg_key {

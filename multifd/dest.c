@@ -45,6 +45,7 @@ struct mfd_dest {
 	struct mfd_block_desc descs[MFD_MAX_BLOCKS];
 	unsigned nblocks;
 	struct mfd_wire_limits lim;
+	struct mfd__key key; /* loaded at start; len 0: no authentication */
 
 	struct mfd__listener lst;
 	pthread_t thread;
@@ -58,6 +59,7 @@ struct mfd_dest {
 	struct recv_worker *w;
 	unsigned n;
 	struct mfd__barrier barrier;
+	unsigned ndone; /* atomic: channels that reached DONE */
 	uint64_t features;
 	uint8_t session[16];
 	int wake_fd; /* eventfd: dest_fail wakes the loader thread */
@@ -124,6 +126,7 @@ void mfd_dest_free(mfd_dest *d)
 	for (unsigned i = 0; i < d->nblocks; i++)
 		mfd__ramblock_destroy(&d->blocks[i]);
 	mfd__barrier_destroy(&d->barrier);
+	mfd__auth_key_clear(&d->key);
 	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -288,6 +291,7 @@ static int recv_loop(struct recv_worker *w)
 				return MFD_EROUND;
 			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
 			w->done = true;
+			__atomic_fetch_add(&d->ndone, 1, __ATOMIC_RELEASE);
 			return 0;
 		default:
 			return MFD_ETYPE;
@@ -343,6 +347,53 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su,
 	return 0;
 }
 
+static bool is_transport(int err)
+{
+	return err == -ECONNRESET || err == MFD_ETRUNCATED ||
+	       err == -ETIMEDOUT || err == -EPIPE;
+}
+
+/*
+ * The destination's half of a connection's handshake (docs/protocol.md 4):
+ * hello, its checks, the reply and, with MFD_FEAT_AUTH, the authentication
+ * exchange. 0 when the connection is admitted as role; else the reason,
+ * already told to the peer where the connection still works.
+ */
+static int admit(mfd_dest *d, struct mfd__chan *c, uint16_t role,
+		 struct mfd_hello *h)
+{
+	int ret = mfd__hello_recv(c, h);
+	if (!ret && h->role != role)
+		ret = MFD_EROLE;
+	/* Both sides must hold a key, or neither: a keyed destination never
+	 * talks to an unauthenticated peer, and a keyed source never trusts a
+	 * destination that cannot prove the key. */
+	if (!ret && !(h->features & MFD_FEAT_AUTH) != !d->key.len) {
+		mfd__warn("%s: %s", c->peer,
+			  d->key.len ? "peer offers no authentication but "
+				       "auth-key-file is set"
+				     : "peer wants authentication but no "
+				       "auth-key-file is set");
+		ret = MFD_EAUTH;
+	}
+	if (!ret && role == MFD_ROLE_DATA) {
+		if (memcmp(h->session, d->session, 16) ||
+		    h->nchannels != d->n || h->features != d->features)
+			ret = MFD_ESESSION;
+		else if (d->w[h->channel].chan)
+			ret = MFD_EROLE; /* duplicate index */
+	}
+	if (ret) {
+		if (!is_transport(ret))
+			mfd__hello_reply_send(c, ret, 0);
+		return ret;
+	}
+	ret = mfd__hello_reply_send(c, 0, h->features);
+	if (!ret && (h->features & MFD_FEAT_AUTH))
+		ret = mfd__auth_dest(c, &d->key, h);
+	return ret;
+}
+
 /* Accepts connections until a valid main hello arrives (strangers are
  * refused and logged), then reads SETUP and answers. */
 static int accept_main(mfd_dest *d)
@@ -355,22 +406,15 @@ static int accept_main(mfd_dest *d)
 		ret = mfd__accept(&d->lst, UINT64_MAX / 2000000, &d->cancel, &c);
 		if (ret)
 			return ret;
+		/* Bounded: a stranger that connects and stays silent holds
+		 * the loader for at most connect-timeout. */
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
-		ret = mfd__hello_recv(c, &h);
-		if (!ret && h.role != MFD_ROLE_MAIN)
-			ret = MFD_EROLE;
+		ret = admit(d, c, MFD_ROLE_MAIN, &h);
 		if (!ret)
 			break;
 		mfd__warn("refused connection from %s: %s", c->peer,
 			  mfd_strerror(ret));
-		if (ret != -ECONNRESET && ret != MFD_ETRUNCATED &&
-		    ret != -ETIMEDOUT)
-			mfd__hello_reply_send(c, ret, 0);
 		c->ops->close(c);
-	}
-	if ((ret = mfd__hello_reply_send(c, 0, h.features))) {
-		c->ops->close(c);
-		return ret;
 	}
 	memcpy(d->session, h.session, 16);
 	d->features = h.features;
@@ -441,23 +485,12 @@ static int accept_data(mfd_dest *d)
 			return ret;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
 		struct mfd_hello h;
-		ret = mfd__hello_recv(c, &h);
-		if (!ret && h.role != MFD_ROLE_DATA)
-			ret = MFD_EROLE;
-		if (!ret && memcmp(h.session, d->session, 16))
-			ret = MFD_ESESSION;
-		if (!ret && (h.nchannels != d->n || h.features != d->features))
-			ret = MFD_ESESSION;
-		if (!ret && d->w[h.channel].chan)
-			ret = MFD_EROLE; /* duplicate index */
-		if (!ret)
-			ret = mfd__hello_reply_send(c, 0, h.features);
+		ret = admit(d, c, MFD_ROLE_DATA, &h);
 		if (!ret)
 			ret = c->ops->set_timeout(c, d->cfg.io_timeout_ms);
 		if (ret) {
 			mfd__warn("refused data connection from %s: %s",
 				  c->peer, mfd_strerror(ret));
-			mfd__hello_reply_send(c, ret, 0);
 			c->ops->close(c);
 			continue;
 		}
@@ -473,17 +506,37 @@ static int accept_data(mfd_dest *d)
 static int main_loop(mfd_dest *d, struct mfd_end *end,
 		     uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
+	uint64_t all_done_at = 0;
 	for (;;) {
 		struct mfd_ctl_hdr h;
 		uint8_t *payload;
 		struct pollfd pfd[2] = {{.fd = d->main->fd, .events = POLLIN},
 					{.fd = d->wake_fd, .events = POLLIN}};
-		if (poll(pfd, 2, -1) < 0 && errno != EINTR)
+		/*
+		 * Main may be quiet for as long as a round lasts, but once
+		 * every channel has sent DONE the source sends END at once:
+		 * a main channel that stays silent (stalled, or its source
+		 * gone without a FIN) then fails the load within io-timeout
+		 * instead of holding the destination forever.
+		 */
+		int n = poll(pfd, 2, 100);
+		if (n < 0 && errno != EINTR)
 			return -errno;
 		if (check(d))
 			return check(d);
-		if (!pfd[0].revents)
+		if (n <= 0 || !pfd[0].revents) {
+			if (__atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) < d->n)
+				continue;
+			if (!all_done_at)
+				all_done_at = mfd__now_ns();
+			if (mfd__now_ns() - all_done_at >
+			    d->cfg.io_timeout_ms * 1000000ULL) {
+				mfd__err("no END on the main channel within "
+					 "io-timeout after the last DONE");
+				return -ETIMEDOUT;
+			}
 			continue;
+		}
 		/* A message has started: the rest must follow within the
 		 * io-timeout set on the channel. */
 		int ret = mfd__ctl_recv(d->main, &h, &payload);
@@ -707,7 +760,10 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return MFD_ESTATE;
 	if (d->nblocks == 0)
 		return -ENOENT;
-	int ret = mfd__listen(&d->cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst);
+	int ret = mfd__auth_key_load(d->cfg.auth_key_file, &d->key);
+	if (ret)
+		return ret;
+	ret = mfd__listen(&d->cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst);
 	if (ret) {
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
 		return ret;

@@ -22,6 +22,7 @@ struct mfd_source {
 	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
 	unsigned nblocks;
 	char uri[256];
+	struct mfd__key key; /* loaded at start; len 0: no authentication */
 
 	pthread_mutex_t lock; /* guards the fields below it up to stats */
 	pthread_cond_t cv;    /* return path and cancel wake the thread */
@@ -33,6 +34,7 @@ struct mfd_source {
 	bool rp_done; /* the return path thread has ended */
 	pthread_t rp_thread;
 	struct mfd__chan *main;
+	struct mfd__chan *opening; /* in its handshake: cancel shuts it */
 	struct mfd__pool pool;
 
 	int error;  /* first cause, atomic */
@@ -87,6 +89,7 @@ void mfd_source_free(mfd_source *s)
 	}
 	for (unsigned i = 0; i < s->nblocks; i++)
 		mfd__ramblock_destroy(&s->blocks[i]);
+	mfd__auth_key_clear(&s->key);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s);
@@ -195,7 +198,8 @@ static void return_path(mfd_source *s)
 static uint64_t features_wanted(const mfd_source *s)
 {
 	return (s->cfg.verify ? MFD_FEAT_VERIFY : 0) |
-	       (s->cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0);
+	       (s->cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
+	       (s->key.len ? MFD_FEAT_AUTH : 0);
 }
 
 static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
@@ -209,6 +213,13 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 		return ret;
 	}
 	ret = c->ops->set_timeout(c, s->cfg.connect_timeout_ms);
+	/* A destination that accepts but never answers would hold a cancel
+	 * for connect-timeout: let mfd_source_cancel() shut the channel. */
+	pthread_mutex_lock(&s->lock);
+	s->opening = c;
+	pthread_mutex_unlock(&s->lock);
+	if (!ret)
+		ret = check(s);
 	struct mfd_hello h = {.magic = MFD_MAGIC_HELLO,
 			      .version = MFD_PROTO_VERSION,
 			      .role = role,
@@ -218,11 +229,14 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 	memcpy(h.session, session, 16);
 	uint64_t accepted = 0;
 	if (!ret)
-		ret = mfd__hello_send(c, &h);
-	if (!ret)
-		ret = mfd__hello_reply_recv(c, &accepted);
+		ret = mfd__handshake_source(c, &h, &s->key, &accepted);
 	if (!ret && accepted != h.features)
 		ret = MFD_EFEATURE;
+	pthread_mutex_lock(&s->lock);
+	s->opening = NULL;
+	pthread_mutex_unlock(&s->lock);
+	if (ret && check(s))
+		ret = check(s); /* the cancel, not the shut channel */
 	if (ret) {
 		c->ops->close(c);
 		return ret;
@@ -611,6 +625,10 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	int ret = mfd__transport_select(uri, &s->cfg, NULL);
 	if (ret)
 		return ret;
+	/* Read the key now, so that a missing or unsafe key file fails the
+	 * call instead of a migration thread. */
+	if ((ret = mfd__auth_key_load(s->cfg.auth_key_file, &s->key)))
+		return ret;
 	snprintf(s->uri, sizeof(s->uri), "%s", uri);
 	/* A new migration of the same VM may follow a failed one. */
 	s->error = 0;
@@ -665,6 +683,8 @@ int mfd_source_cancel(mfd_source *s)
 	/* During setup the thread may wait on the main channel. */
 	if (s->main && STAT_GET(s->phase) == MFD_PHASE_SETUP)
 		s->main->ops->shutdown(s->main, SHUT_RD);
+	if (s->opening)
+		s->opening->ops->shutdown(s->opening, SHUT_RDWR);
 	pthread_mutex_unlock(&s->lock);
 	return 0;
 }

@@ -36,7 +36,8 @@
 /* Device state follows: DEVICES after SETUP, DEVICE packets or DEVICE_DATA
  * messages (multifd/devwire.h). Not yet sent by the engine. */
 #define MFD_FEAT_DEVICES (1ULL << 2)
-#define MFD_FEATURES_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_ZSTD)
+#define MFD_FEAT_AUTH (1ULL << 3)   /* HMAC challenge-response (auth.h) */
+#define MFD_FEATURES_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH)
 
 /* ---------------------------------------------------------------- */
 /* Handshake: first bytes of every connection.                       */

@@ -30,5 +30,33 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
 	run tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMFD_SANITIZE=thread
 
+# A short libFuzzer run of every target (docs/security.md), 20 s each.
+fuzz() {
+	local dir=build-test-fuzz
+	echo "=== $dir: configure and build"
+	if ! CC=clang cmake -S . -B "$dir" -DMFD_FUZZ=ON -DMFD_WERROR=ON \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null ||
+		! cmake --build "$dir" -j"$jobs" --target fuzz_hello fuzz_ctl \
+			fuzz_pages fuzz_auth >"$dir.log" 2>&1; then
+		cat "$dir.log" 2>/dev/null
+		echo "=== $dir: BUILD FAILED"
+		status=1
+		return
+	fi
+	for t in hello ctl pages auth; do
+		local work=$dir/work-$t
+		mkdir -p "$work"
+		echo "=== fuzz_$t: 20 s"
+		if ! "$dir/tests/fuzz/fuzz_$t" -max_total_time=20 -max_len=9000 \
+			-artifact_prefix="$dir/crash-$t-" "$work" \
+			tests/fuzz/corpus/$t >"$dir/fuzz_$t.log" 2>&1; then
+			tail -40 "$dir/fuzz_$t.log"
+			echo "=== fuzz_$t: FINDING (reproducer in $dir/crash-$t-*)"
+			status=1
+		fi
+	done
+}
+ASAN_OPTIONS=detect_leaks=1 fuzz
+
 if [ $status -eq 0 ]; then echo "=== all test builds passed"; else echo "=== FAILURES above"; fi
 exit $status

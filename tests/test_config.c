@@ -63,6 +63,8 @@ static void test_table(UNUSED void **state)
 	    {"compression", offsetof(struct mfd_config, compression), 4},
 	    {"zstd-level", offsetof(struct mfd_config, zstd_level), 4},
 	    {"io-engine", offsetof(struct mfd_config, io_engine), 4},
+	    {"auth-key-file", offsetof(struct mfd_config, auth_key_file),
+	     MFD_CFG_PATH_MAX},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -97,6 +99,11 @@ static void test_table(UNUSED void **state)
 			break;
 		case MFD__CFG_MS:
 			assert_int_equal(k->width, 8);
+			assert_false(k->size);
+			break;
+		case MFD__CFG_PATH:
+			assert_int_equal(k->min, 0);
+			assert_true(k->max < k->width);
 			assert_false(k->size);
 			break;
 		case MFD__CFG_UINT:

@@ -155,7 +155,7 @@ static void test_hello_reject(void **state)
 	assert_int_equal(hello_rt(&h, &d), MFD_EFLAGS);
 
 	h = good_hello();
-	h.features = 1ULL << 2;
+	h.features = 1ULL << 4; /* first unknown bit */
 	assert_int_equal(hello_rt(&h, &d), MFD_EFEATURE);
 	h.features = MFD_FEAT_VERIFY | (1ULL << 63);
 	assert_int_equal(hello_rt(&h, &d), MFD_EFEATURE);

@@ -92,6 +92,13 @@ uint64_t tvm_hash(const void *p, size_t n)
 	return XXH3_64bits(p, n);
 }
 
+uint64_t tvm_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void tvm_add_block(struct tvm *vm, const char *name, size_t size,
 		   uint32_t page_size)
 {
@@ -235,6 +242,25 @@ static void *pump_main(void *arg)
 		ssize_t n = read(pm->in, buf, sizeof(buf));
 		if (n <= 0)
 			break;
+		int f = pm->damage && pm->p->fault
+				? pm->p->fault(pm->p, pm->conn, pos, (size_t)n)
+				: TVM_PASS;
+		if (f == TVM_STALL) {
+			/* Hold the connection open, silent, until the test
+			 * ends; the other direction keeps running. */
+			while (!__atomic_load_n(&pm->p->stop, __ATOMIC_ACQUIRE))
+				usleep(10000);
+			break;
+		}
+		if (f == TVM_RESET) {
+			struct linger lg = {.l_onoff = 1, .l_linger = 0};
+			setsockopt(pm->in, SOL_SOCKET, SO_LINGER, &lg,
+				   sizeof(lg));
+			setsockopt(pm->out, SOL_SOCKET, SO_LINGER, &lg,
+				   sizeof(lg));
+		}
+		if (f != TVM_PASS)
+			break;
 		if (pm->damage && pm->p->damage)
 			pm->p->damage(pm->p, pm->conn, pos, buf, (size_t)n);
 		pos += (uint64_t)n;
@@ -277,7 +303,12 @@ static void *proxy_main(void *arg)
 	unsigned nfd = 0;
 	for (unsigned i = 0; i < p->nconn && i < 32; i++) {
 		struct pollfd pfd = {.fd = p->lfd, .events = POLLIN};
-		if (poll(&pfd, 1, 10000) <= 0)
+		int waited = 0, r = 0;
+		while (waited < 10000 &&
+		       !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE) &&
+		       (r = poll(&pfd, 1, 50)) == 0)
+			waited += 50;
+		if (r <= 0)
 			break;
 		int cfd = accept(p->lfd, NULL, NULL);
 		if (cfd < 0)
@@ -318,6 +349,7 @@ void tvm_proxy_start(struct tvm_proxy *p, const char *target, unsigned nconn)
 
 void tvm_proxy_stop(struct tvm_proxy *p)
 {
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(p->thread, NULL);
 	close(p->lfd);
 }

@@ -25,6 +25,8 @@ uint64_t tvm_seed(const char *test);
  * uring and io_uring is unavailable here. Call first in main(). */
 const char *tvm_io_engine(const char *test);
 uint64_t tvm_hash(const void *p, size_t n);
+/* Monotonic clock in ms. */
+uint64_t tvm_now_ms(void);
 
 struct tvm_block {
 	const char *name;
@@ -70,7 +72,19 @@ struct tvm_proxy {
 	pthread_t thread;
 	void (*damage)(struct tvm_proxy *p, unsigned conn, uint64_t pos,
 		       uint8_t *buf, size_t len);
+	/* Optional fault: asked before each client->server chunk of
+	 * connection conn (0 = main, 1.. = data channels in connect order)
+	 * what to do with it (enum tvm_fault). */
+	int (*fault)(struct tvm_proxy *p, unsigned conn, uint64_t pos,
+		     size_t len);
+	int stop; /* atomic: set by tvm_proxy_stop; stalled pumps end */
 	void *opaque;
+};
+enum tvm_fault {
+	TVM_PASS = 0,
+	TVM_CLOSE, /* FIN both ways */
+	TVM_RESET, /* RST both ways */
+	TVM_STALL, /* forward nothing more, keep the connection open */
 };
 void tvm_proxy_start(struct tvm_proxy *p, const char *target, unsigned nconn);
 void tvm_proxy_stop(struct tvm_proxy *p);

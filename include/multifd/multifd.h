@@ -83,7 +83,9 @@ MFD_API int mfd_version(void);
 	XX(HOOK, 1020, "a hypervisor hook reported failure")                   \
 	XX(COMPRESS, 1021,                                                     \
 	   "compressed payload corrupt or not of the announced size")         \
-	XX(DEVICE, 1022, "device index out of range or device state invalid")
+	XX(DEVICE, 1022, "device index out of range or device state invalid")         \
+	XX(AUTH, 1023,                                                         \
+	   "authentication failed (wrong or missing key, or replayed)")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),

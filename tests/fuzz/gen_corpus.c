@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Writes the seed corpus: valid encodings made by the engine's own encoders,
+ * one small file per message, under DIR/<target>/. Run by hand after a wire
+ * change (gen_corpus tests/fuzz/corpus) and commit the result.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "multifd/multifd.h"
+#include "multifd/wire.h"
+#include "multifd/auth.h"
+
+static const char *root;
+
+static void put(const char *target, const char *name, const void *buf,
+		size_t len)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s", root, target);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/%s/%s", root, target, name);
+	FILE *f = fopen(path, "wb");
+	if (!f || fwrite(buf, 1, len, f) != len) {
+		perror(path);
+		exit(1);
+	}
+	fclose(f);
+}
+
+static size_t ctl(uint8_t *out, uint16_t type, const void *p, uint32_t len)
+{
+	struct mfd_ctl_hdr h = { .magic = MFD_MAGIC_CTL,
+				 .type = type,
+				 .length = len };
+	mfd__ctl_hdr_encode(&h, out);
+	memcpy(out + MFD_CTL_HDR_SIZE, p, len);
+	return MFD_CTL_HDR_SIZE + len;
+}
+
+static void hello(void)
+{
+	uint8_t buf[MFD_HELLO_SIZE + MFD_HELLO_REPLY_SIZE];
+	struct mfd_hello h = { .magic = MFD_MAGIC_HELLO,
+			       .version = MFD_PROTO_VERSION,
+			       .role = MFD_ROLE_MAIN,
+			       .nchannels = 4,
+			       .features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH };
+	memset(h.session, 0xa5, sizeof(h.session));
+	struct mfd_hello_reply r = { .magic = MFD_MAGIC_HELLO,
+				     .version = MFD_PROTO_VERSION,
+				     .features = h.features };
+	mfd__hello_encode(&h, buf);
+	mfd__hello_reply_encode(&r, buf + MFD_HELLO_SIZE);
+	put("hello", "main-accepted", buf, sizeof(buf));
+	h.role = MFD_ROLE_DATA;
+	h.channel = 3;
+	h.features = 0;
+	r.status = 1;
+	r.error = MFD_ESESSION;
+	r.features = 0;
+	mfd__hello_encode(&h, buf);
+	mfd__hello_reply_encode(&r, buf + MFD_HELLO_SIZE);
+	put("hello", "data-refused", buf, sizeof(buf));
+}
+
+static void control(void)
+{
+	static uint8_t buf[MFD_CTL_HDR_SIZE + 8192], p[8192];
+	struct mfd_block_desc b[3] = {
+		{ .name = "pc.ram", .size = 1 << 30, .page_size = 4096 },
+		{ .name = "vga.vram", .size = 16 << 20, .page_size = 4096 },
+		{ .name = "huge", .size = 1ULL << 31, .page_size = 1u << 21 },
+	};
+	struct mfd_setup su = { .nblocks = 3,
+				.packet_pages = 128,
+				.nchannels = 2,
+				.features = MFD_FEAT_VERIFY,
+				.blocks = b };
+	int n = mfd__setup_encode(&su, p, sizeof(p));
+	put("ctl", "setup3", buf, ctl(buf, MFD_CTL_SETUP, p, (uint32_t)n));
+	su.nblocks = 1;
+	n = mfd__setup_encode(&su, p, sizeof(p));
+	put("ctl", "setup1", buf, ctl(buf, MFD_CTL_SETUP, p, (uint32_t)n));
+
+	struct mfd_round r = { .round = 7, .pages = 1234 };
+	mfd__round_encode(&r, p);
+	put("ctl", "round", buf, ctl(buf, MFD_CTL_ROUND, p, MFD_ROUND_SIZE));
+
+	uint8_t dg[3][MFD_DIGEST_SIZE];
+	memset(dg, 0x5a, sizeof(dg));
+	struct mfd_end e = { .final_round = 3,
+			     .nblocks = 3,
+			     .total_pages = 99,
+			     .total_packets = 9,
+			     .digests = dg };
+	n = mfd__end_encode(&e, p, sizeof(p));
+	put("ctl", "end-digests", buf, ctl(buf, MFD_CTL_END, p, (uint32_t)n));
+	e.digests = NULL;
+	n = mfd__end_encode(&e, p, sizeof(p));
+	put("ctl", "end", buf, ctl(buf, MFD_CTL_END, p, (uint32_t)n));
+
+	struct mfd_error_msg m = { .code = MFD_EOFFSET };
+	snprintf(m.text, sizeof(m.text), "destination: bad offset");
+	n = mfd__error_encode(&m, p, sizeof(p));
+	put("ctl", "error", buf, ctl(buf, MFD_CTL_ERROR, p, (uint32_t)n));
+	put("ctl", "setup-ok", buf, ctl(buf, MFD_CTL_SETUP_OK, p, 0));
+	put("ctl", "loaded", buf, ctl(buf, MFD_CTL_LOADED, p, 0));
+}
+
+/* Limits prefix as fuzz_pages.c reads it: one block. */
+static size_t limits(uint8_t *out, uint8_t shift, uint32_t pages,
+		     uint16_t packet_pages)
+{
+	out[0] = 0; /* one block */
+	out[1] = (uint8_t)(shift - 12);
+	mfd__put_le32(out + 2, pages);
+	mfd__put_le16(out + 6, (uint16_t)(packet_pages - 1));
+	return 8;
+}
+
+static void pages(void)
+{
+	uint8_t buf[8 + MFD_PKT_HDR_SIZE + 16 * 8];
+	size_t n = limits(buf, 12, 1024, 128);
+	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				 .type = MFD_PKT_PAGES,
+				 .round = 1,
+				 .count = 3,
+				 .zero_count = 2,
+				 .payload_len = 3 * 4096,
+				 .seq = 5 };
+	mfd__pkt_encode(&h, buf + n);
+	uint64_t off[5] = { 0, 4096, 3 * 4096, 2 * 4096, 100 * 4096 };
+	mfd__pkt_offsets_encode(off, 5);
+	memcpy(buf + n + MFD_PKT_HDR_SIZE, off, sizeof(off));
+	put("pages", "pages-mixed", buf, n + MFD_PKT_HDR_SIZE + sizeof(off));
+
+	n = limits(buf, 21, 8, 4);
+	h.count = 1;
+	h.zero_count = 0;
+	h.payload_len = 1u << 21;
+	mfd__pkt_encode(&h, buf + n);
+	off[0] = 7ULL << 21;
+	mfd__pkt_offsets_encode(off, 1);
+	memcpy(buf + n + MFD_PKT_HDR_SIZE, off, 8);
+	put("pages", "pages-huge", buf, n + MFD_PKT_HDR_SIZE + 8);
+
+	h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_SYNC,
+				  .round = 2,
+				  .count = 10,
+				  .seq = 11 };
+	n = limits(buf, 12, 16, 16);
+	mfd__pkt_encode(&h, buf + n);
+	put("pages", "sync", buf, n + MFD_PKT_HDR_SIZE);
+}
+
+static void auth(void)
+{
+	uint8_t buf[MFD_AUTH_MSG_SIZE * 3];
+	struct mfd_auth_msg m = { .magic = MFD_MAGIC_AUTH,
+				  .type = MFD_AUTH_CHALLENGE };
+	memset(m.nonce, 0x11, sizeof(m.nonce));
+	mfd__auth_msg_encode(&m, buf);
+	m.type = MFD_AUTH_RESPONSE;
+	memset(m.nonce, 0x22, sizeof(m.nonce));
+	memset(m.mac, 0x33, sizeof(m.mac));
+	mfd__auth_msg_encode(&m, buf + MFD_AUTH_MSG_SIZE);
+	m.type = MFD_AUTH_CONFIRM;
+	memset(m.nonce, 0, sizeof(m.nonce));
+	memset(m.mac, 0x44, sizeof(m.mac));
+	mfd__auth_msg_encode(&m, buf + 2 * MFD_AUTH_MSG_SIZE);
+	put("auth", "exchange", buf, sizeof(buf));
+	put("auth", "challenge", buf, MFD_AUTH_MSG_SIZE);
+	/* A key file as auth_key_parse() reads it. */
+	static const char hex[] = "00112233445566778899aabbccddeeff"
+				  "00112233445566778899aabbccddeeff\n";
+	put("auth", "key-hex", hex, sizeof(hex) - 1);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s DIR\n", argv[0]);
+		return 2;
+	}
+	root = argv[1];
+	if (mkdir(root, 0755) && errno != EEXIST) {
+		perror(root);
+		return 1;
+	}
+	hello();
+	control();
+	pages();
+	auth();
+	return 0;
+}
