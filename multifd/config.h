@@ -12,6 +12,9 @@
 
 #include "multifd/multifd.h"
 
+/* Room for a path value, terminator included. */
+#define MFD__CFG_PATH_MAX 512
+
 struct mfd_config {
 	uint32_t channels;	     /* data channels */
 	uint32_t packet_pages;	     /* max pages per packet */
@@ -20,12 +23,28 @@ struct mfd_config {
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
 	uint64_t connect_timeout_ms; /* connect + handshake */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
+	/* TLS (multifd/channels/tls.c); texts are "" when unset. */
+	uint32_t tls;			  /* enum mfd__tls_mode */
+	char tls_ca[MFD__CFG_PATH_MAX];	  /* CA bundle to verify the peer */
+	char tls_cert[MFD__CFG_PATH_MAX]; /* own certificate chain (PEM) */
+	char tls_key[MFD__CFG_PATH_MAX];  /* own private key (PEM) */
+	char tls_psk_file[MFD__CFG_PATH_MAX];
+	char tls_hostname[256]; /* name the source checks; "" = URI host */
+	bool tls_verify_peer;	/* destination requires a client cert */
+};
+
+enum mfd__tls_mode {
+	MFD__TLS_OFF = 0,
+	MFD__TLS_CERT,
+	MFD__TLS_PSK,
 };
 
 enum mfd__cfg_type {
 	MFD__CFG_UINT, /* integer, optional K/M/G suffix when .size */
 	MFD__CFG_BOOL,
 	MFD__CFG_MS, /* time: plain number = ms, or "ms"/"s" suffix */
+	MFD__CFG_ENUM, /* one of .choices, stored as its index (uint32) */
+	MFD__CFG_STR,  /* text of at most .max bytes; "" = unset */
 };
 
 struct mfd__cfg_key {
@@ -38,6 +57,7 @@ struct mfd__cfg_key {
 	size_t offset; /* in struct mfd_config */
 	size_t width;  /* sizeof the field */
 	const char *doc;
+	const char *const *choices; /* MFD__CFG_ENUM: names, NULL-ended */
 };
 
 /* The table, terminated by an entry with name == NULL. */

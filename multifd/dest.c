@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
 
 struct mfd_dest;
@@ -44,6 +45,7 @@ struct mfd_dest {
 	struct mfd_wire_limits lim;
 
 	struct mfd__listener lst;
+	struct mfd__tls *tls; /* NULL without TLS */
 	pthread_t thread;
 	bool running;
 	int result;
@@ -110,6 +112,7 @@ void mfd_dest_free(mfd_dest *d)
 	for (unsigned i = 0; i < d->nblocks; i++)
 		mfd__ramblock_destroy(&d->blocks[i]);
 	mfd__barrier_destroy(&d->barrier);
+	mfd__tls_free(d->tls);
 	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -309,6 +312,9 @@ static int accept_main(mfd_dest *d)
 				      &c);
 		if (ret)
 			return ret;
+		/* A refused TLS handshake was logged and closed. */
+		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
+			continue;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
 		ret = mfd__hello_recv(c, &h);
 		if (!ret && h.role != MFD_ROLE_MAIN)
@@ -392,6 +398,8 @@ static int accept_data(mfd_dest *d)
 				      &d->cancel, &c);
 		if (ret)
 			return ret;
+		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
+			continue;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
 		struct mfd_hello h;
 		ret = mfd__hello_recv(c, &h);
@@ -626,7 +634,11 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return MFD_ESTATE;
 	if (d->nblocks == 0)
 		return -ENOENT;
-	int ret = mfd__tcp_listen(uri, MFD_MAX_CHANNELS + 8, &d->lst);
+	mfd__tls_free(d->tls);
+	int ret = mfd__tls_new(&d->cfg, true, NULL, &d->tls);
+	if (ret)
+		return ret;
+	ret = mfd__tcp_listen(uri, MFD_MAX_CHANNELS + 8, &d->lst);
 	if (ret) {
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
 		return ret;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
 #include "multifd/pool.h"
 
@@ -22,6 +23,7 @@ struct mfd_source {
 	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
 	unsigned nblocks;
 	char uri[256];
+	struct mfd__tls *tls; /* NULL without TLS */
 
 	pthread_mutex_t lock; /* guards the fields below it up to stats */
 	pthread_cond_t cv;    /* return path and cancel wake the thread */
@@ -87,6 +89,7 @@ void mfd_source_free(mfd_source *s)
 	}
 	for (unsigned i = 0; i < s->nblocks; i++)
 		mfd__ramblock_destroy(&s->blocks[i]);
+	mfd__tls_free(s->tls);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s);
@@ -204,6 +207,10 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 		mfd__err("connect to %s: %s", s->uri, mfd_strerror(ret));
 		return ret;
 	}
+	/* TLS, when configured, protects everything from the hello on. */
+	ret = mfd__tls_wrap_client(s->tls, &c, s->cfg.connect_timeout_ms);
+	if (ret)
+		return ret;
 	ret = c->ops->set_timeout(c, s->cfg.connect_timeout_ms);
 	struct mfd_hello h = {.magic = MFD_MAGIC_HELLO,
 			      .version = MFD_PROTO_VERSION,
@@ -604,6 +611,9 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	if (ret)
 		return ret;
 	snprintf(s->uri, sizeof(s->uri), "%s", uri);
+	mfd__tls_free(s->tls);
+	if ((ret = mfd__tls_new(&s->cfg, false, host, &s->tls)))
+		return ret;
 	/* A new migration of the same VM may follow a failed one. */
 	s->error = 0;
 	s->cancel = 0;

@@ -80,7 +80,8 @@ MFD_API int mfd_version(void);
 	XX(URI, 1017, "malformed or unsupported URI")                          \
 	XX(STATE, 1018, "call not valid in the current migration state")       \
 	XX(FLAGS, 1019, "reserved field or flag not zero")                     \
-	XX(HOOK, 1020, "a hypervisor hook reported failure")
+	XX(HOOK, 1020, "a hypervisor hook reported failure")                  \
+	XX(TLS, 1021, "TLS handshake failed or peer not trusted")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),
