@@ -59,7 +59,10 @@ static void ssl_reason(char *buf, size_t len)
 			last = e;
 	if (last) {
 		const char *r = ERR_reason_error_string(last);
-		snprintf(buf, len, "%s", r ? r : "unknown OpenSSL error");
+		if (r)
+			snprintf(buf, len, "%s", r);
+		else
+			ERR_error_string_n(last, buf, len);
 	} else {
 		snprintf(buf, len, "connection closed during the handshake");
 	}
@@ -151,9 +154,19 @@ static int ctx_fail(const char *what, const char *path)
 	return MFD_ECONFIG;
 }
 
+static int readable(const char *what, const char *path)
+{
+	if (access(path, R_OK) == 0)
+		return 0;
+	mfd__err("%s %s: %s", what, path, strerror(errno));
+	return MFD_ECONFIG;
+}
+
 static int load_cert(struct mfd__tls *t, const struct mfd_config *cfg)
 {
 	const char *key = cfg->tls_key[0] ? cfg->tls_key : cfg->tls_cert;
+	if (readable("tls-cert", cfg->tls_cert) || readable("tls-key", key))
+		return MFD_ECONFIG;
 	if (SSL_CTX_use_certificate_chain_file(t->ctx, cfg->tls_cert) != 1)
 		return ctx_fail("tls-cert", cfg->tls_cert);
 	if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1)
@@ -170,6 +183,8 @@ static int load_ca(struct mfd__tls *t, const struct mfd_config *cfg)
 			return ctx_fail("tls-ca", "(system default)");
 		return 0;
 	}
+	if (readable("tls-ca", cfg->tls_ca))
+		return MFD_ECONFIG;
 	if (SSL_CTX_load_verify_locations(t->ctx, cfg->tls_ca, NULL) != 1)
 		return ctx_fail("tls-ca", cfg->tls_ca);
 	return 0;
@@ -377,8 +392,11 @@ static uint64_t io_timeout(struct tls_chan *tc)
 
 static int data_error(struct tls_chan *tc, int ret, const char *why)
 {
+	/* An alert after the handshake is how TLS 1.3 tells a client its
+	 * certificate was refused. */
 	if (ret == MFD_ETLS)
-		mfd__err("TLS with %s: %s", tc->c.peer, why);
+		mfd__err("TLS with %s: %s%s", tc->c.peer, why,
+			 strstr(why, "alert") ? " (the peer refused us)" : "");
 	return ret;
 }
 
@@ -409,13 +427,6 @@ static int flush_stage(struct tls_chan *tc)
 static int tls_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
 	struct tls_chan *tc = (struct tls_chan *)c;
-	/* OpenSSL writes the socket with write(2): a peer that is gone
-	 * would raise SIGPIPE in the hypervisor. Hold it off in this thread
-	 * and swallow it if this send raised it. */
-	sigset_t pipe, old;
-	sigemptyset(&pipe);
-	sigaddset(&pipe, SIGPIPE);
-	pthread_sigmask(SIG_BLOCK, &pipe, &old);
 	int ret = 0;
 	for (int i = 0; i < iovcnt && !ret; i++) {
 		const uint8_t *p = iov[i].iov_base;
@@ -439,15 +450,6 @@ static int tls_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	if (!ret)
 		ret = flush_stage(tc);
 	tc->staged = 0;
-	if (ret == -EPIPE) {
-		struct timespec zero = { 0, 0 };
-		sigset_t pending;
-		sigpending(&pending);
-		if (sigismember(&pending, SIGPIPE) &&
-		    !sigismember(&old, SIGPIPE))
-			sigtimedwait(&pipe, NULL, &zero);
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return ret;
 }
 
@@ -532,6 +534,80 @@ bool mfd__tls_ktls_send(const struct mfd__chan *c)
 {
 	return c && c->ops == &tls_ops &&
 	       ((const struct tls_chan *)c)->ktls_send;
+}
+
+/* ------------------------------------------------------------------ */
+/* Socket BIO without SIGPIPE                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * OpenSSL's socket BIO writes with write(2): a peer that is gone would
+ * raise SIGPIPE in the hypervisor. This BIO is the socket BIO with one
+ * change, send(MSG_NOSIGNAL); everything else (and kTLS, whose control
+ * records need the original write) stays OpenSSL's.
+ */
+static BIO_METHOD *nosig_method;
+static int (*sock_write)(BIO *, const char *, int);
+
+static int nosig_write(BIO *b, const char *in, int inl)
+{
+	if (BIO_get_ktls_send(b)) {
+		/* Rare with kTLS (alerts, close_notify): hold SIGPIPE off in
+		 * this thread and swallow one this write raised. */
+		sigset_t pipe, old, pending;
+		struct timespec zero = { 0, 0 };
+		sigemptyset(&pipe);
+		sigaddset(&pipe, SIGPIPE);
+		pthread_sigmask(SIG_BLOCK, &pipe, &old);
+		int r = sock_write(b, in, inl);
+		int err = errno;
+		sigpending(&pending);
+		if (r < 0 && err == EPIPE && sigismember(&pending, SIGPIPE) &&
+		    !sigismember(&old, SIGPIPE))
+			sigtimedwait(&pipe, NULL, &zero);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		errno = err;
+		return r;
+	}
+	int fd = -1;
+	BIO_get_fd(b, &fd);
+	errno = 0;
+	int r = (int)send(fd, in, (size_t)(inl > 0 ? inl : 0), MSG_NOSIGNAL);
+	BIO_clear_retry_flags(b);
+	if (r <= 0 && BIO_sock_should_retry(r))
+		BIO_set_retry_write(b);
+	return r;
+}
+
+static void nosig_init(void)
+{
+	const BIO_METHOD *s = BIO_s_socket();
+	BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOCKET, "multifd socket");
+	if (!m)
+		return;
+	sock_write = BIO_meth_get_write(s);
+	if (!sock_write || !BIO_meth_set_write(m, nosig_write) ||
+	    !BIO_meth_set_read(m, BIO_meth_get_read(s)) ||
+	    !BIO_meth_set_puts(m, BIO_meth_get_puts(s)) ||
+	    !BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(s)) ||
+	    !BIO_meth_set_create(m, BIO_meth_get_create(s)) ||
+	    !BIO_meth_set_destroy(m, BIO_meth_get_destroy(s))) {
+		BIO_meth_free(m);
+		return;
+	}
+	nosig_method = m;
+}
+
+static int set_socket_bio(SSL *ssl, int fd)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, nosig_init);
+	BIO *b = nosig_method ? BIO_new(nosig_method) : NULL;
+	if (!b)
+		return -ENOMEM;
+	BIO_set_fd(b, fd, BIO_NOCLOSE);
+	SSL_set_bio(ssl, b, b);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -624,8 +700,8 @@ static int wrap(struct mfd__tls *t, struct mfd__chan **cp, uint64_t ms)
 	tc->stage = malloc(STAGE_SIZE);
 	tc->ssl = SSL_new(t->ctx);
 	int ret = tc->stage && tc->ssl ? 0 : -ENOMEM;
-	if (!ret && !SSL_set_fd(tc->ssl, inner->fd))
-		ret = -ENOMEM;
+	if (!ret)
+		ret = set_socket_bio(tc->ssl, inner->fd);
 	if (!ret) {
 		SSL_set_app_data(tc->ssl, tc);
 		if (t->server) {
