@@ -30,6 +30,8 @@ static const char *const io_engine_names[] = {"sockets", "uring", NULL};
  * Defaults are written the way mfd_config_get() prints them, so that the
  * table, the printed values and docs/config.md all read the same.
  */
+static const char *const tls_modes[] = {"off", "cert", "psk", NULL};
+
 const struct mfd__cfg_key mfd__cfg_keys[] = {
     {
 	.section = "migration",
@@ -152,6 +154,84 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	       "others); when set, every connection is authenticated "
 	       "(docs/security.md). Empty: no authentication.",
     },
+    {
+	.section = "migration",
+	.name = "tls",
+	.type = MFD__CFG_ENUM,
+	.def = "off",
+	.min = 0,
+	.max = 2,
+	.choices = tls_modes,
+	FIELD(tls),
+	.doc = "TLS 1.3 on every channel: off, cert (X.509 certificates) or "
+	       "psk (external pre-shared key from tls-psk-file).",
+    },
+    {
+	.section = "migration",
+	.name = "tls-ca",
+	.type = MFD__CFG_STR,
+	.def = "",
+	.min = 0,
+	.max = MFD__CFG_PATH_MAX - 1,
+	FIELD(tls_ca),
+	.doc = "PEM file of the CA certificates the peer's certificate must "
+	       "chain to (empty: the system's default store).",
+    },
+    {
+	.section = "migration",
+	.name = "tls-cert",
+	.type = MFD__CFG_STR,
+	.def = "",
+	.min = 0,
+	.max = MFD__CFG_PATH_MAX - 1,
+	FIELD(tls_cert),
+	.doc = "PEM file of this side's certificate (chain); required on the "
+	       "destination with tls=cert, optional on the source.",
+    },
+    {
+	.section = "migration",
+	.name = "tls-key",
+	.type = MFD__CFG_STR,
+	.def = "",
+	.min = 0,
+	.max = MFD__CFG_PATH_MAX - 1,
+	FIELD(tls_key),
+	.doc = "PEM file of the private key of tls-cert (empty: read it from "
+	       "tls-cert).",
+    },
+    {
+	.section = "migration",
+	.name = "tls-psk-file",
+	.type = MFD__CFG_STR,
+	.def = "",
+	.min = 0,
+	.max = MFD__CFG_PATH_MAX - 1,
+	FIELD(tls_psk_file),
+	.doc = "With tls=psk: file holding the shared secret (16 to 4096 "
+	       "bytes, e.g. 64 hex digits); the key is its SHA-256.",
+    },
+    {
+	.section = "migration",
+	.name = "tls-hostname",
+	.type = MFD__CFG_STR,
+	.def = "",
+	.min = 0,
+	.max = 255,
+	FIELD(tls_hostname),
+	.doc = "Source with tls=cert: the DNS name or IP address the "
+	       "destination's certificate must carry (empty: the URI's host).",
+    },
+    {
+	.section = "migration",
+	.name = "tls-verify-peer",
+	.type = MFD__CFG_BOOL,
+	.def = "off",
+	.min = 0,
+	.max = 1,
+	FIELD(tls_verify_peer),
+	.doc = "Destination with tls=cert: require a client certificate that "
+	       "chains to tls-ca; a source without one is refused.",
+    },
     {.name = NULL},
 };
 
@@ -195,6 +275,9 @@ static void range_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 		snprintf(out, outlen, "%" PRIu64 "ms..%" PRIu64 "ms", k->min,
 			 k->max);
 		break;
+	case MFD__CFG_STR:
+		snprintf(out, outlen, "0..%" PRIu64 " bytes", k->max);
+		break;
 	default:
 		snprintf(out, outlen, "%" PRIu64 "..%" PRIu64, k->min, k->max);
 		break;
@@ -213,6 +296,9 @@ static void expect_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 		break;
 	case MFD__CFG_ENUM:
 		snprintf(out, outlen, "one of %s", range);
+		break;
+	case MFD__CFG_STR:
+		snprintf(out, outlen, "printable text of %s", range);
 		break;
 	case MFD__CFG_MS:
 		snprintf(out, outlen,
@@ -437,6 +523,23 @@ static uint64_t load(const struct mfd_config *cfg, const struct mfd__cfg_key *k)
 	return 0;
 }
 
+/* Text: empty means unset; no control characters, which would end up in
+ * log lines. */
+static int parse_str(struct mfd_config *cfg, const struct mfd__cfg_key *k,
+		     const char *value, char *err, size_t errlen)
+{
+	size_t n = strlen(value);
+
+	if (n > k->max || n >= k->width)
+		return reject(k, value, BAD_RANGE, err, errlen);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)value[i] < 0x20 || value[i] == 0x7f)
+			return reject(k, value, BAD_SYNTAX, err, errlen);
+	memset((char *)cfg + k->offset, 0, k->width);
+	memcpy((char *)cfg + k->offset, value, n);
+	return 0;
+}
+
 int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		      const char *value, char *err, size_t errlen)
 {
@@ -463,6 +566,8 @@ int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		memcpy((char *)cfg + k->offset, value, n + 1);
 		return 0;
 	}
+	if (k->type == MFD__CFG_STR)
+		return parse_str(cfg, k, value, err, errlen);
 	if (!value[0])
 		return reject(k, value, BAD_EMPTY, err, errlen);
 	if (k->type == MFD__CFG_BOOL)
@@ -585,16 +690,20 @@ int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 		snprintf(buf, len, "%s", p);
 		return 0;
 	}
-	v = load(cfg, k);
+	v = k->type == MFD__CFG_STR ? 0 : load(cfg, k);
 	switch (k->type) {
+	case MFD__CFG_STR:
+		n = snprintf(buf, len, "%.*s", (int)k->width,
+			     (const char *)cfg + k->offset);
+		break;
+	case MFD__CFG_ENUM:
+		n = snprintf(buf, len, "%s", v <= k->max ? k->choices[v] : "?");
+		break;
 	case MFD__CFG_BOOL:
 		n = snprintf(buf, len, "%s", v ? "on" : "off");
 		break;
 	case MFD__CFG_MS:
 		n = snprintf(buf, len, "%" PRIu64 "ms", v);
-		break;
-	case MFD__CFG_ENUM:
-		n = snprintf(buf, len, "%s", v <= k->max ? k->choices[v] : "?");
 		break;
 	default:
 		n = snprintf(buf, len, "%" PRIu64, v);
@@ -616,6 +725,10 @@ static const char *type_name(const struct mfd__cfg_key *k)
 		return "time";
 	case MFD__CFG_ENUM:
 		return "enum";
+	case MFD__CFG_PATH:
+		return "path";
+	case MFD__CFG_STR:
+		return "text";
 	default:
 		return k->size ? "size" : "uint";
 	}

@@ -13,6 +13,8 @@
 #include "multifd/multifd.h"
 
 #define MFD_CFG_PATH_MAX 1024
+/* Room for a path value, terminator included. */
+#define MFD__CFG_PATH_MAX 512
 
 struct mfd_config {
 	uint32_t channels;	     /* data channels */
@@ -26,11 +28,25 @@ struct mfd_config {
 	uint32_t zstd_level;
 	uint32_t io_engine;	     /* enum mfd__io_engine */
 	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
+	/* TLS (multifd/channels/tls.c); texts are "" when unset. */
+	uint32_t tls;			  /* enum mfd__tls_mode */
+	char tls_ca[MFD__CFG_PATH_MAX];	  /* CA bundle to verify the peer */
+	char tls_cert[MFD__CFG_PATH_MAX]; /* own certificate chain (PEM) */
+	char tls_key[MFD__CFG_PATH_MAX];  /* own private key (PEM) */
+	char tls_psk_file[MFD__CFG_PATH_MAX];
+	char tls_hostname[256]; /* name the source checks; "" = URI host */
+	bool tls_verify_peer;	/* destination requires a client cert */
 };
 
 enum mfd__io_engine {
 	MFD__IO_SOCKETS = 0, /* blocking sendmsg/recvmsg */
 	MFD__IO_URING = 1,   /* io_uring, one ring per channel direction */
+};
+
+enum mfd__tls_mode {
+	MFD__TLS_OFF = 0,
+	MFD__TLS_CERT,
+	MFD__TLS_PSK,
 };
 
 enum mfd__cfg_type {
@@ -39,6 +55,7 @@ enum mfd__cfg_type {
 	MFD__CFG_MS, /* time: plain number = ms, or "ms"/"s" suffix */
 	MFD__CFG_ENUM, /* one of .choices, stored as its index (uint32) */
 	MFD__CFG_PATH, /* file name, stored as given; "" = none; max = length */
+	MFD__CFG_STR,  /* text of at most .max bytes; "" = unset */
 };
 
 struct mfd__cfg_key {

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "multifd/compress/codec.h"
+#include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
 
 struct mfd_dest;
@@ -48,6 +49,7 @@ struct mfd_dest {
 	struct mfd__key key; /* loaded at start; len 0: no authentication */
 
 	struct mfd__listener lst;
+	struct mfd__tls *tls; /* NULL without TLS */
 	pthread_t thread;
 	bool running;
 	int result;
@@ -127,6 +129,7 @@ void mfd_dest_free(mfd_dest *d)
 		mfd__ramblock_destroy(&d->blocks[i]);
 	mfd__barrier_destroy(&d->barrier);
 	mfd__auth_key_clear(&d->key);
+	mfd__tls_free(d->tls);
 	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
@@ -406,6 +409,9 @@ static int accept_main(mfd_dest *d)
 		ret = mfd__accept(&d->lst, UINT64_MAX / 2000000, &d->cancel, &c);
 		if (ret)
 			return ret;
+		/* A refused TLS handshake was logged and closed. */
+		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
+			continue;
 		/* Bounded: a stranger that connects and stays silent holds
 		 * the loader for at most connect-timeout. */
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
@@ -483,6 +489,8 @@ static int accept_data(mfd_dest *d)
 				  &d->cancel, &c);
 		if (ret)
 			return ret;
+		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
+			continue;
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
 		struct mfd_hello h;
 		ret = admit(d, c, MFD_ROLE_DATA, &h);
@@ -760,7 +768,11 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return MFD_ESTATE;
 	if (d->nblocks == 0)
 		return -ENOENT;
-	int ret = mfd__auth_key_load(d->cfg.auth_key_file, &d->key);
+	mfd__tls_free(d->tls);
+	int ret = mfd__tls_new(&d->cfg, true, NULL, &d->tls);
+	if (ret)
+		return ret;
+	ret = mfd__auth_key_load(d->cfg.auth_key_file, &d->key);
 	if (ret)
 		return ret;
 	ret = mfd__listen(&d->cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst);

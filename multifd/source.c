@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
 #include "multifd/pool.h"
 
@@ -23,6 +24,7 @@ struct mfd_source {
 	unsigned nblocks;
 	char uri[256];
 	struct mfd__key key; /* loaded at start; len 0: no authentication */
+	struct mfd__tls *tls; /* NULL without TLS */
 
 	pthread_mutex_t lock; /* guards the fields below it up to stats */
 	pthread_cond_t cv;    /* return path and cancel wake the thread */
@@ -90,6 +92,7 @@ void mfd_source_free(mfd_source *s)
 	for (unsigned i = 0; i < s->nblocks; i++)
 		mfd__ramblock_destroy(&s->blocks[i]);
 	mfd__auth_key_clear(&s->key);
+	mfd__tls_free(s->tls);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s);
@@ -212,6 +215,10 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 		mfd__err("connect to %s: %s", s->uri, mfd_strerror(ret));
 		return ret;
 	}
+	/* TLS, when configured, protects everything from the hello on. */
+	ret = mfd__tls_wrap_client(s->tls, &c, s->cfg.connect_timeout_ms);
+	if (ret)
+		return ret;
 	ret = c->ops->set_timeout(c, s->cfg.connect_timeout_ms);
 	/* A destination that accepts but never answers would hold a cancel
 	 * for connect-timeout: let mfd_source_cancel() shut the channel. */
@@ -630,6 +637,15 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	if ((ret = mfd__auth_key_load(s->cfg.auth_key_file, &s->key)))
 		return ret;
 	snprintf(s->uri, sizeof(s->uri), "%s", uri);
+	/* The host of the URI is the name the TLS peer's certificate must
+	 * carry (unless tls-hostname says otherwise). */
+	char host[256] = "", port[16];
+	if (strncmp(uri, "tcp:", 4) == 0 &&
+	    (ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port))))
+		return ret;
+	mfd__tls_free(s->tls);
+	if ((ret = mfd__tls_new(&s->cfg, false, host, &s->tls)))
+		return ret;
 	/* A new migration of the same VM may follow a failed one. */
 	s->error = 0;
 	s->cancel = 0;

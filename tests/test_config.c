@@ -65,6 +65,17 @@ static void test_table(UNUSED void **state)
 	    {"io-engine", offsetof(struct mfd_config, io_engine), 4},
 	    {"auth-key-file", offsetof(struct mfd_config, auth_key_file),
 	     MFD_CFG_PATH_MAX},
+	    {"tls", offsetof(struct mfd_config, tls), 4},
+	    {"tls-ca", offsetof(struct mfd_config, tls_ca), MFD__CFG_PATH_MAX},
+	    {"tls-cert", offsetof(struct mfd_config, tls_cert),
+	     MFD__CFG_PATH_MAX},
+	    {"tls-key", offsetof(struct mfd_config, tls_key),
+	     MFD__CFG_PATH_MAX},
+	    {"tls-psk-file", offsetof(struct mfd_config, tls_psk_file),
+	     MFD__CFG_PATH_MAX},
+	    {"tls-hostname", offsetof(struct mfd_config, tls_hostname), 256},
+	    {"tls-verify-peer", offsetof(struct mfd_config, tls_verify_peer),
+	     1},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -129,6 +140,11 @@ static void test_table(UNUSED void **state)
 			assert_false(k->size);
 			break;
 		}
+		case MFD__CFG_STR:
+			assert_int_equal(k->min, 0);
+			assert_true(k->max < k->width);
+			assert_false(k->size);
+			break;
 		default:
 			fail_msg("%s: unknown type", k->name);
 		}
@@ -159,6 +175,9 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "compression", "none");
 	assert_get(cfg, "zstd-level", "1");
 	assert_get(cfg, "io-engine", "sockets");
+	assert_get(cfg, "tls", "off");
+	assert_get(cfg, "tls-ca", "");
+	assert_get(cfg, "tls-verify-peer", "off");
 
 	assert_int_equal(cfg->channels, 2);
 	assert_int_equal(cfg->packet_pages, 128);
@@ -655,6 +674,69 @@ static void test_enum(UNUSED void **state)
 	mfd_config_free(cfg);
 }
 
+/* ---- enum and text keys (TLS) ---- */
+
+static void test_tls_keys(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	struct mfd_config before;
+	char err[256], big[MFD__CFG_PATH_MAX + 1], buf[MFD__CFG_PATH_MAX];
+	/* Names are case-insensitive (CERT is cert), nothing else passes. */
+	static const char *const bad_modes[] = {"", "on", "1",
+						"tls1.3", "psk ", "cert\n"};
+
+	set_ok(cfg, "tls", "cert", "cert");
+	assert_int_equal(cfg->tls, MFD__TLS_CERT);
+	set_ok(cfg, "tls", "psk", "psk");
+	assert_int_equal(cfg->tls, MFD__TLS_PSK);
+	set_ok(cfg, "migration.tls", "off", "off");
+	assert_int_equal(cfg->tls, MFD__TLS_OFF);
+	before = *cfg;
+	for (size_t i = 0; i < sizeof(bad_modes) / sizeof(bad_modes[0]); i++) {
+		assert_int_equal(mfd__config_parse(cfg, mfd__config_find("tls"),
+						   bad_modes[i], err,
+						   sizeof(err)),
+				 MFD_ECONFIG);
+		assert_memory_equal(cfg, &before, sizeof(before));
+		assert_non_null(strstr(err, "off/cert/psk"));
+		assert_true(strncmp(err, "tls:", 4) == 0);
+	}
+
+	set_ok(cfg, "tls-ca", "/etc/multifd/ca.pem", "/etc/multifd/ca.pem");
+	assert_string_equal(cfg->tls_ca, "/etc/multifd/ca.pem");
+	set_ok(cfg, "tls-ca", "a b", "a b");
+	set_ok(cfg, "tls-ca", "", ""); /* unset again */
+	set_ok(cfg, "tls-hostname", "dest.example", "dest.example");
+	set_ok(cfg, "tls-verify-peer", "on", "on");
+	assert_true(cfg->tls_verify_peer);
+
+	/* The longest path fits, one byte more does not. */
+	memset(big, 'p', sizeof(big));
+	big[MFD__CFG_PATH_MAX - 1] = 0;
+	assert_int_equal(mfd_config_set(cfg, "tls-cert", big), 0);
+	assert_int_equal(mfd_config_get(cfg, "tls-cert", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, big);
+	assert_int_equal(mfd_config_get(cfg, "tls-cert", buf, 10), -ENOSPC);
+	before = *cfg;
+	big[MFD__CFG_PATH_MAX - 1] = 'p';
+	big[MFD__CFG_PATH_MAX] = 0;
+	assert_int_equal(mfd__config_parse(cfg, mfd__config_find("tls-cert"),
+					   big, err, sizeof(err)),
+			 MFD_ECONFIG);
+	assert_non_null(strstr(err, "0..511 bytes"));
+	assert_true(strlen(err) < 150);
+	/* Control characters would break log lines. */
+	assert_int_equal(mfd_config_set(cfg, "tls-key", "a\nb"), MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "tls-key", "a\x1b"), MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "tls-hostname", NULL),
+			 MFD_ECONFIG);
+	memset(big, 'h', 257);
+	big[256] = 0;
+	assert_int_equal(mfd_config_set(cfg, "tls-hostname", big), MFD_ECONFIG);
+	assert_memory_equal(cfg, &before, sizeof(before));
+	mfd_config_free(cfg);
+}
+
 static void test_null_args(UNUSED void **state)
 {
 	mfd_config *cfg = new_config();
@@ -686,6 +768,7 @@ int main(void)
 	    cmocka_unit_test(test_key_forms),
 	    cmocka_unit_test(test_get_buffer),
 	    cmocka_unit_test(test_enum),
+	    cmocka_unit_test(test_tls_keys),
 	    cmocka_unit_test(test_null_args),
 	};
 

@@ -85,7 +85,8 @@ MFD_API int mfd_version(void);
 	   "compressed payload corrupt or not of the announced size")         \
 	XX(DEVICE, 1022, "device index out of range or device state invalid")         \
 	XX(AUTH, 1023,                                                         \
-	   "authentication failed (wrong or missing key, or replayed)")
+	   "authentication failed (wrong or missing key, or replayed)")  \
+	XX(TLS, 1024, "TLS handshake failed or peer not trusted")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),
