@@ -67,4 +67,20 @@ void mfd__barrier_destroy(struct mfd__barrier *b);
 int mfd__barrier_wait(struct mfd__barrier *b);
 void mfd__barrier_abort(struct mfd__barrier *b);
 
+/*
+ * The guest writes its memory while send workers read it: by design (a page
+ * written during its send is dirty again and goes out in a later round).
+ * Under ThreadSanitizer the workers' reads of guest pages are therefore not
+ * tracked; everything else still is.
+ */
+#if defined(__SANITIZE_THREAD__)
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+#define MFD_GUEST_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
+#define MFD_GUEST_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#else
+#define MFD_GUEST_READS_BEGIN() ((void)0)
+#define MFD_GUEST_READS_END() ((void)0)
+#endif
+
 #endif /* MULTIFD_INTERNAL_H */

@@ -138,8 +138,11 @@ static void *worker_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 
 		int ret;
-		if (js.job == MFD__JOB_PAGES)
+		if (js.job == MFD__JOB_PAGES) {
+			MFD_GUEST_READS_BEGIN();
 			ret = send_pages(w, js.batch);
+			MFD_GUEST_READS_END();
+		}
 		else
 			ret = send_marker(w,
 					  js.job == MFD__JOB_SYNC

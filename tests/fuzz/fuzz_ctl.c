@@ -7,6 +7,7 @@
 #include "fuzz.h"
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
+#include "multifd/devwire.h"
 
 static struct mfd_block_desc blocks[MFD_MAX_BLOCKS];
 static uint8_t digests[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
@@ -90,6 +91,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case MFD_CTL_ERROR:
 		error(p, h.length);
 		break;
+	case MFD_CTL_DEVICES: {
+		static char names[MFD_MAX_DEVICES_WIRE][MFD_MAX_DEV_NAME_WIRE + 1];
+		struct mfd_devices d;
+		(void)mfd__devices_decode(p, h.length, &d, names);
+		break;
+	}
+	case MFD_CTL_DEVICE_DATA: {
+		/* Limits from the input's first bytes, as SETUP would set. */
+		struct mfd_dev_limits lim = {
+			.ndevices = h.length ? p[0] : 0,
+			.chunk_max = h.length > 1 ? (uint32_t)p[1] << 12 : 0};
+		struct mfd_devdata m;
+		if (!mfd__devdata_decode(p, h.length, &lim, &m))
+			FUZZ_ASSERT(m.data >= p && m.len <= h.length &&
+				    m.data + m.len <= p + h.length);
+		break;
+	}
 	default:
 		FUZZ_ASSERT(h.length == 0);
 		break;
