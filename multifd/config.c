@@ -23,6 +23,9 @@ _Static_assert(sizeof(bool) == 1, "bool fields are stored as one byte");
  * Defaults are written the way mfd_config_get() prints them, so that the
  * table, the printed values and docs/config.md all read the same.
  */
+static const char *const tracker_choices[] = {"manual", "uffd-wp", NULL};
+static const char *const policy_choices[] = {"force", "cancel", NULL};
+
 const struct mfd__cfg_key mfd__cfg_keys[] = {
     {
 	.section = "migration",
@@ -64,8 +67,8 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	.min = 1,
 	.max = 100000,
 	FIELD(max_rounds),
-	.doc = "Switch over after this many pre-copy rounds even if the "
-	       "downtime target is not met.",
+	.doc = "Most pre-copy rounds; when reached without meeting the "
+	       "downtime target, timeout-policy applies.",
     },
     {
 	.section = "migration",
@@ -99,6 +102,108 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	.doc = "A channel that makes no progress for this long fails the "
 	       "migration.",
     },
+    {
+	.section = "migration",
+	.name = "dirty-tracker",
+	.type = MFD__CFG_ENUM,
+	.def = "manual",
+	.min = 0,
+	.max = 1,
+	FIELD(dirty_tracker),
+	.choices = tracker_choices,
+	.doc = "Where dirty pages come from: manual (mfd_source_mark_dirty and "
+	       "the sync_dirty hook) or uffd-wp (the kernel's write "
+	       "protection of the source RAM; falls back to manual where "
+	       "unsupported).",
+    },
+    {
+	.section = "migration",
+	.name = "max-bandwidth",
+	.type = MFD__CFG_UINT,
+	.size = true,
+	.def = "0",
+	.min = 0,
+	.max = 1ULL << 40,
+	FIELD(max_bandwidth),
+	.doc = "Bytes per second all channels together may send before "
+	       "switchover (0 = unlimited); never applied during downtime.",
+    },
+    {
+	.section = "migration",
+	.name = "auto-converge",
+	.type = MFD__CFG_BOOL,
+	.def = "off",
+	.min = 0,
+	.max = 1,
+	FIELD(auto_converge),
+	.doc = "Throttle the guest through the throttle hook while it dirties "
+	       "memory faster than it can be sent.",
+    },
+    {
+	.section = "migration",
+	.name = "cpu-throttle-initial",
+	.type = MFD__CFG_UINT,
+	.def = "20",
+	.min = 1,
+	.max = 99,
+	FIELD(throttle_initial),
+	.doc = "First throttle percentage of auto-converge.",
+    },
+    {
+	.section = "migration",
+	.name = "cpu-throttle-increment",
+	.type = MFD__CFG_UINT,
+	.def = "10",
+	.min = 1,
+	.max = 99,
+	FIELD(throttle_increment),
+	.doc = "Throttle percentage added each time auto-converge steps up.",
+    },
+    {
+	.section = "migration",
+	.name = "cpu-throttle-max",
+	.type = MFD__CFG_UINT,
+	.def = "99",
+	.min = 1,
+	.max = 99,
+	FIELD(throttle_max),
+	.doc = "Highest throttle percentage auto-converge applies.",
+    },
+    {
+	.section = "migration",
+	.name = "throttle-trigger-threshold",
+	.type = MFD__CFG_UINT,
+	.def = "50",
+	.min = 1,
+	.max = 100,
+	FIELD(throttle_threshold),
+	.doc = "Auto-converge steps up after two rounds in which the guest "
+	       "dirtied more than this percentage of the bytes sent.",
+    },
+    {
+	.section = "migration",
+	.name = "precopy-timeout",
+	.type = MFD__CFG_MS,
+	.def = "0ms",
+	.min = 0,
+	.max = 86400000,
+	FIELD(precopy_timeout_ms),
+	.doc = "Longest pre-copy phase (0 = no limit); then timeout-policy "
+	       "applies.",
+    },
+    {
+	.section = "migration",
+	.name = "timeout-policy",
+	.type = MFD__CFG_ENUM,
+	.def = "force",
+	.min = 0,
+	.max = 1,
+	FIELD(timeout_policy),
+	.choices = policy_choices,
+	.doc = "When max-rounds or precopy-timeout ends pre-copy unconverged: "
+	       "force (switch over anyway) or cancel (fail with "
+	       "MFD_ENOCONVERGE, the guest runs on at the source).",
+    },
     {.name = NULL},
 };
 
@@ -129,6 +234,16 @@ static void range_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 	case MFD__CFG_BOOL:
 		snprintf(out, outlen, "on/off");
 		break;
+	case MFD__CFG_ENUM: {
+		size_t used = 0;
+
+		out[0] = 0;
+		for (unsigned i = 0; k->choices[i] && used < outlen; i++)
+			used += (size_t)snprintf(out + used, outlen - used,
+						 "%s%s", i ? "/" : "",
+						 k->choices[i]);
+		break;
+	}
 	case MFD__CFG_MS:
 		snprintf(out, outlen, "%" PRIu64 "ms..%" PRIu64 "ms", k->min,
 			 k->max);
@@ -148,6 +263,9 @@ static void expect_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 	switch (k->type) {
 	case MFD__CFG_BOOL:
 		snprintf(out, outlen, "on/off, true/false, yes/no or 1/0");
+		break;
+	case MFD__CFG_ENUM:
+		snprintf(out, outlen, "one of %s", range);
 		break;
 	case MFD__CFG_MS:
 		snprintf(
@@ -306,6 +424,18 @@ static int parse_bool(const char *value, uint64_t *out)
 	return BAD_SYNTAX;
 }
 
+static int parse_choice(const struct mfd__cfg_key *k, const char *value,
+			uint64_t *out)
+{
+	for (uint64_t i = 0; k->choices[i]; i++) {
+		if (!strcmp(value, k->choices[i])) {
+			*out = i;
+			return 0;
+		}
+	}
+	return BAD_SYNTAX;
+}
+
 static int store(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		 uint64_t v)
 {
@@ -374,6 +504,8 @@ int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		return reject(k, value, BAD_EMPTY, err, errlen);
 	if (k->type == MFD__CFG_BOOL)
 		bad = parse_bool(value, &v);
+	else if (k->type == MFD__CFG_ENUM)
+		bad = parse_choice(k, value, &v);
 	else
 		bad = parse_number(k, value, &v);
 	if (bad)
@@ -470,6 +602,9 @@ int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 	switch (k->type) {
 	case MFD__CFG_BOOL:
 		n = snprintf(buf, len, "%s", v ? "on" : "off");
+		break;
+	case MFD__CFG_ENUM:
+		n = snprintf(buf, len, "%s", k->choices[v]);
 		break;
 	case MFD__CFG_MS:
 		n = snprintf(buf, len, "%" PRIu64 "ms", v);

@@ -20,12 +20,27 @@ struct mfd_config {
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
 	uint64_t connect_timeout_ms; /* connect + handshake */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
+	uint32_t dirty_tracker;	     /* enum mfd__tracker_kind */
+	uint64_t max_bandwidth;	     /* bytes/s before switchover, 0 = any */
+	bool auto_converge;	     /* throttle the guest when needed */
+	uint32_t throttle_initial;   /* percent */
+	uint32_t throttle_increment; /* percent per step */
+	uint32_t throttle_max;	     /* percent */
+	uint32_t throttle_threshold; /* dirty > this % of sent: too fast */
+	uint64_t precopy_timeout_ms; /* 0 = none */
+	uint32_t timeout_policy;     /* enum mfd__timeout_policy */
+};
+
+enum mfd__timeout_policy {
+	MFD__POLICY_FORCE = 0,	/* switch over anyway */
+	MFD__POLICY_CANCEL = 1, /* stop migrating, the guest runs on */
 };
 
 enum mfd__cfg_type {
 	MFD__CFG_UINT, /* integer, optional K/M/G suffix when .size */
 	MFD__CFG_BOOL,
 	MFD__CFG_MS, /* time: plain number = ms, or "ms"/"s" suffix */
+	MFD__CFG_ENUM, /* one of .choices, stored as its index (uint32) */
 };
 
 struct mfd__cfg_key {
@@ -38,6 +53,7 @@ struct mfd__cfg_key {
 	size_t offset; /* in struct mfd_config */
 	size_t width;  /* sizeof the field */
 	const char *doc;
+	const char *const *choices; /* MFD__CFG_ENUM: NULL-terminated */
 };
 
 /* The table, terminated by an entry with name == NULL. */

@@ -60,6 +60,19 @@ static void test_table(UNUSED void **state)
 	    {"connect-timeout", offsetof(struct mfd_config, connect_timeout_ms),
 	     8},
 	    {"io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8},
+	    {"dirty-tracker", offsetof(struct mfd_config, dirty_tracker), 4},
+	    {"max-bandwidth", offsetof(struct mfd_config, max_bandwidth), 8},
+	    {"auto-converge", offsetof(struct mfd_config, auto_converge), 1},
+	    {"cpu-throttle-initial",
+	     offsetof(struct mfd_config, throttle_initial), 4},
+	    {"cpu-throttle-increment",
+	     offsetof(struct mfd_config, throttle_increment), 4},
+	    {"cpu-throttle-max", offsetof(struct mfd_config, throttle_max), 4},
+	    {"throttle-trigger-threshold",
+	     offsetof(struct mfd_config, throttle_threshold), 4},
+	    {"precopy-timeout",
+	     offsetof(struct mfd_config, precopy_timeout_ms), 8},
+	    {"timeout-policy", offsetof(struct mfd_config, timeout_policy), 4},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -96,6 +109,14 @@ static void test_table(UNUSED void **state)
 			assert_int_equal(k->width, 8);
 			assert_false(k->size);
 			break;
+		case MFD__CFG_ENUM:
+			assert_int_equal(k->width, 4);
+			assert_non_null(k->choices);
+			assert_int_equal(k->min, 0);
+			for (unsigned i = 0; i <= k->max; i++)
+				assert_non_null(k->choices[i]);
+			assert_null(k->choices[k->max + 1]);
+			break;
 		case MFD__CFG_UINT:
 			assert_true(k->width == 4 || k->width == 8);
 			if (k->width == 4)
@@ -128,6 +149,15 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "downtime-limit", "300ms");
 	assert_get(cfg, "connect-timeout", "5000ms");
 	assert_get(cfg, "io-timeout", "30000ms");
+	assert_get(cfg, "dirty-tracker", "manual");
+	assert_get(cfg, "max-bandwidth", "0");
+	assert_get(cfg, "auto-converge", "off");
+	assert_get(cfg, "cpu-throttle-initial", "20");
+	assert_get(cfg, "cpu-throttle-increment", "10");
+	assert_get(cfg, "cpu-throttle-max", "99");
+	assert_get(cfg, "throttle-trigger-threshold", "50");
+	assert_get(cfg, "precopy-timeout", "0ms");
+	assert_get(cfg, "timeout-policy", "force");
 
 	assert_int_equal(cfg->channels, 2);
 	assert_int_equal(cfg->packet_pages, 128);
@@ -227,6 +257,7 @@ static const struct mfd__cfg_key size64 = {
     offsetof(struct mfd_config, downtime_limit_ms),
     8,
     "a 64-bit size",
+    NULL,
 };
 static const struct mfd__cfg_key size32 = {
     "test",
@@ -239,6 +270,7 @@ static const struct mfd__cfg_key size32 = {
     offsetof(struct mfd_config, max_rounds),
     4,
     "a 32-bit size",
+    NULL,
 };
 
 static uint64_t parse_size(const struct mfd__cfg_key *k, const char *value,
@@ -584,6 +616,34 @@ static void test_get_buffer(UNUSED void **state)
 	mfd_config_free(cfg);
 }
 
+static void test_enums(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	const struct mfd__cfg_key *k = mfd__config_find("dirty-tracker");
+	struct mfd_config before;
+	char err[256];
+
+	assert_int_equal(mfd_config_set(cfg, "dirty-tracker", "uffd-wp"), 0);
+	assert_get(cfg, "dirty-tracker", "uffd-wp");
+	assert_int_equal(cfg->dirty_tracker, 1);
+	assert_int_equal(mfd_config_set(cfg, "timeout-policy", "cancel"), 0);
+	assert_get(cfg, "timeout-policy", "cancel");
+	before = *cfg;
+	/* Names are exact: no case folding, no index, no prefix. */
+	assert_int_equal(mfd_config_set(cfg, "dirty-tracker", "UFFD-WP"),
+			 MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "dirty-tracker", "1"),
+			 MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "dirty-tracker", "uffd"),
+			 MFD_ECONFIG);
+	assert_memory_equal(cfg, &before, sizeof(before));
+	assert_int_equal(mfd__config_parse(cfg, k, "kvm", err, sizeof(err)),
+			 MFD_ECONFIG);
+	assert_string_equal(err, "dirty-tracker: \"kvm\" is not valid "
+				 "(expected one of manual/uffd-wp)");
+	mfd_config_free(cfg);
+}
+
 static void test_null_args(UNUSED void **state)
 {
 	mfd_config *cfg = new_config();
@@ -614,6 +674,7 @@ int main(void)
 	    cmocka_unit_test(test_messages),
 	    cmocka_unit_test(test_key_forms),
 	    cmocka_unit_test(test_get_buffer),
+	    cmocka_unit_test(test_enums),
 	    cmocka_unit_test(test_null_args),
 	};
 
