@@ -190,8 +190,10 @@ static void *writer_main(void *arg)
 		__atomic_fetch_add(&w->writes, writes, __ATOMIC_RELAXED);
 		int pct = __atomic_load_n(&g->throttle, __ATOMIC_RELAXED);
 		uint64_t end = t0 + SLICE_NS;
+		/* QEMU's cpu-throttle: after each time slice the vCPU
+		 * sleeps pct/(100-pct) of a slice. */
 		if (pct > 0)
-			end += (t - t0) * (uint64_t)pct / (uint64_t)(100 - pct);
+			end += SLICE_NS * (uint64_t)pct / (uint64_t)(100 - pct);
 		nap_until(g, end);
 	}
 	(void)sink;

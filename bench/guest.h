@@ -10,8 +10,8 @@
  *
  * pause() parks every writer and returns only when all are parked (the
  * stop hook); resume() lets them go on; throttle(pct) makes each writer
- * sleep pct/(100-pct) of its busy time after it, as QEMU's cpu-throttle
- * does with its vCPUs.
+ * sleep pct/(100-pct) of a 10 ms slice after each slice, as QEMU's
+ * cpu-throttle does with its vCPUs.
  */
 #ifndef BENCH_GUEST_H
 #define BENCH_GUEST_H
