@@ -116,6 +116,24 @@ int benchcfg_build(const char *prog, const struct cfg_list *bench_defaults,
 	return 0;
 }
 
+/* "# " lines of at most 78 columns: INI readers (inih) cut long lines. */
+static void print_comment(FILE *f, const char *text)
+{
+	const char *p = text;
+	while (*p) {
+		size_t n = strlen(p);
+		if (n > 76) {
+			n = 76;
+			while (n > 20 && p[n] != ' ')
+				n--;
+		}
+		fprintf(f, "# %.*s\n", (int)n, p);
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+}
+
 void benchcfg_print(const mfd_config *cfg, FILE *f)
 {
 	mfd_config_key_info k, j;
@@ -141,8 +159,11 @@ void benchcfg_print(const mfd_config *cfg, FILE *f)
 			snprintf(key, sizeof(key), "%s.%s", j.section, j.name);
 			if (mfd_config_get(cfg, key, val, sizeof(val)))
 				snprintf(val, sizeof(val), "%s", j.def);
-			fprintf(f, "# %s (%s, %s, default %s)\n%s = %s\n",
-				j.doc, j.type, j.range, j.def, j.name, val);
+			char doc[1024];
+			snprintf(doc, sizeof(doc), "%s (%s, %s, default %s)",
+				 j.doc, j.type, j.range, j.def);
+			print_comment(f, doc);
+			fprintf(f, "%s = %s\n", j.name, val);
 		}
 	}
 }

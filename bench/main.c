@@ -30,6 +30,7 @@
 #include "benchcfg.h"
 #include "plot.h"
 #include "progress.h"
+#include "guest.h"
 #include "report.h"
 #include "twohost.h"
 #include "vm.h"
@@ -67,7 +68,15 @@ struct bench_opts {
 	const char *compression; /* as given, for the report */
 	const char *dest_netns;	 /* ip-netns names, or NULL */
 	const char *source_netns;
+	/* Guest workload and pre-copy (NULL / 0: library defaults). */
+	struct guest_opts guest;
+	unsigned measure_ms; /* guest work rate before and after */
+	const char *tracker, *downtime_limit, *max_bandwidth,
+		*auto_converge, *max_rounds, *timeout_policy,
+		*precopy_timeout;
 };
+
+#define MAX_ROUND_RECORDS 1000
 
 /* What the hooks saw, written from the library's migration threads. */
 struct hook_log {
@@ -77,6 +86,10 @@ struct hook_log {
 	unsigned stops;
 	unsigned resumes;
 	int dest_failed; /* error given to the failed hook */
+	struct guest *guest;
+	uint64_t work_at_stop;
+	int throttle_max;
+	unsigned throttles;
 };
 
 static const char *prog = "multifd-bench";
@@ -167,6 +180,25 @@ static void usage(FILE *f)
 		"(default 300, 0 = none)\n"
 		"  --json                print one JSON object instead of a "
 		"table\n"
+		"Guest workload (writer threads running during migration):\n"
+		"  --writers N           writer threads (default 0: an idle "
+		"guest)\n"
+		"  --dirty-rate MB/s     pages dirtied x 4 KiB per second, all "
+		"writers (default 100)\n"
+		"  --pattern P           uniform, hotset or seq (default "
+		"hotset)\n"
+		"  --hot-fraction F      hotset: share of pages taking 90%% of "
+		"writes (default 0.1)\n"
+		"  --guest-load PCT      busy share of each writer's 10 ms slice "
+		"(default 25)\n"
+		"  --guest-measure-ms N  work rate measured before and after "
+		"(default 1000)\n"
+		"Pre-copy (shorthands for --set):\n"
+		"  --tracker manual|uffd-wp   --downtime-limit MS   "
+		"--max-bandwidth BYTES/S\n"
+		"  --auto-converge on|off     --max-rounds N        "
+		"--timeout-policy force|cancel\n"
+		"  --precopy-timeout MS\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"A live progress line is drawn on stderr when it is a "
@@ -302,6 +334,19 @@ enum {
 	OPT_SOURCE_NETNS,
 	OPT_IO_ENGINE,
 	OPT_TRANSPORT,
+	OPT_WRITERS,
+	OPT_DIRTY_RATE,
+	OPT_PATTERN,
+	OPT_HOT_FRACTION,
+	OPT_GUEST_LOAD,
+	OPT_MEASURE_MS,
+	OPT_TRACKER,
+	OPT_DOWNTIME_LIMIT,
+	OPT_MAX_BANDWIDTH,
+	OPT_AUTO_CONVERGE,
+	OPT_MAX_ROUNDS,
+	OPT_TIMEOUT_POLICY,
+	OPT_PRECOPY_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -331,9 +376,89 @@ static const struct option long_opts[] = {
 	{ "source-netns", required_argument, NULL, OPT_SOURCE_NETNS },
 	{ "io-engine", required_argument, NULL, OPT_IO_ENGINE },
 	{ "transport", required_argument, NULL, OPT_TRANSPORT },
+{"writers", required_argument, NULL, OPT_WRITERS},
+	{"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
+	{"pattern", required_argument, NULL, OPT_PATTERN},
+	{"hot-fraction", required_argument, NULL, OPT_HOT_FRACTION},
+	{"guest-load", required_argument, NULL, OPT_GUEST_LOAD},
+	{"guest-measure-ms", required_argument, NULL, OPT_MEASURE_MS},
+	{"tracker", required_argument, NULL, OPT_TRACKER},
+	{"downtime-limit", required_argument, NULL, OPT_DOWNTIME_LIMIT},
+	{"max-bandwidth", required_argument, NULL, OPT_MAX_BANDWIDTH},
+	{"auto-converge", required_argument, NULL, OPT_AUTO_CONVERGE},
+	{"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
+	{"timeout-policy", required_argument, NULL, OPT_TIMEOUT_POLICY},
+	{"precopy-timeout", required_argument, NULL, OPT_PRECOPY_TIMEOUT},
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
+
+static double parse_double_opt(const char *name, const char *s, double min,
+			       double max)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || *end || !(v >= min && v <= max))
+		usage_error("--%s: '%s' is not a number in %g..%g", name, s,
+			    min, max);
+	return v;
+}
+
+/* Guest workload and pre-copy options; the library checks the values of
+ * the ones that are config keys. */
+static void parse_precopy_opt(int c, const char *arg, struct bench_opts *o)
+{
+	switch (c) {
+	case OPT_WRITERS:
+		o->guest.writers = parse_uint_opt("writers", arg, 0, 256);
+		break;
+	case OPT_DIRTY_RATE:
+		o->guest.dirty_mbps =
+		    parse_double_opt("dirty-rate", arg, 0, 1e6);
+		break;
+	case OPT_PATTERN:
+		if (guest_pattern_parse(arg, &o->guest.pattern))
+			usage_error("--pattern: '%s' is not uniform, hotset "
+				    "or seq",
+				    arg);
+		break;
+	case OPT_HOT_FRACTION:
+		o->guest.hot_fraction =
+		    parse_double_opt("hot-fraction", arg, 1e-9, 1);
+		break;
+	case OPT_GUEST_LOAD:
+		o->guest.load_pct = parse_uint_opt("guest-load", arg, 1, 100);
+		break;
+	case OPT_MEASURE_MS:
+		o->measure_ms =
+		    parse_uint_opt("guest-measure-ms", arg, 0, 600000);
+		break;
+	case OPT_TRACKER:
+		o->tracker = arg;
+		break;
+	case OPT_DOWNTIME_LIMIT:
+		o->downtime_limit = arg;
+		break;
+	case OPT_MAX_BANDWIDTH:
+		o->max_bandwidth = arg;
+		break;
+	case OPT_AUTO_CONVERGE:
+		o->auto_converge = arg;
+		break;
+	case OPT_MAX_ROUNDS:
+		o->max_rounds = arg;
+		break;
+	case OPT_TIMEOUT_POLICY:
+		o->timeout_policy = arg;
+		break;
+	case OPT_PRECOPY_TIMEOUT:
+		o->precopy_timeout = arg;
+		break;
+	}
+}
 
 static void parse_args(int argc, char **argv, struct bench_opts *o)
 {
@@ -363,6 +488,11 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		.timeout_s = 300,
 		.mode = mode,
 		.check = true,
+	    .guest = {.dirty_mbps = 100,
+		      .pattern = GUEST_HOTSET,
+		      .hot_fraction = 0.1,
+		      .load_pct = 25},
+	    .measure_ms = 1000,
 	};
 	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		switch (c) {
@@ -515,6 +645,21 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 			o->timeout_s =
 				parse_uint_opt("timeout", optarg, 0, 86400);
 			break;
+		case OPT_WRITERS:
+		case OPT_DIRTY_RATE:
+		case OPT_PATTERN:
+		case OPT_HOT_FRACTION:
+		case OPT_GUEST_LOAD:
+		case OPT_MEASURE_MS:
+		case OPT_TRACKER:
+		case OPT_DOWNTIME_LIMIT:
+		case OPT_MAX_BANDWIDTH:
+		case OPT_AUTO_CONVERGE:
+		case OPT_MAX_ROUNDS:
+		case OPT_TIMEOUT_POLICY:
+		case OPT_PRECOPY_TIMEOUT:
+			parse_precopy_opt(c, optarg, o);
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -565,6 +710,40 @@ static int check_rdma_device(void)
 /* Library configuration                                              */
 /* ------------------------------------------------------------------ */
 
+static int config_set_checked(mfd_config *cfg, const char *key,
+			      const char *value, const char *what)
+{
+	int err = mfd_config_set(cfg, key, value);
+
+	if (err)
+		fprintf(stderr, "%s: %s %s=%s: %s\n", prog, what, key, value,
+			mfd_strerror(err));
+	return err;
+}
+
+/* The pre-copy shorthands, each set only when given. */
+static int precopy_config(const struct bench_opts *o, mfd_config *cfg)
+{
+	const struct {
+		const char *key, *value;
+	} kv[] = {
+	    {"dirty-tracker", o->tracker},
+	    {"downtime-limit", o->downtime_limit},
+	    {"max-bandwidth", o->max_bandwidth},
+	    {"auto-converge", o->auto_converge},
+	    {"max-rounds", o->max_rounds},
+	    {"timeout-policy", o->timeout_policy},
+	    {"precopy-timeout", o->precopy_timeout},
+	};
+	int err = 0;
+
+	for (size_t i = 0; !err && i < sizeof(kv) / sizeof(kv[0]); i++)
+		if (kv[i].value)
+			err = config_set_checked(cfg, kv[i].key, kv[i].value,
+						 "option");
+	return err;
+}
+
 /*
  * One side's config: library defaults < the bench's defaults (verify on) <
  * --config FILE < the command line in order (benchcfg.c).
@@ -577,6 +756,8 @@ static int build_config(const struct bench_opts *o, mfd_config **out)
 	cfg_list_add(&defaults, "verify", "on", "the bench's default");
 	err = benchcfg_build(prog, &defaults, o->config_path, &o->sets, out);
 	cfg_list_free(&defaults);
+	if (!err)
+		err = precopy_config(o, *out);
 	return err;
 }
 
@@ -612,6 +793,9 @@ static int hook_stop(void *opaque)
 
 	__atomic_store_n(&h->stop_ns, now_ns(), __ATOMIC_RELEASE);
 	__atomic_add_fetch(&h->stops, 1, __ATOMIC_RELAXED);
+	/* Returns when every writer is parked: the memory is final. */
+	guest_pause(h->guest);
+	h->work_at_stop = guest_work(h->guest);
 	return 0;
 }
 
@@ -621,6 +805,18 @@ static int hook_resume(void *opaque)
 
 	__atomic_store_n(&h->resume_ns, now_ns(), __ATOMIC_RELEASE);
 	__atomic_add_fetch(&h->resumes, 1, __ATOMIC_RELAXED);
+	guest_resume(h->guest);
+	return 0;
+}
+
+static int hook_throttle(void *opaque, int pct)
+{
+	struct hook_log *h = opaque;
+
+	guest_throttle(h->guest, pct);
+	if (pct > h->throttle_max)
+		h->throttle_max = pct;
+	h->throttles++;
 	return 0;
 }
 
@@ -738,6 +934,13 @@ struct run_result {
 	struct hook_log hooks;
 	char uri[256];
 	struct sampler *sampler; /* timeline and progress line */
+	/* Guest workload */
+	uint64_t migrate_t0;
+	double work_before, work_during, work_after; /* per second */
+	uint64_t writes;
+	uint64_t work_at_start;
+	mfd_round_stats rounds[MAX_ROUND_RECORDS];
+	unsigned nrounds;
 };
 
 static void report_error(const char *what, int err)
@@ -809,14 +1012,46 @@ static void netns_leave(int *home)
 	*home = -1;
 }
 
+/* The writers report their writes while the manual tracker runs. */
+static void guest_attach(const struct bench_opts *o, struct run_result *res,
+			 mfd_source *src, bool start)
+{
+	bool uffd = o->tracker && !strcmp(o->tracker, "uffd-wp");
+
+	if (!start || !uffd)
+		guest_set_marking(res->hooks.guest, src);
+}
+
+/* uffd-wp falls back to manual where the kernel lacks it: the writers must
+ * then report their writes. Waits until the tracker has been chosen. */
+static void guest_check_tracker(const struct bench_opts *o,
+				struct run_result *res, mfd_source *src)
+{
+	mfd_stats st;
+
+	if (!res->hooks.guest || !o->tracker || strcmp(o->tracker, "uffd-wp"))
+		return;
+	do {
+		usleep(100);
+		mfd_source_get_stats(src, &st, sizeof(st));
+	} while (st.phase == MFD_PHASE_SETUP);
+	if (st.phase == MFD_PHASE_PRECOPY && st.tracker == 0) {
+		fprintf(stderr, "%s: uffd-wp unavailable, the writers mark "
+				"their pages instead\n",
+			prog);
+		guest_set_marking(res->hooks.guest, src);
+	}
+}
+
 static void migrate(const struct bench_opts *o, struct vm *vm,
 		    const mfd_config *scfg, const mfd_config *dcfg,
 		    struct run_result *res)
 {
 	mfd_source_hooks sh = {
-		.opaque = &res->hooks,
-		.stop = hook_stop,
-		.resume = hook_resume,
+	    .opaque = &res->hooks,
+	    .stop = hook_stop,
+	    .resume = hook_resume,
+	    .throttle = hook_throttle,
 	};
 	mfd_dest_hooks dh = {
 		.opaque = &res->hooks,
@@ -889,6 +1124,9 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	}
 	getrusage(RUSAGE_SELF, &res->ru0);
 	t0 = now_ns();
+	res->migrate_t0 = t0;
+	res->work_at_start = guest_work(res->hooks.guest);
+	guest_attach(o, res, src, true);
 	res->src_err = netns_enter(o->source_netns, &netns_home);
 	if (!res->src_err) {
 		res->src_err = mfd_source_start(src, res->uri);
@@ -902,6 +1140,8 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	if (!res->src_err &&
 	    sampler_start(&res->sampler, src, NULL, vm->page_size, true))
 		res->sampler = NULL; /* no timeline, not a failed run */
+	if (!res->src_err)
+		guest_check_tracker(o, res, src);
 	if (!res->src_err)
 		res->src_err = mfd_source_wait(src);
 	/* A source that never connected leaves the destination waiting for
@@ -917,6 +1157,13 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 
 	mfd_source_get_stats(src, &res->src_st, sizeof(res->src_st));
 	mfd_dest_get_stats(dst, &res->dst_st, sizeof(res->dst_st));
+	while (res->nrounds < MAX_ROUND_RECORDS &&
+	       !mfd_source_get_round(src, res->nrounds,
+				     &res->rounds[res->nrounds],
+				     sizeof(res->rounds[0])))
+		res->nrounds++;
+	/* The guest must not report to a source about to be freed. */
+	guest_attach(o, res, NULL, false);
 	if (res->src_err)
 		report_error("source", res->src_err);
 	if (res->dst_err)
@@ -1046,6 +1293,127 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 	report_u64(r, "lib_version", (uint64_t)mfd_version());
 }
 
+/* ------------------------------------------------------------------ */
+/* Guest impact and pre-copy report                                   */
+/* ------------------------------------------------------------------ */
+
+/* Work per second of the running guest over ms milliseconds. */
+static double work_rate(struct guest *g, unsigned ms)
+{
+	uint64_t w0 = guest_work(g), t0 = now_ns();
+
+	usleep(ms * 1000u);
+	return (double)(guest_work(g) - w0) * 1e9 / (double)(now_ns() - t0);
+}
+
+/* The guest's work rate while it ran during migration: from the start
+ * until the stop hook (or until the end, when it never stopped). */
+static void guest_during(struct run_result *res)
+{
+	struct guest *g = res->hooks.guest;
+	uint64_t end, work;
+
+	if (!g || !res->migrate_t0)
+		return;
+	if (res->hooks.stop_ns) {
+		end = res->hooks.stop_ns;
+		work = res->hooks.work_at_stop;
+	} else {
+		end = now_ns();
+		work = guest_work(g);
+	}
+	/* Work before migrate_t0 was measured by work_rate(), which ended
+	 * just before: count from its end. */
+	if (end > res->migrate_t0)
+		res->work_during = (double)(work - res->work_at_start) * 1e9 /
+				   (double)(end - res->migrate_t0);
+}
+
+/* After success the guest runs on at the destination (the source is
+ * parked); after a failure it still runs at the source. */
+static void guest_after(const struct bench_opts *o, struct vm *vm,
+			struct run_result *res)
+{
+	struct guest *g = res->hooks.guest;
+
+	if (!g)
+		return;
+	if (res->hooks.stops && !res->hooks.resumes) {
+		guest_set_ram(g, vm->dst);
+		guest_resume(g);
+	}
+	res->work_after = work_rate(g, o->measure_ms);
+	res->writes = guest_writes(g);
+}
+
+static void fill_report_precopy(struct report *r, const struct bench_opts *o,
+				const mfd_config *cfg,
+				const struct run_result *res)
+{
+	const mfd_stats *s = &res->src_st;
+	char buf[64];
+	size_t len = 0, cap = 64 + (size_t)res->nrounds * 160;
+	char *json = malloc(cap);
+
+	report_str(r, "tracker", s->tracker == 1 ? "uffd-wp" : "manual");
+	if (!mfd_config_get(cfg, "downtime-limit", buf, sizeof(buf)))
+		report_str(r, "downtime_limit", buf);
+	if (!mfd_config_get(cfg, "max-bandwidth", buf, sizeof(buf)))
+		report_str(r, "max_bandwidth", buf);
+	if (!mfd_config_get(cfg, "timeout-policy", buf, sizeof(buf)))
+		report_str(r, "timeout_policy", buf);
+	report_bool(r, "auto_converge", config_bool(cfg, "auto-converge", 0));
+	report_bool(r, "forced", s->forced);
+	report_f64(r, "down_sync_ms", ns_to_ms(s->down_sync_ns), 3);
+	report_f64(r, "down_pages_ms", ns_to_ms(s->down_pages_ns), 3);
+	report_f64(r, "down_end_ms", ns_to_ms(s->down_end_ns), 3);
+	report_f64(r, "down_ack_ms", ns_to_ms(s->down_ack_ns), 3);
+	report_f64(r, "expected_downtime_ms",
+		   s->expected_downtime_ns == UINT64_MAX
+		       ? -1
+		       : ns_to_ms(s->expected_downtime_ns),
+		   3);
+	report_f64(r, "dirty_rate_mbps", (double)s->dirty_rate_bps / 1e6, 1);
+	report_u64(r, "throttle_pct", s->throttle_max_pct);
+	report_u64(r, "throttle_calls", res->hooks.throttles);
+	report_u64(r, "writers", o->guest.writers);
+	if (o->guest.writers) {
+		report_str(r, "pattern", guest_pattern_name(o->guest.pattern));
+		report_f64(r, "guest_dirty_rate_mbps", o->guest.dirty_mbps, 1);
+		report_u64(r, "guest_load_pct", o->guest.load_pct);
+		report_u64(r, "guest_writes", res->writes);
+		report_f64(r, "guest_work_before", res->work_before / 1e6, 2);
+		report_f64(r, "guest_work_during", res->work_during / 1e6, 2);
+		report_f64(r, "guest_work_after", res->work_after / 1e6, 2);
+		report_f64(r, "guest_slowdown_pct",
+			   res->work_before > 0
+			       ? 100.0 * (1.0 - res->work_during /
+						    res->work_before)
+			       : 0,
+			   1);
+	}
+	if (!json)
+		return;
+	len += (size_t)snprintf(json + len, cap - len, "[");
+	for (unsigned i = 0; i < res->nrounds; i++) {
+		const mfd_round_stats *x = &res->rounds[i];
+
+		len += (size_t)snprintf(
+		    json + len, cap - len,
+		    "%s{\"round\": %u, \"pages\": %" PRIu64
+		    ", \"bytes\": %" PRIu64 ", \"ms\": %.3f, \"mbps\": %.1f"
+		    ", \"dirty_pages\": %" PRIu64 ", \"dirty_mbps\": %.1f"
+		    ", \"throttle_pct\": %u}",
+		    i ? ", " : "", x->round, x->pages, x->bytes,
+		    ns_to_ms(x->ns), (double)x->bandwidth_bps / 1e6,
+		    x->dirty_pages, (double)x->dirty_rate_bps / 1e6,
+		    x->throttle_pct);
+	}
+	snprintf(json + len, cap - len, "]");
+	report_raw(r, "round_stats", json);
+	free(json);
+}
+
 int main(int argc, char **argv)
 {
 	struct bench_opts o;
@@ -1116,7 +1484,23 @@ int main(int argc, char **argv)
 		res.populate_ns = now_ns() - t;
 	}
 
+	if (o.guest.writers) {
+		err = guest_start(&res.hooks.guest, &o.guest, vm);
+		if (err) {
+			fprintf(stderr, "%s: starting the guest writers: %s\n",
+				prog, strerror(-err));
+			goto out;
+		}
+		/* A first window as warm-up: right after filling and
+		 * populating gigabytes the machine is still busy (page
+		 * reclaim, free page reporting), which depressed this
+		 * baseline by up to half in early runs. */
+		work_rate(res.hooks.guest, o.measure_ms);
+		res.work_before = work_rate(res.hooks.guest, o.measure_ms);
+	}
+
 	migrate(&o, vm, scfg, dcfg, &res);
+	guest_during(&res);
 
 	if (!first_error(&res)) {
 		t = now_ns();
@@ -1133,8 +1517,11 @@ int main(int argc, char **argv)
 				res.first_diff / PAGE_SIZE);
 	}
 
+	guest_after(&o, vm, &res);
+
 	report_init(&rep);
 	fill_report(&rep, &o, vm, scfg, &res);
+	fill_report_precopy(&rep, &o, scfg, &res);
 	if (o.json)
 		report_json(&rep, stdout);
 	else
@@ -1157,6 +1544,7 @@ int main(int argc, char **argv)
 
 out:
 	sampler_free(res.sampler);
+	guest_stop(res.hooks.guest);
 	vm_destroy(vm);
 	mfd_config_free(scfg);
 	mfd_config_free(dcfg);

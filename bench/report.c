@@ -17,7 +17,8 @@ void report_init(struct report *r)
 void report_free(struct report *r)
 {
 	for (size_t i = 0; i < r->n; i++)
-		if (r->items[i].type == REPORT_STR)
+		if (r->items[i].type == REPORT_STR ||
+		    r->items[i].type == REPORT_RAW)
 			free(r->items[i].s);
 	free(r->items);
 	memset(r, 0, sizeof(*r));
@@ -32,7 +33,7 @@ static struct report_item *slot(struct report *r, const char *key)
 
 		if (strcmp(it->key, key))
 			continue;
-		if (it->type == REPORT_STR)
+		if (it->type == REPORT_STR || it->type == REPORT_RAW)
 			free(it->s);
 		return it;
 	}
@@ -67,6 +68,14 @@ void report_str(struct report *r, const char *key, const char *v)
 	}
 	it->type = REPORT_STR;
 	it->s = s;
+}
+
+void report_raw(struct report *r, const char *key, const char *json)
+{
+	report_str(r, key, json);
+	for (size_t i = 0; i < r->n; i++)
+		if (r->items[i].key == key && r->items[i].type == REPORT_STR)
+			r->items[i].type = REPORT_RAW;
 }
 
 void report_u64(struct report *r, const char *key, uint64_t v)
@@ -161,6 +170,7 @@ static void format_scalar(const struct report_item *it, char *buf, size_t len,
 		snprintf(buf, len, "%s", it->b ? "true" : "false");
 		break;
 	case REPORT_STR:
+	case REPORT_RAW:
 		snprintf(buf, len, "%s", it->s);
 		break;
 	}
@@ -178,6 +188,8 @@ void report_json(const struct report *r, FILE *f)
 		fputs(": ", f);
 		if (it->type == REPORT_STR) {
 			json_write_string(f, it->s);
+		} else if (it->type == REPORT_RAW) {
+			fputs(it->s, f);
 		} else {
 			format_scalar(it, buf, sizeof(buf), true);
 			fputs(buf, f);
@@ -206,10 +218,11 @@ void report_table(const struct report *r, FILE *f)
 		char buf[64];
 
 		/* Numbers right-aligned in one column, text left. */
-		if (it->type == REPORT_STR || it->type == REPORT_BOOL) {
+		if (it->type == REPORT_STR || it->type == REPORT_BOOL ||
+		    it->type == REPORT_RAW) {
 			format_scalar(it, buf, sizeof(buf), false);
 			fprintf(f, "%-*s  %s\n", width, it->key,
-				it->type == REPORT_STR ? it->s : buf);
+				it->type == REPORT_BOOL ? buf : it->s);
 		} else {
 			format_scalar(it, buf, sizeof(buf), false);
 			fprintf(f, "%-*s  %14s\n", width, it->key, buf);

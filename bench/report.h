@@ -17,6 +17,7 @@ enum report_type {
 	REPORT_I64,
 	REPORT_F64,
 	REPORT_BOOL,
+	REPORT_RAW, /* JSON text (an array, an object), printed as is */
 };
 
 struct report_item {
@@ -24,7 +25,7 @@ struct report_item {
 	enum report_type type;
 	int decimals; /* REPORT_F64 */
 	union {
-		char *s; /* copied */
+		char *s; /* copied (STR, RAW) */
 		uint64_t u;
 		int64_t i;
 		double f;
@@ -48,6 +49,8 @@ void report_u64(struct report *r, const char *key, uint64_t v);
 void report_i64(struct report *r, const char *key, int64_t v);
 void report_f64(struct report *r, const char *key, double v, int decimals);
 void report_bool(struct report *r, const char *key, bool v);
+/* v is valid JSON, e.g. "[{...}, ...]"; copied. */
+void report_raw(struct report *r, const char *key, const char *json);
 
 /* Exactly one JSON object and a newline. Non-finite numbers print null. */
 void report_json(const struct report *r, FILE *f);

@@ -31,6 +31,8 @@ static const char *const io_engine_names[] = {"sockets", "uring", NULL};
  * table, the printed values and docs/config.md all read the same.
  */
 static const char *const tls_modes[] = {"off", "cert", "psk", NULL};
+static const char *const tracker_choices[] = {"manual", "uffd-wp", NULL};
+static const char *const policy_choices[] = {"force", "cancel", NULL};
 
 const struct mfd__cfg_key mfd__cfg_keys[] = {
     {
@@ -73,8 +75,8 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	.min = 1,
 	.max = 100000,
 	FIELD(max_rounds),
-	.doc = "Switch over after this many pre-copy rounds even if the "
-	       "downtime target is not met.",
+	.doc = "Most pre-copy rounds; when reached without meeting the "
+	       "downtime target, timeout-policy applies.",
     },
     {
 	.section = "migration",
@@ -231,6 +233,108 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	FIELD(tls_verify_peer),
 	.doc = "Destination with tls=cert: require a client certificate that "
 	       "chains to tls-ca; a source without one is refused.",
+    },
+    {
+	.section = "migration",
+	.name = "dirty-tracker",
+	.type = MFD__CFG_ENUM,
+	.def = "manual",
+	.min = 0,
+	.max = 1,
+	FIELD(dirty_tracker),
+	.choices = tracker_choices,
+	.doc = "Where dirty pages come from: manual (mfd_source_mark_dirty and "
+	       "the sync_dirty hook) or uffd-wp (the kernel's write "
+	       "protection of the source RAM; falls back to manual where "
+	       "unsupported).",
+    },
+    {
+	.section = "migration",
+	.name = "max-bandwidth",
+	.type = MFD__CFG_UINT,
+	.size = true,
+	.def = "0",
+	.min = 0,
+	.max = 1ULL << 40,
+	FIELD(max_bandwidth),
+	.doc = "Bytes per second all channels together may send before "
+	       "switchover (0 = unlimited); never applied during downtime.",
+    },
+    {
+	.section = "migration",
+	.name = "auto-converge",
+	.type = MFD__CFG_BOOL,
+	.def = "off",
+	.min = 0,
+	.max = 1,
+	FIELD(auto_converge),
+	.doc = "Throttle the guest through the throttle hook while it dirties "
+	       "memory faster than it can be sent.",
+    },
+    {
+	.section = "migration",
+	.name = "cpu-throttle-initial",
+	.type = MFD__CFG_UINT,
+	.def = "20",
+	.min = 1,
+	.max = 99,
+	FIELD(throttle_initial),
+	.doc = "First throttle percentage of auto-converge.",
+    },
+    {
+	.section = "migration",
+	.name = "cpu-throttle-increment",
+	.type = MFD__CFG_UINT,
+	.def = "10",
+	.min = 1,
+	.max = 99,
+	FIELD(throttle_increment),
+	.doc = "Throttle percentage added each time auto-converge steps up.",
+    },
+    {
+	.section = "migration",
+	.name = "cpu-throttle-max",
+	.type = MFD__CFG_UINT,
+	.def = "99",
+	.min = 1,
+	.max = 99,
+	FIELD(throttle_max),
+	.doc = "Highest throttle percentage auto-converge applies.",
+    },
+    {
+	.section = "migration",
+	.name = "throttle-trigger-threshold",
+	.type = MFD__CFG_UINT,
+	.def = "50",
+	.min = 1,
+	.max = 100,
+	FIELD(throttle_threshold),
+	.doc = "Auto-converge steps up after two rounds in which the guest "
+	       "dirtied more than this percentage of the bytes sent.",
+    },
+    {
+	.section = "migration",
+	.name = "precopy-timeout",
+	.type = MFD__CFG_MS,
+	.def = "0ms",
+	.min = 0,
+	.max = 86400000,
+	FIELD(precopy_timeout_ms),
+	.doc = "Longest pre-copy phase (0 = no limit); then timeout-policy "
+	       "applies.",
+    },
+    {
+	.section = "migration",
+	.name = "timeout-policy",
+	.type = MFD__CFG_ENUM,
+	.def = "force",
+	.min = 0,
+	.max = 1,
+	FIELD(timeout_policy),
+	.choices = policy_choices,
+	.doc = "When max-rounds or precopy-timeout ends pre-copy unconverged: "
+	       "force (switch over anyway) or cancel (fail with "
+	       "MFD_ENOCONVERGE, the guest runs on at the source).",
     },
     {.name = NULL},
 };

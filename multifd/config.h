@@ -36,6 +36,15 @@ struct mfd_config {
 	char tls_psk_file[MFD__CFG_PATH_MAX];
 	char tls_hostname[256]; /* name the source checks; "" = URI host */
 	bool tls_verify_peer;	/* destination requires a client cert */
+	uint32_t dirty_tracker;	     /* enum mfd__tracker_kind */
+	uint64_t max_bandwidth;	     /* bytes/s before switchover, 0 = any */
+	bool auto_converge;	     /* throttle the guest when needed */
+	uint32_t throttle_initial;   /* percent */
+	uint32_t throttle_increment; /* percent per step */
+	uint32_t throttle_max;	     /* percent */
+	uint32_t throttle_threshold; /* dirty > this % of sent: too fast */
+	uint64_t precopy_timeout_ms; /* 0 = none */
+	uint32_t timeout_policy;     /* enum mfd__timeout_policy */
 };
 
 enum mfd__io_engine {
@@ -47,6 +56,11 @@ enum mfd__tls_mode {
 	MFD__TLS_OFF = 0,
 	MFD__TLS_CERT,
 	MFD__TLS_PSK,
+};
+
+enum mfd__timeout_policy {
+	MFD__POLICY_FORCE = 0,	/* switch over anyway */
+	MFD__POLICY_CANCEL = 1, /* stop migrating, the guest runs on */
 };
 
 enum mfd__cfg_type {

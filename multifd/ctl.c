@@ -70,7 +70,7 @@ int mfd__ctl_peer_error(const uint8_t *payload, uint32_t len, const char *who)
 	mfd__err("%s reported: %s (%s)", who, m.text, mfd_strerror(m.code));
 	/* Keep the peer's cause when it is one we know, so the caller sees
 	 * why (e.g. MFD_EOFFSET); anything else is just "remote error". */
-	if (m.code <= -1001 && m.code >= -1024)
+	if (m.code <= -1001 && m.code >= -1025)
 		return m.code;
 	if (m.code == -ECANCELED || m.code == -ETIMEDOUT)
 		return m.code;

@@ -123,6 +123,46 @@ static int send_marker(struct mfd__send_worker *w, uint16_t type,
 	return 0;
 }
 
+/* Burst the bucket may save up while the channels are idle. */
+#define RATE_BURST_NS 5000000ULL
+
+void mfd__pool_set_rate(struct mfd__pool *p, uint64_t bps)
+{
+	__atomic_store_n(&p->bucket_ns, mfd__now_ns(), __ATOMIC_RELAXED);
+	__atomic_store_n(&p->rate_bps, bps, __ATOMIC_RELEASE);
+}
+
+/* Takes bytes' worth of tokens, sleeping until the virtual clock allows
+ * them out. Lock-free: each packet reserves its slot with one CAS. */
+static void rate_wait(struct mfd__pool *p, uint64_t bytes)
+{
+	uint64_t rate = __atomic_load_n(&p->rate_bps, __ATOMIC_ACQUIRE);
+	if (!rate)
+		return;
+	uint64_t cost = (uint64_t)((double)bytes * 1e9 / (double)rate);
+	uint64_t now = mfd__now_ns();
+	uint64_t cur = __atomic_load_n(&p->bucket_ns, __ATOMIC_RELAXED), next;
+	do {
+		uint64_t start = cur + RATE_BURST_NS < now
+					 ? now - RATE_BURST_NS
+					 : cur;
+		next = start + cost;
+	} while (!__atomic_compare_exchange_n(&p->bucket_ns, &cur, next, false,
+					      __ATOMIC_RELAXED,
+					      __ATOMIC_RELAXED));
+	/* Sleep in short steps: the limit is lifted at switchover and an
+	 * aborted pool must not wait out its reservation. */
+	while ((now = mfd__now_ns()) < next &&
+	       __atomic_load_n(&p->rate_bps, __ATOMIC_ACQUIRE) &&
+	       !__atomic_load_n(&p->error, __ATOMIC_RELAXED)) {
+		uint64_t ns = next - now;
+		if (ns > 2000000)
+			ns = 2000000;
+		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
+		nanosleep(&ts, NULL);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	struct mfd__send_worker *w = arg;
@@ -139,6 +179,13 @@ static void *worker_main(void *arg)
 
 		int ret;
 		if (js.job == MFD__JOB_PAGES) {
+			/* max-bandwidth: the packet's size before any zero
+			 * detection or compression, as a bound. */
+			rate_wait(p, MFD_PKT_HDR_SIZE +
+					     (uint64_t)js.batch->n *
+						     (sizeof(uint64_t) +
+						      p->blocks[js.batch->block]
+							      .page_size));
 			MFD_GUEST_READS_BEGIN();
 			ret = send_pages(w, js.batch);
 			MFD_GUEST_READS_END();
@@ -332,7 +379,8 @@ void mfd__pool_abort(struct mfd__pool *p, int err)
 {
 	pthread_mutex_lock(&p->lock);
 	if (!p->error) {
-		p->error = err ? err : -ECANCELED;
+		__atomic_store_n(&p->error, err ? err : -ECANCELED,
+				 __ATOMIC_RELAXED);
 		/* Unblock workers stuck in send(); the channels stay
 		 * allocated until destroy. */
 		for (unsigned i = 0; i < p->n; i++)

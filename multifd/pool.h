@@ -103,6 +103,11 @@ struct mfd__pool {
 	struct mfd__batch *first; /* the caller's first empty batch */
 	struct mfd__xfer_stats *stats;
 	uint64_t last_sent_ns; /* when the last PAGES/SYNC went out, atomic */
+	/* max-bandwidth: one token bucket for all workers, kept as a
+	 * virtual clock (the time at which the bytes reserved so far may
+	 * have left). Both atomic; rate 0 = unlimited. */
+	uint64_t rate_bps;
+	uint64_t bucket_ns;
 };
 
 /* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no
@@ -123,6 +128,10 @@ int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch);
 int mfd__pool_sync(struct mfd__pool *p, uint32_t round);
 /* Queues DONE on every channel and waits until all are sent. */
 int mfd__pool_done(struct mfd__pool *p);
+/* Limits what all workers together send to bps bytes/s (0 = no limit),
+ * from the next packet on; a worker waiting for tokens stops waiting when
+ * the limit is lifted. Any thread. */
+void mfd__pool_set_rate(struct mfd__pool *p, uint64_t bps);
 /* Waits until every worker is idle. */
 int mfd__pool_flush(struct mfd__pool *p);
 /* Fails the pool with err: wakes everyone, shuts the channels down. Any

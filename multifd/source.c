@@ -16,6 +16,7 @@
 #include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
 #include "multifd/pool.h"
+#include "ramblock/tracker.h"
 
 struct mfd_source {
 	struct mfd_config cfg;
@@ -43,6 +44,13 @@ struct mfd_source {
 	int cancel; /* atomic */
 	int result;
 	bool stopped; /* migration thread only */
+	struct mfd__tracker tracker; /* migration thread only */
+	bool tracking;
+	int throttle; /* percent applied through the hook */
+
+	/* Round records, appended by the migration thread under lock. */
+	mfd_round_stats *rounds;
+	unsigned nrounds, cap_rounds;
 
 	/* Statistics: written by the migration thread, read by anyone. */
 	struct mfd__xfer_stats xfer;
@@ -52,6 +60,10 @@ struct mfd_source {
 	uint64_t pending_bytes;
 	uint64_t setup_ns, transfer_ns, total_ns, downtime_ns, verify_ns;
 	uint64_t bandwidth_bps;
+	uint64_t down_sync_ns, down_pages_ns, down_end_ns, down_ack_ns;
+	uint64_t expected_downtime_ns, dirty_rate_bps;
+	uint32_t throttle_pct, throttle_max_pct, forced;
+	int tracker_kind;
 	uint64_t t_start;
 };
 
@@ -95,6 +107,7 @@ void mfd_source_free(mfd_source *s)
 	mfd__tls_free(s->tls);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
+	free(s->rounds);
 	free(s);
 }
 
@@ -359,8 +372,14 @@ static int dirty_sync(mfd_source *s, uint64_t *pending)
 				rb->dirty.words[rb->dirty.nwords - 1] &=
 					(1ULL << (rb->npages & 63)) - 1;
 		}
-		bytes += mfd__bitmap_harvest(&rb->dirty, &rb->log) *
-			 (uint64_t)rb->page_size;
+		int64_t n = mfd__tracker_sync(&s->tracker, i);
+		if (n < 0) {
+			mfd__err("dirty sync of block %s (%s tracker): %s",
+				 rb->name, mfd__tracker_name(s->tracker.kind),
+				 mfd_strerror((int)n));
+			return (int)n;
+		}
+		bytes += (uint64_t)n * rb->page_size;
 	}
 	*pending = bytes;
 	STAT_SET(s->pending_bytes, bytes);
@@ -369,7 +388,7 @@ static int dirty_sync(mfd_source *s, uint64_t *pending)
 
 /* One pass of the scanner over the dirty bitmaps, then SYNC and ROUND. */
 static int send_round(mfd_source *s, struct mfd__batch **batch,
-		      uint32_t round)
+		      uint32_t round, uint64_t *pages_out)
 {
 	struct mfd__scanner sc;
 	unsigned blk, n;
@@ -387,6 +406,7 @@ static int send_round(mfd_source *s, struct mfd__batch **batch,
 		uint64_t pend = STAT_GET(s->pending_bytes);
 		STAT_SET(s->pending_bytes, pend > bytes ? pend - bytes : 0);
 	}
+	*pages_out = pages;
 	if ((ret = mfd__pool_sync(&s->pool, round)))
 		return ret;
 	uint8_t msg[MFD_ROUND_SIZE];
@@ -395,12 +415,80 @@ static int send_round(mfd_source *s, struct mfd__batch **batch,
 	return mfd__ctl_send(s->main, MFD_CTL_ROUND, msg, sizeof(msg));
 }
 
+static int set_throttle(mfd_source *s, int pct)
+{
+	if (!s->hooks.throttle || pct == s->throttle)
+		return 0;
+	int ret = s->hooks.throttle(s->hooks.opaque, pct);
+	if (ret < 0) {
+		mfd__err("throttle hook (%d%%) failed: %d", pct, ret);
+		return MFD_EHOOK;
+	}
+	s->throttle = pct;
+	STAT_SET(s->throttle_pct, (uint32_t)pct);
+	if ((uint32_t)pct > STAT_GET(s->throttle_max_pct))
+		STAT_SET(s->throttle_max_pct, (uint32_t)pct);
+	return 0;
+}
+
+static void add_round(mfd_source *s, const mfd_round_stats *r)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->nrounds == s->cap_rounds) {
+		unsigned cap = s->cap_rounds ? 2 * s->cap_rounds : 32;
+		mfd_round_stats *n = realloc(s->rounds, cap * sizeof(*n));
+		if (n) {
+			s->rounds = n;
+			s->cap_rounds = cap;
+		}
+	}
+	if (s->nrounds < s->cap_rounds) /* else the record is dropped */
+		s->rounds[s->nrounds++] = *r;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Auto-converge, with QEMU's rule: after two rounds in which the guest
+ * dirtied more than throttle-trigger-threshold percent of what was sent,
+ * throttle at cpu-throttle-initial, then step by cpu-throttle-increment
+ * up to cpu-throttle-max. */
+static int auto_converge(mfd_source *s, uint64_t dirtied, uint64_t sent,
+			 unsigned *high)
+{
+	if (!s->cfg.auto_converge ||
+	    (double)dirtied <=
+		    (double)sent * s->cfg.throttle_threshold / 100.0)
+		return 0;
+	if (++*high < 2)
+		return 0;
+	*high = 0;
+	int pct = s->throttle ? s->throttle + (int)s->cfg.throttle_increment
+			      : (int)s->cfg.throttle_initial;
+	if (pct > (int)s->cfg.throttle_max)
+		pct = (int)s->cfg.throttle_max;
+	mfd__info("auto-converge: dirtied %llu bytes while sending %llu: "
+		  "throttle %d%%",
+		  (unsigned long long)dirtied, (unsigned long long)sent, pct);
+	return set_throttle(s, pct);
+}
+
 static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		      uint32_t *round_out)
 {
 	uint64_t pending = 0;
 	uint32_t round = 0;
+	unsigned high = 0;
 	int ret;
+
+	/* Tracking starts before round 0 reads a page: every later write is
+	 * reported at a sync. */
+	ret = mfd__tracker_start(&s->tracker, (int)s->cfg.dirty_tracker,
+				 s->blocks, s->nblocks);
+	if (ret)
+		return ret;
+	s->tracking = true;
+	STAT_SET(s->tracker_kind, (int)s->tracker.kind);
+	mfd__info("dirty tracker: %s", mfd__tracker_name(s->tracker.kind));
+	mfd__pool_set_rate(&s->pool, s->cfg.max_bandwidth);
 
 	/* Round 0 sends every page: forget what was logged before. */
 	for (unsigned i = 0; i < s->nblocks; i++) {
@@ -412,36 +500,79 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 	STAT_SET(s->pending_bytes, pending);
 	STAT_SET(s->phase, MFD_PHASE_PRECOPY);
 
+	uint64_t t_begin = mfd__now_ns(), t_sync = t_begin;
 	for (;;) {
 		STAT_SET(s->round, round);
 		uint64_t t0 = mfd__now_ns();
 		uint64_t b0 = STAT_GET(s->xfer.wire_bytes);
-		if ((ret = send_round(s, batch, round)))
+		uint64_t round_pages = 0;
+		if ((ret = send_round(s, batch, round, &round_pages)))
 			return ret;
 		uint64_t dt = mfd__now_ns() - t0;
 		uint64_t db = STAT_GET(s->xfer.wire_bytes) - b0;
+		mfd_round_stats rec = {.round = round,
+				       .throttle_pct = (uint32_t)s->throttle,
+				       /* queued, not yet all sent: the
+					* workers keep a few batches */
+				       .pages = round_pages,
+				       .bytes = db,
+				       .ns = dt};
 		/* A round too short to time says little: keep the last
 		 * estimate rather than dividing by noise. */
 		if (dt > 1000000 && db > 0)
 			STAT_SET(s->bandwidth_bps,
 				 (uint64_t)((double)db * 1e9 / (double)dt));
+		if (dt)
+			rec.bandwidth_bps =
+				(uint64_t)((double)db * 1e9 / (double)dt);
 		round++;
 		if ((ret = dirty_sync(s, &pending)) || (ret = check(s)))
 			return ret;
+		uint64_t now = mfd__now_ns();
 		uint64_t bw = STAT_GET(s->bandwidth_bps);
 		double expected_ms =
 			bw ? (double)pending * 1000.0 / (double)bw : 1e18;
+		rec.dirty_pages = pending / s->blocks[0].page_size;
+		rec.dirty_rate_bps =
+			now > t_sync ? (uint64_t)((double)pending * 1e9 /
+						  (double)(now - t_sync))
+				     : 0;
+		rec.expected_downtime_ns =
+			bw ? (uint64_t)(expected_ms * 1e6) : UINT64_MAX;
+		t_sync = now;
+		add_round(s, &rec);
+		STAT_SET(s->dirty_rate_bps, rec.dirty_rate_bps);
+		STAT_SET(s->expected_downtime_ns, rec.expected_downtime_ns);
 		mfd__dbg("round %u: %llu bytes pending, expected downtime "
 			 "%.1f ms",
 			 round, (unsigned long long)pending, expected_ms);
 		if (pending == 0 ||
 		    expected_ms <= (double)s->cfg.downtime_limit_ms)
 			break;
-		if (round >= s->cfg.max_rounds) {
-			mfd__warn("max-rounds (%u) reached with %llu bytes "
-				  "pending: switching over",
-				  s->cfg.max_rounds,
-				  (unsigned long long)pending);
+		if ((ret = auto_converge(s, pending, db, &high)))
+			return ret;
+		const char *why = NULL;
+		if (round >= s->cfg.max_rounds)
+			why = "max-rounds";
+		else if (s->cfg.precopy_timeout_ms &&
+			 now - t_begin >= s->cfg.precopy_timeout_ms * 1000000)
+			why = "precopy-timeout";
+		if (why && s->cfg.timeout_policy == MFD__POLICY_CANCEL) {
+			mfd__err("%s reached after %u rounds with %llu bytes "
+				 "pending (expected downtime %.0f ms > %llu "
+				 "ms): cancelling, the guest runs on here",
+				 why, round, (unsigned long long)pending,
+				 expected_ms,
+				 (unsigned long long)s->cfg.downtime_limit_ms);
+			return MFD_ENOCONVERGE;
+		}
+		if (why) {
+			mfd__warn("%s reached after %u rounds with %llu bytes "
+				  "pending (expected downtime %.0f ms): "
+				  "switching over anyway",
+				  why, round, (unsigned long long)pending,
+				  expected_ms);
+			STAT_SET(s->forced, 1);
 			break;
 		}
 	}
@@ -482,6 +613,8 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	uint64_t pending;
 	int ret;
 
+	/* The downtime runs at the link's full speed. */
+	mfd__pool_set_rate(&s->pool, 0);
 	STAT_SET(s->phase, MFD_PHASE_SWITCHOVER);
 	uint64_t t_stop = mfd__now_ns();
 	ret = s->hooks.stop(s->hooks.opaque);
@@ -493,7 +626,10 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	STAT_SET(s->round, round);
 	if ((ret = dirty_sync(s, &pending)) || (ret = check(s)))
 		return ret;
-	if ((ret = send_round(s, batch, round)))
+	uint64_t t_sync = mfd__now_ns();
+	uint64_t b0 = STAT_GET(s->xfer.wire_bytes);
+	uint64_t final_pages = 0;
+	if ((ret = send_round(s, batch, round, &final_pages)))
 		return ret;
 
 	/* The guest is stopped: its memory is final, so the digests can be
@@ -513,9 +649,22 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	}
 	ret = mfd__pool_done(&s->pool);
 	/* Until the last page left, not until the digests were ready. */
-	STAT_SET(s->transfer_ns,
-		 __atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED) -
-			 s->t_start - s->setup_ns);
+	uint64_t t_last = __atomic_load_n(&s->pool.last_sent_ns,
+					  __ATOMIC_RELAXED);
+	if (t_last < t_sync)
+		t_last = t_sync;
+	STAT_SET(s->transfer_ns, t_last - s->t_start - s->setup_ns);
+	mfd_round_stats rec = {
+		.round = round,
+		.pages = final_pages,
+		.bytes = STAT_GET(s->xfer.wire_bytes) - b0,
+		.ns = t_last - t_sync,
+		.dirty_pages = pending / s->blocks[0].page_size,
+	};
+	if (rec.ns)
+		rec.bandwidth_bps =
+			(uint64_t)((double)rec.bytes * 1e9 / (double)rec.ns);
+	add_round(s, &rec);
 	if (!ret) {
 		struct mfd_end e = {.final_round = round,
 				    .nblocks = s->nblocks,
@@ -531,10 +680,17 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		free(buf);
 	}
 	free(digests);
+	uint64_t t_end = mfd__now_ns();
 	if (!ret)
 		ret = wait_loaded(s);
-	if (!ret)
-		STAT_SET(s->downtime_ns, mfd__now_ns() - t_stop);
+	if (!ret) {
+		uint64_t t_loaded = mfd__now_ns();
+		STAT_SET(s->down_sync_ns, t_sync - t_stop);
+		STAT_SET(s->down_pages_ns, t_last - t_sync);
+		STAT_SET(s->down_end_ns, t_end - t_last);
+		STAT_SET(s->down_ack_ns, t_loaded - t_end);
+		STAT_SET(s->downtime_ns, t_loaded - t_stop);
+	}
 	return ret;
 }
 
@@ -593,10 +749,22 @@ static void *migration_main(void *arg)
 			mfd__ctl_send_error(s->main, ret, "source: %s",
 					    mfd_strerror(ret));
 		}
+		/* Untracked and unthrottled before the guest runs on. */
+		if (s->tracking)
+			mfd__tracker_stop(&s->tracker);
+		s->tracking = false;
+		if (s->throttle)
+			set_throttle(s, 0);
 		if (s->stopped && s->hooks.resume(s->hooks.opaque) < 0)
 			mfd__err("resume hook failed after a failed migration");
 		mfd__err("migration failed: %s", mfd_strerror(ret));
 	}
+	/* After success: outside the downtime. */
+	if (s->tracking)
+		mfd__tracker_stop(&s->tracker);
+	s->tracking = false;
+	if (s->throttle)
+		set_throttle(s, 0);
 	pthread_mutex_lock(&s->lock);
 	if (s->main)
 		s->main->ops->shutdown(s->main, SHUT_RDWR);
@@ -657,6 +825,14 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->round = 0;
 	s->setup_ns = s->transfer_ns = s->total_ns = 0;
 	s->downtime_ns = s->verify_ns = s->bandwidth_bps = 0;
+	s->down_sync_ns = s->down_pages_ns = s->down_end_ns = 0;
+	s->down_ack_ns = s->expected_downtime_ns = s->dirty_rate_bps = 0;
+	s->throttle_pct = s->throttle_max_pct = s->forced = 0;
+	s->throttle = 0;
+	s->tracker_kind = 0;
+	pthread_mutex_lock(&s->lock);
+	s->nrounds = 0;
+	pthread_mutex_unlock(&s->lock);
 	s->pending_bytes = s->ram_bytes;
 	s->t_start = mfd__now_ns();
 	STAT_SET(s->phase, MFD_PHASE_SETUP);
@@ -730,10 +906,37 @@ int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
 		.verify_ns = STAT_GET(s->verify_ns),
 		.bandwidth_bps = STAT_GET(s->bandwidth_bps),
 		.cpu_ns = STAT_GET(s->xfer.cpu_ns),
+		.down_sync_ns = STAT_GET(s->down_sync_ns),
+		.down_pages_ns = STAT_GET(s->down_pages_ns),
+		.down_end_ns = STAT_GET(s->down_end_ns),
+		.down_ack_ns = STAT_GET(s->down_ack_ns),
+		.expected_downtime_ns = STAT_GET(s->expected_downtime_ns),
+		.dirty_rate_bps = STAT_GET(s->dirty_rate_bps),
+		.throttle_pct = STAT_GET(s->throttle_pct),
+		.throttle_max_pct = STAT_GET(s->throttle_max_pct),
+		.tracker = STAT_GET(s->tracker_kind),
+		.forced = STAT_GET(s->forced),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - s->t_start;
 	memset(st, 0, size);
 	memcpy(st, &v, size < sizeof(v) ? size : sizeof(v));
 	return 0;
+}
+
+int mfd_source_get_round(mfd_source *s, unsigned i, mfd_round_stats *rec,
+			 size_t size)
+{
+	if (!s || !rec)
+		return -EINVAL;
+	int ret = -ENOENT;
+	pthread_mutex_lock(&s->lock);
+	if (i < s->nrounds) {
+		memset(rec, 0, size);
+		memcpy(rec, &s->rounds[i],
+		       size < sizeof(*rec) ? size : sizeof(*rec));
+		ret = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
 }

@@ -76,6 +76,19 @@ static void test_table(UNUSED void **state)
 	    {"tls-hostname", offsetof(struct mfd_config, tls_hostname), 256},
 	    {"tls-verify-peer", offsetof(struct mfd_config, tls_verify_peer),
 	     1},
+	    {"dirty-tracker", offsetof(struct mfd_config, dirty_tracker), 4},
+	    {"max-bandwidth", offsetof(struct mfd_config, max_bandwidth), 8},
+	    {"auto-converge", offsetof(struct mfd_config, auto_converge), 1},
+	    {"cpu-throttle-initial",
+	     offsetof(struct mfd_config, throttle_initial), 4},
+	    {"cpu-throttle-increment",
+	     offsetof(struct mfd_config, throttle_increment), 4},
+	    {"cpu-throttle-max", offsetof(struct mfd_config, throttle_max), 4},
+	    {"throttle-trigger-threshold",
+	     offsetof(struct mfd_config, throttle_threshold), 4},
+	    {"precopy-timeout",
+	     offsetof(struct mfd_config, precopy_timeout_ms), 8},
+	    {"timeout-policy", offsetof(struct mfd_config, timeout_policy), 4},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -178,6 +191,15 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "tls", "off");
 	assert_get(cfg, "tls-ca", "");
 	assert_get(cfg, "tls-verify-peer", "off");
+	assert_get(cfg, "dirty-tracker", "manual");
+	assert_get(cfg, "max-bandwidth", "0");
+	assert_get(cfg, "auto-converge", "off");
+	assert_get(cfg, "cpu-throttle-initial", "20");
+	assert_get(cfg, "cpu-throttle-increment", "10");
+	assert_get(cfg, "cpu-throttle-max", "99");
+	assert_get(cfg, "throttle-trigger-threshold", "50");
+	assert_get(cfg, "precopy-timeout", "0ms");
+	assert_get(cfg, "timeout-policy", "force");
 
 	assert_int_equal(cfg->channels, 2);
 	assert_int_equal(cfg->packet_pages, 128);
@@ -737,6 +759,32 @@ static void test_tls_keys(UNUSED void **state)
 	mfd_config_free(cfg);
 }
 
+static void test_enums(UNUSED void **state)
+{
+	mfd_config *cfg = new_config();
+	const struct mfd__cfg_key *k = mfd__config_find("dirty-tracker");
+	struct mfd_config before;
+	char err[256];
+
+	assert_int_equal(mfd_config_set(cfg, "dirty-tracker", "uffd-wp"), 0);
+	assert_get(cfg, "dirty-tracker", "uffd-wp");
+	assert_int_equal(cfg->dirty_tracker, 1);
+	assert_int_equal(mfd_config_set(cfg, "timeout-policy", "cancel"), 0);
+	assert_get(cfg, "timeout-policy", "cancel");
+	before = *cfg;
+	/* Names match in any case, but no index and no prefix. */
+	assert_int_equal(mfd_config_set(cfg, "dirty-tracker", "1"),
+			 MFD_ECONFIG);
+	assert_int_equal(mfd_config_set(cfg, "dirty-tracker", "uffd"),
+			 MFD_ECONFIG);
+	assert_memory_equal(cfg, &before, sizeof(before));
+	assert_int_equal(mfd__config_parse(cfg, k, "kvm", err, sizeof(err)),
+			 MFD_ECONFIG);
+	assert_string_equal(err, "dirty-tracker: \"kvm\" is not a known value "
+				 "(expected one of manual/uffd-wp)");
+	mfd_config_free(cfg);
+}
+
 static void test_null_args(UNUSED void **state)
 {
 	mfd_config *cfg = new_config();
@@ -769,6 +817,7 @@ int main(void)
 	    cmocka_unit_test(test_get_buffer),
 	    cmocka_unit_test(test_enum),
 	    cmocka_unit_test(test_tls_keys),
+	    cmocka_unit_test(test_enums),
 	    cmocka_unit_test(test_null_args),
 	};
 

@@ -86,7 +86,10 @@ MFD_API int mfd_version(void);
 	XX(DEVICE, 1022, "device index out of range or device state invalid")         \
 	XX(AUTH, 1023,                                                         \
 	   "authentication failed (wrong or missing key, or replayed)")  \
-	XX(TLS, 1024, "TLS handshake failed or peer not trusted")
+	XX(TLS, 1024, "TLS handshake failed or peer not trusted")  \
+	XX(NOCONVERGE, 1025,                                                   \
+	   "pre-copy did not converge (max-rounds or precopy-timeout) and "    \
+	   "timeout-policy is cancel")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),
@@ -203,7 +206,37 @@ typedef struct mfd_stats {
 	 * each ends: complete once the migration has ended. Threads of the
 	 * parallel digest beyond the calling one are not counted. */
 	uint64_t cpu_ns;
+	/* Downtime in parts, which add up to downtime_ns (source): */
+	uint64_t down_sync_ns;	/* stop hook and final dirty sync */
+	uint64_t down_pages_ns; /* until the last page left */
+	uint64_t down_end_ns;	/* end marker and digests sent */
+	uint64_t down_ack_ns;	/* until the destination's LOADED */
+	uint64_t expected_downtime_ns; /* estimate when switching over */
+	uint64_t dirty_rate_bps;       /* guest dirtying, last round */
+	uint32_t throttle_pct;	       /* throttle now applied (0 = none) */
+	uint32_t throttle_max_pct;     /* highest throttle applied */
+	int tracker;		       /* dirty tracker running: 0 manual,
+					  1 uffd-wp */
+	uint32_t forced; /* 1: switched over unconverged (timeout-policy
+			    force at max-rounds or precopy-timeout) */
 } mfd_stats;
+
+/*
+ * One pre-copy round on the source (the last record is the final pass
+ * after the stop hook). Dirty figures are those found by the dirty sync at
+ * the end of the round. Grows only at its end, as mfd_stats.
+ */
+typedef struct mfd_round_stats {
+	uint32_t round;
+	uint32_t throttle_pct;	 /* throttle in force during the round */
+	uint64_t pages;		 /* pages sent in the round */
+	uint64_t bytes;		 /* bytes on the wire in the round */
+	uint64_t ns;		 /* duration */
+	uint64_t bandwidth_bps;	 /* bytes / duration */
+	uint64_t dirty_pages;	 /* dirty at the sync that ended it */
+	uint64_t dirty_rate_bps; /* dirty bytes / time since last sync */
+	uint64_t expected_downtime_ns; /* dirty bytes / bandwidth */
+} mfd_round_stats;
 
 /* ------------------------------------------------------------------ */
 /* Source                                                             */
@@ -222,7 +255,10 @@ typedef struct mfd_source_hooks {
 	/* Required: resume the vCPUs after a failed or cancelled migration
 	 * that had stopped them. Never called after success. */
 	int (*resume)(void *opaque);
-	/* Optional: slow the guest to percent (0 = no throttle). */
+	/* Optional: slow the guest to percent (0 = no throttle): let the
+	 * vCPUs run only (100 - percent)% of the time, as QEMU's
+	 * cpu-throttle does. Called by auto-converge with growing values,
+	 * and with 0 when the migration ends (whatever the outcome). */
 	int (*throttle)(void *opaque, int percent);
 	/*
 	 * Optional: the hypervisor's own dirty log (e.g. a KVM dirty bitmap).
@@ -273,6 +309,12 @@ MFD_API int mfd_source_migrate(mfd_source *src, const char *uri);
 MFD_API int mfd_source_cancel(mfd_source *src);
 /* Any thread. size = sizeof(*st) as the caller knows it. */
 MFD_API int mfd_source_get_stats(mfd_source *src, mfd_stats *st, size_t size);
+/*
+ * Record of round i (0-based) of the current or last migration; -ENOENT
+ * when round i has not ended (yet). Any thread. size = sizeof(*rec).
+ */
+MFD_API int mfd_source_get_round(mfd_source *src, unsigned i,
+				 mfd_round_stats *rec, size_t size);
 
 /* ------------------------------------------------------------------ */
 /* Destination                                                        */
@@ -282,8 +324,13 @@ typedef struct mfd_dest mfd_dest;
 
 typedef struct mfd_dest_hooks {
 	void *opaque;
-	/* Optional: all RAM (and device state) is in place and verified; the
-	 * hypervisor resumes the guest here and announces its new location. */
+	/*
+	 * Optional: all RAM (and device state) is in place and verified. The
+	 * hypervisor resumes the guest here and announces its new location
+	 * (e.g. QEMU's self-announce: RARP/gratuitous ARP so that switches
+	 * learn where the guest's MAC now lives); the library sends no such
+	 * packet itself. The source's downtime ends when it learns of this.
+	 */
 	int (*loaded)(void *opaque);
 	/* Optional: the incoming migration failed with err; never resume. */
 	void (*failed)(void *opaque, int err);

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: MIT */
+/* Guest writers of multifd-bench (see guest.h). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "guest.h"
+
+#define SLICE_NS    10000000ULL /* QEMU's CPU_THROTTLE_TIMESLICE_NS */
+#define CHUNK	    512		/* compute iterations between clock reads */
+#define WRITE_BYTES 64		/* bytes stored per page write */
+
+struct writer {
+	struct guest *g;
+	pthread_t th;
+	unsigned idx;
+	uint64_t rng;
+	uint64_t seq_pos;
+	/* Totals, read by other threads. */
+	uint64_t work __attribute__((aligned(64)));
+	uint64_t writes;
+};
+
+struct guest {
+	struct guest_opts o;
+	struct vm *vm;
+	uint8_t *ram;	  /* atomic pointer: source, later destination */
+	mfd_source *mark; /* atomic pointer */
+	uint64_t npages, hot_pages;
+	double pages_per_ns; /* per writer */
+	int throttle;	     /* atomic percent */
+	pthread_mutex_t lock;
+	pthread_cond_t cv; /* wakes sleepers and parked writers */
+	int paused;	   /* atomic flag, changed under lock */
+	int quit;
+	unsigned parked;
+	struct writer *w;
+};
+
+static const char *const pattern_names[] = { "uniform", "hotset", "seq" };
+
+int guest_pattern_parse(const char *s, enum guest_pattern *out)
+{
+	for (unsigned i = 0; i < 3; i++)
+		if (!strcmp(s, pattern_names[i])) {
+			*out = (enum guest_pattern)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+const char *guest_pattern_name(enum guest_pattern p)
+{
+	return pattern_names[p];
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Sleeps until deadline unless paused or quitting meanwhile. */
+static void nap_until(struct guest *g, uint64_t deadline)
+{
+	struct timespec ts = { .tv_sec = (time_t)(deadline / 1000000000ULL),
+			       .tv_nsec = (long)(deadline % 1000000000ULL) };
+	pthread_mutex_lock(&g->lock);
+	while (!g->paused && !g->quit && now_ns() < deadline)
+		if (pthread_cond_timedwait(&g->cv, &g->lock, &ts) == ETIMEDOUT)
+			break;
+	pthread_mutex_unlock(&g->lock);
+}
+
+/* Parks while paused; false when quitting. */
+static bool park_if_paused(struct guest *g)
+{
+	if (!__atomic_load_n(&g->paused, __ATOMIC_ACQUIRE))
+		return true;
+	pthread_mutex_lock(&g->lock);
+	g->parked++;
+	pthread_cond_broadcast(&g->cv);
+	while (g->paused && !g->quit)
+		pthread_cond_wait(&g->cv, &g->lock);
+	g->parked--;
+	bool go = !g->quit;
+	pthread_mutex_unlock(&g->lock);
+	return go;
+}
+
+static uint64_t pick_page(struct writer *w)
+{
+	struct guest *g = w->g;
+	uint64_t r = rnd(&w->rng);
+	switch (g->o.pattern) {
+	case GUEST_HOTSET:
+		if (r % 10 < 9) {
+			/* The hot pages are scattered over RAM (an odd
+			 * multiplier permutes a power-of-two page count). */
+			uint64_t h = (r >> 8) % g->hot_pages;
+			return (h * 0x9e3779b1ULL) % g->npages;
+		}
+		return (r >> 8) % g->npages;
+	case GUEST_SEQ: {
+		uint64_t stripe = g->npages / g->o.writers;
+		uint64_t pg =
+			w->idx * stripe + w->seq_pos % (stripe ? stripe : 1);
+		w->seq_pos++;
+		return pg % g->npages;
+	}
+	default:
+		return r % g->npages;
+	}
+}
+
+static void write_page(struct writer *w, uint64_t pg)
+{
+	struct guest *g = w->g;
+	uint8_t *ram = __atomic_load_n(&g->ram, __ATOMIC_ACQUIRE);
+	uint64_t off =
+		pg * g->vm->page_size +
+		(rnd(&w->rng) % (g->vm->page_size / WRITE_BYTES)) * WRITE_BYTES;
+	uint64_t v = rnd(&w->rng);
+	for (unsigned i = 0; i < WRITE_BYTES / 8; i++)
+		memcpy(ram + off + 8 * i, &v, 8), v += 0x9e37;
+	mfd_source *src = __atomic_load_n(&g->mark, __ATOMIC_ACQUIRE);
+	if (!src)
+		return;
+	/* Report after writing, as a hardware dirty log would. */
+	for (unsigned b = 0; b < g->vm->nblocks; b++) {
+		const struct vm_block *blk = &g->vm->blocks[b];
+		if (off >= blk->offset && off < blk->offset + blk->size) {
+			mfd_source_mark_dirty(src, b, off - blk->offset,
+					      WRITE_BYTES);
+			break;
+		}
+	}
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct guest *g = w->g;
+	uint64_t busy = SLICE_NS * g->o.load_pct / 100;
+	double due = 0;
+	volatile uint64_t sink = 0;
+	uint64_t x = w->rng | 1;
+
+	while (park_if_paused(g)) {
+		if (__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
+			break;
+		uint64_t t0 = now_ns(), t = t0, work = 0, writes = 0;
+		due += g->pages_per_ns * (double)SLICE_NS;
+		uint64_t nw = (uint64_t)due;
+		due -= (double)nw;
+		/* Busy part: writes spread evenly, computing between. */
+		while (t < t0 + busy || writes < nw) {
+			for (unsigned i = 0; i < CHUNK; i++) {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+			}
+			work += CHUNK;
+			t = now_ns();
+			while (writes < nw && (t - t0) * nw >= writes * busy) {
+				if (__atomic_load_n(&g->paused,
+						    __ATOMIC_ACQUIRE))
+					break;
+				write_page(w, pick_page(w));
+				writes++;
+			}
+			if (__atomic_load_n(&g->paused, __ATOMIC_ACQUIRE))
+				break;
+			if (t > t0 + 4 * SLICE_NS)
+				break; /* starved: drop the rest */
+		}
+		sink = x;
+		__atomic_fetch_add(&w->work, work, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&w->writes, writes, __ATOMIC_RELAXED);
+		int pct = __atomic_load_n(&g->throttle, __ATOMIC_RELAXED);
+		uint64_t end = t0 + SLICE_NS;
+		/* QEMU's cpu-throttle: after each time slice the vCPU
+		 * sleeps pct/(100-pct) of a slice. */
+		if (pct > 0)
+			end += SLICE_NS * (uint64_t)pct / (uint64_t)(100 - pct);
+		nap_until(g, end);
+	}
+	(void)sink;
+	return NULL;
+}
+
+int guest_start(struct guest **out, const struct guest_opts *o, struct vm *vm)
+{
+	struct guest *g = calloc(1, sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	g->o = *o;
+	g->vm = vm;
+	g->ram = vm->src;
+	g->npages = vm->ram_bytes / vm->page_size;
+	g->hot_pages = (uint64_t)((double)g->npages * o->hot_fraction);
+	if (!g->hot_pages)
+		g->hot_pages = 1;
+	g->pages_per_ns = o->dirty_mbps * 1e6 / vm->page_size / 1e9 /
+			  (o->writers ? o->writers : 1);
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&g->cv, &ca);
+	pthread_condattr_destroy(&ca);
+	g->w = calloc(o->writers ? o->writers : 1, sizeof(*g->w));
+	if (!g->w) {
+		free(g);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < o->writers; i++) {
+		g->w[i] = (struct writer){ .g = g, .idx = i, .rng = 77 + i };
+		int err = pthread_create(&g->w[i].th, NULL, writer_main,
+					 &g->w[i]);
+		if (err) {
+			g->o.writers = i;
+			guest_stop(g);
+			return -err;
+		}
+	}
+	*out = g;
+	return 0;
+}
+
+void guest_set_marking(struct guest *g, mfd_source *src)
+{
+	if (g)
+		__atomic_store_n(&g->mark, src, __ATOMIC_RELEASE);
+}
+
+void guest_set_ram(struct guest *g, uint8_t *ram)
+{
+	if (g)
+		__atomic_store_n(&g->ram, ram, __ATOMIC_RELEASE);
+}
+
+void guest_pause(struct guest *g)
+{
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	__atomic_store_n(&g->paused, 1, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&g->cv);
+	while (g->parked < g->o.writers)
+		pthread_cond_wait(&g->cv, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+}
+
+void guest_resume(struct guest *g)
+{
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	__atomic_store_n(&g->paused, 0, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->lock);
+}
+
+void guest_throttle(struct guest *g, int pct)
+{
+	if (g)
+		__atomic_store_n(&g->throttle,
+				 pct < 0    ? 0
+				 : pct > 99 ? 99
+					    : pct,
+				 __ATOMIC_RELAXED);
+}
+
+uint64_t guest_work(struct guest *g)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; g && i < g->o.writers; i++)
+		n += __atomic_load_n(&g->w[i].work, __ATOMIC_RELAXED);
+	return n;
+}
+
+uint64_t guest_writes(struct guest *g)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; g && i < g->o.writers; i++)
+		n += __atomic_load_n(&g->w[i].writes, __ATOMIC_RELAXED);
+	return n;
+}
+
+void guest_stop(struct guest *g)
+{
+	if (!g)
+		return;
+	pthread_mutex_lock(&g->lock);
+	__atomic_store_n(&g->quit, 1, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->lock);
+	for (unsigned i = 0; i < g->o.writers; i++)
+		pthread_join(g->w[i].th, NULL);
+	pthread_mutex_destroy(&g->lock);
+	pthread_cond_destroy(&g->cv);
+	free(g->w);
+	free(g);
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The bench's guest workload: "vCPU" writer threads that write real bytes
+ * into the VM's RAM at a given total dirty rate, with a compute loop
+ * between writes standing for the instructions a guest retires. Each
+ * writer runs in 10 ms time slices: busy for load% of the slice (writes
+ * spread over it, computing in between), idle for the rest. The work done
+ * (compute iterations) is the guest's progress; the migration's cost to
+ * the guest shows as a lower work rate.
+ *
+ * pause() parks every writer and returns only when all are parked (the
+ * stop hook); resume() lets them go on; throttle(pct) makes each writer
+ * sleep pct/(100-pct) of a 10 ms slice after each slice, as QEMU's
+ * cpu-throttle does with its vCPUs.
+ */
+#ifndef BENCH_GUEST_H
+#define BENCH_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <multifd/multifd.h>
+
+#include "vm.h"
+
+enum guest_pattern {
+	GUEST_UNIFORM, /* any page */
+	GUEST_HOTSET,  /* 90% of writes to hot_fraction of the pages */
+	GUEST_SEQ,     /* each writer walks its own stripe in order */
+};
+
+struct guest_opts {
+	unsigned writers;
+	double dirty_mbps; /* total: pages dirtied x page size, 1e6 B/s */
+	enum guest_pattern pattern;
+	double hot_fraction;
+	unsigned load_pct; /* busy share of each writer's time slice */
+};
+
+struct guest;
+
+int guest_pattern_parse(const char *s, enum guest_pattern *out);
+const char *guest_pattern_name(enum guest_pattern p);
+
+/* Starts the writers on the source RAM of vm. */
+int guest_start(struct guest **out, const struct guest_opts *o, struct vm *vm);
+/* From now on each write is also reported with mfd_source_mark_dirty()
+ * (src non-NULL), or not (NULL): what a KVM dirty log does for a
+ * hypervisor using the manual tracker. */
+void guest_set_marking(struct guest *g, mfd_source *src);
+/* Writers write into ram (the same layout) from now on: after a
+ * migration the guest runs on at the destination. Call while paused. */
+void guest_set_ram(struct guest *g, uint8_t *ram);
+void guest_pause(struct guest *g);
+void guest_resume(struct guest *g);
+void guest_throttle(struct guest *g, int pct);
+/* Totals so far (any thread). */
+uint64_t guest_work(struct guest *g);
+uint64_t guest_writes(struct guest *g);
+/* Stops and joins the writers; accepts NULL. */
+void guest_stop(struct guest *g);
+
+#endif /* BENCH_GUEST_H */

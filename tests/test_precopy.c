@@ -1,0 +1,369 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Iterative pre-copy with a guest that keeps writing: "vCPU" threads write
+ * whole pages (a stamp and bytes derived from it) until the stop hook parks
+ * them. After success the destination must equal the source byte for byte
+ * (the source froze at the stop). With timeout-policy cancel the writers
+ * must never have been stopped and every page must still be either its
+ * original bytes or a complete stamp (the library never writes the
+ * source); with force the migration completes, reports that it was forced
+ * and a downtime above the limit. Each case runs with both trackers
+ * (uffd-wp skipped where the kernel lacks it).
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "multifd/config.h"
+#include "ramblock/tracker.h"
+#include "testvm.h"
+
+#define MiB	(1024UL * 1024)
+#define PAGE	4096UL
+#define WRITERS 3
+#define MAGIC	0x5354414d50ULL
+/* 512 MiB; sanitizer builds (3-10x slower, TSan tracking every byte the
+ * writers store) migrate 64 MiB so that CI stays within its budget. */
+#ifdef MFD_TEST_SANITIZED
+#define CONVERGE_RAM (64 * MiB)
+#else
+#define CONVERGE_RAM (512 * MiB)
+#endif
+
+static uint64_t seed;
+static bool uffd_ok;
+
+struct guest {
+	struct tvm vm;
+	bool manual;
+	uint64_t npages, hot; /* writes go to the first hot pages 7/8 */
+	unsigned pause_us;    /* between bursts of 16 pages */
+	pthread_t th[WRITERS];
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	bool paused, quit;
+	unsigned parked;
+	uint64_t writes; /* atomic */
+	int throttles;
+};
+
+/* The guest's stores race with the library's reads by design (a page
+ * written while it is sent is dirty again and goes out later). TSan loses
+ * the writers' stacks under this volume, so tsan.supp cannot match them:
+ * the guest's stores are left uninstrumented instead. */
+__attribute__((no_sanitize("thread"))) static void
+stamp_page(uint8_t *page, uint64_t pg, uint64_t seq)
+{
+	uint64_t *q = (uint64_t *)page, s = pg * 0x9e3779b97f4a7c15ULL ^ seq;
+	q[1] = seq;
+	for (size_t i = 2; i < PAGE / 8; i++)
+		q[i] = tvm_rand(&s);
+	q[0] = MAGIC ^ pg;
+}
+
+static bool page_is_stamp(const uint8_t *page, uint64_t pg)
+{
+	const uint64_t *q = (const uint64_t *)page;
+	if (q[0] != (MAGIC ^ pg))
+		return false;
+	uint64_t s = pg * 0x9e3779b97f4a7c15ULL ^ q[1];
+	for (size_t i = 2; i < PAGE / 8; i++)
+		if (q[i] != tvm_rand(&s))
+			return false;
+	return true;
+}
+
+static void *writer_main(void *arg)
+{
+	struct guest *g = ((void **)arg)[0];
+	uint64_t rng = (uint64_t)(uintptr_t)((void **)arg)[1];
+	uint64_t idx = (uint64_t)(uintptr_t)((void **)arg)[2];
+	uint8_t *ram = g->vm.blocks[0].src;
+	uint64_t seq = rng << 32;
+	free(arg);
+	for (;;) {
+		pthread_mutex_lock(&g->lock);
+		while (g->paused && !g->quit) {
+			g->parked++;
+			pthread_cond_broadcast(&g->cv);
+			pthread_cond_wait(&g->cv, &g->lock);
+			g->parked--;
+		}
+		bool quit = g->quit;
+		pthread_mutex_unlock(&g->lock);
+		if (quit)
+			return NULL;
+		for (int k = 0; k < 16; k++) {
+			uint64_t r = tvm_rand(&rng);
+			uint64_t pg = (r & 7) ? (r >> 3) % g->hot
+					      : (r >> 3) % g->npages;
+			/* Each writer owns the pages = its index mod WRITERS:
+			 * two writers never tear one page. */
+			pg = pg - pg % WRITERS + idx;
+			if (pg >= g->npages)
+				pg -= WRITERS;
+			stamp_page(ram + pg * PAGE, pg, ++seq);
+			/* Report after writing, as a hardware log would. */
+			if (g->manual)
+				mfd_source_mark_dirty(g->vm.src, 0, pg * PAGE,
+						      PAGE);
+		}
+		__atomic_fetch_add(&g->writes, 16, __ATOMIC_RELAXED);
+		usleep(g->pause_us);
+	}
+}
+
+/* Returns only when every writer is parked: the memory is frozen. */
+static int hook_stop(void *opaque)
+{
+	struct guest *g = opaque;
+	pthread_mutex_lock(&g->lock);
+	g->paused = true;
+	while (g->parked < WRITERS)
+		pthread_cond_wait(&g->cv, &g->lock);
+	pthread_mutex_unlock(&g->lock);
+	g->vm.stopped++;
+	return 0;
+}
+
+static int hook_resume(void *opaque)
+{
+	struct guest *g = opaque;
+	pthread_mutex_lock(&g->lock);
+	g->paused = false;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->lock);
+	g->vm.resumed++;
+	return 0;
+}
+
+static int hook_throttle(void *opaque, int pct)
+{
+	((struct guest *)opaque)->throttles++;
+	return 0;
+}
+
+static void guest_quit(struct guest *g)
+{
+	pthread_mutex_lock(&g->lock);
+	g->quit = true;
+	pthread_cond_broadcast(&g->cv);
+	pthread_mutex_unlock(&g->lock);
+	for (int i = 0; i < WRITERS; i++)
+		pthread_join(g->th[i], NULL);
+}
+
+/* Runs one migration of a ram-sized VM; returns the source's result. */
+static int run(struct guest *g, int tracker, uint64_t ram, uint64_t hot,
+	       unsigned pause_us, const char *const *kv, mfd_stats *st)
+{
+	memset(g, 0, sizeof(*g));
+	g->manual = tracker == MFD__TRACKER_MANUAL;
+	g->npages = ram / PAGE;
+	g->hot = hot / PAGE;
+	g->pause_us = pause_us;
+	pthread_mutex_init(&g->lock, NULL);
+	pthread_cond_init(&g->cv, NULL);
+	tvm_config(&g->vm, kv);
+	assert_int_equal(mfd_config_set(g->vm.cfg, "dirty-tracker",
+					tracker ? "uffd-wp" : "manual"),
+			 0);
+	tvm_add_block(&g->vm, "pc.ram", ram, PAGE);
+	tvm_fill_random(g->vm.blocks[0].src, ram, seed);
+	tvm_start_dest(&g->vm);
+	mfd_source_hooks sh = { .opaque = g,
+				.stop = hook_stop,
+				.resume = hook_resume,
+				.throttle = hook_throttle };
+	assert_int_equal(mfd_source_new(&g->vm.src, g->vm.cfg, &sh), 0);
+	assert_int_equal(mfd_source_add_block(g->vm.src, "pc.ram",
+					      g->vm.blocks[0].src, ram, PAGE),
+			 0);
+	for (int i = 0; i < WRITERS; i++) {
+		void **arg = malloc(3 * sizeof(void *));
+		arg[0] = g;
+		arg[1] = (void *)(uintptr_t)(seed * 13 + (uint64_t)i + 1);
+		arg[2] = (void *)(uintptr_t)i;
+		pthread_create(&g->th[i], NULL, writer_main, arg);
+	}
+	usleep(20000); /* the guest is busy before migration starts */
+	int ret = mfd_source_migrate(g->vm.src, g->vm.uri);
+	mfd_dest_wait(g->vm.dst);
+	mfd_source_get_stats(g->vm.src, st, sizeof(*st));
+	printf("# %s: ret %d, %u rounds, downtime %.1f ms (sync %.1f pages "
+	       "%.1f end %.1f ack %.1f), expected %.1f ms, dirty %.0f MB/s, "
+	       "%llu writes, throttle max %u%%\n",
+	       mfd__tracker_name(tracker), ret, st->round + 1,
+	       st->downtime_ns / 1e6, st->down_sync_ns / 1e6,
+	       st->down_pages_ns / 1e6, st->down_end_ns / 1e6,
+	       st->down_ack_ns / 1e6, st->expected_downtime_ns / 1e6,
+	       st->dirty_rate_bps / 1e6,
+	       (unsigned long long)__atomic_load_n(&g->writes,
+						   __ATOMIC_RELAXED),
+	       st->throttle_max_pct);
+	return ret;
+}
+
+static void check_success(struct guest *g, int tracker, const mfd_stats *st)
+{
+	/* Writers are parked since the stop hook: the source is as it was
+	 * when it stopped, and the destination must hold exactly that. */
+	assert_int_equal(g->vm.stopped, 1);
+	assert_int_equal(g->vm.resumed, 0);
+	assert_true(tvm_equal(&g->vm));
+	assert_int_equal(st->tracker, tracker);
+	assert_int_equal(st->downtime_ns, st->down_sync_ns + st->down_pages_ns +
+						  st->down_end_ns +
+						  st->down_ack_ns);
+	/* Every round has its record, the final pass included. */
+	mfd_round_stats r;
+	uint64_t pages = 0;
+	for (unsigned i = 0; i <= st->round; i++) {
+		assert_int_equal(
+			mfd_source_get_round(g->vm.src, i, &r, sizeof(r)), 0);
+		assert_int_equal(r.round, i);
+		pages += r.pages;
+	}
+	assert_int_equal(pages, st->pages);
+	assert_int_equal(
+		mfd_source_get_round(g->vm.src, st->round + 1, &r, sizeof(r)),
+		-ENOENT);
+}
+
+static void converge(int tracker)
+{
+	struct guest g;
+	mfd_stats st;
+	/* 512 MiB, writers dirtying a 32 MiB hot set (and 1/8 of writes
+	 * anywhere) continuously: converges under the 300 ms default. */
+	const char *kv[] = { "channels=2", "max-rounds=10", NULL };
+	int ret = run(&g, tracker, CONVERGE_RAM, 32 * MiB, 500, kv, &st);
+	assert_int_equal(ret, 0);
+	assert_true(st.round >= 1);
+	/* Converged, unless a sanitizer build was too slow for it. */
+	if (!st.forced)
+		assert_true(st.expected_downtime_ns <= 300000000ULL);
+	assert_true(__atomic_load_n(&g.writes, __ATOMIC_RELAXED) > 0);
+	check_success(&g, tracker, &st);
+	guest_quit(&g);
+	tvm_destroy(&g.vm);
+}
+
+/* Cannot converge: 20 MB/s of bandwidth against a guest dirtying a 4 MiB
+ * hot set at well over that rate, 1 ms downtime limit, 3 rounds. */
+static const char *const slow_kv[] = { "channels=2", "max-bandwidth=20M",
+				       "downtime-limit=1", "max-rounds=3",
+				       NULL };
+
+static void cancel(int tracker)
+{
+	struct guest g;
+	mfd_stats st;
+	const char *kv[8];
+	memcpy(kv, slow_kv, sizeof(slow_kv));
+	kv[4] = "timeout-policy=cancel";
+	kv[5] = NULL;
+	int ret = run(&g, tracker, 16 * MiB, 4 * MiB, 100, kv, &st);
+	assert_int_equal(ret, MFD_ENOCONVERGE);
+	assert_int_equal(st.error, MFD_ENOCONVERGE);
+	assert_int_equal(g.vm.stopped, 0);
+	assert_int_equal(g.vm.resumed, 0);
+	assert_int_equal(g.vm.loaded, 0);
+	/* The guest runs on. */
+	uint64_t w0 = __atomic_load_n(&g.writes, __ATOMIC_RELAXED);
+	usleep(20000);
+	assert_true(__atomic_load_n(&g.writes, __ATOMIC_RELAXED) > w0);
+	guest_quit(&g);
+	/* Memory intact: each page its original bytes or a whole stamp. */
+	uint8_t *orig = malloc(16 * MiB);
+	tvm_fill_random(orig, 16 * MiB, seed);
+	uint64_t stamped = 0;
+	for (uint64_t pg = 0; pg < 16 * MiB / PAGE; pg++) {
+		uint8_t *p = g.vm.blocks[0].src + pg * PAGE;
+		if (page_is_stamp(p, pg))
+			stamped++;
+		else
+			assert_memory_equal(p, orig + pg * PAGE, PAGE);
+	}
+	assert_true(stamped > 0);
+	free(orig);
+	tvm_destroy(&g.vm);
+}
+
+static void force(int tracker)
+{
+	struct guest g;
+	mfd_stats st;
+	const char *kv[8];
+	memcpy(kv, slow_kv, sizeof(slow_kv));
+	kv[4] = "timeout-policy=force";
+	kv[5] = NULL;
+	int ret = run(&g, tracker, 16 * MiB, 4 * MiB, 100, kv, &st);
+	assert_int_equal(ret, 0);
+	assert_int_equal(st.forced, 1);
+	assert_int_equal(st.round, 3);
+	/* Honest: the downtime is what it was, above the 1 ms target. */
+	assert_true(st.downtime_ns > 1000000);
+	assert_true(st.expected_downtime_ns > 1000000);
+	check_success(&g, tracker, &st);
+	guest_quit(&g);
+	tvm_destroy(&g.vm);
+}
+
+static void test_converge_manual(void **state)
+{
+	converge(MFD__TRACKER_MANUAL);
+}
+static void test_converge_uffd(void **state)
+{
+	if (!uffd_ok)
+		skip();
+	converge(MFD__TRACKER_UFFD_WP);
+}
+static void test_cancel_manual(void **state)
+{
+	cancel(MFD__TRACKER_MANUAL);
+}
+static void test_cancel_uffd(void **state)
+{
+	if (!uffd_ok)
+		skip();
+	cancel(MFD__TRACKER_UFFD_WP);
+}
+static void test_force_manual(void **state)
+{
+	force(MFD__TRACKER_MANUAL);
+}
+static void test_force_uffd(void **state)
+{
+	if (!uffd_ok)
+		skip();
+	force(MFD__TRACKER_UFFD_WP);
+}
+
+int main(void)
+{
+	const char *why = NULL;
+	seed = tvm_seed("test_precopy");
+	uffd_ok = mfd__tracker_uffd_supported(&why);
+	if (!uffd_ok)
+		printf("# uffd-wp unsupported here (%s): those cases skip\n",
+		       why);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_converge_manual),
+		cmocka_unit_test(test_converge_uffd),
+		cmocka_unit_test(test_cancel_manual),
+		cmocka_unit_test(test_cancel_uffd),
+		cmocka_unit_test(test_force_manual),
+		cmocka_unit_test(test_force_uffd),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
