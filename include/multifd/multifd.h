@@ -203,6 +203,9 @@ typedef struct mfd_stats {
 	 * each ends: complete once the migration has ended. Threads of the
 	 * parallel digest beyond the calling one are not counted. */
 	uint64_t cpu_ns;
+	/* Time spent registering guest RAM with the transport (RDMA memory
+	 * regions, every channel's); 0 for transports without. */
+	uint64_t register_ns;
 } mfd_stats;
 
 /* ------------------------------------------------------------------ */
