@@ -431,8 +431,9 @@ static int accept_main(mfd_dest *d)
 	memcpy(d->session, h.session, 16);
 	d->features = h.features;
 	/* The source chooses the channel count (1..MFD_MAX_CHANNELS, checked
-	 * by the decoder); the destination follows. */
-	d->n = h.nchannels;
+	 * by the decoder); the destination follows. Atomic: read by
+	 * mfd_dest_get_stats() from any thread. */
+	STAT_SET(d->n, h.nchannels);
 	pthread_mutex_lock(&d->lock);
 	d->main = c;
 	pthread_mutex_unlock(&d->lock);

@@ -208,6 +208,18 @@ static void test_write_past_end(void **state)
 	bad_write(FAKE_WRITE_PAST_END, 300);
 }
 
+static int h_stop(void *o)
+{
+	((struct tvm *)o)->stopped++;
+	return 0;
+}
+
+static int h_resume(void *o)
+{
+	((struct tvm *)o)->resumed++;
+	return 0;
+}
+
 struct canceller {
 	struct tvm *vm;
 	bool dest;
@@ -239,11 +251,21 @@ static void teardown(bool dest)
 	tvm_add_block(&vm, "pc.ram", 128 * MiB, PAGE);
 	fill(&vm, 0, seed + 77);
 	tvm_start_dest(&vm);
+	/* The migration has started before the canceller does. */
+	mfd_source_hooks sh = { .opaque = &vm,
+				.stop = h_stop,
+				.resume = h_resume };
+	assert_int_equal(mfd_source_new(&vm.src, vm.cfg, &sh), 0);
+	assert_int_equal(mfd_source_add_block(vm.src, "pc.ram",
+					      vm.blocks[0].src, 128 * MiB,
+					      PAGE),
+			 0);
 	struct canceller c = { &vm, dest };
 	pthread_t th;
+	assert_int_equal(mfd_source_start(vm.src, vm.uri), 0);
 	pthread_create(&th, NULL, cancel_main, &c);
-	int dret = 0;
-	int ret = tvm_migrate(&vm, NULL, &dret);
+	int ret = mfd_source_wait(vm.src);
+	int dret = mfd_dest_wait(vm.dst);
 	pthread_join(th, NULL);
 	printf("  source: %s; destination: %s\n", mfd_strerror(ret),
 	       mfd_strerror(dret));

@@ -295,10 +295,14 @@ int mfd__rdma_send_msg(struct mfd__rdma_ep *ep, const struct iovec *iov,
 static int next_msg(struct mfd__rdma_ep *ep, unsigned *slot, uint32_t *len,
 		    uint32_t *type)
 {
-	int ret;
-	while (!ep->ready_n)
-		if ((ret = progress(ep)))
+	/* A message that arrived before the error is still delivered: the
+	 * peer's last words (LOADED, ERROR) often come just before it
+	 * disconnects. */
+	while (!ep->ready_n) {
+		int ret = progress(ep);
+		if (ret && !ep->ready_n)
 			return ret;
+	}
 	*slot = ep->ready[ep->ready_head];
 	*len = ep->ready_len[ep->ready_head];
 	*type = get32(ep->rbuf + (size_t)*slot * SLOT + 4) & 0xffff;
@@ -482,10 +486,11 @@ int mfd__rdma_send_fence(struct mfd__rdma_ep *ep)
 
 int mfd__rdma_wait_fence(struct mfd__rdma_ep *ep)
 {
-	int ret;
-	while (!ep->fences)
-		if ((ret = progress(ep)))
+	while (!ep->fences) {
+		int ret = progress(ep);
+		if (ret && !ep->fences)
 			return ret;
+	}
 	ep->fences--;
 	return 0;
 }
