@@ -83,6 +83,7 @@ struct mfd_dest {
 	uint64_t ram_bytes;
 	uint64_t t_start, setup_ns, transfer_ns, total_ns, verify_ns;
 	uint64_t cpu_ns; /* of the threads that ended */
+	uint64_t register_ns;
 };
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
@@ -222,8 +223,8 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 		STAT_ADD(d->compress_ns, mfd__thread_cpu_ns() - t0);
 		STAT_ADD(d->compressed_bytes, h->payload_len);
 		STAT_ADD(d->compress_in_bytes, h->count * psize);
-	} else if (iovcnt &&
-		   (ret = w->chan->ops->recvv(w->chan, w->iov, iovcnt))) {
+	} else if (iovcnt && (ret = mfd__chan_recv_payload(w->chan, h->block,
+							  w->iov, iovcnt))) {
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
 	}
 	/* Zero pages: only where a page with contents landed before. */
@@ -285,6 +286,11 @@ static int recv_loop(struct recv_worker *w)
 			 * applied all of round r: an old copy of a page can
 			 * never land after a newer one. */
 			if ((ret = mfd__barrier_wait(&d->barrier)))
+				return ret;
+			/* One-sided transports: the source may now write
+			 * round r+1. */
+			if (w->chan->ops->round_applied &&
+			    (ret = w->chan->ops->round_applied(w->chan)))
 				return ret;
 			w->round++;
 			w->round_packets = 0;
@@ -425,8 +431,9 @@ static int accept_main(mfd_dest *d)
 	memcpy(d->session, h.session, 16);
 	d->features = h.features;
 	/* The source chooses the channel count (1..MFD_MAX_CHANNELS, checked
-	 * by the decoder); the destination follows. */
-	d->n = h.nchannels;
+	 * by the decoder); the destination follows. Atomic: read by
+	 * mfd_dest_get_stats() from any thread. */
+	STAT_SET(d->n, h.nchannels);
 	pthread_mutex_lock(&d->lock);
 	d->main = c;
 	pthread_mutex_unlock(&d->lock);
@@ -696,6 +703,12 @@ static void *loader_main(void *arg)
 		pthread_mutex_unlock(&d->lock);
 		if (!ret)
 			ret = accept_data(d);
+		/* In channel order, as the source does. */
+		uint64_t reg_ns = 0;
+		for (unsigned i = 0; !ret && i < d->n; i++)
+			ret = mfd__chan_register_memory(d->w[i].chan, d->blocks,
+							d->nblocks, &reg_ns);
+		STAT_SET(d->register_ns, reg_ns);
 	}
 	mfd__listener_close(&d->lst);
 	STAT_SET(d->setup_ns, mfd__now_ns() - d->t_start);
@@ -848,6 +861,7 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 		.total_ns = STAT_GET(d->total_ns),
 		.verify_ns = STAT_GET(d->verify_ns),
 		.cpu_ns = STAT_GET(d->cpu_ns),
+		.register_ns = STAT_GET(d->register_ns),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - d->t_start;

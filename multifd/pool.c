@@ -79,7 +79,10 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 	w->iov[0].iov_len = MFD_PKT_HDR_SIZE;
 	w->iov[1].iov_base = b->offsets;
 	w->iov[1].iov_len = b->n * sizeof(uint64_t);
-	int ret = w->chan->ops->sendv(w->chan, w->iov, iovcnt);
+	int ret = h.flags & MFD_PKT_F_ZSTD
+			  ? w->chan->ops->sendv(w->chan, w->iov, iovcnt)
+			  : mfd__chan_send_pages(w->chan, b->block, w->iov,
+						 iovcnt);
 	if (ret)
 		return ret;
 	w->seq++;
@@ -114,6 +117,8 @@ static int send_marker(struct mfd__send_worker *w, uint16_t type,
 	};
 	mfd__pkt_encode(&h, w->hdr);
 	int ret = mfd__chan_send(w->chan, w->hdr, MFD_PKT_HDR_SIZE);
+	if (!ret && type == MFD_PKT_SYNC && w->chan->ops->round_fence)
+		ret = w->chan->ops->round_fence(w->chan);
 	if (ret)
 		return ret;
 	w->seq++;
@@ -354,7 +359,10 @@ static int broadcast(struct mfd__pool *p, enum mfd__job job, uint32_t round,
 
 int mfd__pool_sync(struct mfd__pool *p, uint32_t round)
 {
-	return broadcast(p, MFD__JOB_SYNC, round, false);
+	/* With a round fence (one-sided pages) nothing of the next round
+	 * may go out before every channel has passed it. */
+	return broadcast(p, MFD__JOB_SYNC, round,
+			 p->n && p->w[0].chan->ops->round_fence);
 }
 
 int mfd__pool_done(struct mfd__pool *p)

@@ -54,6 +54,7 @@ struct mfd_source {
 
 	/* Statistics: written by the migration thread, read by anyone. */
 	struct mfd__xfer_stats xfer;
+	uint64_t register_ns;
 	int phase;
 	uint32_t round;
 	uint64_t ram_bytes;
@@ -327,6 +328,12 @@ static int do_setup(mfd_source *s)
 		if (ret)
 			break;
 	}
+	/* In channel order, as the destination does. */
+	uint64_t reg_ns = 0;
+	for (unsigned i = 0; !ret && i < n; i++)
+		ret = mfd__chan_register_memory(chans[i], s->blocks, s->nblocks,
+						&reg_ns);
+	STAT_SET(s->register_ns, reg_ns);
 	if (ret) {
 		while (n--)
 			chans[n]->ops->close(chans[n]);
@@ -824,6 +831,7 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	memset(&s->xfer, 0, sizeof(s->xfer));
 	s->round = 0;
 	s->setup_ns = s->transfer_ns = s->total_ns = 0;
+	s->register_ns = 0;
 	s->downtime_ns = s->verify_ns = s->bandwidth_bps = 0;
 	s->down_sync_ns = s->down_pages_ns = s->down_end_ns = 0;
 	s->down_ack_ns = s->expected_downtime_ns = s->dirty_rate_bps = 0;
@@ -916,6 +924,7 @@ int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
 		.throttle_max_pct = STAT_GET(s->throttle_max_pct),
 		.tracker = STAT_GET(s->tracker_kind),
 		.forced = STAT_GET(s->forced),
+		.register_ns = STAT_GET(s->register_ns),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - s->t_start;

@@ -220,10 +220,41 @@ static int f_recv(struct mfd__vqp *q, uint64_t wr_id, void *buf, uint32_t len,
 	return ret;
 }
 
+static pthread_mutex_t bad_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned bad_n;
+static enum fake_bad_write bad_what;
+
+void fake_bad_write(unsigned n, enum fake_bad_write what)
+{
+	pthread_mutex_lock(&bad_lock);
+	bad_n = n;
+	bad_what = what;
+	pthread_mutex_unlock(&bad_lock);
+}
+
+static enum fake_bad_write bad_now(void)
+{
+	enum fake_bad_write w = FAKE_WRITE_OK;
+	pthread_mutex_lock(&bad_lock);
+	if (bad_n && --bad_n == 0)
+		w = bad_what;
+	pthread_mutex_unlock(&bad_lock);
+	return w;
+}
+
 static int f_write(struct mfd__vqp *q, uint64_t wr_id, const void *buf,
 		   uint32_t len, uint32_t lkey, uint64_t raddr, uint32_t rkey)
 {
+	enum fake_bad_write bad = bad_now();
 	pthread_mutex_lock(&q->f->lock);
+	if (bad == FAKE_WRITE_BAD_RKEY)
+		rkey ^= 0x40000000;
+	for (unsigned i = 0; bad == FAKE_WRITE_PAST_END && q->peer && i < MAXMR;
+	     i++) {
+		struct fmr *m = &q->peer->mr[i];
+		if (m->live && m->rkey == rkey)
+			raddr = (uint64_t)(uintptr_t)(m->addr + m->len);
+	}
 	int ret = injected(q);
 	if (ret)
 		goto out;

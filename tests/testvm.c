@@ -160,7 +160,9 @@ void tvm_start_dest(struct tvm *vm)
 					 vm->blocks[i].dst, vm->blocks[i].size,
 					 vm->blocks[i].page_size);
 	if (!ret)
-		ret = mfd_dest_start(vm->dst, "tcp:127.0.0.1:0");
+		ret = mfd_dest_start(vm->dst, vm->listen_uri
+						      ? vm->listen_uri
+						      : "tcp:127.0.0.1:0");
 	if (!ret)
 		ret = mfd_dest_get_uri(vm->dst, vm->uri, sizeof(vm->uri));
 	if (ret)

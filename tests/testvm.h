@@ -42,6 +42,8 @@ struct tvm {
 	mfd_source *src;
 	mfd_dest *dst;
 	char uri[128];
+	/* Where the destination listens; NULL: "tcp:127.0.0.1:0". */
+	const char *listen_uri;
 	/* Hook records. */
 	int stopped, resumed, loaded, failed, failed_err;
 	mfd_source_hooks shooks; /* the test may set sync_dirty etc. */

@@ -219,6 +219,9 @@ typedef struct mfd_stats {
 					  1 uffd-wp */
 	uint32_t forced; /* 1: switched over unconverged (timeout-policy
 			    force at max-rounds or precopy-timeout) */
+	/* Time spent registering guest RAM with the transport (RDMA memory
+	 * regions, every channel's); 0 for transports without. */
+	uint64_t register_ns;
 } mfd_stats;
 
 /*

@@ -11,6 +11,7 @@
 #include <sys/uio.h>
 
 struct mfd__chan;
+struct mfd__ramblock;
 
 struct mfd__chan_ops {
 	const char *name;
@@ -31,6 +32,35 @@ struct mfd__chan_ops {
 	void (*shutdown)(struct mfd__chan *c, int how);
 	/* Release; only when no other thread uses the channel. */
 	void (*close)(struct mfd__chan *c);
+
+	/*
+	 * Optional ops, for transports that place pages one-sided (rdma).
+	 * Without them the engine falls back to the stream ops (the
+	 * mfd__chan_* helpers below), so it never asks which transport runs.
+	 */
+	/* Both sides, once per data channel after the handshake, in channel
+	 * order: register guest RAM for the peer and learn the peer's.
+	 * Adds the time spent registering to *reg_ns. */
+	int (*register_memory)(struct mfd__chan *c,
+			       const struct mfd__ramblock *blocks,
+			       unsigned nblocks, uint64_t *reg_ns);
+	/* Source: an uncompressed PAGES packet. iov[0] is the encoded
+	 * header, iov[1] the offsets, iov[2..] the pages, inside guest
+	 * memory of block (registered). */
+	int (*send_pages)(struct mfd__chan *c, uint32_t block,
+			  struct iovec *iov, int iovcnt);
+	/* Destination: the payload of an uncompressed PAGES packet whose
+	 * header and offsets were received and validated; iov the pages of
+	 * block they name. */
+	int (*recv_payload)(struct mfd__chan *c, uint32_t block,
+			    struct iovec *iov, int iovcnt);
+	/* Source, after SYNC r went out: waits until the destination has
+	 * applied round r on every channel (its round_applied). Needed when
+	 * pages land without the destination reading them: a page of round
+	 * r+1 must not land before round r is applied. */
+	int (*round_fence)(struct mfd__chan *c);
+	/* Destination, after the round barrier: round r is applied. */
+	int (*round_applied)(struct mfd__chan *c);
 };
 
 struct mfd__chan {
@@ -44,6 +74,30 @@ static inline int mfd__chan_send(struct mfd__chan *c, const void *buf,
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	return c->ops->sendv(c, &iov, 1);
+}
+
+static inline int mfd__chan_send_pages(struct mfd__chan *c, uint32_t block,
+				       struct iovec *iov, int iovcnt)
+{
+	return c->ops->send_pages ? c->ops->send_pages(c, block, iov, iovcnt)
+				  : c->ops->sendv(c, iov, iovcnt);
+}
+
+static inline int mfd__chan_recv_payload(struct mfd__chan *c, uint32_t block,
+					 struct iovec *iov, int iovcnt)
+{
+	return c->ops->recv_payload
+		       ? c->ops->recv_payload(c, block, iov, iovcnt)
+		       : c->ops->recvv(c, iov, iovcnt);
+}
+
+static inline int mfd__chan_register_memory(struct mfd__chan *c,
+					    const struct mfd__ramblock *blocks,
+					    unsigned nblocks, uint64_t *reg_ns)
+{
+	return c->ops->register_memory
+		       ? c->ops->register_memory(c, blocks, nblocks, reg_ns)
+		       : 0;
 }
 
 struct mfd__transport;
@@ -94,6 +148,11 @@ int mfd__listen(const struct mfd_config *cfg, const char *uri, int backlog,
 int mfd__accept(struct mfd__listener *l, uint64_t timeout_ms, const int *cancel,
 		struct mfd__chan **out);
 void mfd__listener_close(struct mfd__listener *l);
+
+/* Tests only: makes "scheme:..." URIs use tp (e.g. an in-memory fabric).
+ * Up to 4 schemes; not thread-safe against migrations being started. */
+int mfd__transport_register(const char *scheme,
+			    const struct mfd__transport *tp);
 
 /* 0 when io_uring works here with the operations uring channels need,
  * else -errno (e.g. -EPERM when disabled by kernel.io_uring_disabled). */

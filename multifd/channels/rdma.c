@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "multifd/channels/channel.h"
 #include "multifd/channels/rdma.h"
@@ -165,6 +168,12 @@ static int complete(struct mfd__rdma_ep *ep, const struct mfd__vwc *wc)
 	ep->credits += credits;
 	if (type == MFD__RDMA_CREDIT)
 		return len ? fail(ep, MFD_ELENGTH) : repost(ep, slot);
+	if (type == MFD__RDMA_FENCE) {
+		if (len)
+			return fail(ep, MFD_ELENGTH);
+		ep->fences++;
+		return repost(ep, slot);
+	}
 	if (type != MFD__RDMA_DATA && type != MFD__RDMA_REGIONS)
 		return fail(ep, MFD_ETYPE);
 	unsigned tail = (ep->ready_head + ep->ready_n) % SLOTS;
@@ -174,12 +183,40 @@ static int complete(struct mfd__rdma_ep *ep, const struct mfd__vwc *wc)
 	return 0;
 }
 
+/* Threaded mode, under ep->lock: waits until the poller has handled
+ * something (the caller then looks again), the timeout, or an error. */
+static int wait_poller(struct mfd__rdma_ep *ep)
+{
+	unsigned gen = ep->gen;
+	int tmo = __atomic_load_n(&ep->timeout_ms, __ATOMIC_RELAXED);
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (tmo > 0) {
+		ts.tv_sec += tmo / 1000;
+		ts.tv_nsec += (long)(tmo % 1000) * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+	}
+	while (ep->gen == gen && !ep->error) {
+		if (tmo < 0)
+			pthread_cond_wait(&ep->cv, &ep->lock);
+		else if (pthread_cond_timedwait(&ep->cv, &ep->lock, &ts) &&
+			 ep->gen == gen && !ep->error)
+			return -ETIMEDOUT;
+	}
+	return ep->error;
+}
+
 /* Waits for and handles completions: 0, -ETIMEDOUT, or the error. */
 static int progress(struct mfd__rdma_ep *ep)
 {
 	struct mfd__vwc wc[16];
 	if (ep->error)
 		return ep->error;
+	if (ep->threaded)
+		return wait_poller(ep);
 	int n = ep->ops->poll(ep->qp, wc, 16, ep->timeout_ms);
 	if (n < 0)
 		return fail(ep, n);
@@ -258,10 +295,14 @@ int mfd__rdma_send_msg(struct mfd__rdma_ep *ep, const struct iovec *iov,
 static int next_msg(struct mfd__rdma_ep *ep, unsigned *slot, uint32_t *len,
 		    uint32_t *type)
 {
-	int ret;
-	while (!ep->ready_n)
-		if ((ret = progress(ep)))
+	/* A message that arrived before the error is still delivered: the
+	 * peer's last words (LOADED, ERROR) often come just before it
+	 * disconnects. */
+	while (!ep->ready_n) {
+		int ret = progress(ep);
+		if (ret && !ep->ready_n)
 			return ret;
+	}
 	*slot = ep->ready[ep->ready_head];
 	*len = ep->ready_len[ep->ready_head];
 	*type = get32(ep->rbuf + (size_t)*slot * SLOT + 4) & 0xffff;
@@ -438,21 +479,172 @@ int mfd__rdma_recvv(struct mfd__rdma_ep *ep, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-/* ---- the "rdma:" transport ---- */
+int mfd__rdma_send_fence(struct mfd__rdma_ep *ep)
+{
+	return send_raw(ep, MFD__RDMA_FENCE, NULL, 0, 0, 0);
+}
 
+int mfd__rdma_wait_fence(struct mfd__rdma_ep *ep)
+{
+	while (!ep->fences) {
+		int ret = progress(ep);
+		if (ret && !ep->fences)
+			return ret;
+	}
+	ep->fences--;
+	return 0;
+}
+
+/* ---- channels ---- */
+
+/*
+ * A channel is one endpoint in threaded mode: the poller thread handles
+ * every completion, so that two threads may use the channel at once (the
+ * source's main channel is written by the migration thread and read by the
+ * return path) and so that c.fd can tell when a message is waiting even
+ * while nobody receives: it is an eventfd kept readable exactly while a
+ * message (or an error) is there to be read.
+ */
 struct rdma_chan {
 	struct mfd__chan c;
 	struct mfd__rdma_ep ep;
+	pthread_t poller;
+	bool quit, fd_on;
 };
+
+#define EP(c) (&((struct rdma_chan *)(c))->ep)
+
+/* Under ep.lock. */
+static void update_fd(struct rdma_chan *r)
+{
+	bool on = r->ep.ready_n || r->ep.cur_slot >= 0 || r->ep.error;
+	if (on == r->fd_on)
+		return;
+	uint64_t v = 1;
+	if (on ? write(r->c.fd, &v, sizeof(v)) != sizeof(v)
+	       : read(r->c.fd, &v, sizeof(v)) != sizeof(v))
+		return;
+	r->fd_on = on;
+}
+
+static void *poller_main(void *arg)
+{
+	struct rdma_chan *r = arg;
+	struct mfd__rdma_ep *ep = &r->ep;
+	struct mfd__vwc wc[16];
+	for (bool quit = false; !quit;) {
+		int n = ep->ops->poll(ep->qp, wc, 16, 50);
+		pthread_mutex_lock(&ep->lock);
+		if (n < 0)
+			fail(ep, n);
+		/* Every completion is accounted for, even after an error. */
+		for (int i = 0; i < n; i++)
+			complete(ep, &wc[i]);
+		if (n) {
+			ep->gen++;
+			pthread_cond_broadcast(&ep->cv);
+		}
+		update_fd(r);
+		quit = r->quit;
+		pthread_mutex_unlock(&ep->lock);
+	}
+	return NULL;
+}
+
+static int chan_done(struct rdma_chan *r, int ret)
+{
+	update_fd(r);
+	pthread_mutex_unlock(&r->ep.lock);
+	return ret;
+}
+
+static struct rdma_chan *chan_lock(struct mfd__chan *c)
+{
+	struct rdma_chan *r = (struct rdma_chan *)c;
+	pthread_mutex_lock(&r->ep.lock);
+	return r;
+}
 
 static int rdma_chan_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
-	return mfd__rdma_sendv(&((struct rdma_chan *)c)->ep, iov, iovcnt);
+	struct rdma_chan *r = chan_lock(c);
+	return chan_done(r, mfd__rdma_sendv(&r->ep, iov, iovcnt));
 }
 
 static int rdma_chan_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
-	return mfd__rdma_recvv(&((struct rdma_chan *)c)->ep, iov, iovcnt);
+	struct rdma_chan *r = chan_lock(c);
+	return chan_done(r, mfd__rdma_recvv(&r->ep, iov, iovcnt));
+}
+
+static int rdma_chan_register(struct mfd__chan *c,
+			      const struct mfd__ramblock *blocks,
+			      unsigned nblocks, uint64_t *reg_ns)
+{
+	struct rdma_chan *r = chan_lock(c);
+	struct mfd__rdma_ep *ep = &r->ep;
+	int ret = ep->nlocal ? -EALREADY : 0;
+	/* Region i is block i on both sides. */
+	for (unsigned i = 0; !ret && i < nblocks; i++) {
+		ret = mfd__rdma_register(ep, blocks[i].host, blocks[i].size);
+		ret = ret < 0 ? ret : 0;
+	}
+	if (reg_ns)
+		*reg_ns += ep->reg_ns;
+	if (!ret)
+		ret = mfd__rdma_send_regions(ep);
+	if (!ret)
+		ret = mfd__rdma_recv_regions(ep);
+	if (!ret && ep->nremote != nblocks)
+		ret = fail(ep, MFD_EBLOCK);
+	return chan_done(r, ret);
+}
+
+/* Largest single WRITE: a coalesced run of huge pages may exceed 4 GiB. */
+#define WRITE_MAX (1U << 30)
+
+static int rdma_chan_send_pages(struct mfd__chan *c, uint32_t block,
+				struct iovec *iov, int iovcnt)
+{
+	struct rdma_chan *r = chan_lock(c);
+	struct mfd__rdma_ep *ep = &r->ep;
+	int ret = block < ep->nlocal ? 0 : MFD_EBLOCK;
+	const uint8_t *base = ret ? NULL : ep->local[block].addr;
+	/* The pages first, one-sided; RC order places them before the
+	 * announcement (header and offsets) arrives. */
+	for (int i = 2; !ret && i < iovcnt; i++) {
+		const uint8_t *p = iov[i].iov_base;
+		for (size_t done = 0; !ret && done < iov[i].iov_len;) {
+			size_t n = iov[i].iov_len - done;
+			n = n > WRITE_MAX ? WRITE_MAX : n;
+			ret = mfd__rdma_write(ep, block,
+					      (uint64_t)(p + done - base),
+					      p + done, n);
+			done += n;
+		}
+	}
+	if (!ret)
+		ret = mfd__rdma_sendv(ep, iov, iovcnt < 2 ? iovcnt : 2);
+	return chan_done(r, ret);
+}
+
+static int rdma_chan_recv_payload(struct mfd__chan *c, uint32_t block,
+				  struct iovec *iov, int iovcnt)
+{
+	/* The pages were written before their announcement arrived. */
+	return 0;
+}
+
+static int rdma_chan_round_fence(struct mfd__chan *c)
+{
+	struct rdma_chan *r = chan_lock(c);
+	return chan_done(r, mfd__rdma_wait_fence(&r->ep));
+}
+
+static int rdma_chan_round_applied(struct mfd__chan *c)
+{
+	struct rdma_chan *r = chan_lock(c);
+	return chan_done(r, mfd__rdma_send_fence(&r->ep));
 }
 
 static int rdma_chan_recv(struct mfd__chan *c, void *buf, size_t len)
@@ -473,16 +665,31 @@ static int rdma_chan_set_timeout(struct mfd__chan *c, uint64_t ms)
 static void rdma_chan_shutdown(struct mfd__chan *c, int how)
 {
 	struct rdma_chan *r = (struct rdma_chan *)c;
-	/* A queue pair has no half-close: the end of sending is the end. */
+	/* A queue pair has no half-close: the end of sending is the end.
+	 * Messages already received can still be read. */
 	r->ep.ops->disconnect(r->ep.qp);
+	pthread_mutex_lock(&r->ep.lock);
+	fail(&r->ep, -ECONNRESET);
+	pthread_cond_broadcast(&r->ep.cv);
+	update_fd(r);
+	pthread_mutex_unlock(&r->ep.lock);
 }
 
 static void rdma_chan_close(struct mfd__chan *c)
 {
 	if (!c)
 		return;
-	mfd__rdma_ep_destroy(&((struct rdma_chan *)c)->ep);
-	free(c);
+	struct rdma_chan *r = (struct rdma_chan *)c;
+	r->ep.ops->disconnect(r->ep.qp);
+	pthread_mutex_lock(&r->ep.lock);
+	r->quit = true;
+	pthread_mutex_unlock(&r->ep.lock);
+	pthread_join(r->poller, NULL);
+	mfd__rdma_ep_destroy(&r->ep);
+	pthread_mutex_destroy(&r->ep.lock);
+	pthread_cond_destroy(&r->ep.cv);
+	close(r->c.fd);
+	free(r);
 }
 
 static const struct mfd__chan_ops rdma_chan_ops = {
@@ -493,27 +700,59 @@ static const struct mfd__chan_ops rdma_chan_ops = {
 	.set_timeout = rdma_chan_set_timeout,
 	.shutdown = rdma_chan_shutdown,
 	.close = rdma_chan_close,
+	.register_memory = rdma_chan_register,
+	.send_pages = rdma_chan_send_pages,
+	.recv_payload = rdma_chan_recv_payload,
+	.round_fence = rdma_chan_round_fence,
+	.round_applied = rdma_chan_round_applied,
 };
+
+int mfd__rdma_chan_new(const struct mfd__verbs_ops *ops, struct mfd__vqp *qp,
+		       const char *peer, struct mfd__chan **out)
+{
+	struct rdma_chan *r = calloc(1, sizeof(*r));
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!r || fd < 0) {
+		int err = fd < 0 ? -errno : -ENOMEM;
+		if (fd >= 0)
+			close(fd);
+		free(r);
+		ops->destroy(qp);
+		return err;
+	}
+	int ret = mfd__rdma_ep_init(&r->ep, ops, qp, -1);
+	if (ret) {
+		ops->destroy(qp);
+		close(fd);
+		free(r);
+		return ret;
+	}
+	r->ep.threaded = true;
+	pthread_mutex_init(&r->ep.lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&r->ep.cv, &ca);
+	pthread_condattr_destroy(&ca);
+	r->c.ops = &rdma_chan_ops;
+	r->c.fd = fd;
+	snprintf(r->c.peer, sizeof(r->c.peer), "%s", peer);
+	if ((ret = -pthread_create(&r->poller, NULL, poller_main, r))) {
+		mfd__rdma_ep_destroy(&r->ep);
+		pthread_mutex_destroy(&r->ep.lock);
+		pthread_cond_destroy(&r->ep.cv);
+		close(fd);
+		free(r);
+		return ret;
+	}
+	*out = &r->c;
+	return 0;
+}
 
 static int rdma_wrap(struct mfd__vqp *qp, const char *peer,
 		     struct mfd__chan **out)
 {
-	struct rdma_chan *r = calloc(1, sizeof(*r));
-	if (!r) {
-		mfd__ibv_ops.destroy(qp);
-		return -ENOMEM;
-	}
-	int ret = mfd__rdma_ep_init(&r->ep, &mfd__ibv_ops, qp, -1);
-	if (ret) {
-		mfd__ibv_ops.destroy(qp);
-		free(r);
-		return ret;
-	}
-	r->c.ops = &rdma_chan_ops;
-	r->c.fd = mfd__ibv_ops.fd(qp);
-	snprintf(r->c.peer, sizeof(r->c.peer), "%s", peer);
-	*out = &r->c;
-	return 0;
+	return mfd__rdma_chan_new(&mfd__ibv_ops, qp, peer, out);
 }
 
 static int rdma_connect(const char *uri, uint64_t timeout_ms,

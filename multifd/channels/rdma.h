@@ -25,6 +25,8 @@
 #ifndef MULTIFD_RDMA_H
 #define MULTIFD_RDMA_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -41,6 +43,7 @@ enum mfd__rdma_type {
 	MFD__RDMA_CREDIT = 1, /* no payload */
 	MFD__RDMA_REGIONS = 2,
 	MFD__RDMA_DATA = 3,
+	MFD__RDMA_FENCE = 4, /* no payload: the receiver's round is applied */
 };
 
 struct mfd__rdma_region {
@@ -75,6 +78,15 @@ struct mfd__rdma_ep {
 	unsigned nremote;
 	uint64_t reg_ns; /* time spent registering memory */
 	int error;	 /* sticky */
+	unsigned fences; /* FENCE messages received, not yet waited for */
+
+	/* Threaded mode (channels): a poller thread handles every
+	 * completion under lock and bumps gen; the callers hold lock and
+	 * wait on cv instead of polling. Off for the bare protocol. */
+	bool threaded;
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	unsigned gen;
 };
 
 /* Takes qp: registers the message buffers and posts every receive. */
@@ -110,5 +122,15 @@ int mfd__rdma_write_flush(struct mfd__rdma_ep *ep);
 /* The stream view used by the channel ops: bytes cut into DATA messages. */
 int mfd__rdma_sendv(struct mfd__rdma_ep *ep, struct iovec *iov, int iovcnt);
 int mfd__rdma_recvv(struct mfd__rdma_ep *ep, struct iovec *iov, int iovcnt);
+
+/* FENCE: tells the peer this side's round is applied; waits for one. */
+int mfd__rdma_send_fence(struct mfd__rdma_ep *ep);
+int mfd__rdma_wait_fence(struct mfd__rdma_ep *ep);
+
+struct mfd__chan;
+/* A channel over qp (taken, destroyed with the channel): the stream ops,
+ * the one-sided page ops and a poller thread. peer names it in messages. */
+int mfd__rdma_chan_new(const struct mfd__verbs_ops *ops, struct mfd__vqp *qp,
+		       const char *peer, struct mfd__chan **out);
 
 #endif /* MULTIFD_RDMA_H */

@@ -7,9 +7,36 @@
 #include "multifd/config.h"
 #include "multifd/internal.h"
 
+static struct {
+	char scheme[16];
+	const struct mfd__transport *tp;
+} extra[4];
+
+int mfd__transport_register(const char *scheme, const struct mfd__transport *tp)
+{
+	for (unsigned i = 0; i < 4; i++) {
+		if (extra[i].tp && strcmp(extra[i].scheme, scheme))
+			continue;
+		if (strlen(scheme) >= sizeof(extra[i].scheme))
+			return -EINVAL;
+		strcpy(extra[i].scheme, scheme);
+		extra[i].tp = tp;
+		return 0;
+	}
+	return -ENOSPC;
+}
+
 int mfd__transport_select(const char *uri, const struct mfd_config *cfg,
 			  const struct mfd__transport **out)
 {
+	for (unsigned i = 0; uri && i < 4 && extra[i].tp; i++) {
+		size_t l = strlen(extra[i].scheme);
+		if (strncmp(uri, extra[i].scheme, l) == 0 && uri[l] == ':') {
+			if (out)
+				*out = extra[i].tp;
+			return 0;
+		}
+	}
 	char host[256], port[16];
 	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
 	if (ret)
