@@ -828,21 +828,35 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->stopped = false;
 	s->rp_up = false;
 	s->rp_done = false;
-	memset(&s->xfer, 0, sizeof(s->xfer));
-	s->round = 0;
-	s->setup_ns = s->transfer_ns = s->total_ns = 0;
-	s->register_ns = 0;
-	s->downtime_ns = s->verify_ns = s->bandwidth_bps = 0;
-	s->down_sync_ns = s->down_pages_ns = s->down_end_ns = 0;
-	s->down_ack_ns = s->expected_downtime_ns = s->dirty_rate_bps = 0;
-	s->throttle_pct = s->throttle_max_pct = s->forced = 0;
+	/* Statistics may be read from any thread at any time: reset them
+	 * with the same atomic stores the migration thread uses. */
+	uint64_t *xf = (uint64_t *)&s->xfer;
+	for (size_t i = 0; i < sizeof(s->xfer) / sizeof(uint64_t); i++)
+		STAT_SET(xf[i], 0);
+	STAT_SET(s->round, 0);
+	STAT_SET(s->setup_ns, 0);
+	STAT_SET(s->transfer_ns, 0);
+	STAT_SET(s->total_ns, 0);
+	STAT_SET(s->register_ns, 0);
+	STAT_SET(s->downtime_ns, 0);
+	STAT_SET(s->verify_ns, 0);
+	STAT_SET(s->bandwidth_bps, 0);
+	STAT_SET(s->down_sync_ns, 0);
+	STAT_SET(s->down_pages_ns, 0);
+	STAT_SET(s->down_end_ns, 0);
+	STAT_SET(s->down_ack_ns, 0);
+	STAT_SET(s->expected_downtime_ns, 0);
+	STAT_SET(s->dirty_rate_bps, 0);
+	STAT_SET(s->throttle_pct, 0);
+	STAT_SET(s->throttle_max_pct, 0);
+	STAT_SET(s->forced, 0);
+	STAT_SET(s->tracker_kind, 0);
 	s->throttle = 0;
-	s->tracker_kind = 0;
 	pthread_mutex_lock(&s->lock);
 	s->nrounds = 0;
 	pthread_mutex_unlock(&s->lock);
-	s->pending_bytes = s->ram_bytes;
-	s->t_start = mfd__now_ns();
+	STAT_SET(s->pending_bytes, s->ram_bytes);
+	STAT_SET(s->t_start, mfd__now_ns());
 	STAT_SET(s->phase, MFD_PHASE_SETUP);
 	ret = pthread_create(&s->thread, NULL, migration_main, s);
 	if (ret) {
@@ -927,7 +941,7 @@ int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
 		.register_ns = STAT_GET(s->register_ns),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
-		v.total_ns = mfd__now_ns() - s->t_start;
+		v.total_ns = mfd__now_ns() - STAT_GET(s->t_start);
 	memset(st, 0, size);
 	memcpy(st, &v, size < sizeof(v) ? size : sizeof(v));
 	return 0;
