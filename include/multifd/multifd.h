@@ -219,6 +219,13 @@ typedef struct mfd_stats {
 					  1 uffd-wp */
 	uint32_t forced; /* 1: switched over unconverged (timeout-policy
 			    force at max-rounds or precopy-timeout) */
+	/* Device state (include/multifd/device.h). device_bytes: state
+	 * bytes sent (source) or applied (destination), all phases.
+	 * device_downtime_ns: source, from STOP_COPY until all device state
+	 * was sent; destination, from the last ROUND (the switchover) until
+	 * every device was loaded and in STOP. */
+	uint64_t device_bytes;
+	uint64_t device_downtime_ns;
 } mfd_stats;
 
 /*
