@@ -897,6 +897,8 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 		.cpu_ns = STAT_GET(d->cpu_ns),
 		.device_bytes = STAT_GET(d->dl.bytes),
 		.device_downtime_ns = STAT_GET(d->dl.down_ns),
+		.device_buffer_peak = STAT_GET(d->dl.peak),
+		.device_buffer_waits = STAT_GET(d->dl.waits),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - d->t_start;

@@ -27,6 +27,12 @@ void mfd__devload_init(struct mfd__devload *dl, pthread_mutex_t *lock,
 /* The load state of one migration; loaders must have been joined. */
 static void release(struct mfd__devload *dl)
 {
+	if (dl->r) {
+		struct mfd__reorder_stats st;
+		mfd__reorder_get_stats(dl->r, &st);
+		__atomic_store_n(&dl->peak, st.peak_bytes, __ATOMIC_RELAXED);
+		__atomic_store_n(&dl->waits, st.waits, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_lock(dl->lock);
 	struct mfd__reorder *r = dl->r;
 	dl->r = NULL;

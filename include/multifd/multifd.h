@@ -226,6 +226,11 @@ typedef struct mfd_stats {
 	 * every device was loaded and in STOP. */
 	uint64_t device_bytes;
 	uint64_t device_downtime_ns;
+	/* Destination, multifd device transfer: the most bytes the reorder
+	 * buffer held (<= device-buffer-max) and how many times a channel
+	 * waited for room (back-pressure). */
+	uint64_t device_buffer_peak;
+	uint64_t device_buffer_waits;
 } mfd_stats;
 
 /*
