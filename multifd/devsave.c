@@ -84,11 +84,13 @@ int mfd__devsave_start(struct mfd__devsave *ds, const struct mfd_config *cfg,
  * the LAST chunk.
  */
 static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
-		    bool last, struct mfd__pool *pool, struct mfd__chan *main)
+		    bool last, struct mfd__pool *pool, struct mfd__chan *main,
+		    unsigned max_chunks, bool *ended)
 {
 	struct mfd__dev *d = &ds->set.devs[i];
 	uint64_t done = 0;
-	for (;;) {
+	*ended = false;
+	for (unsigned k = 0; k < max_chunks; k++) {
 		bool end = done >= budget;
 		struct mfd__devchunk *c = NULL;
 		uint8_t *data;
@@ -115,6 +117,7 @@ static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
 		}
 		if (end && !last) {
 			free(c);
+			*ended = true;
 			return 0;
 		}
 		uint32_t flags = end ? MFD_DEVCHUNK_LAST : 0;
@@ -138,9 +141,12 @@ static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
 		__atomic_fetch_add(&ds->bytes, (uint64_t)n, __ATOMIC_RELAXED);
 		ds->seq[i]++;
 		done += (uint64_t)n;
-		if (end)
+		if (end) {
+			*ended = true;
 			return 0;
+		}
 	}
+	return 0;
 }
 
 int mfd__devsave_round(struct mfd__devsave *ds, struct mfd__pool *pool,
@@ -164,8 +170,10 @@ int mfd__devsave_round(struct mfd__devsave *ds, struct mfd__pool *pool,
 			}
 			budget = init + dirty;
 		}
-		int ret =
-			budget ? send_dev(ds, i, budget, false, pool, main) : 0;
+		bool ended;
+		int ret = budget ? send_dev(ds, i, budget, false, pool, main,
+					    UINT32_MAX, &ended)
+				 : 0;
 		if (ret)
 			return ret;
 	}
@@ -237,13 +245,29 @@ int mfd__devsave_after_stop(struct mfd__devsave *ds)
 int mfd__devsave_final(struct mfd__devsave *ds, struct mfd__pool *pool,
 		       struct mfd__chan *main)
 {
-	for (unsigned i = 0; i < ds->set.n; i++) {
-		int ret = send_dev(ds, i, UINT64_MAX, true, pool, main);
-		if (ret)
-			return ret;
+	/* main: one device after the other, as the classic stream. multifd:
+	 * one chunk of each device in turn, so that every device's loader on
+	 * the destination has work from the start (each device's chunks still
+	 * leave in sequence order, which the reorder buffer relies on). */
+	bool multi = ds->transfer == MFD_DEV_XFER_MULTIFD;
+	unsigned step = multi ? 1 : UINT32_MAX, left = ds->set.n;
+	bool *ended = calloc(ds->set.n, sizeof(*ended));
+	if (!ended)
+		return -ENOMEM;
+	int ret = 0;
+	while (left && !ret) {
+		for (unsigned i = 0; i < ds->set.n && !ret; i++) {
+			if (ended[i])
+				continue;
+			ret = send_dev(ds, i, UINT64_MAX, true, pool, main,
+				       step, &ended[i]);
+			if (ended[i])
+				left--;
+		}
 	}
+	free(ended);
 	ds->t_sent = mfd__now_ns();
-	return 0;
+	return ret;
 }
 
 void mfd__devsave_sent(struct mfd__devsave *ds, struct mfd__pool *pool)
