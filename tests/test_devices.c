@@ -9,7 +9,8 @@
  * migration with the guest and the devices running again; a reorder bound
  * smaller than the state forces back-pressure and still succeeds; a
  * DEVICE packet with a bad device index or an out-of-window sequence number
- * fails the migration with the right error.
+ * fails the migration with the right error; a channel reset while the
+ * device state flows fails it with the guest and devices running again.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -347,6 +348,39 @@ static void hostile(uint64_t field, uint32_t val, int expect)
 	rig_free(&r);
 }
 
+/* A fault during the device state: the only data channel is reset once
+ * the RAM (32 MiB) has gone and the devices' stop-copy state flows. */
+static int reset_in_devstate(struct tvm_proxy *p, unsigned conn, uint64_t pos,
+			     size_t len)
+{
+	(void)p;
+	(void)len;
+	return conn == 1 && pos > RAM + 8 * MiB ? TVM_RESET : TVM_PASS;
+}
+
+static void test_fault_during_device_state(void **s)
+{
+	(void)s;
+	struct rig r = { .ndev = NDEV };
+	const char *kv[] = { "device-transfer=multifd", "channels=1",
+			     "io-timeout=5s", NULL };
+	struct devopts o = { .state = 8 * MiB, .dma_rate = 4 * MiB };
+	struct tvm_proxy proxy = { .fault = reset_in_devstate };
+	int dret;
+	int ret = run(&r, kv, &o, &proxy, &dret);
+	assert_true(ret < 0);
+	assert_true(dret < 0);
+	assert_int_equal(r.loaded, 0);
+	assert_int_equal(r.failed, 1);
+	assert_int_equal(r.stopped, 1);
+	assert_int_equal(r.resumed, 1);
+	for (unsigned i = 0; i < NDEV; i++) {
+		assert_int_equal(mfd_simdev_state(r.s[i]), MFD_DEV_RUNNING);
+		assert_int_not_equal(mfd_simdev_state(r.d[i]), MFD_DEV_RUNNING);
+	}
+	rig_free(&r);
+}
+
 static void test_bad_device_index(void **s)
 {
 	(void)s;
@@ -369,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_read_error_stop_copy),
 		cmocka_unit_test(test_read_error_precopy),
 		cmocka_unit_test(test_backpressure),
+		cmocka_unit_test(test_fault_during_device_state),
 		cmocka_unit_test(test_bad_device_index),
 		cmocka_unit_test(test_seq_out_of_window),
 	};
