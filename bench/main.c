@@ -1493,6 +1493,13 @@ int main(int argc, char **argv)
 		err = 0;
 		goto out;
 	}
+	if (o.mode != MODE_LOCAL && o.dev.n) {
+		fprintf(stderr, "%s: --devices: local runs only (both sides "
+				"must register the same devices)\n",
+			prog);
+		err = 1;
+		goto out;
+	}
 	if (o.mode != MODE_LOCAL) {
 		struct twohost_args ta = {
 			.prog = prog,
