@@ -30,6 +30,7 @@
 #include "benchcfg.h"
 #include "plot.h"
 #include "progress.h"
+#include "devices.h"
 #include "guest.h"
 #include "report.h"
 #include "twohost.h"
@@ -74,6 +75,7 @@ struct bench_opts {
 	const char *tracker, *downtime_limit, *max_bandwidth,
 		*auto_converge, *max_rounds, *timeout_policy,
 		*precopy_timeout;
+	struct bench_devices_opts dev; /* --devices ... (devices.c) */
 };
 
 #define MAX_ROUND_RECORDS 1000
@@ -199,6 +201,12 @@ static void usage(FILE *f)
 		"  --auto-converge on|off     --max-rounds N        "
 		"--timeout-policy force|cancel\n"
 		"  --precopy-timeout MS\n"
+		"  --devices N           simulated devices (devstate/simdev.c), "
+		"DMA into the RAM\n"
+		"  --device-state SIZE   state per device (64M)\n"
+		"  --device-precopy F    share of it sent during pre-copy (0)\n"
+		"  --device-load-ms-per-mib X  destination restore cost (0)\n"
+		"  --device-transfer main|multifd\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"A live progress line is drawn on stderr when it is a "
@@ -347,6 +355,11 @@ enum {
 	OPT_MAX_ROUNDS,
 	OPT_TIMEOUT_POLICY,
 	OPT_PRECOPY_TIMEOUT,
+	OPT_DEVICES,
+	OPT_DEVICE_STATE,
+	OPT_DEVICE_PRECOPY,
+	OPT_DEVICE_LOAD_MS,
+	OPT_DEVICE_TRANSFER,
 };
 
 static const struct option long_opts[] = {
@@ -389,6 +402,11 @@ static const struct option long_opts[] = {
 	{"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
 	{"timeout-policy", required_argument, NULL, OPT_TIMEOUT_POLICY},
 	{"precopy-timeout", required_argument, NULL, OPT_PRECOPY_TIMEOUT},
+	{"devices", required_argument, NULL, OPT_DEVICES},
+	{"device-state", required_argument, NULL, OPT_DEVICE_STATE},
+	{"device-precopy", required_argument, NULL, OPT_DEVICE_PRECOPY},
+	{"device-load-ms-per-mib", required_argument, NULL, OPT_DEVICE_LOAD_MS},
+	{"device-transfer", required_argument, NULL, OPT_DEVICE_TRANSFER},
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -457,6 +475,26 @@ static void parse_precopy_opt(int c, const char *arg, struct bench_opts *o)
 	case OPT_PRECOPY_TIMEOUT:
 		o->precopy_timeout = arg;
 		break;
+	/* ---- simulated devices (devices.c) ---- */
+	case OPT_DEVICES:
+		o->dev.n = parse_uint_opt("devices", arg, 0, 256);
+		break;
+	case OPT_DEVICE_STATE:
+		if (!parse_size(arg, &o->dev.state) || !o->dev.state)
+			usage_error("--device-state: '%s' is not a size", arg);
+		break;
+	case OPT_DEVICE_PRECOPY:
+		o->dev.precopy = parse_double_opt("device-precopy", arg, 0, 1);
+		break;
+	case OPT_DEVICE_LOAD_MS:
+		o->dev.load_ms_per_mib =
+		    parse_double_opt("device-load-ms-per-mib", arg, 0, 1e6);
+		break;
+	case OPT_DEVICE_TRANSFER:
+		o->dev.transfer = arg;
+		cfg_list_add(&o->sets, "device-transfer", arg,
+			     "--device-transfer");
+		break;
 	}
 }
 
@@ -493,6 +531,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		      .hot_fraction = 0.1,
 		      .load_pct = 25},
 	    .measure_ms = 1000,
+	    .dev = {.state = 64ULL << 20, .dma_rate = 16ULL << 20},
 	};
 	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		switch (c) {
@@ -645,6 +684,11 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 			o->timeout_s =
 				parse_uint_opt("timeout", optarg, 0, 86400);
 			break;
+		case OPT_DEVICES:
+		case OPT_DEVICE_STATE:
+		case OPT_DEVICE_PRECOPY:
+		case OPT_DEVICE_LOAD_MS:
+		case OPT_DEVICE_TRANSFER:
 		case OPT_WRITERS:
 		case OPT_DIRTY_RATE:
 		case OPT_PATTERN:
@@ -1093,6 +1137,11 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 			goto fail;
 		}
 	}
+	err = bench_devices_attach(&o->dev, src, dst, vm->src, vm->ram_bytes);
+	if (err) {
+		report_error("devices", err);
+		goto fail;
+	}
 	/* The destination's listener and threads live in its namespace:
 	 * sockets and threads keep the namespace they were created in. */
 	err = netns_enter(o->dest_netns, &netns_home);
@@ -1444,6 +1493,13 @@ int main(int argc, char **argv)
 		err = 0;
 		goto out;
 	}
+	if (o.mode != MODE_LOCAL && o.dev.n) {
+		fprintf(stderr, "%s: --devices: local runs only (both sides "
+				"must register the same devices)\n",
+			prog);
+		err = 1;
+		goto out;
+	}
 	if (o.mode != MODE_LOCAL) {
 		struct twohost_args ta = {
 			.prog = prog,
@@ -1522,13 +1578,15 @@ int main(int argc, char **argv)
 	report_init(&rep);
 	fill_report(&rep, &o, vm, scfg, &res);
 	fill_report_precopy(&rep, &o, scfg, &res);
+	bench_devices_report(&rep, &o.dev, &res.src_st, &res.dst_st);
 	if (o.json)
 		report_json(&rep, stdout);
 	else
 		report_table(&rep, stdout);
 	report_free(&rep);
 	fflush(stdout);
-	err = first_error(&res) || !res.memcmp_ok;
+	err = first_error(&res) || !res.memcmp_ok ||
+	      (o.dev.n && !bench_devices_equal());
 	{
 		char title[256];
 
@@ -1545,6 +1603,7 @@ int main(int argc, char **argv)
 out:
 	sampler_free(res.sampler);
 	guest_stop(res.hooks.guest);
+	bench_devices_free(); /* before the RAM its DMA writes */
 	vm_destroy(vm);
 	mfd_config_free(scfg);
 	mfd_config_free(dcfg);

@@ -33,6 +33,8 @@ static const char *const io_engine_names[] = {"sockets", "uring", NULL};
 static const char *const tls_modes[] = {"off", "cert", "psk", NULL};
 static const char *const tracker_choices[] = {"manual", "uffd-wp", NULL};
 static const char *const policy_choices[] = {"force", "cancel", NULL};
+/* Index = enum mfd__dev_transfer_cfg. */
+static const char *const devxfer_choices[] = {"main", "multifd", NULL};
 
 const struct mfd__cfg_key mfd__cfg_keys[] = {
     {
@@ -335,6 +337,44 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	.doc = "When max-rounds or precopy-timeout ends pre-copy unconverged: "
 	       "force (switch over anyway) or cancel (fail with "
 	       "MFD_ENOCONVERGE, the guest runs on at the source).",
+    },
+    {
+	.section = "migration",
+	.name = "device-transfer",
+	.type = MFD__CFG_ENUM,
+	.def = "multifd",
+	.min = 0,
+	.max = 1,
+	FIELD(device_transfer),
+	.choices = devxfer_choices,
+	.doc = "How device state travels: main (on the main channel after the "
+	       "RAM, loaded serially) or multifd (chunks over the data "
+	       "channels, one loader thread per device).",
+    },
+    {
+	.section = "migration",
+	.name = "device-buffer-max",
+	.type = MFD__CFG_UINT,
+	.size = true,
+	.def = "67108864",
+	.min = 8192,
+	.max = 1ULL << 40,
+	FIELD(device_buffer_max),
+	.doc = "Destination, multifd device transfer: most device-state bytes "
+	       "held for reordering; a channel whose chunk does not fit waits "
+	       "(raised to twice the source's chunk size when below it).",
+    },
+    {
+	.section = "migration",
+	.name = "device-chunk-size",
+	.type = MFD__CFG_UINT,
+	.size = true,
+	.def = "524288",
+	.min = 4096,
+	.max = 1048560,
+	FIELD(device_chunk_size),
+	.doc = "Source: bytes of device state per chunk (DEVICE packet or "
+	       "DEVICE_DATA message).",
     },
     {.name = NULL},
 };

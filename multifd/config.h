@@ -45,6 +45,15 @@ struct mfd_config {
 	uint32_t throttle_threshold; /* dirty > this % of sent: too fast */
 	uint64_t precopy_timeout_ms; /* 0 = none */
 	uint32_t timeout_policy;     /* enum mfd__timeout_policy */
+	/* Device state (multifd/devsave.c, devload.c). */
+	uint32_t device_transfer;   /* enum mfd__dev_transfer_cfg */
+	uint64_t device_buffer_max; /* destination reorder bound, bytes */
+	uint32_t device_chunk_size; /* source chunk bytes */
+};
+
+enum mfd__dev_transfer_cfg {
+	MFD__DEVXFER_MAIN = 0,	  /* DEVICE_DATA on the main channel */
+	MFD__DEVXFER_MULTIFD = 1, /* DEVICE packets over the data channels */
 };
 
 enum mfd__io_engine {

@@ -20,6 +20,7 @@
 #include "multifd/compress/codec.h"
 #include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
+#include "multifd/devload.h"
 
 struct mfd_dest;
 
@@ -84,7 +85,11 @@ struct mfd_dest {
 	uint64_t t_start, setup_ns, transfer_ns, total_ns, verify_ns;
 	uint64_t cpu_ns; /* of the threads that ended */
 	uint64_t register_ns;
+
+	struct mfd__devload dl; /* device state (devload.c) */
 };
+
+static void dest_fail_cb(void *ctx, int err);
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
 #define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
@@ -113,6 +118,7 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	mfd__barrier_init(&d->barrier, 1);
+	mfd__devload_init(&d->dl, &d->lock, dest_fail_cb, d);
 	*out = d;
 	return 0;
 }
@@ -131,10 +137,23 @@ void mfd_dest_free(mfd_dest *d)
 	mfd__barrier_destroy(&d->barrier);
 	mfd__auth_key_clear(&d->key);
 	mfd__tls_free(d->tls);
+	mfd__devload_destroy(&d->dl);
 	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
 	free(d);
 }
+
+/* ---- device state (devload.c) ---- */
+int mfd_dest_add_device(mfd_dest *d, const char *name,
+			const mfd_device_ops *ops, void *opaque)
+{
+	if (!d || !name || !ops)
+		return -EINVAL;
+	if (d->running || d->phase != MFD_PHASE_NONE)
+		return MFD_ESTATE;
+	return mfd__devset_add(&d->dl.set, name, ops, opaque);
+}
+/* ---- end device state ---- */
 
 int mfd_dest_add_block(mfd_dest *d, const char *name, void *host,
 		       uint64_t size, uint32_t page_size)
@@ -170,6 +189,7 @@ static void dest_fail(mfd_dest *d, int err)
 	for (unsigned i = 0; d->w && i < d->n; i++)
 		if (d->w[i].chan)
 			d->w[i].chan->ops->shutdown(d->w[i].chan, SHUT_RDWR);
+	mfd__devload_abort(&d->dl, err); /* receivers waiting for room */
 	pthread_mutex_unlock(&d->lock);
 	/* The loader thread polls this beside the main channel; the main
 	 * channel itself stays whole so that it can still tell the source
@@ -177,6 +197,14 @@ static void dest_fail(mfd_dest *d, int err)
 	uint64_t one = 1;
 	if (write(d->wake_fd, &one, sizeof(one)) < 0)
 		mfd__warn("eventfd: %s", strerror(errno));
+}
+
+static void dest_fail_cb(void *ctx, int err)
+{
+	mfd_dest *d = ctx;
+	if (!mfd__get_error(&d->error))
+		mfd__err("device state: %s", mfd_strerror(err));
+	dest_fail(d, err);
 }
 
 static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
@@ -294,6 +322,10 @@ static int recv_loop(struct recv_worker *w)
 				return ret;
 			w->round++;
 			w->round_packets = 0;
+			break;
+		case MFD_PKT_DEVICE: /* device state: not part of rounds */
+			if ((ret = mfd__devload_pkt(&d->dl, w->chan, &h)))
+				return ret;
 			break;
 		case MFD_PKT_DONE:
 			if (w->round_packets)
@@ -563,8 +595,13 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			ret = mfd__round_decode(payload, &r);
 			if (!ret)
 				STAT_SET(d->round, r.round);
+			if (!ret)
+				mfd__devload_round(&d->dl);
 			break;
 		}
+		case MFD_CTL_DEVICE_DATA: /* device state, `main` mode */
+			ret = mfd__devload_main(&d->dl, payload, h.length);
+			break;
 		case MFD_CTL_END:
 			ret = mfd__end_decode(payload, h.length, end, digests);
 			if (!ret && end->nblocks != d->nblocks)
@@ -639,6 +676,10 @@ static int finish_load(mfd_dest *d)
 		STAT_SET(d->verify_ns, mfd__now_ns() - t0);
 	}
 	free(digests);
+	/* Every device's LAST chunk applied, devices in STOP (validated),
+	 * before LOADED. */
+	if (!ret)
+		ret = mfd__devload_finish(&d->dl);
 	return ret;
 }
 
@@ -697,6 +738,10 @@ static void *loader_main(void *arg)
 			w[i].idx = i;
 		}
 		ret = w ? alloc_load_state(d, w) : -ENOMEM;
+		/* DEVICES follows SETUP, before the data channels. */
+		if (!ret)
+			ret = mfd__devload_setup(&d->dl, &d->cfg, d->features,
+						 d->main);
 		d->barrier.n = d->n;
 		pthread_mutex_lock(&d->lock);
 		d->w = w;
@@ -735,6 +780,8 @@ static void *loader_main(void *arg)
 		for (unsigned i = 0; d->w && i < d->n; i++)
 			if (d->w[i].started)
 				pthread_join(d->w[i].thread, NULL);
+		/* Device loaders joined, devices to STOP, never RUNNING. */
+		mfd__devload_failed(&d->dl, ret);
 		if (d->main && !told && ret != MFD_EREMOTE) {
 			d->main->ops->set_timeout(d->main,
 						  d->cfg.connect_timeout_ms);
@@ -862,6 +909,10 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 		.verify_ns = STAT_GET(d->verify_ns),
 		.cpu_ns = STAT_GET(d->cpu_ns),
 		.register_ns = STAT_GET(d->register_ns),
+		.device_bytes = STAT_GET(d->dl.bytes),
+		.device_downtime_ns = STAT_GET(d->dl.down_ns),
+		.device_buffer_peak = STAT_GET(d->dl.peak),
+		.device_buffer_waits = STAT_GET(d->dl.waits),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - d->t_start;

@@ -128,6 +128,34 @@ static int send_marker(struct mfd__send_worker *w, uint16_t type,
 	return 0;
 }
 
+/* ---- device state (devsave.c): one chunk per DEVICE packet ---- */
+static int send_device(struct mfd__send_worker *w, struct mfd__devchunk *c)
+{
+	struct mfd_pkt_hdr h = {
+		.magic = MFD_MAGIC_PKT,
+		.type = MFD_PKT_DEVICE,
+		.round = 0,
+		.block = c->dev,
+		.count = c->seq,
+		.zero_count = c->flags,
+		.payload_len = c->len,
+		.seq = w->seq,
+	};
+	mfd__pkt_encode(&h, w->hdr);
+	struct iovec iov[2] = { { w->hdr, MFD_PKT_HDR_SIZE },
+				{ c->data, c->len } };
+	int ret = w->chan->ops->sendv(w->chan, iov, c->len ? 2 : 1);
+	if (ret)
+		return ret;
+	w->seq++; /* DEVICE packets are not counted in SYNC */
+	__atomic_fetch_add(&w->pool->stats->wire_bytes,
+			   MFD_PKT_HDR_SIZE + c->len, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->pool->last_dev_ns, mfd__now_ns(),
+			 __ATOMIC_RELAXED);
+	return 0;
+}
+/* ---- end device state ---- */
+
 /* Burst the bucket may save up while the channels are idle. */
 #define RATE_BURST_NS 5000000ULL
 
@@ -194,14 +222,18 @@ static void *worker_main(void *arg)
 			MFD_GUEST_READS_BEGIN();
 			ret = send_pages(w, js.batch);
 			MFD_GUEST_READS_END();
-		}
-		else
+		} else if (js.job == MFD__JOB_DEVICE) {
+			rate_wait(p, MFD_PKT_HDR_SIZE + js.chunk->len);
+			ret = send_device(w, js.chunk);
+			free(js.chunk);
+		} else
 			ret = send_marker(w,
 					  js.job == MFD__JOB_SYNC
 						  ? MFD_PKT_SYNC
 						  : MFD_PKT_DONE,
 					  js.round);
-		if (!ret && js.job != MFD__JOB_DONE)
+		if (!ret && js.job != MFD__JOB_DONE &&
+		    js.job != MFD__JOB_DEVICE)
 			__atomic_store_n(&p->last_sent_ns, mfd__now_ns(),
 					 __ATOMIC_RELAXED);
 		if (ret) {
@@ -304,6 +336,44 @@ static void push(struct mfd__send_worker *w, enum mfd__job job, uint32_t round,
 	};
 	if (w->len++ == 0)
 		pthread_cond_signal(&w->cv);
+}
+
+/* Under p->lock: the least busy worker with room (an idle one first;
+ * among equals the search starts after the last one used), or NULL. */
+static struct mfd__send_worker *least_busy(struct mfd__pool *p)
+{
+	struct mfd__send_worker *w = NULL;
+	for (unsigned k = 0; k < p->n; k++) {
+		struct mfd__send_worker *c = &p->w[(p->next + k) % p->n];
+		if (c->len < MFD__POOL_QUEUE && (!w || c->len < w->len))
+			w = c;
+	}
+	return w;
+}
+
+int mfd__pool_submit_device(struct mfd__pool *p, struct mfd__devchunk *c)
+{
+	int ret;
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		if ((ret = p->error)) {
+			free(c);
+			break;
+		}
+		struct mfd__send_worker *w = least_busy(p);
+		if (w) {
+			p->next = w->idx + 1;
+			w->q[(w->head + w->len) % MFD__POOL_QUEUE] =
+				(struct mfd__job_slot){ .job = MFD__JOB_DEVICE,
+							.chunk = c };
+			if (w->len++ == 0)
+				pthread_cond_signal(&w->cv);
+			break;
+		}
+		pthread_cond_wait(&p->idle_cv, &p->lock);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ret;
 }
 
 int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch)
@@ -410,6 +480,14 @@ void mfd__pool_destroy(struct mfd__pool *p)
 	for (unsigned i = 0; i < p->n; i++) {
 		if (p->w[i].started)
 			pthread_join(p->w[i].thread, NULL);
+		/* Device chunks still queued (a failed migration). */
+		for (unsigned k = 0; k < p->w[i].len; k++) {
+			struct mfd__job_slot *js =
+				&p->w[i].q[(p->w[i].head + k) %
+					   MFD__POOL_QUEUE];
+			if (js->job == MFD__JOB_DEVICE)
+				free(js->chunk);
+		}
 		p->w[i].chan->ops->close(p->w[i].chan);
 		if (p->w[i].codec.ops)
 			p->w[i].codec.ops->teardown(&p->w[i].codec);

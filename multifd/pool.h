@@ -30,6 +30,16 @@ enum mfd__job {
 	MFD__JOB_PAGES,
 	MFD__JOB_SYNC,
 	MFD__JOB_DONE,
+	MFD__JOB_DEVICE, /* device state: one DEVICE packet (devsave.c) */
+};
+
+/* A device-state chunk handed to the pool; the pool frees it (free()). */
+struct mfd__devchunk {
+	uint32_t dev;
+	uint32_t seq;
+	uint32_t flags; /* MFD_DEVCHUNK_* */
+	uint32_t len;
+	uint8_t data[];
 };
 
 struct mfd__pool;
@@ -46,6 +56,7 @@ struct mfd__job_slot {
 	enum mfd__job job;
 	uint32_t round;
 	struct mfd__batch *batch; /* PAGES only */
+	struct mfd__devchunk *chunk; /* DEVICE only */
 };
 
 struct mfd__send_worker {
@@ -103,6 +114,7 @@ struct mfd__pool {
 	struct mfd__batch *first; /* the caller's first empty batch */
 	struct mfd__xfer_stats *stats;
 	uint64_t last_sent_ns; /* when the last PAGES/SYNC went out, atomic */
+	uint64_t last_dev_ns; /* when the last DEVICE packet went out, atomic */
 	/* max-bandwidth: one token bucket for all workers, kept as a
 	 * virtual clock (the time at which the bytes reserved so far may
 	 * have left). Both atomic; rate 0 = unlimited. */
@@ -124,6 +136,9 @@ static inline struct mfd__batch *mfd__pool_batch(struct mfd__pool *p)
  * back an empty batch in *batch. Waits while every queue is full. 0 or the
  * pool's error. */
 int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch);
+/* Queues a device chunk (taken over, freed by the pool even on error) on
+ * the least busy worker. 0 or the pool's error. */
+int mfd__pool_submit_device(struct mfd__pool *p, struct mfd__devchunk *c);
 /* Queues SYNC(round) on every channel, after everything handed before. */
 int mfd__pool_sync(struct mfd__pool *p, uint32_t round);
 /* Queues DONE on every channel and waits until all are sent. */

@@ -15,6 +15,7 @@
 
 #include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
+#include "multifd/devsave.h"
 #include "multifd/pool.h"
 #include "ramblock/tracker.h"
 
@@ -66,6 +67,8 @@ struct mfd_source {
 	uint32_t throttle_pct, throttle_max_pct, forced;
 	int tracker_kind;
 	uint64_t t_start;
+
+	struct mfd__devsave ds; /* device state: migration thread only */
 };
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
@@ -84,6 +87,7 @@ int mfd_source_new(mfd_source **out, const mfd_config *cfg,
 	else
 		mfd__config_defaults(&s->cfg);
 	s->hooks = *hooks;
+	mfd__devsave_init(&s->ds);
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -106,6 +110,7 @@ void mfd_source_free(mfd_source *s)
 		mfd__ramblock_destroy(&s->blocks[i]);
 	mfd__auth_key_clear(&s->key);
 	mfd__tls_free(s->tls);
+	mfd__devsave_destroy(&s->ds);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s->rounds);
@@ -132,6 +137,18 @@ int mfd_source_add_block(mfd_source *s, const char *name, void *host,
 	s->ram_bytes += size;
 	return 0;
 }
+
+/* ---- device state (devsave.c) ---- */
+int mfd_source_add_device(mfd_source *s, const char *name,
+			  const mfd_device_ops *ops, void *opaque)
+{
+	if (!s || !name || !ops)
+		return -EINVAL;
+	if (s->running)
+		return MFD_ESTATE;
+	return mfd__devset_add(&s->ds.set, name, ops, opaque);
+}
+/* ---- end device state ---- */
 
 int mfd_source_mark_dirty(mfd_source *s, unsigned block, uint64_t offset,
 			  uint64_t len)
@@ -216,7 +233,8 @@ static uint64_t features_wanted(const mfd_source *s)
 {
 	return (s->cfg.verify ? MFD_FEAT_VERIFY : 0) |
 	       (s->cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
-	       (s->key.len ? MFD_FEAT_AUTH : 0);
+	       (s->key.len ? MFD_FEAT_AUTH : 0) |
+	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0);
 }
 
 static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
@@ -314,6 +332,9 @@ static int do_setup(mfd_source *s)
 	else if (h.type != MFD_CTL_SETUP_OK)
 		ret = MFD_ETYPE;
 	free(payload);
+	/* Device state: DEVICES, then the setup notifier (PRE_COPY). */
+	if (!ret && mfd__devsave_any(&s->ds))
+		ret = mfd__devsave_start(&s->ds, &s->cfg, main);
 	if (ret)
 		return ret;
 
@@ -363,6 +384,14 @@ static int do_setup(mfd_source *s)
 static int dirty_sync(mfd_source *s, uint64_t *pending)
 {
 	uint64_t bytes = 0;
+	/* Device DMA into guest RAM, logged like mark_dirty's pages; the
+	 * devices' pre-copy bytes count as pending. */
+	if (mfd__devsave_any(&s->ds)) {
+		int ret = mfd__devsave_sync(&s->ds, s->blocks, s->nblocks,
+					    &bytes);
+		if (ret)
+			return ret;
+	}
 	for (unsigned i = 0; i < s->nblocks; i++) {
 		struct mfd__ramblock *rb = &s->blocks[i];
 		if (s->hooks.sync_dirty) {
@@ -513,6 +542,9 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		uint64_t t0 = mfd__now_ns();
 		uint64_t b0 = STAT_GET(s->xfer.wire_bytes);
 		uint64_t round_pages = 0;
+		if (mfd__devsave_any(&s->ds) &&
+		    (ret = mfd__devsave_round(&s->ds, &s->pool, s->main)))
+			return ret;
 		if ((ret = send_round(s, batch, round, &round_pages)))
 			return ret;
 		uint64_t dt = mfd__now_ns() - t0;
@@ -624,12 +656,19 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	mfd__pool_set_rate(&s->pool, 0);
 	STAT_SET(s->phase, MFD_PHASE_SWITCHOVER);
 	uint64_t t_stop = mfd__now_ns();
+	/* Devices: all to the P2P states before any is stopped. */
+	if (mfd__devsave_any(&s->ds) &&
+	    (ret = mfd__devsave_before_stop(&s->ds)))
+		return ret;
 	ret = s->hooks.stop(s->hooks.opaque);
 	s->stopped = true; /* resume even when stop half-failed */
 	if (ret < 0) {
 		mfd__err("stop hook failed: %d", ret);
 		return MFD_EHOOK;
 	}
+	/* STOP_COPY: their DMA has stopped, so the sync below has all. */
+	if (mfd__devsave_any(&s->ds) && (ret = mfd__devsave_after_stop(&s->ds)))
+		return ret;
 	STAT_SET(s->round, round);
 	if ((ret = dirty_sync(s, &pending)) || (ret = check(s)))
 		return ret;
@@ -637,6 +676,11 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	uint64_t b0 = STAT_GET(s->xfer.wire_bytes);
 	uint64_t final_pages = 0;
 	if ((ret = send_round(s, batch, round, &final_pages)))
+		return ret;
+	/* Device state after the RAM: DEVICE packets behind the pages on
+	 * the channels, or DEVICE_DATA on the main channel before END. */
+	if (mfd__devsave_any(&s->ds) &&
+	    (ret = mfd__devsave_final(&s->ds, &s->pool, s->main)))
 		return ret;
 
 	/* The guest is stopped: its memory is final, so the digests can be
@@ -655,6 +699,8 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		STAT_SET(s->verify_ns, mfd__now_ns() - t0);
 	}
 	ret = mfd__pool_done(&s->pool);
+	if (!ret && mfd__devsave_any(&s->ds))
+		mfd__devsave_sent(&s->ds, &s->pool);
 	/* Until the last page left, not until the digests were ready. */
 	uint64_t t_last = __atomic_load_n(&s->pool.last_sent_ns,
 					  __ATOMIC_RELAXED);
@@ -762,11 +808,15 @@ static void *migration_main(void *arg)
 		s->tracking = false;
 		if (s->throttle)
 			set_throttle(s, 0);
+		/* Failed notifier: devices back to RUNNING before the vCPUs. */
+		mfd__devsave_end(&s->ds, false);
 		if (s->stopped && s->hooks.resume(s->hooks.opaque) < 0)
 			mfd__err("resume hook failed after a failed migration");
 		mfd__err("migration failed: %s", mfd_strerror(ret));
 	}
 	/* After success: outside the downtime. */
+	if (!ret)
+		mfd__devsave_end(&s->ds, true);
 	if (s->tracking)
 		mfd__tracker_stop(&s->tracker);
 	s->tracking = false;
@@ -939,6 +989,8 @@ int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
 		.tracker = STAT_GET(s->tracker_kind),
 		.forced = STAT_GET(s->forced),
 		.register_ns = STAT_GET(s->register_ns),
+		.device_bytes = STAT_GET(s->ds.bytes),
+		.device_downtime_ns = STAT_GET(s->ds.down_ns),
 	};
 	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
 		v.total_ns = mfd__now_ns() - STAT_GET(s->t_start);

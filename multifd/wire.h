@@ -34,10 +34,11 @@
 #define MFD_FEAT_VERIFY (1ULL << 0) /* per-block digests in END */
 #define MFD_FEAT_ZSTD (1ULL << 1)   /* PAGES may carry zstd payloads */
 /* Device state follows: DEVICES after SETUP, DEVICE packets or DEVICE_DATA
- * messages (multifd/devwire.h). Not yet sent by the engine. */
+ * messages (multifd/devwire.h); devsave.c / devload.c. */
 #define MFD_FEAT_DEVICES (1ULL << 2)
 #define MFD_FEAT_AUTH (1ULL << 3)   /* HMAC challenge-response (auth.h) */
-#define MFD_FEATURES_KNOWN (MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH)
+#define MFD_FEATURES_KNOWN                                                     \
+	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES)
 
 /* ---------------------------------------------------------------- */
 /* Handshake: first bytes of every connection.                       */

@@ -89,6 +89,12 @@ static void test_table(UNUSED void **state)
 	    {"precopy-timeout",
 	     offsetof(struct mfd_config, precopy_timeout_ms), 8},
 	    {"timeout-policy", offsetof(struct mfd_config, timeout_policy), 4},
+	    {"device-transfer", offsetof(struct mfd_config, device_transfer),
+	     4},
+	    {"device-buffer-max",
+	     offsetof(struct mfd_config, device_buffer_max), 8},
+	    {"device-chunk-size",
+	     offsetof(struct mfd_config, device_chunk_size), 4},
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 

@@ -11,7 +11,8 @@
  *  - the case ends in bounded time (short io-timeout);
  *  - the same source handle then migrates to a fresh destination.
  * Leaks are caught by the ASan build (detect_leaks=1).
- * Device-state phases do not exist yet: add them here when they do.
+ * A fault during the device state phase is tests/test_devices.c's
+ * test_fault_during_device_state (it needs devices on both sides).
  */
 #include <errno.h>
 #include <setjmp.h>

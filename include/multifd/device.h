@@ -124,6 +124,18 @@ typedef struct mfd_device_ops {
 			 void *ctx);
 } mfd_device_ops;
 
+/*
+ * Registers a device for migration, before mfd_*_start(); name (1..63
+ * bytes, unique) identifies it to the peer, which must register the same
+ * names in the same order. ops is copied; opaque is passed to every op.
+ * The device must be in RUNNING. -EINVAL for bad ops or name, -EEXIST for
+ * a duplicate, -ENOSPC beyond 256 devices, MFD_ESTATE while migrating.
+ */
+MFD_API int mfd_source_add_device(mfd_source *src, const char *name,
+				  const mfd_device_ops *ops, void *opaque);
+MFD_API int mfd_dest_add_device(mfd_dest *dst, const char *name,
+				const mfd_device_ops *ops, void *opaque);
+
 #ifdef __cplusplus
 }
 #endif

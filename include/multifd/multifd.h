@@ -222,6 +222,18 @@ typedef struct mfd_stats {
 	/* Time spent registering guest RAM with the transport (RDMA memory
 	 * regions, every channel's); 0 for transports without. */
 	uint64_t register_ns;
+	/* Device state (include/multifd/device.h). device_bytes: state
+	 * bytes sent (source) or applied (destination), all phases.
+	 * device_downtime_ns: source, from STOP_COPY until all device state
+	 * was sent; destination, from the last ROUND (the switchover) until
+	 * every device was loaded and in STOP. */
+	uint64_t device_bytes;
+	uint64_t device_downtime_ns;
+	/* Destination, multifd device transfer: the most bytes the reorder
+	 * buffer held (<= device-buffer-max) and how many times a channel
+	 * waited for room (back-pressure). */
+	uint64_t device_buffer_peak;
+	uint64_t device_buffer_waits;
 } mfd_stats;
 
 /*

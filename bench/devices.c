@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "devices.h"
+#include "devstate/simdev.h"
+
+static struct mfd_simdev **sdev, **ddev;
+static unsigned ndev;
+
+int bench_devices_attach(const struct bench_devices_opts *o, mfd_source *src,
+			 mfd_dest *dst, void *ram, uint64_t ram_bytes)
+{
+	if (!o->n)
+		return 0;
+	sdev = calloc(o->n, sizeof(*sdev));
+	ddev = calloc(o->n, sizeof(*ddev));
+	if (!sdev || !ddev)
+		return -12;
+	for (unsigned i = 0; i < o->n; i++) {
+		struct mfd_simdev_cfg c = {
+			.state_size = o->state,
+			.precopy_fraction = o->precopy,
+			.seed = 1000 + i,
+			.dma_base = ram,
+			.dma_size = ram_bytes,
+			.dma_rate = o->dma_rate,
+		};
+		int err = mfd_simdev_new(&sdev[i], &c);
+		if (err)
+			return err;
+		ndev = i + 1;
+		c.dma_rate = 0;
+		c.load_ms_per_mib = o->load_ms_per_mib;
+		if ((err = mfd_simdev_new(&ddev[i], &c)))
+			return err;
+		char name[32];
+		snprintf(name, sizeof(name), "simdev%u", i);
+		if ((err = mfd_source_add_device(
+			     src, name, mfd_simdev_ops(sdev[i]), sdev[i])) ||
+		    (err = mfd_dest_add_device(
+			     dst, name, mfd_simdev_ops(ddev[i]), ddev[i])))
+			return err;
+	}
+	return 0;
+}
+
+bool bench_devices_equal(void)
+{
+	for (unsigned i = 0; i < ndev; i++)
+		if (!ddev[i] ||
+		    mfd_simdev_digest(sdev[i]) != mfd_simdev_digest(ddev[i]))
+			return false;
+	return true;
+}
+
+void bench_devices_report(struct report *r, const struct bench_devices_opts *o,
+			  const mfd_stats *src, const mfd_stats *dst)
+{
+	if (!o->n)
+		return;
+	report_u64(r, "devices", o->n);
+	report_u64(r, "device_state_bytes", o->state);
+	report_f64(r, "device_precopy", o->precopy, 3);
+	report_f64(r, "device_load_ms_per_mib", o->load_ms_per_mib, 3);
+	report_str(r, "device_transfer", o->transfer ? o->transfer : "default");
+	report_u64(r, "device_bytes", src->device_bytes);
+	report_f64(r, "device_downtime_ms",
+		   (double)src->device_downtime_ns / 1e6, 3);
+	report_f64(r, "device_downtime_ratio",
+		   src->downtime_ns ? (double)src->device_downtime_ns /
+					      (double)src->downtime_ns
+				    : 0,
+		   3);
+	report_f64(r, "dest_device_load_ms",
+		   (double)dst->device_downtime_ns / 1e6, 3);
+	report_u64(r, "dest_device_buffer_peak", dst->device_buffer_peak);
+	report_u64(r, "dest_device_buffer_waits", dst->device_buffer_waits);
+	report_bool(r, "devices_equal", bench_devices_equal());
+}
+
+void bench_devices_free(void)
+{
+	for (unsigned i = 0; i < ndev; i++) {
+		mfd_simdev_free(sdev[i]);
+		mfd_simdev_free(ddev[i]);
+	}
+	free(sdev);
+	free(ddev);
+	sdev = ddev = NULL;
+	ndev = 0;
+}
