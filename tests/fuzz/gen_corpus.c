@@ -13,6 +13,7 @@
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
 #include "multifd/auth.h"
+#include "multifd/devwire.h"
 #include "multifd/compress/codec.h"
 
 static const char *root;
@@ -110,6 +111,26 @@ static void control(void)
 	put("ctl", "error", buf, ctl(buf, MFD_CTL_ERROR, p, (uint32_t)n));
 	put("ctl", "setup-ok", buf, ctl(buf, MFD_CTL_SETUP_OK, p, 0));
 	put("ctl", "loaded", buf, ctl(buf, MFD_CTL_LOADED, p, 0));
+
+	static char names[2][MFD_MAX_DEV_NAME_WIRE + 1] = { "vfio-0000:3b:00.0",
+							    "virtio-net" };
+	struct mfd_devices dv = { .ndevices = 2,
+				  .transfer = MFD_DEV_XFER_MULTIFD,
+				  .chunk_max = 1 << 16,
+				  .names = names };
+	n = mfd__devices_encode(&dv, p, sizeof(p));
+	if (n < 0)
+		exit(1);
+	put("ctl", "devices", buf, ctl(buf, MFD_CTL_DEVICES, p, (uint32_t)n));
+	/* Chunk 3 of device 1, last, 8 bytes; limits from its first bytes:
+	 * device 1 < (1 % 8 + 1) devices, chunk_max 4096. */
+	struct mfd_devdata dd = { .device = 1,
+				  .seq = 3,
+				  .flags = MFD_DEVCHUNK_LAST };
+	mfd__devdata_prefix_encode(&dd, p);
+	memcpy(p + MFD_DEVDATA_PREFIX, "devstate", 8);
+	put("ctl", "device-data", buf,
+	    ctl(buf, MFD_CTL_DEVICE_DATA, p, MFD_DEVDATA_PREFIX + 8));
 }
 
 /* Limits prefix as fuzz_pages.c reads it: one block. */
