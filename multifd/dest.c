@@ -684,6 +684,9 @@ static int accept_data(mfd_dest *d)
 			c->ops->close(c);
 			continue;
 		}
+		/* Read only by its worker, never polled: with TLS, many
+		 * records per read(2). */
+		mfd__tls_bulk_receive(c);
 		pthread_mutex_lock(&d->lock);
 		d->w[h.channel].chan = c;
 		pthread_mutex_unlock(&d->lock);
