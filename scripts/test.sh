@@ -27,7 +27,7 @@ run release -DCMAKE_BUILD_TYPE=RelWithDebInfo
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run asan -DCMAKE_BUILD_TYPE=Debug -DMFD_SANITIZE=address,undefined
-TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp \
+TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=4:suppressions=$PWD/tests/tsan.supp \
 	run tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMFD_SANITIZE=thread
 
 # A short libFuzzer run of every target (docs/security.md), 20 s each.
