@@ -103,6 +103,18 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
     },
     {
 	.section = "migration",
+	.name = "max-pending-connections",
+	.type = MFD__CFG_UINT,
+	.def = "16",
+	.min = 1,
+	.max = 1024,
+	FIELD(max_pending),
+	.doc = "Destination: connections held at once until they have sent "
+	       "their whole hello (each for at most connect-timeout); when "
+	       "full, the oldest is dropped.",
+    },
+    {
+	.section = "migration",
 	.name = "io-timeout",
 	.type = MFD__CFG_MS,
 	.def = "30000ms",

@@ -23,10 +23,11 @@ struct mfd_config {
 	uint32_t max_rounds;	     /* pre-copy rounds before switchover */
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
 	uint64_t connect_timeout_ms; /* connect + handshake */
+	uint32_t max_pending;	     /* destination: connections before hello */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
 	uint32_t compression;	     /* enum mfd__codec_id */
 	uint32_t zstd_level;
-	uint32_t io_engine;	     /* enum mfd__io_engine */
+	uint32_t io_engine;		      /* enum mfd__io_engine */
 	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
 	/* TLS (multifd/channels/tls.c); texts are "" when unset. */
 	uint32_t tls;			  /* enum mfd__tls_mode */
@@ -75,7 +76,7 @@ enum mfd__timeout_policy {
 enum mfd__cfg_type {
 	MFD__CFG_UINT, /* integer, optional K/M/G suffix when .size */
 	MFD__CFG_BOOL,
-	MFD__CFG_MS, /* time: plain number = ms, or "ms"/"s" suffix */
+	MFD__CFG_MS,   /* time: plain number = ms, or "ms"/"s" suffix */
 	MFD__CFG_ENUM, /* one of .choices, stored as its index (uint32) */
 	MFD__CFG_PATH, /* file name, stored as given; "" = none; max = length */
 	MFD__CFG_STR,  /* text of at most .max bytes; "" = unset */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,6 +41,15 @@ struct recv_worker {
 	struct iovec iov[MFD_MAX_PACKET_PAGES];
 };
 
+/* A connection accepted but not yet complete enough to handshake. */
+struct pending {
+	struct mfd__chan *c;
+	uint64_t deadline_ns; /* accepted + connect-timeout */
+	uint32_t need;	      /* bytes of its first message */
+	bool tls_header;      /* need is still the TLS record header */
+	bool counted;	      /* the kernel can count its bytes */
+};
+
 struct mfd_dest {
 	struct mfd_config cfg;
 	mfd_dest_hooks hooks;
@@ -50,6 +60,11 @@ struct mfd_dest {
 	struct mfd__key key; /* loaded at start; len 0: no authentication */
 
 	struct mfd__listener lst;
+	/* Pending connections, oldest first: at most max-pending-connections,
+	 * only the loader thread touches them. */
+	struct pending *pend;
+	struct pollfd *pfd; /* the listener and each pending connection */
+	unsigned npend;
 	struct mfd__tls *tls; /* NULL without TLS */
 	pthread_t thread;
 	bool running;
@@ -92,7 +107,7 @@ struct mfd_dest {
 static void dest_fail_cb(void *ctx, int err);
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
-#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define STAT_GET(field)	   __atomic_load_n(&(field), __ATOMIC_RELAXED)
 #define STAT_ADD(field, v) __atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED)
 
 int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
@@ -363,8 +378,8 @@ static int check(mfd_dest *d)
 	return mfd__get_error(&d->error);
 }
 
-static int setup_matches(mfd_dest *d, const struct mfd_setup *su,
-			 char *why, size_t len)
+static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
+			 size_t len)
 {
 	if (su->nblocks != d->nblocks) {
 		snprintf(why, len, "source has %u RAM blocks, destination %u",
@@ -372,8 +387,8 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su,
 		return MFD_ESETUP;
 	}
 	for (unsigned i = 0; i < su->nblocks; i++) {
-		const struct mfd_block_desc *a = &su->blocks[i], *b =
-								   &d->descs[i];
+		const struct mfd_block_desc *a = &su->blocks[i],
+					    *b = &d->descs[i];
 		if (strcmp(a->name, b->name) || a->size != b->size ||
 		    a->page_size != b->page_size) {
 			snprintf(why, len,
@@ -435,6 +450,174 @@ static int admit(mfd_dest *d, struct mfd__chan *c, uint16_t role,
 	return ret;
 }
 
+/*
+ * Concurrent accept. Every connection is first held here, polled with all
+ * others, until its first message is complete in the kernel's buffer: the
+ * 40-byte hello, or with TLS the whole first record (the ClientHello).
+ * Only then does the loader run its handshake, so a stranger that connects
+ * and stays silent (or sends part of a message) costs nothing but a slot:
+ * it is dropped at its own connect-timeout, and the oldest is dropped when
+ * max-pending-connections are held, without delaying anyone else.
+ */
+#define TLS_RECORD_HDR 5
+/* A TLS record: 2^14 bytes of plaintext plus the most expansion allowed. */
+#define TLS_RECORD_MAX (TLS_RECORD_HDR + 16384 + 2048)
+
+static void pending_drop(mfd_dest *d, unsigned i, const char *why)
+{
+	struct mfd__chan *c = d->pend[i].c;
+	mfd__warn("dropped connection from %s: %s", c->peer, why);
+	c->ops->close(c);
+	memmove(&d->pend[i], &d->pend[i + 1],
+		(d->npend - i - 1) * sizeof(d->pend[0]));
+	d->npend--;
+}
+
+/* Wakes poll() only when need bytes are there (or on EOF). */
+static bool set_lowat(int fd, uint32_t need)
+{
+	int v = (int)need;
+	return setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0;
+}
+
+static void pending_add(mfd_dest *d, struct mfd__chan *c)
+{
+	if (d->npend == d->cfg.max_pending)
+		pending_drop(d, 0, "too many pending connections (oldest)");
+	struct pending *p = &d->pend[d->npend++];
+	p->c = c;
+	p->deadline_ns = mfd__now_ns() + d->cfg.connect_timeout_ms * 1000000;
+	p->tls_header = d->tls != NULL;
+	p->need = p->tls_header ? TLS_RECORD_HDR : MFD_HELLO_SIZE;
+	int avail;
+	p->counted = ioctl(c->fd, FIONREAD, &avail) == 0 &&
+		     set_lowat(c->fd, p->need);
+}
+
+/*
+ * Whether pending connection p has its first message (1), not yet (0), or
+ * is gone (< 0). Transports whose fd the kernel cannot count (no socket)
+ * are ready when readable.
+ */
+static int pending_ready(struct pending *p, short revents)
+{
+	if (revents & POLLNVAL)
+		return -EBADF;
+	if (!p->counted)
+		return !!(revents & (POLLIN | POLLHUP | POLLERR));
+	int avail = 0;
+	if (ioctl(p->c->fd, FIONREAD, &avail) < 0)
+		return -errno;
+	if ((uint32_t)avail < p->need)
+		/* Readable yet short: the peer closed before a full
+		 * message (the kernel reports EOF as readable). */
+		return revents & (POLLHUP | POLLRDHUP | POLLERR) ? -ECONNRESET
+								 : 0;
+	if (!p->tls_header)
+		return 1;
+	uint8_t h[TLS_RECORD_HDR];
+	if (recv(p->c->fd, h, sizeof(h), MSG_PEEK | MSG_DONTWAIT) !=
+	    (ssize_t)sizeof(h))
+		return -ECONNRESET;
+	uint32_t len = TLS_RECORD_HDR + ((uint32_t)h[3] << 8 | h[4]);
+	p->tls_header = false;
+	/* Not a handshake record, or too long to wait for: the TLS
+	 * handshake refuses it at once. */
+	if (h[0] != 0x16 || len > TLS_RECORD_MAX)
+		return 1;
+	p->need = len;
+	if (!set_lowat(p->c->fd, len))
+		p->counted = false;
+	return (uint32_t)avail >= len;
+}
+
+/* The next connection whose first message is complete, within timeout_ms
+ * (-ETIMEDOUT), or -ECANCELED. */
+static int accept_ready(mfd_dest *d, uint64_t timeout_ms,
+			struct mfd__chan **out)
+{
+	uint64_t now = mfd__now_ns();
+	uint64_t end = timeout_ms > (UINT64_MAX - now) / 1000000
+			       ? UINT64_MAX
+			       : now + timeout_ms * 1000000;
+	struct pollfd *pfd = d->pfd;
+	for (;;) {
+		if (__atomic_load_n(&d->cancel, __ATOMIC_ACQUIRE))
+			return -ECANCELED;
+		now = mfd__now_ns();
+		for (unsigned i = 0; i < d->npend;) {
+			if (now >= d->pend[i].deadline_ns)
+				pending_drop(d, i,
+					     "no complete hello within "
+					     "connect-timeout");
+			else
+				i++;
+		}
+		if (now >= end)
+			return -ETIMEDOUT;
+		/* Wake for cancel, the caller's end, and the next expiry. */
+		uint64_t wake = end - now < 100000000 ? end - now : 100000000;
+		for (unsigned i = 0; i < d->npend; i++)
+			if (d->pend[i].deadline_ns - now < wake)
+				wake = d->pend[i].deadline_ns - now;
+		unsigned n = 0;
+		if (d->lst.fd >= 0)
+			pfd[n++] = (struct pollfd){ .fd = d->lst.fd,
+						    .events = POLLIN };
+		unsigned first = n;
+		for (unsigned i = 0; i < d->npend; i++)
+			pfd[n++] =
+				(struct pollfd){ .fd = d->pend[i].c->fd,
+						 .events = POLLIN | POLLRDHUP };
+		int wait_ms = (int)(wake / 1000000) + 1;
+		if (d->lst.fd < 0 && wait_ms > 10)
+			wait_ms = 10; /* the transport's accept waits too */
+		int r = poll(pfd, n, wait_ms);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		/* Pending connections first: pfd[] follows pend[] until
+		 * one is removed. */
+		for (unsigned i = 0, k = first; r > 0 && k < n; k++) {
+			if (!pfd[k].revents) {
+				i++;
+				continue;
+			}
+			int ready = pending_ready(&d->pend[i], pfd[k].revents);
+			if (ready == 0) {
+				i++;
+			} else if (ready < 0) {
+				pending_drop(d, i, "closed before its hello");
+			} else {
+				struct mfd__chan *c = d->pend[i].c;
+				if (d->pend[i].counted)
+					set_lowat(c->fd, 1);
+				memmove(&d->pend[i], &d->pend[i + 1],
+					(d->npend - i - 1) *
+						sizeof(d->pend[0]));
+				d->npend--;
+				*out = c;
+				return 0;
+			}
+		}
+		if (d->lst.fd < 0 || (r > 0 && pfd[0].revents)) {
+			struct mfd__chan *c;
+			int ret = mfd__accept(&d->lst, d->lst.fd < 0 ? 10 : 1,
+					      &d->cancel, &c);
+			if (ret == 0)
+				pending_add(d, c);
+			else if (ret != -ETIMEDOUT && ret != -EAGAIN &&
+				 ret != -ECONNABORTED && ret != -EINTR)
+				return ret;
+		}
+	}
+}
+
+static void pending_close_all(mfd_dest *d)
+{
+	while (d->npend)
+		pending_drop(d, d->npend - 1, "the migration needs no more");
+}
+
 /* Accepts connections until a valid main hello arrives (strangers are
  * refused and logged), then reads SETUP and answers. */
 static int accept_main(mfd_dest *d)
@@ -444,14 +627,14 @@ static int accept_main(mfd_dest *d)
 	int ret;
 	for (;;) {
 		/* An incoming migration may be awaited for a long time. */
-		ret = mfd__accept(&d->lst, UINT64_MAX / 2000000, &d->cancel, &c);
+		ret = accept_ready(d, UINT64_MAX, &c);
 		if (ret)
 			return ret;
 		/* A refused TLS handshake was logged and closed. */
 		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
 			continue;
-		/* Bounded: a stranger that connects and stays silent holds
-		 * the loader for at most connect-timeout. */
+		/* Its hello is here; a peer that stops in the middle of the
+		 * handshake holds the loader for at most connect-timeout. */
 		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
 		ret = admit(d, c, MFD_ROLE_MAIN, &h);
 		if (!ret)
@@ -524,8 +707,7 @@ static int accept_data(mfd_dest *d)
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		struct mfd__chan *c;
-		ret = mfd__accept(&d->lst, (deadline - now) / 1000000 + 1,
-				  &d->cancel, &c);
+		ret = accept_ready(d, (deadline - now) / 1000000 + 1, &c);
 		if (ret)
 			return ret;
 		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
@@ -541,6 +723,9 @@ static int accept_data(mfd_dest *d)
 			c->ops->close(c);
 			continue;
 		}
+		/* Read only by its worker, never polled: with TLS, many
+		 * records per read(2). */
+		mfd__tls_bulk_receive(c);
 		pthread_mutex_lock(&d->lock);
 		d->w[h.channel].chan = c;
 		pthread_mutex_unlock(&d->lock);
@@ -557,8 +742,10 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 	for (;;) {
 		struct mfd_ctl_hdr h;
 		uint8_t *payload;
-		struct pollfd pfd[2] = {{.fd = d->main->fd, .events = POLLIN},
-					{.fd = d->wake_fd, .events = POLLIN}};
+		struct pollfd pfd[2] = {
+			{ .fd = d->main->fd, .events = POLLIN },
+			{ .fd = d->wake_fd, .events = POLLIN }
+		};
 		/*
 		 * Main may be quiet for as long as a round lasts, but once
 		 * every channel has sent DONE the source sends END at once:
@@ -606,8 +793,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			ret = mfd__end_decode(payload, h.length, end, digests);
 			if (!ret && end->nblocks != d->nblocks)
 				ret = MFD_EBLOCK;
-			if (!ret && !end->digests !=
-					    !(d->features & MFD_FEAT_VERIFY))
+			if (!ret &&
+			    !end->digests != !(d->features & MFD_FEAT_VERIFY))
 				ret = MFD_EFEATURE;
 			free(payload);
 			return ret ? ret : 1;
@@ -729,7 +916,9 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 static void *loader_main(void *arg)
 {
 	mfd_dest *d = arg;
-	int ret = accept_main(d);
+	d->pend = calloc(d->cfg.max_pending, sizeof(*d->pend));
+	d->pfd = calloc(d->cfg.max_pending + 1u, sizeof(*d->pfd));
+	int ret = d->pend && d->pfd ? accept_main(d) : -ENOMEM;
 	bool told = ret == MFD_ESETUP || ret == MFD_EFEATURE;
 	if (!ret) {
 		struct recv_worker *w = calloc(d->n, sizeof(*w));
@@ -755,6 +944,12 @@ static void *loader_main(void *arg)
 							d->nblocks, &reg_ns);
 		STAT_SET(d->register_ns, reg_ns);
 	}
+	if (d->pend)
+		pending_close_all(d);
+	free(d->pend);
+	free(d->pfd);
+	d->pend = NULL;
+	d->pfd = NULL;
 	mfd__listener_close(&d->lst);
 	STAT_SET(d->setup_ns, mfd__now_ns() - d->t_start);
 	if (!ret) {
@@ -814,7 +1009,7 @@ static void *loader_main(void *arg)
 	d->result = ret;
 	STAT_ADD(d->cpu_ns, mfd__thread_cpu_ns());
 	STAT_SET(d->total_ns, mfd__now_ns() - d->t_start);
-	STAT_SET(d->phase, ret == 0		? MFD_PHASE_COMPLETED
+	STAT_SET(d->phase, ret == 0	       ? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
 					       : MFD_PHASE_FAILED);
 	return NULL;

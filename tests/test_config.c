@@ -59,6 +59,8 @@ static void test_table(UNUSED void **state)
 	     8},
 	    {"connect-timeout", offsetof(struct mfd_config, connect_timeout_ms),
 	     8},
+	    {"max-pending-connections",
+	     offsetof(struct mfd_config, max_pending), 4},
 	    {"io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8},
 	    {"compression", offsetof(struct mfd_config, compression), 4},
 	    {"zstd-level", offsetof(struct mfd_config, zstd_level), 4},

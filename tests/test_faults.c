@@ -13,6 +13,12 @@
  * Leaks are caught by the ASan build (detect_leaks=1).
  * A fault during the device state phase is tests/test_devices.c's
  * test_fault_during_device_state (it needs devices on both sides).
+ *
+ * Every case runs on TCP sockets; a representative subset (reset, close
+ * main, stall, corrupt, kill the destination, over the three phases) runs
+ * again on io_uring channels (io-engine=uring, skipped where io_uring is
+ * unavailable) and on TLS channels (tls=psk), where the proxy sees only
+ * records: a corrupt byte there is a record that fails its check.
  */
 #include <errno.h>
 #include <setjmp.h>
@@ -20,12 +26,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "multifd/wire.h"
+#include "multifd/channels/channel.h"
 #include "testvm.h"
 
 #define MiB  (1024UL * 1024)
@@ -47,10 +56,14 @@ static const char *what_name[] = { "close-data", "reset-data", "close-main",
 				   "stall-data", "stall-main", "corrupt-data",
 				   "kill-dest",	 "cancel-src" };
 static const char *when_name[] = { "round0", "later-round", "switchover" };
+enum chan { TCP, URING, TLS };
+static const char *chan_name[] = { "tcp", "uring", "tls" };
+static char tls_dir[64]; /* holds the PSK file of the TLS cases */
 
 struct fault_case {
 	enum when when;
 	enum what what;
+	enum chan chan;
 	struct tvm vm;
 	uint8_t *shadow; /* what the guest wrote, kept beside its memory */
 	int syncs;	 /* sync_dirty calls (one per block per round) */
@@ -159,6 +172,13 @@ static void damage(struct tvm_proxy *p, unsigned conn, uint64_t pos,
 	struct fault_case *fc = p->opaque;
 	if (fc->what != CORRUPT_DATA || conn != 1)
 		return;
+	if (fc->chan == TLS) {
+		/* Records only: any changed byte fails the record. */
+		if (__atomic_load_n(&fc->armed, __ATOMIC_ACQUIRE) &&
+		    !__atomic_exchange_n(&fc->fired, 1, __ATOMIC_ACQ_REL))
+			buf[len / 2] ^= 0x5a;
+		return;
+	}
 	for (uint64_t at = pos; at < pos + len;) {
 		if (at < fc->hstart) {
 			at = fc->hstart;
@@ -192,16 +212,31 @@ static mfd_dest *fresh_dest(struct tvm *vm, uint8_t *mem, char *uri, size_t len)
 	return d;
 }
 
-static void run_case(enum when when, enum what what)
+static void run_case(enum when when, enum what what, enum chan chan)
 {
+	if (chan == URING && mfd__uring_available()) {
+		print_message("io_uring unavailable here: skipped\n");
+		skip();
+	}
 	struct fault_case fc = { .when = when,
 				 .what = what,
+				 .chan = chan,
 				 .hstart = MFD_HELLO_SIZE };
 	struct tvm *vm = &fc.vm;
-	const char *kv[] = { "channels=2",	   "verify=on",
-			     "io-timeout=1s",	   "connect-timeout=1s",
-			     "downtime-limit=1ms", "max-rounds=6",
-			     "packet-pages=32",	   NULL };
+	char psk[128];
+	snprintf(psk, sizeof(psk), "tls-psk-file=%s/psk", tls_dir);
+	const char *kv[] = { "channels=2",
+			     "verify=on",
+			     "io-timeout=1s",
+			     "connect-timeout=1s",
+			     "downtime-limit=1ms",
+			     "max-rounds=6",
+			     "packet-pages=32",
+			     chan == URING ? "io-engine=uring"
+			     : chan == TLS ? "tls=psk"
+					   : NULL,
+			     chan == TLS ? psk : NULL,
+			     NULL };
 	uint64_t seed = tvm_seed("test_faults");
 	fc.rng = seed;
 	cur = &fc;
@@ -231,9 +266,10 @@ static void run_case(enum when when, enum what what)
 	tvm_proxy_stop(&px);
 	mfd_stats st;
 	mfd_source_get_stats(vm->src, &st, sizeof(st));
-	print_message("%s/%s: source %s, destination %s, %llu ms\n",
-		      when_name[when], what_name[what], mfd_strerror(ret),
-		      mfd_strerror(dret), (unsigned long long)dt);
+	print_message("%s/%s/%s: source %s, destination %s, %llu ms\n",
+		      chan_name[chan], when_name[when], what_name[what],
+		      mfd_strerror(ret), mfd_strerror(dret),
+		      (unsigned long long)dt);
 
 	assert_true(__atomic_load_n(&fc.fired, __ATOMIC_ACQUIRE));
 	assert_true(ret < 0);
@@ -273,8 +309,21 @@ static void run_case(enum when when, enum what what)
 	static void test_##w##_##x(void **state)                               \
 	{                                                                      \
 		(void)state;                                                   \
-		run_case(w, x);                                                \
+		run_case(w, x, TCP);                                           \
 	}
+#define VARIANT(c, w, x)                                                       \
+	static void test_##c##_##w##_##x(void **state)                         \
+	{                                                                      \
+		(void)state;                                                   \
+		run_case(w, x, c);                                             \
+	}
+#define SUBSET(c)                                                              \
+	VARIANT(c, R0, RESET_DATA)                                             \
+	VARIANT(c, R0, CLOSE_MAIN)                                             \
+	VARIANT(c, LATER, STALL_DATA)                                          \
+	VARIANT(c, LATER, CORRUPT_DATA)                                        \
+	VARIANT(c, SWITCHOVER, KILL_DEST)                                      \
+	VARIANT(c, SWITCHOVER, RESET_DATA)
 #define ALL(w)                                                                 \
 	CASE(w, CLOSE_DATA)                                                    \
 	CASE(w, RESET_DATA)                                                    \
@@ -287,6 +336,8 @@ static void run_case(enum when when, enum what what)
 ALL(R0)
 ALL(LATER)
 ALL(SWITCHOVER)
+SUBSET(URING)
+SUBSET(TLS)
 
 /* Cancel while the source waits in setup (a destination that never
  * answers the hello), and after completion (no effect). */
@@ -358,14 +409,32 @@ static void test_cancel_setup_and_after(void **state)
 	T(w, CLOSE_DATA), T(w, RESET_DATA), T(w, CLOSE_MAIN),                  \
 		T(w, STALL_DATA), T(w, STALL_MAIN), T(w, CORRUPT_DATA),        \
 		T(w, KILL_DEST), T(w, CANCEL_SRC)
+#define V(c, w, x) cmocka_unit_test(test_##c##_##w##_##x)
+#define TSUBSET(c)                                                             \
+	V(c, R0, RESET_DATA), V(c, R0, CLOSE_MAIN), V(c, LATER, STALL_DATA),   \
+		V(c, LATER, CORRUPT_DATA), V(c, SWITCHOVER, KILL_DEST),        \
+		V(c, SWITCHOVER, RESET_DATA)
 
 int main(void)
 {
+	snprintf(tls_dir, sizeof(tls_dir), "/tmp/mfd-faults-XXXXXX");
+	if (!mkdtemp(tls_dir))
+		return 1;
+	char path[128];
+	snprintf(path, sizeof(path), "%s/psk", tls_dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return 1;
+	fputs("4f1d0c8a9b3e27d6a5c4b3a29180f7e6d5c4b3a291807f6e\n", f);
+	fclose(f);
+	chmod(path, 0600);
 	const struct CMUnitTest tests[] = {
-		TALL(R0),
-		TALL(LATER),
-		TALL(SWITCHOVER),
-		cmocka_unit_test(test_cancel_setup_and_after),
+		TALL(R0),	  TALL(LATER),
+		TALL(SWITCHOVER), TSUBSET(URING),
+		TSUBSET(TLS),	  cmocka_unit_test(test_cancel_setup_and_after),
 	};
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	int ret = cmocka_run_group_tests(tests, NULL, NULL);
+	unlink(path);
+	rmdir(tls_dir);
+	return ret;
 }

@@ -228,6 +228,18 @@ static void test_dma(void **state)
 	assert_non_null(ops->dma_dirty);
 	struct timespec ts = { 0, 50 * 1000000L };
 	nanosleep(&ts, NULL);
+	/* On a loaded machine the DMA thread may not have run yet: wait (up
+	 * to 10 s) until it has written something. */
+	for (int tries = 0; tries < 1000; tries++) {
+		bool any = false;
+		for (size_t i = 0; i < size && !any; i += 4096)
+			for (size_t j = 0; j < 4096 && !any; j += 8)
+				any = *(volatile uint64_t *)(ram + i + j) != 0;
+		if (any)
+			break;
+		struct timespec t10 = { 0, 10 * 1000000L };
+		nanosleep(&t10, NULL);
+	}
 	/* Stop the device: no DMA after this. */
 	assert_int_equal(go(d, MFD_DEV_RUNNING_P2P), 0);
 	assert_int_equal(go(d, MFD_DEV_STOP), 0);

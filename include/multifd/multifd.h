@@ -86,7 +86,7 @@ MFD_API int mfd_version(void);
 	XX(DEVICE, 1022, "device index out of range or device state invalid")         \
 	XX(AUTH, 1023,                                                         \
 	   "authentication failed (wrong or missing key, or replayed)")  \
-	XX(TLS, 1024, "TLS handshake failed or peer not trusted")  \
+	XX(TLS, 1024, "TLS failed: handshake, peer not trusted or bad record")  \
 	XX(NOCONVERGE, 1025,                                                   \
 	   "pre-copy did not converge (max-rounds or precopy-timeout) and "    \
 	   "timeout-policy is cancel")

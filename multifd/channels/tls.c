@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -21,9 +23,14 @@
 #include "multifd/channels/tls.h"
 #include "multifd/internal.h"
 
-/* Sends of iovecs shorter than this are gathered into one record. */
-#define DIRECT_MIN   (16u << 10)
-#define STAGE_SIZE   (256u << 10)
+/* Sends of iovecs shorter than this are gathered into full records, in a
+ * stage of one record (it stays in cache between the copy and the
+ * encryption); longer ones are encrypted straight from guest memory. */
+#define DIRECT_MIN (16u << 10)
+#define STAGE_SIZE (16u << 10)
+/* OpenSSL's read buffer: with read-ahead (bulk receive), one read(2)
+ * takes up to this much, many records at once. */
+#define READ_BUF_LEN (256u << 10)
 #define PSK_IDENTITY "multifd-tls13-psk"
 #define PSK_FILE_MAX 4096
 
@@ -424,10 +431,25 @@ static int flush_stage(struct tls_chan *tc)
 	return ret;
 }
 
+/* TCP_CORK on or off: while on, the kernel sends only full segments, so
+ * the 16 KiB records of one large send leave as large packets (as one
+ * sendmsg of plain TCP does); turning it off pushes the rest. */
+static void cork(struct tls_chan *tc, int on)
+{
+	if (!tc->ktls_send)
+		setsockopt(tc->c.fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+}
+
 static int tls_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
 	struct tls_chan *tc = (struct tls_chan *)c;
 	int ret = 0;
+	size_t total = 0;
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	bool corked = total > STAGE_SIZE;
+	if (corked)
+		cork(tc, 1);
 	for (int i = 0; i < iovcnt && !ret; i++) {
 		const uint8_t *p = iov[i].iov_base;
 		size_t len = iov[i].iov_len;
@@ -450,6 +472,8 @@ static int tls_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	if (!ret)
 		ret = flush_stage(tc);
 	tc->staged = 0;
+	if (corked)
+		cork(tc, 0);
 	return ret;
 }
 
@@ -529,6 +553,16 @@ static const struct mfd__chan_ops tls_ops = {
 	.shutdown = tls_shutdown,
 	.close = tls_close,
 };
+
+void mfd__tls_bulk_receive(struct mfd__chan *c)
+{
+	if (!c || c->ops != &tls_ops)
+		return;
+	struct tls_chan *tc = (struct tls_chan *)c;
+	pthread_mutex_lock(&tc->lock);
+	SSL_set_read_ahead(tc->ssl, 1);
+	pthread_mutex_unlock(&tc->lock);
+}
 
 bool mfd__tls_ktls_send(const struct mfd__chan *c)
 {
@@ -700,6 +734,10 @@ static int wrap(struct mfd__tls *t, struct mfd__chan **cp, uint64_t ms)
 	tc->stage = malloc(STAGE_SIZE);
 	tc->ssl = SSL_new(t->ctx);
 	int ret = tc->stage && tc->ssl ? 0 : -ENOMEM;
+	/* Before the buffer is allocated (by the handshake's first read):
+	 * a larger buffer only matters with read-ahead. */
+	if (!ret)
+		SSL_set_default_read_buffer_len(tc->ssl, READ_BUF_LEN);
 	if (!ret)
 		ret = set_socket_bio(tc->ssl, inner->fd);
 	if (!ret) {

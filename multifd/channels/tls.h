@@ -51,6 +51,16 @@ int mfd__tls_wrap_client(struct mfd__tls *t, struct mfd__chan **c,
 int mfd__tls_wrap_server(struct mfd__tls *t, struct mfd__chan **c,
 			 uint64_t timeout_ms);
 
+/*
+ * For a channel that is only read with blocking recv()/recvv() from now on,
+ * never polled for the start of a message (the destination's data
+ * channels): OpenSSL may read ahead as many records as the socket holds,
+ * up to its buffer, in one read(2) instead of two per record. No effect on
+ * other channels. A channel whose fd is polled must not use it: a message
+ * read ahead into OpenSSL's buffer would not make the fd readable.
+ */
+void mfd__tls_bulk_receive(struct mfd__chan *c);
+
 /* Whether the channel's TLS records are built by the kernel (kTLS). */
 bool mfd__tls_ktls_send(const struct mfd__chan *c);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Control messages on the main channel: a 16-byte header, then the payload
- * decoder its type selects (SETUP, ROUND, END, ERROR), on the bytes that
- * follow, cut to the header's length as the receiver does. */
+ * decoder its type selects (SETUP, ROUND, END, ERROR, DEVICES,
+ * DEVICE_DATA), on the bytes that follow, cut to the header's length as
+ * the receiver does. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -57,6 +58,45 @@ static void error(const uint8_t *p, size_t len)
 		FUZZ_ASSERT(m.text[i] >= 0x20 && m.text[i] < 0x7f);
 }
 
+static char names[MFD_MAX_DEVICES_WIRE][MFD_MAX_DEV_NAME_WIRE + 1];
+
+static void devices(const uint8_t *p, size_t len)
+{
+	struct mfd_devices d;
+	if (mfd__devices_decode(p, len, &d, names))
+		return;
+	FUZZ_ASSERT(d.ndevices >= 1 && d.ndevices <= MFD_MAX_DEVICES_WIRE);
+	FUZZ_ASSERT(d.chunk_max >= MFD_DEV_CHUNK_MIN &&
+		    d.chunk_max <= MFD_DEV_CHUNK_MAX);
+	for (uint32_t i = 0; i < d.ndevices; i++) {
+		size_t n = strlen(d.names[i]);
+		FUZZ_ASSERT(n >= 1 && n <= MFD_MAX_DEV_NAME_WIRE);
+		for (uint32_t j = 0; j < i; j++)
+			FUZZ_ASSERT(strcmp(d.names[i], d.names[j]));
+	}
+	FUZZ_ASSERT(mfd__devices_size(&d) == len);
+	int n = mfd__devices_encode(&d, again, sizeof(again));
+	FUZZ_ASSERT(n == (int)len && memcmp(again, p, len) == 0);
+}
+
+/* A DEVICE_DATA chunk against limits taken from its own first byte. */
+static void devdata(const uint8_t *p, size_t len)
+{
+	struct mfd_dev_limits lim = {
+		.ndevices = len ? p[0] % 8 + 1u : 1,
+		.chunk_max = MFD_DEV_CHUNK_MIN << (len > 1 ? p[1] % 4 : 0),
+	};
+	struct mfd_devdata m;
+	if (mfd__devdata_decode(p, len, &lim, &m))
+		return;
+	FUZZ_ASSERT(m.device < lim.ndevices);
+	FUZZ_ASSERT(!(m.flags & ~MFD_DEVCHUNK_KNOWN));
+	FUZZ_ASSERT(m.len <= lim.chunk_max);
+	FUZZ_ASSERT(m.len || (m.flags & MFD_DEVCHUNK_LAST));
+	FUZZ_ASSERT(m.data == p + MFD_DEVDATA_PREFIX &&
+		    MFD_DEVDATA_PREFIX + (size_t)m.len == len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mfd_ctl_hdr h;
@@ -91,23 +131,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case MFD_CTL_ERROR:
 		error(p, h.length);
 		break;
-	case MFD_CTL_DEVICES: {
-		static char names[MFD_MAX_DEVICES_WIRE][MFD_MAX_DEV_NAME_WIRE + 1];
-		struct mfd_devices d;
-		(void)mfd__devices_decode(p, h.length, &d, names);
+	case MFD_CTL_DEVICES:
+		devices(p, h.length);
 		break;
-	}
-	case MFD_CTL_DEVICE_DATA: {
-		/* Limits from the input's first bytes, as SETUP would set. */
-		struct mfd_dev_limits lim = {
-			.ndevices = h.length ? p[0] : 0,
-			.chunk_max = h.length > 1 ? (uint32_t)p[1] << 12 : 0};
-		struct mfd_devdata m;
-		if (!mfd__devdata_decode(p, h.length, &lim, &m))
-			FUZZ_ASSERT(m.data >= p && m.len <= h.length &&
-				    m.data + m.len <= p + h.length);
+	case MFD_CTL_DEVICE_DATA:
+		devdata(p, h.length);
 		break;
-	}
 	default:
 		FUZZ_ASSERT(h.length == 0);
 		break;

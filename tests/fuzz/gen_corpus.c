@@ -13,6 +13,8 @@
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
 #include "multifd/auth.h"
+#include "multifd/devwire.h"
+#include "multifd/compress/codec.h"
 
 static const char *root;
 
@@ -109,6 +111,26 @@ static void control(void)
 	put("ctl", "error", buf, ctl(buf, MFD_CTL_ERROR, p, (uint32_t)n));
 	put("ctl", "setup-ok", buf, ctl(buf, MFD_CTL_SETUP_OK, p, 0));
 	put("ctl", "loaded", buf, ctl(buf, MFD_CTL_LOADED, p, 0));
+
+	static char names[2][MFD_MAX_DEV_NAME_WIRE + 1] = { "vfio-0000:3b:00.0",
+							    "virtio-net" };
+	struct mfd_devices dv = { .ndevices = 2,
+				  .transfer = MFD_DEV_XFER_MULTIFD,
+				  .chunk_max = 1 << 16,
+				  .names = names };
+	n = mfd__devices_encode(&dv, p, sizeof(p));
+	if (n < 0)
+		exit(1);
+	put("ctl", "devices", buf, ctl(buf, MFD_CTL_DEVICES, p, (uint32_t)n));
+	/* Chunk 3 of device 1, last, 8 bytes; limits from its first bytes:
+	 * device 1 < (1 % 8 + 1) devices, chunk_max 4096. */
+	struct mfd_devdata dd = { .device = 1,
+				  .seq = 3,
+				  .flags = MFD_DEVCHUNK_LAST };
+	mfd__devdata_prefix_encode(&dd, p);
+	memcpy(p + MFD_DEVDATA_PREFIX, "devstate", 8);
+	put("ctl", "device-data", buf,
+	    ctl(buf, MFD_CTL_DEVICE_DATA, p, MFD_DEVDATA_PREFIX + 8));
 }
 
 /* Limits prefix as fuzz_pages.c reads it: one block. */
@@ -182,6 +204,129 @@ static void auth(void)
 	put("auth", "key-hex", hex, sizeof(hex) - 1);
 }
 
+/* fuzz_decompress: one channel's stream of compressed PAGES packets, made
+ * by the source's codec, so the seeds reach the decoder's inner paths. */
+static void decompress(void)
+{
+	static uint8_t buf[3 + 3 * (MFD_PKT_HDR_SIZE + 4 * 8 + 20000)];
+	static uint8_t page[4][4096];
+	struct mfd__codec c = { .ops = &mfd__codec_zstd };
+	if (c.ops->setup(&c, 8 * 4096, 1))
+		exit(1);
+	buf[0] = 0;  /* 4 KiB pages, wire mode */
+	buf[1] = 15; /* 16 pages */
+	buf[2] = 7;  /* packet_pages 8 */
+	size_t n = 3;
+	for (unsigned p = 0; p < 3; p++) {
+		uint8_t *pages[4];
+		uint32_t cnt = p + 1;
+		for (uint32_t i = 0; i < cnt; i++) {
+			for (uint32_t j = 0; j < 4096; j++)
+				page[i][j] = (uint8_t)(j % (7 + i + p) * 3);
+			pages[i] = page[i];
+		}
+		size_t clen;
+		if (c.ops->compress(&c, pages, cnt, 4096, &clen))
+			exit(1);
+		struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+					 .type = MFD_PKT_PAGES,
+					 .flags = MFD_PKT_F_ZSTD,
+					 .round = 1,
+					 .count = cnt,
+					 .payload_len = (uint32_t)clen,
+					 .seq = p };
+		mfd__pkt_encode(&h, buf + n);
+		n += MFD_PKT_HDR_SIZE;
+		uint64_t off[4];
+		for (uint32_t i = 0; i < cnt; i++) /* 5, 6 gap 8, ... */
+			off[i] = (uint64_t)(5 * p + i + (i > 1)) * 4096;
+		mfd__pkt_offsets_encode(off, cnt);
+		memcpy(buf + n, off, cnt * 8);
+		n += cnt * 8;
+		memcpy(buf + n, c.out, clen);
+		n += clen;
+		if (p == 0)
+			put("decompress", "one-packet", buf, n);
+	}
+	put("decompress", "three-packets", buf, n);
+	/* The same stream with one payload byte changed. */
+	buf[3 + MFD_PKT_HDR_SIZE + 8 + 6] ^= 0x40;
+	put("decompress", "corrupt", buf, n);
+	c.ops->teardown(&c);
+
+	/* Round-trip mode: 8 KiB pages, 8 pages, packet_pages 8. */
+	static const uint8_t rt[] = {
+		0x81, 7, 7,
+		/* 2 pages at 1, split after 1, 4 bytes of data */
+		1, 1, 1, 4, 0, 'a', 'b', 'c', 'd',
+		/* 1 page at 6, zeros */
+		0, 6, 0, 0, 0,
+		/* 4 pages at 3, no split, 16 bytes */
+		3, 3, 0, 16, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13,
+		14, 15
+	};
+	put("decompress", "roundtrip", rt, sizeof(rt));
+}
+
+/* fuzz_reorder: op u8, dev u8, seq u16 (relative), len u16. */
+static void reorder(void)
+{
+	uint8_t buf[4 + 6 * 32];
+	size_t n = 0;
+#define OP(o, d, s, l)                                                         \
+	do {                                                                   \
+		buf[n] = (o), buf[n + 1] = (d);                                \
+		mfd__put_le16(buf + n + 2, (s));                               \
+		mfd__put_le16(buf + n + 4, (l));                               \
+		n += 6;                                                        \
+	} while (0)
+	/* 2 devices, max_chunk 64, bound 128 + 64, window 8. */
+	buf[0] = 1, buf[1] = 63, buf[2] = 16, buf[3] = 7;
+	n = 4;
+	OP(0, 0, 1, 64);   /* dev 0 chunk 1 reserved, out of order */
+	OP(1, 1, 0, 10);   /* dev 1 chunk 0 reserved and committed */
+	OP(2, 0, 0, 0);	   /* commit dev 0 chunk 1 */
+	OP(1, 0, 0, 30);   /* dev 0 chunk 0 */
+	OP(4, 0, 0, 0);	   /* load dev 0: chunk 0 */
+	OP(4, 0, 0, 0);	   /* load dev 0: chunk 1 */
+	OP(5, 0, 0, 0);	   /* release one */
+	OP(0x41, 0, 0, 0); /* dev 0 chunk 2: last, empty */
+	OP(4, 0, 0, 0);	   /* load it: dev 0 done */
+	OP(4, 1, 0, 0);	   /* load dev 1 chunk 0 */
+	OP(0x41, 1, 1, 5); /* dev 1 chunk 1 last */
+	OP(4, 1, 0, 0);
+	OP(7, 0, 0, 0); /* stats */
+	OP(5, 0, 0, 0);
+	OP(5, 1, 0, 0);
+	put("reorder", "two-devices", buf, n);
+	/* Refusals: a duplicate, outside the window, past the last. */
+	n = 4;
+	OP(1, 0, 0, 8);
+	OP(1, 0, 0, 8);	   /* duplicate */
+	OP(1, 0, 8, 8);	   /* window 8: refused */
+	OP(0x41, 0, 2, 8); /* last is 2 */
+	OP(1, 0, 3, 8);	   /* past the last */
+	OP(0x80, 0, 0, 8); /* absolute seq 0: duplicate */
+	OP(1, 4, 0, 8);	   /* no such device */
+	OP(1, 0, 1, 65);   /* too long */
+	OP(3, 0, 0, 0);	   /* drop the reserved last */
+	OP(6, 0xab, 0, 0); /* abort */
+	OP(1, 0, 1, 8);
+	OP(4, 0, 0, 0);
+	put("reorder", "refusals", buf, n);
+	/* The bound: chunks until the reserve is reached. */
+	n = 4;
+	for (unsigned i = 1; i < 6; i++)
+		OP(1, 0, i, 64);
+	OP(1, 0, 0, 64); /* fits through the reserve */
+	for (unsigned i = 0; i < 6; i++) {
+		OP(4, 0, 0, 0);
+		OP(5, 0, 0, 0);
+	}
+	put("reorder", "bound", buf, n);
+#undef OP
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -197,5 +342,7 @@ int main(int argc, char **argv)
 	control();
 	pages();
 	auth();
+	decompress();
+	reorder();
 	return 0;
 }
