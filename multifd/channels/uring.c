@@ -10,10 +10,17 @@
  * ring per direction keeps every ring owned by one thread without a lock.
  * A data channel's bulk direction is the only one that does real work.
  *
- * Every call submits its work (the message and, with an io timeout, a
- * linked timeout) with one io_uring_enter and waits for all of its
- * completions before it returns: the caller's buffers (the header and
- * offsets are reused at once) are never referenced after return.
+ * Every call submits its message with one io_uring_enter that also waits
+ * for the completion (bounded by the io timeout, when there is one) and
+ * waits for all of its completions before it returns: the caller's
+ * buffers (the header and offsets are reused at once) are never
+ * referenced after return. The io timeout bounds the wait itself
+ * (IORING_ENTER_EXT_ARG), not a linked timeout request: a message that
+ * completes at once (the usual case) then costs one request, one
+ * completion and no timer. Only when the wait runs out is the message
+ * cancelled, and the call waits for the cancellation to complete.
+ * The socket is a registered file of each ring (no file lookup per
+ * request).
  *
  * Sends of at least ZC_MIN_BYTES use IORING_OP_SENDMSG_ZC when the kernel
  * has it: the pages go to the NIC without a copy, and the call waits for
@@ -24,6 +31,9 @@
  *
  * Shutdown from another thread is shutdown(2) on the socket: the pending
  * send or receive wakes up and completes with an error or end of file.
+ * A zero-copy notification does not come while the peer holds the bytes
+ * unread, so that wait looks every 100 ms whether the channel was shut
+ * down (SHUT_RDWR) and is bounded by the io timeout.
  */
 #include <errno.h>
 #include <liburing.h>
@@ -50,11 +60,22 @@
  * the copy it saves. */
 #define ZC_MIN_BYTES (64 * 1024)
 
-enum { UD_OP = 1, UD_TIMEOUT = 2 };
+enum { UD_OP = 1, UD_CANCEL = 2 };
+
+/* gettid() is a system call; a ring's owner is checked on every call. */
+static __thread pid_t my_tid;
+
+static pid_t self_tid(void)
+{
+	if (!my_tid)
+		my_tid = gettid();
+	return my_tid;
+}
 
 struct dir {
 	struct io_uring ring;
 	bool up;
+	bool fixed;  /* the socket is registered file 0 of the ring */
 	pid_t owner; /* the thread the ring was made for */
 };
 
@@ -62,6 +83,7 @@ struct uring_chan {
 	struct mfd__chan c;
 	struct dir tx, rx;
 	uint64_t timeout_ms; /* atomic: set_timeout may come from any thread */
+	int shut;	     /* atomic: shutdown was called */
 	bool zc;	     /* tx owner only */
 };
 
@@ -94,7 +116,8 @@ static void probe(void)
 	} else {
 		if (!io_uring_opcode_supported(p, IORING_OP_SENDMSG) ||
 		    !io_uring_opcode_supported(p, IORING_OP_RECVMSG) ||
-		    !io_uring_opcode_supported(p, IORING_OP_LINK_TIMEOUT))
+		    !io_uring_opcode_supported(p, IORING_OP_ASYNC_CANCEL) ||
+		    !(ring.features & IORING_FEAT_EXT_ARG))
 			probe_err = -EOPNOTSUPP;
 		probe_zc = io_uring_opcode_supported(p, IORING_OP_SENDMSG_ZC);
 		io_uring_free_probe(p);
@@ -126,12 +149,6 @@ static int ring_init(struct io_uring *r)
 	return ret;
 }
 
-/*
- * The ring of one direction for the calling thread. A channel changes
- * hands once or twice (the handshake runs on the migration or loader
- * thread, the data on a worker): a single-issuer ring is then made anew
- * for its new owner. Only between calls, so no operation is in flight.
- */
 static void dir_exit(struct dir *d)
 {
 	if (!d->up)
@@ -148,9 +165,9 @@ static void dir_exit(struct dir *d)
  * thread, the data on a worker): a single-issuer ring is then made anew
  * for its new owner. Only between calls, so no operation is in flight.
  */
-static int dir_ring(struct dir *d, struct io_uring **out)
+static int dir_ring(struct dir *d, int fd, struct io_uring **out)
 {
-	pid_t me = gettid();
+	pid_t me = self_tid();
 	if (d->up && d->owner != me)
 		dir_exit(d);
 	if (!d->up) {
@@ -161,6 +178,7 @@ static int dir_ring(struct dir *d, struct io_uring **out)
 			return ret;
 		d->up = true;
 		d->owner = me;
+		d->fixed = io_uring_register_files(&d->ring, &fd, 1) == 0;
 	}
 	*out = &d->ring;
 	return 0;
@@ -169,65 +187,96 @@ static int dir_ring(struct dir *d, struct io_uring **out)
 enum op { OP_SEND, OP_SEND_ZC, OP_RECV };
 
 /*
- * One message operation with its optional linked timeout: submits, then
- * waits for every CQE it produces (the op's, the timeout's, and a
- * zero-copy send's notification). Returns the op's result: bytes, or
- * -errno, -ETIMEDOUT when the io timeout cut it.
+ * One message operation: submits it and waits for every CQE it produces
+ * (the op's, a zero-copy send's notification and, after a timeout, the
+ * cancellation's). Returns the op's result: bytes, or -errno, -ETIMEDOUT
+ * when the io timeout cut it before any byte moved.
  */
 static int run(struct uring_chan *u, struct dir *d, enum op op,
 	       struct msghdr *msg, bool *copied)
 {
 	struct io_uring *r;
-	int ret = dir_ring(d, &r);
+	int ret = dir_ring(d, u->c.fd, &r);
 	if (ret)
 		return ret;
+	int fd = d->fixed ? 0 : u->c.fd;
 	/* The ring is empty between calls: there is always room. */
 	struct io_uring_sqe *sqe = io_uring_get_sqe(r);
 	switch (op) {
 	case OP_SEND:
-		io_uring_prep_sendmsg(sqe, u->c.fd, msg,
-				      MSG_NOSIGNAL | MSG_WAITALL);
+		io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL | MSG_WAITALL);
 		break;
 	case OP_SEND_ZC:
-		io_uring_prep_sendmsg_zc(sqe, u->c.fd, msg,
+		io_uring_prep_sendmsg_zc(sqe, fd, msg,
 					 MSG_NOSIGNAL | MSG_WAITALL);
 		sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
 		break;
 	case OP_RECV:
-		io_uring_prep_recvmsg(sqe, u->c.fd, msg, MSG_WAITALL);
+		io_uring_prep_recvmsg(sqe, fd, msg, MSG_WAITALL);
 		break;
 	}
+	if (d->fixed)
+		sqe->flags |= IOSQE_FIXED_FILE;
 	io_uring_sqe_set_data64(sqe, UD_OP);
-	unsigned pending = 1;
-	struct __kernel_timespec ts;
-	uint64_t ms = __atomic_load_n(&u->timeout_ms, __ATOMIC_RELAXED);
-	if (ms) {
-		sqe->flags |= IOSQE_IO_LINK;
-		ts.tv_sec = (long long)(ms / 1000);
-		ts.tv_nsec = (long long)(ms % 1000) * 1000000;
-		struct io_uring_sqe *t = io_uring_get_sqe(r);
-		io_uring_prep_link_timeout(t, &ts, 0);
-		io_uring_sqe_set_data64(t, UD_TIMEOUT);
-		pending++;
-	}
-	do
-		ret = io_uring_submit_and_wait(r, 1);
-	while (ret == -EINTR);
-	if (ret < 0)
-		return ret; /* nothing was submitted */
 
+	/* Every wait below submits what is queued: the first submits the
+	 * message and waits for its completion in one system call. Until the
+	 * message completes, the wait is bounded by the io timeout. */
+	uint64_t ms = __atomic_load_n(&u->timeout_ms, __ATOMIC_RELAXED);
+	uint64_t deadline = ms ? mfd__now_ns() + ms * 1000000ULL : 0;
 	int res = -EIO;
-	bool timed_out = false, notif = false;
-	while (pending || notif) {
-		struct io_uring_cqe *cqe;
-		ret = io_uring_wait_cqe(r, &cqe);
-		if (ret == -EINTR || ret == -EAGAIN || ret == -EBUSY)
+	bool op_done = false, notif = false, cancelling = false, cut = false;
+	while (!op_done || notif || cancelling) {
+		struct __kernel_timespec ts, *tsp = NULL;
+		bool bounded = deadline && !op_done && !cancelling;
+		/* A zero-copy notification comes when the peer has taken
+		 * the bytes: bounded by the io timeout too, and looked at
+		 * every 100 ms for a shutdown from another thread (which
+		 * does not wake this wait). */
+		bool notif_wait = op_done && notif;
+		if (bounded || notif_wait) {
+			uint64_t now = mfd__now_ns();
+			uint64_t left = !deadline	 ? UINT64_MAX
+					: deadline > now ? deadline - now
+							 : 0;
+			if (notif_wait && left > 100000000ULL)
+				left = 100000000ULL;
+			ts.tv_sec = (long long)(left / 1000000000ULL);
+			ts.tv_nsec = (long long)(left % 1000000000ULL);
+			tsp = &ts;
+		}
+		struct io_uring_cqe *cqe = NULL;
+		ret = io_uring_submit_and_wait_timeout(r, &cqe, 1, tsp, NULL);
+		if (ret == -ETIME && notif_wait && !io_uring_cq_ready(r)) {
+			/* Giving up on the notification leaves the pages
+			 * with the kernel: only when the channel is dead. */
+			if (__atomic_load_n(&u->shut, __ATOMIC_RELAXED))
+				return -EPIPE;
+			if (deadline && mfd__now_ns() >= deadline)
+				return -ETIMEDOUT;
 			continue;
-		if (ret)
+		}
+		if (ret == -ETIME && bounded && !io_uring_cq_ready(r)) {
+			if (mfd__now_ns() < deadline)
+				continue; /* woken early (a signal) */
+			/* The peer was silent for the io timeout: cancel the
+			 * message (it completes with what it moved, or
+			 * -ECANCELED); the next wait submits the cancel. */
+			struct io_uring_sqe *c = io_uring_get_sqe(r);
+			io_uring_prep_cancel64(c, UD_OP, 0);
+			io_uring_sqe_set_data64(c, UD_CANCEL);
+			cancelling = cut = true;
+			continue;
+		}
+		if (ret == -ETIME || ret == -EINTR || ret == -EAGAIN ||
+		    ret == -EBUSY)
+			continue;
+		if (ret < 0)
 			return ret; /* a broken ring: the channel is dead */
-		if (cqe->user_data == UD_TIMEOUT) {
-			timed_out = cqe->res == -ETIME;
-			pending--;
+		if (!cqe)
+			continue;
+		if (cqe->user_data == UD_CANCEL) {
+			cancelling = false;
 		} else if (cqe->flags & IORING_CQE_F_NOTIF) {
 			if ((uint32_t)cqe->res & IORING_NOTIF_USAGE_ZC_COPIED)
 				*copied = true;
@@ -235,11 +284,11 @@ static int run(struct uring_chan *u, struct dir *d, enum op op,
 		} else {
 			res = cqe->res;
 			notif = cqe->flags & IORING_CQE_F_MORE;
-			pending--;
+			op_done = true;
 		}
 		io_uring_cqe_seen(r, cqe);
 	}
-	if (timed_out && res <= 0)
+	if (cut && (res == -ECANCELED || res == -EINTR))
 		return -ETIMEDOUT;
 	return res;
 }
@@ -328,6 +377,9 @@ static int uring_set_timeout(struct mfd__chan *c, uint64_t ms)
 
 static void uring_shutdown(struct mfd__chan *c, int how)
 {
+	struct uring_chan *u = (struct uring_chan *)c;
+	if (how == SHUT_RDWR)
+		__atomic_store_n(&u->shut, 1, __ATOMIC_RELAXED);
 	shutdown(c->fd, how);
 }
 

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One TCP channel pair over the io-engine under test: bulk bytes arrive
+ * whole and in order, the io timeout cuts a silent peer (also in the middle
+ * of a message), shutdown from another thread wakes a blocked call, and a
+ * channel keeps working when it changes threads.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "multifd/channels/channel.h"
+#include "multifd/internal.h"
+#include "testvm.h"
+
+static const struct mfd__transport *tp;
+static uint64_t seed;
+
+struct pair {
+	struct mfd__listener l;
+	struct mfd__chan *a, *b; /* a connected, b accepted */
+};
+
+static void pair_open(struct pair *p)
+{
+	memset(p, 0, sizeof(*p));
+	assert_int_equal(tp->listen("tcp:127.0.0.1:0", 4, &p->l), 0);
+	assert_int_equal(tp->connect(p->l.uri, 5000, &p->a), 0);
+	assert_int_equal(tp->accept(&p->l, 5000, NULL, &p->b), 0);
+}
+
+static void pair_close(struct pair *p)
+{
+	p->a->ops->close(p->a);
+	p->b->ops->close(p->b);
+	tp->listener_close(&p->l);
+}
+
+struct bulk {
+	struct mfd__chan *c;
+	uint8_t *buf;
+	size_t len;
+	int ret;
+};
+
+/* Sends buf as iovecs of varying sizes, in 3 messages. */
+static void *bulk_send(void *arg)
+{
+	struct bulk *b = arg;
+	size_t third = b->len / 3, off = 0;
+	for (int m = 0; m < 3 && !b->ret; m++) {
+		size_t end = m == 2 ? b->len : off + third;
+		struct iovec iov[8];
+		int n = 0;
+		size_t chunk = (end - off) / 7 + 1;
+		for (size_t o = off; o < end; o += chunk) {
+			iov[n].iov_base = b->buf + o;
+			iov[n].iov_len = o + chunk > end ? end - o : chunk;
+			n++;
+		}
+		b->ret = b->c->ops->sendv(b->c, iov, n);
+		off = end;
+	}
+	return NULL;
+}
+
+static void test_bulk(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p);
+	size_t len = (8u << 20) + 12345;
+	uint8_t *src = malloc(len), *dst = calloc(1, len);
+	assert_non_null(src);
+	assert_non_null(dst);
+	uint64_t x = seed | 1;
+	for (size_t i = 0; i < len; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		src[i] = (uint8_t)x;
+	}
+	assert_int_equal(p.a->ops->set_timeout(p.a, 5000), 0);
+	assert_int_equal(p.b->ops->set_timeout(p.b, 5000), 0);
+	struct bulk b = { .c = p.a, .buf = src, .len = len };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, bulk_send, &b), 0);
+	/* Received in pieces that do not match the sends. */
+	size_t off = 0, piece = 100003;
+	while (off < len) {
+		size_t n = len - off < piece ? len - off : piece;
+		struct iovec iov[2] = { { dst + off, n / 2 },
+					{ dst + off + n / 2, n - n / 2 } };
+		assert_int_equal(p.b->ops->recvv(p.b, iov, 2), 0);
+		off += n;
+	}
+	pthread_join(t, NULL);
+	assert_int_equal(b.ret, 0);
+	assert_memory_equal(src, dst, len);
+	free(src);
+	free(dst);
+	pair_close(&p);
+}
+
+static void test_timeout_silent(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p);
+	assert_int_equal(p.b->ops->set_timeout(p.b, 200), 0);
+	uint8_t buf[16];
+	uint64_t t0 = tvm_now_ms();
+	assert_int_equal(p.b->ops->recv(p.b, buf, sizeof(buf)), -ETIMEDOUT);
+	uint64_t dt = tvm_now_ms() - t0;
+	assert_true(dt >= 150);
+	assert_true(dt < 5000);
+	pair_close(&p);
+}
+
+static void test_timeout_mid_message(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p);
+	assert_int_equal(p.b->ops->set_timeout(p.b, 200), 0);
+	assert_int_equal(mfd__chan_send(p.a, "hello", 5), 0);
+	uint8_t buf[16];
+	assert_int_equal(p.b->ops->recv(p.b, buf, sizeof(buf)), -ETIMEDOUT);
+	pair_close(&p);
+}
+
+static void test_timeout_then_data(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p);
+	/* A timeout that does not expire leaves the message intact. */
+	assert_int_equal(p.b->ops->set_timeout(p.b, 5000), 0);
+	for (int i = 0; i < 1000; i++) {
+		uint32_t v = (uint32_t)i, got = 0;
+		assert_int_equal(mfd__chan_send(p.a, &v, sizeof(v)), 0);
+		assert_int_equal(p.b->ops->recv(p.b, &got, sizeof(got)), 0);
+		assert_int_equal(got, v);
+	}
+	pair_close(&p);
+}
+
+struct shut {
+	struct mfd__chan *c;
+	int how;
+};
+
+static void *shut_later(void *arg)
+{
+	struct shut *s = arg;
+	usleep(100 * 1000);
+	s->c->ops->shutdown(s->c, s->how);
+	return NULL;
+}
+
+static void test_shutdown_wakes_recv(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p);
+	assert_int_equal(p.b->ops->set_timeout(p.b, 0), 0);
+	struct shut s = { p.b, SHUT_RDWR };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, shut_later, &s), 0);
+	uint8_t buf[16];
+	uint64_t t0 = tvm_now_ms();
+	int ret = p.b->ops->recv(p.b, buf, sizeof(buf));
+	pthread_join(t, NULL);
+	assert_int_not_equal(ret, 0);
+	assert_true(tvm_now_ms() - t0 < 5000);
+	/* Later calls fail at once. */
+	assert_int_not_equal(p.b->ops->recv(p.b, buf, sizeof(buf)), 0);
+	pair_close(&p);
+}
+
+static void test_shutdown_wakes_send(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p);
+	assert_int_equal(p.a->ops->set_timeout(p.a, 0), 0);
+	/* Nobody reads b: the send blocks once the buffers are full. */
+	size_t len = 64u << 20;
+	uint8_t *buf = calloc(1, len);
+	assert_non_null(buf);
+	struct shut s = { p.a, SHUT_RDWR };
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, shut_later, &s), 0);
+	int ret = mfd__chan_send(p.a, buf, len);
+	pthread_join(t, NULL);
+	assert_int_not_equal(ret, 0);
+	free(buf);
+	pair_close(&p);
+}
+
+struct hop {
+	struct mfd__chan *c;
+	uint32_t v;
+	int ret;
+};
+
+static void *hop_send(void *arg)
+{
+	struct hop *h = arg;
+	h->ret = mfd__chan_send(h->c, &h->v, sizeof(h->v));
+	return NULL;
+}
+
+static void test_thread_change(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p);
+	assert_int_equal(p.b->ops->set_timeout(p.b, 5000), 0);
+	for (uint32_t i = 0; i < 6; i++) {
+		struct hop h = { p.a, i, -1 };
+		if (i % 2) {
+			pthread_t t;
+			assert_int_equal(pthread_create(&t, NULL, hop_send, &h),
+					 0);
+			pthread_join(t, NULL);
+		} else {
+			hop_send(&h);
+		}
+		assert_int_equal(h.ret, 0);
+		uint32_t got = 99;
+		assert_int_equal(p.b->ops->recv(p.b, &got, sizeof(got)), 0);
+		assert_int_equal(got, i);
+	}
+	pair_close(&p);
+}
+
+int main(void)
+{
+	const char *engine = tvm_io_engine("test_channel");
+	tp = strcmp(engine, "uring") ? &mfd__tcp_transport
+				     : &mfd__uring_transport;
+	seed = tvm_seed("test_channel");
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_bulk),
+		cmocka_unit_test(test_timeout_silent),
+		cmocka_unit_test(test_timeout_mid_message),
+		cmocka_unit_test(test_timeout_then_data),
+		cmocka_unit_test(test_shutdown_wakes_recv),
+		cmocka_unit_test(test_shutdown_wakes_send),
+		cmocka_unit_test(test_thread_change),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
