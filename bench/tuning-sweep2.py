@@ -7,7 +7,8 @@ configuration, a row of medians. Run under the benchmark lock, as root
 
   flock /tmp/mfd-bench.lock bench/tuning-sweep2.py SECTION [REPEATS]
 
-SECTION: downtime | bandwidth | compression | io-engine
+SECTION: downtime | bandwidth | compression | io-engine |
+         io-engine-interleaved (one run per line, engines alternated)
 """
 import json
 import os
@@ -35,12 +36,12 @@ COLS = [
 ]
 
 
-def run(link, label, args):
+def run(link, label, args, reps=None):
     cmd = [BENCH, "--json", "--verify", "off"] + args
     if link != "loopback":
         cmd = ["bench/netns.sh", "--rate", link, "--bench", BENCH, "--"] + cmd[1:]
     rows = []
-    for _ in range(REPS):
+    for _ in range(reps or REPS):
         p = subprocess.run(cmd, capture_output=True, text=True)
         line = [l for l in p.stdout.splitlines() if l.startswith("{")]
         if not line:
@@ -104,6 +105,12 @@ def main():
             for e in ["sockets", "uring"]:
                 run("loopback", "%s %s" % (img, e),
                     ["--ram", "1G", "--image", img, "--io-engine", e])
+    elif sec == "io-engine-interleaved":
+        header("--ram 1G --image random, idle guest, loopback, engines alternated")
+        for _ in range(REPS):
+            for e in ["sockets", "uring"]:
+                run("loopback", "random %s" % e,
+                    ["--ram", "1G", "--image", "random", "--io-engine", e], 1)
     else:
         sys.exit(__doc__)
 
