@@ -7,7 +7,7 @@ configuration, a row of medians. Run under the benchmark lock, as root
 
   flock /tmp/mfd-bench.lock bench/tuning-sweep2.py SECTION [REPEATS]
 
-SECTION: downtime | bandwidth | compression | io-engine |
+SECTION: downtime | bandwidth | autoconverge-1gbit | compression | io-engine |
          io-engine-interleaved (one run per line, engines alternated)
 """
 import json
@@ -105,6 +105,14 @@ def main():
             for e in ["sockets", "uring"]:
                 run("loopback", "%s %s" % (img, e),
                     ["--ram", "1G", "--image", img, "--io-engine", e])
+    elif sec == "autoconverge-1gbit":
+        header("--ram 512M --image mix --writers 2 --pattern hotset "
+               "--dirty-rate 300 --downtime-limit 300, 1gbit")
+        for ac in ["off", "on"]:
+            run("1gbit", "dirty=300 dl=300ms ac=%s" % ac,
+                ["--ram", "512M", "--image", "mix", "--writers", "2",
+                 "--pattern", "hotset", "--dirty-rate", "300",
+                 "--downtime-limit", "300", "--auto-converge", ac])
     elif sec == "io-engine-interleaved":
         header("--ram 1G --image random, idle guest, loopback, engines alternated")
         for _ in range(REPS):
