@@ -239,19 +239,8 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 	 * iovec (read into them, or decompressed into them). */
 	struct mfd__ramblock *rb = &d->blocks[h->block];
 	uint64_t psize = rb->page_size;
-	int iovcnt = 0;
-	uint8_t *prev_end = NULL;
-	for (uint32_t i = 0; i < h->count; i++) {
-		uint8_t *page = rb->host + w->offsets[i];
-		if (page == prev_end) {
-			w->iov[iovcnt - 1].iov_len += psize;
-		} else {
-			w->iov[iovcnt].iov_base = page;
-			w->iov[iovcnt].iov_len = psize;
-			iovcnt++;
-		}
-		prev_end = page + psize;
-	}
+	int iovcnt =
+		mfd__pages_iov(rb->host, w->offsets, h->count, psize, w->iov);
 	if (h->flags & MFD_PKT_F_ZSTD) {
 		/* Validated: payload_len <= the bound for packet_pages
 		 * pages of 4 KiB, which is the size of codec.out. */

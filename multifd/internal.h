@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "multifd/multifd.h"
 #include "multifd/config.h"
@@ -28,6 +29,30 @@ void mfd__log(int level, const char *fmt, ...)
 #define mfd__warn(...) mfd__log(MFD_LOG_WARN, __VA_ARGS__)
 #define mfd__info(...) mfd__log(MFD_LOG_INFO, __VA_ARGS__)
 #define mfd__dbg(...) mfd__log(MFD_LOG_DEBUG, __VA_ARGS__)
+
+/*
+ * iovecs for n pages of size psize at host + offsets[i] (offsets already
+ * validated), contiguous pages coalesced into one iovec so that a fully
+ * dirty region costs one. Returns the number of iovecs written.
+ */
+static inline int mfd__pages_iov(uint8_t *host, const uint64_t *offsets,
+				 uint32_t n, uint64_t psize, struct iovec *iov)
+{
+	int iovcnt = 0;
+	uint8_t *prev_end = NULL;
+	for (uint32_t i = 0; i < n; i++) {
+		uint8_t *page = host + offsets[i];
+		if (page == prev_end) {
+			iov[iovcnt - 1].iov_len += psize;
+		} else {
+			iov[iovcnt].iov_base = page;
+			iov[iovcnt].iov_len = psize;
+			iovcnt++;
+		}
+		prev_end = page + psize;
+	}
+	return iovcnt;
+}
 
 /* Fills buf from the kernel's CSPRNG; 0 or -errno. */
 int mfd__random_bytes(void *buf, size_t len);

@@ -60,18 +60,8 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 		/* The payload's iovecs point into guest memory; contiguous
 		 * pages are coalesced so that a fully dirty region costs one
 		 * iovec. */
-		uint8_t *prev_end = NULL;
-		for (uint32_t i = 0; i < n; i++) {
-			uint8_t *page = rb->host + b->offsets[i];
-			if (page == prev_end) {
-				w->iov[iovcnt - 1].iov_len += psize;
-			} else {
-				w->iov[iovcnt].iov_base = page;
-				w->iov[iovcnt].iov_len = psize;
-				iovcnt++;
-			}
-			prev_end = page + psize;
-		}
+		iovcnt += mfd__pages_iov(rb->host, b->offsets, n, psize,
+					 w->iov + iovcnt);
 	}
 	mfd__pkt_encode(&h, w->hdr);
 	mfd__pkt_offsets_encode(b->offsets, b->n);

@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 struct mfd__chan;
@@ -68,6 +69,20 @@ struct mfd__chan {
 	int fd;	       /* pollable: readable when a message may be received */
 	char peer[64]; /* for messages */
 };
+
+/* Drops the first n bytes from msg's iovecs, after a partial transfer. */
+static inline void mfd__iov_consume(struct msghdr *msg, size_t n)
+{
+	while (msg->msg_iovlen && n >= msg->msg_iov->iov_len) {
+		n -= msg->msg_iov->iov_len;
+		msg->msg_iov++;
+		msg->msg_iovlen--;
+	}
+	if (msg->msg_iovlen) {
+		msg->msg_iov->iov_base = (uint8_t *)msg->msg_iov->iov_base + n;
+		msg->msg_iov->iov_len -= n;
+	}
+}
 
 static inline int mfd__chan_send(struct mfd__chan *c, const void *buf,
 				 size_t len)

@@ -54,20 +54,6 @@ int mfd__uri_split(const char *uri, char *host, size_t hostlen, char *port,
 	return 0;
 }
 
-/* Drops the first n bytes from msg's iovecs (after a partial transfer). */
-static void iov_consume(struct msghdr *msg, size_t n)
-{
-	while (msg->msg_iovlen && n >= msg->msg_iov->iov_len) {
-		n -= msg->msg_iov->iov_len;
-		msg->msg_iov++;
-		msg->msg_iovlen--;
-	}
-	if (msg->msg_iovlen) {
-		msg->msg_iov->iov_base = (uint8_t *)msg->msg_iov->iov_base + n;
-		msg->msg_iov->iov_len -= n;
-	}
-}
-
 static int tcp_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
 	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
@@ -81,7 +67,7 @@ static int tcp_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 			return -errno;
 		}
 		/* Partial writes are normal for sockets. */
-		iov_consume(&msg, (size_t)n);
+		mfd__iov_consume(&msg, (size_t)n);
 	}
 	return 0;
 }
@@ -107,7 +93,7 @@ static int tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 		if (n == 0)
 			return started ? MFD_ETRUNCATED : -ECONNRESET;
 		started = true;
-		iov_consume(&msg, (size_t)n);
+		mfd__iov_consume(&msg, (size_t)n);
 	}
 	return 0;
 }

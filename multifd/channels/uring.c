@@ -294,19 +294,6 @@ static int run(struct uring_chan *u, struct dir *d, enum op op,
 }
 
 /* Drops n bytes from the front of msg's iovecs. */
-static void advance(struct msghdr *msg, size_t n)
-{
-	while (msg->msg_iovlen && n >= msg->msg_iov->iov_len) {
-		n -= msg->msg_iov->iov_len;
-		msg->msg_iov++;
-		msg->msg_iovlen--;
-	}
-	if (msg->msg_iovlen) {
-		msg->msg_iov->iov_base = (uint8_t *)msg->msg_iov->iov_base + n;
-		msg->msg_iov->iov_len -= n;
-	}
-}
-
 static int uring_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
 	struct uring_chan *u = (struct uring_chan *)c;
@@ -334,7 +321,7 @@ static int uring_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 			return n == -EAGAIN ? -ETIMEDOUT : n;
 		if (n == 0)
 			return -EPIPE;
-		advance(&msg, (size_t)n);
+		mfd__iov_consume(&msg, (size_t)n);
 	}
 	return 0;
 }
@@ -357,7 +344,7 @@ static int uring_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 		if (n == 0)
 			return started ? MFD_ETRUNCATED : -ECONNRESET;
 		started = true;
-		advance(&msg, (size_t)n);
+		mfd__iov_consume(&msg, (size_t)n);
 	}
 	return 0;
 }
