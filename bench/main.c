@@ -50,7 +50,7 @@ struct bench_opts {
 	bool verify;
 	bool dest_populate;
 	bool json;
-	const char *uri; /* destination listen address */
+	const char *uri;       /* destination listen address */
 	const char *io_engine; /* NULL: the library's default */
 	const char *transport; /* "tcp" or "rdma" */
 	unsigned fill_threads;
@@ -72,9 +72,8 @@ struct bench_opts {
 	/* Guest workload and pre-copy (NULL / 0: library defaults). */
 	struct guest_opts guest;
 	unsigned measure_ms; /* guest work rate before and after */
-	const char *tracker, *downtime_limit, *max_bandwidth,
-		*auto_converge, *max_rounds, *timeout_policy,
-		*precopy_timeout;
+	const char *tracker, *downtime_limit, *max_bandwidth, *auto_converge,
+		*max_rounds, *timeout_policy, *precopy_timeout;
 	struct bench_devices_opts dev; /* --devices ... (devices.c) */
 };
 
@@ -149,7 +148,8 @@ static void usage(FILE *f)
 		"on)\n"
 		"  --uri tcp:HOST:PORT   destination listen address "
 		"(default tcp:127.0.0.1:0)\n"
-		"  --transport tcp|rdma  transport (default tcp; rdma makes the "
+		"  --transport tcp|rdma  transport (default tcp; rdma makes "
+		"the "
 		"default\n"
 		"                        --uri rdma:127.0.0.1:0)\n"
 		"  --io-engine sockets|uring  I/O of tcp channels (library "
@@ -172,7 +172,8 @@ static void usage(FILE *f)
 		"                        RAM byte for byte (default on)\n"
 		"  --compression none|zstd  page codec (default none)\n"
 		"  --zstd-level N        zstd level 1..19 (default 1)\n"
-		"  --dest-netns NAME     run the destination (its listener and\n"
+		"  --dest-netns NAME     run the destination (its listener "
+		"and\n"
 		"                        threads) in network namespace NAME\n"
 		"                        (/var/run/netns/NAME)\n"
 		"  --source-netns NAME   the same for the source side\n"
@@ -191,7 +192,8 @@ static void usage(FILE *f)
 		"hotset)\n"
 		"  --hot-fraction F      hotset: share of pages taking 90%% of "
 		"writes (default 0.1)\n"
-		"  --guest-load PCT      busy share of each writer's 10 ms slice "
+		"  --guest-load PCT      busy share of each writer's 10 ms "
+		"slice "
 		"(default 25)\n"
 		"  --guest-measure-ms N  work rate measured before and after "
 		"(default 1000)\n"
@@ -201,7 +203,8 @@ static void usage(FILE *f)
 		"  --auto-converge on|off     --max-rounds N        "
 		"--timeout-policy force|cancel\n"
 		"  --precopy-timeout MS\n"
-		"  --devices N           simulated devices (devstate/simdev.c), "
+		"  --devices N           simulated devices "
+		"(devstate/simdev.c), "
 		"DMA into the RAM\n"
 		"  --device-state SIZE   state per device (64M)\n"
 		"  --device-precopy F    share of it sent during pre-copy (0)\n"
@@ -389,24 +392,25 @@ static const struct option long_opts[] = {
 	{ "source-netns", required_argument, NULL, OPT_SOURCE_NETNS },
 	{ "io-engine", required_argument, NULL, OPT_IO_ENGINE },
 	{ "transport", required_argument, NULL, OPT_TRANSPORT },
-{"writers", required_argument, NULL, OPT_WRITERS},
-	{"dirty-rate", required_argument, NULL, OPT_DIRTY_RATE},
-	{"pattern", required_argument, NULL, OPT_PATTERN},
-	{"hot-fraction", required_argument, NULL, OPT_HOT_FRACTION},
-	{"guest-load", required_argument, NULL, OPT_GUEST_LOAD},
-	{"guest-measure-ms", required_argument, NULL, OPT_MEASURE_MS},
-	{"tracker", required_argument, NULL, OPT_TRACKER},
-	{"downtime-limit", required_argument, NULL, OPT_DOWNTIME_LIMIT},
-	{"max-bandwidth", required_argument, NULL, OPT_MAX_BANDWIDTH},
-	{"auto-converge", required_argument, NULL, OPT_AUTO_CONVERGE},
-	{"max-rounds", required_argument, NULL, OPT_MAX_ROUNDS},
-	{"timeout-policy", required_argument, NULL, OPT_TIMEOUT_POLICY},
-	{"precopy-timeout", required_argument, NULL, OPT_PRECOPY_TIMEOUT},
-	{"devices", required_argument, NULL, OPT_DEVICES},
-	{"device-state", required_argument, NULL, OPT_DEVICE_STATE},
-	{"device-precopy", required_argument, NULL, OPT_DEVICE_PRECOPY},
-	{"device-load-ms-per-mib", required_argument, NULL, OPT_DEVICE_LOAD_MS},
-	{"device-transfer", required_argument, NULL, OPT_DEVICE_TRANSFER},
+	{ "writers", required_argument, NULL, OPT_WRITERS },
+	{ "dirty-rate", required_argument, NULL, OPT_DIRTY_RATE },
+	{ "pattern", required_argument, NULL, OPT_PATTERN },
+	{ "hot-fraction", required_argument, NULL, OPT_HOT_FRACTION },
+	{ "guest-load", required_argument, NULL, OPT_GUEST_LOAD },
+	{ "guest-measure-ms", required_argument, NULL, OPT_MEASURE_MS },
+	{ "tracker", required_argument, NULL, OPT_TRACKER },
+	{ "downtime-limit", required_argument, NULL, OPT_DOWNTIME_LIMIT },
+	{ "max-bandwidth", required_argument, NULL, OPT_MAX_BANDWIDTH },
+	{ "auto-converge", required_argument, NULL, OPT_AUTO_CONVERGE },
+	{ "max-rounds", required_argument, NULL, OPT_MAX_ROUNDS },
+	{ "timeout-policy", required_argument, NULL, OPT_TIMEOUT_POLICY },
+	{ "precopy-timeout", required_argument, NULL, OPT_PRECOPY_TIMEOUT },
+	{ "devices", required_argument, NULL, OPT_DEVICES },
+	{ "device-state", required_argument, NULL, OPT_DEVICE_STATE },
+	{ "device-precopy", required_argument, NULL, OPT_DEVICE_PRECOPY },
+	{ "device-load-ms-per-mib", required_argument, NULL,
+	  OPT_DEVICE_LOAD_MS },
+	{ "device-transfer", required_argument, NULL, OPT_DEVICE_TRANSFER },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -435,7 +439,7 @@ static void parse_precopy_opt(int c, const char *arg, struct bench_opts *o)
 		break;
 	case OPT_DIRTY_RATE:
 		o->guest.dirty_mbps =
-		    parse_double_opt("dirty-rate", arg, 0, 1e6);
+			parse_double_opt("dirty-rate", arg, 0, 1e6);
 		break;
 	case OPT_PATTERN:
 		if (guest_pattern_parse(arg, &o->guest.pattern))
@@ -445,14 +449,14 @@ static void parse_precopy_opt(int c, const char *arg, struct bench_opts *o)
 		break;
 	case OPT_HOT_FRACTION:
 		o->guest.hot_fraction =
-		    parse_double_opt("hot-fraction", arg, 1e-9, 1);
+			parse_double_opt("hot-fraction", arg, 1e-9, 1);
 		break;
 	case OPT_GUEST_LOAD:
 		o->guest.load_pct = parse_uint_opt("guest-load", arg, 1, 100);
 		break;
 	case OPT_MEASURE_MS:
 		o->measure_ms =
-		    parse_uint_opt("guest-measure-ms", arg, 0, 600000);
+			parse_uint_opt("guest-measure-ms", arg, 0, 600000);
 		break;
 	case OPT_TRACKER:
 		o->tracker = arg;
@@ -488,7 +492,7 @@ static void parse_precopy_opt(int c, const char *arg, struct bench_opts *o)
 		break;
 	case OPT_DEVICE_LOAD_MS:
 		o->dev.load_ms_per_mib =
-		    parse_double_opt("device-load-ms-per-mib", arg, 0, 1e6);
+			parse_double_opt("device-load-ms-per-mib", arg, 0, 1e6);
 		break;
 	case OPT_DEVICE_TRANSFER:
 		o->dev.transfer = arg;
@@ -526,12 +530,12 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		.timeout_s = 300,
 		.mode = mode,
 		.check = true,
-	    .guest = {.dirty_mbps = 100,
-		      .pattern = GUEST_HOTSET,
-		      .hot_fraction = 0.1,
-		      .load_pct = 25},
-	    .measure_ms = 1000,
-	    .dev = {.state = 64ULL << 20, .dma_rate = 16ULL << 20},
+		.guest = { .dirty_mbps = 100,
+			   .pattern = GUEST_HOTSET,
+			   .hot_fraction = 0.1,
+			   .load_pct = 25 },
+		.measure_ms = 1000,
+		.dev = { .state = 64ULL << 20, .dma_rate = 16ULL << 20 },
 	};
 	while ((c = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
 		switch (c) {
@@ -771,13 +775,13 @@ static int precopy_config(const struct bench_opts *o, mfd_config *cfg)
 	const struct {
 		const char *key, *value;
 	} kv[] = {
-	    {"dirty-tracker", o->tracker},
-	    {"downtime-limit", o->downtime_limit},
-	    {"max-bandwidth", o->max_bandwidth},
-	    {"auto-converge", o->auto_converge},
-	    {"max-rounds", o->max_rounds},
-	    {"timeout-policy", o->timeout_policy},
-	    {"precopy-timeout", o->precopy_timeout},
+		{ "dirty-tracker", o->tracker },
+		{ "downtime-limit", o->downtime_limit },
+		{ "max-bandwidth", o->max_bandwidth },
+		{ "auto-converge", o->auto_converge },
+		{ "max-rounds", o->max_rounds },
+		{ "timeout-policy", o->timeout_policy },
+		{ "precopy-timeout", o->precopy_timeout },
 	};
 	int err = 0;
 
@@ -1048,8 +1052,8 @@ static void netns_leave(int *home)
 	if (*home < 0)
 		return;
 	if (setns(*home, CLONE_NEWNET) < 0) {
-		fprintf(stderr, "%s: back to own network namespace: %s\n",
-			prog, strerror(errno));
+		fprintf(stderr, "%s: back to own network namespace: %s\n", prog,
+			strerror(errno));
 		exit(1);
 	}
 	close(*home);
@@ -1080,8 +1084,9 @@ static void guest_check_tracker(const struct bench_opts *o,
 		mfd_source_get_stats(src, &st, sizeof(st));
 	} while (st.phase == MFD_PHASE_SETUP);
 	if (st.phase == MFD_PHASE_PRECOPY && st.tracker == 0) {
-		fprintf(stderr, "%s: uffd-wp unavailable, the writers mark "
-				"their pages instead\n",
+		fprintf(stderr,
+			"%s: uffd-wp unavailable, the writers mark "
+			"their pages instead\n",
 			prog);
 		guest_set_marking(res->hooks.guest, src);
 	}
@@ -1092,10 +1097,10 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 		    struct run_result *res)
 {
 	mfd_source_hooks sh = {
-	    .opaque = &res->hooks,
-	    .stop = hook_stop,
-	    .resume = hook_resume,
-	    .throttle = hook_throttle,
+		.opaque = &res->hooks,
+		.stop = hook_stop,
+		.resume = hook_resume,
+		.throttle = hook_throttle,
 	};
 	mfd_dest_hooks dh = {
 		.opaque = &res->hooks,
@@ -1299,12 +1304,12 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 	report_u64(r, "compressed_bytes", s->compressed_bytes);
 	report_f64(r, "compression_ratio",
 		   s->compressed_bytes ? (double)s->compress_in_bytes /
-					     (double)s->compressed_bytes
+						 (double)s->compressed_bytes
 				       : 0,
 		   3);
 	report_f64(r, "compress_cpu_s", (double)s->compress_ns / 1e9, 3);
-	report_f64(r, "decompress_cpu_s",
-		   (double)res->dst_st.compress_ns / 1e9, 3);
+	report_f64(r, "decompress_cpu_s", (double)res->dst_st.compress_ns / 1e9,
+		   3);
 	report_u64(r, "dest_pages", res->dst_st.pages);
 	report_u64(r, "packets", s->packets);
 	report_u64(r, "rounds",
@@ -1330,7 +1335,7 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 		   3);
 	report_f64(r, "dst_cpu_s_per_gib",
 		   (double)res->dst_st.cpu_ns / 1e9 /
-		       ((double)o->ram_bytes / (1 << 30)),
+			   ((double)o->ram_bytes / (1 << 30)),
 		   3);
 	report_u64(r, "stop_hooks", res->hooks.stops);
 	report_u64(r, "resume_hooks", res->hooks.resumes);
@@ -1419,8 +1424,8 @@ static void fill_report_precopy(struct report *r, const struct bench_opts *o,
 	report_f64(r, "down_ack_ms", ns_to_ms(s->down_ack_ns), 3);
 	report_f64(r, "expected_downtime_ms",
 		   s->expected_downtime_ns == UINT64_MAX
-		       ? -1
-		       : ns_to_ms(s->expected_downtime_ns),
+			   ? -1
+			   : ns_to_ms(s->expected_downtime_ns),
 		   3);
 	report_f64(r, "dirty_rate_mbps", (double)s->dirty_rate_bps / 1e6, 1);
 	report_u64(r, "throttle_pct", s->throttle_max_pct);
@@ -1436,9 +1441,9 @@ static void fill_report_precopy(struct report *r, const struct bench_opts *o,
 		report_f64(r, "guest_work_after", res->work_after / 1e6, 2);
 		report_f64(r, "guest_slowdown_pct",
 			   res->work_before > 0
-			       ? 100.0 * (1.0 - res->work_during /
-						    res->work_before)
-			       : 0,
+				   ? 100.0 * (1.0 - res->work_during /
+							    res->work_before)
+				   : 0,
 			   1);
 	}
 	if (!json)
@@ -1448,15 +1453,15 @@ static void fill_report_precopy(struct report *r, const struct bench_opts *o,
 		const mfd_round_stats *x = &res->rounds[i];
 
 		len += (size_t)snprintf(
-		    json + len, cap - len,
-		    "%s{\"round\": %u, \"pages\": %" PRIu64
-		    ", \"bytes\": %" PRIu64 ", \"ms\": %.3f, \"mbps\": %.1f"
-		    ", \"dirty_pages\": %" PRIu64 ", \"dirty_mbps\": %.1f"
-		    ", \"throttle_pct\": %u}",
-		    i ? ", " : "", x->round, x->pages, x->bytes,
-		    ns_to_ms(x->ns), (double)x->bandwidth_bps / 1e6,
-		    x->dirty_pages, (double)x->dirty_rate_bps / 1e6,
-		    x->throttle_pct);
+			json + len, cap - len,
+			"%s{\"round\": %u, \"pages\": %" PRIu64
+			", \"bytes\": %" PRIu64 ", \"ms\": %.3f, \"mbps\": %.1f"
+			", \"dirty_pages\": %" PRIu64 ", \"dirty_mbps\": %.1f"
+			", \"throttle_pct\": %u}",
+			i ? ", " : "", x->round, x->pages, x->bytes,
+			ns_to_ms(x->ns), (double)x->bandwidth_bps / 1e6,
+			x->dirty_pages, (double)x->dirty_rate_bps / 1e6,
+			x->throttle_pct);
 	}
 	snprintf(json + len, cap - len, "]");
 	report_raw(r, "round_stats", json);
@@ -1494,8 +1499,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (o.mode != MODE_LOCAL && o.dev.n) {
-		fprintf(stderr, "%s: --devices: local runs only (both sides "
-				"must register the same devices)\n",
+		fprintf(stderr,
+			"%s: --devices: local runs only (both sides "
+			"must register the same devices)\n",
 			prog);
 		err = 1;
 		goto out;

@@ -36,8 +36,8 @@ static const char *const corpus_dirs[] = {
 	"/usr/lib/x86_64-linux-gnu",
 };
 static const char *const text_dirs[] = {
-    "/usr/include",
-    "/usr/share",
+	"/usr/include",
+	"/usr/share",
 };
 
 /* ------------------------------------------------------------------ */

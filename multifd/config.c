@@ -23,372 +23,403 @@ _Static_assert(sizeof(bool) == 1, "bool fields are stored as one byte");
 	.width = sizeof(((struct mfd_config *)0)->f)
 
 /* Index = enum mfd__codec_id. */
-static const char *const compression_names[] = {"none", "zstd", NULL};
-static const char *const io_engine_names[] = {"sockets", "uring", NULL};
+static const char *const compression_names[] = { "none", "zstd", NULL };
+static const char *const io_engine_names[] = { "sockets", "uring", NULL };
 
 /*
  * Defaults are written the way mfd_config_get() prints them, so that the
  * table, the printed values and docs/config.md all read the same.
  */
-static const char *const tls_modes[] = {"off", "cert", "psk", NULL};
-static const char *const tracker_choices[] = {"manual", "uffd-wp", NULL};
-static const char *const policy_choices[] = {"force", "cancel", NULL};
+static const char *const tls_modes[] = { "off", "cert", "psk", NULL };
+static const char *const tracker_choices[] = { "manual", "uffd-wp", NULL };
+static const char *const policy_choices[] = { "force", "cancel", NULL };
 /* Index = enum mfd__dev_transfer_cfg. */
-static const char *const devxfer_choices[] = {"main", "multifd", NULL};
+static const char *const devxfer_choices[] = { "main", "multifd", NULL };
 
 const struct mfd__cfg_key mfd__cfg_keys[] = {
-    {
-	.section = "migration",
-	.name = "channels",
-	.type = MFD__CFG_UINT,
-	.def = "2",
-	.min = 1,
-	.max = 64,
-	FIELD(channels),
-	.doc =
-	    "Number of data channels, each with its own connection and worker.",
-    },
-    {
-	.section = "migration",
-	.name = "packet-pages",
-	.type = MFD__CFG_UINT,
-	.def = "128",
-	.min = 1,
-	.max = 1024,
-	FIELD(packet_pages),
-	.doc = "Maximum number of guest pages in one packet.",
-    },
-    {
-	.section = "migration",
-	.name = "verify",
-	.type = MFD__CFG_BOOL,
-	.def = "off",
-	.min = 0,
-	.max = 1,
-	FIELD(verify),
-	.doc = "Send a digest of every RAM block at the end; the destination "
-	       "checks it.",
-    },
-    {
-	.section = "migration",
-	.name = "max-rounds",
-	.type = MFD__CFG_UINT,
-	.def = "30",
-	.min = 1,
-	.max = 100000,
-	FIELD(max_rounds),
-	.doc = "Most pre-copy rounds; when reached without meeting the "
-	       "downtime target, timeout-policy applies.",
-    },
-    {
-	.section = "migration",
-	.name = "downtime-limit",
-	.type = MFD__CFG_MS,
-	.def = "300ms",
-	.min = 1,
-	.max = 3600000,
-	FIELD(downtime_limit_ms),
-	.doc = "Downtime target: switch over once the remaining dirty pages "
-	       "can be sent within it.",
-    },
-    {
-	.section = "migration",
-	.name = "connect-timeout",
-	.type = MFD__CFG_MS,
-	.def = "5000ms",
-	.min = 100,
-	.max = 600000,
-	FIELD(connect_timeout_ms),
-	.doc = "Time allowed to connect a channel and complete its handshake.",
-    },
-    {
-	.section = "migration",
-	.name = "max-pending-connections",
-	.type = MFD__CFG_UINT,
-	.def = "16",
-	.min = 1,
-	.max = 1024,
-	FIELD(max_pending),
-	.doc = "Destination: connections held at once until they have sent "
-	       "their whole hello (each for at most connect-timeout); when "
-	       "full, the oldest is dropped.",
-    },
-    {
-	.section = "migration",
-	.name = "io-timeout",
-	.type = MFD__CFG_MS,
-	.def = "30000ms",
-	.min = 100,
-	.max = 3600000,
-	FIELD(io_timeout_ms),
-	.doc = "A channel that makes no progress for this long fails the "
-	       "migration.",
-    },
-    {
-	.section = "migration",
-	.name = "compression",
-	.type = MFD__CFG_ENUM,
-	.def = "none",
-	.min = 0,
-	.max = 1,
-	FIELD(compression),
-	.choices = compression_names,
-	.doc = "Page codec of the data channels: none or zstd (one streaming "
-	       "context per channel). Zero pages are detected either way.",
-    },
-    {
-	.section = "migration",
-	.name = "zstd-level",
-	.type = MFD__CFG_UINT,
-	.def = "1",
-	.min = 1,
-	.max = 19,
-	FIELD(zstd_level),
-	.doc = "zstd compression level (source side).",
-    },
-    {
-	.section = "migration",
-	.name = "io-engine",
-	.type = MFD__CFG_ENUM,
-	.def = "sockets",
-	.min = 0,
-	.max = 1,
-	FIELD(io_engine),
-	.choices = io_engine_names,
-	.doc = "How tcp: channels do their I/O: sockets (sendmsg/recvmsg) or "
-	       "uring (io_uring; zero-copy sends where they avoid a copy).",
-    },
-    {
-	.section = "migration",
-	.name = "auth-key-file",
-	.type = MFD__CFG_PATH,
-	.def = "",
-	.min = 0,
-	.max = MFD_CFG_PATH_MAX - 1,
-	FIELD(auth_key_file),
-	.doc = "File with the pre-shared key (hex or raw, not readable by "
-	       "others); when set, every connection is authenticated "
-	       "(docs/security.md). Empty: no authentication.",
-    },
-    {
-	.section = "migration",
-	.name = "tls",
-	.type = MFD__CFG_ENUM,
-	.def = "off",
-	.min = 0,
-	.max = 2,
-	.choices = tls_modes,
-	FIELD(tls),
-	.doc = "TLS 1.3 on every channel: off, cert (X.509 certificates) or "
-	       "psk (external pre-shared key from tls-psk-file).",
-    },
-    {
-	.section = "migration",
-	.name = "tls-ca",
-	.type = MFD__CFG_STR,
-	.def = "",
-	.min = 0,
-	.max = MFD__CFG_PATH_MAX - 1,
-	FIELD(tls_ca),
-	.doc = "PEM file of the CA certificates the peer's certificate must "
-	       "chain to (empty: the system's default store).",
-    },
-    {
-	.section = "migration",
-	.name = "tls-cert",
-	.type = MFD__CFG_STR,
-	.def = "",
-	.min = 0,
-	.max = MFD__CFG_PATH_MAX - 1,
-	FIELD(tls_cert),
-	.doc = "PEM file of this side's certificate (chain); required on the "
-	       "destination with tls=cert, optional on the source.",
-    },
-    {
-	.section = "migration",
-	.name = "tls-key",
-	.type = MFD__CFG_STR,
-	.def = "",
-	.min = 0,
-	.max = MFD__CFG_PATH_MAX - 1,
-	FIELD(tls_key),
-	.doc = "PEM file of the private key of tls-cert (empty: read it from "
-	       "tls-cert).",
-    },
-    {
-	.section = "migration",
-	.name = "tls-psk-file",
-	.type = MFD__CFG_STR,
-	.def = "",
-	.min = 0,
-	.max = MFD__CFG_PATH_MAX - 1,
-	FIELD(tls_psk_file),
-	.doc = "With tls=psk: file holding the shared secret (16 to 4096 "
-	       "bytes, e.g. 64 hex digits); the key is its SHA-256.",
-    },
-    {
-	.section = "migration",
-	.name = "tls-hostname",
-	.type = MFD__CFG_STR,
-	.def = "",
-	.min = 0,
-	.max = 255,
-	FIELD(tls_hostname),
-	.doc = "Source with tls=cert: the DNS name or IP address the "
-	       "destination's certificate must carry (empty: the URI's host).",
-    },
-    {
-	.section = "migration",
-	.name = "tls-verify-peer",
-	.type = MFD__CFG_BOOL,
-	.def = "off",
-	.min = 0,
-	.max = 1,
-	FIELD(tls_verify_peer),
-	.doc = "Destination with tls=cert: require a client certificate that "
-	       "chains to tls-ca; a source without one is refused.",
-    },
-    {
-	.section = "migration",
-	.name = "dirty-tracker",
-	.type = MFD__CFG_ENUM,
-	.def = "manual",
-	.min = 0,
-	.max = 1,
-	FIELD(dirty_tracker),
-	.choices = tracker_choices,
-	.doc = "Where dirty pages come from: manual (mfd_source_mark_dirty and "
-	       "the sync_dirty hook) or uffd-wp (the kernel's write "
-	       "protection of the source RAM; falls back to manual where "
-	       "unsupported).",
-    },
-    {
-	.section = "migration",
-	.name = "max-bandwidth",
-	.type = MFD__CFG_UINT,
-	.size = true,
-	.def = "0",
-	.min = 0,
-	.max = 1ULL << 40,
-	FIELD(max_bandwidth),
-	.doc = "Bytes per second all channels together may send before "
-	       "switchover (0 = unlimited); never applied during downtime.",
-    },
-    {
-	.section = "migration",
-	.name = "auto-converge",
-	.type = MFD__CFG_BOOL,
-	.def = "off",
-	.min = 0,
-	.max = 1,
-	FIELD(auto_converge),
-	.doc = "Throttle the guest through the throttle hook while it dirties "
-	       "memory faster than it can be sent.",
-    },
-    {
-	.section = "migration",
-	.name = "cpu-throttle-initial",
-	.type = MFD__CFG_UINT,
-	.def = "20",
-	.min = 1,
-	.max = 99,
-	FIELD(throttle_initial),
-	.doc = "First throttle percentage of auto-converge.",
-    },
-    {
-	.section = "migration",
-	.name = "cpu-throttle-increment",
-	.type = MFD__CFG_UINT,
-	.def = "10",
-	.min = 1,
-	.max = 99,
-	FIELD(throttle_increment),
-	.doc = "Throttle percentage added each time auto-converge steps up.",
-    },
-    {
-	.section = "migration",
-	.name = "cpu-throttle-max",
-	.type = MFD__CFG_UINT,
-	.def = "99",
-	.min = 1,
-	.max = 99,
-	FIELD(throttle_max),
-	.doc = "Highest throttle percentage auto-converge applies.",
-    },
-    {
-	.section = "migration",
-	.name = "throttle-trigger-threshold",
-	.type = MFD__CFG_UINT,
-	.def = "50",
-	.min = 1,
-	.max = 100,
-	FIELD(throttle_threshold),
-	.doc = "Auto-converge steps up after two rounds in which the guest "
-	       "dirtied more than this percentage of the bytes sent.",
-    },
-    {
-	.section = "migration",
-	.name = "precopy-timeout",
-	.type = MFD__CFG_MS,
-	.def = "0ms",
-	.min = 0,
-	.max = 86400000,
-	FIELD(precopy_timeout_ms),
-	.doc = "Longest pre-copy phase (0 = no limit); then timeout-policy "
-	       "applies.",
-    },
-    {
-	.section = "migration",
-	.name = "timeout-policy",
-	.type = MFD__CFG_ENUM,
-	.def = "force",
-	.min = 0,
-	.max = 1,
-	FIELD(timeout_policy),
-	.choices = policy_choices,
-	.doc = "When max-rounds or precopy-timeout ends pre-copy unconverged: "
-	       "force (switch over anyway) or cancel (fail with "
-	       "MFD_ENOCONVERGE, the guest runs on at the source).",
-    },
-    {
-	.section = "migration",
-	.name = "device-transfer",
-	.type = MFD__CFG_ENUM,
-	.def = "multifd",
-	.min = 0,
-	.max = 1,
-	FIELD(device_transfer),
-	.choices = devxfer_choices,
-	.doc = "How device state travels: main (on the main channel after the "
-	       "RAM, loaded serially) or multifd (chunks over the data "
-	       "channels, one loader thread per device).",
-    },
-    {
-	.section = "migration",
-	.name = "device-buffer-max",
-	.type = MFD__CFG_UINT,
-	.size = true,
-	.def = "67108864",
-	.min = 8192,
-	.max = 1ULL << 40,
-	FIELD(device_buffer_max),
-	.doc = "Destination, multifd device transfer: most device-state bytes "
-	       "held for reordering; a channel whose chunk does not fit waits "
-	       "(raised to twice the source's chunk size when below it).",
-    },
-    {
-	.section = "migration",
-	.name = "device-chunk-size",
-	.type = MFD__CFG_UINT,
-	.size = true,
-	.def = "524288",
-	.min = 4096,
-	.max = 1048560,
-	FIELD(device_chunk_size),
-	.doc = "Source: bytes of device state per chunk (DEVICE packet or "
-	       "DEVICE_DATA message).",
-    },
-    {.name = NULL},
+	{
+		.section = "migration",
+		.name = "channels",
+		.type = MFD__CFG_UINT,
+		.def = "2",
+		.min = 1,
+		.max = 64,
+		FIELD(channels),
+		.doc = "Number of data channels, each with its own connection "
+		       "and worker.",
+	},
+	{
+		.section = "migration",
+		.name = "packet-pages",
+		.type = MFD__CFG_UINT,
+		.def = "128",
+		.min = 1,
+		.max = 1024,
+		FIELD(packet_pages),
+		.doc = "Maximum number of guest pages in one packet.",
+	},
+	{
+		.section = "migration",
+		.name = "verify",
+		.type = MFD__CFG_BOOL,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(verify),
+		.doc = "Send a digest of every RAM block at the end; the "
+		       "destination "
+		       "checks it.",
+	},
+	{
+		.section = "migration",
+		.name = "max-rounds",
+		.type = MFD__CFG_UINT,
+		.def = "30",
+		.min = 1,
+		.max = 100000,
+		FIELD(max_rounds),
+		.doc = "Most pre-copy rounds; when reached without meeting the "
+		       "downtime target, timeout-policy applies.",
+	},
+	{
+		.section = "migration",
+		.name = "downtime-limit",
+		.type = MFD__CFG_MS,
+		.def = "300ms",
+		.min = 1,
+		.max = 3600000,
+		FIELD(downtime_limit_ms),
+		.doc = "Downtime target: switch over once the remaining dirty "
+		       "pages "
+		       "can be sent within it.",
+	},
+	{
+		.section = "migration",
+		.name = "connect-timeout",
+		.type = MFD__CFG_MS,
+		.def = "5000ms",
+		.min = 100,
+		.max = 600000,
+		FIELD(connect_timeout_ms),
+		.doc = "Time allowed to connect a channel and complete its "
+		       "handshake.",
+	},
+	{
+		.section = "migration",
+		.name = "max-pending-connections",
+		.type = MFD__CFG_UINT,
+		.def = "16",
+		.min = 1,
+		.max = 1024,
+		FIELD(max_pending),
+		.doc = "Destination: connections held at once until they have "
+		       "sent "
+		       "their whole hello (each for at most connect-timeout); "
+		       "when "
+		       "full, the oldest is dropped.",
+	},
+	{
+		.section = "migration",
+		.name = "io-timeout",
+		.type = MFD__CFG_MS,
+		.def = "30000ms",
+		.min = 100,
+		.max = 3600000,
+		FIELD(io_timeout_ms),
+		.doc = "A channel that makes no progress for this long fails "
+		       "the "
+		       "migration.",
+	},
+	{
+		.section = "migration",
+		.name = "compression",
+		.type = MFD__CFG_ENUM,
+		.def = "none",
+		.min = 0,
+		.max = 1,
+		FIELD(compression),
+		.choices = compression_names,
+		.doc = "Page codec of the data channels: none or zstd (one "
+		       "streaming "
+		       "context per channel). Zero pages are detected either "
+		       "way.",
+	},
+	{
+		.section = "migration",
+		.name = "zstd-level",
+		.type = MFD__CFG_UINT,
+		.def = "1",
+		.min = 1,
+		.max = 19,
+		FIELD(zstd_level),
+		.doc = "zstd compression level (source side).",
+	},
+	{
+		.section = "migration",
+		.name = "io-engine",
+		.type = MFD__CFG_ENUM,
+		.def = "sockets",
+		.min = 0,
+		.max = 1,
+		FIELD(io_engine),
+		.choices = io_engine_names,
+		.doc = "How tcp: channels do their I/O: sockets "
+		       "(sendmsg/recvmsg) or "
+		       "uring (io_uring; zero-copy sends where they avoid a "
+		       "copy).",
+	},
+	{
+		.section = "migration",
+		.name = "auth-key-file",
+		.type = MFD__CFG_PATH,
+		.def = "",
+		.min = 0,
+		.max = MFD_CFG_PATH_MAX - 1,
+		FIELD(auth_key_file),
+		.doc = "File with the pre-shared key (hex or raw, not readable "
+		       "by "
+		       "others); when set, every connection is authenticated "
+		       "(docs/security.md). Empty: no authentication.",
+	},
+	{
+		.section = "migration",
+		.name = "tls",
+		.type = MFD__CFG_ENUM,
+		.def = "off",
+		.min = 0,
+		.max = 2,
+		.choices = tls_modes,
+		FIELD(tls),
+		.doc = "TLS 1.3 on every channel: off, cert (X.509 "
+		       "certificates) or "
+		       "psk (external pre-shared key from tls-psk-file).",
+	},
+	{
+		.section = "migration",
+		.name = "tls-ca",
+		.type = MFD__CFG_STR,
+		.def = "",
+		.min = 0,
+		.max = MFD__CFG_PATH_MAX - 1,
+		FIELD(tls_ca),
+		.doc = "PEM file of the CA certificates the peer's certificate "
+		       "must "
+		       "chain to (empty: the system's default store).",
+	},
+	{
+		.section = "migration",
+		.name = "tls-cert",
+		.type = MFD__CFG_STR,
+		.def = "",
+		.min = 0,
+		.max = MFD__CFG_PATH_MAX - 1,
+		FIELD(tls_cert),
+		.doc = "PEM file of this side's certificate (chain); required "
+		       "on the "
+		       "destination with tls=cert, optional on the source.",
+	},
+	{
+		.section = "migration",
+		.name = "tls-key",
+		.type = MFD__CFG_STR,
+		.def = "",
+		.min = 0,
+		.max = MFD__CFG_PATH_MAX - 1,
+		FIELD(tls_key),
+		.doc = "PEM file of the private key of tls-cert (empty: read "
+		       "it from "
+		       "tls-cert).",
+	},
+	{
+		.section = "migration",
+		.name = "tls-psk-file",
+		.type = MFD__CFG_STR,
+		.def = "",
+		.min = 0,
+		.max = MFD__CFG_PATH_MAX - 1,
+		FIELD(tls_psk_file),
+		.doc = "With tls=psk: file holding the shared secret (16 to "
+		       "4096 "
+		       "bytes, e.g. 64 hex digits); the key is its SHA-256.",
+	},
+	{
+		.section = "migration",
+		.name = "tls-hostname",
+		.type = MFD__CFG_STR,
+		.def = "",
+		.min = 0,
+		.max = 255,
+		FIELD(tls_hostname),
+		.doc = "Source with tls=cert: the DNS name or IP address the "
+		       "destination's certificate must carry (empty: the URI's "
+		       "host).",
+	},
+	{
+		.section = "migration",
+		.name = "tls-verify-peer",
+		.type = MFD__CFG_BOOL,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(tls_verify_peer),
+		.doc = "Destination with tls=cert: require a client "
+		       "certificate that "
+		       "chains to tls-ca; a source without one is refused.",
+	},
+	{
+		.section = "migration",
+		.name = "dirty-tracker",
+		.type = MFD__CFG_ENUM,
+		.def = "manual",
+		.min = 0,
+		.max = 1,
+		FIELD(dirty_tracker),
+		.choices = tracker_choices,
+		.doc = "Where dirty pages come from: manual "
+		       "(mfd_source_mark_dirty and "
+		       "the sync_dirty hook) or uffd-wp (the kernel's write "
+		       "protection of the source RAM; falls back to manual "
+		       "where "
+		       "unsupported).",
+	},
+	{
+		.section = "migration",
+		.name = "max-bandwidth",
+		.type = MFD__CFG_UINT,
+		.size = true,
+		.def = "0",
+		.min = 0,
+		.max = 1ULL << 40,
+		FIELD(max_bandwidth),
+		.doc = "Bytes per second all channels together may send before "
+		       "switchover (0 = unlimited); never applied during "
+		       "downtime.",
+	},
+	{
+		.section = "migration",
+		.name = "auto-converge",
+		.type = MFD__CFG_BOOL,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(auto_converge),
+		.doc = "Throttle the guest through the throttle hook while it "
+		       "dirties "
+		       "memory faster than it can be sent.",
+	},
+	{
+		.section = "migration",
+		.name = "cpu-throttle-initial",
+		.type = MFD__CFG_UINT,
+		.def = "20",
+		.min = 1,
+		.max = 99,
+		FIELD(throttle_initial),
+		.doc = "First throttle percentage of auto-converge.",
+	},
+	{
+		.section = "migration",
+		.name = "cpu-throttle-increment",
+		.type = MFD__CFG_UINT,
+		.def = "10",
+		.min = 1,
+		.max = 99,
+		FIELD(throttle_increment),
+		.doc = "Throttle percentage added each time auto-converge "
+		       "steps up.",
+	},
+	{
+		.section = "migration",
+		.name = "cpu-throttle-max",
+		.type = MFD__CFG_UINT,
+		.def = "99",
+		.min = 1,
+		.max = 99,
+		FIELD(throttle_max),
+		.doc = "Highest throttle percentage auto-converge applies.",
+	},
+	{
+		.section = "migration",
+		.name = "throttle-trigger-threshold",
+		.type = MFD__CFG_UINT,
+		.def = "50",
+		.min = 1,
+		.max = 100,
+		FIELD(throttle_threshold),
+		.doc = "Auto-converge steps up after two rounds in which the "
+		       "guest "
+		       "dirtied more than this percentage of the bytes sent.",
+	},
+	{
+		.section = "migration",
+		.name = "precopy-timeout",
+		.type = MFD__CFG_MS,
+		.def = "0ms",
+		.min = 0,
+		.max = 86400000,
+		FIELD(precopy_timeout_ms),
+		.doc = "Longest pre-copy phase (0 = no limit); then "
+		       "timeout-policy "
+		       "applies.",
+	},
+	{
+		.section = "migration",
+		.name = "timeout-policy",
+		.type = MFD__CFG_ENUM,
+		.def = "force",
+		.min = 0,
+		.max = 1,
+		FIELD(timeout_policy),
+		.choices = policy_choices,
+		.doc = "When max-rounds or precopy-timeout ends pre-copy "
+		       "unconverged: "
+		       "force (switch over anyway) or cancel (fail with "
+		       "MFD_ENOCONVERGE, the guest runs on at the source).",
+	},
+	{
+		.section = "migration",
+		.name = "device-transfer",
+		.type = MFD__CFG_ENUM,
+		.def = "multifd",
+		.min = 0,
+		.max = 1,
+		FIELD(device_transfer),
+		.choices = devxfer_choices,
+		.doc = "How device state travels: main (on the main channel "
+		       "after the "
+		       "RAM, loaded serially) or multifd (chunks over the data "
+		       "channels, one loader thread per device).",
+	},
+	{
+		.section = "migration",
+		.name = "device-buffer-max",
+		.type = MFD__CFG_UINT,
+		.size = true,
+		.def = "67108864",
+		.min = 8192,
+		.max = 1ULL << 40,
+		FIELD(device_buffer_max),
+		.doc = "Destination, multifd device transfer: most "
+		       "device-state bytes "
+		       "held for reordering; a channel whose chunk does not "
+		       "fit waits "
+		       "(raised to twice the source's chunk size when below "
+		       "it).",
+	},
+	{
+		.section = "migration",
+		.name = "device-chunk-size",
+		.type = MFD__CFG_UINT,
+		.size = true,
+		.def = "524288",
+		.min = 4096,
+		.max = 1048560,
+		FIELD(device_chunk_size),
+		.doc = "Source: bytes of device state per chunk (DEVICE packet "
+		       "or "
+		       "DEVICE_DATA message).",
+	},
+	{ .name = NULL },
 };
 
 /* Longest part of a rejected value echoed in a message. */

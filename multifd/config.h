@@ -35,8 +35,8 @@ struct mfd_config {
 	char tls_cert[MFD__CFG_PATH_MAX]; /* own certificate chain (PEM) */
 	char tls_key[MFD__CFG_PATH_MAX];  /* own private key (PEM) */
 	char tls_psk_file[MFD__CFG_PATH_MAX];
-	char tls_hostname[256]; /* name the source checks; "" = URI host */
-	bool tls_verify_peer;	/* destination requires a client cert */
+	char tls_hostname[256];	     /* name the source checks; "" = URI host */
+	bool tls_verify_peer;	     /* destination requires a client cert */
 	uint32_t dirty_tracker;	     /* enum mfd__tracker_kind */
 	uint64_t max_bandwidth;	     /* bytes/s before switchover, 0 = any */
 	bool auto_converge;	     /* throttle the guest when needed */

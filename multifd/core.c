@@ -77,8 +77,8 @@ void mfd__log(int level, const char *fmt, ...)
 	}
 	if (level > lvl)
 		return;
-	static const char *const tags[] = {"error", "warning", "info",
-					   "debug"};
+	static const char *const tags[] = { "error", "warning", "info",
+					    "debug" };
 	char line[1024];
 	va_list ap;
 	va_start(ap, fmt);
@@ -141,7 +141,8 @@ static void *digest_thread(void *arg)
 			len = MFD_DIGEST_CHUNK;
 		XXH128_canonical_t cd;
 		XXH128_canonicalFromHash(
-			&cd, XXH3_128bits(dw->blocks[b].host + off, (size_t)len));
+			&cd,
+			XXH3_128bits(dw->blocks[b].host + off, (size_t)len));
 		memcpy(dw->chunk_digests[b] + c * MFD_DIGEST_SIZE, cd.digest,
 		       MFD_DIGEST_SIZE);
 	}
@@ -150,7 +151,7 @@ static void *digest_thread(void *arg)
 int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
 		       uint8_t (*out)[MFD_DIGEST_SIZE])
 {
-	struct digest_work dw = {.blocks = blocks, .nblocks = n};
+	struct digest_work dw = { .blocks = blocks, .nblocks = n };
 	int ret = -ENOMEM;
 	dw.chunk_digests = calloc(n, sizeof(*dw.chunk_digests));
 	dw.first_chunk = calloc(n, sizeof(*dw.first_chunk));
@@ -178,10 +179,10 @@ int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
 		pthread_join(th[i], NULL);
 	for (unsigned i = 0; i < n; i++) {
 		XXH128_canonical_t cd;
-		XXH128_canonicalFromHash(
-			&cd, XXH3_128bits(dw.chunk_digests[i],
-					  nchunks(blocks[i].size) *
-						  MFD_DIGEST_SIZE));
+		XXH128_canonicalFromHash(&cd,
+					 XXH3_128bits(dw.chunk_digests[i],
+						      nchunks(blocks[i].size) *
+							      MFD_DIGEST_SIZE));
 		memcpy(out[i], cd.digest, MFD_DIGEST_SIZE);
 	}
 	ret = 0;

@@ -17,8 +17,7 @@ int mfd__ctl_recv(struct mfd__chan *c, struct mfd_ctl_hdr *h,
 void mfd__ctl_send_error(struct mfd__chan *c, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Turns an ERROR payload into the peer's code (logged with its text). */
-int mfd__ctl_peer_error(const uint8_t *payload, uint32_t len,
-			const char *who);
+int mfd__ctl_peer_error(const uint8_t *payload, uint32_t len, const char *who);
 
 int mfd__hello_send(struct mfd__chan *c, const struct mfd_hello *h);
 int mfd__hello_recv(struct mfd__chan *c, struct mfd_hello *h);

@@ -170,8 +170,8 @@ int mfd_dest_add_device(mfd_dest *d, const char *name,
 }
 /* ---- end device state ---- */
 
-int mfd_dest_add_block(mfd_dest *d, const char *name, void *host,
-		       uint64_t size, uint32_t page_size)
+int mfd_dest_add_block(mfd_dest *d, const char *name, void *host, uint64_t size,
+		       uint32_t page_size)
 {
 	if (!d || !name)
 		return -EINVAL;
@@ -256,7 +256,7 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 		STAT_ADD(d->compressed_bytes, h->payload_len);
 		STAT_ADD(d->compress_in_bytes, h->count * psize);
 	} else if (iovcnt && (ret = mfd__chan_recv_payload(w->chan, h->block,
-							  w->iov, iovcnt))) {
+							   w->iov, iovcnt))) {
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
 	}
 	/* Zero pages: only where a page with contents landed before. */

@@ -38,9 +38,9 @@ struct mfd__devload {
 	/* Called by a loader thread whose device failed. */
 	void (*fail)(void *ctx, int err);
 	void *fail_ctx;
-	uint64_t bytes;	  /* applied, atomic */
-	uint64_t t_round; /* the last ROUND message, atomic */
-	uint64_t down_ns; /* atomic */
+	uint64_t bytes;	      /* applied, atomic */
+	uint64_t t_round;     /* the last ROUND message, atomic */
+	uint64_t down_ns;     /* atomic */
 	uint64_t peak, waits; /* reorder stats, atomic, set at the end */
 };
 

@@ -21,14 +21,19 @@ uint64_t mfd__now_ns(void);
 /* CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), ns. */
 uint64_t mfd__thread_cpu_ns(void);
 
-enum { MFD_LOG_ERROR = 0, MFD_LOG_WARN = 1, MFD_LOG_INFO = 2, MFD_LOG_DEBUG = 3 };
+enum {
+	MFD_LOG_ERROR = 0,
+	MFD_LOG_WARN = 1,
+	MFD_LOG_INFO = 2,
+	MFD_LOG_DEBUG = 3
+};
 /* Logs to stderr when level <= $MFD_LOG (default: warnings). */
 void mfd__log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
-#define mfd__err(...) mfd__log(MFD_LOG_ERROR, __VA_ARGS__)
+#define mfd__err(...)  mfd__log(MFD_LOG_ERROR, __VA_ARGS__)
 #define mfd__warn(...) mfd__log(MFD_LOG_WARN, __VA_ARGS__)
 #define mfd__info(...) mfd__log(MFD_LOG_INFO, __VA_ARGS__)
-#define mfd__dbg(...) mfd__log(MFD_LOG_DEBUG, __VA_ARGS__)
+#define mfd__dbg(...)  mfd__log(MFD_LOG_DEBUG, __VA_ARGS__)
 
 /*
  * iovecs for n pages of size psize at host + offsets[i] (offsets already
@@ -102,10 +107,10 @@ void mfd__barrier_abort(struct mfd__barrier *b);
 void AnnotateIgnoreReadsBegin(const char *file, int line);
 void AnnotateIgnoreReadsEnd(const char *file, int line);
 #define MFD_GUEST_READS_BEGIN() AnnotateIgnoreReadsBegin(__FILE__, __LINE__)
-#define MFD_GUEST_READS_END() AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
+#define MFD_GUEST_READS_END()	AnnotateIgnoreReadsEnd(__FILE__, __LINE__)
 #else
 #define MFD_GUEST_READS_BEGIN() ((void)0)
-#define MFD_GUEST_READS_END() ((void)0)
+#define MFD_GUEST_READS_END()	((void)0)
 #endif
 
 #endif /* MULTIFD_INTERNAL_H */

@@ -8,7 +8,6 @@
 
 #include "multifd/pool.h"
 
-
 static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 {
 	struct mfd__ramblock *rb = &w->pool->blocks[b->block];
@@ -166,9 +165,8 @@ static void rate_wait(struct mfd__pool *p, uint64_t bytes)
 	uint64_t now = mfd__now_ns();
 	uint64_t cur = __atomic_load_n(&p->bucket_ns, __ATOMIC_RELAXED), next;
 	do {
-		uint64_t start = cur + RATE_BURST_NS < now
-					 ? now - RATE_BURST_NS
-					 : cur;
+		uint64_t start =
+			cur + RATE_BURST_NS < now ? now - RATE_BURST_NS : cur;
 		next = start + cost;
 	} while (!__atomic_compare_exchange_n(&p->bucket_ns, &cur, next, false,
 					      __ATOMIC_RELAXED,
@@ -181,7 +179,7 @@ static void rate_wait(struct mfd__pool *p, uint64_t bytes)
 		uint64_t ns = next - now;
 		if (ns > 2000000)
 			ns = 2000000;
-		struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ns};
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = (long)ns };
 		nanosleep(&ts, NULL);
 	}
 }

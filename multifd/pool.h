@@ -55,7 +55,7 @@ struct mfd__pool;
 struct mfd__job_slot {
 	enum mfd__job job;
 	uint32_t round;
-	struct mfd__batch *batch; /* PAGES only */
+	struct mfd__batch *batch;    /* PAGES only */
 	struct mfd__devchunk *chunk; /* DEVICE only */
 };
 

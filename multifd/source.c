@@ -25,7 +25,7 @@ struct mfd_source {
 	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
 	unsigned nblocks;
 	char uri[256];
-	struct mfd__key key; /* loaded at start; len 0: no authentication */
+	struct mfd__key key;  /* loaded at start; len 0: no authentication */
 	struct mfd__tls *tls; /* NULL without TLS */
 
 	pthread_mutex_t lock; /* guards the fields below it up to stats */
@@ -44,7 +44,7 @@ struct mfd_source {
 	int error;  /* first cause, atomic */
 	int cancel; /* atomic */
 	int result;
-	bool stopped; /* migration thread only */
+	bool stopped;		     /* migration thread only */
 	struct mfd__tracker tracker; /* migration thread only */
 	bool tracking;
 	int throttle; /* percent applied through the hook */
@@ -72,7 +72,7 @@ struct mfd_source {
 };
 
 #define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
-#define STAT_GET(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define STAT_GET(field)	   __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 int mfd_source_new(mfd_source **out, const mfd_config *cfg,
 		   const mfd_source_hooks *hooks)
@@ -241,8 +241,7 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 			const uint8_t session[16], struct mfd__chan **out)
 {
 	struct mfd__chan *c;
-	int ret = mfd__connect(&s->cfg, s->uri,
-			       s->cfg.connect_timeout_ms, &c);
+	int ret = mfd__connect(&s->cfg, s->uri, s->cfg.connect_timeout_ms, &c);
 	if (ret) {
 		mfd__err("connect to %s: %s", s->uri, mfd_strerror(ret));
 		return ret;
@@ -259,12 +258,12 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 	pthread_mutex_unlock(&s->lock);
 	if (!ret)
 		ret = check(s);
-	struct mfd_hello h = {.magic = MFD_MAGIC_HELLO,
-			      .version = MFD_PROTO_VERSION,
-			      .role = role,
-			      .channel = idx,
-			      .nchannels = (uint16_t)s->cfg.channels,
-			      .features = features_wanted(s)};
+	struct mfd_hello h = { .magic = MFD_MAGIC_HELLO,
+			       .version = MFD_PROTO_VERSION,
+			       .role = role,
+			       .channel = idx,
+			       .nchannels = (uint16_t)s->cfg.channels,
+			       .features = features_wanted(s) };
 	memcpy(h.session, session, 16);
 	uint64_t accepted = 0;
 	if (!ret)
@@ -307,11 +306,11 @@ static int do_setup(mfd_source *s)
 		descs[i].size = s->blocks[i].size;
 		descs[i].page_size = s->blocks[i].page_size;
 	}
-	struct mfd_setup su = {.nblocks = s->nblocks,
-			       .packet_pages = s->cfg.packet_pages,
-			       .nchannels = s->cfg.channels,
-			       .features = features_wanted(s),
-			       .blocks = descs};
+	struct mfd_setup su = { .nblocks = s->nblocks,
+				.packet_pages = s->cfg.packet_pages,
+				.nchannels = s->cfg.channels,
+				.features = features_wanted(s),
+				.blocks = descs };
 	size_t len = mfd__setup_size(&su);
 	uint8_t *buf = malloc(len);
 	ret = buf ? mfd__setup_encode(&su, buf, len) : -ENOMEM;
@@ -423,8 +422,8 @@ static int dirty_sync(mfd_source *s, uint64_t *pending)
 }
 
 /* One pass of the scanner over the dirty bitmaps, then SYNC and ROUND. */
-static int send_round(mfd_source *s, struct mfd__batch **batch,
-		      uint32_t round, uint64_t *pages_out)
+static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
+		      uint64_t *pages_out)
 {
 	struct mfd__scanner sc;
 	unsigned blk, n;
@@ -435,7 +434,8 @@ static int send_round(mfd_source *s, struct mfd__batch **batch,
 		(*batch)->round = round;
 		(*batch)->block = blk;
 		(*batch)->n = n;
-		if ((ret = mfd__pool_submit(&s->pool, batch)) || (ret = check(s)))
+		if ((ret = mfd__pool_submit(&s->pool, batch)) ||
+		    (ret = check(s)))
 			return ret;
 		pages += n;
 		uint64_t bytes = (uint64_t)n * s->blocks[blk].page_size;
@@ -446,7 +446,7 @@ static int send_round(mfd_source *s, struct mfd__batch **batch,
 	if ((ret = mfd__pool_sync(&s->pool, round)))
 		return ret;
 	uint8_t msg[MFD_ROUND_SIZE];
-	struct mfd_round r = {.round = round, .pages = pages};
+	struct mfd_round r = { .round = round, .pages = pages };
 	mfd__round_encode(&r, msg);
 	return mfd__ctl_send(s->main, MFD_CTL_ROUND, msg, sizeof(msg));
 }
@@ -491,8 +491,7 @@ static int auto_converge(mfd_source *s, uint64_t dirtied, uint64_t sent,
 			 unsigned *high)
 {
 	if (!s->cfg.auto_converge ||
-	    (double)dirtied <=
-		    (double)sent * s->cfg.throttle_threshold / 100.0)
+	    (double)dirtied <= (double)sent * s->cfg.throttle_threshold / 100.0)
 		return 0;
 	if (++*high < 2)
 		return 0;
@@ -549,13 +548,13 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 			return ret;
 		uint64_t dt = mfd__now_ns() - t0;
 		uint64_t db = STAT_GET(s->xfer.wire_bytes) - b0;
-		mfd_round_stats rec = {.round = round,
-				       .throttle_pct = (uint32_t)s->throttle,
-				       /* queued, not yet all sent: the
-					* workers keep a few batches */
-				       .pages = round_pages,
-				       .bytes = db,
-				       .ns = dt};
+		mfd_round_stats rec = { .round = round,
+					.throttle_pct = (uint32_t)s->throttle,
+					/* queued, not yet all sent: the
+					 * workers keep a few batches */
+					.pages = round_pages,
+					.bytes = db,
+					.ns = dt };
 		/* A round too short to time says little: keep the last
 		 * estimate rather than dividing by noise. */
 		if (dt > 1000000 && db > 0)
@@ -633,7 +632,8 @@ static int wait_loaded(mfd_source *s)
 	int ret = 0;
 	pthread_mutex_lock(&s->lock);
 	while (!s->loaded && !(ret = check(s))) {
-		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) == ETIMEDOUT) {
+		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) ==
+		    ETIMEDOUT) {
 			ret = s->loaded ? 0 : -ETIMEDOUT;
 			break;
 		}
@@ -702,8 +702,8 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	if (!ret && mfd__devsave_any(&s->ds))
 		mfd__devsave_sent(&s->ds, &s->pool);
 	/* Until the last page left, not until the digests were ready. */
-	uint64_t t_last = __atomic_load_n(&s->pool.last_sent_ns,
-					  __ATOMIC_RELAXED);
+	uint64_t t_last =
+		__atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED);
 	if (t_last < t_sync)
 		t_last = t_sync;
 	STAT_SET(s->transfer_ns, t_last - s->t_start - s->setup_ns);
@@ -719,11 +719,11 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 			(uint64_t)((double)rec.bytes * 1e9 / (double)rec.ns);
 	add_round(s, &rec);
 	if (!ret) {
-		struct mfd_end e = {.final_round = round,
-				    .nblocks = s->nblocks,
-				    .total_pages = STAT_GET(s->xfer.pages),
-				    .total_packets = STAT_GET(s->xfer.packets),
-				    .digests = digests};
+		struct mfd_end e = { .final_round = round,
+				     .nblocks = s->nblocks,
+				     .total_pages = STAT_GET(s->xfer.pages),
+				     .total_packets = STAT_GET(s->xfer.packets),
+				     .digests = digests };
 		size_t len = mfd__end_size(s->nblocks, digests != NULL);
 		uint8_t *buf = malloc(len);
 		ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
@@ -840,7 +840,7 @@ static void *migration_main(void *arg)
 	__atomic_fetch_add(&s->xfer.cpu_ns, mfd__thread_cpu_ns(),
 			   __ATOMIC_RELAXED);
 	STAT_SET(s->total_ns, mfd__now_ns() - s->t_start);
-	STAT_SET(s->phase, ret == 0		? MFD_PHASE_COMPLETED
+	STAT_SET(s->phase, ret == 0	       ? MFD_PHASE_COMPLETED
 			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
 					       : MFD_PHASE_FAILED);
 	return NULL;

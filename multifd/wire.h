@@ -16,27 +16,27 @@
 #define MFD_PROTO_VERSION 1
 
 #define MFD_MAGIC_HELLO 0x4844464dU /* "MFDH" */
-#define MFD_MAGIC_CTL 0x4344464dU   /* "MFDC" */
-#define MFD_MAGIC_PKT 0x5044464dU   /* "MFDP" */
+#define MFD_MAGIC_CTL	0x4344464dU /* "MFDC" */
+#define MFD_MAGIC_PKT	0x5044464dU /* "MFDP" */
 
 /* Limits that hold for every peer of protocol v1. */
-#define MFD_MAX_BLOCKS 256
-#define MFD_MAX_NAME 255
-#define MFD_MAX_CHANNELS 64
+#define MFD_MAX_BLOCKS	     256
+#define MFD_MAX_NAME	     255
+#define MFD_MAX_CHANNELS     64
 #define MFD_MAX_PACKET_PAGES 1024
-#define MFD_MIN_PAGE_SIZE 4096U
-#define MFD_MAX_PAGE_SIZE (1U << 30)
-#define MFD_MAX_CTL_PAYLOAD (1U << 20)
-#define MFD_MAX_ERROR_TEXT 512
-#define MFD_DIGEST_SIZE 16
+#define MFD_MIN_PAGE_SIZE    4096U
+#define MFD_MAX_PAGE_SIZE    (1U << 30)
+#define MFD_MAX_CTL_PAYLOAD  (1U << 20)
+#define MFD_MAX_ERROR_TEXT   512
+#define MFD_DIGEST_SIZE	     16
 
 /* Feature bits, negotiated in the handshake. */
 #define MFD_FEAT_VERIFY (1ULL << 0) /* per-block digests in END */
-#define MFD_FEAT_ZSTD (1ULL << 1)   /* PAGES may carry zstd payloads */
+#define MFD_FEAT_ZSTD	(1ULL << 1) /* PAGES may carry zstd payloads */
 /* Device state follows: DEVICES after SETUP, DEVICE packets or DEVICE_DATA
  * messages (multifd/devwire.h); devsave.c / devload.c. */
 #define MFD_FEAT_DEVICES (1ULL << 2)
-#define MFD_FEAT_AUTH (1ULL << 3)   /* HMAC challenge-response (auth.h) */
+#define MFD_FEAT_AUTH	 (1ULL << 3) /* HMAC challenge-response (auth.h) */
 #define MFD_FEATURES_KNOWN                                                     \
 	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES)
 
@@ -51,10 +51,10 @@ enum mfd_role {
 
 #define MFD_HELLO_SIZE 40
 struct mfd_hello {
-	uint32_t magic;	   /* MFD_MAGIC_HELLO */
-	uint16_t version;  /* MFD_PROTO_VERSION */
-	uint16_t role;	   /* enum mfd_role */
-	uint16_t channel;  /* data: 0..nchannels-1; main: 0 */
+	uint32_t magic;	  /* MFD_MAGIC_HELLO */
+	uint16_t version; /* MFD_PROTO_VERSION */
+	uint16_t role;	  /* enum mfd_role */
+	uint16_t channel; /* data: 0..nchannels-1; main: 0 */
 	uint16_t nchannels;
 	uint32_t reserved; /* 0 */
 	uint8_t session[16];
@@ -88,22 +88,22 @@ int mfd__hello_reply_decode(const uint8_t in[MFD_HELLO_REPLY_SIZE],
 /* ---------------------------------------------------------------- */
 
 enum mfd_ctl_type {
-	MFD_CTL_SETUP = 1,    /* src->dst: block list and parameters */
-	MFD_CTL_SETUP_OK = 2, /* dst->src: empty payload */
-	MFD_CTL_ROUND = 3,    /* src->dst: a round ended */
-	MFD_CTL_END = 4,      /* src->dst: all pages sent, digests */
-	MFD_CTL_LOADED = 5,   /* dst->src: everything in place, verified */
-	MFD_CTL_ERROR = 6,    /* either way: the migration failed */
-	MFD_CTL_DEVICES = 7,  /* src->dst: device list (MFD_FEAT_DEVICES) */
+	MFD_CTL_SETUP = 1,	 /* src->dst: block list and parameters */
+	MFD_CTL_SETUP_OK = 2,	 /* dst->src: empty payload */
+	MFD_CTL_ROUND = 3,	 /* src->dst: a round ended */
+	MFD_CTL_END = 4,	 /* src->dst: all pages sent, digests */
+	MFD_CTL_LOADED = 5,	 /* dst->src: everything in place, verified */
+	MFD_CTL_ERROR = 6,	 /* either way: the migration failed */
+	MFD_CTL_DEVICES = 7,	 /* src->dst: device list (MFD_FEAT_DEVICES) */
 	MFD_CTL_DEVICE_DATA = 8, /* src->dst: a device chunk, `main` mode */
 };
 
 #define MFD_CTL_HDR_SIZE 16
 struct mfd_ctl_hdr {
-	uint32_t magic; /* MFD_MAGIC_CTL */
-	uint16_t type;	/* enum mfd_ctl_type */
-	uint16_t flags; /* 0 */
-	uint32_t length; /* payload bytes that follow */
+	uint32_t magic;	   /* MFD_MAGIC_CTL */
+	uint16_t type;	   /* enum mfd_ctl_type */
+	uint16_t flags;	   /* 0 */
+	uint32_t length;   /* payload bytes that follow */
 	uint32_t reserved; /* 0 */
 };
 
@@ -122,7 +122,8 @@ struct mfd_block_desc {
 
 struct mfd_setup {
 	uint32_t nblocks;
-	uint32_t packet_pages; /* max pages per packet, 1..MFD_MAX_PACKET_PAGES */
+	uint32_t packet_pages; /* max pages per packet, 1..MFD_MAX_PACKET_PAGES
+				*/
 	uint32_t nchannels;    /* 1..MFD_MAX_CHANNELS */
 	uint64_t features;
 	struct mfd_block_desc *blocks; /* nblocks entries */
@@ -154,8 +155,8 @@ int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd_round *r);
 struct mfd_end {
 	uint32_t final_round;
 	uint32_t nblocks;
-	uint64_t total_pages;	/* all rounds, all channels */
-	uint64_t total_packets; /* all rounds, all channels */
+	uint64_t total_pages;		     /* all rounds, all channels */
+	uint64_t total_packets;		     /* all rounds, all channels */
 	uint8_t (*digests)[MFD_DIGEST_SIZE]; /* nblocks, or NULL (no verify) */
 };
 /* Payload: u32 final_round, u32 nblocks, u64 total_pages,
@@ -174,8 +175,7 @@ struct mfd_error_msg {
 };
 /* Payload: i32 code, u32 text length, text (no NUL). Text is truncated to
  * MFD_MAX_ERROR_TEXT. */
-int mfd__error_encode(const struct mfd_error_msg *m, uint8_t *out,
-		      size_t cap);
+int mfd__error_encode(const struct mfd_error_msg *m, uint8_t *out, size_t cap);
 /* Checks code < 0, text length fits; non-printable bytes become '?'. */
 int mfd__error_decode(const uint8_t *in, size_t len, struct mfd_error_msg *m);
 
@@ -184,9 +184,9 @@ int mfd__error_decode(const uint8_t *in, size_t len, struct mfd_error_msg *m);
 /* ---------------------------------------------------------------- */
 
 enum mfd_pkt_type {
-	MFD_PKT_PAGES = 1, /* count normal + zero_count zero pages */
-	MFD_PKT_SYNC = 2,  /* end of round `round` on this channel */
-	MFD_PKT_DONE = 3,  /* no more packets on this channel */
+	MFD_PKT_PAGES = 1,  /* count normal + zero_count zero pages */
+	MFD_PKT_SYNC = 2,   /* end of round `round` on this channel */
+	MFD_PKT_DONE = 3,   /* no more packets on this channel */
 	MFD_PKT_DEVICE = 4, /* a device-state chunk (multifd/devwire.h) */
 };
 
@@ -196,11 +196,11 @@ struct mfd_pkt_hdr {
 	uint16_t type;	/* enum mfd_pkt_type */
 	uint16_t flags; /* PAGES: 0 or MFD_PKT_F_ZSTD; else 0 */
 	uint32_t round;
-	uint32_t block;	     /* PAGES: block index */
-	uint32_t count;	     /* PAGES: pages with payload;
-				SYNC: PAGES packets sent in the round on this
-				channel */
-	uint32_t zero_count; /* PAGES: zero pages (offsets only) */
+	uint32_t block;	      /* PAGES: block index */
+	uint32_t count;	      /* PAGES: pages with payload;
+				 SYNC: PAGES packets sent in the round on this
+				 channel */
+	uint32_t zero_count;  /* PAGES: zero pages (offsets only) */
 	uint32_t payload_len; /* PAGES: bytes of payload after the offsets */
 	uint32_t seq;	      /* per-channel packet number, from 0 */
 };
@@ -214,8 +214,7 @@ void mfd__pkt_encode(const struct mfd_pkt_hdr *h,
 /* Checks magic (MFD_EBADMAGIC), type (MFD_ETYPE), flags (MFD_EFLAGS: only
  * MFD_PKT_F_ZSTD, only on PAGES);
  * SYNC/DONE must have block, zero_count, payload_len zero (MFD_ELENGTH). */
-int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE],
-		    struct mfd_pkt_hdr *h);
+int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd_pkt_hdr *h);
 
 /* What the destination knows after setup. */
 struct mfd_wire_limits {
@@ -287,12 +286,13 @@ static inline uint16_t mfd__get_le16(const uint8_t *p)
 }
 static inline uint32_t mfd__get_le32(const uint8_t *p)
 {
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) |
-	       ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
 }
 static inline uint64_t mfd__get_le64(const uint8_t *p)
 {
-	return (uint64_t)mfd__get_le32(p) | ((uint64_t)mfd__get_le32(p + 4) << 32);
+	return (uint64_t)mfd__get_le32(p) |
+	       ((uint64_t)mfd__get_le32(p + 4) << 32);
 }
 
 #endif /* MULTIFD_WIRE_H */

@@ -38,10 +38,9 @@ static unsigned scan_block(struct mfd__scanner *s, struct mfd__ramblock *rb,
 	const uint32_t shift = rb->page_shift;
 	/* A packet's payload length is 32 bits: with 1 GiB pages at most 3
 	 * pages fit, whatever packet-pages says. */
-	const unsigned max =
-		(uint64_t)s->max_pages << shift > UINT32_MAX
-			? (unsigned)(UINT32_MAX >> shift)
-			: s->max_pages;
+	const unsigned max = (uint64_t)s->max_pages << shift > UINT32_MAX
+				     ? (unsigned)(UINT32_MAX >> shift)
+				     : s->max_pages;
 	uint64_t i, w;
 	unsigned n = 0;
 
@@ -64,7 +63,7 @@ static unsigned scan_block(struct mfd__scanner *s, struct mfd__ramblock *rb,
 
 				for (unsigned j = 0; j < 64; j++)
 					offsets[n + j] =
-					    off + ((uint64_t)j << shift);
+						off + ((uint64_t)j << shift);
 				n += 64;
 				taken = ~0ULL;
 				page = base + 63;
@@ -72,7 +71,7 @@ static unsigned scan_block(struct mfd__scanner *s, struct mfd__ramblock *rb,
 				taken = 0;
 				while (w && n < max) {
 					unsigned bit =
-					    (unsigned)__builtin_ctzll(w);
+						(unsigned)__builtin_ctzll(w);
 
 					w &= w - 1;
 					taken |= 1ULL << bit;

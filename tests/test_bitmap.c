@@ -80,7 +80,9 @@ static void random_fill(struct mfd__bitmap *b, uint64_t *state,
 
 static void test_init_sizes(UNUSED void **state)
 {
-	static const uint64_t sizes[] = {0, 1, 63, 64, 65, 127, 128, 129, 4096};
+	static const uint64_t sizes[] = {
+		0, 1, 63, 64, 65, 127, 128, 129, 4096
+	};
 
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
 		struct mfd__bitmap b;
@@ -198,8 +200,8 @@ static void test_count_random(UNUSED void **state)
 
 static void test_find_next_random(UNUSED void **state)
 {
-	static const uint64_t sizes[] = {1, 63, 64, 65, 130, 1000, 4097};
-	static const unsigned dens[] = {0, 1, 8, 128, 250, 256};
+	static const uint64_t sizes[] = { 1, 63, 64, 65, 130, 1000, 4097 };
+	static const unsigned dens[] = { 0, 1, 8, 128, 250, 256 };
 	uint64_t st = seed ^ 0xf1;
 
 	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
@@ -210,8 +212,8 @@ static void test_find_next_random(UNUSED void **state)
 			random_fill(&b, &st, dens[d]);
 			for (uint64_t from = 0; from <= sizes[k] + 70; from++)
 				assert_int_equal(
-				    mfd__bitmap_find_next(&b, from),
-				    naive_find_next(&b, from));
+					mfd__bitmap_find_next(&b, from),
+					naive_find_next(&b, from));
 		}
 		mfd__bitmap_destroy(&b);
 	}
@@ -360,7 +362,7 @@ static void harvest_once(struct harvester *h, struct mfd__bitmap *round)
 	for (uint64_t i = 0; i < round->nwords; i++) {
 		if (i < CONC_A / 64)
 			h->dups += (uint64_t)__builtin_popcountll(
-			    round->words[i] & h->total.words[i]);
+				round->words[i] & h->total.words[i]);
 		h->total.words[i] |= round->words[i];
 	}
 	h->rounds++;
@@ -388,7 +390,7 @@ static void test_harvest_concurrent(UNUSED void **state)
 {
 	struct mfd__bitmap log, all;
 	struct writer w[CONC_WRITERS];
-	struct harvester h = {.log = &log};
+	struct harvester h = { .log = &log };
 	pthread_t htid;
 	uint64_t st = seed ^ 0xcc;
 
@@ -397,7 +399,7 @@ static void test_harvest_concurrent(UNUSED void **state)
 	bm_init(&h.total, CONC_BITS);
 	writers_left = CONC_WRITERS;
 	assert_int_equal(
-	    pthread_barrier_init(&conc_start, NULL, CONC_WRITERS + 1), 0);
+		pthread_barrier_init(&conc_start, NULL, CONC_WRITERS + 1), 0);
 	for (unsigned k = 0; k < CONC_WRITERS; k++) {
 		const uint32_t n = CONC_A / CONC_WRITERS;
 
@@ -420,7 +422,7 @@ static void test_harvest_concurrent(UNUSED void **state)
 	assert_int_equal(pthread_create(&htid, NULL, harvester_main, &h), 0);
 	for (unsigned k = 0; k < CONC_WRITERS; k++)
 		assert_int_equal(
-		    pthread_create(&w[k].tid, NULL, writer_main, &w[k]), 0);
+			pthread_create(&w[k].tid, NULL, writer_main, &w[k]), 0);
 	for (unsigned k = 0; k < CONC_WRITERS; k++)
 		assert_int_equal(pthread_join(w[k].tid, NULL), 0);
 	assert_int_equal(pthread_join(htid, NULL), 0);
@@ -455,17 +457,17 @@ int main(void)
 {
 	const char *env = getenv("MFD_TEST_SEED");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_init_sizes),
-	    cmocka_unit_test(test_set_test),
-	    cmocka_unit_test(test_set_range_all),
-	    cmocka_unit_test(test_set_range_keeps_others),
-	    cmocka_unit_test(test_fill_clear),
-	    cmocka_unit_test(test_count_random),
-	    cmocka_unit_test(test_find_next_random),
-	    cmocka_unit_test(test_find_next_walk),
-	    cmocka_unit_test(test_harvest),
-	    cmocka_unit_test(test_harvest_tail),
-	    cmocka_unit_test(test_harvest_concurrent),
+		cmocka_unit_test(test_init_sizes),
+		cmocka_unit_test(test_set_test),
+		cmocka_unit_test(test_set_range_all),
+		cmocka_unit_test(test_set_range_keeps_others),
+		cmocka_unit_test(test_fill_clear),
+		cmocka_unit_test(test_count_random),
+		cmocka_unit_test(test_find_next_random),
+		cmocka_unit_test(test_find_next_walk),
+		cmocka_unit_test(test_harvest),
+		cmocka_unit_test(test_harvest_tail),
+		cmocka_unit_test(test_harvest_concurrent),
 	};
 
 	seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);

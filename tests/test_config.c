@@ -51,52 +51,60 @@ static void test_table(UNUSED void **state)
 		const char *name;
 		size_t offset, width;
 	} fields[] = {
-	    {"channels", offsetof(struct mfd_config, channels), 4},
-	    {"packet-pages", offsetof(struct mfd_config, packet_pages), 4},
-	    {"verify", offsetof(struct mfd_config, verify), 1},
-	    {"max-rounds", offsetof(struct mfd_config, max_rounds), 4},
-	    {"downtime-limit", offsetof(struct mfd_config, downtime_limit_ms),
-	     8},
-	    {"connect-timeout", offsetof(struct mfd_config, connect_timeout_ms),
-	     8},
-	    {"max-pending-connections",
-	     offsetof(struct mfd_config, max_pending), 4},
-	    {"io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8},
-	    {"compression", offsetof(struct mfd_config, compression), 4},
-	    {"zstd-level", offsetof(struct mfd_config, zstd_level), 4},
-	    {"io-engine", offsetof(struct mfd_config, io_engine), 4},
-	    {"auth-key-file", offsetof(struct mfd_config, auth_key_file),
-	     MFD_CFG_PATH_MAX},
-	    {"tls", offsetof(struct mfd_config, tls), 4},
-	    {"tls-ca", offsetof(struct mfd_config, tls_ca), MFD__CFG_PATH_MAX},
-	    {"tls-cert", offsetof(struct mfd_config, tls_cert),
-	     MFD__CFG_PATH_MAX},
-	    {"tls-key", offsetof(struct mfd_config, tls_key),
-	     MFD__CFG_PATH_MAX},
-	    {"tls-psk-file", offsetof(struct mfd_config, tls_psk_file),
-	     MFD__CFG_PATH_MAX},
-	    {"tls-hostname", offsetof(struct mfd_config, tls_hostname), 256},
-	    {"tls-verify-peer", offsetof(struct mfd_config, tls_verify_peer),
-	     1},
-	    {"dirty-tracker", offsetof(struct mfd_config, dirty_tracker), 4},
-	    {"max-bandwidth", offsetof(struct mfd_config, max_bandwidth), 8},
-	    {"auto-converge", offsetof(struct mfd_config, auto_converge), 1},
-	    {"cpu-throttle-initial",
-	     offsetof(struct mfd_config, throttle_initial), 4},
-	    {"cpu-throttle-increment",
-	     offsetof(struct mfd_config, throttle_increment), 4},
-	    {"cpu-throttle-max", offsetof(struct mfd_config, throttle_max), 4},
-	    {"throttle-trigger-threshold",
-	     offsetof(struct mfd_config, throttle_threshold), 4},
-	    {"precopy-timeout",
-	     offsetof(struct mfd_config, precopy_timeout_ms), 8},
-	    {"timeout-policy", offsetof(struct mfd_config, timeout_policy), 4},
-	    {"device-transfer", offsetof(struct mfd_config, device_transfer),
-	     4},
-	    {"device-buffer-max",
-	     offsetof(struct mfd_config, device_buffer_max), 8},
-	    {"device-chunk-size",
-	     offsetof(struct mfd_config, device_chunk_size), 4},
+		{ "channels", offsetof(struct mfd_config, channels), 4 },
+		{ "packet-pages", offsetof(struct mfd_config, packet_pages),
+		  4 },
+		{ "verify", offsetof(struct mfd_config, verify), 1 },
+		{ "max-rounds", offsetof(struct mfd_config, max_rounds), 4 },
+		{ "downtime-limit",
+		  offsetof(struct mfd_config, downtime_limit_ms), 8 },
+		{ "connect-timeout",
+		  offsetof(struct mfd_config, connect_timeout_ms), 8 },
+		{ "max-pending-connections",
+		  offsetof(struct mfd_config, max_pending), 4 },
+		{ "io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8 },
+		{ "compression", offsetof(struct mfd_config, compression), 4 },
+		{ "zstd-level", offsetof(struct mfd_config, zstd_level), 4 },
+		{ "io-engine", offsetof(struct mfd_config, io_engine), 4 },
+		{ "auth-key-file", offsetof(struct mfd_config, auth_key_file),
+		  MFD_CFG_PATH_MAX },
+		{ "tls", offsetof(struct mfd_config, tls), 4 },
+		{ "tls-ca", offsetof(struct mfd_config, tls_ca),
+		  MFD__CFG_PATH_MAX },
+		{ "tls-cert", offsetof(struct mfd_config, tls_cert),
+		  MFD__CFG_PATH_MAX },
+		{ "tls-key", offsetof(struct mfd_config, tls_key),
+		  MFD__CFG_PATH_MAX },
+		{ "tls-psk-file", offsetof(struct mfd_config, tls_psk_file),
+		  MFD__CFG_PATH_MAX },
+		{ "tls-hostname", offsetof(struct mfd_config, tls_hostname),
+		  256 },
+		{ "tls-verify-peer",
+		  offsetof(struct mfd_config, tls_verify_peer), 1 },
+		{ "dirty-tracker", offsetof(struct mfd_config, dirty_tracker),
+		  4 },
+		{ "max-bandwidth", offsetof(struct mfd_config, max_bandwidth),
+		  8 },
+		{ "auto-converge", offsetof(struct mfd_config, auto_converge),
+		  1 },
+		{ "cpu-throttle-initial",
+		  offsetof(struct mfd_config, throttle_initial), 4 },
+		{ "cpu-throttle-increment",
+		  offsetof(struct mfd_config, throttle_increment), 4 },
+		{ "cpu-throttle-max", offsetof(struct mfd_config, throttle_max),
+		  4 },
+		{ "throttle-trigger-threshold",
+		  offsetof(struct mfd_config, throttle_threshold), 4 },
+		{ "precopy-timeout",
+		  offsetof(struct mfd_config, precopy_timeout_ms), 8 },
+		{ "timeout-policy", offsetof(struct mfd_config, timeout_policy),
+		  4 },
+		{ "device-transfer",
+		  offsetof(struct mfd_config, device_transfer), 4 },
+		{ "device-buffer-max",
+		  offsetof(struct mfd_config, device_buffer_max), 8 },
+		{ "device-chunk-size",
+		  offsetof(struct mfd_config, device_chunk_size), 4 },
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -263,10 +271,10 @@ static void test_round_trip(UNUSED void **state)
 	set_ok(cfg, "max-rounds", "100000", "100000");
 	assert_int_equal(cfg->max_rounds, 100000);
 
-	static const char *const on[] = {"on", "true", "yes", "1",
-					 "ON", "True", "YES"};
-	static const char *const off[] = {"off", "false", "no", "0",
-					  "Off", "FALSE", "No"};
+	static const char *const on[] = { "on", "true", "yes", "1",
+					  "ON", "True", "YES" };
+	static const char *const off[] = { "off", "false", "no", "0",
+					   "Off", "FALSE", "No" };
 	for (size_t i = 0; i < sizeof(on) / sizeof(on[0]); i++) {
 		set_ok(cfg, "verify", on[i], "on");
 		assert_true(cfg->verify);
@@ -301,30 +309,30 @@ static void test_round_trip(UNUSED void **state)
 
 /* A size key that is not in the table, to reach the K/M/G path. */
 static const struct mfd__cfg_key size64 = {
-    "test",
-    "size64",
-    MFD__CFG_UINT,
-    true,
-    "1",
-    0,
-    UINT64_MAX,
-    offsetof(struct mfd_config, downtime_limit_ms),
-    8,
-    "a 64-bit size",
-    NULL,
+	"test",
+	"size64",
+	MFD__CFG_UINT,
+	true,
+	"1",
+	0,
+	UINT64_MAX,
+	offsetof(struct mfd_config, downtime_limit_ms),
+	8,
+	"a 64-bit size",
+	NULL,
 };
 static const struct mfd__cfg_key size32 = {
-    "test",
-    "size32",
-    MFD__CFG_UINT,
-    true,
-    "1",
-    1,
-    UINT32_MAX,
-    offsetof(struct mfd_config, max_rounds),
-    4,
-    "a 32-bit size",
-    NULL,
+	"test",
+	"size32",
+	MFD__CFG_UINT,
+	true,
+	"1",
+	1,
+	UINT32_MAX,
+	offsetof(struct mfd_config, max_rounds),
+	4,
+	"a 32-bit size",
+	NULL,
 };
 
 static uint64_t parse_size(const struct mfd__cfg_key *k, const char *value,
@@ -400,25 +408,25 @@ static void test_time_suffixes(UNUSED void **state)
 {
 	mfd_config *cfg = new_config();
 	static const char *const bad[] = {
-	    "1.5s",
-	    "1 s",
-	    "1S",
-	    "1MS",
-	    "1m",
-	    "1min",
-	    "1sec",
-	    "1us",
-	    "1ns",
-	    "ms",
-	    "s",
-	    "1mss",
-	    "1sms",
-	    "1h",
-	    "1e3",
-	    "1000 ",
-	    "1s ",
-	    " 1s",
-	    "18446744073709552s",
+		"1.5s",
+		"1 s",
+		"1S",
+		"1MS",
+		"1m",
+		"1min",
+		"1sec",
+		"1us",
+		"1ns",
+		"ms",
+		"s",
+		"1mss",
+		"1sms",
+		"1h",
+		"1e3",
+		"1000 ",
+		"1s ",
+		" 1s",
+		"18446744073709552s",
 	};
 
 	set_ok(cfg, "downtime-limit", "7", "7ms");
@@ -440,60 +448,60 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-    /* empty */
-    {"channels", ""},
-    {"verify", ""},
-    {"io-timeout", ""},
-    /* negative */
-    {"channels", "-1"},
-    {"max-rounds", "-0"},
-    {"connect-timeout", "-5s"},
-    /* trailing or leading garbage, other bases, signs */
-    {"channels", "abc"},
-    {"channels", "4abc"},
-    {"channels", " 4"},
-    {"channels", "4 "},
-    {"channels", "4\n"},
-    {"channels", "0x10"},
-    {"channels", "+4"},
-    {"channels", "4.0"},
-    {"channels", "1e1"},
-    {"packet-pages", "128pages"},
-    {"io-timeout", "30s!"},
-    /* overflow */
-    {"channels", "99999999999999999999999"},
-    {"max-rounds", "18446744073709551616"},
-    {"io-timeout", "18446744073709551616"},
-    /* out of range, including what a 32-bit store would truncate */
-    {"channels", "0"},
-    {"channels", "65"},
-    {"channels", "4294967297"},
-    {"channels", "18446744073709551615"},
-    {"packet-pages", "0"},
-    {"packet-pages", "1025"},
-    {"max-rounds", "0"},
-    {"max-rounds", "100001"},
-    {"downtime-limit", "0"},
-    {"downtime-limit", "0s"},
-    {"downtime-limit", "3600001"},
-    {"downtime-limit", "3601s"},
-    {"connect-timeout", "99"},
-    {"connect-timeout", "601s"},
-    {"io-timeout", "99ms"},
-    {"io-timeout", "3601s"},
-    /* not booleans */
-    {"verify", "maybe"},
-    {"verify", "2"},
-    {"verify", "-1"},
-    {"verify", "onn"},
-    {"verify", "o"},
-    {"verify", "on "},
-    {"verify", "enabled"},
-    {"verify", "01"},
-    /* not one of the names */
-    {"io-engine", "1"},
-    {"io-engine", "uring "},
-    {"io-engine", "epoll"},
+	/* empty */
+	{ "channels", "" },
+	{ "verify", "" },
+	{ "io-timeout", "" },
+	/* negative */
+	{ "channels", "-1" },
+	{ "max-rounds", "-0" },
+	{ "connect-timeout", "-5s" },
+	/* trailing or leading garbage, other bases, signs */
+	{ "channels", "abc" },
+	{ "channels", "4abc" },
+	{ "channels", " 4" },
+	{ "channels", "4 " },
+	{ "channels", "4\n" },
+	{ "channels", "0x10" },
+	{ "channels", "+4" },
+	{ "channels", "4.0" },
+	{ "channels", "1e1" },
+	{ "packet-pages", "128pages" },
+	{ "io-timeout", "30s!" },
+	/* overflow */
+	{ "channels", "99999999999999999999999" },
+	{ "max-rounds", "18446744073709551616" },
+	{ "io-timeout", "18446744073709551616" },
+	/* out of range, including what a 32-bit store would truncate */
+	{ "channels", "0" },
+	{ "channels", "65" },
+	{ "channels", "4294967297" },
+	{ "channels", "18446744073709551615" },
+	{ "packet-pages", "0" },
+	{ "packet-pages", "1025" },
+	{ "max-rounds", "0" },
+	{ "max-rounds", "100001" },
+	{ "downtime-limit", "0" },
+	{ "downtime-limit", "0s" },
+	{ "downtime-limit", "3600001" },
+	{ "downtime-limit", "3601s" },
+	{ "connect-timeout", "99" },
+	{ "connect-timeout", "601s" },
+	{ "io-timeout", "99ms" },
+	{ "io-timeout", "3601s" },
+	/* not booleans */
+	{ "verify", "maybe" },
+	{ "verify", "2" },
+	{ "verify", "-1" },
+	{ "verify", "onn" },
+	{ "verify", "o" },
+	{ "verify", "on " },
+	{ "verify", "enabled" },
+	{ "verify", "01" },
+	/* not one of the names */
+	{ "io-engine", "1" },
+	{ "io-engine", "uring " },
+	{ "io-engine", "epoll" },
 };
 
 static void test_bad_values(UNUSED void **state)
@@ -524,8 +532,8 @@ static void test_bad_values(UNUSED void **state)
 
 		/* The reason: one line naming the key. */
 		assert_int_equal(
-		    mfd__config_parse(cfg, k, c->value, err, sizeof(err)),
-		    MFD_ECONFIG);
+			mfd__config_parse(cfg, k, c->value, err, sizeof(err)),
+			MFD_ECONFIG);
 		assert_memory_equal(cfg, &before, sizeof(before));
 		print_message("%s\n", err);
 		assert_true(strncmp(err, c->key, strlen(c->key)) == 0);
@@ -571,12 +579,12 @@ static void test_messages(UNUSED void **state)
 					   "50ms", err, sizeof(err)),
 			 MFD_ECONFIG);
 	assert_string_equal(
-	    err, "io-timeout: 50ms is out of range 100ms..3600000ms");
+		err, "io-timeout: 50ms is out of range 100ms..3600000ms");
 
 	/* Control characters never break the line; long values are cut. */
 	assert_int_equal(
-	    mfd__config_parse(&cfg, k, "1\n2\r3\x1b", err, sizeof(err)),
-	    MFD_ECONFIG);
+		mfd__config_parse(&cfg, k, "1\n2\r3\x1b", err, sizeof(err)),
+		MFD_ECONFIG);
 	assert_null(strchr(err, '\n'));
 	assert_null(strchr(err, '\r'));
 	assert_null(strchr(err, '\x1b'));
@@ -607,19 +615,19 @@ static void test_key_forms(UNUSED void **state)
 {
 	mfd_config *cfg = new_config();
 	static const char *const unknown[] = {
-	    "",
-	    "channel",
-	    "Channels",
-	    "migration",
-	    "migration.",
-	    ".channels",
-	    "Migration.channels",
-	    "other.channels",
-	    "migration.channels.x",
-	    "migration..channels",
-	    "migrationchannels",
-	    "channels ",
-	    "migration. channels",
+		"",
+		"channel",
+		"Channels",
+		"migration",
+		"migration.",
+		".channels",
+		"Migration.channels",
+		"other.channels",
+		"migration.channels.x",
+		"migration..channels",
+		"migrationchannels",
+		"channels ",
+		"migration. channels",
 	};
 	char buf[64];
 
@@ -643,7 +651,8 @@ static void test_key_forms(UNUSED void **state)
 		assert_int_equal(mfd_config_set(cfg, unknown[i], "1"),
 				 MFD_ECONFIG);
 		assert_int_equal(
-		    mfd_config_get(cfg, unknown[i], buf, sizeof(buf)), -ENOENT);
+			mfd_config_get(cfg, unknown[i], buf, sizeof(buf)),
+			-ENOENT);
 	}
 	assert_null(mfd__config_find(NULL));
 	assert_int_equal(mfd_config_set(cfg, NULL, "1"), MFD_ECONFIG);
@@ -712,8 +721,8 @@ static void test_tls_keys(UNUSED void **state)
 	struct mfd_config before;
 	char err[256], big[MFD__CFG_PATH_MAX + 1], buf[MFD__CFG_PATH_MAX];
 	/* Names are case-insensitive (CERT is cert), nothing else passes. */
-	static const char *const bad_modes[] = {"", "on", "1",
-						"tls1.3", "psk ", "cert\n"};
+	static const char *const bad_modes[] = { "",	   "on",   "1",
+						 "tls1.3", "psk ", "cert\n" };
 
 	set_ok(cfg, "tls", "cert", "cert");
 	assert_int_equal(cfg->tls, MFD__TLS_CERT);
@@ -812,21 +821,21 @@ static void test_null_args(UNUSED void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_table),
-	    cmocka_unit_test(test_defaults),
-	    cmocka_unit_test(test_defaults_fn),
-	    cmocka_unit_test(test_round_trip),
-	    cmocka_unit_test(test_size_suffixes),
-	    cmocka_unit_test(test_no_suffix_where_not_size),
-	    cmocka_unit_test(test_time_suffixes),
-	    cmocka_unit_test(test_bad_values),
-	    cmocka_unit_test(test_messages),
-	    cmocka_unit_test(test_key_forms),
-	    cmocka_unit_test(test_get_buffer),
-	    cmocka_unit_test(test_enum),
-	    cmocka_unit_test(test_tls_keys),
-	    cmocka_unit_test(test_enums),
-	    cmocka_unit_test(test_null_args),
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_defaults_fn),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_size_suffixes),
+		cmocka_unit_test(test_no_suffix_where_not_size),
+		cmocka_unit_test(test_time_suffixes),
+		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_messages),
+		cmocka_unit_test(test_key_forms),
+		cmocka_unit_test(test_get_buffer),
+		cmocka_unit_test(test_enum),
+		cmocka_unit_test(test_tls_keys),
+		cmocka_unit_test(test_enums),
+		cmocka_unit_test(test_null_args),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,11 +81,11 @@ static void test_every_default(UNUSED void **state)
 		assert_non_null(k.name);
 		assert_non_null(k.doc);
 		assert_true(k.min <= k.max);
-		assert_true(!strcmp(k.type, "uint") ||
-			    !strcmp(k.type, "size") ||
-			    !strcmp(k.type, "bool") || !strcmp(k.type, "time") ||
-			    !strcmp(k.type, "enum") || !strcmp(k.type, "path") ||
-			    !strcmp(k.type, "text"));
+		assert_true(
+			!strcmp(k.type, "uint") || !strcmp(k.type, "size") ||
+			!strcmp(k.type, "bool") || !strcmp(k.type, "time") ||
+			!strcmp(k.type, "enum") || !strcmp(k.type, "path") ||
+			!strcmp(k.type, "text"));
 		snprintf(full, sizeof(full), "%s.%s", k.section, k.name);
 		assert_get(cfg, k.name, k.def);
 		assert_get(cfg, full, k.def);

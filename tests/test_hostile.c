@@ -26,7 +26,7 @@
 #define RAM (8 * MiB)
 
 /* Stream positions on data channel 0 (proxy connection 1). */
-#define HDR (MFD_HELLO_SIZE)
+#define HDR  (MFD_HELLO_SIZE)
 #define OFFS (HDR + MFD_PKT_HDR_SIZE)
 
 struct patch {
@@ -55,22 +55,22 @@ static void damage(struct tvm_proxy *p, unsigned conn, uint64_t pos,
 
 static struct patch le32_at(uint64_t pos, uint32_t v)
 {
-	struct patch pt = {.pos = pos, .len = 4};
+	struct patch pt = { .pos = pos, .len = 4 };
 	mfd__put_le32(pt.bytes, v);
 	return pt;
 }
 
 static struct patch le64_at(uint64_t pos, uint64_t v)
 {
-	struct patch pt = {.pos = pos, .len = 8};
+	struct patch pt = { .pos = pos, .len = 8 };
 	mfd__put_le64(pt.bytes, v);
 	return pt;
 }
 
 static void run_case(struct patch pt, int expect)
 {
-	struct tvm vm = {0};
-	const char *kv[] = {"channels=2", "verify=on", "io-timeout=5s", NULL};
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=2", "verify=on", "io-timeout=5s", NULL };
 	tvm_config(&vm, kv);
 	tvm_add_block(&vm, "pc.ram", RAM, 4096);
 	tvm_fill_random(vm.blocks[0].src, RAM, seed);
@@ -78,7 +78,7 @@ static void run_case(struct patch pt, int expect)
 	tvm_start_dest(&vm);
 
 	cur = pt;
-	struct tvm_proxy proxy = {.damage = damage};
+	struct tvm_proxy proxy = { .damage = damage };
 	tvm_proxy_start(&proxy, vm.uri, 3);
 	int dret = 0;
 	int ret = tvm_migrate(&vm, proxy.listen_uri, &dret);
@@ -115,12 +115,12 @@ static void test_bad_magic(void **s)
 }
 static void test_bad_type(void **s)
 {
-	struct patch p = {.pos = HDR + 4, .bytes = {9, 0}, .len = 2};
+	struct patch p = { .pos = HDR + 4, .bytes = { 9, 0 }, .len = 2 };
 	run_case(p, MFD_ETYPE);
 }
 static void test_bad_flags(void **s)
 {
-	struct patch p = {.pos = HDR + 6, .bytes = {1, 0}, .len = 2};
+	struct patch p = { .pos = HDR + 6, .bytes = { 1, 0 }, .len = 2 };
 	run_case(p, MFD_EFLAGS);
 }
 static void test_bad_round(void **s)
@@ -166,7 +166,7 @@ static void test_duplicate_offset(void **s)
 }
 static void test_garbage(void **s)
 {
-	struct patch p = {.pos = HDR, .garbage = true};
+	struct patch p = { .pos = HDR, .garbage = true };
 	run_case(p, 0);
 }
 
@@ -174,8 +174,8 @@ static void test_garbage(void **s)
  * migration that follows is not disturbed. */
 static void test_stranger_refused(void **s)
 {
-	struct tvm vm = {0};
-	const char *kv[] = {"channels=2", "verify=on", NULL};
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=2", "verify=on", NULL };
 	tvm_config(&vm, kv);
 	tvm_add_block(&vm, "pc.ram", RAM, 4096);
 	tvm_fill_random(vm.blocks[0].src, RAM, seed + 1);
@@ -183,9 +183,9 @@ static void test_stranger_refused(void **s)
 	unsigned port;
 	assert_int_equal(sscanf(vm.uri, "tcp:127.0.0.1:%u", &port), 1);
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
 	char junk[MFD_HELLO_SIZE];
 	memset(junk, 'G', sizeof(junk));

@@ -19,10 +19,10 @@ static uint64_t seed;
 
 static void migrate_one_block(unsigned channels)
 {
-	struct tvm vm = {0};
+	struct tvm vm = { 0 };
 	char ch[32];
 	snprintf(ch, sizeof(ch), "channels=%u", channels);
-	const char *kv[] = {ch, "verify=on", NULL};
+	const char *kv[] = { ch, "verify=on", NULL };
 	tvm_config(&vm, kv);
 	tvm_add_block(&vm, "pc.ram", 256 * MiB, 4096);
 	tvm_fill_random(vm.blocks[0].src, 256 * MiB, seed + channels);
@@ -70,9 +70,9 @@ static void test_four_channels(void **state)
 
 static void test_several_blocks(void **state)
 {
-	struct tvm vm = {0};
-	const char *kv[] = {"channels=3", "verify=on", "packet-pages=64",
-			    NULL};
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=3", "verify=on", "packet-pages=64",
+			     NULL };
 	tvm_config(&vm, kv);
 	/* Sizes that are not multiples of a packet or of 64 pages, and a
 	 * block with 2 MiB pages. */
@@ -94,14 +94,14 @@ static void test_layout_mismatch(void **state)
 {
 	/* A destination with a different block list refuses the setup and
 	 * both sides say why; nothing is written. */
-	struct tvm vm = {0};
+	struct tvm vm = { 0 };
 	tvm_config(&vm, NULL);
 	tvm_add_block(&vm, "pc.ram", 8 * MiB, 4096);
 	tvm_fill_random(vm.blocks[0].src, 8 * MiB, seed);
-	mfd_dest_hooks dh = {0};
+	mfd_dest_hooks dh = { 0 };
 	assert_int_equal(mfd_dest_new(&vm.dst, vm.cfg, &dh), 0);
-	assert_int_equal(mfd_dest_add_block(vm.dst, "pc.ram",
-					    vm.blocks[0].dst, 4 * MiB, 4096),
+	assert_int_equal(mfd_dest_add_block(vm.dst, "pc.ram", vm.blocks[0].dst,
+					    4 * MiB, 4096),
 			 0);
 	assert_int_equal(mfd_dest_start(vm.dst, "tcp:127.0.0.1:0"), 0);
 	assert_int_equal(mfd_dest_get_uri(vm.dst, vm.uri, sizeof(vm.uri)), 0);
@@ -109,7 +109,7 @@ static void test_layout_mismatch(void **state)
 	assert_int_equal(tvm_migrate(&vm, NULL, &dret), MFD_ESETUP);
 	assert_int_equal(dret, MFD_ESETUP);
 	assert_int_equal(vm.stopped, 0);
-	uint8_t zero[4096] = {0};
+	uint8_t zero[4096] = { 0 };
 	assert_memory_equal(vm.blocks[0].dst, zero, sizeof(zero));
 	tvm_destroy(&vm);
 }
@@ -128,12 +128,13 @@ static int h_resume(void *o)
 static void test_nobody_listening(void **state)
 {
 	/* Port 1 on loopback: refused at once, the guest never stopped. */
-	struct tvm vm = {0};
-	const char *kv[] = {"connect-timeout=2s", NULL};
+	struct tvm vm = { 0 };
+	const char *kv[] = { "connect-timeout=2s", NULL };
 	tvm_config(&vm, kv);
 	tvm_add_block(&vm, "pc.ram", 1 * MiB, 4096);
-	mfd_source_hooks sh = {.opaque = &vm, .stop = h_stop,
-			       .resume = h_resume};
+	mfd_source_hooks sh = { .opaque = &vm,
+				.stop = h_stop,
+				.resume = h_resume };
 	assert_int_equal(mfd_source_new(&vm.src, vm.cfg, &sh), 0);
 	assert_int_equal(mfd_source_add_block(vm.src, "pc.ram",
 					      vm.blocks[0].src, 1 * MiB, 4096),

@@ -21,11 +21,11 @@
 
 #include "testvm.h"
 
-#define MiB (1024UL * 1024)
-#define RAM (64 * MiB)
-#define PAGE 4096UL
+#define MiB    (1024UL * 1024)
+#define RAM    (64 * MiB)
+#define PAGE   4096UL
 #define NPAGES (RAM / PAGE)
-#define HOT 4096
+#define HOT    4096
 
 struct ctx {
 	struct tvm vm;
@@ -91,7 +91,8 @@ static void *vcpu_main(void *arg)
 			uint64_t pg = tvm_rand(&c->vcpu_rng) % NPAGES;
 			write_page(c, pg, &c->vcpu_rng, 0xc0ffee);
 			mfd_source_mark_dirty(c->vm.src, 0, pg * PAGE, PAGE);
-			__atomic_fetch_add(&c->vcpu_writes, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&c->vcpu_writes, 1,
+					   __ATOMIC_RELAXED);
 		}
 		usleep(200); /* about 300 MB/s of dirtying */
 	}
@@ -139,17 +140,17 @@ static void run_once(unsigned iter, bool vcpu, bool slow)
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->cv, NULL);
 	/* downtime-limit 1 ms keeps the rounds going until max-rounds. */
-	const char *kv[] = {"channels=4", "verify=on", "max-rounds=6",
-			    "downtime-limit=1", NULL};
+	const char *kv[] = { "channels=4", "verify=on", "max-rounds=6",
+			     "downtime-limit=1", NULL };
 	tvm_config(&c->vm, kv);
 	tvm_add_block(&c->vm, "pc.ram", RAM, PAGE);
 	tvm_fill_random(c->vm.blocks[0].src, RAM, seed ^ iter);
 	for (unsigned i = 0; i < HOT; i++)
 		c->hot[i] = tvm_rand(&c->rng) % NPAGES;
-	c->vm.shooks = (mfd_source_hooks){.opaque = c,
-					  .stop = hook_stop,
-					  .resume = hook_resume,
-					  .sync_dirty = hook_sync_dirty};
+	c->vm.shooks = (mfd_source_hooks){ .opaque = c,
+					   .stop = hook_stop,
+					   .resume = hook_resume,
+					   .sync_dirty = hook_sync_dirty };
 	tvm_start_dest(&c->vm);
 	/* The source handle must exist before the vCPU marks pages. */
 	mfd_source_hooks sh = c->vm.shooks;
@@ -165,7 +166,7 @@ static void run_once(unsigned iter, bool vcpu, bool slow)
 		while (__atomic_load_n(&c->vcpu_writes, __ATOMIC_RELAXED) < 64)
 			usleep(100);
 	}
-	struct tvm_proxy proxy = {.damage = slow_channel};
+	struct tvm_proxy proxy = { .damage = slow_channel };
 	if (slow)
 		tvm_proxy_start(&proxy, c->vm.uri, 5);
 	int ret = mfd_source_migrate(c->vm.src,

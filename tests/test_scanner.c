@@ -42,9 +42,9 @@ struct layout {
 
 /* Different page sizes; most sizes not a multiple of 64 pages. */
 static const struct layout mixed[] = {
-    {4096, 1000},  {2u << 20, 77}, {4096, 1},
-    {65536, 4097}, {4096, 64},	   {1u << 30, 3},
-    {4096, 130},   {2u << 20, 1},  {4096, 3 * 64 + 63},
+	{ 4096, 1000 },	 { 2u << 20, 77 }, { 4096, 1 },
+	{ 65536, 4097 }, { 4096, 64 },	   { 1u << 30, 3 },
+	{ 4096, 130 },	 { 2u << 20, 1 },  { 4096, 3 * 64 + 63 },
 };
 #define NMIXED (sizeof(mixed) / sizeof(mixed[0]))
 
@@ -56,10 +56,10 @@ static void blocks_init(struct mfd__ramblock *rb, const struct layout *l,
 
 		snprintf(name, sizeof(name), "block%u", i);
 		assert_int_equal(
-		    mfd__ramblock_init(&rb[i], name, &guest,
-				       l[i].npages * l[i].page_size,
-				       l[i].page_size),
-		    0);
+			mfd__ramblock_init(&rb[i], name, &guest,
+					   l[i].npages * l[i].page_size,
+					   l[i].page_size),
+			0);
 		assert_int_equal(rb[i].npages, l[i].npages);
 	}
 }
@@ -178,8 +178,8 @@ static unsigned run_pass(struct mfd__scanner *s, struct mfd__bitmap *want)
 
 static void test_random_passes(UNUSED void **state)
 {
-	static const unsigned maxes[] = {1, 7, 63, 64, 65, 100, 128, 1024};
-	static const unsigned dens[] = {0, 1, 16, 128, 240, 256};
+	static const unsigned maxes[] = { 1, 7, 63, 64, 65, 100, 128, 1024 };
+	static const unsigned dens[] = { 0, 1, 16, 128, 240, 256 };
 	uint64_t st = seed ^ 0x5ca;
 	struct mfd__ramblock rb[NMIXED];
 	struct mfd__bitmap want[NMIXED];
@@ -204,7 +204,7 @@ static void test_random_passes(UNUSED void **state)
 /* Fully dirty: batches are exactly max_pages except each block's last. */
 static void test_full(UNUSED void **state)
 {
-	static const unsigned maxes[] = {1, 64, 100, 128, 1024};
+	static const unsigned maxes[] = { 1, 64, 100, 128, 1024 };
 	struct mfd__ramblock rb[NMIXED];
 	struct mfd__bitmap want[NMIXED];
 	struct mfd__scanner s;
@@ -251,7 +251,7 @@ static void test_empty(UNUSED void **state)
 /* Exact offsets for a hand-made pattern. */
 static void test_exact(UNUSED void **state)
 {
-	static const struct layout l[] = {{4096, 200}, {2u << 20, 10}};
+	static const struct layout l[] = { { 4096, 200 }, { 2u << 20, 10 } };
 	struct mfd__ramblock rb[2];
 	struct mfd__scanner s;
 	uint64_t off[4];
@@ -285,7 +285,7 @@ static void test_exact(UNUSED void **state)
 /* Bits past npages in the last word (a careless hook) are never emitted. */
 static void test_tail_bits_ignored(UNUSED void **state)
 {
-	static const struct layout l[] = {{4096, 70}};
+	static const struct layout l[] = { { 4096, 70 } };
 	struct mfd__ramblock rb[1];
 	struct mfd__scanner s;
 	uint64_t off[64];
@@ -302,7 +302,7 @@ static void test_tail_bits_ignored(UNUSED void **state)
 
 static void test_max_pages_zero(UNUSED void **state)
 {
-	static const struct layout l[] = {{4096, 10}};
+	static const struct layout l[] = { { 4096, 10 } };
 	struct mfd__ramblock rb[1];
 	struct mfd__scanner s;
 	uint64_t off[1];
@@ -324,9 +324,10 @@ static void test_max_pages_zero(UNUSED void **state)
 static void test_redirty_mid_pass(UNUSED void **state)
 {
 	/* Block 1 has more dirty pages than a batch: the scanner stays. */
-	static const struct layout l[] = {
-	    {4096, 300}, {65536, 5000}, {2u << 20, 90}};
-	static const unsigned maxes[] = {1, 8, 64, 100, 1024};
+	static const struct layout l[] = { { 4096, 300 },
+					   { 65536, 5000 },
+					   { 2u << 20, 90 } };
+	static const unsigned maxes[] = { 1, 8, 64, 100, 1024 };
 	uint64_t st = seed ^ 0x3d;
 
 	for (size_t m = 0; m < sizeof(maxes) / sizeof(maxes[0]); m++) {
@@ -335,7 +336,7 @@ static void test_redirty_mid_pass(UNUSED void **state)
 			struct mfd__bitmap want[3], next[3];
 			struct mfd__scanner s;
 			uint64_t *off = calloc(maxes[m], sizeof(uint64_t));
-			uint64_t pos[3] = {0, 0, 0};
+			uint64_t pos[3] = { 0, 0, 0 };
 			unsigned block, n, last_block = 0;
 			uint64_t cur;
 
@@ -347,7 +348,8 @@ static void test_redirty_mid_pass(UNUSED void **state)
 			snapshot(want, rb, 3);
 			for (int i = 0; i < 3; i++)
 				assert_int_equal(
-				    mfd__bitmap_init(&next[i], l[i].npages), 0);
+					mfd__bitmap_init(&next[i], l[i].npages),
+					0);
 			mfd__scanner_init(&s, rb, 3, maxes[m]);
 
 			/* Run until the first batch of block 1. */
@@ -372,8 +374,8 @@ static void test_redirty_mid_pass(UNUSED void **state)
 			}
 			/* Ahead: block 1 from cur on, and block 2. */
 			for (int k = 0; k < 10; k++) {
-				uint64_t p1 =
-				    cur + rnd_next(&st) % (l[1].npages - cur);
+				uint64_t p1 = cur + rnd_next(&st) %
+							    (l[1].npages - cur);
 				uint64_t p2 = rnd_next(&st) % l[2].npages;
 
 				mfd__bitmap_set(&rb[1].dirty, p1);
@@ -408,7 +410,7 @@ static void test_rewind_mid_pass(UNUSED void **state)
 	struct mfd__ramblock rb[NMIXED];
 	struct mfd__bitmap want[NMIXED];
 	struct mfd__scanner s;
-	uint64_t off[50], pos[NMIXED] = {0};
+	uint64_t off[50], pos[NMIXED] = { 0 };
 	unsigned block, n, last_block = 0;
 
 	blocks_init(rb, mixed, NMIXED);
@@ -445,11 +447,11 @@ static void test_rounds_with_harvest(UNUSED void **state)
 			for (unsigned i = 0; i < NMIXED; i++) {
 				uint64_t off = rnd_next(&st) % rb[i].size;
 				uint64_t len =
-				    rnd_next(&st) % (rb[i].size - off + 1);
+					rnd_next(&st) % (rb[i].size - off + 1);
 
-				assert_int_equal(
-				    mfd__ramblock_mark_dirty(&rb[i], off, len),
-				    0);
+				assert_int_equal(mfd__ramblock_mark_dirty(
+							 &rb[i], off, len),
+						 0);
 				mfd__bitmap_harvest(&rb[i].dirty, &rb[i].log);
 			}
 		}
@@ -497,16 +499,18 @@ static void test_ramblock_init_checks(UNUSED void **state)
 	assert_int_equal(mfd__ramblock_init(&rb, "x", &guest, 8192, 2048),
 			 -EINVAL);
 	assert_int_equal(
-	    mfd__ramblock_init(&rb, "x", &guest, 3 * 8192, 3 * 4096), -EINVAL);
+		mfd__ramblock_init(&rb, "x", &guest, 3 * 8192, 3 * 4096),
+		-EINVAL);
 	assert_int_equal(
-	    mfd__ramblock_init(&rb, "x", &guest, 1ULL << 32, 1U << 31),
-	    -EINVAL);
+		mfd__ramblock_init(&rb, "x", &guest, 1ULL << 32, 1U << 31),
+		-EINVAL);
 	assert_int_equal(mfd__ramblock_init(&rb, "x", &guest, 0, 0), -EINVAL);
 	assert_int_equal(mfd__ramblock_init(NULL, "x", &guest, 8192, 4096),
 			 -EINVAL);
 	/* host alignment is not required */
 	assert_int_equal(
-	    mfd__ramblock_init(&rb, "x", &guest + 1, 1ULL << 30, 1U << 30), 0);
+		mfd__ramblock_init(&rb, "x", &guest + 1, 1ULL << 30, 1U << 30),
+		0);
 	assert_int_equal(rb.npages, 1);
 	assert_int_equal(rb.page_shift, 30);
 	mfd__ramblock_destroy(&rb);
@@ -571,17 +575,17 @@ int main(void)
 {
 	const char *env = getenv("MFD_TEST_SEED");
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_ramblock_init_checks),
-	    cmocka_unit_test(test_mark_dirty),
-	    cmocka_unit_test(test_exact),
-	    cmocka_unit_test(test_empty),
-	    cmocka_unit_test(test_tail_bits_ignored),
-	    cmocka_unit_test(test_max_pages_zero),
-	    cmocka_unit_test(test_random_passes),
-	    cmocka_unit_test(test_full),
-	    cmocka_unit_test(test_redirty_mid_pass),
-	    cmocka_unit_test(test_rewind_mid_pass),
-	    cmocka_unit_test(test_rounds_with_harvest),
+		cmocka_unit_test(test_ramblock_init_checks),
+		cmocka_unit_test(test_mark_dirty),
+		cmocka_unit_test(test_exact),
+		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_tail_bits_ignored),
+		cmocka_unit_test(test_max_pages_zero),
+		cmocka_unit_test(test_random_passes),
+		cmocka_unit_test(test_full),
+		cmocka_unit_test(test_redirty_mid_pass),
+		cmocka_unit_test(test_rewind_mid_pass),
+		cmocka_unit_test(test_rounds_with_harvest),
 	};
 
 	seed = env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);

@@ -25,9 +25,9 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-static const uint8_t session_id[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
-				       0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98,
-				       0x76, 0x54, 0x32, 0x10};
+static const uint8_t session_id[16] = { 0x01, 0x23, 0x45, 0x67, 0x89, 0xab,
+					0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98,
+					0x76, 0x54, 0x32, 0x10 };
 
 /* A heap block of exactly len bytes (ASan-checked), maybe a copy. */
 /* noinline: at -O3 GCC propagates impossible lengths of callers into the
@@ -56,12 +56,12 @@ static uint8_t *exact(const uint8_t *buf, size_t len)
 static struct mfd_hello good_hello(void)
 {
 	struct mfd_hello h = {
-	    .magic = MFD_MAGIC_HELLO,
-	    .version = MFD_PROTO_VERSION,
-	    .role = MFD_ROLE_DATA,
-	    .channel = 3,
-	    .nchannels = 8,
-	    .features = MFD_FEAT_VERIFY,
+		.magic = MFD_MAGIC_HELLO,
+		.version = MFD_PROTO_VERSION,
+		.role = MFD_ROLE_DATA,
+		.channel = 3,
+		.nchannels = 8,
+		.features = MFD_FEAT_VERIFY,
 	};
 
 	memcpy(h.session, session_id, sizeof(h.session));
@@ -166,10 +166,10 @@ static void test_hello_reject(void **state)
 static struct mfd_hello_reply good_reply(void)
 {
 	struct mfd_hello_reply r = {
-	    .magic = MFD_MAGIC_HELLO,
-	    .version = MFD_PROTO_VERSION,
-	    .status = 0,
-	    .features = MFD_FEAT_VERIFY,
+		.magic = MFD_MAGIC_HELLO,
+		.version = MFD_PROTO_VERSION,
+		.status = 0,
+		.features = MFD_FEAT_VERIFY,
 	};
 	return r;
 }
@@ -253,9 +253,9 @@ static void test_hello_reply_reject(void **state)
 static int ctl_rt(uint16_t type, uint32_t length, struct mfd_ctl_hdr *out)
 {
 	struct mfd_ctl_hdr h = {
-	    .magic = MFD_MAGIC_CTL,
-	    .type = type,
-	    .length = length,
+		.magic = MFD_MAGIC_CTL,
+		.type = type,
+		.length = length,
 	};
 	uint8_t buf[MFD_CTL_HDR_SIZE];
 
@@ -269,11 +269,11 @@ static void test_ctl_hdr_roundtrip(void **state)
 		uint16_t type;
 		uint32_t length;
 	} ok[] = {
-	    {MFD_CTL_SETUP, 100},  {MFD_CTL_SETUP, MFD_MAX_CTL_PAYLOAD},
-	    {MFD_CTL_SETUP_OK, 0}, {MFD_CTL_ROUND, MFD_ROUND_SIZE},
-	    {MFD_CTL_END, 32},	   {MFD_CTL_END, MFD_MAX_CTL_PAYLOAD},
-	    {MFD_CTL_LOADED, 0},   {MFD_CTL_ERROR, 8},
-	    {MFD_CTL_ERROR, 0},
+		{ MFD_CTL_SETUP, 100 },	 { MFD_CTL_SETUP, MFD_MAX_CTL_PAYLOAD },
+		{ MFD_CTL_SETUP_OK, 0 }, { MFD_CTL_ROUND, MFD_ROUND_SIZE },
+		{ MFD_CTL_END, 32 },	 { MFD_CTL_END, MFD_MAX_CTL_PAYLOAD },
+		{ MFD_CTL_LOADED, 0 },	 { MFD_CTL_ERROR, 8 },
+		{ MFD_CTL_ERROR, 0 },
 	};
 	struct mfd_ctl_hdr d;
 	uint8_t buf[MFD_CTL_HDR_SIZE];
@@ -288,17 +288,17 @@ static void test_ctl_hdr_roundtrip(void **state)
 		assert_int_equal(d.reserved, 0);
 	}
 
-	mfd__ctl_hdr_encode(&(struct mfd_ctl_hdr){.magic = MFD_MAGIC_CTL,
-						  .type = MFD_CTL_END,
-						  .length = 0x01020304},
+	mfd__ctl_hdr_encode(&(struct mfd_ctl_hdr){ .magic = MFD_MAGIC_CTL,
+						   .type = MFD_CTL_END,
+						   .length = 0x01020304 },
 			    buf);
 	assert_memory_equal(buf, "MFDC\x04\x00\x00\x00\x04\x03\x02\x01", 12);
 }
 
 static void test_ctl_hdr_reject(void **state)
 {
-	struct mfd_ctl_hdr h = {.magic = MFD_MAGIC_CTL,
-				.type = MFD_CTL_SETUP_OK},
+	struct mfd_ctl_hdr h = { .magic = MFD_MAGIC_CTL,
+				 .type = MFD_CTL_SETUP_OK },
 			   d;
 	uint8_t buf[MFD_CTL_HDR_SIZE];
 
@@ -337,7 +337,7 @@ static void test_ctl_hdr_reject(void **state)
 
 static void test_round(void **state)
 {
-	struct mfd_round r = {.round = 7, .pages = 0x123456789aULL}, d;
+	struct mfd_round r = { .round = 7, .pages = 0x123456789aULL }, d;
 	uint8_t buf[MFD_ROUND_SIZE];
 
 	(void)state;
@@ -360,19 +360,21 @@ static void test_round(void **state)
 #define SETUP_MAX_BYTES (24 + MFD_MAX_BLOCKS * (16 + MFD_MAX_NAME) + 64)
 
 static struct mfd_block_desc good_blocks[] = {
-    {"pc.ram", 64ULL << 20, 4096},   {"hugepages", 4ULL << 30, 2U << 20},
-    {"vga.vram", 16ULL << 20, 4096}, {"giant", 2ULL << 30, 1U << 30},
-    {"rom", 64ULL << 10, 16384},
+	{ "pc.ram", 64ULL << 20, 4096 },
+	{ "hugepages", 4ULL << 30, 2U << 20 },
+	{ "vga.vram", 16ULL << 20, 4096 },
+	{ "giant", 2ULL << 30, 1U << 30 },
+	{ "rom", 64ULL << 10, 16384 },
 };
 
 static struct mfd_setup good_setup(struct mfd_block_desc *blocks)
 {
 	struct mfd_setup s = {
-	    .nblocks = ARRAY_SIZE(good_blocks),
-	    .packet_pages = 128,
-	    .nchannels = 8,
-	    .features = MFD_FEAT_VERIFY,
-	    .blocks = blocks,
+		.nblocks = ARRAY_SIZE(good_blocks),
+		.packet_pages = 128,
+		.nchannels = 8,
+		.features = MFD_FEAT_VERIFY,
+		.blocks = blocks,
 	};
 
 	memcpy(blocks, good_blocks, sizeof(good_blocks));
@@ -469,7 +471,7 @@ static void test_setup_roundtrip(void **state)
 		blocks[i].name[4] = '_';
 		blocks[i].name[MFD_MAX_NAME] = '\0';
 		blocks[i].page_size =
-		    i & 1 ? MFD_MIN_PAGE_SIZE : MFD_MAX_PAGE_SIZE;
+			i & 1 ? MFD_MIN_PAGE_SIZE : MFD_MAX_PAGE_SIZE;
 		blocks[i].size = (uint64_t)blocks[i].page_size * (i + 1);
 	}
 	n = mfd__setup_encode(&s, buf, sizeof(buf));
@@ -588,15 +590,15 @@ static void test_setup_reject_fields(void **state)
 
 	/* page size: not a power of two, too small, too big, zero */
 	static const uint32_t bad_ps[] = {
-	    0,
-	    1,
-	    2048,
-	    4095,
-	    4097,
-	    3 * 4096,
-	    MFD_MAX_PAGE_SIZE + 4096,
-	    1U << 31,
-	    UINT32_MAX,
+		0,
+		1,
+		2048,
+		4095,
+		4097,
+		3 * 4096,
+		MFD_MAX_PAGE_SIZE + 4096,
+		1U << 31,
+		UINT32_MAX,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad_ps); i++) {
 		RESET();
@@ -606,7 +608,7 @@ static void test_setup_reject_fields(void **state)
 
 	/* size: zero, not a multiple of the page size */
 	static const uint64_t bad_size[] = {
-	    0, 1, 4096, (4ULL << 30) + 4096, (2ULL << 20) - 1, UINT64_MAX,
+		0, 1, 4096, (4ULL << 30) + 4096, (2ULL << 20) - 1, UINT64_MAX,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad_size); i++) {
 		RESET(); /* block 1: 2 MiB pages */
@@ -636,8 +638,8 @@ static void test_setup_lengths(void **state)
 	/* Trailing bytes. */
 	for (size_t extra = 1; extra <= 17; extra++)
 		assert_int_equal(
-		    setup_decode_exact(buf, n + extra, &d, dblocks),
-		    MFD_ELENGTH);
+			setup_decode_exact(buf, n + extra, &d, dblocks),
+			MFD_ELENGTH);
 	/* A name length that runs past the end. */
 	mfd__put_le16(buf + setup_blk_off(&s, 4) + 12, 200);
 	assert_int_equal(setup_decode_exact(buf, n, &d, dblocks), MFD_ELENGTH);
@@ -715,7 +717,7 @@ static void test_end_reject(void **state)
 	static uint8_t dig[4][MFD_DIGEST_SIZE];
 	static uint8_t ddig[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
 	uint8_t buf[32 + 4 * MFD_DIGEST_SIZE + 16];
-	struct mfd_end e = {.nblocks = 4, .digests = dig}, d;
+	struct mfd_end e = { .nblocks = 4, .digests = dig }, d;
 	size_t n;
 
 	(void)state;
@@ -837,8 +839,8 @@ static void test_error_reject(void **state)
 	memset(buf + 8, 'x', MFD_MAX_ERROR_TEXT + 1);
 	mfd__put_le32(buf + 4, MFD_MAX_ERROR_TEXT + 1);
 	assert_int_equal(
-	    error_decode_exact(buf, 8 + MFD_MAX_ERROR_TEXT + 1, &d),
-	    MFD_ELENGTH);
+		error_decode_exact(buf, 8 + MFD_MAX_ERROR_TEXT + 1, &d),
+		MFD_ELENGTH);
 	mfd__put_le32(buf + 4, UINT32_MAX);
 	assert_int_equal(error_decode_exact(buf, 8, &d), MFD_ELENGTH);
 	mfd__put_le32(buf + 4, UINT32_MAX - 7);
@@ -852,14 +854,14 @@ static void test_error_reject(void **state)
 static struct mfd_pkt_hdr good_pages(void)
 {
 	struct mfd_pkt_hdr h = {
-	    .magic = MFD_MAGIC_PKT,
-	    .type = MFD_PKT_PAGES,
-	    .round = 2,
-	    .block = 1,
-	    .count = 3,
-	    .zero_count = 2,
-	    .payload_len = 3 * (2U << 20),
-	    .seq = 41,
+		.magic = MFD_MAGIC_PKT,
+		.type = MFD_PKT_PAGES,
+		.round = 2,
+		.block = 1,
+		.count = 3,
+		.zero_count = 2,
+		.payload_len = 3 * (2U << 20),
+		.seq = 41,
 	};
 	return h;
 }
@@ -888,11 +890,11 @@ static void test_pkt_roundtrip(void **state)
 			    "\x29\x00\x00\x00",
 			    MFD_PKT_HDR_SIZE);
 
-	h = (struct mfd_pkt_hdr){.magic = MFD_MAGIC_PKT,
-				 .type = MFD_PKT_SYNC,
-				 .round = 9,
-				 .count = 1000,
-				 .seq = UINT32_MAX};
+	h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_SYNC,
+				  .round = 9,
+				  .count = 1000,
+				  .seq = UINT32_MAX };
 	assert_int_equal(pkt_rt(&h, &d), 0);
 	assert_memory_equal(&h, &d, sizeof(h));
 	h.type = MFD_PKT_DONE;
@@ -928,13 +930,13 @@ static void test_pkt_reject(void **state)
 	h.flags = MFD_PKT_F_ZSTD | 0x8000;
 	assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);
 	for (uint16_t t = MFD_PKT_SYNC; t <= MFD_PKT_DONE; t++) {
-		h = (struct mfd_pkt_hdr){.magic = MFD_MAGIC_PKT, .type = t};
+		h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT, .type = t };
 		h.flags = MFD_PKT_F_ZSTD;
 		assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);
 	}
 
 	for (uint16_t t = MFD_PKT_SYNC; t <= MFD_PKT_DONE; t++) {
-		h = (struct mfd_pkt_hdr){.magic = MFD_MAGIC_PKT, .type = t};
+		h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT, .type = t };
 		h.block = 1;
 		assert_int_equal(pkt_rt(&h, &d), MFD_ELENGTH);
 		h.block = 0;
@@ -947,9 +949,9 @@ static void test_pkt_reject(void **state)
 }
 
 static const struct mfd_wire_limits good_limits = {
-    .nblocks = ARRAY_SIZE(good_blocks),
-    .packet_pages = 128,
-    .blocks = good_blocks,
+	.nblocks = ARRAY_SIZE(good_blocks),
+	.packet_pages = 128,
+	.blocks = good_blocks,
 };
 
 /* Compressed PAGES: only when negotiated; count >= 1; the pages fit in
@@ -957,13 +959,13 @@ static const struct mfd_wire_limits good_limits = {
 static void test_pkt_validate_zstd(void **state)
 {
 	struct mfd_wire_limits lim = good_limits;
-	struct mfd_pkt_hdr h = {.magic = MFD_MAGIC_PKT,
-				.type = MFD_PKT_PAGES,
-				.flags = MFD_PKT_F_ZSTD,
-				.block = 0,
-				.count = 3,
-				.zero_count = 2,
-				.payload_len = 100};
+	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				 .type = MFD_PKT_PAGES,
+				 .flags = MFD_PKT_F_ZSTD,
+				 .block = 0,
+				 .count = 3,
+				 .zero_count = 2,
+				 .payload_len = 100 };
 
 	(void)state;
 	lim.features = 0;
@@ -1085,7 +1087,8 @@ static void test_pkt_validate(void **state)
 	assert_int_equal(mfd__pkt_validate(&h, lim), 0);
 
 	/* Only PAGES headers carry anything to validate. */
-	h = (struct mfd_pkt_hdr){.magic = MFD_MAGIC_PKT, .type = MFD_PKT_SYNC};
+	h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_SYNC };
 	assert_int_equal(mfd__pkt_validate(&h, lim), MFD_ETYPE);
 }
 
@@ -1094,12 +1097,12 @@ static int offsets_rt(uint32_t block, uint32_t count, uint32_t zero_count,
 		      const uint64_t *host, uint64_t *out)
 {
 	struct mfd_pkt_hdr h = {
-	    .magic = MFD_MAGIC_PKT,
-	    .type = MFD_PKT_PAGES,
-	    .block = block,
-	    .count = count,
-	    .zero_count = zero_count,
-	    .payload_len = count * good_blocks[block].page_size,
+		.magic = MFD_MAGIC_PKT,
+		.type = MFD_PKT_PAGES,
+		.block = block,
+		.count = count,
+		.zero_count = zero_count,
+		.payload_len = count * good_blocks[block].page_size,
 	};
 	size_t n = (size_t)count + zero_count;
 	uint64_t *wire = malloc(n * sizeof(*wire));
@@ -1134,12 +1137,12 @@ static void test_offsets(void **state)
 	}
 	{
 		/* Normal run, then zero run that restarts lower. */
-		const uint64_t o[] = {0, P, 5 * P, SZ0 - P, 2 * P, 3 * P};
+		const uint64_t o[] = { 0, P, 5 * P, SZ0 - P, 2 * P, 3 * P };
 		assert_int_equal(offsets_rt(0, 4, 2, o, out), 0);
 		assert_memory_equal(out, o, sizeof(o));
 	}
 	{
-		const uint64_t o[] = {H, 7 * H, SZ1 - H};
+		const uint64_t o[] = { H, 7 * H, SZ1 - H };
 		assert_int_equal(offsets_rt(1, 3, 0, o, out), 0);
 		assert_memory_equal(out, o, sizeof(o));
 		assert_int_equal(offsets_rt(1, 0, 3, o, out), 0);
@@ -1147,47 +1150,48 @@ static void test_offsets(void **state)
 	}
 
 	/* Unaligned: to the block's page size, not to 4 KiB. */
-	assert_int_equal(offsets_rt(0, 1, 0, (uint64_t[]){1}, NULL),
+	assert_int_equal(offsets_rt(0, 1, 0, (uint64_t[]){ 1 }, NULL),
 			 MFD_EOFFSET);
-	assert_int_equal(offsets_rt(0, 2, 0, (uint64_t[]){0, P + 8}, NULL),
+	assert_int_equal(offsets_rt(0, 2, 0, (uint64_t[]){ 0, P + 8 }, NULL),
 			 MFD_EOFFSET);
-	assert_int_equal(offsets_rt(1, 1, 0, (uint64_t[]){P}, NULL),
+	assert_int_equal(offsets_rt(1, 1, 0, (uint64_t[]){ P }, NULL),
 			 MFD_EOFFSET);
-	assert_int_equal(offsets_rt(1, 1, 1, (uint64_t[]){0, H + P}, NULL),
+	assert_int_equal(offsets_rt(1, 1, 1, (uint64_t[]){ 0, H + P }, NULL),
 			 MFD_EOFFSET);
 
 	/* Out of range: == size, > size, huge. */
-	assert_int_equal(offsets_rt(0, 1, 0, (uint64_t[]){SZ0}, NULL),
+	assert_int_equal(offsets_rt(0, 1, 0, (uint64_t[]){ SZ0 }, NULL),
 			 MFD_EOFFSET);
-	assert_int_equal(offsets_rt(0, 0, 1, (uint64_t[]){SZ0}, NULL),
+	assert_int_equal(offsets_rt(0, 0, 1, (uint64_t[]){ SZ0 }, NULL),
 			 MFD_EOFFSET);
-	assert_int_equal(offsets_rt(0, 2, 0, (uint64_t[]){0, SZ0 + P}, NULL),
+	assert_int_equal(offsets_rt(0, 2, 0, (uint64_t[]){ 0, SZ0 + P }, NULL),
 			 MFD_EOFFSET);
 	assert_int_equal(
-	    offsets_rt(0, 1, 0, (uint64_t[]){UINT64_MAX - P + 1}, NULL),
-	    MFD_EOFFSET);
+		offsets_rt(0, 1, 0, (uint64_t[]){ UINT64_MAX - P + 1 }, NULL),
+		MFD_EOFFSET);
 
 	/* Not increasing, duplicate: in either run. */
-	assert_int_equal(offsets_rt(0, 3, 0, (uint64_t[]){0, 2 * P, P}, NULL),
+	assert_int_equal(offsets_rt(0, 3, 0, (uint64_t[]){ 0, 2 * P, P }, NULL),
 			 MFD_EOFFSET);
-	assert_int_equal(offsets_rt(0, 2, 0, (uint64_t[]){P, P}, NULL),
+	assert_int_equal(offsets_rt(0, 2, 0, (uint64_t[]){ P, P }, NULL),
 			 MFD_EOFFSET);
 	assert_int_equal(
-	    offsets_rt(0, 1, 3, (uint64_t[]){0, P, 3 * P, 2 * P}, NULL),
-	    MFD_EOFFSET);
-	assert_int_equal(offsets_rt(0, 1, 2, (uint64_t[]){0, P, P}, NULL),
+		offsets_rt(0, 1, 3, (uint64_t[]){ 0, P, 3 * P, 2 * P }, NULL),
+		MFD_EOFFSET);
+	assert_int_equal(offsets_rt(0, 1, 2, (uint64_t[]){ 0, P, P }, NULL),
 			 MFD_EOFFSET);
 	/* A page both normal and zero. */
-	assert_int_equal(
-	    offsets_rt(0, 3, 2, (uint64_t[]){0, 2 * P, 4 * P, P, 4 * P}, NULL),
-	    MFD_EOFFSET);
-	assert_int_equal(offsets_rt(0, 1, 1, (uint64_t[]){0, 0}, NULL),
+	assert_int_equal(offsets_rt(0, 3, 2,
+				    (uint64_t[]){ 0, 2 * P, 4 * P, P, 4 * P },
+				    NULL),
+			 MFD_EOFFSET);
+	assert_int_equal(offsets_rt(0, 1, 1, (uint64_t[]){ 0, 0 }, NULL),
 			 MFD_EOFFSET);
 
 	/* The header is re-checked: an invalid one is refused. */
 	{
 		struct mfd_pkt_hdr h = good_pages();
-		uint64_t o[5] = {0};
+		uint64_t o[5] = { 0 };
 
 		h.block = 99;
 		assert_int_equal(mfd__pkt_offsets_decode(&h, o, &good_limits),
@@ -1444,8 +1448,8 @@ static void fuzz_pkt_offsets(void)
 	if (rnd_below(16) == 0)
 		h.zero_count = (uint32_t)rnd();
 	h.payload_len = h.block < lim->nblocks
-			    ? h.count * lim->blocks[h.block].page_size
-			    : (uint32_t)rnd();
+				? h.count * lim->blocks[h.block].page_size
+				: (uint32_t)rnd();
 	if (rnd_below(16) == 0)
 		h.payload_len = (uint32_t)rnd();
 
@@ -1467,10 +1471,10 @@ static void fuzz_pkt_offsets(void)
 		uint64_t step = 1 + rnd_below(rnd_below(2) ? 2 : 64);
 		int first = i == 0 || i == h.count;
 
-		off[i] =
-		    (first ? rnd_below((uint32_t)(npages < 64 ? npages : 64))
-			   : off[i - 1] / b->page_size + step) *
-		    b->page_size;
+		off[i] = (first ? rnd_below(
+					  (uint32_t)(npages < 64 ? npages : 64))
+				: off[i - 1] / b->page_size + step) *
+			 b->page_size;
 		switch (rnd_below(32)) {
 		case 0:
 			off[i] = rnd();
@@ -1504,8 +1508,8 @@ static void test_random(void **state)
 	static struct mfd_block_desc blocks[MFD_MAX_BLOCKS];
 	static uint8_t setup_buf[SETUP_MAX_BYTES];
 	static uint8_t dig[4][MFD_DIGEST_SIZE];
-	static struct mfd_error_msg em = {MFD_EOFFSET,
-					  "offset 0x1001 in pc.ram"};
+	static struct mfd_error_msg em = { MFD_EOFFSET,
+					   "offset 0x1001 in pc.ram" };
 	uint8_t hello[MFD_HELLO_SIZE], reply[MFD_HELLO_REPLY_SIZE];
 	uint8_t ctl[MFD_CTL_HDR_SIZE], round[MFD_ROUND_SIZE];
 	uint8_t pkt[MFD_PKT_HDR_SIZE], end_buf[32 + 4 * MFD_DIGEST_SIZE];
@@ -1514,7 +1518,7 @@ static void test_random(void **state)
 	struct mfd_hello h = good_hello();
 	struct mfd_hello_reply r = good_reply();
 	struct mfd_pkt_hdr p = good_pages();
-	struct mfd_end e = {.final_round = 3, .nblocks = 4, .digests = dig};
+	struct mfd_end e = { .final_round = 3, .nblocks = 4, .digests = dig };
 	const char *env;
 	uint64_t seed;
 	unsigned long iters = 20000;
@@ -1533,11 +1537,12 @@ static void test_random(void **state)
 
 	mfd__hello_encode(&h, hello);
 	mfd__hello_reply_encode(&r, reply);
-	mfd__ctl_hdr_encode(&(struct mfd_ctl_hdr){.magic = MFD_MAGIC_CTL,
-						  .type = MFD_CTL_ROUND,
-						  .length = MFD_ROUND_SIZE},
+	mfd__ctl_hdr_encode(&(struct mfd_ctl_hdr){ .magic = MFD_MAGIC_CTL,
+						   .type = MFD_CTL_ROUND,
+						   .length = MFD_ROUND_SIZE },
 			    ctl);
-	mfd__round_encode(&(struct mfd_round){.round = 4, .pages = 77}, round);
+	mfd__round_encode(&(struct mfd_round){ .round = 4, .pages = 77 },
+			  round);
 	mfd__pkt_encode(&p, pkt);
 	setup_len = (size_t)mfd__setup_encode(&s, setup_buf, sizeof(setup_buf));
 	end_len = (size_t)mfd__end_encode(&e, end_buf, sizeof(end_buf));
@@ -1559,26 +1564,26 @@ static void test_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_hello_roundtrip),
-	    cmocka_unit_test(test_hello_reject),
-	    cmocka_unit_test(test_hello_reply_roundtrip),
-	    cmocka_unit_test(test_hello_reply_reject),
-	    cmocka_unit_test(test_ctl_hdr_roundtrip),
-	    cmocka_unit_test(test_ctl_hdr_reject),
-	    cmocka_unit_test(test_round),
-	    cmocka_unit_test(test_setup_roundtrip),
-	    cmocka_unit_test(test_setup_reject_fields),
-	    cmocka_unit_test(test_setup_lengths),
-	    cmocka_unit_test(test_end_roundtrip),
-	    cmocka_unit_test(test_end_reject),
-	    cmocka_unit_test(test_error_roundtrip),
-	    cmocka_unit_test(test_error_reject),
-	    cmocka_unit_test(test_pkt_roundtrip),
-	    cmocka_unit_test(test_pkt_reject),
-	    cmocka_unit_test(test_pkt_validate),
-	    cmocka_unit_test(test_pkt_validate_zstd),
-	    cmocka_unit_test(test_offsets),
-	    cmocka_unit_test(test_random),
+		cmocka_unit_test(test_hello_roundtrip),
+		cmocka_unit_test(test_hello_reject),
+		cmocka_unit_test(test_hello_reply_roundtrip),
+		cmocka_unit_test(test_hello_reply_reject),
+		cmocka_unit_test(test_ctl_hdr_roundtrip),
+		cmocka_unit_test(test_ctl_hdr_reject),
+		cmocka_unit_test(test_round),
+		cmocka_unit_test(test_setup_roundtrip),
+		cmocka_unit_test(test_setup_reject_fields),
+		cmocka_unit_test(test_setup_lengths),
+		cmocka_unit_test(test_end_roundtrip),
+		cmocka_unit_test(test_end_reject),
+		cmocka_unit_test(test_error_roundtrip),
+		cmocka_unit_test(test_error_reject),
+		cmocka_unit_test(test_pkt_roundtrip),
+		cmocka_unit_test(test_pkt_reject),
+		cmocka_unit_test(test_pkt_validate),
+		cmocka_unit_test(test_pkt_validate_zstd),
+		cmocka_unit_test(test_offsets),
+		cmocka_unit_test(test_random),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -152,8 +152,9 @@ void tvm_start_dest(struct tvm *vm)
 {
 	if (!vm->cfg)
 		tvm_config(vm, NULL);
-	mfd_dest_hooks dh = {.opaque = vm, .loaded = h_loaded,
-			     .failed = h_failed};
+	mfd_dest_hooks dh = { .opaque = vm,
+			      .loaded = h_loaded,
+			      .failed = h_failed };
 	int ret = mfd_dest_new(&vm->dst, vm->cfg, &dh);
 	for (unsigned i = 0; !ret && i < vm->nblocks; i++)
 		ret = mfd_dest_add_block(vm->dst, vm->blocks[i].name,
@@ -182,10 +183,9 @@ int tvm_migrate(struct tvm *vm, const char *connect_uri, int *dest_ret)
 		sh.resume = h_resume;
 	int ret = mfd_source_new(&vm->src, vm->cfg, &sh);
 	for (unsigned i = 0; !ret && i < vm->nblocks; i++)
-		ret = mfd_source_add_block(vm->src, vm->blocks[i].name,
-					   vm->blocks[i].src,
-					   vm->blocks[i].size,
-					   vm->blocks[i].page_size);
+		ret = mfd_source_add_block(
+			vm->src, vm->blocks[i].name, vm->blocks[i].src,
+			vm->blocks[i].size, vm->blocks[i].page_size);
 	if (ret)
 		DIE("source: %s", mfd_strerror(ret));
 	ret = mfd_source_migrate(vm->src, connect_uri ? connect_uri : vm->uri);
@@ -255,7 +255,7 @@ static void *pump_main(void *arg)
 			break;
 		}
 		if (f == TVM_RESET) {
-			struct linger lg = {.l_onoff = 1, .l_linger = 0};
+			struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 			setsockopt(pm->in, SOL_SOCKET, SO_LINGER, &lg,
 				   sizeof(lg));
 			setsockopt(pm->out, SOL_SOCKET, SO_LINGER, &lg,
@@ -285,10 +285,10 @@ static int connect_uri(const char *uri)
 	unsigned a, b, c, d, port;
 	if (sscanf(uri, "tcp:%u.%u.%u.%u:%u", &a, &b, &c, &d, &port) != 5)
 		DIE("proxy target %s", uri);
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-				 .sin_port = htons((uint16_t)port),
-				 .sin_addr.s_addr =
-					 htonl(a << 24 | b << 16 | c << 8 | d)};
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(a << 24 | b << 16 |
+							   c << 8 | d) };
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)))
 		DIE("proxy connect: %s", strerror(errno));
@@ -304,7 +304,7 @@ static void *proxy_main(void *arg)
 	int fds[64];
 	unsigned nfd = 0;
 	for (unsigned i = 0; i < p->nconn && i < 32; i++) {
-		struct pollfd pfd = {.fd = p->lfd, .events = POLLIN};
+		struct pollfd pfd = { .fd = p->lfd, .events = POLLIN };
 		int waited = 0, r = 0;
 		while (waited < 10000 &&
 		       !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE) &&
@@ -318,10 +318,10 @@ static void *proxy_main(void *arg)
 		int sfd = connect_uri(p->target);
 		fds[nfd++] = cfd;
 		fds[nfd++] = sfd;
-		pumps[np] = (struct pump){p, i, cfd, sfd, true};
+		pumps[np] = (struct pump){ p, i, cfd, sfd, true };
 		pthread_create(&th[np], NULL, pump_main, &pumps[np]);
 		np++;
-		pumps[np] = (struct pump){p, i, sfd, cfd, false};
+		pumps[np] = (struct pump){ p, i, sfd, cfd, false };
 		pthread_create(&th[np], NULL, pump_main, &pumps[np]);
 		np++;
 	}
@@ -337,8 +337,8 @@ void tvm_proxy_start(struct tvm_proxy *p, const char *target, unsigned nconn)
 	snprintf(p->target, sizeof(p->target), "%s", target);
 	p->nconn = nconn;
 	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET,
-				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	socklen_t sl = sizeof(sa);
 	if (bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)) ||
 	    listen(p->lfd, 64) ||

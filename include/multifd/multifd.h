@@ -49,7 +49,8 @@ extern "C" {
 #define MFD_VERSION_MINOR 1
 #define MFD_VERSION_PATCH 0
 #define MFD_VERSION_NUMBER                                                     \
-	(MFD_VERSION_MAJOR * 10000 + MFD_VERSION_MINOR * 100 + MFD_VERSION_PATCH)
+	(MFD_VERSION_MAJOR * 10000 + MFD_VERSION_MINOR * 100 +                 \
+	 MFD_VERSION_PATCH)
 
 /* Run-time version of the library, as MFD_VERSION_NUMBER. */
 MFD_API int mfd_version(void);
@@ -75,18 +76,18 @@ MFD_API int mfd_version(void);
 	XX(VERIFY, 1012, "verification digest mismatch")                       \
 	XX(REMOTE, 1013, "the peer reported an error")                         \
 	XX(FEATURE, 1014, "peer requested an unsupported feature")             \
-	XX(TRUNCATED, 1015, "connection closed in the middle of a message")   \
+	XX(TRUNCATED, 1015, "connection closed in the middle of a message")    \
 	XX(CONFIG, 1016, "invalid configuration value")                        \
 	XX(URI, 1017, "malformed or unsupported URI")                          \
 	XX(STATE, 1018, "call not valid in the current migration state")       \
 	XX(FLAGS, 1019, "reserved field or flag not zero")                     \
 	XX(HOOK, 1020, "a hypervisor hook reported failure")                   \
 	XX(COMPRESS, 1021,                                                     \
-	   "compressed payload corrupt or not of the announced size")         \
-	XX(DEVICE, 1022, "device index out of range or device state invalid")         \
+	   "compressed payload corrupt or not of the announced size")          \
+	XX(DEVICE, 1022, "device index out of range or device state invalid")  \
 	XX(AUTH, 1023,                                                         \
-	   "authentication failed (wrong or missing key, or replayed)")  \
-	XX(TLS, 1024, "TLS failed: handshake, peer not trusted or bad record")  \
+	   "authentication failed (wrong or missing key, or replayed)")        \
+	XX(TLS, 1024, "TLS failed: handshake, peer not trusted or bad record") \
 	XX(NOCONVERGE, 1025,                                                   \
 	   "pre-copy did not converge (max-rounds or precopy-timeout) and "    \
 	   "timeout-policy is cancel")
@@ -111,8 +112,7 @@ typedef struct mfd_config mfd_config;
 MFD_API int mfd_config_new(mfd_config **out);
 MFD_API void mfd_config_free(mfd_config *cfg);
 /* Returns MFD_ECONFIG for an unknown key, a bad value or one out of range. */
-MFD_API int mfd_config_set(mfd_config *cfg, const char *key,
-			   const char *value);
+MFD_API int mfd_config_set(mfd_config *cfg, const char *key, const char *value);
 /* Writes the effective value as text; -ENOENT for an unknown key. */
 MFD_API int mfd_config_get(const mfd_config *cfg, const char *key, char *buf,
 			   size_t len);
@@ -179,15 +179,15 @@ MFD_API const char *mfd_phase_name(int phase);
  * grows at its end: callers pass sizeof(their struct).
  */
 typedef struct mfd_stats {
-	int phase;	     /* enum mfd_phase */
-	int error;	     /* 0, or the error that ended the migration */
-	uint32_t round;	     /* current (or last) round, 0-based */
-	uint32_t channels;   /* data channels in use */
-	uint64_t ram_bytes;  /* total size of registered RAM */
-	uint64_t wire_bytes; /* bytes sent (source) or received (dest) */
-	uint64_t pages;	     /* pages sent / loaded, all rounds */
-	uint64_t zero_pages; /* pages sent / loaded as zero pages */
-	uint64_t packets;    /* page packets */
+	int phase;		/* enum mfd_phase */
+	int error;		/* 0, or the error that ended the migration */
+	uint32_t round;		/* current (or last) round, 0-based */
+	uint32_t channels;	/* data channels in use */
+	uint64_t ram_bytes;	/* total size of registered RAM */
+	uint64_t wire_bytes;	/* bytes sent (source) or received (dest) */
+	uint64_t pages;		/* pages sent / loaded, all rounds */
+	uint64_t zero_pages;	/* pages sent / loaded as zero pages */
+	uint64_t packets;	/* page packets */
 	uint64_t pending_bytes; /* dirty bytes not yet sent (source) */
 	uint64_t setup_ns;	/* start until the first page may go out */
 	uint64_t transfer_ns;	/* start of round 0 until all pages landed */
@@ -207,10 +207,10 @@ typedef struct mfd_stats {
 	 * parallel digest beyond the calling one are not counted. */
 	uint64_t cpu_ns;
 	/* Downtime in parts, which add up to downtime_ns (source): */
-	uint64_t down_sync_ns;	/* stop hook and final dirty sync */
-	uint64_t down_pages_ns; /* until the last page left */
-	uint64_t down_end_ns;	/* end marker and digests sent */
-	uint64_t down_ack_ns;	/* until the destination's LOADED */
+	uint64_t down_sync_ns;	       /* stop hook and final dirty sync */
+	uint64_t down_pages_ns;	       /* until the last page left */
+	uint64_t down_end_ns;	       /* end marker and digests sent */
+	uint64_t down_ack_ns;	       /* until the destination's LOADED */
 	uint64_t expected_downtime_ns; /* estimate when switching over */
 	uint64_t dirty_rate_bps;       /* guest dirtying, last round */
 	uint32_t throttle_pct;	       /* throttle now applied (0 = none) */
@@ -243,13 +243,13 @@ typedef struct mfd_stats {
  */
 typedef struct mfd_round_stats {
 	uint32_t round;
-	uint32_t throttle_pct;	 /* throttle in force during the round */
-	uint64_t pages;		 /* pages sent in the round */
-	uint64_t bytes;		 /* bytes on the wire in the round */
-	uint64_t ns;		 /* duration */
-	uint64_t bandwidth_bps;	 /* bytes / duration */
-	uint64_t dirty_pages;	 /* dirty at the sync that ended it */
-	uint64_t dirty_rate_bps; /* dirty bytes / time since last sync */
+	uint32_t throttle_pct;	       /* throttle in force during the round */
+	uint64_t pages;		       /* pages sent in the round */
+	uint64_t bytes;		       /* bytes on the wire in the round */
+	uint64_t ns;		       /* duration */
+	uint64_t bandwidth_bps;	       /* bytes / duration */
+	uint64_t dirty_pages;	       /* dirty at the sync that ended it */
+	uint64_t dirty_rate_bps;       /* dirty bytes / time since last sync */
 	uint64_t expected_downtime_ns; /* dirty bytes / bandwidth */
 } mfd_round_stats;
 
@@ -265,7 +265,8 @@ typedef struct mfd_source mfd_source;
  */
 typedef struct mfd_source_hooks {
 	void *opaque;
-	/* Required: pause the vCPUs (and the guest's writers) for switchover. */
+	/* Required: pause the vCPUs (and the guest's writers) for switchover.
+	 */
 	int (*stop)(void *opaque);
 	/* Required: resume the vCPUs after a failed or cancelled migration
 	 * that had stopped them. Never called after success. */
@@ -298,8 +299,8 @@ MFD_API void mfd_source_free(mfd_source *src);
  * indices are given in registration order from 0. The destination must
  * register the same names and sizes in the same order.
  */
-MFD_API int mfd_source_add_block(mfd_source *src, const char *name,
-				 void *host, uint64_t size, uint32_t page_size);
+MFD_API int mfd_source_add_block(mfd_source *src, const char *name, void *host,
+				 uint64_t size, uint32_t page_size);
 
 /*
  * Report guest writes: pages [offset, offset+len) of block are dirty.

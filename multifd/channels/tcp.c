@@ -56,7 +56,7 @@ int mfd__uri_split(const char *uri, char *host, size_t hostlen, char *port,
 
 static int tcp_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
 	while (msg.msg_iovlen) {
 		ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 		if (n < 0) {
@@ -74,7 +74,7 @@ static int tcp_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 
 static int tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
-	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
 	bool started = false;
 	while (msg.msg_iovlen) {
 		if (msg.msg_iov->iov_len == 0) {
@@ -100,14 +100,14 @@ static int tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 
 static int tcp_recv(struct mfd__chan *c, void *buf, size_t len)
 {
-	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	return tcp_recvv(c, &iov, 1);
 }
 
 static int tcp_set_timeout(struct mfd__chan *c, uint64_t ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
+			      .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
 	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
 	    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
 		return -errno;
@@ -170,8 +170,7 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static int wait_fd(int fd, short events, uint64_t timeout_ms,
-		   const int *cancel)
+static int wait_fd(int fd, short events, uint64_t timeout_ms, const int *cancel)
 {
 	uint64_t deadline = mfd__now_ns() + timeout_ms * 1000000ULL;
 	for (;;) {
@@ -181,7 +180,7 @@ static int wait_fd(int fd, short events, uint64_t timeout_ms,
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		uint64_t left = (deadline - now) / 1000000ULL + 1;
-		struct pollfd pfd = {.fd = fd, .events = events};
+		struct pollfd pfd = { .fd = fd, .events = events };
 		int n = poll(&pfd, 1, left > 100 ? 100 : (int)left);
 		if (n < 0 && errno != EINTR)
 			return -errno;
@@ -196,16 +195,16 @@ int mfd__tcp_connect_fd(const char *uri, uint64_t timeout_ms, int *out)
 	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
 	if (ret)
 		return ret;
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICSERV},
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV },
 			*res, *ai;
 	int gai = getaddrinfo(host, port, &hints, &res);
 	if (gai)
 		return gai == EAI_SYSTEM ? -errno : -EHOSTUNREACH;
 	ret = -ECONNREFUSED;
 	for (ai = res; ai; ai = ai->ai_next) {
-		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC |
-							SOCK_NONBLOCK,
+		int fd = socket(ai->ai_family,
+				ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
 				ai->ai_protocol);
 		if (fd < 0) {
 			ret = -errno;
@@ -243,8 +242,8 @@ static int tcp_listen(const char *uri, int backlog, struct mfd__listener *l)
 	int ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port));
 	if (ret)
 		return ret;
-	struct addrinfo hints = {.ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_NUMERICSERV | AI_PASSIVE},
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICSERV | AI_PASSIVE },
 			*res;
 	int gai = getaddrinfo(host, port, &hints, &res);
 	if (gai)
