@@ -332,11 +332,10 @@ static int uring_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
 	bool started = false;
 	while (msg.msg_iovlen) {
-		if (msg.msg_iov->iov_len == 0) {
-			msg.msg_iov++;
-			msg.msg_iovlen--;
-			continue;
-		}
+		/* Drop empty iovecs: a 0-byte read would look like EOF. */
+		mfd__iov_consume(&msg, 0);
+		if (!msg.msg_iovlen)
+			break;
 		bool unused = false;
 		int n = run(u, &u->rx, OP_RECV, &msg, &unused);
 		if (n < 0)
