@@ -69,6 +69,7 @@ struct bench_opts {
 	const char *compression; /* as given, for the report */
 	const char *dest_netns;	 /* ip-netns names, or NULL */
 	const char *source_netns;
+	const char *dump_image; /* --dump-image FILE: write the image, exit */
 	/* Guest workload and pre-copy (NULL / 0: library defaults). */
 	struct guest_opts guest;
 	unsigned measure_ms; /* guest work rate before and after */
@@ -179,6 +180,11 @@ static void usage(FILE *f)
 		"  --source-netns NAME   the same for the source side\n"
 		"  --fill-threads N      threads filling the image (default "
 		"2)\n"
+		"  --dump-image FILE     write the source image (--ram, "
+		"--image,\n"
+		"                        --seed) to FILE and exit: the input "
+		"of\n"
+		"                        a zstd -b ceiling\n"
 		"  --timeout SECONDS     cancel a migration running longer "
 		"(default 300, 0 = none)\n"
 		"  --json                print one JSON object instead of a "
@@ -331,6 +337,7 @@ enum {
 	OPT_URI,
 	OPT_SET,
 	OPT_FILL_THREADS,
+	OPT_DUMP_IMAGE,
 	OPT_TIMEOUT,
 	OPT_CONFIG,
 	OPT_PRINT_CONFIG,
@@ -378,6 +385,7 @@ static const struct option long_opts[] = {
 	{ "uri", required_argument, NULL, OPT_URI },
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "fill-threads", required_argument, NULL, OPT_FILL_THREADS },
+	{ "dump-image", required_argument, NULL, OPT_DUMP_IMAGE },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
@@ -668,6 +676,9 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 			o->fill_threads =
 				parse_uint_opt("fill-threads", optarg, 1, 16);
 			break;
+		case OPT_DUMP_IMAGE:
+			o->dump_image = optarg;
+			break;
 		case OPT_COMPRESSION:
 			/* Library keys: checked with the rest of --set. */
 			o->compression = optarg;
@@ -734,6 +745,23 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 	    o->uri[strlen(o->transport)] != ':')
 		usage_error("--uri %s does not match --transport %s", o->uri,
 			    o->transport);
+}
+
+/* Writes the filled source RAM to path. 0 or a negative errno. */
+static int dump_image(const struct vm *vm, const char *path)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f) {
+		fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
+		return -errno;
+	}
+	size_t n = fwrite(vm->src, 1, vm->ram_bytes, f);
+	int err = n == vm->ram_bytes ? 0 : -EIO;
+	if (fclose(f) && !err)
+		err = -errno;
+	if (err)
+		fprintf(stderr, "%s: %s: write failed\n", prog, path);
+	return err;
 }
 
 /* RDMA needs a device: say so at once, before RAM is mapped and filled. */
@@ -1538,6 +1566,10 @@ int main(int argc, char **argv)
 	if (err) {
 		fprintf(stderr, "%s: filling RAM with image %s failed: %s\n",
 			prog, vm_image_name(&o.image), strerror(-err));
+		goto out;
+	}
+	if (o.dump_image) {
+		err = dump_image(vm, o.dump_image);
 		goto out;
 	}
 	if (o.dest_populate) {
