@@ -235,7 +235,12 @@ static void *worker_main(void *arg)
 		w->len--;
 		if (js.job == MFD__JOB_PAGES)
 			p->free[p->nfree++] = js.batch;
-		pthread_cond_broadcast(&p->idle_cv);
+		/* Waiters on idle_cv wait for a full queue to have room or
+		 * for an empty one: waking them at half and at empty lets
+		 * the scanner refill half a queue per wake-up instead of one
+		 * job (abort wakes them itself). */
+		if (w->len == 0 || w->len == MFD__POOL_QUEUE / 2)
+			pthread_cond_broadcast(&p->idle_cv);
 	}
 	pthread_mutex_unlock(&p->lock);
 	__atomic_fetch_add(&p->stats->cpu_ns, mfd__thread_cpu_ns(),

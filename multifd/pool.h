@@ -50,7 +50,7 @@ struct mfd__pool;
  * cost two thread wake-ups, which bounded cheap packets (zero pages) by
  * scheduling latency rather than by work.
  */
-#define MFD__POOL_QUEUE 4
+#define MFD__POOL_QUEUE 8
 
 struct mfd__job_slot {
 	enum mfd__job job;
