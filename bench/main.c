@@ -173,6 +173,9 @@ static void usage(FILE *f)
 		"                        RAM byte for byte (default on)\n"
 		"  --compression none|zstd  page codec (default none)\n"
 		"  --zstd-level N        zstd level 1..19 (default 1)\n"
+		"  --zstd-long N         zstd window 2^N with long-distance "
+		"matching,\n"
+		"                        0 or 20..27 (default 0: off)\n"
 		"  --dest-netns NAME     run the destination (its listener "
 		"and\n"
 		"                        threads) in network namespace NAME\n"
@@ -348,6 +351,7 @@ enum {
 	OPT_CHECK,
 	OPT_COMPRESSION,
 	OPT_ZSTD_LEVEL,
+	OPT_ZSTD_LONG,
 	OPT_DEST_NETNS,
 	OPT_SOURCE_NETNS,
 	OPT_IO_ENGINE,
@@ -396,6 +400,7 @@ static const struct option long_opts[] = {
 	{ "check", required_argument, NULL, OPT_CHECK },
 	{ "compression", required_argument, NULL, OPT_COMPRESSION },
 	{ "zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL },
+	{ "zstd-long", required_argument, NULL, OPT_ZSTD_LONG },
 	{ "dest-netns", required_argument, NULL, OPT_DEST_NETNS },
 	{ "source-netns", required_argument, NULL, OPT_SOURCE_NETNS },
 	{ "io-engine", required_argument, NULL, OPT_IO_ENGINE },
@@ -688,6 +693,10 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		case OPT_ZSTD_LEVEL:
 			cfg_list_add(&o->sets, "zstd-level", optarg,
 				     "--zstd-level");
+			break;
+		case OPT_ZSTD_LONG:
+			cfg_list_add(&o->sets, "zstd-long", optarg,
+				     "--zstd-long");
 			break;
 		case OPT_DEST_NETNS:
 			o->dest_netns = optarg;
@@ -1330,6 +1339,7 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 	report_u64(r, "zero_pages", s->zero_pages);
 	report_str(r, "compression", o->compression ? o->compression : "none");
 	report_u64(r, "compressed_bytes", s->compressed_bytes);
+	report_u64(r, "raw_pages", s->raw_pages);
 	report_f64(r, "compression_ratio",
 		   s->compressed_bytes ? (double)s->compress_in_bytes /
 						 (double)s->compressed_bytes

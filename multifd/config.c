@@ -15,6 +15,7 @@
 #include <ini.h>
 
 #include "multifd/config.h"
+#include "multifd/compress/codec.h"
 
 _Static_assert(sizeof(bool) == 1, "bool fields are stored as one byte");
 
@@ -153,6 +154,21 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.max = 19,
 		FIELD(zstd_level),
 		.doc = "zstd compression level (source side).",
+	},
+	{
+		.section = "migration",
+		.name = "zstd-long",
+		.type = MFD__CFG_UINT,
+		.def = "0",
+		.min = MFD_ZSTD_LONG_MIN,
+		.max = MFD_ZSTD_LONG_MAX,
+		.or_zero = true,
+		FIELD(zstd_long),
+		.doc = "zstd long-distance mode, as zstd --long=N: 0 off, or "
+		       "N for a 2^N byte window with long-distance "
+		       "matching. Costs 2^N bytes per channel on each side; "
+		       "the destination accepts windows up to its own "
+		       "setting (at least 2^23).",
 	},
 	{
 		.section = "migration",
@@ -466,7 +482,8 @@ static void range_text(char *out, size_t outlen, const struct mfd__cfg_key *k)
 		snprintf(out, outlen, "0..%" PRIu64 " bytes", k->max);
 		break;
 	default:
-		snprintf(out, outlen, "%" PRIu64 "..%" PRIu64, k->min, k->max);
+		snprintf(out, outlen, "%s%" PRIu64 "..%" PRIu64,
+			 k->or_zero ? "0 or " : "", k->min, k->max);
 		break;
 	}
 }
@@ -765,7 +782,7 @@ int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		bad = parse_number(k, value, &v);
 	if (bad)
 		return reject(k, value, (enum bad)bad, err, errlen);
-	if (v < k->min || v > k->max)
+	if ((v < k->min || v > k->max) && !(v == 0 && k->or_zero))
 		return reject(k, value, BAD_RANGE, err, errlen);
 	if (store(cfg, k, v)) {
 		if (err && errlen)
@@ -940,7 +957,7 @@ int mfd_config_key(unsigned index, mfd_config_key_info *info, size_t size)
 	out.type = type_name(k);
 	out.def = k->def;
 	out.doc = k->doc;
-	out.min = k->min;
+	out.min = k->or_zero ? 0 : k->min;
 	out.max = k->max;
 	range_text(out.range, sizeof(out.range), k);
 	memcpy(info, &out, size < sizeof(out) ? size : sizeof(out));

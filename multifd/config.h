@@ -27,6 +27,7 @@ struct mfd_config {
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
 	uint32_t compression;	     /* enum mfd__codec_id */
 	uint32_t zstd_level;
+	uint32_t zstd_long;		      /* window log, 0 = off */
 	uint32_t io_engine;		      /* enum mfd__io_engine */
 	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
 	/* TLS (multifd/channels/tls.c); texts are "" when unset. */
@@ -89,6 +90,7 @@ struct mfd__cfg_key {
 	bool size; /* accepts K/M/G (powers of 1024) */
 	const char *def;
 	uint64_t min, max;
+	bool or_zero;  /* 0 (off) is valid too, outside [min, max] */
 	size_t offset; /* in struct mfd_config */
 	size_t width;  /* sizeof the field */
 	const char *doc;

@@ -57,6 +57,7 @@ struct mfd_dest {
 	struct mfd_block_desc descs[MFD_MAX_BLOCKS];
 	unsigned nblocks;
 	struct mfd_wire_limits lim;
+	uint32_t zstd_window_log; /* the source's zstd-long, from SETUP */
 	struct mfd__key key; /* loaded at start; len 0: no authentication */
 
 	struct mfd__listener lst;
@@ -665,6 +666,17 @@ static int accept_main(mfd_dest *d)
 			 "SETUP says %u channels, the handshake said %u",
 			 su.nchannels, d->n);
 		ret = MFD_EROLE;
+	} else if (su.zstd_window_log > 23 &&
+		   su.zstd_window_log > d->cfg.zstd_long) {
+		/* The window is memory this side allocates per channel: only
+		 * as much as its own config allows. */
+		snprintf(why, sizeof(why),
+			 "the source compresses with zstd-long=%u, this "
+			 "destination allows windows up to 2^%u (set zstd-long "
+			 "here too)",
+			 su.zstd_window_log,
+			 d->cfg.zstd_long > 23 ? d->cfg.zstd_long : 23);
+		ret = MFD_ESETUP;
 	} else
 		ret = setup_matches(d, &su, why, sizeof(why));
 	free(payload);
@@ -673,6 +685,7 @@ static int accept_main(mfd_dest *d)
 		d->lim.blocks = d->descs;
 		d->lim.packet_pages = su.packet_pages;
 		d->lim.features = d->features;
+		d->zstd_window_log = su.zstd_window_log;
 	}
 	free(descs);
 	if (ret) {
@@ -894,7 +907,8 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 		/* The codec's buffer, mfd__codec_bound() of its input, is
 		 * the largest compressed payload wire.c accepts. */
 		int ret = mfd__codec_zstd.setup(&w[i].codec,
-						mfd__zstd_max_raw(&d->lim), 1);
+						mfd__zstd_max_raw(&d->lim), 1,
+						(int)d->zstd_window_log);
 		if (ret)
 			return ret;
 		w[i].codec.ops = &mfd__codec_zstd;

@@ -8,24 +8,16 @@
 
 #include "multifd/pool.h"
 
-static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
+/*
+ * Sends one PAGES packet of batch b's block: n pages with payload at
+ * offs[0..n), then nz zero pages at offs[n..n+nz); compressed with the
+ * worker's codec when zstd is set. offs is encoded in place.
+ */
+static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
+		      uint64_t *offs, uint32_t n, uint32_t nz, bool zstd)
 {
 	struct mfd__ramblock *rb = &w->pool->blocks[b->block];
 	uint64_t psize = rb->page_size;
-
-	/* Zero pages travel as offsets only, after the others; both runs
-	 * keep the batch's ascending order. A page written after this test
-	 * is dirty again and goes out in a later round. */
-	uint32_t n = 0, nz = 0;
-	for (uint32_t i = 0; i < b->n; i++) {
-		uint64_t off = b->offsets[i];
-		if (mfd__buffer_is_zero(rb->host + off, psize))
-			w->zero_offs[nz++] = off;
-		else
-			b->offsets[n++] = off;
-	}
-	memcpy(b->offsets + n, w->zero_offs, nz * sizeof(uint64_t));
-
 	struct mfd_pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = MFD_PKT_PAGES,
@@ -38,12 +30,10 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 	};
 	int iovcnt = 2;
 	uint64_t cpu = 0;
-	/* Blocks whose packets exceed the codec's input (huge pages) go out
-	 * uncompressed; the stream only ever holds what was sent. */
-	if (w->codec.ops && n && n * psize <= w->codec.max_in) {
+	if (zstd) {
 		uint64_t t0 = mfd__thread_cpu_ns();
 		for (uint32_t i = 0; i < n; i++)
-			w->pages[i] = rb->host + b->offsets[i];
+			w->pages[i] = rb->host + offs[i];
 		size_t zlen;
 		int ret = w->codec.ops->compress(&w->codec, w->pages, n, psize,
 						 &zlen);
@@ -59,39 +49,77 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 		/* The payload's iovecs point into guest memory; contiguous
 		 * pages are coalesced so that a fully dirty region costs one
 		 * iovec. */
-		iovcnt += mfd__pages_iov(rb->host, b->offsets, n, psize,
+		iovcnt += mfd__pages_iov(rb->host, offs, n, psize,
 					 w->iov + iovcnt);
 	}
 	mfd__pkt_encode(&h, w->hdr);
-	mfd__pkt_offsets_encode(b->offsets, b->n);
+	mfd__pkt_offsets_encode(offs, n + nz);
 	w->iov[0].iov_base = w->hdr;
 	w->iov[0].iov_len = MFD_PKT_HDR_SIZE;
-	w->iov[1].iov_base = b->offsets;
-	w->iov[1].iov_len = b->n * sizeof(uint64_t);
-	int ret = h.flags & MFD_PKT_F_ZSTD
-			  ? w->chan->ops->sendv(w->chan, w->iov, iovcnt)
-			  : mfd__chan_send_pages(w->chan, b->block, w->iov,
-						 iovcnt);
+	w->iov[1].iov_base = offs;
+	w->iov[1].iov_len = (n + nz) * sizeof(uint64_t);
+	int ret =
+		zstd ? w->chan->ops->sendv(w->chan, w->iov, iovcnt)
+		     : mfd__chan_send_pages(w->chan, b->block, w->iov, iovcnt);
 	if (ret)
 		return ret;
 	w->seq++;
 	w->round_packets++;
 	uint64_t bytes =
-		MFD_PKT_HDR_SIZE + b->n * sizeof(uint64_t) + h.payload_len;
+		MFD_PKT_HDR_SIZE + (n + nz) * sizeof(uint64_t) + h.payload_len;
 	struct mfd__xfer_stats *st = w->pool->stats;
 	__atomic_fetch_add(&st->wire_bytes, bytes, __ATOMIC_RELAXED);
-	__atomic_fetch_add(&st->pages, b->n, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&st->pages, n + nz, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&st->packets, 1, __ATOMIC_RELAXED);
 	if (nz)
 		__atomic_fetch_add(&st->zero_pages, nz, __ATOMIC_RELAXED);
-	if (h.flags & MFD_PKT_F_ZSTD) {
+	if (zstd) {
 		__atomic_fetch_add(&st->compressed_bytes, h.payload_len,
 				   __ATOMIC_RELAXED);
 		__atomic_fetch_add(&st->compress_in_bytes, n * psize,
 				   __ATOMIC_RELAXED);
 		__atomic_fetch_add(&st->compress_ns, cpu, __ATOMIC_RELAXED);
-	}
+	} else if (w->codec.ops && n)
+		__atomic_fetch_add(&st->raw_pages, n, __ATOMIC_RELAXED);
 	return 0;
+}
+
+static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
+{
+	struct mfd__ramblock *rb = &w->pool->blocks[b->block];
+	uint64_t psize = rb->page_size;
+	/* Blocks whose packets exceed the codec's input (huge pages) go out
+	 * uncompressed; the stream only ever holds what was sent. */
+	bool zstd = w->codec.ops && (uint64_t)b->n * psize <= w->codec.max_in;
+
+	/* Zero pages travel as offsets only, after the others; every list
+	 * keeps the batch's ascending order. A page written after this test
+	 * is dirty again and goes out in a later round. With compression,
+	 * pages that look incompressible (random, already compressed) skip
+	 * the codec: they would come out as large as they went in, cost
+	 * its CPU and push useful history out of its window. */
+	uint32_t n = 0, nz = 0, nraw = 0;
+	for (uint32_t i = 0; i < b->n; i++) {
+		uint64_t off = b->offsets[i];
+		const uint8_t *pg = rb->host + off;
+		if (mfd__buffer_is_zero(pg, psize))
+			w->zero_offs[nz++] = off;
+		else if (zstd && mfd__page_looks_incompressible(pg, psize))
+			w->raw_offs[nraw++] = off;
+		else
+			b->offsets[n++] = off;
+	}
+	if (nraw || !n) {
+		/* Uncompressed pages and the zero pages in one packet, the
+		 * others (if any) compressed in a second. */
+		memcpy(w->raw_offs + nraw, w->zero_offs, nz * sizeof(uint64_t));
+		int ret = emit_pages(w, b, w->raw_offs, nraw, nz, false);
+		if (ret || !n)
+			return ret;
+		return emit_pages(w, b, b->offsets, n, 0, zstd);
+	}
+	memcpy(b->offsets + n, w->zero_offs, nz * sizeof(uint64_t));
+	return emit_pages(w, b, b->offsets, n, nz, zstd);
 }
 
 static int send_marker(struct mfd__send_worker *w, uint16_t type,
@@ -290,7 +318,7 @@ int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
 		int ret = ops ? ops->setup(&p->w[i].codec,
 					   (size_t)codec->packet_pages *
 						   MFD_MIN_PAGE_SIZE,
-					   codec->level)
+					   codec->level, codec->window_log)
 			      : -EINVAL;
 		if (ret) {
 			while (i--)

@@ -77,6 +77,7 @@ struct mfd__send_worker {
 	struct iovec iov[MFD_MAX_PACKET_PAGES + 2];
 	uint8_t hdr[MFD_PKT_HDR_SIZE];
 	uint64_t zero_offs[MFD_MAX_PACKET_PAGES];
+	uint64_t raw_offs[MFD_MAX_PACKET_PAGES]; /* incompressible, zero */
 	uint8_t *pages[MFD_MAX_PACKET_PAGES];
 };
 
@@ -86,6 +87,7 @@ struct mfd__xfer_stats {
 	uint64_t pages;
 	uint64_t packets;
 	uint64_t zero_pages;
+	uint64_t raw_pages; /* with a codec: sent uncompressed (probe) */
 	uint64_t compressed_bytes;
 	uint64_t compress_in_bytes;
 	uint64_t compress_ns;
@@ -96,6 +98,7 @@ struct mfd__xfer_stats {
 struct mfd__pool_codec {
 	unsigned id;	       /* enum mfd__codec_id */
 	int level;	       /* zstd level */
+	int window_log;	       /* zstd-long, 0 = off */
 	uint32_t packet_pages; /* negotiated: sizes the codec buffers */
 };
 

@@ -309,6 +309,10 @@ static int do_setup(mfd_source *s)
 	struct mfd_setup su = { .nblocks = s->nblocks,
 				.packet_pages = s->cfg.packet_pages,
 				.nchannels = s->cfg.channels,
+				.zstd_window_log =
+					s->cfg.compression == MFD__CODEC_ZSTD
+						? s->cfg.zstd_long
+						: 0,
 				.features = features_wanted(s),
 				.blocks = descs };
 	size_t len = mfd__setup_size(&su);
@@ -366,6 +370,7 @@ static int do_setup(mfd_source *s)
 	pthread_mutex_lock(&s->lock);
 	struct mfd__pool_codec codec = { .id = s->cfg.compression,
 					 .level = (int)s->cfg.zstd_level,
+					 .window_log = (int)s->cfg.zstd_long,
 					 .packet_pages = s->cfg.packet_pages };
 	ret = mfd__pool_start(&s->pool, chans, n, s->blocks, &s->xfer, &codec);
 	s->pool_up = ret == 0 || s->pool.w;
@@ -968,6 +973,7 @@ int mfd_source_get_stats(mfd_source *s, mfd_stats *st, size_t size)
 		.packets = STAT_GET(s->xfer.packets),
 		.pending_bytes = STAT_GET(s->pending_bytes),
 		.zero_pages = STAT_GET(s->xfer.zero_pages),
+		.raw_pages = STAT_GET(s->xfer.raw_pages),
 		.compressed_bytes = STAT_GET(s->xfer.compressed_bytes),
 		.compress_in_bytes = STAT_GET(s->xfer.compress_in_bytes),
 		.compress_ns = STAT_GET(s->xfer.compress_ns),

@@ -14,6 +14,7 @@
 
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
+#include "multifd/compress/codec.h"
 
 /* SETUP payload: fixed part, then one descriptor (plus name) per block. */
 #define SETUP_FIXED_SIZE 24
@@ -194,7 +195,7 @@ int mfd__setup_encode(const struct mfd_setup *s, uint8_t *out, size_t cap)
 	mfd__put_le32(p + 0, s->nblocks);
 	mfd__put_le32(p + 4, s->packet_pages);
 	mfd__put_le32(p + 8, s->nchannels);
-	mfd__put_le32(p + 12, 0);
+	mfd__put_le32(p + 12, s->zstd_window_log & 0xff);
 	mfd__put_le64(p + 16, s->features);
 	p += SETUP_FIXED_SIZE;
 
@@ -238,10 +239,15 @@ int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd_setup *s,
 		return MFD_ESETUP;
 	if (s->nchannels < 1 || s->nchannels > MFD_MAX_CHANNELS)
 		return MFD_ESETUP;
-	if (mfd__get_le32(in + 12) != 0)
+	uint32_t codec = mfd__get_le32(in + 12);
+	if (codec & ~0xffu)
 		return MFD_EFLAGS;
 	if (s->features & ~MFD_FEATURES_KNOWN)
 		return MFD_EFEATURE;
+	s->zstd_window_log = codec;
+	if (codec && (!(s->features & MFD_FEAT_ZSTD) ||
+		      codec < MFD_ZSTD_LONG_MIN || codec > MFD_ZSTD_LONG_MAX))
+		return MFD_ESETUP;
 
 	for (uint32_t i = 0; i < s->nblocks; i++) {
 		struct mfd_block_desc *b = &blocks[i];

@@ -125,6 +125,9 @@ struct mfd_setup {
 	uint32_t packet_pages; /* max pages per packet, 1..MFD_MAX_PACKET_PAGES
 				*/
 	uint32_t nchannels;    /* 1..MFD_MAX_CHANNELS */
+	/* zstd-long of the source: 0, or with MFD_FEAT_ZSTD a window log
+	 * MFD_ZSTD_LONG_MIN..MFD_ZSTD_LONG_MAX (compress/codec.h). */
+	uint32_t zstd_window_log;
 	uint64_t features;
 	struct mfd_block_desc *blocks; /* nblocks entries */
 };
@@ -135,10 +138,11 @@ size_t mfd__setup_size(const struct mfd_setup *s);
 int mfd__setup_encode(const struct mfd_setup *s, uint8_t *out, size_t cap);
 /*
  * Decodes len bytes. blocks must have room for MFD_MAX_BLOCKS entries.
- * Checks: nblocks 1..MFD_MAX_BLOCKS, packet_pages, nchannels, known
- * features, each name 1..255 bytes without NUL, unique names, page size a
- * power of two in [4 KiB, 1 GiB], size a non-zero multiple of page size,
- * and that len is exactly consumed (MFD_ELENGTH).
+ * Checks: nblocks 1..MFD_MAX_BLOCKS, packet_pages, nchannels, the zstd
+ * window log (with MFD_FEAT_ZSTD only), known features, each name 1..255 bytes
+ * without NUL, unique names, page size a power of two in [4 KiB, 1 GiB], size a
+ * non-zero multiple of page size, and that len is exactly consumed
+ * (MFD_ELENGTH).
  */
 int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd_setup *s,
 		      struct mfd_block_desc *blocks);

@@ -100,8 +100,8 @@ static void setup_pair(const struct mfd__codec_ops *ops, struct mfd__codec *s,
 {
 	memset(s, 0, sizeof(*s));
 	memset(d, 0, sizeof(*d));
-	assert_int_equal(ops->setup(s, PKT_PAGES * PAGE, level), 0);
-	assert_int_equal(ops->setup(d, PKT_PAGES * PAGE, level), 0);
+	assert_int_equal(ops->setup(s, PKT_PAGES * PAGE, level, 0), 0);
+	assert_int_equal(ops->setup(d, PKT_PAGES * PAGE, level, 0), 0);
 	s->ops = d->ops = ops;
 	assert_true(s->out_cap >= PKT_PAGES * PAGE);
 }
@@ -177,7 +177,8 @@ struct stream {
 static void stream_make(struct stream *x, uint64_t st)
 {
 	memset(&x->s, 0, sizeof(x->s));
-	assert_int_equal(mfd__codec_zstd.setup(&x->s, PKT_PAGES * PAGE, 1), 0);
+	assert_int_equal(mfd__codec_zstd.setup(&x->s, PKT_PAGES * PAGE, 1, 0),
+			 0);
 	x->src = malloc(4 * 8 * PAGE);
 	assert_non_null(x->src);
 	for (int k = 0; k < 4; k++) {
@@ -212,7 +213,7 @@ static int decode_last(struct stream *x, int k, const uint8_t *p, size_t len,
 	struct iovec iov[PKT_PAGES];
 	struct area a;
 	uint8_t *dst = area_new(&a, 16);
-	assert_int_equal(mfd__codec_zstd.setup(&d, PKT_PAGES * PAGE, 1), 0);
+	assert_int_equal(mfd__codec_zstd.setup(&d, PKT_PAGES * PAGE, 1, 0), 0);
 	for (int j = 0; j < k; j++) {
 		int cnt = make_iov(iov, dst, x->n[j]);
 		assert_int_equal(mfd__codec_zstd.decompress(&d, x->payload[j],
@@ -295,6 +296,115 @@ static void test_zstd_rejects(void **state)
 	stream_free(&x);
 }
 
+/*
+ * zstd-long: a block of random pages sent again more than 8 MiB later (past
+ * the default window) costs almost nothing the second time; a decoder set
+ * up without the long window refuses the stream rather than allocate it;
+ * window logs outside MFD_ZSTD_LONG_MIN..MAX are refused at setup.
+ */
+static void test_zstd_long(void **state)
+{
+	(void)state;
+	const uint32_t n = 32; /* pages per packet */
+	const size_t blk = 4 << 20, gap = 10 << 20;
+	struct mfd__codec s, d, narrow;
+	memset(&s, 0, sizeof(s));
+	memset(&d, 0, sizeof(d));
+	memset(&narrow, 0, sizeof(narrow));
+	assert_int_equal(mfd__codec_zstd.setup(&s, n * PAGE, 1, 24), 0);
+	assert_int_equal(mfd__codec_zstd.setup(&d, n * PAGE, 1, 24), 0);
+	assert_int_equal(mfd__codec_zstd.setup(&narrow, n * PAGE, 1, 0), 0);
+	s.ops = d.ops = narrow.ops = &mfd__codec_zstd;
+	uint8_t *src = malloc(blk + gap);
+	uint8_t *dst = malloc(n * PAGE);
+	assert_non_null(src);
+	assert_non_null(dst);
+	tvm_fill_random(src, blk + gap, seed);
+	uint8_t *pages[32];
+	struct iovec iov = { .iov_base = dst, .iov_len = n * PAGE };
+	uint64_t first = 0, again = 0;
+	/* The block, the gap, then the block again. */
+	for (size_t off = 0; off < 2 * blk + gap; off += n * PAGE) {
+		const uint8_t *in =
+			src + (off < blk + gap ? off : off - blk - gap);
+		for (uint32_t i = 0; i < n; i++)
+			pages[i] = (uint8_t *)in + (size_t)i * PAGE;
+		size_t zlen;
+		assert_int_equal(
+			mfd__codec_zstd.compress(&s, pages, n, PAGE, &zlen), 0);
+		assert_int_equal(
+			mfd__codec_zstd.decompress(&d, s.out, zlen, &iov, 1),
+			0);
+		assert_memory_equal(dst, in, n * PAGE);
+		if (off == 0)
+			/* The frame header announces 2^24: too much for a
+			 * decoder left at the default limit. */
+			assert_int_equal(mfd__codec_zstd.decompress(
+						 &narrow, s.out, zlen, &iov, 1),
+					 MFD_ECOMPRESS);
+		if (off < blk)
+			first += zlen;
+		else if (off >= blk + gap)
+			again += zlen;
+	}
+	print_message("zstd-long=24: block of %zu random bytes: %llu bytes, "
+		      "again %zu bytes later: %llu bytes\n",
+		      blk, (unsigned long long)first, blk + gap,
+		      (unsigned long long)again);
+	assert_true(first > blk);
+	assert_true(again < blk / 20);
+	mfd__codec_zstd.teardown(&s);
+	mfd__codec_zstd.teardown(&d);
+	mfd__codec_zstd.teardown(&narrow);
+
+	struct mfd__codec bad;
+	memset(&bad, 0, sizeof(bad));
+	assert_int_equal(
+		mfd__codec_zstd.setup(&bad, PAGE, 1, MFD_ZSTD_LONG_MIN - 1),
+		-EINVAL);
+	assert_int_equal(
+		mfd__codec_zstd.setup(&bad, PAGE, 1, MFD_ZSTD_LONG_MAX + 1),
+		-EINVAL);
+	free(src);
+	free(dst);
+}
+
+/* The incompressibility probe: random pages (and so compressed data) are
+ * flagged, text, code-like and zero pages are not. */
+static void test_incompressible_probe(void **state)
+{
+	(void)state;
+	uint8_t *p = aligned_alloc(PAGE, PAGE);
+	assert_non_null(p);
+	uint64_t st = seed ^ 0x5eed;
+	unsigned flagged = 0;
+	const unsigned pages = 2000;
+	for (unsigned i = 0; i < pages; i++) {
+		tvm_fill_random(p, PAGE, tvm_rand(&st));
+		flagged += mfd__page_looks_incompressible(p, PAGE);
+	}
+	print_message("random pages flagged: %u of %u\n", flagged, pages);
+	assert_true(flagged >= pages * 95 / 100);
+
+	/* Text-like pages (fill_page's second kind) and half-zero ones. */
+	for (unsigned i = 0; i < pages; i++) {
+		fill_page(p, &st);
+		size_t nz = 0;
+		for (size_t k = 0; k < PAGE; k++)
+			nz += p[k] != 0;
+		if (nz > PAGE * 3 / 4) /* fully random: skip */
+			continue;
+		assert_false(mfd__page_looks_incompressible(p, PAGE));
+	}
+	memset(p, 0, PAGE);
+	assert_false(mfd__page_looks_incompressible(p, PAGE));
+	/* 64 byte values in every sampled position: a table, compressible. */
+	for (size_t k = 0; k < PAGE; k++)
+		p[k] = (uint8_t)(k * 7 % 64);
+	assert_false(mfd__page_looks_incompressible(p, PAGE));
+	free(p);
+}
+
 /* A hostile frame header asking for a huge window is refused, not
  * allocated. */
 static void test_zstd_window_limit(void **state)
@@ -317,6 +427,8 @@ int main(void)
 		cmocka_unit_test(test_none_round_trip),
 		cmocka_unit_test(test_zstd_rejects),
 		cmocka_unit_test(test_zstd_window_limit),
+		cmocka_unit_test(test_zstd_long),
+		cmocka_unit_test(test_incompressible_probe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

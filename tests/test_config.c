@@ -105,6 +105,7 @@ static void test_table(UNUSED void **state)
 		  offsetof(struct mfd_config, device_buffer_max), 8 },
 		{ "device-chunk-size",
 		  offsetof(struct mfd_config, device_chunk_size), 4 },
+		{ "zstd-long", offsetof(struct mfd_config, zstd_long), 4 },
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
@@ -309,30 +310,28 @@ static void test_round_trip(UNUSED void **state)
 
 /* A size key that is not in the table, to reach the K/M/G path. */
 static const struct mfd__cfg_key size64 = {
-	"test",
-	"size64",
-	MFD__CFG_UINT,
-	true,
-	"1",
-	0,
-	UINT64_MAX,
-	offsetof(struct mfd_config, downtime_limit_ms),
-	8,
-	"a 64-bit size",
-	NULL,
+	.section = "test",
+	.name = "size64",
+	.type = MFD__CFG_UINT,
+	.size = true,
+	.def = "1",
+	.min = 0,
+	.max = UINT64_MAX,
+	.offset = offsetof(struct mfd_config, downtime_limit_ms),
+	.width = 8,
+	.doc = "a 64-bit size",
 };
 static const struct mfd__cfg_key size32 = {
-	"test",
-	"size32",
-	MFD__CFG_UINT,
-	true,
-	"1",
-	1,
-	UINT32_MAX,
-	offsetof(struct mfd_config, max_rounds),
-	4,
-	"a 32-bit size",
-	NULL,
+	.section = "test",
+	.name = "size32",
+	.type = MFD__CFG_UINT,
+	.size = true,
+	.def = "1",
+	.min = 1,
+	.max = UINT32_MAX,
+	.offset = offsetof(struct mfd_config, max_rounds),
+	.width = 4,
+	.doc = "a 32-bit size",
 };
 
 static uint64_t parse_size(const struct mfd__cfg_key *k, const char *value,
@@ -448,6 +447,9 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
+	/* 0 or a range: neither */
+	{ "zstd-long", "19" },
+	{ "zstd-long", "28" },
 	/* empty */
 	{ "channels", "" },
 	{ "verify", "" },
@@ -518,6 +520,9 @@ static void test_bad_values(UNUSED void **state)
 	set_ok(cfg, "connect-timeout", "777", "777ms");
 	set_ok(cfg, "io-timeout", "7777", "7777ms");
 	set_ok(cfg, "io-engine", "uring", "uring");
+	set_ok(cfg, "zstd-long", "27", "27");
+	set_ok(cfg, "zstd-long", "0", "0");
+	set_ok(cfg, "zstd-long", "20", "20");
 	before = *cfg;
 
 	for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {

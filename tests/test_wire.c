@@ -22,6 +22,7 @@
 
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
+#include "multifd/compress/codec.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -419,6 +420,7 @@ static void assert_setup_equal(const struct mfd_setup *a,
 	assert_int_equal(a->nblocks, b->nblocks);
 	assert_int_equal(a->packet_pages, b->packet_pages);
 	assert_int_equal(a->nchannels, b->nchannels);
+	assert_int_equal(a->zstd_window_log, b->zstd_window_log);
 	assert_int_equal(a->features, b->features);
 	for (uint32_t i = 0; i < a->nblocks; i++) {
 		assert_string_equal(a->blocks[i].name, b->blocks[i].name);
@@ -537,10 +539,21 @@ static void test_setup_reject_fields(void **state)
 	mfd__put_le32(buf + 8, MFD_MAX_CHANNELS + 1);
 	assert_int_equal(DECODE(), MFD_ESETUP);
 
-	/* reserved, features */
+	/* zstd window log (low byte), reserved, features */
 	RESET();
-	mfd__put_le32(buf + 12, 1);
+	mfd__put_le32(buf + 12, 1u << 8);
 	assert_int_equal(DECODE(), MFD_EFLAGS);
+	mfd__put_le32(buf + 12, MFD_ZSTD_LONG_MAX);
+	assert_int_equal(DECODE(), MFD_ESETUP); /* without MFD_FEAT_ZSTD */
+	mfd__put_le64(buf + 16, MFD_FEAT_VERIFY | MFD_FEAT_ZSTD);
+	assert_int_equal(DECODE(), 0);
+	assert_int_equal(d.zstd_window_log, MFD_ZSTD_LONG_MAX);
+	mfd__put_le32(buf + 12, MFD_ZSTD_LONG_MAX + 1);
+	assert_int_equal(DECODE(), MFD_ESETUP);
+	mfd__put_le32(buf + 12, MFD_ZSTD_LONG_MIN - 1);
+	assert_int_equal(DECODE(), MFD_ESETUP);
+	mfd__put_le32(buf + 12, MFD_ZSTD_LONG_MIN);
+	assert_int_equal(DECODE(), 0);
 	RESET();
 	mfd__put_le64(buf + 16, 1ULL << 4); /* the first unknown bit */
 	assert_int_equal(DECODE(), MFD_EFEATURE);

@@ -72,7 +72,8 @@ MFD_API int mfd_version(void);
 	XX(LENGTH, 1008, "length field inconsistent with the message")         \
 	XX(TYPE, 1009, "unknown message type")                                 \
 	XX(ROUND, 1010, "round or sequence number out of order")               \
-	XX(SETUP, 1011, "source and destination RAM layouts differ")           \
+	XX(SETUP, 1011,                                                        \
+	   "SETUP refused: RAM layouts or migration parameters differ")        \
 	XX(VERIFY, 1012, "verification digest mismatch")                       \
 	XX(REMOTE, 1013, "the peer reported an error")                         \
 	XX(FEATURE, 1014, "peer requested an unsupported feature")             \
@@ -234,6 +235,10 @@ typedef struct mfd_stats {
 	 * waited for room (back-pressure). */
 	uint64_t device_buffer_peak;
 	uint64_t device_buffer_waits;
+	/* Source, with compression: pages sent uncompressed because they
+	 * looked incompressible (random or already compressed data), in
+	 * packets of their own; also counted in pages. */
+	uint64_t raw_pages;
 } mfd_stats;
 
 /*

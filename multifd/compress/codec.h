@@ -25,15 +25,25 @@ enum mfd__codec_id {
 
 struct mfd__codec;
 
+/* zstd-long: window logs a long-distance window may take (1 MiB ..
+ * 128 MiB); 0 is off. */
+#define MFD_ZSTD_LONG_MIN 20
+#define MFD_ZSTD_LONG_MAX 27
+
 struct mfd__codec_ops {
 	const char *name;
 	/*
 	 * Prepares one channel's contexts and buffers: compress() will take
 	 * at most max_in bytes per call, decompress() at most
 	 * mfd__codec_bound(max_in) bytes of input. level is the codec's own
-	 * (ignored by none). 0, -ENOMEM or -EINVAL.
+	 * (ignored by none). window_log 0 keeps the level's window; N > 0
+	 * (MFD_ZSTD_LONG_MIN..MFD_ZSTD_LONG_MAX) compresses with a 2^N byte
+	 * window and long-distance matching, and lets the decompressor
+	 * accept windows up to 2^N (else up to 2^23, what levels 1..19 use).
+	 * 0, -ENOMEM or -EINVAL.
 	 */
-	int (*setup)(struct mfd__codec *c, size_t max_in, int level);
+	int (*setup)(struct mfd__codec *c, size_t max_in, int level,
+		     int window_log);
 	/*
 	 * Compresses n pages of psize bytes (n * psize <= max_in) into c->out;
 	 * on success *out_len is the length of the result, which the peer's
@@ -62,6 +72,7 @@ struct mfd__codec {
 	size_t out_cap;
 	size_t max_in;
 	int level;
+	int window_log;
 };
 
 extern const struct mfd__codec_ops mfd__codec_none;
@@ -96,6 +107,15 @@ enum mfd__zero_impl {
 /* True when every byte of p[0..len) is 0. len is a multiple of 4096 and p
  * 16-byte aligned (any guest page is). */
 bool mfd__buffer_is_zero(const void *p, size_t len);
+/*
+ * A cheap guess that the page at p (len bytes, a multiple of 256) would not
+ * compress: true when 256 bytes sampled at a fixed stride take at least
+ * MFD__INCOMPRESSIBLE_DISTINCT different values. Random bytes give about
+ * 162 (1 - 1/e of 256); text and code far fewer. Pages of data already
+ * compressed look random, which is what is meant.
+ */
+#define MFD__INCOMPRESSIBLE_DISTINCT 150
+bool mfd__page_looks_incompressible(const void *p, size_t len);
 /* Whether this CPU (and build) can run impl. */
 bool mfd__zero_supported(enum mfd__zero_impl impl);
 /* Forces impl for every later call (tests, bench); MFD__ZERO_AUTO restores

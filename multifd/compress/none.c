@@ -12,8 +12,10 @@
 #include "multifd/multifd.h"
 #include "multifd/compress/codec.h"
 
-static int none_setup(struct mfd__codec *c, size_t max_in, int level)
+static int none_setup(struct mfd__codec *c, size_t max_in, int level,
+		      int window_log)
 {
+	(void)window_log;
 	c->out = malloc(max_in ? max_in : 1);
 	if (!c->out)
 		return -ENOMEM;

@@ -171,3 +171,19 @@ bool mfd__buffer_is_zero(const void *p, size_t len)
 {
 	return impl_fn(mfd__zero_current())(p, len);
 }
+
+bool mfd__page_looks_incompressible(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	size_t stride = len / 256;
+	uint64_t seen[4] = { 0, 0, 0, 0 };
+	for (size_t i = 0; i < 256; i++) {
+		uint8_t v = b[i * stride];
+		seen[v >> 6] |= 1ull << (v & 63);
+	}
+	unsigned distinct = (unsigned)(__builtin_popcountll(seen[0]) +
+				       __builtin_popcountll(seen[1]) +
+				       __builtin_popcountll(seen[2]) +
+				       __builtin_popcountll(seen[3]));
+	return distinct >= MFD__INCOMPRESSIBLE_DISTINCT;
+}

@@ -18,9 +18,10 @@
 #include "multifd/multifd.h"
 #include "multifd/compress/codec.h"
 
-/* The largest window a destination accepts (8 MiB: levels 1..19 stay
- * within it): bounds the memory a hostile stream can make it allocate. */
-#define WINDOW_LOG_MAX 23
+/* The largest window a destination accepts unless told more at setup
+ * (8 MiB: levels 1..19 stay within it): bounds the memory a hostile stream
+ * can make it allocate. */
+#define WINDOW_LOG_DEFAULT_MAX 23
 
 static void zstd_teardown(struct mfd__codec *c)
 {
@@ -32,10 +33,15 @@ static void zstd_teardown(struct mfd__codec *c)
 	c->out_cap = 0;
 }
 
-static int zstd_setup(struct mfd__codec *c, size_t max_in, int level)
+static int zstd_setup(struct mfd__codec *c, size_t max_in, int level,
+		      int window_log)
 {
+	if (window_log &&
+	    (window_log < MFD_ZSTD_LONG_MIN || window_log > MFD_ZSTD_LONG_MAX))
+		return -EINVAL;
 	c->max_in = max_in;
 	c->level = level;
+	c->window_log = window_log;
 	c->out_cap = (size_t)mfd__codec_bound(max_in);
 	c->out = malloc(c->out_cap);
 	c->cctx = ZSTD_createCCtx();
@@ -44,10 +50,24 @@ static int zstd_setup(struct mfd__codec *c, size_t max_in, int level)
 		zstd_teardown(c);
 		return -ENOMEM;
 	}
+	int wmax = window_log > WINDOW_LOG_DEFAULT_MAX ? window_log
+						       : WINDOW_LOG_DEFAULT_MAX;
 	if (ZSTD_isError(ZSTD_CCtx_setParameter(
 		    c->cctx, ZSTD_c_compressionLevel, level)) ||
 	    ZSTD_isError(ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax,
-						WINDOW_LOG_MAX))) {
+						wmax))) {
+		zstd_teardown(c);
+		return -EINVAL;
+	}
+	/* A long window: repeats far apart in guest RAM (the same library
+	 * or file loaded twice, page-cache copies) are found by the
+	 * long-distance matcher at little cost in speed; the window buffer
+	 * (2^window_log bytes) is allocated on both sides, per channel. */
+	if (window_log &&
+	    (ZSTD_isError(ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_windowLog,
+						 window_log)) ||
+	     ZSTD_isError(ZSTD_CCtx_setParameter(
+		     c->cctx, ZSTD_c_enableLongDistanceMatching, 1)))) {
 		zstd_teardown(c);
 		return -EINVAL;
 	}

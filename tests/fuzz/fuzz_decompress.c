@@ -57,8 +57,8 @@ static int codecs_setup(void)
 	static int state; /* 0 not yet, 1 ready, -1 failed */
 	if (!state) {
 		size_t max = (size_t)MAX_PAGES * MFD_MIN_PAGE_SIZE;
-		state = dcodec.ops->setup(&dcodec, max, 1) ||
-					scodec.ops->setup(&scodec, max, 1)
+		state = dcodec.ops->setup(&dcodec, max, 1, 0) ||
+					scodec.ops->setup(&scodec, max, 1, 0)
 				? -1
 				: 1;
 	}

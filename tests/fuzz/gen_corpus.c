@@ -211,7 +211,7 @@ static void decompress(void)
 	static uint8_t buf[3 + 3 * (MFD_PKT_HDR_SIZE + 4 * 8 + 20000)];
 	static uint8_t page[4][4096];
 	struct mfd__codec c = { .ops = &mfd__codec_zstd };
-	if (c.ops->setup(&c, 8 * 4096, 1))
+	if (c.ops->setup(&c, 8 * 4096, 1, 0))
 		exit(1);
 	buf[0] = 0;  /* 4 KiB pages, wire mode */
 	buf[1] = 15; /* 16 pages */
