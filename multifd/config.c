@@ -53,11 +53,12 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.section = "migration",
 		.name = "packet-pages",
 		.type = MFD__CFG_UINT,
-		.def = "128",
+		.def = "512",
 		.min = 1,
 		.max = 1024,
 		FIELD(packet_pages),
-		.doc = "Maximum number of guest pages in one packet.",
+		.doc = "Maximum number of guest pages in one packet (512: 2 "
+		       "MiB, one huge page, of 4 KiB pages).",
 	},
 	{
 		.section = "migration",

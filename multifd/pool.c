@@ -450,10 +450,14 @@ static int broadcast(struct mfd__pool *p, enum mfd__job job, uint32_t round,
 
 int mfd__pool_sync(struct mfd__pool *p, uint32_t round)
 {
-	/* With a round fence (one-sided pages) nothing of the next round
-	 * may go out before every channel has passed it. */
-	return broadcast(p, MFD__JOB_SYNC, round,
-			 p->n && p->w[0].chan->ops->round_fence);
+	/* A round ends when every channel has sent its SYNC, so that the
+	 * round's time and bandwidth are those of pages on the wire, not
+	 * of pages queued (the queues hold n * MFD__POOL_QUEUE packets,
+	 * all of a small guest's RAM), and the dirty sync that follows
+	 * finds what the guest wrote while they really went out. With a
+	 * round fence (one-sided pages) this is also what keeps the next
+	 * round's pages from overtaking. */
+	return broadcast(p, MFD__JOB_SYNC, round, true);
 }
 
 int mfd__pool_done(struct mfd__pool *p)

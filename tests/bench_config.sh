@@ -22,7 +22,7 @@ out=$("$bench" --config "$tmp/a.ini" --print-config)
 [ "$(val channels <<<"$out")" = 4 ] || fail "file channels"
 [ "$(val verify <<<"$out")" = off ] || fail "file verify"
 [ "$(val downtime-limit <<<"$out")" = 2000ms ] || fail "file time suffix"
-[ "$(val packet-pages <<<"$out")" = 128 ] || fail "untouched default"
+[ "$(val packet-pages <<<"$out")" = 512 ] || fail "untouched default"
 
 # command line over file, whatever the order of the options; last wins
 out=$("$bench" --set migration.channels=6 --config "$tmp/a.ini" --print-config)

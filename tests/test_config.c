@@ -196,7 +196,7 @@ static void test_defaults(UNUSED void **state)
 	mfd_config *cfg = new_config();
 
 	assert_get(cfg, "channels", "2");
-	assert_get(cfg, "packet-pages", "128");
+	assert_get(cfg, "packet-pages", "512");
 	assert_get(cfg, "verify", "off");
 	assert_get(cfg, "max-rounds", "30");
 	assert_get(cfg, "downtime-limit", "300ms");
@@ -219,7 +219,7 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "timeout-policy", "force");
 
 	assert_int_equal(cfg->channels, 2);
-	assert_int_equal(cfg->packet_pages, 128);
+	assert_int_equal(cfg->packet_pages, 512);
 	assert_false(cfg->verify);
 	assert_int_equal(cfg->max_rounds, 30);
 	assert_int_equal(cfg->downtime_limit_ms, 300);
@@ -671,9 +671,9 @@ static void test_get_buffer(UNUSED void **state)
 	mfd_config *cfg = new_config();
 	char buf[8];
 
-	/* "128" needs 4 bytes with its terminator. */
+	/* "512" needs 4 bytes with its terminator. */
 	assert_int_equal(mfd_config_get(cfg, "packet-pages", buf, 4), 0);
-	assert_string_equal(buf, "128");
+	assert_string_equal(buf, "512");
 	memset(buf, 'x', sizeof(buf));
 	assert_int_equal(mfd_config_get(cfg, "packet-pages", buf, 3), -ENOSPC);
 	assert_int_equal(buf[0], 0); /* no half value that reads as valid */

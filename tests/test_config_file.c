@@ -127,7 +127,7 @@ static void test_load_good(UNUSED void **state)
 	assert_get(cfg, "verify", "on");
 	assert_get(cfg, "downtime-limit", "2000ms");
 	assert_get(cfg, "io-timeout", "45000ms");
-	assert_get(cfg, "packet-pages", "128"); /* untouched: default */
+	assert_get(cfg, "packet-pages", "512"); /* untouched: default */
 	/* An empty file changes nothing. */
 	assert_int_equal(
 		mfd_config_load(cfg, file("empty.ini", ""), err, sizeof(err)),
