@@ -109,90 +109,106 @@ ip netns exec "$ns_dst" tc qdisc add dev "$if_dst" root tbf rate "$rate" burst 2
 
 # --- QMP driver ----------------------------------------------------------
 cat >"$work/qmp.py" <<'EOF'
+# Drives one QEMU migration over QMP. Timing comes from QEMU's own MIGRATION
+# events (capability "events"): each carries the wall-clock time at which
+# QEMU changed state, so no tight polling competes with the migration for
+# the two cores.
 import json, socket, sys, time
 
-def connect(path, timeout=30.0):
-    end = time.monotonic() + timeout
-    while True:
-        try:
+class Qmp:
+    def __init__(self, path, timeout=30.0):
+        end = time.monotonic() + timeout
+        while True:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            s.connect(path)
-            break
-        except OSError:
-            s.close()
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.05)
-    f = s.makefile("rw")
-    json.loads(f.readline())  # greeting
-    q = (s, f)
-    cmd(q, "qmp_capabilities")
-    return q
+            try:
+                s.connect(path)
+                break
+            except OSError:
+                s.close()
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.05)
+        self.f = s.makefile("rw")
+        self.events = []
+        json.loads(self.f.readline())  # greeting
+        self.cmd("qmp_capabilities")
 
-def cmd(q, name, **args):
-    f = q[1]
-    f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
-    f.flush()
-    while True:
-        r = json.loads(f.readline())
-        if "return" in r:
-            return r["return"]
-        if "error" in r:
-            raise RuntimeError("%s: %s" % (name, r["error"]))
-        # an event: skip
+    def read(self):
+        line = self.f.readline()
+        if not line:
+            raise RuntimeError("QMP connection closed")
+        r = json.loads(line)
+        if "event" in r:
+            self.events.append(r)
+        return r
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            r = self.read()
+            if "return" in r:
+                return r["return"]
+            if "error" in r:
+                raise RuntimeError("%s: %s" % (name, r["error"]))
+
+    def migration_state(self, states):
+        """Waits for a MIGRATION event with a status in states; returns
+        (status, event time in seconds)."""
+        i = 0
+        while True:
+            while i < len(self.events):
+                e = self.events[i]
+                i += 1
+                st = e.get("data", {}).get("status")
+                if e["event"] == "MIGRATION" and st in states:
+                    ts = e["timestamp"]
+                    return st, ts["seconds"] + ts["microseconds"] / 1e6
+            self.read()
 
 def main():
     src_sock, dst_sock, comp, level, channels, dest, port, downtime, out = sys.argv[1:10]
-    src, dst = connect(src_sock), connect(dst_sock)
+    src, dst = Qmp(src_sock), Qmp(dst_sock)
     for q in (src, dst):
-        cmd(q, "migrate-set-capabilities",
-            capabilities=[{"capability": "multifd", "state": True}])
-        cmd(q, "migrate-set-parameters", **{
+        q.cmd("migrate-set-capabilities",
+              capabilities=[{"capability": "multifd", "state": True},
+                            {"capability": "events", "state": True}])
+        q.cmd("migrate-set-parameters", **{
             "multifd-channels": int(channels),
             "multifd-compression": comp,
             "multifd-zstd-level": int(level),
             "max-bandwidth": 10 * 1024**3,
             "downtime-limit": int(downtime)})
     uri = "tcp:%s:%s" % (dest, port)
-    cmd(dst, "migrate-incoming", uri=uri)
-    # Poll both sides: QEMU's total-time ends when the source has handed
-    # everything to its sockets; the destination completes once it has
-    # loaded it all (what multifd-bench's total_ms, ended by the
-    # destination's acknowledgement, also covers).
-    t0 = time.monotonic()
-    cmd(src, "migrate", uri=uri)
-    src_done = dst_done = None
-    info = dinfo = {}
-    while src_done is None or dst_done is None:
-        if src_done is None:
-            info = cmd(src, "query-migrate")
-            st = info.get("status")
-            if st in ("completed", "failed", "cancelled"):
-                src_done = time.monotonic() - t0
-                if st != "completed":
-                    break
-        if dst_done is None:
-            dinfo = cmd(dst, "query-migrate")
-            if dinfo.get("status") in ("completed", "failed"):
-                dst_done = time.monotonic() - t0
-        if time.monotonic() - t0 > 900:
-            break
-        time.sleep(0.005)
+    dst.cmd("migrate-incoming", uri=uri)
+    src.cmd("migrate", uri=uri)
+    final = ("completed", "failed", "cancelled")
+    _, t_start = src.migration_state(("setup",))
+    st, t_src = src.migration_state(final)
+    dst_st, t_dst = (None, None)
+    if st == "completed":
+        # The destination completes once it has loaded everything (what
+        # multifd-bench's total_ms, ended by the destination's
+        # acknowledgement, also covers); QEMU's total-time ends earlier,
+        # when the source has handed everything to its sockets.
+        dst_st, t_dst = dst.migration_state(final)
     # QEMU 7.2 sets "completed" before it stores total-time: re-query.
+    info = src.cmd("query-migrate")
     for _ in range(250):
         if st != "completed" or info.get("total-time"):
             break
         time.sleep(0.02)
-        info = cmd(src, "query-migrate")
+        info = src.cmd("query-migrate")
     ram = info.get("ram", {})
-    params = cmd(src, "query-migrate-parameters")
+    params = src.cmd("query-migrate-parameters")
+    ms = lambda t: round((t - t_start) * 1000, 1) if t else None
     res = {"tool": "qemu", "compression": comp,
            "multifd_zstd_level": params.get("multifd-zstd-level"),
            "multifd_channels": params.get("multifd-channels"),
-           "status": st, "dest_status": dinfo.get("status"),
+           "status": st, "dest_status": dst_st,
            "total_time_ms": info.get("total-time"),
-           "wall_src_done_ms": round(src_done * 1000, 1) if src_done else None,
-           "wall_dest_done_ms": round(dst_done * 1000, 1) if dst_done else None,
+           "event_src_done_ms": ms(t_src),
+           "event_dest_done_ms": ms(t_dst),
            "setup_time_ms": info.get("setup-time"),
            "downtime_ms": info.get("downtime"),
            "ram_transferred": ram.get("transferred"),
@@ -207,7 +223,7 @@ def main():
         f.write(json.dumps(res) + "\n")
     for q in (src, dst):
         try:
-            cmd(q, "quit")
+            q.cmd("quit")
         except Exception:
             pass
 
@@ -345,13 +361,13 @@ for r in $(seq "$reps"); do
 		[ "$(field "$l" memcmp_ok)" = True ] || { echo "$prog: multifd-bench destination differs" >&2; exit 1; }
 	done
 	qr=$(python3 -c "print('%.3f' % ($(field "$qz" total_time_ms) / $(field "$qn" total_time_ms)))")
-	qw=$(python3 -c "print('%.3f' % ($(field "$qz" wall_dest_done_ms) / $(field "$qn" wall_dest_done_ms)))")
+	qw=$(python3 -c "print('%.3f' % ($(field "$qz" event_dest_done_ms) / $(field "$qn" event_dest_done_ms)))")
 	mr=$(python3 -c "print('%.3f' % ($(field "$mz" total_ms) / $(field "$mn" total_ms)))")
 	q_ratios+=("$qr")
 	qw_ratios+=("$qw")
 	m_ratios+=("$mr")
 	echo "rep $r: zstd/none total time: qemu $qr ($(field "$qz" total_time_ms) / $(field "$qn" total_time_ms) ms)," \
-		"qemu to destination completed $qw ($(field "$qz" wall_dest_done_ms) / $(field "$qn" wall_dest_done_ms) ms)," \
+		"qemu to destination completed $qw ($(field "$qz" event_dest_done_ms) / $(field "$qn" event_dest_done_ms) ms)," \
 		"multifd $mr ($(field "$mz" total_ms) / $(field "$mn" total_ms) ms);" \
 		"link bytes none/zstd: qemu $(field "$qn" link_tx_bytes)/$(field "$qz" link_tx_bytes)," \
 		"multifd $(field "$mn" link_tx_bytes)/$(field "$mz" link_tx_bytes)"
