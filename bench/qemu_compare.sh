@@ -42,7 +42,7 @@ while (($#)); do
 	--mfd-zstd-args) mfd_zstd_args=${2?}; shift 2 ;;
 	--mfd-zstd-args=*) mfd_zstd_args=${1#*=}; shift ;;
 	--no-verify-pass) verify_pass=0; shift ;;
-	-h | --help) sed -n '3,23p' "$0"; exit 0 ;;
+	-h | --help) sed -n '4,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	[0-9]*) reps=$1; shift ;;
 	*) echo "$prog: unknown argument '$1'" >&2; exit 2 ;;
 	esac
