@@ -14,12 +14,14 @@
 # RAM backed by a shared file checks that QEMU really moved the image (cmp).
 #
 #   bench/qemu_compare.sh [R] [--rate 1gbit] [--ram 1G] [--channels 2]
-#                         [--downtime-ms MS] [--mfd-zstd-args "ARGS"]
-#                         [--no-verify-pass]
+#                         [--downtime-ms MS] [--zstd-level N]
+#                         [--mfd-zstd-args "ARGS"] [--no-verify-pass]
 #
-# R repeats (default 3). Needs root. Installs qemu-system-x86 with apt-get if
-# missing. Only the namespaces, veth pair, files and QEMU processes this
-# script creates are touched, and they are removed at exit (trap).
+# R repeats (default 3). --zstd-level sets both tools' level (default 1,
+# QEMU's); --mfd-zstd-args adds options to multifd-bench's zstd runs only.
+# Needs root. Installs qemu-system-x86 with apt-get if missing. Only the
+# namespaces, veth pair, files and QEMU processes this script creates are
+# touched, and they are removed at exit (trap).
 set -euo pipefail
 
 prog=qemu_compare.sh
@@ -39,10 +41,11 @@ while (($#)); do
 	--ram) ram=${2:?}; shift 2 ;;
 	--channels) channels=${2:?}; shift 2 ;;
 	--downtime-ms) downtime_ms=${2:?}; shift 2 ;;
+	--zstd-level) zstd_level=${2:?}; shift 2 ;;
 	--mfd-zstd-args) mfd_zstd_args=${2?}; shift 2 ;;
 	--mfd-zstd-args=*) mfd_zstd_args=${1#*=}; shift ;;
 	--no-verify-pass) verify_pass=0; shift ;;
-	-h | --help) sed -n '4,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '4,/^[^#]/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; exit 0 ;;
 	[0-9]*) reps=$1; shift ;;
 	*) echo "$prog: unknown argument '$1'" >&2; exit 2 ;;
 	esac
