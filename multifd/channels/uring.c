@@ -43,6 +43,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <netinet/in.h>
 
 #include "multifd/channels/channel.h"
 #include "multifd/internal.h"
@@ -56,6 +57,11 @@
 #endif
 
 #define RING_ENTRIES 4
+/* Read-ahead of a data channel's small messages (see uring_recv). */
+#define RA_SIZE (16 * 1024)
+/* A payload of at least this, received with recvv, marks the channel as a
+ * data channel that nobody polls: read-ahead is safe from then on. */
+#define RA_MIN_PAYLOAD (64 * 1024)
 /* Below this, pinning pages and waiting for a notification costs more than
  * the copy it saves. */
 #define ZC_MIN_BYTES (64 * 1024)
@@ -85,6 +91,11 @@ struct uring_chan {
 	uint64_t timeout_ms; /* atomic: set_timeout may come from any thread */
 	int shut;	     /* atomic: shutdown was called */
 	bool zc;	     /* tx owner only */
+	/* Receive side (rx owner only): bytes read ahead, ra[off..len). */
+	uint8_t *ra;
+	uint32_t ra_off, ra_len;
+	uint32_t ra_sum;  /* bytes asked by recv since the last recvv */
+	uint32_t ra_hint; /* how much one read-ahead asks for */
 };
 
 /*
@@ -184,7 +195,7 @@ static int dir_ring(struct dir *d, int fd, struct io_uring **out)
 	return 0;
 }
 
-enum op { OP_SEND, OP_SEND_ZC, OP_RECV };
+enum op { OP_SEND, OP_SEND_ZC, OP_RECV, OP_RECV_SOME };
 
 /*
  * One message operation: submits it and waits for every CQE it produces
@@ -213,6 +224,10 @@ static int run(struct uring_chan *u, struct dir *d, enum op op,
 		break;
 	case OP_RECV:
 		io_uring_prep_recvmsg(sqe, fd, msg, MSG_WAITALL);
+		break;
+	case OP_RECV_SOME:
+		io_uring_prep_recv(sqe, fd, msg->msg_iov[0].iov_base,
+				   msg->msg_iov[0].iov_len, 0);
 		break;
 	}
 	if (d->fixed)
@@ -326,32 +341,98 @@ static int uring_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-static int uring_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
+/* Copies read-ahead bytes into msg's buffers; returns how many. */
+static size_t ra_take(struct uring_chan *u, struct msghdr *msg)
 {
-	struct uring_chan *u = (struct uring_chan *)c;
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
-	bool started = false;
-	while (msg.msg_iovlen) {
+	size_t n = 0;
+	while (u->ra_off < u->ra_len && msg->msg_iovlen) {
+		/* Drop empty iovecs first. */
+		mfd__iov_consume(msg, 0);
+		if (!msg->msg_iovlen)
+			break;
+		size_t k = u->ra_len - u->ra_off;
+		if (k > msg->msg_iov->iov_len)
+			k = msg->msg_iov->iov_len;
+		memcpy(msg->msg_iov->iov_base, u->ra + u->ra_off, k);
+		u->ra_off += (uint32_t)k;
+		n += k;
+		mfd__iov_consume(msg, k);
+	}
+	return n;
+}
+
+static int recv_msg(struct uring_chan *u, struct msghdr *msg, bool started)
+{
+	while (msg->msg_iovlen) {
 		/* Drop empty iovecs: a 0-byte read would look like EOF. */
-		mfd__iov_consume(&msg, 0);
-		if (!msg.msg_iovlen)
+		mfd__iov_consume(msg, 0);
+		if (!msg->msg_iovlen)
 			break;
 		bool unused = false;
-		int n = run(u, &u->rx, OP_RECV, &msg, &unused);
+		int n = run(u, &u->rx, OP_RECV, msg, &unused);
 		if (n < 0)
 			return n == -EAGAIN ? -ETIMEDOUT : n;
 		if (n == 0)
 			return started ? MFD_ETRUNCATED : -ECONNRESET;
 		started = true;
-		mfd__iov_consume(&msg, (size_t)n);
+		mfd__iov_consume(msg, (size_t)n);
 	}
 	return 0;
 }
 
+static int uring_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
+{
+	struct uring_chan *u = (struct uring_chan *)c;
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+	size_t total = 0;
+	for (int i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	int ret = recv_msg(u, &msg, ra_take(u, &msg) > 0);
+	if (ret)
+		return ret;
+	if (!u->ra && total >= RA_MIN_PAYLOAD)
+		u->ra = malloc(RA_SIZE);
+	/* What the next packet's small messages (header, offsets) took. */
+	u->ra_hint = u->ra_sum < RA_SIZE ? u->ra_sum : RA_SIZE;
+	u->ra_sum = 0;
+	return 0;
+}
+
+/*
+ * On a data channel (once a bulk payload came through recvv), a small
+ * message is read together with what follows it: one receive of up to
+ * ra_hint bytes (what the small messages before the last payload took,
+ * in the steady state a packet's header and offsets) that returns what
+ * is there. The header then costs one io_uring_enter and the offsets
+ * none. Before that (handshake, the main channel, whose fd the engine
+ * polls) the channel never holds bytes the kernel does not count.
+ */
 static int uring_recv(struct mfd__chan *c, void *buf, size_t len)
 {
+	struct uring_chan *u = (struct uring_chan *)c;
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	return uring_recvv(c, &iov, 1);
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	size_t got = ra_take(u, &msg);
+	u->ra_sum += len > RA_SIZE ? RA_SIZE : (uint32_t)len;
+	while (got < len) {
+		size_t left = len - got;
+		if (!u->ra || left >= RA_SIZE)
+			return recv_msg(u, &msg, got > 0);
+		struct iovec rv = { .iov_base = u->ra,
+				    .iov_len = left > u->ra_hint ? left
+								 : u->ra_hint };
+		struct msghdr rm = { .msg_iov = &rv, .msg_iovlen = 1 };
+		bool unused = false;
+		int n = run(u, &u->rx, OP_RECV_SOME, &rm, &unused);
+		if (n < 0)
+			return n == -EAGAIN ? -ETIMEDOUT : n;
+		if (n == 0)
+			return got ? MFD_ETRUNCATED : -ECONNRESET;
+		u->ra_off = 0;
+		u->ra_len = (uint32_t)n;
+		got += ra_take(u, &msg);
+	}
+	return 0;
 }
 
 static int uring_set_timeout(struct mfd__chan *c, uint64_t ms)
@@ -376,6 +457,7 @@ static void uring_close(struct mfd__chan *c)
 		return;
 	dir_exit(&u->tx);
 	dir_exit(&u->rx);
+	free(u->ra);
 	close(c->fd);
 	free(u);
 }
@@ -390,6 +472,52 @@ static const struct mfd__chan_ops uring_ops = {
 	.close = uring_close,
 };
 
+/* The address of a sockaddr_in or _in6 (v4-mapped as v4), *len bytes. */
+static const void *sa_addr(const struct sockaddr_storage *ss, size_t *len)
+{
+	if (ss->ss_family == AF_INET) {
+		*len = 4;
+		return &((const struct sockaddr_in *)ss)->sin_addr;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a =
+			&((const struct sockaddr_in6 *)ss)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			*len = 4;
+			return a->s6_addr + 12;
+		}
+		*len = 16;
+		return a;
+	}
+	*len = 0;
+	return NULL;
+}
+
+/*
+ * Whether the peer is this host: a loopback address, or the peer's
+ * address is the socket's own. Such traffic goes through the loopback
+ * device, where the kernel copies zero-copy pages on delivery anyway
+ * (the receiver may not hold the sender's pages): zero-copy would only
+ * add pinning and a notification per send.
+ */
+static bool peer_is_local(int fd)
+{
+	struct sockaddr_storage me, peer;
+	socklen_t ml = sizeof(me), pl = sizeof(peer);
+	if (getsockname(fd, (struct sockaddr *)&me, &ml) ||
+	    getpeername(fd, (struct sockaddr *)&peer, &pl))
+		return false;
+	size_t mlen, plen;
+	const uint8_t *m = sa_addr(&me, &mlen), *p = sa_addr(&peer, &plen);
+	if (!p)
+		return false;
+	if (plen == 4 && p[0] == 127)
+		return true;
+	if (plen == 16 && IN6_IS_ADDR_LOOPBACK((const struct in6_addr *)p))
+		return true;
+	return m && mlen == plen && memcmp(m, p, plen) == 0;
+}
+
 static int uring_wrap(int fd, struct mfd__chan **out)
 {
 	struct uring_chan *u = calloc(1, sizeof(*u));
@@ -399,7 +527,7 @@ static int uring_wrap(int fd, struct mfd__chan **out)
 	}
 	u->c.ops = &uring_ops;
 	u->c.fd = fd;
-	u->zc = probe_zc;
+	u->zc = probe_zc && !peer_is_local(fd);
 	mfd__tcp_peer_name(fd, u->c.peer, sizeof(u->c.peer));
 	*out = &u->c;
 	return 0;
