@@ -91,6 +91,7 @@ struct uring_chan {
 	uint64_t timeout_ms; /* atomic: set_timeout may come from any thread */
 	int shut;	     /* atomic: shutdown was called */
 	bool zc;	     /* tx owner only */
+	bool sync_rx;	     /* receive with recvmsg(2): see uring_wrap */
 	/* Receive side (rx owner only): bytes read ahead, ra[off..len). */
 	uint8_t *ra;
 	uint32_t ra_off, ra_len;
@@ -206,6 +207,14 @@ enum op { OP_SEND, OP_SEND_ZC, OP_RECV, OP_RECV_SOME };
 static int run(struct uring_chan *u, struct dir *d, enum op op,
 	       struct msghdr *msg, bool *copied)
 {
+	if (u->sync_rx && (op == OP_RECV || op == OP_RECV_SOME)) {
+		ssize_t n;
+		do
+			n = recvmsg(u->c.fd, msg,
+				    op == OP_RECV ? MSG_WAITALL : 0);
+		while (n < 0 && errno == EINTR);
+		return n < 0 ? -errno : (int)n;
+	}
 	struct io_uring *r;
 	int ret = dir_ring(d, u->c.fd, &r);
 	if (ret)
@@ -439,6 +448,14 @@ static int uring_set_timeout(struct mfd__chan *c, uint64_t ms)
 {
 	struct uring_chan *u = (struct uring_chan *)c;
 	__atomic_store_n(&u->timeout_ms, ms, __ATOMIC_RELAXED);
+	if (u->sync_rx) {
+		struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
+				      .tv_usec =
+					      (suseconds_t)(ms % 1000) * 1000 };
+		if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
+			       sizeof(tv)) < 0)
+			return -errno;
+	}
 	return 0;
 }
 
@@ -518,6 +535,13 @@ static bool peer_is_local(int fd)
 	return m && mlen == plen && memcmp(m, p, plen) == 0;
 }
 
+static bool ring_rx_always;
+
+void mfd__uring_ring_rx_always(bool on)
+{
+	__atomic_store_n(&ring_rx_always, on, __ATOMIC_RELAXED);
+}
+
 static int uring_wrap(int fd, struct mfd__chan **out)
 {
 	struct uring_chan *u = calloc(1, sizeof(*u));
@@ -527,7 +551,10 @@ static int uring_wrap(int fd, struct mfd__chan **out)
 	}
 	u->c.ops = &uring_ops;
 	u->c.fd = fd;
-	u->zc = probe_zc && !peer_is_local(fd);
+	bool local = peer_is_local(fd);
+	u->zc = probe_zc && !local;
+	u->sync_rx =
+		local && !__atomic_load_n(&ring_rx_always, __ATOMIC_RELAXED);
 	mfd__tcp_peer_name(fd, u->c.peer, sizeof(u->c.peer));
 	*out = &u->c;
 	return 0;
