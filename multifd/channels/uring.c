@@ -22,8 +22,25 @@
  * The socket is a registered file of each ring (no file lookup per
  * request).
  *
- * Sends of at least ZC_MIN_BYTES use IORING_OP_SENDMSG_ZC when the kernel
- * has it: the pages go to the NIC without a copy, and the call waits for
+ * A peer on this host (loopback, or the socket's own address) is
+ * received from with plain recvmsg(2), as io-engine sockets does: the
+ * kernel runs that peer's transmit and this side's TCP receive on the
+ * sending CPU, and io_uring's receive model (a non-blocking attempt, then
+ * poll re-armed and retried for every segment that arrives) cost
+ * measurably more receiving CPU per GiB than a blocking
+ * recvmsg(MSG_WAITALL), which sleeps and copies inside one call. Sends stay
+ * on the ring. To a remote peer both directions use the ring.
+ *
+ * Reading ahead: once a bulk payload came through recvv (a data channel
+ * on the destination), each small message is received together with what
+ * follows it, up to the size the small messages of the last packet took
+ * (a header and its offsets): one receive per packet for both. Channels
+ * whose fd the engine polls (the main channel) never get there.
+ *
+ * Sends of at least ZC_MIN_BYTES to a peer on another host use
+ * IORING_OP_SENDMSG_ZC when the kernel has it (to this host the kernel
+ * copies the pages on delivery anyway, see peer_is_local): the pages go
+ * to the NIC without a copy, and the call waits for
  * the notification CQE (IORING_CQE_F_NOTIF) that says the kernel let go of
  * them. When the notification reports that the kernel copied anyway
  * (loopback, or a device without scatter-gather), the channel goes back
@@ -422,7 +439,8 @@ static int uring_recv(struct mfd__chan *c, void *buf, size_t len)
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
 	size_t got = ra_take(u, &msg);
-	u->ra_sum += len > RA_SIZE ? RA_SIZE : (uint32_t)len;
+	if (u->ra_sum < RA_SIZE) /* saturates: a hint, never above RA_SIZE */
+		u->ra_sum += len > RA_SIZE ? RA_SIZE : (uint32_t)len;
 	while (got < len) {
 		size_t left = len - got;
 		if (!u->ra || left >= RA_SIZE)
