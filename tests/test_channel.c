@@ -112,10 +112,10 @@ static void test_bulk(void **state)
 /*
  * A stream shaped like data packets (a small header naming the sizes, a
  * small "offsets" part, a bulk payload of at least 64 KiB now and then,
- * small-only packets in between): received as the destination does, header
- * and offsets with recv, payload with recvv. A uring channel reads the
- * small parts ahead once a bulk payload went by; every byte must still
- * land where it belongs. Then EOF in the middle of a header.
+ * small-only packets in between), sent in pieces that do not follow the
+ * packets: received as the destination does, header and offsets with recv,
+ * payload with recvv; every byte lands where it belongs. Then EOF in the
+ * middle of a header.
  */
 #define PK_N 300
 

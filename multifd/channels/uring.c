@@ -31,12 +31,6 @@
  * recvmsg(MSG_WAITALL), which sleeps and copies inside one call. Sends stay
  * on the ring. To a remote peer both directions use the ring.
  *
- * Reading ahead: once a bulk payload came through recvv (a data channel
- * on the destination), each small message is received together with what
- * follows it, up to the size the small messages of the last packet took
- * (a header and its offsets): one receive per packet for both. Channels
- * whose fd the engine polls (the main channel) never get there.
- *
  * Sends of at least ZC_MIN_BYTES to a peer on another host use
  * IORING_OP_SENDMSG_ZC when the kernel has it (to this host the kernel
  * copies the pages on delivery anyway, see peer_is_local): the pages go
@@ -74,11 +68,6 @@
 #endif
 
 #define RING_ENTRIES 4
-/* Read-ahead of a data channel's small messages (see uring_recv). */
-#define RA_SIZE (16 * 1024)
-/* A payload of at least this, received with recvv, marks the channel as a
- * data channel that nobody polls: read-ahead is safe from then on. */
-#define RA_MIN_PAYLOAD (64 * 1024)
 /* Below this, pinning pages and waiting for a notification costs more than
  * the copy it saves. */
 #define ZC_MIN_BYTES (64 * 1024)
@@ -109,11 +98,6 @@ struct uring_chan {
 	int shut;	     /* atomic: shutdown was called */
 	bool zc;	     /* tx owner only */
 	bool sync_rx;	     /* receive with recvmsg(2): see uring_wrap */
-	/* Receive side (rx owner only): bytes read ahead, ra[off..len). */
-	uint8_t *ra;
-	uint32_t ra_off, ra_len;
-	uint32_t ra_sum;  /* bytes asked by recv since the last recvv */
-	uint32_t ra_hint; /* how much one read-ahead asks for */
 };
 
 /*
@@ -213,7 +197,7 @@ static int dir_ring(struct dir *d, int fd, struct io_uring **out)
 	return 0;
 }
 
-enum op { OP_SEND, OP_SEND_ZC, OP_RECV, OP_RECV_SOME };
+enum op { OP_SEND, OP_SEND_ZC, OP_RECV };
 
 /*
  * One message operation: submits it and waits for every CQE it produces
@@ -224,11 +208,10 @@ enum op { OP_SEND, OP_SEND_ZC, OP_RECV, OP_RECV_SOME };
 static int run(struct uring_chan *u, struct dir *d, enum op op,
 	       struct msghdr *msg, bool *copied)
 {
-	if (u->sync_rx && (op == OP_RECV || op == OP_RECV_SOME)) {
+	if (u->sync_rx && op == OP_RECV) {
 		ssize_t n;
 		do
-			n = recvmsg(u->c.fd, msg,
-				    op == OP_RECV ? MSG_WAITALL : 0);
+			n = recvmsg(u->c.fd, msg, MSG_WAITALL);
 		while (n < 0 && errno == EINTR);
 		return n < 0 ? -errno : (int)n;
 	}
@@ -250,10 +233,6 @@ static int run(struct uring_chan *u, struct dir *d, enum op op,
 		break;
 	case OP_RECV:
 		io_uring_prep_recvmsg(sqe, fd, msg, MSG_WAITALL);
-		break;
-	case OP_RECV_SOME:
-		io_uring_prep_recv(sqe, fd, msg->msg_iov[0].iov_base,
-				   msg->msg_iov[0].iov_len, 0);
 		break;
 	}
 	if (d->fixed)
@@ -367,99 +346,32 @@ static int uring_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-/* Copies read-ahead bytes into msg's buffers; returns how many. */
-static size_t ra_take(struct uring_chan *u, struct msghdr *msg)
+static int uring_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
-	size_t n = 0;
-	while (u->ra_off < u->ra_len && msg->msg_iovlen) {
-		/* Drop empty iovecs first. */
-		mfd__iov_consume(msg, 0);
-		if (!msg->msg_iovlen)
-			break;
-		size_t k = u->ra_len - u->ra_off;
-		if (k > msg->msg_iov->iov_len)
-			k = msg->msg_iov->iov_len;
-		memcpy(msg->msg_iov->iov_base, u->ra + u->ra_off, k);
-		u->ra_off += (uint32_t)k;
-		n += k;
-		mfd__iov_consume(msg, k);
-	}
-	return n;
-}
-
-static int recv_msg(struct uring_chan *u, struct msghdr *msg, bool started)
-{
-	while (msg->msg_iovlen) {
+	struct uring_chan *u = (struct uring_chan *)c;
+	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
+	bool started = false;
+	while (msg.msg_iovlen) {
 		/* Drop empty iovecs: a 0-byte read would look like EOF. */
-		mfd__iov_consume(msg, 0);
-		if (!msg->msg_iovlen)
+		mfd__iov_consume(&msg, 0);
+		if (!msg.msg_iovlen)
 			break;
 		bool unused = false;
-		int n = run(u, &u->rx, OP_RECV, msg, &unused);
+		int n = run(u, &u->rx, OP_RECV, &msg, &unused);
 		if (n < 0)
 			return n == -EAGAIN ? -ETIMEDOUT : n;
 		if (n == 0)
 			return started ? MFD_ETRUNCATED : -ECONNRESET;
 		started = true;
-		mfd__iov_consume(msg, (size_t)n);
+		mfd__iov_consume(&msg, (size_t)n);
 	}
 	return 0;
 }
 
-static int uring_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
-{
-	struct uring_chan *u = (struct uring_chan *)c;
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
-	size_t total = 0;
-	for (int i = 0; i < iovcnt; i++)
-		total += iov[i].iov_len;
-	int ret = recv_msg(u, &msg, ra_take(u, &msg) > 0);
-	if (ret)
-		return ret;
-	if (!u->ra && total >= RA_MIN_PAYLOAD)
-		u->ra = malloc(RA_SIZE);
-	/* What the next packet's small messages (header, offsets) took. */
-	u->ra_hint = u->ra_sum < RA_SIZE ? u->ra_sum : RA_SIZE;
-	u->ra_sum = 0;
-	return 0;
-}
-
-/*
- * On a data channel (once a bulk payload came through recvv), a small
- * message is read together with what follows it: one receive of up to
- * ra_hint bytes (what the small messages before the last payload took,
- * in the steady state a packet's header and offsets) that returns what
- * is there. The header then costs one io_uring_enter and the offsets
- * none. Before that (handshake, the main channel, whose fd the engine
- * polls) the channel never holds bytes the kernel does not count.
- */
 static int uring_recv(struct mfd__chan *c, void *buf, size_t len)
 {
-	struct uring_chan *u = (struct uring_chan *)c;
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
-	size_t got = ra_take(u, &msg);
-	if (u->ra_sum < RA_SIZE) /* saturates: a hint, never above RA_SIZE */
-		u->ra_sum += len > RA_SIZE ? RA_SIZE : (uint32_t)len;
-	while (got < len) {
-		size_t left = len - got;
-		if (!u->ra || left >= RA_SIZE)
-			return recv_msg(u, &msg, got > 0);
-		struct iovec rv = { .iov_base = u->ra,
-				    .iov_len = left > u->ra_hint ? left
-								 : u->ra_hint };
-		struct msghdr rm = { .msg_iov = &rv, .msg_iovlen = 1 };
-		bool unused = false;
-		int n = run(u, &u->rx, OP_RECV_SOME, &rm, &unused);
-		if (n < 0)
-			return n == -EAGAIN ? -ETIMEDOUT : n;
-		if (n == 0)
-			return got ? MFD_ETRUNCATED : -ECONNRESET;
-		u->ra_off = 0;
-		u->ra_len = (uint32_t)n;
-		got += ra_take(u, &msg);
-	}
-	return 0;
+	return uring_recvv(c, &iov, 1);
 }
 
 static int uring_set_timeout(struct mfd__chan *c, uint64_t ms)
@@ -492,7 +404,6 @@ static void uring_close(struct mfd__chan *c)
 		return;
 	dir_exit(&u->tx);
 	dir_exit(&u->rx);
-	free(u->ra);
 	close(c->fd);
 	free(u);
 }
