@@ -6,6 +6,7 @@
 #ifndef MULTIFD_CHANNEL_H
 #define MULTIFD_CHANNEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -172,6 +173,10 @@ int mfd__transport_register(const char *scheme,
 /* 0 when io_uring works here with the operations uring channels need,
  * else -errno (e.g. -EPERM when disabled by kernel.io_uring_disabled). */
 int mfd__uring_available(void);
+
+/* Tests only: uring channels to a peer on this host receive through
+ * io_uring too, as to a remote peer (by default they use recvmsg(2)). */
+void mfd__uring_ring_rx_always(bool on);
 
 /* Plain-socket building blocks shared by the TCP-based transports. */
 int mfd__tcp_connect_fd(const char *uri, uint64_t timeout_ms, int *fd);
