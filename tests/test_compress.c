@@ -327,6 +327,52 @@ static void zstd_long(bool dest_too)
 	tvm_destroy(&vm);
 }
 
+/* Blocks of 2 MiB pages with zstd: a page fits the codec's input at
+ * packet-pages 512 and is compressed, probed (at a stride of 8 KiB) or
+ * detected as zero like a small one. */
+static void test_zstd_huge_pages(void **st)
+{
+	(void)st;
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=2", "compression=zstd", "verify=on",
+			     "packet-pages=512", NULL };
+	tvm_config(&vm, kv);
+	tvm_add_block(&vm, "pc.ram", 8 * MiB, PAGE);
+	tvm_add_block(&vm, "mem1", 16 * MiB, 2 * MiB);
+	uint64_t randoms = 0;
+	fill_mix(vm.blocks[0].src, 8 * MiB, seed ^ 2, &randoms);
+	uint8_t *h = vm.blocks[1].src;
+	uint64_t hst = seed ^ 21;
+	/* Huge pages 0..7: text, random, zero, mixed 4 KiB pieces, ... */
+	for (unsigned i = 0; i < 8; i++) {
+		uint8_t *pg = h + (size_t)i * 2 * MiB;
+		switch (i % 4) {
+		case 0:
+			for (size_t o = 0; o < 2 * MiB; o += PAGE)
+				text_page(pg + o, &hst);
+			break;
+		case 1:
+			tvm_fill_random(pg, 2 * MiB, tvm_rand(&hst));
+			break;
+		case 2:
+			memset(pg, 0, 2 * MiB);
+			break;
+		default:
+			fill_mix(pg, 2 * MiB, tvm_rand(&hst), &randoms);
+			break;
+		}
+	}
+	int dret = -1;
+	assert_int_equal(tvm_migrate(&vm, NULL, &dret), 0);
+	assert_int_equal(dret, 0);
+	assert_true(tvm_equal(&vm));
+	mfd_stats s;
+	assert_int_equal(mfd_source_get_stats(vm.src, &s, sizeof(s)), 0);
+	/* The text huge pages went through the codec. */
+	assert_true(s.compress_in_bytes >= 2 * 2 * MiB);
+	tvm_destroy(&vm);
+}
+
 static void test_zstd_long_both(void **st)
 {
 	(void)st;
@@ -353,6 +399,7 @@ int main(void)
 		cmocka_unit_test(test_rounds_zeroed_zstd),
 		cmocka_unit_test(test_hostile_inflates),
 		cmocka_unit_test(test_hostile_ends_early),
+		cmocka_unit_test(test_zstd_huge_pages),
 		cmocka_unit_test(test_zstd_long_both),
 		cmocka_unit_test(test_zstd_long_refused),
 	};
