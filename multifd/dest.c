@@ -666,7 +666,7 @@ static int accept_main(mfd_dest *d)
 			 "SETUP says %u channels, the handshake said %u",
 			 su.nchannels, d->n);
 		ret = MFD_EROLE;
-	} else if (su.zstd_window_log > 23 &&
+	} else if (su.zstd_window_log > MFD_ZSTD_WINDOW_LOG_DEFAULT &&
 		   su.zstd_window_log > d->cfg.zstd_long) {
 		/* The window is memory this side allocates per channel: only
 		 * as much as its own config allows. */
@@ -675,7 +675,9 @@ static int accept_main(mfd_dest *d)
 			 "destination allows windows up to 2^%u (set zstd-long "
 			 "here too)",
 			 su.zstd_window_log,
-			 d->cfg.zstd_long > 23 ? d->cfg.zstd_long : 23);
+			 d->cfg.zstd_long > MFD_ZSTD_WINDOW_LOG_DEFAULT
+				 ? d->cfg.zstd_long
+				 : MFD_ZSTD_WINDOW_LOG_DEFAULT);
 		ret = MFD_ESETUP;
 	} else
 		ret = setup_matches(d, &su, why, sizeof(why));

@@ -88,9 +88,12 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 {
 	struct mfd__ramblock *rb = &w->pool->blocks[b->block];
 	uint64_t psize = rb->page_size;
-	/* Blocks whose packets exceed the codec's input (huge pages) go out
-	 * uncompressed; the stream only ever holds what was sent. */
-	bool zstd = w->codec.ops && (uint64_t)b->n * psize <= w->codec.max_in;
+	/* Compressed packets hold at most the codec's input (packet-pages
+	 * x 4 KiB): a batch of large pages is compressed in several packets,
+	 * and pages larger than that (1 GiB) go out uncompressed. The stream
+	 * only ever holds what was sent. */
+	bool zstd = w->codec.ops && psize <= w->codec.max_in;
+	uint32_t per = zstd ? (uint32_t)(w->codec.max_in / psize) : b->n;
 
 	/* Zero pages travel as offsets only, after the others; every list
 	 * keeps the batch's ascending order. A page written after this test
@@ -109,17 +112,22 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 		else
 			b->offsets[n++] = off;
 	}
-	if (nraw || !n) {
-		/* Uncompressed pages and the zero pages in one packet, the
-		 * others (if any) compressed in a second. */
-		memcpy(w->raw_offs + nraw, w->zero_offs, nz * sizeof(uint64_t));
-		int ret = emit_pages(w, b, w->raw_offs, nraw, nz, false);
-		if (ret || !n)
-			return ret;
-		return emit_pages(w, b, b->offsets, n, 0, zstd);
+	if (!nraw && n && n <= per) {
+		/* The usual case: one packet. */
+		memcpy(b->offsets + n, w->zero_offs, nz * sizeof(uint64_t));
+		return emit_pages(w, b, b->offsets, n, nz, zstd);
 	}
-	memcpy(b->offsets + n, w->zero_offs, nz * sizeof(uint64_t));
-	return emit_pages(w, b, b->offsets, n, nz, zstd);
+	/* Uncompressed pages and the zero pages in one packet, the others
+	 * compressed in as many as they need. */
+	int ret = 0;
+	if (nraw || nz) {
+		memcpy(w->raw_offs + nraw, w->zero_offs, nz * sizeof(uint64_t));
+		ret = emit_pages(w, b, w->raw_offs, nraw, nz, false);
+	}
+	for (uint32_t i = 0; !ret && i < n; i += per)
+		ret = emit_pages(w, b, b->offsets + i,
+				 n - i < per ? n - i : per, 0, zstd);
+	return ret;
 }
 
 static int send_marker(struct mfd__send_worker *w, uint16_t type,

@@ -183,5 +183,10 @@ int mfd__tcp_connect_fd(const char *uri, uint64_t timeout_ms, int *fd);
 int mfd__tcp_accept_fd(struct mfd__listener *l, uint64_t timeout_ms,
 		       const int *cancel, int *fd);
 void mfd__tcp_peer_name(int fd, char *buf, size_t len);
+/* recvv of io-engine sockets: blocking recvmsg(MSG_WAITALL) on c->fd,
+ * bounded by SO_RCVTIMEO (-ETIMEDOUT). */
+int mfd__tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt);
+/* Sets SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd to ms (0: none). */
+int mfd__sock_timeout(int fd, int opt, uint64_t ms);
 
 #endif /* MULTIFD_CHANNEL_H */

@@ -72,7 +72,7 @@ static int tcp_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
-static int tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
+int mfd__tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
 	bool started = false;
@@ -100,17 +100,21 @@ static int tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 static int tcp_recv(struct mfd__chan *c, void *buf, size_t len)
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	return tcp_recvv(c, &iov, 1);
+	return mfd__tcp_recvv(c, &iov, 1);
+}
+
+int mfd__sock_timeout(int fd, int opt, uint64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
+			      .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	return setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)) < 0 ? -errno
+								    : 0;
 }
 
 static int tcp_set_timeout(struct mfd__chan *c, uint64_t ms)
 {
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
-			      .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0 ||
-	    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) < 0)
-		return -errno;
-	return 0;
+	int ret = mfd__sock_timeout(c->fd, SO_RCVTIMEO, ms);
+	return ret ? ret : mfd__sock_timeout(c->fd, SO_SNDTIMEO, ms);
 }
 
 static void tcp_shutdown(struct mfd__chan *c, int how)
@@ -130,7 +134,7 @@ static const struct mfd__chan_ops tcp_ops = {
 	.name = "tcp",
 	.sendv = tcp_sendv,
 	.recv = tcp_recv,
-	.recvv = tcp_recvv,
+	.recvv = mfd__tcp_recvv,
 	.set_timeout = tcp_set_timeout,
 	.shutdown = tcp_shutdown,
 	.close = tcp_close,

@@ -208,13 +208,6 @@ enum op { OP_SEND, OP_SEND_ZC, OP_RECV };
 static int run(struct uring_chan *u, struct dir *d, enum op op,
 	       struct msghdr *msg, bool *copied)
 {
-	if (u->sync_rx && op == OP_RECV) {
-		ssize_t n;
-		do
-			n = recvmsg(u->c.fd, msg, MSG_WAITALL);
-		while (n < 0 && errno == EINTR);
-		return n < 0 ? -errno : (int)n;
-	}
 	struct io_uring *r;
 	int ret = dir_ring(d, u->c.fd, &r);
 	if (ret)
@@ -349,6 +342,8 @@ static int uring_sendv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 static int uring_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 {
 	struct uring_chan *u = (struct uring_chan *)c;
+	if (u->sync_rx)
+		return mfd__tcp_recvv(c, iov, iovcnt);
 	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = (size_t)iovcnt };
 	bool started = false;
 	while (msg.msg_iovlen) {
@@ -378,15 +373,8 @@ static int uring_set_timeout(struct mfd__chan *c, uint64_t ms)
 {
 	struct uring_chan *u = (struct uring_chan *)c;
 	__atomic_store_n(&u->timeout_ms, ms, __ATOMIC_RELAXED);
-	if (u->sync_rx) {
-		struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
-				      .tv_usec =
-					      (suseconds_t)(ms % 1000) * 1000 };
-		if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv,
-			       sizeof(tv)) < 0)
-			return -errno;
-	}
-	return 0;
+	/* Receives from a local peer are the sockets engine's. */
+	return u->sync_rx ? mfd__sock_timeout(c->fd, SO_RCVTIMEO, ms) : 0;
 }
 
 static void uring_shutdown(struct mfd__chan *c, int how)

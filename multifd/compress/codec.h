@@ -26,9 +26,13 @@ enum mfd__codec_id {
 struct mfd__codec;
 
 /* zstd-long: window logs a long-distance window may take (1 MiB ..
- * 128 MiB); 0 is off. */
-#define MFD_ZSTD_LONG_MIN 20
-#define MFD_ZSTD_LONG_MAX 27
+ * 128 MiB); 0 is off. A decompressor accepts windows up to
+ * MFD_ZSTD_WINDOW_LOG_DEFAULT (8 MiB: levels 1..19 stay within it) unless
+ * set up for a larger one: that bounds the memory a hostile stream can
+ * make it allocate. */
+#define MFD_ZSTD_LONG_MIN	    20
+#define MFD_ZSTD_LONG_MAX	    27
+#define MFD_ZSTD_WINDOW_LOG_DEFAULT 23
 
 struct mfd__codec_ops {
 	const char *name;

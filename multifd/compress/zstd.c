@@ -18,11 +18,6 @@
 #include "multifd/multifd.h"
 #include "multifd/compress/codec.h"
 
-/* The largest window a destination accepts unless told more at setup
- * (8 MiB: levels 1..19 stay within it): bounds the memory a hostile stream
- * can make it allocate. */
-#define WINDOW_LOG_DEFAULT_MAX 23
-
 static void zstd_teardown(struct mfd__codec *c)
 {
 	ZSTD_freeCCtx(c->cctx);
@@ -50,8 +45,9 @@ static int zstd_setup(struct mfd__codec *c, size_t max_in, int level,
 		zstd_teardown(c);
 		return -ENOMEM;
 	}
-	int wmax = window_log > WINDOW_LOG_DEFAULT_MAX ? window_log
-						       : WINDOW_LOG_DEFAULT_MAX;
+	int wmax = window_log > MFD_ZSTD_WINDOW_LOG_DEFAULT
+			   ? window_log
+			   : MFD_ZSTD_WINDOW_LOG_DEFAULT;
 	if (ZSTD_isError(ZSTD_CCtx_setParameter(
 		    c->cctx, ZSTD_c_compressionLevel, level)) ||
 	    ZSTD_isError(ZSTD_DCtx_setParameter(c->dctx, ZSTD_d_windowLogMax,
