@@ -22,9 +22,7 @@ while [ $i -le "$R" ]; do
 done
 echo
 printf "| channels | io-engine | runs | throughput MB/s median (min..max) | src CPU s/GiB median (min..max) | dst CPU s/GiB median (min..max) |\n|---|---|---|---|---|---|\n"
-jq -rs '
-  def med: sort | if length % 2 == 1 then .[length / 2 | floor]
-           else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+jq -L "$(dirname "$0")" -rs 'include "stats";
   def col(f): [.[] | f] | "\(med | . * 1000 | round / 1000) (\(min)..\(max))";
   group_by([.channels, .io_engine]) | sort_by(.[0].channels) | .[] |
   "| \(.[0].channels) | \(.[0].io_engine) | \(length) | \(col(.throughput_mbps)) | \(col(.src_cpu_s_per_gib)) | \(col(.dst_cpu_s_per_gib)) |"' "$out"

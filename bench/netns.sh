@@ -10,6 +10,7 @@
 # --source-netns mfd-src-$$ in front of the given arguments. Needs root
 # (CAP_NET_ADMIN, CAP_SYS_ADMIN for setns).
 set -euo pipefail
+. "$(dirname "$0")/veth.sh"
 
 rate=""
 bench="$(dirname "$0")/../build/multifd-bench"
@@ -31,25 +32,11 @@ addr_dst=10.231.0.1
 
 cleanup() {
 	# Deleting a namespace removes the veth end inside it and its peer.
-	ip netns del "$ns_src" 2>/dev/null || true
-	ip netns del "$ns_dst" 2>/dev/null || true
+	veth_down "$ns_src" "$ns_dst"
 }
 trap cleanup EXIT INT TERM
 
-ip netns add "$ns_src"
-ip netns add "$ns_dst"
-ip link add "$if_src" netns "$ns_src" type veth peer name "$if_dst" netns "$ns_dst"
-ip -n "$ns_src" addr add "$addr_src/24" dev "$if_src"
-ip -n "$ns_dst" addr add "$addr_dst/24" dev "$if_dst"
-for ns in "$ns_src" "$ns_dst"; do
-	ip -n "$ns" link set lo up
-done
-ip -n "$ns_src" link set "$if_src" up
-ip -n "$ns_dst" link set "$if_dst" up
-if [ -n "$rate" ]; then
-	ip netns exec "$ns_src" tc qdisc add dev "$if_src" root tbf rate "$rate" burst 256kb latency 50ms
-	ip netns exec "$ns_dst" tc qdisc add dev "$if_dst" root tbf rate "$rate" burst 256kb latency 50ms
-fi
+veth_up "$ns_src" "$ns_dst" "$if_src" "$if_dst" "$addr_src/24" "$addr_dst/24" "$rate"
 echo "# netns.sh: $ns_src ($addr_src) <-> $ns_dst ($addr_dst), rate ${rate:-unshaped}" >&2
 
 "$bench" --uri "tcp:$addr_dst:0" --dest-netns "$ns_dst" --source-netns "$ns_src" "$@"

@@ -23,6 +23,7 @@
 # namespaces, veth pair, files and QEMU processes this script creates are
 # touched, and they are removed at exit (trap).
 set -euo pipefail
+. "$(dirname "$0")/veth.sh"
 
 prog=qemu_compare.sh
 cd "$(dirname "$0")/.."
@@ -84,8 +85,7 @@ cleanup() {
 	for p in "${qemu_pids[@]}"; do
 		wait "$p" 2>/dev/null || true
 	done
-	ip netns del "$ns_src" 2>/dev/null || true
-	ip netns del "$ns_dst" 2>/dev/null || true
+	veth_down "$ns_src" "$ns_dst"
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -97,18 +97,7 @@ img="$work/mix.img"
 cat "$img" >/dev/null # in the page cache before any timing
 
 # --- the link (as bench/netns.sh builds it) ------------------------------
-ip netns add "$ns_src"
-ip netns add "$ns_dst"
-ip link add "$if_src" netns "$ns_src" type veth peer name "$if_dst" netns "$ns_dst"
-ip -n "$ns_src" addr add "$addr_src/24" dev "$if_src"
-ip -n "$ns_dst" addr add "$addr_dst/24" dev "$if_dst"
-for ns in "$ns_src" "$ns_dst"; do
-	ip -n "$ns" link set lo up
-done
-ip -n "$ns_src" link set "$if_src" up
-ip -n "$ns_dst" link set "$if_dst" up
-ip netns exec "$ns_src" tc qdisc add dev "$if_src" root tbf rate "$rate" burst 256kb latency 50ms
-ip netns exec "$ns_dst" tc qdisc add dev "$if_dst" root tbf rate "$rate" burst 256kb latency 50ms
+veth_up "$ns_src" "$ns_dst" "$if_src" "$if_dst" "$addr_src/24" "$addr_dst/24" "$rate"
 
 # --- QMP driver ----------------------------------------------------------
 cat >"$work/qmp.py" <<'EOF'

@@ -13,6 +13,7 @@
 #
 # Example: bench/twohost.sh --rate 1gbit -- --ram 512M --channels 4 --plot /tmp/p.png
 set -euo pipefail
+. "$(dirname "$0")/veth.sh"
 cd "$(dirname "$0")/.."
 
 rate= bench=build/multifd-bench
@@ -45,24 +46,12 @@ tmp=$(mktemp -d)
 dpid=
 cleanup() {
 	[ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
-	ip netns del "$ns_src" 2>/dev/null || true
-	ip netns del "$ns_dst" 2>/dev/null || true
+	veth_down "$ns_src" "$ns_dst"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
 
-ip netns add "$ns_src"
-ip netns add "$ns_dst"
-ip link add "v$tag" netns "$ns_src" type veth peer name "w$tag" netns "$ns_dst"
-ip -n "$ns_src" addr add $ip_src/30 dev "v$tag"
-ip -n "$ns_dst" addr add $ip_dst/30 dev "w$tag"
-for ns in "$ns_src" "$ns_dst"; do ip -n "$ns" link set lo up; done
-ip -n "$ns_src" link set "v$tag" up
-ip -n "$ns_dst" link set "w$tag" up
-if [ -n "$rate" ]; then
-	ip netns exec "$ns_src" tc qdisc add dev "v$tag" root tbf rate "$rate" burst 256kb latency 50ms
-	ip netns exec "$ns_dst" tc qdisc add dev "w$tag" root tbf rate "$rate" burst 256kb latency 50ms
-fi
+veth_up "$ns_src" "$ns_dst" "v$tag" "w$tag" "$ip_src/30" "$ip_dst/30" "$rate"
 echo "twohost: $ns_src ($ip_src) <-veth-> $ns_dst ($ip_dst), link ${rate:-unshaped}" >&2
 
 ip netns exec "$ns_dst" "$bench" dest --listen tcp:$ip_dst:$port "${both[@]}" \

@@ -26,9 +26,7 @@ while [ $i -le "$R" ]; do
 done
 echo
 printf "| packet-pages | zero total ms median (min..max) | random total ms median (min..max) | zero/random (medians) | zero wire / RAM |\n|---|---|---|---|---|\n"
-jq -rs '
-  def med: sort | if length % 2 == 1 then .[length / 2 | floor]
-           else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+jq -L "$(dirname "$0")" -rs 'include "stats";
   def col(f): [.[] | f] | "\(med | . * 10 | round / 10) (\(min)..\(max))";
   group_by(.packet_pages) | .[] |
   (map(select(.image == "zero"))) as $z | (map(select(.image == "random"))) as $r |

@@ -28,9 +28,7 @@ while [ $i -le "$R" ]; do
 done
 echo
 printf "| codec | runs | total ms median (min..max) | wire MB median | vs none (medians) | src compress CPU s median |\n|---|---|---|---|---|---|\n"
-jq -rs '
-  def med: sort | if length % 2 == 1 then .[length / 2 | floor]
-           else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+jq -L "$(dirname "$0")" -rs 'include "stats";
   ([.[] | select(.codec == "none") | .total_ms] | med) as $none |
   group_by(.codec) | sort_by(.[0].rep) | .[] |
   "| \(.[0].codec) | \(length) | \([.[].total_ms] | med) (\([.[].total_ms] | min)..\([.[].total_ms] | max)) | \(([.[].wire_bytes] | med) / 1e6 | . * 10 | round / 10) | \((([.[].total_ms] | med) / $none) * 1000 | round / 1000) | \([.[].compress_cpu_s] | med) |"' "$out"
