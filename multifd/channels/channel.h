@@ -186,6 +186,11 @@ void mfd__tcp_peer_name(int fd, char *buf, size_t len);
 /* recvv of io-engine sockets: blocking recvmsg(MSG_WAITALL) on c->fd,
  * bounded by SO_RCVTIMEO (-ETIMEDOUT). */
 int mfd__tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt);
+/* Waits until fd has one of events (poll), checking *cancel (when non-NULL)
+ * every 100 ms: 0, -ETIMEDOUT once mfd__now_ns() reaches deadline,
+ * -ECANCELED or -errno. */
+int mfd__wait_fd_until(int fd, short events, uint64_t deadline,
+		       const int *cancel);
 /* Sets SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd to ms (0: none). */
 int mfd__sock_timeout(int fd, int opt, uint64_t ms);
 

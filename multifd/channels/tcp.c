@@ -173,9 +173,9 @@ static void set_nodelay(int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-static int wait_fd(int fd, short events, uint64_t timeout_ms, const int *cancel)
+int mfd__wait_fd_until(int fd, short events, uint64_t deadline,
+		       const int *cancel)
 {
-	uint64_t deadline = mfd__now_ns() + timeout_ms * 1000000ULL;
 	for (;;) {
 		if (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
@@ -190,6 +190,12 @@ static int wait_fd(int fd, short events, uint64_t timeout_ms, const int *cancel)
 		if (n > 0)
 			return 0;
 	}
+}
+
+static int wait_fd(int fd, short events, uint64_t timeout_ms, const int *cancel)
+{
+	return mfd__wait_fd_until(
+		fd, events, mfd__now_ns() + timeout_ms * 1000000ULL, cancel);
 }
 
 int mfd__tcp_connect_fd(const char *uri, uint64_t timeout_ms, int *out)
@@ -297,14 +303,14 @@ int mfd__tcp_accept_fd(struct mfd__listener *l, uint64_t timeout_ms,
 static int tcp_connect(const char *uri, uint64_t timeout_ms,
 		       struct mfd__chan **out)
 {
-	int fd, ret = mfd__tcp_connect_fd(uri, timeout_ms, &fd);
+	int fd = -1, ret = mfd__tcp_connect_fd(uri, timeout_ms, &fd);
 	return ret ? ret : tcp_wrap(fd, out);
 }
 
 static int tcp_accept(struct mfd__listener *l, uint64_t timeout_ms,
 		      const int *cancel, struct mfd__chan **out)
 {
-	int fd, ret = mfd__tcp_accept_fd(l, timeout_ms, cancel, &fd);
+	int fd = -1, ret = mfd__tcp_accept_fd(l, timeout_ms, cancel, &fd);
 	return ret ? ret : tcp_wrap(fd, out);
 }
 

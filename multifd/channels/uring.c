@@ -504,7 +504,7 @@ static int uring_listen(const char *uri, int backlog, struct mfd__listener *l)
 static int uring_accept(struct mfd__listener *l, uint64_t timeout_ms,
 			const int *cancel, struct mfd__chan **out)
 {
-	int fd, ret = mfd__tcp_accept_fd(l, timeout_ms, cancel, &fd);
+	int fd = -1, ret = mfd__tcp_accept_fd(l, timeout_ms, cancel, &fd);
 	return ret ? ret : uring_wrap(fd, out);
 }
 

@@ -11,6 +11,7 @@
 #include <infiniband/verbs.h>
 #include <rdma/rdma_cma.h>
 
+#include "multifd/channels/channel.h"
 #include "multifd/channels/verbs.h"
 #include "multifd/internal.h"
 
@@ -49,21 +50,15 @@ static int wait_event(struct rdma_event_channel *ec,
 {
 	uint64_t deadline = mfd__now_ns() + timeout_ms * 1000000ULL;
 	for (;;) {
-		if (cancel && __atomic_load_n(cancel, __ATOMIC_ACQUIRE))
-			return -ECANCELED;
-		uint64_t now = mfd__now_ns();
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		uint64_t left = (deadline - now) / 1000000 + 1;
-		struct pollfd pfd = { .fd = ec->fd, .events = POLLIN };
-		int n = poll(&pfd, 1, left > 100 ? 100 : (int)left);
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		if (n <= 0)
-			continue;
+		int ret = mfd__wait_fd_until(ec->fd, POLLIN, deadline, cancel);
+		if (ret)
+			return ret;
 		struct rdma_cm_event *ev;
-		if (rdma_get_cm_event(ec, &ev))
-			return errno == EAGAIN ? 0 : -errno;
+		if (rdma_get_cm_event(ec, &ev)) {
+			if (errno == EAGAIN)
+				continue; /* woken for nothing: wait again */
+			return -errno;
+		}
 		enum rdma_cm_event_type type = ev->event;
 		int status = ev->status;
 		if (id)
@@ -206,7 +201,7 @@ int mfd__ibv_listen(const char *host, const char *port,
 int mfd__ibv_accept(struct mfd__ibv_listener *l, uint64_t timeout_ms,
 		    const int *cancel, struct mfd__vqp **out)
 {
-	struct rdma_cm_id *id;
+	struct rdma_cm_id *id = NULL;
 	int ret = wait_event(l->ec, RDMA_CM_EVENT_CONNECT_REQUEST, timeout_ms,
 			     cancel, &id);
 	if (ret)
