@@ -86,9 +86,11 @@ void bench_devices_report(struct report *r, const struct bench_devices_opts *o,
 				     (double)src->device_downtime_ns
 			   : 0,
 		   1);
-	uint64_t ram_wire = src->wire_bytes > src->device_bytes
-				    ? src->wire_bytes - src->device_bytes
-				    : 0;
+	/* DEVICE packets count in wire_bytes; DEVICE_DATA (main) not. */
+	bool multi = !o->transfer || !strcmp(o->transfer, "multifd");
+	uint64_t dev_wire = multi ? src->device_bytes : 0;
+	uint64_t ram_wire =
+		src->wire_bytes > dev_wire ? src->wire_bytes - dev_wire : 0;
 	report_f64(r, "ram_throughput_mbps",
 		   src->transfer_ns
 			   ? (double)ram_wire * 1e3 / (double)src->transfer_ns
