@@ -30,6 +30,7 @@
 #include "benchcfg.h"
 #include "plot.h"
 #include "progress.h"
+#include "coldmem.h"
 #include "devices.h"
 #include "guest.h"
 #include "report.h"
@@ -76,6 +77,7 @@ struct bench_opts {
 	const char *tracker, *downtime_limit, *max_bandwidth, *auto_converge,
 		*max_rounds, *timeout_policy, *precopy_timeout;
 	struct bench_devices_opts dev; /* --devices ... (devices.c) */
+	struct coldmem_opts cold;      /* --warm-host (coldmem.c) */
 };
 
 #define MAX_ROUND_RECORDS 1000
@@ -219,6 +221,11 @@ static void usage(FILE *f)
 		"  --device-precopy F    share of it sent during pre-copy (0)\n"
 		"  --device-load-ms-per-mib X  destination restore cost (0)\n"
 		"  --device-transfer main|multifd\n"
+		"  --warm-host GiB       touch and free that much memory right "
+		"before\n"
+		"                        the migration, so the host backs free "
+		"pages\n"
+		"                        (cold runs: --dest-populate off)\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"A live progress line is drawn on stderr when it is a "
@@ -374,6 +381,7 @@ enum {
 	OPT_DEVICE_PRECOPY,
 	OPT_DEVICE_LOAD_MS,
 	OPT_DEVICE_TRANSFER,
+	OPT_WARM_HOST,
 };
 
 static const struct option long_opts[] = {
@@ -424,6 +432,7 @@ static const struct option long_opts[] = {
 	{ "device-load-ms-per-mib", required_argument, NULL,
 	  OPT_DEVICE_LOAD_MS },
 	{ "device-transfer", required_argument, NULL, OPT_DEVICE_TRANSFER },
+	{ "warm-host", required_argument, NULL, OPT_WARM_HOST },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -511,6 +520,9 @@ static void parse_precopy_opt(int c, const char *arg, struct bench_opts *o)
 		o->dev.transfer = arg;
 		cfg_list_add(&o->sets, "device-transfer", arg,
 			     "--device-transfer");
+		break;
+	case OPT_WARM_HOST:
+		o->cold.warm_gib = parse_double_opt("warm-host", arg, 0, 1024);
 		break;
 	}
 }
@@ -713,6 +725,7 @@ static void parse_args(int argc, char **argv, struct bench_opts *o)
 		case OPT_DEVICE_PRECOPY:
 		case OPT_DEVICE_LOAD_MS:
 		case OPT_DEVICE_TRANSFER:
+		case OPT_WARM_HOST:
 		case OPT_WRITERS:
 		case OPT_DIRTY_RATE:
 		case OPT_PATTERN:
@@ -1213,6 +1226,7 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 		mfd_dest_wait(dst);
 		goto fail;
 	}
+	coldmem_before_run(&o->cold);
 	getrusage(RUSAGE_SELF, &res->ru0);
 	t0 = now_ns();
 	res->migrate_t0 = t0;
@@ -1627,6 +1641,8 @@ int main(int argc, char **argv)
 	fill_report(&rep, &o, vm, scfg, &res);
 	fill_report_precopy(&rep, &o, scfg, &res);
 	bench_devices_report(&rep, &o.dev, &res.src_st, &res.dst_st);
+	coldmem_report(&rep, &o.cold, &res.ru0, &res.ru1,
+		       o.dest_populate ? 0 : o.ram_bytes);
 	if (o.json)
 		report_json(&rep, stdout);
 	else
