@@ -22,6 +22,7 @@
 #include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
+#include "ramblock/prefault.h"
 
 struct mfd_dest;
 
@@ -102,8 +103,13 @@ struct mfd_dest {
 	uint64_t cpu_ns; /* of the threads that ended */
 	uint64_t register_ns;
 
-	struct mfd__devload dl; /* device state (devload.c) */
+	struct mfd__devload dl;	 /* device state (devload.c) */
+	struct mfd__prefault pf; /* dest-prefault = ahead */
 };
+
+/* dest-prefault = ahead: how far ahead of the receive front, how many. */
+#define PREFAULT_WINDOW	 (256ULL << 20)
+#define PREFAULT_THREADS 2
 
 static void dest_fail_cb(void *ctx, int err);
 
@@ -278,6 +284,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 		}
 	}
 
+	if (h->count)
+		mfd__prefault_note(&d->pf, h->block,
+				   w->offsets[h->count - 1] + psize);
 	STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
 	STAT_ADD(d->pages, (uint64_t)h->count + h->zero_count);
 	STAT_ADD(d->zero_pages, h->zero_count);
@@ -834,6 +843,7 @@ static int finish_load(mfd_dest *d)
 			pthread_join(d->w[i].thread, NULL);
 		d->w[i].started = false;
 	}
+	mfd__prefault_stop(&d->pf); /* nothing more lands */
 	if (!ret)
 		ret = check(d);
 	STAT_SET(d->transfer_ns, mfd__now_ns() - d->t_start - d->setup_ns);
@@ -948,6 +958,10 @@ static void *loader_main(void *arg)
 			ret = mfd__chan_register_memory(d->w[i].chan, d->blocks,
 							d->nblocks, &reg_ns);
 		STAT_SET(d->register_ns, reg_ns);
+		if (!ret && d->cfg.dest_prefault == MFD__PREFAULT_AHEAD)
+			ret = mfd__prefault_start(&d->pf, d->blocks, d->nblocks,
+						  PREFAULT_WINDOW,
+						  PREFAULT_THREADS, &d->cpu_ns);
 	}
 	if (d->pend)
 		pending_close_all(d);
@@ -980,6 +994,7 @@ static void *loader_main(void *arg)
 		for (unsigned i = 0; d->w && i < d->n; i++)
 			if (d->w[i].started)
 				pthread_join(d->w[i].thread, NULL);
+		mfd__prefault_stop(&d->pf);
 		/* Device loaders joined, devices to STOP, never RUNNING. */
 		mfd__devload_failed(&d->dl, ret);
 		if (d->main && !told && ret != MFD_EREMOTE) {
