@@ -1,0 +1,48 @@
+#!/bin/sh
+# Cold destination memory, controlled: 2 GiB random image, loopback,
+# 4 channels, verify off, REPEATS interleaved (default 10). Every repeat
+# runs, in this order:
+#   prealloc     destination RAM populated when the VM is created
+#                (--dest-populate on; not part of the migration's time)
+#   cold         --dest-populate off --warm-host WARM: right before the
+#                migration the bench touches and frees WARM GiB so that
+#                the host backs free pages (the cold runs say so: this is
+#                how every cold number in docs/benchmarks.md is taken)
+#   cold-ahead   the same with the library's dest-prefault = ahead
+#   cold-nowarm  --dest-populate off without --warm-host: what the
+#                first touch costs after whatever ran before
+# Prints one JSON line per run, then medians and the ratio of each cold
+# median total to the preallocated one. Every run takes
+# /tmp/mfd-bench.lock (the machine is shared).
+#
+#   bench/cold_repeat.sh [REPEATS] [WARM_GIB]      (default 10 4)
+B=${BENCH:-./build/multifd-bench}
+R=${1:-10}
+W=${2:-4}
+out=$(mktemp)
+i=1
+while [ "$i" -le "$R" ]; do
+  for cfg in prealloc cold cold-ahead cold-nowarm; do
+    case $cfg in
+    prealloc) args="--dest-populate on --warm-host $W" ;;
+    cold) args="--dest-populate off --warm-host $W" ;;
+    cold-ahead) args="--dest-populate off --warm-host $W --set dest-prefault=ahead" ;;
+    cold-nowarm) args="--dest-populate off" ;;
+    esac
+    # shellcheck disable=SC2086
+    flock /tmp/mfd-bench.lock $B --ram 2G --image random --channels 4 \
+      --verify off --json $args |
+      jq -c --argjson rep "$i" --arg cfg "$cfg" '{rep: $rep, cfg: $cfg, total_ms, transfer_ms, dest_populate_ms, warm_host_ms, minor_faults, first_touch_ms_per_gib, dest_fault_ms_est, src_cpu_s, dst_cpu_s}' |
+      tee -a "$out"
+  done
+  i=$((i + 1))
+done
+echo
+printf "| run | total ms median (min..max) | / prealloc median | minor faults median | first touch ms/GiB median | est. fault ms median | dest CPU s median |\n|---|---|---|---|---|---|---|\n"
+jq -L "$(dirname "$0")" -rs 'include "stats";
+  def col(f): [.[] | f] | "\(med | . * 10 | round / 10) (\(min)..\(max))";
+  def m(f): [.[] | f] | med | . * 10 | round / 10;
+  ([.[] | select(.cfg == "prealloc") | .total_ms] | med) as $p |
+  group_by(.cfg) | sort_by(.[0].cfg) | .[] |
+  "| \(.[0].cfg) | \(col(.total_ms)) | \(([.[].total_ms] | med) / $p * 1000 | round / 1000) | \(m(.minor_faults)) | \(m(.first_touch_ms_per_gib)) | \(m(.dest_fault_ms_est)) | \(m(.dst_cpu_s)) |"' "$out"
+rm -f "$out"

@@ -1,0 +1,42 @@
+#!/bin/sh
+# Device state against RAM, in the same runs: 4 simulated devices x
+# DEVSIZE (default 256M) of state, 512 MiB mix RAM, 4 channels, verify
+# off, --warm-host 2 before every run (host memory warmed, as in issue 15's
+# first measurement), REPEATS interleaved (default 10). Every repeat runs
+# device-transfer multifd then main, without restore cost and then with
+# 2 ms/MiB. Prints one JSON line per run, then medians: device-state
+# throughput (device bytes / the device part of the downtime), RAM
+# throughput of the same runs (RAM bytes on the wire / transfer time), the
+# per-run ratio device/RAM, and the downtime. Every run takes
+# /tmp/mfd-bench.lock (the machine is shared).
+#
+#   bench/devstate_repeat.sh [REPEATS] [DEVSIZE]     (default 10 256M)
+B=${BENCH:-./build/multifd-bench}
+R=${1:-10}
+S=${2:-256M}
+out=$(mktemp)
+i=1
+while [ "$i" -le "$R" ]; do
+  for cost in 0 2; do
+    for x in multifd main; do
+      flock /tmp/mfd-bench.lock $B --ram 512M --image mix --channels 4 \
+        --verify off --warm-host 2 --devices 4 --device-state "$S" \
+        --device-transfer $x --device-load-ms-per-mib $cost --json |
+        jq -c --argjson rep "$i" '{rep: $rep, device_transfer, cost: .device_load_ms_per_mib, device_throughput_mbps, ram_throughput_mbps, ratio: (if .ram_throughput_mbps > 0 then .device_throughput_mbps / .ram_throughput_mbps else 0 end), device_downtime_ms, downtime_ms, dest_device_load_ms, dest_device_buffer_peak, dest_device_buffer_waits, src_cpu_s, dst_cpu_s, devices_equal}' |
+        tee -a "$out"
+    done
+  done
+  i=$((i + 1))
+done
+echo
+printf "| restore ms/MiB | transfer | device MB/s median (min..max) | RAM MB/s median | device/RAM median | downtime ms median (min..max) | all equal |\n|---|---|---|---|---|---|---|\n"
+jq -L "$(dirname "$0")" -rs 'include "stats";
+  def col(f): [.[] | f] | "\(med | . * 10 | round / 10) (\(min)..\(max))";
+  def m(f): [.[] | f] | med | . * 1000 | round / 1000;
+  group_by([.cost, .device_transfer]) | .[] |
+  "| \(.[0].cost) | \(.[0].device_transfer) | \(col(.device_throughput_mbps)) | \(m(.ram_throughput_mbps)) | \(if .[0].device_transfer == "multifd" then m(.ratio) else "-" end) | \(col(.downtime_ms)) | \(all(.devices_equal)) |"' "$out"
+jq -L "$(dirname "$0")" -rs 'include "stats";
+  def md(c; x; f): [.[] | select(.cost == c and .device_transfer == x) | f] | med;
+  "multifd/main device throughput (medians, no restore cost): \(md(0; "multifd"; .device_throughput_mbps) / md(0; "main"; .device_throughput_mbps) * 1000 | round / 1000)",
+  "multifd/main downtime (medians, 2 ms/MiB): \(md(2; "multifd"; .downtime_ms) / md(2; "main"; .downtime_ms) * 1000 | round / 1000)"' "$out"
+rm -f "$out"
