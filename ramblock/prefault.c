@@ -46,8 +46,13 @@ static void populate(struct mfd__prefault *pf, const struct mfd__ramblock *rb,
 		return;
 	uint64_t t = mfd__now_ns();
 	if (madvise((void *)a, z - a, MADV_POPULATE_WRITE) != 0) {
-		/* Older kernels: a write fault per page; a 0 written where
-		 * no page is yet, as the page holds zero anyway. Receivers
+		if (errno != EINVAL) {
+			/* Out of memory or not writable: the receive path
+			 * will say so; prefaulting is only a head start. */
+			__atomic_store_n(&pf->stop, true, __ATOMIC_RELAXED);
+			return;
+		}
+		/* Kernels before 5.14: a write fault per page. Receivers
 		 * may be writing the same pages: an atomic add of 0 changes
 		 * nothing they wrote. */
 		for (uintptr_t p = a; p < z; p += SMALL_PG)
