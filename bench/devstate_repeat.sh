@@ -8,18 +8,23 @@
 # throughput (device bytes / the device part of the downtime), RAM
 # throughput of the same runs (RAM bytes on the wire / transfer time), the
 # per-run ratio device/RAM, and the downtime. Every run takes
-# /tmp/mfd-bench.lock (the machine is shared).
+# /tmp/mfd-bench.lock (the machine is shared), unless HOLDING_LOCK=1 says
+# the caller holds it for the whole series (flock ... sh -c '...').
 #
 #   bench/devstate_repeat.sh [REPEATS] [DEVSIZE]     (default 10 256M)
 B=${BENCH:-./build/multifd-bench}
 R=${1:-10}
 S=${2:-256M}
+LOCK="flock /tmp/mfd-bench.lock"
+[ "${HOLDING_LOCK:-0}" = 1 ] && LOCK=
 out=$(mktemp)
+echo "### date: $(date -u '+%Y-%m-%d %H:%M UTC') kernel $(uname -r) cores $(nproc) load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "### $B --ram 512M --image mix --channels 4 --verify off --warm-host 2 --devices 4 --device-state $S --device-transfer multifd|main --device-load-ms-per-mib 0|2 --json"
 i=1
 while [ "$i" -le "$R" ]; do
   for cost in 0 2; do
     for x in multifd main; do
-      flock /tmp/mfd-bench.lock $B --ram 512M --image mix --channels 4 \
+      $LOCK $B --ram 512M --image mix --channels 4 \
         --verify off --warm-host 2 --devices 4 --device-state "$S" \
         --device-transfer $x --device-load-ms-per-mib $cost --json |
         jq -c --argjson rep "$i" '{rep: $rep, device_transfer, cost: .device_load_ms_per_mib, device_throughput_mbps, ram_throughput_mbps, ratio: (if .ram_throughput_mbps > 0 then .device_throughput_mbps / .ram_throughput_mbps else 0 end), device_downtime_ms, downtime_ms, dest_device_load_ms, dest_device_buffer_peak, dest_device_buffer_waits, src_cpu_s, dst_cpu_s, devices_equal}' |
@@ -39,4 +44,5 @@ jq -L "$(dirname "$0")" -rs 'include "stats";
   def md(c; x; f): [.[] | select(.cost == c and .device_transfer == x) | f] | med;
   "multifd/main device throughput (medians, no restore cost): \(md(0; "multifd"; .device_throughput_mbps) / md(0; "main"; .device_throughput_mbps) * 1000 | round / 1000)",
   "multifd/main downtime (medians, 2 ms/MiB): \(md(2; "multifd"; .downtime_ms) / md(2; "main"; .downtime_ms) * 1000 | round / 1000)"' "$out"
+echo "### end: $(date -u '+%H:%M UTC') load $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -f "$out"
