@@ -10,19 +10,27 @@
 #                how every cold number in docs/benchmarks.md is taken)
 #   cold-ahead   the same with the library's dest-prefault = ahead
 #   cold-nowarm  --dest-populate off without --warm-host: what the
-#                first touch costs after whatever ran before
+#                first touch costs after whatever ran before (odd
+#                repeats only: it is there to show the spread)
 # Prints one JSON line per run, then medians and the ratio of each cold
 # median total to the preallocated one. Every run takes
-# /tmp/mfd-bench.lock (the machine is shared).
+# /tmp/mfd-bench.lock (the machine is shared), unless HOLDING_LOCK=1 says
+# the caller holds it for the whole series (flock ... sh -c '...').
 #
 #   bench/cold_repeat.sh [REPEATS] [WARM_GIB]      (default 10 4)
 B=${BENCH:-./build/multifd-bench}
 R=${1:-10}
 W=${2:-4}
+LOCK="flock /tmp/mfd-bench.lock"
+[ "${HOLDING_LOCK:-0}" = 1 ] && LOCK=
 out=$(mktemp)
+echo "### date: $(date -u '+%Y-%m-%d %H:%M UTC') kernel $(uname -r) cores $(nproc) load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "### $B --ram 2G --image random --channels 4 --verify off --json, warm $W GiB"
 i=1
 while [ "$i" -le "$R" ]; do
-  for cfg in prealloc cold cold-ahead cold-nowarm; do
+  cfgs="prealloc cold cold-ahead"
+  [ $((i % 2)) = 1 ] && cfgs="$cfgs cold-nowarm"
+  for cfg in $cfgs; do
     case $cfg in
     prealloc) args="--dest-populate on --warm-host $W" ;;
     cold) args="--dest-populate off --warm-host $W" ;;
@@ -30,7 +38,7 @@ while [ "$i" -le "$R" ]; do
     cold-nowarm) args="--dest-populate off" ;;
     esac
     # shellcheck disable=SC2086
-    flock /tmp/mfd-bench.lock $B --ram 2G --image random --channels 4 \
+    $LOCK $B --ram 2G --image random --channels 4 \
       --verify off --json $args |
       jq -c --argjson rep "$i" --arg cfg "$cfg" '{rep: $rep, cfg: $cfg, total_ms, transfer_ms, dest_populate_ms, warm_host_ms, minor_faults, first_touch_ms_per_gib, dest_fault_ms_est, src_cpu_s, dst_cpu_s}' |
       tee -a "$out"
@@ -45,4 +53,5 @@ jq -L "$(dirname "$0")" -rs 'include "stats";
   ([.[] | select(.cfg == "prealloc") | .total_ms] | med) as $p |
   group_by(.cfg) | sort_by(.[0].cfg) | .[] |
   "| \(.[0].cfg) | \(col(.total_ms)) | \(([.[].total_ms] | med) / $p * 1000 | round / 1000) | \(m(.minor_faults)) | \(m(.first_touch_ms_per_gib)) | \(m(.dest_fault_ms_est)) | \(m(.dst_cpu_s)) |"' "$out"
+echo "### end: $(date -u '+%H:%M UTC') load $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -f "$out"
