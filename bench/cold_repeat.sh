@@ -40,18 +40,18 @@ while [ "$i" -le "$R" ]; do
     # shellcheck disable=SC2086
     $LOCK $B --ram 2G --image random --channels 4 \
       --verify off --json $args |
-      jq -c --argjson rep "$i" --arg cfg "$cfg" '{rep: $rep, cfg: $cfg, total_ms, transfer_ms, dest_populate_ms, warm_host_ms, minor_faults, first_touch_ms_per_gib, dest_fault_ms_est, src_cpu_s, dst_cpu_s}' |
+      jq -c --argjson rep "$i" --arg cfg "$cfg" '{rep: $rep, cfg: $cfg, total_ms, transfer_ms, dest_populate_ms, warm_host_ms, minor_faults, first_touch_ms_per_gib, dest_fault_ms_est, steal_ms, src_cpu_s, dst_cpu_s}' |
       tee -a "$out"
   done
   i=$((i + 1))
 done
 echo
-printf "| run | total ms median (min..max) | / prealloc median | minor faults median | first touch ms/GiB median | est. fault ms median | dest CPU s median |\n|---|---|---|---|---|---|---|\n"
+printf "| run | total ms median (min..max) | / prealloc median | minor faults median | first touch ms/GiB median | est. fault ms median | steal ms median | dest CPU s median |\n|---|---|---|---|---|---|---|---|\n"
 jq -L "$(dirname "$0")" -rs 'include "stats";
   def col(f): [.[] | f] | "\(med | . * 10 | round / 10) (\(min)..\(max))";
   def m(f): [.[] | f] | med | . * 10 | round / 10;
   ([.[] | select(.cfg == "prealloc") | .total_ms] | med) as $p |
   group_by(.cfg) | sort_by(.[0].cfg) | .[] |
-  "| \(.[0].cfg) | \(col(.total_ms)) | \(([.[].total_ms] | med) / $p * 1000 | round / 1000) | \(m(.minor_faults)) | \(m(.first_touch_ms_per_gib)) | \(m(.dest_fault_ms_est)) | \(m(.dst_cpu_s)) |"' "$out"
+  "| \(.[0].cfg) | \(col(.total_ms)) | \(([.[].total_ms] | med) / $p * 1000 | round / 1000) | \(m(.minor_faults)) | \(m(.first_touch_ms_per_gib)) | \(m(.dest_fault_ms_est)) | \(m(.steal_ms)) | \(m(.dst_cpu_s)) |"' "$out"
 echo "### end: $(date -u '+%H:%M UTC') load $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -f "$out"

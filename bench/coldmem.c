@@ -3,6 +3,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "coldmem.h"
 
@@ -14,6 +15,23 @@
 
 static uint64_t warm_ns, probe_ns;
 static bool probe_ok;
+static uint64_t steal0;
+static bool steal_ok;
+
+/* Steal time of all CPUs (/proc/stat, USER_HZ ticks): on a VM, what the
+ * host took, such as its faults behind the guest's first touches. */
+static bool steal_ticks(uint64_t *out)
+{
+	FILE *f = fopen("/proc/stat", "r");
+	if (!f)
+		return false;
+	unsigned long long v[8] = { 0 };
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+		       &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	*out = v[7];
+	return n == 8;
+}
 
 static uint64_t now_ns(void)
 {
@@ -56,6 +74,7 @@ void coldmem_before_run(const struct coldmem_opts *o)
 	}
 	probe_ns = touch_free(PROBE_BYTES);
 	probe_ok = probe_ns != 0;
+	steal_ok = steal_ticks(&steal0);
 }
 
 void coldmem_report(struct report *r, const struct coldmem_opts *o,
@@ -79,4 +98,11 @@ void coldmem_report(struct report *r, const struct coldmem_opts *o,
 	 * rate: the part of the run the host's memory state decides. */
 	report_f64(r, "dest_fault_ms_est",
 		   ms_per_gib * (double)cold_bytes / (double)(1ULL << 30), 1);
+	/* From the migration's start until this report, all CPUs. */
+	uint64_t steal1;
+	double steal_ms = -1;
+	if (steal_ok && steal_ticks(&steal1) && steal1 >= steal0)
+		steal_ms = (double)(steal1 - steal0) * 1e3 /
+			   (double)sysconf(_SC_CLK_TCK);
+	report_f64(r, "steal_ms", steal_ms, 1);
 }

@@ -11,7 +11,9 @@
  *  report           the minor and major faults taken during the migration
  *                   (getrusage), and the first-touch cost of the moment:
  *                   a timer around the first touch of a probe mapping made
- *                   just before the migration, after the warm-up.
+ *                   just before the migration, after the warm-up; and
+ *                   the steal time of the run (/proc/stat), where a VM
+ *                   sees the host's share of its first touches.
  */
 #ifndef BENCH_COLDMEM_H
 #define BENCH_COLDMEM_H
