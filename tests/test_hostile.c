@@ -245,7 +245,7 @@ static int stop_dirty_one(void *o)
 	struct tvm *vm = o;
 	vm->stopped++;
 	uint64_t v = 0x5eed;
-	memcpy(vm->blocks[0].src + 5 * 4096, &v, sizeof(v));
+	tvm_guest_write(vm->blocks[0].src + 5 * 4096, &v, sizeof(v));
 	return mfd_source_mark_dirty(vm->src, 0, 5 * 4096, 4096);
 }
 

@@ -107,6 +107,17 @@ uint64_t tvm_hash(const void *p, size_t n)
 	return XXH3_64bits(p, n);
 }
 
+__attribute__((noinline)) void tvm_guest_write(void *dst, const void *src,
+					       size_t n)
+{
+	memcpy(dst, src, n);
+}
+
+__attribute__((noinline)) void tvm_guest_write_zero(void *dst, size_t n)
+{
+	memset(dst, 0, n);
+}
+
 uint64_t tvm_now_ms(void)
 {
 	struct timespec ts;
