@@ -12,6 +12,7 @@
  * Device state has no digest of its own (docs/protocol.md: END carries
  * per-block RAM digests only); a device validates what it was given when
  * it enters STOP (test_devices), so there is no device case here.
+ * Last, the digest's helper threads' CPU time reaches cpu_ns.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -147,6 +149,31 @@ static void test_changed_after_placing_unverified(void **s)
 	run(HOOK, false);
 }
 
+/* The parallel digest's helper threads count in cpu_ns: their CPU time is
+ * handed back to the caller, which adds it to its side's total. */
+static void test_digest_helpers_counted(void **s)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cpus < 2) {
+		print_message(
+			"skipped: one CPU, the digest starts no helper\n");
+		skip();
+	}
+	struct mfd__ramblock rb = { .size = 8 * MFD_DIGEST_CHUNK,
+				    .page_size = PAGE };
+	rb.host = tvm_map(rb.size);
+	tvm_fill_random(rb.host, rb.size, seed);
+	uint8_t out[1][MFD_DIGEST_SIZE], again[1][MFD_DIGEST_SIZE];
+	uint64_t cpu = 0;
+	assert_int_equal(mfd__digest_blocks(&rb, 1, out, &cpu), 0);
+	/* Helpers started and hashed: some of their CPU time came back. */
+	assert_true(cpu > 0);
+	/* NULL is allowed, and the digest does not depend on the split. */
+	assert_int_equal(mfd__digest_blocks(&rb, 1, again, NULL), 0);
+	assert_memory_equal(out, again, MFD_DIGEST_SIZE);
+	tvm_unmap(rb.host, rb.size);
+}
+
 int main(void)
 {
 	tvm_io_engine("test_verify");
@@ -156,6 +183,7 @@ int main(void)
 		cmocka_unit_test(test_flip_in_flight_unverified),
 		cmocka_unit_test(test_changed_after_placing),
 		cmocka_unit_test(test_changed_after_placing_unverified),
+		cmocka_unit_test(test_digest_helpers_counted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
