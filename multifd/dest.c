@@ -815,6 +815,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 	}
 }
 
+void (*mfd__test_dest_placed)(unsigned block, uint8_t *host, uint64_t size);
+
 static int finish_load(mfd_dest *d)
 {
 	struct mfd_end end;
@@ -850,11 +852,15 @@ static int finish_load(mfd_dest *d)
 			 (unsigned long long)STAT_GET(d->packets));
 		ret = MFD_ECOUNT;
 	}
+	for (unsigned i = 0; !ret && mfd__test_dest_placed && i < d->nblocks;
+	     i++)
+		mfd__test_dest_placed(i, d->blocks[i].host, d->blocks[i].size);
 	if (!ret && end.digests) {
 		uint64_t t0 = mfd__now_ns();
 		uint8_t(*mine)[MFD_DIGEST_SIZE] =
 			calloc(d->nblocks, MFD_DIGEST_SIZE);
-		ret = mine ? mfd__digest_blocks(d->blocks, d->nblocks, mine)
+		ret = mine ? mfd__digest_blocks(d->blocks, d->nblocks, mine,
+						&d->cpu_ns)
 			   : -ENOMEM;
 		for (unsigned i = 0; i < d->nblocks && !ret; i++) {
 			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
@@ -1107,7 +1113,7 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 		.transfer_ns = STAT_GET(d->transfer_ns),
 		.total_ns = STAT_GET(d->total_ns),
 		.verify_ns = STAT_GET(d->verify_ns),
-		.cpu_ns = STAT_GET(d->cpu_ns),
+		.cpu_ns = STAT_GET(d->cpu_ns) + STAT_GET(d->dl.cpu_ns),
 		.register_ns = STAT_GET(d->register_ns),
 		.device_bytes = STAT_GET(d->dl.bytes),
 		.device_downtime_ns = STAT_GET(d->dl.down_ns),

@@ -696,8 +696,8 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		digests = calloc(s->nblocks, MFD_DIGEST_SIZE);
 		if (!digests)
 			return -ENOMEM;
-		if ((ret = mfd__digest_blocks(s->blocks, s->nblocks,
-					      digests))) {
+		if ((ret = mfd__digest_blocks(s->blocks, s->nblocks, digests,
+					      &s->xfer.cpu_ns))) {
 			free(digests);
 			return ret;
 		}
