@@ -130,8 +130,8 @@ int mfd__reorder_reserve(struct mfd__reorder *r, uint32_t dev, uint32_t seq,
 	struct rdev *d = &r->devs[dev];
 	struct mfd__rchunk *c = NULL;
 	pthread_mutex_lock(&r->lock);
-	uint64_t end = r->timeout_ms ? mfd__deadline_ms(r->timeout_ms)
-				     : UINT64_MAX;
+	uint64_t end =
+		r->timeout_ms ? mfd__deadline_ms(r->timeout_ms) : UINT64_MAX;
 	bool waited = false;
 	int ret;
 	for (;;) {

@@ -240,8 +240,8 @@ int mfd__barrier_wait(struct mfd__barrier *b)
 {
 	int ret = 0;
 	pthread_mutex_lock(&b->lock);
-	uint64_t end = b->timeout_ms ? mfd__deadline_ms(b->timeout_ms)
-				     : UINT64_MAX;
+	uint64_t end =
+		b->timeout_ms ? mfd__deadline_ms(b->timeout_ms) : UINT64_MAX;
 	if (b->aborted) {
 		ret = -ECANCELED;
 	} else if (b->left) {

@@ -76,7 +76,7 @@ struct mfd_dest {
 	struct recv_worker *w;
 	unsigned n;
 	struct mfd__barrier barrier;
-	unsigned ndone; /* atomic: channels that reached DONE */
+	unsigned ndone;	      /* atomic: channels that reached DONE */
 	uint32_t final_round; /* atomic: from END, MFD_ROUND_UNKNOWN before */
 	bool told; /* an ERROR went to the source: never a second one */
 	uint64_t features;

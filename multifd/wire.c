@@ -478,8 +478,9 @@ int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd_pkt_hdr *h)
 		g->synced = false;
 		break;
 	case MFD_PKT_SYNC:
-		if (h->round != g->round || (g->final_round != MFD_ROUND_UNKNOWN &&
-					     h->round > g->final_round))
+		if (h->round != g->round ||
+		    (g->final_round != MFD_ROUND_UNKNOWN &&
+		     h->round > g->final_round))
 			return MFD_EROUND;
 		if (h->count != g->round_packets)
 			return MFD_ECOUNT;

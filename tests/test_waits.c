@@ -70,8 +70,13 @@ static bool recv_all(int fd, void *buf, size_t len)
 	size_t got = 0;
 	while (got < len) {
 		ssize_t n = recv(fd, (uint8_t *)buf + got, len - got, 0);
-		if (n <= 0)
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				printf("# recv: %s\n", strerror(errno));
 			return false;
+		}
 		got += (size_t)n;
 	}
 	return true;
@@ -221,8 +226,8 @@ static void finish2(struct crafted *c, uint64_t t0, int expect, int or)
 	       "%llu ms\n",
 	       ret, mfd_strerror(ret), (unsigned long long)told,
 	       (unsigned long long)took);
-	if (or && ret == or)
-		expect = or;
+	if (or &&ret == or)
+		expect = or ;
 	assert_int_equal(ret, expect);
 	assert_int_equal(errors, 1);
 	assert_int_equal(first, expect);
@@ -331,8 +336,7 @@ static void test_embedder_any_channel_silent(void **s)
 		 * or the other channel's barrier wait does, at about the
 		 * same time; a silent main after every DONE fails at
 		 * io-timeout too. */
-		finish2(&c, t0, -ETIMEDOUT,
-			silent < NCHAN ? MFD_EBARRIER : 0);
+		finish2(&c, t0, -ETIMEDOUT, silent < NCHAN ? MFD_EBARRIER : 0);
 	}
 }
 
