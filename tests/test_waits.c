@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "devstate/simdev.h"
+#include "multifd/devwire.h"
 #include "multifd/wire.h"
 #include "testvm.h"
 
@@ -56,6 +58,8 @@ static int connect_to(const char *uri)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
 }
+
+static void start(struct crafted *c, const char *extra);
 
 /* Best effort: the destination may already have failed and closed; what
  * matters is what it reports. */
@@ -148,9 +152,36 @@ static bool read_ctl(int fd, uint16_t *type, int *code)
 
 /* Destination up, main connected, SETUP sent and SETUP_OK read, data
  * channels connected. */
-static void start(struct crafted *c, const char *extra)
+static void add_device(struct tvm *vm)
+{
+	struct mfd_simdev_cfg dc = { .state_size = 1 << 20, .seed = 1 };
+	struct mfd_simdev *d;
+	assert_int_equal(mfd_simdev_new(&d, &dc), 0);
+	vm->opaque = d;
+	assert_int_equal(
+		mfd_dest_add_device(vm->dst, "dev0", mfd_simdev_ops(d), d), 0);
+}
+
+static void devices_msg(struct crafted *c)
+{
+	char names[1][MFD_MAX_DEV_NAME_WIRE + 1] = { "dev0" };
+	struct mfd_devices dv = { .ndevices = 1,
+				  .transfer = MFD_DEV_XFER_MULTIFD,
+				  .chunk_max = 4096,
+				  .names = names };
+	uint8_t buf[256];
+	int len = mfd__devices_encode(&dv, buf, sizeof(buf));
+	assert_true(len > 0);
+	ctl(c->main_fd, MFD_CTL_DEVICES, buf, (uint32_t)len);
+}
+
+static void start_dev(struct crafted *c, const char *extra, bool devices,
+		      uint64_t features)
 {
 	memset(c, 0, sizeof(*c));
+	c->features = features;
+	if (devices)
+		c->vm.dest_setup = add_device;
 	char to[32];
 	snprintf(to, sizeof(to), "io-timeout=%ums", IO_TIMEOUT);
 	const char *kv[] = { "channels=2", to, "connect-timeout=1s", extra,
@@ -167,10 +198,17 @@ static void start(struct crafted *c, const char *extra)
 	int code;
 	assert_true(read_ctl(c->main_fd, &type, &code));
 	assert_int_equal(type, MFD_CTL_SETUP_OK);
+	if (features & MFD_FEAT_DEVICES)
+		devices_msg(c);
 	for (unsigned i = 0; i < NCHAN; i++) {
 		c->data_fd[i] = connect_to(c->vm.uri);
 		hello(c, c->data_fd[i], MFD_ROLE_DATA, (uint16_t)i);
 	}
+}
+
+static void start(struct crafted *c, const char *extra)
+{
+	start_dev(c, extra, false, 0);
 }
 
 static void pkt(struct crafted *c, unsigned ch, uint16_t type, uint32_t round,
@@ -238,7 +276,10 @@ static void finish2(struct crafted *c, uint64_t t0, int expect, int or)
 	for (unsigned i = 0; i < NCHAN; i++)
 		if (c->data_fd[i] >= 0)
 			close(c->data_fd[i]);
+	void *dev = c->vm.opaque;
 	tvm_destroy(&c->vm);
+	if (dev)
+		mfd_simdev_free(dev);
 }
 
 static void finish(struct crafted *c, uint64_t t0, int expect)
@@ -338,6 +379,51 @@ static void test_embedder_any_channel_silent(void **s)
 		 * io-timeout too. */
 		finish2(&c, t0, -ETIMEDOUT, silent < NCHAN ? MFD_EBARRIER : 0);
 	}
+}
+
+/* A device chunk that its loader does not need next (seq 1, then 2) fills
+ * the reorder buffer while the source never sends chunk 0: the receiver's
+ * wait for room ends at io-timeout. */
+static void device_chunk(struct crafted *c, unsigned ch, uint32_t dseq)
+{
+	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				 .type = MFD_PKT_DEVICE,
+				 .count = dseq,
+				 .payload_len = 4096,
+				 .seq = c->seq[ch]++ };
+	uint8_t buf[MFD_PKT_HDR_SIZE + 4096];
+	memset(buf, 0x5a, sizeof(buf));
+	mfd__pkt_encode(&h, buf);
+	send_all(c->data_fd[ch], buf, sizeof(buf));
+}
+
+static void test_reorder_back_pressure(void **s)
+{
+	struct crafted c;
+	start_dev(&c, "device-buffer-max=8K", true, MFD_FEAT_DEVICES);
+	device_chunk(&c, 0, 1);
+	uint64_t t0 = tvm_now_ms();
+	device_chunk(&c, 0, 2);
+	finish(&c, t0, MFD_EDEVBUFFER);
+}
+
+/* A destination with devices refuses a session without DEVICES in place
+ * of SETUP_OK (protocol 7.1), with one ERROR. */
+static void test_devices_without_feature(void **s)
+{
+	struct crafted c;
+	memset(&c, 0, sizeof(c));
+	const char *kv[] = { "channels=2", "io-timeout=1s", NULL };
+	tvm_config(&c.vm, kv);
+	tvm_add_block(&c.vm, "pc.ram", RAM, 4096);
+	c.vm.dest_setup = add_device;
+	tvm_start_dest(&c.vm);
+	c.main_fd = connect_to(c.vm.uri);
+	c.data_fd[0] = c.data_fd[1] = -1;
+	hello(&c, c.main_fd, MFD_ROLE_MAIN, 0);
+	uint64_t t0 = tvm_now_ms();
+	setup_msg(&c);
+	finish(&c, t0, MFD_EDEVICE);
 }
 
 /* A malformed SETUP gets one ERROR, then the orderly close. */
@@ -456,6 +542,8 @@ int main(void)
 		cmocka_unit_test(test_barrier_stall),
 		cmocka_unit_test(test_silent_channel_after_end),
 		cmocka_unit_test(test_embedder_any_channel_silent),
+		cmocka_unit_test(test_reorder_back_pressure),
+		cmocka_unit_test(test_devices_without_feature),
 		cmocka_unit_test(test_one_error_malformed_setup),
 		cmocka_unit_test(test_one_error_round_before_setup),
 	};
