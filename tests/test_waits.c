@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include "devstate/simdev.h"
+#include "multifd/ctl.h"
 #include "multifd/devwire.h"
 #include "multifd/wire.h"
 #include "testvm.h"
@@ -532,11 +533,34 @@ static void test_grammar(void **s)
 	assert_int_equal(g.seq, 4);
 }
 
+/* The source keeps a destination's code that names a wait, not "remote
+ * error": every code of MFD_ERRNO_MAP travels. */
+static void test_codes_travel(void **s)
+{
+	const int codes[] = { MFD_EUNEXPECTED, MFD_EBARRIER, MFD_EDEVBUFFER,
+			      MFD_EDRAIN, MFD_EBADMAGIC };
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+		struct mfd_error_msg m = { .code = codes[i] };
+		snprintf(m.text, sizeof(m.text), "x");
+		uint8_t buf[8 + MFD_MAX_ERROR_TEXT];
+		int len = mfd__error_encode(&m, buf, sizeof(buf));
+		assert_true(len > 0);
+		assert_int_equal(mfd__ctl_peer_error(buf, (uint32_t)len, "t"),
+				 codes[i]);
+	}
+	struct mfd_error_msg m = { .code = -2000 };
+	uint8_t buf[8 + MFD_MAX_ERROR_TEXT];
+	int len = mfd__error_encode(&m, buf, sizeof(buf));
+	assert_int_equal(mfd__ctl_peer_error(buf, (uint32_t)len, "t"),
+			 MFD_EREMOTE);
+}
+
 int main(void)
 {
 	tvm_io_engine("test_waits");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grammar),
+		cmocka_unit_test(test_codes_travel),
 		cmocka_unit_test(test_done_without_sync),
 		cmocka_unit_test(test_sync_after_a_channel_ended),
 		cmocka_unit_test(test_barrier_stall),
