@@ -381,7 +381,15 @@ MFD_API int mfd_dest_add_block(mfd_dest *dst, const char *name, void *host,
 MFD_API int mfd_dest_start(mfd_dest *dst, const char *uri);
 /* The URI actually bound (with the chosen port), after mfd_dest_start(). */
 MFD_API int mfd_dest_get_uri(mfd_dest *dst, char *buf, size_t len);
-/* Wait until the incoming migration ends: 0 when loaded, else the error. */
+/*
+ * Wait until the incoming migration ends: 0 when loaded, else the error.
+ * No watchdog is needed: once the source's main connection is admitted,
+ * a source that stops making progress fails the load within io-timeout
+ * (2 x io-timeout while the channels drain after END), and this returns
+ * at most connect-timeout + close-timeout later (the ERROR sent, main
+ * closed); docs/security.md states the bound. Before a main connection is
+ * admitted it waits for one without a bound: mfd_dest_cancel() ends that.
+ */
 MFD_API int mfd_dest_wait(mfd_dest *dst);
 MFD_API int mfd_dest_cancel(mfd_dest *dst);
 MFD_API int mfd_dest_get_stats(mfd_dest *dst, mfd_stats *st, size_t size);
