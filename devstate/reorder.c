@@ -24,6 +24,7 @@ struct mfd__reorder {
 	uint64_t max_bytes, used;
 	uint32_t max_chunk, window;
 	uint64_t timeout_ms; /* a receiver's wait for room; 0: none */
+	uint64_t freed;	     /* bytes ever freed: the loaders' progress */
 	int err;
 	struct mfd__reorder_stats st;
 	struct rdev devs[];
@@ -172,8 +173,11 @@ int mfd__reorder_reserve(struct mfd__reorder *r, uint32_t dev, uint32_t seq,
 			waited = true;
 		}
 		/* Room comes when a loader applies a chunk; a source that
-		 * stops sending the chunk a loader needs leaves none. */
-		if (mfd__cond_wait_until(&r->space, &r->lock, end)) {
+		 * stops sending the chunk a loader needs leaves none. A
+		 * loader that frees room, however slowly, extends the wait. */
+		uint64_t freed = r->freed;
+		if (mfd__cond_wait_until(&r->space, &r->lock, end) &&
+		    r->freed == freed) {
 			mfd__err("device %u: chunk %u found no room in the "
 				 "reorder buffer (%llu of %llu bytes held) "
 				 "within io-timeout",
@@ -182,6 +186,8 @@ int mfd__reorder_reserve(struct mfd__reorder *r, uint32_t dev, uint32_t seq,
 			ret = MFD_EDEVBUFFER;
 			break;
 		}
+		if (r->freed != freed && r->timeout_ms)
+			end = mfd__deadline_ms(r->timeout_ms);
 	}
 	pthread_mutex_unlock(&r->lock);
 	*out = c;
@@ -214,6 +220,7 @@ void mfd__reorder_drop(struct mfd__reorder *r, struct mfd__rchunk *c)
 	if (c->last && d->has_last && d->last_seq == c->seq)
 		d->has_last = false;
 	r->used -= c->len;
+	r->freed += c->len + 1;
 	pthread_cond_broadcast(&r->space);
 	pthread_mutex_unlock(&r->lock);
 	free(c);
@@ -258,6 +265,7 @@ void mfd__reorder_release(struct mfd__reorder *r, struct mfd__rchunk *c)
 		return;
 	pthread_mutex_lock(&r->lock);
 	r->used -= c->len;
+	r->freed += c->len + 1;
 	pthread_cond_broadcast(&r->space);
 	pthread_mutex_unlock(&r->lock);
 	free(c);

@@ -252,11 +252,26 @@ int mfd__barrier_wait(struct mfd__barrier *b)
 		pthread_cond_broadcast(&b->cv);
 	} else {
 		uint64_t gen = b->generation;
+		uint64_t seen = b->progress ? __atomic_load_n(b->progress,
+							      __ATOMIC_RELAXED)
+					    : 0;
 		/* The generation first: a barrier that completed is passed
 		 * even if it was aborted or left right after. */
-		while (gen == b->generation && !b->aborted && !b->left && !ret)
-			if (mfd__cond_wait_until(&b->cv, &b->lock, end))
+		while (gen == b->generation && !b->aborted && !b->left &&
+		       !ret) {
+			if (!mfd__cond_wait_until(&b->cv, &b->lock, end))
+				continue;
+			uint64_t now =
+				b->progress ? __atomic_load_n(b->progress,
+							      __ATOMIC_RELAXED)
+					    : seen;
+			if (now == seen) {
 				ret = MFD_EBARRIER;
+			} else { /* the others still receive: wait on */
+				seen = now;
+				end = mfd__deadline_ms(b->timeout_ms);
+			}
+		}
 		if (gen != b->generation)
 			ret = 0;
 		else if (b->aborted)

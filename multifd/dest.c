@@ -78,6 +78,8 @@ struct mfd_dest {
 	struct mfd__barrier barrier;
 	unsigned ndone;	      /* atomic: channels that reached DONE */
 	uint32_t final_round; /* atomic: from END, MFD_ROUND_UNKNOWN before */
+	uint64_t rx_packets;  /* atomic: packets of any type completely read,
+				 the progress that bounded waits look at */
 	bool told; /* an ERROR went to the source: never a second one */
 	uint64_t features;
 	uint8_t session[16];
@@ -308,13 +310,16 @@ static int recv_loop(struct recv_worker *w)
 		case MFD_PKT_PAGES:
 			if ((ret = recv_pages(w, &h)))
 				return ret;
+			STAT_ADD(d->rx_packets, 1);
 			break;
 		case MFD_PKT_SYNC:
 			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
+			STAT_ADD(d->rx_packets, 1);
 			/* No channel starts round r+1 until every channel has
 			 * applied all of round r: an old copy of a page can
 			 * never land after a newer one. Bounded by io-timeout
-			 * and by any channel's end or failure. */
+			 * without progress, and by any channel's end or
+			 * failure. */
 			if ((ret = mfd__barrier_wait(&d->barrier)))
 				return ret;
 			/* One-sided transports: the source may now write
@@ -326,6 +331,7 @@ static int recv_loop(struct recv_worker *w)
 		case MFD_PKT_DEVICE: /* device state: not part of rounds */
 			if ((ret = mfd__devload_pkt(&d->dl, w->chan, &h)))
 				return ret;
+			STAT_ADD(d->rx_packets, 1);
 			break;
 		case MFD_PKT_DONE:
 			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
@@ -861,9 +867,8 @@ static int wait_workers(mfd_dest *d)
 		if (check(d))
 			return check(d);
 		uint64_t now = mfd__now_ns();
-		uint64_t progress = STAT_GET(d->packets) +
-				    STAT_GET(d->wire_bytes) +
-				    STAT_GET(d->dl.bytes);
+		uint64_t progress =
+			STAT_GET(d->rx_packets) + STAT_GET(d->dl.bytes);
 		if (progress != seen) {
 			seen = progress;
 			since = now;
@@ -1002,6 +1007,7 @@ static void *loader_main(void *arg)
 						 d->main);
 		d->barrier.n = d->n;
 		d->barrier.timeout_ms = d->cfg.io_timeout_ms;
+		d->barrier.progress = &d->rx_packets;
 		pthread_mutex_lock(&d->lock);
 		d->w = w;
 		pthread_mutex_unlock(&d->lock);
