@@ -72,8 +72,9 @@ int mfd__reorder_next(struct mfd__reorder *r, uint32_t dev,
 		      struct mfd__rchunk **out);
 void mfd__reorder_release(struct mfd__reorder *r, struct mfd__rchunk *c);
 
-/* Bounds a receiver's wait for room: after timeout_ms without room,
- * reserve() returns MFD_EDEVBUFFER (0, the default: no bound, tests only). */
+/* Bounds a receiver's wait for room: after timeout_ms in which no chunk was
+ * released or dropped (the loaders' progress), reserve() returns
+ * MFD_EDEVBUFFER (0, the default: no bound, tests only). */
 void mfd__reorder_set_timeout(struct mfd__reorder *r, uint64_t timeout_ms);
 
 /* Wakes every waiter with err (< 0); later calls return it. */
