@@ -26,6 +26,8 @@
 #include "devstate/simdev.h"
 #include "multifd/ctl.h"
 #include "multifd/devwire.h"
+#include "multifd/internal.h"
+#include "devstate/reorder.h"
 #include "multifd/wire.h"
 #include "testvm.h"
 
@@ -567,12 +569,51 @@ static void test_codes_travel(void **s)
 			 MFD_EREMOTE);
 }
 
+/* The barrier and the reorder buffer alone, one thread: every wait ends
+ * with the code that names it. */
+static void test_bounded_primitives(void **s)
+{
+	struct mfd__barrier b;
+	uint64_t progress = 0;
+	mfd__barrier_init(&b, 2);
+	b.timeout_ms = 200;
+	b.progress = &progress;
+	uint64_t t0 = tvm_now_ms();
+	assert_int_equal(mfd__barrier_wait(&b), MFD_EBARRIER);
+	uint64_t took = tvm_now_ms() - t0;
+	assert_true(took >= 190 && took < 1200);
+	assert_int_equal(b.waiting, 0);
+	mfd__barrier_leave(&b);
+	t0 = tvm_now_ms();
+	assert_int_equal(mfd__barrier_wait(&b), MFD_EROUND);
+	assert_true(tvm_now_ms() - t0 < 100);
+	mfd__barrier_abort(&b);
+	assert_int_equal(mfd__barrier_wait(&b), -ECANCELED);
+	mfd__barrier_destroy(&b);
+
+	struct mfd__reorder *r;
+	struct mfd__rchunk *c1, *c2;
+	assert_int_equal(mfd__reorder_new(&r, 1, 8192, 4096, 64), 0);
+	mfd__reorder_set_timeout(r, 200);
+	/* Chunk 1 takes all but the reserve kept for chunk 0. */
+	assert_int_equal(mfd__reorder_reserve(r, 0, 1, 4096, false, &c1), 0);
+	t0 = tvm_now_ms();
+	assert_int_equal(mfd__reorder_reserve(r, 0, 2, 4096, false, &c2),
+			 MFD_EDEVBUFFER);
+	took = tvm_now_ms() - t0;
+	assert_true(took >= 190 && took < 1200);
+	assert_int_equal(mfd__reorder_bytes(r), 4096);
+	mfd__reorder_drop(r, c1);
+	mfd__reorder_free(r);
+}
+
 int main(void)
 {
 	tvm_io_engine("test_waits");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_grammar),
 		cmocka_unit_test(test_codes_travel),
+		cmocka_unit_test(test_bounded_primitives),
 		cmocka_unit_test(test_done_without_sync),
 		cmocka_unit_test(test_sync_after_a_channel_ended),
 		cmocka_unit_test(test_barrier_slow_then_stalled),
