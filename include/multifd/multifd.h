@@ -91,16 +91,16 @@ MFD_API int mfd_version(void);
 	XX(TLS, 1024, "TLS failed: handshake, peer not trusted or bad record") \
 	XX(NOCONVERGE, 1025,                                                   \
 	   "pre-copy did not converge (max-rounds or precopy-timeout) and "    \
-	   "timeout-policy is cancel")                                        \
+	   "timeout-policy is cancel")                                         \
 	XX(UNEXPECTED, 1026,                                                   \
 	   "message not allowed here (known type, out of the grammar or in "   \
 	   "the wrong direction)")                                             \
 	XX(BARRIER, 1027,                                                      \
 	   "a data channel did not reach the round barrier within io-timeout") \
 	XX(DEVBUFFER, 1028,                                                    \
-	   "no room in the device reorder buffer within io-timeout")          \
+	   "no room in the device reorder buffer within io-timeout")           \
 	XX(DRAIN, 1029,                                                        \
-	   "the data channels did not all end (DONE) within io-timeout after "  \
+	   "the data channels did not all end (DONE) within io-timeout after " \
 	   "END")
 
 enum {
