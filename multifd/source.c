@@ -221,7 +221,7 @@ static void return_path(mfd_source *s)
 		} else {
 			mfd__err("main channel: unexpected message type %u",
 				 h.type);
-			source_fail(s, MFD_ETYPE);
+			source_fail(s, MFD_EUNEXPECTED);
 		}
 		free(payload);
 		if (h.type != MFD_CTL_LOADED)
@@ -333,7 +333,7 @@ static int do_setup(mfd_source *s)
 	if (h.type == MFD_CTL_ERROR)
 		ret = mfd__ctl_peer_error(payload, h.length, "destination");
 	else if (h.type != MFD_CTL_SETUP_OK)
-		ret = MFD_ETYPE;
+		ret = MFD_EUNEXPECTED;
 	free(payload);
 	/* Device state: DEVICES, then the setup notifier (PRE_COPY). */
 	if (!ret && mfd__devsave_any(&s->ds))
@@ -696,8 +696,8 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		digests = calloc(s->nblocks, MFD_DIGEST_SIZE);
 		if (!digests)
 			return -ENOMEM;
-		if ((ret = mfd__digest_blocks(s->blocks, s->nblocks,
-					      digests))) {
+		if ((ret = mfd__digest_blocks(s->blocks, s->nblocks, digests,
+					      &s->xfer.cpu_ns))) {
 			free(digests);
 			return ret;
 		}

@@ -25,6 +25,12 @@ uint64_t tvm_seed(const char *test);
  * uring and io_uring is unavailable here. Call first in main(). */
 const char *tvm_io_engine(const char *test);
 uint64_t tvm_hash(const void *p, size_t n);
+/* A guest's store into its own memory while the migration may read it (by
+ * design: the page is dirty again and goes out later). tests/tsan.supp
+ * exempts these two functions (race:tvm_guest_write) and nothing else of a
+ * test's hooks, so any other race in a hook is still reported. */
+void tvm_guest_write(void *dst, const void *src, size_t n);
+void tvm_guest_write_zero(void *dst, size_t n);
 /* Monotonic clock in ms. */
 uint64_t tvm_now_ms(void);
 
@@ -47,6 +53,10 @@ struct tvm {
 	/* Hook records. */
 	int stopped, resumed, loaded, failed, failed_err;
 	mfd_source_hooks shooks; /* the test may set sync_dirty etc. */
+	/* Optional: called by tvm_start_dest() after the blocks are added,
+	 * before the destination starts (e.g. to add devices). */
+	void (*dest_setup)(struct tvm *vm);
+	void *opaque;
 };
 
 /* Adds a block with memory on both sides (source filled by the caller). */
