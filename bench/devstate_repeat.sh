@@ -4,19 +4,20 @@
 # off, --warm-host 2 before every run (host memory warmed, as in issue 15's
 # first measurement), REPEATS interleaved (default 10). Every repeat runs
 # device-transfer multifd then main, without restore cost and then with
-# 2 ms/MiB. Prints one JSON line per run, then medians: device-state
-# throughput (device bytes / the device part of the downtime), RAM
-# throughput of the same runs (RAM bytes on the wire / transfer time), the
-# per-run ratio device/RAM, and the downtime. Every run takes
-# /tmp/mfd-bench.lock (the machine is shared), unless HOLDING_LOCK=1 says
-# the caller holds it for the whole series (flock ... sh -c '...').
+# 2 ms/MiB. Prints one JSON line per run (a failed or crashed run too,
+# bench/run1.sh; a run whose device state differs fails), then "N of M ok"
+# and the medians of the ok runs: device-state throughput (device bytes /
+# the device part of the downtime), RAM throughput of the same runs (RAM
+# bytes on the wire / transfer time), the per-run ratio device/RAM, and
+# the downtime. Every run takes flock ${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}
+# (the machine is shared; point MFD_BENCH_LOCK elsewhere when the caller
+# holds the lock for the whole series).
 #
 #   bench/devstate_repeat.sh [REPEATS] [DEVSIZE]     (default 10 256M)
+D=$(dirname "$0")
 B=${BENCH:-./build/multifd-bench}
 R=${1:-10}
 S=${2:-256M}
-LOCK="flock /tmp/mfd-bench.lock"
-[ "${HOLDING_LOCK:-0}" = 1 ] && LOCK=
 out=$(mktemp)
 echo "### date: $(date -u '+%Y-%m-%d %H:%M UTC') kernel $(uname -r) cores $(nproc) load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "### $B --ram 512M --image mix --channels 4 --verify off --warm-host 2 --devices 4 --device-state $S --device-transfer multifd|main --device-load-ms-per-mib 0|2 --json"
@@ -24,23 +25,26 @@ i=1
 while [ "$i" -le "$R" ]; do
   for cost in 0 2; do
     for x in multifd main; do
-      $LOCK $B --ram 512M --image mix --channels 4 \
-        --verify off --warm-host 2 --devices 4 --device-state "$S" \
-        --device-transfer $x --device-load-ms-per-mib $cost --json |
-        jq -c --argjson rep "$i" '{rep: $rep, device_transfer, cost: .device_load_ms_per_mib, device_throughput_mbps, ram_throughput_mbps, ratio: (if .ram_throughput_mbps > 0 then .device_throughput_mbps / .ram_throughput_mbps else 0 end), device_downtime_ms, downtime_ms, dest_device_load_ms, dest_device_buffer_peak, dest_device_buffer_waits, src_cpu_s, dst_cpu_s, devices_equal}' |
+      flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" $B \
+        --ram 512M --image mix --channels 4 --verify off --warm-host 2 \
+        --devices 4 --device-state "$S" --device-transfer $x \
+        --device-load-ms-per-mib $cost --json |
+        jq -c --argjson rep "$i" --arg x $x --argjson cost $cost '{rep: $rep, device_transfer: $x, cost: $cost, status, memcmp_ok, devices_equal, device_throughput_mbps, ram_throughput_mbps, ratio: (if (.ram_throughput_mbps // 0) > 0 then .device_throughput_mbps / .ram_throughput_mbps else null end), device_downtime_ms, downtime_ms, dest_device_load_ms, dest_device_buffer_peak, dest_device_buffer_waits, src_cpu_s, dst_cpu_s, error}' |
         tee -a "$out"
     done
   done
   i=$((i + 1))
 done
 echo
-printf "| restore ms/MiB | transfer | device MB/s median (min..max) | RAM MB/s median | device/RAM median | downtime ms median (min..max) | all equal |\n|---|---|---|---|---|---|---|\n"
-jq -L "$(dirname "$0")" -rs 'include "stats";
-  def col(f): [.[] | f] | "\(med | . * 10 | round / 10) (\(min)..\(max))";
-  def m(f): [.[] | f] | med | . * 1000 | round / 1000;
+jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
+printf "| restore ms/MiB | transfer | runs | device MB/s median (min..max) | RAM MB/s median | device/RAM median | downtime ms median (min..max) |\n|---|---|---|---|---|---|---|\n"
+jq -L "$D" -rs 'include "stats";
+  def col(f): [.[] | f] | "\(med | if . then . * 10 | round / 10 else "-" end) (\(min)..\(max))";
+  def m(f): [.[] | f] | med | if . then . * 1000 | round / 1000 else "-" end;
   group_by([.cost, .device_transfer]) | .[] |
-  "| \(.[0].cost) | \(.[0].device_transfer) | \(col(.device_throughput_mbps)) | \(m(.ram_throughput_mbps)) | \(if .[0].device_transfer == "multifd" then m(.ratio) else "-" end) | \(col(.downtime_ms)) | \(all(.devices_equal)) |"' "$out"
-jq -L "$(dirname "$0")" -rs 'include "stats";
+  .[0].cost as $c | .[0].device_transfer as $x | ok_of as $n | oks |
+  "| \($c) | \($x) | \($n) | \(col(.device_throughput_mbps)) | \(m(.ram_throughput_mbps)) | \(if $x == "multifd" then m(.ratio) else "-" end) | \(col(.downtime_ms)) |"' "$out"
+jq -L "$D" -rs 'include "stats"; oks |
   def md(c; x; f): [.[] | select(.cost == c and .device_transfer == x) | f] | med;
   "multifd/main device throughput (medians, no restore cost): \(md(0; "multifd"; .device_throughput_mbps) / md(0; "main"; .device_throughput_mbps) * 1000 | round / 1000)",
   "multifd/main downtime (medians, 2 ms/MiB): \(md(2; "multifd"; .downtime_ms) / md(2; "main"; .downtime_ms) * 1000 | round / 1000)"' "$out"
