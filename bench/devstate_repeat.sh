@@ -46,7 +46,8 @@ jq -L "$D" -rs 'include "stats";
   "| \($c) | \($x) | \($n) | \(col(.device_throughput_mbps)) | \(m(.ram_throughput_mbps)) | \(if $x == "multifd" then m(.ratio) else "-" end) | \(col(.downtime_ms)) |"' "$out"
 jq -L "$D" -rs 'include "stats"; oks |
   def md(c; x; f): [.[] | select(.cost == c and .device_transfer == x) | f] | med;
-  "multifd/main device throughput (medians, no restore cost): \(md(0; "multifd"; .device_throughput_mbps) / md(0; "main"; .device_throughput_mbps) * 1000 | round / 1000)",
-  "multifd/main downtime (medians, 2 ms/MiB): \(md(2; "multifd"; .downtime_ms) / md(2; "main"; .downtime_ms) * 1000 | round / 1000)"' "$out"
+  def ratio(a; b): if a and b then a / b * 1000 | round / 1000 else "-" end;
+  "multifd/main device throughput (medians, no restore cost): \(ratio(md(0; "multifd"; .device_throughput_mbps); md(0; "main"; .device_throughput_mbps)))",
+  "multifd/main downtime (medians, 2 ms/MiB): \(ratio(md(2; "multifd"; .downtime_ms); md(2; "main"; .downtime_ms)))"' "$out"
 echo "### end: $(date -u '+%H:%M UTC') load $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -f "$out"
