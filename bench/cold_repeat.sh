@@ -12,17 +12,17 @@
 #   cold-nowarm  --dest-populate off without --warm-host: what the
 #                first touch costs after whatever ran before (odd
 #                repeats only: it is there to show the spread)
-# Prints one JSON line per run, then medians and the ratio of each cold
-# median total to the preallocated one. Every run takes
-# /tmp/mfd-bench.lock (the machine is shared), unless HOLDING_LOCK=1 says
-# the caller holds it for the whole series (flock ... sh -c '...').
+# Prints one JSON line per run (a failed or crashed run too, bench/run1.sh),
+# then "N of M ok", the medians of the ok runs and the ratio of each
+# median total to the preallocated one. Every run takes flock
+# ${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock} (the machine is shared; point
+# MFD_BENCH_LOCK elsewhere when the caller holds the lock for the series).
 #
 #   bench/cold_repeat.sh [REPEATS] [WARM_GIB]      (default 10 4)
+D=$(dirname "$0")
 B=${BENCH:-./build/multifd-bench}
 R=${1:-10}
 W=${2:-4}
-LOCK="flock /tmp/mfd-bench.lock"
-[ "${HOLDING_LOCK:-0}" = 1 ] && LOCK=
 out=$(mktemp)
 echo "### date: $(date -u '+%Y-%m-%d %H:%M UTC') kernel $(uname -r) cores $(nproc) load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "### $B --ram 2G --image random --channels 4 --verify off --json, warm $W GiB"
@@ -38,20 +38,22 @@ while [ "$i" -le "$R" ]; do
     cold-nowarm) args="--dest-populate off" ;;
     esac
     # shellcheck disable=SC2086
-    $LOCK $B --ram 2G --image random --channels 4 \
-      --verify off --json $args |
-      jq -c --argjson rep "$i" --arg cfg "$cfg" '{rep: $rep, cfg: $cfg, total_ms, transfer_ms, dest_populate_ms, warm_host_ms, minor_faults, first_touch_ms_per_gib, dest_fault_ms_est, steal_ms, src_cpu_s, dst_cpu_s}' |
+    flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" $B \
+      --ram 2G --image random --channels 4 --verify off --json $args |
+      jq -c --argjson rep "$i" --arg cfg "$cfg" '{rep: $rep, cfg: $cfg, status, memcmp_ok, total_ms, transfer_ms, dest_populate_ms, warm_host_ms, minor_faults, first_touch_ms_per_gib, dest_fault_ms_est, steal_ms, src_cpu_s, dst_cpu_s, error}' |
       tee -a "$out"
   done
   i=$((i + 1))
 done
 echo
-printf "| run | total ms median (min..max) | / prealloc median | minor faults median | first touch ms/GiB median | est. fault ms median | steal ms median | dest CPU s median |\n|---|---|---|---|---|---|---|---|\n"
-jq -L "$(dirname "$0")" -rs 'include "stats";
-  def col(f): [.[] | f] | "\(med | . * 10 | round / 10) (\(min)..\(max))";
-  def m(f): [.[] | f] | med | . * 10 | round / 10;
-  ([.[] | select(.cfg == "prealloc") | .total_ms] | med) as $p |
+jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
+printf "| run | runs | total ms median (min..max) | / prealloc median | minor faults median | first touch ms/GiB median | est. fault ms median | steal ms median | dest CPU s median |\n|---|---|---|---|---|---|---|---|---|\n"
+jq -L "$D" -rs 'include "stats";
+  def col(f): [.[] | f] | "\(med | if . then . * 10 | round / 10 else "-" end) (\(min)..\(max))";
+  def m(f): [.[] | f] | med | if . then . * 10 | round / 10 else "-" end;
+  ([.[] | select(.cfg == "prealloc" and run_ok) | .total_ms] | med) as $p |
   group_by(.cfg) | sort_by(.[0].cfg) | .[] |
-  "| \(.[0].cfg) | \(col(.total_ms)) | \(([.[].total_ms] | med) / $p * 1000 | round / 1000) | \(m(.minor_faults)) | \(m(.first_touch_ms_per_gib)) | \(m(.dest_fault_ms_est)) | \(m(.steal_ms)) | \(m(.dst_cpu_s)) |"' "$out"
+  .[0].cfg as $c | ok_of as $n | oks |
+  "| \($c) | \($n) | \(col(.total_ms)) | \(([.[].total_ms] | med) as $t | if $t and $p then $t / $p * 1000 | round / 1000 else "-" end) | \(m(.minor_faults)) | \(m(.first_touch_ms_per_gib)) | \(m(.dest_fault_ms_est)) | \(m(.steal_ms)) | \(m(.dst_cpu_s)) |"' "$out"
 echo "### end: $(date -u '+%H:%M UTC') load $(cut -d' ' -f1-3 /proc/loadavg)"
 rm -f "$out"
