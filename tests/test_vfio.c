@@ -197,19 +197,26 @@ static mfd_vfio_sys sys_of(struct fake *f)
 			       fake_close };
 }
 
+/* A device with all capabilities, image as its state, 70000 bytes of it
+ * readable in PRE_COPY. */
+static struct fake source_fake(const uint8_t *img, size_t len, bool enomsg)
+{
+	return (struct fake){ .state = MFD_DEV_RUNNING,
+			      .migflags = VFIO_MIGRATION_STOP_COPY |
+					  VFIO_MIGRATION_P2P |
+					  VFIO_MIGRATION_PRE_COPY,
+			      .enomsg = enomsg,
+			      .data_fd = -1,
+			      .image = img,
+			      .len = len,
+			      .pre_len = 70000 };
+}
+
 static void source_flow(bool enomsg)
 {
 	const size_t len = 200000;
 	uint8_t *img = image(len), *out = malloc(len + 10);
-	struct fake f = { .state = MFD_DEV_RUNNING,
-			  .migflags = VFIO_MIGRATION_STOP_COPY |
-				      VFIO_MIGRATION_P2P |
-				      VFIO_MIGRATION_PRE_COPY,
-			  .enomsg = enomsg,
-			  .data_fd = -1,
-			  .image = img,
-			  .len = len,
-			  .pre_len = 70000 };
+	struct fake f = source_fake(img, len, enomsg);
 	mfd_vfio_sys sys = sys_of(&f);
 	mfd_vfio_dev *v;
 	assert_int_equal(mfd_vfio_dev_new(&v, DEVFD, &sys), 0);
@@ -272,16 +279,8 @@ static void test_source_short_reads(void **state)
 {
 	const size_t len = 300000, chunk = 65536;
 	uint8_t *img = image(len), *out = malloc(len);
-	struct fake f = { .state = MFD_DEV_RUNNING,
-			  .migflags = VFIO_MIGRATION_STOP_COPY |
-				      VFIO_MIGRATION_P2P |
-				      VFIO_MIGRATION_PRE_COPY,
-			  .enomsg = true,
-			  .max_read = 4096,
-			  .data_fd = -1,
-			  .image = img,
-			  .len = len,
-			  .pre_len = 70000 };
+	struct fake f = source_fake(img, len, true);
+	f.max_read = 4096;
 	mfd_vfio_sys sys = sys_of(&f);
 	mfd_vfio_dev *v;
 	assert_int_equal(mfd_vfio_dev_new(&v, DEVFD, &sys), 0);
