@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Version, error texts, logging, clocks, digests, the sync barrier. */
+/* Version, error texts, phase names, random bytes, digests. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "multifd/channels/channel.h"
 #include "multifd/internal.h"
 
 int mfd_version(void)
@@ -48,44 +49,6 @@ const char *mfd_phase_name(int phase)
 	if (phase < 0 || (size_t)phase >= MFD_ARRAY_SIZE(names))
 		return "unknown";
 	return names[phase];
-}
-
-uint64_t mfd__now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-uint64_t mfd__thread_cpu_ns(void)
-{
-	struct timespec ts;
-	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
-		return 0;
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static int log_level = -1;
-
-void mfd__log(int level, const char *fmt, ...)
-{
-	int lvl = __atomic_load_n(&log_level, __ATOMIC_RELAXED);
-	if (lvl < 0) {
-		const char *env = getenv("MFD_LOG");
-		lvl = env ? atoi(env) : MFD_LOG_WARN;
-		__atomic_store_n(&log_level, lvl, __ATOMIC_RELAXED);
-	}
-	if (level > lvl)
-		return;
-	static const char *const tags[] = { "error", "warning", "info",
-					    "debug" };
-	char line[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	/* One write per line so lines of concurrent threads do not mix. */
-	fprintf(stderr, "multifd: %s: %s\n", tags[level & 3], line);
 }
 
 int mfd__random_bytes(void *buf, size_t len)
@@ -194,46 +157,17 @@ out:
 	return ret;
 }
 
-int mfd__barrier_init(struct mfd__barrier *b, unsigned n)
+int mfd__chan_register_memory(struct mfd__chan *c,
+			      const struct mfd__ramblock *blocks,
+			      unsigned nblocks, uint64_t *reg_ns)
 {
-	memset(b, 0, sizeof(*b));
-	b->n = n;
-	pthread_mutex_init(&b->lock, NULL);
-	pthread_cond_init(&b->cv, NULL);
-	return 0;
-}
-
-void mfd__barrier_destroy(struct mfd__barrier *b)
-{
-	pthread_mutex_destroy(&b->lock);
-	pthread_cond_destroy(&b->cv);
-}
-
-int mfd__barrier_wait(struct mfd__barrier *b)
-{
-	int ret = 0;
-	pthread_mutex_lock(&b->lock);
-	if (b->aborted) {
-		ret = -ECANCELED;
-	} else if (++b->waiting == b->n) {
-		b->waiting = 0;
-		b->generation++;
-		pthread_cond_broadcast(&b->cv);
-	} else {
-		uint64_t gen = b->generation;
-		while (gen == b->generation && !b->aborted)
-			pthread_cond_wait(&b->cv, &b->lock);
-		if (gen == b->generation)
-			ret = -ECANCELED;
-	}
-	pthread_mutex_unlock(&b->lock);
-	return ret;
-}
-
-void mfd__barrier_abort(struct mfd__barrier *b)
-{
-	pthread_mutex_lock(&b->lock);
-	b->aborted = true;
-	pthread_cond_broadcast(&b->cv);
-	pthread_mutex_unlock(&b->lock);
+	if (!c->ops->register_memory)
+		return 0;
+	struct mfd__chan_mem mem[MFD_MAX_BLOCKS];
+	if (nblocks > MFD_MAX_BLOCKS)
+		return -EINVAL;
+	for (unsigned i = 0; i < nblocks; i++)
+		mem[i] = (struct mfd__chan_mem){ .host = blocks[i].host,
+						 .size = blocks[i].size };
+	return c->ops->register_memory(c, mem, nblocks, reg_ns);
 }

@@ -11,29 +11,13 @@
 #include <sys/uio.h>
 
 #include "multifd/multifd.h"
+#include "multifd/common/barrier.h"
+#include "multifd/common/clock.h"
+#include "multifd/common/log.h"
+#include "multifd/common/util.h"
 #include "multifd/config.h"
 #include "multifd/wire.h"
 #include "ramblock/ramblock.h"
-
-#define MFD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-uint64_t mfd__now_ns(void);
-/* CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), ns. */
-uint64_t mfd__thread_cpu_ns(void);
-
-enum {
-	MFD_LOG_ERROR = 0,
-	MFD_LOG_WARN = 1,
-	MFD_LOG_INFO = 2,
-	MFD_LOG_DEBUG = 3
-};
-/* Logs to stderr when level <= $MFD_LOG (default: warnings). */
-void mfd__log(int level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-#define mfd__err(...)  mfd__log(MFD_LOG_ERROR, __VA_ARGS__)
-#define mfd__warn(...) mfd__log(MFD_LOG_WARN, __VA_ARGS__)
-#define mfd__info(...) mfd__log(MFD_LOG_INFO, __VA_ARGS__)
-#define mfd__dbg(...)  mfd__log(MFD_LOG_DEBUG, __VA_ARGS__)
 
 /*
  * iovecs for n pages of size psize at host + offsets[i] (offsets already
@@ -83,19 +67,14 @@ static inline int mfd__get_error(const int *slot)
 int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
 		       uint8_t (*out)[MFD_DIGEST_SIZE]);
 
-/* Abortable barrier for the destination's per-round sync. */
-struct mfd__barrier {
-	pthread_mutex_t lock;
-	pthread_cond_t cv;
-	unsigned n, waiting;
-	uint64_t generation;
-	bool aborted;
-};
-int mfd__barrier_init(struct mfd__barrier *b, unsigned n);
-void mfd__barrier_destroy(struct mfd__barrier *b);
-/* 0 once all n arrived; -ECANCELED when aborted (now or while waiting). */
-int mfd__barrier_wait(struct mfd__barrier *b);
-void mfd__barrier_abort(struct mfd__barrier *b);
+/*
+ * A channel's register_memory op (channels/channel.h) for the blocks, if
+ * it has one: the engine's blocks as the channel's memory ranges.
+ */
+struct mfd__chan;
+int mfd__chan_register_memory(struct mfd__chan *c,
+			      const struct mfd__ramblock *blocks,
+			      unsigned nblocks, uint64_t *reg_ns);
 
 /*
  * The guest writes its memory while send workers read it: by design (a page
