@@ -55,7 +55,8 @@ void mfd__rdma_hdr_encode(const struct mfd__rdma_hdr *h, uint8_t *out);
  * length field equal to the payload's and the reserved word 0
  * (MFD_ELENGTH), credits <= max_credits, the credits the receiver can
  * still take back (MFD_ECOUNT), a known type (MFD_ETYPE), no payload on
- * CREDIT and FENCE (MFD_ELENGTH). 0 and *h filled, or the error.
+ * CREDIT and FENCE (MFD_ELENGTH). 0 and *h filled, or the error (*h
+ * untouched).
  */
 int mfd__rdma_hdr_decode(const uint8_t *buf, size_t msg_len,
 			 unsigned max_credits, struct mfd__rdma_hdr *h);
@@ -68,8 +69,8 @@ void mfd__rdma_regions_encode(const struct mfd__rdma_region *r, unsigned n,
  * Decodes a REGIONS payload of len bytes into out (room for max entries):
  * len a multiple of MFD__RDMA_REGION_SIZE and at most max entries
  * (MFD_ELENGTH); each entry's reserved word 0 and address + length without
- * wrapping around (MFD_EFLAGS). 0 and *n entries, or the error (*n and out
- * then undefined).
+ * wrapping around (MFD_EFLAGS). 0 and *n entries, or the error (*n
+ * untouched, out undefined).
  */
 int mfd__rdma_regions_decode(const uint8_t *p, size_t len,
 			     struct mfd__rdma_region *out, unsigned max,
