@@ -28,26 +28,20 @@ plant() { # file, include line, text the report must contain
 	echo "refused as expected: $1: $2"
 }
 
-plant multifd/channels/tcp.c '#include "multifd/config.h"' \
-	"channels (multifd/channels/tcp.c) may not include multifd/config.h (engine)"
-plant multifd/channels/tls.c '#include "multifd/wire.h"' \
-	"may not include multifd/wire.h (engine)"
-plant devstate/reorder.c '#include "multifd/internal.h"' \
-	"devstate (devstate/reorder.c) may not include multifd/internal.h (engine)"
-plant ramblock/scanner.c '#include "multifd/channels/channel.h"' \
-	"ramblock (ramblock/scanner.c) may not include multifd/channels/channel.h (channels)"
-plant multifd/channels/rdma.c '#include "ramblock/ramblock.h"' \
-	"channels (multifd/channels/rdma.c) may not include ramblock/ramblock.h (ramblock)"
-plant multifd/compress/zstd.c '#include "devstate/reorder.h"' \
-	"compress (multifd/compress/zstd.c) may not include devstate/reorder.h (devstate)"
-plant multifd/common/log.c '#include "multifd/compress/codec.h"' \
-	"common (multifd/common/log.c) may not include multifd/compress/codec.h (compress)"
-plant include/multifd/device.h '#include "multifd/common/log.h"' \
-	"public (include/multifd/device.h) may not include multifd/common/log.h (common)"
-plant examples/embed.c '#include "multifd/internal.h"' \
-	"top (examples/embed.c) may not include multifd/internal.h (engine)"
-plant tools/gen-config-doc.c '#include <multifd/config.h>' \
-	"top (tools/gen-config-doc.c) may not include multifd/config.h (engine)"
-plant multifd/channels/uring.c '#include "multifd/nonexistent.h"' \
-	": multifd/nonexistent.h: no such header"
+# file | planted include | what the report must say
+while IFS="|" read -r file inc want; do
+	plant "$file" "$inc" "$want"
+done <<'CASES'
+multifd/channels/tcp.c|#include "multifd/config.h"|channels (multifd/channels/tcp.c) may not include multifd/config.h (engine)
+multifd/channels/tls.c|#include "multifd/wire.h"|may not include multifd/wire.h (engine)
+devstate/reorder.c|#include "multifd/internal.h"|devstate (devstate/reorder.c) may not include multifd/internal.h (engine)
+ramblock/scanner.c|#include "multifd/channels/channel.h"|ramblock (ramblock/scanner.c) may not include multifd/channels/channel.h (channels)
+multifd/channels/rdma.c|#include "ramblock/ramblock.h"|channels (multifd/channels/rdma.c) may not include ramblock/ramblock.h (ramblock)
+multifd/compress/zstd.c|#include "devstate/reorder.h"|compress (multifd/compress/zstd.c) may not include devstate/reorder.h (devstate)
+multifd/common/log.c|#include "multifd/compress/codec.h"|common (multifd/common/log.c) may not include multifd/compress/codec.h (compress)
+include/multifd/device.h|#include "multifd/common/log.h"|public (include/multifd/device.h) may not include multifd/common/log.h (common)
+examples/embed.c|#include "multifd/internal.h"|top (examples/embed.c) may not include multifd/internal.h (engine)
+tools/gen-config-doc.c|#include <multifd/config.h>|top (tools/gen-config-doc.c) may not include multifd/config.h (engine)
+multifd/channels/uring.c|#include "multifd/nonexistent.h"|: multifd/nonexistent.h: no such header
+CASES
 echo "PASS: the layering check refuses every planted include"
