@@ -13,6 +13,7 @@
 #include "multifd/multifd.h"
 #include "multifd/common/barrier.h"
 #include "multifd/common/clock.h"
+#include "multifd/common/digest.h"
 #include "multifd/common/log.h"
 #include "multifd/common/util.h"
 #include "multifd/config.h"
@@ -62,8 +63,8 @@ static inline int mfd__get_error(const int *slot)
 }
 
 /* Digests of every block, as docs/protocol.md defines them, computed on
- * all online CPUs. 0 or -ENOMEM. */
-#define MFD_DIGEST_CHUNK (16ULL << 20)
+ * all online CPUs (mfd__digest_mem, common/digest.h). 0, -EINVAL (more
+ * than MFD_MAX_BLOCKS) or -ENOMEM. */
 int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
 		       uint8_t (*out)[MFD_DIGEST_SIZE]);
 

@@ -13,14 +13,9 @@
 #include <sys/uio.h>
 
 #include "multifd/channels/opts.h"
+#include "multifd/common/util.h"
 
 struct mfd__chan;
-
-/* Memory the engine hands to a transport (one range per RAM block). */
-struct mfd__chan_mem {
-	void *host;
-	uint64_t size;
-};
 
 struct mfd__chan_ops {
 	const char *name;
@@ -52,9 +47,8 @@ struct mfd__chan_ops {
 	 * learn the peer's. Adds the time spent registering to *reg_ns.
 	 * The engine calls it through mfd__chan_register_memory()
 	 * (multifd/internal.h). */
-	int (*register_memory)(struct mfd__chan *c,
-			       const struct mfd__chan_mem *mem, unsigned n,
-			       uint64_t *reg_ns);
+	int (*register_memory)(struct mfd__chan *c, const struct mfd__mem *mem,
+			       unsigned n, uint64_t *reg_ns);
 	/* Source: an uncompressed PAGES packet. iov[0] is the encoded
 	 * header, iov[1] the offsets, iov[2..] the pages, inside guest
 	 * memory of block (registered). */

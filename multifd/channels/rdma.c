@@ -545,9 +545,8 @@ static int rdma_chan_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	return chan_done(r, mfd__rdma_recvv(&r->ep, iov, iovcnt));
 }
 
-static int rdma_chan_register(struct mfd__chan *c,
-			      const struct mfd__chan_mem *mem, unsigned nblocks,
-			      uint64_t *reg_ns)
+static int rdma_chan_register(struct mfd__chan *c, const struct mfd__mem *mem,
+			      unsigned nblocks, uint64_t *reg_ns)
 {
 	struct rdma_chan *r = chan_lock(c);
 	struct mfd__rdma_ep *ep = &r->ep;
