@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # multifd-bench's configuration: precedence defaults < --config FILE <
-# command line, --print-config output that loads again, and file errors
-# that name the file and line. Usage: bench_config.sh PATH/TO/multifd-bench
+# command line (--KEY and --set in order, the last wins), the library's
+# range check and message, --print-config output that loads again, and file
+# errors that name the file and line. Usage: bench_config.sh PATH/TO/multifd-bench
 set -euo pipefail
 bench=$1
 tmp=$(mktemp -d)
@@ -31,6 +32,51 @@ out=$("$bench" --config "$tmp/a.ini" --channels 8 --set channels=7 --print-confi
 [ "$(val channels <<<"$out")" = 7 ] || fail "last setting wins"
 out=$("$bench" --config "$tmp/a.ini" --set channels=7 --channels 8 --print-config)
 [ "$(val channels <<<"$out")" = 8 ] || fail "--channels after --set"
+
+# every library key is an option --KEY: one ordered list with --set, the
+# last setting wins whichever route it took
+out=$("$bench" --max-rounds 5 --set max-rounds=3 --print-config)
+[ "$(val max-rounds <<<"$out")" = 3 ] || fail "--set after --max-rounds"
+out=$("$bench" --set max-rounds=3 --max-rounds 5 --print-config)
+[ "$(val max-rounds <<<"$out")" = 5 ] || fail "--max-rounds after --set"
+out=$("$bench" --set migration.max-rounds=3 --max-rounds 5 --max-rounds 7 \
+	--print-config)
+[ "$(val max-rounds <<<"$out")" = 7 ] || fail "--max-rounds twice"
+out=$("$bench" --tracker uffd-wp --dirty-tracker manual --print-config)
+[ "$(val dirty-tracker <<<"$out")" = manual ] || fail "--tracker alias order"
+out=$("$bench" --dirty-tracker manual --tracker uffd-wp --print-config)
+[ "$(val dirty-tracker <<<"$out")" = uffd-wp ] || fail "--tracker alias"
+# a key with no shorthand before this change
+out=$("$bench" --cpu-throttle-max 60 --print-config)
+[ "$(val cpu-throttle-max <<<"$out")" = 60 ] || fail "--cpu-throttle-max"
+# --help lists every key of the table
+help=$("$bench" --help)
+while read -r key; do
+	grep -q -- "^  --$key " <<<"$help" || fail "--help lacks --$key"
+done < <("$bench" --print-config | awk -F' = ' '/^[a-z]/ { print $1 }')
+
+# the one range check is the library's, with its own message
+set +e
+msg=$("$bench" --channels 100 --print-config 2>&1 >/dev/null)
+rc=$?
+set -e
+[ $rc = 2 ] || fail "--channels 100 exit status $rc"
+[ "$msg" = "multifd-bench: --channels 100: channels: 100 is out of range 1..64" ] ||
+	fail "--channels 100 message: $msg"
+set +e
+msg=$("$bench" --io-engine carrier-pigeon --print-config 2>&1 >/dev/null)
+rc=$?
+set -e
+[ $rc = 2 ] || fail "--io-engine exit status $rc"
+[[ "$msg" == "multifd-bench: --io-engine carrier-pigeon: io-engine: "* ]] ||
+	fail "--io-engine message: $msg"
+# a bad value that a later setting would replace still fails: every
+# setting is checked when it is applied
+set +e
+"$bench" --channels 100 --set channels=4 --print-config >/dev/null 2>&1
+rc=$?
+set -e
+[ $rc = 2 ] || fail "bad value before a good one: exit status $rc"
 
 # the printed config loads again and prints the same
 "$bench" --config "$tmp/a.ini" --set max-rounds=5 --print-config >"$tmp/p.ini"
