@@ -7,6 +7,7 @@
 
 #include "guest.h"
 #include "harness.h"
+#include "vm.h"
 
 const char prog_name[] = "multifd-bench";
 
@@ -90,6 +91,23 @@ void hooks_dest(struct hook_log *h, mfd_dest_hooks *out)
 		.loaded = hook_loaded,
 		.failed = hook_failed,
 	};
+}
+
+int bench_add_blocks(const struct vm *vm, mfd_source *src, mfd_dest *dst)
+{
+	int err = 0;
+
+	for (unsigned i = 0; !err && i < vm->nblocks; i++) {
+		const struct vm_block *b = &vm->blocks[i];
+
+		err = src ? mfd_source_add_block(src, b->name,
+						 vm_block_src(vm, i), b->size,
+						 vm->page_size)
+			  : mfd_dest_add_block(dst, b->name,
+					       vm_block_dst(vm, i), b->size,
+					       vm->page_size);
+	}
+	return err;
 }
 
 /* ---- Watchdog: a hung migration is cancelled rather than hanging ---- */

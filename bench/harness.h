@@ -42,6 +42,12 @@ struct hook_log {
 void hooks_source(struct hook_log *h, mfd_source_hooks *out);
 void hooks_dest(struct hook_log *h, mfd_dest_hooks *out);
 
+struct vm;
+
+/* Registers the VM's blocks with src (its source half) or dst (its
+ * destination half), whichever is not NULL. 0 or the library's error. */
+int bench_add_blocks(const struct vm *vm, mfd_source *src, mfd_dest *dst);
+
 /* Cancels the side(s) given (either may be NULL) after timeout_s. */
 struct watchdog {
 	pthread_t thread;

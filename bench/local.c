@@ -142,25 +142,17 @@ static int make_sides(const struct bench_opts *o, struct vm *vm,
 	err = mfd_dest_new(dst, dcfg, &dh);
 	if (err)
 		return bench_report_error("mfd_dest_new", NULL, NULL, err);
-	for (unsigned i = 0; i < vm->nblocks; i++) {
-		err = mfd_dest_add_block(*dst, vm->blocks[i].name,
-					 vm_block_dst(vm, i),
-					 vm->blocks[i].size, vm->page_size);
-		if (err)
-			return bench_report_error("mfd_dest_add_block", NULL,
-						  *dst, err);
-	}
+	err = bench_add_blocks(vm, NULL, *dst);
+	if (err)
+		return bench_report_error("mfd_dest_add_block", NULL, *dst,
+					  err);
 	err = mfd_source_new(src, scfg, &sh);
 	if (err)
 		return bench_report_error("mfd_source_new", NULL, NULL, err);
-	for (unsigned i = 0; i < vm->nblocks; i++) {
-		err = mfd_source_add_block(*src, vm->blocks[i].name,
-					   vm_block_src(vm, i),
-					   vm->blocks[i].size, vm->page_size);
-		if (err)
-			return bench_report_error("mfd_source_add_block", *src,
-						  NULL, err);
-	}
+	err = bench_add_blocks(vm, *src, NULL);
+	if (err)
+		return bench_report_error("mfd_source_add_block", *src, NULL,
+					  err);
 	err = bench_devices_attach(&o->dev, *src, *dst, vm->src, vm->ram_bytes);
 	if (err)
 		return bench_report_error("devices", NULL, NULL, err);
@@ -389,12 +381,7 @@ static bool outputs(const struct bench_opts *o, const struct vm *vm,
 
 	report_init(&rep);
 	results_local(&rep, o, vm, scfg, res);
-	if (o->json)
-		report_json(&rep, stdout);
-	else
-		report_table(&rep, stdout);
-	report_free(&rep);
-	fflush(stdout);
+	results_write(&rep, o->json);
 	failed = local_first_error(res) || !res->memcmp_ok ||
 		 (o->dev.n && !bench_devices_equal());
 	snprintf(title, sizeof(title),

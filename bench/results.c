@@ -231,6 +231,16 @@ void results_local(struct report *r, const struct bench_opts *o,
 	bench_devices_report(r, &o->dev, &res->run.src_st, &res->run.dst_st);
 }
 
+void results_write(struct report *r, bool json)
+{
+	if (json)
+		report_json(r, stdout);
+	else
+		report_table(r, stdout);
+	report_free(r);
+	fflush(stdout);
+}
+
 void results_twohost(struct report *r, const struct bench_opts *o,
 		     const mfd_config *cfg, const struct twohost_result *res)
 {

@@ -21,4 +21,7 @@ void results_local(struct report *r, const struct bench_opts *o,
 void results_twohost(struct report *r, const struct bench_opts *o,
 		     const mfd_config *cfg, const struct twohost_result *res);
 
+/* Writes r to stdout as one JSON object or as a table, and frees it. */
+void results_write(struct report *r, bool json);
+
 #endif /* BENCH_RESULTS_H */

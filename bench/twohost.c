@@ -29,10 +29,8 @@ static int make_source(const struct bench_opts *o, const mfd_config *cfg,
 	hooks_source(&res->hooks, &sh);
 	sh.throttle = NULL; /* no guest here to throttle */
 	err = mfd_source_new(src, cfg, &sh);
-	for (unsigned i = 0; !err && i < vm->nblocks; i++)
-		err = mfd_source_add_block(*src, vm->blocks[i].name,
-					   vm_block_src(vm, i),
-					   vm->blocks[i].size, vm->page_size);
+	if (!err)
+		err = bench_add_blocks(vm, *src, NULL);
 	if (err)
 		return bench_report_error("source setup", *src, NULL, err);
 	snprintf(res->uri, sizeof(res->uri), "%s", o->twohost_uri);
@@ -50,10 +48,8 @@ static int make_dest(const struct bench_opts *o, const mfd_config *cfg,
 		vm_dest_populate(vm);
 	hooks_dest(&res->hooks, &dh);
 	err = mfd_dest_new(dst, cfg, &dh);
-	for (unsigned i = 0; !err && i < vm->nblocks; i++)
-		err = mfd_dest_add_block(*dst, vm->blocks[i].name,
-					 vm_block_dst(vm, i),
-					 vm->blocks[i].size, vm->page_size);
+	if (!err)
+		err = bench_add_blocks(vm, NULL, *dst);
 	if (!err)
 		err = mfd_dest_start(*dst, o->twohost_uri);
 	if (!err)
@@ -93,12 +89,7 @@ static bool outputs(const struct bench_opts *o, const mfd_config *cfg,
 
 	report_init(&rep);
 	results_twohost(&rep, o, cfg, res);
-	if (o->json)
-		report_json(&rep, stdout);
-	else
-		report_table(&rep, stdout);
-	report_free(&rep);
-	fflush(stdout);
+	results_write(&rep, o->json);
 
 	snprintf(title, sizeof(title),
 		 "multifd-bench %s: %.0f MiB %s, %u channels, %s",
