@@ -57,7 +57,7 @@ static uint64_t compare_ram(const struct vm *vm)
 }
 
 /*
- * Network namespaces (bench/netns.sh makes them): the calling thread
+ * Network namespaces (bench/scripts/netns.sh makes them): the calling thread
  * switches to /var/run/netns/NAME around mfd_dest_start() or
  * mfd_source_start(); the sockets and threads those create stay there.
  * *home receives the thread's own namespace; name NULL does nothing.

@@ -2,7 +2,7 @@
 # Pre-copy with a busy guest: runs multifd-bench RUNS times with the given
 # options and prints one line per run (downtime and its parts, rounds, guest
 # slowdown), then how many runs met the downtime limit.
-# Usage: bench/precopy.sh RUNS [multifd-bench options...]
+# Usage: bench/scripts/precopy.sh RUNS [multifd-bench options...]
 set -e
 runs=$1
 shift

@@ -1,12 +1,12 @@
 #!/bin/sh
-# 1 GiB mix image over a 1 Gbit/s tbf-shaped veth link (bench/netns.sh),
+# 1 GiB mix image over a 1 Gbit/s tbf-shaped veth link (bench/scripts/netns.sh),
 # 2 channels, verify off: none, zstd at the defaults (level 1), and zstd
 # level 3 with zstd-long=27, REPEATS interleaved (default 3). Prints one
 # JSON line per run, then each codec's median total time and its ratio to
 # none's median (issue 3: zstd at most 0.55 of none). Every run takes
 # /tmp/mfd-bench.lock. Needs root (network namespaces).
 #
-#   bench/zstd_mix.sh [REPEATS]
+#   bench/scripts/zstd_mix.sh [REPEATS]
 D=$(dirname "$0")
 R=${1:-3}
 out=$(mktemp)

@@ -15,7 +15,7 @@ prog=ceiling.sh
 
 usage() {
 	cat <<EOF
-Usage: bench/ceiling.sh [--build DIR] [--runs K] [--iperf-time S]
+Usage: bench/scripts/ceiling.sh [--build DIR] [--runs K] [--iperf-time S]
                         [--save FILE] [-- extra multifd-bench args]
 
 Measure multifd-bench throughput against the raw loopback TCP ceiling

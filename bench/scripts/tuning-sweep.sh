@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The measurements behind docs/tuning.md: multifd-bench over bench/twohost.sh
+# The measurements behind docs/tuning.md: multifd-bench over bench/scripts/twohost.sh
 # (two namespaces, veth, optionally tbf-shaped) and over loopback, one line
 # per run. Run under the benchmark lock:
-#   flock /tmp/mfd-bench.lock bench/tuning-sweep.sh [RAM] [REPEATS]
+#   flock /tmp/mfd-bench.lock bench/scripts/tuning-sweep.sh [RAM] [REPEATS]
 # Needs root (namespaces) and jq.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 ram=${1:-256M} reps=${2:-2}
 fields='"\(.throughput_mbps) \(.total_ms|floor) \(.downtime_ms*10|floor/10) \(.rounds) \((.cpu_user_s + .cpu_sys_s)*1000|floor) \(.status)"'
 echo "# $(date -u +%F) $(uname -r) $(nproc) cores, --ram $ram, image random, $reps run(s) each"
@@ -21,7 +21,7 @@ run() { # link channels packet-pages
 		if [ "$1" = loopback ]; then
 			j=$(build/multifd-bench --ram "$ram" --channels "$2" --packet-pages "$3" --json 2>/dev/null || true)
 		else
-			j=$(bench/twohost.sh "${ra[@]}" --ram "$ram" --channels "$2" --packet-pages "$3" --json 2>/dev/null || true)
+			j=$(bench/scripts/twohost.sh "${ra[@]}" --ram "$ram" --channels "$2" --packet-pages "$3" --json 2>/dev/null || true)
 		fi
 		printf '%-9s %8s %12s  %s\n' "$1" "$2" "$3" "$(jq -r "$fields" <<<"$j")"
 	done

@@ -6,7 +6,7 @@
 # zero/random ratio of the median total times (issue 3's "below one
 # fifth"). Every run takes /tmp/mfd-bench.lock (the machine is shared).
 #
-#   bench/zero_random.sh [REPEATS] [PACKET_PAGES...]   (default 5, 128 512 1024)
+#   bench/scripts/zero_random.sh [REPEATS] [PACKET_PAGES...]   (default 5, 128 512 1024)
 B=${BENCH:-./build/multifd-bench}
 R=${1:-5}
 [ $# -gt 0 ] && shift
