@@ -13,7 +13,7 @@
 # (the machine is shared; point MFD_BENCH_LOCK elsewhere when the caller
 # holds the lock for the whole series).
 #
-#   bench/devstate_repeat.sh [REPEATS] [DEVSIZE]     (default 10 256M)
+#   bench/scripts/devstate_repeat.sh [REPEATS] [DEVSIZE]     (default 10 256M)
 D=$(dirname "$0")
 B=${BENCH:-./build/multifd-bench}
 R=${1:-10}

@@ -18,7 +18,7 @@
 # ${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock} (the machine is shared; point
 # MFD_BENCH_LOCK elsewhere when the caller holds the lock for the series).
 #
-#   bench/cold_repeat.sh [REPEATS] [WARM_GIB]      (default 10 4)
+#   bench/scripts/cold_repeat.sh [REPEATS] [WARM_GIB]      (default 10 4)
 D=$(dirname "$0")
 B=${BENCH:-./build/multifd-bench}
 R=${1:-10}
