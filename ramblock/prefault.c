@@ -5,7 +5,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "multifd/internal.h"
+#include "multifd/common/clock.h"
 #include "ramblock/prefault.h"
 
 #ifndef MADV_POPULATE_WRITE
