@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The KVM VMM of bench/kvm/ with the stamping guest (tests/guests/stamp.c):
+ * vCPU state round trip, KVM's dirty log against the guest's own write
+ * log, and live migrations of the running guest (1 and 2 vCPUs, cancel,
+ * a destination that goes away). Skips (77) where /dev/kvm is missing or
+ * KVM_CREATE_VM fails. The guest ELF's path is argv[1].
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "kvm_migrate.h"
+#include "vmm.h"
+
+#define MEM	 (32ULL << 20)
+#define AREA	 0x400000ULL
+#define TABLE	 0x200000ULL
+#define NPAGES	 ((MEM - AREA) / 4096)
+#define GUESTCMD "rate=3000"
+
+static const char *kernel;
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static struct vmm *boot(unsigned vcpus, int dirty)
+{
+	struct vmm_opts o = { .mem_bytes = MEM,
+			      .vcpus = vcpus,
+			      .dirty_mode = dirty,
+			      .serial_fd = -1 };
+	struct vmm *vm;
+	char err[256];
+	int ret = vmm_create(&vm, &o, err, sizeof(err));
+	if (ret)
+		fail_msg("vmm_create: %s", err);
+	assert_int_equal(
+		vmm_load_kernel(vm, kernel, GUESTCMD, err, sizeof(err)), 0);
+	return vm;
+}
+
+/* Saved into a fresh vCPU of another VM, the state reads back the same. */
+static void vcpu_state_roundtrip(void **st)
+{
+	struct vmm *a = boot(1, VMM_DIRTY_NONE);
+	assert_int_equal(vmm_start(a), 0);
+	sleep_ms(300);
+	assert_int_equal(vmm_pause(a), 0);
+	assert_int_equal(vmm_failed(a), 0);
+	assert_true(vmm_serial_lines(a) >= 2);
+	void *s1, *s2;
+	size_t l1, l2;
+	assert_int_equal(vmm_save_vcpu(a, 0, &s1, &l1), 0);
+
+	struct vmm_opts o = { .mem_bytes = MEM,
+			      .vcpus = 1,
+			      .serial_fd = -1,
+			      .dirty_mode = VMM_DIRTY_NONE };
+	struct vmm *b;
+	char err[256];
+	assert_int_equal(vmm_create(&b, &o, err, sizeof(err)), 0);
+	/* Fresh vCPU first differs (its registers are reset ones). */
+	void *s0;
+	size_t l0;
+	assert_int_equal(vmm_save_vcpu(b, 0, &s0, &l0), 0);
+	char why[128];
+	assert_int_not_equal(vmm_compare_vcpu(s1, l1, s0, l0, why, sizeof(why)),
+			     0);
+	assert_int_equal(vmm_restore_vcpu(b, 0, s1, l1), 0);
+	assert_int_equal(vmm_save_vcpu(b, 0, &s2, &l2), 0);
+	int c = vmm_compare_vcpu(s1, l1, s2, l2, why, sizeof(why));
+	if (c)
+		fail_msg("restored vCPU differs: %s", why);
+	/* A truncated stream is refused, not half applied. */
+	assert_int_equal(vmm_restore_vcpu(b, 0, s1, l1 - 3), -EINVAL);
+	free(s0);
+	free(s1);
+	free(s2);
+	vmm_free(a);
+	vmm_free(b);
+}
+
+/* Every page the guest's own table says it wrote between two syncs is in
+ * the dirty log of the second sync (none missed). */
+static void dirty_log_covers_writes(void **st)
+{
+	struct vmm *vm = boot(1, VMM_DIRTY_BITMAP);
+	uint64_t pages = MEM / 4096, words = (pages + 63) / 64;
+	uint64_t *bm = calloc(words, 8);
+	uint32_t *g0 = malloc(NPAGES * 4);
+	assert_non_null(bm);
+	assert_non_null(g0);
+	const uint32_t *gen =
+		(const uint32_t *)((uint8_t *)vmm_mem(vm) + TABLE);
+	assert_int_equal(vmm_start(vm), 0);
+	for (int round = 0; round < 3; round++) {
+		sleep_ms(300);
+		assert_int_equal(vmm_pause(vm), 0);
+		if (round) {
+			memset(bm, 0, words * 8);
+			assert_true(vmm_sync_dirty(vm, bm, pages) > 0);
+			uint64_t changed = 0;
+			for (uint64_t i = 0; i < NPAGES; i++) {
+				if (gen[i] == g0[i])
+					continue;
+				changed++;
+				/* The stamped page and its table entry. */
+				uint64_t pg[2] = { AREA / 4096 + i,
+						   (TABLE + i * 4) / 4096 };
+				for (int k = 0; k < 2; k++)
+					if (!(bm[pg[k] / 64] >> (pg[k] % 64) &
+					      1))
+						fail_msg("round %d: page %llu "
+							 "written but not in "
+							 "the dirty log",
+							 round,
+							 (unsigned long long)
+								 pg[k]);
+			}
+			assert_true(changed > 100); /* rate=3000 for 0.3 s */
+		} else {
+			assert_true(vmm_sync_dirty(vm, bm, pages) > 0);
+		}
+		memcpy(g0, gen, NPAGES * 4);
+		assert_int_equal(vmm_resume(vm), 0);
+	}
+	assert_int_equal(vmm_failed(vm), 0);
+	free(bm);
+	free(g0);
+	vmm_free(vm);
+}
+
+static void run(struct kvm_mig_result *r, unsigned vcpus, mfd_config *cfg,
+		int cancel_ms, int kill_ms)
+{
+	struct kvm_mig_opts o = {
+		.kernel = kernel,
+		.cmdline = GUESTCMD,
+		.vcpus = vcpus,
+		.mem_bytes = MEM,
+		.cfg = cfg,
+		.before_ms = 600,
+		.after_ms = 700,
+		.serial_fd = -1,
+		.cancel_after_ms = cancel_ms,
+		.kill_dest_after_ms = kill_ms,
+	};
+	int ret = kvm_migrate_run(&o, r);
+	if (ret)
+		fail_msg("kvm_migrate_run: %d %s", ret, r->err);
+	printf("# ret=%d (%s) dest_running=%d total=%.1f ms downtime=%.1f ms "
+	       "serial gap=%.1f ms rate before/during/after=%.0f/%.0f/%.0f "
+	       "seq src=%llu dst=%llu end=%llu bad=%llu lines_after=%llu "
+	       "syncs=%llu %s\n",
+	       r->ret, mfd_strerror(r->ret), r->dest_running,
+	       r->src.total_ns / 1e6, r->src.downtime_ns / 1e6,
+	       r->serial_gap_ns / 1e6, r->rate_before, r->rate_during,
+	       r->rate_after, (unsigned long long)r->last_seq_src,
+	       (unsigned long long)r->first_seq_dst,
+	       (unsigned long long)r->last_seq_end,
+	       (unsigned long long)r->bad_end,
+	       (unsigned long long)r->lines_after, (unsigned long long)r->syncs,
+	       r->err);
+}
+
+static void migrates_and_runs_on(unsigned vcpus)
+{
+	struct kvm_mig_result r;
+	run(&r, vcpus, NULL, -1, -1);
+	assert_int_equal(r.ret, 0);
+	assert_int_equal(r.dest_ret, 0);
+	assert_true(r.dest_running);
+	assert_string_equal(r.err, "");
+	assert_true(r.syncs >= 2);
+	/* The guest verifies on the destination: lines keep coming, none
+	 * reports a bad page, and they continue where the source stopped. */
+	assert_true(r.lines_after >= 3);
+	assert_int_equal(r.bad_end, 0);
+	assert_int_equal(r.bad_src, 0);
+	assert_int_equal(r.first_seq_dst, r.last_seq_src + 1);
+	assert_true(r.last_seq_end > r.first_seq_dst);
+	assert_true(r.rate_after > 0);
+}
+
+static void migrate_1vcpu(void **st)
+{
+	migrates_and_runs_on(1);
+}
+
+static void migrate_2vcpus(void **st)
+{
+	migrates_and_runs_on(2);
+}
+
+/* A slow migration (4 MiB/s for 32 MiB) cancelled, or losing its
+ * destination, leaves the guest running on the source. */
+static void stays_on_source(int cancel_ms, int kill_ms, int want)
+{
+	mfd_config *cfg;
+	assert_int_equal(mfd_config_new(&cfg), 0);
+	assert_int_equal(mfd_config_set(cfg, "max-bandwidth", "4M"), 0);
+	assert_int_equal(mfd_config_set(cfg, "io-timeout", "2s"), 0);
+	struct kvm_mig_result r;
+	run(&r, 1, cfg, cancel_ms, kill_ms);
+	if (want)
+		assert_int_equal(r.ret, want);
+	else
+		assert_int_not_equal(r.ret, 0);
+	assert_false(r.dest_running);
+	/* Three or more lines printed on the source after the end. */
+	assert_true(r.lines_after >= 3);
+	assert_int_equal(r.last_seq_end, r.last_seq_src);
+	assert_int_equal(r.bad_end, 0);
+	mfd_config_free(cfg);
+}
+
+static void cancel_stays_on_source(void **st)
+{
+	stays_on_source(300, -1, -ECANCELED);
+}
+
+static void dest_gone_stays_on_source(void **st)
+{
+	stays_on_source(-1, 300, 0);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_kvm GUEST.elf\n");
+		return 2;
+	}
+	kernel = argv[1];
+	struct vmm_opts o = { .mem_bytes = MEM, .vcpus = 1, .serial_fd = -1 };
+	struct vmm *vm;
+	char err[256] = "";
+	int ret = vmm_create(&vm, &o, err, sizeof(err));
+	if (ret == -ENODEV) {
+		printf("skipped: KVM not usable here (%s)\n", err);
+		return 77;
+	}
+	if (ret) {
+		fprintf(stderr, "vmm_create: %s\n", err);
+		return 1;
+	}
+	vmm_free(vm);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(vcpu_state_roundtrip),
+		cmocka_unit_test(dirty_log_covers_writes),
+		cmocka_unit_test(migrate_1vcpu),
+		cmocka_unit_test(migrate_2vcpus),
+		cmocka_unit_test(cancel_stays_on_source),
+		cmocka_unit_test(dest_gone_stays_on_source),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
