@@ -389,22 +389,23 @@ int vmm_compare_vcpu(const void *a, size_t alen, const void *b, size_t blen,
 			return 1;
 		}
 		if (t == T_MSRS) {
-			const struct kvm_msr_entry *ea = (const void *)pa;
-			const struct kvm_msr_entry *eb = (const void *)pb;
-			for (size_t k = 0; k < la / sizeof(*ea); k++) {
-				if (ea[k].index != eb[k].index) {
+			/* Records are not aligned: copy each entry out. */
+			struct kvm_msr_entry ea, eb;
+			for (size_t k = 0; k < la / sizeof(ea); k++) {
+				memcpy(&ea, pa + k * sizeof(ea), sizeof(ea));
+				memcpy(&eb, pb + k * sizeof(eb), sizeof(eb));
+				if (ea.index != eb.index) {
 					snprintf(why, whylen, "msrs: order");
 					return 1;
 				}
-				if (ea[k].index == MSR_IA32_TSC)
+				if (ea.index == MSR_IA32_TSC)
 					continue; /* runs on by itself */
-				if (ea[k].data != eb[k].data) {
-					snprintf(
-						why, whylen,
-						"msr 0x%x: 0x%llx != 0x%llx",
-						ea[k].index,
-						(unsigned long long)ea[k].data,
-						(unsigned long long)eb[k].data);
+				if (ea.data != eb.data) {
+					snprintf(why, whylen,
+						 "msr 0x%x: 0x%llx != 0x%llx",
+						 ea.index,
+						 (unsigned long long)ea.data,
+						 (unsigned long long)eb.data);
 					return 1;
 				}
 			}
