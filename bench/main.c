@@ -28,6 +28,7 @@
 
 #include <multifd/multifd.h>
 
+#include "kvm/kvm_bench.h"
 #include "benchcfg.h"
 #include "plot.h"
 #include "progress.h"
@@ -1519,6 +1520,8 @@ int main(int argc, char **argv)
 	uint64_t t;
 	int err;
 
+	if (kvm_bench_wanted(argc, argv))
+		return kvm_bench_main(argc, argv); /* bench/kvm/ */
 	parse_args(argc, argv, &o);
 	memset(&res, 0, sizeof(res));
 
