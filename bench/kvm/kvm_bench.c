@@ -7,6 +7,7 @@
  */
 #include "kvm_bench.h"
 #include "kvm_migrate.h"
+#include "vmm.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -39,8 +40,9 @@ static void usage(FILE *f)
 		"[--cmdline \"...\"] [--vcpus N]\n"
 		"         [--ram SIZE] [--before MS] [--after MS] "
 		"[--serial FILE|-]\n"
-		"         [--clear-chunk PAGES] [--config FILE] "
-		"[--KEY VALUE ...]\n"
+		"         [--dirty-log bitmap|ring] [--clear-chunk PAGES] "
+		"[--ring-entries N]\n"
+		"         [--config FILE] [--KEY VALUE ...]\n"
 		"Migrates a running KVM guest (an ELF entered in 64-bit mode, "
 		"e.g.\ntests/guests/stamp.elf) between two VMMs in this "
 		"process over loopback.\n"
@@ -168,6 +170,25 @@ int kvm_bench_main(int argc, char **argv)
 				o.before_ms = (unsigned)v;
 			else
 				o.after_ms = (unsigned)v;
+		} else if (!strcmp(key, "dirty-log")) {
+			if (!strcmp(val, "bitmap")) {
+				o.dirty_mode = VMM_DIRTY_BITMAP;
+			} else if (!strcmp(val, "ring")) {
+				o.dirty_mode = VMM_DIRTY_RING;
+			} else {
+				fprintf(stderr, "multifd-bench: --dirty-log: "
+						"bitmap or ring\n");
+				goto out;
+			}
+		} else if (!strcmp(key, "ring-entries")) {
+			if (parse_u64(val, &v, 0) || v < 64 || (v & (v - 1)) ||
+			    v > 65536) {
+				fprintf(stderr,
+					"multifd-bench: --ring-entries: "
+					"a power of two, 64..65536\n");
+				goto out;
+			}
+			o.ring_entries = (uint32_t)v;
 		} else if (!strcmp(key, "clear-chunk")) {
 			if (parse_u64(val, &v, 0) || v < 64 || v % 64 ||
 			    v > (1ULL << 31)) {
@@ -242,9 +263,18 @@ int kvm_bench_main(int argc, char **argv)
 	       s->down_pages_ns / 1e6, s->down_end_ns / 1e6,
 	       s->down_ack_ns / 1e6, s->device_downtime_ns / 1e6,
 	       (unsigned long long)s->device_bytes);
-	printf("dirty log: %llu syncs, %.3f ms in them, %llu dirty pages "
-	       "reported\n",
-	       (unsigned long long)r.syncs, r.sync_ns / 1e6,
+	char mode[96];
+	if (r.ring_entries)
+		snprintf(mode, sizeof(mode), "ring (%u entries per vCPU)",
+			 r.ring_entries);
+	else
+		snprintf(mode, sizeof(mode), "bitmap%s",
+			 r.manual_protect ? " + manual protect (GET, CLEAR in "
+					    "chunks)"
+					  : " (GET re-protects)");
+	printf("dirty log: %s: %llu syncs, %.3f ms in them, %llu dirty "
+	       "pages reported\n",
+	       mode, (unsigned long long)r.syncs, r.sync_ns / 1e6,
 	       (unsigned long long)r.dirty_pages);
 	printf("guest work (pages verified/s): before %.0f, during %.0f, "
 	       "after %.0f (%s)\n",

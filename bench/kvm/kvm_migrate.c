@@ -264,7 +264,8 @@ static int make_side(struct side *s, const struct kvm_mig_opts *o, int source,
 	struct vmm_opts vo = {
 		.mem_bytes = o->mem_bytes,
 		.vcpus = o->vcpus,
-		.dirty_mode = source ? VMM_DIRTY_BITMAP : VMM_DIRTY_NONE,
+		.dirty_mode = source ? o->dirty_mode : VMM_DIRTY_NONE,
+		.ring_entries = o->ring_entries,
 		.serial_fd = o->serial_fd,
 		.clear_chunk_pages = o->clear_chunk,
 	};
@@ -273,6 +274,10 @@ static int make_side(struct side *s, const struct kvm_mig_opts *o, int source,
 	if (ret)
 		return ret;
 	side_devices(s);
+	if (source) {
+		res->manual_protect = vmm_manual_protect(s->vm);
+		res->ring_entries = vmm_ring_entries(s->vm);
+	}
 	if (source && (ret = vmm_load_kernel(s->vm, o->kernel, o->cmdline,
 					     res->err, sizeof(res->err))))
 		return ret;
@@ -355,7 +360,7 @@ int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
 	struct span before, during, after, src_all;
 	scan(src.vm, t_boot, t_mig, &before);
 	scan(src.vm, t_mig, t_end, &during);
-	scan(src.vm, 0, UINT64_MAX, &src_all);
+	scan(src.vm, 0, t_after, &src_all);
 	res->rate_before = rate(&before);
 	res->rate_during = rate(&during);
 	res->last_seq_src = src_all.seq_last;

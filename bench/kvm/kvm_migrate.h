@@ -25,16 +25,20 @@ struct kvm_mig_opts {
 	int cancel_after_ms;	/* >= 0: cancel the source then */
 	int kill_dest_after_ms; /* >= 0: cancel the destination then */
 	uint64_t clear_chunk;	/* KVM_CLEAR_DIRTY_LOG chunk, pages */
+	int dirty_mode;		/* source: VMM_DIRTY_BITMAP or _RING */
+	uint32_t ring_entries;	/* per vCPU, ring mode; 0: 4096 */
 };
 
 struct kvm_mig_result {
-	int ret;	      /* mfd_source_wait() */
-	int dest_ret;	      /* mfd_dest_wait() */
-	int dest_running;     /* destination vCPUs were started */
-	mfd_stats src;	      /* source statistics */
-	uint64_t syncs;	      /* sync_dirty calls */
-	uint64_t sync_ns;     /* time in them */
-	uint64_t dirty_pages; /* pages KVM reported dirty, all syncs */
+	int ret;	       /* mfd_source_wait() */
+	int dest_ret;	       /* mfd_dest_wait() */
+	int dest_running;      /* destination vCPUs were started */
+	mfd_stats src;	       /* source statistics */
+	uint64_t syncs;	       /* sync_dirty calls */
+	uint64_t sync_ns;      /* time in them */
+	uint64_t dirty_pages;  /* pages KVM reported dirty, all syncs */
+	int manual_protect;    /* bitmap mode used KVM_CLEAR_DIRTY_LOG */
+	uint32_t ring_entries; /* ring mode: entries per vCPU */
 	/* Guest's view, from its COM1 lines. */
 	uint64_t serial_gap_ns; /* last source line to first dest line */
 	double rate_before;	/* work (pages verified) per second */

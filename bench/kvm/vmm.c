@@ -141,6 +141,7 @@ int vmm_create(struct vmm **out, const struct vmm_opts *o, char *err,
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	pthread_mutex_init(&vm->serial_lock, NULL);
+	pthread_mutex_init(&vm->ring_lock, NULL);
 	vm->kvm = vm->fd = -1;
 	vm->nvcpus = o->vcpus;
 	vm->mem_size = o->mem_bytes;
@@ -201,6 +202,40 @@ int vmm_create(struct vmm **out, const struct vmm_opts *o, char *err,
 		vm->manual = ioctl(vm->fd, KVM_ENABLE_CAP, &cap) == 0;
 	}
 
+	if (vm->dirty_mode == VMM_DIRTY_RING) {
+		/* Before any vCPU exists; KVM returns the largest ring in
+		 * bytes. */
+		int max = ioctl(vm->kvm, KVM_CHECK_EXTENSION,
+				KVM_CAP_DIRTY_LOG_RING);
+		uint32_t n = o->ring_entries ? o->ring_entries : 4096;
+		if (n & (n - 1) || n < 64) {
+			fmt_err(err, errlen,
+				"kvm: dirty ring entries must be "
+				"a power of two >= 64");
+			ret = -EINVAL;
+			goto fail;
+		}
+		if (max <= 0) {
+			fmt_err(err, errlen,
+				"kvm: this host has no KVM dirty ring");
+			ret = -EOPNOTSUPP;
+			goto fail;
+		}
+		while (n * sizeof(struct kvm_dirty_gfn) > (uint32_t)max)
+			n /= 2;
+		struct kvm_enable_cap cap = {
+			.cap = KVM_CAP_DIRTY_LOG_RING,
+			.args = { n * sizeof(struct kvm_dirty_gfn) },
+		};
+		if (ioctl(vm->fd, KVM_ENABLE_CAP, &cap) < 0) {
+			ret = -errno;
+			fmt_err(err, errlen, "kvm: enable dirty ring: %s",
+				strerror(-ret));
+			goto fail;
+		}
+		vm->ring_entries = n;
+	}
+
 	vm->mem = mmap(NULL, vm->mem_size, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (vm->mem == MAP_FAILED) {
@@ -211,7 +246,7 @@ int vmm_create(struct vmm **out, const struct vmm_opts *o, char *err,
 	}
 	struct kvm_userspace_memory_region slot = {
 		.slot = 0,
-		.flags = vm->dirty_mode == VMM_DIRTY_BITMAP
+		.flags = vm->dirty_mode != VMM_DIRTY_NONE
 				 ? KVM_MEM_LOG_DIRTY_PAGES
 				 : 0,
 		.guest_phys_addr = 0,
@@ -252,6 +287,21 @@ int vmm_create(struct vmm **out, const struct vmm_opts *o, char *err,
 			v->run = NULL;
 			ret = -errno;
 			goto fail;
+		}
+		if (vm->ring_entries) {
+			long pg = sysconf(_SC_PAGESIZE);
+			void *r = mmap(NULL,
+				       vm->ring_entries *
+					       sizeof(struct kvm_dirty_gfn),
+				       PROT_READ | PROT_WRITE, MAP_SHARED,
+				       v->fd, KVM_DIRTY_LOG_PAGE_OFFSET * pg);
+			if (r == MAP_FAILED) {
+				ret = -errno;
+				fmt_err(err, errlen, "kvm: map dirty ring: %s",
+					strerror(-ret));
+				goto fail;
+			}
+			v->ring = r;
 		}
 		if ((ret = set_cpuid(vm, v))) {
 			fmt_err(err, errlen, "kvm: KVM_SET_CPUID2: %s",
@@ -302,6 +352,9 @@ void vmm_free(struct vmm *vm)
 		struct vmm_vcpu *v = &vm->vcpu[i];
 		if (v->run)
 			munmap(v->run, vm->run_size);
+		if (v->ring)
+			munmap(v->ring,
+			       vm->ring_entries * sizeof(struct kvm_dirty_gfn));
 		if (v->fd >= 0 && v->vm)
 			close(v->fd);
 	}
@@ -318,6 +371,7 @@ void vmm_free(struct vmm *vm)
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
 	pthread_mutex_destroy(&vm->serial_lock);
+	pthread_mutex_destroy(&vm->ring_lock);
 	free(vm);
 }
 
@@ -689,6 +743,14 @@ static void *vcpu_thread(void *arg)
 		case KVM_EXIT_INTR:
 			v->throttle_due = 1;
 			break;
+		case KVM_EXIT_DIRTY_RING_FULL:
+			/* Harvest into the pending bitmap so the vCPU can go
+			 * on; the next sync reports it. */
+			pthread_mutex_lock(&vm->ring_lock);
+			vm->ring_full_exits++;
+			vmm__harvest(vm);
+			pthread_mutex_unlock(&vm->ring_lock);
+			break;
 		case KVM_EXIT_SHUTDOWN:
 			guest_failed(v, "triple fault (shutdown)");
 			v->dead = 1;
@@ -845,16 +907,77 @@ int vmm_manual_protect(struct vmm *vm)
 	return vm->manual;
 }
 
+uint32_t vmm_ring_entries(struct vmm *vm)
+{
+	return vm->ring_entries;
+}
+
+uint64_t vmm_ring_full_exits(struct vmm *vm)
+{
+	pthread_mutex_lock(&vm->ring_lock);
+	uint64_t n = vm->ring_full_exits;
+	pthread_mutex_unlock(&vm->ring_lock);
+	return n;
+}
+
 /* ---- dirty log ---- */
+
+/* Moves every dirty entry of every ring into dirty_buf, marks them for
+ * reset, and resets the rings. Under ring_lock. */
+long vmm__harvest(struct vmm *vm)
+{
+	uint64_t pages = vm->mem_size / 4096;
+	long n = 0;
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vmm_vcpu *v = &vm->vcpu[i];
+		for (;;) {
+			struct kvm_dirty_gfn *e =
+				&v->ring[v->ring_next & (vm->ring_entries - 1)];
+			uint32_t flags =
+				__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
+			if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
+				break;
+			if (e->slot == 0 && e->offset < pages) {
+				vm->dirty_buf[e->offset / 64] |=
+					1ULL << (e->offset % 64);
+				n++;
+			}
+			__atomic_store_n(&e->flags, KVM_DIRTY_GFN_F_RESET,
+					 __ATOMIC_RELEASE);
+			v->ring_next++;
+		}
+	}
+	if (ioctl(vm->fd, KVM_RESET_DIRTY_RINGS, 0) < 0)
+		return -errno;
+	return n;
+}
+
+static long sync_ring(struct vmm *vm, uint64_t *bitmap, size_t words)
+{
+	pthread_mutex_lock(&vm->ring_lock);
+	long n = vmm__harvest(vm);
+	if (n >= 0) {
+		n = 0;
+		for (size_t w = 0; w < words; w++) {
+			bitmap[w] |= vm->dirty_buf[w];
+			n += __builtin_popcountll(vm->dirty_buf[w]);
+			vm->dirty_buf[w] = 0;
+		}
+	}
+	pthread_mutex_unlock(&vm->ring_lock);
+	return n;
+}
 
 long vmm_sync_dirty(struct vmm *vm, uint64_t *bitmap, uint64_t npages)
 {
-	if (vm->dirty_mode != VMM_DIRTY_BITMAP)
+	if (vm->dirty_mode == VMM_DIRTY_NONE)
 		return -EOPNOTSUPP;
 	uint64_t pages = vm->mem_size / 4096;
 	if (npages != pages)
 		return -EINVAL;
 	size_t words = (pages + 63) / 64;
+	if (vm->dirty_mode == VMM_DIRTY_RING)
+		return sync_ring(vm, bitmap, words);
 	memset(vm->dirty_buf, 0, words * 8);
 	struct kvm_dirty_log log = { .slot = 0, .dirty_bitmap = vm->dirty_buf };
 	if (ioctl(vm->fd, KVM_GET_DIRTY_LOG, &log) < 0)

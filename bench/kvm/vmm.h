@@ -27,6 +27,7 @@
 enum vmm_dirty_mode {
 	VMM_DIRTY_BITMAP = 0, /* KVM_GET_DIRTY_LOG (+ CLEAR when manual) */
 	VMM_DIRTY_NONE = 1,   /* no KVM dirty log (destination) */
+	VMM_DIRTY_RING = 2,   /* KVM_CAP_DIRTY_LOG_RING, one ring per vCPU */
 };
 
 struct vmm_opts {
@@ -36,6 +37,8 @@ struct vmm_opts {
 	int serial_fd;	    /* guest COM1 output also goes here; -1: not */
 	/* KVM_CLEAR_DIRTY_LOG chunk in pages (multiple of 64); 0: 16384 */
 	uint64_t clear_chunk_pages;
+	/* Dirty ring entries per vCPU (power of two); 0: 4096. */
+	uint32_t ring_entries;
 };
 
 struct vmm;
@@ -75,12 +78,19 @@ const char *vmm_error(struct vmm *vm);
 int vmm_has_irqchip(struct vmm *vm);
 /* 1 when KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 is in use. */
 int vmm_manual_protect(struct vmm *vm);
+/* Entries per vCPU dirty ring (VMM_DIRTY_RING), else 0. */
+uint32_t vmm_ring_entries(struct vmm *vm);
+/* How often a vCPU found its ring full and harvested it itself. */
+uint64_t vmm_ring_full_exits(struct vmm *vm);
 
 /*
  * ORs the pages the guest wrote since the last call into bitmap (bit i of
- * word i/64 = page i, npages bits), then re-protects them (manual protect:
- * KVM_CLEAR_DIRTY_LOG over the dirty words, chunk by chunk). Returns the
- * number of dirty pages found or -errno.
+ * word i/64 = page i, npages bits), then re-protects them. Bitmap mode:
+ * KVM_GET_DIRTY_LOG, then (manual protect) KVM_CLEAR_DIRTY_LOG over the
+ * dirty words, chunk by chunk. Ring mode: harvests every vCPU's ring
+ * (and what vCPUs harvested themselves on a full ring), then
+ * KVM_RESET_DIRTY_RINGS. Any thread; the vCPUs may run. Returns the number
+ * of dirty pages found (counted once per harvest) or -errno.
  */
 long vmm_sync_dirty(struct vmm *vm, uint64_t *bitmap, uint64_t npages);
 

@@ -26,6 +26,8 @@ struct vmm_vcpu {
 	int parked; /* under vm->lock */
 	int dead;   /* stopped on a guest failure or halt */
 	int throttle_due;
+	struct kvm_dirty_gfn *ring; /* VMM_DIRTY_RING */
+	uint32_t ring_next;	    /* under vm->ring_lock */
 };
 
 struct vmm {
@@ -40,6 +42,9 @@ struct vmm {
 	int dirty_mode, manual;
 	uint64_t clear_chunk;
 	uint64_t *dirty_buf;
+	uint32_t ring_entries;
+	pthread_mutex_t ring_lock; /* ring_next, dirty_buf in ring mode */
+	uint64_t ring_full_exits;
 	struct kvm_cpuid2 *cpuid;
 	uint32_t *msr_index; /* MSRs KVM_GET_MSRS accepts */
 	uint32_t nmsrs;
@@ -65,5 +70,6 @@ uint64_t vmm__now_ns(void);
 void vmm__seterr(struct vmm *vm, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int vmm__msr_list(struct vmm *vm);
+long vmm__harvest(struct vmm *vm);
 
 #endif
