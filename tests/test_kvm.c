@@ -18,6 +18,13 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "kvm_migrate.h"
 #include "vmm.h"
 
@@ -177,7 +184,128 @@ static void dirty_ring_covers_writes(void **st)
 	covers_writes(VMM_DIRTY_RING, 2);
 }
 
+/*
+ * A TCP proxy between source and destination whose connections the test
+ * can cut (shutdown both ways), so a channel dies as a broken network
+ * would kill it, not by a cancel the peer is told about.
+ */
+#define PROXY_MAX 16
+struct proxy {
+	int lfd, dport;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	int n, stop;
+	int a[PROXY_MAX], b[PROXY_MAX]; /* accepted, connected */
+};
+
+static void *proxy_main(void *arg)
+{
+	struct proxy *p = arg;
+	char buf[65536];
+	for (;;) {
+		struct pollfd pf[1 + 2 * PROXY_MAX];
+		pthread_mutex_lock(&p->lock);
+		int n = p->n, stop = p->stop;
+		pf[0] = (struct pollfd){ .fd = p->lfd, .events = POLLIN };
+		for (int i = 0; i < n; i++) {
+			pf[1 + 2 * i] = (struct pollfd){ .fd = p->a[i],
+							 .events = POLLIN };
+			pf[2 + 2 * i] = (struct pollfd){ .fd = p->b[i],
+							 .events = POLLIN };
+		}
+		pthread_mutex_unlock(&p->lock);
+		if (stop)
+			return NULL;
+		if (poll(pf, 1 + 2 * n, 50) <= 0)
+			continue;
+		if ((pf[0].revents & POLLIN) && n < PROXY_MAX) {
+			int c = accept(p->lfd, NULL, NULL);
+			int d = socket(AF_INET, SOCK_STREAM, 0);
+			struct sockaddr_in sa = { .sin_family = AF_INET,
+						  .sin_port = htons(p->dport) };
+			sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+			if (c >= 0 && d >= 0 &&
+			    !connect(d, (struct sockaddr *)&sa, sizeof(sa))) {
+				pthread_mutex_lock(&p->lock);
+				p->a[p->n] = c;
+				p->b[p->n] = d;
+				p->n++;
+				pthread_mutex_unlock(&p->lock);
+			} else {
+				if (c >= 0)
+					close(c);
+				if (d >= 0)
+					close(d);
+			}
+		}
+		for (int i = 0; i < 2 * n; i++) {
+			if (!(pf[1 + i].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			int from = pf[1 + i].fd;
+			int to = i % 2 ? p->a[i / 2] : p->b[i / 2];
+			ssize_t r = read(from, buf, sizeof(buf));
+			if (r <= 0) {
+				shutdown(to, SHUT_WR);
+				continue;
+			}
+			for (ssize_t off = 0; off < r;) {
+				ssize_t w = write(to, buf + off, r - off);
+				if (w <= 0)
+					break;
+				off += w;
+			}
+		}
+	}
+}
+
+static int proxy_route(void *ctx, const char *dest_uri, char *uri, size_t len)
+{
+	struct proxy *p = ctx;
+	const char *colon = strrchr(dest_uri, ':');
+	assert_non_null(colon);
+	p->dport = atoi(colon + 1);
+	p->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t sl = sizeof(sa);
+	assert_int_equal(bind(p->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(p->lfd, 16), 0);
+	assert_int_equal(getsockname(p->lfd, (struct sockaddr *)&sa, &sl), 0);
+	snprintf(uri, len, "tcp:127.0.0.1:%d", ntohs(sa.sin_port));
+	pthread_mutex_init(&p->lock, NULL);
+	assert_int_equal(pthread_create(&p->thread, NULL, proxy_main, p), 0);
+	return 0;
+}
+
+/* 300 ms into the transfer, cut the last connection made (a data
+ * channel) both ways. */
+static void proxy_cut(void *ctx)
+{
+	struct proxy *p = ctx;
+	sleep_ms(300);
+	pthread_mutex_lock(&p->lock);
+	assert_true(p->n >= 2);
+	shutdown(p->a[p->n - 1], SHUT_RDWR);
+	shutdown(p->b[p->n - 1], SHUT_RDWR);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void proxy_free(struct proxy *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->stop = 1;
+	pthread_mutex_unlock(&p->lock);
+	pthread_join(p->thread, NULL);
+	for (int i = 0; i < p->n; i++) {
+		close(p->a[i]);
+		close(p->b[i]);
+	}
+	close(p->lfd);
+	pthread_mutex_destroy(&p->lock);
+}
+
 static int dirty_mode = VMM_DIRTY_BITMAP;
+static struct proxy *via;
 
 static void run(struct kvm_mig_result *r, unsigned vcpus, mfd_config *cfg,
 		int cancel_ms, int kill_ms)
@@ -194,6 +322,9 @@ static void run(struct kvm_mig_result *r, unsigned vcpus, mfd_config *cfg,
 		.cancel_after_ms = cancel_ms,
 		.kill_dest_after_ms = kill_ms,
 		.dirty_mode = dirty_mode,
+		.ctx = via,
+		.route = via ? proxy_route : NULL,
+		.midway = via ? proxy_cut : NULL,
 	};
 	int ret = kvm_migrate_run(&o, r);
 	if (ret == -EOPNOTSUPP)
@@ -256,6 +387,7 @@ static void migrate_2vcpus_ring(void **st)
 static int reset_mode(void **st)
 {
 	dirty_mode = VMM_DIRTY_BITMAP;
+	via = NULL;
 	return 0;
 }
 
@@ -291,6 +423,17 @@ static void dest_gone_stays_on_source(void **st)
 	stays_on_source(-1, 300, 0);
 }
 
+/* A data channel cut mid-transfer, as a broken network would. */
+static void killed_channel_stays_on_source(void **st)
+{
+	struct proxy p;
+	memset(&p, 0, sizeof(p));
+	via = &p;
+	stays_on_source(-1, -1, 0);
+	via = NULL;
+	proxy_free(&p);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -320,6 +463,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup(migrate_2vcpus_ring, reset_mode),
 		cmocka_unit_test_setup(cancel_stays_on_source, reset_mode),
 		cmocka_unit_test_setup(dest_gone_stays_on_source, reset_mode),
+		cmocka_unit_test_setup(killed_channel_stays_on_source,
+				       reset_mode),
 	};
 	return cmocka_run_group_tests(tests, reset_mode, NULL);
 }

@@ -338,9 +338,17 @@ int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
 	if ((ret = mfd_dest_start(md, "tcp:127.0.0.1:0")) ||
 	    (ret = mfd_dest_get_uri(md, uri, sizeof(uri))))
 		goto lib_err;
+	if (o->route) {
+		char via[128];
+		if ((ret = o->route(o->ctx, uri, via, sizeof(via))))
+			goto out;
+		snprintf(uri, sizeof(uri), "%s", via);
+	}
 	uint64_t t_mig = now_ns();
 	if ((ret = mfd_source_start(ms, uri)))
 		goto lib_err;
+	if (o->midway)
+		o->midway(o->ctx);
 	if (o->cancel_after_ms >= 0) {
 		sleep_ms((unsigned)o->cancel_after_ms);
 		mfd_source_cancel(ms);

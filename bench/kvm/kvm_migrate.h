@@ -9,6 +9,7 @@
 #ifndef MFD_BENCH_KVM_MIGRATE_H
 #define MFD_BENCH_KVM_MIGRATE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "multifd/multifd.h"
@@ -27,6 +28,12 @@ struct kvm_mig_opts {
 	uint64_t clear_chunk;	/* KVM_CLEAR_DIRTY_LOG chunk, pages */
 	int dirty_mode;		/* source: VMM_DIRTY_BITMAP or _RING */
 	uint32_t ring_entries;	/* per vCPU, ring mode; 0: 4096 */
+	/* Optional (tests): route the source through a proxy: given the
+	 * destination's URI, write the one the source should use. Then
+	 * midway() is called once the source has started. */
+	void *ctx;
+	int (*route)(void *ctx, const char *dest_uri, char *uri, size_t len);
+	void (*midway)(void *ctx);
 };
 
 struct kvm_mig_result {
