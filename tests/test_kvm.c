@@ -43,12 +43,16 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
+static int entry64;
+
 static struct vmm *boot(unsigned vcpus, int dirty)
 {
 	struct vmm_opts o = { .mem_bytes = MEM,
 			      .vcpus = vcpus,
 			      .dirty_mode = dirty,
-			      .serial_fd = -1 };
+			      .serial_fd = -1,
+			      .ring_entries = 4096,
+			      .entry64 = entry64 };
 	struct vmm *vm;
 	char err[256];
 	int ret = vmm_create(&vm, &o, err, sizeof(err));
@@ -57,6 +61,53 @@ static struct vmm *boot(unsigned vcpus, int dirty)
 	assert_int_equal(
 		vmm_load_kernel(vm, kernel, GUESTCMD, err, sizeof(err)), 0);
 	return vm;
+}
+
+/* The guest boots both ways: the PVH entry (32-bit, it enables long mode
+ * itself) and the 64-bit ELF entry with long mode set up by the VMM. */
+static void boots(int e64, unsigned vcpus)
+{
+	entry64 = e64;
+	struct vmm *vm = boot(vcpus, VMM_DIRTY_NONE);
+	entry64 = 0;
+	assert_int_equal(vmm_pvh(vm), !e64);
+	assert_int_equal(vmm_start(vm), 0);
+	char line[192];
+	uint64_t seq = 0, work = 0, bad = 1;
+	for (int i = 0; i < 100 && vmm_serial_lines(vm) < 4; i++)
+		sleep_ms(20);
+	assert_int_equal(vmm_pause(vm), 0);
+	if (vmm_failed(vm))
+		fail_msg("guest failed: %s", vmm_error(vm));
+	size_t n = vmm_serial_lines(vm);
+	assert_true(n >= 4);
+	assert_int_equal(vmm_serial_line(vm, 0, NULL, line, sizeof(line)), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "stamp: pages=%llu vcpus=%u rate=3000",
+		 (unsigned long long)NPAGES, vcpus);
+	assert_string_equal(line, want);
+	assert_int_equal(vmm_serial_line(vm, n - 1, NULL, line, sizeof(line)),
+			 0);
+	assert_int_equal(kvm_stamp_parse(line, &seq, &work, &bad), 0);
+	assert_int_equal(seq, n - 1);
+	assert_true(work > 0);
+	assert_int_equal(bad, 0);
+	vmm_free(vm);
+}
+
+static void boots_pvh(void **st)
+{
+	boots(0, 1);
+}
+
+static void boots_pvh_2vcpus(void **st)
+{
+	boots(0, 2);
+}
+
+static void boots_64bit_entry(void **st)
+{
+	boots(1, 1);
 }
 
 /* Saved into a fresh vCPU of another VM, the state reads back the same. */
@@ -388,6 +439,7 @@ static int reset_mode(void **st)
 {
 	dirty_mode = VMM_DIRTY_BITMAP;
 	via = NULL;
+	entry64 = 0;
 	return 0;
 }
 
@@ -455,6 +507,9 @@ int main(int argc, char **argv)
 	}
 	vmm_free(vm);
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(boots_pvh, reset_mode),
+		cmocka_unit_test_setup(boots_pvh_2vcpus, reset_mode),
+		cmocka_unit_test_setup(boots_64bit_entry, reset_mode),
 		cmocka_unit_test_setup(vcpu_state_roundtrip, reset_mode),
 		cmocka_unit_test_setup(dirty_bitmap_covers_writes, reset_mode),
 		cmocka_unit_test_setup(dirty_ring_covers_writes, reset_mode),

@@ -147,6 +147,7 @@ int vmm_create(struct vmm **out, const struct vmm_opts *o, char *err,
 	vm->mem_size = o->mem_bytes;
 	vm->serial_fd = o->serial_fd;
 	vm->dirty_mode = o->dirty_mode;
+	vm->entry64 = o->entry64;
 	vm->clear_chunk = o->clear_chunk_pages ? o->clear_chunk_pages : 16384;
 	vm->clear_chunk = (vm->clear_chunk + 63) & ~63ULL;
 	int ret;
@@ -453,6 +454,12 @@ static int load_elf(struct vmm *vm, const char *path, uint64_t *entry,
 			vm->kernel_end = p->p_paddr + p->p_memsz;
 		loaded = 1;
 	}
+	if (vm->pvh_entry &&
+	    (vm->pvh_entry < KERNEL_MIN || vm->pvh_entry >= vm->mem_size)) {
+		fmt_err(err, errlen, "kvm: %s: PVH entry outside guest RAM",
+			path);
+		goto out;
+	}
 	if (!loaded || eh->e_entry < KERNEL_MIN ||
 	    eh->e_entry >= vm->mem_size) {
 		fmt_err(err, errlen, "kvm: %s: no loadable code at the entry",
@@ -485,7 +492,7 @@ static int boot_vcpu(struct vmm *vm, struct vmm_vcpu *v, uint64_t entry)
 	struct kvm_sregs sr;
 	if (ioctl(v->fd, KVM_GET_SREGS, &sr) < 0)
 		return -errno;
-	seg(&sr.cs, 0x08, 0xb, 1);
+	seg(&sr.cs, 0x08, 0xb, !vm->pvh);
 	seg(&sr.ds, 0x10, 0x3, 0);
 	sr.es = sr.fs = sr.gs = sr.ss = sr.ds;
 	memset(&sr.tr, 0, sizeof(sr.tr));
@@ -531,6 +538,9 @@ int vmm_load_kernel(struct vmm *vm, const char *path, const char *cmdline,
 	int ret = load_elf(vm, path, &entry, err, errlen);
 	if (ret)
 		return ret;
+	vm->pvh = vm->pvh_entry && !vm->entry64;
+	if (vm->pvh)
+		entry = vm->pvh_entry;
 	uint8_t *m = vm->mem;
 	/* GDT: null, code64, data, TSS (two slots). */
 	uint64_t *gdt = (uint64_t *)(m + GPA_GDT);
@@ -905,6 +915,11 @@ int vmm_has_irqchip(struct vmm *vm)
 int vmm_manual_protect(struct vmm *vm)
 {
 	return vm->manual;
+}
+
+int vmm_pvh(struct vmm *vm)
+{
+	return vm->pvh;
 }
 
 uint32_t vmm_ring_entries(struct vmm *vm)

@@ -39,6 +39,9 @@ struct vmm_opts {
 	uint64_t clear_chunk_pages;
 	/* Dirty ring entries per vCPU (power of two); 0: 4096. */
 	uint32_t ring_entries;
+	/* 1: enter at the ELF entry in 64-bit mode even when the kernel has
+	 * a PVH note; 0: PVH entry when there is one. */
+	int entry64;
 };
 
 struct vmm;
@@ -53,9 +56,16 @@ int vmm_create(struct vmm **out, const struct vmm_opts *o, char *err,
 	       size_t errlen);
 void vmm_free(struct vmm *vm);
 
-/* Loads an ELF64 kernel and sets the boot vCPU state: long mode with an
- * identity map of the first 4 GiB, %rbx = hvm_start_info (PVH layout, with
- * cmdline and memory map), %rsi = vCPU index, %rip = the ELF entry. */
+/*
+ * Loads an ELF64 kernel and sets the boot state of every vCPU:
+ *  - PVH (the kernel has a XEN_ELFNOTE_PHYS32_ENTRY note, and not
+ *    opts.entry64): 32-bit protected mode, paging off, flat segments,
+ *    %eip = the note's entry;
+ *  - otherwise long mode with an identity map of the first 4 GiB (2 MiB
+ *    pages), %rip = the ELF entry.
+ * Both: %rbx = hvm_start_info (PVH layout: command line, memory map),
+ * %rsi = vCPU index. The VMM appends " tsc_khz=N ncpus=N" to cmdline.
+ */
 int vmm_load_kernel(struct vmm *vm, const char *path, const char *cmdline,
 		    char *err, size_t errlen);
 /* Starts the vCPU threads (they run until paused or freed). */
@@ -78,6 +88,8 @@ const char *vmm_error(struct vmm *vm);
 int vmm_has_irqchip(struct vmm *vm);
 /* 1 when KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 is in use. */
 int vmm_manual_protect(struct vmm *vm);
+/* 1 when the kernel was entered through its PVH note. */
+int vmm_pvh(struct vmm *vm);
 /* Entries per vCPU dirty ring (VMM_DIRTY_RING), else 0. */
 uint32_t vmm_ring_entries(struct vmm *vm);
 /* How often a vCPU found its ring full and harvested it itself. */

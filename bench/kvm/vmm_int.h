@@ -38,6 +38,7 @@ struct vmm {
 	uint64_t mem_size;
 	uint64_t kernel_end;
 	uint32_t pvh_entry;
+	int entry64, pvh;
 	int irqchip, pit, has_xsave, has_xcrs, has_debugregs, has_clock;
 	int dirty_mode, manual;
 	uint64_t clear_chunk;
