@@ -60,23 +60,9 @@ static int parse_u64(const char *s, uint64_t *v, int size)
 	if (errno || end == s || *s == '-')
 		return -1;
 	uint64_t m = 1;
-	if (size && *end) {
-		switch (*end) {
-		case 'K':
-		case 'k':
-			m = 1ULL << 10;
-			break;
-		case 'M':
-		case 'm':
-			m = 1ULL << 20;
-			break;
-		case 'G':
-		case 'g':
-			m = 1ULL << 30;
-			break;
-		default:
-			return -1;
-		}
+	const char *unit = size && *end ? strchr("KMG", *end & ~0x20) : NULL;
+	if (unit) {
+		m = 1ULL << (10 * (unit - "KMG" + 1));
 		end++;
 	}
 	if (*end || x > UINT64_MAX / m)

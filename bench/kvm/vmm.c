@@ -4,6 +4,7 @@
  * the dirty log. State save/restore is in vmm_state.c.
  */
 #include "vmm.h"
+#include "pvh.h"
 #include "vmm_int.h"
 
 #include <elf.h>
@@ -32,20 +33,6 @@
 #define CMDLINE_MAX 0x1000
 #define GPA_TSS	    0x9000ULL
 #define KERNEL_MIN  0x100000ULL
-
-#define HVM_START_MAGIC		 0x336ec578U
-#define XEN_ELFNOTE_PHYS32_ENTRY 18
-
-struct hvm_start_info {
-	uint32_t magic, version, flags, nr_modules;
-	uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
-	uint32_t memmap_entries, reserved;
-};
-
-struct hvm_memmap_entry {
-	uint64_t addr, size;
-	uint32_t type, reserved;
-};
 
 uint64_t vmm__now_ns(void)
 {

@@ -96,6 +96,20 @@ static int check_stream(const void *buf, size_t len)
 	return off == len ? 0 : -EINVAL;
 }
 
+/* Hands the finished stream out, or frees it on an earlier error. */
+static int finish(struct sbuf *b, int ret, void **out, size_t *outlen)
+{
+	if (!ret)
+		ret = b->err;
+	if (ret) {
+		free(b->p);
+		return ret;
+	}
+	*out = b->p;
+	*outlen = b->len;
+	return 0;
+}
+
 static struct kvm_msrs *msrs_alloc(uint32_t n)
 {
 	struct kvm_msrs *m =
@@ -191,16 +205,8 @@ int vmm_save_vcpu(struct vmm *vm, unsigned i, void **out, size_t *outlen)
 	}
 	put(&b, T_MSRS, m->entries, vm->nmsrs * sizeof(m->entries[0]));
 	free(m);
-	if (b.err) {
-		ret = b.err;
-		goto fail;
-	}
-	*out = b.p;
-	*outlen = b.len;
-	return 0;
 fail:
-	free(b.p);
-	return ret;
+	return finish(&b, ret, out, outlen);
 }
 
 int vmm_restore_vcpu(struct vmm *vm, unsigned i, const void *buf, size_t len)
@@ -303,16 +309,8 @@ int vmm_save_vm(struct vmm *vm, void **out, size_t *outlen)
 	memcpy(ser + 8, vm->cur, vm->ncur);
 	put(&b, T_SERIAL, ser, 8 + vm->ncur);
 	pthread_mutex_unlock(&vm->serial_lock);
-	if (b.err) {
-		ret = b.err;
-		goto fail;
-	}
-	*out = b.p;
-	*outlen = b.len;
-	return 0;
 fail:
-	free(b.p);
-	return ret;
+	return finish(&b, ret, out, outlen);
 }
 
 int vmm_restore_vm(struct vmm *vm, const void *buf, size_t len)

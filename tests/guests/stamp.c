@@ -17,22 +17,13 @@
  */
 #include <stdint.h>
 
+#include "pvh.h"
+
 #define TABLE_BASE 0x200000ULL
 #define AREA_BASE  0x400000ULL
 #define PAGE	   4096ULL
 #define COM1	   0x3f8
 #define MAGIC	   0x5354414d50ULL
-
-struct start_info {
-	uint32_t magic, version, flags, nr_modules;
-	uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
-	uint32_t memmap_entries, reserved;
-};
-
-struct memmap_entry {
-	uint64_t addr, size;
-	uint32_t type, reserved;
-};
 
 struct counters {
 	volatile uint64_t work, writes, bad;
@@ -41,7 +32,7 @@ struct counters {
 
 static struct counters cpu_count[8];
 
-void guest_main(const struct start_info *si, uint64_t cpu);
+void guest_main(const struct hvm_start_info *si, uint64_t cpu);
 
 static inline void outb(uint16_t port, uint8_t v)
 {
@@ -103,23 +94,24 @@ static uint64_t check_word(uint64_t i, uint64_t g)
 	return (i * 0x9e3779b97f4a7c15ULL) ^ g ^ MAGIC;
 }
 
-void guest_main(const struct start_info *si, uint64_t cpu)
+void guest_main(const struct hvm_start_info *si, uint64_t cpu)
 {
 	const char *cmd = (const char *)(uintptr_t)si->cmdline_paddr;
 	uint64_t khz = arg(cmd, "tsc_khz", 1000000);
 	uint64_t ncpus = arg(cmd, "ncpus", 1);
 	uint64_t rate = arg(cmd, "rate", 1000); /* pages/s, all vCPUs */
 	uint64_t mem_end = 0;
-	const struct memmap_entry *mm =
+	const struct hvm_memmap_entry *mm =
 		(const void *)(uintptr_t)si->memmap_paddr;
 	for (uint32_t i = 0; i < si->memmap_entries; i++)
-		if (mm[i].type == 1 && mm[i].addr + mm[i].size > mem_end)
+		if (mm[i].type == HVM_MEMMAP_TYPE_RAM &&
+		    mm[i].addr + mm[i].size > mem_end)
 			mem_end = mm[i].addr + mm[i].size;
 	uint64_t mem_cap = arg(cmd, "mem", 0) << 20; /* limit the area */
 	if (mem_cap && mem_cap < mem_end)
 		mem_end = mem_cap;
-	if (ncpus < 1 || ncpus > 8 || cpu >= ncpus || mem_end <= AREA_BASE ||
-	    khz == 0) {
+	if (si->magic != HVM_START_MAGIC || ncpus < 1 || ncpus > 8 ||
+	    cpu >= ncpus || mem_end <= AREA_BASE || khz == 0) {
 		if (cpu == 0)
 			puts_com1("stamp: bad boot parameters\n");
 		return;
