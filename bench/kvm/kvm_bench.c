@@ -224,7 +224,7 @@ int kvm_bench_main(int argc, char **argv)
 		goto out;
 	}
 	if (ret) {
-		fprintf(stderr, "multifd-bench: kvm: %s\n",
+		fprintf(stderr, "multifd-bench: %s\n",
 			r.err[0] ? r.err : strerror(-ret));
 		rc = 1;
 		goto out;
