@@ -1111,13 +1111,14 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 	if (d->nblocks == 0)
 		return -ENOENT;
 	mfd__tls_free(d->tls);
-	int ret = mfd__tls_new(&d->cfg, true, NULL, &d->tls);
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&d->cfg);
+	int ret = mfd__tls_new(&co, true, NULL, &d->tls);
 	if (ret)
 		return ret;
 	ret = mfd__auth_key_load(d->cfg.auth_key_file, &d->key);
 	if (ret)
 		return ret;
-	ret = mfd__listen(&d->cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst);
+	ret = mfd__listen(&co, uri, MFD_MAX_CHANNELS + 8, &d->lst);
 	if (ret) {
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
 		return ret;

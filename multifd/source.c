@@ -241,7 +241,8 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 			const uint8_t session[16], struct mfd__chan **out)
 {
 	struct mfd__chan *c;
-	int ret = mfd__connect(&s->cfg, s->uri, s->cfg.connect_timeout_ms, &c);
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->cfg);
+	int ret = mfd__connect(&co, s->uri, s->cfg.connect_timeout_ms, &c);
 	if (ret) {
 		mfd__err("connect to %s: %s", s->uri, mfd_strerror(ret));
 		return ret;
@@ -859,7 +860,8 @@ int mfd_source_start(mfd_source *s, const char *uri)
 		return MFD_ESTATE;
 	if (s->nblocks == 0)
 		return -ENOENT;
-	int ret = mfd__transport_select(uri, &s->cfg, NULL);
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->cfg);
+	int ret = mfd__transport_select(uri, &co, NULL);
 	if (ret)
 		return ret;
 	/* Read the key now, so that a missing or unsafe key file fails the
@@ -874,7 +876,7 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	    (ret = mfd__uri_split(uri, host, sizeof(host), port, sizeof(port))))
 		return ret;
 	mfd__tls_free(s->tls);
-	if ((ret = mfd__tls_new(&s->cfg, false, host, &s->tls)))
+	if ((ret = mfd__tls_new(&co, false, host, &s->tls)))
 		return ret;
 	/* A new migration of the same VM may follow a failed one. */
 	s->error = 0;
