@@ -25,8 +25,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "kvm_migrate.h"
-#include "vmm.h"
+#include "bench/kvm/kvm_migrate.h"
+#include "bench/kvm/vmm.h"
 
 #define MEM	 (32ULL << 20)
 #define AREA	 0x400000ULL

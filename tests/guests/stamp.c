@@ -17,7 +17,7 @@
  */
 #include <stdint.h>
 
-#include "pvh.h"
+#include "bench/kvm/pvh.h"
 
 #define TABLE_BASE 0x200000ULL
 #define AREA_BASE  0x400000ULL
