@@ -110,6 +110,50 @@ static void boots_64bit_entry(void **st)
 	boots(1, 1);
 }
 
+/* Work per second of the guest over the next ms milliseconds, from its
+ * own counters on COM1. */
+static double work_rate(struct vmm *vm, unsigned ms)
+{
+	char line[192];
+	uint64_t seq, w0, w1, bad, t0, t1;
+	size_t n0 = vmm_serial_lines(vm);
+	assert_true(n0 >= 2);
+	assert_int_equal(vmm_serial_line(vm, n0 - 1, &t0, line, sizeof(line)),
+			 0);
+	assert_int_equal(kvm_stamp_parse(line, &seq, &w0, &bad), 0);
+	sleep_ms(ms);
+	size_t n1 = vmm_serial_lines(vm);
+	assert_true(n1 > n0);
+	assert_int_equal(vmm_serial_line(vm, n1 - 1, &t1, line, sizeof(line)),
+			 0);
+	assert_int_equal(kvm_stamp_parse(line, &seq, &w1, &bad), 0);
+	assert_int_equal(bad, 0);
+	return (double)(w1 - w0) * 1e9 / (double)(t1 - t0);
+}
+
+/* throttle(90) leaves the guest a tenth of each slice: its own work rate
+ * falls well below half, and comes back at throttle(0). */
+static void throttle_slows_guest(void **st)
+{
+	struct vmm *vm = boot(1, VMM_DIRTY_NONE);
+	assert_int_equal(vmm_start(vm), 0);
+	sleep_ms(400);
+	double full = work_rate(vm, 600);
+	assert_int_equal(vmm_throttle(vm, 90), 0);
+	sleep_ms(100);
+	double slow = work_rate(vm, 600);
+	assert_int_equal(vmm_throttle(vm, 0), 0);
+	sleep_ms(100);
+	double again = work_rate(vm, 600);
+	printf("# work/s: %.0f, throttled 90%%: %.0f, after: %.0f\n", full,
+	       slow, again);
+	assert_true(slow < full / 2);
+	assert_true(again > slow * 1.5); /* loaded machines: margin */
+	assert_int_equal(vmm_throttle(vm, 100), -EINVAL);
+	assert_int_equal(vmm_failed(vm), 0);
+	vmm_free(vm);
+}
+
 /* Saved into a fresh vCPU of another VM, the state reads back the same. */
 static void vcpu_state_roundtrip(void **st)
 {
@@ -510,6 +554,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup(boots_pvh, reset_mode),
 		cmocka_unit_test_setup(boots_pvh_2vcpus, reset_mode),
 		cmocka_unit_test_setup(boots_64bit_entry, reset_mode),
+		cmocka_unit_test_setup(throttle_slows_guest, reset_mode),
 		cmocka_unit_test_setup(vcpu_state_roundtrip, reset_mode),
 		cmocka_unit_test_setup(dirty_bitmap_covers_writes, reset_mode),
 		cmocka_unit_test_setup(dirty_ring_covers_writes, reset_mode),
