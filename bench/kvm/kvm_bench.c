@@ -18,201 +18,39 @@
 
 #include "multifd/multifd.h"
 
-#define EXIT_USAGE 2
-#define EXIT_SKIP  77
+#define EXIT_SKIP 77
 
-int kvm_bench_wanted(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--vm=kvm"))
-			return 1;
-		if (!strcmp(argv[i], "--vm") && i + 1 < argc &&
-		    !strcmp(argv[i + 1], "kvm"))
-			return 1;
-	}
-	return 0;
-}
-
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: multifd-bench --vm kvm --kernel GUEST.elf "
-		"[--cmdline \"...\"] [--vcpus N]\n"
-		"         [--ram SIZE] [--before MS] [--after MS] "
-		"[--serial FILE|-]\n"
-		"         [--dirty-log bitmap|ring] [--clear-chunk PAGES] "
-		"[--ring-entries N]\n"
-		"         [--config FILE] [--KEY VALUE ...]\n"
-		"Migrates a running KVM guest (an ELF entered in 64-bit mode, "
-		"e.g.\ntests/guests/stamp.elf) between two VMMs in this "
-		"process over loopback.\n"
-		"--KEY VALUE sets any library key (docs/config.md), e.g. "
-		"--channels 2\n--max-bandwidth 16M. Defaults: --cmdline "
-		"\"rate=2000\" --vcpus 1 --ram 32M\n--before 2000 --after "
-		"2000.\n");
-}
-
-static int parse_u64(const char *s, uint64_t *v, int size)
-{
-	char *end;
-	errno = 0;
-	unsigned long long x = strtoull(s, &end, 10);
-	if (errno || end == s || *s == '-')
-		return -1;
-	uint64_t m = 1;
-	const char *unit = size && *end ? strchr("KMG", *end & ~0x20) : NULL;
-	if (unit) {
-		m = 1ULL << (10 * (unit - "KMG" + 1));
-		end++;
-	}
-	if (*end || x > UINT64_MAX / m)
-		return -1;
-	*v = x * m;
-	return 0;
-}
-
-int kvm_bench_main(int argc, char **argv)
+int kvm_bench_run(const struct kvm_bench_opts *k, uint64_t ram_bytes,
+		  unsigned measure_ms, const mfd_config *cfg)
 {
 	struct kvm_mig_opts o = {
-		.cmdline = "rate=2000",
-		.vcpus = 1,
-		.mem_bytes = 32ULL << 20,
-		.before_ms = 2000,
-		.after_ms = 2000,
+		.kernel = k->kernel,
+		.cmdline = k->cmdline,
+		.vcpus = k->vcpus,
+		.mem_bytes = ram_bytes,
+		.before_ms = measure_ms,
+		.after_ms = measure_ms,
 		.serial_fd = -1,
 		.cancel_after_ms = -1,
 		.kill_dest_after_ms = -1,
+		.clear_chunk = k->clear_chunk,
+		.ring_entries = k->ring_entries,
+		.dirty_mode = k->dirty_ring ? VMM_DIRTY_RING : VMM_DIRTY_BITMAP,
 	};
-	mfd_config *cfg = NULL;
-	char err[256];
-	int rc = EXIT_USAGE, serial_close = 0;
-	uint64_t v;
+	int rc = 1, serial_close = 0;
 
-	if (mfd_config_new(&cfg)) {
-		fprintf(stderr, "multifd-bench: out of memory\n");
-		return 1;
-	}
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			rc = 0;
-			goto out;
+	if (k->serial && !strcmp(k->serial, "-")) {
+		o.serial_fd = 1;
+	} else if (k->serial) {
+		o.serial_fd =
+			open(k->serial,
+			     O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (o.serial_fd < 0) {
+			fprintf(stderr, "multifd-bench: --serial %s: %s\n",
+				k->serial, strerror(errno));
+			return 1;
 		}
-		if (strncmp(a, "--", 2)) {
-			fprintf(stderr,
-				"multifd-bench: unexpected argument "
-				"'%s'\n",
-				a);
-			goto out;
-		}
-		const char *key = a + 2, *val;
-		char kbuf[64];
-		const char *eq = strchr(key, '=');
-		if (eq) {
-			snprintf(kbuf, sizeof(kbuf), "%.*s", (int)(eq - key),
-				 key);
-			key = kbuf;
-			val = eq + 1;
-		} else if (i + 1 < argc) {
-			val = argv[++i];
-		} else {
-			fprintf(stderr, "multifd-bench: %s needs a value\n", a);
-			goto out;
-		}
-		if (!strcmp(key, "vm")) {
-			if (strcmp(val, "kvm")) {
-				fprintf(stderr, "multifd-bench: --vm kvm "
-						"expected\n");
-				goto out;
-			}
-		} else if (!strcmp(key, "kernel")) {
-			o.kernel = val;
-		} else if (!strcmp(key, "cmdline")) {
-			o.cmdline = val;
-		} else if (!strcmp(key, "vcpus")) {
-			if (parse_u64(val, &v, 0) || v < 1 || v > 8) {
-				fprintf(stderr,
-					"multifd-bench: --vcpus: 1..8\n");
-				goto out;
-			}
-			o.vcpus = (unsigned)v;
-		} else if (!strcmp(key, "ram")) {
-			if (parse_u64(val, &v, 1)) {
-				fprintf(stderr, "multifd-bench: --ram: a size "
-						"such as 64M\n");
-				goto out;
-			}
-			o.mem_bytes = v;
-		} else if (!strcmp(key, "before") || !strcmp(key, "after")) {
-			if (parse_u64(val, &v, 0) || v > 600000) {
-				fprintf(stderr,
-					"multifd-bench: --%s: "
-					"milliseconds, 0..600000\n",
-					key);
-				goto out;
-			}
-			if (key[0] == 'b')
-				o.before_ms = (unsigned)v;
-			else
-				o.after_ms = (unsigned)v;
-		} else if (!strcmp(key, "dirty-log")) {
-			if (!strcmp(val, "bitmap")) {
-				o.dirty_mode = VMM_DIRTY_BITMAP;
-			} else if (!strcmp(val, "ring")) {
-				o.dirty_mode = VMM_DIRTY_RING;
-			} else {
-				fprintf(stderr, "multifd-bench: --dirty-log: "
-						"bitmap or ring\n");
-				goto out;
-			}
-		} else if (!strcmp(key, "ring-entries")) {
-			if (parse_u64(val, &v, 0) || v < 64 || (v & (v - 1)) ||
-			    v > 65536) {
-				fprintf(stderr,
-					"multifd-bench: --ring-entries: "
-					"a power of two, 64..65536\n");
-				goto out;
-			}
-			o.ring_entries = (uint32_t)v;
-		} else if (!strcmp(key, "clear-chunk")) {
-			if (parse_u64(val, &v, 0) || v < 64 || v % 64 ||
-			    v > (1ULL << 31)) {
-				fprintf(stderr, "multifd-bench: --clear-chunk: "
-						"a multiple of 64 pages\n");
-				goto out;
-			}
-			o.clear_chunk = v;
-		} else if (!strcmp(key, "serial")) {
-			if (!strcmp(val, "-")) {
-				o.serial_fd = 1;
-			} else {
-				o.serial_fd = open(val,
-						   O_WRONLY | O_CREAT |
-							   O_TRUNC | O_CLOEXEC,
-						   0644);
-				if (o.serial_fd < 0) {
-					perror(val);
-					goto out;
-				}
-				serial_close = 1;
-			}
-		} else if (!strcmp(key, "config")) {
-			if (mfd_config_load(cfg, val, err, sizeof(err))) {
-				fprintf(stderr, "multifd-bench: %s\n", err);
-				goto out;
-			}
-		} else if (mfd_config_set_err(cfg, key, val, err,
-					      sizeof(err))) {
-			fprintf(stderr, "multifd-bench: --%s: %s\n", key, err);
-			goto out;
-		}
-	}
-	if (!o.kernel) {
-		fprintf(stderr, "multifd-bench: --vm kvm needs --kernel "
-				"GUEST.elf\n");
-		usage(stderr);
-		goto out;
+		serial_close = 1;
 	}
 	o.cfg = cfg;
 
@@ -283,6 +121,5 @@ int kvm_bench_main(int argc, char **argv)
 out:
 	if (serial_close)
 		close(o.serial_fd);
-	mfd_config_free(cfg);
 	return rc;
 }
