@@ -2,7 +2,7 @@
 # Live migration of a running KVM guest (multifd-bench --vm kvm) with each
 # dirty-log mode, 1 and 2 vCPUs, with and without a bandwidth limit; one
 # compact line per run (docs/benchmarks.md). Run it under
-# flock /tmp/mfd-bench.lock. Usage: bench/kvm.sh [BUILD_DIR] [REPEATS]
+# flock /tmp/mfd-bench.lock. Usage: bench/scripts/kvm.sh [BUILD_DIR] [REPEATS]
 set -uo pipefail
 build=${1:-build}
 reps=${2:-1}
