@@ -19,6 +19,7 @@
 #include "benchcfg.h"
 #include "devices.h"
 #include "guest.h"
+#include "kvm/kvm_bench.h"
 #include "vm.h"
 
 #define BENCH_PAGE_SIZE 4096u
@@ -55,6 +56,9 @@ struct bench_opts {
 	struct guest_opts guest;
 	unsigned measure_ms;	       /* guest work rate before and after */
 	struct bench_devices_opts dev; /* --devices ... (devices.c) */
+	/* --vm kvm: a real KVM guest instead of the simulated VM. */
+	struct kvm_bench_opts kvm;
+	bool ram_given;
 };
 
 /* Parses argv into o; on bad usage prints why and exits with EXIT_USAGE,
