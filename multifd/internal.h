@@ -21,15 +21,16 @@ uint64_t mfd__now_ns(void);
 /* CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), ns. */
 uint64_t mfd__thread_cpu_ns(void);
 
-enum {
-	MFD_LOG_ERROR = 0,
-	MFD_LOG_WARN = 1,
-	MFD_LOG_INFO = 2,
-	MFD_LOG_DEBUG = 3
-};
-/* Logs to stderr when level <= $MFD_LOG (default: warnings). */
+/* Logs through mfd_set_log()'s sink (default: stderr when level <=
+ * $MFD_LOG, warnings by default). An error-level line is also kept as the
+ * calling thread's last error (mfd__log_last_error()), whatever the level
+ * of the sink. */
 void mfd__log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
+/* The last error-level line this thread logged since the last
+ * mfd__log_forget(), or NULL. */
+const char *mfd__log_last_error(void);
+void mfd__log_forget(void);
 #define mfd__err(...)  mfd__log(MFD_LOG_ERROR, __VA_ARGS__)
 #define mfd__warn(...) mfd__log(MFD_LOG_WARN, __VA_ARGS__)
 #define mfd__info(...) mfd__log(MFD_LOG_INFO, __VA_ARGS__)
