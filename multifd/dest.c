@@ -22,6 +22,7 @@
 #include "multifd/channels/tls.h"
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
+#include "multifd/session.h"
 
 struct mfd_dest;
 
@@ -51,14 +52,10 @@ struct pending {
 };
 
 struct mfd_dest {
-	struct mfd_config cfg;
+	struct mfd__session ss; /* config, blocks, thread, error, stats */
 	mfd_dest_hooks hooks;
-	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
-	struct mfd_block_desc descs[MFD_MAX_BLOCKS];
-	unsigned nblocks;
 	struct mfd_wire_limits lim;
 	uint32_t zstd_window_log; /* the source's zstd-long, from SETUP */
-	struct mfd__key key; /* loaded at start; len 0: no authentication */
 
 	struct mfd__listener lst;
 	/* Pending connections, oldest first: at most max-pending-connections,
@@ -66,12 +63,6 @@ struct mfd_dest {
 	struct pending *pend;
 	struct pollfd *pfd; /* the listener and each pending connection */
 	unsigned npend;
-	struct mfd__tls *tls; /* NULL without TLS */
-	pthread_t thread;
-	bool running;
-	int result;
-	int error;  /* first cause, atomic */
-	int cancel; /* atomic */
 
 	pthread_mutex_t lock; /* guards main and w for shutdown from others */
 	struct mfd__chan *main;
@@ -92,24 +83,10 @@ struct mfd_dest {
 	 */
 	uint64_t *recvd[MFD_MAX_BLOCKS];
 
-	/* Statistics. */
-	uint64_t wire_bytes, pages, zero_pages, packets;
-	uint64_t compressed_bytes, compress_in_bytes, compress_ns;
-	int phase;
-	uint32_t round;
-	uint64_t ram_bytes;
-	uint64_t t_start, setup_ns, transfer_ns, total_ns, verify_ns;
-	uint64_t cpu_ns; /* of the threads that ended */
-	uint64_t register_ns;
-
 	struct mfd__devload dl; /* device state (devload.c) */
 };
 
 static void dest_fail_cb(void *ctx, int err);
-
-#define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
-#define STAT_GET(field)	   __atomic_load_n(&(field), __ATOMIC_RELAXED)
-#define STAT_ADD(field, v) __atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED)
 
 int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 		 const mfd_dest_hooks *hooks)
@@ -119,10 +96,7 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 	mfd_dest *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	if (cfg)
-		d->cfg = *cfg;
-	else
-		mfd__config_defaults(&d->cfg);
+	mfd__session_init(&d->ss, cfg);
 	if (hooks)
 		d->hooks = *hooks;
 	d->lst.fd = -1;
@@ -143,16 +117,13 @@ void mfd_dest_free(mfd_dest *d)
 {
 	if (!d)
 		return;
-	if (d->running) {
+	if (d->ss.running) {
 		mfd_dest_cancel(d);
 		mfd_dest_wait(d);
 	}
 	mfd__listener_close(&d->lst);
-	for (unsigned i = 0; i < d->nblocks; i++)
-		mfd__ramblock_destroy(&d->blocks[i]);
+	mfd__session_destroy(&d->ss);
 	mfd__barrier_destroy(&d->barrier);
-	mfd__auth_key_clear(&d->key);
-	mfd__tls_free(d->tls);
 	mfd__devload_destroy(&d->dl);
 	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
@@ -165,7 +136,7 @@ int mfd_dest_add_device(mfd_dest *d, const char *name,
 {
 	if (!d || !name || !ops)
 		return -EINVAL;
-	if (d->running || d->phase != MFD_PHASE_NONE)
+	if (d->ss.running || d->ss.st.phase != MFD_PHASE_NONE)
 		return MFD_ESTATE;
 	return mfd__devset_add(&d->dl.set, name, ops, opaque);
 }
@@ -174,32 +145,15 @@ int mfd_dest_add_device(mfd_dest *d, const char *name,
 int mfd_dest_add_block(mfd_dest *d, const char *name, void *host, uint64_t size,
 		       uint32_t page_size)
 {
-	if (!d || !name)
+	if (!d)
 		return -EINVAL;
-	if (d->running)
-		return MFD_ESTATE;
-	if (d->nblocks == MFD_MAX_BLOCKS)
-		return -ENOSPC;
-	for (unsigned i = 0; i < d->nblocks; i++)
-		if (strcmp(d->blocks[i].name, name) == 0)
-			return -EEXIST;
-	int ret = mfd__ramblock_init(&d->blocks[d->nblocks], name, host, size,
-				     page_size);
-	if (ret)
-		return ret;
-	struct mfd_block_desc *bd = &d->descs[d->nblocks];
-	snprintf(bd->name, sizeof(bd->name), "%s", name);
-	bd->size = size;
-	bd->page_size = page_size;
-	d->nblocks++;
-	d->ram_bytes += size;
-	return 0;
+	return mfd__session_add_block(&d->ss, name, host, size, page_size);
 }
 
 /* Any thread: record the cause and unblock every thread of the load. */
 static void dest_fail(mfd_dest *d, int err)
 {
-	mfd__set_error(&d->error, err);
+	mfd__session_fail(&d->ss, err);
 	mfd__barrier_abort(&d->barrier);
 	pthread_mutex_lock(&d->lock);
 	for (unsigned i = 0; d->w && i < d->n; i++)
@@ -218,7 +172,7 @@ static void dest_fail(mfd_dest *d, int err)
 static void dest_fail_cb(void *ctx, int err)
 {
 	mfd_dest *d = ctx;
-	if (!mfd__get_error(&d->error))
+	if (!mfd__session_check(&d->ss))
 		mfd__err("device state: %s", mfd_strerror(err));
 	dest_fail(d, err);
 }
@@ -238,7 +192,7 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 	/* Every offset is now known to be a page inside the block: the
 	 * payload goes straight into guest memory, contiguous pages as one
 	 * iovec (read into them, or decompressed into them). */
-	struct mfd__ramblock *rb = &d->blocks[h->block];
+	struct mfd__ramblock *rb = &d->ss.blocks[h->block];
 	uint64_t psize = rb->page_size;
 	int iovcnt =
 		mfd__pages_iov(rb->host, w->offsets, h->count, psize, w->iov);
@@ -253,9 +207,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 					       h->payload_len, w->iov, iovcnt);
 		if (ret)
 			return ret;
-		STAT_ADD(d->compress_ns, mfd__thread_cpu_ns() - t0);
-		STAT_ADD(d->compressed_bytes, h->payload_len);
-		STAT_ADD(d->compress_in_bytes, h->count * psize);
+		STAT_ADD(d->ss.st.compress_ns, mfd__thread_cpu_ns() - t0);
+		STAT_ADD(d->ss.st.compressed_bytes, h->payload_len);
+		STAT_ADD(d->ss.st.compress_in_bytes, h->count * psize);
 	} else if (iovcnt && (ret = mfd__chan_recv_payload(w->chan, h->block,
 							   w->iov, iovcnt))) {
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
@@ -278,10 +232,10 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 		}
 	}
 
-	STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
-	STAT_ADD(d->pages, (uint64_t)h->count + h->zero_count);
-	STAT_ADD(d->zero_pages, h->zero_count);
-	STAT_ADD(d->packets, 1);
+	STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
+	STAT_ADD(d->ss.st.pages, (uint64_t)h->count + h->zero_count);
+	STAT_ADD(d->ss.st.zero_pages, h->zero_count);
+	STAT_ADD(d->ss.st.packets, 1);
 	return 0;
 }
 
@@ -314,7 +268,7 @@ static int recv_loop(struct recv_worker *w)
 				return MFD_EROUND;
 			if (h.count != w->round_packets)
 				return MFD_ECOUNT;
-			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
+			STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE);
 			/* No channel starts round r+1 until every channel has
 			 * applied all of round r: an old copy of a page can
 			 * never land after a newer one. */
@@ -335,7 +289,7 @@ static int recv_loop(struct recv_worker *w)
 		case MFD_PKT_DONE:
 			if (w->round_packets)
 				return MFD_EROUND;
-			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
+			STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE);
 			w->done = true;
 			__atomic_fetch_add(&d->ndone, 1, __ATOMIC_RELEASE);
 			return 0;
@@ -350,35 +304,28 @@ static void *recv_worker_main(void *arg)
 	struct recv_worker *w = arg;
 	int ret = recv_loop(w);
 	if (ret && ret != -ECANCELED) {
-		if (!mfd__get_error(&w->d->error))
+		if (!mfd__session_check(&w->d->ss))
 			mfd__err("channel %u (%s): %s", w->idx, w->chan->peer,
 				 mfd_strerror(ret));
 		dest_fail(w->d, ret);
 	} else if (ret) {
 		dest_fail(w->d, ret);
 	}
-	STAT_ADD(w->d->cpu_ns, mfd__thread_cpu_ns());
+	STAT_ADD(w->d->ss.st.cpu_ns, mfd__thread_cpu_ns());
 	return NULL;
-}
-
-static int check(mfd_dest *d)
-{
-	if (__atomic_load_n(&d->cancel, __ATOMIC_ACQUIRE))
-		mfd__set_error(&d->error, -ECANCELED);
-	return mfd__get_error(&d->error);
 }
 
 static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
 			 size_t len)
 {
-	if (su->nblocks != d->nblocks) {
+	if (su->nblocks != d->ss.nblocks) {
 		snprintf(why, len, "source has %u RAM blocks, destination %u",
-			 su->nblocks, d->nblocks);
+			 su->nblocks, d->ss.nblocks);
 		return MFD_ESETUP;
 	}
 	for (unsigned i = 0; i < su->nblocks; i++) {
 		const struct mfd_block_desc *a = &su->blocks[i],
-					    *b = &d->descs[i];
+					    *b = &d->ss.descs[i];
 		if (strcmp(a->name, b->name) || a->size != b->size ||
 		    a->page_size != b->page_size) {
 			snprintf(why, len,
@@ -391,12 +338,6 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
 		}
 	}
 	return 0;
-}
-
-static bool is_transport(int err)
-{
-	return err == -ECONNRESET || err == MFD_ETRUNCATED ||
-	       err == -ETIMEDOUT || err == -EPIPE;
 }
 
 /*
@@ -414,12 +355,12 @@ static int admit(mfd_dest *d, struct mfd__chan *c, uint16_t role,
 	/* Both sides must hold a key, or neither: a keyed destination never
 	 * talks to an unauthenticated peer, and a keyed source never trusts a
 	 * destination that cannot prove the key. */
-	if (!ret && !(h->features & MFD_FEAT_AUTH) != !d->key.len) {
+	if (!ret && !(h->features & MFD_FEAT_AUTH) != !d->ss.key.len) {
 		mfd__warn("%s: %s", c->peer,
-			  d->key.len ? "peer offers no authentication but "
-				       "auth-key-file is set"
-				     : "peer wants authentication but no "
-				       "auth-key-file is set");
+			  d->ss.key.len ? "peer offers no authentication but "
+					  "auth-key-file is set"
+					: "peer wants authentication but no "
+					  "auth-key-file is set");
 		ret = MFD_EAUTH;
 	}
 	if (!ret && role == MFD_ROLE_DATA) {
@@ -430,13 +371,13 @@ static int admit(mfd_dest *d, struct mfd__chan *c, uint16_t role,
 			ret = MFD_EROLE; /* duplicate index */
 	}
 	if (ret) {
-		if (!is_transport(ret))
+		if (!mfd__is_transport_error(ret))
 			mfd__hello_reply_send(c, ret, 0);
 		return ret;
 	}
 	ret = mfd__hello_reply_send(c, 0, h->features);
 	if (!ret && (h->features & MFD_FEAT_AUTH))
-		ret = mfd__auth_dest(c, &d->key, h);
+		ret = mfd__auth_dest(c, &d->ss.key, h);
 	return ret;
 }
 
@@ -472,12 +413,12 @@ static bool set_lowat(int fd, uint32_t need)
 
 static void pending_add(mfd_dest *d, struct mfd__chan *c)
 {
-	if (d->npend == d->cfg.max_pending)
+	if (d->npend == d->ss.cfg.max_pending)
 		pending_drop(d, 0, "too many pending connections (oldest)");
 	struct pending *p = &d->pend[d->npend++];
 	p->c = c;
-	p->deadline_ns = mfd__now_ns() + d->cfg.connect_timeout_ms * 1000000;
-	p->tls_header = d->tls != NULL;
+	p->deadline_ns = mfd__now_ns() + d->ss.cfg.connect_timeout_ms * 1000000;
+	p->tls_header = d->ss.tls != NULL;
 	p->need = p->tls_header ? TLS_RECORD_HDR : MFD_HELLO_SIZE;
 	int avail;
 	p->counted = ioctl(c->fd, FIONREAD, &avail) == 0 &&
@@ -532,7 +473,7 @@ static int accept_ready(mfd_dest *d, uint64_t timeout_ms,
 			       : now + timeout_ms * 1000000;
 	struct pollfd *pfd = d->pfd;
 	for (;;) {
-		if (__atomic_load_n(&d->cancel, __ATOMIC_ACQUIRE))
+		if (__atomic_load_n(&d->ss.cancel, __ATOMIC_ACQUIRE))
 			return -ECANCELED;
 		now = mfd__now_ns();
 		for (unsigned i = 0; i < d->npend;) {
@@ -592,7 +533,7 @@ static int accept_ready(mfd_dest *d, uint64_t timeout_ms,
 		if (d->lst.fd < 0 || (r > 0 && pfd[0].revents)) {
 			struct mfd__chan *c;
 			int ret = mfd__accept(&d->lst, d->lst.fd < 0 ? 10 : 1,
-					      &d->cancel, &c);
+					      &d->ss.cancel, &c);
 			if (ret == 0)
 				pending_add(d, c);
 			else if (ret != -ETIMEDOUT && ret != -EAGAIN &&
@@ -621,11 +562,12 @@ static int accept_main(mfd_dest *d)
 		if (ret)
 			return ret;
 		/* A refused TLS handshake was logged and closed. */
-		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
+		if (mfd__tls_wrap_server(d->ss.tls, &c,
+					 d->ss.cfg.connect_timeout_ms))
 			continue;
 		/* Its hello is here; a peer that stops in the middle of the
 		 * handshake holds the loader for at most connect-timeout. */
-		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
+		c->ops->set_timeout(c, d->ss.cfg.connect_timeout_ms);
 		ret = admit(d, c, MFD_ROLE_MAIN, &h);
 		if (!ret)
 			break;
@@ -667,7 +609,7 @@ static int accept_main(mfd_dest *d)
 			 su.nchannels, d->n);
 		ret = MFD_EROLE;
 	} else if (su.zstd_window_log > MFD_ZSTD_WINDOW_LOG_DEFAULT &&
-		   su.zstd_window_log > d->cfg.zstd_long) {
+		   su.zstd_window_log > d->ss.cfg.zstd_long) {
 		/* The window is memory this side allocates per channel: only
 		 * as much as its own config allows. */
 		snprintf(why, sizeof(why),
@@ -675,16 +617,16 @@ static int accept_main(mfd_dest *d)
 			 "destination allows windows up to 2^%u (set zstd-long "
 			 "here too)",
 			 su.zstd_window_log,
-			 d->cfg.zstd_long > MFD_ZSTD_WINDOW_LOG_DEFAULT
-				 ? d->cfg.zstd_long
+			 d->ss.cfg.zstd_long > MFD_ZSTD_WINDOW_LOG_DEFAULT
+				 ? d->ss.cfg.zstd_long
 				 : MFD_ZSTD_WINDOW_LOG_DEFAULT);
 		ret = MFD_ESETUP;
 	} else
 		ret = setup_matches(d, &su, why, sizeof(why));
 	free(payload);
 	if (!ret) {
-		d->lim.nblocks = d->nblocks;
-		d->lim.blocks = d->descs;
+		d->lim.nblocks = d->ss.nblocks;
+		d->lim.blocks = d->ss.descs;
 		d->lim.packet_pages = su.packet_pages;
 		d->lim.features = d->features;
 		d->zstd_window_log = su.zstd_window_log;
@@ -704,7 +646,8 @@ static int accept_main(mfd_dest *d)
 static int accept_data(mfd_dest *d)
 {
 	unsigned accepted = 0;
-	uint64_t deadline = mfd__now_ns() + d->cfg.connect_timeout_ms * 1000000;
+	uint64_t deadline =
+		mfd__now_ns() + d->ss.cfg.connect_timeout_ms * 1000000;
 	int ret = 0;
 	while (accepted < d->n) {
 		uint64_t now = mfd__now_ns();
@@ -714,13 +657,14 @@ static int accept_data(mfd_dest *d)
 		ret = accept_ready(d, (deadline - now) / 1000000 + 1, &c);
 		if (ret)
 			return ret;
-		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
+		if (mfd__tls_wrap_server(d->ss.tls, &c,
+					 d->ss.cfg.connect_timeout_ms))
 			continue;
-		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
+		c->ops->set_timeout(c, d->ss.cfg.connect_timeout_ms);
 		struct mfd_hello h;
 		ret = admit(d, c, MFD_ROLE_DATA, &h);
 		if (!ret)
-			ret = c->ops->set_timeout(c, d->cfg.io_timeout_ms);
+			ret = c->ops->set_timeout(c, d->ss.cfg.io_timeout_ms);
 		if (ret) {
 			mfd__warn("refused data connection from %s: %s",
 				  c->peer, mfd_strerror(ret));
@@ -760,15 +704,15 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 		int n = poll(pfd, 2, 100);
 		if (n < 0 && errno != EINTR)
 			return -errno;
-		if (check(d))
-			return check(d);
+		if (mfd__session_check(&d->ss))
+			return mfd__session_check(&d->ss);
 		if (n <= 0 || !pfd[0].revents) {
 			if (__atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) < d->n)
 				continue;
 			if (!all_done_at)
 				all_done_at = mfd__now_ns();
 			if (mfd__now_ns() - all_done_at >
-			    d->cfg.io_timeout_ms * 1000000ULL) {
+			    d->ss.cfg.io_timeout_ms * 1000000ULL) {
 				mfd__err("no END on the main channel within "
 					 "io-timeout after the last DONE");
 				return -ETIMEDOUT;
@@ -779,13 +723,15 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 		 * io-timeout set on the channel. */
 		int ret = mfd__ctl_recv(d->main, &h, &payload);
 		if (ret)
-			return check(d) ? check(d) : ret;
+			return mfd__session_check(&d->ss)
+				       ? mfd__session_check(&d->ss)
+				       : ret;
 		switch (h.type) {
 		case MFD_CTL_ROUND: {
 			struct mfd_round r;
 			ret = mfd__round_decode(payload, &r);
 			if (!ret)
-				STAT_SET(d->round, r.round);
+				STAT_SET(d->ss.st.round, r.round);
 			if (!ret)
 				mfd__devload_round(&d->dl);
 			break;
@@ -795,7 +741,7 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			break;
 		case MFD_CTL_END:
 			ret = mfd__end_decode(payload, h.length, end, digests);
-			if (!ret && end->nblocks != d->nblocks)
+			if (!ret && end->nblocks != d->ss.nblocks)
 				ret = MFD_EBLOCK;
 			if (!ret &&
 			    !end->digests != !(d->features & MFD_FEAT_VERIFY))
@@ -835,36 +781,38 @@ static int finish_load(mfd_dest *d)
 		d->w[i].started = false;
 	}
 	if (!ret)
-		ret = check(d);
-	STAT_SET(d->transfer_ns, mfd__now_ns() - d->t_start - d->setup_ns);
+		ret = mfd__session_check(&d->ss);
+	STAT_SET(d->ss.st.transfer_ns,
+		 mfd__now_ns() - d->ss.t_start - d->ss.st.setup_ns);
 	for (unsigned i = 0; !ret && i < d->n; i++)
 		if (!d->w[i].done || d->w[i].round != end.final_round + 1)
 			ret = MFD_EROUND;
-	if (!ret && (end.total_pages != STAT_GET(d->pages) ||
-		     end.total_packets != STAT_GET(d->packets))) {
+	if (!ret && (end.total_pages != STAT_GET(d->ss.st.pages) ||
+		     end.total_packets != STAT_GET(d->ss.st.packets))) {
 		mfd__err("END announces %llu pages in %llu packets, received "
 			 "%llu in %llu",
 			 (unsigned long long)end.total_pages,
 			 (unsigned long long)end.total_packets,
-			 (unsigned long long)STAT_GET(d->pages),
-			 (unsigned long long)STAT_GET(d->packets));
+			 (unsigned long long)STAT_GET(d->ss.st.pages),
+			 (unsigned long long)STAT_GET(d->ss.st.packets));
 		ret = MFD_ECOUNT;
 	}
 	if (!ret && end.digests) {
 		uint64_t t0 = mfd__now_ns();
 		uint8_t(*mine)[MFD_DIGEST_SIZE] =
-			calloc(d->nblocks, MFD_DIGEST_SIZE);
-		ret = mine ? mfd__digest_blocks(d->blocks, d->nblocks, mine)
+			calloc(d->ss.nblocks, MFD_DIGEST_SIZE);
+		ret = mine ? mfd__digest_blocks(d->ss.blocks, d->ss.nblocks,
+						mine)
 			   : -ENOMEM;
-		for (unsigned i = 0; i < d->nblocks && !ret; i++) {
+		for (unsigned i = 0; i < d->ss.nblocks && !ret; i++) {
 			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
 				mfd__err("block '%s': digest mismatch",
-					 d->blocks[i].name);
+					 d->ss.blocks[i].name);
 				ret = MFD_EVERIFY;
 			}
 		}
 		free(mine);
-		STAT_SET(d->verify_ns, mfd__now_ns() - t0);
+		STAT_SET(d->ss.st.verify_ns, mfd__now_ns() - t0);
 	}
 	free(digests);
 	/* Every device's LAST chunk applied, devices in STOP (validated),
@@ -897,8 +845,8 @@ static void drain_and_close(struct mfd__chan *c)
  * context and payload buffer per channel, all allocated once. */
 static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 {
-	for (unsigned i = 0; i < d->nblocks; i++) {
-		d->recvd[i] = calloc((d->blocks[i].npages + 63) / 64,
+	for (unsigned i = 0; i < d->ss.nblocks; i++) {
+		d->recvd[i] = calloc((d->ss.blocks[i].npages + 63) / 64,
 				     sizeof(uint64_t));
 		if (!d->recvd[i])
 			return -ENOMEM;
@@ -921,8 +869,8 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 static void *loader_main(void *arg)
 {
 	mfd_dest *d = arg;
-	d->pend = calloc(d->cfg.max_pending, sizeof(*d->pend));
-	d->pfd = calloc(d->cfg.max_pending + 1u, sizeof(*d->pfd));
+	d->pend = calloc(d->ss.cfg.max_pending, sizeof(*d->pend));
+	d->pfd = calloc(d->ss.cfg.max_pending + 1u, sizeof(*d->pfd));
 	int ret = d->pend && d->pfd ? accept_main(d) : -ENOMEM;
 	bool told = ret == MFD_ESETUP || ret == MFD_EFEATURE;
 	if (!ret) {
@@ -934,8 +882,8 @@ static void *loader_main(void *arg)
 		ret = w ? alloc_load_state(d, w) : -ENOMEM;
 		/* DEVICES follows SETUP, before the data channels. */
 		if (!ret)
-			ret = mfd__devload_setup(&d->dl, &d->cfg, d->features,
-						 d->main);
+			ret = mfd__devload_setup(&d->dl, &d->ss.cfg,
+						 d->features, d->main);
 		d->barrier.n = d->n;
 		pthread_mutex_lock(&d->lock);
 		d->w = w;
@@ -945,9 +893,10 @@ static void *loader_main(void *arg)
 		/* In channel order, as the source does. */
 		uint64_t reg_ns = 0;
 		for (unsigned i = 0; !ret && i < d->n; i++)
-			ret = mfd__chan_register_memory(d->w[i].chan, d->blocks,
-							d->nblocks, &reg_ns);
-		STAT_SET(d->register_ns, reg_ns);
+			ret = mfd__chan_register_memory(d->w[i].chan,
+							d->ss.blocks,
+							d->ss.nblocks, &reg_ns);
+		STAT_SET(d->ss.st.register_ns, reg_ns);
 	}
 	if (d->pend)
 		pending_close_all(d);
@@ -956,10 +905,10 @@ static void *loader_main(void *arg)
 	d->pend = NULL;
 	d->pfd = NULL;
 	mfd__listener_close(&d->lst);
-	STAT_SET(d->setup_ns, mfd__now_ns() - d->t_start);
+	STAT_SET(d->ss.st.setup_ns, mfd__now_ns() - d->ss.t_start);
 	if (!ret) {
-		STAT_SET(d->phase, MFD_PHASE_PRECOPY);
-		d->main->ops->set_timeout(d->main, d->cfg.io_timeout_ms);
+		STAT_SET(d->ss.st.phase, MFD_PHASE_PRECOPY);
+		d->main->ops->set_timeout(d->main, d->ss.cfg.io_timeout_ms);
 		for (unsigned i = 0; i < d->n && !ret; i++) {
 			ret = -pthread_create(&d->w[i].thread, NULL,
 					      recv_worker_main, &d->w[i]);
@@ -976,7 +925,7 @@ static void *loader_main(void *arg)
 	}
 	if (ret) {
 		dest_fail(d, ret);
-		ret = mfd__get_error(&d->error);
+		ret = mfd__session_check(&d->ss);
 		for (unsigned i = 0; d->w && i < d->n; i++)
 			if (d->w[i].started)
 				pthread_join(d->w[i].thread, NULL);
@@ -984,7 +933,7 @@ static void *loader_main(void *arg)
 		mfd__devload_failed(&d->dl, ret);
 		if (d->main && !told && ret != MFD_EREMOTE) {
 			d->main->ops->set_timeout(d->main,
-						  d->cfg.connect_timeout_ms);
+						  d->ss.cfg.connect_timeout_ms);
 			mfd__ctl_send_error(d->main, ret, "destination: %s",
 					    mfd_strerror(ret));
 			drain_and_close(d->main);
@@ -1001,7 +950,7 @@ static void *loader_main(void *arg)
 		if (d->w[i].codec.ops)
 			d->w[i].codec.ops->teardown(&d->w[i].codec);
 	}
-	for (unsigned i = 0; i < d->nblocks; i++) {
+	for (unsigned i = 0; i < d->ss.nblocks; i++) {
 		free(d->recvd[i]);
 		d->recvd[i] = NULL;
 	}
@@ -1011,12 +960,7 @@ static void *loader_main(void *arg)
 		d->main->ops->close(d->main);
 	d->main = NULL;
 	pthread_mutex_unlock(&d->lock);
-	d->result = ret;
-	STAT_ADD(d->cpu_ns, mfd__thread_cpu_ns());
-	STAT_SET(d->total_ns, mfd__now_ns() - d->t_start);
-	STAT_SET(d->phase, ret == 0	       ? MFD_PHASE_COMPLETED
-			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
-					       : MFD_PHASE_FAILED);
+	mfd__session_finish(&d->ss, ret);
 	return NULL;
 }
 
@@ -1024,39 +968,32 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 {
 	if (!d || !uri)
 		return -EINVAL;
-	if (d->running || d->phase != MFD_PHASE_NONE)
+	if (d->ss.running || STAT_GET(d->ss.st.phase) != MFD_PHASE_NONE)
 		return MFD_ESTATE;
-	if (d->nblocks == 0)
+	if (d->ss.nblocks == 0)
 		return -ENOENT;
-	mfd__tls_free(d->tls);
-	int ret = mfd__tls_new(&d->cfg, true, NULL, &d->tls);
-	if (ret)
-		return ret;
-	ret = mfd__auth_key_load(d->cfg.auth_key_file, &d->key);
-	if (ret)
-		return ret;
-	ret = mfd__listen(&d->cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst);
-	if (ret) {
+	mfd__session_reset(&d->ss); /* after a start that failed */
+	mfd__log_forget();
+	int ret = mfd__session_prepare(&d->ss, true, NULL);
+	if (!ret &&
+	    (ret = mfd__listen(&d->ss.cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst)))
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
-		return ret;
-	}
-	d->t_start = mfd__now_ns();
-	STAT_SET(d->phase, MFD_PHASE_SETUP);
-	ret = pthread_create(&d->thread, NULL, loader_main, d);
+	if (ret)
+		return mfd__session_fail(&d->ss, ret);
+	STAT_SET(d->ss.st.phase, MFD_PHASE_SETUP);
+	ret = mfd__session_spawn(&d->ss, loader_main, d);
 	if (ret) {
 		mfd__listener_close(&d->lst);
-		STAT_SET(d->phase, MFD_PHASE_NONE);
-		return -ret;
+		STAT_SET(d->ss.st.phase, MFD_PHASE_NONE);
 	}
-	d->running = true;
-	return 0;
+	return ret;
 }
 
 int mfd_dest_get_uri(mfd_dest *d, char *buf, size_t len)
 {
 	if (!d || !buf)
 		return -EINVAL;
-	if (d->phase == MFD_PHASE_NONE)
+	if (STAT_GET(d->ss.st.phase) == MFD_PHASE_NONE)
 		return MFD_ESTATE;
 	if ((size_t)snprintf(buf, len, "%s", d->lst.uri) >= len)
 		return -ENOSPC;
@@ -1067,22 +1004,15 @@ int mfd_dest_wait(mfd_dest *d)
 {
 	if (!d)
 		return -EINVAL;
-	if (!d->running)
-		return d->phase == MFD_PHASE_NONE ? MFD_ESTATE : d->result;
-	pthread_join(d->thread, NULL);
-	d->running = false;
-	return d->result;
+	return mfd__session_join(&d->ss);
 }
 
 int mfd_dest_cancel(mfd_dest *d)
 {
 	if (!d)
 		return -EINVAL;
-	int phase = STAT_GET(d->phase);
-	if (phase == MFD_PHASE_NONE || phase >= MFD_PHASE_COMPLETED)
-		return 0;
-	__atomic_store_n(&d->cancel, 1, __ATOMIC_RELEASE);
-	dest_fail(d, -ECANCELED);
+	if (mfd__session_cancel(&d->ss))
+		dest_fail(d, -ECANCELED);
 	return 0;
 }
 
@@ -1090,33 +1020,19 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 {
 	if (!d || !st)
 		return -EINVAL;
-	mfd_stats v = {
-		.phase = STAT_GET(d->phase),
-		.error = mfd__get_error(&d->error),
-		.round = STAT_GET(d->round),
-		.channels = STAT_GET(d->n),
-		.ram_bytes = d->ram_bytes,
-		.wire_bytes = STAT_GET(d->wire_bytes),
-		.pages = STAT_GET(d->pages),
-		.zero_pages = STAT_GET(d->zero_pages),
-		.packets = STAT_GET(d->packets),
-		.compressed_bytes = STAT_GET(d->compressed_bytes),
-		.compress_in_bytes = STAT_GET(d->compress_in_bytes),
-		.compress_ns = STAT_GET(d->compress_ns),
-		.setup_ns = STAT_GET(d->setup_ns),
-		.transfer_ns = STAT_GET(d->transfer_ns),
-		.total_ns = STAT_GET(d->total_ns),
-		.verify_ns = STAT_GET(d->verify_ns),
-		.cpu_ns = STAT_GET(d->cpu_ns),
-		.register_ns = STAT_GET(d->register_ns),
-		.device_bytes = STAT_GET(d->dl.bytes),
-		.device_downtime_ns = STAT_GET(d->dl.down_ns),
-		.device_buffer_peak = STAT_GET(d->dl.peak),
-		.device_buffer_waits = STAT_GET(d->dl.waits),
-	};
-	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
-		v.total_ns = mfd__now_ns() - d->t_start;
+	mfd_stats v = { 0 };
+	mfd__session_snapshot(&d->ss, &v);
+	v.channels = STAT_GET(d->n);
+	v.device_bytes = STAT_GET(d->dl.bytes);
+	v.device_downtime_ns = STAT_GET(d->dl.down_ns);
+	v.device_buffer_peak = STAT_GET(d->dl.peak);
+	v.device_buffer_waits = STAT_GET(d->dl.waits);
 	memset(st, 0, size);
 	memcpy(st, &v, size < sizeof(v) ? size : sizeof(v));
 	return 0;
+}
+
+const char *mfd_dest_error_text(mfd_dest *d)
+{
+	return d ? mfd__session_error_text(&d->ss) : "";
 }
