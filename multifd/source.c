@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "multifd/channels/tls.h"
+#include "multifd/converge.h"
 #include "multifd/ctl.h"
 #include "multifd/devsave.h"
 #include "multifd/pool.h"
@@ -417,9 +418,10 @@ static int set_throttle(mfd_source *s, int pct)
 	return 0;
 }
 
-static void add_round(mfd_source *s, const mfd_round_stats *r)
+/* Under s->lock: appends r (dropped when there is no memory for it);
+ * the record in place, or NULL. */
+static mfd_round_stats *append_round(mfd_source *s, const mfd_round_stats *r)
 {
-	pthread_mutex_lock(&s->lock);
 	if (s->nrounds == s->cap_rounds) {
 		unsigned cap = s->cap_rounds ? 2 * s->cap_rounds : 32;
 		mfd_round_stats *n = realloc(s->rounds, cap * sizeof(*n));
@@ -428,47 +430,47 @@ static void add_round(mfd_source *s, const mfd_round_stats *r)
 			s->cap_rounds = cap;
 		}
 	}
-	if (s->nrounds < s->cap_rounds) /* else the record is dropped */
-		s->rounds[s->nrounds++] = *r;
+	if (s->nrounds == s->cap_rounds)
+		return NULL;
+	s->rounds[s->nrounds] = *r;
+	return &s->rounds[s->nrounds++];
+}
+
+static void add_round(mfd_source *s, const mfd_round_stats *r)
+{
+	pthread_mutex_lock(&s->lock);
+	append_round(s, r);
 	pthread_mutex_unlock(&s->lock);
 }
 
-/* Auto-converge, with QEMU's rule: after two rounds in which the guest
- * dirtied more than throttle-trigger-threshold percent of what was sent,
- * throttle at cpu-throttle-initial, then step by cpu-throttle-increment
- * up to cpu-throttle-max. */
-static int auto_converge(mfd_source *s, uint64_t dirtied, uint64_t sent,
-			 unsigned *high)
+/* Records the pre-copy round that just ended and decides what follows
+ * (converge.c), under the lock: readers see the record complete. */
+static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
+		      struct mfd__converge_out *out)
 {
-	if (!s->ss.cfg.auto_converge ||
-	    (double)dirtied <=
-		    (double)sent * s->ss.cfg.throttle_threshold / 100.0)
-		return 0;
-	if (++*high < 2)
-		return 0;
-	*high = 0;
-	int pct = s->throttle ? s->throttle + (int)s->ss.cfg.throttle_increment
-			      : (int)s->ss.cfg.throttle_initial;
-	if (pct > (int)s->ss.cfg.throttle_max)
-		pct = (int)s->ss.cfg.throttle_max;
-	mfd__info("auto-converge: dirtied %llu bytes while sending %llu: "
-		  "throttle %d%%",
-		  (unsigned long long)dirtied, (unsigned long long)sent, pct);
-	return set_throttle(s, pct);
+	struct mfd__converge_settings set;
+	mfd__converge_settings_from(&set, &s->ss.cfg);
+	pthread_mutex_lock(&s->lock);
+	mfd_round_stats *r = append_round(s, rec);
+	struct mfd__converge_in in = { .rounds = r ? s->rounds : rec,
+				       .nrounds = r ? s->nrounds : 1,
+				       .elapsed_ns = elapsed,
+				       .throttle = (uint32_t)s->throttle,
+				       .set = &set };
+	mfd__converge_decide(&in, out);
+	rec->expected_downtime_ns = out->expected_downtime_ns;
+	if (r)
+		r->expected_downtime_ns = out->expected_downtime_ns;
+	pthread_mutex_unlock(&s->lock);
 }
 
-static int do_precopy(mfd_source *s, struct mfd__batch **batch,
-		      uint32_t *round_out)
+/* Tracking on, every page dirty for round 0, the bandwidth limit on. */
+static int precopy_begin(mfd_source *s)
 {
-	uint64_t pending = 0;
-	uint32_t round = 0;
-	unsigned high = 0;
-	int ret;
-
 	/* Tracking starts before round 0 reads a page: every later write is
 	 * reported at a sync. */
-	ret = mfd__tracker_start(&s->tracker, (int)s->ss.cfg.dirty_tracker,
-				 s->ss.blocks, s->ss.nblocks);
+	int ret = mfd__tracker_start(&s->tracker, (int)s->ss.cfg.dirty_tracker,
+				     s->ss.blocks, s->ss.nblocks);
 	if (ret)
 		return ret;
 	s->tracking = true;
@@ -481,96 +483,111 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		struct mfd__bitmap scratch = s->ss.blocks[i].dirty;
 		mfd__bitmap_harvest(&scratch, &s->ss.blocks[i].log);
 		mfd__bitmap_fill(&s->ss.blocks[i].dirty);
-		pending += s->ss.blocks[i].size;
 	}
-	STAT_SET(s->ss.st.pending_bytes, pending);
+	STAT_SET(s->ss.st.pending_bytes, s->ss.ram_bytes);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_PRECOPY);
+	return 0;
+}
 
+/* Device state and pages of one round; its record (pages, bytes, time). */
+static int precopy_round(mfd_source *s, struct mfd__batch **batch,
+			 uint32_t round, mfd_round_stats *rec)
+{
+	STAT_SET(s->ss.st.round, round);
+	uint64_t t0 = mfd__now_ns();
+	uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
+	uint64_t pages = 0;
+	int ret;
+	if (mfd__devsave_any(&s->ds) &&
+	    (ret = mfd__devsave_round(&s->ds, &s->pool, s->main)))
+		return ret;
+	if ((ret = send_round(s, batch, round, &pages)))
+		return ret;
+	uint64_t dt = mfd__now_ns() - t0;
+	uint64_t db = STAT_GET(s->ss.st.wire_bytes) - b0;
+	*rec = (mfd_round_stats){ .round = round,
+				  .throttle_pct = (uint32_t)s->throttle,
+				  /* queued, not yet all sent: the workers
+				   * keep a few batches */
+				  .pages = pages,
+				  .bytes = db,
+				  .ns = dt };
+	if (dt)
+		rec->bandwidth_bps = (uint64_t)((double)db * 1e9 / (double)dt);
+	return 0;
+}
+
+/* Applies the decision: the throttle, and the log and result of a
+ * pre-copy that did not converge. 1: switch over; 0: go on. */
+static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
+			 const struct mfd__converge_out *out)
+{
+	double expected_ms = (double)out->expected_downtime_ns / 1e6;
+	mfd__dbg("round %u: %llu bytes pending, expected downtime %.1f ms",
+		 rec->round + 1, (unsigned long long)rec->dirty_bytes,
+		 expected_ms);
+	if (out->action == MFD__CONV_SWITCHOVER)
+		return 1;
+	if (out->action == MFD__CONV_THROTTLE)
+		mfd__info("auto-converge: dirtied %llu bytes while sending "
+			  "%llu: throttle %u%%",
+			  (unsigned long long)rec->dirty_bytes,
+			  (unsigned long long)rec->bytes, out->throttle);
+	int ret = set_throttle(s, (int)out->throttle);
+	if (ret)
+		return ret;
+	if (out->action == MFD__CONV_CANCEL) {
+		mfd__err("%s reached after %u rounds with %llu bytes pending "
+			 "(expected downtime %.0f ms > %llu ms): cancelling, "
+			 "the guest runs on here",
+			 out->reason, rec->round + 1,
+			 (unsigned long long)rec->dirty_bytes, expected_ms,
+			 (unsigned long long)s->ss.cfg.downtime_limit_ms);
+		return MFD_ENOCONVERGE;
+	}
+	if (out->action == MFD__CONV_FORCE) {
+		mfd__warn("%s reached after %u rounds with %llu bytes pending "
+			  "(expected downtime %.0f ms): switching over anyway",
+			  out->reason, rec->round + 1,
+			  (unsigned long long)rec->dirty_bytes, expected_ms);
+		STAT_SET(s->ss.st.forced, 1);
+		return 1;
+	}
+	return 0;
+}
+
+/* Rounds until the decision is to switch over; *round_out: the next. */
+static int do_precopy(mfd_source *s, struct mfd__batch **batch,
+		      uint32_t *round_out)
+{
+	int ret = precopy_begin(s);
 	uint64_t t_begin = mfd__now_ns(), t_sync = t_begin;
-	for (;;) {
-		STAT_SET(s->ss.st.round, round);
-		uint64_t t0 = mfd__now_ns();
-		uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
-		uint64_t round_pages = 0;
-		if (mfd__devsave_any(&s->ds) &&
-		    (ret = mfd__devsave_round(&s->ds, &s->pool, s->main)))
-			return ret;
-		if ((ret = send_round(s, batch, round, &round_pages)))
-			return ret;
-		uint64_t dt = mfd__now_ns() - t0;
-		uint64_t db = STAT_GET(s->ss.st.wire_bytes) - b0;
-		mfd_round_stats rec = { .round = round,
-					.throttle_pct = (uint32_t)s->throttle,
-					/* queued, not yet all sent: the
-					 * workers keep a few batches */
-					.pages = round_pages,
-					.bytes = db,
-					.ns = dt };
-		/* A round too short to time says little: keep the last
-		 * estimate rather than dividing by noise. */
-		if (dt > 1000000 && db > 0)
-			STAT_SET(s->ss.st.bandwidth_bps,
-				 (uint64_t)((double)db * 1e9 / (double)dt));
-		if (dt)
-			rec.bandwidth_bps =
-				(uint64_t)((double)db * 1e9 / (double)dt);
-		round++;
-		if ((ret = dirty_sync(s, &pending)) ||
+	uint32_t round = 0;
+	while (!ret) {
+		mfd_round_stats rec;
+		uint64_t pending;
+		if ((ret = precopy_round(s, batch, round++, &rec)) ||
+		    (ret = dirty_sync(s, &pending)) ||
 		    (ret = mfd__session_check(&s->ss)))
-			return ret;
+			break;
 		uint64_t now = mfd__now_ns();
-		uint64_t bw = STAT_GET(s->ss.st.bandwidth_bps);
-		double expected_ms =
-			bw ? (double)pending * 1000.0 / (double)bw : 1e18;
+		rec.dirty_bytes = pending;
 		rec.dirty_pages = pending / s->ss.blocks[0].page_size;
 		rec.dirty_rate_bps =
 			now > t_sync ? (uint64_t)((double)pending * 1e9 /
 						  (double)(now - t_sync))
 				     : 0;
-		rec.expected_downtime_ns =
-			bw ? (uint64_t)(expected_ms * 1e6) : UINT64_MAX;
 		t_sync = now;
-		add_round(s, &rec);
+		struct mfd__converge_out out;
+		end_round(s, &rec, now - t_begin, &out);
+		STAT_SET(s->ss.st.bandwidth_bps, out.bandwidth_bps);
 		STAT_SET(s->ss.st.dirty_rate_bps, rec.dirty_rate_bps);
 		STAT_SET(s->ss.st.expected_downtime_ns,
-			 rec.expected_downtime_ns);
-		mfd__dbg("round %u: %llu bytes pending, expected downtime "
-			 "%.1f ms",
-			 round, (unsigned long long)pending, expected_ms);
-		if (pending == 0 ||
-		    expected_ms <= (double)s->ss.cfg.downtime_limit_ms)
-			break;
-		if ((ret = auto_converge(s, pending, db, &high)))
-			return ret;
-		const char *why = NULL;
-		if (round >= s->ss.cfg.max_rounds)
-			why = "max-rounds";
-		else if (s->ss.cfg.precopy_timeout_ms &&
-			 now - t_begin >=
-				 s->ss.cfg.precopy_timeout_ms * 1000000)
-			why = "precopy-timeout";
-		if (why && s->ss.cfg.timeout_policy == MFD__POLICY_CANCEL) {
-			mfd__err("%s reached after %u rounds with %llu bytes "
-				 "pending (expected downtime %.0f ms > %llu "
-				 "ms): cancelling, the guest runs on here",
-				 why, round, (unsigned long long)pending,
-				 expected_ms,
-				 (unsigned long long)
-					 s->ss.cfg.downtime_limit_ms);
-			return MFD_ENOCONVERGE;
-		}
-		if (why) {
-			mfd__warn("%s reached after %u rounds with %llu bytes "
-				  "pending (expected downtime %.0f ms): "
-				  "switching over anyway",
-				  why, round, (unsigned long long)pending,
-				  expected_ms);
-			STAT_SET(s->ss.st.forced, 1);
-			break;
-		}
+			 out.expected_downtime_ns);
+		ret = precopy_apply(s, &rec, &out);
 	}
 	*round_out = round;
-	return 0;
+	return ret < 0 ? ret : 0;
 }
 
 static int wait_loaded(mfd_source *s)
@@ -670,6 +687,7 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		.bytes = STAT_GET(s->ss.st.wire_bytes) - b0,
 		.ns = t_last - t_sync,
 		.dirty_pages = pending / s->ss.blocks[0].page_size,
+		.dirty_bytes = pending,
 	};
 	if (rec.ns)
 		rec.bandwidth_bps =

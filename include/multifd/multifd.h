@@ -285,6 +285,7 @@ typedef struct mfd_round_stats {
 	uint64_t dirty_pages;	       /* dirty at the sync that ended it */
 	uint64_t dirty_rate_bps;       /* dirty bytes / time since last sync */
 	uint64_t expected_downtime_ns; /* dirty bytes / bandwidth */
+	uint64_t dirty_bytes;	       /* dirty at the sync that ended it */
 } mfd_round_stats;
 
 /* ------------------------------------------------------------------ */
