@@ -14,12 +14,12 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "multifd/compress/codec.h"
 #include "multifd/channels/tls.h"
+#include "multifd/admit.h"
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
 #include "multifd/session.h"
@@ -42,15 +42,6 @@ struct recv_worker {
 	struct iovec iov[MFD_MAX_PACKET_PAGES];
 };
 
-/* A connection accepted but not yet complete enough to handshake. */
-struct pending {
-	struct mfd__chan *c;
-	uint64_t deadline_ns; /* accepted + connect-timeout */
-	uint32_t need;	      /* bytes of its first message */
-	bool tls_header;      /* need is still the TLS record header */
-	bool counted;	      /* the kernel can count its bytes */
-};
-
 struct mfd_dest {
 	struct mfd__session ss; /* config, blocks, thread, error, stats */
 	mfd_dest_hooks hooks;
@@ -58,11 +49,7 @@ struct mfd_dest {
 	uint32_t zstd_window_log; /* the source's zstd-long, from SETUP */
 
 	struct mfd__listener lst;
-	/* Pending connections, oldest first: at most max-pending-connections,
-	 * only the loader thread touches them. */
-	struct pending *pend;
-	struct pollfd *pfd; /* the listener and each pending connection */
-	unsigned npend;
+	struct mfd__admitq aq; /* pending connections: loader thread */
 
 	pthread_mutex_t lock; /* guards main and w for shutdown from others */
 	struct mfd__chan *main;
@@ -340,213 +327,10 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
 	return 0;
 }
 
-/*
- * The destination's half of a connection's handshake (docs/protocol.md 4):
- * hello, its checks, the reply and, with MFD_FEAT_AUTH, the authentication
- * exchange. 0 when the connection is admitted as role; else the reason,
- * already told to the peer where the connection still works.
- */
-static int admit(mfd_dest *d, struct mfd__chan *c, uint16_t role,
-		 struct mfd_hello *h)
+static bool channel_taken(void *ctx, uint16_t idx)
 {
-	int ret = mfd__hello_recv(c, h);
-	if (!ret && h->role != role)
-		ret = MFD_EROLE;
-	/* Both sides must hold a key, or neither: a keyed destination never
-	 * talks to an unauthenticated peer, and a keyed source never trusts a
-	 * destination that cannot prove the key. */
-	if (!ret && !(h->features & MFD_FEAT_AUTH) != !d->ss.key.len) {
-		mfd__warn("%s: %s", c->peer,
-			  d->ss.key.len ? "peer offers no authentication but "
-					  "auth-key-file is set"
-					: "peer wants authentication but no "
-					  "auth-key-file is set");
-		ret = MFD_EAUTH;
-	}
-	if (!ret && role == MFD_ROLE_DATA) {
-		if (memcmp(h->session, d->session, 16) ||
-		    h->nchannels != d->n || h->features != d->features)
-			ret = MFD_ESESSION;
-		else if (d->w[h->channel].chan)
-			ret = MFD_EROLE; /* duplicate index */
-	}
-	if (ret) {
-		if (!mfd__is_transport_error(ret))
-			mfd__hello_reply_send(c, ret, 0);
-		return ret;
-	}
-	ret = mfd__hello_reply_send(c, 0, h->features);
-	if (!ret && (h->features & MFD_FEAT_AUTH))
-		ret = mfd__auth_dest(c, &d->ss.key, h);
-	return ret;
-}
-
-/*
- * Concurrent accept. Every connection is first held here, polled with all
- * others, until its first message is complete in the kernel's buffer: the
- * 40-byte hello, or with TLS the whole first record (the ClientHello).
- * Only then does the loader run its handshake, so a stranger that connects
- * and stays silent (or sends part of a message) costs nothing but a slot:
- * it is dropped at its own connect-timeout, and the oldest is dropped when
- * max-pending-connections are held, without delaying anyone else.
- */
-#define TLS_RECORD_HDR 5
-/* A TLS record: 2^14 bytes of plaintext plus the most expansion allowed. */
-#define TLS_RECORD_MAX (TLS_RECORD_HDR + 16384 + 2048)
-
-static void pending_drop(mfd_dest *d, unsigned i, const char *why)
-{
-	struct mfd__chan *c = d->pend[i].c;
-	mfd__warn("dropped connection from %s: %s", c->peer, why);
-	c->ops->close(c);
-	memmove(&d->pend[i], &d->pend[i + 1],
-		(d->npend - i - 1) * sizeof(d->pend[0]));
-	d->npend--;
-}
-
-/* Wakes poll() only when need bytes are there (or on EOF). */
-static bool set_lowat(int fd, uint32_t need)
-{
-	int v = (int)need;
-	return setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0;
-}
-
-static void pending_add(mfd_dest *d, struct mfd__chan *c)
-{
-	if (d->npend == d->ss.cfg.max_pending)
-		pending_drop(d, 0, "too many pending connections (oldest)");
-	struct pending *p = &d->pend[d->npend++];
-	p->c = c;
-	p->deadline_ns = mfd__now_ns() + d->ss.cfg.connect_timeout_ms * 1000000;
-	p->tls_header = d->ss.tls != NULL;
-	p->need = p->tls_header ? TLS_RECORD_HDR : MFD_HELLO_SIZE;
-	int avail;
-	p->counted = ioctl(c->fd, FIONREAD, &avail) == 0 &&
-		     set_lowat(c->fd, p->need);
-}
-
-/*
- * Whether pending connection p has its first message (1), not yet (0), or
- * is gone (< 0). Transports whose fd the kernel cannot count (no socket)
- * are ready when readable.
- */
-static int pending_ready(struct pending *p, short revents)
-{
-	if (revents & POLLNVAL)
-		return -EBADF;
-	if (!p->counted)
-		return !!(revents & (POLLIN | POLLHUP | POLLERR));
-	int avail = 0;
-	if (ioctl(p->c->fd, FIONREAD, &avail) < 0)
-		return -errno;
-	if ((uint32_t)avail < p->need)
-		/* Readable yet short: the peer closed before a full
-		 * message (the kernel reports EOF as readable). */
-		return revents & (POLLHUP | POLLRDHUP | POLLERR) ? -ECONNRESET
-								 : 0;
-	if (!p->tls_header)
-		return 1;
-	uint8_t h[TLS_RECORD_HDR];
-	if (recv(p->c->fd, h, sizeof(h), MSG_PEEK | MSG_DONTWAIT) !=
-	    (ssize_t)sizeof(h))
-		return -ECONNRESET;
-	uint32_t len = TLS_RECORD_HDR + ((uint32_t)h[3] << 8 | h[4]);
-	p->tls_header = false;
-	/* Not a handshake record, or too long to wait for: the TLS
-	 * handshake refuses it at once. */
-	if (h[0] != 0x16 || len > TLS_RECORD_MAX)
-		return 1;
-	p->need = len;
-	if (!set_lowat(p->c->fd, len))
-		p->counted = false;
-	return (uint32_t)avail >= len;
-}
-
-/* The next connection whose first message is complete, within timeout_ms
- * (-ETIMEDOUT), or -ECANCELED. */
-static int accept_ready(mfd_dest *d, uint64_t timeout_ms,
-			struct mfd__chan **out)
-{
-	uint64_t now = mfd__now_ns();
-	uint64_t end = timeout_ms > (UINT64_MAX - now) / 1000000
-			       ? UINT64_MAX
-			       : now + timeout_ms * 1000000;
-	struct pollfd *pfd = d->pfd;
-	for (;;) {
-		if (__atomic_load_n(&d->ss.cancel, __ATOMIC_ACQUIRE))
-			return -ECANCELED;
-		now = mfd__now_ns();
-		for (unsigned i = 0; i < d->npend;) {
-			if (now >= d->pend[i].deadline_ns)
-				pending_drop(d, i,
-					     "no complete hello within "
-					     "connect-timeout");
-			else
-				i++;
-		}
-		if (now >= end)
-			return -ETIMEDOUT;
-		/* Wake for cancel, the caller's end, and the next expiry. */
-		uint64_t wake = end - now < 100000000 ? end - now : 100000000;
-		for (unsigned i = 0; i < d->npend; i++)
-			if (d->pend[i].deadline_ns - now < wake)
-				wake = d->pend[i].deadline_ns - now;
-		unsigned n = 0;
-		if (d->lst.fd >= 0)
-			pfd[n++] = (struct pollfd){ .fd = d->lst.fd,
-						    .events = POLLIN };
-		unsigned first = n;
-		for (unsigned i = 0; i < d->npend; i++)
-			pfd[n++] =
-				(struct pollfd){ .fd = d->pend[i].c->fd,
-						 .events = POLLIN | POLLRDHUP };
-		int wait_ms = (int)(wake / 1000000) + 1;
-		if (d->lst.fd < 0 && wait_ms > 10)
-			wait_ms = 10; /* the transport's accept waits too */
-		int r = poll(pfd, n, wait_ms);
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		/* Pending connections first: pfd[] follows pend[] until
-		 * one is removed. */
-		for (unsigned i = 0, k = first; r > 0 && k < n; k++) {
-			if (!pfd[k].revents) {
-				i++;
-				continue;
-			}
-			int ready = pending_ready(&d->pend[i], pfd[k].revents);
-			if (ready == 0) {
-				i++;
-			} else if (ready < 0) {
-				pending_drop(d, i, "closed before its hello");
-			} else {
-				struct mfd__chan *c = d->pend[i].c;
-				if (d->pend[i].counted)
-					set_lowat(c->fd, 1);
-				memmove(&d->pend[i], &d->pend[i + 1],
-					(d->npend - i - 1) *
-						sizeof(d->pend[0]));
-				d->npend--;
-				*out = c;
-				return 0;
-			}
-		}
-		if (d->lst.fd < 0 || (r > 0 && pfd[0].revents)) {
-			struct mfd__chan *c;
-			int ret = mfd__accept(&d->lst, d->lst.fd < 0 ? 10 : 1,
-					      &d->ss.cancel, &c);
-			if (ret == 0)
-				pending_add(d, c);
-			else if (ret != -ETIMEDOUT && ret != -EAGAIN &&
-				 ret != -ECONNABORTED && ret != -EINTR)
-				return ret;
-		}
-	}
-}
-
-static void pending_close_all(mfd_dest *d)
-{
-	while (d->npend)
-		pending_drop(d, d->npend - 1, "the migration needs no more");
+	mfd_dest *d = ctx;
+	return d->w[idx].chan != NULL;
 }
 
 /* Accepts connections until a valid main hello arrives (strangers are
@@ -555,26 +339,12 @@ static int accept_main(mfd_dest *d)
 {
 	struct mfd__chan *c;
 	struct mfd_hello h;
-	int ret;
-	for (;;) {
-		/* An incoming migration may be awaited for a long time. */
-		ret = accept_ready(d, UINT64_MAX, &c);
-		if (ret)
-			return ret;
-		/* A refused TLS handshake was logged and closed. */
-		if (mfd__tls_wrap_server(d->ss.tls, &c,
-					 d->ss.cfg.connect_timeout_ms))
-			continue;
-		/* Its hello is here; a peer that stops in the middle of the
-		 * handshake holds the loader for at most connect-timeout. */
-		c->ops->set_timeout(c, d->ss.cfg.connect_timeout_ms);
-		ret = admit(d, c, MFD_ROLE_MAIN, &h);
-		if (!ret)
-			break;
-		mfd__warn("refused connection from %s: %s", c->peer,
-			  mfd_strerror(ret));
-		c->ops->close(c);
-	}
+	struct mfd__admit_want want = { .role = MFD_ROLE_MAIN,
+					.key = &d->ss.key };
+	/* An incoming migration may be awaited for a long time. */
+	int ret = mfd__admitq_take(&d->aq, UINT64_MAX, &want, &c, &h);
+	if (ret)
+		return ret;
 	memcpy(d->session, h.session, 16);
 	d->features = h.features;
 	/* The source chooses the channel count (1..MFD_MAX_CHANNELS, checked
@@ -648,24 +418,24 @@ static int accept_data(mfd_dest *d)
 	unsigned accepted = 0;
 	uint64_t deadline =
 		mfd__now_ns() + d->ss.cfg.connect_timeout_ms * 1000000;
-	int ret = 0;
+	struct mfd__admit_want want = { .role = MFD_ROLE_DATA,
+					.key = &d->ss.key,
+					.session = d->session,
+					.nchannels = (uint16_t)d->n,
+					.features = d->features,
+					.taken = channel_taken,
+					.ctx = d };
 	while (accepted < d->n) {
 		uint64_t now = mfd__now_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		struct mfd__chan *c;
-		ret = accept_ready(d, (deadline - now) / 1000000 + 1, &c);
+		struct mfd_hello h;
+		int ret = mfd__admitq_take(
+			&d->aq, (deadline - now) / 1000000 + 1, &want, &c, &h);
 		if (ret)
 			return ret;
-		if (mfd__tls_wrap_server(d->ss.tls, &c,
-					 d->ss.cfg.connect_timeout_ms))
-			continue;
-		c->ops->set_timeout(c, d->ss.cfg.connect_timeout_ms);
-		struct mfd_hello h;
-		ret = admit(d, c, MFD_ROLE_DATA, &h);
-		if (!ret)
-			ret = c->ops->set_timeout(c, d->ss.cfg.io_timeout_ms);
-		if (ret) {
+		if ((ret = c->ops->set_timeout(c, d->ss.cfg.io_timeout_ms))) {
 			mfd__warn("refused data connection from %s: %s",
 				  c->peer, mfd_strerror(ret));
 			c->ops->close(c);
@@ -869,9 +639,11 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 static void *loader_main(void *arg)
 {
 	mfd_dest *d = arg;
-	d->pend = calloc(d->ss.cfg.max_pending, sizeof(*d->pend));
-	d->pfd = calloc(d->ss.cfg.max_pending + 1u, sizeof(*d->pfd));
-	int ret = d->pend && d->pfd ? accept_main(d) : -ENOMEM;
+	int ret = mfd__admitq_init(&d->aq, &d->lst, d->ss.tls,
+				   d->ss.cfg.max_pending,
+				   d->ss.cfg.connect_timeout_ms, &d->ss.cancel);
+	if (!ret)
+		ret = accept_main(d);
 	bool told = ret == MFD_ESETUP || ret == MFD_EFEATURE;
 	if (!ret) {
 		struct recv_worker *w = calloc(d->n, sizeof(*w));
@@ -898,12 +670,7 @@ static void *loader_main(void *arg)
 							d->ss.nblocks, &reg_ns);
 		STAT_SET(d->ss.st.register_ns, reg_ns);
 	}
-	if (d->pend)
-		pending_close_all(d);
-	free(d->pend);
-	free(d->pfd);
-	d->pend = NULL;
-	d->pfd = NULL;
+	mfd__admitq_destroy(&d->aq);
 	mfd__listener_close(&d->lst);
 	STAT_SET(d->ss.st.setup_ns, mfd__now_ns() - d->ss.t_start);
 	if (!ret) {

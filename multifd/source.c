@@ -15,6 +15,7 @@
 
 #include "multifd/channels/tls.h"
 #include "multifd/converge.h"
+#include "multifd/admit.h"
 #include "multifd/ctl.h"
 #include "multifd/devsave.h"
 #include "multifd/pool.h"
