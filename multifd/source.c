@@ -235,6 +235,88 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 	return 0;
 }
 
+/* SETUP on the main channel and the destination's answer. */
+static int send_setup(mfd_source *s, struct mfd__chan *main)
+{
+	struct mfd_setup su = { .nblocks = s->ss.nblocks,
+				.packet_pages = s->ss.cfg.packet_pages,
+				.nchannels = s->ss.cfg.channels,
+				.zstd_window_log =
+					s->ss.cfg.compression == MFD__CODEC_ZSTD
+						? s->ss.cfg.zstd_long
+						: 0,
+				.features = features_wanted(s),
+				.blocks = s->ss.descs };
+	size_t len = mfd__setup_size(&su);
+	uint8_t *buf = malloc(len);
+	int ret = buf ? mfd__setup_encode(&su, buf, len) : -ENOMEM;
+	if (ret >= 0)
+		ret = mfd__ctl_send(main, MFD_CTL_SETUP, buf, (uint32_t)ret);
+	free(buf);
+	if (ret)
+		return ret;
+	struct mfd_ctl_hdr h;
+	uint8_t *payload;
+	if ((ret = mfd__ctl_recv(main, &h, &payload)))
+		return ret;
+	if (h.type == MFD_CTL_ERROR)
+		ret = mfd__ctl_peer_error(payload, h.length, "destination");
+	else if (h.type != MFD_CTL_SETUP_OK)
+		ret = MFD_ETYPE;
+	free(payload);
+	return ret;
+}
+
+/* The data channels, opened and registered in channel order (as the
+ * destination accepts them): *n of them in chans, all closed on error. */
+static int open_data(mfd_source *s, const uint8_t session[16],
+		     struct mfd__chan **chans, unsigned *n)
+{
+	int ret = 0;
+	unsigned k = 0;
+	for (; k < s->ss.cfg.channels && !(ret = mfd__session_check(&s->ss));
+	     k++) {
+		ret = open_channel(s, MFD_ROLE_DATA, (uint16_t)k, session,
+				   &chans[k]);
+		if (!ret)
+			ret = chans[k]->ops->set_timeout(
+				chans[k], s->ss.cfg.io_timeout_ms);
+		if (ret)
+			break;
+	}
+	uint64_t reg_ns = 0;
+	for (unsigned i = 0; !ret && i < k; i++)
+		ret = mfd__chan_register_memory(chans[i], s->ss.blocks,
+						s->ss.nblocks, &reg_ns);
+	STAT_SET(s->ss.st.register_ns, reg_ns);
+	if (ret)
+		while (k--)
+			chans[k]->ops->close(chans[k]);
+	*n = ret ? 0 : k;
+	return ret;
+}
+
+/* The send workers on the data channels, then the return path. */
+static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
+{
+	pthread_mutex_lock(&s->lock);
+	struct mfd__pool_codec codec = { .id = s->ss.cfg.compression,
+					 .level = (int)s->ss.cfg.zstd_level,
+					 .window_log = (int)s->ss.cfg.zstd_long,
+					 .packet_pages =
+						 s->ss.cfg.packet_pages };
+	int ret = mfd__pool_start(&s->pool, chans, n, s->ss.blocks, &s->ss.st,
+				  &codec);
+	s->pool_up = ret == 0 || s->pool.w;
+	pthread_mutex_unlock(&s->lock);
+	if (ret)
+		return ret;
+	if (pthread_create(&s->rp_thread, NULL, return_path_main, s))
+		return -EAGAIN;
+	s->rp_up = true;
+	return 0;
+}
+
 static int do_setup(mfd_source *s)
 {
 	uint8_t session[16];
@@ -248,84 +330,18 @@ static int do_setup(mfd_source *s)
 	pthread_mutex_lock(&s->lock);
 	s->main = main;
 	pthread_mutex_unlock(&s->lock);
-
-	struct mfd_setup su = { .nblocks = s->ss.nblocks,
-				.packet_pages = s->ss.cfg.packet_pages,
-				.nchannels = s->ss.cfg.channels,
-				.zstd_window_log =
-					s->ss.cfg.compression == MFD__CODEC_ZSTD
-						? s->ss.cfg.zstd_long
-						: 0,
-				.features = features_wanted(s),
-				.blocks = s->ss.descs };
-	size_t len = mfd__setup_size(&su);
-	uint8_t *buf = malloc(len);
-	ret = buf ? mfd__setup_encode(&su, buf, len) : -ENOMEM;
-	if (ret >= 0)
-		ret = mfd__ctl_send(main, MFD_CTL_SETUP, buf, (uint32_t)ret);
-	free(buf);
-	if (ret)
-		return ret;
-
-	struct mfd_ctl_hdr h;
-	uint8_t *payload;
-	ret = mfd__ctl_recv(main, &h, &payload);
-	if (ret)
-		return ret;
-	if (h.type == MFD_CTL_ERROR)
-		ret = mfd__ctl_peer_error(payload, h.length, "destination");
-	else if (h.type != MFD_CTL_SETUP_OK)
-		ret = MFD_ETYPE;
-	free(payload);
+	ret = send_setup(s, main);
 	/* Device state: DEVICES, then the setup notifier (PRE_COPY). */
 	if (!ret && mfd__devsave_any(&s->ds))
 		ret = mfd__devsave_start(&s->ds, &s->ss.cfg, main);
-	if (ret)
-		return ret;
-
 	struct mfd__chan *chans[MFD_MAX_CHANNELS];
-	unsigned n = 0;
-	for (; n < s->ss.cfg.channels && !(ret = mfd__session_check(&s->ss));
-	     n++) {
-		ret = open_channel(s, MFD_ROLE_DATA, (uint16_t)n, session,
-				   &chans[n]);
-		if (!ret)
-			ret = chans[n]->ops->set_timeout(
-				chans[n], s->ss.cfg.io_timeout_ms);
-		if (ret)
-			break;
-	}
-	/* In channel order, as the destination does. */
-	uint64_t reg_ns = 0;
-	for (unsigned i = 0; !ret && i < n; i++)
-		ret = mfd__chan_register_memory(chans[i], s->ss.blocks,
-						s->ss.nblocks, &reg_ns);
-	STAT_SET(s->ss.st.register_ns, reg_ns);
-	if (ret) {
-		while (n--)
-			chans[n]->ops->close(chans[n]);
+	unsigned n;
+	if (ret || (ret = open_data(s, session, chans, &n)))
 		return ret;
-	}
 	/* The return path waits as long as rounds last; stalls are caught on
 	 * the data channels and by the bounded wait for LOADED. */
 	main->ops->set_timeout(main, 0);
-
-	pthread_mutex_lock(&s->lock);
-	struct mfd__pool_codec codec = { .id = s->ss.cfg.compression,
-					 .level = (int)s->ss.cfg.zstd_level,
-					 .window_log = (int)s->ss.cfg.zstd_long,
-					 .packet_pages =
-						 s->ss.cfg.packet_pages };
-	ret = mfd__pool_start(&s->pool, chans, n, s->ss.blocks, &s->ss.st,
-			      &codec);
-	s->pool_up = ret == 0 || s->pool.w;
-	pthread_mutex_unlock(&s->lock);
-	if (ret)
-		return ret;
-	if (pthread_create(&s->rp_thread, NULL, return_path_main, s))
-		return -EAGAIN;
-	s->rp_up = true;
-	return 0;
+	return start_workers(s, chans, n);
 }
 
 /* Moves the dirty log (the hook's and mark_dirty's) into the migration
@@ -619,16 +635,10 @@ static int wait_loaded(mfd_source *s)
 	return ret;
 }
 
-static int do_switchover(mfd_source *s, struct mfd__batch **batch,
-			 uint32_t round)
+/* Devices to the P2P states, the stop hook, devices to STOP_COPY. */
+static int stop_guest(mfd_source *s)
 {
-	uint64_t pending;
 	int ret;
-
-	/* The downtime runs at the link's full speed. */
-	mfd__pool_set_rate(&s->pool, 0);
-	STAT_SET(s->ss.st.phase, MFD_PHASE_SWITCHOVER);
-	uint64_t t_stop = mfd__now_ns();
 	/* Devices: all to the P2P states before any is stopped. */
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_before_stop(&s->ds)))
@@ -639,16 +649,85 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		mfd__err("stop hook failed: %d", ret);
 		return MFD_EHOOK;
 	}
-	/* STOP_COPY: their DMA has stopped, so the sync below has all. */
+	/* STOP_COPY: their DMA has stopped, so the sync after has all. */
 	if (mfd__devsave_any(&s->ds) && (ret = mfd__devsave_after_stop(&s->ds)))
 		return ret;
+	return 0;
+}
+
+/* With verify: the digests of the stopped guest's memory (*out, freed by
+ * the caller); else *out = NULL. */
+static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
+{
+	*out = NULL;
+	if (!s->ss.cfg.verify)
+		return 0;
+	uint64_t t0 = mfd__now_ns();
+	uint8_t(*digests)[MFD_DIGEST_SIZE] =
+		calloc(s->ss.nblocks, MFD_DIGEST_SIZE);
+	if (!digests)
+		return -ENOMEM;
+	int ret = mfd__digest_blocks(s->ss.blocks, s->ss.nblocks, digests);
+	if (ret) {
+		free(digests);
+		return ret;
+	}
+	STAT_SET(s->ss.st.verify_ns, mfd__now_ns() - t0);
+	*out = digests;
+	return 0;
+}
+
+static int send_end(mfd_source *s, uint32_t round,
+		    uint8_t (*digests)[MFD_DIGEST_SIZE])
+{
+	struct mfd_end e = { .final_round = round,
+			     .nblocks = s->ss.nblocks,
+			     .total_pages = STAT_GET(s->ss.st.pages),
+			     .total_packets = STAT_GET(s->ss.st.packets),
+			     .digests = digests };
+	size_t len = mfd__end_size(s->ss.nblocks, digests != NULL);
+	uint8_t *buf = malloc(len);
+	int ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
+	if (ret >= 0)
+		ret = mfd__ctl_send(s->main, MFD_CTL_END, buf, (uint32_t)ret);
+	free(buf);
+	return ret;
+}
+
+/* The record of the final pass: from the sync after the stop to the last
+ * page sent. */
+static void final_round(mfd_source *s, uint32_t round, uint64_t pages,
+			uint64_t bytes, uint64_t ns, uint64_t dirty)
+{
+	mfd_round_stats rec = {
+		.round = round,
+		.pages = pages,
+		.bytes = bytes,
+		.ns = ns,
+		.dirty_pages = dirty / s->ss.blocks[0].page_size,
+		.dirty_bytes = dirty,
+	};
+	if (rec.ns)
+		rec.bandwidth_bps =
+			(uint64_t)((double)rec.bytes * 1e9 / (double)rec.ns);
+	add_round(s, &rec);
+}
+
+static int do_switchover(mfd_source *s, struct mfd__batch **batch,
+			 uint32_t round)
+{
+	uint64_t pending, final_pages = 0;
+	/* The downtime runs at the link's full speed. */
+	mfd__pool_set_rate(&s->pool, 0);
+	STAT_SET(s->ss.st.phase, MFD_PHASE_SWITCHOVER);
+	uint64_t t_stop = mfd__now_ns();
+	int ret = stop_guest(s);
 	STAT_SET(s->ss.st.round, round);
-	if ((ret = dirty_sync(s, &pending)) ||
+	if (ret || (ret = dirty_sync(s, &pending)) ||
 	    (ret = mfd__session_check(&s->ss)))
 		return ret;
 	uint64_t t_sync = mfd__now_ns();
 	uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
-	uint64_t final_pages = 0;
 	if ((ret = send_round(s, batch, round, &final_pages)))
 		return ret;
 	/* Device state after the RAM: DEVICE packets behind the pages on
@@ -656,22 +735,11 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_final(&s->ds, &s->pool, s->main)))
 		return ret;
-
 	/* The guest is stopped: its memory is final, so the digests can be
 	 * computed while the workers push the last pages out. */
-	uint8_t(*digests)[MFD_DIGEST_SIZE] = NULL;
-	if (s->ss.cfg.verify) {
-		uint64_t t0 = mfd__now_ns();
-		digests = calloc(s->ss.nblocks, MFD_DIGEST_SIZE);
-		if (!digests)
-			return -ENOMEM;
-		if ((ret = mfd__digest_blocks(s->ss.blocks, s->ss.nblocks,
-					      digests))) {
-			free(digests);
-			return ret;
-		}
-		STAT_SET(s->ss.st.verify_ns, mfd__now_ns() - t0);
-	}
+	uint8_t(*digests)[MFD_DIGEST_SIZE];
+	if ((ret = final_digests(s, &digests)))
+		return ret;
 	ret = mfd__pool_done(&s->pool);
 	if (!ret && mfd__devsave_any(&s->ds))
 		mfd__devsave_sent(&s->ds, &s->pool);
@@ -682,33 +750,10 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		t_last = t_sync;
 	STAT_SET(s->ss.st.transfer_ns,
 		 t_last - s->ss.t_start - s->ss.st.setup_ns);
-	mfd_round_stats rec = {
-		.round = round,
-		.pages = final_pages,
-		.bytes = STAT_GET(s->ss.st.wire_bytes) - b0,
-		.ns = t_last - t_sync,
-		.dirty_pages = pending / s->ss.blocks[0].page_size,
-		.dirty_bytes = pending,
-	};
-	if (rec.ns)
-		rec.bandwidth_bps =
-			(uint64_t)((double)rec.bytes * 1e9 / (double)rec.ns);
-	add_round(s, &rec);
-	if (!ret) {
-		struct mfd_end e = { .final_round = round,
-				     .nblocks = s->ss.nblocks,
-				     .total_pages = STAT_GET(s->ss.st.pages),
-				     .total_packets =
-					     STAT_GET(s->ss.st.packets),
-				     .digests = digests };
-		size_t len = mfd__end_size(s->ss.nblocks, digests != NULL);
-		uint8_t *buf = malloc(len);
-		ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
-		if (ret >= 0)
-			ret = mfd__ctl_send(s->main, MFD_CTL_END, buf,
-					    (uint32_t)ret);
-		free(buf);
-	}
+	final_round(s, round, final_pages, STAT_GET(s->ss.st.wire_bytes) - b0,
+		    t_last - t_sync, pending);
+	if (!ret)
+		ret = send_end(s, round, digests);
 	free(digests);
 	uint64_t t_end = mfd__now_ns();
 	if (!ret)
@@ -741,6 +786,63 @@ static void wait_return_path(mfd_source *s, unsigned ms)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Tracking and throttling end, whatever the outcome. */
+static void untrack(mfd_source *s)
+{
+	if (s->tracking)
+		mfd__tracker_stop(&s->tracker);
+	s->tracking = false;
+	if (s->throttle)
+		set_throttle(s, 0);
+}
+
+/* After a failure: the first cause, told to the destination; the guest
+ * (untracked, unthrottled, devices running) runs on here. */
+static int fail_migration(mfd_source *s, int ret)
+{
+	/* A broken connection is usually the effect of a failure the
+	 * destination is about to explain on the main channel: give its
+	 * reason a moment to arrive, it is the one to report. */
+	if (mfd__is_transport_error(ret) && s->rp_up)
+		wait_return_path(s, 2000);
+	/* The first recorded cause wins. */
+	source_fail(s, ret);
+	ret = mfd__session_check(&s->ss);
+	if (s->main) {
+		/* Bounded: a stalled peer must not hold us here. */
+		s->main->ops->set_timeout(s->main,
+					  s->ss.cfg.connect_timeout_ms);
+		mfd__ctl_send_error(s->main, ret, "source: %s",
+				    mfd_strerror(ret));
+	}
+	untrack(s);
+	/* Failed notifier: devices back to RUNNING before the vCPUs. */
+	mfd__devsave_end(&s->ds, false);
+	if (s->stopped && s->hooks.resume(s->hooks.opaque) < 0)
+		mfd__err("resume hook failed after a failed migration");
+	mfd__err("migration failed: %s", mfd_strerror(ret));
+	return ret;
+}
+
+/* The return path, the workers and the main channel, ended and freed. */
+static void teardown(mfd_source *s)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->main)
+		s->main->ops->shutdown(s->main, SHUT_RDWR);
+	pthread_mutex_unlock(&s->lock);
+	if (s->rp_up)
+		pthread_join(s->rp_thread, NULL);
+	pthread_mutex_lock(&s->lock);
+	if (s->pool_up)
+		mfd__pool_destroy(&s->pool);
+	s->pool_up = false;
+	if (s->main)
+		s->main->ops->close(s->main);
+	s->main = NULL;
+	pthread_mutex_unlock(&s->lock);
+}
+
 static void *migration_main(void *arg)
 {
 	mfd_source *s = arg;
@@ -756,57 +858,12 @@ static void *migration_main(void *arg)
 		ret = do_precopy(s, &batch, &round);
 	if (!ret)
 		ret = do_switchover(s, &batch, round);
-
-	if (ret) {
-		/* A broken connection is usually the effect of a failure the
-		 * destination is about to explain on the main channel: give
-		 * its reason a moment to arrive, it is the one to report. */
-		if (mfd__is_transport_error(ret) && s->rp_up)
-			wait_return_path(s, 2000);
-		/* The first recorded cause wins. */
-		source_fail(s, ret);
-		ret = mfd__session_check(&s->ss);
-		if (s->main) {
-			/* Bounded: a stalled peer must not hold us here. */
-			s->main->ops->set_timeout(s->main,
-						  s->ss.cfg.connect_timeout_ms);
-			mfd__ctl_send_error(s->main, ret, "source: %s",
-					    mfd_strerror(ret));
-		}
-		/* Untracked and unthrottled before the guest runs on. */
-		if (s->tracking)
-			mfd__tracker_stop(&s->tracker);
-		s->tracking = false;
-		if (s->throttle)
-			set_throttle(s, 0);
-		/* Failed notifier: devices back to RUNNING before the vCPUs. */
-		mfd__devsave_end(&s->ds, false);
-		if (s->stopped && s->hooks.resume(s->hooks.opaque) < 0)
-			mfd__err("resume hook failed after a failed migration");
-		mfd__err("migration failed: %s", mfd_strerror(ret));
-	}
-	/* After success: outside the downtime. */
-	if (!ret)
+	if (ret)
+		ret = fail_migration(s, ret);
+	else /* the completed notifier: outside the downtime */
 		mfd__devsave_end(&s->ds, true);
-	if (s->tracking)
-		mfd__tracker_stop(&s->tracker);
-	s->tracking = false;
-	if (s->throttle)
-		set_throttle(s, 0);
-	pthread_mutex_lock(&s->lock);
-	if (s->main)
-		s->main->ops->shutdown(s->main, SHUT_RDWR);
-	pthread_mutex_unlock(&s->lock);
-	if (s->rp_up)
-		pthread_join(s->rp_thread, NULL);
-	pthread_mutex_lock(&s->lock);
-	if (s->pool_up)
-		mfd__pool_destroy(&s->pool);
-	s->pool_up = false;
-	if (s->main)
-		s->main->ops->close(s->main);
-	s->main = NULL;
-	pthread_mutex_unlock(&s->lock);
+	untrack(s);
+	teardown(s);
 	mfd__session_finish(&s->ss, ret);
 	return NULL;
 }

@@ -846,9 +846,10 @@ static int expect_first_ready(struct mfd__chan *c, uint32_t need, short revents)
 		return -ECONNRESET;
 	e->need = TLS_RECORD_HDR + ((uint32_t)h[3] << 8 | h[4]);
 	/* Not a handshake record, or too long to wait for: the handshake
-	 * refuses it at once. */
+	 * refuses it at once, so the header is all it needs (also when
+	 * asked again). */
 	if (h[0] != 0x16 || e->need > TLS_RECORD_MAX)
-		return 1;
+		e->need = TLS_RECORD_HDR;
 	return mfd__chan_first_ready(e->inner, e->need, revents);
 }
 
