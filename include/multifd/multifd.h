@@ -362,7 +362,7 @@ MFD_API int mfd_source_cancel(mfd_source *src);
 MFD_API int mfd_source_get_stats(mfd_source *src, mfd_stats *st, size_t size);
 /*
  * The full reason of the first failure of the current or last migration,
- * e.g. "destination reported: SETUP refused: ...: block 0: source 'ram'
+ * e.g. "destination reported: destination: SETUP refused: ...: block 0:
  * ...", a TLS or connection failure, or a configuration error of
  * mfd_source_start(); "" while nothing failed. It is the text the library
  * logged at the failure (or, where it logged none, mfd_strerror() of the
