@@ -135,29 +135,30 @@ measure_ceiling() {
 	awk -v b="$bps" 'BEGIN { printf "%.1f", b / 8 / 1e6 }'
 }
 
-# Runs the bench once; prints its JSON object.
+# Runs the bench once; prints its JSON object (bench/run1.sh: a crashed
+# run is a failed record, counted and left out of the ratios).
 run_bench() {
-	local out=$tmp/bench.json rc=0
-	"$bench" --json "${bench_args[@]}" >"$out" || rc=$?
-	if ((rc != 0)); then
-		local err
-		err=$(jq -r '.error // empty' "$out" 2>/dev/null || true)
-		die "multifd-bench failed (exit $rc)${err:+: $err}"
-	fi
-	jq -e 'type == "object"' "$out" >/dev/null 2>&1 ||
-		die "multifd-bench printed no JSON object: $(head -c 300 "$out")"
-	cat "$out"
+	"$(dirname "$0")/run1.sh" "$bench" --json "${bench_args[@]}"
 }
 
 start_server
 echo "$prog: $channels stream(s)/channel(s); bench: $bench --json ${bench_args[*]}"
 
 ratios=()
+nok=0
 before=$(measure_ceiling)
 for ((run = 1; run <= runs; run++)); do
 	json=$(run_bench)
 	[[ -z $save ]] || printf '%s\n' "$json" >>"$save"
 	after=$(measure_ceiling)
+	if ! jq -e -L "$(dirname "$0")" 'include "stats"; run_ok' <<<"$json" >/dev/null; then
+		printf 'run %d: FAILED: status %s, memcmp_ok %s, exit %s: %s (not counted)\n' "$run" \
+			"$(jq -r '.status' <<<"$json")" "$(jq -r '.memcmp_ok' <<<"$json")" \
+			"$(jq -r '.exit' <<<"$json")" "$(jq -r '.error // empty' <<<"$json")"
+		before=$after
+		continue
+	fi
+	nok=$((nok + 1))
 	tput=$(jq -r '.throughput_mbps' <<<"$json")
 	read -r ceiling ratio < <(awk -v a="$before" -v b="$after" -v t="$tput" \
 		'BEGIN { c = (a + b) / 2; printf "%.1f %.2f\n", c, (c > 0 ? t / c : 0) }')
@@ -171,9 +172,13 @@ for ((run = 1; run <= runs; run++)); do
 	before=$after
 done
 
-median=$(printf '%s\n' "${ratios[@]}" | sort -g |
-	awk '{ v[NR] = $1 } END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+echo "$nok of $runs ok"
+if ((nok == 0)); then
+	echo "ratio=null"
+	exit 1
+fi
+median=$(printf '%s\n' "${ratios[@]}" | jq -L "$(dirname "$0")" -rs 'include "stats"; med | . * 100 | round / 100')
 if ((runs > 1)); then
-	echo "ratios: ${ratios[*]} (median $median)"
+	echo "ratios of the ok runs: ${ratios[*]} (median $median)"
 fi
 echo "ratio=$median"

@@ -3,27 +3,31 @@
 # interleaved repeats: each repeat runs every row, sockets then uring.
 # Every command runs under flock /tmp/mfd-bench.lock (the machine is shared).
 # Run from the worktree root after building into ./build. Prints one JSON
-# line per run, then a Markdown table of the medians per row with the
-# min..max of each column.
-B=./build/multifd-bench
+# line per run (a failed or crashed run too, with its status), then a
+# Markdown table per row: how many runs were ok, and the medians of the ok
+# runs with the min..max of each column.
+D=$(dirname "$0")
+B=${BENCH:-./build/multifd-bench}
 R=${1:-5}
 out=$(mktemp)
 i=1
 while [ $i -le "$R" ]; do
   for ch in 1 2 4; do
     for e in sockets uring; do
-      flock /tmp/mfd-bench.lock $B --ram 2G --image random --channels $ch \
-        --verify off --io-engine $e --json |
-        jq -c --argjson rep $i '{rep: $rep, channels, io_engine, throughput_mbps, transfer_ms, src_cpu_s_per_gib, dst_cpu_s_per_gib}' |
+      flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" $B --ram 2G --image random \
+        --channels $ch --verify off --io-engine $e --json |
+        jq -c --argjson rep $i --argjson ch $ch --arg e $e '{rep: $rep, channels: $ch, io_engine: $e, status, memcmp_ok, throughput_mbps, transfer_ms, src_cpu_s_per_gib, dst_cpu_s_per_gib, error}' |
         tee -a "$out"
     done
   done
   i=$((i + 1))
 done
 echo
+jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
 printf "| channels | io-engine | runs | throughput MB/s median (min..max) | src CPU s/GiB median (min..max) | dst CPU s/GiB median (min..max) |\n|---|---|---|---|---|---|\n"
-jq -L "$(dirname "$0")" -rs 'include "stats";
-  def col(f): [.[] | f] | "\(med | . * 1000 | round / 1000) (\(min)..\(max))";
+jq -L "$D" -rs 'include "stats";
+  def col(f): [.[] | f] | "\(med | if . then . * 1000 | round / 1000 else "-" end) (\(min)..\(max))";
   group_by([.channels, .io_engine]) | sort_by(.[0].channels) | .[] |
-  "| \(.[0].channels) | \(.[0].io_engine) | \(length) | \(col(.throughput_mbps)) | \(col(.src_cpu_s_per_gib)) | \(col(.dst_cpu_s_per_gib)) |"' "$out"
+  .[0].channels as $ch | .[0].io_engine as $e | ok_of as $n | oks |
+  "| \($ch) | \($e) | \($n) | \(col(.throughput_mbps)) | \(col(.src_cpu_s_per_gib)) | \(col(.dst_cpu_s_per_gib)) |"' "$out"
 rm -f "$out"

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1343,7 +1344,7 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 	report_f64(r, "compression_ratio",
 		   s->compressed_bytes ? (double)s->compress_in_bytes /
 						 (double)s->compressed_bytes
-				       : 0,
+				       : NAN,
 		   3);
 	report_f64(r, "compress_cpu_s", (double)s->compress_ns / 1e9, 3);
 	report_f64(r, "decompress_cpu_s", (double)res->dst_st.compress_ns / 1e9,
@@ -1354,10 +1355,12 @@ static void fill_report(struct report *r, const struct bench_opts *o,
 		   s->phase == MFD_PHASE_NONE ? 0 : (uint64_t)s->round + 1);
 
 	report_f64(r, "throughput_mbps",
-		   xfer_ns ? (double)s->wire_bytes * 1e3 / (double)xfer_ns : 0,
+		   xfer_ns ? (double)s->wire_bytes * 1e3 / (double)xfer_ns
+			   : NAN,
 		   1);
 	report_f64(r, "effective_mbps",
-		   total_ns ? (double)o->ram_bytes * 1e3 / (double)total_ns : 0,
+		   total_ns ? (double)o->ram_bytes * 1e3 / (double)total_ns
+			    : NAN,
 		   1);
 	report_f64(r, "last_round_mbps", (double)s->bandwidth_bps / 1e6, 1);
 	report_f64(r, "cpu_user_s",

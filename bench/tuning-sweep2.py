@@ -41,19 +41,27 @@ def run(link, label, args, reps=None):
     if link != "loopback":
         cmd = ["bench/netns.sh", "--rate", link, "--bench", BENCH, "--"] + cmd[1:]
     rows = []
+    n = 0
     for _ in range(reps or REPS):
         p = subprocess.run(cmd, capture_output=True, text=True)
+        n += 1
         line = [l for l in p.stdout.splitlines() if l.startswith("{")]
         if not line:
             print("%-9s %-28s FAILED rc=%d %s" % (link, label, p.returncode,
                   p.stderr.strip().splitlines()[-1:] ), flush=True)
             continue
         r = json.loads(line[-1])
-        ok = r["status"] == "ok" and r.get("memcmp_ok", True)
-        rows.append(r)
-        print("%-9s %-28s %-6s %s%s" % (link, label, "ok" if ok else r["status"],
-              " ".join(f % g(r) for _, g, f in COLS),
+        # As bench/stats.jq run_ok; a non-zero exit is never ok.
+        ok = (r.get("status") == "ok" and r.get("memcmp_ok") is not False
+              and p.returncode == 0)
+        print("%-9s %-28s %-6s %s%s" % (link, label, "ok" if ok else "FAILED",
+              " ".join(f % g(r) for _, g, f in COLS) if ok else
+              "%s memcmp_ok=%s rc=%d" % (r.get("error", ""), r.get("memcmp_ok"),
+                                         p.returncode),
               " forced" if r.get("forced") else ""), flush=True)
+        if ok:
+            rows.append(r)
+    print("%-9s %-28s %d of %d ok" % (link, label, len(rows), n), flush=True)
     if len(rows) > 1:
         med = [statistics.median(g(r) for r in rows) for _, g, _ in COLS]
         print("%-9s %-28s %-6s %s" % (link, label, "MEDIAN",

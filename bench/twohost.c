@@ -2,6 +2,7 @@
 /* Two-host mode of multifd-bench: see twohost.h. */
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,7 +261,10 @@ int twohost_run(const struct twohost_args *a)
 	report_bool(&rep, "verify", cfg_on(a->cfg, "verify"));
 	report_f64(&rep, "setup_ms", (double)st.setup_ns / 1e6, 3);
 	report_f64(&rep, "transfer_ms", (double)st.transfer_ns / 1e6, 3);
-	report_f64(&rep, "downtime_ms", (double)st.downtime_ns / 1e6, 3);
+	/* The downtime is measured on the source (stop hook to LOADED); on
+	 * the destination it is not measured: null, never 0. */
+	report_f64(&rep, "downtime_ms",
+		   a->source ? (double)st.downtime_ns / 1e6 : NAN, 3);
 	report_f64(&rep, "total_ms", (double)st.total_ns / 1e6, 3);
 	report_f64(&rep, "wall_ms", (double)wall / 1e6, 3);
 	report_u64(&rep, "wire_bytes", st.wire_bytes);
@@ -270,15 +274,19 @@ int twohost_run(const struct twohost_args *a)
 	report_f64(&rep, "throughput_mbps",
 		   st.transfer_ns ? (double)st.wire_bytes * 1e3 /
 					    (double)st.transfer_ns
-				  : 0,
+				  : NAN,
 		   1);
 	report_f64(&rep, "cpu_user_s",
 		   tv_s(&ru1.ru_utime) - tv_s(&ru0.ru_utime), 3);
 	report_f64(&rep, "cpu_sys_s", tv_s(&ru1.ru_stime) - tv_s(&ru0.ru_stime),
 		   3);
 	report_bool(&rep, "verified", cfg_on(a->cfg, "verify") && !run_err);
-	if (!a->source)
+	/* null where the destination did not compare (no image to compare
+	 * with); absent on the source. */
+	if (!a->source && memcmp_done)
 		report_bool(&rep, "memcmp_ok", memcmp_ok);
+	else if (!a->source)
+		report_raw(&rep, "memcmp_ok", "null");
 	report_str(&rep, "phase", mfd_phase_name(st.phase));
 	report_bool(&rep, "timed_out", s.fired);
 	if (a->json)

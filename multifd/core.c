@@ -155,7 +155,8 @@ struct digest_work {
 	uint8_t **chunk_digests; /* per block */
 	uint64_t *first_chunk;	 /* global index of each block's chunk 0 */
 	uint64_t total_chunks;
-	uint64_t next; /* atomic */
+	uint64_t next;	 /* atomic */
+	uint64_t cpu_ns; /* of the helper threads, atomic */
 };
 
 static uint64_t nchunks(uint64_t size)
@@ -163,13 +164,12 @@ static uint64_t nchunks(uint64_t size)
 	return (size + MFD_DIGEST_CHUNK - 1) / MFD_DIGEST_CHUNK;
 }
 
-static void *digest_thread(void *arg)
+static void digest_chunks(struct digest_work *dw)
 {
-	struct digest_work *dw = arg;
 	for (;;) {
 		uint64_t k = __atomic_fetch_add(&dw->next, 1, __ATOMIC_RELAXED);
 		if (k >= dw->total_chunks)
-			return NULL;
+			return;
 		unsigned b = 0;
 		while (b + 1 < dw->nblocks && dw->first_chunk[b + 1] <= k)
 			b++;
@@ -187,8 +187,17 @@ static void *digest_thread(void *arg)
 	}
 }
 
+/* A helper thread: its CPU time is counted, as every library thread's. */
+static void *digest_thread(void *arg)
+{
+	struct digest_work *dw = arg;
+	digest_chunks(dw);
+	__atomic_fetch_add(&dw->cpu_ns, mfd__thread_cpu_ns(), __ATOMIC_RELAXED);
+	return NULL;
+}
+
 int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
-		       uint8_t (*out)[MFD_DIGEST_SIZE])
+		       uint8_t (*out)[MFD_DIGEST_SIZE], uint64_t *cpu_ns)
 {
 	struct digest_work dw = { .blocks = blocks, .nblocks = n };
 	int ret = -ENOMEM;
@@ -213,9 +222,11 @@ int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
 	for (unsigned i = 1; i < nth; i++)
 		if (pthread_create(&th[started], NULL, digest_thread, &dw) == 0)
 			started++;
-	digest_thread(&dw);
+	digest_chunks(&dw);
 	for (unsigned i = 0; i < started; i++)
 		pthread_join(th[i], NULL);
+	if (cpu_ns)
+		__atomic_fetch_add(cpu_ns, dw.cpu_ns, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < n; i++) {
 		XXH128_canonical_t cd;
 		XXH128_canonicalFromHash(&cd,

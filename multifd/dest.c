@@ -531,6 +531,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 	}
 }
 
+void (*mfd__test_dest_placed)(unsigned block, uint8_t *host, uint64_t size);
+
 static int finish_load(mfd_dest *d)
 {
 	struct mfd_end end;
@@ -567,12 +569,16 @@ static int finish_load(mfd_dest *d)
 			 (unsigned long long)STAT_GET(d->ss.st.packets));
 		ret = MFD_ECOUNT;
 	}
+	for (unsigned i = 0; !ret && mfd__test_dest_placed && i < d->ss.nblocks;
+	     i++)
+		mfd__test_dest_placed(i, d->ss.blocks[i].host,
+				      d->ss.blocks[i].size);
 	if (!ret && end.digests) {
 		uint64_t t0 = mfd__now_ns();
 		uint8_t(*mine)[MFD_DIGEST_SIZE] =
 			calloc(d->ss.nblocks, MFD_DIGEST_SIZE);
 		ret = mine ? mfd__digest_blocks(d->ss.blocks, d->ss.nblocks,
-						mine)
+						mine, &d->ss.st.cpu_ns)
 			   : -ENOMEM;
 		for (unsigned i = 0; i < d->ss.nblocks && !ret; i++) {
 			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
@@ -790,6 +796,7 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 	mfd_stats v = { 0 };
 	mfd__session_snapshot(&d->ss, &v);
 	v.channels = STAT_GET(d->n);
+	v.cpu_ns += STAT_GET(d->dl.cpu_ns);
 	v.device_bytes = STAT_GET(d->dl.bytes);
 	v.device_downtime_ns = STAT_GET(d->dl.down_ns);
 	v.device_buffer_peak = STAT_GET(d->dl.peak);

@@ -89,6 +89,7 @@ static void *loader_main(void *arg)
 			break;
 		}
 	}
+	__atomic_fetch_add(&dl->cpu_ns, mfd__thread_cpu_ns(), __ATOMIC_RELAXED);
 	return NULL;
 }
 

@@ -41,6 +41,7 @@ struct mfd__devload {
 	uint64_t bytes;	      /* applied, atomic */
 	uint64_t t_round;     /* the last ROUND message, atomic */
 	uint64_t down_ns;     /* atomic */
+	uint64_t cpu_ns;      /* of the loader threads that ended, atomic */
 	uint64_t peak, waits; /* reorder stats, atomic, set at the end */
 };
 

@@ -64,10 +64,21 @@ static inline int mfd__pages_iov(uint8_t *host, const uint64_t *offsets,
 int mfd__random_bytes(void *buf, size_t len);
 
 /* Digests of every block, as docs/protocol.md defines them, computed on
- * all online CPUs. 0 or -ENOMEM. */
+ * all online CPUs. 0 or -ENOMEM. The CPU time of the helper threads it
+ * starts (not the caller's own) is added to *cpu_ns (atomically). */
 #define MFD_DIGEST_CHUNK (16ULL << 20)
 int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
-		       uint8_t (*out)[MFD_DIGEST_SIZE]);
+		       uint8_t (*out)[MFD_DIGEST_SIZE], uint64_t *cpu_ns);
+
+/*
+ * Test hook (tests/test_verify.c), NULL in production: the destination
+ * calls it once per migration, after every receive worker has ended and
+ * before it compares the digests, with each block's memory, so that a test
+ * can change a placed page. Not exported (the library is built with
+ * -fvisibility=hidden); it costs one load and branch per migration.
+ */
+extern void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
+				     uint64_t size);
 
 /* Abortable barrier for the destination's per-round sync. */
 struct mfd__barrier {

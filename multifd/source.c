@@ -667,7 +667,8 @@ static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 		calloc(s->ss.nblocks, MFD_DIGEST_SIZE);
 	if (!digests)
 		return -ENOMEM;
-	int ret = mfd__digest_blocks(s->ss.blocks, s->ss.nblocks, digests);
+	int ret = mfd__digest_blocks(s->ss.blocks, s->ss.nblocks, digests,
+				     &s->ss.st.cpu_ns);
 	if (ret) {
 		free(digests);
 		return ret;
@@ -723,7 +724,10 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	uint64_t t_stop = mfd__now_ns();
 	int ret = stop_guest(s);
 	STAT_SET(s->ss.st.round, round);
-	if (ret || (ret = dirty_sync(s, &pending)) ||
+	if (ret)
+		return ret;
+	/* What the guest wrote since the last sync, and nothing after. */
+	if ((ret = dirty_sync(s, &pending)) ||
 	    (ret = mfd__session_check(&s->ss)))
 		return ret;
 	uint64_t t_sync = mfd__now_ns();

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Quick start, command 2: install what is missing, build, and run the whole
 # test suite: a -Werror build, an ASan+UBSan build and a TSan build, each
-# running every test through ctest. Exit status 0 only if all pass.
+# running every test through ctest, then the mutation smoke check and a
+# short fuzz run. Exit status 0 only if all pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
@@ -29,6 +30,11 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	run asan -DCMAKE_BUILD_TYPE=Debug -DMFD_SANITIZE=address,undefined
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:history_size=4:suppressions=$PWD/tests/tsan.supp \
 	run tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMFD_SANITIZE=thread
+
+# Mutation smoke check: every planted bug in tests/mutations/ must make its
+# named test fail (about 1-2 minutes on 2 cores, one release build reused).
+echo "=== mutations: tests/mutations/run.sh"
+MFD_MUTATION_DIR=$PWD/build-test-mutations tests/mutations/run.sh || status=1
 
 # A short libFuzzer run of every target (docs/security.md), 20 s each.
 fuzz() {

@@ -181,10 +181,13 @@ static int rounds_sync_dirty(void *opaque, unsigned block, uint64_t *bitmap,
 		return 0;
 	for (unsigned i = 0; i < 2048; i++) {
 		uint64_t pg = tvm_rand(&c->rng) % npages;
-		if (tvm_rand(&c->rng) % 4)
-			memset(mem + pg * PAGE, 0, PAGE);
-		else
-			text_page(mem + pg * PAGE, &c->rng);
+		if (tvm_rand(&c->rng) % 4) {
+			tvm_guest_write_zero(mem + pg * PAGE, PAGE);
+		} else {
+			uint8_t text[PAGE];
+			text_page(text, &c->rng);
+			tvm_guest_write(mem + pg * PAGE, text, PAGE);
+		}
 		bitmap[pg / 64] |= 1ULL << (pg % 64);
 	}
 	return 0;

@@ -103,8 +103,9 @@ static int sync_dirty(void *o, unsigned block, uint64_t *bitmap,
 	 * on until max-rounds, so "a later round" is one. */
 	for (uint64_t pg = 0; pg < npages; pg++) {
 		uint64_t v = tvm_rand(&fc->rng);
-		memcpy(fc->vm.blocks[block].src + pg * PAGE + (v & 0xff8), &v,
-		       8);
+		tvm_guest_write(fc->vm.blocks[block].src + pg * PAGE +
+					(v & 0xff8),
+				&v, 8);
 		memcpy(fc->shadow + pg * PAGE + (v & 0xff8), &v, 8);
 		bitmap[pg / 64] |= 1ULL << (pg % 64);
 	}

@@ -170,6 +170,117 @@ static void test_garbage(void **s)
 	run_case(p, 0);
 }
 
+/*
+ * DONE without SYNC: one data channel; the stop hook dirties a page, so the
+ * final round has a PAGES packet. The proxy follows both streams packet by
+ * packet, turns the final round's SYNC into a DONE (so DONE follows pages
+ * of a round that was never closed) and lowers END's final_round by one,
+ * so that every later check agrees with the forged stream. Only the rule
+ * "DONE only after the round's SYNC" is left to refuse it.
+ */
+struct follow {
+	uint64_t pos, body; /* stream position; body bytes left */
+	uint8_t hdr[MFD_PKT_HDR_SIZE];
+	size_t hlen, hsize; /* header bytes seen; header size */
+	unsigned syncs;	    /* data: SYNC headers seen */
+	bool forge, end;    /* this header is forged; this body is END's */
+	uint64_t body_pos;  /* position within the body */
+	unsigned forged;    /* atomic in effect: read after the proxy ends */
+};
+static struct follow fol[2];
+
+static void follow_byte(struct follow *f, bool main, uint8_t *b)
+{
+	uint64_t at = f->pos++;
+	if (at < MFD_HELLO_SIZE)
+		return;
+	if (f->body) {
+		if (f->end && f->body_pos == 0 && *b) {
+			(*b)--; /* final_round, u32 LE, small */
+			f->forged++;
+		}
+		f->body_pos++;
+		f->body--;
+		return;
+	}
+	size_t i = f->hlen++;
+	f->hdr[i] = *b;
+	if (!main && i == 4 && *b == MFD_PKT_SYNC && ++f->syncs == 2) {
+		*b = MFD_PKT_DONE; /* the final round's SYNC */
+		f->forge = true;
+		f->forged++;
+	}
+	if (!main && f->forge && i >= 16 && i < 20)
+		*b = 0; /* DONE's count */
+	if (f->hlen < f->hsize)
+		return;
+	f->hlen = 0;
+	f->forge = false;
+	f->body_pos = 0;
+	if (main) {
+		struct mfd_ctl_hdr h;
+		assert_int_equal(mfd__ctl_hdr_decode(f->hdr, &h), 0);
+		f->body = h.length;
+		f->end = h.type == MFD_CTL_END;
+	} else {
+		struct mfd_pkt_hdr h;
+		assert_int_equal(mfd__pkt_decode(f->hdr, &h), 0);
+		f->body = h.payload_len;
+		if (h.type == MFD_PKT_PAGES)
+			f->body += mfd__pkt_offsets_size(&h);
+	}
+}
+
+static void forge_done(struct tvm_proxy *p, unsigned conn, uint64_t pos,
+		       uint8_t *buf, size_t len)
+{
+	if (conn > 1)
+		return;
+	for (size_t i = 0; i < len; i++)
+		follow_byte(&fol[conn], conn == 0, &buf[i]);
+}
+
+static int stop_dirty_one(void *o)
+{
+	struct tvm *vm = o;
+	vm->stopped++;
+	uint64_t v = 0x5eed;
+	tvm_guest_write(vm->blocks[0].src + 5 * 4096, &v, sizeof(v));
+	return mfd_source_mark_dirty(vm->src, 0, 5 * 4096, 4096);
+}
+
+static void test_done_without_sync(void **s)
+{
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=1",	 "packet-pages=128",
+			     "compression=none", "verify=on",
+			     "io-timeout=5s",	 NULL };
+	tvm_config(&vm, kv);
+	tvm_add_block(&vm, "pc.ram", RAM, 4096);
+	tvm_fill_random(vm.blocks[0].src, RAM, seed + 2);
+	tvm_start_dest(&vm);
+	memset(fol, 0, sizeof(fol));
+	fol[0].hsize = MFD_CTL_HDR_SIZE;
+	fol[1].hsize = MFD_PKT_HDR_SIZE;
+	vm.shooks.stop = stop_dirty_one;
+	struct tvm_proxy proxy = { .damage = forge_done };
+	tvm_proxy_start(&proxy, vm.uri, 2);
+	int dret = 0;
+	int ret = tvm_migrate(&vm, proxy.listen_uri, &dret);
+	tvm_proxy_stop(&proxy);
+	printf("# DONE without SYNC: source %d (%s), destination %d (%s)\n",
+	       ret, mfd_strerror(ret), dret, mfd_strerror(dret));
+	/* The forged SYNC was seen (END may not be: the destination can
+	 * refuse before the source sends it). */
+	assert_true(fol[1].forged == 1);
+	assert_int_equal(dret, MFD_EROUND);
+	assert_int_equal(ret, MFD_EROUND);
+	assert_int_equal(vm.loaded, 0);
+	assert_int_equal(vm.stopped, 1);
+	assert_int_equal(vm.resumed, 1);
+	tvm_destroy(&vm);
+}
+
 /* A stranger that connects first and says nonsense is refused; the real
  * migration that follows is not disturbed. */
 static void test_stranger_refused(void **s)
@@ -223,6 +334,7 @@ int main(void)
 		cmocka_unit_test(test_offset_far_out),
 		cmocka_unit_test(test_duplicate_offset),
 		cmocka_unit_test(test_garbage),
+		cmocka_unit_test(test_done_without_sync),
 		cmocka_unit_test(test_stranger_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

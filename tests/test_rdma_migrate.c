@@ -128,12 +128,13 @@ static int hook_sync_dirty(void *opaque, unsigned block, uint64_t *bitmap,
 		uint64_t pg = r->hot[i];
 		uint64_t *p = (uint64_t *)(r->vm.blocks[0].src + pg * PAGE);
 		if (tvm_rand(&r->rng) % 4 == 0) {
-			memset(p, 0, PAGE);
+			tvm_guest_write_zero(p, PAGE);
 		} else {
-			p[0] = r->syncs;
-			p[1] = pg;
-			p[2 + tvm_rand(&r->rng) % (PAGE / 8 - 2)] =
-				tvm_rand(&r->rng);
+			uint64_t head[2] = { r->syncs, pg };
+			tvm_guest_write(p, head, sizeof(head));
+			uint64_t at = 2 + tvm_rand(&r->rng) % (PAGE / 8 - 2);
+			uint64_t v = tvm_rand(&r->rng);
+			tvm_guest_write(&p[at], &v, sizeof(v));
 		}
 		bitmap[pg / 64] |= 1ULL << (pg % 64);
 	}

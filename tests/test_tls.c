@@ -285,8 +285,10 @@ static int rounds_sync(void *opaque, unsigned block, uint64_t *bitmap,
 	for (unsigned i = 0; i < HOT; i++) {
 		uint64_t pg = r->hot[i];
 		uint64_t *p = (uint64_t *)(r->vm.blocks[0].src + pg * 4096);
-		p[0] = r->syncs;
-		p[1 + tvm_rand(&r->rng) % 511] = tvm_rand(&r->rng);
+		uint64_t v = r->syncs;
+		tvm_guest_write(&p[0], &v, sizeof(v));
+		v = tvm_rand(&r->rng);
+		tvm_guest_write(&p[1 + v % 511], &v, sizeof(v));
 		if (i & 1)
 			bitmap[pg / 64] |= 1ULL << (pg % 64);
 		else

@@ -3,6 +3,9 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
+
+#include <cmocka.h>
 
 #include "multifd/channels/channel.h"
 #include "testvm.h"
@@ -21,6 +26,16 @@
 		fprintf(stderr, "\n");                                         \
 		abort();                                                       \
 	} while (0)
+
+/* $MFD_TEST_FILTER (a cmocka pattern, e.g. "test_final_sync*") runs only
+ * the matching cases of a binary: tests/mutations/run.sh uses it. Before
+ * main(), so every binary linked with this file has it. */
+__attribute__((constructor)) static void tvm_test_filter(void)
+{
+	const char *f = getenv("MFD_TEST_FILTER");
+	if (f && *f)
+		cmocka_set_test_filter(f);
+}
 
 void *tvm_map(size_t size)
 {
@@ -90,6 +105,17 @@ const char *tvm_io_engine(const char *test)
 uint64_t tvm_hash(const void *p, size_t n)
 {
 	return XXH3_64bits(p, n);
+}
+
+__attribute__((noinline)) void tvm_guest_write(void *dst, const void *src,
+					       size_t n)
+{
+	memcpy(dst, src, n);
+}
+
+__attribute__((noinline)) void tvm_guest_write_zero(void *dst, size_t n)
+{
+	memset(dst, 0, n);
 }
 
 uint64_t tvm_now_ms(void)

@@ -25,6 +25,12 @@ uint64_t tvm_seed(const char *test);
  * uring and io_uring is unavailable here. Call first in main(). */
 const char *tvm_io_engine(const char *test);
 uint64_t tvm_hash(const void *p, size_t n);
+/* A guest's store into its own memory while the migration may read it (by
+ * design: the page is dirty again and goes out later). tests/tsan.supp
+ * exempts these two functions (race:tvm_guest_write) and nothing else of a
+ * test's hooks, so any other race in a hook is still reported. */
+void tvm_guest_write(void *dst, const void *src, size_t n);
+void tvm_guest_write_zero(void *dst, size_t n);
 /* Monotonic clock in ms. */
 uint64_t tvm_now_ms(void);
 

@@ -233,8 +233,13 @@ typedef struct mfd_stats {
 	uint64_t compress_in_bytes;
 	uint64_t compress_ns;
 	/* CPU time (user + system) of this side's library threads, added as
-	 * each ends: complete once the migration has ended. Threads of the
-	 * parallel digest beyond the calling one are not counted. */
+	 * each ends: complete once the migration has ended. Counted: source
+	 * migration thread, send workers, return-path thread; destination
+	 * loader thread, receive workers, device loader threads; on both
+	 * sides the parallel digest's helper threads. Not counted: the RDMA
+	 * transport's completion poller (one per channel, inside the
+	 * transport, which does not see the stats). Hooks run on the
+	 * migration thread and count with it. */
 	uint64_t cpu_ns;
 	/* Downtime in parts, which add up to downtime_ns (source): */
 	uint64_t down_sync_ns;	       /* stop hook and final dirty sync */
