@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@ struct mfd__reorder {
 	unsigned ndevs;
 	uint64_t max_bytes, used;
 	uint32_t max_chunk, window;
+	uint64_t timeout_ms; /* a receiver's wait for room; 0: none */
+	uint64_t freed;	     /* bytes ever freed: the loaders' progress */
 	int err;
 	struct mfd__reorder_stats st;
 	struct rdev devs[];
@@ -38,7 +41,7 @@ int mfd__reorder_new(struct mfd__reorder **out, unsigned ndevs,
 	if (!r)
 		return -ENOMEM;
 	pthread_mutex_init(&r->lock, NULL);
-	pthread_cond_init(&r->space, NULL);
+	mfd__cond_init_mono(&r->space);
 	for (unsigned i = 0; i < ndevs; i++)
 		pthread_cond_init(&r->devs[i].cv, NULL);
 	r->ndevs = ndevs;
@@ -128,6 +131,8 @@ int mfd__reorder_reserve(struct mfd__reorder *r, uint32_t dev, uint32_t seq,
 	struct rdev *d = &r->devs[dev];
 	struct mfd__rchunk *c = NULL;
 	pthread_mutex_lock(&r->lock);
+	uint64_t end =
+		r->timeout_ms ? mfd__deadline_ms(r->timeout_ms) : UINT64_MAX;
 	bool waited = false;
 	int ret;
 	for (;;) {
@@ -167,7 +172,22 @@ int mfd__reorder_reserve(struct mfd__reorder *r, uint32_t dev, uint32_t seq,
 			r->st.waits++;
 			waited = true;
 		}
-		pthread_cond_wait(&r->space, &r->lock);
+		/* Room comes when a loader applies a chunk; a source that
+		 * stops sending the chunk a loader needs leaves none. A
+		 * loader that frees room, however slowly, extends the wait. */
+		uint64_t freed = r->freed;
+		if (mfd__cond_wait_until(&r->space, &r->lock, end) &&
+		    r->freed == freed) {
+			mfd__err("device %u: chunk %u found no room in the "
+				 "reorder buffer (%llu of %llu bytes held) "
+				 "within io-timeout",
+				 dev, seq, (unsigned long long)r->used,
+				 (unsigned long long)r->max_bytes);
+			ret = MFD_EDEVBUFFER;
+			break;
+		}
+		if (r->freed != freed && r->timeout_ms)
+			end = mfd__deadline_ms(r->timeout_ms);
 	}
 	pthread_mutex_unlock(&r->lock);
 	*out = c;
@@ -200,6 +220,7 @@ void mfd__reorder_drop(struct mfd__reorder *r, struct mfd__rchunk *c)
 	if (c->last && d->has_last && d->last_seq == c->seq)
 		d->has_last = false;
 	r->used -= c->len;
+	r->freed += c->len + 1;
 	pthread_cond_broadcast(&r->space);
 	pthread_mutex_unlock(&r->lock);
 	free(c);
@@ -244,9 +265,17 @@ void mfd__reorder_release(struct mfd__reorder *r, struct mfd__rchunk *c)
 		return;
 	pthread_mutex_lock(&r->lock);
 	r->used -= c->len;
+	r->freed += c->len + 1;
 	pthread_cond_broadcast(&r->space);
 	pthread_mutex_unlock(&r->lock);
 	free(c);
+}
+
+void mfd__reorder_set_timeout(struct mfd__reorder *r, uint64_t timeout_ms)
+{
+	pthread_mutex_lock(&r->lock);
+	r->timeout_ms = timeout_ms;
+	pthread_mutex_unlock(&r->lock);
 }
 
 void mfd__reorder_abort(struct mfd__reorder *r, int err)

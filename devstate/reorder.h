@@ -53,9 +53,10 @@ void mfd__reorder_free(struct mfd__reorder *r);
 
 /*
  * Receiver: validate a chunk header and reserve room for its payload,
- * blocking while the bound is reached. On 0, *out has len bytes of data to
- * fill; then commit() (or drop() if the payload could not be read).
- * Returns a validation error, or the abort error.
+ * blocking while the bound is reached (at most the timeout set). On 0, *out
+ * has len bytes of data to fill; then commit() (or drop() if the payload
+ * could not be read). Returns a validation error, MFD_EDEVBUFFER, or the
+ * abort error.
  */
 int mfd__reorder_reserve(struct mfd__reorder *r, uint32_t dev, uint32_t seq,
 			 uint32_t len, bool last, struct mfd__rchunk **out);
@@ -70,6 +71,11 @@ void mfd__reorder_drop(struct mfd__reorder *r, struct mfd__rchunk *c);
 int mfd__reorder_next(struct mfd__reorder *r, uint32_t dev,
 		      struct mfd__rchunk **out);
 void mfd__reorder_release(struct mfd__reorder *r, struct mfd__rchunk *c);
+
+/* Bounds a receiver's wait for room: after timeout_ms in which no chunk was
+ * released or dropped (the loaders' progress), reserve() returns
+ * MFD_EDEVBUFFER (0, the default: no bound, tests only). */
+void mfd__reorder_set_timeout(struct mfd__reorder *r, uint64_t timeout_ms);
 
 /* Wakes every waiter with err (< 0); later calls return it. */
 void mfd__reorder_abort(struct mfd__reorder *r, int err);

@@ -134,6 +134,18 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "close-timeout",
+		.type = MFD__CFG_MS,
+		.def = "2000ms",
+		.min = 100,
+		.max = 600000,
+		FIELD(close_timeout_ms),
+		.doc = "Destination, after a failure: how long the main "
+		       "channel is kept open after its ERROR, until the source "
+		       "closes it (orderly close, protocol 7.4).",
+	},
+	{
+		.section = "migration",
 		.name = "compression",
 		.type = MFD__CFG_ENUM,
 		.def = "none",

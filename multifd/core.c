@@ -244,12 +244,39 @@ out:
 	return ret;
 }
 
+void mfd__cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+int mfd__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *lock,
+			 uint64_t deadline_ns)
+{
+	if (mfd__now_ns() >= deadline_ns)
+		return ETIMEDOUT;
+	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000),
+			       .tv_nsec = (long)(deadline_ns % 1000000000) };
+	int r = pthread_cond_timedwait(cv, lock, &ts);
+	return r == ETIMEDOUT || mfd__now_ns() >= deadline_ns ? ETIMEDOUT : 0;
+}
+
+uint64_t mfd__deadline_ms(uint64_t ms)
+{
+	uint64_t now = mfd__now_ns();
+	return ms > (UINT64_MAX - now) / 1000000 ? UINT64_MAX
+						 : now + ms * 1000000;
+}
+
 int mfd__barrier_init(struct mfd__barrier *b, unsigned n)
 {
 	memset(b, 0, sizeof(*b));
 	b->n = n;
 	pthread_mutex_init(&b->lock, NULL);
-	pthread_cond_init(&b->cv, NULL);
+	mfd__cond_init_mono(&b->cv);
 	return 0;
 }
 
@@ -263,21 +290,57 @@ int mfd__barrier_wait(struct mfd__barrier *b)
 {
 	int ret = 0;
 	pthread_mutex_lock(&b->lock);
+	uint64_t end =
+		b->timeout_ms ? mfd__deadline_ms(b->timeout_ms) : UINT64_MAX;
 	if (b->aborted) {
 		ret = -ECANCELED;
+	} else if (b->left) {
+		ret = MFD_EROUND;
 	} else if (++b->waiting == b->n) {
 		b->waiting = 0;
 		b->generation++;
 		pthread_cond_broadcast(&b->cv);
 	} else {
 		uint64_t gen = b->generation;
-		while (gen == b->generation && !b->aborted)
-			pthread_cond_wait(&b->cv, &b->lock);
-		if (gen == b->generation)
+		uint64_t seen = b->progress ? __atomic_load_n(b->progress,
+							      __ATOMIC_RELAXED)
+					    : 0;
+		/* The generation first: a barrier that completed is passed
+		 * even if it was aborted or left right after. */
+		while (gen == b->generation && !b->aborted && !b->left &&
+		       !ret) {
+			if (!mfd__cond_wait_until(&b->cv, &b->lock, end))
+				continue;
+			uint64_t now =
+				b->progress ? __atomic_load_n(b->progress,
+							      __ATOMIC_RELAXED)
+					    : seen;
+			if (now == seen) {
+				ret = MFD_EBARRIER;
+			} else { /* the others still receive: wait on */
+				seen = now;
+				end = mfd__deadline_ms(b->timeout_ms);
+			}
+		}
+		if (gen != b->generation)
+			ret = 0;
+		else if (b->aborted)
 			ret = -ECANCELED;
+		else if (b->left)
+			ret = MFD_EROUND;
+		if (ret)
+			b->waiting--;
 	}
 	pthread_mutex_unlock(&b->lock);
 	return ret;
+}
+
+void mfd__barrier_leave(struct mfd__barrier *b)
+{
+	pthread_mutex_lock(&b->lock);
+	b->left = true;
+	pthread_cond_broadcast(&b->cv);
+	pthread_mutex_unlock(&b->lock);
 }
 
 void mfd__barrier_abort(struct mfd__barrier *b)

@@ -62,6 +62,19 @@ void mfd__ctl_send_error(struct mfd__chan *c, int code, const char *fmt, ...)
 		mfd__ctl_send(c, MFD_CTL_ERROR, buf, (uint32_t)len);
 }
 
+/* One of this library's codes (MFD_ERRNO_MAP), whatever their range. */
+static bool known_code(int code)
+{
+	switch (code) {
+#define KNOWN(name, num, text) case -(num):
+		MFD_ERRNO_MAP(KNOWN)
+#undef KNOWN
+		return true;
+	default:
+		return false;
+	}
+}
+
 int mfd__ctl_peer_error(const uint8_t *payload, uint32_t len, const char *who)
 {
 	struct mfd_error_msg m;
@@ -71,7 +84,7 @@ int mfd__ctl_peer_error(const uint8_t *payload, uint32_t len, const char *who)
 	mfd__err("%s reported: %s (%s)", who, m.text, mfd_strerror(m.code));
 	/* Keep the peer's cause when it is one we know, so the caller sees
 	 * why (e.g. MFD_EOFFSET); anything else is just "remote error". */
-	if (m.code <= -1001 && m.code >= -1025)
+	if (known_code(m.code))
 		return m.code;
 	if (m.code == -ECANCELED || m.code == -ETIMEDOUT)
 		return m.code;

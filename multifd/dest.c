@@ -32,10 +32,8 @@ struct recv_worker {
 	pthread_t thread;
 	bool started;
 	struct mfd__chan *chan;
-	uint32_t round; /* the round this channel is in */
-	uint32_t seq;	/* next expected packet number */
-	uint32_t round_packets;
-	bool done; /* DONE received after the last SYNC */
+	struct mfd_data_grammar g; /* where this channel is in its grammar */
+	bool exited;		   /* atomic: the worker has ended */
 	/* With MFD_FEAT_ZSTD; codec.out receives the compressed payload. */
 	struct mfd__codec codec;
 	uint64_t offsets[MFD_MAX_PACKET_PAGES];
@@ -56,7 +54,11 @@ struct mfd_dest {
 	struct recv_worker *w;
 	unsigned n;
 	struct mfd__barrier barrier;
-	unsigned ndone; /* atomic: channels that reached DONE */
+	unsigned ndone;	      /* atomic: channels that reached DONE */
+	uint32_t final_round; /* atomic: from END, MFD_ROUND_UNKNOWN before */
+	uint64_t rx_packets;  /* atomic: packets of any type completely read,
+				 the progress that bounded waits look at */
+	bool told; /* an ERROR went to the source: never a second one */
 	uint64_t features;
 	uint8_t session[16];
 	int wake_fd; /* eventfd: dest_fail wakes the loader thread */
@@ -95,6 +97,7 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 	}
 	pthread_mutex_init(&d->lock, NULL);
 	mfd__barrier_init(&d->barrier, 1);
+	d->final_round = MFD_ROUND_UNKNOWN;
 	mfd__devload_init(&d->dl, &d->lock, dest_fail_cb, d);
 	*out = d;
 	return 0;
@@ -238,27 +241,26 @@ static int recv_loop(struct recv_worker *w)
 			return ret;
 		if ((ret = mfd__pkt_decode(raw, &h)))
 			return ret;
-		if (h.seq != w->seq)
-			return MFD_EROUND;
-		w->seq++;
+		/* The grammar is checked as each header is read: a DONE
+		 * without its SYNC fails here, not at END. */
+		w->g.final_round =
+			__atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE);
+		if ((ret = mfd__grammar_step(&w->g, &h)))
+			return ret;
 		switch (h.type) {
 		case MFD_PKT_PAGES:
-			/* Pages of round r come before SYNC r on a channel. */
-			if (h.round != w->round)
-				return MFD_EROUND;
 			if ((ret = recv_pages(w, &h)))
 				return ret;
-			w->round_packets++;
+			STAT_ADD(d->rx_packets, 1);
 			break;
 		case MFD_PKT_SYNC:
-			if (h.round != w->round)
-				return MFD_EROUND;
-			if (h.count != w->round_packets)
-				return MFD_ECOUNT;
 			STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE);
+			STAT_ADD(d->rx_packets, 1);
 			/* No channel starts round r+1 until every channel has
 			 * applied all of round r: an old copy of a page can
-			 * never land after a newer one. */
+			 * never land after a newer one. Bounded by io-timeout
+			 * without progress, and by any channel's end or
+			 * failure. */
 			if ((ret = mfd__barrier_wait(&d->barrier)))
 				return ret;
 			/* One-sided transports: the source may now write
@@ -266,22 +268,19 @@ static int recv_loop(struct recv_worker *w)
 			if (w->chan->ops->round_applied &&
 			    (ret = w->chan->ops->round_applied(w->chan)))
 				return ret;
-			w->round++;
-			w->round_packets = 0;
 			break;
 		case MFD_PKT_DEVICE: /* device state: not part of rounds */
 			if ((ret = mfd__devload_pkt(&d->dl, w->chan, &h)))
 				return ret;
+			STAT_ADD(d->rx_packets, 1);
 			break;
 		case MFD_PKT_DONE:
-			if (w->round_packets)
-				return MFD_EROUND;
 			STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE);
-			w->done = true;
+			/* No barrier can be complete from now on: a channel
+			 * that sends another SYNC fails at once. */
+			mfd__barrier_leave(&d->barrier);
 			__atomic_fetch_add(&d->ndone, 1, __ATOMIC_RELEASE);
 			return 0;
-		default:
-			return MFD_ETYPE;
 		}
 	}
 }
@@ -299,7 +298,19 @@ static void *recv_worker_main(void *arg)
 		dest_fail(w->d, ret);
 	}
 	STAT_ADD(w->d->ss.st.cpu_ns, mfd__thread_cpu_ns());
+	__atomic_store_n(&w->exited, true, __ATOMIC_RELEASE);
+	uint64_t one = 1; /* the loader may be waiting for this */
+	if (write(w->d->wake_fd, &one, sizeof(one)) < 0)
+		mfd__warn("eventfd: %s", strerror(errno));
 	return NULL;
+}
+
+/* A worker's exit (or a failure) signalled the loader. */
+static void wake_drain(mfd_dest *d)
+{
+	uint64_t v;
+	if (read(d->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		mfd__warn("eventfd: %s", strerror(errno));
 }
 
 static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
@@ -327,6 +338,44 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
 	return 0;
 }
 
+/* A decoded SETUP against this destination's own settings and blocks:
+ * 0, or the code with why filled. */
+static int setup_acceptable(mfd_dest *d, const struct mfd_setup *su, char *why,
+			    size_t len)
+{
+	if (su->features != d->features)
+		return MFD_EFEATURE;
+	if (su->nchannels != d->n) {
+		snprintf(why, len,
+			 "SETUP says %u channels, the handshake said %u",
+			 su->nchannels, d->n);
+		return MFD_EROLE;
+	}
+	if (su->zstd_window_log > MFD_ZSTD_WINDOW_LOG_DEFAULT &&
+	    su->zstd_window_log > d->ss.cfg.zstd_long) {
+		/* The window is memory this side allocates per channel: only
+		 * as much as its own config allows. */
+		snprintf(why, len,
+			 "the source compresses with zstd-long=%u, this "
+			 "destination allows windows up to 2^%u (set zstd-long "
+			 "here too)",
+			 su->zstd_window_log,
+			 d->ss.cfg.zstd_long > MFD_ZSTD_WINDOW_LOG_DEFAULT
+				 ? d->ss.cfg.zstd_long
+				 : MFD_ZSTD_WINDOW_LOG_DEFAULT);
+		return MFD_ESETUP;
+	}
+	if (d->dl.set.n && !(d->features & MFD_FEAT_DEVICES)) {
+		/* Refused here, not with an ERROR after SETUP_OK. */
+		snprintf(why, len,
+			 "%u devices registered here, the session has no "
+			 "DEVICES feature",
+			 d->dl.set.n);
+		return MFD_EDEVICE;
+	}
+	return setup_matches(d, su, why, len);
+}
+
 static bool channel_taken(void *ctx, uint16_t idx)
 {
 	mfd_dest *d = ctx;
@@ -335,6 +384,21 @@ static bool channel_taken(void *ctx, uint16_t idx)
 
 /* Accepts connections until a valid main hello arrives (strangers are
  * refused and logged), then reads SETUP and answers. */
+/* The session the main channel opened: its id, features and channels. */
+static void take_main(mfd_dest *d, struct mfd__chan *c,
+		      const struct mfd_hello *h)
+{
+	memcpy(d->session, h->session, 16);
+	d->features = h->features;
+	/* The source chooses the channel count (1..MFD_MAX_CHANNELS, checked
+	 * by the decoder); the destination follows. Atomic: read by
+	 * mfd_dest_get_stats() from any thread. */
+	STAT_SET(d->n, h->nchannels);
+	pthread_mutex_lock(&d->lock);
+	d->main = c;
+	pthread_mutex_unlock(&d->lock);
+}
+
 static int accept_main(mfd_dest *d)
 {
 	struct mfd__chan *c;
@@ -345,15 +409,7 @@ static int accept_main(mfd_dest *d)
 	int ret = mfd__admitq_take(&d->aq, UINT64_MAX, &want, &c, &h);
 	if (ret)
 		return ret;
-	memcpy(d->session, h.session, 16);
-	d->features = h.features;
-	/* The source chooses the channel count (1..MFD_MAX_CHANNELS, checked
-	 * by the decoder); the destination follows. Atomic: read by
-	 * mfd_dest_get_stats() from any thread. */
-	STAT_SET(d->n, h.nchannels);
-	pthread_mutex_lock(&d->lock);
-	d->main = c;
-	pthread_mutex_unlock(&d->lock);
+	take_main(d, c, &h);
 
 	struct mfd_ctl_hdr ch;
 	uint8_t *payload;
@@ -368,31 +424,11 @@ static int accept_main(mfd_dest *d)
 		ret = ch.type == MFD_CTL_ERROR
 			      ? mfd__ctl_peer_error(payload, ch.length,
 						    "source")
-			      : MFD_ETYPE;
+			      : MFD_EUNEXPECTED;
 	else if ((ret = mfd__setup_decode(payload, ch.length, &su, descs)))
 		snprintf(why, sizeof(why), "malformed SETUP");
-	else if (su.features != d->features)
-		ret = MFD_EFEATURE;
-	else if (su.nchannels != d->n) {
-		snprintf(why, sizeof(why),
-			 "SETUP says %u channels, the handshake said %u",
-			 su.nchannels, d->n);
-		ret = MFD_EROLE;
-	} else if (su.zstd_window_log > MFD_ZSTD_WINDOW_LOG_DEFAULT &&
-		   su.zstd_window_log > d->ss.cfg.zstd_long) {
-		/* The window is memory this side allocates per channel: only
-		 * as much as its own config allows. */
-		snprintf(why, sizeof(why),
-			 "the source compresses with zstd-long=%u, this "
-			 "destination allows windows up to 2^%u (set zstd-long "
-			 "here too)",
-			 su.zstd_window_log,
-			 d->ss.cfg.zstd_long > MFD_ZSTD_WINDOW_LOG_DEFAULT
-				 ? d->ss.cfg.zstd_long
-				 : MFD_ZSTD_WINDOW_LOG_DEFAULT);
-		ret = MFD_ESETUP;
-	} else
-		ret = setup_matches(d, &su, why, sizeof(why));
+	else
+		ret = setup_acceptable(d, &su, why, sizeof(why));
 	free(payload);
 	if (!ret) {
 		d->lim.nblocks = d->ss.nblocks;
@@ -405,9 +441,14 @@ static int accept_main(mfd_dest *d)
 	if (ret) {
 		mfd__err("setup refused: %s%s%s", mfd_strerror(ret),
 			 why[0] ? ": " : "", why);
-		mfd__ctl_send_error(c, ret, "destination: %s%s%s",
-				    mfd_strerror(ret), why[0] ? ": " : "", why);
-		/* Already told the source; don't send a second error. */
+		/* A source's own ERROR is not answered; a transport failure
+		 * leaves nothing to tell. */
+		if (ret != MFD_EREMOTE && !mfd__is_transport_error(ret))
+			mfd__ctl_send_error(c, ret, "destination: %s%s%s",
+					    mfd_strerror(ret),
+					    why[0] ? ": " : "", why);
+		/* Told (or nothing to tell): one ERROR per session. */
+		d->told = true;
 		return ret;
 	}
 	return mfd__ctl_send(c, MFD_CTL_SETUP_OK, NULL, 0);
@@ -476,6 +517,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			return -errno;
 		if (mfd__session_check(&d->ss))
 			return mfd__session_check(&d->ss);
+		if (n > 0 && pfd[1].revents)
+			wake_drain(d);
 		if (n <= 0 || !pfd[0].revents) {
 			if (__atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) < d->n)
 				continue;
@@ -513,6 +556,12 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			ret = mfd__end_decode(payload, h.length, end, digests);
 			if (!ret && end->nblocks != d->ss.nblocks)
 				ret = MFD_EBLOCK;
+			/* Announces the final round: a later SYNC or an early
+			 * DONE now fails where it is read. */
+			if (!ret)
+				__atomic_store_n(&d->final_round,
+						 end->final_round,
+						 __ATOMIC_RELEASE);
 			if (!ret &&
 			    !end->digests != !(d->features & MFD_FEAT_VERIFY))
 				ret = MFD_EFEATURE;
@@ -521,8 +570,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 		case MFD_CTL_ERROR:
 			ret = mfd__ctl_peer_error(payload, h.length, "source");
 			break;
-		default:
-			ret = MFD_ETYPE;
+		default: /* a known type, not allowed here */
+			ret = MFD_EUNEXPECTED;
 			break;
 		}
 		free(payload);
@@ -533,6 +582,44 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 
 void (*mfd__test_dest_placed)(unsigned block, uint8_t *host, uint64_t size);
 
+/*
+ * After END: waits until every worker has ended (at its DONE or an error).
+ * Each worker's own waits are bounded (io-timeout on its channel, at the
+ * barrier and for buffer room); this bound holds even so: no packet and no
+ * device byte for twice io-timeout is MFD_EDRAIN.
+ */
+static int wait_workers(mfd_dest *d)
+{
+	uint64_t seen = UINT64_MAX, since = mfd__now_ns();
+	uint64_t limit = 2 * d->ss.cfg.io_timeout_ms * 1000000ULL;
+	for (;;) {
+		unsigned running = 0;
+		for (unsigned i = 0; i < d->n; i++)
+			running += d->w[i].started &&
+				   !__atomic_load_n(&d->w[i].exited,
+						    __ATOMIC_ACQUIRE);
+		if (!running)
+			return 0;
+		if (mfd__session_check(&d->ss))
+			return mfd__session_check(&d->ss);
+		uint64_t now = mfd__now_ns();
+		uint64_t progress =
+			STAT_GET(d->rx_packets) + STAT_GET(d->dl.bytes);
+		if (progress != seen) {
+			seen = progress;
+			since = now;
+		} else if (now - since > limit) {
+			mfd__err("%u data channel(s) did not end within "
+				 "io-timeout after END",
+				 running);
+			return MFD_EDRAIN;
+		}
+		struct pollfd pfd = { .fd = d->wake_fd, .events = POLLIN };
+		if (poll(&pfd, 1, 100) > 0)
+			wake_drain(d);
+	}
+}
+
 static int finish_load(mfd_dest *d)
 {
 	struct mfd_end end;
@@ -542,9 +629,9 @@ static int finish_load(mfd_dest *d)
 		return -ENOMEM;
 	int ret = main_loop(d, &end, digests);
 	if (ret == 1)
-		ret = 0;
-	/* Every worker ends at DONE, at an error, or when dest_fail shuts
-	 * its channel down. */
+		ret = wait_workers(d);
+	/* Every worker has ended at DONE or an error, or ends now that
+	 * dest_fail shuts its channel down and aborts its waits. */
 	for (unsigned i = 0; i < d->n; i++) {
 		if (ret)
 			dest_fail(d, ret);
@@ -557,7 +644,7 @@ static int finish_load(mfd_dest *d)
 	STAT_SET(d->ss.st.transfer_ns,
 		 mfd__now_ns() - d->ss.t_start - d->ss.st.setup_ns);
 	for (unsigned i = 0; !ret && i < d->n; i++)
-		if (!d->w[i].done || d->w[i].round != end.final_round + 1)
+		if (!d->w[i].g.done || d->w[i].g.round != end.final_round + 1)
 			ret = MFD_EROUND;
 	if (!ret && (end.total_pages != STAT_GET(d->ss.st.pages) ||
 		     end.total_packets != STAT_GET(d->ss.st.packets))) {
@@ -603,12 +690,12 @@ static int finish_load(mfd_dest *d)
  * TCP send a reset, which can destroy the ERROR message just sent before
  * the source reads it.
  */
-static void drain_and_close(struct mfd__chan *c)
+static void drain_and_close(struct mfd__chan *c, uint64_t timeout_ms)
 {
 	c->ops->shutdown(c, SHUT_WR);
 	c->ops->set_timeout(c, 200);
 	uint8_t byte;
-	uint64_t deadline = mfd__now_ns() + 2000000000ULL;
+	uint64_t deadline = mfd__deadline_ms(timeout_ms);
 	while (mfd__now_ns() < deadline) {
 		int ret = c->ops->recv(c, &byte, 1);
 		if (ret && ret != -ETIMEDOUT)
@@ -642,80 +729,100 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 	return 0;
 }
 
-static void *loader_main(void *arg)
+/* After SETUP: the load state, DEVICES, then the data channels, admitted
+ * and registered in channel order (as the source does). */
+static int setup_channels(mfd_dest *d)
 {
-	mfd_dest *d = arg;
+	int ret;
+	struct recv_worker *w = calloc(d->n, sizeof(*w));
+	for (unsigned i = 0; w && i < d->n; i++) {
+		w[i].d = d;
+		w[i].idx = i;
+		mfd__grammar_init(&w[i].g);
+	}
+	ret = w ? alloc_load_state(d, w) : -ENOMEM;
+	/* DEVICES follows SETUP, before the data channels. */
+	if (!ret)
+		ret = mfd__devload_setup(&d->dl, &d->ss.cfg, d->features,
+					 d->main);
+	d->barrier.n = d->n;
+	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
+	d->barrier.progress = &d->rx_packets;
+	pthread_mutex_lock(&d->lock);
+	d->w = w;
+	pthread_mutex_unlock(&d->lock);
+	if (!ret)
+		ret = accept_data(d);
+	/* In channel order, as the source does. */
+	uint64_t reg_ns = 0;
+	for (unsigned i = 0; !ret && i < d->n; i++)
+		ret = mfd__chan_register_memory(d->w[i].chan, d->ss.blocks,
+						d->ss.nblocks, &reg_ns);
+	STAT_SET(d->ss.st.register_ns, reg_ns);
+	return ret;
+}
+
+/* The main channel and SETUP, then the data channels. */
+static int setup_load(mfd_dest *d)
+{
 	int ret = mfd__admitq_init(&d->aq, &d->lst, d->ss.tls,
 				   d->ss.cfg.max_pending,
 				   d->ss.cfg.connect_timeout_ms, &d->ss.cancel);
 	if (!ret)
 		ret = accept_main(d);
-	bool told = ret == MFD_ESETUP || ret == MFD_EFEATURE;
-	if (!ret) {
-		struct recv_worker *w = calloc(d->n, sizeof(*w));
-		for (unsigned i = 0; w && i < d->n; i++) {
-			w[i].d = d;
-			w[i].idx = i;
-		}
-		ret = w ? alloc_load_state(d, w) : -ENOMEM;
-		/* DEVICES follows SETUP, before the data channels. */
-		if (!ret)
-			ret = mfd__devload_setup(&d->dl, &d->ss.cfg,
-						 d->features, d->main);
-		d->barrier.n = d->n;
-		pthread_mutex_lock(&d->lock);
-		d->w = w;
-		pthread_mutex_unlock(&d->lock);
-		if (!ret)
-			ret = accept_data(d);
-		/* In channel order, as the source does. */
-		uint64_t reg_ns = 0;
-		for (unsigned i = 0; !ret && i < d->n; i++)
-			ret = mfd__chan_register_memory(d->w[i].chan,
-							d->ss.blocks,
-							d->ss.nblocks, &reg_ns);
-		STAT_SET(d->ss.st.register_ns, reg_ns);
-	}
-	mfd__admitq_destroy(&d->aq);
-	mfd__listener_close(&d->lst);
-	STAT_SET(d->ss.st.setup_ns, mfd__now_ns() - d->ss.t_start);
-	if (!ret) {
-		STAT_SET(d->ss.st.phase, MFD_PHASE_PRECOPY);
-		d->main->ops->set_timeout(d->main, d->ss.cfg.io_timeout_ms);
-		for (unsigned i = 0; i < d->n && !ret; i++) {
-			ret = -pthread_create(&d->w[i].thread, NULL,
-					      recv_worker_main, &d->w[i]);
-			d->w[i].started = ret == 0;
-		}
-	}
 	if (!ret)
-		ret = finish_load(d);
-	if (!ret) {
-		ret = mfd__ctl_send(d->main, MFD_CTL_LOADED, NULL, 0);
-		if (!ret && d->hooks.loaded &&
-		    d->hooks.loaded(d->hooks.opaque) < 0)
-			ret = MFD_EHOOK;
+		ret = setup_channels(d);
+	return ret;
+}
+
+/* One receive worker per data channel, pre-copy begins. */
+static int start_workers(mfd_dest *d)
+{
+	int ret = 0;
+	STAT_SET(d->ss.st.phase, MFD_PHASE_PRECOPY);
+	d->main->ops->set_timeout(d->main, d->ss.cfg.io_timeout_ms);
+	for (unsigned i = 0; i < d->n && !ret; i++) {
+		ret = -pthread_create(&d->w[i].thread, NULL, recv_worker_main,
+				      &d->w[i]);
+		d->w[i].started = ret == 0;
 	}
-	if (ret) {
-		dest_fail(d, ret);
-		ret = mfd__session_check(&d->ss);
-		for (unsigned i = 0; d->w && i < d->n; i++)
-			if (d->w[i].started)
-				pthread_join(d->w[i].thread, NULL);
-		/* Device loaders joined, devices to STOP, never RUNNING. */
-		mfd__devload_failed(&d->dl, ret);
-		if (d->main && !told && ret != MFD_EREMOTE) {
-			d->main->ops->set_timeout(d->main,
-						  d->ss.cfg.connect_timeout_ms);
-			mfd__ctl_send_error(d->main, ret, "destination: %s",
-					    mfd_strerror(ret));
-			drain_and_close(d->main);
-			d->main = NULL;
-		}
-		mfd__err("incoming migration failed: %s", mfd_strerror(ret));
-		if (d->hooks.failed)
-			d->hooks.failed(d->hooks.opaque, ret);
+	return ret;
+}
+
+/* After a failure: workers and device loaders joined, the source told
+ * (once), the main channel drained and closed, the hypervisor told.
+ * Returns the first cause. */
+static int fail_load(mfd_dest *d, int ret)
+{
+	dest_fail(d, ret);
+	ret = mfd__session_check(&d->ss);
+	for (unsigned i = 0; d->w && i < d->n; i++)
+		if (d->w[i].started)
+			pthread_join(d->w[i].thread, NULL);
+	/* Device loaders joined, devices to STOP, never RUNNING. */
+	mfd__devload_failed(&d->dl, ret);
+	if (d->main && !d->told && ret != MFD_EREMOTE) {
+		d->main->ops->set_timeout(d->main,
+					  d->ss.cfg.connect_timeout_ms);
+		mfd__ctl_send_error(d->main, ret, "destination: %s",
+				    mfd_strerror(ret));
+		d->told = true;
 	}
+	/* Protocol 7.4: close after the source does, within
+	 * close-timeout. */
+	if (d->main) {
+		drain_and_close(d->main, d->ss.cfg.close_timeout_ms);
+		d->main = NULL;
+	}
+	mfd__err("incoming migration failed: %s", mfd_strerror(ret));
+	if (d->hooks.failed)
+		d->hooks.failed(d->hooks.opaque, ret);
+	return ret;
+}
+
+/* Channels closed, codecs and received-maps freed. */
+static void free_load(mfd_dest *d)
+{
 	pthread_mutex_lock(&d->lock);
 	for (unsigned i = 0; d->w && i < d->n; i++) {
 		if (d->w[i].chan)
@@ -733,6 +840,28 @@ static void *loader_main(void *arg)
 		d->main->ops->close(d->main);
 	d->main = NULL;
 	pthread_mutex_unlock(&d->lock);
+}
+
+static void *loader_main(void *arg)
+{
+	mfd_dest *d = arg;
+	int ret = setup_load(d);
+	mfd__admitq_destroy(&d->aq);
+	mfd__listener_close(&d->lst);
+	STAT_SET(d->ss.st.setup_ns, mfd__now_ns() - d->ss.t_start);
+	if (!ret)
+		ret = start_workers(d);
+	if (!ret)
+		ret = finish_load(d);
+	if (!ret) {
+		ret = mfd__ctl_send(d->main, MFD_CTL_LOADED, NULL, 0);
+		if (!ret && d->hooks.loaded &&
+		    d->hooks.loaded(d->hooks.opaque) < 0)
+			ret = MFD_EHOOK;
+	}
+	if (ret)
+		ret = fail_load(d, ret);
+	free_load(d);
 	mfd__session_finish(&d->ss, ret);
 	return NULL;
 }

@@ -144,7 +144,7 @@ int mfd__devload_setup(struct mfd__devload *dl, const struct mfd_config *cfg,
 	if (h.type == MFD_CTL_ERROR)
 		ret = mfd__ctl_peer_error(payload, h.length, "source");
 	else if (h.type != MFD_CTL_DEVICES)
-		ret = MFD_ETYPE;
+		ret = MFD_EUNEXPECTED;
 	else
 		ret = check_devices(dl, payload, h.length);
 	free(payload);
@@ -181,6 +181,7 @@ int mfd__devload_setup(struct mfd__devload *dl, const struct mfd_config *cfg,
 	if ((ret = mfd__reorder_new(&r, n, max, dl->lim.chunk_max,
 				    MFD_DEV_SEQ_WINDOW)))
 		return ret;
+	mfd__reorder_set_timeout(r, cfg->io_timeout_ms);
 	pthread_mutex_lock(dl->lock);
 	dl->r = r;
 	pthread_mutex_unlock(dl->lock);
@@ -203,7 +204,7 @@ int mfd__devload_pkt(struct mfd__devload *dl, struct mfd__chan *c,
 		     const struct mfd_pkt_hdr *h)
 {
 	if (!dl->active || dl->transfer != MFD_DEV_XFER_MULTIFD)
-		return MFD_ETYPE;
+		return MFD_EUNEXPECTED;
 	int ret = mfd__devpkt_validate(h, &dl->lim);
 	if (ret)
 		return ret;
@@ -232,7 +233,7 @@ int mfd__devload_main(struct mfd__devload *dl, const uint8_t *payload,
 		      uint32_t len)
 {
 	if (!dl->active || dl->transfer != MFD_DEV_XFER_MAIN)
-		return MFD_ETYPE;
+		return MFD_EUNEXPECTED;
 	struct mfd_devdata m;
 	int ret = mfd__devdata_decode(payload, len, &dl->lim, &m);
 	if (ret)

@@ -171,7 +171,7 @@ static void return_path(mfd_source *s)
 		} else {
 			mfd__err("main channel: unexpected message type %u",
 				 h.type);
-			source_fail(s, MFD_ETYPE);
+			source_fail(s, MFD_EUNEXPECTED);
 		}
 		free(payload);
 		if (h.type != MFD_CTL_LOADED)
@@ -262,7 +262,7 @@ static int send_setup(mfd_source *s, struct mfd__chan *main)
 	if (h.type == MFD_CTL_ERROR)
 		ret = mfd__ctl_peer_error(payload, h.length, "destination");
 	else if (h.type != MFD_CTL_SETUP_OK)
-		ret = MFD_ETYPE;
+		ret = MFD_EUNEXPECTED;
 	free(payload);
 	return ret;
 }

@@ -458,6 +458,51 @@ int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd_pkt_hdr *h)
 	return 0;
 }
 
+void mfd__grammar_init(struct mfd_data_grammar *g)
+{
+	memset(g, 0, sizeof(*g));
+	g->final_round = MFD_ROUND_UNKNOWN;
+}
+
+int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd_pkt_hdr *h)
+{
+	if (g->done)
+		return MFD_EUNEXPECTED;
+	if (h->seq != g->seq)
+		return MFD_EROUND;
+	switch (h->type) {
+	case MFD_PKT_PAGES:
+		if (h->round != g->round)
+			return MFD_EROUND;
+		g->round_packets++;
+		g->synced = false;
+		break;
+	case MFD_PKT_SYNC:
+		if (h->round != g->round ||
+		    (g->final_round != MFD_ROUND_UNKNOWN &&
+		     h->round > g->final_round))
+			return MFD_EROUND;
+		if (h->count != g->round_packets)
+			return MFD_ECOUNT;
+		g->round++;
+		g->round_packets = 0;
+		g->synced = true;
+		break;
+	case MFD_PKT_DEVICE: /* not part of the rounds */
+		break;
+	case MFD_PKT_DONE:
+		if (!g->synced || (g->final_round != MFD_ROUND_UNKNOWN &&
+				   g->round != g->final_round + 1))
+			return MFD_EROUND;
+		g->done = true;
+		break;
+	default:
+		return MFD_ETYPE;
+	}
+	g->seq++;
+	return 0;
+}
+
 /* Beyond wire.h: a SYNC or DONE header has nothing to validate against the
  * limits, and passing one here is a caller bug: MFD_ETYPE. */
 int mfd__pkt_validate(const struct mfd_pkt_hdr *h,

@@ -10,6 +10,7 @@
 #ifndef MULTIFD_WIRE_H
 #define MULTIFD_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -219,6 +220,34 @@ void mfd__pkt_encode(const struct mfd_pkt_hdr *h,
  * MFD_PKT_F_ZSTD, only on PAGES);
  * SYNC/DONE must have block, zero_count, payload_len zero (MFD_ELENGTH). */
 int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd_pkt_hdr *h);
+
+/*
+ * The grammar of one data connection (docs/protocol.md 7.2, 7.3), checked
+ * on each header as it is read:
+ *
+ *     data: hello ( PAGES* SYNC )+ DONE      DEVICE anywhere before DONE
+ *
+ * seq counts every packet from 0 (MFD_EROUND); PAGES and SYNC carry the
+ * channel's current round (MFD_EROUND); SYNC counts the round's PAGES
+ * (MFD_ECOUNT) and is not for a round after the final one once END has
+ * announced it (MFD_EROUND); DONE comes directly after a SYNC, DEVICE
+ * packets aside, and after the final round's SYNC when that is known
+ * (MFD_EROUND); nothing comes after DONE (MFD_EUNEXPECTED). A pure step
+ * function: no I/O, no allocation, so tests and the fuzzer drive it.
+ */
+struct mfd_data_grammar {
+	uint32_t seq;		/* next packet number */
+	uint32_t round;		/* current round */
+	uint32_t round_packets; /* PAGES of the current round so far */
+	uint32_t final_round;	/* from END; MFD_ROUND_UNKNOWN before */
+	bool synced;		/* a SYNC and no PAGES since */
+	bool done;
+};
+#define MFD_ROUND_UNKNOWN UINT32_MAX
+void mfd__grammar_init(struct mfd_data_grammar *g);
+/* 0 and g advanced past h, or the refusal's code with g unchanged. A
+ * SYNC advances the round at once; the caller waits at the barrier. */
+int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd_pkt_hdr *h);
 
 /* What the destination knows after setup. */
 struct mfd_wire_limits {

@@ -43,15 +43,15 @@ fuzz() {
 	if ! CC=clang cmake -S . -B "$dir" -DMFD_FUZZ=ON -DMFD_WERROR=ON \
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null ||
 		! cmake --build "$dir" -j"$jobs" --target fuzz_hello fuzz_ctl \
-			fuzz_pages fuzz_auth fuzz_decompress fuzz_reorder \
+			fuzz_pages fuzz_auth fuzz_decompress fuzz_reorder fuzz_grammar \
 			>"$dir.log" 2>&1; then
 		cat "$dir.log" 2>/dev/null
 		echo "=== $dir: BUILD FAILED"
 		status=1
 		return
 	fi
-	# 6 targets x 20 s: the CI step stays near 2 minutes plus the build.
-	for t in hello ctl pages auth decompress reorder; do
+	# 7 targets x 20 s: the CI step stays near 2.5 minutes plus the build.
+	for t in hello ctl pages auth decompress reorder grammar; do
 		local work=$dir/work-$t
 		mkdir -p "$work"
 		echo "=== fuzz_$t: 20 s"

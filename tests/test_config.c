@@ -63,6 +63,8 @@ static void test_table(UNUSED void **state)
 		{ "max-pending-connections",
 		  offsetof(struct mfd_config, max_pending), 4 },
 		{ "io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8 },
+		{ "close-timeout",
+		  offsetof(struct mfd_config, close_timeout_ms), 8 },
 		{ "compression", offsetof(struct mfd_config, compression), 4 },
 		{ "zstd-level", offsetof(struct mfd_config, zstd_level), 4 },
 		{ "io-engine", offsetof(struct mfd_config, io_engine), 4 },

@@ -186,6 +186,8 @@ void tvm_start_dest(struct tvm *vm)
 		ret = mfd_dest_add_block(vm->dst, vm->blocks[i].name,
 					 vm->blocks[i].dst, vm->blocks[i].size,
 					 vm->blocks[i].page_size);
+	if (!ret && vm->dest_setup)
+		vm->dest_setup(vm);
 	if (!ret)
 		ret = mfd_dest_start(vm->dst, vm->listen_uri
 						      ? vm->listen_uri

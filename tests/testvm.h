@@ -53,6 +53,10 @@ struct tvm {
 	/* Hook records. */
 	int stopped, resumed, loaded, failed, failed_err;
 	mfd_source_hooks shooks; /* the test may set sync_dirty etc. */
+	/* Optional: called by tvm_start_dest() after the blocks are added,
+	 * before the destination starts (e.g. to add devices). */
+	void (*dest_setup)(struct tvm *vm);
+	void *opaque;
 };
 
 /* Adds a block with memory on both sides (source filled by the caller). */

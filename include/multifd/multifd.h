@@ -91,7 +91,17 @@ MFD_API int mfd_version(void);
 	XX(TLS, 1024, "TLS failed: handshake, peer not trusted or bad record") \
 	XX(NOCONVERGE, 1025,                                                   \
 	   "pre-copy did not converge (max-rounds or precopy-timeout) and "    \
-	   "timeout-policy is cancel")
+	   "timeout-policy is cancel")                                         \
+	XX(UNEXPECTED, 1026,                                                   \
+	   "message not allowed here (known type, out of the grammar or in "   \
+	   "the wrong direction)")                                             \
+	XX(BARRIER, 1027,                                                      \
+	   "a data channel did not reach the round barrier within io-timeout") \
+	XX(DEVBUFFER, 1028,                                                    \
+	   "no room in the device reorder buffer within io-timeout")           \
+	XX(DRAIN, 1029,                                                        \
+	   "the data channels did not all end (DONE) within io-timeout after " \
+	   "END")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),
@@ -417,7 +427,15 @@ MFD_API int mfd_dest_add_block(mfd_dest *dst, const char *name, void *host,
 MFD_API int mfd_dest_start(mfd_dest *dst, const char *uri);
 /* The URI actually bound (with the chosen port), after mfd_dest_start(). */
 MFD_API int mfd_dest_get_uri(mfd_dest *dst, char *buf, size_t len);
-/* Wait until the incoming migration ends: 0 when loaded, else the error. */
+/*
+ * Wait until the incoming migration ends: 0 when loaded, else the error.
+ * No watchdog is needed: once the source's main connection is admitted,
+ * a source that stops making progress fails the load within io-timeout
+ * (2 x io-timeout while the channels drain after END), and this returns
+ * at most connect-timeout + close-timeout later (the ERROR sent, main
+ * closed); docs/security.md states the bound. Before a main connection is
+ * admitted it waits for one without a bound: mfd_dest_cancel() ends that.
+ */
 MFD_API int mfd_dest_wait(mfd_dest *dst);
 MFD_API int mfd_dest_cancel(mfd_dest *dst);
 MFD_API int mfd_dest_get_stats(mfd_dest *dst, mfd_stats *st, size_t size);

@@ -327,6 +327,59 @@ static void reorder(void)
 #undef OP
 }
 
+/* fuzz_grammar: u8 channels - 1, then op u8 (channel | type << 2 | seq off
+ * << 5), round delta i8, count delta i8, spare. */
+static void grammar(void)
+{
+	uint8_t buf[1 + 4 * 64];
+	size_t n = 0;
+#define OP(c, t, r, k)                                                         \
+	do {                                                                   \
+		buf[n] = (uint8_t)((c) | (t) << 2), buf[n + 1] = (uint8_t)(r); \
+		buf[n + 2] = (uint8_t)(k), buf[n + 3] = 0;                     \
+		n += 4;                                                        \
+	} while (0)
+	enum {
+		P = MFD_PKT_PAGES,
+		S = MFD_PKT_SYNC,
+		D = MFD_PKT_DONE,
+		V = MFD_PKT_DEVICE,
+		END = 7
+	};
+	/* Two channels, two rounds, a device chunk before DONE, END. */
+	buf[0] = 1;
+	n = 1;
+	OP(0, P, 0, 0);
+	OP(1, P, 0, 0);
+	OP(0, S, 0, 0);
+	OP(1, S, 0, 0);
+	OP(0, P, 0, 0);
+	OP(0, S, 0, 0);
+	OP(1, S, 0, 0);
+	OP(0, END, 1, 0);
+	OP(0, V, 0, 0);
+	OP(0, D, 0, 0);
+	OP(1, D, 0, 0);
+	put("grammar", "session", buf, n);
+	/* Refusals: DONE without SYNC, SYNC with a wrong count or round,
+	 * SYNC after END's final round, anything after DONE, bad seq. */
+	n = 1;
+	OP(0, D, 0, 0);
+	OP(0, P, 0, 0);
+	OP(0, S, 0, 1);
+	OP(0, S, 1, 0);
+	OP(0, S, 0, 0);
+	OP(0, END, 0, 0);
+	OP(0, S, 0, 0);
+	OP(0x20, P, 0, 0); /* seq off by one */
+	OP(0, D, 0, 0);
+	OP(0, P, 0, 0);
+	OP(1, 5, 0, 0);
+	OP(1, 0, 0, 0);
+	put("grammar", "refusals", buf, n);
+#undef OP
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -344,5 +397,6 @@ int main(int argc, char **argv)
 	auth();
 	decompress();
 	reorder();
+	grammar();
 	return 0;
 }
