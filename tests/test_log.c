@@ -81,9 +81,12 @@ static int stop(void *o)
 
 /* A source with a 16 MiB block and a destination with an 8 MiB one of the
  * same name: the destination refuses SETUP. */
-static void refused_setup(int *src_ret, int *dst_ret, char *src_why,
-			  char *dst_why, size_t len)
+/* ... with fd 2 trapped: returns what reached it (the caller frees). */
+static char *refused_setup(int *src_ret, int *dst_ret, char *src_why,
+			   char *dst_why, size_t len)
 {
+	struct stderr_trap t;
+	trap_begin(&t);
 	uint8_t *a = mmap(NULL, 16 * MIB, PROT_READ | PROT_WRITE,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t *b = mmap(NULL, 8 * MIB, PROT_READ | PROT_WRITE,
@@ -108,6 +111,7 @@ static void refused_setup(int *src_ret, int *dst_ret, char *src_why,
 	mfd_dest_free(d);
 	munmap(a, 16 * MIB);
 	munmap(b, 8 * MIB);
+	return trap_end(&t);
 }
 
 static const char *const mismatch =
@@ -120,12 +124,9 @@ static void test_callback_no_stderr(void **state)
 	static struct capture cap = { .lock = PTHREAD_MUTEX_INITIALIZER,
 				      .level = MFD_LOG_WARN };
 	mfd_set_log(on_log, &cap, MFD_LOG_WARN);
-	struct stderr_trap t;
 	int sret, dret;
 	char swhy[1024], dwhy[1024];
-	trap_begin(&t);
-	refused_setup(&sret, &dret, swhy, dwhy, sizeof(swhy));
-	char *err = trap_end(&t);
+	char *err = refused_setup(&sret, &dret, swhy, dwhy, sizeof(swhy));
 	mfd_set_log(NULL, NULL, -1);
 	printf("callback got:\n%s", cap.text);
 	printf("source error text: %s\ndestination error text: %s\n", swhy,
@@ -153,12 +154,9 @@ static void test_default_stderr(void **state)
 {
 	(void)state;
 	mfd_set_log(NULL, NULL, -1);
-	struct stderr_trap t;
 	int sret, dret;
 	char swhy[1024], dwhy[1024];
-	trap_begin(&t);
-	refused_setup(&sret, &dret, swhy, dwhy, sizeof(swhy));
-	char *err = trap_end(&t);
+	char *err = refused_setup(&sret, &dret, swhy, dwhy, sizeof(swhy));
 	printf("stderr got:\n%s", err);
 	assert_int_equal(sret, MFD_ESETUP);
 	assert_non_null(strstr(err, "multifd: error: setup refused: "));
