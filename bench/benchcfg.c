@@ -44,6 +44,13 @@ void cfg_list_add(struct cfg_list *l, const char *key, const char *value,
 	};
 }
 
+void cfg_list_add_opt(struct cfg_list *l, const char *key, const char *value,
+		      const char *what)
+{
+	cfg_list_add(l, key, value, what);
+	l->v[l->n - 1].option = true;
+}
+
 bool cfg_list_add_kv(struct cfg_list *l, const char *kv, const char *what)
 {
 	const char *eq = strchr(kv, '=');
@@ -67,6 +74,17 @@ void cfg_list_free(struct cfg_list *l)
 	l->n = 0;
 }
 
+const char *cfg_list_last(const struct cfg_list *l, const char *name)
+{
+	for (size_t i = l->n; i-- > 0;) {
+		const char *key = l->v[i].key, *dot = strchr(key, '.');
+
+		if (!strcmp(key, name) || (dot && !strcmp(dot + 1, name)))
+			return l->v[i].value;
+	}
+	return NULL;
+}
+
 static int apply(const char *prog, mfd_config *cfg, const struct cfg_list *l)
 {
 	char why[512];
@@ -76,12 +94,15 @@ static int apply(const char *prog, mfd_config *cfg, const struct cfg_list *l)
 		int err = mfd_config_set_err(cfg, s->key, s->value, why,
 					     sizeof(why));
 
-		if (err) {
+		if (err && s->option)
+			fprintf(stderr, "%s: %s %s: %s\n", prog, s->what,
+				s->value, why[0] ? why : mfd_strerror(err));
+		else if (err)
 			fprintf(stderr, "%s: %s %s=%s: %s\n", prog, s->what,
 				s->key, s->value,
 				why[0] ? why : mfd_strerror(err));
+		if (err)
 			return err;
-		}
 	}
 	return 0;
 }

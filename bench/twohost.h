@@ -5,36 +5,32 @@
  * the same VM shape (--ram, --blocks; the destination also --image and
  * --seed for its own byte-for-byte check); the library's SETUP check
  * refuses a destination whose RAM layout differs, naming the difference.
+ * The hooks, watchdog, timing and statistics are the harness's
+ * (harness.h), as in the local run.
  */
 #ifndef BENCH_TWOHOST_H
 #define BENCH_TWOHOST_H
 
 #include <stdbool.h>
-#include <stdint.h>
 
 #include <multifd/multifd.h>
 
-#include "vm.h"
+#include "cli.h"
+#include "harness.h"
 
-struct twohost_args {
-	const char *prog;
-	bool source;	 /* else destination */
-	const char *uri; /* --connect (source) or --listen (destination) */
-	uint64_t ram_bytes;
-	unsigned blocks;
-	uint32_t page_size;
-	struct vm_image image;
-	unsigned fill_threads;
-	bool dest_populate;
-	bool check; /* destination: regenerate the image and compare */
-	bool json;
-	unsigned timeout_s; /* 0: none */
-	const mfd_config *cfg;
-	const char *timeline;
-	const char *plot;
+struct twohost_result {
+	bool source; /* else destination */
+	int run_err;
+	bool memcmp_done; /* destination: the image was regenerated */
+	bool memcmp_ok;
+	char uri[256];
+	struct hook_log hooks;
+	struct sampler *sampler; /* timeline and progress line */
+	struct bench_run run;
 };
 
-/* Runs one side; returns the process exit status (0 ok, 1 failed). */
-int twohost_run(const struct twohost_args *a);
+/* Runs this process's side (o->mode) with cfg; returns the process exit
+ * status (0 ok, 1 failed). */
+int twohost_run(const struct bench_opts *o, const mfd_config *cfg);
 
 #endif /* BENCH_TWOHOST_H */

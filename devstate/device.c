@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "devstate/devstate.h"
-#include "multifd/internal.h"
+#include "multifd/multifd.h"
+#include "multifd/common/log.h"
 
 enum {
 	S_ERR = MFD_DEV_ERROR,

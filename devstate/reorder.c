@@ -6,7 +6,9 @@
 #include <string.h>
 
 #include "devstate/reorder.h"
-#include "multifd/internal.h"
+#include "multifd/multifd.h"
+#include "multifd/common/clock.h"
+#include "multifd/common/log.h"
 
 struct rdev {
 	struct mfd__rchunk *head; /* sorted by seq, reserved or ready */

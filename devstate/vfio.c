@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Adapter from a VFIO migration v2 device fd to mfd_device_ops. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,8 @@
 #include <unistd.h>
 
 #include "devstate/vfio_compat.h"
-#include "multifd/internal.h"
+#include "multifd/multifd.h"
+#include "multifd/common/log.h"
 #include "multifd/vfio.h"
 
 /* Our state numbers are VFIO's; make the compiler check it. */

@@ -16,6 +16,7 @@
 
 #include "multifd/config.h"
 #include "multifd/compress/codec.h"
+#include "multifd/wire.h"
 
 _Static_assert(sizeof(bool) == 1, "bool fields are stored as one byte");
 
@@ -1121,4 +1122,31 @@ int mfd_config_load(mfd_config *cfg, const char *path, char *err, size_t errlen)
 		return l.err;
 	*cfg = l.work;
 	return 0;
+}
+
+struct mfd__chan_opts mfd__config_chan_opts(const struct mfd_config *cfg)
+{
+	struct mfd__chan_opts o = {
+		.io_engine = cfg->io_engine,
+		.tls = cfg->tls,
+		.tls_ca = cfg->tls_ca,
+		.tls_cert = cfg->tls_cert,
+		.tls_key = cfg->tls_key,
+		.tls_psk_file = cfg->tls_psk_file,
+		.tls_hostname = cfg->tls_hostname,
+		.tls_verify_peer = cfg->tls_verify_peer,
+		.plain_magic = MFD_MAGIC_HELLO,
+		.plain_hello_len = MFD_HELLO_SIZE,
+		.plain_reply_len = MFD_HELLO_REPLY_SIZE,
+	};
+	/* A plaintext source on a TLS listener learns MFD_ETLS. */
+	struct mfd_hello_reply r = { .magic = MFD_MAGIC_HELLO,
+				     .version = MFD_PROTO_VERSION,
+				     .status = 1,
+				     .error = MFD_ETLS };
+	_Static_assert(MFD_HELLO_SIZE <= MFD__CHAN_PLAIN_MAX &&
+			       MFD_HELLO_REPLY_SIZE <= MFD__CHAN_PLAIN_MAX,
+		       "the plaintext refusal fits the channel options");
+	mfd__hello_reply_encode(&r, o.plain_reply);
+	return o;
 }

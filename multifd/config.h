@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "multifd/multifd.h"
+#include "multifd/channels/opts.h"
 
 #define MFD_CFG_PATH_MAX 1024
 /* Room for a path value, terminator included. */
@@ -59,17 +60,6 @@ enum mfd__dev_transfer_cfg {
 	MFD__DEVXFER_MULTIFD = 1, /* DEVICE packets over the data channels */
 };
 
-enum mfd__io_engine {
-	MFD__IO_SOCKETS = 0, /* blocking sendmsg/recvmsg */
-	MFD__IO_URING = 1,   /* io_uring, one ring per channel direction */
-};
-
-enum mfd__tls_mode {
-	MFD__TLS_OFF = 0,
-	MFD__TLS_CERT,
-	MFD__TLS_PSK,
-};
-
 enum mfd__timeout_policy {
 	MFD__POLICY_FORCE = 0,	/* switch over anyway */
 	MFD__POLICY_CANCEL = 1, /* stop migrating, the guest runs on */
@@ -112,5 +102,9 @@ const struct mfd__cfg_key *mfd__config_find(const char *key);
  */
 int mfd__config_parse(struct mfd_config *cfg, const struct mfd__cfg_key *k,
 		      const char *value, char *err, size_t errlen);
+
+/* The channels' options under cfg: the one place the engine hands its
+ * config to the channels. Texts point into cfg. */
+struct mfd__chan_opts mfd__config_chan_opts(const struct mfd_config *cfg);
 
 #endif /* MULTIFD_CONFIG_H */

@@ -876,9 +876,10 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return -ENOENT;
 	mfd__session_reset(&d->ss); /* after a start that failed */
 	mfd__log_forget();
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&d->ss.cfg);
 	int ret = mfd__session_prepare(&d->ss, true, NULL);
 	if (!ret &&
-	    (ret = mfd__listen(&d->ss.cfg, uri, MFD_MAX_CHANNELS + 8, &d->lst)))
+	    (ret = mfd__listen(&co, uri, MFD_MAX_CHANNELS + 8, &d->lst)))
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
 	if (ret)
 		return mfd__session_fail(&d->ss, ret);

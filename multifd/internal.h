@@ -11,30 +11,14 @@
 #include <sys/uio.h>
 
 #include "multifd/multifd.h"
+#include "multifd/common/barrier.h"
+#include "multifd/common/clock.h"
+#include "multifd/common/digest.h"
+#include "multifd/common/log.h"
+#include "multifd/common/util.h"
 #include "multifd/config.h"
 #include "multifd/wire.h"
 #include "ramblock/ramblock.h"
-
-#define MFD_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-
-uint64_t mfd__now_ns(void);
-/* CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID), ns. */
-uint64_t mfd__thread_cpu_ns(void);
-
-/* Logs through mfd_set_log()'s sink (default: stderr when level <=
- * $MFD_LOG, warnings by default). An error-level line is also kept as the
- * calling thread's last error (mfd__log_last_error()), whatever the level
- * of the sink. */
-void mfd__log(int level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-/* The last error-level line this thread logged since the last
- * mfd__log_forget(), or NULL. */
-const char *mfd__log_last_error(void);
-void mfd__log_forget(void);
-#define mfd__err(...)  mfd__log(MFD_LOG_ERROR, __VA_ARGS__)
-#define mfd__warn(...) mfd__log(MFD_LOG_WARN, __VA_ARGS__)
-#define mfd__info(...) mfd__log(MFD_LOG_INFO, __VA_ARGS__)
-#define mfd__dbg(...)  mfd__log(MFD_LOG_DEBUG, __VA_ARGS__)
 
 /*
  * iovecs for n pages of size psize at host + offsets[i] (offsets already
@@ -64,9 +48,9 @@ static inline int mfd__pages_iov(uint8_t *host, const uint64_t *offsets,
 int mfd__random_bytes(void *buf, size_t len);
 
 /* Digests of every block, as docs/protocol.md defines them, computed on
- * all online CPUs. 0 or -ENOMEM. The CPU time of the helper threads it
+ * all online CPUs (mfd__digest_mem, common/digest.h). 0, -EINVAL (more
+ * than MFD_MAX_BLOCKS) or -ENOMEM. The CPU time of the helper threads it
  * starts (not the caller's own) is added to *cpu_ns (atomically). */
-#define MFD_DIGEST_CHUNK (16ULL << 20)
 int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
 		       uint8_t (*out)[MFD_DIGEST_SIZE], uint64_t *cpu_ns);
 
@@ -81,44 +65,13 @@ extern void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
 				     uint64_t size);
 
 /*
- * Condition variables on CLOCK_MONOTONIC, and a wait until an absolute
- * mfd__now_ns() deadline: 0 when signalled (or spuriously woken), ETIMEDOUT
- * once the deadline has passed.
+ * A channel's register_memory op (channels/channel.h) for the blocks, if
+ * it has one: the engine's blocks as the channel's memory ranges.
  */
-void mfd__cond_init_mono(pthread_cond_t *cv);
-int mfd__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *lock,
-			 uint64_t deadline_ns);
-/* now + ms, saturating. */
-uint64_t mfd__deadline_ms(uint64_t ms);
-
-/*
- * Abortable barrier for the destination's per-round sync. Every wait is
- * bounded: by timeout_ms without progress (0: none, for tests only), by an
- * abort, and by a participant leaving for good (its channel ended), after
- * which no barrier can ever be complete again. Progress is *progress (an
- * atomic counter of what the participants still on their way receive;
- * NULL: none): a slow round is not a stalled one.
- */
-struct mfd__barrier {
-	pthread_mutex_t lock;
-	pthread_cond_t cv;
-	unsigned n, waiting;
-	uint64_t generation;
-	uint64_t timeout_ms;
-	const uint64_t *progress;
-	bool aborted;
-	bool left; /* a participant will never wait again */
-};
-int mfd__barrier_init(struct mfd__barrier *b, unsigned n);
-void mfd__barrier_destroy(struct mfd__barrier *b);
-/* 0 once all n arrived; -ECANCELED when aborted (now or while waiting);
- * MFD_EROUND when a participant has left (mfd__barrier_leave), since the
- * round can then never be complete; MFD_EBARRIER when timeout_ms passed
- * with no progress. */
-int mfd__barrier_wait(struct mfd__barrier *b);
-/* A participant that will never wait again (its channel ended). */
-void mfd__barrier_leave(struct mfd__barrier *b);
-void mfd__barrier_abort(struct mfd__barrier *b);
+struct mfd__chan;
+int mfd__chan_register_memory(struct mfd__chan *c,
+			      const struct mfd__ramblock *blocks,
+			      unsigned nblocks, uint64_t *reg_ns);
 
 /*
  * The guest writes its memory while send workers read it: by design (a page

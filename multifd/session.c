@@ -54,7 +54,8 @@ int mfd__session_prepare(struct mfd__session *ss, bool server, const char *host)
 {
 	mfd__tls_free(ss->tls);
 	ss->tls = NULL;
-	int ret = mfd__tls_new(&ss->cfg, server, host, &ss->tls);
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&ss->cfg);
+	int ret = mfd__tls_new(&co, server, host, &ss->tls);
 	if (!ret)
 		ret = mfd__auth_key_load(ss->cfg.auth_key_file, &ss->key);
 	return ret;

@@ -191,8 +191,8 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 			const uint8_t session[16], struct mfd__chan **out)
 {
 	struct mfd__chan *c;
-	int ret = mfd__connect(&s->ss.cfg, s->uri, s->ss.cfg.connect_timeout_ms,
-			       &c);
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->ss.cfg);
+	int ret = mfd__connect(&co, s->uri, s->ss.cfg.connect_timeout_ms, &c);
 	if (ret) {
 		mfd__err("connect to %s: %s", s->uri, mfd_strerror(ret));
 		return ret;
@@ -875,7 +875,8 @@ static void *migration_main(void *arg)
 /* Checks and loads what the migration needs before its thread starts. */
 static int prepare(mfd_source *s, const char *uri)
 {
-	int ret = mfd__transport_select(uri, &s->ss.cfg, NULL);
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->ss.cfg);
+	int ret = mfd__transport_select(uri, &co, NULL);
 	if (ret)
 		return ret;
 	snprintf(s->uri, sizeof(s->uri), "%s", uri);

@@ -4,12 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "multifd/common/log.h"
 #include "ramblock/tracker.h"
-
-/* The engine's logger, declared here so that ramblock needs no engine
- * header. */
-void mfd__log(int level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
 
 static int manual_start(struct mfd__tracker *t)
 {
@@ -65,10 +61,10 @@ int mfd__tracker_start(struct mfd__tracker *t, int kind,
 			t->blocks = blocks;
 			t->nblocks = nblocks;
 		}
-		mfd__log(1,
-			 "dirty-tracker uffd-wp unavailable (%s): falling back "
-			 "to manual (mfd_source_mark_dirty / sync_dirty hook)",
-			 why);
+		mfd__warn("dirty-tracker uffd-wp unavailable (%s): falling "
+			  "back to manual (mfd_source_mark_dirty / sync_dirty "
+			  "hook)",
+			  why);
 	}
 	t->ops = &mfd__tracker_manual;
 	t->kind = MFD__TRACKER_MANUAL;

@@ -73,26 +73,26 @@ expect() { # NAME TEXT: the output holds TEXT (a fixed string)
 
 # zero_random: 2 repeats x (zero, random); run 2 (random, rep 1) crashes.
 # Zero: runs 1, 3 -> median 200; random: run 4 only -> 400; ratio 0.5.
-run zero_random 2 crash bench/zero_random.sh 2 128
+run zero_random 2 crash bench/scripts/zero_random.sh 2 128
 expect zero_random "runs: 3 of 4 ok"
 expect zero_random "| 128 | 2 of 2 ok | 200 (100..300) | 1 of 2 ok | 400 (400..400) | 0.5 |"
 
 # io_engines_repeat: 2 repeats x 3 channel counts x 2 engines; run 3
 # (2 channels, sockets, rep 1) reports failed with throughput 300. Left
 # out, that row is run 9 alone (900); counted, it would be 600.
-run io_engines 3 json bench/io_engines_repeat.sh 2
+run io_engines 3 json bench/scripts/io_engines_repeat.sh 2
 expect io_engines "runs: 11 of 12 ok"
 expect io_engines "| 2 | sockets | 1 of 2 ok | 900 (900..900) |"
 expect io_engines "| 1 | sockets | 2 of 2 ok | 400 (100..700) |"
 
 # precopy: 3 runs, run 2 crashes.
-run precopy 2 crash bench/precopy.sh 3
+run precopy 2 crash bench/scripts/precopy.sh 3
 expect precopy "2 of 3 ok"
 expect precopy "2 of 2 ok runs completed with downtime within the limit"
 
 # zstd_mix: 2 repeats x 3 codecs through the netns stand-in; run 1 (none,
 # rep 1) crashes: none is run 4 alone (400), zstd runs 2 and 5 (350).
-NETNS=$tmp/build/wrap run zstd_mix 1 crash bench/zstd_mix.sh 2
+NETNS=$tmp/build/wrap run zstd_mix 1 crash bench/scripts/zstd_mix.sh 2
 expect zstd_mix "runs: 5 of 6 ok"
 expect zstd_mix "| none | 1 of 2 ok | 400 (400..400) |"
 expect zstd_mix "| zstd | 2 of 2 ok | 350 (200..500) | 2147.5 | 0.875 |"
@@ -100,18 +100,18 @@ expect zstd_mix "| zstd | 2 of 2 ok | 350 (200..500) | 2147.5 | 0.875 |"
 # ceiling: 3 runs against a 1000 MB/s ceiling; run 2 fails. Ratios of
 # runs 1 and 3: 0.10 and 0.30, median 0.2 (0.2 with run 2 too: so the
 # ratios line must list only two).
-PATH=$tmp/bin:$PATH run ceiling 2 json bench/ceiling.sh --build "$tmp/build" --runs 3 --iperf-time 1
+PATH=$tmp/bin:$PATH run ceiling 2 json bench/scripts/ceiling.sh --build "$tmp/build" --runs 3 --iperf-time 1
 expect ceiling "2 of 3 ok"
 expect ceiling "ratios of the ok runs: 0.10 0.30 (median 0.2)"
 expect ceiling "ratio=0.2"
 
 # tuning-sweep: 18 configurations once each; run 5 crashes.
-TWOHOST=$tmp/build/wrap run tuning_sweep 5 crash bench/tuning-sweep.sh 256M 1
+TWOHOST=$tmp/build/wrap run tuning_sweep 5 crash bench/scripts/tuning-sweep.sh 256M 1
 expect tuning_sweep "17 of 18 ok"
 
 # tuning-sweep2, io-engine section: 4 configurations x 2; run 2 (random
 # sockets, second repeat) fails: 1 of 2, and no median from one run.
-run tuning_sweep2 2 json python3 bench/tuning-sweep2.py io-engine 2
+run tuning_sweep2 2 json python3 bench/scripts/tuning-sweep2.py io-engine 2
 expect tuning_sweep2 "$(printf '%-28s %s' "random sockets" "1 of 2 ok")"
 expect tuning_sweep2 "$(printf '%-28s %s' "random uring" "MEDIAN 3 350.0")"
 if grep -q "random sockets.*MEDIAN" "$tmp/tuning_sweep2.out"; then

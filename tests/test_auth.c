@@ -198,9 +198,8 @@ static void test_key_file_checks(void **state)
 static struct mfd__chan *dial(const char *uri)
 {
 	struct mfd__chan *c;
-	struct mfd_config cfg;
-	mfd__config_defaults(&cfg); /* plain sockets */
-	assert_int_equal(mfd__connect(&cfg, uri, 2000, &c), 0);
+	/* plain sockets */
+	assert_int_equal(mfd__connect(NULL, uri, 2000, &c), 0);
 	c->ops->set_timeout(c, 2000);
 	return c;
 }

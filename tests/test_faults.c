@@ -228,7 +228,7 @@ static void run_case(enum when when, enum what what, enum chan chan)
 	snprintf(psk, sizeof(psk), "tls-psk-file=%s/psk", tls_dir);
 	const char *kv[] = { "channels=2",
 			     "verify=on",
-			     "io-timeout=1s",
+			     "io-timeout=3s",
 			     "connect-timeout=1s",
 			     "downtime-limit=1ms",
 			     "max-rounds=6",

@@ -14,8 +14,10 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "multifd/channels/opts.h"
+#include "multifd/common/util.h"
+
 struct mfd__chan;
-struct mfd__ramblock;
 
 struct mfd__chan_ops {
 	const char *name;
@@ -43,11 +45,12 @@ struct mfd__chan_ops {
 	 * mfd__chan_* helpers below), so it never asks which transport runs.
 	 */
 	/* Both sides, once per data channel after the handshake, in channel
-	 * order: register guest RAM for the peer and learn the peer's.
-	 * Adds the time spent registering to *reg_ns. */
-	int (*register_memory)(struct mfd__chan *c,
-			       const struct mfd__ramblock *blocks,
-			       unsigned nblocks, uint64_t *reg_ns);
+	 * order: register guest RAM (mem[i] is block i) for the peer and
+	 * learn the peer's. Adds the time spent registering to *reg_ns.
+	 * The engine calls it through mfd__chan_register_memory()
+	 * (multifd/internal.h). */
+	int (*register_memory)(struct mfd__chan *c, const struct mfd__mem *mem,
+			       unsigned n, uint64_t *reg_ns);
 	/* Source: an uncompressed PAGES packet. iov[0] is the encoded
 	 * header, iov[1] the offsets, iov[2..] the pages, inside guest
 	 * memory of block (registered). */
@@ -130,15 +133,6 @@ static inline int mfd__chan_first_ready(struct mfd__chan *c, uint32_t need,
 	return !!(revents & (POLLIN | POLLHUP | POLLERR));
 }
 
-static inline int mfd__chan_register_memory(struct mfd__chan *c,
-					    const struct mfd__ramblock *blocks,
-					    unsigned nblocks, uint64_t *reg_ns)
-{
-	return c->ops->register_memory
-		       ? c->ops->register_memory(c, blocks, nblocks, reg_ns)
-		       : 0;
-}
-
 struct mfd__transport;
 
 struct mfd__listener {
@@ -169,20 +163,19 @@ extern const struct mfd__transport mfd__tcp_transport;
 extern const struct mfd__transport mfd__uring_transport;
 extern const struct mfd__transport mfd__rdma_transport;
 
-struct mfd_config;
-
 /* "tcp:HOST:PORT", "tcp:[V6]:PORT", "rdma:HOST:PORT": the part after the
  * scheme. MFD_EURI when malformed or of an unknown scheme. */
 int mfd__uri_split(const char *uri, char *host, size_t hostlen, char *port,
 		   size_t portlen);
 
-/* The transport for uri under cfg (io-engine picks tcp or uring for
- * "tcp:"). MFD_EURI for a malformed URI or unknown scheme. */
-int mfd__transport_select(const char *uri, const struct mfd_config *cfg,
+/* The transport for uri under o (o->io_engine picks tcp or uring for
+ * "tcp:"; o may be NULL: sockets). MFD_EURI for a malformed URI or unknown
+ * scheme. */
+int mfd__transport_select(const char *uri, const struct mfd__chan_opts *o,
 			  const struct mfd__transport **out);
-int mfd__connect(const struct mfd_config *cfg, const char *uri,
+int mfd__connect(const struct mfd__chan_opts *o, const char *uri,
 		 uint64_t timeout_ms, struct mfd__chan **out);
-int mfd__listen(const struct mfd_config *cfg, const char *uri, int backlog,
+int mfd__listen(const struct mfd__chan_opts *o, const char *uri, int backlog,
 		struct mfd__listener *l);
 int mfd__accept(struct mfd__listener *l, uint64_t timeout_ms, const int *cancel,
 		struct mfd__chan **out);

@@ -12,38 +12,18 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "multifd/multifd.h"
 #include "multifd/channels/channel.h"
 #include "multifd/channels/rdma.h"
-#include "multifd/internal.h"
+#include "multifd/common/clock.h"
 
 #define SLOTS	    MFD__RDMA_RECV_SLOTS
 #define SLOT	    MFD__RDMA_SLOT_SIZE
 #define MAX_PAYLOAD (SLOT - MFD__RDMA_HDR_SIZE)
-#define REGION_WIRE 24
 
 /* wr_id: kind in the high half, slot in the low half. */
 enum { WR_SEND = 1, WR_RECV = 2, WR_WRITE = 3 };
 #define WR(kind, slot) ((uint64_t)(kind) << 32 | (uint32_t)(slot))
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p)
-{
-	return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
 
 static int fail(struct mfd__rdma_ep *ep, int err)
 {
@@ -153,32 +133,24 @@ static int complete(struct mfd__rdma_ep *ep, const struct mfd__vwc *wc)
 		return fail(ep, wc->status);
 	if (kind != WR_RECV)
 		return 0;
-	if (slot >= SLOTS || wc->len < MFD__RDMA_HDR_SIZE)
+	if (slot >= SLOTS)
 		return fail(ep, MFD_ELENGTH);
-	const uint8_t *h = ep->rbuf + (size_t)slot * SLOT;
-	uint32_t type = get32(h + 4) & 0xffff, credits = get32(h + 4) >> 16;
-	uint32_t len = get32(h + 8);
-	if (get32(h) != MFD__RDMA_MAGIC)
-		return fail(ep, MFD_EBADMAGIC);
-	if (len != wc->len - MFD__RDMA_HDR_SIZE || get32(h + 12))
-		return fail(ep, MFD_ELENGTH);
-	/* More credits than we have sends outstanding is a lying peer. */
-	if (ep->credits + credits > SLOTS)
-		return fail(ep, MFD_ECOUNT);
-	ep->credits += credits;
-	if (type == MFD__RDMA_CREDIT)
-		return len ? fail(ep, MFD_ELENGTH) : repost(ep, slot);
-	if (type == MFD__RDMA_FENCE) {
-		if (len)
-			return fail(ep, MFD_ELENGTH);
+	struct mfd__rdma_hdr h;
+	int ret = mfd__rdma_hdr_decode(ep->rbuf + (size_t)slot * SLOT, wc->len,
+				       SLOTS - ep->credits, &h);
+	if (ret)
+		return fail(ep, ret);
+	ep->credits += h.credits;
+	if (h.type == MFD__RDMA_CREDIT)
+		return repost(ep, slot);
+	if (h.type == MFD__RDMA_FENCE) {
 		ep->fences++;
 		return repost(ep, slot);
 	}
-	if (type != MFD__RDMA_DATA && type != MFD__RDMA_REGIONS)
-		return fail(ep, MFD_ETYPE);
 	unsigned tail = (ep->ready_head + ep->ready_n) % SLOTS;
 	ep->ready[tail] = slot;
-	ep->ready_len[tail] = len;
+	ep->ready_len[tail] = h.len;
+	ep->ready_type[tail] = h.type;
 	ep->ready_n++;
 	return 0;
 }
@@ -264,10 +236,10 @@ static int send_raw(struct mfd__rdma_ep *ep, uint16_t type,
 	unsigned slot = ep->snext;
 	ep->snext = (ep->snext + 1) % SLOTS;
 	uint8_t *h = ep->sbuf + (size_t)slot * SLOT;
-	put32(h, MFD__RDMA_MAGIC);
-	put32(h + 4, type | (uint32_t)ep->owed << 16);
-	put32(h + 8, (uint32_t)len);
-	put32(h + 12, 0);
+	struct mfd__rdma_hdr hdr = { .type = type,
+				     .credits = (uint16_t)ep->owed,
+				     .len = (uint32_t)len };
+	mfd__rdma_hdr_encode(&hdr, h);
 	gather(h + MFD__RDMA_HDR_SIZE, iov, iovcnt, skip, len);
 	ret = ep->ops->post_send(ep->qp, WR(WR_SEND, slot), h,
 				 (uint32_t)(MFD__RDMA_HDR_SIZE + len),
@@ -305,7 +277,7 @@ static int next_msg(struct mfd__rdma_ep *ep, unsigned *slot, uint32_t *len,
 	}
 	*slot = ep->ready[ep->ready_head];
 	*len = ep->ready_len[ep->ready_head];
-	*type = get32(ep->rbuf + (size_t)*slot * SLOT + 4) & 0xffff;
+	*type = ep->ready_type[ep->ready_head];
 	ep->ready_head = (ep->ready_head + 1) % SLOTS;
 	ep->ready_n--;
 	return 0;
@@ -343,15 +315,16 @@ int mfd__rdma_register(struct mfd__rdma_ep *ep, void *addr, size_t len)
 
 int mfd__rdma_send_regions(struct mfd__rdma_ep *ep)
 {
-	uint8_t buf[MFD__RDMA_MAX_REGIONS * REGION_WIRE];
-	for (unsigned i = 0; i < ep->nlocal; i++) {
-		uint8_t *p = buf + i * REGION_WIRE;
-		put64(p, (uint64_t)(uintptr_t)ep->local[i].addr);
-		put64(p + 8, ep->local[i].len);
-		put32(p + 16, ep->local[i].rkey);
-		put32(p + 20, 0);
-	}
-	struct iovec iov = { buf, (size_t)ep->nlocal * REGION_WIRE };
+	struct mfd__rdma_region r[MFD__RDMA_MAX_REGIONS];
+	uint8_t buf[MFD__RDMA_MAX_REGIONS * MFD__RDMA_REGION_SIZE];
+	for (unsigned i = 0; i < ep->nlocal; i++)
+		r[i] = (struct mfd__rdma_region){
+			.addr = (uint64_t)(uintptr_t)ep->local[i].addr,
+			.len = ep->local[i].len,
+			.rkey = ep->local[i].rkey
+		};
+	mfd__rdma_regions_encode(r, ep->nlocal, buf);
+	struct iovec iov = { buf, (size_t)ep->nlocal * MFD__RDMA_REGION_SIZE };
 	return send_raw(ep, MFD__RDMA_REGIONS, &iov, 1, 0, iov.iov_len);
 }
 
@@ -364,18 +337,13 @@ int mfd__rdma_recv_regions(struct mfd__rdma_ep *ep)
 		return ret;
 	if (type != MFD__RDMA_REGIONS)
 		return fail(ep, MFD_ETYPE);
-	if (len % REGION_WIRE || len / REGION_WIRE > MFD__RDMA_MAX_REGIONS)
-		return fail(ep, MFD_ELENGTH);
-	const uint8_t *p = ep->rbuf + (size_t)slot * SLOT + MFD__RDMA_HDR_SIZE;
-	ep->nremote = len / REGION_WIRE;
-	for (unsigned i = 0; i < ep->nremote; i++, p += REGION_WIRE) {
-		ep->remote[i].addr = get64(p);
-		ep->remote[i].len = get64(p + 8);
-		ep->remote[i].rkey = get32(p + 16);
-		if (get32(p + 20) ||
-		    ep->remote[i].addr + ep->remote[i].len < ep->remote[i].addr)
-			return fail(ep, MFD_EFLAGS);
-	}
+	unsigned n;
+	ret = mfd__rdma_regions_decode(
+		ep->rbuf + (size_t)slot * SLOT + MFD__RDMA_HDR_SIZE, len,
+		ep->remote, MFD__RDMA_MAX_REGIONS, &n);
+	if (ret)
+		return fail(ep, ret);
+	ep->nremote = n;
 	return repost(ep, slot);
 }
 
@@ -577,8 +545,7 @@ static int rdma_chan_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt)
 	return chan_done(r, mfd__rdma_recvv(&r->ep, iov, iovcnt));
 }
 
-static int rdma_chan_register(struct mfd__chan *c,
-			      const struct mfd__ramblock *blocks,
+static int rdma_chan_register(struct mfd__chan *c, const struct mfd__mem *mem,
 			      unsigned nblocks, uint64_t *reg_ns)
 {
 	struct rdma_chan *r = chan_lock(c);
@@ -586,7 +553,7 @@ static int rdma_chan_register(struct mfd__chan *c,
 	int ret = ep->nlocal ? -EALREADY : 0;
 	/* Region i is block i on both sides. */
 	for (unsigned i = 0; !ret && i < nblocks; i++) {
-		ret = mfd__rdma_register(ep, blocks[i].host, blocks[i].size);
+		ret = mfd__rdma_register(ep, mem[i].host, mem[i].size);
 		ret = ret < 0 ? ret : 0;
 	}
 	if (reg_ns)
@@ -776,7 +743,8 @@ static int rdma_listen(const char *uri, int backlog, struct mfd__listener *l)
 		ret = mfd__ibv_probe();
 	struct mfd__ibv_listener *il;
 	if (!ret)
-		ret = mfd__ibv_listen(host, port, &il, bound, sizeof(bound));
+		ret = mfd__ibv_listen(host, port, backlog, &il, bound,
+				      sizeof(bound));
 	if (ret)
 		return ret;
 	l->priv = il;

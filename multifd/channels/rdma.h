@@ -30,26 +30,10 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "multifd/channels/rdma_wire.h"
 #include "multifd/channels/verbs.h"
 
-#define MFD__RDMA_MAGIC	      0x5244464dU /* "MFDR" */
-#define MFD__RDMA_HDR_SIZE    16
-#define MFD__RDMA_RECV_SLOTS  16
-#define MFD__RDMA_SLOT_SIZE   (64 * 1024)
-#define MFD__RDMA_MAX_REGIONS 64
-#define MFD__RDMA_MAX_WRITES  64 /* RDMA WRITEs in flight */
-
-enum mfd__rdma_type {
-	MFD__RDMA_CREDIT = 1, /* no payload */
-	MFD__RDMA_REGIONS = 2,
-	MFD__RDMA_DATA = 3,
-	MFD__RDMA_FENCE = 4, /* no payload: the receiver's round is applied */
-};
-
-struct mfd__rdma_region {
-	uint64_t addr, len;
-	uint32_t rkey;
-};
+#define MFD__RDMA_MAX_WRITES 64 /* RDMA WRITEs in flight */
 
 struct mfd__rdma_ep {
 	const struct mfd__verbs_ops *ops;
@@ -67,6 +51,7 @@ struct mfd__rdma_ep {
 	/* Received, not yet consumed, in arrival order. */
 	uint32_t ready[MFD__RDMA_RECV_SLOTS];
 	uint32_t ready_len[MFD__RDMA_RECV_SLOTS];
+	uint16_t ready_type[MFD__RDMA_RECV_SLOTS];
 	unsigned ready_head, ready_n;
 	/* Partly consumed DATA message (the stream API). */
 	int cur_slot;

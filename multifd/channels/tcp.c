@@ -14,8 +14,9 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "multifd/multifd.h"
 #include "multifd/channels/channel.h"
-#include "multifd/internal.h"
+#include "multifd/common/clock.h"
 
 int mfd__uri_split(const char *uri, char *host, size_t hostlen, char *port,
 		   size_t portlen)

@@ -20,8 +20,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "multifd/multifd.h"
 #include "multifd/channels/tls.h"
-#include "multifd/internal.h"
+#include "multifd/common/clock.h"
+#include "multifd/common/le.h"
+#include "multifd/common/log.h"
 
 /* Sends of iovecs shorter than this are gathered into full records, in a
  * stage of one record (it stays in cache between the copy and the
@@ -41,6 +44,9 @@ struct mfd__tls {
 	char host[256]; /* client: name the server must carry */
 	bool host_is_ip;
 	uint8_t psk[32];
+	/* server: the answer to a plaintext hello (struct mfd__chan_opts) */
+	uint32_t plain_magic, plain_hello_len, plain_reply_len;
+	uint8_t plain_reply[MFD__CHAN_PLAIN_MAX];
 };
 
 struct tls_chan {
@@ -169,13 +175,13 @@ static int readable(const char *what, const char *path)
 	return MFD_ECONFIG;
 }
 
-static int load_cert(struct mfd__tls *t, const struct mfd_config *cfg)
+static int load_cert(struct mfd__tls *t, const struct mfd__chan_opts *o)
 {
-	const char *key = cfg->tls_key[0] ? cfg->tls_key : cfg->tls_cert;
-	if (readable("tls-cert", cfg->tls_cert) || readable("tls-key", key))
+	const char *key = o->tls_key[0] ? o->tls_key : o->tls_cert;
+	if (readable("tls-cert", o->tls_cert) || readable("tls-key", key))
 		return MFD_ECONFIG;
-	if (SSL_CTX_use_certificate_chain_file(t->ctx, cfg->tls_cert) != 1)
-		return ctx_fail("tls-cert", cfg->tls_cert);
+	if (SSL_CTX_use_certificate_chain_file(t->ctx, o->tls_cert) != 1)
+		return ctx_fail("tls-cert", o->tls_cert);
 	if (SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1)
 		return ctx_fail("tls-key", key);
 	if (SSL_CTX_check_private_key(t->ctx) != 1)
@@ -183,31 +189,40 @@ static int load_cert(struct mfd__tls *t, const struct mfd_config *cfg)
 	return 0;
 }
 
-static int load_ca(struct mfd__tls *t, const struct mfd_config *cfg)
+static int load_ca(struct mfd__tls *t, const struct mfd__chan_opts *o)
 {
-	if (!cfg->tls_ca[0]) {
+	if (!o->tls_ca[0]) {
 		if (SSL_CTX_set_default_verify_paths(t->ctx) != 1)
 			return ctx_fail("tls-ca", "(system default)");
 		return 0;
 	}
-	if (readable("tls-ca", cfg->tls_ca))
+	if (readable("tls-ca", o->tls_ca))
 		return MFD_ECONFIG;
-	if (SSL_CTX_load_verify_locations(t->ctx, cfg->tls_ca, NULL) != 1)
-		return ctx_fail("tls-ca", cfg->tls_ca);
+	if (SSL_CTX_load_verify_locations(t->ctx, o->tls_ca, NULL) != 1)
+		return ctx_fail("tls-ca", o->tls_ca);
 	return 0;
 }
 
-int mfd__tls_new(const struct mfd_config *cfg, bool server,
+int mfd__tls_new(const struct mfd__chan_opts *o, bool server,
 		 const char *uri_host, struct mfd__tls **out)
 {
 	*out = NULL;
-	if (cfg->tls == MFD__TLS_OFF)
+	if (o->tls == MFD__TLS_OFF)
 		return 0;
 	struct mfd__tls *t = calloc(1, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	t->server = server;
-	t->mode = (int)cfg->tls;
+	t->mode = (int)o->tls;
+	if (o->plain_hello_len > MFD__CHAN_PLAIN_MAX ||
+	    o->plain_reply_len > MFD__CHAN_PLAIN_MAX) {
+		free(t);
+		return -EINVAL;
+	}
+	t->plain_magic = o->plain_magic;
+	t->plain_hello_len = o->plain_hello_len;
+	t->plain_reply_len = o->plain_reply_len;
+	memcpy(t->plain_reply, o->plain_reply, o->plain_reply_len);
 	int ret = 0;
 	t->ctx =
 		SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
@@ -233,11 +248,11 @@ int mfd__tls_new(const struct mfd_config *cfg, bool server,
 		SSL_CTX_set_num_tickets(t->ctx, 0);
 
 	if (t->mode == MFD__TLS_PSK) {
-		if (!cfg->tls_psk_file[0]) {
+		if (!o->tls_psk_file[0]) {
 			mfd__err("tls=psk needs tls-psk-file");
 			ret = MFD_ECONFIG;
 		} else {
-			ret = read_psk(t, cfg->tls_psk_file);
+			ret = read_psk(t, o->tls_psk_file);
 		}
 		if (!ret && server)
 			SSL_CTX_set_psk_find_session_callback(t->ctx,
@@ -246,15 +261,15 @@ int mfd__tls_new(const struct mfd_config *cfg, bool server,
 			SSL_CTX_set_psk_use_session_callback(t->ctx,
 							     psk_use_cb);
 	} else if (server) {
-		if (!cfg->tls_cert[0]) {
+		if (!o->tls_cert[0]) {
 			mfd__err("tls=cert on the destination needs tls-cert "
 				 "(and tls-key)");
 			ret = MFD_ECONFIG;
 		}
 		if (!ret)
-			ret = load_cert(t, cfg);
-		if (!ret && cfg->tls_verify_peer) {
-			ret = load_ca(t, cfg);
+			ret = load_cert(t, o);
+		if (!ret && o->tls_verify_peer) {
+			ret = load_ca(t, o);
 			SSL_CTX_set_verify(
 				t->ctx,
 				SSL_VERIFY_PEER |
@@ -262,13 +277,13 @@ int mfd__tls_new(const struct mfd_config *cfg, bool server,
 				NULL);
 		}
 	} else {
-		ret = load_ca(t, cfg);
-		if (!ret && cfg->tls_cert[0])
-			ret = load_cert(t, cfg);
+		ret = load_ca(t, o);
+		if (!ret && o->tls_cert[0])
+			ret = load_cert(t, o);
 		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
-		const char *h = cfg->tls_hostname[0] ? cfg->tls_hostname
-				: uri_host	     ? uri_host
-						     : "";
+		const char *h = o->tls_hostname[0] ? o->tls_hostname
+				: uri_host	   ? uri_host
+						   : "";
 		snprintf(t->host, sizeof(t->host), "%s", h);
 		uint8_t addr[16];
 		t->host_is_ip = inet_pton(AF_INET, h, addr) == 1 ||
@@ -649,27 +664,22 @@ static int set_socket_bio(SSL *ssl, int fd)
 /* ------------------------------------------------------------------ */
 
 /* A plaintext multifd peer on a TLS listener: answer in its own language
- * so that it reports MFD_ETLS instead of a reset. */
-static bool refuse_plaintext(struct mfd__chan *c, uint64_t ms)
+ * (the engine's refusal, struct mfd__chan_opts) so that it reports
+ * MFD_ETLS instead of a reset. */
+static bool refuse_plaintext(const struct mfd__tls *t, struct mfd__chan *c,
+			     uint64_t ms)
 {
 	uint8_t head[4];
-	if (wait_io(c->fd, POLLIN, ms))
+	if (!t->plain_hello_len || wait_io(c->fd, POLLIN, ms))
 		return false;
 	ssize_t n = recv(c->fd, head, sizeof(head), MSG_PEEK | MSG_DONTWAIT);
-	uint32_t magic = (uint32_t)head[0] | (uint32_t)head[1] << 8 |
-			 (uint32_t)head[2] << 16 | (uint32_t)head[3] << 24;
-	if (n != (ssize_t)sizeof(head) || magic != MFD_MAGIC_HELLO)
+	if (n != (ssize_t)sizeof(head) || mfd__get_le32(head) != t->plain_magic)
 		return false;
-	uint8_t hello[MFD_HELLO_SIZE], reply[MFD_HELLO_REPLY_SIZE];
+	uint8_t hello[MFD__CHAN_PLAIN_MAX];
 	c->ops->set_timeout(c, ms);
-	if (c->ops->recv(c, hello, sizeof(hello)))
+	if (c->ops->recv(c, hello, t->plain_hello_len))
 		return true;
-	struct mfd_hello_reply r = { .magic = MFD_MAGIC_HELLO,
-				     .version = MFD_PROTO_VERSION,
-				     .status = 1,
-				     .error = MFD_ETLS };
-	mfd__hello_reply_encode(&r, reply);
-	mfd__chan_send(c, reply, sizeof(reply));
+	mfd__chan_send(c, t->plain_reply, t->plain_reply_len);
 	return true;
 }
 
@@ -713,7 +723,7 @@ static int wrap(struct mfd__tls *t, struct mfd__chan **cp, uint64_t ms)
 	struct mfd__chan *inner = *cp;
 	char why[320] = "";
 	*cp = NULL;
-	if (t->server && refuse_plaintext(inner, ms)) {
+	if (t->server && refuse_plaintext(t, inner, ms)) {
 		mfd__err("refused connection from %s: TLS handshake failed: "
 			 "the peer speaks multifd without TLS",
 			 inner->peer);

@@ -19,19 +19,19 @@
 #include <stdint.h>
 
 #include "multifd/channels/channel.h"
-#include "multifd/config.h"
+#include "multifd/channels/opts.h"
 
 struct mfd__tls;
 
 /*
- * Builds the context of one side from cfg: *out = NULL when tls=off.
+ * Builds the context of one side from o: *out = NULL when tls=off.
  * Certificates, keys and the PSK file are read now, so a bad path or a key
  * that does not match its certificate fails here with MFD_ECONFIG and a
  * logged reason. uri_host is the host of the destination URI (source
  * only): the destination's certificate must carry it, unless tls-hostname
  * names another.
  */
-int mfd__tls_new(const struct mfd_config *cfg, bool server,
+int mfd__tls_new(const struct mfd__chan_opts *o, bool server,
 		 const char *uri_host, struct mfd__tls **out);
 void mfd__tls_free(struct mfd__tls *t);
 

@@ -4,8 +4,6 @@
 #include <string.h>
 
 #include "multifd/channels/channel.h"
-#include "multifd/config.h"
-#include "multifd/internal.h"
 
 static struct {
 	char scheme[16];
@@ -26,7 +24,7 @@ int mfd__transport_register(const char *scheme, const struct mfd__transport *tp)
 	return -ENOSPC;
 }
 
-int mfd__transport_select(const char *uri, const struct mfd_config *cfg,
+int mfd__transport_select(const char *uri, const struct mfd__chan_opts *o,
 			  const struct mfd__transport **out)
 {
 	for (unsigned i = 0; uri && i < 4 && extra[i].tp; i++) {
@@ -44,7 +42,7 @@ int mfd__transport_select(const char *uri, const struct mfd_config *cfg,
 	const struct mfd__transport *tp;
 	if (strncmp(uri, "rdma:", 5) == 0)
 		tp = &mfd__rdma_transport;
-	else if (cfg && cfg->io_engine == MFD__IO_URING)
+	else if (o && o->io_engine == MFD__IO_URING)
 		tp = &mfd__uring_transport;
 	else
 		tp = &mfd__tcp_transport;
@@ -53,19 +51,19 @@ int mfd__transport_select(const char *uri, const struct mfd_config *cfg,
 	return 0;
 }
 
-int mfd__connect(const struct mfd_config *cfg, const char *uri,
+int mfd__connect(const struct mfd__chan_opts *o, const char *uri,
 		 uint64_t timeout_ms, struct mfd__chan **out)
 {
 	const struct mfd__transport *tp;
-	int ret = mfd__transport_select(uri, cfg, &tp);
+	int ret = mfd__transport_select(uri, o, &tp);
 	return ret ? ret : tp->connect(uri, timeout_ms, out);
 }
 
-int mfd__listen(const struct mfd_config *cfg, const char *uri, int backlog,
+int mfd__listen(const struct mfd__chan_opts *o, const char *uri, int backlog,
 		struct mfd__listener *l)
 {
 	const struct mfd__transport *tp;
-	int ret = mfd__transport_select(uri, cfg, &tp);
+	int ret = mfd__transport_select(uri, o, &tp);
 	if (ret)
 		return ret;
 	l->fd = -1;

@@ -56,8 +56,11 @@
 #include <unistd.h>
 #include <netinet/in.h>
 
+#include "multifd/multifd.h"
 #include "multifd/channels/channel.h"
-#include "multifd/internal.h"
+#include "multifd/common/clock.h"
+#include "multifd/common/log.h"
+#include "multifd/common/util.h"
 
 /* liburing 2.3 headers predate these (kernel 6.2). */
 #ifndef IORING_SEND_ZC_REPORT_USAGE

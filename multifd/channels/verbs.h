@@ -79,7 +79,7 @@ int mfd__ibv_probe(void);
 int mfd__ibv_connect(const char *host, const char *port, uint64_t timeout_ms,
 		     struct mfd__vqp **out);
 struct mfd__ibv_listener;
-int mfd__ibv_listen(const char *host, const char *port,
+int mfd__ibv_listen(const char *host, const char *port, int backlog,
 		    struct mfd__ibv_listener **out, char *bound_port,
 		    size_t portlen);
 int mfd__ibv_accept(struct mfd__ibv_listener *l, uint64_t timeout_ms,

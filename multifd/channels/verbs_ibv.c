@@ -13,7 +13,9 @@
 
 #include "multifd/channels/channel.h"
 #include "multifd/channels/verbs.h"
-#include "multifd/internal.h"
+#include "multifd/multifd.h"
+#include "multifd/common/clock.h"
+#include "multifd/common/log.h"
 
 #define CQ_DEPTH 256
 
@@ -169,7 +171,7 @@ int mfd__ibv_connect(const char *host, const char *port, uint64_t timeout_ms,
 	return 0;
 }
 
-int mfd__ibv_listen(const char *host, const char *port,
+int mfd__ibv_listen(const char *host, const char *port, int backlog,
 		    struct mfd__ibv_listener **out, char *bound_port,
 		    size_t portlen)
 {
@@ -184,8 +186,8 @@ int mfd__ibv_listen(const char *host, const char *port,
 		ret = -errno;
 	if (!ret && getaddrinfo(host, port, &hints, &ai))
 		ret = -EADDRNOTAVAIL;
-	if (!ret && (rdma_bind_addr(l->id, ai->ai_addr) ||
-		     rdma_listen(l->id, MFD_MAX_CHANNELS + 8)))
+	if (!ret &&
+	    (rdma_bind_addr(l->id, ai->ai_addr) || rdma_listen(l->id, backlog)))
 		ret = -errno;
 	if (ai)
 		freeaddrinfo(ai);

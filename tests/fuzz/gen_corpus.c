@@ -15,6 +15,7 @@
 #include "multifd/auth.h"
 #include "multifd/devwire.h"
 #include "multifd/compress/codec.h"
+#include "multifd/channels/rdma_wire.h"
 
 static const char *root;
 
@@ -380,6 +381,47 @@ static void grammar(void)
 #undef OP
 }
 
+/* fuzz_rdma: byte 0 = credits the receiver can take back, then the
+ * message. */
+static size_t rdma_msg(uint8_t *out, uint8_t room, uint16_t type,
+		       uint16_t credits, const void *payload, uint32_t len)
+{
+	struct mfd__rdma_hdr h = { .type = type,
+				   .credits = credits,
+				   .len = len };
+	out[0] = room;
+	mfd__rdma_hdr_encode(&h, out + 1);
+	if (len)
+		memcpy(out + 1 + MFD__RDMA_HDR_SIZE, payload, len);
+	return 1 + MFD__RDMA_HDR_SIZE + len;
+}
+
+static void rdma(void)
+{
+	static uint8_t buf[1 + MFD__RDMA_HDR_SIZE +
+			   MFD__RDMA_MAX_REGIONS * MFD__RDMA_REGION_SIZE];
+	uint8_t table[3 * MFD__RDMA_REGION_SIZE], data[64];
+	struct mfd__rdma_region r[3] = {
+		{ .addr = 0x7f0000000000ULL, .len = 1ULL << 30, .rkey = 7 },
+		{ .addr = 0x7f8000000000ULL, .len = 16 << 20, .rkey = 8 },
+		{ .addr = 0x200000, .len = 1ULL << 31, .rkey = 0xfffffff0 },
+	};
+	mfd__rdma_regions_encode(r, 3, table);
+	put("rdma", "regions", buf,
+	    rdma_msg(buf, 16, MFD__RDMA_REGIONS, 0, table, sizeof(table)));
+	put("rdma", "credit", buf,
+	    rdma_msg(buf, 16, MFD__RDMA_CREDIT, 8, NULL, 0));
+	put("rdma", "fence", buf,
+	    rdma_msg(buf, 3, MFD__RDMA_FENCE, 1, NULL, 0));
+	for (unsigned i = 0; i < sizeof(data); i++)
+		data[i] = (uint8_t)(i * 37);
+	put("rdma", "data", buf,
+	    rdma_msg(buf, 5, MFD__RDMA_DATA, 2, data, sizeof(data)));
+	/* Refused: more credits than the receiver gave out. */
+	put("rdma", "credits-lie", buf,
+	    rdma_msg(buf, 1, MFD__RDMA_CREDIT, 2, NULL, 0));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -398,5 +440,6 @@ int main(int argc, char **argv)
 	decompress();
 	reorder();
 	grammar();
+	rdma();
 	return 0;
 }

@@ -5,7 +5,7 @@
 # that crashed or printed no JSON becomes {"status": "failed", ...}, so it
 # is counted and never silently dropped; a non-zero exit is never "ok".
 # Which runs count is stats.jq's run_ok. Always exits 0.
-#   bench/run1.sh CMD [ARGS...]
+#   bench/scripts/run1.sh CMD [ARGS...]
 out=$(mktemp)
 rc=0
 "$@" >"$out" || rc=$?

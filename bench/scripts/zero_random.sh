@@ -7,7 +7,7 @@
 # ok runs and the zero/random ratio of those medians (issue 3's "below one
 # fifth"). Every run takes /tmp/mfd-bench.lock (the machine is shared).
 #
-#   bench/zero_random.sh [REPEATS] [PACKET_PAGES...]   (default 5, 128 512 1024)
+#   bench/scripts/zero_random.sh [REPEATS] [PACKET_PAGES...]   (default 5, 128 512 1024)
 D=$(dirname "$0")
 B=${BENCH:-./build/multifd-bench}
 R=${1:-5}

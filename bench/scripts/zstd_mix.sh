@@ -1,5 +1,5 @@
 #!/bin/sh
-# 1 GiB mix image over a 1 Gbit/s tbf-shaped veth link (bench/netns.sh),
+# 1 GiB mix image over a 1 Gbit/s tbf-shaped veth link (bench/scripts/netns.sh),
 # 2 channels, verify off: none, zstd at the defaults (level 1), and zstd
 # level 3 with zstd-long=27, REPEATS interleaved (default 3). Prints one
 # JSON line per run (a failed or crashed run too, with its status), then
@@ -7,7 +7,7 @@
 # its ratio to none's median (issue 3: zstd at most 0.55 of none). Every
 # run takes /tmp/mfd-bench.lock. Needs root (network namespaces).
 #
-#   bench/zstd_mix.sh [REPEATS]      ($NETNS replaces bench/netns.sh)
+#   bench/scripts/zstd_mix.sh [REPEATS]      ($NETNS replaces bench/scripts/netns.sh)
 D=$(dirname "$0")
 NETNS=${NETNS:-$D/netns.sh}
 R=${1:-3}

@@ -7,13 +7,13 @@
 # with it (the guest never runs: -S, TCG), and migrates it with multifd
 # (2 channels, compression none and zstd level 1) to a QEMU destination in a
 # second network namespace, over a veth pair shaped with tc tbf on both ends
-# exactly like bench/netns.sh. Then multifd-bench migrates the same image
+# exactly like bench/scripts/netns.sh. Then multifd-bench migrates the same image
 # over the very same veth pair. QEMU and multifd-bench runs are interleaved
 # (none, zstd, none, zstd per repeat) so each tool's zstd/none ratio comes
 # from the same run. Before timing, one pass per codec with the destination's
 # RAM backed by a shared file checks that QEMU really moved the image (cmp).
 #
-#   bench/qemu_compare.sh [R] [--rate 1gbit] [--ram 1G] [--channels 2]
+#   bench/scripts/qemu_compare.sh [R] [--rate 1gbit] [--ram 1G] [--channels 2]
 #                         [--downtime-ms MS] [--zstd-level N]
 #                         [--mfd-zstd-args "ARGS"] [--no-verify-pass]
 #
@@ -26,7 +26,7 @@ set -euo pipefail
 . "$(dirname "$0")/veth.sh"
 
 prog=qemu_compare.sh
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 reps=3
 rate=1gbit
@@ -96,7 +96,7 @@ img="$work/mix.img"
 "$bench" --ram "$ram" --image mix --seed 1 --dump-image "$img" >&2
 cat "$img" >/dev/null # in the page cache before any timing
 
-# --- the link (as bench/netns.sh builds it) ------------------------------
+# --- the link (as bench/scripts/netns.sh builds it) ------------------------------
 veth_up "$ns_src" "$ns_dst" "$if_src" "$if_dst" "$addr_src/24" "$addr_dst/24" "$rate"
 
 # --- QMP driver ----------------------------------------------------------
@@ -286,7 +286,7 @@ ours_pass() {
 		# shellcheck disable=SC2206 # word splitting intended
 		extra=(--zstd-level "$zstd_level" $mfd_zstd_args)
 	fi
-	# Same link as QEMU: the namespaces above, the arguments bench/netns.sh
+	# Same link as QEMU: the namespaces above, the arguments bench/scripts/netns.sh
 	# would add.
 	tx0=$(tx_bytes)
 	line=$("$bench" --uri "tcp:$addr_dst:0" --dest-netns "$ns_dst" \

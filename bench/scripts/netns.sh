@@ -4,7 +4,7 @@
 # over a link that is not loopback. Only the namespaces and the veth pair
 # this script creates are ever touched, and they are always removed (trap).
 #
-#   bench/netns.sh [--rate 1gbit] [--bench PATH] -- [multifd-bench args...]
+#   bench/scripts/netns.sh [--rate 1gbit] [--bench PATH] -- [multifd-bench args...]
 #
 # The bench gets --uri tcp:10.231.0.1:0 --dest-netns mfd-dst-$$
 # --source-netns mfd-src-$$ in front of the given arguments. Needs root
@@ -13,7 +13,7 @@ set -euo pipefail
 . "$(dirname "$0")/veth.sh"
 
 rate=""
-bench="$(dirname "$0")/../build/multifd-bench"
+bench="$(dirname "$0")/../../build/multifd-bench"
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--rate) rate="$2"; shift 2 ;;

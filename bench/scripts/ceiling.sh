@@ -15,7 +15,7 @@ prog=ceiling.sh
 
 usage() {
 	cat <<EOF
-Usage: bench/ceiling.sh [--build DIR] [--runs K] [--iperf-time S]
+Usage: bench/scripts/ceiling.sh [--build DIR] [--runs K] [--iperf-time S]
                         [--save FILE] [-- extra multifd-bench args]
 
 Measure multifd-bench throughput against the raw loopback TCP ceiling
@@ -135,7 +135,7 @@ measure_ceiling() {
 	awk -v b="$bps" 'BEGIN { printf "%.1f", b / 8 / 1e6 }'
 }
 
-# Runs the bench once; prints its JSON object (bench/run1.sh: a crashed
+# Runs the bench once; prints its JSON object (bench/scripts/run1.sh: a crashed
 # run is a failed record, counted and left out of the ratios).
 run_bench() {
 	"$(dirname "$0")/run1.sh" "$bench" --json "${bench_args[@]}"

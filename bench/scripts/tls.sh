@@ -6,7 +6,7 @@
 # after the other in each run, so that every ratio compares migrations
 # measured seconds apart on the same machine.
 #
-# Usage: bench/tls.sh [--build DIR] [--runs K] [-- extra multifd-bench args]
+# Usage: bench/scripts/tls.sh [--build DIR] [--runs K] [-- extra multifd-bench args]
 # (defaults: build, 3 runs, --ram 2G --image random --channels 2)
 set -euo pipefail
 

@@ -3,9 +3,9 @@
 (downtime limit against dirty rate), max-bandwidth and auto-converge,
 compression, and the I/O engine. Prints one row per run and, per
 configuration, a row of medians. Run under the benchmark lock, as root
-(shaped links go through bench/netns.sh):
+(shaped links go through bench/scripts/netns.sh):
 
-  flock /tmp/mfd-bench.lock bench/tuning-sweep2.py SECTION [REPEATS]
+  flock /tmp/mfd-bench.lock bench/scripts/tuning-sweep2.py SECTION [REPEATS]
 
 SECTION: downtime | bandwidth | autoconverge-1gbit | compression | io-engine |
          io-engine-interleaved (one run per line, engines alternated)
@@ -16,7 +16,7 @@ import statistics
 import subprocess
 import sys
 
-os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+os.chdir(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 BENCH = os.environ.get("BENCH", "build/multifd-bench")
 REPS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 
@@ -39,7 +39,7 @@ COLS = [
 def run(link, label, args, reps=None):
     cmd = [BENCH, "--json", "--verify", "off"] + args
     if link != "loopback":
-        cmd = ["bench/netns.sh", "--rate", link, "--bench", BENCH, "--"] + cmd[1:]
+        cmd = ["bench/scripts/netns.sh", "--rate", link, "--bench", BENCH, "--"] + cmd[1:]
     rows = []
     n = 0
     for _ in range(reps or REPS):
@@ -51,7 +51,7 @@ def run(link, label, args, reps=None):
                   p.stderr.strip().splitlines()[-1:] ), flush=True)
             continue
         r = json.loads(line[-1])
-        # As bench/stats.jq run_ok; a non-zero exit is never ok.
+        # As bench/scripts/stats.jq run_ok; a non-zero exit is never ok.
         ok = (r.get("status") == "ok" and r.get("memcmp_ok") is not False
               and p.returncode == 0)
         print("%-9s %-28s %-6s %s%s" % (link, label, "ok" if ok else "FAILED",

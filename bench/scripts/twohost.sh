@@ -3,7 +3,7 @@
 # in two network namespaces joined by a veth pair, optionally rate-shaped
 # with tc tbf. The namespaces are created here and always removed (trap).
 #
-# Usage: bench/twohost.sh [--rate RATE] [--bench PATH] [--] [BENCH OPTION]...
+# Usage: bench/scripts/twohost.sh [--rate RATE] [--bench PATH] [--] [BENCH OPTION]...
 #   --rate RATE   shape the link both ways: tbf rate RATE burst 256kb
 #                 latency 50ms (e.g. 1gbit, 500mbit); default: unshaped
 #   --bench PATH  multifd-bench binary (default build/multifd-bench)
@@ -11,10 +11,10 @@
 # --seed, --set, --config are the same on both), except --timeline/--plot/
 # --json which the source alone gets. Needs root (ip netns, tc).
 #
-# Example: bench/twohost.sh --rate 1gbit -- --ram 512M --channels 4 --plot /tmp/p.png
+# Example: bench/scripts/twohost.sh --rate 1gbit -- --ram 512M --channels 4 --plot /tmp/p.png
 set -euo pipefail
 . "$(dirname "$0")/veth.sh"
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 rate= bench=build/multifd-bench
 while [ $# -gt 0 ]; do

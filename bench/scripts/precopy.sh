@@ -3,7 +3,7 @@
 # options and prints one line per run (downtime and its parts, rounds, guest
 # slowdown; a failed or crashed run too, with its status), then "N of M ok"
 # and how many of the ok runs met the downtime limit.
-# Usage: bench/precopy.sh RUNS [multifd-bench options...]
+# Usage: bench/scripts/precopy.sh RUNS [multifd-bench options...]
 set -e
 D=$(dirname "$0")
 runs=$1

@@ -5,7 +5,7 @@
 # the same machine: tls=psk with the base build, tls=psk with the new one,
 # plain TCP with the new one. Prints "label MB/s cpu-seconds" per migration.
 #
-# Usage: bench/tls-ab.sh BASE_BENCH NEW_BENCH [ROUNDS] (default 4 rounds;
+# Usage: bench/scripts/tls-ab.sh BASE_BENCH NEW_BENCH [ROUNDS] (default 4 rounds;
 # 1 GiB random image, 2 channels). Run under flock /tmp/mfd-bench.lock.
 set -euo pipefail
 base=${1:?base multifd-bench}

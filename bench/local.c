@@ -1,0 +1,434 @@
+/* SPDX-License-Identifier: MIT */
+/* The local run: see local.h. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "devices.h"
+#include "guest.h"
+#include "local.h"
+#include "plot.h"
+#include "progress.h"
+#include "report.h"
+#include "results.h"
+#include "vm.h"
+
+/* Writes the filled source RAM to path. 0 or a negative errno. */
+static int dump_image(const struct vm *vm, const char *path)
+{
+	FILE *f = fopen(path, "wb");
+	if (!f) {
+		fprintf(stderr, "%s: %s: %s\n", prog_name, path,
+			strerror(errno));
+		return -errno;
+	}
+	size_t n = fwrite(vm->src, 1, vm->ram_bytes, f);
+	int err = n == vm->ram_bytes ? 0 : -EIO;
+	if (fclose(f) && !err)
+		err = -errno;
+	if (err)
+		fprintf(stderr, "%s: %s: write failed\n", prog_name, path);
+	return err;
+}
+
+/* Offset of the first differing byte, compared in 1 MiB slices so that a
+ * mismatch can be located; UINT64_MAX when equal. */
+static uint64_t compare_ram(const struct vm *vm)
+{
+	const uint64_t slice = 1ULL << 20;
+
+	for (uint64_t off = 0; off < vm->ram_bytes; off += slice) {
+		uint64_t len = vm->ram_bytes - off;
+
+		if (len > slice)
+			len = slice;
+		if (!memcmp(vm->src + off, vm->dst + off, len))
+			continue;
+		for (uint64_t i = off; i < off + len; i++)
+			if (vm->src[i] != vm->dst[i])
+				return i;
+	}
+	return UINT64_MAX;
+}
+
+/*
+ * Network namespaces (bench/scripts/netns.sh makes them): the calling thread
+ * switches to /var/run/netns/NAME around mfd_dest_start() or
+ * mfd_source_start(); the sockets and threads those create stay there.
+ * *home receives the thread's own namespace; name NULL does nothing.
+ */
+static int netns_enter(const char *name, int *home)
+{
+	char path[256];
+	int fd, err = 0;
+
+	*home = -1;
+	if (!name)
+		return 0;
+	snprintf(path, sizeof(path), "/var/run/netns/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	*home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || *home < 0 || setns(fd, CLONE_NEWNET) < 0) {
+		err = -errno;
+		fprintf(stderr, "%s: network namespace %s: %s\n", prog_name,
+			name, strerror(errno));
+		if (*home >= 0)
+			close(*home);
+		*home = -1;
+	}
+	if (fd >= 0)
+		close(fd);
+	return err;
+}
+
+static void netns_leave(int *home)
+{
+	if (*home < 0)
+		return;
+	if (setns(*home, CLONE_NEWNET) < 0) {
+		fprintf(stderr, "%s: back to own network namespace: %s\n",
+			prog_name, strerror(errno));
+		exit(1);
+	}
+	close(*home);
+	*home = -1;
+}
+
+/* The writers report their writes while the manual tracker runs. */
+static void guest_attach(struct local_result *res, mfd_source *src, bool start)
+{
+	if (!start || !res->uffd)
+		guest_set_marking(res->hooks.guest, src);
+}
+
+/* uffd-wp falls back to manual where the kernel lacks it: the writers must
+ * then report their writes. Waits until the tracker has been chosen. */
+static void guest_check_tracker(struct local_result *res, mfd_source *src)
+{
+	mfd_stats st;
+
+	if (!res->hooks.guest || !res->uffd)
+		return;
+	do {
+		usleep(100);
+		mfd_source_get_stats(src, &st, sizeof(st));
+	} while (st.phase == MFD_PHASE_SETUP);
+	if (st.phase == MFD_PHASE_PRECOPY && st.tracker == 0) {
+		fprintf(stderr,
+			"%s: uffd-wp unavailable, the writers mark "
+			"their pages instead\n",
+			prog_name);
+		guest_set_marking(res->hooks.guest, src);
+	}
+}
+
+/* Both handles with the VM's blocks and the devices. */
+static int make_sides(const struct bench_opts *o, struct vm *vm,
+		      const mfd_config *scfg, const mfd_config *dcfg,
+		      struct local_result *res, mfd_source **src,
+		      mfd_dest **dst)
+{
+	mfd_source_hooks sh;
+	mfd_dest_hooks dh;
+	int err;
+
+	hooks_source(&res->hooks, &sh);
+	hooks_dest(&res->hooks, &dh);
+	err = mfd_dest_new(dst, dcfg, &dh);
+	if (err)
+		return bench_report_error("mfd_dest_new", NULL, NULL, err);
+	err = bench_add_blocks(vm, NULL, *dst);
+	if (err)
+		return bench_report_error("mfd_dest_add_block", NULL, *dst,
+					  err);
+	err = mfd_source_new(src, scfg, &sh);
+	if (err)
+		return bench_report_error("mfd_source_new", NULL, NULL, err);
+	err = bench_add_blocks(vm, *src, NULL);
+	if (err)
+		return bench_report_error("mfd_source_add_block", *src, NULL,
+					  err);
+	err = bench_devices_attach(&o->dev, *src, *dst, vm->src, vm->ram_bytes);
+	if (err)
+		return bench_report_error("devices", NULL, NULL, err);
+	return 0;
+}
+
+/* The destination listens, in its namespace: sockets and threads keep the
+ * namespace they were created in. */
+static int start_dest(const struct bench_opts *o, mfd_dest *dst)
+{
+	int home = -1;
+	int err = netns_enter(o->dest_netns, &home);
+
+	if (err)
+		return err;
+	err = mfd_dest_start(dst, o->uri);
+	netns_leave(&home);
+	if (err)
+		fprintf(stderr, "%s: mfd_dest_start(%s): %s (%d)\n", prog_name,
+			o->uri, bench_error_reason(NULL, dst, err), err);
+	return err;
+}
+
+static void migrate(const struct bench_opts *o, struct vm *vm,
+		    const mfd_config *scfg, const mfd_config *dcfg,
+		    struct local_result *res)
+{
+	mfd_source *src = NULL;
+	int netns_home = -1;
+	mfd_dest *dst = NULL;
+	int err;
+
+	err = make_sides(o, vm, scfg, dcfg, res, &src, &dst);
+	if (!err)
+		err = start_dest(o, dst);
+	if (err)
+		goto fail;
+	err = mfd_dest_get_uri(dst, res->uri, sizeof(res->uri));
+	if (err)
+		bench_report_error("mfd_dest_get_uri", NULL, dst, err);
+	else if ((err = bench_run_begin(&res->run, o->timeout_s, src, dst)))
+		bench_report_error("watchdog", NULL, NULL, err);
+	if (err) {
+		/* The started destination waits for a connection: end it. */
+		mfd_dest_cancel(dst);
+		mfd_dest_wait(dst);
+		goto fail;
+	}
+	res->work_at_start = guest_work(res->hooks.guest);
+	guest_attach(res, src, true);
+	res->src_err = netns_enter(o->source_netns, &netns_home);
+	if (!res->src_err) {
+		res->src_err = mfd_source_start(src, res->uri);
+		netns_leave(&netns_home);
+	}
+	/*
+	 * After mfd_source_start(): it resets the statistics with plain
+	 * stores, which would race with a sampler already reading them
+	 * (TSan). The first sample is taken within microseconds of start.
+	 */
+	if (!res->src_err &&
+	    sampler_start(&res->sampler, src, NULL, vm->page_size, true))
+		res->sampler = NULL; /* no timeline, not a failed run */
+	if (!res->src_err)
+		guest_check_tracker(res, src);
+	if (!res->src_err)
+		res->src_err = mfd_source_wait(src);
+	/* A source that never connected leaves the destination waiting for
+	 * a connection forever. */
+	if (res->src_err)
+		mfd_dest_cancel(dst);
+	res->dst_err = mfd_dest_wait(dst);
+	sampler_stop(res->sampler);
+	bench_run_end(&res->run, src, dst);
+	/* The guest must not report to a source about to be freed. */
+	guest_attach(res, NULL, false);
+	if (res->src_err)
+		bench_report_error("source", src, NULL, res->src_err);
+	if (res->dst_err)
+		bench_report_error("destination", NULL, dst, res->dst_err);
+	mfd_source_free(src);
+	mfd_dest_free(dst);
+	return;
+
+fail:
+	res->setup_err = err;
+	mfd_source_free(src);
+	mfd_dest_free(dst);
+}
+
+int local_first_error(const struct local_result *res)
+{
+	if (res->setup_err)
+		return res->setup_err;
+	if (res->src_err)
+		return res->src_err;
+	return res->dst_err;
+}
+
+/* ---- Guest impact ---- */
+
+/* Work per second of the running guest over ms milliseconds. */
+static double work_rate(struct guest *g, unsigned ms)
+{
+	uint64_t w0 = guest_work(g), t0 = now_ns();
+
+	usleep(ms * 1000u);
+	return (double)(guest_work(g) - w0) * 1e9 / (double)(now_ns() - t0);
+}
+
+/* The guest's work rate while it ran during migration: from the start
+ * until the stop hook (or until the end, when it never stopped). */
+static void guest_during(struct local_result *res)
+{
+	struct guest *g = res->hooks.guest;
+	uint64_t end, work;
+
+	if (!g || !res->run.t0)
+		return;
+	if (res->hooks.stop_ns) {
+		end = res->hooks.stop_ns;
+		work = res->hooks.work_at_stop;
+	} else {
+		end = now_ns();
+		work = guest_work(g);
+	}
+	/* Work before run.t0 was measured by work_rate(), which ended
+	 * just before: count from its end. */
+	if (end > res->run.t0)
+		res->work_during = (double)(work - res->work_at_start) * 1e9 /
+				   (double)(end - res->run.t0);
+}
+
+/* After success the guest runs on at the destination (the source is
+ * parked); after a failure it still runs at the source. */
+static void guest_after(const struct bench_opts *o, struct vm *vm,
+			struct local_result *res)
+{
+	struct guest *g = res->hooks.guest;
+
+	if (!g)
+		return;
+	if (res->hooks.stops && !res->hooks.resumes) {
+		guest_set_ram(g, vm->dst);
+		guest_resume(g);
+	}
+	res->work_after = work_rate(g, o->measure_ms);
+	res->writes = guest_writes(g);
+}
+
+/* ---- The run ---- */
+
+/* The VM filled (and, for --dump-image, written out: *done). */
+static int prepare_vm(const struct bench_opts *o, struct vm **vm,
+		      struct local_result *res, bool *done)
+{
+	uint64_t t;
+	int err = vm_create(vm, o->ram_bytes, o->blocks, BENCH_PAGE_SIZE);
+
+	if (err)
+		return err;
+	t = now_ns();
+	err = vm_fill(*vm, &o->image, o->fill_threads);
+	res->fill_ns = now_ns() - t;
+	if (err) {
+		fprintf(stderr, "%s: filling RAM with image %s failed: %s\n",
+			prog_name, vm_image_name(&o->image), strerror(-err));
+		return err;
+	}
+	if (o->dump_image) {
+		*done = true;
+		return dump_image(*vm, o->dump_image);
+	}
+	if (o->dest_populate) {
+		t = now_ns();
+		vm_dest_populate(*vm);
+		res->populate_ns = now_ns() - t;
+	}
+	return 0;
+}
+
+static int start_guest(const struct bench_opts *o, struct vm *vm,
+		       struct local_result *res)
+{
+	int err;
+
+	if (!o->guest.writers)
+		return 0;
+	err = guest_start(&res->hooks.guest, &o->guest, vm);
+	if (err) {
+		fprintf(stderr, "%s: starting the guest writers: %s\n",
+			prog_name, strerror(-err));
+		return err;
+	}
+	/* A first window as warm-up: right after filling and populating
+	 * gigabytes the machine is still busy (page reclaim, free page
+	 * reporting), which depressed this baseline by up to half in early
+	 * runs. */
+	work_rate(res->hooks.guest, o->measure_ms);
+	res->work_before = work_rate(res->hooks.guest, o->measure_ms);
+	return 0;
+}
+
+static void check_ram(const struct vm *vm, struct local_result *res)
+{
+	uint64_t t = now_ns();
+
+	res->first_diff = compare_ram(vm);
+	res->memcmp_ns = now_ns() - t;
+	res->memcmp_ok = res->first_diff == UINT64_MAX;
+	if (!res->memcmp_ok)
+		fprintf(stderr,
+			"%s: destination RAM differs from source, first at "
+			"byte %" PRIu64 " (page %" PRIu64 ")\n",
+			prog_name, res->first_diff,
+			res->first_diff / BENCH_PAGE_SIZE);
+}
+
+/* Report, timeline and plot; whether the run failed. */
+static bool outputs(const struct bench_opts *o, const struct vm *vm,
+		    const mfd_config *scfg, const struct local_result *res)
+{
+	struct report rep;
+	char title[256];
+	bool failed;
+
+	report_init(&rep);
+	results_local(&rep, o, vm, scfg, res);
+	results_write(&rep, o->json);
+	failed = local_first_error(res) || !res->memcmp_ok ||
+		 (o->dev.n && !bench_devices_equal());
+	snprintf(title, sizeof(title),
+		 "multifd-bench: %.0f MiB %s, %u channels, loopback",
+		 (double)o->ram_bytes / 1048576.0, vm_image_name(&o->image),
+		 res->run.src_st.channels);
+	if (bench_outputs(res->sampler, o->timeline, o->plot,
+			  res->hooks.stop_ns, res->run.src_st.downtime_ns,
+			  title))
+		failed = true;
+	return failed;
+}
+
+int local_run(const struct bench_opts *o, const mfd_config *scfg,
+	      const mfd_config *dcfg)
+{
+	struct local_result *res = calloc(1, sizeof(*res));
+	struct vm *vm = NULL;
+	char tracker[32];
+	bool done = false;
+	int err;
+
+	if (!res) {
+		fprintf(stderr, "%s: out of memory\n", prog_name);
+		return 1;
+	}
+	res->uffd = !mfd_config_get(scfg, "dirty-tracker", tracker,
+				    sizeof(tracker)) &&
+		    !strcmp(tracker, "uffd-wp");
+	err = prepare_vm(o, &vm, res, &done);
+	if (!err && !done)
+		err = start_guest(o, vm, res);
+	if (err || done)
+		goto out;
+
+	migrate(o, vm, scfg, dcfg, res);
+	guest_during(res);
+	if (!local_first_error(res))
+		check_ram(vm, res);
+	guest_after(o, vm, res);
+	err = outputs(o, vm, scfg, res);
+
+out:
+	sampler_free(res->sampler);
+	guest_stop(res->hooks.guest);
+	bench_devices_free(); /* before the RAM its DMA writes */
+	vm_destroy(vm);
+	free(res);
+	return err ? 1 : 0;
+}

@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* Clocks, in nanoseconds. */
+#ifndef MULTIFD_COMMON_CLOCK_H
+#define MULTIFD_COMMON_CLOCK_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+/* CLOCK_MONOTONIC: every deadline and duration of the library. */
+uint64_t mfd__now_ns(void);
+/* CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID). */
+uint64_t mfd__thread_cpu_ns(void);
+
+/*
+ * Condition variables on CLOCK_MONOTONIC, and a wait until an absolute
+ * mfd__now_ns() deadline: 0 when signalled (or spuriously woken), ETIMEDOUT
+ * once the deadline has passed.
+ */
+void mfd__cond_init_mono(pthread_cond_t *cv);
+int mfd__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *lock,
+			 uint64_t deadline_ns);
+/* now + ms, saturating. */
+uint64_t mfd__deadline_ms(uint64_t ms);
+
+#endif /* MULTIFD_COMMON_CLOCK_H */
