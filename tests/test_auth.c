@@ -21,6 +21,7 @@
 
 #include "multifd/auth.h"
 #include "multifd/channels/channel.h"
+#include "multifd/admit.h"
 #include "multifd/ctl.h"
 #include "multifd/config.h"
 #include "testvm.h"
