@@ -16,14 +16,14 @@
 
 /* ---- the handshake, both sides ---- */
 
-int mfd__hello_send(struct mfd__chan *c, const struct mfd_hello *h)
+int mfd__hello_send(struct mfd__chan *c, const struct mfd__hello *h)
 {
 	uint8_t buf[MFD_HELLO_SIZE];
 	mfd__hello_encode(h, buf);
 	return mfd__chan_send(c, buf, sizeof(buf));
 }
 
-int mfd__hello_recv(struct mfd__chan *c, struct mfd_hello *h)
+int mfd__hello_recv(struct mfd__chan *c, struct mfd__hello *h)
 {
 	uint8_t buf[MFD_HELLO_SIZE];
 	int ret = c->ops->recv(c, buf, sizeof(buf));
@@ -35,11 +35,11 @@ int mfd__hello_recv(struct mfd__chan *c, struct mfd_hello *h)
 static void reply_bytes(int error, uint64_t features,
 			uint8_t buf[MFD_HELLO_REPLY_SIZE])
 {
-	struct mfd_hello_reply r = { .magic = MFD_MAGIC_HELLO,
-				     .version = MFD_PROTO_VERSION,
-				     .status = error ? 1 : 0,
-				     .error = error,
-				     .features = features };
+	struct mfd__hello_reply r = { .magic = MFD_MAGIC_HELLO,
+				      .version = MFD_PROTO_VERSION,
+				      .status = error ? 1 : 0,
+				      .error = error,
+				      .features = features };
 	mfd__hello_reply_encode(&r, buf);
 }
 
@@ -53,7 +53,7 @@ int mfd__hello_reply_send(struct mfd__chan *c, int error, uint64_t features)
 int mfd__hello_reply_recv(struct mfd__chan *c, uint64_t *features)
 {
 	uint8_t buf[MFD_HELLO_REPLY_SIZE];
-	struct mfd_hello_reply r;
+	struct mfd__hello_reply r;
 	int ret = c->ops->recv(c, buf, sizeof(buf));
 	if (!ret)
 		ret = mfd__hello_reply_decode(buf, &r);
@@ -68,14 +68,15 @@ int mfd__hello_reply_recv(struct mfd__chan *c, uint64_t *features)
 	return 0;
 }
 
-static int auth_send(struct mfd__chan *c, const struct mfd_auth_msg *m)
+static int auth_send(struct mfd__chan *c, const struct mfd__auth_msg *m)
 {
 	uint8_t buf[MFD_AUTH_MSG_SIZE];
 	mfd__auth_msg_encode(m, buf);
 	return mfd__chan_send(c, buf, sizeof(buf));
 }
 
-static int auth_recv(struct mfd__chan *c, uint16_t type, struct mfd_auth_msg *m)
+static int auth_recv(struct mfd__chan *c, uint16_t type,
+		     struct mfd__auth_msg *m)
 {
 	uint8_t buf[MFD_AUTH_MSG_SIZE];
 	int ret = c->ops->recv(c, buf, sizeof(buf));
@@ -89,7 +90,7 @@ static int auth_recv(struct mfd__chan *c, uint16_t type, struct mfd_auth_msg *m)
  * accepting reply: both encodings are canonical (a decoder accepts only
  * bytes its encoder produces), so both sides hash the same bytes.
  */
-int mfd__handshake_source(struct mfd__chan *c, const struct mfd_hello *h,
+int mfd__handshake_source(struct mfd__chan *c, const struct mfd__hello *h,
 			  const struct mfd__key *key, uint64_t *features)
 {
 	uint8_t hello[MFD_HELLO_SIZE], reply[MFD_HELLO_REPLY_SIZE];
@@ -102,7 +103,7 @@ int mfd__handshake_source(struct mfd__chan *c, const struct mfd_hello *h,
 	if (*features != h->features)
 		return MFD_EFEATURE;
 
-	struct mfd_auth_msg ch,
+	struct mfd__auth_msg ch,
 		resp = { .magic = MFD_MAGIC_AUTH, .type = MFD_AUTH_RESPONSE },
 		conf;
 	uint8_t mac[MFD_AUTH_MAC_SIZE];
@@ -133,15 +134,15 @@ out:
 }
 
 int mfd__auth_dest(struct mfd__chan *c, const struct mfd__key *key,
-		   const struct mfd_hello *h)
+		   const struct mfd__hello *h)
 {
 	uint8_t hello[MFD_HELLO_SIZE], reply[MFD_HELLO_REPLY_SIZE];
 	uint8_t mac[MFD_AUTH_MAC_SIZE];
-	struct mfd_auth_msg ch = { .magic = MFD_MAGIC_AUTH,
-				   .type = MFD_AUTH_CHALLENGE },
-			    resp,
-			    conf = { .magic = MFD_MAGIC_AUTH,
-				     .type = MFD_AUTH_CONFIRM };
+	struct mfd__auth_msg ch = { .magic = MFD_MAGIC_AUTH,
+				    .type = MFD_AUTH_CHALLENGE },
+			     resp,
+			     conf = { .magic = MFD_MAGIC_AUTH,
+				      .type = MFD_AUTH_CONFIRM };
 	mfd__hello_encode(h, hello);
 	reply_bytes(0, h->features, reply);
 	/* A fresh nonce per connection: a recorded RESPONSE answers another
@@ -175,7 +176,7 @@ out:
 }
 
 int mfd__handshake_dest(struct mfd__chan *c, const struct mfd__admit_want *want,
-			struct mfd_hello *h)
+			struct mfd__hello *h)
 {
 	int ret = mfd__hello_recv(c, h);
 	if (!ret && h->role != want->role)
@@ -360,7 +361,7 @@ static int next_ready(struct mfd__admitq *q, uint64_t end,
 
 int mfd__admitq_take(struct mfd__admitq *q, uint64_t timeout_ms,
 		     const struct mfd__admit_want *want, struct mfd__chan **out,
-		     struct mfd_hello *h)
+		     struct mfd__hello *h)
 {
 	uint64_t now = mfd__now_ns();
 	uint64_t end = timeout_ms > (UINT64_MAX - now) / 1000000

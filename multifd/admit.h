@@ -21,8 +21,8 @@
 
 struct mfd__tls;
 
-int mfd__hello_send(struct mfd__chan *c, const struct mfd_hello *h);
-int mfd__hello_recv(struct mfd__chan *c, struct mfd_hello *h);
+int mfd__hello_send(struct mfd__chan *c, const struct mfd__hello *h);
+int mfd__hello_recv(struct mfd__chan *c, struct mfd__hello *h);
 int mfd__hello_reply_send(struct mfd__chan *c, int error, uint64_t features);
 /* 0 when accepted; the refusal's reason otherwise. */
 int mfd__hello_reply_recv(struct mfd__chan *c, uint64_t *features);
@@ -34,7 +34,7 @@ int mfd__hello_reply_recv(struct mfd__chan *c, uint64_t *features);
  * refusal's reason, MFD_EAUTH when the destination could not prove the key,
  * or a transport error.
  */
-int mfd__handshake_source(struct mfd__chan *c, const struct mfd_hello *h,
+int mfd__handshake_source(struct mfd__chan *c, const struct mfd__hello *h,
 			  const struct mfd__key *key, uint64_t *features);
 /*
  * The destination's side of the authentication exchange, after it sent the
@@ -42,7 +42,7 @@ int mfd__handshake_source(struct mfd__chan *c, const struct mfd_hello *h,
  * source proved the key; MFD_EAUTH (after a refusing CONFIRM) when not.
  */
 int mfd__auth_dest(struct mfd__chan *c, const struct mfd__key *key,
-		   const struct mfd_hello *h);
+		   const struct mfd__hello *h);
 
 /* What the destination admits. */
 struct mfd__admit_want {
@@ -64,7 +64,7 @@ struct mfd__admit_want {
  * told to the peer where the connection still works.
  */
 int mfd__handshake_dest(struct mfd__chan *c, const struct mfd__admit_want *want,
-			struct mfd_hello *h);
+			struct mfd__hello *h);
 
 /*
  * The destination's pending connections. Every accepted connection is held
@@ -104,6 +104,6 @@ void mfd__admitq_destroy(struct mfd__admitq *q);
  */
 int mfd__admitq_take(struct mfd__admitq *q, uint64_t timeout_ms,
 		     const struct mfd__admit_want *want, struct mfd__chan **out,
-		     struct mfd_hello *h);
+		     struct mfd__hello *h);
 
 #endif /* MULTIFD_ADMIT_H */

@@ -13,16 +13,17 @@ int mfd__ctl_send(struct mfd__chan *c, uint16_t type, const void *payload,
 		  uint32_t len)
 {
 	uint8_t hdr[MFD_CTL_HDR_SIZE];
-	struct mfd_ctl_hdr h = { .magic = MFD_MAGIC_CTL,
-				 .type = type,
-				 .length = len };
+	struct mfd__ctl_hdr h = { .magic = MFD_MAGIC_CTL,
+				  .type = type,
+				  .length = len };
 	mfd__ctl_hdr_encode(&h, hdr);
 	struct iovec iov[2] = { { hdr, sizeof(hdr) },
 				{ (void *)payload, len } };
 	return c->ops->sendv(c, iov, len ? 2 : 1);
 }
 
-int mfd__ctl_recv(struct mfd__chan *c, struct mfd_ctl_hdr *h, uint8_t **payload)
+int mfd__ctl_recv(struct mfd__chan *c, struct mfd__ctl_hdr *h,
+		  uint8_t **payload)
 {
 	uint8_t hdr[MFD_CTL_HDR_SIZE];
 	*payload = NULL;
@@ -51,7 +52,7 @@ int mfd__ctl_recv(struct mfd__chan *c, struct mfd_ctl_hdr *h, uint8_t **payload)
 
 void mfd__ctl_send_error(struct mfd__chan *c, int code, const char *fmt, ...)
 {
-	struct mfd_error_msg m = { .code = code < 0 ? code : MFD_EREMOTE };
+	struct mfd__error_msg m = { .code = code < 0 ? code : MFD_EREMOTE };
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(m.text, sizeof(m.text), fmt, ap);
@@ -77,7 +78,7 @@ static bool known_code(int code)
 
 int mfd__ctl_peer_error(const uint8_t *payload, uint32_t len, const char *who)
 {
-	struct mfd_error_msg m;
+	struct mfd__error_msg m;
 	int ret = mfd__error_decode(payload, len, &m);
 	if (ret)
 		return ret;

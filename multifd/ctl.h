@@ -11,7 +11,7 @@ int mfd__ctl_send(struct mfd__chan *c, uint16_t type, const void *payload,
 		  uint32_t len);
 /* Reads one validated header and its payload into a malloc'ed buffer
  * (*payload, NULL when empty; the caller frees). */
-int mfd__ctl_recv(struct mfd__chan *c, struct mfd_ctl_hdr *h,
+int mfd__ctl_recv(struct mfd__chan *c, struct mfd__ctl_hdr *h,
 		  uint8_t **payload);
 /* Best effort: tells the peer why the migration ends. */
 void mfd__ctl_send_error(struct mfd__chan *c, int code, const char *fmt, ...)

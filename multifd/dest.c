@@ -43,7 +43,7 @@ struct recv_worker {
 struct mfd_dest {
 	struct mfd__session ss; /* config, blocks, thread, error, stats */
 	mfd_dest_hooks hooks;
-	struct mfd_wire_limits lim;
+	struct mfd__wire_limits lim;
 	uint32_t zstd_window_log; /* the source's zstd-long, from SETUP */
 
 	struct mfd__listener lst;
@@ -167,7 +167,7 @@ static void dest_fail_cb(void *ctx, int err)
 	dest_fail(d, err);
 }
 
-static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
+static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 {
 	mfd_dest *d = w->d;
 	int ret = mfd__pkt_validate(h, &d->lim);
@@ -233,7 +233,7 @@ static int recv_loop(struct recv_worker *w)
 {
 	mfd_dest *d = w->d;
 	uint8_t raw[MFD_PKT_HDR_SIZE];
-	struct mfd_pkt_hdr h;
+	struct mfd__pkt_hdr h;
 	int ret;
 
 	for (;;) {
@@ -313,7 +313,7 @@ static void wake_drain(mfd_dest *d)
 		mfd__warn("eventfd: %s", strerror(errno));
 }
 
-static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
+static int setup_matches(mfd_dest *d, const struct mfd__setup *su, char *why,
 			 size_t len)
 {
 	if (su->nblocks != d->ss.nblocks) {
@@ -322,8 +322,8 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
 		return MFD_ESETUP;
 	}
 	for (unsigned i = 0; i < su->nblocks; i++) {
-		const struct mfd_block_desc *a = &su->blocks[i],
-					    *b = &d->ss.descs[i];
+		const struct mfd__block_desc *a = &su->blocks[i],
+					     *b = &d->ss.descs[i];
 		if (strcmp(a->name, b->name) || a->size != b->size ||
 		    a->page_size != b->page_size) {
 			snprintf(why, len,
@@ -340,7 +340,7 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
 
 /* A decoded SETUP against this destination's own settings and blocks:
  * 0, or the code with why filled. */
-static int setup_acceptable(mfd_dest *d, const struct mfd_setup *su, char *why,
+static int setup_acceptable(mfd_dest *d, const struct mfd__setup *su, char *why,
 			    size_t len)
 {
 	if (su->features != d->features)
@@ -386,7 +386,7 @@ static bool channel_taken(void *ctx, uint16_t idx)
  * refused and logged), then reads SETUP and answers. */
 /* The session the main channel opened: its id, features and channels. */
 static void take_main(mfd_dest *d, struct mfd__chan *c,
-		      const struct mfd_hello *h)
+		      const struct mfd__hello *h)
 {
 	memcpy(d->session, h->session, 16);
 	d->features = h->features;
@@ -402,7 +402,7 @@ static void take_main(mfd_dest *d, struct mfd__chan *c,
 static int accept_main(mfd_dest *d)
 {
 	struct mfd__chan *c;
-	struct mfd_hello h;
+	struct mfd__hello h;
 	struct mfd__admit_want want = { .role = MFD_ROLE_MAIN,
 					.key = &d->ss.key };
 	/* An incoming migration may be awaited for a long time. */
@@ -411,12 +411,12 @@ static int accept_main(mfd_dest *d)
 		return ret;
 	take_main(d, c, &h);
 
-	struct mfd_ctl_hdr ch;
+	struct mfd__ctl_hdr ch;
 	uint8_t *payload;
 	if ((ret = mfd__ctl_recv(c, &ch, &payload)))
 		return ret;
-	struct mfd_setup su;
-	struct mfd_block_desc *descs = calloc(MFD_MAX_BLOCKS, sizeof(*descs));
+	struct mfd__setup su;
+	struct mfd__block_desc *descs = calloc(MFD_MAX_BLOCKS, sizeof(*descs));
 	char why[512] = "";
 	if (!descs)
 		ret = -ENOMEM;
@@ -471,7 +471,7 @@ static int accept_data(mfd_dest *d)
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		struct mfd__chan *c;
-		struct mfd_hello h;
+		struct mfd__hello h;
 		int ret = mfd__admitq_take(
 			&d->aq, (deadline - now) / 1000000 + 1, &want, &c, &h);
 		if (ret)
@@ -494,12 +494,12 @@ static int accept_data(mfd_dest *d)
 }
 
 /* Reads the main channel until END; returns 0 with *end filled. */
-static int main_loop(mfd_dest *d, struct mfd_end *end,
+static int main_loop(mfd_dest *d, struct mfd__end *end,
 		     uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
 	uint64_t all_done_at = 0;
 	for (;;) {
-		struct mfd_ctl_hdr h;
+		struct mfd__ctl_hdr h;
 		uint8_t *payload;
 		struct pollfd pfd[2] = {
 			{ .fd = d->main->fd, .events = POLLIN },
@@ -541,7 +541,7 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 				       : ret;
 		switch (h.type) {
 		case MFD_CTL_ROUND: {
-			struct mfd_round r;
+			struct mfd__round r;
 			ret = mfd__round_decode(payload, &r);
 			if (!ret)
 				STAT_SET(d->ss.st.round, r.round);
@@ -622,7 +622,7 @@ static int wait_workers(mfd_dest *d)
 
 static int finish_load(mfd_dest *d)
 {
-	struct mfd_end end;
+	struct mfd__end end;
 	uint8_t(*digests)[MFD_DIGEST_SIZE] =
 		calloc(MFD_MAX_BLOCKS, MFD_DIGEST_SIZE);
 	if (!digests)

@@ -18,7 +18,7 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 {
 	struct mfd__ramblock *rb = &w->pool->blocks[b->block];
 	uint64_t psize = rb->page_size;
-	struct mfd_pkt_hdr h = {
+	struct mfd__pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = MFD_PKT_PAGES,
 		.round = b->round,
@@ -133,7 +133,7 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 static int send_marker(struct mfd__send_worker *w, uint16_t type,
 		       uint32_t round)
 {
-	struct mfd_pkt_hdr h = {
+	struct mfd__pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = type,
 		.round = round,
@@ -156,7 +156,7 @@ static int send_marker(struct mfd__send_worker *w, uint16_t type,
 /* ---- device state (devsave.c): one chunk per DEVICE packet ---- */
 static int send_device(struct mfd__send_worker *w, struct mfd__devchunk *c)
 {
-	struct mfd_pkt_hdr h = {
+	struct mfd__pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = MFD_PKT_DEVICE,
 		.round = 0,

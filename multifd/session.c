@@ -41,7 +41,7 @@ int mfd__session_add_block(struct mfd__session *ss, const char *name,
 				     page_size);
 	if (ret)
 		return ret;
-	struct mfd_block_desc *bd = &ss->descs[ss->nblocks];
+	struct mfd__block_desc *bd = &ss->descs[ss->nblocks];
 	snprintf(bd->name, sizeof(bd->name), "%s", name);
 	bd->size = size;
 	bd->page_size = page_size;

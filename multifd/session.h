@@ -27,7 +27,7 @@ struct mfd__tls;
 struct mfd__session {
 	struct mfd_config cfg;
 	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
-	struct mfd_block_desc descs[MFD_MAX_BLOCKS]; /* as SETUP says them */
+	struct mfd__block_desc descs[MFD_MAX_BLOCKS]; /* as SETUP says them */
 	unsigned nblocks;
 	uint64_t ram_bytes;
 	struct mfd__key key;  /* loaded at start; len 0: no authentication */

@@ -144,7 +144,7 @@ static void *return_path_main(void *arg)
 static void return_path(mfd_source *s)
 {
 	for (;;) {
-		struct mfd_ctl_hdr h;
+		struct mfd__ctl_hdr h;
 		uint8_t *payload;
 		int ret = mfd__ctl_recv(s->main, &h, &payload);
 		if (ret) {
@@ -209,12 +209,12 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 	pthread_mutex_unlock(&s->lock);
 	if (!ret)
 		ret = mfd__session_check(&s->ss);
-	struct mfd_hello h = { .magic = MFD_MAGIC_HELLO,
-			       .version = MFD_PROTO_VERSION,
-			       .role = role,
-			       .channel = idx,
-			       .nchannels = (uint16_t)s->ss.cfg.channels,
-			       .features = features_wanted(s) };
+	struct mfd__hello h = { .magic = MFD_MAGIC_HELLO,
+				.version = MFD_PROTO_VERSION,
+				.role = role,
+				.channel = idx,
+				.nchannels = (uint16_t)s->ss.cfg.channels,
+				.features = features_wanted(s) };
 	memcpy(h.session, session, 16);
 	uint64_t accepted = 0;
 	if (!ret)
@@ -238,15 +238,16 @@ static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
 /* SETUP on the main channel and the destination's answer. */
 static int send_setup(mfd_source *s, struct mfd__chan *main)
 {
-	struct mfd_setup su = { .nblocks = s->ss.nblocks,
-				.packet_pages = s->ss.cfg.packet_pages,
-				.nchannels = s->ss.cfg.channels,
-				.zstd_window_log =
-					s->ss.cfg.compression == MFD__CODEC_ZSTD
-						? s->ss.cfg.zstd_long
-						: 0,
-				.features = features_wanted(s),
-				.blocks = s->ss.descs };
+	struct mfd__setup su = {
+		.nblocks = s->ss.nblocks,
+		.packet_pages = s->ss.cfg.packet_pages,
+		.nchannels = s->ss.cfg.channels,
+		.zstd_window_log = s->ss.cfg.compression == MFD__CODEC_ZSTD
+					   ? s->ss.cfg.zstd_long
+					   : 0,
+		.features = features_wanted(s),
+		.blocks = s->ss.descs
+	};
 	size_t len = mfd__setup_size(&su);
 	uint8_t *buf = malloc(len);
 	int ret = buf ? mfd__setup_encode(&su, buf, len) : -ENOMEM;
@@ -255,7 +256,7 @@ static int send_setup(mfd_source *s, struct mfd__chan *main)
 	free(buf);
 	if (ret)
 		return ret;
-	struct mfd_ctl_hdr h;
+	struct mfd__ctl_hdr h;
 	uint8_t *payload;
 	if ((ret = mfd__ctl_recv(main, &h, &payload)))
 		return ret;
@@ -414,7 +415,7 @@ static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
 	if ((ret = mfd__pool_sync(&s->pool, round)))
 		return ret;
 	uint8_t msg[MFD_ROUND_SIZE];
-	struct mfd_round r = { .round = round, .pages = pages };
+	struct mfd__round r = { .round = round, .pages = pages };
 	mfd__round_encode(&r, msg);
 	return mfd__ctl_send(s->main, MFD_CTL_ROUND, msg, sizeof(msg));
 }
@@ -681,11 +682,11 @@ static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 static int send_end(mfd_source *s, uint32_t round,
 		    uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
-	struct mfd_end e = { .final_round = round,
-			     .nblocks = s->ss.nblocks,
-			     .total_pages = STAT_GET(s->ss.st.pages),
-			     .total_packets = STAT_GET(s->ss.st.packets),
-			     .digests = digests };
+	struct mfd__end e = { .final_round = round,
+			      .nblocks = s->ss.nblocks,
+			      .total_pages = STAT_GET(s->ss.st.pages),
+			      .total_packets = STAT_GET(s->ss.st.packets),
+			      .digests = digests };
 	size_t len = mfd__end_size(s->ss.nblocks, digests != NULL);
 	uint8_t *buf = malloc(len);
 	int ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
