@@ -101,6 +101,24 @@ static void bench_usage(FILE *f)
 		"                        the migration, so the host backs free "
 		"pages\n"
 		"                        (cold runs: --dest-populate off)\n"
+		"A real KVM guest instead (--vm kvm, bench/kvm/; needs "
+		"/dev/kvm; local\n"
+		"runs; --ram defaults to 32M, --guest-measure-ms is the "
+		"guest's work rate\n"
+		"window before and after):\n"
+		"  --vm sim|kvm          the VM model (default sim)\n"
+		"  --kernel GUEST.elf    ELF kernel, PVH note or 64-bit entry "
+		"(e.g.\n"
+		"                        tests/guests/stamp.elf)\n"
+		"  --cmdline STR         its command line (default "
+		"\"rate=2000\")\n"
+		"  --vcpus N             vCPUs, 1..8 (default 1)\n"
+		"  --dirty-log bitmap|ring  KVM dirty log mode (default "
+		"bitmap)\n"
+		"  --clear-chunk PAGES   KVM_CLEAR_DIRTY_LOG chunk, multiple "
+		"of 64 (16384)\n"
+		"  --ring-entries N      dirty ring entries per vCPU (4096)\n"
+		"  --serial FILE|-       the guest's COM1 output\n"
 		"  -h, --help            this text\n",
 		prog_name, prog_name, prog_name);
 }
@@ -299,6 +317,14 @@ enum {
 	OPT_DEVICE_PRECOPY,
 	OPT_DEVICE_LOAD_MS,
 	OPT_WARM_HOST,
+	OPT_VM,
+	OPT_KERNEL,
+	OPT_CMDLINE,
+	OPT_VCPUS,
+	OPT_DIRTY_LOG,
+	OPT_CLEAR_CHUNK,
+	OPT_RING_ENTRIES,
+	OPT_SERIAL,
 	/* Library key number i of mfd_config_key() is OPT_KEY + i. */
 	OPT_KEY = 1024,
 };
@@ -339,6 +365,14 @@ static const struct option bench_long_opts[] = {
 	{ "device-load-ms-per-mib", required_argument, NULL,
 	  OPT_DEVICE_LOAD_MS },
 	{ "warm-host", required_argument, NULL, OPT_WARM_HOST },
+	{ "vm", required_argument, NULL, OPT_VM },
+	{ "kernel", required_argument, NULL, OPT_KERNEL },
+	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
+	{ "vcpus", required_argument, NULL, OPT_VCPUS },
+	{ "dirty-log", required_argument, NULL, OPT_DIRTY_LOG },
+	{ "clear-chunk", required_argument, NULL, OPT_CLEAR_CHUNK },
+	{ "ring-entries", required_argument, NULL, OPT_RING_ENTRIES },
+	{ "serial", required_argument, NULL, OPT_SERIAL },
 	{ "help", no_argument, NULL, 'h' },
 };
 
@@ -513,6 +547,53 @@ static void parse_vm_opt(int c, const char *arg, struct bench_opts *o)
 	}
 }
 
+/* --vm kvm and its guest (bench/kvm/). */
+static void parse_kvm_opt(int c, const char *arg, struct bench_opts *o)
+{
+	struct kvm_bench_opts *k = &o->kvm;
+	uint64_t v;
+
+	switch (c) {
+	case OPT_VM:
+		if (strcmp(arg, "sim") && strcmp(arg, "kvm"))
+			usage_error("--vm: '%s' is not sim or kvm", arg);
+		k->on = !strcmp(arg, "kvm");
+		break;
+	case OPT_KERNEL:
+		k->kernel = arg;
+		break;
+	case OPT_CMDLINE:
+		k->cmdline = arg;
+		break;
+	case OPT_VCPUS:
+		k->vcpus = parse_uint_opt("vcpus", arg, 1, 8);
+		break;
+	case OPT_DIRTY_LOG:
+		if (strcmp(arg, "bitmap") && strcmp(arg, "ring"))
+			usage_error("--dirty-log: '%s' is not bitmap or ring",
+				    arg);
+		k->dirty_ring = !strcmp(arg, "ring");
+		break;
+	case OPT_CLEAR_CHUNK:
+		v = parse_uint_opt("clear-chunk", arg, 64, 1U << 30);
+		if (v % 64)
+			usage_error("--clear-chunk: %s is not a multiple of 64",
+				    arg);
+		k->clear_chunk = v;
+		break;
+	case OPT_RING_ENTRIES:
+		v = parse_uint_opt("ring-entries", arg, 64, 65536);
+		if (v & (v - 1))
+			usage_error("--ring-entries: %s is not a power of two",
+				    arg);
+		k->ring_entries = (uint32_t)v;
+		break;
+	case OPT_SERIAL:
+		k->serial = arg;
+		break;
+	}
+}
+
 /* The run and its outputs. */
 static void parse_run_opt(int c, const char *arg, struct bench_opts *o)
 {
@@ -573,6 +654,16 @@ static void check_args(int argc, char **argv, struct bench_opts *o)
 		usage_error("dest needs --listen tcp:HOST:PORT");
 	if (o->mode == MODE_SOURCE && !o->twohost_uri && !o->print_config)
 		usage_error("source needs --connect tcp:HOST:PORT");
+	if (o->kvm.on) {
+		if (!o->kvm.kernel && !o->print_config)
+			usage_error("--vm kvm needs --kernel GUEST.elf");
+		if (o->mode != MODE_LOCAL || strcmp(o->transport, "tcp") ||
+		    o->dev.n || o->guest.writers)
+			usage_error("--vm kvm: local runs over tcp only, "
+				    "without --devices or --writers");
+		if (!o->ram_given)
+			o->ram_bytes = 32ULL << 20;
+	}
 	if (!o->uri)
 		o->uri = strcmp(o->transport, "rdma") ? "tcp:127.0.0.1:0"
 						      : "rdma:127.0.0.1:0";
@@ -605,6 +696,7 @@ void cli_parse(int argc, char **argv, struct bench_opts *o)
 			   .load_pct = 25 },
 		.measure_ms = 1000,
 		.dev = { .state = 64ULL << 20, .dma_rate = 16ULL << 20 },
+		.kvm = { .cmdline = "rate=2000", .vcpus = 1 },
 	};
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		if (c >= OPT_KEY) {
@@ -625,7 +717,10 @@ void cli_parse(int argc, char **argv, struct bench_opts *o)
 			bench_usage(stdout);
 			keys_usage(stdout);
 			exit(0);
+		} else if (c >= OPT_VM && c <= OPT_SERIAL) {
+			parse_kvm_opt(c, optarg, o);
 		} else if (c >= OPT_RAM) {
+			o->ram_given |= c == OPT_RAM;
 			parse_vm_opt(c, optarg, o);
 			parse_run_opt(c, optarg, o);
 		} else {

@@ -20,6 +20,7 @@
 #include "coldmem.h"
 #include "devices.h"
 #include "guest.h"
+#include "kvm/kvm_bench.h"
 #include "vm.h"
 
 #define BENCH_PAGE_SIZE 4096u
@@ -57,6 +58,9 @@ struct bench_opts {
 	unsigned measure_ms;	       /* guest work rate before and after */
 	struct bench_devices_opts dev; /* --devices ... (devices.c) */
 	struct coldmem_opts cold;      /* --warm-host (coldmem.c) */
+	/* --vm kvm: a real KVM guest instead of the simulated VM. */
+	struct kvm_bench_opts kvm;
+	bool ram_given;
 };
 
 /* Parses argv into o; on bad usage prints why and exits with EXIT_USAGE,

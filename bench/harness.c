@@ -227,16 +227,16 @@ uint64_t stats_rounds(const mfd_stats *st)
 
 /* ---- Failure reasons ---- */
 
-const char *bench_error_reason(const mfd_source *src, const mfd_dest *dst,
-			       int err)
+const char *bench_error_reason(mfd_source *src, mfd_dest *dst, int err)
 {
-	(void)src;
-	(void)dst;
-	return mfd_strerror(err);
+	const char *text = src	 ? mfd_source_error_text(src)
+			   : dst ? mfd_dest_error_text(dst)
+				 : "";
+	return text && *text ? text : mfd_strerror(err);
 }
 
-int bench_report_error(const char *what, const mfd_source *src,
-		       const mfd_dest *dst, int err)
+int bench_report_error(const char *what, mfd_source *src, mfd_dest *dst,
+		       int err)
 {
 	fprintf(stderr, "%s: %s: %s (%d)\n", prog_name, what,
 		bench_error_reason(src, dst, err), err);

@@ -91,15 +91,13 @@ uint64_t stats_rounds(const mfd_stats *st);
 
 /*
  * The reason of a side's failure, as the bench prints it: the ONE place
- * that asks the library. Today it is mfd_strerror(err).
- * COORDINATOR (issue 12): switch to mfd_source_error_text(src) /
- * mfd_dest_error_text(dst) (the first failure's full reason) when they
- * land; src/dst are passed for that, either may be NULL.
+ * that asks the library. The side's first failure's full reason
+ * (mfd_source_error_text(src) or mfd_dest_error_text(dst); either may be
+ * NULL), or mfd_strerror(err) where the library recorded none.
  */
-const char *bench_error_reason(const mfd_source *src, const mfd_dest *dst,
-			       int err);
+const char *bench_error_reason(mfd_source *src, mfd_dest *dst, int err);
 /* "multifd-bench: what: reason (err)" on stderr; returns err. */
-int bench_report_error(const char *what, const mfd_source *src,
-		       const mfd_dest *dst, int err);
+int bench_report_error(const char *what, mfd_source *src, mfd_dest *dst,
+		       int err);
 
 #endif /* BENCH_HARNESS_H */

@@ -10,7 +10,8 @@
  * both runs), local.c (both sides in this process), twohost.c (one side
  * of a two-process run), results.c (what each run reports) and report.c
  * (the JSON or table writer). Around them: vm.c (the RAM image), guest.c
- * (writer threads), devices.c, progress.c and plot.c.
+ * (writer threads), devices.c, progress.c and plot.c; kvm/ (--vm kvm: a
+ * real KVM guest).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -25,6 +26,7 @@
 #include "harness.h"
 #include "local.h"
 #include "twohost.h"
+#include "kvm/kvm_bench.h"
 
 /* RDMA needs a device: say so at once, before RAM is mapped and filled. */
 static int check_rdma_device(void)
@@ -76,6 +78,9 @@ static int run(const struct bench_opts *o, const mfd_config *scfg,
 			prog_name);
 		return 1;
 	}
+	if (o->kvm.on) /* a real KVM guest (bench/kvm/) */
+		return kvm_bench_run(&o->kvm, o->ram_bytes, o->measure_ms,
+				     scfg);
 	if (o->mode != MODE_LOCAL)
 		return twohost_run(o, o->mode == MODE_SOURCE ? scfg : dcfg);
 	return local_run(o, scfg, dcfg);

@@ -21,7 +21,7 @@
 static const char label_source[] = "multifd-auth-v1 source";
 static const char label_dest[] = "multifd-auth-v1 destination";
 
-void mfd__auth_msg_encode(const struct mfd_auth_msg *m,
+void mfd__auth_msg_encode(const struct mfd__auth_msg *m,
 			  uint8_t out[MFD_AUTH_MSG_SIZE])
 {
 	mfd__put_le32(out + 0, m->magic);
@@ -42,7 +42,7 @@ static int all_zero(const uint8_t *p, size_t n)
 }
 
 int mfd__auth_msg_decode(const uint8_t in[MFD_AUTH_MSG_SIZE], uint16_t type,
-			 struct mfd_auth_msg *m)
+			 struct mfd__auth_msg *m)
 {
 	m->magic = mfd__get_le32(in + 0);
 	m->type = mfd__get_le16(in + 4);

@@ -26,15 +26,15 @@
 /* Largest key file read: a 128-byte key as hex, with room for spaces. */
 #define MFD_AUTH_KEYFILE_MAX 1024
 
-enum mfd_auth_type {
+enum mfd__auth_type {
 	MFD_AUTH_CHALLENGE = 1, /* dst->src: the destination's nonce */
 	MFD_AUTH_RESPONSE = 2,	/* src->dst: the source's nonce and MAC */
 	MFD_AUTH_CONFIRM = 3, /* dst->src: verdict and the destination's MAC */
 };
 
-struct mfd_auth_msg {
+struct mfd__auth_msg {
 	uint32_t magic; /* MFD_MAGIC_AUTH */
-	uint16_t type;	/* enum mfd_auth_type */
+	uint16_t type;	/* enum mfd__auth_type */
 	uint16_t reserved;
 	int32_t error; /* CONFIRM: 0 accepted, < 0 refused; else 0 */
 	uint32_t reserved2;
@@ -47,7 +47,7 @@ struct mfd__key {
 	size_t len; /* 0: no key configured */
 };
 
-void mfd__auth_msg_encode(const struct mfd_auth_msg *m,
+void mfd__auth_msg_encode(const struct mfd__auth_msg *m,
 			  uint8_t out[MFD_AUTH_MSG_SIZE]);
 /*
  * Decodes and checks one message of the expected type: magic
@@ -56,11 +56,11 @@ void mfd__auth_msg_encode(const struct mfd_auth_msg *m,
  * not INT32_MIN (MFD_EFLAGS).
  */
 int mfd__auth_msg_decode(const uint8_t in[MFD_AUTH_MSG_SIZE], uint16_t type,
-			 struct mfd_auth_msg *m);
+			 struct mfd__auth_msg *m);
 
 /* Which side's MAC: each side proves itself with its own label, so a MAC
  * can never be reflected back to the side that made it. */
-enum mfd_auth_side { MFD_AUTH_SOURCE = 0, MFD_AUTH_DEST = 1 };
+enum mfd__auth_side { MFD_AUTH_SOURCE = 0, MFD_AUTH_DEST = 1 };
 
 /*
  * mac = HMAC-SHA256(key, label(side) || hello || hello_reply || nonce_d ||

@@ -1156,10 +1156,10 @@ struct mfd__chan_opts mfd__config_chan_opts(const struct mfd_config *cfg)
 		.plain_reply_len = MFD_HELLO_REPLY_SIZE,
 	};
 	/* A plaintext source on a TLS listener learns MFD_ETLS. */
-	struct mfd_hello_reply r = { .magic = MFD_MAGIC_HELLO,
-				     .version = MFD_PROTO_VERSION,
-				     .status = 1,
-				     .error = MFD_ETLS };
+	struct mfd__hello_reply r = { .magic = MFD_MAGIC_HELLO,
+				      .version = MFD_PROTO_VERSION,
+				      .status = 1,
+				      .error = MFD_ETLS };
 	_Static_assert(MFD_HELLO_SIZE <= MFD__CHAN_PLAIN_MAX &&
 			       MFD_HELLO_REPLY_SIZE <= MFD__CHAN_PLAIN_MAX,
 		       "the plaintext refusal fits the channel options");

@@ -14,14 +14,15 @@
 #include <string.h>
 #include <poll.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "multifd/compress/codec.h"
 #include "multifd/channels/tls.h"
+#include "multifd/admit.h"
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
+#include "multifd/session.h"
 #include "ramblock/prefault.h"
 
 struct mfd_dest;
@@ -40,37 +41,14 @@ struct recv_worker {
 	struct iovec iov[MFD_MAX_PACKET_PAGES];
 };
 
-/* A connection accepted but not yet complete enough to handshake. */
-struct pending {
-	struct mfd__chan *c;
-	uint64_t deadline_ns; /* accepted + connect-timeout */
-	uint32_t need;	      /* bytes of its first message */
-	bool tls_header;      /* need is still the TLS record header */
-	bool counted;	      /* the kernel can count its bytes */
-};
-
 struct mfd_dest {
-	struct mfd_config cfg;
+	struct mfd__session ss; /* config, blocks, thread, error, stats */
 	mfd_dest_hooks hooks;
-	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
-	struct mfd_block_desc descs[MFD_MAX_BLOCKS];
-	unsigned nblocks;
-	struct mfd_wire_limits lim;
+	struct mfd__wire_limits lim;
 	uint32_t zstd_window_log; /* the source's zstd-long, from SETUP */
-	struct mfd__key key; /* loaded at start; len 0: no authentication */
 
 	struct mfd__listener lst;
-	/* Pending connections, oldest first: at most max-pending-connections,
-	 * only the loader thread touches them. */
-	struct pending *pend;
-	struct pollfd *pfd; /* the listener and each pending connection */
-	unsigned npend;
-	struct mfd__tls *tls; /* NULL without TLS */
-	pthread_t thread;
-	bool running;
-	int result;
-	int error;  /* first cause, atomic */
-	int cancel; /* atomic */
+	struct mfd__admitq aq; /* pending connections: loader thread */
 
 	pthread_mutex_t lock; /* guards main and w for shutdown from others */
 	struct mfd__chan *main;
@@ -95,16 +73,6 @@ struct mfd_dest {
 	 */
 	uint64_t *recvd[MFD_MAX_BLOCKS];
 
-	/* Statistics. */
-	uint64_t wire_bytes, pages, zero_pages, packets;
-	uint64_t compressed_bytes, compress_in_bytes, compress_ns;
-	int phase;
-	uint32_t round;
-	uint64_t ram_bytes;
-	uint64_t t_start, setup_ns, transfer_ns, total_ns, verify_ns;
-	uint64_t cpu_ns; /* of the threads that ended */
-	uint64_t register_ns;
-
 	struct mfd__devload dl;	 /* device state (devload.c) */
 	struct mfd__prefault pf; /* dest-prefault = ahead */
 };
@@ -115,10 +83,6 @@ struct mfd_dest {
 
 static void dest_fail_cb(void *ctx, int err);
 
-#define STAT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
-#define STAT_GET(field)	   __atomic_load_n(&(field), __ATOMIC_RELAXED)
-#define STAT_ADD(field, v) __atomic_fetch_add(&(field), (v), __ATOMIC_RELAXED)
-
 int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 		 const mfd_dest_hooks *hooks)
 {
@@ -127,10 +91,7 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 	mfd_dest *d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
-	if (cfg)
-		d->cfg = *cfg;
-	else
-		mfd__config_defaults(&d->cfg);
+	mfd__session_init(&d->ss, cfg);
 	if (hooks)
 		d->hooks = *hooks;
 	d->lst.fd = -1;
@@ -152,16 +113,13 @@ void mfd_dest_free(mfd_dest *d)
 {
 	if (!d)
 		return;
-	if (d->running) {
+	if (d->ss.running) {
 		mfd_dest_cancel(d);
 		mfd_dest_wait(d);
 	}
 	mfd__listener_close(&d->lst);
-	for (unsigned i = 0; i < d->nblocks; i++)
-		mfd__ramblock_destroy(&d->blocks[i]);
+	mfd__session_destroy(&d->ss);
 	mfd__barrier_destroy(&d->barrier);
-	mfd__auth_key_clear(&d->key);
-	mfd__tls_free(d->tls);
 	mfd__devload_destroy(&d->dl);
 	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
@@ -174,7 +132,7 @@ int mfd_dest_add_device(mfd_dest *d, const char *name,
 {
 	if (!d || !name || !ops)
 		return -EINVAL;
-	if (d->running || d->phase != MFD_PHASE_NONE)
+	if (d->ss.running || d->ss.st.phase != MFD_PHASE_NONE)
 		return MFD_ESTATE;
 	return mfd__devset_add(&d->dl.set, name, ops, opaque);
 }
@@ -183,32 +141,15 @@ int mfd_dest_add_device(mfd_dest *d, const char *name,
 int mfd_dest_add_block(mfd_dest *d, const char *name, void *host, uint64_t size,
 		       uint32_t page_size)
 {
-	if (!d || !name)
+	if (!d)
 		return -EINVAL;
-	if (d->running)
-		return MFD_ESTATE;
-	if (d->nblocks == MFD_MAX_BLOCKS)
-		return -ENOSPC;
-	for (unsigned i = 0; i < d->nblocks; i++)
-		if (strcmp(d->blocks[i].name, name) == 0)
-			return -EEXIST;
-	int ret = mfd__ramblock_init(&d->blocks[d->nblocks], name, host, size,
-				     page_size);
-	if (ret)
-		return ret;
-	struct mfd_block_desc *bd = &d->descs[d->nblocks];
-	snprintf(bd->name, sizeof(bd->name), "%s", name);
-	bd->size = size;
-	bd->page_size = page_size;
-	d->nblocks++;
-	d->ram_bytes += size;
-	return 0;
+	return mfd__session_add_block(&d->ss, name, host, size, page_size);
 }
 
 /* Any thread: record the cause and unblock every thread of the load. */
 static void dest_fail(mfd_dest *d, int err)
 {
-	mfd__set_error(&d->error, err);
+	mfd__session_fail(&d->ss, err);
 	mfd__barrier_abort(&d->barrier);
 	pthread_mutex_lock(&d->lock);
 	for (unsigned i = 0; d->w && i < d->n; i++)
@@ -227,12 +168,12 @@ static void dest_fail(mfd_dest *d, int err)
 static void dest_fail_cb(void *ctx, int err)
 {
 	mfd_dest *d = ctx;
-	if (!mfd__get_error(&d->error))
+	if (!mfd__session_check(&d->ss))
 		mfd__err("device state: %s", mfd_strerror(err));
 	dest_fail(d, err);
 }
 
-static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
+static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 {
 	mfd_dest *d = w->d;
 	int ret = mfd__pkt_validate(h, &d->lim);
@@ -247,7 +188,7 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 	/* Every offset is now known to be a page inside the block: the
 	 * payload goes straight into guest memory, contiguous pages as one
 	 * iovec (read into them, or decompressed into them). */
-	struct mfd__ramblock *rb = &d->blocks[h->block];
+	struct mfd__ramblock *rb = &d->ss.blocks[h->block];
 	uint64_t psize = rb->page_size;
 	int iovcnt =
 		mfd__pages_iov(rb->host, w->offsets, h->count, psize, w->iov);
@@ -262,9 +203,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 					       h->payload_len, w->iov, iovcnt);
 		if (ret)
 			return ret;
-		STAT_ADD(d->compress_ns, mfd__thread_cpu_ns() - t0);
-		STAT_ADD(d->compressed_bytes, h->payload_len);
-		STAT_ADD(d->compress_in_bytes, h->count * psize);
+		STAT_ADD(d->ss.st.compress_ns, mfd__thread_cpu_ns() - t0);
+		STAT_ADD(d->ss.st.compressed_bytes, h->payload_len);
+		STAT_ADD(d->ss.st.compress_in_bytes, h->count * psize);
 	} else if (iovcnt && (ret = mfd__chan_recv_payload(w->chan, h->block,
 							   w->iov, iovcnt))) {
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
@@ -290,10 +231,10 @@ static int recv_pages(struct recv_worker *w, const struct mfd_pkt_hdr *h)
 	if (h->count)
 		mfd__prefault_note(&d->pf, h->block,
 				   w->offsets[h->count - 1] + psize);
-	STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
-	STAT_ADD(d->pages, (uint64_t)h->count + h->zero_count);
-	STAT_ADD(d->zero_pages, h->zero_count);
-	STAT_ADD(d->packets, 1);
+	STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
+	STAT_ADD(d->ss.st.pages, (uint64_t)h->count + h->zero_count);
+	STAT_ADD(d->ss.st.zero_pages, h->zero_count);
+	STAT_ADD(d->ss.st.packets, 1);
 	return 0;
 }
 
@@ -301,7 +242,7 @@ static int recv_loop(struct recv_worker *w)
 {
 	mfd_dest *d = w->d;
 	uint8_t raw[MFD_PKT_HDR_SIZE];
-	struct mfd_pkt_hdr h;
+	struct mfd__pkt_hdr h;
 	int ret;
 
 	for (;;) {
@@ -322,7 +263,7 @@ static int recv_loop(struct recv_worker *w)
 			STAT_ADD(d->rx_packets, 1);
 			break;
 		case MFD_PKT_SYNC:
-			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
+			STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE);
 			STAT_ADD(d->rx_packets, 1);
 			/* No channel starts round r+1 until every channel has
 			 * applied all of round r: an old copy of a page can
@@ -343,7 +284,7 @@ static int recv_loop(struct recv_worker *w)
 			STAT_ADD(d->rx_packets, 1);
 			break;
 		case MFD_PKT_DONE:
-			STAT_ADD(d->wire_bytes, MFD_PKT_HDR_SIZE);
+			STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE);
 			/* No barrier can be complete from now on: a channel
 			 * that sends another SYNC fails at once. */
 			mfd__barrier_leave(&d->barrier);
@@ -358,14 +299,14 @@ static void *recv_worker_main(void *arg)
 	struct recv_worker *w = arg;
 	int ret = recv_loop(w);
 	if (ret && ret != -ECANCELED) {
-		if (!mfd__get_error(&w->d->error))
+		if (!mfd__session_check(&w->d->ss))
 			mfd__err("channel %u (%s): %s", w->idx, w->chan->peer,
 				 mfd_strerror(ret));
 		dest_fail(w->d, ret);
 	} else if (ret) {
 		dest_fail(w->d, ret);
 	}
-	STAT_ADD(w->d->cpu_ns, mfd__thread_cpu_ns());
+	STAT_ADD(w->d->ss.st.cpu_ns, mfd__thread_cpu_ns());
 	__atomic_store_n(&w->exited, true, __ATOMIC_RELEASE);
 	uint64_t one = 1; /* the loader may be waiting for this */
 	if (write(w->d->wake_fd, &one, sizeof(one)) < 0)
@@ -381,24 +322,17 @@ static void wake_drain(mfd_dest *d)
 		mfd__warn("eventfd: %s", strerror(errno));
 }
 
-static int check(mfd_dest *d)
-{
-	if (__atomic_load_n(&d->cancel, __ATOMIC_ACQUIRE))
-		mfd__set_error(&d->error, -ECANCELED);
-	return mfd__get_error(&d->error);
-}
-
-static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
+static int setup_matches(mfd_dest *d, const struct mfd__setup *su, char *why,
 			 size_t len)
 {
-	if (su->nblocks != d->nblocks) {
+	if (su->nblocks != d->ss.nblocks) {
 		snprintf(why, len, "source has %u RAM blocks, destination %u",
-			 su->nblocks, d->nblocks);
+			 su->nblocks, d->ss.nblocks);
 		return MFD_ESETUP;
 	}
 	for (unsigned i = 0; i < su->nblocks; i++) {
-		const struct mfd_block_desc *a = &su->blocks[i],
-					    *b = &d->descs[i];
+		const struct mfd__block_desc *a = &su->blocks[i],
+					     *b = &d->ss.descs[i];
 		if (strcmp(a->name, b->name) || a->size != b->size ||
 		    a->page_size != b->page_size) {
 			snprintf(why, len,
@@ -413,262 +347,85 @@ static int setup_matches(mfd_dest *d, const struct mfd_setup *su, char *why,
 	return 0;
 }
 
-static bool is_transport(int err)
+/* A decoded SETUP against this destination's own settings and blocks:
+ * 0, or the code with why filled. */
+static int setup_acceptable(mfd_dest *d, const struct mfd__setup *su, char *why,
+			    size_t len)
 {
-	return err == -ECONNRESET || err == MFD_ETRUNCATED ||
-	       err == -ETIMEDOUT || err == -EPIPE;
-}
-
-/*
- * The destination's half of a connection's handshake (docs/protocol.md 4):
- * hello, its checks, the reply and, with MFD_FEAT_AUTH, the authentication
- * exchange. 0 when the connection is admitted as role; else the reason,
- * already told to the peer where the connection still works.
- */
-static int admit(mfd_dest *d, struct mfd__chan *c, uint16_t role,
-		 struct mfd_hello *h)
-{
-	int ret = mfd__hello_recv(c, h);
-	if (!ret && h->role != role)
-		ret = MFD_EROLE;
-	/* Both sides must hold a key, or neither: a keyed destination never
-	 * talks to an unauthenticated peer, and a keyed source never trusts a
-	 * destination that cannot prove the key. */
-	if (!ret && !(h->features & MFD_FEAT_AUTH) != !d->key.len) {
-		mfd__warn("%s: %s", c->peer,
-			  d->key.len ? "peer offers no authentication but "
-				       "auth-key-file is set"
-				     : "peer wants authentication but no "
-				       "auth-key-file is set");
-		ret = MFD_EAUTH;
+	if (su->features != d->features)
+		return MFD_EFEATURE;
+	if (su->nchannels != d->n) {
+		snprintf(why, len,
+			 "SETUP says %u channels, the handshake said %u",
+			 su->nchannels, d->n);
+		return MFD_EROLE;
 	}
-	if (!ret && role == MFD_ROLE_DATA) {
-		if (memcmp(h->session, d->session, 16) ||
-		    h->nchannels != d->n || h->features != d->features)
-			ret = MFD_ESESSION;
-		else if (d->w[h->channel].chan)
-			ret = MFD_EROLE; /* duplicate index */
+	if (su->zstd_window_log > MFD_ZSTD_WINDOW_LOG_DEFAULT &&
+	    su->zstd_window_log > d->ss.cfg.zstd_long) {
+		/* The window is memory this side allocates per channel: only
+		 * as much as its own config allows. */
+		snprintf(why, len,
+			 "the source compresses with zstd-long=%u, this "
+			 "destination allows windows up to 2^%u (set zstd-long "
+			 "here too)",
+			 su->zstd_window_log,
+			 d->ss.cfg.zstd_long > MFD_ZSTD_WINDOW_LOG_DEFAULT
+				 ? d->ss.cfg.zstd_long
+				 : MFD_ZSTD_WINDOW_LOG_DEFAULT);
+		return MFD_ESETUP;
 	}
-	if (ret) {
-		if (!is_transport(ret))
-			mfd__hello_reply_send(c, ret, 0);
-		return ret;
+	if (d->dl.set.n && !(d->features & MFD_FEAT_DEVICES)) {
+		/* Refused here, not with an ERROR after SETUP_OK. */
+		snprintf(why, len,
+			 "%u devices registered here, the session has no "
+			 "DEVICES feature",
+			 d->dl.set.n);
+		return MFD_EDEVICE;
 	}
-	ret = mfd__hello_reply_send(c, 0, h->features);
-	if (!ret && (h->features & MFD_FEAT_AUTH))
-		ret = mfd__auth_dest(c, &d->key, h);
-	return ret;
+	return setup_matches(d, su, why, len);
 }
 
-/*
- * Concurrent accept. Every connection is first held here, polled with all
- * others, until its first message is complete in the kernel's buffer: the
- * 40-byte hello, or with TLS the whole first record (the ClientHello).
- * Only then does the loader run its handshake, so a stranger that connects
- * and stays silent (or sends part of a message) costs nothing but a slot:
- * it is dropped at its own connect-timeout, and the oldest is dropped when
- * max-pending-connections are held, without delaying anyone else.
- */
-#define TLS_RECORD_HDR 5
-/* A TLS record: 2^14 bytes of plaintext plus the most expansion allowed. */
-#define TLS_RECORD_MAX (TLS_RECORD_HDR + 16384 + 2048)
-
-static void pending_drop(mfd_dest *d, unsigned i, const char *why)
+static bool channel_taken(void *ctx, uint16_t idx)
 {
-	struct mfd__chan *c = d->pend[i].c;
-	mfd__warn("dropped connection from %s: %s", c->peer, why);
-	c->ops->close(c);
-	memmove(&d->pend[i], &d->pend[i + 1],
-		(d->npend - i - 1) * sizeof(d->pend[0]));
-	d->npend--;
-}
-
-/* Wakes poll() only when need bytes are there (or on EOF). */
-static bool set_lowat(int fd, uint32_t need)
-{
-	int v = (int)need;
-	return setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0;
-}
-
-static void pending_add(mfd_dest *d, struct mfd__chan *c)
-{
-	if (d->npend == d->cfg.max_pending)
-		pending_drop(d, 0, "too many pending connections (oldest)");
-	struct pending *p = &d->pend[d->npend++];
-	p->c = c;
-	p->deadline_ns = mfd__now_ns() + d->cfg.connect_timeout_ms * 1000000;
-	p->tls_header = d->tls != NULL;
-	p->need = p->tls_header ? TLS_RECORD_HDR : MFD_HELLO_SIZE;
-	int avail;
-	p->counted = ioctl(c->fd, FIONREAD, &avail) == 0 &&
-		     set_lowat(c->fd, p->need);
-}
-
-/*
- * Whether pending connection p has its first message (1), not yet (0), or
- * is gone (< 0). Transports whose fd the kernel cannot count (no socket)
- * are ready when readable.
- */
-static int pending_ready(struct pending *p, short revents)
-{
-	if (revents & POLLNVAL)
-		return -EBADF;
-	if (!p->counted)
-		return !!(revents & (POLLIN | POLLHUP | POLLERR));
-	int avail = 0;
-	if (ioctl(p->c->fd, FIONREAD, &avail) < 0)
-		return -errno;
-	if ((uint32_t)avail < p->need)
-		/* Readable yet short: the peer closed before a full
-		 * message (the kernel reports EOF as readable). */
-		return revents & (POLLHUP | POLLRDHUP | POLLERR) ? -ECONNRESET
-								 : 0;
-	if (!p->tls_header)
-		return 1;
-	uint8_t h[TLS_RECORD_HDR];
-	if (recv(p->c->fd, h, sizeof(h), MSG_PEEK | MSG_DONTWAIT) !=
-	    (ssize_t)sizeof(h))
-		return -ECONNRESET;
-	uint32_t len = TLS_RECORD_HDR + ((uint32_t)h[3] << 8 | h[4]);
-	p->tls_header = false;
-	/* Not a handshake record, or too long to wait for: the TLS
-	 * handshake refuses it at once. */
-	if (h[0] != 0x16 || len > TLS_RECORD_MAX)
-		return 1;
-	p->need = len;
-	if (!set_lowat(p->c->fd, len))
-		p->counted = false;
-	return (uint32_t)avail >= len;
-}
-
-/* The next connection whose first message is complete, within timeout_ms
- * (-ETIMEDOUT), or -ECANCELED. */
-static int accept_ready(mfd_dest *d, uint64_t timeout_ms,
-			struct mfd__chan **out)
-{
-	uint64_t now = mfd__now_ns();
-	uint64_t end = timeout_ms > (UINT64_MAX - now) / 1000000
-			       ? UINT64_MAX
-			       : now + timeout_ms * 1000000;
-	struct pollfd *pfd = d->pfd;
-	for (;;) {
-		if (__atomic_load_n(&d->cancel, __ATOMIC_ACQUIRE))
-			return -ECANCELED;
-		now = mfd__now_ns();
-		for (unsigned i = 0; i < d->npend;) {
-			if (now >= d->pend[i].deadline_ns)
-				pending_drop(d, i,
-					     "no complete hello within "
-					     "connect-timeout");
-			else
-				i++;
-		}
-		if (now >= end)
-			return -ETIMEDOUT;
-		/* Wake for cancel, the caller's end, and the next expiry. */
-		uint64_t wake = end - now < 100000000 ? end - now : 100000000;
-		for (unsigned i = 0; i < d->npend; i++)
-			if (d->pend[i].deadline_ns - now < wake)
-				wake = d->pend[i].deadline_ns - now;
-		unsigned n = 0;
-		if (d->lst.fd >= 0)
-			pfd[n++] = (struct pollfd){ .fd = d->lst.fd,
-						    .events = POLLIN };
-		unsigned first = n;
-		for (unsigned i = 0; i < d->npend; i++)
-			pfd[n++] =
-				(struct pollfd){ .fd = d->pend[i].c->fd,
-						 .events = POLLIN | POLLRDHUP };
-		int wait_ms = (int)(wake / 1000000) + 1;
-		if (d->lst.fd < 0 && wait_ms > 10)
-			wait_ms = 10; /* the transport's accept waits too */
-		int r = poll(pfd, n, wait_ms);
-		if (r < 0 && errno != EINTR)
-			return -errno;
-		/* Pending connections first: pfd[] follows pend[] until
-		 * one is removed. */
-		for (unsigned i = 0, k = first; r > 0 && k < n; k++) {
-			if (!pfd[k].revents) {
-				i++;
-				continue;
-			}
-			int ready = pending_ready(&d->pend[i], pfd[k].revents);
-			if (ready == 0) {
-				i++;
-			} else if (ready < 0) {
-				pending_drop(d, i, "closed before its hello");
-			} else {
-				struct mfd__chan *c = d->pend[i].c;
-				if (d->pend[i].counted)
-					set_lowat(c->fd, 1);
-				memmove(&d->pend[i], &d->pend[i + 1],
-					(d->npend - i - 1) *
-						sizeof(d->pend[0]));
-				d->npend--;
-				*out = c;
-				return 0;
-			}
-		}
-		if (d->lst.fd < 0 || (r > 0 && pfd[0].revents)) {
-			struct mfd__chan *c;
-			int ret = mfd__accept(&d->lst, d->lst.fd < 0 ? 10 : 1,
-					      &d->cancel, &c);
-			if (ret == 0)
-				pending_add(d, c);
-			else if (ret != -ETIMEDOUT && ret != -EAGAIN &&
-				 ret != -ECONNABORTED && ret != -EINTR)
-				return ret;
-		}
-	}
-}
-
-static void pending_close_all(mfd_dest *d)
-{
-	while (d->npend)
-		pending_drop(d, d->npend - 1, "the migration needs no more");
+	mfd_dest *d = ctx;
+	return d->w[idx].chan != NULL;
 }
 
 /* Accepts connections until a valid main hello arrives (strangers are
  * refused and logged), then reads SETUP and answers. */
-static int accept_main(mfd_dest *d)
+/* The session the main channel opened: its id, features and channels. */
+static void take_main(mfd_dest *d, struct mfd__chan *c,
+		      const struct mfd__hello *h)
 {
-	struct mfd__chan *c;
-	struct mfd_hello h;
-	int ret;
-	for (;;) {
-		/* An incoming migration may be awaited for a long time. */
-		ret = accept_ready(d, UINT64_MAX, &c);
-		if (ret)
-			return ret;
-		/* A refused TLS handshake was logged and closed. */
-		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
-			continue;
-		/* Its hello is here; a peer that stops in the middle of the
-		 * handshake holds the loader for at most connect-timeout. */
-		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
-		ret = admit(d, c, MFD_ROLE_MAIN, &h);
-		if (!ret)
-			break;
-		mfd__warn("refused connection from %s: %s", c->peer,
-			  mfd_strerror(ret));
-		c->ops->close(c);
-	}
-	memcpy(d->session, h.session, 16);
-	d->features = h.features;
+	memcpy(d->session, h->session, 16);
+	d->features = h->features;
 	/* The source chooses the channel count (1..MFD_MAX_CHANNELS, checked
 	 * by the decoder); the destination follows. Atomic: read by
 	 * mfd_dest_get_stats() from any thread. */
-	STAT_SET(d->n, h.nchannels);
+	STAT_SET(d->n, h->nchannels);
 	pthread_mutex_lock(&d->lock);
 	d->main = c;
 	pthread_mutex_unlock(&d->lock);
+}
 
-	struct mfd_ctl_hdr ch;
+static int accept_main(mfd_dest *d)
+{
+	struct mfd__chan *c;
+	struct mfd__hello h;
+	struct mfd__admit_want want = { .role = MFD_ROLE_MAIN,
+					.key = &d->ss.key };
+	/* An incoming migration may be awaited for a long time. */
+	int ret = mfd__admitq_take(&d->aq, UINT64_MAX, &want, &c, &h);
+	if (ret)
+		return ret;
+	take_main(d, c, &h);
+
+	struct mfd__ctl_hdr ch;
 	uint8_t *payload;
 	if ((ret = mfd__ctl_recv(c, &ch, &payload)))
 		return ret;
-	struct mfd_setup su;
-	struct mfd_block_desc *descs = calloc(MFD_MAX_BLOCKS, sizeof(*descs));
+	struct mfd__setup su;
+	struct mfd__block_desc *descs = calloc(MFD_MAX_BLOCKS, sizeof(*descs));
 	char why[512] = "";
 	if (!descs)
 		ret = -ENOMEM;
@@ -679,39 +436,12 @@ static int accept_main(mfd_dest *d)
 			      : MFD_EUNEXPECTED;
 	else if ((ret = mfd__setup_decode(payload, ch.length, &su, descs)))
 		snprintf(why, sizeof(why), "malformed SETUP");
-	else if (su.features != d->features)
-		ret = MFD_EFEATURE;
-	else if (su.nchannels != d->n) {
-		snprintf(why, sizeof(why),
-			 "SETUP says %u channels, the handshake said %u",
-			 su.nchannels, d->n);
-		ret = MFD_EROLE;
-	} else if (su.zstd_window_log > MFD_ZSTD_WINDOW_LOG_DEFAULT &&
-		   su.zstd_window_log > d->cfg.zstd_long) {
-		/* The window is memory this side allocates per channel: only
-		 * as much as its own config allows. */
-		snprintf(why, sizeof(why),
-			 "the source compresses with zstd-long=%u, this "
-			 "destination allows windows up to 2^%u (set zstd-long "
-			 "here too)",
-			 su.zstd_window_log,
-			 d->cfg.zstd_long > MFD_ZSTD_WINDOW_LOG_DEFAULT
-				 ? d->cfg.zstd_long
-				 : MFD_ZSTD_WINDOW_LOG_DEFAULT);
-		ret = MFD_ESETUP;
-	} else if (d->dl.set.n && !(d->features & MFD_FEAT_DEVICES)) {
-		/* Refused here, not with an ERROR after SETUP_OK. */
-		snprintf(why, sizeof(why),
-			 "%u devices registered here, the session has no "
-			 "DEVICES feature",
-			 d->dl.set.n);
-		ret = MFD_EDEVICE;
-	} else
-		ret = setup_matches(d, &su, why, sizeof(why));
+	else
+		ret = setup_acceptable(d, &su, why, sizeof(why));
 	free(payload);
 	if (!ret) {
-		d->lim.nblocks = d->nblocks;
-		d->lim.blocks = d->descs;
+		d->lim.nblocks = d->ss.nblocks;
+		d->lim.blocks = d->ss.descs;
 		d->lim.packet_pages = su.packet_pages;
 		d->lim.features = d->features;
 		d->zstd_window_log = su.zstd_window_log;
@@ -722,7 +452,7 @@ static int accept_main(mfd_dest *d)
 			 why[0] ? ": " : "", why);
 		/* A source's own ERROR is not answered; a transport failure
 		 * leaves nothing to tell. */
-		if (ret != MFD_EREMOTE && !is_transport(ret))
+		if (ret != MFD_EREMOTE && !mfd__is_transport_error(ret))
 			mfd__ctl_send_error(c, ret, "destination: %s%s%s",
 					    mfd_strerror(ret),
 					    why[0] ? ": " : "", why);
@@ -736,24 +466,26 @@ static int accept_main(mfd_dest *d)
 static int accept_data(mfd_dest *d)
 {
 	unsigned accepted = 0;
-	uint64_t deadline = mfd__now_ns() + d->cfg.connect_timeout_ms * 1000000;
-	int ret = 0;
+	uint64_t deadline =
+		mfd__now_ns() + d->ss.cfg.connect_timeout_ms * 1000000;
+	struct mfd__admit_want want = { .role = MFD_ROLE_DATA,
+					.key = &d->ss.key,
+					.session = d->session,
+					.nchannels = (uint16_t)d->n,
+					.features = d->features,
+					.taken = channel_taken,
+					.ctx = d };
 	while (accepted < d->n) {
 		uint64_t now = mfd__now_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		struct mfd__chan *c;
-		ret = accept_ready(d, (deadline - now) / 1000000 + 1, &c);
+		struct mfd__hello h;
+		int ret = mfd__admitq_take(
+			&d->aq, (deadline - now) / 1000000 + 1, &want, &c, &h);
 		if (ret)
 			return ret;
-		if (mfd__tls_wrap_server(d->tls, &c, d->cfg.connect_timeout_ms))
-			continue;
-		c->ops->set_timeout(c, d->cfg.connect_timeout_ms);
-		struct mfd_hello h;
-		ret = admit(d, c, MFD_ROLE_DATA, &h);
-		if (!ret)
-			ret = c->ops->set_timeout(c, d->cfg.io_timeout_ms);
-		if (ret) {
+		if ((ret = c->ops->set_timeout(c, d->ss.cfg.io_timeout_ms))) {
 			mfd__warn("refused data connection from %s: %s",
 				  c->peer, mfd_strerror(ret));
 			c->ops->close(c);
@@ -771,12 +503,12 @@ static int accept_data(mfd_dest *d)
 }
 
 /* Reads the main channel until END; returns 0 with *end filled. */
-static int main_loop(mfd_dest *d, struct mfd_end *end,
+static int main_loop(mfd_dest *d, struct mfd__end *end,
 		     uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
 	uint64_t all_done_at = 0;
 	for (;;) {
-		struct mfd_ctl_hdr h;
+		struct mfd__ctl_hdr h;
 		uint8_t *payload;
 		struct pollfd pfd[2] = {
 			{ .fd = d->main->fd, .events = POLLIN },
@@ -792,8 +524,8 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 		int n = poll(pfd, 2, 100);
 		if (n < 0 && errno != EINTR)
 			return -errno;
-		if (check(d))
-			return check(d);
+		if (mfd__session_check(&d->ss))
+			return mfd__session_check(&d->ss);
 		if (n > 0 && pfd[1].revents)
 			wake_drain(d);
 		if (n <= 0 || !pfd[0].revents) {
@@ -802,7 +534,7 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			if (!all_done_at)
 				all_done_at = mfd__now_ns();
 			if (mfd__now_ns() - all_done_at >
-			    d->cfg.io_timeout_ms * 1000000ULL) {
+			    d->ss.cfg.io_timeout_ms * 1000000ULL) {
 				mfd__err("no END on the main channel within "
 					 "io-timeout after the last DONE");
 				return -ETIMEDOUT;
@@ -813,13 +545,15 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 		 * io-timeout set on the channel. */
 		int ret = mfd__ctl_recv(d->main, &h, &payload);
 		if (ret)
-			return check(d) ? check(d) : ret;
+			return mfd__session_check(&d->ss)
+				       ? mfd__session_check(&d->ss)
+				       : ret;
 		switch (h.type) {
 		case MFD_CTL_ROUND: {
-			struct mfd_round r;
+			struct mfd__round r;
 			ret = mfd__round_decode(payload, &r);
 			if (!ret)
-				STAT_SET(d->round, r.round);
+				STAT_SET(d->ss.st.round, r.round);
 			if (!ret)
 				mfd__devload_round(&d->dl);
 			break;
@@ -829,7 +563,7 @@ static int main_loop(mfd_dest *d, struct mfd_end *end,
 			break;
 		case MFD_CTL_END:
 			ret = mfd__end_decode(payload, h.length, end, digests);
-			if (!ret && end->nblocks != d->nblocks)
+			if (!ret && end->nblocks != d->ss.nblocks)
 				ret = MFD_EBLOCK;
 			/* Announces the final round: a later SYNC or an early
 			 * DONE now fails where it is read. */
@@ -866,7 +600,7 @@ void (*mfd__test_dest_placed)(unsigned block, uint8_t *host, uint64_t size);
 static int wait_workers(mfd_dest *d)
 {
 	uint64_t seen = UINT64_MAX, since = mfd__now_ns();
-	uint64_t limit = 2 * d->cfg.io_timeout_ms * 1000000ULL;
+	uint64_t limit = 2 * d->ss.cfg.io_timeout_ms * 1000000ULL;
 	for (;;) {
 		unsigned running = 0;
 		for (unsigned i = 0; i < d->n; i++)
@@ -875,8 +609,8 @@ static int wait_workers(mfd_dest *d)
 						    __ATOMIC_ACQUIRE);
 		if (!running)
 			return 0;
-		if (check(d))
-			return check(d);
+		if (mfd__session_check(&d->ss))
+			return mfd__session_check(&d->ss);
 		uint64_t now = mfd__now_ns();
 		uint64_t progress =
 			STAT_GET(d->rx_packets) + STAT_GET(d->dl.bytes);
@@ -897,7 +631,7 @@ static int wait_workers(mfd_dest *d)
 
 static int finish_load(mfd_dest *d)
 {
-	struct mfd_end end;
+	struct mfd__end end;
 	uint8_t(*digests)[MFD_DIGEST_SIZE] =
 		calloc(MFD_MAX_BLOCKS, MFD_DIGEST_SIZE);
 	if (!digests)
@@ -916,40 +650,42 @@ static int finish_load(mfd_dest *d)
 	}
 	mfd__prefault_stop(&d->pf); /* nothing more lands */
 	if (!ret)
-		ret = check(d);
-	STAT_SET(d->transfer_ns, mfd__now_ns() - d->t_start - d->setup_ns);
+		ret = mfd__session_check(&d->ss);
+	STAT_SET(d->ss.st.transfer_ns,
+		 mfd__now_ns() - d->ss.t_start - d->ss.st.setup_ns);
 	for (unsigned i = 0; !ret && i < d->n; i++)
 		if (!d->w[i].g.done || d->w[i].g.round != end.final_round + 1)
 			ret = MFD_EROUND;
-	if (!ret && (end.total_pages != STAT_GET(d->pages) ||
-		     end.total_packets != STAT_GET(d->packets))) {
+	if (!ret && (end.total_pages != STAT_GET(d->ss.st.pages) ||
+		     end.total_packets != STAT_GET(d->ss.st.packets))) {
 		mfd__err("END announces %llu pages in %llu packets, received "
 			 "%llu in %llu",
 			 (unsigned long long)end.total_pages,
 			 (unsigned long long)end.total_packets,
-			 (unsigned long long)STAT_GET(d->pages),
-			 (unsigned long long)STAT_GET(d->packets));
+			 (unsigned long long)STAT_GET(d->ss.st.pages),
+			 (unsigned long long)STAT_GET(d->ss.st.packets));
 		ret = MFD_ECOUNT;
 	}
-	for (unsigned i = 0; !ret && mfd__test_dest_placed && i < d->nblocks;
+	for (unsigned i = 0; !ret && mfd__test_dest_placed && i < d->ss.nblocks;
 	     i++)
-		mfd__test_dest_placed(i, d->blocks[i].host, d->blocks[i].size);
+		mfd__test_dest_placed(i, d->ss.blocks[i].host,
+				      d->ss.blocks[i].size);
 	if (!ret && end.digests) {
 		uint64_t t0 = mfd__now_ns();
 		uint8_t(*mine)[MFD_DIGEST_SIZE] =
-			calloc(d->nblocks, MFD_DIGEST_SIZE);
-		ret = mine ? mfd__digest_blocks(d->blocks, d->nblocks, mine,
-						&d->cpu_ns)
+			calloc(d->ss.nblocks, MFD_DIGEST_SIZE);
+		ret = mine ? mfd__digest_blocks(d->ss.blocks, d->ss.nblocks,
+						mine, &d->ss.st.cpu_ns)
 			   : -ENOMEM;
-		for (unsigned i = 0; i < d->nblocks && !ret; i++) {
+		for (unsigned i = 0; i < d->ss.nblocks && !ret; i++) {
 			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
 				mfd__err("block '%s': digest mismatch",
-					 d->blocks[i].name);
+					 d->ss.blocks[i].name);
 				ret = MFD_EVERIFY;
 			}
 		}
 		free(mine);
-		STAT_SET(d->verify_ns, mfd__now_ns() - t0);
+		STAT_SET(d->ss.st.verify_ns, mfd__now_ns() - t0);
 	}
 	free(digests);
 	/* Every device's LAST chunk applied, devices in STOP (validated),
@@ -982,8 +718,8 @@ static void drain_and_close(struct mfd__chan *c, uint64_t timeout_ms)
  * context and payload buffer per channel, all allocated once. */
 static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 {
-	for (unsigned i = 0; i < d->nblocks; i++) {
-		d->recvd[i] = calloc((d->blocks[i].npages + 63) / 64,
+	for (unsigned i = 0; i < d->ss.nblocks; i++) {
+		d->recvd[i] = calloc((d->ss.blocks[i].npages + 63) / 64,
 				     sizeof(uint64_t));
 		if (!d->recvd[i])
 			return -ENOMEM;
@@ -1003,94 +739,105 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 	return 0;
 }
 
-static void *loader_main(void *arg)
+/* After SETUP: the load state, DEVICES, then the data channels, admitted
+ * and registered in channel order (as the source does). */
+static int setup_channels(mfd_dest *d)
 {
-	mfd_dest *d = arg;
-	d->pend = calloc(d->cfg.max_pending, sizeof(*d->pend));
-	d->pfd = calloc(d->cfg.max_pending + 1u, sizeof(*d->pfd));
-	int ret = d->pend && d->pfd ? accept_main(d) : -ENOMEM;
-	if (!ret) {
-		struct recv_worker *w = calloc(d->n, sizeof(*w));
-		for (unsigned i = 0; w && i < d->n; i++) {
-			w[i].d = d;
-			w[i].idx = i;
-			mfd__grammar_init(&w[i].g);
-		}
-		ret = w ? alloc_load_state(d, w) : -ENOMEM;
-		/* DEVICES follows SETUP, before the data channels. */
-		if (!ret)
-			ret = mfd__devload_setup(&d->dl, &d->cfg, d->features,
-						 d->main);
-		d->barrier.n = d->n;
-		d->barrier.timeout_ms = d->cfg.io_timeout_ms;
-		d->barrier.progress = &d->rx_packets;
-		pthread_mutex_lock(&d->lock);
-		d->w = w;
-		pthread_mutex_unlock(&d->lock);
-		if (!ret)
-			ret = accept_data(d);
-		/* In channel order, as the source does. */
-		uint64_t reg_ns = 0;
-		for (unsigned i = 0; !ret && i < d->n; i++)
-			ret = mfd__chan_register_memory(d->w[i].chan, d->blocks,
-							d->nblocks, &reg_ns);
-		STAT_SET(d->register_ns, reg_ns);
-		if (!ret && d->cfg.dest_prefault == MFD__PREFAULT_AHEAD)
-			ret = mfd__prefault_start(&d->pf, d->blocks, d->nblocks,
-						  PREFAULT_WINDOW,
-						  PREFAULT_THREADS, &d->cpu_ns);
+	int ret;
+	struct recv_worker *w = calloc(d->n, sizeof(*w));
+	for (unsigned i = 0; w && i < d->n; i++) {
+		w[i].d = d;
+		w[i].idx = i;
+		mfd__grammar_init(&w[i].g);
 	}
-	if (d->pend)
-		pending_close_all(d);
-	free(d->pend);
-	free(d->pfd);
-	d->pend = NULL;
-	d->pfd = NULL;
-	mfd__listener_close(&d->lst);
-	STAT_SET(d->setup_ns, mfd__now_ns() - d->t_start);
-	if (!ret) {
-		STAT_SET(d->phase, MFD_PHASE_PRECOPY);
-		d->main->ops->set_timeout(d->main, d->cfg.io_timeout_ms);
-		for (unsigned i = 0; i < d->n && !ret; i++) {
-			ret = -pthread_create(&d->w[i].thread, NULL,
-					      recv_worker_main, &d->w[i]);
-			d->w[i].started = ret == 0;
-		}
-	}
+	ret = w ? alloc_load_state(d, w) : -ENOMEM;
+	/* DEVICES follows SETUP, before the data channels. */
 	if (!ret)
-		ret = finish_load(d);
-	if (!ret) {
-		ret = mfd__ctl_send(d->main, MFD_CTL_LOADED, NULL, 0);
-		if (!ret && d->hooks.loaded &&
-		    d->hooks.loaded(d->hooks.opaque) < 0)
-			ret = MFD_EHOOK;
+		ret = mfd__devload_setup(&d->dl, &d->ss.cfg, d->features,
+					 d->main);
+	d->barrier.n = d->n;
+	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
+	d->barrier.progress = &d->rx_packets;
+	pthread_mutex_lock(&d->lock);
+	d->w = w;
+	pthread_mutex_unlock(&d->lock);
+	if (!ret)
+		ret = accept_data(d);
+	/* In channel order, as the source does. */
+	uint64_t reg_ns = 0;
+	for (unsigned i = 0; !ret && i < d->n; i++)
+		ret = mfd__chan_register_memory(d->w[i].chan, d->ss.blocks,
+						d->ss.nblocks, &reg_ns);
+	STAT_SET(d->ss.st.register_ns, reg_ns);
+	if (!ret && d->ss.cfg.dest_prefault == MFD__PREFAULT_AHEAD)
+		ret = mfd__prefault_start(&d->pf, d->ss.blocks, d->ss.nblocks,
+					  PREFAULT_WINDOW, PREFAULT_THREADS,
+					  &d->ss.st.cpu_ns);
+	return ret;
+}
+
+/* The main channel and SETUP, then the data channels. */
+static int setup_load(mfd_dest *d)
+{
+	int ret = mfd__admitq_init(&d->aq, &d->lst, d->ss.tls,
+				   d->ss.cfg.max_pending,
+				   d->ss.cfg.connect_timeout_ms, &d->ss.cancel);
+	if (!ret)
+		ret = accept_main(d);
+	if (!ret)
+		ret = setup_channels(d);
+	return ret;
+}
+
+/* One receive worker per data channel, pre-copy begins. */
+static int start_workers(mfd_dest *d)
+{
+	int ret = 0;
+	STAT_SET(d->ss.st.phase, MFD_PHASE_PRECOPY);
+	d->main->ops->set_timeout(d->main, d->ss.cfg.io_timeout_ms);
+	for (unsigned i = 0; i < d->n && !ret; i++) {
+		ret = -pthread_create(&d->w[i].thread, NULL, recv_worker_main,
+				      &d->w[i]);
+		d->w[i].started = ret == 0;
 	}
-	if (ret) {
-		dest_fail(d, ret);
-		ret = mfd__get_error(&d->error);
-		for (unsigned i = 0; d->w && i < d->n; i++)
-			if (d->w[i].started)
-				pthread_join(d->w[i].thread, NULL);
-		mfd__prefault_stop(&d->pf);
-		/* Device loaders joined, devices to STOP, never RUNNING. */
-		mfd__devload_failed(&d->dl, ret);
-		if (d->main && !d->told && ret != MFD_EREMOTE) {
-			d->main->ops->set_timeout(d->main,
-						  d->cfg.connect_timeout_ms);
-			mfd__ctl_send_error(d->main, ret, "destination: %s",
-					    mfd_strerror(ret));
-			d->told = true;
-		}
-		/* Protocol 7.4: close after the source does, within
-		 * close-timeout. */
-		if (d->main) {
-			drain_and_close(d->main, d->cfg.close_timeout_ms);
-			d->main = NULL;
-		}
-		mfd__err("incoming migration failed: %s", mfd_strerror(ret));
-		if (d->hooks.failed)
-			d->hooks.failed(d->hooks.opaque, ret);
+	return ret;
+}
+
+/* After a failure: workers and device loaders joined, the source told
+ * (once), the main channel drained and closed, the hypervisor told.
+ * Returns the first cause. */
+static int fail_load(mfd_dest *d, int ret)
+{
+	dest_fail(d, ret);
+	ret = mfd__session_check(&d->ss);
+	for (unsigned i = 0; d->w && i < d->n; i++)
+		if (d->w[i].started)
+			pthread_join(d->w[i].thread, NULL);
+	mfd__prefault_stop(&d->pf);
+	/* Device loaders joined, devices to STOP, never RUNNING. */
+	mfd__devload_failed(&d->dl, ret);
+	if (d->main && !d->told && ret != MFD_EREMOTE) {
+		d->main->ops->set_timeout(d->main,
+					  d->ss.cfg.connect_timeout_ms);
+		mfd__ctl_send_error(d->main, ret, "destination: %s",
+				    mfd_strerror(ret));
+		d->told = true;
 	}
+	/* Protocol 7.4: close after the source does, within
+	 * close-timeout. */
+	if (d->main) {
+		drain_and_close(d->main, d->ss.cfg.close_timeout_ms);
+		d->main = NULL;
+	}
+	mfd__err("incoming migration failed: %s", mfd_strerror(ret));
+	if (d->hooks.failed)
+		d->hooks.failed(d->hooks.opaque, ret);
+	return ret;
+}
+
+/* Channels closed, codecs and received-maps freed. */
+static void free_load(mfd_dest *d)
+{
 	pthread_mutex_lock(&d->lock);
 	for (unsigned i = 0; d->w && i < d->n; i++) {
 		if (d->w[i].chan)
@@ -1098,7 +845,7 @@ static void *loader_main(void *arg)
 		if (d->w[i].codec.ops)
 			d->w[i].codec.ops->teardown(&d->w[i].codec);
 	}
-	for (unsigned i = 0; i < d->nblocks; i++) {
+	for (unsigned i = 0; i < d->ss.nblocks; i++) {
 		free(d->recvd[i]);
 		d->recvd[i] = NULL;
 	}
@@ -1108,12 +855,29 @@ static void *loader_main(void *arg)
 		d->main->ops->close(d->main);
 	d->main = NULL;
 	pthread_mutex_unlock(&d->lock);
-	d->result = ret;
-	STAT_ADD(d->cpu_ns, mfd__thread_cpu_ns());
-	STAT_SET(d->total_ns, mfd__now_ns() - d->t_start);
-	STAT_SET(d->phase, ret == 0	       ? MFD_PHASE_COMPLETED
-			   : ret == -ECANCELED ? MFD_PHASE_CANCELLED
-					       : MFD_PHASE_FAILED);
+}
+
+static void *loader_main(void *arg)
+{
+	mfd_dest *d = arg;
+	int ret = setup_load(d);
+	mfd__admitq_destroy(&d->aq);
+	mfd__listener_close(&d->lst);
+	STAT_SET(d->ss.st.setup_ns, mfd__now_ns() - d->ss.t_start);
+	if (!ret)
+		ret = start_workers(d);
+	if (!ret)
+		ret = finish_load(d);
+	if (!ret) {
+		ret = mfd__ctl_send(d->main, MFD_CTL_LOADED, NULL, 0);
+		if (!ret && d->hooks.loaded &&
+		    d->hooks.loaded(d->hooks.opaque) < 0)
+			ret = MFD_EHOOK;
+	}
+	if (ret)
+		ret = fail_load(d, ret);
+	free_load(d);
+	mfd__session_finish(&d->ss, ret);
 	return NULL;
 }
 
@@ -1121,40 +885,33 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 {
 	if (!d || !uri)
 		return -EINVAL;
-	if (d->running || d->phase != MFD_PHASE_NONE)
+	if (d->ss.running || STAT_GET(d->ss.st.phase) != MFD_PHASE_NONE)
 		return MFD_ESTATE;
-	if (d->nblocks == 0)
+	if (d->ss.nblocks == 0)
 		return -ENOENT;
-	mfd__tls_free(d->tls);
-	const struct mfd__chan_opts co = mfd__config_chan_opts(&d->cfg);
-	int ret = mfd__tls_new(&co, true, NULL, &d->tls);
-	if (ret)
-		return ret;
-	ret = mfd__auth_key_load(d->cfg.auth_key_file, &d->key);
-	if (ret)
-		return ret;
-	ret = mfd__listen(&co, uri, MFD_MAX_CHANNELS + 8, &d->lst);
-	if (ret) {
+	mfd__session_reset(&d->ss); /* after a start that failed */
+	mfd__log_forget();
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&d->ss.cfg);
+	int ret = mfd__session_prepare(&d->ss, true, NULL);
+	if (!ret &&
+	    (ret = mfd__listen(&co, uri, MFD_MAX_CHANNELS + 8, &d->lst)))
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
-		return ret;
-	}
-	d->t_start = mfd__now_ns();
-	STAT_SET(d->phase, MFD_PHASE_SETUP);
-	ret = pthread_create(&d->thread, NULL, loader_main, d);
+	if (ret)
+		return mfd__session_fail(&d->ss, ret);
+	STAT_SET(d->ss.st.phase, MFD_PHASE_SETUP);
+	ret = mfd__session_spawn(&d->ss, loader_main, d);
 	if (ret) {
 		mfd__listener_close(&d->lst);
-		STAT_SET(d->phase, MFD_PHASE_NONE);
-		return -ret;
+		STAT_SET(d->ss.st.phase, MFD_PHASE_NONE);
 	}
-	d->running = true;
-	return 0;
+	return ret;
 }
 
 int mfd_dest_get_uri(mfd_dest *d, char *buf, size_t len)
 {
 	if (!d || !buf)
 		return -EINVAL;
-	if (d->phase == MFD_PHASE_NONE)
+	if (STAT_GET(d->ss.st.phase) == MFD_PHASE_NONE)
 		return MFD_ESTATE;
 	if ((size_t)snprintf(buf, len, "%s", d->lst.uri) >= len)
 		return -ENOSPC;
@@ -1165,22 +922,15 @@ int mfd_dest_wait(mfd_dest *d)
 {
 	if (!d)
 		return -EINVAL;
-	if (!d->running)
-		return d->phase == MFD_PHASE_NONE ? MFD_ESTATE : d->result;
-	pthread_join(d->thread, NULL);
-	d->running = false;
-	return d->result;
+	return mfd__session_join(&d->ss);
 }
 
 int mfd_dest_cancel(mfd_dest *d)
 {
 	if (!d)
 		return -EINVAL;
-	int phase = STAT_GET(d->phase);
-	if (phase == MFD_PHASE_NONE || phase >= MFD_PHASE_COMPLETED)
-		return 0;
-	__atomic_store_n(&d->cancel, 1, __ATOMIC_RELEASE);
-	dest_fail(d, -ECANCELED);
+	if (mfd__session_cancel(&d->ss))
+		dest_fail(d, -ECANCELED);
 	return 0;
 }
 
@@ -1188,33 +938,20 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 {
 	if (!d || !st)
 		return -EINVAL;
-	mfd_stats v = {
-		.phase = STAT_GET(d->phase),
-		.error = mfd__get_error(&d->error),
-		.round = STAT_GET(d->round),
-		.channels = STAT_GET(d->n),
-		.ram_bytes = d->ram_bytes,
-		.wire_bytes = STAT_GET(d->wire_bytes),
-		.pages = STAT_GET(d->pages),
-		.zero_pages = STAT_GET(d->zero_pages),
-		.packets = STAT_GET(d->packets),
-		.compressed_bytes = STAT_GET(d->compressed_bytes),
-		.compress_in_bytes = STAT_GET(d->compress_in_bytes),
-		.compress_ns = STAT_GET(d->compress_ns),
-		.setup_ns = STAT_GET(d->setup_ns),
-		.transfer_ns = STAT_GET(d->transfer_ns),
-		.total_ns = STAT_GET(d->total_ns),
-		.verify_ns = STAT_GET(d->verify_ns),
-		.cpu_ns = STAT_GET(d->cpu_ns) + STAT_GET(d->dl.cpu_ns),
-		.register_ns = STAT_GET(d->register_ns),
-		.device_bytes = STAT_GET(d->dl.bytes),
-		.device_downtime_ns = STAT_GET(d->dl.down_ns),
-		.device_buffer_peak = STAT_GET(d->dl.peak),
-		.device_buffer_waits = STAT_GET(d->dl.waits),
-	};
-	if (v.total_ns == 0 && v.phase != MFD_PHASE_NONE)
-		v.total_ns = mfd__now_ns() - d->t_start;
+	mfd_stats v = { 0 };
+	mfd__session_snapshot(&d->ss, &v);
+	v.channels = STAT_GET(d->n);
+	v.cpu_ns += STAT_GET(d->dl.cpu_ns);
+	v.device_bytes = STAT_GET(d->dl.bytes);
+	v.device_downtime_ns = STAT_GET(d->dl.down_ns);
+	v.device_buffer_peak = STAT_GET(d->dl.peak);
+	v.device_buffer_waits = STAT_GET(d->dl.waits);
 	memset(st, 0, size);
 	memcpy(st, &v, size < sizeof(v) ? size : sizeof(v));
 	return 0;
+}
+
+const char *mfd_dest_error_text(mfd_dest *d)
+{
+	return d ? mfd__session_error_text(&d->ss) : "";
 }

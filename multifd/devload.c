@@ -100,7 +100,7 @@ static int check_devices(struct mfd__devload *dl, const uint8_t *payload,
 		calloc(MFD_MAX_DEVICES_WIRE, sizeof(*names));
 	if (!names)
 		return -ENOMEM;
-	struct mfd_devices dv;
+	struct mfd__devices dv;
 	int ret = mfd__devices_decode(payload, len, &dv, names);
 	if (ret) {
 		mfd__err("malformed DEVICES: %s", mfd_strerror(ret));
@@ -136,7 +136,7 @@ int mfd__devload_setup(struct mfd__devload *dl, const struct mfd_config *cfg,
 			 dl->set.n);
 		return MFD_EDEVICE;
 	}
-	struct mfd_ctl_hdr h;
+	struct mfd__ctl_hdr h;
 	uint8_t *payload;
 	int ret = mfd__ctl_recv(main, &h, &payload);
 	if (ret)
@@ -201,7 +201,7 @@ int mfd__devload_setup(struct mfd__devload *dl, const struct mfd_config *cfg,
 }
 
 int mfd__devload_pkt(struct mfd__devload *dl, struct mfd__chan *c,
-		     const struct mfd_pkt_hdr *h)
+		     const struct mfd__pkt_hdr *h)
 {
 	if (!dl->active || dl->transfer != MFD_DEV_XFER_MULTIFD)
 		return MFD_EUNEXPECTED;
@@ -234,7 +234,7 @@ int mfd__devload_main(struct mfd__devload *dl, const uint8_t *payload,
 {
 	if (!dl->active || dl->transfer != MFD_DEV_XFER_MAIN)
 		return MFD_EUNEXPECTED;
-	struct mfd_devdata m;
+	struct mfd__devdata m;
 	int ret = mfd__devdata_decode(payload, len, &dl->lim, &m);
 	if (ret)
 		return ret;

@@ -27,7 +27,7 @@ struct mfd__devload {
 	struct mfd__devset set;
 	bool active; /* DEVICES accepted: devices left RUNNING */
 	uint32_t transfer;
-	struct mfd_dev_limits lim;
+	struct mfd__dev_limits lim;
 	struct mfd__reorder *r;	   /* multifd mode; set/cleared under *lock */
 	pthread_mutex_t *lock;	   /* the destination's, guards r for abort */
 	struct mfd__devloader *ld; /* multifd mode: one per device */
@@ -55,7 +55,7 @@ int mfd__devload_setup(struct mfd__devload *dl, const struct mfd_config *cfg,
 		       uint64_t features, struct mfd__chan *main);
 /* Receive worker: a DEVICE packet whose header was decoded. */
 int mfd__devload_pkt(struct mfd__devload *dl, struct mfd__chan *c,
-		     const struct mfd_pkt_hdr *h);
+		     const struct mfd__pkt_hdr *h);
 /* Main loop: a DEVICE_DATA payload; a ROUND message. */
 int mfd__devload_main(struct mfd__devload *dl, const uint8_t *payload,
 		      uint32_t len);

@@ -56,10 +56,10 @@ int mfd__devsave_start(struct mfd__devsave *ds, const struct mfd_config *cfg,
 	}
 	for (unsigned i = 0; i < ds->set.n; i++)
 		memcpy(names[i], ds->set.devs[i].name, sizeof(names[i]));
-	struct mfd_devices dv = { .ndevices = ds->set.n,
-				  .transfer = ds->transfer,
-				  .chunk_max = ds->chunk,
-				  .names = names };
+	struct mfd__devices dv = { .ndevices = ds->set.n,
+				   .transfer = ds->transfer,
+				   .chunk_max = ds->chunk,
+				   .names = names };
 	size_t len = mfd__devices_size(&dv);
 	uint8_t *msg = malloc(len);
 	int ret = msg ? mfd__devices_encode(&dv, msg, len) : -ENOMEM;
@@ -154,9 +154,9 @@ static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
 			c->len = (uint32_t)n;
 			ret = mfd__pool_submit_device(pool, c);
 		} else {
-			struct mfd_devdata m = { .device = i,
-						 .seq = ds->seq[i],
-						 .flags = flags };
+			struct mfd__devdata m = { .device = i,
+						  .seq = ds->seq[i],
+						  .flags = flags };
 			mfd__devdata_prefix_encode(&m, ds->buf);
 			ret = mfd__ctl_send(main, MFD_CTL_DEVICE_DATA, ds->buf,
 					    MFD_DEVDATA_PREFIX + (uint32_t)n);

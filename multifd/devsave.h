@@ -17,7 +17,7 @@
 
 struct mfd__devsave {
 	struct mfd__devset set;
-	uint32_t transfer; /* enum mfd_dev_transfer (wire numbers) */
+	uint32_t transfer; /* enum mfd__dev_transfer (wire numbers) */
 	uint32_t chunk;	   /* bytes per chunk */
 	uint32_t *seq;	   /* per device: the next chunk number */
 	uint8_t *buf;	   /* main mode: prefix + one chunk */

@@ -8,7 +8,7 @@
 #define DEVICES_FIXED 16
 #define NAME_HDR      4
 
-size_t mfd__devices_size(const struct mfd_devices *d)
+size_t mfd__devices_size(const struct mfd__devices *d)
 {
 	size_t n = DEVICES_FIXED;
 	for (uint32_t i = 0; i < d->ndevices; i++)
@@ -16,7 +16,7 @@ size_t mfd__devices_size(const struct mfd_devices *d)
 	return n;
 }
 
-int mfd__devices_encode(const struct mfd_devices *d, uint8_t *out, size_t cap)
+int mfd__devices_encode(const struct mfd__devices *d, uint8_t *out, size_t cap)
 {
 	if (d->ndevices < 1 || d->ndevices > MFD_MAX_DEVICES_WIRE ||
 	    (d->transfer != MFD_DEV_XFER_MAIN &&
@@ -44,7 +44,7 @@ int mfd__devices_encode(const struct mfd_devices *d, uint8_t *out, size_t cap)
 	return (int)need;
 }
 
-int mfd__devices_decode(const uint8_t *in, size_t len, struct mfd_devices *d,
+int mfd__devices_decode(const uint8_t *in, size_t len, struct mfd__devices *d,
 			char (*names)[MFD_MAX_DEV_NAME_WIRE + 1])
 {
 	if (len < DEVICES_FIXED)
@@ -88,7 +88,7 @@ int mfd__devices_decode(const uint8_t *in, size_t len, struct mfd_devices *d,
 }
 
 static int check_chunk(uint32_t device, uint32_t flags, uint64_t len,
-		       const struct mfd_dev_limits *lim)
+		       const struct mfd__dev_limits *lim)
 {
 	if (device >= lim->ndevices)
 		return MFD_EDEVICE;
@@ -99,8 +99,8 @@ static int check_chunk(uint32_t device, uint32_t flags, uint64_t len,
 	return 0;
 }
 
-int mfd__devpkt_validate(const struct mfd_pkt_hdr *h,
-			 const struct mfd_dev_limits *lim)
+int mfd__devpkt_validate(const struct mfd__pkt_hdr *h,
+			 const struct mfd__dev_limits *lim)
 {
 	if (h->type != MFD_PKT_DEVICE)
 		return MFD_ETYPE;
@@ -109,7 +109,7 @@ int mfd__devpkt_validate(const struct mfd_pkt_hdr *h,
 	return check_chunk(h->block, h->zero_count, h->payload_len, lim);
 }
 
-void mfd__devdata_prefix_encode(const struct mfd_devdata *m,
+void mfd__devdata_prefix_encode(const struct mfd__devdata *m,
 				uint8_t out[MFD_DEVDATA_PREFIX])
 {
 	mfd__put_le32(out + 0, m->device);
@@ -119,7 +119,8 @@ void mfd__devdata_prefix_encode(const struct mfd_devdata *m,
 }
 
 int mfd__devdata_decode(const uint8_t *in, size_t len,
-			const struct mfd_dev_limits *lim, struct mfd_devdata *m)
+			const struct mfd__dev_limits *lim,
+			struct mfd__devdata *m)
 {
 	if (len < MFD_DEVDATA_PREFIX)
 		return MFD_ELENGTH;

@@ -30,31 +30,31 @@
 #define MFD_DEVCHUNK_LAST  (1U << 0) /* the device's last chunk */
 #define MFD_DEVCHUNK_KNOWN (MFD_DEVCHUNK_LAST)
 
-enum mfd_dev_transfer {
+enum mfd__dev_transfer {
 	MFD_DEV_XFER_MAIN = 1,
 	MFD_DEV_XFER_MULTIFD = 2,
 };
 
-struct mfd_devices {
+struct mfd__devices {
 	uint32_t ndevices;  /* 1..MFD_MAX_DEVICES_WIRE */
-	uint32_t transfer;  /* enum mfd_dev_transfer */
+	uint32_t transfer;  /* enum mfd__dev_transfer */
 	uint32_t chunk_max; /* MFD_DEV_CHUNK_MIN..MFD_DEV_CHUNK_MAX */
 	char (*names)[MFD_MAX_DEV_NAME_WIRE + 1]; /* ndevices, NUL-ended */
 };
 
-size_t mfd__devices_size(const struct mfd_devices *d);
+size_t mfd__devices_size(const struct mfd__devices *d);
 /* Bytes written, or -ENOSPC / -EINVAL (a field out of range). */
-int mfd__devices_encode(const struct mfd_devices *d, uint8_t *out, size_t cap);
+int mfd__devices_encode(const struct mfd__devices *d, uint8_t *out, size_t cap);
 /*
  * names must have room for MFD_MAX_DEVICES_WIRE entries. Checks ndevices
  * (MFD_EDEVICE), transfer (MFD_EDEVICE), chunk_max (MFD_EDEVICE), reserved
  * fields (MFD_EFLAGS), each name 1..63 bytes without NUL and unique
  * (MFD_EDEVICE), exact length (MFD_ELENGTH).
  */
-int mfd__devices_decode(const uint8_t *in, size_t len, struct mfd_devices *d,
+int mfd__devices_decode(const uint8_t *in, size_t len, struct mfd__devices *d,
 			char (*names)[MFD_MAX_DEV_NAME_WIRE + 1]);
 
-struct mfd_dev_limits {
+struct mfd__dev_limits {
 	uint32_t ndevices;
 	uint32_t chunk_max;
 };
@@ -65,20 +65,20 @@ struct mfd_dev_limits {
  * flags (MFD_EFLAGS), payload_len <= chunk_max and > 0 unless LAST
  * (MFD_ELENGTH). The sequence window is the reorder buffer's to check.
  */
-int mfd__devpkt_validate(const struct mfd_pkt_hdr *h,
-			 const struct mfd_dev_limits *lim);
+int mfd__devpkt_validate(const struct mfd__pkt_hdr *h,
+			 const struct mfd__dev_limits *lim);
 
-struct mfd_devdata {
+struct mfd__devdata {
 	uint32_t device, seq, flags;
 	const uint8_t *data; /* points into the payload */
 	uint32_t len;
 };
 /* Encodes the 16-byte prefix; the caller sends the bytes after it. */
-void mfd__devdata_prefix_encode(const struct mfd_devdata *m,
+void mfd__devdata_prefix_encode(const struct mfd__devdata *m,
 				uint8_t out[MFD_DEVDATA_PREFIX]);
 /* Same checks as mfd__devpkt_validate on a DEVICE_DATA payload. */
 int mfd__devdata_decode(const uint8_t *in, size_t len,
-			const struct mfd_dev_limits *lim,
-			struct mfd_devdata *m);
+			const struct mfd__dev_limits *lim,
+			struct mfd__devdata *m);
 
 #endif /* MULTIFD_DEVWIRE_H */

@@ -47,21 +47,6 @@ static inline int mfd__pages_iov(uint8_t *host, const uint64_t *offsets,
 /* Fills buf from the kernel's CSPRNG; 0 or -errno. */
 int mfd__random_bytes(void *buf, size_t len);
 
-/* Records err as the cause if none is recorded yet; returns the cause. */
-static inline int mfd__set_error(int *slot, int err)
-{
-	int expected = 0;
-	if (err == 0)
-		return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-	__atomic_compare_exchange_n(slot, &expected, err, false,
-				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
-	return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-}
-static inline int mfd__get_error(const int *slot)
-{
-	return __atomic_load_n(slot, __ATOMIC_ACQUIRE);
-}
-
 /* Digests of every block, as docs/protocol.md defines them, computed on
  * all online CPUs (mfd__digest_mem, common/digest.h). 0, -EINVAL (more
  * than MFD_MAX_BLOCKS) or -ENOMEM. The CPU time of the helper threads it

@@ -18,7 +18,7 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 {
 	struct mfd__ramblock *rb = &w->pool->blocks[b->block];
 	uint64_t psize = rb->page_size;
-	struct mfd_pkt_hdr h = {
+	struct mfd__pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = MFD_PKT_PAGES,
 		.round = b->round,
@@ -67,7 +67,7 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 	w->round_packets++;
 	uint64_t bytes =
 		MFD_PKT_HDR_SIZE + (n + nz) * sizeof(uint64_t) + h.payload_len;
-	struct mfd__xfer_stats *st = w->pool->stats;
+	struct mfd__stats *st = w->pool->stats;
 	__atomic_fetch_add(&st->wire_bytes, bytes, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&st->pages, n + nz, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&st->packets, 1, __ATOMIC_RELAXED);
@@ -133,7 +133,7 @@ static int send_pages(struct mfd__send_worker *w, struct mfd__batch *b)
 static int send_marker(struct mfd__send_worker *w, uint16_t type,
 		       uint32_t round)
 {
-	struct mfd_pkt_hdr h = {
+	struct mfd__pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = type,
 		.round = round,
@@ -156,7 +156,7 @@ static int send_marker(struct mfd__send_worker *w, uint16_t type,
 /* ---- device state (devsave.c): one chunk per DEVICE packet ---- */
 static int send_device(struct mfd__send_worker *w, struct mfd__devchunk *c)
 {
-	struct mfd_pkt_hdr h = {
+	struct mfd__pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = MFD_PKT_DEVICE,
 		.round = 0,
@@ -289,7 +289,7 @@ static void *worker_main(void *arg)
 }
 
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
-		    struct mfd__ramblock *blocks, struct mfd__xfer_stats *stats,
+		    struct mfd__ramblock *blocks, struct mfd__stats *stats,
 		    const struct mfd__pool_codec *codec)
 {
 	memset(p, 0, sizeof(*p));
@@ -475,19 +475,6 @@ int mfd__pool_sync(struct mfd__pool *p, uint32_t round)
 int mfd__pool_done(struct mfd__pool *p)
 {
 	return broadcast(p, MFD__JOB_DONE, 0, true);
-}
-
-int mfd__pool_flush(struct mfd__pool *p)
-{
-	int ret = 0;
-	pthread_mutex_lock(&p->lock);
-	for (unsigned i = 0; i < p->n && !ret; i++) {
-		while (p->w[i].len && !p->error)
-			pthread_cond_wait(&p->idle_cv, &p->lock);
-		ret = p->error;
-	}
-	pthread_mutex_unlock(&p->lock);
-	return ret;
 }
 
 void mfd__pool_abort(struct mfd__pool *p, int err)

@@ -17,6 +17,7 @@
 #include "multifd/channels/channel.h"
 #include "multifd/compress/codec.h"
 #include "multifd/internal.h"
+#include "multifd/stats.h"
 
 struct mfd__batch {
 	uint32_t round;
@@ -90,19 +91,6 @@ struct mfd__send_worker {
 	uint8_t *pages[MFD_MAX_PACKET_PAGES];
 };
 
-/* Counters shared by the workers (atomic adds, once per packet). */
-struct mfd__xfer_stats {
-	uint64_t wire_bytes;
-	uint64_t pages;
-	uint64_t packets;
-	uint64_t zero_pages;
-	uint64_t raw_pages; /* with a codec: sent uncompressed (probe) */
-	uint64_t compressed_bytes;
-	uint64_t compress_in_bytes;
-	uint64_t compress_ns;
-	uint64_t cpu_ns; /* of the threads that ended */
-};
-
 /* How the workers encode pages. */
 struct mfd__pool_codec {
 	unsigned id;	       /* enum mfd__codec_id */
@@ -124,7 +112,7 @@ struct mfd__pool {
 	struct mfd__batch **free;   /* empty batches, a stack */
 	unsigned nfree;
 	struct mfd__batch *first; /* the caller's first empty batch */
-	struct mfd__xfer_stats *stats;
+	struct mfd__stats *stats; /* wire_bytes, pages, ... cpu_ns */
 	uint64_t last_sent_ns; /* when the last PAGES/SYNC went out, atomic */
 	uint64_t last_dev_ns; /* when the last DEVICE packet went out, atomic */
 	/* max-bandwidth: one token bucket for all workers, kept as a
@@ -137,7 +125,7 @@ struct mfd__pool {
 /* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no
  * compression). */
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
-		    struct mfd__ramblock *blocks, struct mfd__xfer_stats *stats,
+		    struct mfd__ramblock *blocks, struct mfd__stats *stats,
 		    const struct mfd__pool_codec *codec);
 /* The caller's first empty batch. */
 static inline struct mfd__batch *mfd__pool_batch(struct mfd__pool *p)
@@ -159,8 +147,6 @@ int mfd__pool_done(struct mfd__pool *p);
  * from the next packet on; a worker waiting for tokens stops waiting when
  * the limit is lifted. Any thread. */
 void mfd__pool_set_rate(struct mfd__pool *p, uint64_t bps);
-/* Waits until every worker is idle. */
-int mfd__pool_flush(struct mfd__pool *p);
 /* Fails the pool with err: wakes everyone, shuts the channels down. Any
  * thread. */
 void mfd__pool_abort(struct mfd__pool *p, int err);

@@ -39,7 +39,7 @@ static int page_size_ok(uint32_t ps)
 /* Handshake                                                         */
 /* ---------------------------------------------------------------- */
 
-void mfd__hello_encode(const struct mfd_hello *h, uint8_t out[MFD_HELLO_SIZE])
+void mfd__hello_encode(const struct mfd__hello *h, uint8_t out[MFD_HELLO_SIZE])
 {
 	mfd__put_le32(out + 0, h->magic);
 	mfd__put_le16(out + 4, h->version);
@@ -53,7 +53,7 @@ void mfd__hello_encode(const struct mfd_hello *h, uint8_t out[MFD_HELLO_SIZE])
 
 /* h is filled in completely even when a check fails, so that a refusal
  * can name what the peer sent. */
-int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd_hello *h)
+int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd__hello *h)
 {
 	h->magic = mfd__get_le32(in + 0);
 	h->version = mfd__get_le16(in + 4);
@@ -82,7 +82,7 @@ int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd_hello *h)
 	return 0;
 }
 
-void mfd__hello_reply_encode(const struct mfd_hello_reply *r,
+void mfd__hello_reply_encode(const struct mfd__hello_reply *r,
 			     uint8_t out[MFD_HELLO_REPLY_SIZE])
 {
 	mfd__put_le32(out + 0, r->magic);
@@ -99,7 +99,7 @@ void mfd__hello_reply_encode(const struct mfd_hello_reply *r,
  * (MFD_EFEATURE). Either would otherwise let a refusal read as success.
  */
 int mfd__hello_reply_decode(const uint8_t in[MFD_HELLO_REPLY_SIZE],
-			    struct mfd_hello_reply *r)
+			    struct mfd__hello_reply *r)
 {
 	r->magic = mfd__get_le32(in + 0);
 	r->version = mfd__get_le16(in + 4);
@@ -125,7 +125,7 @@ int mfd__hello_reply_decode(const uint8_t in[MFD_HELLO_REPLY_SIZE],
 /* Control header                                                    */
 /* ---------------------------------------------------------------- */
 
-void mfd__ctl_hdr_encode(const struct mfd_ctl_hdr *h,
+void mfd__ctl_hdr_encode(const struct mfd__ctl_hdr *h,
 			 uint8_t out[MFD_CTL_HDR_SIZE])
 {
 	mfd__put_le32(out + 0, h->magic);
@@ -136,7 +136,7 @@ void mfd__ctl_hdr_encode(const struct mfd_ctl_hdr *h,
 }
 
 int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
-			struct mfd_ctl_hdr *h)
+			struct mfd__ctl_hdr *h)
 {
 	h->magic = mfd__get_le32(in + 0);
 	h->type = mfd__get_le16(in + 4);
@@ -170,12 +170,12 @@ int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
 /* SETUP                                                             */
 /* ---------------------------------------------------------------- */
 
-static size_t name_len(const struct mfd_block_desc *b)
+static size_t name_len(const struct mfd__block_desc *b)
 {
 	return strnlen(b->name, sizeof(b->name));
 }
 
-size_t mfd__setup_size(const struct mfd_setup *s)
+size_t mfd__setup_size(const struct mfd__setup *s)
 {
 	size_t n = SETUP_FIXED_SIZE;
 
@@ -184,7 +184,7 @@ size_t mfd__setup_size(const struct mfd_setup *s)
 	return n;
 }
 
-int mfd__setup_encode(const struct mfd_setup *s, uint8_t *out, size_t cap)
+int mfd__setup_encode(const struct mfd__setup *s, uint8_t *out, size_t cap)
 {
 	size_t need = mfd__setup_size(s);
 	uint8_t *p = out;
@@ -200,7 +200,7 @@ int mfd__setup_encode(const struct mfd_setup *s, uint8_t *out, size_t cap)
 	p += SETUP_FIXED_SIZE;
 
 	for (uint32_t i = 0; i < s->nblocks; i++) {
-		const struct mfd_block_desc *b = &s->blocks[i];
+		const struct mfd__block_desc *b = &s->blocks[i];
 		size_t nl = name_len(b);
 
 		mfd__put_le64(p + 0, b->size);
@@ -218,8 +218,8 @@ int mfd__setup_encode(const struct mfd_setup *s, uint8_t *out, size_t cap)
  * MFD_EFLAGS, unknown features MFD_EFEATURE, any other out-of-range value
  * MFD_ESETUP.
  */
-int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd_setup *s,
-		      struct mfd_block_desc *blocks)
+int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd__setup *s,
+		      struct mfd__block_desc *blocks)
 {
 	size_t pos = SETUP_FIXED_SIZE;
 
@@ -250,7 +250,7 @@ int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd_setup *s,
 		return MFD_ESETUP;
 
 	for (uint32_t i = 0; i < s->nblocks; i++) {
-		struct mfd_block_desc *b = &blocks[i];
+		struct mfd__block_desc *b = &blocks[i];
 		const uint8_t *p = in + pos;
 		size_t nl;
 
@@ -291,14 +291,14 @@ int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd_setup *s,
 /* ROUND                                                             */
 /* ---------------------------------------------------------------- */
 
-void mfd__round_encode(const struct mfd_round *r, uint8_t out[MFD_ROUND_SIZE])
+void mfd__round_encode(const struct mfd__round *r, uint8_t out[MFD_ROUND_SIZE])
 {
 	mfd__put_le32(out + 0, r->round);
 	mfd__put_le32(out + 4, r->reserved);
 	mfd__put_le64(out + 8, r->pages);
 }
 
-int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd_round *r)
+int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd__round *r)
 {
 	r->round = mfd__get_le32(in + 0);
 	r->reserved = mfd__get_le32(in + 4);
@@ -316,7 +316,7 @@ size_t mfd__end_size(uint32_t nblocks, int with_digests)
 	       (with_digests ? (size_t)nblocks * MFD_DIGEST_SIZE : 0);
 }
 
-int mfd__end_encode(const struct mfd_end *e, uint8_t *out, size_t cap)
+int mfd__end_encode(const struct mfd__end *e, uint8_t *out, size_t cap)
 {
 	int with = e->digests != NULL;
 	size_t need = mfd__end_size(e->nblocks, with);
@@ -340,7 +340,7 @@ int mfd__end_encode(const struct mfd_end *e, uint8_t *out, size_t cap)
  * Codes: nblocks 0 or > MFD_MAX_BLOCKS MFD_EBLOCK, has_digests not 0/1 or
  * reserved non-zero MFD_EFLAGS, len not exactly the size MFD_ELENGTH.
  */
-int mfd__end_decode(const uint8_t *in, size_t len, struct mfd_end *e,
+int mfd__end_decode(const uint8_t *in, size_t len, struct mfd__end *e,
 		    uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
 	uint32_t has;
@@ -373,7 +373,7 @@ int mfd__end_decode(const uint8_t *in, size_t len, struct mfd_end *e,
 /* ERROR                                                             */
 /* ---------------------------------------------------------------- */
 
-int mfd__error_encode(const struct mfd_error_msg *m, uint8_t *out, size_t cap)
+int mfd__error_encode(const struct mfd__error_msg *m, uint8_t *out, size_t cap)
 {
 	size_t tl = strnlen(m->text, MFD_MAX_ERROR_TEXT);
 
@@ -390,7 +390,7 @@ int mfd__error_encode(const struct mfd_error_msg *m, uint8_t *out, size_t cap)
  * an error, just not a usable code), text length > MFD_MAX_ERROR_TEXT or
  * len not exactly 8 + text length MFD_ELENGTH.
  */
-int mfd__error_decode(const uint8_t *in, size_t len, struct mfd_error_msg *m)
+int mfd__error_decode(const uint8_t *in, size_t len, struct mfd__error_msg *m)
 {
 	uint32_t tl;
 
@@ -419,7 +419,8 @@ int mfd__error_decode(const uint8_t *in, size_t len, struct mfd_error_msg *m)
 /* Data packets                                                      */
 /* ---------------------------------------------------------------- */
 
-void mfd__pkt_encode(const struct mfd_pkt_hdr *h, uint8_t out[MFD_PKT_HDR_SIZE])
+void mfd__pkt_encode(const struct mfd__pkt_hdr *h,
+		     uint8_t out[MFD_PKT_HDR_SIZE])
 {
 	mfd__put_le32(out + 0, h->magic);
 	mfd__put_le16(out + 4, h->type);
@@ -432,7 +433,7 @@ void mfd__pkt_encode(const struct mfd_pkt_hdr *h, uint8_t out[MFD_PKT_HDR_SIZE])
 	mfd__put_le32(out + 28, h->seq);
 }
 
-int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd_pkt_hdr *h)
+int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd__pkt_hdr *h)
 {
 	h->magic = mfd__get_le32(in + 0);
 	h->type = mfd__get_le16(in + 4);
@@ -464,7 +465,7 @@ void mfd__grammar_init(struct mfd_data_grammar *g)
 	g->final_round = MFD_ROUND_UNKNOWN;
 }
 
-int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd_pkt_hdr *h)
+int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd__pkt_hdr *h)
 {
 	if (g->done)
 		return MFD_EUNEXPECTED;
@@ -505,8 +506,8 @@ int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd_pkt_hdr *h)
 
 /* Beyond wire.h: a SYNC or DONE header has nothing to validate against the
  * limits, and passing one here is a caller bug: MFD_ETYPE. */
-int mfd__pkt_validate(const struct mfd_pkt_hdr *h,
-		      const struct mfd_wire_limits *lim)
+int mfd__pkt_validate(const struct mfd__pkt_hdr *h,
+		      const struct mfd__wire_limits *lim)
 {
 	uint64_t pages = (uint64_t)h->count + h->zero_count;
 
@@ -552,10 +553,10 @@ static void store_le64(uint64_t *p, uint64_t v)
  * (MFD_EOFFSET), since a page that is both has no defined content. Both
  * runs are sorted, so one merge pass checks it.
  */
-int mfd__pkt_offsets_decode(const struct mfd_pkt_hdr *h, uint64_t *offsets,
-			    const struct mfd_wire_limits *lim)
+int mfd__pkt_offsets_decode(const struct mfd__pkt_hdr *h, uint64_t *offsets,
+			    const struct mfd__wire_limits *lim)
 {
-	const struct mfd_block_desc *b;
+	const struct mfd__block_desc *b;
 	uint64_t mask;
 	size_t n, nz, i, j;
 	int ret;

@@ -47,16 +47,16 @@
 /* Handshake: first bytes of every connection.                       */
 /* ---------------------------------------------------------------- */
 
-enum mfd_role {
+enum mfd__role {
 	MFD_ROLE_MAIN = 1,
 	MFD_ROLE_DATA = 2,
 };
 
 #define MFD_HELLO_SIZE 40
-struct mfd_hello {
+struct mfd__hello {
 	uint32_t magic;	  /* MFD_MAGIC_HELLO */
 	uint16_t version; /* MFD_PROTO_VERSION */
-	uint16_t role;	  /* enum mfd_role */
+	uint16_t role;	  /* enum mfd__role */
 	uint16_t channel; /* data: 0..nchannels-1; main: 0 */
 	uint16_t nchannels;
 	uint32_t reserved; /* 0 */
@@ -65,7 +65,7 @@ struct mfd_hello {
 };
 
 #define MFD_HELLO_REPLY_SIZE 24
-struct mfd_hello_reply {
+struct mfd__hello_reply {
 	uint32_t magic;	  /* MFD_MAGIC_HELLO */
 	uint16_t version; /* MFD_PROTO_VERSION */
 	uint16_t status;  /* 0 accepted, 1 refused */
@@ -74,23 +74,23 @@ struct mfd_hello_reply {
 	uint64_t features; /* features accepted */
 };
 
-void mfd__hello_encode(const struct mfd_hello *h, uint8_t out[MFD_HELLO_SIZE]);
+void mfd__hello_encode(const struct mfd__hello *h, uint8_t out[MFD_HELLO_SIZE]);
 /* Checks magic (MFD_EBADMAGIC), version (MFD_EVERSION), role and channel
  * against nchannels (MFD_EROLE), reserved (MFD_EFLAGS), nchannels in
  * 1..MFD_MAX_CHANNELS (MFD_EROLE), unknown features (MFD_EFEATURE). */
-int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd_hello *h);
+int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd__hello *h);
 
-void mfd__hello_reply_encode(const struct mfd_hello_reply *r,
+void mfd__hello_reply_encode(const struct mfd__hello_reply *r,
 			     uint8_t out[MFD_HELLO_REPLY_SIZE]);
 /* Checks magic, version, status in {0,1}, reserved. */
 int mfd__hello_reply_decode(const uint8_t in[MFD_HELLO_REPLY_SIZE],
-			    struct mfd_hello_reply *r);
+			    struct mfd__hello_reply *r);
 
 /* ---------------------------------------------------------------- */
 /* Main channel control messages: 16-byte header + payload.          */
 /* ---------------------------------------------------------------- */
 
-enum mfd_ctl_type {
+enum mfd__ctl_type {
 	MFD_CTL_SETUP = 1,	 /* src->dst: block list and parameters */
 	MFD_CTL_SETUP_OK = 2,	 /* dst->src: empty payload */
 	MFD_CTL_ROUND = 3,	 /* src->dst: a round ended */
@@ -102,28 +102,28 @@ enum mfd_ctl_type {
 };
 
 #define MFD_CTL_HDR_SIZE 16
-struct mfd_ctl_hdr {
+struct mfd__ctl_hdr {
 	uint32_t magic;	   /* MFD_MAGIC_CTL */
-	uint16_t type;	   /* enum mfd_ctl_type */
+	uint16_t type;	   /* enum mfd__ctl_type */
 	uint16_t flags;	   /* 0 */
 	uint32_t length;   /* payload bytes that follow */
 	uint32_t reserved; /* 0 */
 };
 
-void mfd__ctl_hdr_encode(const struct mfd_ctl_hdr *h,
+void mfd__ctl_hdr_encode(const struct mfd__ctl_hdr *h,
 			 uint8_t out[MFD_CTL_HDR_SIZE]);
 /* Checks magic, known type, flags/reserved zero, and length against the
  * type: exact for fixed-size payloads, <= MFD_MAX_CTL_PAYLOAD otherwise. */
 int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
-			struct mfd_ctl_hdr *h);
+			struct mfd__ctl_hdr *h);
 
-struct mfd_block_desc {
+struct mfd__block_desc {
 	char name[MFD_MAX_NAME + 1]; /* NUL-terminated */
 	uint64_t size;
 	uint32_t page_size;
 };
 
-struct mfd_setup {
+struct mfd__setup {
 	uint32_t nblocks;
 	uint32_t packet_pages; /* max pages per packet, 1..MFD_MAX_PACKET_PAGES
 				*/
@@ -132,13 +132,13 @@ struct mfd_setup {
 	 * MFD_ZSTD_LONG_MIN..MFD_ZSTD_LONG_MAX (compress/codec.h). */
 	uint32_t zstd_window_log;
 	uint64_t features;
-	struct mfd_block_desc *blocks; /* nblocks entries */
+	struct mfd__block_desc *blocks; /* nblocks entries */
 };
 
 /* Returns the payload size setup needs. */
-size_t mfd__setup_size(const struct mfd_setup *s);
+size_t mfd__setup_size(const struct mfd__setup *s);
 /* Encodes into out (cap bytes); returns bytes written or -ENOSPC. */
-int mfd__setup_encode(const struct mfd_setup *s, uint8_t *out, size_t cap);
+int mfd__setup_encode(const struct mfd__setup *s, uint8_t *out, size_t cap);
 /*
  * Decodes len bytes. blocks must have room for MFD_MAX_BLOCKS entries.
  * Checks: nblocks 1..MFD_MAX_BLOCKS, packet_pages, nchannels, the zstd
@@ -147,19 +147,19 @@ int mfd__setup_encode(const struct mfd_setup *s, uint8_t *out, size_t cap);
  * non-zero multiple of page size, and that len is exactly consumed
  * (MFD_ELENGTH).
  */
-int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd_setup *s,
-		      struct mfd_block_desc *blocks);
+int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd__setup *s,
+		      struct mfd__block_desc *blocks);
 
 #define MFD_ROUND_SIZE 16
-struct mfd_round {
+struct mfd__round {
 	uint32_t round;
 	uint32_t reserved;
 	uint64_t pages; /* pages sent in this round */
 };
-void mfd__round_encode(const struct mfd_round *r, uint8_t out[MFD_ROUND_SIZE]);
-int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd_round *r);
+void mfd__round_encode(const struct mfd__round *r, uint8_t out[MFD_ROUND_SIZE]);
+int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd__round *r);
 
-struct mfd_end {
+struct mfd__end {
 	uint32_t final_round;
 	uint32_t nblocks;
 	uint64_t total_pages;		     /* all rounds, all channels */
@@ -170,27 +170,27 @@ struct mfd_end {
  * u64 total_packets, u32 has_digests, u32 reserved, then nblocks digests
  * when has_digests. */
 size_t mfd__end_size(uint32_t nblocks, int with_digests);
-int mfd__end_encode(const struct mfd_end *e, uint8_t *out, size_t cap);
+int mfd__end_encode(const struct mfd__end *e, uint8_t *out, size_t cap);
 /* digests must have room for MFD_MAX_BLOCKS; e->digests is set to it or
  * NULL when the message carries none. */
-int mfd__end_decode(const uint8_t *in, size_t len, struct mfd_end *e,
+int mfd__end_decode(const uint8_t *in, size_t len, struct mfd__end *e,
 		    uint8_t (*digests)[MFD_DIGEST_SIZE]);
 
-struct mfd_error_msg {
+struct mfd__error_msg {
 	int32_t code; /* negative */
 	char text[MFD_MAX_ERROR_TEXT + 1];
 };
 /* Payload: i32 code, u32 text length, text (no NUL). Text is truncated to
  * MFD_MAX_ERROR_TEXT. */
-int mfd__error_encode(const struct mfd_error_msg *m, uint8_t *out, size_t cap);
+int mfd__error_encode(const struct mfd__error_msg *m, uint8_t *out, size_t cap);
 /* Checks code < 0, text length fits; non-printable bytes become '?'. */
-int mfd__error_decode(const uint8_t *in, size_t len, struct mfd_error_msg *m);
+int mfd__error_decode(const uint8_t *in, size_t len, struct mfd__error_msg *m);
 
 /* ---------------------------------------------------------------- */
 /* Data channel packets: 32-byte header, offsets, payload.            */
 /* ---------------------------------------------------------------- */
 
-enum mfd_pkt_type {
+enum mfd__pkt_type {
 	MFD_PKT_PAGES = 1,  /* count normal + zero_count zero pages */
 	MFD_PKT_SYNC = 2,   /* end of round `round` on this channel */
 	MFD_PKT_DONE = 3,   /* no more packets on this channel */
@@ -198,9 +198,9 @@ enum mfd_pkt_type {
 };
 
 #define MFD_PKT_HDR_SIZE 32
-struct mfd_pkt_hdr {
+struct mfd__pkt_hdr {
 	uint32_t magic; /* MFD_MAGIC_PKT */
-	uint16_t type;	/* enum mfd_pkt_type */
+	uint16_t type;	/* enum mfd__pkt_type */
 	uint16_t flags; /* PAGES: 0 or MFD_PKT_F_ZSTD; else 0 */
 	uint32_t round;
 	uint32_t block;	      /* PAGES: block index */
@@ -216,12 +216,12 @@ struct mfd_pkt_hdr {
  * payload_len its compressed length. Only with MFD_FEAT_ZSTD. */
 #define MFD_PKT_F_ZSTD 0x0001
 
-void mfd__pkt_encode(const struct mfd_pkt_hdr *h,
+void mfd__pkt_encode(const struct mfd__pkt_hdr *h,
 		     uint8_t out[MFD_PKT_HDR_SIZE]);
 /* Checks magic (MFD_EBADMAGIC), type (MFD_ETYPE), flags (MFD_EFLAGS: only
  * MFD_PKT_F_ZSTD, only on PAGES);
  * SYNC/DONE must have block, zero_count, payload_len zero (MFD_ELENGTH). */
-int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd_pkt_hdr *h);
+int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd__pkt_hdr *h);
 
 /*
  * The grammar of one data connection (docs/protocol.md 7.2, 7.3), checked
@@ -249,18 +249,18 @@ struct mfd_data_grammar {
 void mfd__grammar_init(struct mfd_data_grammar *g);
 /* 0 and g advanced past h, or the refusal's code with g unchanged. A
  * SYNC advances the round at once; the caller waits at the barrier. */
-int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd_pkt_hdr *h);
+int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd__pkt_hdr *h);
 
 /* What the destination knows after setup. */
-struct mfd_wire_limits {
+struct mfd__wire_limits {
 	uint32_t nblocks;
 	uint32_t packet_pages;
-	const struct mfd_block_desc *blocks;
+	const struct mfd__block_desc *blocks;
 	uint64_t features; /* negotiated */
 };
 
 /* Largest count * page_size a compressed packet may carry. */
-static inline uint64_t mfd__zstd_max_raw(const struct mfd_wire_limits *lim)
+static inline uint64_t mfd__zstd_max_raw(const struct mfd__wire_limits *lim)
 {
 	return (uint64_t)lim->packet_pages * MFD_MIN_PAGE_SIZE;
 }
@@ -279,11 +279,11 @@ static inline uint64_t mfd__zstd_bound(uint64_t raw)
  * count * page_size <= mfd__zstd_max_raw() and 1 <= payload_len <=
  * mfd__zstd_bound(count * page_size) (MFD_ELENGTH).
  */
-int mfd__pkt_validate(const struct mfd_pkt_hdr *h,
-		      const struct mfd_wire_limits *lim);
+int mfd__pkt_validate(const struct mfd__pkt_hdr *h,
+		      const struct mfd__wire_limits *lim);
 
 /* Bytes of the offsets array that follows a PAGES header. */
-static inline size_t mfd__pkt_offsets_size(const struct mfd_pkt_hdr *h)
+static inline size_t mfd__pkt_offsets_size(const struct mfd__pkt_hdr *h)
 {
 	return ((size_t)h->count + h->zero_count) * sizeof(uint64_t);
 }
@@ -294,8 +294,8 @@ static inline size_t mfd__pkt_offsets_size(const struct mfd_pkt_hdr *h)
  * (MFD_EOFFSET), strictly increasing within the normal pages and within
  * the zero pages (MFD_EOFFSET). h must have passed mfd__pkt_validate().
  */
-int mfd__pkt_offsets_decode(const struct mfd_pkt_hdr *h, uint64_t *offsets,
-			    const struct mfd_wire_limits *lim);
+int mfd__pkt_offsets_decode(const struct mfd__pkt_hdr *h, uint64_t *offsets,
+			    const struct mfd__wire_limits *lim);
 /* Converts host-order offsets to wire order in place (source side). */
 void mfd__pkt_offsets_encode(uint64_t *offsets, size_t n);
 

@@ -21,6 +21,7 @@
 
 #include "multifd/auth.h"
 #include "multifd/channels/channel.h"
+#include "multifd/admit.h"
 #include "multifd/ctl.h"
 #include "multifd/config.h"
 #include "testvm.h"
@@ -203,26 +204,26 @@ static struct mfd__chan *dial(const char *uri)
 	return c;
 }
 
-static struct mfd_hello hello(uint16_t role, uint16_t ch,
-			      const uint8_t session[16])
+static struct mfd__hello hello(uint16_t role, uint16_t ch,
+			       const uint8_t session[16])
 {
-	struct mfd_hello h = { .magic = MFD_MAGIC_HELLO,
-			       .version = MFD_PROTO_VERSION,
-			       .role = role,
-			       .channel = ch,
-			       .nchannels = 2,
-			       .features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH };
+	struct mfd__hello h = { .magic = MFD_MAGIC_HELLO,
+				.version = MFD_PROTO_VERSION,
+				.role = role,
+				.channel = ch,
+				.nchannels = 2,
+				.features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH };
 	memcpy(h.session, session, 16);
 	return h;
 }
 
 /* Sends hello h, reads the reply and the challenge; returns the nonce. */
-static void start(struct mfd__chan *c, const struct mfd_hello *h,
+static void start(struct mfd__chan *c, const struct mfd__hello *h,
 		  uint8_t nonce[MFD_AUTH_NONCE_SIZE])
 {
 	uint8_t buf[MFD_AUTH_MSG_SIZE];
 	uint64_t f;
-	struct mfd_auth_msg m;
+	struct mfd__auth_msg m;
 	assert_int_equal(mfd__hello_send(c, h), 0);
 	assert_int_equal(mfd__hello_reply_recv(c, &f), 0);
 	assert_int_equal(c->ops->recv(c, buf, sizeof(buf)), 0);
@@ -233,16 +234,16 @@ static void start(struct mfd__chan *c, const struct mfd_hello *h,
 /* Sends a RESPONSE whose MAC covers hello mac_for and nonce; returns the
  * CONFIRM's error. */
 static int respond(struct mfd__chan *c, const struct mfd__key *key,
-		   const struct mfd_hello *mac_for,
+		   const struct mfd__hello *mac_for,
 		   const uint8_t nonce[MFD_AUTH_NONCE_SIZE])
 {
 	uint8_t hb[MFD_HELLO_SIZE], rb[MFD_HELLO_REPLY_SIZE];
 	uint8_t buf[MFD_AUTH_MSG_SIZE];
-	struct mfd_hello_reply r = { .magic = MFD_MAGIC_HELLO,
-				     .version = MFD_PROTO_VERSION,
-				     .features = mac_for->features };
-	struct mfd_auth_msg m = { .magic = MFD_MAGIC_AUTH,
-				  .type = MFD_AUTH_RESPONSE };
+	struct mfd__hello_reply r = { .magic = MFD_MAGIC_HELLO,
+				      .version = MFD_PROTO_VERSION,
+				      .features = mac_for->features };
+	struct mfd__auth_msg m = { .magic = MFD_MAGIC_AUTH,
+				   .type = MFD_AUTH_RESPONSE };
 	mfd__hello_encode(mac_for, hb);
 	mfd__hello_reply_encode(&r, rb);
 	memset(m.nonce, 0x77, sizeof(m.nonce));
@@ -277,7 +278,7 @@ static void test_replay_and_binding(void **state)
 	memset(other, 0x0e, 16);
 
 	/* Recorded: a correct response to the first challenge ... */
-	struct mfd_hello hm = hello(MFD_ROLE_MAIN, 0, session);
+	struct mfd__hello hm = hello(MFD_ROLE_MAIN, 0, session);
 	struct mfd__chan *c = dial(vm.uri);
 	start(c, &hm, nonce);
 	c->ops->close(c); /* (the recording's connection ends) */
@@ -292,32 +293,32 @@ static void test_replay_and_binding(void **state)
 	struct mfd__chan *m = dial(vm.uri);
 	uint64_t f;
 	assert_int_equal(mfd__handshake_source(m, &hm, &key, &f), 0);
-	struct mfd_block_desc bd = { .name = "pc.ram",
-				     .size = RAM,
-				     .page_size = 4096 };
-	struct mfd_setup su = { .nblocks = 1,
-				.packet_pages = 128,
-				.nchannels = 2,
-				.features = hm.features,
-				.blocks = &bd };
+	struct mfd__block_desc bd = { .name = "pc.ram",
+				      .size = RAM,
+				      .page_size = 4096 };
+	struct mfd__setup su = { .nblocks = 1,
+				 .packet_pages = 128,
+				 .nchannels = 2,
+				 .features = hm.features,
+				 .blocks = &bd };
 	uint8_t sbuf[512];
 	int n = mfd__setup_encode(&su, sbuf, sizeof(sbuf));
 	assert_true(n > 0);
 	assert_int_equal(mfd__ctl_send(m, MFD_CTL_SETUP, sbuf, (uint32_t)n), 0);
-	struct mfd_ctl_hdr ch;
+	struct mfd__ctl_hdr ch;
 	uint8_t *payload;
 	assert_int_equal(mfd__ctl_recv(m, &ch, &payload), 0);
 	assert_int_equal(ch.type, MFD_CTL_SETUP_OK);
 
 	/* Data channel 0 whose MAC was made for channel 1: refused. */
-	struct mfd_hello d0 = hello(MFD_ROLE_DATA, 0, session);
-	struct mfd_hello d1 = hello(MFD_ROLE_DATA, 1, session);
+	struct mfd__hello d0 = hello(MFD_ROLE_DATA, 0, session);
+	struct mfd__hello d1 = hello(MFD_ROLE_DATA, 1, session);
 	c = dial(vm.uri);
 	start(c, &d0, nonce);
 	assert_int_equal(respond(c, &key, &d1, nonce), MFD_EAUTH);
 	c->ops->close(c);
 	/* A data channel of another migration: refused in the reply. */
-	struct mfd_hello dx = hello(MFD_ROLE_DATA, 0, other);
+	struct mfd__hello dx = hello(MFD_ROLE_DATA, 0, other);
 	c = dial(vm.uri);
 	assert_int_equal(mfd__handshake_source(c, &dx, &key, &f), MFD_ESESSION);
 	c->ops->close(c);

@@ -22,7 +22,8 @@ static int encode3(uint8_t *buf, size_t cap)
 	strcpy(names[0], "nic0");
 	strcpy(names[1], "gpu");
 	strcpy(names[2], "nvme-controller-7");
-	struct mfd_devices d = { 3, MFD_DEV_XFER_MULTIFD, 1 << 20 >> 1, names };
+	struct mfd__devices d = { 3, MFD_DEV_XFER_MULTIFD, 1 << 20 >> 1,
+				  names };
 	return mfd__devices_encode(&d, buf, cap);
 }
 
@@ -36,7 +37,7 @@ static void test_devices_roundtrip(void **state)
 	assert_int_equal(buf[4], MFD_DEV_XFER_MULTIFD);
 	assert_int_equal(buf[16], 4);
 	assert_memory_equal(buf + 20, "nic0", 4);
-	struct mfd_devices d;
+	struct mfd__devices d;
 	assert_int_equal(mfd__devices_decode(buf, (size_t)n, &d, got), 0);
 	assert_int_equal(d.ndevices, 3);
 	assert_int_equal(d.transfer, MFD_DEV_XFER_MULTIFD);
@@ -49,7 +50,7 @@ static void test_devices_rejects(void **state)
 {
 	uint8_t buf[512], b[512];
 	int n = encode3(buf, sizeof(buf));
-	struct mfd_devices d;
+	struct mfd__devices d;
 #define MUT(off, val, code)                                                    \
 	do {                                                                   \
 		memcpy(b, buf, (size_t)n);                                     \
@@ -80,7 +81,7 @@ static void test_devices_rejects(void **state)
 	/* Duplicates. */
 	strcpy(names[0], "same");
 	strcpy(names[1], "same");
-	struct mfd_devices dd = { 2, MFD_DEV_XFER_MAIN, 4096, names };
+	struct mfd__devices dd = { 2, MFD_DEV_XFER_MAIN, 4096, names };
 	int m = mfd__devices_encode(&dd, b, sizeof(b));
 	assert_true(m > 0);
 	assert_int_equal(mfd__devices_decode(b, (size_t)m, &d, got),
@@ -95,16 +96,16 @@ static void test_devices_rejects(void **state)
 
 static void test_devpkt(void **state)
 {
-	struct mfd_dev_limits lim = { .ndevices = 4, .chunk_max = 65536 };
-	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-				 .type = MFD_PKT_DEVICE,
-				 .block = 3,
-				 .count = 12345,
-				 .zero_count = 0,
-				 .payload_len = 65536,
-				 .seq = 9 };
+	struct mfd__dev_limits lim = { .ndevices = 4, .chunk_max = 65536 };
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_DEVICE,
+				  .block = 3,
+				  .count = 12345,
+				  .zero_count = 0,
+				  .payload_len = 65536,
+				  .seq = 9 };
 	uint8_t raw[MFD_PKT_HDR_SIZE];
-	struct mfd_pkt_hdr d;
+	struct mfd__pkt_hdr d;
 	mfd__pkt_encode(&h, raw);
 	assert_int_equal(mfd__pkt_decode(raw, &d), 0);
 	assert_int_equal(mfd__devpkt_validate(&d, &lim), 0);
@@ -131,12 +132,12 @@ static void test_devpkt(void **state)
 
 static void test_devdata(void **state)
 {
-	struct mfd_dev_limits lim = { .ndevices = 2, .chunk_max = 100 };
+	struct mfd__dev_limits lim = { .ndevices = 2, .chunk_max = 100 };
 	uint8_t buf[16 + 100];
-	struct mfd_devdata m = { .device = 1, .seq = 7, .flags = 1 };
+	struct mfd__devdata m = { .device = 1, .seq = 7, .flags = 1 };
 	mfd__devdata_prefix_encode(&m, buf);
 	memset(buf + 16, 0xab, 100);
-	struct mfd_devdata o;
+	struct mfd__devdata o;
 	assert_int_equal(mfd__devdata_decode(buf, sizeof(buf), &lim, &o), 0);
 	assert_int_equal(o.device, 1);
 	assert_int_equal(o.seq, 7);
@@ -171,7 +172,7 @@ static void test_devices_fuzz(void **state)
 		int flips = 1 + (int)(tvm_rand(&seed) % 3);
 		for (int f = 0; f < flips; f++)
 			b[tvm_rand(&seed) % len] = (uint8_t)tvm_rand(&seed);
-		struct mfd_devices d;
+		struct mfd__devices d;
 		int ret = mfd__devices_decode(b, len, &d, got);
 		if (ret)
 			assert_in_range(-ret, 1001, 1022);

@@ -218,12 +218,12 @@ static void follow_byte(struct follow *f, bool main, uint8_t *b)
 	f->forge = false;
 	f->body_pos = 0;
 	if (main) {
-		struct mfd_ctl_hdr h;
+		struct mfd__ctl_hdr h;
 		assert_int_equal(mfd__ctl_hdr_decode(f->hdr, &h), 0);
 		f->body = h.length;
 		f->end = h.type == MFD_CTL_END;
 	} else {
-		struct mfd_pkt_hdr h;
+		struct mfd__pkt_hdr h;
 		assert_int_equal(mfd__pkt_decode(f->hdr, &h), 0);
 		f->body = h.payload_len;
 		if (h.type == MFD_PKT_PAGES)
@@ -303,7 +303,7 @@ static void test_stranger_refused(void **s)
 	assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
 	uint8_t reply[MFD_HELLO_REPLY_SIZE];
 	assert_int_equal(read(fd, reply, sizeof(reply)), sizeof(reply));
-	struct mfd_hello_reply r;
+	struct mfd__hello_reply r;
 	mfd__hello_reply_decode(reply, &r);
 	assert_int_equal(r.status, 1);
 	assert_int_equal(r.error, MFD_EBADMAGIC);

@@ -211,11 +211,11 @@ static int send_pages(struct ram_pair *r, const uint64_t *offs, uint32_t n,
 		if (ret)
 			return ret;
 	}
-	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-				 .type = MFD_PKT_PAGES,
-				 .count = n,
-				 .payload_len = n * PS,
-				 .seq = seq };
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_PAGES,
+				  .count = n,
+				  .payload_len = n * PS,
+				  .seq = seq };
 	mfd__pkt_encode(&h, msg);
 	uint64_t *o = (uint64_t *)(msg + MFD_PKT_HDR_SIZE);
 	memcpy(o, offs, n * 8);
@@ -233,13 +233,13 @@ static int accept_pages(struct ram_pair *r, uint64_t *offs, uint32_t *n)
 	int ret = mfd__rdma_recv_msg(&r->p.b, msg, sizeof(msg), &len);
 	if (ret)
 		return ret;
-	struct mfd_block_desc bd = { .name = "pc.ram",
-				     .size = RAM,
-				     .page_size = PS };
-	struct mfd_wire_limits lim = { .nblocks = 1,
-				       .packet_pages = 64,
-				       .blocks = &bd };
-	struct mfd_pkt_hdr h;
+	struct mfd__block_desc bd = { .name = "pc.ram",
+				      .size = RAM,
+				      .page_size = PS };
+	struct mfd__wire_limits lim = { .nblocks = 1,
+					.packet_pages = 64,
+					.blocks = &bd };
+	struct mfd__pkt_hdr h;
 	if (len < MFD_PKT_HDR_SIZE)
 		return MFD_ELENGTH;
 	if ((ret = mfd__pkt_decode(msg, &h)) ||
@@ -286,10 +286,10 @@ static void test_one_sided_pages(void **state)
 	/* An announcement that lies about its pages is refused by the
 	 * same validation as on TCP. */
 	uint64_t bad[2] = { PS, RAM }; /* the second is past the block */
-	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-				 .type = MFD_PKT_PAGES,
-				 .count = 2,
-				 .payload_len = 2 * PS };
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_PAGES,
+				  .count = 2,
+				  .payload_len = 2 * PS };
 	uint8_t msg[MFD_PKT_HDR_SIZE + 16];
 	mfd__pkt_encode(&h, msg);
 	memcpy(msg + MFD_PKT_HDR_SIZE, bad, 16);

@@ -91,26 +91,26 @@ static bool recv_all(int fd, void *buf, size_t len)
 
 static void hello(struct crafted *c, int fd, uint16_t role, uint16_t ch)
 {
-	struct mfd_hello h = { .magic = MFD_MAGIC_HELLO,
-			       .version = MFD_PROTO_VERSION,
-			       .role = role,
-			       .channel = ch,
-			       .nchannels = NCHAN,
-			       .features = c->features };
+	struct mfd__hello h = { .magic = MFD_MAGIC_HELLO,
+				.version = MFD_PROTO_VERSION,
+				.role = role,
+				.channel = ch,
+				.nchannels = NCHAN,
+				.features = c->features };
 	memcpy(h.session, c->session, 16);
 	uint8_t buf[MFD_HELLO_SIZE], rep[MFD_HELLO_REPLY_SIZE];
 	mfd__hello_encode(&h, buf);
 	send_all(fd, buf, sizeof(buf));
 	assert_true(recv_all(fd, rep, sizeof(rep)));
-	struct mfd_hello_reply r;
+	struct mfd__hello_reply r;
 	assert_int_equal(mfd__hello_reply_decode(rep, &r), 0);
 }
 
 static void ctl(int fd, uint16_t type, const void *payload, uint32_t len)
 {
-	struct mfd_ctl_hdr h = { .magic = MFD_MAGIC_CTL,
-				 .type = type,
-				 .length = len };
+	struct mfd__ctl_hdr h = { .magic = MFD_MAGIC_CTL,
+				  .type = type,
+				  .length = len };
 	uint8_t hdr[MFD_CTL_HDR_SIZE];
 	mfd__ctl_hdr_encode(&h, hdr);
 	send_all(fd, hdr, sizeof(hdr));
@@ -120,13 +120,13 @@ static void ctl(int fd, uint16_t type, const void *payload, uint32_t len)
 
 static void setup_msg(struct crafted *c)
 {
-	struct mfd_block_desc b = { .size = RAM, .page_size = 4096 };
+	struct mfd__block_desc b = { .size = RAM, .page_size = 4096 };
 	snprintf(b.name, sizeof(b.name), "pc.ram");
-	struct mfd_setup su = { .nblocks = 1,
-				.packet_pages = 128,
-				.nchannels = NCHAN,
-				.features = c->features,
-				.blocks = &b };
+	struct mfd__setup su = { .nblocks = 1,
+				 .packet_pages = 128,
+				 .nchannels = NCHAN,
+				 .features = c->features,
+				 .blocks = &b };
 	uint8_t buf[1024];
 	int len = mfd__setup_encode(&su, buf, sizeof(buf));
 	assert_true(len > 0);
@@ -137,7 +137,7 @@ static void setup_msg(struct crafted *c)
 static bool read_ctl(int fd, uint16_t *type, int *code)
 {
 	uint8_t hdr[MFD_CTL_HDR_SIZE], buf[8 + MFD_MAX_ERROR_TEXT];
-	struct mfd_ctl_hdr h;
+	struct mfd__ctl_hdr h;
 	if (!recv_all(fd, hdr, sizeof(hdr)))
 		return false;
 	assert_int_equal(mfd__ctl_hdr_decode(hdr, &h), 0);
@@ -146,7 +146,7 @@ static bool read_ctl(int fd, uint16_t *type, int *code)
 	*type = h.type;
 	*code = 0;
 	if (h.type == MFD_CTL_ERROR) {
-		struct mfd_error_msg m;
+		struct mfd__error_msg m;
 		assert_int_equal(mfd__error_decode(buf, h.length, &m), 0);
 		*code = m.code;
 	}
@@ -168,10 +168,10 @@ static void add_device(struct tvm *vm)
 static void devices_msg(struct crafted *c)
 {
 	char names[1][MFD_MAX_DEV_NAME_WIRE + 1] = { "dev0" };
-	struct mfd_devices dv = { .ndevices = 1,
-				  .transfer = MFD_DEV_XFER_MULTIFD,
-				  .chunk_max = 4096,
-				  .names = names };
+	struct mfd__devices dv = { .ndevices = 1,
+				   .transfer = MFD_DEV_XFER_MULTIFD,
+				   .chunk_max = 4096,
+				   .names = names };
 	uint8_t buf[256];
 	int len = mfd__devices_encode(&dv, buf, sizeof(buf));
 	assert_true(len > 0);
@@ -217,11 +217,11 @@ static void start(struct crafted *c, const char *extra)
 static void pkt(struct crafted *c, unsigned ch, uint16_t type, uint32_t round,
 		uint32_t count)
 {
-	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-				 .type = type,
-				 .round = round,
-				 .count = count,
-				 .seq = c->seq[ch]++ };
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = type,
+				  .round = round,
+				  .count = count,
+				  .seq = c->seq[ch]++ };
 	uint8_t buf[MFD_PKT_HDR_SIZE];
 	mfd__pkt_encode(&h, buf);
 	send_all(c->data_fd[ch], buf, sizeof(buf));
@@ -231,11 +231,11 @@ static void pkt(struct crafted *c, unsigned ch, uint16_t type, uint32_t round,
 static void zero_page(struct crafted *c, unsigned ch, uint32_t round,
 		      uint64_t off)
 {
-	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-				 .type = MFD_PKT_PAGES,
-				 .round = round,
-				 .zero_count = 1,
-				 .seq = c->seq[ch]++ };
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_PAGES,
+				  .round = round,
+				  .zero_count = 1,
+				  .seq = c->seq[ch]++ };
 	uint8_t buf[MFD_PKT_HDR_SIZE + 8];
 	mfd__pkt_encode(&h, buf);
 	mfd__put_le64(buf + MFD_PKT_HDR_SIZE, off);
@@ -349,11 +349,11 @@ static void test_silent_channel_after_end(void **s)
 	pkt(&c, 0, MFD_PKT_SYNC, 0, 0);
 	pkt(&c, 1, MFD_PKT_SYNC, 0, 0);
 	pkt(&c, 0, MFD_PKT_DONE, 0, 0);
-	struct mfd_round r = { .round = 0 };
+	struct mfd__round r = { .round = 0 };
 	uint8_t rb[MFD_ROUND_SIZE];
 	mfd__round_encode(&r, rb);
 	ctl(c.main_fd, MFD_CTL_ROUND, rb, sizeof(rb));
-	struct mfd_end e = { .final_round = 0, .nblocks = 1 };
+	struct mfd__end e = { .final_round = 0, .nblocks = 1 };
 	uint8_t eb[64];
 	int len = mfd__end_encode(&e, eb, sizeof(eb));
 	assert_true(len > 0);
@@ -393,11 +393,11 @@ static void test_embedder_any_channel_silent(void **s)
  * wait for room ends at io-timeout. */
 static void device_chunk(struct crafted *c, unsigned ch, uint32_t dseq)
 {
-	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-				 .type = MFD_PKT_DEVICE,
-				 .count = dseq,
-				 .payload_len = 4096,
-				 .seq = c->seq[ch]++ };
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_DEVICE,
+				  .count = dseq,
+				  .payload_len = 4096,
+				  .seq = c->seq[ch]++ };
 	uint8_t buf[MFD_PKT_HDR_SIZE + 4096];
 	memset(buf, 0x5a, sizeof(buf));
 	mfd__pkt_encode(&h, buf);
@@ -483,7 +483,7 @@ static void test_one_error_round_before_setup(void **s)
 	tvm_start_dest(&c.vm);
 	c.main_fd = connect_to(c.vm.uri);
 	hello(&c, c.main_fd, MFD_ROLE_MAIN, 0);
-	struct mfd_round r = { .round = 0 };
+	struct mfd__round r = { .round = 0 };
 	uint8_t rb[MFD_ROUND_SIZE];
 	mfd__round_encode(&r, rb);
 	ctl(c.main_fd, MFD_CTL_ROUND, rb, sizeof(rb));
@@ -501,20 +501,20 @@ static void test_one_error_round_before_setup(void **s)
 }
 
 /* The pure grammar step, without sockets. */
-static struct mfd_pkt_hdr ph(uint16_t type, uint32_t round, uint32_t count,
-			     uint32_t seq)
+static struct mfd__pkt_hdr ph(uint16_t type, uint32_t round, uint32_t count,
+			      uint32_t seq)
 {
-	return (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT,
-				     .type = type,
-				     .round = round,
-				     .count = count,
-				     .seq = seq };
+	return (struct mfd__pkt_hdr){ .magic = MFD_MAGIC_PKT,
+				      .type = type,
+				      .round = round,
+				      .count = count,
+				      .seq = seq };
 }
 
 static void test_grammar(void **s)
 {
 	struct mfd_data_grammar g;
-	struct mfd_pkt_hdr h;
+	struct mfd__pkt_hdr h;
 	mfd__grammar_init(&g);
 	h = ph(MFD_PKT_DONE, 0, 0, 0);
 	assert_int_equal(mfd__grammar_step(&g, &h), MFD_EROUND);
@@ -554,7 +554,7 @@ static void test_codes_travel(void **s)
 	const int codes[] = { MFD_EUNEXPECTED, MFD_EBARRIER, MFD_EDEVBUFFER,
 			      MFD_EDRAIN, MFD_EBADMAGIC };
 	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
-		struct mfd_error_msg m = { .code = codes[i] };
+		struct mfd__error_msg m = { .code = codes[i] };
 		snprintf(m.text, sizeof(m.text), "x");
 		uint8_t buf[8 + MFD_MAX_ERROR_TEXT];
 		int len = mfd__error_encode(&m, buf, sizeof(buf));
@@ -562,7 +562,7 @@ static void test_codes_travel(void **s)
 		assert_int_equal(mfd__ctl_peer_error(buf, (uint32_t)len, "t"),
 				 codes[i]);
 	}
-	struct mfd_error_msg m = { .code = -2000 };
+	struct mfd__error_msg m = { .code = -2000 };
 	uint8_t buf[8 + MFD_MAX_ERROR_TEXT];
 	int len = mfd__error_encode(&m, buf, sizeof(buf));
 	assert_int_equal(mfd__ctl_peer_error(buf, (uint32_t)len, "t"),

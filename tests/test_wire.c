@@ -54,9 +54,9 @@ static uint8_t *exact(const uint8_t *buf, size_t len)
 /* Handshake                                                         */
 /* ---------------------------------------------------------------- */
 
-static struct mfd_hello good_hello(void)
+static struct mfd__hello good_hello(void)
 {
-	struct mfd_hello h = {
+	struct mfd__hello h = {
 		.magic = MFD_MAGIC_HELLO,
 		.version = MFD_PROTO_VERSION,
 		.role = MFD_ROLE_DATA,
@@ -69,7 +69,7 @@ static struct mfd_hello good_hello(void)
 	return h;
 }
 
-static int hello_rt(const struct mfd_hello *h, struct mfd_hello *out)
+static int hello_rt(const struct mfd__hello *h, struct mfd__hello *out)
 {
 	uint8_t buf[MFD_HELLO_SIZE];
 
@@ -79,7 +79,7 @@ static int hello_rt(const struct mfd_hello *h, struct mfd_hello *out)
 
 static void test_hello_roundtrip(void **state)
 {
-	struct mfd_hello h = good_hello(), d;
+	struct mfd__hello h = good_hello(), d;
 	uint8_t buf[MFD_HELLO_SIZE];
 
 	(void)state;
@@ -108,7 +108,7 @@ static void test_hello_roundtrip(void **state)
 
 static void test_hello_reject(void **state)
 {
-	struct mfd_hello h, d;
+	struct mfd__hello h, d;
 
 	(void)state;
 	h = good_hello();
@@ -164,9 +164,9 @@ static void test_hello_reject(void **state)
 	assert_int_equal(hello_rt(&h, &d), MFD_EFEATURE);
 }
 
-static struct mfd_hello_reply good_reply(void)
+static struct mfd__hello_reply good_reply(void)
 {
-	struct mfd_hello_reply r = {
+	struct mfd__hello_reply r = {
 		.magic = MFD_MAGIC_HELLO,
 		.version = MFD_PROTO_VERSION,
 		.status = 0,
@@ -175,8 +175,8 @@ static struct mfd_hello_reply good_reply(void)
 	return r;
 }
 
-static int reply_rt(const struct mfd_hello_reply *r,
-		    struct mfd_hello_reply *out)
+static int reply_rt(const struct mfd__hello_reply *r,
+		    struct mfd__hello_reply *out)
 {
 	uint8_t buf[MFD_HELLO_REPLY_SIZE];
 
@@ -186,7 +186,7 @@ static int reply_rt(const struct mfd_hello_reply *r,
 
 static void test_hello_reply_roundtrip(void **state)
 {
-	struct mfd_hello_reply r = good_reply(), d;
+	struct mfd__hello_reply r = good_reply(), d;
 	uint8_t buf[MFD_HELLO_REPLY_SIZE];
 
 	(void)state;
@@ -211,7 +211,7 @@ static void test_hello_reply_roundtrip(void **state)
 
 static void test_hello_reply_reject(void **state)
 {
-	struct mfd_hello_reply r, d;
+	struct mfd__hello_reply r, d;
 
 	(void)state;
 	r = good_reply();
@@ -251,9 +251,9 @@ static void test_hello_reply_reject(void **state)
 /* Control header, ROUND                                             */
 /* ---------------------------------------------------------------- */
 
-static int ctl_rt(uint16_t type, uint32_t length, struct mfd_ctl_hdr *out)
+static int ctl_rt(uint16_t type, uint32_t length, struct mfd__ctl_hdr *out)
 {
-	struct mfd_ctl_hdr h = {
+	struct mfd__ctl_hdr h = {
 		.magic = MFD_MAGIC_CTL,
 		.type = type,
 		.length = length,
@@ -276,7 +276,7 @@ static void test_ctl_hdr_roundtrip(void **state)
 		{ MFD_CTL_LOADED, 0 },	 { MFD_CTL_ERROR, 8 },
 		{ MFD_CTL_ERROR, 0 },
 	};
-	struct mfd_ctl_hdr d;
+	struct mfd__ctl_hdr d;
 	uint8_t buf[MFD_CTL_HDR_SIZE];
 
 	(void)state;
@@ -289,18 +289,18 @@ static void test_ctl_hdr_roundtrip(void **state)
 		assert_int_equal(d.reserved, 0);
 	}
 
-	mfd__ctl_hdr_encode(&(struct mfd_ctl_hdr){ .magic = MFD_MAGIC_CTL,
-						   .type = MFD_CTL_END,
-						   .length = 0x01020304 },
+	mfd__ctl_hdr_encode(&(struct mfd__ctl_hdr){ .magic = MFD_MAGIC_CTL,
+						    .type = MFD_CTL_END,
+						    .length = 0x01020304 },
 			    buf);
 	assert_memory_equal(buf, "MFDC\x04\x00\x00\x00\x04\x03\x02\x01", 12);
 }
 
 static void test_ctl_hdr_reject(void **state)
 {
-	struct mfd_ctl_hdr h = { .magic = MFD_MAGIC_CTL,
-				 .type = MFD_CTL_SETUP_OK },
-			   d;
+	struct mfd__ctl_hdr h = { .magic = MFD_MAGIC_CTL,
+				  .type = MFD_CTL_SETUP_OK },
+			    d;
 	uint8_t buf[MFD_CTL_HDR_SIZE];
 
 	(void)state;
@@ -338,7 +338,7 @@ static void test_ctl_hdr_reject(void **state)
 
 static void test_round(void **state)
 {
-	struct mfd_round r = { .round = 7, .pages = 0x123456789aULL }, d;
+	struct mfd__round r = { .round = 7, .pages = 0x123456789aULL }, d;
 	uint8_t buf[MFD_ROUND_SIZE];
 
 	(void)state;
@@ -360,7 +360,7 @@ static void test_round(void **state)
 
 #define SETUP_MAX_BYTES (24 + MFD_MAX_BLOCKS * (16 + MFD_MAX_NAME) + 64)
 
-static struct mfd_block_desc good_blocks[] = {
+static struct mfd__block_desc good_blocks[] = {
 	{ "pc.ram", 64ULL << 20, 4096 },
 	{ "hugepages", 4ULL << 30, 2U << 20 },
 	{ "vga.vram", 16ULL << 20, 4096 },
@@ -368,9 +368,9 @@ static struct mfd_block_desc good_blocks[] = {
 	{ "rom", 64ULL << 10, 16384 },
 };
 
-static struct mfd_setup good_setup(struct mfd_block_desc *blocks)
+static struct mfd__setup good_setup(struct mfd__block_desc *blocks)
 {
-	struct mfd_setup s = {
+	struct mfd__setup s = {
 		.nblocks = ARRAY_SIZE(good_blocks),
 		.packet_pages = 128,
 		.nchannels = 8,
@@ -383,7 +383,7 @@ static struct mfd_setup good_setup(struct mfd_block_desc *blocks)
 }
 
 /* Offset of block i's descriptor in an encoded SETUP. */
-static size_t setup_blk_off(const struct mfd_setup *s, uint32_t i)
+static size_t setup_blk_off(const struct mfd__setup *s, uint32_t i)
 {
 	size_t off = 24;
 
@@ -393,8 +393,8 @@ static size_t setup_blk_off(const struct mfd_setup *s, uint32_t i)
 }
 
 static int setup_decode_exact(const uint8_t *buf, size_t len,
-			      struct mfd_setup *d,
-			      struct mfd_block_desc *dblocks)
+			      struct mfd__setup *d,
+			      struct mfd__block_desc *dblocks)
 {
 	uint8_t *p = exact(buf, len);
 	int ret = mfd__setup_decode(p, len, d, dblocks);
@@ -403,19 +403,19 @@ static int setup_decode_exact(const uint8_t *buf, size_t len,
 	return ret;
 }
 
-static int setup_rt(const struct mfd_setup *s)
+static int setup_rt(const struct mfd__setup *s)
 {
 	static uint8_t buf[SETUP_MAX_BYTES];
-	static struct mfd_block_desc dblocks[MFD_MAX_BLOCKS];
-	struct mfd_setup d;
+	static struct mfd__block_desc dblocks[MFD_MAX_BLOCKS];
+	struct mfd__setup d;
 	int n = mfd__setup_encode(s, buf, sizeof(buf));
 
 	assert_true(n > 0);
 	return setup_decode_exact(buf, (size_t)n, &d, dblocks);
 }
 
-static void assert_setup_equal(const struct mfd_setup *a,
-			       const struct mfd_setup *b)
+static void assert_setup_equal(const struct mfd__setup *a,
+			       const struct mfd__setup *b)
 {
 	assert_int_equal(a->nblocks, b->nblocks);
 	assert_int_equal(a->packet_pages, b->packet_pages);
@@ -432,10 +432,10 @@ static void assert_setup_equal(const struct mfd_setup *a,
 
 static void test_setup_roundtrip(void **state)
 {
-	static struct mfd_block_desc blocks[MFD_MAX_BLOCKS];
-	static struct mfd_block_desc dblocks[MFD_MAX_BLOCKS];
+	static struct mfd__block_desc blocks[MFD_MAX_BLOCKS];
+	static struct mfd__block_desc dblocks[MFD_MAX_BLOCKS];
 	static uint8_t buf[SETUP_MAX_BYTES];
-	struct mfd_setup s = good_setup(blocks), d;
+	struct mfd__setup s = good_setup(blocks), d;
 	int n;
 
 	(void)state;
@@ -493,10 +493,10 @@ static void test_setup_roundtrip(void **state)
 
 static void test_setup_reject_fields(void **state)
 {
-	static struct mfd_block_desc blocks[MFD_MAX_BLOCKS];
-	static struct mfd_block_desc dblocks[MFD_MAX_BLOCKS];
+	static struct mfd__block_desc blocks[MFD_MAX_BLOCKS];
+	static struct mfd__block_desc dblocks[MFD_MAX_BLOCKS];
 	static uint8_t buf[SETUP_MAX_BYTES];
-	struct mfd_setup s, d;
+	struct mfd__setup s, d;
 	size_t n, b1;
 
 	(void)state;
@@ -637,10 +637,10 @@ static void test_setup_reject_fields(void **state)
 
 static void test_setup_lengths(void **state)
 {
-	static struct mfd_block_desc blocks[MFD_MAX_BLOCKS];
-	static struct mfd_block_desc dblocks[MFD_MAX_BLOCKS];
+	static struct mfd__block_desc blocks[MFD_MAX_BLOCKS];
+	static struct mfd__block_desc dblocks[MFD_MAX_BLOCKS];
 	static uint8_t buf[SETUP_MAX_BYTES];
-	struct mfd_setup s = good_setup(blocks), d;
+	struct mfd__setup s = good_setup(blocks), d;
 	size_t n = (size_t)mfd__setup_encode(&s, buf, sizeof(buf));
 
 	(void)state;
@@ -665,7 +665,7 @@ static void test_setup_lengths(void **state)
 /* END                                                               */
 /* ---------------------------------------------------------------- */
 
-static int end_decode_exact(const uint8_t *buf, size_t len, struct mfd_end *e,
+static int end_decode_exact(const uint8_t *buf, size_t len, struct mfd__end *e,
 			    uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
 	uint8_t *p = exact(buf, len);
@@ -680,7 +680,7 @@ static void test_end_roundtrip(void **state)
 	static uint8_t dig[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
 	static uint8_t ddig[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
 	static uint8_t buf[32 + MFD_MAX_BLOCKS * MFD_DIGEST_SIZE];
-	struct mfd_end e =
+	struct mfd__end e =
 			   {
 			       .final_round = 5,
 			       .nblocks = 3,
@@ -730,7 +730,7 @@ static void test_end_reject(void **state)
 	static uint8_t dig[4][MFD_DIGEST_SIZE];
 	static uint8_t ddig[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
 	uint8_t buf[32 + 4 * MFD_DIGEST_SIZE + 16];
-	struct mfd_end e = { .nblocks = 4, .digests = dig }, d;
+	struct mfd__end e = { .nblocks = 4, .digests = dig }, d;
 	size_t n;
 
 	(void)state;
@@ -769,7 +769,7 @@ static void test_end_reject(void **state)
 /* ---------------------------------------------------------------- */
 
 static int error_decode_exact(const uint8_t *buf, size_t len,
-			      struct mfd_error_msg *m)
+			      struct mfd__error_msg *m)
 {
 	uint8_t *p = exact(buf, len);
 	int ret = mfd__error_decode(p, len, m);
@@ -780,7 +780,7 @@ static int error_decode_exact(const uint8_t *buf, size_t len,
 
 static void test_error_roundtrip(void **state)
 {
-	static struct mfd_error_msg m, d;
+	static struct mfd__error_msg m, d;
 	uint8_t buf[8 + MFD_MAX_ERROR_TEXT + 8];
 	int n;
 
@@ -827,7 +827,7 @@ static void test_error_roundtrip(void **state)
 
 static void test_error_reject(void **state)
 {
-	static struct mfd_error_msg m, d;
+	static struct mfd__error_msg m, d;
 	uint8_t buf[8 + MFD_MAX_ERROR_TEXT + 8];
 	size_t n;
 
@@ -864,9 +864,9 @@ static void test_error_reject(void **state)
 /* Data packets                                                      */
 /* ---------------------------------------------------------------- */
 
-static struct mfd_pkt_hdr good_pages(void)
+static struct mfd__pkt_hdr good_pages(void)
 {
-	struct mfd_pkt_hdr h = {
+	struct mfd__pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = MFD_PKT_PAGES,
 		.round = 2,
@@ -879,7 +879,7 @@ static struct mfd_pkt_hdr good_pages(void)
 	return h;
 }
 
-static int pkt_rt(const struct mfd_pkt_hdr *h, struct mfd_pkt_hdr *out)
+static int pkt_rt(const struct mfd__pkt_hdr *h, struct mfd__pkt_hdr *out)
 {
 	uint8_t buf[MFD_PKT_HDR_SIZE];
 
@@ -889,7 +889,7 @@ static int pkt_rt(const struct mfd_pkt_hdr *h, struct mfd_pkt_hdr *out)
 
 static void test_pkt_roundtrip(void **state)
 {
-	struct mfd_pkt_hdr h = good_pages(), d;
+	struct mfd__pkt_hdr h = good_pages(), d;
 	uint8_t buf[MFD_PKT_HDR_SIZE];
 
 	(void)state;
@@ -903,11 +903,11 @@ static void test_pkt_roundtrip(void **state)
 			    "\x29\x00\x00\x00",
 			    MFD_PKT_HDR_SIZE);
 
-	h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT,
-				  .type = MFD_PKT_SYNC,
-				  .round = 9,
-				  .count = 1000,
-				  .seq = UINT32_MAX };
+	h = (struct mfd__pkt_hdr){ .magic = MFD_MAGIC_PKT,
+				   .type = MFD_PKT_SYNC,
+				   .round = 9,
+				   .count = 1000,
+				   .seq = UINT32_MAX };
 	assert_int_equal(pkt_rt(&h, &d), 0);
 	assert_memory_equal(&h, &d, sizeof(h));
 	h.type = MFD_PKT_DONE;
@@ -918,7 +918,7 @@ static void test_pkt_roundtrip(void **state)
 
 static void test_pkt_reject(void **state)
 {
-	struct mfd_pkt_hdr h, d;
+	struct mfd__pkt_hdr h, d;
 
 	(void)state;
 	h = good_pages();
@@ -943,13 +943,13 @@ static void test_pkt_reject(void **state)
 	h.flags = MFD_PKT_F_ZSTD | 0x8000;
 	assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);
 	for (uint16_t t = MFD_PKT_SYNC; t <= MFD_PKT_DONE; t++) {
-		h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT, .type = t };
+		h = (struct mfd__pkt_hdr){ .magic = MFD_MAGIC_PKT, .type = t };
 		h.flags = MFD_PKT_F_ZSTD;
 		assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);
 	}
 
 	for (uint16_t t = MFD_PKT_SYNC; t <= MFD_PKT_DONE; t++) {
-		h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT, .type = t };
+		h = (struct mfd__pkt_hdr){ .magic = MFD_MAGIC_PKT, .type = t };
 		h.block = 1;
 		assert_int_equal(pkt_rt(&h, &d), MFD_ELENGTH);
 		h.block = 0;
@@ -961,7 +961,7 @@ static void test_pkt_reject(void **state)
 	}
 }
 
-static const struct mfd_wire_limits good_limits = {
+static const struct mfd__wire_limits good_limits = {
 	.nblocks = ARRAY_SIZE(good_blocks),
 	.packet_pages = 128,
 	.blocks = good_blocks,
@@ -971,14 +971,14 @@ static const struct mfd_wire_limits good_limits = {
  * packet_pages * 4 KiB; 1 <= payload_len <= bound(count * page_size). */
 static void test_pkt_validate_zstd(void **state)
 {
-	struct mfd_wire_limits lim = good_limits;
-	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-				 .type = MFD_PKT_PAGES,
-				 .flags = MFD_PKT_F_ZSTD,
-				 .block = 0,
-				 .count = 3,
-				 .zero_count = 2,
-				 .payload_len = 100 };
+	struct mfd__wire_limits lim = good_limits;
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_PAGES,
+				  .flags = MFD_PKT_F_ZSTD,
+				  .block = 0,
+				  .count = 3,
+				  .zero_count = 2,
+				  .payload_len = 100 };
 
 	(void)state;
 	lim.features = 0;
@@ -1032,8 +1032,8 @@ static void test_pkt_validate_zstd(void **state)
 
 static void test_pkt_validate(void **state)
 {
-	const struct mfd_wire_limits *lim = &good_limits;
-	struct mfd_pkt_hdr h;
+	const struct mfd__wire_limits *lim = &good_limits;
+	struct mfd__pkt_hdr h;
 
 	(void)state;
 	h = good_pages();
@@ -1100,8 +1100,8 @@ static void test_pkt_validate(void **state)
 	assert_int_equal(mfd__pkt_validate(&h, lim), 0);
 
 	/* Only PAGES headers carry anything to validate. */
-	h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT,
-				  .type = MFD_PKT_SYNC };
+	h = (struct mfd__pkt_hdr){ .magic = MFD_MAGIC_PKT,
+				   .type = MFD_PKT_SYNC };
 	assert_int_equal(mfd__pkt_validate(&h, lim), MFD_ETYPE);
 }
 
@@ -1109,7 +1109,7 @@ static void test_pkt_validate(void **state)
 static int offsets_rt(uint32_t block, uint32_t count, uint32_t zero_count,
 		      const uint64_t *host, uint64_t *out)
 {
-	struct mfd_pkt_hdr h = {
+	struct mfd__pkt_hdr h = {
 		.magic = MFD_MAGIC_PKT,
 		.type = MFD_PKT_PAGES,
 		.block = block,
@@ -1203,7 +1203,7 @@ static void test_offsets(void **state)
 
 	/* The header is re-checked: an invalid one is refused. */
 	{
-		struct mfd_pkt_hdr h = good_pages();
+		struct mfd__pkt_hdr h = good_pages();
 		uint64_t o[5] = { 0 };
 
 		h.block = 99;
@@ -1298,7 +1298,7 @@ static void fuzz_fixed(size_t size, const uint8_t *valid,
 
 static int de_hello(const uint8_t *in, uint8_t *re)
 {
-	struct mfd_hello h;
+	struct mfd__hello h;
 	int ret = mfd__hello_decode(in, &h);
 
 	if (ret == 0)
@@ -1308,7 +1308,7 @@ static int de_hello(const uint8_t *in, uint8_t *re)
 
 static int de_reply(const uint8_t *in, uint8_t *re)
 {
-	struct mfd_hello_reply r;
+	struct mfd__hello_reply r;
 	int ret = mfd__hello_reply_decode(in, &r);
 
 	if (ret == 0) {
@@ -1320,7 +1320,7 @@ static int de_reply(const uint8_t *in, uint8_t *re)
 
 static int de_ctl(const uint8_t *in, uint8_t *re)
 {
-	struct mfd_ctl_hdr h;
+	struct mfd__ctl_hdr h;
 	int ret = mfd__ctl_hdr_decode(in, &h);
 
 	if (ret == 0) {
@@ -1332,7 +1332,7 @@ static int de_ctl(const uint8_t *in, uint8_t *re)
 
 static int de_round(const uint8_t *in, uint8_t *re)
 {
-	struct mfd_round r;
+	struct mfd__round r;
 	int ret = mfd__round_decode(in, &r);
 
 	if (ret == 0)
@@ -1342,7 +1342,7 @@ static int de_round(const uint8_t *in, uint8_t *re)
 
 static int de_pkt(const uint8_t *in, uint8_t *re)
 {
-	struct mfd_pkt_hdr h;
+	struct mfd__pkt_hdr h;
 	int ret = mfd__pkt_decode(in, &h);
 
 	if (ret == 0)
@@ -1383,9 +1383,9 @@ static uint8_t *fuzz_input(const uint8_t *valid, size_t vlen, size_t maxlen,
 
 static void fuzz_setup(const uint8_t *valid, size_t vlen)
 {
-	static struct mfd_block_desc blocks[MFD_MAX_BLOCKS];
+	static struct mfd__block_desc blocks[MFD_MAX_BLOCKS];
 	static uint8_t re[SETUP_MAX_BYTES];
-	struct mfd_setup s;
+	struct mfd__setup s;
 	size_t len;
 	uint8_t *in = fuzz_input(valid, vlen, 1024, &len);
 	int ret = mfd__setup_decode(in, len, &s, blocks);
@@ -1411,7 +1411,7 @@ static void fuzz_end(const uint8_t *valid, size_t vlen)
 {
 	static uint8_t dig[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
 	static uint8_t re[32 + MFD_MAX_BLOCKS * MFD_DIGEST_SIZE];
-	struct mfd_end e;
+	struct mfd__end e;
 	size_t len;
 	uint8_t *in = fuzz_input(valid, vlen, 256, &len);
 	int ret = mfd__end_decode(in, len, &e, dig);
@@ -1427,7 +1427,7 @@ static void fuzz_end(const uint8_t *valid, size_t vlen)
 
 static void fuzz_error(const uint8_t *valid, size_t vlen)
 {
-	static struct mfd_error_msg m;
+	static struct mfd__error_msg m;
 	size_t len;
 	uint8_t *in = fuzz_input(valid, vlen, 600, &len);
 	int ret = mfd__error_decode(in, len, &m);
@@ -1447,8 +1447,8 @@ static void fuzz_error(const uint8_t *valid, size_t vlen)
 /* A PAGES header near the limits, then offsets near the block's range. */
 static void fuzz_pkt_offsets(void)
 {
-	const struct mfd_wire_limits *lim = &good_limits;
-	struct mfd_pkt_hdr h = good_pages();
+	const struct mfd__wire_limits *lim = &good_limits;
+	struct mfd__pkt_hdr h = good_pages();
 	uint64_t *off;
 	size_t n;
 	int ret;
@@ -1472,7 +1472,7 @@ static void fuzz_pkt_offsets(void)
 		return;
 	assert_true(h.block < lim->nblocks);
 
-	const struct mfd_block_desc *b = &lim->blocks[h.block];
+	const struct mfd__block_desc *b = &lim->blocks[h.block];
 	uint64_t npages = b->size / b->page_size;
 
 	n = (size_t)h.count + h.zero_count;
@@ -1518,20 +1518,20 @@ static void fuzz_pkt_offsets(void)
 
 static void test_random(void **state)
 {
-	static struct mfd_block_desc blocks[MFD_MAX_BLOCKS];
+	static struct mfd__block_desc blocks[MFD_MAX_BLOCKS];
 	static uint8_t setup_buf[SETUP_MAX_BYTES];
 	static uint8_t dig[4][MFD_DIGEST_SIZE];
-	static struct mfd_error_msg em = { MFD_EOFFSET,
-					   "offset 0x1001 in pc.ram" };
+	static struct mfd__error_msg em = { MFD_EOFFSET,
+					    "offset 0x1001 in pc.ram" };
 	uint8_t hello[MFD_HELLO_SIZE], reply[MFD_HELLO_REPLY_SIZE];
 	uint8_t ctl[MFD_CTL_HDR_SIZE], round[MFD_ROUND_SIZE];
 	uint8_t pkt[MFD_PKT_HDR_SIZE], end_buf[32 + 4 * MFD_DIGEST_SIZE];
 	uint8_t err_buf[8 + MFD_MAX_ERROR_TEXT];
-	struct mfd_setup s = good_setup(blocks);
-	struct mfd_hello h = good_hello();
-	struct mfd_hello_reply r = good_reply();
-	struct mfd_pkt_hdr p = good_pages();
-	struct mfd_end e = { .final_round = 3, .nblocks = 4, .digests = dig };
+	struct mfd__setup s = good_setup(blocks);
+	struct mfd__hello h = good_hello();
+	struct mfd__hello_reply r = good_reply();
+	struct mfd__pkt_hdr p = good_pages();
+	struct mfd__end e = { .final_round = 3, .nblocks = 4, .digests = dig };
 	const char *env;
 	uint64_t seed;
 	unsigned long iters = 20000;
@@ -1550,11 +1550,11 @@ static void test_random(void **state)
 
 	mfd__hello_encode(&h, hello);
 	mfd__hello_reply_encode(&r, reply);
-	mfd__ctl_hdr_encode(&(struct mfd_ctl_hdr){ .magic = MFD_MAGIC_CTL,
-						   .type = MFD_CTL_ROUND,
-						   .length = MFD_ROUND_SIZE },
+	mfd__ctl_hdr_encode(&(struct mfd__ctl_hdr){ .magic = MFD_MAGIC_CTL,
+						    .type = MFD_CTL_ROUND,
+						    .length = MFD_ROUND_SIZE },
 			    ctl);
-	mfd__round_encode(&(struct mfd_round){ .round = 4, .pages = 77 },
+	mfd__round_encode(&(struct mfd__round){ .round = 4, .pages = 77 },
 			  round);
 	mfd__pkt_encode(&p, pkt);
 	setup_len = (size_t)mfd__setup_encode(&s, setup_buf, sizeof(setup_buf));

@@ -113,6 +113,35 @@ enum {
 MFD_API const char *mfd_strerror(int err);
 
 /*
+ * Diagnostics. The library reports what went wrong in three ways: the
+ * return code; the first failure's full reason, kept with the handle
+ * (mfd_source_error_text(), mfd_dest_error_text()); and log lines.
+ *
+ * By default log lines go to stderr, one write per line, as
+ * "multifd: LEVEL: text", for levels up to $MFD_LOG (a number; default
+ * MFD_LOG_WARN). mfd_set_log(fn, opaque, level) sends every line of a level
+ * up to level (MFD_LOG_ERROR ... MFD_LOG_DEBUG) to fn instead, without the
+ * prefix and without a newline; then the library writes nothing to stderr.
+ * mfd_set_log(NULL, NULL, level) returns to stderr with that level (a
+ * negative level: $MFD_LOG or the default).
+ *
+ * The setting is process-wide (the library is linked once per process).
+ * fn may be called from any of the library's threads, concurrently, while
+ * a handle lives; msg is valid for the call only. fn must not call back
+ * into the library. Set it before the first handle is created, or at a
+ * time no migration runs: a line being logged while it changes may still
+ * reach the previous sink.
+ */
+enum {
+	MFD_LOG_ERROR = 0, /* a migration failed, or a peer was refused */
+	MFD_LOG_WARN = 1,  /* something degraded or fell back */
+	MFD_LOG_INFO = 2,  /* choices made (tracker, throttle) */
+	MFD_LOG_DEBUG = 3  /* per round */
+};
+typedef void (*mfd_log_fn)(void *opaque, int level, const char *msg);
+MFD_API void mfd_set_log(mfd_log_fn fn, void *opaque, int level);
+
+/*
  * Configuration: every key lives in one table in the library; docs/config.md
  * lists them with type, default, range and meaning. Values are strings:
  * sizes accept K/M/G suffixes, times ms/s, booleans on/off/true/false/1/0.
@@ -271,6 +300,7 @@ typedef struct mfd_round_stats {
 	uint64_t dirty_pages;	       /* dirty at the sync that ended it */
 	uint64_t dirty_rate_bps;       /* dirty bytes / time since last sync */
 	uint64_t expected_downtime_ns; /* dirty bytes / bandwidth */
+	uint64_t dirty_bytes;	       /* dirty at the sync that ended it */
 } mfd_round_stats;
 
 /* ------------------------------------------------------------------ */
@@ -346,6 +376,17 @@ MFD_API int mfd_source_cancel(mfd_source *src);
 /* Any thread. size = sizeof(*st) as the caller knows it. */
 MFD_API int mfd_source_get_stats(mfd_source *src, mfd_stats *st, size_t size);
 /*
+ * The full reason of the first failure of the current or last migration,
+ * e.g. "destination reported: destination: SETUP refused: ...: block 0:
+ * ...", a TLS or connection failure, or a configuration error of
+ * mfd_source_start(); "" while nothing failed. It is the text the library
+ * logged at the failure (or, where it logged none, mfd_strerror() of the
+ * code), so it says more than the code mfd_source_wait() returns. Any
+ * thread; the text stays valid and unchanged until the next
+ * mfd_source_start() or mfd_source_free().
+ */
+MFD_API const char *mfd_source_error_text(mfd_source *src);
+/*
  * Record of round i (0-based) of the current or last migration; -ENOENT
  * when round i has not ended (yet). Any thread. size = sizeof(*rec).
  */
@@ -398,6 +439,10 @@ MFD_API int mfd_dest_get_uri(mfd_dest *dst, char *buf, size_t len);
 MFD_API int mfd_dest_wait(mfd_dest *dst);
 MFD_API int mfd_dest_cancel(mfd_dest *dst);
 MFD_API int mfd_dest_get_stats(mfd_dest *dst, mfd_stats *st, size_t size);
+/* As mfd_source_error_text(), for the incoming migration: e.g. "setup
+ * refused: ...: block 0: ..." when SETUP does not match the registered
+ * blocks. Valid until mfd_dest_free(). */
+MFD_API const char *mfd_dest_error_text(mfd_dest *dst);
 
 #ifdef __cplusplus
 }

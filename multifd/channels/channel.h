@@ -6,6 +6,8 @@
 #ifndef MULTIFD_CHANNEL_H
 #define MULTIFD_CHANNEL_H
 
+#include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,6 +68,17 @@ struct mfd__chan_ops {
 	int (*round_fence)(struct mfd__chan *c);
 	/* Destination, after the round barrier: round r is applied. */
 	int (*round_applied)(struct mfd__chan *c);
+	/*
+	 * Destination, before the handshake, so that a silent or slow peer
+	 * costs nothing but a slot: whether the peer's first message is
+	 * complete in the receive buffer, need bytes of it (the hello) or
+	 * what the transport's own framing says (a TLS record). 1: it is
+	 * (nothing consumed); 0: not yet, and poll(2) on fd wakes when it
+	 * may be (the op may set a receive low-water mark); < 0: the peer
+	 * closed short of it. revents: what poll reported on fd, 0 before
+	 * the first poll. Without the op a channel is ready when readable.
+	 */
+	int (*first_ready)(struct mfd__chan *c, uint32_t need, short revents);
 };
 
 struct mfd__chan {
@@ -108,6 +121,16 @@ static inline int mfd__chan_recv_payload(struct mfd__chan *c, uint32_t block,
 	return c->ops->recv_payload
 		       ? c->ops->recv_payload(c, block, iov, iovcnt)
 		       : c->ops->recvv(c, iov, iovcnt);
+}
+
+static inline int mfd__chan_first_ready(struct mfd__chan *c, uint32_t need,
+					short revents)
+{
+	if (revents & POLLNVAL)
+		return -EBADF;
+	if (c->ops->first_ready)
+		return c->ops->first_ready(c, need, revents);
+	return !!(revents & (POLLIN | POLLHUP | POLLERR));
 }
 
 struct mfd__transport;
@@ -184,6 +207,9 @@ int mfd__tcp_recvv(struct mfd__chan *c, struct iovec *iov, int iovcnt);
  * -ECANCELED or -errno. */
 int mfd__wait_fd_until(int fd, short events, uint64_t deadline,
 		       const int *cancel);
+/* first_ready of socket channels: FIONREAD against need, with
+ * SO_RCVLOWAT = need while short (1 again once ready). */
+int mfd__tcp_first_ready(struct mfd__chan *c, uint32_t need, short revents);
 /* Sets SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd to ms (0: none). */
 int mfd__sock_timeout(int fd, int opt, uint64_t ms);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <arpa/inet.h>
@@ -131,6 +132,32 @@ static void tcp_close(struct mfd__chan *c)
 	free(c);
 }
 
+/* Wakes poll() only when need bytes are there (or on EOF). */
+static bool set_lowat(int fd, uint32_t need)
+{
+	int v = (int)need;
+	return setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &v, sizeof(v)) == 0;
+}
+
+int mfd__tcp_first_ready(struct mfd__chan *c, uint32_t need, short revents)
+{
+	int avail = 0;
+	/* Not countable (never for a socket): ready when readable. */
+	if (ioctl(c->fd, FIONREAD, &avail) < 0)
+		return !!(revents & (POLLIN | POLLHUP | POLLERR));
+	if ((uint32_t)avail >= need) {
+		set_lowat(c->fd, 1);
+		return 1;
+	}
+	/* Readable yet short: the peer closed before a full message (the
+	 * kernel reports EOF as readable). */
+	if (revents & (POLLHUP | POLLRDHUP | POLLERR))
+		return -ECONNRESET;
+	if (!set_lowat(c->fd, need))
+		return !!(revents & POLLIN);
+	return 0;
+}
+
 static const struct mfd__chan_ops tcp_ops = {
 	.name = "tcp",
 	.sendv = tcp_sendv,
@@ -139,6 +166,7 @@ static const struct mfd__chan_ops tcp_ops = {
 	.set_timeout = tcp_set_timeout,
 	.shutdown = tcp_shutdown,
 	.close = tcp_close,
+	.first_ready = mfd__tcp_first_ready,
 };
 
 void mfd__tcp_peer_name(int fd, char *buf, size_t len)

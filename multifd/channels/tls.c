@@ -825,8 +825,89 @@ int mfd__tls_wrap_client(struct mfd__tls *t, struct mfd__chan **c,
 	return t ? wrap(t, c, timeout_ms) : 0;
 }
 
+/*
+ * A server connection before its handshake, held by the destination's
+ * queue of pending connections: its first_ready waits for the whole first
+ * TLS record (the ClientHello), not for a hello's bytes. Nothing else is
+ * called on it before mfd__tls_wrap_server() unwraps it.
+ */
+#define TLS_RECORD_HDR 5
+/* A TLS record: 2^14 bytes of plaintext plus the most expansion allowed. */
+#define TLS_RECORD_MAX (TLS_RECORD_HDR + 16384 + 2048)
+
+struct tls_expect {
+	struct mfd__chan c;
+	struct mfd__chan *inner;
+	uint32_t need; /* 0: the record header is not read yet */
+};
+
+static int expect_first_ready(struct mfd__chan *c, uint32_t need, short revents)
+{
+	struct tls_expect *e = (struct tls_expect *)c;
+	(void)need; /* the record's own length counts */
+	if (e->need)
+		return mfd__chan_first_ready(e->inner, e->need, revents);
+	int ret = mfd__chan_first_ready(e->inner, TLS_RECORD_HDR, revents);
+	if (ret <= 0)
+		return ret;
+	uint8_t h[TLS_RECORD_HDR];
+	if (recv(e->inner->fd, h, sizeof(h), MSG_PEEK | MSG_DONTWAIT) !=
+	    (ssize_t)sizeof(h))
+		return -ECONNRESET;
+	e->need = TLS_RECORD_HDR + ((uint32_t)h[3] << 8 | h[4]);
+	/* Not a handshake record, or too long to wait for: the handshake
+	 * refuses it at once, so the header is all it needs (also when
+	 * asked again). */
+	if (h[0] != 0x16 || e->need > TLS_RECORD_MAX)
+		e->need = TLS_RECORD_HDR;
+	return mfd__chan_first_ready(e->inner, e->need, revents);
+}
+
+static void expect_shutdown(struct mfd__chan *c, int how)
+{
+	struct tls_expect *e = (struct tls_expect *)c;
+	e->inner->ops->shutdown(e->inner, how);
+}
+
+static void expect_close(struct mfd__chan *c)
+{
+	struct tls_expect *e = (struct tls_expect *)c;
+	e->inner->ops->close(e->inner);
+	free(e);
+}
+
+static const struct mfd__chan_ops expect_ops = {
+	.name = "tls-accept",
+	.shutdown = expect_shutdown,
+	.close = expect_close,
+	.first_ready = expect_first_ready,
+};
+
+int mfd__tls_expect(struct mfd__tls *t, struct mfd__chan **c)
+{
+	if (!t)
+		return 0;
+	struct tls_expect *e = calloc(1, sizeof(*e));
+	if (!e) {
+		(*c)->ops->close(*c);
+		*c = NULL;
+		return -ENOMEM;
+	}
+	e->c.ops = &expect_ops;
+	e->c.fd = (*c)->fd;
+	memcpy(e->c.peer, (*c)->peer, sizeof(e->c.peer));
+	e->inner = *c;
+	*c = &e->c;
+	return 0;
+}
+
 int mfd__tls_wrap_server(struct mfd__tls *t, struct mfd__chan **c,
 			 uint64_t timeout_ms)
 {
+	if (*c && (*c)->ops == &expect_ops) {
+		struct tls_expect *e = (struct tls_expect *)*c;
+		*c = e->inner;
+		free(e);
+	}
 	return t ? wrap(t, c, timeout_ms) : 0;
 }

@@ -46,6 +46,13 @@ void mfd__tls_free(struct mfd__tls *t);
  * The server answers a plaintext multifd hello with a plaintext refusal
  * (MFD_ETLS), so a source without TLS learns why.
  */
+/*
+ * Server, as a connection is accepted: wraps *c so that its first_ready op
+ * waits for the whole first TLS record instead of a hello (no I/O here).
+ * mfd__tls_wrap_server() takes the wrapped channel. 0, or -ENOMEM with the
+ * connection closed and *c = NULL. With t == NULL: 0, *c left alone.
+ */
+int mfd__tls_expect(struct mfd__tls *t, struct mfd__chan **c);
 int mfd__tls_wrap_client(struct mfd__tls *t, struct mfd__chan **c,
 			 uint64_t timeout_ms);
 int mfd__tls_wrap_server(struct mfd__tls *t, struct mfd__chan **c,

@@ -407,6 +407,7 @@ static const struct mfd__chan_ops uring_ops = {
 	.set_timeout = uring_set_timeout,
 	.shutdown = uring_shutdown,
 	.close = uring_close,
+	.first_ready = mfd__tcp_first_ready,
 };
 
 /* The address of a sockaddr_in or _in6 (v4-mapped as v4), *len bytes. */

@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		reply[MFD_HELLO_REPLY_SIZE] = { 0 };
 	uint8_t nonce_d[MFD_AUTH_NONCE_SIZE] = { 0 };
 	for (int i = 0; i < 3 && size >= MFD_AUTH_MSG_SIZE; i++) {
-		struct mfd_auth_msg m;
+		struct mfd__auth_msg m;
 		uint8_t again[MFD_AUTH_MSG_SIZE];
 		uint8_t mac[MFD_AUTH_MAC_SIZE];
 		int ret = mfd__auth_msg_decode(data, order[i], &m);

@@ -10,13 +10,13 @@
 #include "multifd/wire.h"
 #include "multifd/devwire.h"
 
-static struct mfd_block_desc blocks[MFD_MAX_BLOCKS];
+static struct mfd__block_desc blocks[MFD_MAX_BLOCKS];
 static uint8_t digests[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
 static uint8_t again[MFD_MAX_CTL_PAYLOAD];
 
 static void setup(const uint8_t *p, size_t len)
 {
-	struct mfd_setup s;
+	struct mfd__setup s;
 	if (mfd__setup_decode(p, len, &s, blocks))
 		return;
 	FUZZ_ASSERT(s.nblocks >= 1 && s.nblocks <= MFD_MAX_BLOCKS);
@@ -37,7 +37,7 @@ static void setup(const uint8_t *p, size_t len)
 
 static void end(const uint8_t *p, size_t len)
 {
-	struct mfd_end e;
+	struct mfd__end e;
 	if (mfd__end_decode(p, len, &e, digests))
 		return;
 	FUZZ_ASSERT(e.nblocks >= 1 && e.nblocks <= MFD_MAX_BLOCKS);
@@ -48,7 +48,7 @@ static void end(const uint8_t *p, size_t len)
 
 static void error(const uint8_t *p, size_t len)
 {
-	struct mfd_error_msg m;
+	struct mfd__error_msg m;
 	if (mfd__error_decode(p, len, &m))
 		return;
 	FUZZ_ASSERT(m.code < 0);
@@ -62,7 +62,7 @@ static char names[MFD_MAX_DEVICES_WIRE][MFD_MAX_DEV_NAME_WIRE + 1];
 
 static void devices(const uint8_t *p, size_t len)
 {
-	struct mfd_devices d;
+	struct mfd__devices d;
 	if (mfd__devices_decode(p, len, &d, names))
 		return;
 	FUZZ_ASSERT(d.ndevices >= 1 && d.ndevices <= MFD_MAX_DEVICES_WIRE);
@@ -82,11 +82,11 @@ static void devices(const uint8_t *p, size_t len)
 /* A DEVICE_DATA chunk against limits taken from its own first byte. */
 static void devdata(const uint8_t *p, size_t len)
 {
-	struct mfd_dev_limits lim = {
+	struct mfd__dev_limits lim = {
 		.ndevices = len ? p[0] % 8 + 1u : 1,
 		.chunk_max = MFD_DEV_CHUNK_MIN << (len > 1 ? p[1] % 4 : 0),
 	};
-	struct mfd_devdata m;
+	struct mfd__devdata m;
 	if (mfd__devdata_decode(p, len, &lim, &m))
 		return;
 	FUZZ_ASSERT(m.device < lim.ndevices);
@@ -99,7 +99,7 @@ static void devdata(const uint8_t *p, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct mfd_ctl_hdr h;
+	struct mfd__ctl_hdr h;
 	if (size < MFD_CTL_HDR_SIZE || mfd__ctl_hdr_decode(data, &h))
 		return 0;
 	FUZZ_ASSERT(h.length <= MFD_MAX_CTL_PAYLOAD);
@@ -120,7 +120,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		setup(p, h.length);
 		break;
 	case MFD_CTL_ROUND: {
-		struct mfd_round r;
+		struct mfd__round r;
 		FUZZ_ASSERT(h.length == MFD_ROUND_SIZE);
 		(void)mfd__round_decode(p, &r);
 		break;

@@ -36,8 +36,8 @@
 #define MAX_PAGES 32
 
 struct ctx {
-	struct mfd_block_desc blk;
-	struct mfd_wire_limits lim;
+	struct mfd__block_desc blk;
+	struct mfd__wire_limits lim;
 	uint8_t *host;
 	uint32_t npages, psize;
 	struct mfd__codec dc; /* the destination's, for the whole input */
@@ -122,7 +122,7 @@ static void wire_mode(struct ctx *x, const uint8_t *data, size_t size)
 	uint64_t off[MFD_MAX_PACKET_PAGES];
 	struct iovec iov[MAX_PAGES];
 	while (size >= MFD_PKT_HDR_SIZE) {
-		struct mfd_pkt_hdr h;
+		struct mfd__pkt_hdr h;
 		if (mfd__pkt_decode(data, &h) || h.type != MFD_PKT_PAGES ||
 		    !(h.flags & MFD_PKT_F_ZSTD) ||
 		    mfd__pkt_validate(&h, &x->lim))
@@ -194,11 +194,11 @@ static void roundtrip_mode(struct ctx *x, const uint8_t *data, size_t size)
 		FUZZ_ASSERT(sc.ops->compress(&sc, pages, n, x->psize, &clen) ==
 			    0);
 		/* What the source sends passes the destination's checks. */
-		struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-					 .type = MFD_PKT_PAGES,
-					 .flags = MFD_PKT_F_ZSTD,
-					 .count = n,
-					 .payload_len = (uint32_t)clen };
+		struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+					  .type = MFD_PKT_PAGES,
+					  .flags = MFD_PKT_F_ZSTD,
+					  .count = n,
+					  .payload_len = (uint32_t)clen };
 		FUZZ_ASSERT(clen <= mfd__zstd_bound(raw));
 		FUZZ_ASSERT(mfd__pkt_validate(&h, &x->lim) == 0);
 		/* Destination pages first..first+n, as one or two iovecs. */

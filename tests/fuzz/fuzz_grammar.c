@@ -76,7 +76,7 @@ static bool m_done(const struct chan *c)
 }
 
 /* The model's verdict: 0 or the code of the first rule broken. */
-static int expect(const struct chan *c, const struct mfd_pkt_hdr *h,
+static int expect(const struct chan *c, const struct mfd__pkt_hdr *h,
 		  uint32_t final)
 {
 	bool known = final != MFD_ROUND_UNKNOWN;
@@ -123,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			final = op[1];
 			continue;
 		}
-		struct mfd_pkt_hdr h = {
+		struct mfd__pkt_hdr h = {
 			.magic = MFD_MAGIC_PKT,
 			.type = (uint16_t)t,
 			.round = round,

@@ -10,7 +10,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size >= MFD_HELLO_SIZE) {
-		struct mfd_hello h;
+		struct mfd__hello h;
 		uint8_t again[MFD_HELLO_SIZE];
 		if (mfd__hello_decode(data, &h) == 0) {
 			FUZZ_ASSERT(h.nchannels >= 1 &&
@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= MFD_HELLO_SIZE;
 	}
 	if (size >= MFD_HELLO_REPLY_SIZE) {
-		struct mfd_hello_reply r;
+		struct mfd__hello_reply r;
 		uint8_t again[MFD_HELLO_REPLY_SIZE];
 		if (mfd__hello_reply_decode(data, &r) == 0) {
 			/* A refusal can never read as success. */

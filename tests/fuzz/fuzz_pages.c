@@ -21,8 +21,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct mfd_block_desc blocks[NBLK];
-	struct mfd_wire_limits lim = { .blocks = blocks };
+	struct mfd__block_desc blocks[NBLK];
+	struct mfd__wire_limits lim = { .blocks = blocks };
 	if (size < 1)
 		return 0;
 	lim.nblocks = (data[0] % NBLK) + 1u;
@@ -42,14 +42,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	lim.packet_pages = mfd__get_le16(data) % MFD_MAX_PACKET_PAGES + 1u;
 	data += 2, size -= 2;
 
-	struct mfd_pkt_hdr h;
+	struct mfd__pkt_hdr h;
 	int ret = mfd__pkt_decode(data, &h);
 	data += MFD_PKT_HDR_SIZE, size -= MFD_PKT_HDR_SIZE;
 	if (ret || h.type != MFD_PKT_PAGES)
 		return 0;
 	if (mfd__pkt_validate(&h, &lim))
 		return 0;
-	const struct mfd_block_desc *b = &blocks[h.block];
+	const struct mfd__block_desc *b = &blocks[h.block];
 	size_t olen = mfd__pkt_offsets_size(&h);
 	FUZZ_ASSERT(olen <= MFD_MAX_PACKET_PAGES * sizeof(uint64_t));
 	FUZZ_ASSERT((uint64_t)h.payload_len ==

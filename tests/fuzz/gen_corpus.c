@@ -36,9 +36,9 @@ static void put(const char *target, const char *name, const void *buf,
 
 static size_t ctl(uint8_t *out, uint16_t type, const void *p, uint32_t len)
 {
-	struct mfd_ctl_hdr h = { .magic = MFD_MAGIC_CTL,
-				 .type = type,
-				 .length = len };
+	struct mfd__ctl_hdr h = { .magic = MFD_MAGIC_CTL,
+				  .type = type,
+				  .length = len };
 	mfd__ctl_hdr_encode(&h, out);
 	memcpy(out + MFD_CTL_HDR_SIZE, p, len);
 	return MFD_CTL_HDR_SIZE + len;
@@ -47,15 +47,15 @@ static size_t ctl(uint8_t *out, uint16_t type, const void *p, uint32_t len)
 static void hello(void)
 {
 	uint8_t buf[MFD_HELLO_SIZE + MFD_HELLO_REPLY_SIZE];
-	struct mfd_hello h = { .magic = MFD_MAGIC_HELLO,
-			       .version = MFD_PROTO_VERSION,
-			       .role = MFD_ROLE_MAIN,
-			       .nchannels = 4,
-			       .features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH };
+	struct mfd__hello h = { .magic = MFD_MAGIC_HELLO,
+				.version = MFD_PROTO_VERSION,
+				.role = MFD_ROLE_MAIN,
+				.nchannels = 4,
+				.features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH };
 	memset(h.session, 0xa5, sizeof(h.session));
-	struct mfd_hello_reply r = { .magic = MFD_MAGIC_HELLO,
-				     .version = MFD_PROTO_VERSION,
-				     .features = h.features };
+	struct mfd__hello_reply r = { .magic = MFD_MAGIC_HELLO,
+				      .version = MFD_PROTO_VERSION,
+				      .features = h.features };
 	mfd__hello_encode(&h, buf);
 	mfd__hello_reply_encode(&r, buf + MFD_HELLO_SIZE);
 	put("hello", "main-accepted", buf, sizeof(buf));
@@ -73,40 +73,40 @@ static void hello(void)
 static void control(void)
 {
 	static uint8_t buf[MFD_CTL_HDR_SIZE + 8192], p[8192];
-	struct mfd_block_desc b[3] = {
+	struct mfd__block_desc b[3] = {
 		{ .name = "pc.ram", .size = 1 << 30, .page_size = 4096 },
 		{ .name = "vga.vram", .size = 16 << 20, .page_size = 4096 },
 		{ .name = "huge", .size = 1ULL << 31, .page_size = 1u << 21 },
 	};
-	struct mfd_setup su = { .nblocks = 3,
-				.packet_pages = 128,
-				.nchannels = 2,
-				.features = MFD_FEAT_VERIFY,
-				.blocks = b };
+	struct mfd__setup su = { .nblocks = 3,
+				 .packet_pages = 128,
+				 .nchannels = 2,
+				 .features = MFD_FEAT_VERIFY,
+				 .blocks = b };
 	int n = mfd__setup_encode(&su, p, sizeof(p));
 	put("ctl", "setup3", buf, ctl(buf, MFD_CTL_SETUP, p, (uint32_t)n));
 	su.nblocks = 1;
 	n = mfd__setup_encode(&su, p, sizeof(p));
 	put("ctl", "setup1", buf, ctl(buf, MFD_CTL_SETUP, p, (uint32_t)n));
 
-	struct mfd_round r = { .round = 7, .pages = 1234 };
+	struct mfd__round r = { .round = 7, .pages = 1234 };
 	mfd__round_encode(&r, p);
 	put("ctl", "round", buf, ctl(buf, MFD_CTL_ROUND, p, MFD_ROUND_SIZE));
 
 	uint8_t dg[3][MFD_DIGEST_SIZE];
 	memset(dg, 0x5a, sizeof(dg));
-	struct mfd_end e = { .final_round = 3,
-			     .nblocks = 3,
-			     .total_pages = 99,
-			     .total_packets = 9,
-			     .digests = dg };
+	struct mfd__end e = { .final_round = 3,
+			      .nblocks = 3,
+			      .total_pages = 99,
+			      .total_packets = 9,
+			      .digests = dg };
 	n = mfd__end_encode(&e, p, sizeof(p));
 	put("ctl", "end-digests", buf, ctl(buf, MFD_CTL_END, p, (uint32_t)n));
 	e.digests = NULL;
 	n = mfd__end_encode(&e, p, sizeof(p));
 	put("ctl", "end", buf, ctl(buf, MFD_CTL_END, p, (uint32_t)n));
 
-	struct mfd_error_msg m = { .code = MFD_EOFFSET };
+	struct mfd__error_msg m = { .code = MFD_EOFFSET };
 	snprintf(m.text, sizeof(m.text), "destination: bad offset");
 	n = mfd__error_encode(&m, p, sizeof(p));
 	put("ctl", "error", buf, ctl(buf, MFD_CTL_ERROR, p, (uint32_t)n));
@@ -115,19 +115,19 @@ static void control(void)
 
 	static char names[2][MFD_MAX_DEV_NAME_WIRE + 1] = { "vfio-0000:3b:00.0",
 							    "virtio-net" };
-	struct mfd_devices dv = { .ndevices = 2,
-				  .transfer = MFD_DEV_XFER_MULTIFD,
-				  .chunk_max = 1 << 16,
-				  .names = names };
+	struct mfd__devices dv = { .ndevices = 2,
+				   .transfer = MFD_DEV_XFER_MULTIFD,
+				   .chunk_max = 1 << 16,
+				   .names = names };
 	n = mfd__devices_encode(&dv, p, sizeof(p));
 	if (n < 0)
 		exit(1);
 	put("ctl", "devices", buf, ctl(buf, MFD_CTL_DEVICES, p, (uint32_t)n));
 	/* Chunk 3 of device 1, last, 8 bytes; limits from its first bytes:
 	 * device 1 < (1 % 8 + 1) devices, chunk_max 4096. */
-	struct mfd_devdata dd = { .device = 1,
-				  .seq = 3,
-				  .flags = MFD_DEVCHUNK_LAST };
+	struct mfd__devdata dd = { .device = 1,
+				   .seq = 3,
+				   .flags = MFD_DEVCHUNK_LAST };
 	mfd__devdata_prefix_encode(&dd, p);
 	memcpy(p + MFD_DEVDATA_PREFIX, "devstate", 8);
 	put("ctl", "device-data", buf,
@@ -149,13 +149,13 @@ static void pages(void)
 {
 	uint8_t buf[8 + MFD_PKT_HDR_SIZE + 16 * 8];
 	size_t n = limits(buf, 12, 1024, 128);
-	struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-				 .type = MFD_PKT_PAGES,
-				 .round = 1,
-				 .count = 3,
-				 .zero_count = 2,
-				 .payload_len = 3 * 4096,
-				 .seq = 5 };
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_PAGES,
+				  .round = 1,
+				  .count = 3,
+				  .zero_count = 2,
+				  .payload_len = 3 * 4096,
+				  .seq = 5 };
 	mfd__pkt_encode(&h, buf + n);
 	uint64_t off[5] = { 0, 4096, 3 * 4096, 2 * 4096, 100 * 4096 };
 	mfd__pkt_offsets_encode(off, 5);
@@ -172,11 +172,11 @@ static void pages(void)
 	memcpy(buf + n + MFD_PKT_HDR_SIZE, off, 8);
 	put("pages", "pages-huge", buf, n + MFD_PKT_HDR_SIZE + 8);
 
-	h = (struct mfd_pkt_hdr){ .magic = MFD_MAGIC_PKT,
-				  .type = MFD_PKT_SYNC,
-				  .round = 2,
-				  .count = 10,
-				  .seq = 11 };
+	h = (struct mfd__pkt_hdr){ .magic = MFD_MAGIC_PKT,
+				   .type = MFD_PKT_SYNC,
+				   .round = 2,
+				   .count = 10,
+				   .seq = 11 };
 	n = limits(buf, 12, 16, 16);
 	mfd__pkt_encode(&h, buf + n);
 	put("pages", "sync", buf, n + MFD_PKT_HDR_SIZE);
@@ -185,8 +185,8 @@ static void pages(void)
 static void auth(void)
 {
 	uint8_t buf[MFD_AUTH_MSG_SIZE * 3];
-	struct mfd_auth_msg m = { .magic = MFD_MAGIC_AUTH,
-				  .type = MFD_AUTH_CHALLENGE };
+	struct mfd__auth_msg m = { .magic = MFD_MAGIC_AUTH,
+				   .type = MFD_AUTH_CHALLENGE };
 	memset(m.nonce, 0x11, sizeof(m.nonce));
 	mfd__auth_msg_encode(&m, buf);
 	m.type = MFD_AUTH_RESPONSE;
@@ -229,13 +229,13 @@ static void decompress(void)
 		size_t clen;
 		if (c.ops->compress(&c, pages, cnt, 4096, &clen))
 			exit(1);
-		struct mfd_pkt_hdr h = { .magic = MFD_MAGIC_PKT,
-					 .type = MFD_PKT_PAGES,
-					 .flags = MFD_PKT_F_ZSTD,
-					 .round = 1,
-					 .count = cnt,
-					 .payload_len = (uint32_t)clen,
-					 .seq = p };
+		struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+					  .type = MFD_PKT_PAGES,
+					  .flags = MFD_PKT_F_ZSTD,
+					  .round = 1,
+					  .count = cnt,
+					  .payload_len = (uint32_t)clen,
+					  .seq = p };
 		mfd__pkt_encode(&h, buf + n);
 		n += MFD_PKT_HDR_SIZE;
 		uint64_t off[4];

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: MIT */
+#include "kvm_migrate.h"
+#include "vmm.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "multifd/device.h"
+
+struct kdev {
+	struct vmm *vm;
+	int vcpu; /* -1: the VM's own state */
+	int state;
+	uint8_t *buf;
+	size_t len, cap, off;
+	int err;
+};
+
+struct side {
+	struct vmm *vm;
+	struct kdev dev[VMM_MAX_VCPUS + 1];
+	unsigned ndev;
+	int running;
+	struct kvm_mig_result *res;
+	char err[128];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+int kvm_stamp_parse(const char *line, uint64_t *seq, uint64_t *work,
+		    uint64_t *bad)
+{
+	unsigned long long s, w, r, b;
+	if (sscanf(line, "stamp seq=%llu work=%llu writes=%llu bad=%llu", &s,
+		   &w, &r, &b) != 4)
+		return -EINVAL;
+	*seq = s;
+	*work = w;
+	*bad = b;
+	return 0;
+}
+
+/* ---- devices: vCPU and VM state through the device API ---- */
+
+static int dev_set_state(void *opaque, int new_state)
+{
+	struct kdev *d = opaque;
+	if (new_state == MFD_DEV_STOP_COPY) {
+		/* The stop hook has parked the vCPUs: read the state now. */
+		free(d->buf);
+		d->buf = NULL;
+		d->len = d->off = 0;
+		void *b;
+		size_t l;
+		int ret = d->vcpu < 0 ? vmm_save_vm(d->vm, &b, &l)
+				      : vmm_save_vcpu(d->vm, d->vcpu, &b, &l);
+		if (ret)
+			return ret;
+		d->buf = b;
+		d->len = d->cap = l;
+	} else if (new_state == MFD_DEV_RESUMING) {
+		d->len = d->off = 0;
+	} else if (new_state == MFD_DEV_RUNNING && d->state != MFD_DEV_STOP) {
+		free(d->buf);
+		d->buf = NULL;
+		d->len = d->cap = d->off = 0;
+	}
+	d->state = new_state;
+	return 0;
+}
+
+static int dev_get_state(void *opaque, int *state)
+{
+	*state = ((struct kdev *)opaque)->state;
+	return 0;
+}
+
+static ssize_t dev_save(void *opaque, void *buf, size_t len)
+{
+	struct kdev *d = opaque;
+	size_t n = d->len - d->off < len ? d->len - d->off : len;
+	memcpy(buf, d->buf + d->off, n);
+	d->off += n;
+	return (ssize_t)n;
+}
+
+static int dev_load(void *opaque, const void *buf, size_t len)
+{
+	struct kdev *d = opaque;
+	if (len > (16U << 20) - d->len)
+		return -EFBIG;
+	if (d->len + len > d->cap) {
+		size_t cap = d->cap ? d->cap : 16384;
+		while (cap < d->len + len)
+			cap *= 2;
+		uint8_t *p = realloc(d->buf, cap);
+		if (!p)
+			return -ENOMEM;
+		d->buf = p;
+		d->cap = cap;
+	}
+	memcpy(d->buf + d->len, buf, len);
+	d->len += len;
+	return 0;
+}
+
+static const mfd_device_ops kdev_ops = {
+	.caps = MFD_DEV_CAP_STOP_COPY,
+	.set_state = dev_set_state,
+	.get_state = dev_get_state,
+	.save = dev_save,
+	.load = dev_load,
+};
+
+static void side_devices(struct side *s)
+{
+	s->ndev = vmm_vcpus(s->vm) + 1;
+	for (unsigned i = 0; i < s->ndev; i++) {
+		s->dev[i] = (struct kdev){ .vm = s->vm,
+					   .vcpu = (int)i - 1,
+					   .state = MFD_DEV_RUNNING };
+	}
+}
+
+static void side_free(struct side *s)
+{
+	for (unsigned i = 0; i < s->ndev; i++)
+		free(s->dev[i].buf);
+	vmm_free(s->vm);
+}
+
+static const char *dev_name(unsigned i, char *buf, size_t len)
+{
+	if (i == 0)
+		snprintf(buf, len, "kvm-vm");
+	else
+		snprintf(buf, len, "kvm-vcpu%u", i - 1);
+	return buf;
+}
+
+/* ---- source hooks ---- */
+
+static int h_stop(void *opaque)
+{
+	return vmm_pause(((struct side *)opaque)->vm);
+}
+
+static int h_resume(void *opaque)
+{
+	return vmm_resume(((struct side *)opaque)->vm);
+}
+
+static int h_throttle(void *opaque, int percent)
+{
+	return vmm_throttle(((struct side *)opaque)->vm,
+			    percent > 99 ? 99 : percent);
+}
+
+static int h_sync_dirty(void *opaque, unsigned block, uint64_t *bitmap,
+			uint64_t npages)
+{
+	struct side *s = opaque;
+	uint64_t t = now_ns();
+	long n = vmm_sync_dirty(s->vm, bitmap, npages);
+	s->res->sync_ns += now_ns() - t;
+	s->res->syncs++;
+	if (n < 0)
+		return (int)n;
+	s->res->dirty_pages += (uint64_t)n;
+	return 0;
+}
+
+/* ---- destination hooks ---- */
+
+static int h_loaded(void *opaque)
+{
+	struct side *s = opaque;
+	int ret;
+	for (unsigned i = 0; i < s->ndev; i++)
+		if (!s->dev[i].len) {
+			snprintf(s->err, sizeof(s->err),
+				 "device %u: no state arrived", i);
+			return -EPROTO;
+		}
+	/* VM state first, then every vCPU (Firecracker's order within). */
+	if ((ret = vmm_restore_vm(s->vm, s->dev[0].buf, s->dev[0].len))) {
+		snprintf(s->err, sizeof(s->err), "VM state: %s",
+			 strerror(-ret));
+		return ret;
+	}
+	for (unsigned i = 1; i < s->ndev; i++)
+		if ((ret = vmm_restore_vcpu(s->vm, i - 1, s->dev[i].buf,
+					    s->dev[i].len))) {
+			snprintf(s->err, sizeof(s->err), "vCPU %u state: %s",
+				 i - 1, strerror(-ret));
+			return ret;
+		}
+	if ((ret = vmm_start(s->vm)))
+		return ret;
+	s->running = 1;
+	return 0;
+}
+
+/* ---- the guest's view: its COM1 lines ---- */
+
+struct span {
+	uint64_t t0, t1, w0, w1, seq_last, bad_last, lines;
+	uint64_t first_ns, last_ns, seq_first;
+};
+
+/* Stamp lines of vm whose time is in [from, to). */
+static void scan(struct vmm *vm, uint64_t from, uint64_t to, struct span *sp)
+{
+	memset(sp, 0, sizeof(*sp));
+	size_t n = vmm_serial_lines(vm);
+	char line[192];
+	for (size_t i = 0; i < n; i++) {
+		uint64_t ns, seq, work, bad;
+		if (vmm_serial_line(vm, i, &ns, line, sizeof(line)) ||
+		    kvm_stamp_parse(line, &seq, &work, &bad))
+			continue;
+		if (ns < from || ns >= to)
+			continue;
+		if (!sp->lines) {
+			sp->t0 = sp->first_ns = ns;
+			sp->w0 = work;
+			sp->seq_first = seq;
+		}
+		sp->t1 = sp->last_ns = ns;
+		sp->w1 = work;
+		sp->seq_last = seq;
+		sp->bad_last = bad;
+		sp->lines++;
+	}
+}
+
+static double rate(const struct span *sp)
+{
+	if (sp->lines < 2 || sp->t1 <= sp->t0)
+		return 0;
+	return (double)(sp->w1 - sp->w0) * 1e9 / (double)(sp->t1 - sp->t0);
+}
+
+/* ---- the run ---- */
+
+static int make_side(struct side *s, const struct kvm_mig_opts *o, int source,
+		     struct kvm_mig_result *res)
+{
+	struct vmm_opts vo = {
+		.mem_bytes = o->mem_bytes,
+		.vcpus = o->vcpus,
+		.dirty_mode = source ? o->dirty_mode : VMM_DIRTY_NONE,
+		.ring_entries = o->ring_entries,
+		.serial_fd = o->serial_fd,
+		.clear_chunk_pages = o->clear_chunk,
+	};
+	s->res = res;
+	int ret = vmm_create(&s->vm, &vo, res->err, sizeof(res->err));
+	if (ret)
+		return ret;
+	side_devices(s);
+	if (source) {
+		res->manual_protect = vmm_manual_protect(s->vm);
+		res->ring_entries = vmm_ring_entries(s->vm);
+	}
+	if (source && (ret = vmm_load_kernel(s->vm, o->kernel, o->cmdline,
+					     res->err, sizeof(res->err))))
+		return ret;
+	return 0;
+}
+
+int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	struct side src = { 0 }, dst = { 0 };
+	mfd_config *own = NULL;
+	mfd_source *ms = NULL;
+	mfd_dest *md = NULL;
+	const mfd_config *cfg = o->cfg;
+	int ret;
+	char name[32], uri[128];
+
+	if ((ret = make_side(&src, o, 1, res)) ||
+	    (ret = make_side(&dst, o, 0, res)))
+		goto out;
+	if (!cfg) {
+		if ((ret = mfd_config_new(&own)))
+			goto out;
+		cfg = own;
+	}
+	mfd_source_hooks sh = { .opaque = &src,
+				.stop = h_stop,
+				.resume = h_resume,
+				.throttle = h_throttle,
+				.sync_dirty = h_sync_dirty };
+	mfd_dest_hooks dh = { .opaque = &dst, .loaded = h_loaded };
+	if ((ret = mfd_source_new(&ms, cfg, &sh)) ||
+	    (ret = mfd_dest_new(&md, cfg, &dh)) ||
+	    (ret = mfd_source_add_block(ms, "pc.ram", vmm_mem(src.vm),
+					vmm_mem_size(src.vm), 4096)) ||
+	    (ret = mfd_dest_add_block(md, "pc.ram", vmm_mem(dst.vm),
+				      vmm_mem_size(dst.vm), 4096)))
+		goto lib_err;
+	for (unsigned i = 0; i < src.ndev; i++) {
+		dev_name(i, name, sizeof(name));
+		if ((ret = mfd_source_add_device(ms, name, &kdev_ops,
+						 &src.dev[i])) ||
+		    (ret = mfd_dest_add_device(md, name, &kdev_ops,
+					       &dst.dev[i])))
+			goto lib_err;
+	}
+
+	if ((ret = vmm_start(src.vm)))
+		goto out;
+	uint64_t t_boot = now_ns();
+	sleep_ms(o->before_ms);
+	if (vmm_failed(src.vm)) {
+		snprintf(res->err, sizeof(res->err), "guest failed: %s",
+			 vmm_error(src.vm));
+		ret = -EIO;
+		goto out;
+	}
+	if ((ret = mfd_dest_start(md, "tcp:127.0.0.1:0")) ||
+	    (ret = mfd_dest_get_uri(md, uri, sizeof(uri))))
+		goto lib_err;
+	if (o->route) {
+		char via[128];
+		if ((ret = o->route(o->ctx, uri, via, sizeof(via))))
+			goto out;
+		snprintf(uri, sizeof(uri), "%s", via);
+	}
+	uint64_t t_mig = now_ns();
+	if ((ret = mfd_source_start(ms, uri)))
+		goto lib_err;
+	if (o->midway)
+		o->midway(o->ctx);
+	if (o->cancel_after_ms >= 0) {
+		sleep_ms((unsigned)o->cancel_after_ms);
+		mfd_source_cancel(ms);
+	}
+	if (o->kill_dest_after_ms >= 0) {
+		sleep_ms((unsigned)o->kill_dest_after_ms);
+		mfd_dest_cancel(md);
+	}
+	res->ret = mfd_source_wait(ms);
+	uint64_t t_end = now_ns();
+	res->dest_ret = mfd_dest_wait(md);
+	mfd_source_get_stats(ms, &res->src, sizeof(res->src));
+	res->dest_running = dst.running;
+	sleep_ms(o->after_ms);
+	uint64_t t_after = now_ns();
+
+	struct span before, during, after, src_all;
+	scan(src.vm, t_boot, t_mig, &before);
+	scan(src.vm, t_mig, t_end, &during);
+	scan(src.vm, 0, t_after, &src_all);
+	res->rate_before = rate(&before);
+	res->rate_during = rate(&during);
+	res->last_seq_src = src_all.seq_last;
+	res->bad_src = src_all.bad_last;
+	struct vmm *end_vm = dst.running ? dst.vm : src.vm;
+	scan(end_vm, t_end, t_after, &after);
+	res->rate_after = rate(&after);
+	res->lines_after = after.lines;
+	res->last_seq_end = after.seq_last;
+	res->bad_end = after.bad_last;
+	if (dst.running) {
+		struct span d;
+		scan(dst.vm, 0, UINT64_MAX, &d);
+		res->first_seq_dst = d.seq_first;
+		if (d.lines && src_all.lines && d.first_ns > src_all.last_ns)
+			res->serial_gap_ns = d.first_ns - src_all.last_ns;
+		if (vmm_failed(dst.vm))
+			snprintf(res->err, sizeof(res->err),
+				 "destination guest failed: %s",
+				 vmm_error(dst.vm));
+	} else if (vmm_failed(src.vm)) {
+		snprintf(res->err, sizeof(res->err), "source guest failed: %s",
+			 vmm_error(src.vm));
+	}
+	if (!res->err[0] && dst.err[0])
+		snprintf(res->err, sizeof(res->err), "%s", dst.err);
+	ret = 0;
+	goto out;
+lib_err:
+	if (!res->err[0])
+		snprintf(res->err, sizeof(res->err), "multifd: %s",
+			 mfd_strerror(ret));
+out:
+	mfd_source_free(ms);
+	mfd_dest_free(md);
+	side_free(&src);
+	side_free(&dst);
+	mfd_config_free(own);
+	return ret;
+}

@@ -1,0 +1,181 @@
+/* SPDX-License-Identifier: MIT */
+/* State and steps the source and the destination share (session.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "multifd/channels/tls.h"
+#include "multifd/session.h"
+
+void mfd__session_init(struct mfd__session *ss, const mfd_config *cfg)
+{
+	if (cfg)
+		ss->cfg = *cfg;
+	else
+		mfd__config_defaults(&ss->cfg);
+}
+
+void mfd__session_destroy(struct mfd__session *ss)
+{
+	for (unsigned i = 0; i < ss->nblocks; i++)
+		mfd__ramblock_destroy(&ss->blocks[i]);
+	mfd__auth_key_clear(&ss->key);
+	mfd__tls_free(ss->tls);
+	ss->tls = NULL;
+}
+
+int mfd__session_add_block(struct mfd__session *ss, const char *name,
+			   void *host, uint64_t size, uint32_t page_size)
+{
+	if (!name)
+		return -EINVAL;
+	if (ss->running)
+		return MFD_ESTATE;
+	if (ss->nblocks == MFD_MAX_BLOCKS)
+		return -ENOSPC;
+	for (unsigned i = 0; i < ss->nblocks; i++)
+		if (strcmp(ss->blocks[i].name, name) == 0)
+			return -EEXIST;
+	int ret = mfd__ramblock_init(&ss->blocks[ss->nblocks], name, host, size,
+				     page_size);
+	if (ret)
+		return ret;
+	struct mfd__block_desc *bd = &ss->descs[ss->nblocks];
+	snprintf(bd->name, sizeof(bd->name), "%s", name);
+	bd->size = size;
+	bd->page_size = page_size;
+	ss->nblocks++;
+	ss->ram_bytes += size;
+	return 0;
+}
+
+int mfd__session_prepare(struct mfd__session *ss, bool server, const char *host)
+{
+	mfd__tls_free(ss->tls);
+	ss->tls = NULL;
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&ss->cfg);
+	int ret = mfd__tls_new(&co, server, host, &ss->tls);
+	if (!ret)
+		ret = mfd__auth_key_load(ss->cfg.auth_key_file, &ss->key);
+	return ret;
+}
+
+void mfd__session_reset(struct mfd__session *ss)
+{
+	__atomic_store_n(&ss->error, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&ss->cancel, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&ss->reason_set, 0, __ATOMIC_RELEASE);
+	ss->reason[0] = 0;
+	mfd__stats_reset(&ss->st);
+}
+
+static int record(struct mfd__session *ss, int err, const char *why)
+{
+	int expected = 0;
+	if (err == 0 ||
+	    !__atomic_compare_exchange_n(&ss->error, &expected, err, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return __atomic_load_n(&ss->error, __ATOMIC_ACQUIRE);
+	/* Only the recording call gets here: the text is written once. */
+	snprintf(ss->reason, sizeof(ss->reason), "%s",
+		 why ? why : mfd_strerror(err));
+	__atomic_store_n(&ss->reason_set, 1, __ATOMIC_RELEASE);
+	return err;
+}
+
+int mfd__session_fail(struct mfd__session *ss, int err)
+{
+	return record(ss, err, mfd__log_last_error());
+}
+
+int mfd__session_fail_why(struct mfd__session *ss, int err, const char *fmt,
+			  ...)
+{
+	char why[MFD__REASON_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (!__atomic_load_n(&ss->error, __ATOMIC_ACQUIRE))
+		mfd__err("%s", why);
+	return record(ss, err, why);
+}
+
+int mfd__session_check(struct mfd__session *ss)
+{
+	if (__atomic_load_n(&ss->cancel, __ATOMIC_ACQUIRE))
+		record(ss, -ECANCELED, "cancelled by the hypervisor");
+	return __atomic_load_n(&ss->error, __ATOMIC_ACQUIRE);
+}
+
+bool mfd__session_cancel(struct mfd__session *ss)
+{
+	int phase = STAT_GET(ss->st.phase);
+	if (phase == MFD_PHASE_NONE || phase >= MFD_PHASE_COMPLETED)
+		return false;
+	__atomic_store_n(&ss->cancel, 1, __ATOMIC_RELEASE);
+	mfd__session_check(ss);
+	return true;
+}
+
+const char *mfd__session_error_text(struct mfd__session *ss)
+{
+	if (__atomic_load_n(&ss->reason_set, __ATOMIC_ACQUIRE))
+		return ss->reason;
+	return "";
+}
+
+int mfd__session_spawn(struct mfd__session *ss, void *(*fn)(void *), void *arg)
+{
+	STAT_SET(ss->t_start, mfd__now_ns());
+	int ret = pthread_create(&ss->thread, NULL, fn, arg);
+	if (ret)
+		return -ret;
+	ss->running = true;
+	return 0;
+}
+
+int mfd__session_join(struct mfd__session *ss)
+{
+	if (!ss->running)
+		return STAT_GET(ss->st.phase) == MFD_PHASE_NONE ? MFD_ESTATE
+								: ss->result;
+	pthread_join(ss->thread, NULL);
+	ss->running = false;
+	return ss->result;
+}
+
+void mfd__session_finish(struct mfd__session *ss, int ret)
+{
+	ss->result = ret;
+	STAT_ADD(ss->st.cpu_ns, mfd__thread_cpu_ns());
+	STAT_SET(ss->st.total_ns, mfd__now_ns() - STAT_GET(ss->t_start));
+	STAT_SET(ss->st.phase, ret == 0		   ? MFD_PHASE_COMPLETED
+			       : ret == -ECANCELED ? MFD_PHASE_CANCELLED
+						   : MFD_PHASE_FAILED);
+}
+
+void mfd__session_snapshot(struct mfd__session *ss, mfd_stats *v)
+{
+	mfd__stats_snapshot(&ss->st, v);
+	v->error = __atomic_load_n(&ss->error, __ATOMIC_ACQUIRE);
+	v->ram_bytes = ss->ram_bytes;
+	if (v->total_ns == 0 && v->phase != MFD_PHASE_NONE)
+		v->total_ns = mfd__now_ns() - STAT_GET(ss->t_start);
+}
+
+bool mfd__is_transport_error(int err)
+{
+	switch (err) {
+	case -EPIPE:
+	case -ECONNRESET:
+	case -ECONNABORTED:
+	case -ENOTCONN:
+	case -ETIMEDOUT:
+	case MFD_ETRUNCATED:
+		return true;
+	default:
+		return false;
+	}
+}

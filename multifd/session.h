@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the source and the destination share: the configuration, the
+ * registered RAM blocks, the key and TLS context, the migration thread,
+ * the first error with its reason, cancel, and the statistics.
+ *
+ * Threads: the hypervisor's control thread calls init, add_block, prepare,
+ * reset, spawn and join; the migration thread and its helpers call fail,
+ * check and finish; cancel, snapshot and error_text may come from any
+ * thread.
+ */
+#ifndef MULTIFD_SESSION_H
+#define MULTIFD_SESSION_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "multifd/auth.h"
+#include "multifd/internal.h"
+#include "multifd/stats.h"
+
+struct mfd__tls;
+
+#define MFD__REASON_MAX 1024
+
+struct mfd__session {
+	struct mfd_config cfg;
+	struct mfd__ramblock blocks[MFD_MAX_BLOCKS];
+	struct mfd__block_desc descs[MFD_MAX_BLOCKS]; /* as SETUP says them */
+	unsigned nblocks;
+	uint64_t ram_bytes;
+	struct mfd__key key;  /* loaded at start; len 0: no authentication */
+	struct mfd__tls *tls; /* NULL without TLS */
+
+	pthread_t thread;
+	bool running; /* migration thread started and not yet joined */
+	int result;   /* what the migration thread ended with */
+	int error;    /* first cause, atomic */
+	int cancel;   /* atomic */
+	/* The first cause's text: written once by the thread that recorded
+	 * the cause, then published by reason_set (release). */
+	int reason_set;
+	char reason[MFD__REASON_MAX];
+
+	struct mfd__stats st;
+	uint64_t t_start;
+};
+
+/* cfg NULL: the defaults. */
+void mfd__session_init(struct mfd__session *ss, const mfd_config *cfg);
+void mfd__session_destroy(struct mfd__session *ss);
+/* mfd_*_add_block(): 0, -EINVAL, -ENOSPC, -EEXIST or MFD_ESTATE. */
+int mfd__session_add_block(struct mfd__session *ss, const char *name,
+			   void *host, uint64_t size, uint32_t page_size);
+/* At start: the auth key and the TLS context (server side, or a client
+ * checking host). 0 or the error, logged. */
+int mfd__session_prepare(struct mfd__session *ss, bool server,
+			 const char *host);
+/* A new migration: no error, no cancel, counters 0. */
+void mfd__session_reset(struct mfd__session *ss);
+
+/*
+ * Records err as the first cause unless one is recorded; returns the first
+ * cause. The call that records it also keeps its reason: the last error
+ * line the calling thread logged (the failure it detected, said in full),
+ * else mfd_strerror(err). Any thread.
+ */
+int mfd__session_fail(struct mfd__session *ss, int err);
+/* The same with the reason given (and logged at error level). */
+int mfd__session_fail_why(struct mfd__session *ss, int err, const char *fmt,
+			  ...) __attribute__((format(printf, 3, 4)));
+/* The first cause (-ECANCELED once cancelled), or 0. Any thread. */
+int mfd__session_check(struct mfd__session *ss);
+/* Marks the migration cancelled; false when none runs (nothing to do).
+ * The caller then wakes what its threads wait on. Any thread. */
+bool mfd__session_cancel(struct mfd__session *ss);
+/* The first cause's reason; "" without one. Any thread. */
+const char *mfd__session_error_text(struct mfd__session *ss);
+
+/* Starts the clock and the migration thread: 0 or -errno. */
+int mfd__session_spawn(struct mfd__session *ss, void *(*fn)(void *), void *arg);
+/* mfd_*_wait(): joins the migration thread; its result (MFD_ESTATE when
+ * none ever ran). */
+int mfd__session_join(struct mfd__session *ss);
+/* The migration thread's last act: result, CPU time, total time, phase. */
+void mfd__session_finish(struct mfd__session *ss, int ret);
+/* The counters and what the session knows (error, RAM, time so far). */
+void mfd__session_snapshot(struct mfd__session *ss, mfd_stats *v);
+
+/*
+ * The connection broke or the peer went silent: the write would fail or
+ * hang, so nothing is told to the peer over it (destination), and the
+ * peer's own reason is likely on its way (source). Both sides use this
+ * one test.
+ */
+bool mfd__is_transport_error(int err);
+
+#endif /* MULTIFD_SESSION_H */
