@@ -95,6 +95,12 @@ static void bench_usage(FILE *f)
 		"  --device-state SIZE   state per device (64M)\n"
 		"  --device-precopy F    share of it sent during pre-copy (0)\n"
 		"  --device-load-ms-per-mib X  destination restore cost (0)\n"
+		"Cold destination memory (coldmem.c):\n"
+		"  --warm-host GiB       touch and free that much memory right "
+		"before\n"
+		"                        the migration, so the host backs free "
+		"pages\n"
+		"                        (cold runs: --dest-populate off)\n"
 		"A real KVM guest instead (--vm kvm, bench/kvm/; needs "
 		"/dev/kvm; local\n"
 		"runs; --ram defaults to 32M, --guest-measure-ms is the "
@@ -310,6 +316,7 @@ enum {
 	OPT_DEVICE_STATE,
 	OPT_DEVICE_PRECOPY,
 	OPT_DEVICE_LOAD_MS,
+	OPT_WARM_HOST,
 	OPT_VM,
 	OPT_KERNEL,
 	OPT_CMDLINE,
@@ -357,6 +364,7 @@ static const struct option bench_long_opts[] = {
 	{ "device-precopy", required_argument, NULL, OPT_DEVICE_PRECOPY },
 	{ "device-load-ms-per-mib", required_argument, NULL,
 	  OPT_DEVICE_LOAD_MS },
+	{ "warm-host", required_argument, NULL, OPT_WARM_HOST },
 	{ "vm", required_argument, NULL, OPT_VM },
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
 	{ "cmdline", required_argument, NULL, OPT_CMDLINE },
@@ -457,6 +465,9 @@ static void parse_guest_opt(int c, const char *arg, struct bench_opts *o)
 	case OPT_DEVICE_LOAD_MS:
 		o->dev.load_ms_per_mib =
 			parse_double_opt("device-load-ms-per-mib", arg, 0, 1e6);
+		break;
+	case OPT_WARM_HOST:
+		o->cold.warm_gib = parse_double_opt("warm-host", arg, 0, 1024);
 		break;
 	}
 }
@@ -700,7 +711,7 @@ void cli_parse(int argc, char **argv, struct bench_opts *o)
 			if (!cfg_list_add_kv(&o->sets, optarg, "--set"))
 				usage_error("--set: '%s' is not key=value",
 					    optarg);
-		} else if (c >= OPT_WRITERS && c <= OPT_DEVICE_LOAD_MS) {
+		} else if (c >= OPT_WRITERS && c <= OPT_WARM_HOST) {
 			parse_guest_opt(c, optarg, o);
 		} else if (c == 'h') {
 			bench_usage(stdout);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "benchcfg.h"
+#include "coldmem.h"
 #include "devices.h"
 #include "guest.h"
 #include "kvm/kvm_bench.h"
@@ -56,6 +57,7 @@ struct bench_opts {
 	struct guest_opts guest;
 	unsigned measure_ms;	       /* guest work rate before and after */
 	struct bench_devices_opts dev; /* --devices ... (devices.c) */
+	struct coldmem_opts cold;      /* --warm-host (coldmem.c) */
 	/* --vm kvm: a real KVM guest instead of the simulated VM. */
 	struct kvm_bench_opts kvm;
 	bool ram_given;

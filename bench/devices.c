@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "devices.h"
 #include "devstate/simdev.h"
@@ -32,6 +33,9 @@ int bench_devices_attach(const struct bench_devices_opts *o, mfd_source *src,
 		ndev = i + 1;
 		c.dma_rate = 0;
 		c.load_ms_per_mib = o->load_ms_per_mib;
+		/* The bytes are checked after the run (bench_devices_equal),
+		 * not inside the load that the downtime measures. */
+		c.defer_check = true;
 		if ((err = mfd_simdev_new(&ddev[i], &c)))
 			return err;
 		char name[32];
@@ -47,10 +51,17 @@ int bench_devices_attach(const struct bench_devices_opts *o, mfd_source *src,
 
 bool bench_devices_equal(void)
 {
-	for (unsigned i = 0; i < ndev; i++)
+	for (unsigned i = 0; i < ndev; i++) {
 		if (!ddev[i] ||
-		    mfd_simdev_digest(sdev[i]) != mfd_simdev_digest(ddev[i]))
+		    mfd_simdev_digest(sdev[i]) != mfd_simdev_digest(ddev[i]) ||
+		    mfd_simdev_check(ddev[i]))
 			return false;
+		uint64_t ls, ld;
+		const void *ms = mfd_simdev_mem(sdev[i], &ls);
+		const void *md = mfd_simdev_mem(ddev[i], &ld);
+		if (ls != ld || memcmp(ms, md, ls))
+			return false;
+	}
 	return true;
 }
 
@@ -67,6 +78,24 @@ void bench_devices_report(struct report *r, const struct bench_devices_opts *o,
 	report_u64(r, "device_bytes", src->device_bytes);
 	report_f64(r, "device_downtime_ms",
 		   (double)src->device_downtime_ns / 1e6, 3);
+	/* Device state per second of its part of the downtime: the number
+	 * to hold against throughput_mbps (RAM) of the same run. */
+	report_f64(r, "device_throughput_mbps",
+		   src->device_downtime_ns
+			   ? (double)src->device_bytes * 1e3 /
+				     (double)src->device_downtime_ns
+			   : 0,
+		   1);
+	/* DEVICE packets count in wire_bytes; DEVICE_DATA (main) not. */
+	bool multi = !o->transfer || !strcmp(o->transfer, "multifd");
+	uint64_t dev_wire = multi ? src->device_bytes : 0;
+	uint64_t ram_wire =
+		src->wire_bytes > dev_wire ? src->wire_bytes - dev_wire : 0;
+	report_f64(r, "ram_throughput_mbps",
+		   src->transfer_ns
+			   ? (double)ram_wire * 1e3 / (double)src->transfer_ns
+			   : 0,
+		   1);
 	report_f64(r, "device_downtime_ratio",
 		   src->downtime_ns ? (double)src->device_downtime_ns /
 					      (double)src->downtime_ns

@@ -191,10 +191,14 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	if (err)
 		goto fail;
 	err = mfd_dest_get_uri(dst, res->uri, sizeof(res->uri));
-	if (err)
+	if (err) {
 		bench_report_error("mfd_dest_get_uri", NULL, dst, err);
-	else if ((err = bench_run_begin(&res->run, o->timeout_s, src, dst)))
-		bench_report_error("watchdog", NULL, NULL, err);
+	} else {
+		/* --warm-host and the first-touch probe: right before. */
+		coldmem_before_run(&o->cold);
+		if ((err = bench_run_begin(&res->run, o->timeout_s, src, dst)))
+			bench_report_error("watchdog", NULL, NULL, err);
+	}
 	if (err) {
 		/* The started destination waits for a connection: end it. */
 		mfd_dest_cancel(dst);

@@ -231,6 +231,8 @@ void results_local(struct report *r, const struct bench_opts *o,
 	local_run_items(r, o, vm, cfg, res);
 	local_precopy_items(r, o, cfg, res);
 	bench_devices_report(r, &o->dev, &res->run.src_st, &res->run.dst_st);
+	coldmem_report(r, &o->cold, &res->run.ru0, &res->run.ru1,
+		       o->dest_populate ? 0 : o->ram_bytes);
 }
 
 void results_write(struct report *r, bool json)

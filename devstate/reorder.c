@@ -29,6 +29,10 @@ struct mfd__reorder {
 	uint64_t freed;	     /* bytes ever freed: the loaders' progress */
 	int err;
 	struct mfd__reorder_stats st;
+	/* Spent chunks of max_chunk bytes kept for reuse, so the steady
+	 * state neither allocates nor faults in fresh pages per chunk. */
+	struct mfd__rchunk *spare;
+	unsigned nspare, max_spare;
 	struct rdev devs[];
 };
 
@@ -50,6 +54,10 @@ int mfd__reorder_new(struct mfd__reorder **out, unsigned ndevs,
 	r->max_bytes = max_bytes;
 	r->max_chunk = max_chunk;
 	r->window = window;
+	/* As many full chunks as the bound can hold, and one per device
+	 * for the reserve. */
+	uint64_t ms = max_bytes / max_chunk + ndevs;
+	r->max_spare = ms > 4096 ? 4096 : (unsigned)ms;
 	*out = r;
 	return 0;
 }
@@ -67,9 +75,46 @@ void mfd__reorder_free(struct mfd__reorder *r)
 		}
 		pthread_cond_destroy(&r->devs[i].cv);
 	}
+	while (r->spare) {
+		struct mfd__rchunk *n = r->spare->next;
+		free(r->spare);
+		r->spare = n;
+	}
 	pthread_cond_destroy(&r->space);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
+}
+
+/* Under the lock: room for len bytes, a spare chunk when one is kept. */
+static struct mfd__rchunk *chunk_get(struct mfd__reorder *r, uint32_t len)
+{
+	/* A short chunk gets its own size: held memory stays within twice
+	 * the bound however small the chunks a peer sends. */
+	bool full = len >= r->max_chunk / 2;
+	struct mfd__rchunk *c = full ? r->spare : NULL;
+	if (c) {
+		r->spare = c->next;
+		r->nspare--;
+	} else {
+		c = malloc(sizeof(*c) + (full ? r->max_chunk : len));
+		if (!c)
+			return NULL;
+	}
+	memset(c, 0, sizeof(*c));
+	c->full = full;
+	return c;
+}
+
+/* Under the lock: c is spent. */
+static void chunk_put(struct mfd__reorder *r, struct mfd__rchunk *c)
+{
+	if (c->full && r->nspare < r->max_spare) {
+		c->next = r->spare;
+		r->spare = c;
+		r->nspare++;
+	} else {
+		free(c);
+	}
 }
 
 /* Checks a header against the device's window, under the lock. Returns the
@@ -149,12 +194,11 @@ int mfd__reorder_reserve(struct mfd__reorder *r, uint32_t dev, uint32_t seq,
 		uint64_t limit = seq == d->next ? r->max_bytes
 						: r->max_bytes - r->max_chunk;
 		if (r->used + len <= limit) {
-			c = malloc(sizeof(*c) + len);
+			c = chunk_get(r, len);
 			if (!c) {
 				ret = -ENOMEM;
 				break;
 			}
-			memset(c, 0, sizeof(*c));
 			c->dev = dev;
 			c->seq = seq;
 			c->len = len;
@@ -223,9 +267,9 @@ void mfd__reorder_drop(struct mfd__reorder *r, struct mfd__rchunk *c)
 		d->has_last = false;
 	r->used -= c->len;
 	r->freed += c->len + 1;
+	chunk_put(r, c);
 	pthread_cond_broadcast(&r->space);
 	pthread_mutex_unlock(&r->lock);
-	free(c);
 }
 
 int mfd__reorder_next(struct mfd__reorder *r, uint32_t dev,
@@ -268,9 +312,9 @@ void mfd__reorder_release(struct mfd__reorder *r, struct mfd__rchunk *c)
 	pthread_mutex_lock(&r->lock);
 	r->used -= c->len;
 	r->freed += c->len + 1;
+	chunk_put(r, c);
 	pthread_cond_broadcast(&r->space);
 	pthread_mutex_unlock(&r->lock);
-	free(c);
 }
 
 void mfd__reorder_set_timeout(struct mfd__reorder *r, uint64_t timeout_ms)

@@ -35,6 +35,7 @@ struct mfd__rchunk {
 	uint32_t len;
 	bool last;
 	bool ready; /* committed by its receiver */
+	bool full;  /* room for max_chunk bytes: kept for reuse when spent */
 	uint8_t data[];
 };
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <pthread.h>
+#include <sys/uio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -20,10 +21,19 @@ struct mfd_simdev {
 	uint32_t nunits, npre; /* units, of which precopy-able */
 	uint32_t *ver;	       /* source: current; dest: loaded */
 	uint32_t *sent;	       /* source: version sent in this session */
-	uint64_t changes;      /* units changed so far (drives the choice) */
-	uint64_t t_last;       /* last time running dirtying was accounted */
-	double carry;	       /* fractional bytes of dirtying */
-	uint32_t cursor;       /* PRE_COPY scan position */
+	/* The state itself: unit u at mem + u * unit_size, as a device keeps
+	 * it in its own memory. save() copies from it, save_iov() points at
+	 * it, load() writes into it. */
+	uint8_t *mem;
+	uint8_t *hdrs; /* source: record header of each unit (save_iov) */
+	/* Source: the rest of the record in progress when its unit changed
+	 * under it (the stream must stay that version's bytes). */
+	uint8_t *stash;
+	bool rec_stashed;
+	uint64_t changes; /* units changed so far (drives the choice) */
+	uint64_t t_last;  /* last time running dirtying was accounted */
+	double carry;	  /* fractional bytes of dirtying */
+	uint32_t cursor;  /* PRE_COPY scan position */
 	/* Record in progress (save: being produced; load: being parsed). */
 	bool in_rec;
 	uint32_t rec_unit, rec_ver, rec_len, rec_off; /* off counts header */
@@ -113,12 +123,28 @@ static bool dev_runs(int s)
 	       s == MFD_DEV_PRE_COPY || s == MFD_DEV_PRE_COPY_P2P;
 }
 
+static uint8_t *unit_mem(const struct mfd_simdev *d, uint32_t u)
+{
+	return d->mem + (uint64_t)u * d->cfg.unit_size;
+}
+
+/* Writes unit u's contents at version v into the device memory. */
+static void unit_fill(struct mfd_simdev *d, uint32_t u, uint32_t v)
+{
+	content(unit_key(d->cfg.seed, u, v), 0, unit_mem(d, u), unit_len(d, u));
+}
+
 static void touch_locked(struct mfd_simdev *d, uint64_t n)
 {
 	for (uint64_t i = 0; i < n; i++) {
 		uint32_t u = (uint32_t)(mix64(d->cfg.seed ^ ~d->changes) %
 					d->nunits);
+		if (d->in_rec && d->rec_unit == u && !d->rec_stashed) {
+			memcpy(d->stash, unit_mem(d, u), unit_len(d, u));
+			d->rec_stashed = true;
+		}
 		d->ver[u]++;
+		unit_fill(d, u, d->ver[u]);
 		d->changes++;
 		d->st.state_changes++;
 	}
@@ -265,6 +291,9 @@ static int sim_set_state(void *opaque, int new_state)
 		d->cursor = 0;
 	}
 	if (new_state == MFD_DEV_RESUMING) {
+		/* Nothing of the old state survives: what is there after the
+		 * load was loaded. */
+		memset(d->mem, 0x5a, d->cfg.state_size);
 		for (uint32_t u = 0; u < d->nunits; u++)
 			d->ver[u] = NONE;
 		d->in_rec = false;
@@ -353,69 +382,119 @@ static uint32_t pick(struct mfd_simdev *d, bool stop_copy)
 	return NONE;
 }
 
+/*
+ * Under the lock: the next piece of the stream, at most room bytes, where
+ * it lies (a record header or a part of a unit's memory); consumed. 0 at
+ * the end of what the phase has, -EIO for the injected fault.
+ */
+static ssize_t next_piece(struct mfd_simdev *d, bool sc, size_t room,
+			  const uint8_t **p)
+{
+	if (d->cfg.fail_save_after &&
+	    d->st.saved_bytes >= d->cfg.fail_save_after)
+		return -EIO;
+	if (!d->in_rec) {
+		uint32_t u = pick(d, sc);
+		if (u == NONE)
+			return 0;
+		d->in_rec = true;
+		d->rec_stashed = false;
+		d->rec_unit = u;
+		d->rec_ver = d->ver[u];
+		d->rec_len = unit_len(d, u);
+		d->rec_off = 0;
+		d->sent[u] = d->ver[u];
+		uint32_t h[4] = { SIM_MAGIC, u, d->rec_ver, d->rec_len };
+		uint8_t *hd = d->hdrs + (uint64_t)u * REC_HDR;
+		for (int i = 0; i < 4; i++)
+			for (int b = 0; b < 4; b++)
+				hd[i * 4 + b] = (uint8_t)(h[i] >> (8 * b));
+	}
+	size_t k;
+	if (d->rec_off < REC_HDR) {
+		k = REC_HDR - d->rec_off;
+		*p = d->hdrs + (uint64_t)d->rec_unit * REC_HDR + d->rec_off;
+	} else {
+		k = REC_HDR + d->rec_len - d->rec_off;
+		*p = (d->rec_stashed ? d->stash : unit_mem(d, d->rec_unit)) +
+		     (d->rec_off - REC_HDR);
+	}
+	if (k > room)
+		k = room;
+	d->rec_off += (uint32_t)k;
+	d->st.saved_bytes += k;
+	if (d->rec_off == REC_HDR + d->rec_len)
+		d->in_rec = false;
+	return (ssize_t)k;
+}
+
+/* Under the lock: whether save may run now, and whether in STOP_COPY. */
+static int save_phase(struct mfd_simdev *d, bool *sc)
+{
+	*sc = d->state == MFD_DEV_STOP_COPY;
+	if (!*sc && d->state != MFD_DEV_PRE_COPY &&
+	    d->state != MFD_DEV_PRE_COPY_P2P)
+		return -EINVAL;
+	advance(d);
+	return 0;
+}
+
 static ssize_t sim_save(void *opaque, void *buf, size_t len)
 {
 	struct mfd_simdev *d = opaque;
 	uint8_t *out = buf;
 	size_t done = 0;
+	bool sc;
 	pthread_mutex_lock(&d->lock);
-	bool sc = d->state == MFD_DEV_STOP_COPY;
-	if (!sc && d->state != MFD_DEV_PRE_COPY &&
-	    d->state != MFD_DEV_PRE_COPY_P2P) {
+	if (save_phase(d, &sc)) {
 		pthread_mutex_unlock(&d->lock);
 		return -EINVAL;
 	}
-	advance(d);
 	while (done < len) {
-		if (d->cfg.fail_save_after &&
-		    d->st.saved_bytes >= d->cfg.fail_save_after) {
+		const uint8_t *p;
+		ssize_t k = next_piece(d, sc, len - done, &p);
+		if (k < 0) {
 			pthread_mutex_unlock(&d->lock);
-			return -EIO;
+			return k;
 		}
-		if (!d->in_rec) {
-			uint32_t u = pick(d, sc);
-			if (u == NONE)
-				break;
-			d->in_rec = true;
-			d->rec_unit = u;
-			d->rec_ver = d->ver[u];
-			d->rec_len = unit_len(d, u);
-			d->rec_off = 0;
-			d->sent[u] = d->ver[u];
-			uint32_t h[4] = { SIM_MAGIC, u, d->rec_ver,
-					  d->rec_len };
-			for (int i = 0; i < 4; i++)
-				for (int b = 0; b < 4; b++)
-					d->hdr[i * 4 + b] =
-						(uint8_t)(h[i] >> (8 * b));
-		}
-		uint32_t total = REC_HDR + d->rec_len;
-		size_t k = total - d->rec_off;
-		if (k > len - done)
-			k = len - done;
-		if (d->rec_off < REC_HDR) {
-			size_t h = REC_HDR - d->rec_off;
-			if (h > k)
-				h = k;
-			memcpy(out + done, d->hdr + d->rec_off, h);
-			d->rec_off += (uint32_t)h;
-			done += h;
-			k -= h;
-			d->st.saved_bytes += h;
-		}
-		if (k) {
-			content(unit_key(d->cfg.seed, d->rec_unit, d->rec_ver),
-				d->rec_off - REC_HDR, out + done, (uint32_t)k);
-			d->rec_off += (uint32_t)k;
-			done += k;
-			d->st.saved_bytes += k;
-		}
-		if (d->rec_off == total)
-			d->in_rec = false;
+		if (k == 0)
+			break;
+		memcpy(out + done, p, (size_t)k);
+		done += (size_t)k;
 	}
 	if (!sc)
 		d->st.precopy_bytes += done;
 	pthread_mutex_unlock(&d->lock);
+	return (ssize_t)done;
+}
+
+/* STOP_COPY only: the device is stopped, so its memory holds still until
+ * it leaves STOP_COPY (the contract of save_iov). */
+static ssize_t sim_save_iov(void *opaque, struct iovec *iov, int *iovcnt,
+			    size_t len)
+{
+	struct mfd_simdev *d = opaque;
+	size_t done = 0;
+	int n = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->state != MFD_DEV_STOP_COPY || *iovcnt < 1) {
+		pthread_mutex_unlock(&d->lock);
+		return -EINVAL;
+	}
+	while (done < len && n < *iovcnt) {
+		const uint8_t *p;
+		ssize_t k = next_piece(d, true, len - done, &p);
+		if (k < 0) {
+			pthread_mutex_unlock(&d->lock);
+			return k;
+		}
+		if (k == 0)
+			break;
+		iov[n++] = (struct iovec){ (void *)p, (size_t)k };
+		done += (size_t)k;
+	}
+	pthread_mutex_unlock(&d->lock);
+	*iovcnt = n;
 	return (ssize_t)done;
 }
 
@@ -461,11 +540,14 @@ static int sim_load(void *opaque, const void *buf, size_t len)
 		size_t k = total - d->rec_off;
 		if (k > len - pos)
 			k = len - pos;
-		if (!content_eq(unit_key(d->cfg.seed, d->rec_unit, d->rec_ver),
+		if (!d->cfg.defer_check &&
+		    !content_eq(unit_key(d->cfg.seed, d->rec_unit, d->rec_ver),
 				d->rec_off - REC_HDR, in + pos, (uint32_t)k)) {
 			ret = -EINVAL;
 			goto out;
 		}
+		memcpy(unit_mem(d, d->rec_unit) + (d->rec_off - REC_HDR),
+		       in + pos, k);
 		d->rec_off += (uint32_t)k;
 		pos += k;
 		if (d->rec_off == total) {
@@ -524,8 +606,16 @@ int mfd_simdev_new(struct mfd_simdev **out, const struct mfd_simdev_cfg *cfg)
 		d->npre = 0;
 	d->ver = calloc(d->nunits, sizeof(*d->ver));
 	d->sent = calloc(d->nunits, sizeof(*d->sent));
-	if (!d->ver || !d->sent)
+	d->mem = malloc(d->cfg.state_size);
+	d->hdrs = malloc((size_t)d->nunits * REC_HDR);
+	d->stash = malloc(d->cfg.unit_size);
+	if (!d->ver || !d->sent || !d->mem || !d->hdrs || !d->stash)
 		goto nomem;
+	/* Both sides' memory is there before a migration, as a device's is:
+	 * contents at version 0 (the destination's are overwritten by what
+	 * it loads). */
+	for (uint32_t u = 0; u < d->nunits; u++)
+		unit_fill(d, u, 0);
 	d->state = MFD_DEV_RUNNING;
 	pthread_mutex_init(&d->lock, NULL);
 	pthread_cond_init(&d->cv, NULL);
@@ -536,6 +626,7 @@ int mfd_simdev_new(struct mfd_simdev **out, const struct mfd_simdev_cfg *cfg)
 		.reset = sim_reset,
 		.get_precopy_info = sim_precopy_info,
 		.save = sim_save,
+		.save_iov = sim_save_iov,
 		.load = sim_load,
 	};
 	if (d->cfg.dma_rate && d->cfg.dma_base && d->cfg.dma_size) {
@@ -553,6 +644,9 @@ int mfd_simdev_new(struct mfd_simdev **out, const struct mfd_simdev_cfg *cfg)
 	return 0;
 nomem:
 	free(d->dma_log);
+	free(d->mem);
+	free(d->hdrs);
+	free(d->stash);
 	free(d->ver);
 	free(d->sent);
 	free(d);
@@ -573,6 +667,9 @@ void mfd_simdev_free(struct mfd_simdev *d)
 	pthread_cond_destroy(&d->cv);
 	pthread_mutex_destroy(&d->lock);
 	free(d->dma_log);
+	free(d->mem);
+	free(d->hdrs);
+	free(d->stash);
 	free(d->ver);
 	free(d->sent);
 	free(d);
@@ -626,4 +723,23 @@ void mfd_simdev_get_stats(struct mfd_simdev *d, struct mfd_simdev_stats *st)
 	*st = d->st;
 	st->dma_pages = __atomic_load_n(&d->dma_pages, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&d->lock);
+}
+
+int mfd_simdev_check(struct mfd_simdev *d)
+{
+	int ret = 0;
+	pthread_mutex_lock(&d->lock);
+	for (uint32_t u = 0; !ret && u < d->nunits; u++)
+		if (d->ver[u] == NONE ||
+		    !content_eq(unit_key(d->cfg.seed, u, d->ver[u]), 0,
+				unit_mem(d, u), unit_len(d, u)))
+			ret = -EINVAL;
+	pthread_mutex_unlock(&d->lock);
+	return ret;
+}
+
+const void *mfd_simdev_mem(const struct mfd_simdev *d, uint64_t *len)
+{
+	*len = d->cfg.state_size;
+	return d->mem;
 }

@@ -23,6 +23,14 @@
  *
  * Restore cost: load() takes at least load_ms_per_mib per MiB (sleeping,
  * as a device's firmware would keep the device busy, not the CPU).
+ *
+ * Memory: the state lives in state_size bytes of the device's own memory
+ * (filled at creation, rewritten when a unit changes). save() copies from
+ * it; save_iov() (STOP_COPY) points at it, so the engine sends it without
+ * a copy; load() copies into it. With defer_check, load() checks only the
+ * record headers and mfd_simdev_check() checks the bytes later, so the
+ * check's cost is not part of the load (the bench); without it load()
+ * checks every byte as it arrives (the tests).
  */
 #ifndef DEVSTATE_SIMDEV_H
 #define DEVSTATE_SIMDEV_H
@@ -48,6 +56,7 @@ struct mfd_simdev_cfg {
 	/* Fault injection: save() fails with -EIO once this many bytes were
 	 * produced (0 = never). */
 	uint64_t fail_save_after;
+	bool defer_check; /* load(): headers only; see mfd_simdev_check() */
 };
 
 struct mfd_simdev;
@@ -67,6 +76,11 @@ uint32_t mfd_simdev_units(const struct mfd_simdev *d);
 uint32_t mfd_simdev_version(struct mfd_simdev *d, uint32_t unit);
 /* Digest of the version vector: equal digests, equal state. */
 uint64_t mfd_simdev_digest(struct mfd_simdev *d);
+/* 0 when every unit was loaded (or is the source's) and its bytes in the
+ * device memory are those of its version, else -EINVAL. */
+int mfd_simdev_check(struct mfd_simdev *d);
+/* The device memory (state_size bytes): unit u at u * unit_size. */
+const void *mfd_simdev_mem(const struct mfd_simdev *d, uint64_t *len);
 
 struct mfd_simdev_stats {
 	uint64_t saved_bytes;	/* stream bytes produced, all sessions */

@@ -37,6 +37,7 @@ struct mfd_vfio_dev {
 	int fd;
 	int data_fd; /* -1 outside a data session */
 	int state;
+	int save_err; /* a read error to report on the next save() */
 	mfd_vfio_sys sys;
 	mfd_device_ops ops;
 };
@@ -81,6 +82,7 @@ static void close_data(struct mfd_vfio_dev *d)
 	if (d->data_fd >= 0)
 		d->sys.close(d->sys.ctx, d->data_fd);
 	d->data_fd = -1;
+	d->save_err = 0;
 }
 
 static bool saving(int s)
@@ -161,23 +163,48 @@ static int vfio_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
 	return 0;
 }
 
+/*
+ * Fills buf: drivers return at most their internal buffer per read (often a
+ * page or a few), so one read per call would make a chunk of each read.
+ * Reads go straight into the caller's buffer (the packet's payload), each
+ * asking for all the room that is left, until it is full or the phase has
+ * nothing more. An error after some bytes is returned by the next call,
+ * since the bytes read are gone from the fd.
+ */
 static ssize_t vfio_save(void *opaque, void *buf, size_t len)
 {
 	struct mfd_vfio_dev *d = opaque;
+	uint8_t *p = buf;
+	size_t done = 0;
 	if (d->data_fd < 0)
 		return -EBADF;
-	for (;;) {
-		ssize_t n = d->sys.read(d->sys.ctx, d->data_fd, buf, len);
-		if (n >= 0)
-			return n;
+	if (d->save_err) {
+		int e = d->save_err;
+		d->save_err = 0;
+		return e;
+	}
+	while (done < len) {
+		ssize_t n = d->sys.read(d->sys.ctx, d->data_fd, p + done,
+					len - done);
+		if (n > 0) {
+			done += (size_t)n;
+			continue;
+		}
+		if (n == 0)
+			break;
 		if (errno == EINTR)
 			continue;
 		/* PRE_COPY: no more data for now (some drivers say so this
 		 * way instead of a temporary end of stream). */
 		if (errno == ENOMSG && d->state != MFD_DEV_STOP_COPY)
-			return 0;
-		return errno ? -errno : -EIO;
+			break;
+		int e = errno ? -errno : -EIO;
+		if (!done)
+			return e;
+		d->save_err = e;
+		break;
 	}
+	return (ssize_t)done;
 }
 
 static int vfio_load(void *opaque, const void *buf, size_t len)

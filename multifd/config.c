@@ -37,6 +37,7 @@ static const char *const tracker_choices[] = { "manual", "uffd-wp", NULL };
 static const char *const policy_choices[] = { "force", "cancel", NULL };
 /* Index = enum mfd__dev_transfer_cfg. */
 static const char *const devxfer_choices[] = { "main", "multifd", NULL };
+static const char *const prefault_choices[] = { "off", "ahead", NULL };
 
 const struct mfd__cfg_key mfd__cfg_keys[] = {
 	{
@@ -448,6 +449,21 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.doc = "Source: bytes of device state per chunk (DEVICE packet "
 		       "or "
 		       "DEVICE_DATA message).",
+	},
+	{
+		.section = "migration",
+		.name = "dest-prefault",
+		.type = MFD__CFG_ENUM,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(dest_prefault),
+		.choices = prefault_choices,
+		.doc = "Destination: off, or ahead (two helper threads "
+		       "populate guest RAM in 2 MiB units at most 256 MiB "
+		       "ahead of the highest page received, in block order, "
+		       "never outside the registered blocks; their CPU time "
+		       "counts in the destination's).",
 	},
 	{ .name = NULL },
 };

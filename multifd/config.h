@@ -53,6 +53,12 @@ struct mfd_config {
 	uint32_t device_transfer;   /* enum mfd__dev_transfer_cfg */
 	uint64_t device_buffer_max; /* destination reorder bound, bytes */
 	uint32_t device_chunk_size; /* source chunk bytes */
+	uint32_t dest_prefault;	    /* enum mfd__prefault_cfg */
+};
+
+enum mfd__prefault_cfg {
+	MFD__PREFAULT_OFF = 0,
+	MFD__PREFAULT_AHEAD = 1, /* ramblock/prefault.c */
 };
 
 enum mfd__dev_transfer_cfg {

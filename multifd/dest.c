@@ -23,6 +23,7 @@
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
 #include "multifd/session.h"
+#include "ramblock/prefault.h"
 
 struct mfd_dest;
 
@@ -72,8 +73,13 @@ struct mfd_dest {
 	 */
 	uint64_t *recvd[MFD_MAX_BLOCKS];
 
-	struct mfd__devload dl; /* device state (devload.c) */
+	struct mfd__devload dl;	 /* device state (devload.c) */
+	struct mfd__prefault pf; /* dest-prefault = ahead */
 };
+
+/* dest-prefault = ahead: how far ahead of the receive front, how many. */
+#define PREFAULT_WINDOW	 (256ULL << 20)
+#define PREFAULT_THREADS 2
 
 static void dest_fail_cb(void *ctx, int err);
 
@@ -222,6 +228,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 		}
 	}
 
+	if (h->count)
+		mfd__prefault_note(&d->pf, h->block,
+				   w->offsets[h->count - 1] + psize);
 	STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
 	STAT_ADD(d->ss.st.pages, (uint64_t)h->count + h->zero_count);
 	STAT_ADD(d->ss.st.zero_pages, h->zero_count);
@@ -639,6 +648,7 @@ static int finish_load(mfd_dest *d)
 			pthread_join(d->w[i].thread, NULL);
 		d->w[i].started = false;
 	}
+	mfd__prefault_stop(&d->pf); /* nothing more lands */
 	if (!ret)
 		ret = mfd__session_check(&d->ss);
 	STAT_SET(d->ss.st.transfer_ns,
@@ -759,6 +769,10 @@ static int setup_channels(mfd_dest *d)
 		ret = mfd__chan_register_memory(d->w[i].chan, d->ss.blocks,
 						d->ss.nblocks, &reg_ns);
 	STAT_SET(d->ss.st.register_ns, reg_ns);
+	if (!ret && d->ss.cfg.dest_prefault == MFD__PREFAULT_AHEAD)
+		ret = mfd__prefault_start(&d->pf, d->ss.blocks, d->ss.nblocks,
+					  PREFAULT_WINDOW, PREFAULT_THREADS,
+					  &d->ss.st.cpu_ns);
 	return ret;
 }
 
@@ -799,6 +813,7 @@ static int fail_load(mfd_dest *d, int ret)
 	for (unsigned i = 0; d->w && i < d->n; i++)
 		if (d->w[i].started)
 			pthread_join(d->w[i].thread, NULL);
+	mfd__prefault_stop(&d->pf);
 	/* Device loaders joined, devices to STOP, never RUNNING. */
 	mfd__devload_failed(&d->dl, ret);
 	if (d->main && !d->told && ret != MFD_EREMOTE) {

@@ -78,6 +78,14 @@ int mfd__devsave_start(struct mfd__devsave *ds, const struct mfd_config *cfg,
 	return ret;
 }
 
+static size_t iov_bytes(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
 /*
  * Reads up to budget bytes (UINT64_MAX: until the device says the phase has
  * nothing more) of device i and sends them as chunks; with last, then sends
@@ -93,18 +101,35 @@ static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
 	for (unsigned k = 0; k < max_chunks; k++) {
 		bool end = done >= budget;
 		struct mfd__devchunk *c = NULL;
-		uint8_t *data;
+		uint8_t *data = NULL;
+		/* Scatter-gather straight from the device's memory where it
+		 * allows: the chunk is then only its description. */
+		bool sg = ds->transfer == MFD_DEV_XFER_MULTIFD &&
+			  d->ops.save_iov && d->state == MFD_DEV_STOP_COPY;
 		if (ds->transfer == MFD_DEV_XFER_MULTIFD) {
-			c = malloc(sizeof(*c) + ds->chunk);
+			c = malloc(sizeof(*c) + (sg ? 0 : ds->chunk));
 			if (!c)
 				return -ENOMEM;
+			c->niov = 0;
 			data = c->data;
 		} else {
 			data = ds->buf + MFD_DEVDATA_PREFIX;
 		}
 		ssize_t n = 0;
 		if (!end) {
-			n = d->ops.save(d->opaque, data, ds->chunk);
+			if (sg) {
+				int cnt = MFD__DEVCHUNK_IOV;
+				n = d->ops.save_iov(d->opaque, c->iov + 1, &cnt,
+						    ds->chunk);
+				if (n >= 0 &&
+				    (cnt < 0 || cnt > MFD__DEVCHUNK_IOV ||
+				     iov_bytes(c->iov + 1, cnt) != (size_t)n))
+					n = -EIO;
+				if (n > 0)
+					c->niov = (uint32_t)cnt;
+			} else {
+				n = d->ops.save(d->opaque, data, ds->chunk);
+			}
 			if (n < 0 || (size_t)n > ds->chunk) {
 				free(c);
 				mfd__err("device %s: reading its state failed: "
@@ -123,10 +148,10 @@ static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
 		uint32_t flags = end ? MFD_DEVCHUNK_LAST : 0;
 		int ret;
 		if (c) {
-			*c = (struct mfd__devchunk){ .dev = i,
-						     .seq = ds->seq[i],
-						     .flags = flags,
-						     .len = (uint32_t)n };
+			c->dev = i;
+			c->seq = ds->seq[i];
+			c->flags = flags;
+			c->len = (uint32_t)n;
 			ret = mfd__pool_submit_device(pool, c);
 		} else {
 			struct mfd__devdata m = { .device = i,

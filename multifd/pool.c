@@ -167,9 +167,13 @@ static int send_device(struct mfd__send_worker *w, struct mfd__devchunk *c)
 		.seq = w->seq,
 	};
 	mfd__pkt_encode(&h, w->hdr);
-	struct iovec iov[2] = { { w->hdr, MFD_PKT_HDR_SIZE },
-				{ c->data, c->len } };
-	int ret = w->chan->ops->sendv(w->chan, iov, c->len ? 2 : 1);
+	c->iov[0] = (struct iovec){ w->hdr, MFD_PKT_HDR_SIZE };
+	int n = 1 + (int)c->niov;
+	if (!c->niov && c->len) {
+		c->iov[1] = (struct iovec){ c->data, c->len };
+		n = 2;
+	}
+	int ret = w->chan->ops->sendv(w->chan, c->iov, n);
 	if (ret)
 		return ret;
 	w->seq++; /* DEVICE packets are not counted in SYNC */

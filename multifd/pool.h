@@ -34,12 +34,21 @@ enum mfd__job {
 	MFD__JOB_DEVICE, /* device state: one DEVICE packet (devsave.c) */
 };
 
-/* A device-state chunk handed to the pool; the pool frees it (free()). */
+/* Most pieces of device memory in one chunk (save_iov), plus the header. */
+#define MFD__DEVCHUNK_IOV 63
+
+/*
+ * A device-state chunk handed to the pool; the pool frees it (free()).
+ * The payload is data[] (copied by save()), or, with niov > 0, the len
+ * bytes the iov entries point at in the device's memory (save_iov()).
+ */
 struct mfd__devchunk {
 	uint32_t dev;
 	uint32_t seq;
 	uint32_t flags; /* MFD_DEVCHUNK_* */
 	uint32_t len;
+	uint32_t niov;
+	struct iovec iov[MFD__DEVCHUNK_IOV + 1]; /* [0]: the packet header */
 	uint8_t data[];
 };
 

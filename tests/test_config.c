@@ -108,6 +108,8 @@ static void test_table(UNUSED void **state)
 		{ "device-chunk-size",
 		  offsetof(struct mfd_config, device_chunk_size), 4 },
 		{ "zstd-long", offsetof(struct mfd_config, zstd_long), 4 },
+		{ "dest-prefault", offsetof(struct mfd_config, dest_prefault),
+		  4 },
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 

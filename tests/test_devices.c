@@ -47,6 +47,7 @@ struct devopts {
 	uint64_t dirty_rate, dma_rate;
 	uint64_t fail_after; /* source device 1 */
 	double load_ms_per_mib;
+	bool defer_check; /* destination: bytes checked after, not on load */
 };
 
 static int h_stop(void *o)
@@ -86,6 +87,7 @@ static struct mfd_simdev *mkdev(struct rig *r, unsigned i,
 		c.fail_save_after = i == 1 ? o->fail_after : 0;
 	} else {
 		c.load_ms_per_mib = o->load_ms_per_mib;
+		c.defer_check = o->defer_check;
 	}
 	struct mfd_simdev *d;
 	assert_int_equal(mfd_simdev_new(&d, &c), 0);
@@ -174,6 +176,13 @@ static void check_equal(struct rig *r)
 					 mfd_simdev_version(r->s[i], u));
 		assert_true(mfd_simdev_digest(r->d[i]) ==
 			    mfd_simdev_digest(r->s[i]));
+		/* The device memory itself, byte for byte. */
+		uint64_t ls, ld;
+		const void *ms = mfd_simdev_mem(r->s[i], &ls);
+		const void *md = mfd_simdev_mem(r->d[i], &ld);
+		assert_int_equal(ls, ld);
+		assert_memory_equal(ms, md, ls);
+		assert_int_equal(mfd_simdev_check(r->d[i]), 0);
 	}
 	assert_true(tvm_equal(&r->vm));
 }
@@ -233,6 +242,53 @@ static void test_multifd_mode(void **s)
 {
 	(void)s;
 	migrate_ok("multifd", "4");
+}
+
+/*
+ * Every chunk size from the smallest to the largest, odd ones included, in
+ * both modes, with a reorder bound at its minimum (twice the chunk) so
+ * every device is larger than the buffer: pre-copy goes through save()
+ * while the device changes, STOP_COPY through save_iov() (no copy), and
+ * the destination's device memory must equal the source's byte for byte.
+ */
+static void test_chunk_sizes(void **s)
+{
+	(void)s;
+	static const unsigned sizes[] = { 4096,	  4104,	  65536 - 24,
+					  131072, 524288, 1048560 };
+	static const char *modes[] = { "multifd", "main" };
+	for (unsigned m = 0; m < 2; m++) {
+		for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]);
+		     k++) {
+			struct rig r = { .ndev = NDEV };
+			char xfer[64], cs[64], bm[64];
+			snprintf(xfer, sizeof(xfer), "device-transfer=%s",
+				 modes[m]);
+			snprintf(cs, sizeof(cs), "device-chunk-size=%u",
+				 sizes[k]);
+			snprintf(bm, sizeof(bm), "device-buffer-max=%u",
+				 2 * sizes[k]);
+			const char *kv[] = { xfer, "channels=3",	cs,
+					     bm,   "downtime-limit=50", NULL };
+			struct devopts o = { .state = 2 * MiB + 4 * sizes[k],
+					     .precopy = 0.3,
+					     .dirty_rate = 4 * MiB,
+					     .defer_check = k % 2 };
+			printf("# %s, chunk %u, buffer %u\n", modes[m],
+			       sizes[k], 2 * sizes[k]);
+			int dret;
+			int ret = run(&r, kv, &o, NULL, &dret);
+			assert_int_equal(ret, 0);
+			assert_int_equal(dret, 0);
+			check_equal(&r);
+			mfd_stats ds;
+			mfd_dest_get_stats(r.vm.dst, &ds, sizeof(ds));
+			if (m == 0)
+				assert_true(ds.device_buffer_peak <=
+					    2ULL * sizes[k]);
+			rig_free(&r);
+		}
+	}
 }
 
 static void read_error(const char *mode, double precopy)
@@ -400,6 +456,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_main_mode),
 		cmocka_unit_test(test_multifd_mode),
+		cmocka_unit_test(test_chunk_sizes),
 		cmocka_unit_test(test_read_error_stop_copy),
 		cmocka_unit_test(test_read_error_precopy),
 		cmocka_unit_test(test_backpressure),

@@ -25,8 +25,11 @@ struct fake {
 	int state;
 	uint64_t migflags;
 	bool no_migration;
-	bool enomsg;	/* PRE_COPY end reads as ENOMSG, not 0 */
-	int fail_state; /* SET into this state fails with EIO */
+	bool enomsg;	  /* PRE_COPY end reads as ENOMSG, not 0 */
+	size_t max_read;  /* a driver's most bytes per read (0: no limit) */
+	unsigned reads;	  /* read calls */
+	int fail_read_at; /* read N (1-based) fails with EIO (0: never) */
+	int fail_state;	  /* SET into this state fails with EIO */
 	int data_fd;
 	const uint8_t *image;
 	size_t len, pre_len;
@@ -140,6 +143,12 @@ static ssize_t fake_read(void *ctx, int fd, void *buf, size_t len)
 {
 	struct fake *f = ctx;
 	assert_int_equal(fd, f->data_fd);
+	if (++f->reads == (unsigned)f->fail_read_at) {
+		errno = EIO;
+		return -1;
+	}
+	if (f->max_read && len > f->max_read)
+		len = f->max_read;
 	if (f->state == MFD_DEV_PRE_COPY || f->state == MFD_DEV_PRE_COPY_P2P) {
 		size_t pos = (size_t)lseek(fd, 0, SEEK_CUR);
 		if (pos >= f->pre_len) {
@@ -188,19 +197,26 @@ static mfd_vfio_sys sys_of(struct fake *f)
 			       fake_close };
 }
 
+/* A device with all capabilities, image as its state, 70000 bytes of it
+ * readable in PRE_COPY. */
+static struct fake source_fake(const uint8_t *img, size_t len, bool enomsg)
+{
+	return (struct fake){ .state = MFD_DEV_RUNNING,
+			      .migflags = VFIO_MIGRATION_STOP_COPY |
+					  VFIO_MIGRATION_P2P |
+					  VFIO_MIGRATION_PRE_COPY,
+			      .enomsg = enomsg,
+			      .data_fd = -1,
+			      .image = img,
+			      .len = len,
+			      .pre_len = 70000 };
+}
+
 static void source_flow(bool enomsg)
 {
 	const size_t len = 200000;
 	uint8_t *img = image(len), *out = malloc(len + 10);
-	struct fake f = { .state = MFD_DEV_RUNNING,
-			  .migflags = VFIO_MIGRATION_STOP_COPY |
-				      VFIO_MIGRATION_P2P |
-				      VFIO_MIGRATION_PRE_COPY,
-			  .enomsg = enomsg,
-			  .data_fd = -1,
-			  .image = img,
-			  .len = len,
-			  .pre_len = 70000 };
+	struct fake f = source_fake(img, len, enomsg);
 	mfd_vfio_sys sys = sys_of(&f);
 	mfd_vfio_dev *v;
 	assert_int_equal(mfd_vfio_dev_new(&v, DEVFD, &sys), 0);
@@ -254,6 +270,56 @@ static void test_source_eof(void **state)
 static void test_source_enomsg(void **state)
 {
 	source_flow(true);
+}
+
+/* A driver that returns at most 4 KiB per read: save() still fills the
+ * whole chunk (the packet), stops at the pre-copy end, and reports a read
+ * error after the bytes read before it. */
+static void test_source_short_reads(void **state)
+{
+	const size_t len = 300000, chunk = 65536;
+	uint8_t *img = image(len), *out = malloc(len);
+	struct fake f = source_fake(img, len, true);
+	f.max_read = 4096;
+	mfd_vfio_sys sys = sys_of(&f);
+	mfd_vfio_dev *v;
+	assert_int_equal(mfd_vfio_dev_new(&v, DEVFD, &sys), 0);
+	const mfd_device_ops *ops = mfd_vfio_dev_ops(v);
+	struct mfd__devset set;
+	mfd__devset_init(&set, true);
+	assert_int_equal(mfd__devset_add(&set, "vf0", ops, v), 0);
+	assert_int_equal(mfd__devset_notify(&set, MFD_MIG_SETUP), 0);
+	/* Pre-copy: a full chunk, then the 70000 - 65536 left, then 0. */
+	assert_int_equal(ops->save(v, out, chunk), (ssize_t)chunk);
+	assert_int_equal(f.reads, 16);
+	assert_int_equal(ops->save(v, out + chunk, chunk), 70000 - chunk);
+	assert_int_equal(ops->save(v, out + 70000, chunk), 0);
+	assert_int_equal(mfd__devset_vm_event(&set, MFD_VM_BEFORE_STOP), 0);
+	assert_int_equal(mfd__devset_vm_event(&set, MFD_VM_AFTER_STOP), 0);
+	size_t n = 70000;
+	assert_int_equal(ops->save(v, out + n, chunk), (ssize_t)chunk);
+	n += chunk;
+	/* The 6th read of the next chunk fails: the 5 reads before it are
+	 * returned, the error comes with the call after. */
+	f.fail_read_at = (int)f.reads + 6;
+	assert_int_equal(ops->save(v, out + n, chunk), 5 * 4096);
+	n += 5 * 4096;
+	assert_int_equal(ops->save(v, out + n, chunk), -EIO);
+	assert_memory_equal(out, img, n);
+	/* Then on: the read error was reported once. */
+	ssize_t r;
+	while ((r = ops->save(v, out + n, chunk)) > 0) {
+		assert_true(r == (ssize_t)chunk || n + (size_t)r == len);
+		n += (size_t)r;
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(n, len);
+	assert_memory_equal(out, img, len);
+	assert_int_equal(mfd__devset_notify(&set, MFD_MIG_COMPLETED), 0);
+	mfd__devset_destroy(&set);
+	mfd_vfio_dev_free(v);
+	free(img);
+	free(out);
 }
 
 static void dest_flow(bool corrupt)
@@ -378,6 +444,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_source_eof),
 		cmocka_unit_test(test_source_enomsg),
+		cmocka_unit_test(test_source_short_reads),
 		cmocka_unit_test(test_dest_ok),
 		cmocka_unit_test(test_dest_corrupt),
 		cmocka_unit_test(test_failure_rollback),

@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include "multifd/multifd.h"
 
@@ -108,6 +109,20 @@ typedef struct mfd_device_ops {
 	 * state), or a negative errno. Called in PRE_COPY(_P2P) and STOP_COPY.
 	 */
 	ssize_t (*save)(void *opaque, void *buf, size_t len);
+	/*
+	 * Optional, source, STOP_COPY only: like save(), but instead of
+	 * copying, describe where the next (up to len) bytes of the stream
+	 * already lie in the device's memory: fill at most *iovcnt entries of
+	 * iov, set *iovcnt to the entries used and return the bytes they hold
+	 * (0 at the end of the state, or a negative errno). The bytes are
+	 * consumed as if save() had returned them. The library sends them
+	 * straight from there (no copy), so the memory must stay mapped and
+	 * unchanged while the device is in STOP_COPY, and mapped until the
+	 * migration has ended. Without it, or in PRE_COPY, save() is used;
+	 * the two may alternate within one stream.
+	 */
+	ssize_t (*save_iov)(void *opaque, struct iovec *iov, int *iovcnt,
+			    size_t len);
 	/*
 	 * Destination, data plane: apply the next len bytes of the stream, in
 	 * the order save() produced them (buffer boundaries may differ). Called

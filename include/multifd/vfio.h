@@ -9,7 +9,8 @@
  *             closes it when the arc ends the data session
  *  get_state  VFIO_DEVICE_FEATURE GET | MIG_DEVICE_STATE
  *  reset      VFIO_DEVICE_RESET
- *  save       read() on the data fd (ENOMSG in PRE_COPY reads as 0)
+ *  save       read() on the data fd until the chunk is full (ENOMSG in
+ *             PRE_COPY reads as the end for now)
  *  load       write() on the data fd, all of it
  *  get_precopy_info  VFIO_MIG_GET_PRECOPY_INFO on the data fd
  *

@@ -1,0 +1,53 @@
+#!/bin/sh
+# Device state against RAM, in the same runs: 4 simulated devices x
+# DEVSIZE (default 256M) of state, 512 MiB mix RAM, 4 channels, verify
+# off, --warm-host 2 before every run (host memory warmed, as in issue 15's
+# first measurement), REPEATS interleaved (default 10). Every repeat runs
+# device-transfer multifd then main, without restore cost and then with
+# 2 ms/MiB. Prints one JSON line per run (a failed or crashed run too,
+# bench/run1.sh; a run whose device state differs fails), then "N of M ok"
+# and the medians of the ok runs: device-state throughput (device bytes /
+# the device part of the downtime), RAM throughput of the same runs (RAM
+# bytes on the wire / transfer time), the per-run ratio device/RAM, and
+# the downtime. Every run takes flock ${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}
+# (the machine is shared; point MFD_BENCH_LOCK elsewhere when the caller
+# holds the lock for the whole series).
+#
+#   bench/scripts/devstate_repeat.sh [REPEATS] [DEVSIZE]     (default 10 256M)
+D=$(dirname "$0")
+B=${BENCH:-./build/multifd-bench}
+R=${1:-10}
+S=${2:-256M}
+out=$(mktemp)
+echo "### date: $(date -u '+%Y-%m-%d %H:%M UTC') kernel $(uname -r) cores $(nproc) load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "### $B --ram 512M --image mix --channels 4 --verify off --warm-host 2 --devices 4 --device-state $S --device-transfer multifd|main --device-load-ms-per-mib 0|2 --json"
+i=1
+while [ "$i" -le "$R" ]; do
+  for cost in 0 2; do
+    for x in multifd main; do
+      flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" $B \
+        --ram 512M --image mix --channels 4 --verify off --warm-host 2 \
+        --devices 4 --device-state "$S" --device-transfer $x \
+        --device-load-ms-per-mib $cost --json |
+        jq -c --argjson rep "$i" --arg x $x --argjson cost $cost '{rep: $rep, device_transfer: $x, cost: $cost, status, memcmp_ok, devices_equal, device_throughput_mbps, ram_throughput_mbps, ratio: (if (.ram_throughput_mbps // 0) > 0 then .device_throughput_mbps / .ram_throughput_mbps else null end), device_downtime_ms, downtime_ms, dest_device_load_ms, dest_device_buffer_peak, dest_device_buffer_waits, src_cpu_s, dst_cpu_s, error}' |
+        tee -a "$out"
+    done
+  done
+  i=$((i + 1))
+done
+echo
+jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
+printf "| restore ms/MiB | transfer | runs | device MB/s median (min..max) | RAM MB/s median | device/RAM median | downtime ms median (min..max) |\n|---|---|---|---|---|---|---|\n"
+jq -L "$D" -rs 'include "stats";
+  def col(f): [.[] | f] | "\(med | if . then . * 10 | round / 10 else "-" end) (\(min)..\(max))";
+  def m(f): [.[] | f] | med | if . then . * 1000 | round / 1000 else "-" end;
+  group_by([.cost, .device_transfer]) | .[] |
+  .[0].cost as $c | .[0].device_transfer as $x | ok_of as $n | oks |
+  "| \($c) | \($x) | \($n) | \(col(.device_throughput_mbps)) | \(m(.ram_throughput_mbps)) | \(if $x == "multifd" then m(.ratio) else "-" end) | \(col(.downtime_ms)) |"' "$out"
+jq -L "$D" -rs 'include "stats"; oks |
+  def md(c; x; f): [.[] | select(.cost == c and .device_transfer == x) | f] | med;
+  def ratio(a; b): if a and b then a / b * 1000 | round / 1000 else "-" end;
+  "multifd/main device throughput (medians, no restore cost): \(ratio(md(0; "multifd"; .device_throughput_mbps); md(0; "main"; .device_throughput_mbps)))",
+  "multifd/main downtime (medians, 2 ms/MiB): \(ratio(md(2; "multifd"; .downtime_ms); md(2; "main"; .downtime_ms)))"' "$out"
+echo "### end: $(date -u '+%H:%M UTC') load $(cut -d' ' -f1-3 /proc/loadavg)"
+rm -f "$out"
