@@ -53,6 +53,11 @@ struct mfd_config {
 	uint32_t device_transfer;   /* enum mfd__dev_transfer_cfg */
 	uint64_t device_buffer_max; /* destination reorder bound, bytes */
 	uint32_t device_chunk_size; /* source chunk bytes */
+	/* Destination self-announcement (multifd/announce.c). */
+	uint32_t announce_initial_ms; /* before round 1 */
+	uint32_t announce_max_ms;     /* longest delay between rounds */
+	uint32_t announce_rounds;
+	uint32_t announce_step_ms; /* each delay grows by this */
 };
 
 enum mfd__dev_transfer_cfg {

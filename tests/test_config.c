@@ -108,6 +108,14 @@ static void test_table(UNUSED void **state)
 		{ "device-chunk-size",
 		  offsetof(struct mfd_config, device_chunk_size), 4 },
 		{ "zstd-long", offsetof(struct mfd_config, zstd_long), 4 },
+		{ "announce-initial",
+		  offsetof(struct mfd_config, announce_initial_ms), 4 },
+		{ "announce-max", offsetof(struct mfd_config, announce_max_ms),
+		  4 },
+		{ "announce-rounds",
+		  offsetof(struct mfd_config, announce_rounds), 4 },
+		{ "announce-step",
+		  offsetof(struct mfd_config, announce_step_ms), 4 },
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 
