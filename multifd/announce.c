@@ -34,10 +34,10 @@ int mfd_announce_get_params(const mfd_config *cfg, mfd_announce_params *p)
 		cfg = &def;
 	}
 	*p = (mfd_announce_params){
-		.initial_ms = cfg->announce_initial_ms,
-		.max_ms = cfg->announce_max_ms,
+		.initial_ms = (uint32_t)cfg->announce_initial_ms,
+		.max_ms = (uint32_t)cfg->announce_max_ms,
 		.rounds = cfg->announce_rounds,
-		.step_ms = cfg->announce_step_ms,
+		.step_ms = (uint32_t)cfg->announce_step_ms,
 	};
 	return 0;
 }

@@ -54,10 +54,10 @@ struct mfd_config {
 	uint64_t device_buffer_max; /* destination reorder bound, bytes */
 	uint32_t device_chunk_size; /* source chunk bytes */
 	/* Destination self-announcement (multifd/announce.c). */
-	uint32_t announce_initial_ms; /* before round 1 */
-	uint32_t announce_max_ms;     /* longest delay between rounds */
+	uint64_t announce_initial_ms; /* before round 1 */
+	uint64_t announce_max_ms;     /* longest delay between rounds */
 	uint32_t announce_rounds;
-	uint32_t announce_step_ms; /* each delay grows by this */
+	uint64_t announce_step_ms; /* each delay grows by this */
 };
 
 enum mfd__dev_transfer_cfg {
