@@ -93,7 +93,9 @@ MFD_API int mfd_announce_run(const char *ifname, const uint8_t (*macs)[6],
  * mfd_dest_start(); a later call replaces the list (and stops the rounds
  * of an earlier migration still due), nmacs 0 clears it.
  * When the announce hook (mfd_dest_hooks) is set, the hook is called per
- * round instead and ifname/macs are not used. 0 or -EINVAL as
+ * round instead and ifname/macs are not used. ifname is looked up when
+ * the rounds start, after loaded() (which may create it): a missing
+ * interface shows in mfd_dest_announce_wait(). 0 or -EINVAL as
  * mfd_announce_run() checks its arguments, MFD_ESTATE while a migration
  * runs.
  */
