@@ -327,8 +327,14 @@ int mfd__announcer_start(struct mfd__announcer *a, const mfd_announce_params *p,
 
 int mfd__announcer_join(struct mfd__announcer *a, bool stop)
 {
-	if (!a->started)
-		return a->result;
+	int ret;
+
+	if (!a->started) {
+		ret = a->result;
+		if (stop) /* abandoned: no result carries over */
+			a->result = 0;
+		return ret;
+	}
 	if (stop) {
 		pthread_mutex_lock(&a->lock);
 		a->stop = true;
@@ -337,7 +343,10 @@ int mfd__announcer_join(struct mfd__announcer *a, bool stop)
 	}
 	pthread_join(a->thread, NULL);
 	a->started = false;
-	return a->result;
+	ret = a->result;
+	if (stop)
+		a->result = 0;
+	return ret;
 }
 
 void mfd__announcer_destroy(struct mfd__announcer *a)

@@ -39,7 +39,8 @@ int mfd__announcer_set(struct mfd__announcer *a, const char *ifname,
 int mfd__announcer_start(struct mfd__announcer *a, const mfd_announce_params *p,
 			 int (*hook)(void *opaque, unsigned round),
 			 void *opaque, uint64_t *cpu_ns);
-/* Joins the thread (stop: ends the rounds still due first); its result. */
+/* Joins the thread; its result. stop: ends the rounds still due first and
+ * forgets the result (the next join without a new start returns 0). */
 int mfd__announcer_join(struct mfd__announcer *a, bool stop);
 /* Joins with stop, frees the list. */
 void mfd__announcer_destroy(struct mfd__announcer *a);
