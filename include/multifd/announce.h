@@ -108,7 +108,8 @@ MFD_API int mfd_dest_set_announce(mfd_dest *dst, const char *ifname,
  * the time of the hook calls. 0 when every round was sent (or none was
  * due: no hook, no addresses, announce-rounds 0 or the migration failed),
  * else the first error (as mfd_announce_run(), or MFD_EHOOK when the hook
- * failed), which also ended the rounds. mfd_dest_free() does not wait for
+ * failed), which also ended the rounds; MFD_ESTATE while a migration
+ * runs. mfd_dest_free() does not wait for
  * the schedule: it stops the rounds still due.
  */
 MFD_API int mfd_dest_announce_wait(mfd_dest *dst);
