@@ -65,6 +65,15 @@ static void bench_usage(FILE *f)
 		"                        threads) in network namespace NAME\n"
 		"                        (/var/run/netns/NAME)\n"
 		"  --source-netns NAME   the same for the source side\n"
+		"  --announce-if IFNAME  destination: after the guest runs, "
+		"send the\n"
+		"                        self-announcement frames (RARP) of "
+		"each\n"
+		"                        --announce-mac on IFNAME "
+		"(announce-* keys)\n"
+		"  --announce-mac MAC    a guest NIC's address, "
+		"aa:bb:cc:dd:ee:ff\n"
+		"                        (repeatable; needs --announce-if)\n"
 		"  --fill-threads N      threads filling the image (default "
 		"2)\n"
 		"  --dump-image FILE     write the source image (--ram, "
@@ -304,6 +313,8 @@ enum {
 	OPT_CHECK,
 	OPT_DEST_NETNS,
 	OPT_SOURCE_NETNS,
+	OPT_ANNOUNCE_IF,
+	OPT_ANNOUNCE_MAC,
 	OPT_TRANSPORT,
 	OPT_WRITERS,
 	OPT_DIRTY_RATE,
@@ -351,6 +362,8 @@ static const struct option bench_long_opts[] = {
 	{ "check", required_argument, NULL, OPT_CHECK },
 	{ "dest-netns", required_argument, NULL, OPT_DEST_NETNS },
 	{ "source-netns", required_argument, NULL, OPT_SOURCE_NETNS },
+	{ "announce-if", required_argument, NULL, OPT_ANNOUNCE_IF },
+	{ "announce-mac", required_argument, NULL, OPT_ANNOUNCE_MAC },
 	{ "transport", required_argument, NULL, OPT_TRANSPORT },
 	{ "writers", required_argument, NULL, OPT_WRITERS },
 	{ "dirty-rate", required_argument, NULL, OPT_DIRTY_RATE },
@@ -538,6 +551,22 @@ static void parse_vm_opt(int c, const char *arg, struct bench_opts *o)
 	case OPT_DEST_NETNS:
 		o->dest_netns = arg;
 		break;
+	case OPT_ANNOUNCE_IF:
+		o->announce_if = arg;
+		break;
+	case OPT_ANNOUNCE_MAC:
+		if (o->announce_nmacs == MFD_ANNOUNCE_MAX_MACS)
+			usage_error("--announce-mac: at most %d addresses",
+				    MFD_ANNOUNCE_MAX_MACS);
+		if (mfd_announce_parse_mac(
+			    arg, o->announce_macs[o->announce_nmacs]) ||
+		    mfd_announce_frame((uint8_t[MFD_ANNOUNCE_FRAME_LEN]){ 0 },
+				       o->announce_macs[o->announce_nmacs]))
+			usage_error("--announce-mac: '%s' is not a unicast "
+				    "MAC address like 52:54:00:12:34:56",
+				    arg);
+		o->announce_nmacs++;
+		break;
 	case OPT_SOURCE_NETNS:
 		o->source_netns = arg;
 		break;
@@ -654,6 +683,11 @@ static void check_args(int argc, char **argv, struct bench_opts *o)
 		usage_error("dest needs --listen tcp:HOST:PORT");
 	if (o->mode == MODE_SOURCE && !o->twohost_uri && !o->print_config)
 		usage_error("source needs --connect tcp:HOST:PORT");
+	if (!o->announce_if != !o->announce_nmacs)
+		usage_error("--announce-if and --announce-mac go together");
+	if (o->announce_if && (o->mode == MODE_SOURCE || o->kvm.on))
+		usage_error("--announce-if: the destination of a local run "
+			    "or of dest mode only");
 	if (o->kvm.on) {
 		if (!o->kvm.kernel && !o->print_config)
 			usage_error("--vm kvm needs --kernel GUEST.elf");

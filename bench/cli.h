@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <multifd/announce.h>
+
 #include "benchcfg.h"
 #include "coldmem.h"
 #include "devices.h"
@@ -53,6 +55,11 @@ struct bench_opts {
 	const char *dest_netns; /* ip-netns names, or NULL */
 	const char *source_netns;
 	const char *dump_image; /* --dump-image FILE: write the image, exit */
+	/* --announce-if IFNAME --announce-mac MAC...: the destination's
+	 * self-announcement after the guest runs. */
+	const char *announce_if;
+	uint8_t announce_macs[MFD_ANNOUNCE_MAX_MACS][6];
+	unsigned announce_nmacs;
 	/* Guest workload. */
 	struct guest_opts guest;
 	unsigned measure_ms;	       /* guest work rate before and after */

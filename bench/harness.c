@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <multifd/announce.h>
+
 #include "guest.h"
 #include "harness.h"
 #include "vm.h"
@@ -107,6 +109,26 @@ int bench_add_blocks(const struct vm *vm, mfd_source *src, mfd_dest *dst)
 					       vm_block_dst(vm, i), b->size,
 					       vm->page_size);
 	}
+	return err;
+}
+
+int bench_dest_announce(mfd_dest *dst, const char *ifname,
+			const uint8_t (*macs)[6], unsigned nmacs)
+{
+	return ifname ? mfd_dest_set_announce(dst, ifname, macs, nmacs) : 0;
+}
+
+int bench_dest_announce_wait(mfd_dest *dst, const char *ifname, unsigned nmacs)
+{
+	if (!ifname)
+		return 0;
+	int err = mfd_dest_announce_wait(dst);
+	if (err)
+		fprintf(stderr, "%s: announce on %s: %s\n", prog_name, ifname,
+			mfd_strerror(err));
+	else
+		fprintf(stderr, "%s: announced %u MAC address(es) on %s\n",
+			prog_name, nmacs, ifname);
 	return err;
 }
 

@@ -48,6 +48,14 @@ struct vm;
  * destination half), whichever is not NULL. 0 or the library's error. */
 int bench_add_blocks(const struct vm *vm, mfd_source *src, mfd_dest *dst);
 
+/* --announce-if/--announce-mac: dst announces macs on ifname after the
+ * guest runs (ifname NULL: nothing). 0 or the library's error. */
+int bench_dest_announce(mfd_dest *dst, const char *ifname,
+			const uint8_t (*macs)[6], unsigned nmacs);
+/* After mfd_dest_wait(): waits for the announcement's rounds and says on
+ * stderr how it ended. 0 or its error. */
+int bench_dest_announce_wait(mfd_dest *dst, const char *ifname, unsigned nmacs);
+
 /* Cancels the side(s) given (either may be NULL) after timeout_s. */
 struct watchdog {
 	pthread_t thread;

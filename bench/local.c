@@ -146,6 +146,11 @@ static int make_sides(const struct bench_opts *o, struct vm *vm,
 	if (err)
 		return bench_report_error("mfd_dest_add_block", NULL, *dst,
 					  err);
+	err = bench_dest_announce(*dst, o->announce_if,
+				  (const uint8_t(*)[6])o->announce_macs,
+				  o->announce_nmacs);
+	if (err)
+		return bench_report_error("--announce-if", NULL, *dst, err);
 	err = mfd_source_new(src, scfg, &sh);
 	if (err)
 		return bench_report_error("mfd_source_new", NULL, NULL, err);
@@ -229,6 +234,9 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	if (res->src_err)
 		mfd_dest_cancel(dst);
 	res->dst_err = mfd_dest_wait(dst);
+	if (!res->dst_err)
+		(void)bench_dest_announce_wait(dst, o->announce_if,
+					       o->announce_nmacs);
 	sampler_stop(res->sampler);
 	bench_run_end(&res->run, src, dst);
 	/* The guest must not report to a source about to be freed. */

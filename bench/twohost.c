@@ -51,6 +51,10 @@ static int make_dest(const struct bench_opts *o, const mfd_config *cfg,
 	if (!err)
 		err = bench_add_blocks(vm, NULL, *dst);
 	if (!err)
+		err = bench_dest_announce(*dst, o->announce_if,
+					  (const uint8_t(*)[6])o->announce_macs,
+					  o->announce_nmacs);
+	if (!err)
 		err = mfd_dest_start(*dst, o->twohost_uri);
 	if (!err)
 		err = mfd_dest_get_uri(*dst, res->uri, sizeof(res->uri));
@@ -137,6 +141,9 @@ int twohost_run(const struct bench_opts *o, const mfd_config *cfg)
 				  true))
 			res->sampler = NULL;
 		res->run_err = mfd_dest_wait(dst);
+		if (!res->run_err)
+			(void)bench_dest_announce_wait(dst, o->announce_if,
+						       o->announce_nmacs);
 	}
 	sampler_stop(res->sampler);
 	bench_run_end(&res->run, src, dst);

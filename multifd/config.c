@@ -465,6 +465,53 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		       "never outside the registered blocks; their CPU time "
 		       "counts in the destination's).",
 	},
+	{
+		.section = "migration",
+		.name = "announce-initial",
+		.type = MFD__CFG_MS,
+		.def = "50ms",
+		.min = 0,
+		.max = 100000,
+		FIELD(announce_initial_ms),
+		.doc = "Destination: delay from the guest running to the first "
+		       "round of self-announcement frames (QEMU's "
+		       "announce-initial).",
+	},
+	{
+		.section = "migration",
+		.name = "announce-max",
+		.type = MFD__CFG_MS,
+		.def = "550ms",
+		.min = 0,
+		.max = 100000,
+		FIELD(announce_max_ms),
+		.doc = "Destination: longest delay between two announcement "
+		       "rounds.",
+	},
+	{
+		.section = "migration",
+		.name = "announce-rounds",
+		.type = MFD__CFG_UINT,
+		.def = "5",
+		.min = 0,
+		.max = 1000,
+		FIELD(announce_rounds),
+		.doc = "Destination: announcement rounds after the guest runs "
+		       "(one frame per MAC address each, or one call of the "
+		       "announce hook); 0 sends none.",
+	},
+	{
+		.section = "migration",
+		.name = "announce-step",
+		.type = MFD__CFG_MS,
+		.def = "100ms",
+		.min = 1,
+		.max = 10000,
+		FIELD(announce_step_ms),
+		.doc = "Destination: each delay between announcement rounds is "
+		       "this much longer than the one before (up to "
+		       "announce-max).",
+	},
 	{ .name = NULL },
 };
 

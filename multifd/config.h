@@ -54,6 +54,11 @@ struct mfd_config {
 	uint64_t device_buffer_max; /* destination reorder bound, bytes */
 	uint32_t device_chunk_size; /* source chunk bytes */
 	uint32_t dest_prefault;	    /* enum mfd__prefault_cfg */
+	/* Destination self-announcement (multifd/announce.c). */
+	uint64_t announce_initial_ms; /* before round 1 */
+	uint64_t announce_max_ms;     /* longest delay between rounds */
+	uint32_t announce_rounds;
+	uint64_t announce_step_ms; /* each delay grows by this */
 };
 
 enum mfd__prefault_cfg {

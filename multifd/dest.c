@@ -24,6 +24,7 @@
 #include "multifd/devload.h"
 #include "multifd/session.h"
 #include "ramblock/prefault.h"
+#include "multifd/announcer.h"
 
 struct mfd_dest;
 
@@ -73,8 +74,9 @@ struct mfd_dest {
 	 */
 	uint64_t *recvd[MFD_MAX_BLOCKS];
 
-	struct mfd__devload dl;	 /* device state (devload.c) */
-	struct mfd__prefault pf; /* dest-prefault = ahead */
+	struct mfd__devload dl;	  /* device state (devload.c) */
+	struct mfd__prefault pf;  /* dest-prefault = ahead */
+	struct mfd__announcer an; /* after the guest runs (announce.c) */
 };
 
 /* dest-prefault = ahead: how far ahead of the receive front, how many. */
@@ -105,6 +107,7 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 	mfd__barrier_init(&d->barrier, 1);
 	d->final_round = MFD_ROUND_UNKNOWN;
 	mfd__devload_init(&d->dl, &d->lock, dest_fail_cb, d);
+	mfd__announcer_init(&d->an);
 	*out = d;
 	return 0;
 }
@@ -117,6 +120,7 @@ void mfd_dest_free(mfd_dest *d)
 		mfd_dest_cancel(d);
 		mfd_dest_wait(d);
 	}
+	mfd__announcer_destroy(&d->an); /* stops the rounds still due */
 	mfd__listener_close(&d->lst);
 	mfd__session_destroy(&d->ss);
 	mfd__barrier_destroy(&d->barrier);
@@ -857,6 +861,36 @@ static void free_load(mfd_dest *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
+static void announce_start(mfd_dest *d)
+{
+	mfd_announce_params p;
+
+	(void)mfd_announce_get_params(&d->ss.cfg, &p);
+	int err = mfd__announcer_start(&d->an, &p, d->hooks.announce,
+				       d->hooks.opaque, &d->ss.st.cpu_ns);
+	if (err) /* the migration succeeded; the announcement did not start */
+		mfd__warn("announce: thread: %s", mfd_strerror(err));
+}
+
+int mfd_dest_set_announce(mfd_dest *d, const char *ifname,
+			  const uint8_t (*macs)[6], unsigned nmacs)
+{
+	if (!d)
+		return -EINVAL;
+	if (d->ss.running)
+		return MFD_ESTATE;
+	return mfd__announcer_set(&d->an, ifname, macs, nmacs);
+}
+
+int mfd_dest_announce_wait(mfd_dest *d)
+{
+	if (!d)
+		return -EINVAL;
+	if (d->ss.running)
+		return MFD_ESTATE;
+	return mfd__announcer_join(&d->an, false);
+}
+
 static void *loader_main(void *arg)
 {
 	mfd_dest *d = arg;
@@ -873,6 +907,14 @@ static void *loader_main(void *arg)
 		if (!ret && d->hooks.loaded &&
 		    d->hooks.loaded(d->hooks.opaque) < 0)
 			ret = MFD_EHOOK;
+		/*
+		 * The guest runs here now: announce it, on a thread of its
+		 * own so that the return path never waits for the schedule.
+		 * The two-phase handover (issue 16: guest runs only after the
+		 * source's COMMIT) will move this after COMMIT.
+		 */
+		if (!ret)
+			announce_start(d);
 	}
 	if (ret)
 		ret = fail_load(d, ret);
@@ -889,6 +931,8 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return MFD_ESTATE;
 	if (d->ss.nblocks == 0)
 		return -ENOENT;
+	/* An announcement of the last migration still due is obsolete. */
+	(void)mfd__announcer_join(&d->an, true);
 	mfd__session_reset(&d->ss); /* after a start that failed */
 	mfd__log_forget();
 	const struct mfd__chan_opts co = mfd__config_chan_opts(&d->ss.cfg);

@@ -110,6 +110,14 @@ static void test_table(UNUSED void **state)
 		{ "zstd-long", offsetof(struct mfd_config, zstd_long), 4 },
 		{ "dest-prefault", offsetof(struct mfd_config, dest_prefault),
 		  4 },
+		{ "announce-initial",
+		  offsetof(struct mfd_config, announce_initial_ms), 8 },
+		{ "announce-max", offsetof(struct mfd_config, announce_max_ms),
+		  8 },
+		{ "announce-rounds",
+		  offsetof(struct mfd_config, announce_rounds), 4 },
+		{ "announce-step",
+		  offsetof(struct mfd_config, announce_step_ms), 8 },
 	};
 	const size_t nfields = sizeof(fields) / sizeof(fields[0]);
 

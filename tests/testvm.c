@@ -180,7 +180,8 @@ void tvm_start_dest(struct tvm *vm)
 		tvm_config(vm, NULL);
 	mfd_dest_hooks dh = { .opaque = vm,
 			      .loaded = h_loaded,
-			      .failed = h_failed };
+			      .failed = h_failed,
+			      .announce = vm->dest_announce };
 	int ret = mfd_dest_new(&vm->dst, vm->cfg, &dh);
 	for (unsigned i = 0; !ret && i < vm->nblocks; i++)
 		ret = mfd_dest_add_block(vm->dst, vm->blocks[i].name,

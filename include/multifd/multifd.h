@@ -403,14 +403,27 @@ typedef struct mfd_dest_hooks {
 	void *opaque;
 	/*
 	 * Optional: all RAM (and device state) is in place and verified. The
-	 * hypervisor resumes the guest here and announces its new location
-	 * (e.g. QEMU's self-announce: RARP/gratuitous ARP so that switches
-	 * learn where the guest's MAC now lives); the library sends no such
-	 * packet itself. The source's downtime ends when it learns of this.
+	 * hypervisor resumes the guest here. The source's downtime ends when
+	 * it learns of this. When this returns 0 the library starts the
+	 * announcement (below and multifd/announce.h).
 	 */
 	int (*loaded)(void *opaque);
 	/* Optional: the incoming migration failed with err; never resume. */
 	void (*failed)(void *opaque, int err);
+	/*
+	 * Optional: announce round (0-based) of the guest's new location,
+	 * for a hypervisor that does it itself (e.g. virtio-net's
+	 * VIRTIO_NET_F_GUEST_ANNOUNCE). When set, the library calls it
+	 * announce-rounds times on the announce-* schedule instead of sending
+	 * the frames of mfd_dest_set_announce(). It is called from the
+	 * library's announcement thread, after loaded() returned 0, while
+	 * mfd_dest_wait() may already have returned: the exception to
+	 * "Hooks are called from the migration thread" above; it is never
+	 * called concurrently with another hook of the handle. A negative
+	 * return ends the rounds (mfd_dest_announce_wait(): MFD_EHOOK); the
+	 * migration has succeeded regardless.
+	 */
+	int (*announce)(void *opaque, unsigned round);
 } mfd_dest_hooks;
 
 MFD_API int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
