@@ -12,7 +12,7 @@
 #   cold-nowarm  --dest-populate off without --warm-host: what the
 #                first touch costs after whatever ran before (odd
 #                repeats only: it is there to show the spread)
-# Prints one JSON line per run (a failed or crashed run too, bench/run1.sh),
+# Prints one JSON line per run (a failed or crashed run too, bench/scripts/run1.sh),
 # then "N of M ok", the medians of the ok runs and the ratio of each
 # median total to the preallocated one. Every run takes flock
 # ${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock} (the machine is shared; point
@@ -20,6 +20,7 @@
 #
 #   bench/scripts/cold_repeat.sh [REPEATS] [WARM_GIB]      (default 10 4)
 D=$(dirname "$0")
+. "$D/lib.sh"
 B=${BENCH:-./build/multifd-bench}
 R=${1:-10}
 W=${2:-4}
@@ -38,15 +39,13 @@ while [ "$i" -le "$R" ]; do
     cold-nowarm) args="--dest-populate off" ;;
     esac
     # shellcheck disable=SC2086
-    flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" $B \
+    locked_run $B \
       --ram 2G --image random --channels 4 --verify off --json $args |
-      jq -c --argjson rep "$i" --arg cfg "$cfg" '{rep: $rep, cfg: $cfg, status, memcmp_ok, total_ms, transfer_ms, dest_populate_ms, warm_host_ms, minor_faults, first_touch_ms_per_gib, dest_fault_ms_est, steal_ms, src_cpu_s, dst_cpu_s, error}' |
-      tee -a "$out"
+      keep --argjson rep "$i" --arg cfg "$cfg" '{rep: $rep, cfg: $cfg, status, memcmp_ok, total_ms, transfer_ms, dest_populate_ms, warm_host_ms, minor_faults, first_touch_ms_per_gib, dest_fault_ms_est, steal_ms, src_cpu_s, dst_cpu_s, error}'
   done
   i=$((i + 1))
 done
-echo
-jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
+runs_ok
 printf "| run | runs | total ms median (min..max) | / prealloc median | minor faults median | first touch ms/GiB median | est. fault ms median | steal ms median | dest CPU s median |\n|---|---|---|---|---|---|---|---|---|\n"
 jq -L "$D" -rs 'include "stats";
   def col(f): [.[] | f] | "\(med | if . then . * 10 | round / 10 else "-" end) (\(min)..\(max))";

@@ -5,7 +5,7 @@
 # first measurement), REPEATS interleaved (default 10). Every repeat runs
 # device-transfer multifd then main, without restore cost and then with
 # 2 ms/MiB. Prints one JSON line per run (a failed or crashed run too,
-# bench/run1.sh; a run whose device state differs fails), then "N of M ok"
+# bench/scripts/run1.sh; a run whose device state differs fails), then "N of M ok"
 # and the medians of the ok runs: device-state throughput (device bytes /
 # the device part of the downtime), RAM throughput of the same runs (RAM
 # bytes on the wire / transfer time), the per-run ratio device/RAM, and
@@ -15,6 +15,7 @@
 #
 #   bench/scripts/devstate_repeat.sh [REPEATS] [DEVSIZE]     (default 10 256M)
 D=$(dirname "$0")
+. "$D/lib.sh"
 B=${BENCH:-./build/multifd-bench}
 R=${1:-10}
 S=${2:-256M}
@@ -25,18 +26,16 @@ i=1
 while [ "$i" -le "$R" ]; do
   for cost in 0 2; do
     for x in multifd main; do
-      flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" $B \
+      locked_run $B \
         --ram 512M --image mix --channels 4 --verify off --warm-host 2 \
         --devices 4 --device-state "$S" --device-transfer $x \
         --device-load-ms-per-mib $cost --json |
-        jq -c --argjson rep "$i" --arg x $x --argjson cost $cost '{rep: $rep, device_transfer: $x, cost: $cost, status, memcmp_ok, devices_equal, device_throughput_mbps, ram_throughput_mbps, ratio: (if (.ram_throughput_mbps // 0) > 0 then .device_throughput_mbps / .ram_throughput_mbps else null end), device_downtime_ms, downtime_ms, dest_device_load_ms, dest_device_buffer_peak, dest_device_buffer_waits, src_cpu_s, dst_cpu_s, error}' |
-        tee -a "$out"
+        keep --argjson rep "$i" --arg x $x --argjson cost $cost '{rep: $rep, device_transfer: $x, cost: $cost, status, memcmp_ok, devices_equal, device_throughput_mbps, ram_throughput_mbps, ratio: (if (.ram_throughput_mbps // 0) > 0 then .device_throughput_mbps / .ram_throughput_mbps else null end), device_downtime_ms, downtime_ms, dest_device_load_ms, dest_device_buffer_peak, dest_device_buffer_waits, src_cpu_s, dst_cpu_s, error}'
     done
   done
   i=$((i + 1))
 done
-echo
-jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
+runs_ok
 printf "| restore ms/MiB | transfer | runs | device MB/s median (min..max) | RAM MB/s median | device/RAM median | downtime ms median (min..max) |\n|---|---|---|---|---|---|---|\n"
 jq -L "$D" -rs 'include "stats";
   def col(f): [.[] | f] | "\(med | if . then . * 10 | round / 10 else "-" end) (\(min)..\(max))";

@@ -7,6 +7,7 @@
 # Markdown table per row: how many runs were ok, and the medians of the ok
 # runs with the min..max of each column.
 D=$(dirname "$0")
+. "$D/lib.sh"
 B=${BENCH:-./build/multifd-bench}
 R=${1:-5}
 out=$(mktemp)
@@ -14,16 +15,14 @@ i=1
 while [ $i -le "$R" ]; do
   for ch in 1 2 4; do
     for e in sockets uring; do
-      flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" $B --ram 2G --image random \
+      locked_run $B --ram 2G --image random \
         --channels $ch --verify off --io-engine $e --json |
-        jq -c --argjson rep $i --argjson ch $ch --arg e $e '{rep: $rep, channels: $ch, io_engine: $e, status, memcmp_ok, throughput_mbps, transfer_ms, src_cpu_s_per_gib, dst_cpu_s_per_gib, error}' |
-        tee -a "$out"
+        keep --argjson rep $i --argjson ch $ch --arg e $e '{rep: $rep, channels: $ch, io_engine: $e, status, memcmp_ok, throughput_mbps, transfer_ms, src_cpu_s_per_gib, dst_cpu_s_per_gib, error}'
     done
   done
   i=$((i + 1))
 done
-echo
-jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
+runs_ok
 printf "| channels | io-engine | runs | throughput MB/s median (min..max) | src CPU s/GiB median (min..max) | dst CPU s/GiB median (min..max) |\n|---|---|---|---|---|---|\n"
 jq -L "$D" -rs 'include "stats";
   def col(f): [.[] | f] | "\(med | if . then . * 1000 | round / 1000 else "-" end) (\(min)..\(max))";

@@ -9,6 +9,7 @@
 #
 #   bench/scripts/zero_random.sh [REPEATS] [PACKET_PAGES...]   (default 5, 128 512 1024)
 D=$(dirname "$0")
+. "$D/lib.sh"
 B=${BENCH:-./build/multifd-bench}
 R=${1:-5}
 [ $# -gt 0 ] && shift
@@ -18,16 +19,14 @@ i=1
 while [ $i -le "$R" ]; do
   for pp in $PPS; do
     for img in zero random; do
-      flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" $B --ram 2G --image $img \
+      locked_run $B --ram 2G --image $img \
         --channels 2 --verify off --packet-pages $pp --json |
-        jq -c --argjson rep $i --arg img $img --argjson pp $pp '{rep: $rep, image: $img, packet_pages: $pp, status, memcmp_ok, total_ms, transfer_ms, wire_bytes, packets, cpu_user_s, cpu_sys_s, error}' |
-        tee -a "$out"
+        keep --argjson rep $i --arg img $img --argjson pp $pp '{rep: $rep, image: $img, packet_pages: $pp, status, memcmp_ok, total_ms, transfer_ms, wire_bytes, packets, cpu_user_s, cpu_sys_s, error}'
     done
   done
   i=$((i + 1))
 done
-echo
-jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
+runs_ok
 printf "| packet-pages | zero runs | zero total ms median (min..max) | random runs | random total ms median (min..max) | zero/random (medians) | zero wire / RAM |\n|---|---|---|---|---|---|---|\n"
 jq -L "$D" -rs 'include "stats";
   def col(f): [.[] | f] | "\(med | if . then . * 10 | round / 10 else "-" end) (\(min)..\(max))";

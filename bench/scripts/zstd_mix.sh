@@ -9,6 +9,7 @@
 #
 #   bench/scripts/zstd_mix.sh [REPEATS]      ($NETNS replaces bench/scripts/netns.sh)
 D=$(dirname "$0")
+. "$D/lib.sh"
 NETNS=${NETNS:-$D/netns.sh}
 R=${1:-3}
 out=$(mktemp)
@@ -21,15 +22,13 @@ while [ $i -le "$R" ]; do
     *) args="--compression zstd --zstd-level 3 --zstd-long 27" ;;
     esac
     # shellcheck disable=SC2086
-    flock "${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}" "$D/run1.sh" "$NETNS" --rate 1gbit -- --ram 1G \
+    locked_run "$NETNS" --rate 1gbit -- --ram 1G \
       --image mix --channels 2 --verify off $args --json |
-      jq -c --argjson rep $i --arg c $c '{rep: $rep, codec: $c, status, memcmp_ok, total_ms, wire_bytes, raw_pages, zero_pages, compression_ratio, compress_cpu_s, decompress_cpu_s, throughput_mbps, error}' |
-      tee -a "$out"
+      keep --argjson rep $i --arg c $c '{rep: $rep, codec: $c, status, memcmp_ok, total_ms, wire_bytes, raw_pages, zero_pages, compression_ratio, compress_cpu_s, decompress_cpu_s, throughput_mbps, error}'
   done
   i=$((i + 1))
 done
-echo
-jq -L "$D" -rs 'include "stats"; "runs: \(ok_of)"' "$out"
+runs_ok
 printf "| codec | runs | total ms median (min..max) | wire MB median | vs none (medians) | src compress CPU s median |\n|---|---|---|---|---|---|\n"
 jq -L "$D" -rs 'include "stats";
   ([.[] | select(.codec == "none")] | oks | [.[].total_ms] | med) as $none |
