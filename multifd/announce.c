@@ -20,6 +20,7 @@
 #include "multifd/announcer.h"
 #include "multifd/common/clock.h"
 #include "multifd/common/log.h"
+#include "multifd/common/util.h"
 #include "multifd/config.h"
 #include "multifd/stats.h"
 
@@ -82,17 +83,6 @@ int mfd_announce_frame(uint8_t out[MFD_ANNOUNCE_FRAME_LEN],
 	return 0;		  /* bytes 42..59: padding, zero */
 }
 
-static int hex(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int mfd_announce_parse_mac(const char *text, uint8_t mac[6])
 {
 	uint8_t v[6];
@@ -101,7 +91,7 @@ int mfd_announce_parse_mac(const char *text, uint8_t mac[6])
 		return -EINVAL;
 	for (int i = 0; i < 6; i++) {
 		const char *s = text + 3 * i;
-		int hi = hex(s[0]), lo = hex(s[1]);
+		int hi = mfd__hexval(s[0]), lo = mfd__hexval(s[1]);
 
 		if (hi < 0 || lo < 0 || (i < 5 && s[2] != ':' && s[2] != '-'))
 			return -EINVAL;

@@ -120,17 +120,6 @@ int mfd__auth_mac_check(const uint8_t a[MFD_AUTH_MAC_SIZE],
 	return CRYPTO_memcmp(a, b, MFD_AUTH_MAC_SIZE) ? MFD_EAUTH : 0;
 }
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static int is_space(uint8_t c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
@@ -143,13 +132,13 @@ int mfd__auth_key_parse(const uint8_t *buf, size_t len, struct mfd__key *key,
 	key->len = 0;
 	while (n && is_space(buf[n - 1]))
 		n--;
-	for (i = 0; i < n && hexval(buf[i]) >= 0; i++)
+	for (i = 0; i < n && mfd__hexval(buf[i]) >= 0; i++)
 		;
 	if (i == n && n >= 2 * MFD_AUTH_KEY_MIN && n <= 2 * MFD_AUTH_KEY_MAX &&
 	    n % 2 == 0) {
 		for (i = 0; i < n / 2; i++)
-			key->bytes[i] = (uint8_t)(hexval(buf[2 * i]) << 4 |
-						  hexval(buf[2 * i + 1]));
+			key->bytes[i] = (uint8_t)(mfd__hexval(buf[2 * i]) << 4 |
+						  mfd__hexval(buf[2 * i + 1]));
 		key->len = n / 2;
 		return 0;
 	}

@@ -13,4 +13,16 @@ struct mfd__mem {
 	uint64_t size;
 };
 
+/* The value of a hexadecimal digit, -1 for any other character. */
+static inline int mfd__hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 #endif /* MULTIFD_COMMON_UTIL_H */
