@@ -158,6 +158,17 @@ out:
 	return ret;
 }
 
+/* One KVM_GET_* ioctl into s (len bytes, zeroed and prepared by the caller)
+ * and its record; 0 or -errno. */
+static int get_put(struct sbuf *b, int fd, unsigned long req, uint32_t tag,
+		   void *s, size_t len)
+{
+	if (ioctl(fd, req, s) < 0)
+		return -errno;
+	put(b, tag, s, len);
+	return 0;
+}
+
 int vmm_save_vcpu(struct vmm *vm, unsigned i, void **out, size_t *outlen)
 {
 	if (i >= vm->nvcpus)
@@ -169,11 +180,8 @@ int vmm_save_vcpu(struct vmm *vm, unsigned i, void **out, size_t *outlen)
 	do {                                                                   \
 		type s_;                                                       \
 		memset(&s_, 0, sizeof(s_));                                    \
-		if (ioctl(fd, ioc, &s_) < 0) {                                 \
-			ret = -errno;                                          \
+		if ((ret = get_put(&b, fd, ioc, tag, &s_, sizeof(s_))))        \
 			goto fail;                                             \
-		}                                                              \
-		put(&b, tag, &s_, sizeof(s_));                                 \
 	} while (0)
 	GET(KVM_GET_MP_STATE, T_MP_STATE, struct kvm_mp_state);
 	GET(KVM_GET_REGS, T_REGS, struct kvm_regs);
@@ -275,31 +283,25 @@ int vmm_save_vm(struct vmm *vm, void **out, size_t *outlen)
 	if (vm->pit) {
 		struct kvm_pit_state2 pit;
 		memset(&pit, 0, sizeof(pit));
-		if (ioctl(vm->fd, KVM_GET_PIT2, &pit) < 0) {
-			ret = -errno;
+		if ((ret = get_put(&b, vm->fd, KVM_GET_PIT2, T_PIT, &pit,
+				   sizeof(pit))))
 			goto fail;
-		}
-		put(&b, T_PIT, &pit, sizeof(pit));
 	}
 	if (vm->has_clock) {
 		struct kvm_clock_data c;
 		memset(&c, 0, sizeof(c));
-		if (ioctl(vm->fd, KVM_GET_CLOCK, &c) < 0) {
-			ret = -errno;
+		if ((ret = get_put(&b, vm->fd, KVM_GET_CLOCK, T_CLOCK, &c,
+				   sizeof(c))))
 			goto fail;
-		}
-		put(&b, T_CLOCK, &c, sizeof(c));
 	}
 	if (vm->irqchip)
 		for (uint32_t chip = 0; chip < 3; chip++) {
 			struct kvm_irqchip ic;
 			memset(&ic, 0, sizeof(ic));
 			ic.chip_id = chip; /* PIC master, PIC slave, IOAPIC */
-			if (ioctl(vm->fd, KVM_GET_IRQCHIP, &ic) < 0) {
-				ret = -errno;
+			if ((ret = get_put(&b, vm->fd, KVM_GET_IRQCHIP,
+					   T_IRQCHIP, &ic, sizeof(ic))))
 				goto fail;
-			}
-			put(&b, T_IRQCHIP, &ic, sizeof(ic));
 		}
 	/* COM1: registers and the line not yet ended, so the guest's
 	 * output goes on mid-line on the other side. */
