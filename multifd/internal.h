@@ -65,6 +65,15 @@ extern void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
 				     uint64_t size);
 
 /*
+ * Test hook (tests/test_handover.c), NULL in production: the destination
+ * calls it with its main channel just before it sends LOADED (step 0) and
+ * just after (step 1), so that a test can cut the connection at exactly
+ * that point of the handover.
+ */
+struct mfd__chan;
+extern void (*mfd__test_dest_handover)(struct mfd__chan *main, int step);
+
+/*
  * A channel's register_memory op (channels/channel.h) for the blocks, if
  * it has one: the engine's blocks as the channel's memory ranges.
  */

@@ -151,9 +151,21 @@ void mfd__session_finish(struct mfd__session *ss, int ret)
 	ss->result = ret;
 	STAT_ADD(ss->st.cpu_ns, mfd__thread_cpu_ns());
 	STAT_SET(ss->st.total_ns, mfd__now_ns() - STAT_GET(ss->t_start));
-	STAT_SET(ss->st.phase, ret == 0		   ? MFD_PHASE_COMPLETED
-			       : ret == -ECANCELED ? MFD_PHASE_CANCELLED
-						   : MFD_PHASE_FAILED);
+	STAT_SET(ss->st.phase, ret == 0		     ? MFD_PHASE_COMPLETED
+			       : ret == -ECANCELED   ? MFD_PHASE_CANCELLED
+			       : ret == MFD_EINDOUBT ? MFD_PHASE_INDOUBT
+						     : MFD_PHASE_FAILED);
+}
+
+int mfd__session_resolve(struct mfd__session *ss, int err)
+{
+	if (ss->running || STAT_GET(ss->st.phase) != MFD_PHASE_INDOUBT)
+		return MFD_ESTATE;
+	ss->result = err;
+	if (!err)
+		__atomic_store_n(&ss->error, 0, __ATOMIC_RELEASE);
+	STAT_SET(ss->st.phase, err ? MFD_PHASE_FAILED : MFD_PHASE_COMPLETED);
+	return 0;
 }
 
 void mfd__session_snapshot(struct mfd__session *ss, mfd_stats *v)

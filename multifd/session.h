@@ -85,6 +85,11 @@ int mfd__session_spawn(struct mfd__session *ss, void *(*fn)(void *), void *arg);
 int mfd__session_join(struct mfd__session *ss);
 /* The migration thread's last act: result, CPU time, total time, phase. */
 void mfd__session_finish(struct mfd__session *ss, int ret);
+/* An in-doubt session (MFD_PHASE_INDOUBT) decided by the embedder: 0
+ * completes it (error cleared), anything else fails it with err. The
+ * migration thread has ended: the caller's thread owns the session.
+ * MFD_ESTATE when the session is not in doubt. */
+int mfd__session_resolve(struct mfd__session *ss, int err);
 /* The counters and what the session knows (error, RAM, time so far). */
 void mfd__session_snapshot(struct mfd__session *ss, mfd_stats *v);
 

@@ -4,7 +4,8 @@
  *
  * Threads: the migration thread runs the state machine and the scanner; one
  * send worker per data channel (pool.c); a return-path thread reads the
- * main channel for the destination's LOADED or ERROR.
+ * main channel for the destination's LOADED or ERROR, then ends: the
+ * migration thread itself sends COMMIT and reads COMMITTED (handover()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@ struct mfd_source {
 	pthread_mutex_t lock; /* guards the fields below it up to rounds */
 	pthread_cond_t cv;    /* return path and cancel wake the thread */
 	bool loaded;	      /* destination answered LOADED */
+	mfd_handover ho;      /* what this side knows of the handover */
 	bool pool_up;
 	bool rp_up;
 	bool rp_done; /* the return path thread has ended */
@@ -141,49 +143,40 @@ static void *return_path_main(void *arg)
 	return NULL;
 }
 
+/* One message: LOADED (the handover goes on in the migration thread),
+ * or the failure. */
 static void return_path(mfd_source *s)
 {
-	for (;;) {
-		struct mfd__ctl_hdr h;
-		uint8_t *payload;
-		int ret = mfd__ctl_recv(s->main, &h, &payload);
-		if (ret) {
-			pthread_mutex_lock(&s->lock);
-			bool loaded = s->loaded;
-			pthread_mutex_unlock(&s->lock);
-			if (!loaded) {
-				if (!mfd__session_check(&s->ss))
-					mfd__err("main channel: %s",
-						 mfd_strerror(ret));
-				source_fail(s, ret);
-			}
-			return;
-		}
-		if (h.type == MFD_CTL_LOADED) {
-			pthread_mutex_lock(&s->lock);
-			s->loaded = true;
-			pthread_cond_broadcast(&s->cv);
-			pthread_mutex_unlock(&s->lock);
-		} else if (h.type == MFD_CTL_ERROR) {
-			ret = mfd__ctl_peer_error(payload, h.length,
-						  "destination");
-			source_fail(s, ret);
-		} else {
-			mfd__err("main channel: unexpected message type %u",
-				 h.type);
-			source_fail(s, MFD_EUNEXPECTED);
-		}
-		free(payload);
-		if (h.type != MFD_CTL_LOADED)
-			return;
+	struct mfd__ctl_hdr h;
+	uint8_t *payload;
+	int ret = mfd__ctl_recv(s->main, &h, &payload);
+	if (ret) {
+		if (!mfd__session_check(&s->ss))
+			mfd__err("main channel: %s", mfd_strerror(ret));
+		source_fail(s, ret);
+		return;
 	}
+	if (h.type == MFD_CTL_LOADED) {
+		pthread_mutex_lock(&s->lock);
+		s->loaded = true;
+		s->ho.loaded = 1;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->lock);
+	} else if (h.type == MFD_CTL_ERROR) {
+		ret = mfd__ctl_peer_error(payload, h.length, "destination");
+		source_fail(s, ret);
+	} else {
+		mfd__err("main channel: unexpected message type %u", h.type);
+		source_fail(s, MFD_EUNEXPECTED);
+	}
+	free(payload);
 }
 
 static uint64_t features_wanted(const mfd_source *s)
 {
 	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY : 0) |
 	       (s->ss.cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
-	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) |
+	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) | MFD_FEAT_COMMIT |
 	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0);
 }
 
@@ -791,6 +784,61 @@ static void wait_return_path(mfd_source *s, unsigned ms)
 	pthread_mutex_unlock(&s->lock);
 }
 
+static void set_handover(mfd_source *s, uint32_t *field)
+{
+	pthread_mutex_lock(&s->lock);
+	*field = 1;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* After COMMIT: the destination's answer within io-timeout. */
+static int recv_committed(mfd_source *s)
+{
+	struct mfd__ctl_hdr h;
+	uint8_t *payload;
+	int ret = mfd__ctl_recv(s->main, &h, &payload);
+	if (ret)
+		return ret;
+	if (h.type == MFD_CTL_ERROR)
+		ret = mfd__ctl_peer_error(payload, h.length, "destination");
+	else if (h.type != MFD_CTL_COMMITTED)
+		ret = MFD_EUNEXPECTED;
+	free(payload);
+	return ret;
+}
+
+/*
+ * LOADED was read: COMMIT, then COMMITTED. From the first byte of COMMIT
+ * on, the source never resumes the guest on its own: any failure is
+ * MFD_EINDOUBT (docs/protocol.md 7.5), never a resume.
+ */
+static int handover(mfd_source *s)
+{
+	/* The return path ends right after LOADED: main is ours. */
+	wait_return_path(s, (unsigned)s->ss.cfg.io_timeout_ms);
+	set_handover(s, &s->ho.commit);
+	int ret = s->main->ops->set_timeout(s->main, s->ss.cfg.io_timeout_ms);
+	if (!ret)
+		ret = mfd__ctl_send(s->main, MFD_CTL_COMMIT, NULL, 0);
+	if (!ret)
+		ret = recv_committed(s);
+	if (!ret) {
+		set_handover(s, &s->ho.committed);
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->ho.in_doubt = 1;
+	s->ho.cause = ret;
+	pthread_mutex_unlock(&s->lock);
+	mfd__session_fail_why(&s->ss, MFD_EINDOUBT,
+			      "handover in doubt: LOADED read, COMMIT sent, "
+			      "no COMMITTED (%s): the guest stays stopped "
+			      "until mfd_source_abandon() or "
+			      "mfd_source_reclaim()",
+			      mfd_strerror(ret));
+	return MFD_EINDOUBT;
+}
+
 /* Tracking and throttling end, whatever the outcome. */
 static void untrack(mfd_source *s)
 {
@@ -863,12 +911,23 @@ static void *migration_main(void *arg)
 		ret = do_precopy(s, &batch, &round);
 	if (!ret)
 		ret = do_switchover(s, &batch, round);
-	if (ret)
+	if (!ret)
+		ret = handover(s);
+	if (ret == MFD_EINDOUBT)
+		; /* devices and vCPUs wait for the embedder's decision */
+	else if (ret)
 		ret = fail_migration(s, ret);
 	else /* the completed notifier: outside the downtime */
 		mfd__devsave_end(&s->ds, true);
 	untrack(s);
 	teardown(s);
+	if (ret == MFD_EINDOUBT && s->hooks.in_doubt) {
+		mfd_handover ho;
+		pthread_mutex_lock(&s->lock);
+		ho = s->ho;
+		pthread_mutex_unlock(&s->lock);
+		s->hooks.in_doubt(s->hooks.opaque, &ho);
+	}
 	mfd__session_finish(&s->ss, ret);
 	return NULL;
 }
@@ -896,7 +955,8 @@ int mfd_source_start(mfd_source *s, const char *uri)
 {
 	if (!s || !uri)
 		return -EINVAL;
-	if (s->ss.running)
+	/* An in-doubt guest is decided first (abandon or reclaim). */
+	if (s->ss.running || STAT_GET(s->ss.st.phase) == MFD_PHASE_INDOUBT)
 		return MFD_ESTATE;
 	if (s->ss.nblocks == 0)
 		return -ENOENT;
@@ -909,6 +969,9 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	if (ret)
 		return mfd__session_fail(&s->ss, ret);
 	s->loaded = false;
+	pthread_mutex_lock(&s->lock);
+	memset(&s->ho, 0, sizeof(s->ho));
+	pthread_mutex_unlock(&s->lock);
 	s->stopped = false;
 	s->rp_up = false;
 	s->rp_done = false;
@@ -988,4 +1051,54 @@ int mfd_source_get_round(mfd_source *s, unsigned i, mfd_round_stats *rec,
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+static void source_settled(mfd_source *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->ho.in_doubt = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int mfd_source_abandon(mfd_source *s)
+{
+	if (!s)
+		return -EINVAL;
+	int ret = mfd__session_resolve(&s->ss, 0);
+	if (ret)
+		return ret;
+	source_settled(s);
+	mfd__info("in-doubt handover: abandoned, the guest is the "
+		  "destination's");
+	mfd__devsave_end(&s->ds, true);
+	return 0;
+}
+
+int mfd_source_reclaim(mfd_source *s)
+{
+	if (!s)
+		return -EINVAL;
+	int ret = mfd__session_resolve(&s->ss, MFD_EINDOUBT);
+	if (ret)
+		return ret;
+	source_settled(s);
+	mfd__info("in-doubt handover: reclaimed, the guest runs here again");
+	/* As after a failed migration: devices first, then the vCPUs. */
+	mfd__devsave_end(&s->ds, false);
+	if (s->hooks.resume(s->hooks.opaque) < 0) {
+		mfd__err("resume hook failed after reclaiming the guest");
+		return MFD_EHOOK;
+	}
+	return 0;
+}
+
+int mfd_source_get_handover(mfd_source *s, mfd_handover *h, size_t size)
+{
+	if (!s || !h)
+		return -EINVAL;
+	memset(h, 0, size);
+	pthread_mutex_lock(&s->lock);
+	memcpy(h, &s->ho, size < sizeof(s->ho) ? size : sizeof(s->ho));
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }
