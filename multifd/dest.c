@@ -959,7 +959,7 @@ static int run_guest(mfd_dest *d)
 
 /*
  * LOADED, then the source's COMMIT, then the guest runs and COMMITTED
- * goes back (docs/protocol.md 7.5). Once LOADED has left, a failure that
+ * goes back (docs/protocol.md 7.6). Once LOADED has left, a failure that
  * does not prove the source resumed (its ERROR) is MFD_EINDOUBT: the
  * guest neither runs nor is discarded by this side's own guess.
  */

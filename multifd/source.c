@@ -810,7 +810,7 @@ static int recv_committed(mfd_source *s)
 /*
  * LOADED was read: COMMIT, then COMMITTED. From the first byte of COMMIT
  * on, the source never resumes the guest on its own: any failure is
- * MFD_EINDOUBT (docs/protocol.md 7.5), never a resume.
+ * MFD_EINDOUBT (docs/protocol.md 7.6), never a resume.
  */
 static int handover(mfd_source *s)
 {

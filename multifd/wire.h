@@ -40,7 +40,7 @@
  * messages (multifd/devwire.h); devsave.c / devload.c. */
 #define MFD_FEAT_DEVICES (1ULL << 2)
 #define MFD_FEAT_AUTH	 (1ULL << 3) /* HMAC challenge-response (auth.h) */
-/* Two-phase handover: LOADED, COMMIT, COMMITTED (docs/protocol.md 7.5).
+/* Two-phase handover: LOADED, COMMIT, COMMITTED (docs/protocol.md 7.6).
  * Required by both sides: a peer without it is refused. */
 #define MFD_FEAT_COMMIT (1ULL << 6)
 #define MFD_FEATURES_KNOWN                                                     \

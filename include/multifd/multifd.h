@@ -308,7 +308,7 @@ typedef struct mfd_round_stats {
 } mfd_round_stats;
 
 /*
- * The two-phase handover (docs/protocol.md 7.5): the destination sends
+ * The two-phase handover (docs/protocol.md 7.6): the destination sends
  * LOADED with the guest still paused; the source answers COMMIT, after
  * which it never resumes the guest; the destination then runs the guest
  * (its loaded hook) and answers COMMITTED. A break in this exchange that
