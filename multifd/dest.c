@@ -215,6 +215,16 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 							   w->iov, iovcnt))) {
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
 	}
+	if (mfd__test_dest_placed)
+		mfd__test_dest_placed(h->block, rb->host, w->offsets, h->count);
+	/* Verify: the digest of each page as it now is in guest memory,
+	 * while it is in this core's cache. This channel owns these pages
+	 * until the round's barrier. */
+	bool verify = d->features & MFD_FEAT_VERIFY;
+	if (verify)
+		for (uint32_t i = 0; i < h->count; i++)
+			mfd__session_page_digest(&d->ss, h->block,
+						 w->offsets[i], false);
 	/* Zero pages: only where a page with contents landed before. */
 	uint64_t *map = d->recvd[h->block];
 	uint32_t shift = rb->page_shift;
@@ -226,11 +236,20 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 	for (uint32_t i = 0; i < h->zero_count; i++) {
 		uint64_t off = w->offsets[h->count + i], pg = off >> shift;
 		uint64_t bit = 1ULL << (pg & 63);
+		bool written = false;
 		if (__atomic_load_n(&map[pg >> 6], __ATOMIC_RELAXED) & bit) {
 			memset(rb->host + off, 0, psize);
 			__atomic_fetch_and(&map[pg >> 6], ~bit,
 					   __ATOMIC_RELAXED);
+			written = true;
 		}
+		/* A page left as it was is checked, not assumed: memory
+		 * that was not zero at the start shows in the digest. */
+		if (verify)
+			mfd__session_page_digest(
+				&d->ss, h->block, off,
+				written || mfd__buffer_is_zero(rb->host + off,
+							       psize));
 	}
 
 	if (h->count)
@@ -602,7 +621,8 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 	}
 }
 
-void (*mfd__test_dest_placed)(unsigned block, uint8_t *host, uint64_t size);
+void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
+			      const uint64_t *offsets, uint32_t count);
 void (*mfd__test_dest_handover)(struct mfd__chan *main, int step);
 
 /*
@@ -680,17 +700,16 @@ static int finish_load(mfd_dest *d)
 			 (unsigned long long)STAT_GET(d->ss.st.packets));
 		ret = MFD_ECOUNT;
 	}
-	for (unsigned i = 0; !ret && mfd__test_dest_placed && i < d->ss.nblocks;
-	     i++)
-		mfd__test_dest_placed(i, d->ss.blocks[i].host,
-				      d->ss.blocks[i].size);
 	if (!ret && end.digests) {
+		/* Every page recorded its digest where it was placed: only
+		 * the final round's were hashed inside the downtime. */
 		uint64_t t0 = mfd__now_ns();
 		uint8_t(*mine)[MFD_DIGEST_SIZE] =
 			calloc(d->ss.nblocks, MFD_DIGEST_SIZE);
-		ret = mine ? mfd__digest_blocks(d->ss.blocks, d->ss.nblocks,
-						mine, &d->ss.st.cpu_ns)
-			   : -ENOMEM;
+		if (mine)
+			mfd__session_digests(&d->ss, mine);
+		else
+			ret = -ENOMEM;
 		for (unsigned i = 0; i < d->ss.nblocks && !ret; i++) {
 			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
 				mfd__err("block '%s': digest mismatch",
@@ -738,6 +757,9 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 		if (!d->recvd[i])
 			return -ENOMEM;
 	}
+	if ((d->features & MFD_FEAT_VERIFY) &&
+	    mfd__session_digests_alloc(&d->ss))
+		return -ENOMEM;
 	if (!(d->features & MFD_FEAT_ZSTD))
 		return 0;
 	for (unsigned i = 0; i < d->n; i++) {

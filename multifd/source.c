@@ -302,6 +302,8 @@ static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 	int ret = mfd__pool_start(&s->pool, chans, n, s->ss.blocks, &s->ss.st,
 				  &codec);
 	s->pool_up = ret == 0 || s->pool.w;
+	/* Before the first batch: the workers read it after a handoff. */
+	s->pool.digests = s->ss.cfg.verify ? &s->ss : NULL;
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		return ret;
@@ -315,6 +317,8 @@ static int do_setup(mfd_source *s)
 {
 	uint8_t session[16];
 	int ret = mfd__random_bytes(session, sizeof(session));
+	if (!ret && s->ss.cfg.verify)
+		ret = mfd__session_digests_alloc(&s->ss);
 	if (ret)
 		return ret;
 	struct mfd__chan *main;
@@ -649,8 +653,10 @@ static int stop_guest(mfd_source *s)
 	return 0;
 }
 
-/* With verify: the digests of the stopped guest's memory (*out, freed by
- * the caller); else *out = NULL. */
+/* With verify: the block digests of what was sent, from the page digests
+ * the workers recorded (*out, freed by the caller); else *out = NULL.
+ * Only the final round's pages were hashed inside the downtime (by the
+ * workers, as they sent them); this is one pass over 8 bytes per page. */
 static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 {
 	*out = NULL;
@@ -661,12 +667,7 @@ static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 		calloc(s->ss.nblocks, MFD_DIGEST_SIZE);
 	if (!digests)
 		return -ENOMEM;
-	int ret = mfd__digest_blocks(s->ss.blocks, s->ss.nblocks, digests,
-				     &s->ss.st.cpu_ns);
-	if (ret) {
-		free(digests);
-		return ret;
-	}
+	mfd__session_digests(&s->ss, digests);
 	STAT_SET(s->ss.st.verify_ns, mfd__now_ns() - t0);
 	*out = digests;
 	return 0;
@@ -733,14 +734,13 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_final(&s->ds, &s->pool, s->main)))
 		return ret;
-	/* The guest is stopped: its memory is final, so the digests can be
-	 * computed while the workers push the last pages out. */
-	uint8_t(*digests)[MFD_DIGEST_SIZE];
-	if ((ret = final_digests(s, &digests)))
-		return ret;
 	ret = mfd__pool_done(&s->pool);
 	if (!ret && mfd__devsave_any(&s->ds))
 		mfd__devsave_sent(&s->ds, &s->pool);
+	/* Every page has gone out and recorded its digest. */
+	uint8_t(*digests)[MFD_DIGEST_SIZE] = NULL;
+	if (!ret)
+		ret = final_digests(s, &digests);
 	/* Until the last page left, not until the digests were ready. */
 	uint64_t t_last =
 		__atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED);
