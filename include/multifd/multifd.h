@@ -237,7 +237,9 @@ typedef struct mfd_stats {
 	uint64_t transfer_ns;	/* start of round 0 until all pages landed */
 	uint64_t total_ns;	/* start until completion or failure */
 	uint64_t downtime_ns;	/* stop hook until loaded acknowledgement */
-	uint64_t verify_ns;	/* digest time (this side) */
+	uint64_t verify_ns;	/* block digests from the page digests, at
+				   END (this side); the page digests are
+				   taken by the workers, in cpu_ns */
 	uint64_t bandwidth_bps; /* bytes/s measured in the last round */
 	/* Compression (0 without it). compressed_bytes: payload bytes of
 	 * compressed packets; compress_in_bytes: page bytes that went into
@@ -249,8 +251,8 @@ typedef struct mfd_stats {
 	/* CPU time (user + system) of this side's library threads, added as
 	 * each ends: complete once the migration has ended. Counted: source
 	 * migration thread, send workers, return-path thread; destination
-	 * loader thread, receive workers, device loader threads; on both
-	 * sides the parallel digest's helper threads. Not counted: the RDMA
+	 * loader thread, receive workers, device loader threads (with
+	 * verify, the workers' page digests). Not counted: the RDMA
 	 * transport's completion poller (one per channel, inside the
 	 * transport, which does not see the stats). Hooks run on the
 	 * migration thread and count with it. */
