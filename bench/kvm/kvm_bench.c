@@ -18,9 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "harness.h"
-#include "report.h"
-#include "results.h"
+#include "../harness.h"
+#include "../report.h"
+#include "../results.h"
 
 #include "multifd/multifd.h"
 
