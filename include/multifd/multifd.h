@@ -20,7 +20,10 @@
  *    may be called from any thread at any time while the handle lives.
  *  - Hooks are called from the library's own migration thread, never from
  *    inside a call of the hypervisor, and never concurrently with each other
- *    for one handle.
+ *    for one handle. The exceptions are named: the in-doubt resolutions
+ *    (mfd_source_reclaim() calls resume, mfd_dest_run() loaded,
+ *    mfd_dest_discard() failed) run the hook inside the call, on the
+ *    caller's thread, after the migration thread has ended.
  *
  * Ownership:
  *  - Guest memory registered with *_add_block() stays owned by the
