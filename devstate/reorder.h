@@ -40,7 +40,7 @@ struct mfd__rchunk {
 	 * struct mfd_dev_seg, then the inline bytes; len is what is held. */
 	bool placed;
 	uint32_t nseg;
-	uint8_t data[];
+	_Alignas(16) uint8_t data[]; /* aligned: placed chunks keep segments here */
 };
 
 struct mfd__reorder_stats {
