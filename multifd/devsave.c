@@ -110,13 +110,12 @@ static int place(struct mfd__devsave *ds, struct mfd__dev *d, unsigned i,
 	struct mfd__devplace p = { .nseg = (uint32_t)cnt,
 				   .fence = ds->fence[i] };
 	bool any = false;
-	for (int k = 0; !ret && k < cnt; k++) {
-		const uint8_t *b = c->iov[2 + k].iov_base;
+	for (int k = 0; !ret && k < cnt; k++) { /* ret 1: no state memory */
+		uintptr_t b = (uintptr_t)c->iov[2 + k].iov_base;
 		size_t l = c->iov[2 + k].iov_len;
-		if (b >= base && l <= size &&
-		    (uint64_t)(b - base) <= size - l) {
-			p.seg[k] = (struct mfd__devseg){ (uint64_t)(b - base),
-							 (uint32_t)l, 0 };
+		uint64_t off = (uint64_t)(b - (uintptr_t)base);
+		if (b >= (uintptr_t)base && l <= size && off <= size - l) {
+			p.seg[k] = (struct mfd__devseg){ off, (uint32_t)l, 0 };
 			any = true;
 		} else {
 			p.seg[k] = (struct mfd__devseg){ 0, (uint32_t)l,
