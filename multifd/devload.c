@@ -256,19 +256,21 @@ static int recv_placed(struct mfd__devload *dl, struct mfd__chan *c,
 	int ret = c->ops->recv(c, tab, MFD_DEVPLACE_FIXED);
 	if (ret)
 		return recv_err(ret);
-	if ((ret = mfd__devplace_decode_fixed(tab, h->count, h->payload_len,
-					      &p)))
-		return ret;
-	size_t tsz = mfd__devplace_size(p.nseg);
-	if ((ret = c->ops->recv(c, tab + MFD_DEVPLACE_FIXED,
-				tsz - MFD_DEVPLACE_FIXED)))
-		return recv_err(ret);
-	/* Placed bytes are checked against the device's state memory
-	 * whenever it has one, received in place or not. */
-	if ((ret = mfd__devplace_decode_segs(tab + MFD_DEVPLACE_FIXED,
-					     h->payload_len, dl->lim.chunk_max,
-					     d->mem ? d->mem_size : UINT64_MAX,
-					     &p))) {
+	size_t tsz = 0;
+	if (!(ret = mfd__devplace_decode_fixed(tab, h->count, h->payload_len,
+					       &p))) {
+		tsz = mfd__devplace_size(p.nseg);
+		if ((ret = c->ops->recv(c, tab + MFD_DEVPLACE_FIXED,
+					tsz - MFD_DEVPLACE_FIXED)))
+			return recv_err(ret);
+		/* Placed bytes are checked against the device's state
+		 * memory whenever it has one, received in place or not. */
+		ret = mfd__devplace_decode_segs(
+			tab + MFD_DEVPLACE_FIXED, h->payload_len,
+			dl->lim.chunk_max, d->mem ? d->mem_size : UINT64_MAX,
+			&p);
+	}
+	if (ret) {
 		mfd__err("device %s: chunk %u: bad placement table: %s",
 			 d->name, h->count, mfd_strerror(ret));
 		return ret;
