@@ -43,7 +43,7 @@ struct mfd_vdpa_dev {
 	struct mfd__vdpa_ctrl ctrl; /* source: what the guest set */
 	struct mfd__vdpa_state st;  /* captured (source) or loaded */
 	bool have_state, suspended, was_reset, loaded;
-	bool ran; /* ran since the last dma_dirty: its rings may be new */
+	int32_t *used_seen; /* per ring: used->idx at the last dma_dirty */
 	uint8_t buf[MFD_VDPA_STATE_MAX];
 	size_t buf_len, pos;
 	mfd_vdpa_stats stats;
@@ -275,10 +275,7 @@ static int start_driver(struct mfd_vdpa_dev *d)
 			return ret;
 		}
 	}
-	if ((ret = enable(d, s, false)))
-		return ret;
-	d->ran = true;
-	return 0;
+	return enable(d, s, false);
 }
 
 static int restart(struct mfd_vdpa_dev *d)
@@ -339,11 +336,13 @@ static int run(struct mfd_vdpa_dev *d)
 			d->loaded = false;
 	} else if (d->suspended && (d->backend & BIT(VHOST_BACKEND_F_RESUME))) {
 		ret = xioctl(d, VHOST_VDPA_RESUME, NULL);
-		if (ret)
+		if (ret) {
 			mfd__err("vdpa: VHOST_VDPA_RESUME: %s",
 				 mfd_strerror(ret));
-		else
-			d->suspended = false, d->ran = true, d->stats.resumes++;
+		} else {
+			d->suspended = false;
+			d->stats.resumes++;
+		}
 	} else if (d->suspended || d->was_reset) {
 		ret = restart(d);
 	}
@@ -420,6 +419,8 @@ static int vdpa_set_state(void *opaque, int to)
 {
 	struct mfd_vdpa_dev *d = opaque;
 	int from = d->state, ret;
+	if (!mfd_dev_arc_valid(from, to, d->ops.caps))
+		return -EINVAL;
 	if (from == MFD_DEV_RUNNING && to == MFD_DEV_STOP)
 		ret = stop(d);
 	else if (from == MFD_DEV_STOP && to == MFD_DEV_RUNNING)
@@ -535,17 +536,18 @@ static int vdpa_dma_dirty(void *opaque,
 			}
 		}
 	}
-	/* The used rings: written by the device with every buffer it
-	 * returns, whatever the hypervisor logs. */
-	if (d->ran) {
-		for (unsigned i = 0; i < d->nvqs_dev; i++)
-			if (d->vr[i].num &&
-			    (ret = mark_range(d, d->vr[i].used,
-					      6 + 8ULL * d->vr[i].num, mark,
-					      ctx)))
-				return ret;
+	/* The used rings: the device writes one with every buffer it
+	 * returns, whatever the hypervisor logs; its idx moves each time. */
+	for (unsigned i = 0; i < d->nvqs_dev; i++) {
+		uint16_t idx;
+		if (!d->vr[i].num || !translate(d, d->vr[i].used + 2, 2) ||
+		    used_idx(d, i, &idx) || d->used_seen[i] == idx)
+			continue;
+		d->used_seen[i] = idx;
+		if ((ret = mark_range(d, d->vr[i].used, 6 + 8ULL * d->vr[i].num,
+				      mark, ctx)))
+			return ret;
 	}
-	d->ran = d->state == MFD_DEV_RUNNING && !d->suspended && !d->was_reset;
 	return 0;
 }
 
@@ -671,16 +673,19 @@ int mfd_vdpa_dev_new(mfd_vdpa_dev **out, int fd, uint64_t backend_features,
 		ret = xioctl(d, VHOST_VDPA_GET_VRING_NUM, &d->max_ring);
 	if (!ret && (!nvqs || nvqs > MFD_VDPA_MAX_VQ_INDEX))
 		ret = -EOPNOTSUPP;
-	if (!ret && !(d->vr = calloc(nvqs, sizeof(*d->vr))))
+	if (!ret && (!(d->vr = calloc(nvqs, sizeof(*d->vr))) ||
+		     !(d->used_seen = malloc(nvqs * sizeof(int32_t)))))
 		ret = -ENOMEM;
 	if (ret) {
+		free(d->vr);
 		free(d);
 		return ret;
 	}
 	d->nvqs_dev = nvqs;
 	d->backend = offered & backend_features;
 	d->state = MFD_DEV_RUNNING;
-	d->ran = true;
+	for (unsigned i = 0; i < nvqs; i++)
+		d->used_seen[i] = -1;
 	d->ops = (mfd_device_ops){
 		.caps = MFD_DEV_CAP_STOP_COPY,
 		.set_state = vdpa_set_state,
@@ -701,6 +706,7 @@ void mfd_vdpa_dev_free(mfd_vdpa_dev *d)
 	for (unsigned i = 0; i < d->nregions; i++)
 		free(d->regions[i].log);
 	free(d->vr);
+	free(d->used_seen);
 	free(d);
 }
 
