@@ -514,6 +514,61 @@ unsigned fake_vdpa_guest_recycle(void *mem, struct fake_vdpa_ring *r)
 	return n;
 }
 
+int fake_vdpa_guest_refill(struct fake_vdpa *f, struct fake_vdpa_ring *r,
+			   void (*dirty)(void *ctx, uint64_t iova,
+					 uint64_t len),
+			   void *ctx)
+{
+	int n = -EAGAIN;
+	pthread_mutex_lock(&f->lock);
+	if ((f->status & RUNNING) && !f->suspended) {
+		n = (int)fake_vdpa_guest_recycle(f->mem, r);
+		if (n && dirty)
+			dirty(ctx, r->avail, 4 + 2ull * r->num);
+	}
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+static int ioc(struct fake_vdpa *f, unsigned long req, void *arg)
+{
+	return fake_ioctl(f, FAKE_FD, req, arg) < 0 ? -errno : 0;
+}
+
+int fake_vdpa_guest_boot(struct fake_vdpa *f, struct fake_vdpa_ring *r,
+			 unsigned n, uint64_t features)
+{
+	uint8_t st = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
+	int ret;
+	if ((ret = ioc(f, VHOST_VDPA_SET_STATUS, &st)) ||
+	    (ret = ioc(f, VHOST_SET_FEATURES, &features)))
+		return ret;
+	st |= VIRTIO_CONFIG_S_FEATURES_OK;
+	if ((ret = ioc(f, VHOST_VDPA_SET_STATUS, &st)))
+		return ret;
+	for (unsigned i = 0; i < n; i++) {
+		fake_vdpa_guest_ring_init(f->mem, &r[i]);
+		struct vhost_vring_addr a = { .index = i,
+					      .desc_user_addr = r[i].desc,
+					      .avail_user_addr = r[i].avail,
+					      .used_user_addr = r[i].used };
+		struct vhost_vring_state num = { i, r[i].num }, base = { i, 0 },
+					 on = { i, 1 };
+		if ((ret = ioc(f, VHOST_SET_VRING_NUM, &num)) ||
+		    (ret = ioc(f, VHOST_SET_VRING_ADDR, &a)) ||
+		    (ret = ioc(f, VHOST_SET_VRING_BASE, &base)) ||
+		    (ret = ioc(f, VHOST_VDPA_SET_VRING_ENABLE, &on)))
+			return ret;
+	}
+	st |= VIRTIO_CONFIG_S_DRIVER_OK;
+	return ioc(f, VHOST_VDPA_SET_STATUS, &st);
+}
+
+uint64_t fake_vdpa_backend_suspend_resume(void)
+{
+	return BIT(VHOST_BACKEND_F_SUSPEND) | BIT(VHOST_BACKEND_F_RESUME);
+}
+
 mfd_vdpa_vring fake_vdpa_vring_of(const struct fake_vdpa_ring *r)
 {
 	return (mfd_vdpa_vring){ .num = r->num,

@@ -90,6 +90,22 @@ void fake_vdpa_guest_ring_init(void *mem, struct fake_vdpa_ring *r);
 /* Takes what the device returned and posts those buffers again; returns
  * how many. */
 unsigned fake_vdpa_guest_recycle(void *mem, struct fake_vdpa_ring *r);
+/* The same while the device runs, under its lock, the avail ring's
+ * write reported to dirty (IOVA range): a guest's driver that stops when
+ * the device does. The buffers posted again, or -EAGAIN once the device
+ * is stopped or suspended. */
+int fake_vdpa_guest_refill(struct fake_vdpa *f, struct fake_vdpa_ring *r,
+			   void (*dirty)(void *ctx, uint64_t iova,
+					 uint64_t len),
+			   void *ctx);
+/* The guest's driver starts the device, as a hypervisor relays it
+ * (ACKNOWLEDGE, DRIVER, features, FEATURES_OK, rings 0..n-1 set up from
+ * base 0 and enabled, DRIVER_OK), after fake_vdpa_guest_ring_init() of
+ * each. 0 or the first refused ioctl's -errno. */
+int fake_vdpa_guest_boot(struct fake_vdpa *f, struct fake_vdpa_ring *r,
+			 unsigned n, uint64_t features);
+/* VHOST_BACKEND_F_SUSPEND and _RESUME as feature bits. */
+uint64_t fake_vdpa_backend_suspend_resume(void);
 /* Ring i's addresses for mfd_vdpa_dev_set_vring(). */
 mfd_vdpa_vring fake_vdpa_vring_of(const struct fake_vdpa_ring *r);
 

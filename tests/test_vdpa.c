@@ -376,28 +376,8 @@ static void side_free(struct side *s)
 /* The guest's driver starts the device, as the hypervisor relays it. */
 static void guest_boot(struct side *s)
 {
-	uint8_t st = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-	uint64_t f = FEATURES;
-	assert_int_equal(ioc(s, VHOST_VDPA_SET_STATUS, &st), 0);
-	assert_int_equal(ioc(s, VHOST_SET_FEATURES, &f), 0);
-	st |= VIRTIO_CONFIG_S_FEATURES_OK;
-	assert_int_equal(ioc(s, VHOST_VDPA_SET_STATUS, &st), 0);
-	assert_int_equal(mfd_vdpa_dev_set_features(s->dev, f), 0);
-	for (unsigned i = 0; i < NQ; i++) {
-		struct fake_vdpa_ring *r = &s->ring[i];
-		fake_vdpa_guest_ring_init(s->mem, r);
-		struct vhost_vring_addr a = { .index = i,
-					      .desc_user_addr = r->desc,
-					      .avail_user_addr = r->avail,
-					      .used_user_addr = r->used };
-		assert_int_equal(ioc_vs(s, VHOST_SET_VRING_NUM, i, r->num), 0);
-		assert_int_equal(ioc(s, VHOST_SET_VRING_ADDR, &a), 0);
-		assert_int_equal(ioc_vs(s, VHOST_SET_VRING_BASE, i, 0), 0);
-		assert_int_equal(ioc_vs(s, VHOST_VDPA_SET_VRING_ENABLE, i, 1),
-				 0);
-	}
-	st |= VIRTIO_CONFIG_S_DRIVER_OK;
-	assert_int_equal(ioc(s, VHOST_VDPA_SET_STATUS, &st), 0);
+	assert_int_equal(fake_vdpa_guest_boot(s->f, s->ring, NQ, FEATURES), 0);
+	assert_int_equal(mfd_vdpa_dev_set_features(s->dev, FEATURES), 0);
 }
 
 /* A control command through the (shadow) control queue: the device
