@@ -667,8 +667,12 @@ int mfd_vdpa_dev_new(mfd_vdpa_dev **out, int fd, uint64_t backend_features,
 		ret = xioctl(d, VHOST_GET_FEATURES, &d->dev_features);
 	if (!ret)
 		ret = xioctl(d, VHOST_GET_BACKEND_FEATURES, &offered);
-	if (!ret)
-		ret = xioctl(d, VHOST_VDPA_GET_VQS_COUNT, &nvqs);
+	/* Older kernels lack the count: every index the format allows. */
+	if (!ret &&
+	    (ret = xioctl(d, VHOST_VDPA_GET_VQS_COUNT, &nvqs)) == -ENOTTY) {
+		nvqs = MFD_VDPA_MAX_VQ_INDEX;
+		ret = 0;
+	}
 	if (!ret)
 		ret = xioctl(d, VHOST_VDPA_GET_VRING_NUM, &d->max_ring);
 	if (!ret && (!nvqs || nvqs > MFD_VDPA_MAX_VQ_INDEX))

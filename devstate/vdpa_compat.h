@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * What older linux/vhost.h (Debian 12: Linux 6.1 headers) lacks of the
- * vhost-vdpa uAPI the vDPA adapter uses: suspend (Linux 6.3: the ioctl and
- * VHOST_BACKEND_F_SUSPEND) and resume (Linux 6.4: the ioctl and
- * VHOST_BACKEND_F_RESUME). Values are the kernel's ABI; each is defined
- * only where the system header has none. Whether the running kernel and
+ * What older linux/vhost.h lacks of the vhost-vdpa uAPI the vDPA adapter
+ * uses: suspend (the ioctl and VHOST_BACKEND_F_SUSPEND, already in the
+ * Linux 6.1 headers of Debian 12) and resume (the ioctl and
+ * VHOST_BACKEND_F_RESUME, Linux 6.3: missing there). Values are the
+ * kernel's ABI; each is defined only where the system header has none. Whether the running kernel and
  * the parent driver offer them is read at run time
  * (VHOST_GET_BACKEND_FEATURES).
  */
