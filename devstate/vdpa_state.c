@@ -268,6 +268,8 @@ static int check_vqs(const struct mfd__vdpa_state *s, const char **why)
 		const struct mfd__vdpa_vq *q = &s->vq[i];
 		if (i && q->index <= s->vq[i - 1].index)
 			return refuse(why, "queue indices not increasing");
+		if (q->index >= MFD_VDPA_MAX_VQ_INDEX)
+			return refuse(why, "queue index too large");
 		if (q->index > cvq || (q->index == cvq && !ctrl))
 			return refuse(why, "queue index beyond the device's "
 					   "queues");

@@ -168,6 +168,12 @@ static void e_beyond(struct mfd__vdpa_state *s)
 {
 	s->vq[4].index = 5;
 }
+/* Found by fuzz_vdpa: 512 pairs put the control queue at index 1024. */
+static void e_bigindex(struct mfd__vdpa_state *s)
+{
+	s->max_vq_pairs = 512;
+	s->vq[4].index = 1024;
+}
 static void e_ring(struct mfd__vdpa_state *s)
 {
 	s->vq[2].num = 300;
@@ -244,6 +250,7 @@ static const struct bad bads[] = {
 	{ "queues 0 and 1", -EBADMSG, e_q01, 0, 0, 0 },
 	{ "not increasing", -EBADMSG, e_order, 0, 0, 0 },
 	{ "beyond the device's queues", -EBADMSG, e_beyond, 0, 0, 0 },
+	{ "queue index too large", -EBADMSG, e_bigindex, 0, 0, 0 },
 	{ "ring size", -EBADMSG, e_ring, 0, 0, 0 },
 	{ "in flight", -EBADMSG, e_flight, 0, 0, 0 },
 	{ "without VIRTIO_NET_F_CTRL_VQ", -EBADMSG, e_noctrl, 0, 0, 0 },
@@ -448,12 +455,12 @@ static bool packet_in(const uint8_t *mem, const struct fake_vdpa_ring *r,
 /* ------------------------------------------------------------------ */
 /* Migrations through the engine */
 
+/* The tvm first: the engine's hooks get the rig as their tvm. */
 struct rig {
 	struct tvm vm;
 	struct side s, d;
 	unsigned syncs;
 	bool precopy_traffic, log;
-	int stopped, resumed;
 	struct fake_vdpa_view at_stop; /* the source device, still running */
 };
 
@@ -461,12 +468,7 @@ static int h_stop(void *o)
 {
 	struct rig *r = o;
 	fake_vdpa_view(r->s.f, &r->at_stop);
-	r->stopped++;
-	return 0;
-}
-static int h_resume(void *o)
-{
-	((struct rig *)o)->resumed++;
+	r->vm.stopped++;
 	return 0;
 }
 /* After round 0's pages went out, the NIC receives: these buffers and
@@ -482,6 +484,24 @@ static int h_sync(void *o, unsigned block, uint64_t *bitmap, uint64_t n)
 		traffic(&r->s, 2, 3, 4);
 	}
 	return 0;
+}
+
+static void add_dest(struct tvm *vm)
+{
+	struct rig *r = (struct rig *)vm;
+	assert_int_equal(mfd_dest_add_device(vm->dst, "net0",
+					     mfd_vdpa_dev_ops(r->d.dev),
+					     r->d.dev),
+			 0);
+}
+
+static void add_source(struct tvm *vm)
+{
+	struct rig *r = (struct rig *)vm;
+	assert_int_equal(mfd_source_add_device(vm->src, "net0",
+					       mfd_vdpa_dev_ops(r->s.dev),
+					       r->s.dev),
+			 0);
 }
 
 static int run(struct rig *r, const char *verify, uint16_t dst_mtu,
@@ -500,33 +520,13 @@ static int run(struct rig *r, const char *verify, uint16_t dst_mtu,
 	guest_configure(&r->s);
 	traffic(&r->s, 0, 0, 5);
 	traffic(&r->s, 2, 0, 3);
-
-	mfd_dest_hooks dh = { .opaque = r };
-	assert_int_equal(mfd_dest_new(&vm->dst, vm->cfg, &dh), 0);
-	assert_int_equal(mfd_dest_add_block(vm->dst, "pc.ram",
-					    vm->blocks[0].dst, RAM, 4096),
-			 0);
-	assert_int_equal(mfd_dest_add_device(vm->dst, "net0",
-					     mfd_vdpa_dev_ops(r->d.dev),
-					     r->d.dev),
-			 0);
-	assert_int_equal(mfd_dest_start(vm->dst, "tcp:127.0.0.1:0"), 0);
-	assert_int_equal(mfd_dest_get_uri(vm->dst, vm->uri, sizeof(vm->uri)),
-			 0);
-	mfd_source_hooks sh = { .opaque = r,
-				.stop = h_stop,
-				.resume = h_resume,
-				.sync_dirty = h_sync };
-	assert_int_equal(mfd_source_new(&vm->src, vm->cfg, &sh), 0);
-	assert_int_equal(mfd_source_add_block(vm->src, "pc.ram",
-					      vm->blocks[0].src, RAM, 4096),
-			 0);
-	assert_int_equal(mfd_source_add_device(vm->src, "net0",
-					       mfd_vdpa_dev_ops(r->s.dev),
-					       r->s.dev),
-			 0);
-	int ret = mfd_source_migrate(vm->src, vm->uri);
-	*dret = mfd_dest_wait(vm->dst);
+	vm->dest_setup = add_dest;
+	vm->src_setup = add_source;
+	vm->shooks = (mfd_source_hooks){ .opaque = r,
+					 .stop = h_stop,
+					 .sync_dirty = h_sync };
+	tvm_start_dest(vm);
+	int ret = tvm_migrate(vm, NULL, dret);
 	printf("# source %d (%s), destination %d (%s)\n", ret,
 	       mfd_strerror(ret), *dret, mfd_strerror(*dret));
 	return ret;
@@ -585,8 +585,8 @@ static void migrate_ok(uint64_t backend)
 	int ret = run(r, "verify=on", 1500, backend, &dret);
 	assert_int_equal(ret, 0);
 	assert_int_equal(dret, 0);
-	assert_int_equal(r->stopped, 1);
-	assert_int_equal(r->resumed, 0);
+	assert_int_equal(r->vm.stopped, 1);
+	assert_int_equal(r->vm.resumed, 0);
 	assert_true(tvm_equal(&r->vm));
 	/* The packets that came in during pre-copy are in the
 	 * destination's memory, where the device put them. */
@@ -683,7 +683,7 @@ static void fail_after_suspend(uint64_t backend, unsigned resumes,
 	int ret = run(r, "verify=on", 9000, backend, &dret);
 	assert_int_equal(ret, MFD_EDEVICE);
 	assert_int_equal(dret, MFD_EDEVICE);
-	assert_int_equal(r->resumed, 1);
+	assert_int_equal(r->vm.resumed, 1);
 	mfd_vdpa_stats ss;
 	mfd_vdpa_dev_get_stats(r->s.dev, &ss);
 	assert_int_equal(ss.suspends,
