@@ -129,8 +129,9 @@ static int read_config(struct mfd_vdpa_dev *d, uint8_t *cfg)
 }
 
 /* Reads the stopped device's state into d->st and encodes it in d->buf,
- * checked by the parser the destination uses. */
-static int capture(struct mfd_vdpa_dev *d)
+ * checked by the parser the destination uses. After a reset the device
+ * has no indices to give: each ring resumes at its used index. */
+static int capture(struct mfd_vdpa_dev *d, bool after_reset)
 {
 	struct mfd__vdpa_state *s = &d->st;
 	uint8_t cfg[NET_CONFIG_LEN];
@@ -152,18 +153,21 @@ static int capture(struct mfd_vdpa_dev *d)
 			continue;
 		if (s->nvqs == MFD_VDPA_MAX_VQS)
 			return -E2BIG;
+		struct mfd__vdpa_vq *q = &s->vq[s->nvqs++];
+		q->index = (uint16_t)i;
+		q->num = d->vr[i].num;
+		if ((ret = used_idx(d, i, &q->used_idx)))
+			return ret;
+		q->last_avail = q->used_idx;
 		struct vhost_vring_state vs = { .index = i };
+		if (after_reset)
+			continue;
 		if ((ret = xioctl(d, VHOST_GET_VRING_BASE, &vs))) {
 			mfd__err("vdpa: VHOST_GET_VRING_BASE %u: %s", i,
 				 mfd_strerror(ret));
 			return ret;
 		}
-		struct mfd__vdpa_vq *q = &s->vq[s->nvqs++];
-		q->index = (uint16_t)i;
-		q->num = d->vr[i].num;
 		q->last_avail = (uint16_t)vs.num;
-		if ((ret = used_idx(d, i, &q->used_idx)))
-			return ret;
 	}
 	s->ctrl = d->ctrl;
 	d->buf_len = mfd__vdpa_state_encode(s, d->buf, sizeof(d->buf));
@@ -308,21 +312,20 @@ static int stop(struct mfd_vdpa_dev *d)
 		}
 		d->suspended = true;
 		d->stats.suspends++;
-		ret = capture(d);
+		ret = capture(d, false);
 		if (ret && (d->backend & BIT(VHOST_BACKEND_F_RESUME)) &&
 		    !xioctl(d, VHOST_VDPA_RESUME, NULL))
 			d->suspended = false;
 		return ret;
 	}
-	/* No suspend: read the indices while it runs, then reset, which
-	 * stops it (what QEMU did before VHOST_VDPA_SUSPEND existed). Its
-	 * rings' last writes are in the used rings already reported. */
-	if ((ret = capture(d)))
-		return ret;
+	/* No suspend: reset, which stops it (what QEMU did before
+	 * VHOST_VDPA_SUSPEND existed), then read what is left: the config,
+	 * and the used rings in guest memory, final now. Buffers it had
+	 * taken but not returned are offered again from the used index. */
 	if ((ret = set_status(d, 0)))
 		return ret;
 	d->was_reset = true;
-	return 0;
+	return capture(d, true);
 }
 
 /* STOP -> RUNNING */

@@ -12,14 +12,14 @@
  *    stopped; load() collects the bytes, parsed and checked as a whole
  *    when the device leaves RESUMING;
  *  - control plane: RUNNING -> STOP suspends the device (VHOST_VDPA_SUSPEND
- *    where the backend offers VHOST_BACKEND_F_SUSPEND, Linux 6.1; else the
- *    state is read and the device reset, as QEMU did before suspend) and
- *    reads its state; STOP -> RUNNING resumes it (VHOST_VDPA_RESUME with
- *    VHOST_BACKEND_F_RESUME, Linux 6.3; else a full restart from the state
- *    read). On the destination, RESUMING -> STOP programs features and
- *    rings; STOP -> RUNNING (the hypervisor's call, once the migration has
- *    loaded) sets DRIVER_OK, replays the control commands, enables the
- *    data queues. DRIVER_OK is never set before the state is loaded.
+ *    where the backend offers VHOST_BACKEND_F_SUSPEND, Linux 6.1; else a
+ *    reset, as QEMU did before suspend, after which each ring resumes at
+ *    its used index) and reads its state; STOP -> RUNNING resumes it
+ * (VHOST_VDPA_RESUME with VHOST_BACKEND_F_RESUME, Linux 6.3; else a full
+ * restart from the state read). On the destination, RESUMING -> STOP programs
+ * features and rings; STOP -> RUNNING (the hypervisor's call, once the
+ * migration has loaded) sets DRIVER_OK, replays the control commands, enables
+ * the data queues. DRIVER_OK is never set before the state is loaded.
  *  - error rollback: a failed migration moves the source device back to
  *    RUNNING (resume); reset() restarts it from its last state.
  *
