@@ -22,6 +22,7 @@ struct bench_devices_opts {
 	double load_ms_per_mib;
 	uint64_t dma_rate;    /* bytes/s per device while running */
 	const char *transfer; /* NULL: the library's default */
+	unsigned vdpa;	      /* --devices-vdpa (bench/vdpa.c) */
 };
 
 /* Registers the devices with both sides. */
