@@ -107,6 +107,9 @@ static void bench_usage(FILE *f)
 		"  --device-placed on|off  devices show their state memory, "
 		"so the\n"
 		"                        destination receives into it (on)\n"
+		"  --devices-vdpa N      fake vhost-vdpa virtio-net devices "
+		"with traffic\n"
+		"                        (docs/vdpa.md; default 0)\n"
 		"Cold destination memory (coldmem.c):\n"
 		"  --warm-host GiB       touch and free that much memory right "
 		"before\n"
@@ -329,6 +332,7 @@ enum {
 	OPT_MEASURE_MS,
 	OPT_TRACKER,
 	OPT_DEVICES,
+	OPT_DEVICES_VDPA,
 	OPT_DEVICE_STATE,
 	OPT_DEVICE_PRECOPY,
 	OPT_DEVICE_LOAD_MS,
@@ -379,6 +383,7 @@ static const struct option bench_long_opts[] = {
 	{ "guest-measure-ms", required_argument, NULL, OPT_MEASURE_MS },
 	{ "tracker", required_argument, NULL, OPT_TRACKER },
 	{ "devices", required_argument, NULL, OPT_DEVICES },
+	{ "devices-vdpa", required_argument, NULL, OPT_DEVICES_VDPA },
 	{ "device-state", required_argument, NULL, OPT_DEVICE_STATE },
 	{ "device-precopy", required_argument, NULL, OPT_DEVICE_PRECOPY },
 	{ "device-load-ms-per-mib", required_argument, NULL,
@@ -474,6 +479,9 @@ static void parse_guest_opt(int c, const char *arg, struct bench_opts *o)
 		break;
 	case OPT_DEVICES:
 		o->dev.n = parse_uint_opt("devices", arg, 0, 256);
+		break;
+	case OPT_DEVICES_VDPA:
+		o->dev.vdpa = parse_uint_opt("devices-vdpa", arg, 0, 64);
 		break;
 	case OPT_DEVICE_STATE:
 		if (!parse_size(arg, &o->dev.state) || !o->dev.state)
@@ -702,9 +710,10 @@ static void check_args(int argc, char **argv, struct bench_opts *o)
 		/* The destination restores the guest the source sends. */
 		if (!o->kvm.kernel && !o->print_config && o->mode != MODE_DEST)
 			usage_error("--vm kvm needs --kernel GUEST.elf");
-		if (strcmp(o->transport, "tcp") || o->dev.n || o->guest.writers)
+		if (strcmp(o->transport, "tcp") || o->dev.n || o->dev.vdpa ||
+		    o->guest.writers)
 			usage_error("--vm kvm: over tcp only, without "
-				    "--devices or --writers");
+				    "--devices, --devices-vdpa or --writers");
 		if (!o->ram_given)
 			o->ram_bytes = 32ULL << 20;
 	}

@@ -23,6 +23,7 @@ struct bench_devices_opts {
 	uint64_t dma_rate;    /* bytes/s per device while running */
 	const char *transfer; /* NULL: the library's default */
 	bool no_placed;	      /* --device-placed off: no state_mem */
+	unsigned vdpa;	      /* --devices-vdpa (bench/vdpa.c) */
 };
 
 /* Registers the devices with both sides. */
