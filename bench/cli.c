@@ -104,6 +104,9 @@ static void bench_usage(FILE *f)
 		"  --device-state SIZE   state per device (64M)\n"
 		"  --device-precopy F    share of it sent during pre-copy (0)\n"
 		"  --device-load-ms-per-mib X  destination restore cost (0)\n"
+		"  --device-placed on|off  devices show their state memory, "
+		"so the\n"
+		"                        destination receives into it (on)\n"
 		"  --devices-vdpa N      fake vhost-vdpa virtio-net devices "
 		"with traffic\n"
 		"                        (docs/vdpa.md; default 0)\n"
@@ -333,6 +336,7 @@ enum {
 	OPT_DEVICE_STATE,
 	OPT_DEVICE_PRECOPY,
 	OPT_DEVICE_LOAD_MS,
+	OPT_DEVICE_PLACED,
 	OPT_WARM_HOST,
 	OPT_VM,
 	OPT_KERNEL,
@@ -384,6 +388,7 @@ static const struct option bench_long_opts[] = {
 	{ "device-precopy", required_argument, NULL, OPT_DEVICE_PRECOPY },
 	{ "device-load-ms-per-mib", required_argument, NULL,
 	  OPT_DEVICE_LOAD_MS },
+	{ "device-placed", required_argument, NULL, OPT_DEVICE_PLACED },
 	{ "warm-host", required_argument, NULL, OPT_WARM_HOST },
 	{ "vm", required_argument, NULL, OPT_VM },
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -488,6 +493,9 @@ static void parse_guest_opt(int c, const char *arg, struct bench_opts *o)
 	case OPT_DEVICE_LOAD_MS:
 		o->dev.load_ms_per_mib =
 			parse_double_opt("device-load-ms-per-mib", arg, 0, 1e6);
+		break;
+	case OPT_DEVICE_PLACED:
+		o->dev.no_placed = !parse_on_off("device-placed", arg);
 		break;
 	case OPT_WARM_HOST:
 		o->cold.warm_gib = parse_double_opt("warm-host", arg, 0, 1024);
