@@ -44,6 +44,7 @@ const char *mfd_phase_name(int phase)
 		[MFD_PHASE_COMPLETED] = "completed",
 		[MFD_PHASE_FAILED] = "failed",
 		[MFD_PHASE_CANCELLED] = "cancelled",
+		[MFD_PHASE_INDOUBT] = "in-doubt",
 	};
 	if (phase < 0 || (size_t)phase >= MFD_ARRAY_SIZE(names))
 		return "unknown";
@@ -82,11 +83,13 @@ _Static_assert(MFD_DIGEST_SIZE == MFD__DIGEST_SIZE,
 	       "the wire's block digest is common/digest.h's");
 
 int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
-		       uint8_t (*out)[MFD_DIGEST_SIZE], uint64_t *cpu_ns)
+		       uint8_t (*out)[MFD_DIGEST_SIZE])
 {
 	struct mfd__mem mem[MFD_MAX_BLOCKS];
 	int ret = blocks_mem(blocks, n, mem);
-	return ret ? ret : mfd__digest_mem(mem, n, out, cpu_ns);
+	for (unsigned i = 0; !ret && i < n; i++)
+		mfd__digest_mem(&mem[i], 1, blocks[i].page_size, &out[i]);
+	return ret;
 }
 
 int mfd__chan_register_memory(struct mfd__chan *c,

@@ -77,6 +77,7 @@ struct mfd_dest {
 	struct mfd__devload dl;	  /* device state (devload.c) */
 	struct mfd__prefault pf;  /* dest-prefault = ahead */
 	struct mfd__announcer an; /* after the guest runs (announce.c) */
+	mfd_handover ho;	  /* under lock: what this side knows */
 };
 
 /* dest-prefault = ahead: how far ahead of the receive front, how many. */
@@ -214,6 +215,16 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 							   w->iov, iovcnt))) {
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
 	}
+	if (mfd__test_dest_placed)
+		mfd__test_dest_placed(h->block, rb->host, w->offsets, h->count);
+	/* Verify: the digest of each page as it now is in guest memory,
+	 * while it is in this core's cache. This channel owns these pages
+	 * until the round's barrier. */
+	bool verify = d->features & MFD_FEAT_VERIFY;
+	if (verify)
+		for (uint32_t i = 0; i < h->count; i++)
+			mfd__session_page_digest(&d->ss, h->block,
+						 w->offsets[i], false);
 	/* Zero pages: only where a page with contents landed before. */
 	uint64_t *map = d->recvd[h->block];
 	uint32_t shift = rb->page_shift;
@@ -225,11 +236,20 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 	for (uint32_t i = 0; i < h->zero_count; i++) {
 		uint64_t off = w->offsets[h->count + i], pg = off >> shift;
 		uint64_t bit = 1ULL << (pg & 63);
+		bool written = false;
 		if (__atomic_load_n(&map[pg >> 6], __ATOMIC_RELAXED) & bit) {
 			memset(rb->host + off, 0, psize);
 			__atomic_fetch_and(&map[pg >> 6], ~bit,
 					   __ATOMIC_RELAXED);
+			written = true;
 		}
+		/* A page left as it was is checked, not assumed: memory
+		 * that was not zero at the start shows in the digest. */
+		if (verify)
+			mfd__session_page_digest(
+				&d->ss, h->block, off,
+				written || mfd__buffer_is_zero(rb->host + off,
+							       psize));
 	}
 
 	if (h->count)
@@ -358,6 +378,14 @@ static int setup_acceptable(mfd_dest *d, const struct mfd__setup *su, char *why,
 {
 	if (su->features != d->features)
 		return MFD_EFEATURE;
+	if (!(d->features & MFD_FEAT_COMMIT)) {
+		/* Without COMMIT a break after LOADED could run the guest
+		 * on both sides. */
+		snprintf(why, len,
+			 "the source has no two-phase handover (COMMIT "
+			 "feature)");
+		return MFD_EFEATURE;
+	}
 	if (su->nchannels != d->n) {
 		snprintf(why, len,
 			 "SETUP says %u channels, the handshake said %u",
@@ -594,7 +622,9 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 	}
 }
 
-void (*mfd__test_dest_placed)(unsigned block, uint8_t *host, uint64_t size);
+void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
+			      const uint64_t *offsets, uint32_t count);
+void (*mfd__test_dest_handover)(struct mfd__chan *main, int step);
 
 /*
  * After END: waits until every worker has ended (at its DONE or an error).
@@ -671,17 +701,16 @@ static int finish_load(mfd_dest *d)
 			 (unsigned long long)STAT_GET(d->ss.st.packets));
 		ret = MFD_ECOUNT;
 	}
-	for (unsigned i = 0; !ret && mfd__test_dest_placed && i < d->ss.nblocks;
-	     i++)
-		mfd__test_dest_placed(i, d->ss.blocks[i].host,
-				      d->ss.blocks[i].size);
 	if (!ret && end.digests) {
+		/* Every page recorded its digest where it was placed: only
+		 * the final round's were hashed inside the downtime. */
 		uint64_t t0 = mfd__now_ns();
 		uint8_t(*mine)[MFD_DIGEST_SIZE] =
 			calloc(d->ss.nblocks, MFD_DIGEST_SIZE);
-		ret = mine ? mfd__digest_blocks(d->ss.blocks, d->ss.nblocks,
-						mine, &d->ss.st.cpu_ns)
-			   : -ENOMEM;
+		if (mine)
+			mfd__session_digests(&d->ss, mine);
+		else
+			ret = -ENOMEM;
 		for (unsigned i = 0; i < d->ss.nblocks && !ret; i++) {
 			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
 				mfd__err("block '%s': digest mismatch",
@@ -729,6 +758,9 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 		if (!d->recvd[i])
 			return -ENOMEM;
 	}
+	if ((d->features & MFD_FEAT_VERIFY) &&
+	    mfd__session_digests_alloc(&d->ss))
+		return -ENOMEM;
 	if (!(d->features & MFD_FEAT_ZSTD))
 		return 0;
 	for (unsigned i = 0; i < d->n; i++) {
@@ -894,6 +926,108 @@ int mfd_dest_announce_wait(mfd_dest *d)
 	return mfd__announcer_join(&d->an, false);
 }
 
+static void set_handover(mfd_dest *d, uint32_t *field)
+{
+	pthread_mutex_lock(&d->lock);
+	*field = 1;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* After LOADED: the source's COMMIT (0), its ERROR (it resumed: the
+ * guest must not run here), or a break, io-timeout or cancel. */
+static int wait_commit(mfd_dest *d)
+{
+	uint64_t deadline = mfd__deadline_ms(d->ss.cfg.io_timeout_ms);
+	for (;;) {
+		struct pollfd pfd[2] = {
+			{ .fd = d->main->fd, .events = POLLIN },
+			{ .fd = d->wake_fd, .events = POLLIN }
+		};
+		int n = poll(pfd, 2, 100);
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (mfd__session_check(&d->ss))
+			return mfd__session_check(&d->ss);
+		if (n > 0 && pfd[1].revents)
+			wake_drain(d);
+		if (n > 0 && pfd[0].revents)
+			break;
+		if (mfd__now_ns() > deadline) {
+			mfd__err("no COMMIT on the main channel within "
+				 "io-timeout after LOADED");
+			return -ETIMEDOUT;
+		}
+	}
+	struct mfd__ctl_hdr h;
+	uint8_t *payload;
+	int ret = mfd__ctl_recv(d->main, &h, &payload);
+	if (ret)
+		return ret;
+	if (h.type == MFD_CTL_ERROR)
+		ret = mfd__ctl_peer_error(payload, h.length, "source");
+	else if (h.type != MFD_CTL_COMMIT)
+		ret = MFD_EUNEXPECTED;
+	free(payload);
+	return ret;
+}
+
+/* Everything in place: the guest runs here (loaded hook), then the
+ * announcement. */
+static int run_guest(mfd_dest *d)
+{
+	if (d->hooks.loaded && d->hooks.loaded(d->hooks.opaque) < 0)
+		return MFD_EHOOK;
+	/* On a thread of its own: nothing here waits for the schedule. */
+	announce_start(d);
+	return 0;
+}
+
+/*
+ * LOADED, then the source's COMMIT, then the guest runs and COMMITTED
+ * goes back (docs/protocol.md 7.6). Once LOADED has left, a failure that
+ * does not prove the source resumed (its ERROR) is MFD_EINDOUBT: the
+ * guest neither runs nor is discarded by this side's own guess.
+ */
+static int handover(mfd_dest *d)
+{
+	if (mfd__test_dest_handover)
+		mfd__test_dest_handover(d->main, 0);
+	/* A LOADED that did not leave whole cannot be read by the source,
+	 * which then never commits: failing here is safe. */
+	int ret = mfd__ctl_send(d->main, MFD_CTL_LOADED, NULL, 0);
+	if (ret)
+		return ret;
+	set_handover(d, &d->ho.loaded);
+	if (mfd__test_dest_handover)
+		mfd__test_dest_handover(d->main, 1);
+	ret = wait_commit(d);
+	if (!ret) {
+		set_handover(d, &d->ho.commit);
+		if ((ret = run_guest(d)))
+			return ret;
+		if (mfd__ctl_send(d->main, MFD_CTL_COMMITTED, NULL, 0))
+			mfd__warn("COMMITTED not sent: the source will be "
+				  "in doubt; the guest runs here");
+		else
+			set_handover(d, &d->ho.committed);
+		return 0;
+	}
+	/* The source's ERROR (it resumed) or the embedder's cancel decide:
+	 * the guest is discarded. */
+	if (ret == MFD_EREMOTE || ret == -ECANCELED)
+		return ret;
+	pthread_mutex_lock(&d->lock);
+	d->ho.in_doubt = 1;
+	d->ho.cause = ret;
+	pthread_mutex_unlock(&d->lock);
+	mfd__session_fail_why(&d->ss, MFD_EINDOUBT,
+			      "handover in doubt: LOADED sent, no COMMIT "
+			      "(%s): the guest stays paused until "
+			      "mfd_dest_run() or mfd_dest_discard()",
+			      mfd_strerror(ret));
+	return MFD_EINDOUBT;
+}
+
 static void *loader_main(void *arg)
 {
 	mfd_dest *d = arg;
@@ -905,23 +1039,18 @@ static void *loader_main(void *arg)
 		ret = start_workers(d);
 	if (!ret)
 		ret = finish_load(d);
-	if (!ret) {
-		ret = mfd__ctl_send(d->main, MFD_CTL_LOADED, NULL, 0);
-		if (!ret && d->hooks.loaded &&
-		    d->hooks.loaded(d->hooks.opaque) < 0)
-			ret = MFD_EHOOK;
-		/*
-		 * The guest runs here now: announce it, on a thread of its
-		 * own so that the return path never waits for the schedule.
-		 * The two-phase handover (issue 16: guest runs only after the
-		 * source's COMMIT) will move this after COMMIT.
-		 */
-		if (!ret)
-			announce_start(d);
-	}
-	if (ret)
+	if (!ret)
+		ret = handover(d);
+	if (ret && ret != MFD_EINDOUBT)
 		ret = fail_load(d, ret);
 	free_load(d);
+	if (ret == MFD_EINDOUBT && d->hooks.in_doubt) {
+		mfd_handover ho;
+		pthread_mutex_lock(&d->lock);
+		ho = d->ho;
+		pthread_mutex_unlock(&d->lock);
+		d->hooks.in_doubt(d->hooks.opaque, &ho);
+	}
 	mfd__session_finish(&d->ss, ret);
 	return NULL;
 }
@@ -1001,4 +1130,51 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 const char *mfd_dest_error_text(mfd_dest *d)
 {
 	return d ? mfd__session_error_text(&d->ss) : "";
+}
+
+static void dest_settled(mfd_dest *d)
+{
+	pthread_mutex_lock(&d->lock);
+	d->ho.in_doubt = 0;
+	pthread_mutex_unlock(&d->lock);
+}
+
+int mfd_dest_run(mfd_dest *d)
+{
+	if (!d)
+		return -EINVAL;
+	if (d->ss.running || STAT_GET(d->ss.st.phase) != MFD_PHASE_INDOUBT)
+		return MFD_ESTATE;
+	mfd__info("in-doubt handover: the guest runs here");
+	int ret = run_guest(d);
+	if (ret)
+		mfd__err("loaded hook failed after the in-doubt handover");
+	mfd__session_resolve(&d->ss, ret);
+	dest_settled(d);
+	return ret;
+}
+
+int mfd_dest_discard(mfd_dest *d)
+{
+	if (!d)
+		return -EINVAL;
+	int ret = mfd__session_resolve(&d->ss, MFD_EINDOUBT);
+	if (ret)
+		return ret;
+	dest_settled(d);
+	mfd__info("in-doubt handover: discarded, the guest never runs here");
+	if (d->hooks.failed)
+		d->hooks.failed(d->hooks.opaque, MFD_EINDOUBT);
+	return 0;
+}
+
+int mfd_dest_get_handover(mfd_dest *d, mfd_handover *h, size_t size)
+{
+	if (!d || !h)
+		return -EINVAL;
+	memset(h, 0, size);
+	pthread_mutex_lock(&d->lock);
+	memcpy(h, &d->ho, size < sizeof(d->ho) ? size : sizeof(d->ho));
+	pthread_mutex_unlock(&d->lock);
+	return 0;
 }

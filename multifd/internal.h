@@ -47,22 +47,33 @@ static inline int mfd__pages_iov(uint8_t *host, const uint64_t *offsets,
 /* Fills buf from the kernel's CSPRNG; 0 or -errno. */
 int mfd__random_bytes(void *buf, size_t len);
 
-/* Digests of every block, as docs/protocol.md defines them, computed on
- * all online CPUs (mfd__digest_mem, common/digest.h). 0, -EINVAL (more
- * than MFD_MAX_BLOCKS) or -ENOMEM. The CPU time of the helper threads it
- * starts (not the caller's own) is added to *cpu_ns (atomically). */
+/* Digests of every block, as docs/protocol.md defines them, computed from
+ * the memory itself (one thread): the reference for the per-page digests
+ * a migration keeps (mfd__session_digests). 0 or -EINVAL (more than
+ * MFD_MAX_BLOCKS). */
 int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
-		       uint8_t (*out)[MFD_DIGEST_SIZE], uint64_t *cpu_ns);
+		       uint8_t (*out)[MFD_DIGEST_SIZE]);
 
 /*
- * Test hook (tests/test_verify.c), NULL in production: the destination
- * calls it once per migration, after every receive worker has ended and
- * before it compares the digests, with each block's memory, so that a test
- * can change a placed page. Not exported (the library is built with
- * -fvisibility=hidden); it costs one load and branch per migration.
+ * Test hook (tests/test_verify.c), NULL in production: a receive worker
+ * calls it for each PAGES packet right after the pages landed in guest
+ * memory and before it takes their page digests, with the block's memory
+ * and the packet's offsets (count pages with contents, then zero pages),
+ * so that a test can change a placed page. Not exported (the library is
+ * built with -fvisibility=hidden); it costs one load and branch per
+ * packet.
  */
 extern void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
-				     uint64_t size);
+				     const uint64_t *offsets, uint32_t count);
+
+/*
+ * Test hook (tests/test_handover.c), NULL in production: the destination
+ * calls it with its main channel just before it sends LOADED (step 0) and
+ * just after (step 1), so that a test can cut the connection at exactly
+ * that point of the handover.
+ */
+struct mfd__chan;
+extern void (*mfd__test_dest_handover)(struct mfd__chan *main, int step);
 
 /*
  * A channel's register_memory op (channels/channel.h) for the blocks, if

@@ -52,6 +52,17 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 		iovcnt += mfd__pages_iov(rb->host, offs, n, psize,
 					 w->iov + iovcnt);
 	}
+	/* Verify: the digest of each page as it goes out (offs is still in
+	 * host order here). A page written since is dirty again
+	 * and its next copy records its digest again. */
+	if (w->pool->digests) {
+		for (uint32_t i = 0; i < n; i++)
+			mfd__session_page_digest(w->pool->digests, b->block,
+						 offs[i], false);
+		for (uint32_t i = n; i < n + nz; i++)
+			mfd__session_page_digest(w->pool->digests, b->block,
+						 offs[i], true);
+	}
 	mfd__pkt_encode(&h, w->hdr);
 	mfd__pkt_offsets_encode(offs, n + nz);
 	w->iov[0].iov_base = w->hdr;

@@ -17,6 +17,7 @@
 #include "multifd/channels/channel.h"
 #include "multifd/compress/codec.h"
 #include "multifd/internal.h"
+#include "multifd/session.h"
 #include "multifd/stats.h"
 
 struct mfd__batch {
@@ -121,6 +122,9 @@ struct mfd__pool {
 	 * have left). Both atomic; rate 0 = unlimited. */
 	uint64_t rate_bps;
 	uint64_t bucket_ns;
+	/* With verify: where each page sent records its page digest (set
+	 * before the first batch; NULL without verify). */
+	struct mfd__session *digests;
 };
 
 /* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "multifd/channels/tls.h"
@@ -23,6 +24,7 @@ void mfd__session_destroy(struct mfd__session *ss)
 	mfd__auth_key_clear(&ss->key);
 	mfd__tls_free(ss->tls);
 	ss->tls = NULL;
+	mfd__session_digests_free(ss);
 }
 
 int mfd__session_add_block(struct mfd__session *ss, const char *name,
@@ -174,9 +176,50 @@ void mfd__session_finish(struct mfd__session *ss, int ret)
 	ss->result = ret;
 	STAT_ADD(ss->st.cpu_ns, mfd__thread_cpu_ns());
 	STAT_SET(ss->st.total_ns, mfd__now_ns() - STAT_GET(ss->t_start));
-	STAT_SET(ss->st.phase, ret == 0		   ? MFD_PHASE_COMPLETED
-			       : ret == -ECANCELED ? MFD_PHASE_CANCELLED
-						   : MFD_PHASE_FAILED);
+	STAT_SET(ss->st.phase, ret == 0		     ? MFD_PHASE_COMPLETED
+			       : ret == -ECANCELED   ? MFD_PHASE_CANCELLED
+			       : ret == MFD_EINDOUBT ? MFD_PHASE_INDOUBT
+						     : MFD_PHASE_FAILED);
+}
+
+int mfd__session_digests_alloc(struct mfd__session *ss)
+{
+	for (unsigned b = 0; b < ss->nblocks; b++) {
+		const struct mfd__ramblock *rb = &ss->blocks[b];
+		if (!ss->pdig[b] &&
+		    !(ss->pdig[b] = malloc(rb->npages * sizeof(uint64_t))))
+			return -ENOMEM;
+		ss->pdig_zero[b] = mfd__zero_page_digest(rb->page_size);
+		for (uint64_t i = 0; i < rb->npages; i++)
+			ss->pdig[b][i] = ss->pdig_zero[b];
+	}
+	return 0;
+}
+
+void mfd__session_digests_free(struct mfd__session *ss)
+{
+	for (unsigned b = 0; b < MFD_MAX_BLOCKS; b++) {
+		free(ss->pdig[b]);
+		ss->pdig[b] = NULL;
+	}
+}
+
+void mfd__session_digests(struct mfd__session *ss,
+			  uint8_t (*out)[MFD__DIGEST_SIZE])
+{
+	for (unsigned b = 0; b < ss->nblocks; b++)
+		mfd__digest_pages(ss->pdig[b], ss->blocks[b].npages, out[b]);
+}
+
+int mfd__session_resolve(struct mfd__session *ss, int err)
+{
+	if (ss->running || STAT_GET(ss->st.phase) != MFD_PHASE_INDOUBT)
+		return MFD_ESTATE;
+	ss->result = err;
+	if (!err)
+		__atomic_store_n(&ss->error, 0, __ATOMIC_RELEASE);
+	STAT_SET(ss->st.phase, err ? MFD_PHASE_FAILED : MFD_PHASE_COMPLETED);
+	return 0;
 }
 
 void mfd__session_snapshot(struct mfd__session *ss, mfd_stats *v)

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "multifd/auth.h"
+#include "multifd/common/digest.h"
 #include "multifd/internal.h"
 #include "multifd/stats.h"
 
@@ -51,6 +52,13 @@ struct mfd__session {
 
 	struct mfd__stats st;
 	uint64_t t_start;
+
+	/* With verify: each block's page digests (common/digest.h), one per
+	 * page, written by whichever worker sends (source) or places
+	 * (destination) the page, rounds apart (the round's end orders
+	 * them); read after the last worker is done. NULL without verify. */
+	uint64_t *pdig[MFD_MAX_BLOCKS];
+	uint64_t pdig_zero[MFD_MAX_BLOCKS]; /* the digest of a zero page */
 };
 
 /* cfg NULL: the defaults. */
@@ -102,6 +110,28 @@ int mfd__session_spawn(struct mfd__session *ss, void *(*fn)(void *), void *arg);
 int mfd__session_join(struct mfd__session *ss);
 /* The migration thread's last act: result, CPU time, total time, phase. */
 void mfd__session_finish(struct mfd__session *ss, int ret);
+/* Verify: the page digests, every page's that of a zero page (the
+ * destination's memory starts zero; the source sends every page in round
+ * 0). 0 or -ENOMEM. */
+int mfd__session_digests_alloc(struct mfd__session *ss);
+void mfd__session_digests_free(struct mfd__session *ss);
+/* The block digests from the page digests. */
+void mfd__session_digests(struct mfd__session *ss,
+			  uint8_t (*out)[MFD__DIGEST_SIZE]);
+/* Records one page's digest (block b, offset off), or a zero page's. */
+static inline void mfd__session_page_digest(struct mfd__session *ss, unsigned b,
+					    uint64_t off, bool zero)
+{
+	const struct mfd__ramblock *rb = &ss->blocks[b];
+	ss->pdig[b][off >> rb->page_shift] =
+		zero ? ss->pdig_zero[b]
+		     : mfd__page_digest(rb->host + off, rb->page_size);
+}
+/* An in-doubt session (MFD_PHASE_INDOUBT) decided by the embedder: 0
+ * completes it (error cleared), anything else fails it with err. The
+ * migration thread has ended: the caller's thread owns the session.
+ * MFD_ESTATE when the session is not in doubt. */
+int mfd__session_resolve(struct mfd__session *ss, int err);
 /* The counters and what the session knows (error, RAM, time so far). */
 void mfd__session_snapshot(struct mfd__session *ss, mfd_stats *v);
 

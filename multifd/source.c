@@ -4,7 +4,8 @@
  *
  * Threads: the migration thread runs the state machine and the scanner; one
  * send worker per data channel (pool.c); a return-path thread reads the
- * main channel for the destination's LOADED or ERROR.
+ * main channel for the destination's LOADED or ERROR, then ends: the
+ * migration thread itself sends COMMIT and reads COMMITTED (handover()).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@ struct mfd_source {
 	pthread_mutex_t lock; /* guards the fields below it up to rounds */
 	pthread_cond_t cv;    /* return path and cancel wake the thread */
 	bool loaded;	      /* destination answered LOADED */
+	mfd_handover ho;      /* what this side knows of the handover */
 	bool pool_up;
 	bool rp_up;
 	bool rp_done; /* the return path thread has ended */
@@ -141,51 +143,42 @@ static void *return_path_main(void *arg)
 	return NULL;
 }
 
+/* One message: LOADED (the handover goes on in the migration thread),
+ * or the failure. */
 static void return_path(mfd_source *s)
 {
-	for (;;) {
-		struct mfd__ctl_hdr h;
-		uint8_t *payload;
-		int ret = mfd__ctl_recv(s->main, &h, &payload);
-		if (ret) {
-			pthread_mutex_lock(&s->lock);
-			bool loaded = s->loaded;
-			pthread_mutex_unlock(&s->lock);
-			if (!loaded) {
-				if (!mfd__session_check(&s->ss))
-					mfd__err("main channel: %s",
-						 mfd_strerror(ret));
-				source_fail(s, ret);
-			}
-			return;
-		}
-		if (h.type == MFD_CTL_LOADED) {
-			pthread_mutex_lock(&s->lock);
-			s->loaded = true;
-			pthread_cond_broadcast(&s->cv);
-			pthread_mutex_unlock(&s->lock);
-		} else if (h.type == MFD_CTL_ERROR) {
-			ret = mfd__ctl_peer_error(payload, h.length,
-						  "destination");
-			/* Its reason replaces a reset it caused. */
-			mfd__session_fail_peer(&s->ss, ret);
-			source_fail(s, ret);
-		} else {
-			mfd__err("main channel: unexpected message type %u",
-				 h.type);
-			source_fail(s, MFD_EUNEXPECTED);
-		}
-		free(payload);
-		if (h.type != MFD_CTL_LOADED)
-			return;
+	struct mfd__ctl_hdr h;
+	uint8_t *payload;
+	int ret = mfd__ctl_recv(s->main, &h, &payload);
+	if (ret) {
+		if (!mfd__session_check(&s->ss))
+			mfd__err("main channel: %s", mfd_strerror(ret));
+		source_fail(s, ret);
+		return;
 	}
+	if (h.type == MFD_CTL_LOADED) {
+		pthread_mutex_lock(&s->lock);
+		s->loaded = true;
+		s->ho.loaded = 1;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->lock);
+	} else if (h.type == MFD_CTL_ERROR) {
+		ret = mfd__ctl_peer_error(payload, h.length, "destination");
+		/* Its reason replaces a reset it caused. */
+		mfd__session_fail_peer(&s->ss, ret);
+		source_fail(s, ret);
+	} else {
+		mfd__err("main channel: unexpected message type %u", h.type);
+		source_fail(s, MFD_EUNEXPECTED);
+	}
+	free(payload);
 }
 
 static uint64_t features_wanted(const mfd_source *s)
 {
 	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY : 0) |
 	       (s->ss.cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
-	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) |
+	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) | MFD_FEAT_COMMIT |
 	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0);
 }
 
@@ -311,6 +304,8 @@ static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 	int ret = mfd__pool_start(&s->pool, chans, n, s->ss.blocks, &s->ss.st,
 				  &codec);
 	s->pool_up = ret == 0 || s->pool.w;
+	/* Before the first batch: the workers read it after a handoff. */
+	s->pool.digests = s->ss.cfg.verify ? &s->ss : NULL;
 	pthread_mutex_unlock(&s->lock);
 	if (ret)
 		return ret;
@@ -324,6 +319,8 @@ static int do_setup(mfd_source *s)
 {
 	uint8_t session[16];
 	int ret = mfd__random_bytes(session, sizeof(session));
+	if (!ret && s->ss.cfg.verify)
+		ret = mfd__session_digests_alloc(&s->ss);
 	if (ret)
 		return ret;
 	struct mfd__chan *main;
@@ -658,8 +655,10 @@ static int stop_guest(mfd_source *s)
 	return 0;
 }
 
-/* With verify: the digests of the stopped guest's memory (*out, freed by
- * the caller); else *out = NULL. */
+/* With verify: the block digests of what was sent, from the page digests
+ * the workers recorded (*out, freed by the caller); else *out = NULL.
+ * Only the final round's pages were hashed inside the downtime (by the
+ * workers, as they sent them); this is one pass over 8 bytes per page. */
 static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 {
 	*out = NULL;
@@ -670,12 +669,7 @@ static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 		calloc(s->ss.nblocks, MFD_DIGEST_SIZE);
 	if (!digests)
 		return -ENOMEM;
-	int ret = mfd__digest_blocks(s->ss.blocks, s->ss.nblocks, digests,
-				     &s->ss.st.cpu_ns);
-	if (ret) {
-		free(digests);
-		return ret;
-	}
+	mfd__session_digests(&s->ss, digests);
 	STAT_SET(s->ss.st.verify_ns, mfd__now_ns() - t0);
 	*out = digests;
 	return 0;
@@ -742,14 +736,13 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_final(&s->ds, &s->pool, s->main)))
 		return ret;
-	/* The guest is stopped: its memory is final, so the digests can be
-	 * computed while the workers push the last pages out. */
-	uint8_t(*digests)[MFD_DIGEST_SIZE];
-	if ((ret = final_digests(s, &digests)))
-		return ret;
 	ret = mfd__pool_done(&s->pool);
 	if (!ret && mfd__devsave_any(&s->ds))
 		mfd__devsave_sent(&s->ds, &s->pool);
+	/* Every page has gone out and recorded its digest. */
+	uint8_t(*digests)[MFD_DIGEST_SIZE] = NULL;
+	if (!ret)
+		ret = final_digests(s, &digests);
 	/* Until the last page left, not until the digests were ready. */
 	uint64_t t_last =
 		__atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED);
@@ -791,6 +784,61 @@ static void wait_return_path(mfd_source *s, unsigned ms)
 	       pthread_cond_timedwait(&s->cv, &s->lock, &ts) != ETIMEDOUT)
 		;
 	pthread_mutex_unlock(&s->lock);
+}
+
+static void set_handover(mfd_source *s, uint32_t *field)
+{
+	pthread_mutex_lock(&s->lock);
+	*field = 1;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* After COMMIT: the destination's answer within io-timeout. */
+static int recv_committed(mfd_source *s)
+{
+	struct mfd__ctl_hdr h;
+	uint8_t *payload;
+	int ret = mfd__ctl_recv(s->main, &h, &payload);
+	if (ret)
+		return ret;
+	if (h.type == MFD_CTL_ERROR)
+		ret = mfd__ctl_peer_error(payload, h.length, "destination");
+	else if (h.type != MFD_CTL_COMMITTED)
+		ret = MFD_EUNEXPECTED;
+	free(payload);
+	return ret;
+}
+
+/*
+ * LOADED was read: COMMIT, then COMMITTED. From the first byte of COMMIT
+ * on, the source never resumes the guest on its own: any failure is
+ * MFD_EINDOUBT (docs/protocol.md 7.6), never a resume.
+ */
+static int handover(mfd_source *s)
+{
+	/* The return path ends right after LOADED: main is ours. */
+	wait_return_path(s, (unsigned)s->ss.cfg.io_timeout_ms);
+	set_handover(s, &s->ho.commit);
+	int ret = s->main->ops->set_timeout(s->main, s->ss.cfg.io_timeout_ms);
+	if (!ret)
+		ret = mfd__ctl_send(s->main, MFD_CTL_COMMIT, NULL, 0);
+	if (!ret)
+		ret = recv_committed(s);
+	if (!ret) {
+		set_handover(s, &s->ho.committed);
+		return 0;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->ho.in_doubt = 1;
+	s->ho.cause = ret;
+	pthread_mutex_unlock(&s->lock);
+	mfd__session_fail_why(&s->ss, MFD_EINDOUBT,
+			      "handover in doubt: LOADED read, COMMIT sent, "
+			      "no COMMITTED (%s): the guest stays stopped "
+			      "until mfd_source_abandon() or "
+			      "mfd_source_reclaim()",
+			      mfd_strerror(ret));
+	return MFD_EINDOUBT;
 }
 
 /*
@@ -887,12 +935,23 @@ static void *migration_main(void *arg)
 		ret = do_precopy(s, &batch, &round);
 	if (!ret)
 		ret = do_switchover(s, &batch, round);
-	if (ret)
+	if (!ret)
+		ret = handover(s);
+	if (ret == MFD_EINDOUBT)
+		; /* devices and vCPUs wait for the embedder's decision */
+	else if (ret)
 		ret = fail_migration(s, ret);
 	else /* the completed notifier: outside the downtime */
 		mfd__devsave_end(&s->ds, true);
 	untrack(s);
 	teardown(s);
+	if (ret == MFD_EINDOUBT && s->hooks.in_doubt) {
+		mfd_handover ho;
+		pthread_mutex_lock(&s->lock);
+		ho = s->ho;
+		pthread_mutex_unlock(&s->lock);
+		s->hooks.in_doubt(s->hooks.opaque, &ho);
+	}
 	mfd__session_finish(&s->ss, ret);
 	return NULL;
 }
@@ -920,7 +979,8 @@ int mfd_source_start(mfd_source *s, const char *uri)
 {
 	if (!s || !uri)
 		return -EINVAL;
-	if (s->ss.running)
+	/* An in-doubt guest is decided first (abandon or reclaim). */
+	if (s->ss.running || STAT_GET(s->ss.st.phase) == MFD_PHASE_INDOUBT)
 		return MFD_ESTATE;
 	if (s->ss.nblocks == 0)
 		return -ENOENT;
@@ -933,6 +993,9 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	if (ret)
 		return mfd__session_fail(&s->ss, ret);
 	s->loaded = false;
+	pthread_mutex_lock(&s->lock);
+	memset(&s->ho, 0, sizeof(s->ho));
+	pthread_mutex_unlock(&s->lock);
 	s->stopped = false;
 	s->rp_up = false;
 	s->rp_done = false;
@@ -1012,4 +1075,54 @@ int mfd_source_get_round(mfd_source *s, unsigned i, mfd_round_stats *rec,
 	}
 	pthread_mutex_unlock(&s->lock);
 	return ret;
+}
+
+static void source_settled(mfd_source *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->ho.in_doubt = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
+int mfd_source_abandon(mfd_source *s)
+{
+	if (!s)
+		return -EINVAL;
+	int ret = mfd__session_resolve(&s->ss, 0);
+	if (ret)
+		return ret;
+	source_settled(s);
+	mfd__info("in-doubt handover: abandoned, the guest is the "
+		  "destination's");
+	mfd__devsave_end(&s->ds, true);
+	return 0;
+}
+
+int mfd_source_reclaim(mfd_source *s)
+{
+	if (!s)
+		return -EINVAL;
+	int ret = mfd__session_resolve(&s->ss, MFD_EINDOUBT);
+	if (ret)
+		return ret;
+	source_settled(s);
+	mfd__info("in-doubt handover: reclaimed, the guest runs here again");
+	/* As after a failed migration: devices first, then the vCPUs. */
+	mfd__devsave_end(&s->ds, false);
+	if (s->hooks.resume(s->hooks.opaque) < 0) {
+		mfd__err("resume hook failed after reclaiming the guest");
+		return MFD_EHOOK;
+	}
+	return 0;
+}
+
+int mfd_source_get_handover(mfd_source *s, mfd_handover *h, size_t size)
+{
+	if (!s || !h)
+		return -EINVAL;
+	memset(h, 0, size);
+	pthread_mutex_lock(&s->lock);
+	memcpy(h, &s->ho, size < sizeof(s->ho) ? size : sizeof(s->ho));
+	pthread_mutex_unlock(&s->lock);
+	return 0;
 }

@@ -40,8 +40,12 @@
  * messages (multifd/devwire.h); devsave.c / devload.c. */
 #define MFD_FEAT_DEVICES (1ULL << 2)
 #define MFD_FEAT_AUTH	 (1ULL << 3) /* HMAC challenge-response (auth.h) */
+/* Two-phase handover: LOADED, COMMIT, COMMITTED (docs/protocol.md 7.6).
+ * Required by both sides: a peer without it is refused. */
+#define MFD_FEAT_COMMIT (1ULL << 6)
 #define MFD_FEATURES_KNOWN                                                     \
-	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES)
+	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES |  \
+	 MFD_FEAT_COMMIT)
 
 /* ---------------------------------------------------------------- */
 /* Handshake: first bytes of every connection.                       */
@@ -99,6 +103,9 @@ enum mfd__ctl_type {
 	MFD_CTL_ERROR = 6,	 /* either way: the migration failed */
 	MFD_CTL_DEVICES = 7,	 /* src->dst: device list (MFD_FEAT_DEVICES) */
 	MFD_CTL_DEVICE_DATA = 8, /* src->dst: a device chunk, `main` mode */
+	/* Two-phase handover (MFD_FEAT_COMMIT), empty payloads. */
+	MFD_CTL_COMMIT = 12,	/* src->dst: after LOADED; never resumes */
+	MFD_CTL_COMMITTED = 13, /* dst->src: the guest runs here */
 };
 
 #define MFD_CTL_HDR_SIZE 16

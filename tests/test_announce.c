@@ -237,6 +237,7 @@ static void dest_hook_rounds(void **state)
 	 * wait returned, so only its upper bound is exact. */
 	const double want[] = { 100, 150, 200, 250 };
 	double first = ms_between(&h.loaded_at, &h.at[0]);
+	printf("# round 0 after %.1f ms from the migration's end\n", first);
 	assert_true(first <= want[0] + TOL_MS);
 	for (unsigned i = 0; i < 4; i++) {
 		assert_int_equal(h.rounds[i], i);

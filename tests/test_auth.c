@@ -212,7 +212,8 @@ static struct mfd__hello hello(uint16_t role, uint16_t ch,
 				.role = role,
 				.channel = ch,
 				.nchannels = 2,
-				.features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH };
+				.features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH |
+					    MFD_FEAT_COMMIT };
 	memcpy(h.session, session, 16);
 	return h;
 }

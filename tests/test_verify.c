@@ -9,10 +9,16 @@
  * verify off the same damage goes through unnoticed: the damage is real,
  * and it is the digest comparison that stops it.
  *
+ * The digests are taken per page where a page is sent and where it is
+ * placed (docs/protocol.md 5.5): a page re-sent in a later round must
+ * carry its new digest on both sides (no damage: the migration succeeds;
+ * the later copy damaged in flight: MFD_EVERIFY), and a destination page
+ * that should be zero but is not is caught too.
+ *
  * Device state has no digest of its own (docs/protocol.md: END carries
  * per-block RAM digests only); a device validates what it was given when
  * it enters STOP (test_devices), so there is no device case here.
- * Last, the digest's helper threads' CPU time reaches cpu_ns.
+ * Last, the per-page digests combine to the digest of the memory itself.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +31,7 @@
 #include <cmocka.h>
 
 #include "multifd/internal.h"
+#include "multifd/common/digest.h"
 #include "testvm.h"
 
 #define MiB	 (1024UL * 1024)
@@ -32,10 +39,12 @@
 #define PAGE	 4096UL
 #define MARK_PG	 300
 #define MARK	 0x4b52414d4b52414dULL
+#define MARK2	 0x32324b52414d4b52ULL /* the marker page's later copy */
 #define FLIP_BIT 0x10
 
 static uint64_t seed;
-static int flips; /* atomic */
+static int flips;	    /* atomic */
+static uint64_t flip_value; /* the marker the proxy damages */
 
 /* Flips one byte of the first marker seen on a data channel, once. */
 static void flip_marker(struct tvm_proxy *p, unsigned conn, uint64_t pos,
@@ -46,7 +55,7 @@ static void flip_marker(struct tvm_proxy *p, unsigned conn, uint64_t pos,
 	for (size_t i = 0; i + 8 <= len; i++) {
 		uint64_t v;
 		memcpy(&v, buf + i, 8);
-		if (v == MARK) {
+		if (v == flip_value) {
 			if (__atomic_fetch_add(&flips, 1, __ATOMIC_RELAXED))
 				return;
 			buf[i + 3] ^= FLIP_BIT;
@@ -55,18 +64,41 @@ static void flip_marker(struct tvm_proxy *p, unsigned conn, uint64_t pos,
 	}
 }
 
-static void change_placed(unsigned block, uint8_t *host, uint64_t size)
+/* A receive worker placed the marker page: one bit of it changes before
+ * the worker takes its digest. */
+static void change_placed(unsigned block, uint8_t *host,
+			  const uint64_t *offsets, uint32_t count)
 {
-	if (block == 0 && size > MARK_PG * PAGE) {
-		host[MARK_PG * PAGE + 100] ^= FLIP_BIT;
-		__atomic_fetch_add(&flips, 1, __ATOMIC_RELAXED);
-	}
+	for (uint32_t i = 0; block == 0 && i < count; i++)
+		if (offsets[i] == MARK_PG * PAGE &&
+		    !__atomic_fetch_add(&flips, 1, __ATOMIC_RELAXED))
+			host[MARK_PG * PAGE + 100] ^= FLIP_BIT;
 }
 
-enum how { PROXY, HOOK };
+/* The guest rewrites the marker page once, after round 0: the page goes
+ * out again in the final round, now holding MARK2. */
+static int syncs; /* sync_dirty calls: the migration thread's */
+static int rewrite_marker(void *o, unsigned block, uint64_t *bitmap,
+			  uint64_t npages)
+{
+	struct tvm *vm = o;
+	(void)npages;
+	if (block == 0 && syncs++ == 0) {
+		uint64_t page[PAGE / 8];
+		for (size_t i = 0; i < PAGE / 8; i++)
+			page[i] = MARK2;
+		tvm_guest_write(vm->blocks[0].src + MARK_PG * PAGE, page, PAGE);
+		bitmap[MARK_PG / 64] |= 1ULL << (MARK_PG % 64);
+	}
+	return 0;
+}
+
+enum how { PROXY, HOOK, PROXY_RESENT };
 
 static void run(enum how how, bool verify)
 {
+	syncs = 0;
+	flip_value = how == PROXY_RESENT ? MARK2 : MARK;
 	struct tvm vm = { 0 };
 	const char *kv[] = { "channels=2", verify ? "verify=on" : "verify=off",
 			     "io-timeout=10s", NULL };
@@ -76,13 +108,23 @@ static void run(enum how how, bool verify)
 	uint64_t *mark = (uint64_t *)(vm.blocks[0].src + MARK_PG * PAGE);
 	for (size_t i = 0; i < PAGE / 8; i++)
 		mark[i] = MARK;
-	uint64_t before = tvm_hash(vm.blocks[0].src, RAM);
+	uint64_t before = tvm_hash(vm.blocks[0].src, RAM), after = before;
+	if (how == PROXY_RESENT) {
+		/* What the guest holds once it has rewritten the marker. */
+		uint8_t *shadow = tvm_map(RAM);
+		memcpy(shadow, vm.blocks[0].src, RAM);
+		for (size_t i = 0; i < PAGE / 8; i++)
+			((uint64_t *)(shadow + MARK_PG * PAGE))[i] = MARK2;
+		after = tvm_hash(shadow, RAM);
+		tvm_unmap(shadow, RAM);
+		vm.shooks.sync_dirty = rewrite_marker;
+	}
 	tvm_start_dest(&vm);
 
 	__atomic_store_n(&flips, 0, __ATOMIC_RELAXED);
 	struct tvm_proxy proxy = { .damage = flip_marker };
 	int dret = 0, ret;
-	if (how == PROXY) {
+	if (how != HOOK) {
 		tvm_proxy_start(&proxy, vm.uri, 3);
 		ret = tvm_migrate(&vm, proxy.listen_uri, &dret);
 		tvm_proxy_stop(&proxy);
@@ -92,8 +134,11 @@ static void run(enum how how, bool verify)
 		mfd__test_dest_placed = NULL;
 	}
 	printf("# %s, verify %s: source %d (%s), destination %d (%s)\n",
-	       how == PROXY ? "proxy" : "hook", verify ? "on" : "off", ret,
-	       mfd_strerror(ret), dret, mfd_strerror(dret));
+	       how == PROXY	     ? "proxy"
+	       : how == PROXY_RESENT ? "proxy, re-sent page"
+				     : "hook",
+	       verify ? "on" : "off", ret, mfd_strerror(ret), dret,
+	       mfd_strerror(dret));
 	/* The damage happened, exactly once. */
 	assert_int_equal(__atomic_load_n(&flips, __ATOMIC_RELAXED), 1);
 	assert_int_equal(vm.stopped, 1);
@@ -105,7 +150,8 @@ static void run(enum how how, bool verify)
 		assert_int_equal(vm.failed_err, MFD_EVERIFY);
 		/* The guest runs on at the source, its memory untouched. */
 		assert_int_equal(vm.resumed, 1);
-		assert_true(tvm_hash(vm.blocks[0].src, RAM) == before);
+		assert_true(tvm_hash(vm.blocks[0].src, RAM) ==
+			    (how == PROXY_RESENT ? after : before));
 		mfd_stats st;
 		mfd_source_get_stats(vm.src, &st, sizeof(st));
 		assert_int_equal(st.phase, MFD_PHASE_FAILED);
@@ -149,29 +195,101 @@ static void test_changed_after_placing_unverified(void **s)
 	run(HOOK, false);
 }
 
-/* The parallel digest's helper threads count in cpu_ns: their CPU time is
- * handed back to the caller, which adds it to its side's total. */
-static void test_digest_helpers_counted(void **s)
+static void test_resent_in_flight(void **s)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	if (cpus < 2) {
-		print_message(
-			"skipped: one CPU, the digest starts no helper\n");
-		skip();
+	run(PROXY_RESENT, true);
+}
+
+/* The marker page re-sent in the final round, undamaged: both sides'
+ * page digests follow the later copy, and the migration succeeds. */
+static void test_resent_clean(void **s)
+{
+	(void)s;
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=2", "verify=on", "io-timeout=10s",
+			     NULL };
+	tvm_config(&vm, kv);
+	tvm_add_block(&vm, "pc.ram", RAM, PAGE);
+	tvm_fill_random(vm.blocks[0].src, RAM, seed);
+	syncs = 0;
+	vm.shooks.sync_dirty = rewrite_marker;
+	int dret;
+	int ret = tvm_migrate(&vm, NULL, &dret);
+	assert_int_equal(ret, 0);
+	assert_int_equal(dret, 0);
+	assert_int_equal(vm.loaded, 1);
+	assert_true(syncs >= 2);
+	mfd_stats st;
+	mfd_source_get_stats(vm.src, &st, sizeof(st));
+	assert_int_equal(st.pages, RAM / PAGE + 1); /* the page went twice */
+	assert_int_equal(((uint64_t *)(vm.blocks[0].dst + MARK_PG * PAGE))[7],
+			 MARK2);
+	assert_true(tvm_equal(&vm));
+	tvm_destroy(&vm);
+}
+
+/* A zero page arrives where the destination's memory is not zero: the
+ * library does not write it (its received-map says nothing landed
+ * there), and the digest of what the destination holds catches it. */
+static void dest_not_zero(bool verify)
+{
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=2", verify ? "verify=on" : "verify=off",
+			     "io-timeout=10s", NULL };
+	tvm_config(&vm, kv);
+	tvm_add_block(&vm, "pc.ram", RAM, PAGE);
+	tvm_fill_random(vm.blocks[0].src, RAM, seed);
+	memset(vm.blocks[0].src + MARK_PG * PAGE, 0, PAGE);
+	vm.blocks[0].dst[MARK_PG * PAGE + 7] = 1;
+	int dret;
+	int ret = tvm_migrate(&vm, NULL, &dret);
+	if (verify) {
+		assert_int_equal(dret, MFD_EVERIFY);
+		assert_int_equal(ret, MFD_EVERIFY);
+		assert_int_equal(vm.loaded, 0);
+		assert_int_equal(vm.resumed, 1);
+	} else {
+		assert_int_equal(ret, 0);
+		assert_false(tvm_equal(&vm)); /* the damage is real */
 	}
-	struct mfd__ramblock rb = { .size = 8 * MFD_DIGEST_CHUNK,
-				    .page_size = PAGE };
-	rb.host = tvm_map(rb.size);
-	tvm_fill_random(rb.host, rb.size, seed);
-	uint8_t out[1][MFD_DIGEST_SIZE], again[1][MFD_DIGEST_SIZE];
-	uint64_t cpu = 0;
-	assert_int_equal(mfd__digest_blocks(&rb, 1, out, &cpu), 0);
-	/* Helpers started and hashed: some of their CPU time came back. */
-	assert_true(cpu > 0);
-	/* NULL is allowed, and the digest does not depend on the split. */
-	assert_int_equal(mfd__digest_blocks(&rb, 1, again, NULL), 0);
-	assert_memory_equal(out, again, MFD_DIGEST_SIZE);
-	tvm_unmap(rb.host, rb.size);
+	tvm_destroy(&vm);
+}
+static void test_dest_not_zero(void **s)
+{
+	(void)s;
+	dest_not_zero(true);
+}
+static void test_dest_not_zero_unverified(void **s)
+{
+	(void)s;
+	dest_not_zero(false);
+}
+
+/* The block digest of page digests is the digest of the memory, a zero
+ * page's digest needs no zero buffer, and one bit changes it. */
+static void test_page_digests_combine(void **s)
+{
+	(void)s;
+	const size_t size = 4 * MiB, hp = 2 * MiB;
+	uint8_t *mem = tvm_map(size);
+	tvm_fill_random(mem, size, seed);
+	memset(mem + 3 * PAGE, 0, PAGE);
+	uint64_t pd[4 * MiB / PAGE];
+	for (size_t i = 0; i < size / PAGE; i++)
+		pd[i] = mfd__page_digest(mem + i * PAGE, PAGE);
+	assert_true(pd[3] == mfd__zero_page_digest(PAGE));
+	uint8_t a[1][MFD_DIGEST_SIZE], b[1][MFD_DIGEST_SIZE];
+	mfd__digest_pages(pd, size / PAGE, a[0]);
+	struct mfd__mem m = { .host = mem, .size = size };
+	mfd__digest_mem(&m, 1, PAGE, b);
+	assert_memory_equal(a, b, MFD_DIGEST_SIZE);
+	mem[size - 1] ^= 1;
+	mfd__digest_mem(&m, 1, PAGE, b);
+	assert_memory_not_equal(a, b, MFD_DIGEST_SIZE);
+	memset(mem, 0, hp);
+	assert_true(mfd__page_digest(mem, hp) == mfd__zero_page_digest(hp));
+	assert_true(mfd__zero_page_digest(hp) != mfd__zero_page_digest(PAGE));
+	tvm_unmap(mem, size);
 }
 
 int main(void)
@@ -183,7 +301,11 @@ int main(void)
 		cmocka_unit_test(test_flip_in_flight_unverified),
 		cmocka_unit_test(test_changed_after_placing),
 		cmocka_unit_test(test_changed_after_placing_unverified),
-		cmocka_unit_test(test_digest_helpers_counted),
+		cmocka_unit_test(test_resent_in_flight),
+		cmocka_unit_test(test_resent_clean),
+		cmocka_unit_test(test_dest_not_zero),
+		cmocka_unit_test(test_dest_not_zero_unverified),
+		cmocka_unit_test(test_page_digests_combine),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

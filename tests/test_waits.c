@@ -184,7 +184,7 @@ static void start_dev(struct crafted *c, const char *extra, bool devices,
 		      uint64_t features)
 {
 	memset(c, 0, sizeof(*c));
-	c->features = features;
+	c->features = features | MFD_FEAT_COMMIT; /* a source of this version */
 	if (devices)
 		c->vm.dest_setup = add_device;
 	char to[32];
@@ -538,6 +538,7 @@ static void test_devices_without_feature(void **s)
 {
 	struct crafted c;
 	memset(&c, 0, sizeof(c));
+	c.features = MFD_FEAT_COMMIT; /* a source of this version */
 	const char *kv[] = { "channels=2", "io-timeout=1s", NULL };
 	tvm_config(&c.vm, kv);
 	tvm_add_block(&c.vm, "pc.ram", RAM, 4096);

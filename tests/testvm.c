@@ -174,6 +174,17 @@ static void h_failed(void *o, int err)
 	((struct tvm *)o)->failed_err = err;
 }
 
+static void h_dst_in_doubt(void *o, const mfd_handover *h)
+{
+	((struct tvm *)o)->dst_in_doubt++;
+	((struct tvm *)o)->dst_ho = *h;
+}
+static void h_src_in_doubt(void *o, const mfd_handover *h)
+{
+	((struct tvm *)o)->src_in_doubt++;
+	((struct tvm *)o)->src_ho = *h;
+}
+
 void tvm_start_dest(struct tvm *vm)
 {
 	if (!vm->cfg)
@@ -181,7 +192,8 @@ void tvm_start_dest(struct tvm *vm)
 	mfd_dest_hooks dh = { .opaque = vm,
 			      .loaded = h_loaded,
 			      .failed = h_failed,
-			      .announce = vm->dest_announce };
+			      .announce = vm->dest_announce,
+			      .in_doubt = h_dst_in_doubt };
 	int ret = mfd_dest_new(&vm->dst, vm->cfg, &dh);
 	for (unsigned i = 0; !ret && i < vm->nblocks; i++)
 		ret = mfd_dest_add_block(vm->dst, vm->blocks[i].name,
@@ -210,6 +222,8 @@ int tvm_migrate(struct tvm *vm, const char *connect_uri, int *dest_ret)
 		sh.stop = h_stop;
 	if (!sh.resume)
 		sh.resume = h_resume;
+	if (!sh.in_doubt && sh.opaque == vm)
+		sh.in_doubt = h_src_in_doubt;
 	int ret = mfd_source_new(&vm->src, vm->cfg, &sh);
 	for (unsigned i = 0; !ret && i < vm->nblocks; i++)
 		ret = mfd_source_add_block(

@@ -52,6 +52,9 @@ struct tvm {
 	const char *listen_uri;
 	/* Hook records. */
 	int stopped, resumed, loaded, failed, failed_err;
+	/* in_doubt hooks: calls, and what each side reported. */
+	int src_in_doubt, dst_in_doubt;
+	mfd_handover src_ho, dst_ho;
 	mfd_source_hooks shooks; /* the test may set sync_dirty etc. */
 	/* Optional: called by tvm_start_dest() after the blocks are added,
 	 * before the destination starts (e.g. to add devices). */

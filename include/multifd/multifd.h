@@ -20,7 +20,10 @@
  *    may be called from any thread at any time while the handle lives.
  *  - Hooks are called from the library's own migration thread, never from
  *    inside a call of the hypervisor, and never concurrently with each other
- *    for one handle.
+ *    for one handle. The exceptions are named: the in-doubt resolutions
+ *    (mfd_source_reclaim() calls resume, mfd_dest_run() loaded,
+ *    mfd_dest_discard() failed) run the hook inside the call, on the
+ *    caller's thread, after the migration thread has ended.
  *
  * Ownership:
  *  - Guest memory registered with *_add_block() stays owned by the
@@ -101,7 +104,10 @@ MFD_API int mfd_version(void);
 	   "no room in the device reorder buffer within io-timeout")           \
 	XX(DRAIN, 1029,                                                        \
 	   "the data channels did not all end (DONE) within io-timeout after " \
-	   "END")
+	   "END")                                                              \
+	XX(INDOUBT, 1030,                                                      \
+	   "handover in doubt: the connection broke between LOADED and the "   \
+	   "end of COMMIT; the embedder decides where the guest runs")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),
@@ -208,6 +214,7 @@ enum mfd_phase {
 	MFD_PHASE_COMPLETED,
 	MFD_PHASE_FAILED,
 	MFD_PHASE_CANCELLED,
+	MFD_PHASE_INDOUBT, /* handover broke: waits for the embedder (below) */
 };
 
 MFD_API const char *mfd_phase_name(int phase);
@@ -233,7 +240,9 @@ typedef struct mfd_stats {
 	uint64_t transfer_ns;	/* start of round 0 until all pages landed */
 	uint64_t total_ns;	/* start until completion or failure */
 	uint64_t downtime_ns;	/* stop hook until loaded acknowledgement */
-	uint64_t verify_ns;	/* digest time (this side) */
+	uint64_t verify_ns;	/* block digests from the page digests, at
+				   END (this side); the page digests are
+				   taken by the workers, in cpu_ns */
 	uint64_t bandwidth_bps; /* bytes/s measured in the last round */
 	/* Compression (0 without it). compressed_bytes: payload bytes of
 	 * compressed packets; compress_in_bytes: page bytes that went into
@@ -245,8 +254,8 @@ typedef struct mfd_stats {
 	/* CPU time (user + system) of this side's library threads, added as
 	 * each ends: complete once the migration has ended. Counted: source
 	 * migration thread, send workers, return-path thread; destination
-	 * loader thread, receive workers, device loader threads; on both
-	 * sides the parallel digest's helper threads. Not counted: the RDMA
+	 * loader thread, receive workers, device loader threads (with
+	 * verify, the workers' page digests). Not counted: the RDMA
 	 * transport's completion poller (one per channel, inside the
 	 * transport, which does not see the stats). Hooks run on the
 	 * migration thread and count with it. */
@@ -303,6 +312,50 @@ typedef struct mfd_round_stats {
 	uint64_t dirty_bytes;	       /* dirty at the sync that ended it */
 } mfd_round_stats;
 
+/*
+ * The two-phase handover (docs/protocol.md 7.6): the destination sends
+ * LOADED with the guest still paused; the source answers COMMIT, after
+ * which it never resumes the guest; the destination then runs the guest
+ * (its loaded hook) and answers COMMITTED. A break in this exchange that
+ * leaves a side unable to know where the guest may run puts that side in
+ * MFD_PHASE_INDOUBT: its wait returns MFD_EINDOUBT, its in_doubt hook is
+ * called with what it knows, and it keeps the guest paused until the
+ * embedder decides with the calls below. Neither side decides alone:
+ *
+ *  side   what it knows when the connection breaks      outcome
+ *  -----  --------------------------------------------  ----------------
+ *  src    before END was sent, or an ERROR came back     failed, resumes
+ *  src    END sent, no LOADED (timeout, break)           failed, resumes:
+ *         (COMMIT never sent, so the destination         the destination
+ *         cannot run the guest on its own)               is in-doubt or
+ *                                                        failed
+ *  src    LOADED read, COMMIT sent or being sent, no     in-doubt
+ *         COMMITTED (break, timeout, an ERROR)
+ *  src    COMMITTED read                                 completed
+ *  dst    before LOADED was sent                         failed, discards
+ *  dst    LOADED sent, then an ERROR from the source     failed, discards
+ *  dst    LOADED sent (or being sent), no COMMIT         in-doubt
+ *         (break, io-timeout)
+ *  dst    COMMIT read                                    runs (loaded hook),
+ *                                                        COMMITTED sent
+ *
+ * Who may decide an in-doubt side: the embedder (or its management
+ * layer), knowing both sides' mfd_handover. The rule: the destination may
+ * run only if the source does not and never will (source committed:
+ * abandon it; or source in-doubt: abandon it first); the source may
+ * reclaim only if the destination has not run and never will (destination
+ * failed or in-doubt: discard it first). A source that resumed (failed)
+ * means the destination must be discarded; a destination that read
+ * COMMIT runs, so an in-doubt source must be abandoned.
+ */
+typedef struct mfd_handover {
+	int in_doubt;	    /* 1 while the embedder must decide */
+	uint32_t loaded;    /* source: read LOADED; dest: sent LOADED */
+	uint32_t commit;    /* source: sent COMMIT; dest: read COMMIT */
+	uint32_t committed; /* source: read COMMITTED; dest: sent it */
+	int cause;	    /* what broke the exchange (0 if nothing) */
+} mfd_handover;
+
 /* ------------------------------------------------------------------ */
 /* Source                                                             */
 /* ------------------------------------------------------------------ */
@@ -335,6 +388,13 @@ typedef struct mfd_source_hooks {
 	 */
 	int (*sync_dirty)(void *opaque, unsigned block, uint64_t *bitmap,
 			  uint64_t npages);
+	/*
+	 * Optional: the handover broke after LOADED (see mfd_handover); the
+	 * guest stays stopped until mfd_source_abandon() or
+	 * mfd_source_reclaim(). Called once, just before mfd_source_wait()
+	 * returns MFD_EINDOUBT; *h is valid during the call.
+	 */
+	void (*in_doubt)(void *opaque, const mfd_handover *h);
 } mfd_source_hooks;
 
 /* The config is copied; hooks are copied. */
@@ -365,9 +425,26 @@ MFD_API int mfd_source_mark_dirty(mfd_source *src, unsigned block,
  */
 MFD_API int mfd_source_start(mfd_source *src, const char *uri);
 /* Wait for the end of the migration: 0 on success, else the error. On any
- * error the guest runs on at the source (the resume hook was called if the
- * stop hook had been). */
+ * error but MFD_EINDOUBT the guest runs on at the source (the resume hook
+ * was called if the stop hook had been). MFD_EINDOUBT: the guest stays
+ * stopped, the handle in MFD_PHASE_INDOUBT, until the embedder calls
+ * mfd_source_abandon() or mfd_source_reclaim(). */
 MFD_API int mfd_source_wait(mfd_source *src);
+/*
+ * In-doubt resolution (the table at mfd_handover), on the control thread
+ * after mfd_source_wait() returned MFD_EINDOUBT; MFD_ESTATE otherwise.
+ * abandon: the guest belongs to the destination now; the source never
+ * resumes it (phase COMPLETED, error 0, devices told "completed").
+ * reclaim: the guest runs here again: devices back to running, then the
+ * resume hook, called inside this call on the caller's thread (phase
+ * FAILED, error MFD_EINDOUBT). Returns 0, or MFD_EHOOK when resume failed.
+ * Freeing an in-doubt handle decides nothing: the guest stays stopped.
+ */
+MFD_API int mfd_source_abandon(mfd_source *src);
+MFD_API int mfd_source_reclaim(mfd_source *src);
+/* What the source knows of the handover (any thread). size = sizeof(*h). */
+MFD_API int mfd_source_get_handover(mfd_source *src, mfd_handover *h,
+				    size_t size);
 /* Start and wait. */
 MFD_API int mfd_source_migrate(mfd_source *src, const char *uri);
 /* Ask the migration to stop; mfd_source_wait() then returns -ECANCELED
@@ -402,10 +479,15 @@ typedef struct mfd_dest mfd_dest;
 typedef struct mfd_dest_hooks {
 	void *opaque;
 	/*
-	 * Optional: all RAM (and device state) is in place and verified. The
-	 * hypervisor resumes the guest here. The source's downtime ends when
-	 * it learns of this. When this returns 0 the library starts the
-	 * announcement (below and multifd/announce.h).
+	 * Optional: run the guest here. All RAM (and device state) is in
+	 * place and verified, and the source has committed (COMMIT read):
+	 * it will never resume the guest. Called from the loader thread
+	 * after COMMIT, or inside mfd_dest_run() after an in-doubt handover.
+	 * (Before the two-phase handover it was called at LOADED; an
+	 * embedder that resumed the guest here needs no change.) When this
+	 * returns 0 the library answers COMMITTED and starts the
+	 * announcement (below and multifd/announce.h); a negative return
+	 * fails the load with MFD_EHOOK and the source stays in-doubt.
 	 */
 	int (*loaded)(void *opaque);
 	/* Optional: the incoming migration failed with err; never resume. */
@@ -424,6 +506,13 @@ typedef struct mfd_dest_hooks {
 	 * migration has succeeded regardless.
 	 */
 	int (*announce)(void *opaque, unsigned round);
+	/*
+	 * Optional: LOADED was sent but no COMMIT (nor an ERROR) came back
+	 * (see mfd_handover); the guest stays paused until mfd_dest_run()
+	 * or mfd_dest_discard(). Called once from the loader thread, just
+	 * before mfd_dest_wait() returns MFD_EINDOUBT.
+	 */
+	void (*in_doubt)(void *opaque, const mfd_handover *h);
 } mfd_dest_hooks;
 
 MFD_API int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
@@ -450,6 +539,20 @@ MFD_API int mfd_dest_get_uri(mfd_dest *dst, char *buf, size_t len);
  * admitted it waits for one without a bound: mfd_dest_cancel() ends that.
  */
 MFD_API int mfd_dest_wait(mfd_dest *dst);
+/*
+ * In-doubt resolution (the table at mfd_handover), on the control thread
+ * after mfd_dest_wait() returned MFD_EINDOUBT; MFD_ESTATE otherwise.
+ * run: the source has committed or been abandoned: the loaded hook runs
+ * the guest (inside this call, on the caller's thread), then the
+ * announcement starts (phase COMPLETED, error 0); MFD_EHOOK when the hook
+ * failed (phase FAILED). discard: the guest must not run here (the source
+ * resumed or was reclaimed): the failed hook is called with MFD_EINDOUBT
+ * (phase FAILED).
+ */
+MFD_API int mfd_dest_run(mfd_dest *dst);
+MFD_API int mfd_dest_discard(mfd_dest *dst);
+/* What the destination knows of the handover (any thread). */
+MFD_API int mfd_dest_get_handover(mfd_dest *dst, mfd_handover *h, size_t size);
 MFD_API int mfd_dest_cancel(mfd_dest *dst);
 MFD_API int mfd_dest_get_stats(mfd_dest *dst, mfd_stats *st, size_t size);
 /* As mfd_source_error_text(), for the incoming migration: e.g. "setup

@@ -52,7 +52,8 @@ static void hello(void)
 				.version = MFD_PROTO_VERSION,
 				.role = MFD_ROLE_MAIN,
 				.nchannels = 4,
-				.features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH };
+				.features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH |
+					    MFD_FEAT_COMMIT };
 	memset(h.session, 0xa5, sizeof(h.session));
 	struct mfd__hello_reply r = { .magic = MFD_MAGIC_HELLO,
 				      .version = MFD_PROTO_VERSION,
@@ -113,6 +114,8 @@ static void control(void)
 	put("ctl", "error", buf, ctl(buf, MFD_CTL_ERROR, p, (uint32_t)n));
 	put("ctl", "setup-ok", buf, ctl(buf, MFD_CTL_SETUP_OK, p, 0));
 	put("ctl", "loaded", buf, ctl(buf, MFD_CTL_LOADED, p, 0));
+	put("ctl", "commit", buf, ctl(buf, MFD_CTL_COMMIT, p, 0));
+	put("ctl", "committed", buf, ctl(buf, MFD_CTL_COMMITTED, p, 0));
 
 	static char names[2][MFD_MAX_DEV_NAME_WIRE + 1] = { "vfio-0000:3b:00.0",
 							    "virtio-net" };
