@@ -20,6 +20,14 @@
 # ${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock} (the machine is shared; point
 # MFD_BENCH_LOCK elsewhere when the caller holds the lock for the series).
 #
+# MFD_HOLD_PAGE_REPORTING=1 (root, a guest kernel with free page
+# reporting): for the series, raise
+# /sys/module/page_reporting/parameters/page_reporting_order above the
+# largest order, so the guest reports no free memory back to the host, and
+# restore it at exit. Without it the memory --warm-host frees is handed back
+# a second or two later, often while the destination allocates, and a cold
+# run measures the host taking it back (host_reported_mib in the JSON).
+#
 #   bench/scripts/cold_repeat.sh [REPEATS] [WARM_GIB]      (default 10 4)
 D=$(dirname "$0")
 . "$D/lib.sh"
@@ -27,6 +35,15 @@ B=${BENCH:-./build/multifd-bench}
 R=${1:-10}
 W=${2:-4}
 out=$(mktemp)
+held=
+PR=/sys/module/page_reporting/parameters/page_reporting_order
+if [ "${MFD_HOLD_PAGE_REPORTING:-0}" = 1 ]; then
+  held=$(cat "$PR" 2>/dev/null) && echo 11 >"$PR" 2>/dev/null ||
+    { echo "cold_repeat.sh: cannot hold page reporting (not root, or no $PR)" >&2; exit 1; }
+  trap 'echo "$held" >"$PR"' EXIT
+  trap 'exit 1' INT TERM
+  echo "### page reporting held: page_reporting_order $held -> 11 for the series (restored at exit)"
+fi
 echo "### date: $(date -u '+%Y-%m-%d %H:%M UTC') kernel $(uname -r) cores $(nproc) load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "### $B --ram 2G --image random --channels 4 --verify off --json, warm $W GiB"
 i=1
