@@ -190,7 +190,7 @@ int mfd__uffd_discard(void *addr, uint64_t len)
 
 int mfd__pc_place(struct mfd__uffd_missing *u, struct mfd__bitmap *rx,
 		  uint8_t *base, uint32_t page_size, uint64_t i,
-		  const void *src)
+		  const void *src, uint64_t *present)
 {
 	int ret;
 
@@ -202,6 +202,7 @@ int mfd__pc_place(struct mfd__uffd_missing *u, struct mfd__bitmap *rx,
 	/* After the placement, not before: a fault thread that sees the bit
 	 * treats the page as present (10.4), so the bit must never be ahead
 	 * of the memory. */
-	mfd__bitmap_set_atomic(rx, i);
+	if (mfd__pc_mark(rx, i) && present)
+		__atomic_fetch_add(present, 1, __ATOMIC_RELAXED);
 	return ret;
 }

@@ -77,9 +77,19 @@ static inline bool mfd__pc_received(const struct mfd__bitmap *rx, uint64_t i)
  * Places page i (page_size bytes at base + i * page_size) from src, or a
  * zero page when src is NULL, unless rx says it is in place; then sets its
  * bit. 1 placed now, 0 in place already (the bit, or EEXIST), -errno.
+ * present, when not NULL, counts the bits set (atomically): exactly one
+ * call per page adds to it, whichever of two racing placers that is.
  */
 int mfd__pc_place(struct mfd__uffd_missing *u, struct mfd__bitmap *rx,
 		  uint8_t *base, uint32_t page_size, uint64_t i,
-		  const void *src);
+		  const void *src, uint64_t *present);
+/* Sets bit i of rx (atomic, release); true when it was clear. */
+static inline bool mfd__pc_mark(struct mfd__bitmap *rx, uint64_t i)
+{
+	uint64_t bit = 1ULL << (i & 63);
+
+	return !(__atomic_fetch_or(&rx->words[i >> 6], bit, __ATOMIC_RELEASE) &
+		 bit);
+}
 
 #endif /* MULTIFD_RAMBLOCK_UFFD_H */

@@ -6,8 +6,8 @@
  * guest thread that faults never reads a torn page while an urgent lane
  * and a bulk lane place pages at the same time.
  *
- * Pages carry a stamp (index, generation, pseudo-random bytes, checksum),
- * so a reader can tell a whole page from a torn one. Exit 77 where
+ * Pages carry a stamp (tests/pagestamp.h), so a reader can tell a whole
+ * page from a torn one. Exit 77 where
  * userfaultfd is not available. MFD_TEST_SEED=n replays the random reads;
  * MFD_UFFD_MEASURE_MB=n sizes the 4 KiB against 2 MiB placement timing
  * (default 64 MiB; printed, not asserted).
@@ -28,58 +28,7 @@
 
 #include "ramblock/ramblock.h"
 #include "ramblock/uffd.h"
-
-#define PS 4096u
-
-static uint64_t mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	return x ^ (x >> 33);
-}
-
-static uint64_t sum(const uint8_t *p)
-{
-	uint64_t h = 1469598103934665603ULL;
-	for (unsigned i = 0; i < PS - 8; i += 8) {
-		uint64_t w;
-		memcpy(&w, p + i, 8);
-		h = (h ^ w) * 1099511628211ULL;
-	}
-	return h;
-}
-
-/* Page idx of generation gen: idx, gen, noise, checksum of the rest. */
-static void stamp(uint8_t *p, uint64_t idx, uint64_t gen)
-{
-	memcpy(p, &idx, 8);
-	memcpy(p + 8, &gen, 8);
-	for (unsigned i = 16; i < PS - 8; i += 8) {
-		uint64_t w = mix(idx * 1000003 + gen * 7919 + i);
-		memcpy(p + i, &w, 8);
-	}
-	uint64_t h = sum(p);
-	memcpy(p + PS - 8, &h, 8);
-}
-
-static bool is_zero(const uint8_t *p)
-{
-	for (unsigned i = 0; i < PS; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
-/* A whole page: the stamp of idx (any generation), or zeros. */
-static bool whole(const uint8_t *p, uint64_t idx)
-{
-	uint64_t i, h;
-	memcpy(&i, p, 8);
-	memcpy(&h, p + PS - 8, 8);
-	return (i == idx && h == sum(p)) || is_zero(p);
-}
+#include "pagestamp.h"
 
 static uint8_t *map(size_t len)
 {
@@ -112,29 +61,29 @@ static void test_place_once(void **state)
 	stamp(a, 3, 1);
 	stamp(b, 3, 2);
 
-	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, a), 1);
+	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, a, NULL), 1);
 	assert_true(mfd__pc_received(&rx, 3));
 	assert_memory_equal(mem + 3 * PS, a, PS);
 	/* A second arrival: skipped by the bitmap. */
-	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, b), 0);
+	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, b, NULL), 0);
 	assert_memory_equal(mem + 3 * PS, a, PS);
 	/* Without the bit the kernel refuses it (EEXIST): still 0, and the
 	 * bit is set again. */
 	rx.words[0] = 0;
-	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, b), 0);
+	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, b, NULL), 0);
 	assert_true(mfd__pc_received(&rx, 3));
 	assert_memory_equal(mem + 3 * PS, a, PS);
 
 	/* A zero page. */
-	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 5, NULL), 1);
+	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 5, NULL, NULL), 1);
 	assert_true(is_zero(mem + 5 * PS));
 
 	/* The guest writes page 3 on the destination; a late copy of the
 	 * page does not undo it, with or without the bit. */
 	mem[3 * PS + 100] = 0x55;
-	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, b), 0);
+	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, b, NULL), 0);
 	rx.words[0] = 0;
-	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, b), 0);
+	assert_int_equal(mfd__pc_place(&u, &rx, mem, PS, 3, b, NULL), 0);
 	assert_int_equal(mem[3 * PS + 100], 0x55);
 
 	/* Several pages in one call, two of them populated (3 and 5): the
@@ -283,7 +232,7 @@ static void *lane_thread(void *arg)
 		unsigned n = 0;
 		for (uint64_t i = page; i < page + 4 && i < NPAGES; i++) {
 			int ret = mfd__pc_place(&s->u, &s->rx, s->mem, PS, i,
-						src_of(s, i));
+						src_of(s, i), NULL);
 			assert_true(ret >= 0);
 			n += (unsigned)ret;
 		}
@@ -303,7 +252,7 @@ static void *bulk_thread(void *arg)
 
 	for (uint64_t i = 0; i < NPAGES; i++) {
 		int ret = mfd__pc_place(&s->u, &s->rx, s->mem, PS, i,
-					src_of(s, i));
+					src_of(s, i), NULL);
 		assert_true(ret >= 0);
 		n += (unsigned)ret;
 		if (i % 64 == 63)
@@ -330,7 +279,7 @@ static void *reader_thread(void *arg)
 	unsigned torn = 0;
 
 	for (unsigned k = 0; k < NREADS; k++) {
-		x = mix(x + k);
+		x = ps_mix(x + k);
 		uint64_t i = x % NPAGES;
 		/* One access per word, as a guest reads: the first touch
 		 * faults and waits for the whole page. */
