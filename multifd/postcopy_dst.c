@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* The destination's post-copy state (postcopy_dst.h). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "multifd/multifd.h"
 #include "multifd/postcopy_dst.h"
 #include "multifd/stats.h"
+#include "multifd/common/clock.h"
 
 /* How often the fault thread looks at the stop flag. */
 #define FAULT_POLL_MS 50
@@ -24,8 +26,13 @@ int mfd__pc_dst_init(struct mfd__pc_dst *pc, struct mfd__ramblock *blocks,
 	pc->request = request;
 	pc->ctx = ctx;
 	for (unsigned b = 0; b < nblocks; b++) {
-		if (mfd__bitmap_init(&pc->rx[b], blocks[b].npages) ||
-		    mfd__bitmap_init(&pc->asked[b], blocks[b].npages)) {
+		uint64_t np = blocks[b].npages;
+		pc->t_req[b] = calloc(np, sizeof(*pc->t_req[b]));
+		pc->t_sum[b] = calloc(np, sizeof(*pc->t_sum[b]));
+		pc->waiters[b] = calloc(np, sizeof(*pc->waiters[b]));
+		if (mfd__bitmap_init(&pc->rx[b], np) ||
+		    mfd__bitmap_init(&pc->asked[b], np) || !pc->t_req[b] ||
+		    !pc->t_sum[b] || !pc->waiters[b]) {
 			mfd__pc_dst_destroy(pc);
 			return -ENOMEM;
 		}
@@ -49,6 +56,9 @@ void mfd__pc_dst_destroy(struct mfd__pc_dst *pc)
 	for (unsigned b = 0; b < pc->nblocks; b++) {
 		mfd__bitmap_destroy(&pc->rx[b]);
 		mfd__bitmap_destroy(&pc->asked[b]);
+		free(pc->t_req[b]);
+		free(pc->t_sum[b]);
+		free(pc->waiters[b]);
 	}
 }
 
@@ -122,8 +132,13 @@ static int on_fault(struct mfd__pc_dst *pc, uint64_t addr)
 					  rb->page_size);
 		return ret < 0 ? ret : 0;
 	}
+	/* This thread waits until the page is placed. */
+	uint64_t now = mfd__now_ns();
+	__atomic_fetch_add(&pc->t_sum[b][page], now, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&pc->waiters[b][page], 1, __ATOMIC_RELEASE);
 	if (!mfd__pc_mark(&pc->asked[b], page))
 		return 0; /* asked already; its arrival wakes every waiter */
+	__atomic_store_n(&pc->t_req[b][page], now, __ATOMIC_RELEASE);
 	struct mfd__page_range r = { .block = (uint32_t)b,
 				     .offset = off,
 				     .length = rb->page_size };
@@ -180,8 +195,27 @@ int mfd__pc_dst_place(struct mfd__pc_dst *pc, unsigned b, uint64_t offset,
 {
 	struct mfd__ramblock *rb = &pc->blocks[b];
 
+	uint64_t page = offset >> rb->page_shift;
+
 	if (!pc->registered)
 		return MFD_ESTATE;
-	return mfd__pc_place(&pc->u, &pc->rx[b], rb->host, rb->page_size,
-			     offset >> rb->page_shift, src, &pc->present);
+	int ret = mfd__pc_place(&pc->u, &pc->rx[b], rb->host, rb->page_size,
+				page, src, &pc->present);
+	if (ret != 1)
+		return ret;
+	/* Placed now: whoever waited for it has waited until here. */
+	uint64_t w =
+		__atomic_exchange_n(&pc->waiters[b][page], 0, __ATOMIC_ACQUIRE);
+	uint64_t tr =
+		__atomic_exchange_n(&pc->t_req[b][page], 0, __ATOMIC_ACQUIRE);
+	if (w || tr) {
+		uint64_t now = mfd__now_ns();
+		uint64_t ts = __atomic_exchange_n(&pc->t_sum[b][page], 0,
+						  __ATOMIC_ACQUIRE);
+		if (tr)
+			mfd__lathist_add(&pc->latency, now > tr ? now - tr : 0);
+		if (w * now > ts)
+			STAT_ADD(pc->blocktime_ns, w * now - ts);
+	}
+	return ret;
 }

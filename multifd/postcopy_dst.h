@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "multifd/common/lathist.h"
 #include "multifd/pcwire.h"
 #include "ramblock/ramblock.h"
 #include "ramblock/uffd.h"
@@ -52,6 +53,20 @@ struct mfd__pc_dst {
 
 	/* Atomic counters (fault thread). */
 	uint64_t faults, requests, local_zero;
+
+	/*
+	 * Measures (docs/protocol.md 10.4). Per page, atomic: when it was
+	 * first requested, how many faults wait for it and the sum of their
+	 * times (20 bytes per page). At its placement: the request's
+	 * latency goes into the histogram, and every waiting fault's wait
+	 * into blocktime (the time guest threads spent blocked). A fault
+	 * that races with the placement of its page may go uncounted.
+	 */
+	uint64_t *t_req[MFD_MAX_BLOCKS];
+	uint64_t *t_sum[MFD_MAX_BLOCKS];
+	uint32_t *waiters[MFD_MAX_BLOCKS];
+	struct mfd__lathist latency; /* request to placement */
+	uint64_t blocktime_ns;	     /* atomic */
 };
 
 /* 0, -EINVAL (no block, lanes 0) or -ENOMEM. */

@@ -361,6 +361,23 @@ static void test_postcopy_run(void **state)
 	assert_int_equal(s->placed, NSTALE); /* each stale page once */
 	assert_true(requests >= 1);
 	assert_true(zero >= 1);
+	/* Every request answered by a placement has a latency (a request
+	 * for a page bulk placed meanwhile has none), and guest threads
+	 * were blocked (a fault racing with its page's placement may go
+	 * uncounted, so no tighter bound). */
+	struct mfd__lathist *lat = &s->pc.latency;
+	uint64_t p50 = mfd__lathist_quantile(lat, 0.5);
+	uint64_t p99 = mfd__lathist_quantile(lat, 0.99);
+	fprintf(stderr,
+		"request latency: %llu answered, p50 <= %llu us, p99 <= %llu "
+		"us, max %llu us; blocktime %llu us\n",
+		(unsigned long long)lat->count, (unsigned long long)p50 / 1000,
+		(unsigned long long)p99 / 1000,
+		(unsigned long long)lat->max_ns / 1000,
+		(unsigned long long)s->pc.blocktime_ns / 1000);
+	assert_true(lat->count >= 1 && lat->count <= requests);
+	assert_true(p50 <= p99 && p99 <= lat->max_ns);
+	assert_true(s->pc.blocktime_ns > 0);
 	assert_int_equal(__atomic_load_n(&s->pc.err, __ATOMIC_ACQUIRE), 0);
 	sim_free(s);
 }
