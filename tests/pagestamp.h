@@ -9,7 +9,10 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PS 4096u
 
@@ -68,6 +71,16 @@ static inline int64_t stamp_gen(const uint8_t *p, uint64_t idx)
 static inline bool whole(const uint8_t *p, uint64_t idx)
 {
 	return stamp_gen(p, idx) >= 0 || is_zero(p);
+}
+
+/* The seed of a randomised test: $MFD_TEST_SEED, else the time; printed
+ * so that a failure can be replayed. */
+static inline uint64_t ps_seed(void)
+{
+	const char *e = getenv("MFD_TEST_SEED");
+	uint64_t v = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL);
+	fprintf(stderr, "MFD_TEST_SEED=%llu\n", (unsigned long long)v);
+	return v;
 }
 
 #endif

@@ -216,14 +216,6 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-static uint64_t seed(void)
-{
-	const char *e = getenv("MFD_TEST_SEED");
-	uint64_t v = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL);
-	fprintf(stderr, "MFD_TEST_SEED=%llu\n", (unsigned long long)v);
-	return v;
-}
-
 static struct sim *sim_new(void)
 {
 	struct sim *s = calloc(1, sizeof(*s));
@@ -287,7 +279,7 @@ static void test_postcopy_run(void **state)
 	(void)state;
 	struct sim *s = sim_new();
 	size_t len;
-	s->seed = seed();
+	s->seed = ps_seed();
 
 	/* A list with one bad range is refused whole: nothing dropped. */
 	struct mfd__page_range bad[2] = { stale[0], { 1, 256 * PS, PS } };

@@ -293,14 +293,6 @@ static void *reader_thread(void *arg)
 	return NULL;
 }
 
-static uint64_t seed(void)
-{
-	const char *e = getenv("MFD_TEST_SEED");
-	uint64_t v = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL);
-	fprintf(stderr, "MFD_TEST_SEED=%llu\n", (unsigned long long)v);
-	return v;
-}
-
 static void test_faulting_readers(void **state)
 {
 	(void)state;
@@ -310,7 +302,7 @@ static void test_faulting_readers(void **state)
 
 	memset(&s, 0, sizeof(s));
 	open_or_skip(&s.u);
-	s.seed = seed();
+	s.seed = ps_seed();
 	s.mem = map((size_t)NPAGES * PS);
 	s.image = malloc((size_t)NPAGES * PS);
 	assert_non_null(s.image);
