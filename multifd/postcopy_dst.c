@@ -190,20 +190,14 @@ int mfd__pc_dst_switch(struct mfd__pc_dst *pc)
 	return 0;
 }
 
-int mfd__pc_dst_place(struct mfd__pc_dst *pc, unsigned b, uint64_t offset,
-		      const void *src)
+/* Page `page` of block b is in place: its bit, and, for the one caller
+ * that sets it, the measures of whoever waited for it. True for that
+ * caller. */
+static bool placed(struct mfd__pc_dst *pc, unsigned b, uint64_t page)
 {
-	struct mfd__ramblock *rb = &pc->blocks[b];
-
-	uint64_t page = offset >> rb->page_shift;
-
-	if (!pc->registered)
-		return MFD_ESTATE;
-	int ret = mfd__pc_place(&pc->u, &pc->rx[b], rb->host, rb->page_size,
-				page, src, &pc->present);
-	if (ret != 1)
-		return ret;
-	/* Placed now: whoever waited for it has waited until here. */
+	if (!mfd__pc_mark(&pc->rx[b], page))
+		return false;
+	__atomic_fetch_add(&pc->present, 1, __ATOMIC_RELAXED);
 	uint64_t w =
 		__atomic_exchange_n(&pc->waiters[b][page], 0, __ATOMIC_ACQUIRE);
 	uint64_t tr =
@@ -217,5 +211,48 @@ int mfd__pc_dst_place(struct mfd__pc_dst *pc, unsigned b, uint64_t offset,
 		if (w * now > ts)
 			STAT_ADD(pc->blocktime_ns, w * now - ts);
 	}
-	return ret;
+	return true;
+}
+
+int mfd__pc_dst_place_pages(struct mfd__pc_dst *pc, unsigned b,
+			    const uint64_t *offsets, unsigned n,
+			    const uint8_t *src)
+{
+	struct mfd__ramblock *rb = &pc->blocks[b];
+	uint64_t ps = rb->page_size;
+	int done = 0;
+
+	if (!pc->registered)
+		return MFD_ESTATE;
+	for (unsigned i = 0; i < n;) {
+		if (mfd__pc_received(&pc->rx[b],
+				     offsets[i] >> rb->page_shift)) {
+			i++;
+			continue;
+		}
+		/* A run: contiguous pages, none known to be in place. One
+		 * ioctl for it; a page populated meanwhile is skipped by
+		 * the kernel (EEXIST) and by mfd__uffd_place's fallback. */
+		unsigned j = i + 1;
+		while (j < n && offsets[j] == offsets[j - 1] + ps &&
+		       !mfd__pc_received(&pc->rx[b],
+					 offsets[j] >> rb->page_shift))
+			j++;
+		int ret = mfd__uffd_place(&pc->u, rb->host + offsets[i],
+					  src ? src + (uint64_t)i * ps : NULL,
+					  (j - i) * ps);
+		if (ret < 0)
+			return ret;
+		/* The bits after the pages, never before (10.4). */
+		for (unsigned k = i; k < j; k++)
+			done += placed(pc, b, offsets[k] >> rb->page_shift);
+		i = j;
+	}
+	return done;
+}
+
+int mfd__pc_dst_place(struct mfd__pc_dst *pc, unsigned b, uint64_t offset,
+		      const void *src)
+{
+	return mfd__pc_dst_place_pages(pc, b, &offset, 1, src);
 }
