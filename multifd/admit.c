@@ -181,6 +181,9 @@ int mfd__handshake_dest(struct mfd__chan *c, const struct mfd__admit_want *want,
 	int ret = mfd__hello_recv(c, h);
 	if (!ret && h->role != want->role)
 		ret = MFD_EROLE;
+	/* Known to the codec but not implemented by this engine. */
+	if (!ret && (h->features & ~MFD_FEATURES_OFFERED))
+		ret = MFD_EFEATURE;
 	/* Both sides must hold a key, or neither: a keyed destination never
 	 * talks to an unauthenticated peer, and a keyed source never trusts a
 	 * destination that cannot prove the key. */

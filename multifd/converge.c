@@ -102,3 +102,27 @@ void mfd__converge_decide(const struct mfd__converge_in *in,
 		out->reason = why;
 	}
 }
+
+/* Post-copy's switch policy (converge.h). */
+const char *mfd__postcopy_decide(const struct mfd__postcopy_policy *p,
+				 bool requested,
+				 const struct mfd__converge_in *in,
+				 const struct mfd__converge_out *pre)
+{
+	const mfd_round_stats *last = &in->rounds[in->nrounds - 1];
+
+	if (p->mode == MFD__POSTCOPY_OFF || pre->action == MFD__CONV_SWITCHOVER)
+		return NULL;
+	if (requested)
+		return "requested";
+	if (p->mode != MFD__POSTCOPY_AUTO)
+		return NULL;
+	if (pre->action == MFD__CONV_FORCE || pre->action == MFD__CONV_CANCEL)
+		return pre->reason;
+	if (last->round + 1 >= p->after_rounds)
+		return "postcopy-after-rounds";
+	if (in->nrounds >= 2 &&
+	    last->dirty_bytes >= in->rounds[in->nrounds - 2].dirty_bytes)
+		return "not converging";
+	return NULL;
+}

@@ -64,4 +64,33 @@ void mfd__converge_settings_from(struct mfd__converge_settings *set,
 void mfd__converge_decide(const struct mfd__converge_in *in,
 			  struct mfd__converge_out *out);
 
+/*
+ * Post-copy's switch policy (docs/protocol.md section 10), a separate step
+ * after mfd__converge_decide() on the same input and its answer: whether
+ * pre-copy hands the guest over to post-copy now. Not wired to a
+ * configuration key or to the source yet.
+ */
+enum mfd__postcopy_mode {
+	MFD__POSTCOPY_OFF,
+	MFD__POSTCOPY_MANUAL, /* when the hypervisor asks */
+	MFD__POSTCOPY_AUTO,   /* when pre-copy does not converge */
+};
+struct mfd__postcopy_policy {
+	enum mfd__postcopy_mode mode;
+	uint32_t after_rounds; /* auto: rounds without convergence, >= 1 */
+};
+/*
+ * NULL: pre-copy's answer stands. Else the reason to switch (static):
+ * "requested" (manual or auto, the hypervisor asked), and in auto mode
+ * "postcopy-after-rounds" (that many rounds ended unconverged), "not
+ * converging" (the dirty bytes of the last round did not shrink from the
+ * round before, above the downtime limit), or pre-copy's own reason to
+ * force or cancel ("max-rounds", "precopy-timeout"): post-copy replaces
+ * both. Never when pre-copy converged: a plain switchover costs less.
+ */
+const char *mfd__postcopy_decide(const struct mfd__postcopy_policy *p,
+				 bool requested,
+				 const struct mfd__converge_in *in,
+				 const struct mfd__converge_out *pre);
+
 #endif /* MULTIFD_CONVERGE_H */

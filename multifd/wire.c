@@ -14,6 +14,7 @@
 
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
+#include "multifd/pcwire.h"
 #include "multifd/compress/codec.h"
 
 /* SETUP payload: fixed part, then one descriptor (plus name) per block. */
@@ -68,16 +69,31 @@ int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd__hello *h)
 		return MFD_EBADMAGIC;
 	if (h->version != MFD_PROTO_VERSION)
 		return MFD_EVERSION;
-	if (h->role != MFD_ROLE_MAIN && h->role != MFD_ROLE_DATA)
-		return MFD_EROLE;
 	if (h->nchannels < 1 || h->nchannels > MFD_MAX_CHANNELS)
 		return MFD_EROLE;
-	if (h->role == MFD_ROLE_MAIN ? h->channel != 0
-				     : h->channel >= h->nchannels)
+	switch (h->role) {
+	case MFD_ROLE_MAIN:
+		if (h->channel != 0)
+			return MFD_EROLE;
+		break;
+	case MFD_ROLE_DATA:
+		if (h->channel >= h->nchannels)
+			return MFD_EROLE;
+		break;
+	case MFD_ROLE_URGENT:
+		if (!(h->features & MFD_FEAT_POSTCOPY) ||
+		    h->channel >= MFD_MAX_URGENT_LANES)
+			return MFD_EROLE;
+		break;
+	default:
 		return MFD_EROLE;
+	}
 	if (h->reserved != 0)
 		return MFD_EFLAGS;
 	if (h->features & ~MFD_FEATURES_KNOWN)
+		return MFD_EFEATURE;
+	if ((h->features & MFD_FEAT_VERIFY) &&
+	    (h->features & MFD_FEAT_POSTCOPY))
 		return MFD_EFEATURE;
 	return 0;
 }
@@ -157,6 +173,11 @@ int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
 		return h->length == 0 ? 0 : MFD_ELENGTH;
 	case MFD_CTL_ROUND:
 		return h->length == MFD_ROUND_SIZE ? 0 : MFD_ELENGTH;
+	case MFD_CTL_SWITCH:
+		return h->length == MFD_SWITCH_SIZE ? 0 : MFD_ELENGTH;
+	case MFD_CTL_PAGE_REQ:
+		return h->length == MFD_RANGE_SIZE ? 0 : MFD_ELENGTH;
+	case MFD_CTL_DISCARD:
 	case MFD_CTL_SETUP:
 	case MFD_CTL_END:
 	case MFD_CTL_ERROR:
@@ -197,7 +218,8 @@ int mfd__setup_encode(const struct mfd__setup *s, uint8_t *out, size_t cap)
 	mfd__put_le32(p + 0, s->nblocks);
 	mfd__put_le32(p + 4, s->packet_pages);
 	mfd__put_le32(p + 8, s->nchannels);
-	mfd__put_le32(p + 12, s->zstd_window_log & 0xff);
+	mfd__put_le32(p + 12, (s->zstd_window_log & 0xff) |
+				      (s->postcopy_lanes & 0xff) << 8);
 	mfd__put_le64(p + 16, s->features);
 	p += SETUP_FIXED_SIZE;
 
@@ -241,14 +263,22 @@ int mfd__setup_decode(const uint8_t *in, size_t len, struct mfd__setup *s,
 		return MFD_ESETUP;
 	if (s->nchannels < 1 || s->nchannels > MFD_MAX_CHANNELS)
 		return MFD_ESETUP;
-	uint32_t codec = mfd__get_le32(in + 12);
-	if (codec & ~0xffu)
+	/* Byte 12 the zstd window log, byte 13 the urgent lanes. */
+	uint32_t params = mfd__get_le32(in + 12);
+	if (params & ~0xffffu)
 		return MFD_EFLAGS;
 	if (s->features & ~MFD_FEATURES_KNOWN)
 		return MFD_EFEATURE;
+	uint32_t codec = params & 0xff;
 	s->zstd_window_log = codec;
+	s->postcopy_lanes = params >> 8;
 	if (codec && (!(s->features & MFD_FEAT_ZSTD) ||
 		      codec < MFD_ZSTD_LONG_MIN || codec > MFD_ZSTD_LONG_MAX))
+		return MFD_ESETUP;
+	if ((s->features & MFD_FEAT_POSTCOPY)
+		    ? s->postcopy_lanes < 1 ||
+			      s->postcopy_lanes > MFD_MAX_URGENT_LANES
+		    : s->postcopy_lanes != 0)
 		return MFD_ESETUP;
 
 	for (uint32_t i = 0; i < s->nblocks; i++) {
@@ -451,7 +481,7 @@ int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd__pkt_hdr *h)
 		return MFD_EBADMAGIC;
 	if (h->type < MFD_PKT_PAGES || h->type > MFD_PKT_DEVICE)
 		return MFD_ETYPE;
-	if (h->flags & ~(h->type == MFD_PKT_PAGES ? MFD_PKT_F_ZSTD : 0))
+	if (h->flags & ~(h->type == MFD_PKT_PAGES ? MFD_PKT_F_KNOWN : 0))
 		return MFD_EFLAGS;
 	if (h->type == MFD_PKT_DEVICE) /* checked by mfd__devpkt_validate */
 		return 0;
@@ -465,25 +495,89 @@ void mfd__grammar_init(struct mfd_data_grammar *g)
 {
 	memset(g, 0, sizeof(*g));
 	g->final_round = MFD_ROUND_UNKNOWN;
+	g->postcopy_round = MFD_ROUND_UNKNOWN;
+}
+
+void mfd__grammar_init_urgent(struct mfd_data_grammar *g)
+{
+	mfd__grammar_init(g);
+	g->urgent = true;
+}
+
+/* Post-copy rules of a PAGES header (protocol 10.3), both connection
+ * kinds: 0 or the refusal's code. */
+static int postcopy_pages(const struct mfd_data_grammar *g,
+			  const struct mfd__pkt_hdr *h)
+{
+	bool known = g->postcopy_round != MFD_ROUND_UNKNOWN;
+
+	if (!(h->flags & MFD_PKT_F_POSTCOPY)) {
+		if (g->urgent || (known && h->round >= g->postcopy_round))
+			return MFD_EFLAGS;
+		return 0;
+	}
+	if (!known)
+		return MFD_EUNEXPECTED;
+	return h->round == g->postcopy_round ? 0 : MFD_EROUND;
+}
+
+/* An urgent lane: hello PAGES* DONE. */
+static int urgent_step(struct mfd_data_grammar *g, const struct mfd__pkt_hdr *h)
+{
+	int ret;
+
+	switch (h->type) {
+	case MFD_PKT_PAGES:
+		if ((ret = postcopy_pages(g, h)))
+			return ret;
+		g->round_packets++;
+		break;
+	case MFD_PKT_DONE:
+		if (h->count != g->round_packets)
+			return MFD_ECOUNT;
+		g->done = true;
+		break;
+	case MFD_PKT_SYNC:
+	case MFD_PKT_DEVICE:
+		return MFD_EUNEXPECTED;
+	default:
+		return MFD_ETYPE;
+	}
+	g->seq++;
+	return 0;
+}
+
+/* The last round a SYNC may close: the final round from END, and after
+ * SWITCH the post-copy round, whichever is known and lower. */
+static uint32_t last_round(const struct mfd_data_grammar *g)
+{
+	return g->final_round < g->postcopy_round ? g->final_round
+						  : g->postcopy_round;
 }
 
 int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd__pkt_hdr *h)
 {
+	uint32_t last = last_round(g);
+	int ret;
+
 	if (g->done)
 		return MFD_EUNEXPECTED;
 	if (h->seq != g->seq)
 		return MFD_EROUND;
+	if (g->urgent)
+		return urgent_step(g, h);
 	switch (h->type) {
 	case MFD_PKT_PAGES:
 		if (h->round != g->round)
 			return MFD_EROUND;
+		if ((ret = postcopy_pages(g, h)))
+			return ret;
 		g->round_packets++;
 		g->synced = false;
 		break;
 	case MFD_PKT_SYNC:
 		if (h->round != g->round ||
-		    (g->final_round != MFD_ROUND_UNKNOWN &&
-		     h->round > g->final_round))
+		    (last != MFD_ROUND_UNKNOWN && h->round > last))
 			return MFD_EROUND;
 		if (h->count != g->round_packets)
 			return MFD_ECOUNT;
@@ -492,6 +586,9 @@ int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd__pkt_hdr *h)
 		g->synced = true;
 		break;
 	case MFD_PKT_DEVICE: /* not part of the rounds */
+		if (g->postcopy_round != MFD_ROUND_UNKNOWN &&
+		    g->round >= g->postcopy_round)
+			return MFD_EUNEXPECTED;
 		break;
 	case MFD_PKT_DONE:
 		if (!g->synced || (g->final_round != MFD_ROUND_UNKNOWN &&
@@ -515,6 +612,9 @@ int mfd__pkt_validate(const struct mfd__pkt_hdr *h,
 
 	if (h->type != MFD_PKT_PAGES)
 		return MFD_ETYPE;
+	if ((h->flags & MFD_PKT_F_POSTCOPY) &&
+	    !(lim->features & MFD_FEAT_POSTCOPY))
+		return MFD_EFLAGS;
 	if (h->block >= lim->nblocks)
 		return MFD_EBLOCK;
 	if (pages < 1 || pages > lim->packet_pages)

@@ -40,12 +40,19 @@
  * messages (multifd/devwire.h); devsave.c / devload.c. */
 #define MFD_FEAT_DEVICES (1ULL << 2)
 #define MFD_FEAT_AUTH	 (1ULL << 3) /* HMAC challenge-response (auth.h) */
+/* Post-copy: urgent lanes, DISCARD, SWITCH, PAGE_REQ (multifd/pcwire.h,
+ * protocol section 10). Excludes MFD_FEAT_VERIFY. */
+#define MFD_FEAT_POSTCOPY (1ULL << 4)
 /* Two-phase handover: LOADED, COMMIT, COMMITTED (docs/protocol.md 7.6).
  * Required by both sides: a peer without it is refused. */
 #define MFD_FEAT_COMMIT (1ULL << 6)
 #define MFD_FEATURES_KNOWN                                                     \
 	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES |  \
-	 MFD_FEAT_COMMIT)
+	 MFD_FEAT_POSTCOPY | MFD_FEAT_COMMIT)
+/* What this engine implements: a destination refuses the rest of the known
+ * features in the hello (MFD_EFEATURE). Post-copy's wire format is in
+ * place, its engine is not yet. */
+#define MFD_FEATURES_OFFERED (MFD_FEATURES_KNOWN & ~MFD_FEAT_POSTCOPY)
 
 /* ---------------------------------------------------------------- */
 /* Handshake: first bytes of every connection.                       */
@@ -54,7 +61,11 @@
 enum mfd__role {
 	MFD_ROLE_MAIN = 1,
 	MFD_ROLE_DATA = 2,
+	MFD_ROLE_URGENT = 3, /* post-copy urgent lane (MFD_FEAT_POSTCOPY) */
 };
+
+/* Urgent lanes a session may open (SETUP postcopy_lanes). */
+#define MFD_MAX_URGENT_LANES 8
 
 #define MFD_HELLO_SIZE 40
 struct mfd__hello {
@@ -80,8 +91,10 @@ struct mfd__hello_reply {
 
 void mfd__hello_encode(const struct mfd__hello *h, uint8_t out[MFD_HELLO_SIZE]);
 /* Checks magic (MFD_EBADMAGIC), version (MFD_EVERSION), role and channel
- * against nchannels (MFD_EROLE), reserved (MFD_EFLAGS), nchannels in
- * 1..MFD_MAX_CHANNELS (MFD_EROLE), unknown features (MFD_EFEATURE). */
+ * against nchannels (MFD_EROLE; URGENT only with MFD_FEAT_POSTCOPY and a
+ * channel below MFD_MAX_URGENT_LANES), reserved (MFD_EFLAGS), nchannels in
+ * 1..MFD_MAX_CHANNELS (MFD_EROLE), unknown features, or VERIFY together
+ * with POSTCOPY (MFD_EFEATURE). */
 int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd__hello *h);
 
 void mfd__hello_reply_encode(const struct mfd__hello_reply *r,
@@ -103,6 +116,10 @@ enum mfd__ctl_type {
 	MFD_CTL_ERROR = 6,	 /* either way: the migration failed */
 	MFD_CTL_DEVICES = 7,	 /* src->dst: device list (MFD_FEAT_DEVICES) */
 	MFD_CTL_DEVICE_DATA = 8, /* src->dst: a device chunk, `main` mode */
+	/* Post-copy (MFD_FEAT_POSTCOPY, multifd/pcwire.h). */
+	MFD_CTL_DISCARD = 9,   /* src->dst: stale pre-copy pages to drop */
+	MFD_CTL_SWITCH = 10,   /* src->dst: the destination runs the guest */
+	MFD_CTL_PAGE_REQ = 11, /* dst->src on an urgent lane: a fault */
 	/* Two-phase handover (MFD_FEAT_COMMIT), empty payloads. */
 	MFD_CTL_COMMIT = 12,	/* src->dst: after LOADED; never resumes */
 	MFD_CTL_COMMITTED = 13, /* dst->src: the guest runs here */
@@ -138,6 +155,8 @@ struct mfd__setup {
 	/* zstd-long of the source: 0, or with MFD_FEAT_ZSTD a window log
 	 * MFD_ZSTD_LONG_MIN..MFD_ZSTD_LONG_MAX (compress/codec.h). */
 	uint32_t zstd_window_log;
+	/* 1..MFD_MAX_URGENT_LANES with MFD_FEAT_POSTCOPY, else 0 (byte 13) */
+	uint32_t postcopy_lanes;
 	uint64_t features;
 	struct mfd__block_desc *blocks; /* nblocks entries */
 };
@@ -149,7 +168,8 @@ int mfd__setup_encode(const struct mfd__setup *s, uint8_t *out, size_t cap);
 /*
  * Decodes len bytes. blocks must have room for MFD_MAX_BLOCKS entries.
  * Checks: nblocks 1..MFD_MAX_BLOCKS, packet_pages, nchannels, the zstd
- * window log (with MFD_FEAT_ZSTD only), known features, each name 1..255 bytes
+ * window log (with MFD_FEAT_ZSTD only), postcopy_lanes (1..8 with
+ * MFD_FEAT_POSTCOPY, else 0), known features, each name 1..255 bytes
  * without NUL, unique names, page size a power of two in [4 KiB, 1 GiB], size a
  * non-zero multiple of page size, and that len is exactly consumed
  * (MFD_ELENGTH).
@@ -222,11 +242,15 @@ struct mfd__pkt_hdr {
 /* PAGES flag: the payload is the zstd stream of the channel (flushed), and
  * payload_len its compressed length. Only with MFD_FEAT_ZSTD. */
 #define MFD_PKT_F_ZSTD 0x0001
+/* PAGES flag: a page of the post-copy round, placed through userfaultfd.
+ * Only with MFD_FEAT_POSTCOPY (protocol 10.2). */
+#define MFD_PKT_F_POSTCOPY 0x0002
+#define MFD_PKT_F_KNOWN	   (MFD_PKT_F_ZSTD | MFD_PKT_F_POSTCOPY)
 
 void mfd__pkt_encode(const struct mfd__pkt_hdr *h,
 		     uint8_t out[MFD_PKT_HDR_SIZE]);
 /* Checks magic (MFD_EBADMAGIC), type (MFD_ETYPE), flags (MFD_EFLAGS: only
- * MFD_PKT_F_ZSTD, only on PAGES);
+ * MFD_PKT_F_KNOWN, only on PAGES);
  * SYNC/DONE must have block, zero_count, payload_len zero (MFD_ELENGTH). */
 int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd__pkt_hdr *h);
 
@@ -243,17 +267,29 @@ int mfd__pkt_decode(const uint8_t in[MFD_PKT_HDR_SIZE], struct mfd__pkt_hdr *h);
  * packets aside, and after the final round's SYNC when that is known
  * (MFD_EROUND); nothing comes after DONE (MFD_EUNEXPECTED). A pure step
  * function: no I/O, no allocation, so tests and the fuzzer drive it.
+ *
+ * Post-copy (protocol 10.3): the engine sets postcopy_round from SWITCH
+ * before it steps a PAGES with MFD_PKT_F_POSTCOPY (MFD_EUNEXPECTED
+ * before); such a PAGES must be of that round (MFD_EROUND), an unflagged
+ * PAGES of that round or later is MFD_EFLAGS, no SYNC comes after it
+ * (MFD_EROUND), nor a DEVICE packet in it (MFD_EUNEXPECTED). An urgent
+ * lane (mfd__grammar_init_urgent) is `hello PAGES* DONE`: flagged PAGES
+ * of the post-copy round only, DONE counting them (MFD_ECOUNT), SYNC and
+ * DEVICE MFD_EUNEXPECTED.
  */
 struct mfd_data_grammar {
-	uint32_t seq;		/* next packet number */
-	uint32_t round;		/* current round */
-	uint32_t round_packets; /* PAGES of the current round so far */
-	uint32_t final_round;	/* from END; MFD_ROUND_UNKNOWN before */
-	bool synced;		/* a SYNC and no PAGES since */
+	uint32_t seq;		 /* next packet number */
+	uint32_t round;		 /* current round */
+	uint32_t round_packets;	 /* PAGES of the current round so far */
+	uint32_t final_round;	 /* from END; MFD_ROUND_UNKNOWN before */
+	uint32_t postcopy_round; /* from SWITCH; MFD_ROUND_UNKNOWN before */
+	bool synced;		 /* a SYNC and no PAGES since */
 	bool done;
+	bool urgent; /* a post-copy urgent lane */
 };
 #define MFD_ROUND_UNKNOWN UINT32_MAX
 void mfd__grammar_init(struct mfd_data_grammar *g);
+void mfd__grammar_init_urgent(struct mfd_data_grammar *g);
 /* 0 and g advanced past h, or the refusal's code with g unchanged. A
  * SYNC advances the round at once; the caller waits at the barrier. */
 int mfd__grammar_step(struct mfd_data_grammar *g, const struct mfd__pkt_hdr *h);
@@ -279,7 +315,8 @@ static inline uint64_t mfd__zstd_bound(uint64_t raw)
 }
 
 /*
- * Validates a decoded PAGES header against the limits: block index
+ * Validates a decoded PAGES header against the limits: MFD_PKT_F_POSTCOPY
+ * only with the feature negotiated (MFD_EFLAGS), block index
  * (MFD_EBLOCK), count + zero_count in 1..packet_pages (MFD_ECOUNT),
  * payload_len == count * page_size of the block (MFD_ELENGTH). With
  * MFD_PKT_F_ZSTD instead: the feature negotiated (MFD_EFLAGS), count >= 1,

@@ -19,38 +19,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "multifd/compat/linux.h"
 #include "ramblock/tracker.h"
+#include "ramblock/uffd.h"
 
 #define VEC_LEN	 4096 /* ranges per PAGEMAP_SCAN call */
 #define FEATURES (UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED)
 
-static int uffd_open(void)
-{
-	/* User-mode-only faults are all we need and are allowed to
-	 * unprivileged users where the sysctl forbids the rest. */
-	int fd = (int)syscall(SYS_userfaultfd,
-			      O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	if (fd < 0)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
-		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-		if (dev >= 0) {
-			fd = ioctl(dev, USERFAULTFD_IOC_NEW,
-				   O_CLOEXEC | O_NONBLOCK);
-			close(dev);
-		}
-	}
-	return fd < 0 ? -errno : fd;
-}
-
 /* A userfaultfd with the async write-protect API, or -errno. */
 static int uffd_open_api(const char **why)
 {
-	int fd = uffd_open();
+	int fd = mfd__uffd_open();
 	if (fd < 0) {
 		*why = "userfaultfd() not permitted or not available";
 		return fd;
@@ -69,7 +50,7 @@ static int uffd_open_api(const char **why)
 		return -ENOTSUP;
 	}
 	close(fd);
-	fd = uffd_open();
+	fd = mfd__uffd_open();
 	if (fd < 0) {
 		*why = "userfaultfd() failed";
 		return fd;

@@ -239,6 +239,82 @@ static void test_settings_from_config(void **state)
 	assert_int_equal(set.throttle_max, cfg.throttle_max);
 }
 
+/* Post-copy's switch policy, after pre-copy's decision on the same
+ * rounds: 1 GB/s, 400 MB dirty (400 ms against a 300 ms limit). */
+static const char *pc(enum mfd__postcopy_mode mode, uint32_t after,
+		      bool requested, const mfd_round_stats *r, unsigned n,
+		      const struct mfd__converge_settings *set)
+{
+	struct mfd__postcopy_policy p = { .mode = mode, .after_rounds = after };
+	struct mfd__converge_in in = { .rounds = r,
+				       .nrounds = n,
+				       .elapsed_ns = n * 1000 * MS,
+				       .set = set };
+	struct mfd__converge_out out;
+	mfd__converge_decide(&in, &out);
+	return mfd__postcopy_decide(&p, requested, &in, &out);
+}
+
+static void test_postcopy_switch(void **state)
+{
+	(void)state;
+	uint64_t gb = 1000000000, s = 1000 * MS;
+	struct mfd__converge_settings set = defaults;
+	set.auto_converge = false;
+	mfd_round_stats r[] = { rnd(0, 0, gb, s, 500000000),
+				rnd(1, 0, gb, s, 400000000),
+				rnd(2, 0, gb, s, 350000000),
+				rnd(3, 0, gb, s, 100000000) };
+
+	/* off: never, even when asked. */
+	assert_null(pc(MFD__POSTCOPY_OFF, 1, true, r, 3, &set));
+	/* manual: when asked, and only then. */
+	assert_null(pc(MFD__POSTCOPY_MANUAL, 1, false, r, 3, &set));
+	assert_string_equal(pc(MFD__POSTCOPY_MANUAL, 1, true, r, 3, &set),
+			    "requested");
+	/* auto: after that many unconverged rounds, not before, while the
+	 * dirty bytes shrink. */
+	assert_null(pc(MFD__POSTCOPY_AUTO, 4, false, r, 3, &set));
+	assert_string_equal(pc(MFD__POSTCOPY_AUTO, 3, false, r, 3, &set),
+			    "postcopy-after-rounds");
+	assert_string_equal(pc(MFD__POSTCOPY_AUTO, 30, true, r, 3, &set),
+			    "requested");
+	/* Converged: a plain switchover, whatever the mode or request. */
+	assert_null(pc(MFD__POSTCOPY_AUTO, 1, true, r, 4, &set));
+	assert_null(pc(MFD__POSTCOPY_MANUAL, 1, true, r, 4, &set));
+}
+
+static void test_postcopy_not_converging(void **state)
+{
+	(void)state;
+	uint64_t gb = 1000000000, s = 1000 * MS;
+	struct mfd__converge_settings set = defaults;
+	set.auto_converge = false;
+	/* The hot set: the same dirty bytes round after round. */
+	mfd_round_stats r[] = { rnd(0, 0, gb, s, 400000000),
+				rnd(1, 0, gb, s, 400000000) };
+	assert_null(pc(MFD__POSTCOPY_AUTO, 30, false, r, 1, &set));
+	assert_string_equal(pc(MFD__POSTCOPY_AUTO, 30, false, r, 2, &set),
+			    "not converging");
+	r[1].dirty_bytes = 399999999;
+	assert_null(pc(MFD__POSTCOPY_AUTO, 30, false, r, 2, &set));
+	/* Manual mode leaves it to pre-copy. */
+	r[1].dirty_bytes = 500000000;
+	assert_null(pc(MFD__POSTCOPY_MANUAL, 30, false, r, 2, &set));
+
+	/* Where pre-copy would force or cancel, auto switches instead, with
+	 * pre-copy's reason; manual keeps pre-copy's policy. */
+	set.max_rounds = 2;
+	r[1].dirty_bytes = 350000000;
+	assert_string_equal(pc(MFD__POSTCOPY_AUTO, 30, false, r, 2, &set),
+			    "max-rounds");
+	assert_null(pc(MFD__POSTCOPY_MANUAL, 30, false, r, 2, &set));
+	set.max_rounds = 30;
+	set.precopy_timeout_ms = 1500;
+	assert_string_equal(pc(MFD__POSTCOPY_AUTO, 30, false, r, 2, &set),
+			    "precopy-timeout");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -252,6 +328,8 @@ int main(void)
 		cmocka_unit_test(test_precopy_timeout),
 		cmocka_unit_test(test_throttle_with_limit),
 		cmocka_unit_test(test_settings_from_config),
+		cmocka_unit_test(test_postcopy_switch),
+		cmocka_unit_test(test_postcopy_not_converging),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -281,6 +281,27 @@ static void test_done_without_sync(void **s)
 	tvm_destroy(&vm);
 }
 
+/* Connects to the destination, sends a 40-byte hello and returns the
+ * decoded reply. */
+static struct mfd__hello_reply
+stranger_hello(struct tvm *vm, const uint8_t hello[MFD_HELLO_SIZE])
+{
+	unsigned port;
+	assert_int_equal(sscanf(vm->uri, "tcp:127.0.0.1:%u", &port), 1);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(write(fd, hello, MFD_HELLO_SIZE), MFD_HELLO_SIZE);
+	uint8_t reply[MFD_HELLO_REPLY_SIZE];
+	assert_int_equal(read(fd, reply, sizeof(reply)), sizeof(reply));
+	struct mfd__hello_reply r;
+	mfd__hello_reply_decode(reply, &r);
+	close(fd);
+	return r;
+}
+
 /* A stranger that connects first and says nonsense is refused; the real
  * migration that follows is not disturbed. */
 static void test_stranger_refused(void **s)
@@ -291,23 +312,48 @@ static void test_stranger_refused(void **s)
 	tvm_add_block(&vm, "pc.ram", RAM, 4096);
 	tvm_fill_random(vm.blocks[0].src, RAM, seed + 1);
 	tvm_start_dest(&vm);
-	unsigned port;
-	assert_int_equal(sscanf(vm.uri, "tcp:127.0.0.1:%u", &port), 1);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in sa = { .sin_family = AF_INET,
-				  .sin_port = htons((uint16_t)port),
-				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	char junk[MFD_HELLO_SIZE];
+	uint8_t junk[MFD_HELLO_SIZE];
 	memset(junk, 'G', sizeof(junk));
-	assert_int_equal(write(fd, junk, sizeof(junk)), sizeof(junk));
-	uint8_t reply[MFD_HELLO_REPLY_SIZE];
-	assert_int_equal(read(fd, reply, sizeof(reply)), sizeof(reply));
-	struct mfd__hello_reply r;
-	mfd__hello_reply_decode(reply, &r);
+	struct mfd__hello_reply r = stranger_hello(&vm, junk);
 	assert_int_equal(r.status, 1);
 	assert_int_equal(r.error, MFD_EBADMAGIC);
-	close(fd);
+	int dret = -1;
+	assert_int_equal(tvm_migrate(&vm, NULL, &dret), 0);
+	assert_int_equal(dret, 0);
+	assert_true(tvm_equal(&vm));
+	tvm_destroy(&vm);
+}
+
+/* A well-formed hello asking for post-copy: the codec knows the feature,
+ * this engine does not offer it yet, so the destination refuses it with
+ * MFD_EFEATURE; an urgent lane's hello in place of the main one is
+ * refused as any other role (MFD_EROLE). A plain migration follows
+ * undisturbed. */
+static void test_postcopy_refused(void **s)
+{
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=2", "verify=on", NULL };
+	tvm_config(&vm, kv);
+	tvm_add_block(&vm, "pc.ram", RAM, 4096);
+	tvm_fill_random(vm.blocks[0].src, RAM, seed + 3);
+	tvm_start_dest(&vm);
+	struct mfd__hello h = { .magic = MFD_MAGIC_HELLO,
+				.version = MFD_PROTO_VERSION,
+				.role = MFD_ROLE_MAIN,
+				.nchannels = 2,
+				.features = MFD_FEAT_POSTCOPY };
+	uint8_t raw[MFD_HELLO_SIZE];
+	mfd__hello_encode(&h, raw);
+	assert_int_equal(mfd__hello_decode(raw, &h), 0);
+	struct mfd__hello_reply r = stranger_hello(&vm, raw);
+	assert_int_equal(r.status, 1);
+	assert_int_equal(r.error, MFD_EFEATURE);
+	h.role = MFD_ROLE_URGENT;
+	mfd__hello_encode(&h, raw);
+	assert_int_equal(mfd__hello_decode(raw, &h), 0);
+	r = stranger_hello(&vm, raw);
+	assert_int_equal(r.status, 1);
+	assert_int_equal(r.error, MFD_EROLE); /* not the main connection */
 	int dret = -1;
 	assert_int_equal(tvm_migrate(&vm, NULL, &dret), 0);
 	assert_int_equal(dret, 0);
@@ -336,6 +382,7 @@ int main(void)
 		cmocka_unit_test(test_garbage),
 		cmocka_unit_test(test_done_without_sync),
 		cmocka_unit_test(test_stranger_refused),
+		cmocka_unit_test(test_postcopy_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

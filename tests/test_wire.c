@@ -158,7 +158,7 @@ static void test_hello_reject(void **state)
 	assert_int_equal(hello_rt(&h, &d), MFD_EFLAGS);
 
 	h = good_hello();
-	h.features = 1ULL << 4; /* first unknown bit */
+	h.features = 1ULL << 5; /* first unknown bit */
 	assert_int_equal(hello_rt(&h, &d), MFD_EFEATURE);
 	h.features = MFD_FEAT_VERIFY | (1ULL << 63);
 	assert_int_equal(hello_rt(&h, &d), MFD_EFEATURE);
@@ -318,7 +318,7 @@ static void test_ctl_hdr_reject(void **state)
 	assert_int_equal(mfd__ctl_hdr_decode(buf, &d), MFD_EFLAGS);
 
 	assert_int_equal(ctl_rt(0, 0, &d), MFD_ETYPE);
-	assert_int_equal(ctl_rt(9, 0, &d), MFD_ETYPE);
+	assert_int_equal(ctl_rt(14, 0, &d), MFD_ETYPE); /* after COMMITTED */
 	assert_int_equal(ctl_rt(0xffff, 0, &d), MFD_ETYPE);
 
 	assert_int_equal(ctl_rt(MFD_CTL_SETUP_OK, 1, &d), MFD_ELENGTH);
@@ -539,10 +539,15 @@ static void test_setup_reject_fields(void **state)
 	mfd__put_le32(buf + 8, MFD_MAX_CHANNELS + 1);
 	assert_int_equal(DECODE(), MFD_ESETUP);
 
-	/* zstd window log (low byte), reserved, features */
+	/* zstd window log (byte 12), urgent lanes (byte 13), reserved,
+	 * features */
 	RESET();
-	mfd__put_le32(buf + 12, 1u << 8);
+	mfd__put_le32(buf + 12, 1u << 16);
 	assert_int_equal(DECODE(), MFD_EFLAGS);
+	mfd__put_le32(buf + 12, 1u << 24);
+	assert_int_equal(DECODE(), MFD_EFLAGS);
+	mfd__put_le32(buf + 12, 1u << 8); /* lanes without MFD_FEAT_POSTCOPY */
+	assert_int_equal(DECODE(), MFD_ESETUP);
 	mfd__put_le32(buf + 12, MFD_ZSTD_LONG_MAX);
 	assert_int_equal(DECODE(), MFD_ESETUP); /* without MFD_FEAT_ZSTD */
 	mfd__put_le64(buf + 16, MFD_FEAT_VERIFY | MFD_FEAT_ZSTD);
@@ -555,7 +560,7 @@ static void test_setup_reject_fields(void **state)
 	mfd__put_le32(buf + 12, MFD_ZSTD_LONG_MIN);
 	assert_int_equal(DECODE(), 0);
 	RESET();
-	mfd__put_le64(buf + 16, 1ULL << 4); /* the first unknown bit */
+	mfd__put_le64(buf + 16, 1ULL << 5); /* the first unknown bit */
 	assert_int_equal(DECODE(), MFD_EFEATURE);
 	mfd__put_le64(buf + 16, 1ULL << 63);
 	assert_int_equal(DECODE(), MFD_EFEATURE);
@@ -936,9 +941,11 @@ static void test_pkt_reject(void **state)
 	assert_int_equal(pkt_rt(&h, &d), MFD_ETYPE);
 
 	h = good_pages();
-	h.flags = MFD_PKT_F_ZSTD; /* the one PAGES flag */
+	h.flags = MFD_PKT_F_ZSTD; /* the PAGES flags (post-copy's too) */
 	assert_int_equal(pkt_rt(&h, &d), 0);
-	h.flags = 2;
+	h.flags = MFD_PKT_F_KNOWN;
+	assert_int_equal(pkt_rt(&h, &d), 0);
+	h.flags = 4;
 	assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);
 	h.flags = MFD_PKT_F_ZSTD | 0x8000;
 	assert_int_equal(pkt_rt(&h, &d), MFD_EFLAGS);

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* Control messages on the main channel: a 16-byte header, then the payload
  * decoder its type selects (SETUP, ROUND, END, ERROR, DEVICES,
- * DEVICE_DATA), on the bytes that follow, cut to the header's length as
- * the receiver does. */
+ * DEVICE_DATA, DISCARD, SWITCH, PAGE_REQ), on the bytes that follow, cut to the
+ * header's length as the receiver does. */
 #include <string.h>
 
 #include "fuzz.h"
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
 #include "multifd/devwire.h"
+#include "multifd/pcwire.h"
 
 static struct mfd__block_desc blocks[MFD_MAX_BLOCKS];
 static uint8_t digests[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
@@ -97,6 +98,44 @@ static void devdata(const uint8_t *p, size_t len)
 		    MFD_DEVDATA_PREFIX + (size_t)m.len == len);
 }
 
+/* Post-copy payloads against fixed limits (fuzz_postcopy varies them). */
+static const struct mfd__block_desc pc_blocks[2] = {
+	{ .name = "a", .size = 1 << 20, .page_size = 4096 },
+	{ .name = "b", .size = 8 << 20, .page_size = 2 << 20 },
+};
+static const struct mfd__wire_limits pc_lim = {
+	.nblocks = 2,
+	.packet_pages = 128,
+	.blocks = pc_blocks,
+	.features = MFD_FEAT_POSTCOPY,
+};
+
+static void postcopy(uint16_t type, const uint8_t *p, size_t len)
+{
+	struct mfd__page_range r;
+	struct mfd__switch sw;
+	uint32_t n;
+
+	switch (type) {
+	case MFD_CTL_SWITCH:
+		FUZZ_ASSERT(len == MFD_SWITCH_SIZE);
+		if (!mfd__switch_decode(p, &sw))
+			FUZZ_ASSERT(sw.round >= 1);
+		break;
+	case MFD_CTL_PAGE_REQ:
+		FUZZ_ASSERT(len == MFD_RANGE_SIZE);
+		if (!mfd__page_req_decode(p, &pc_lim, &r))
+			FUZZ_ASSERT(r.block < 2 &&
+				    r.length <=
+					    pc_blocks[r.block].size - r.offset);
+		break;
+	default: /* MFD_CTL_DISCARD */
+		if (!mfd__discard_check(p, len, &pc_lim, &n))
+			FUZZ_ASSERT(mfd__discard_size(n) == len);
+		break;
+	}
+}
+
 /* The same bytes as the payload of a PLACED DEVICE packet (its placement
  * table, devwire.h), against a state memory and chunk size from them. */
 static void devplace(const uint8_t *p, size_t len)
@@ -168,6 +207,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case MFD_CTL_DEVICE_DATA:
 		devdata(p, h.length);
 		devplace(p, h.length);
+		break;
+	case MFD_CTL_DISCARD:
+	case MFD_CTL_SWITCH:
+	case MFD_CTL_PAGE_REQ:
+		postcopy(h.type, p, h.length);
 		break;
 	default:
 		FUZZ_ASSERT(h.length == 0);

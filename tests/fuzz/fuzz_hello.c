@@ -15,8 +15,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (mfd__hello_decode(data, &h) == 0) {
 			FUZZ_ASSERT(h.nchannels >= 1 &&
 				    h.nchannels <= MFD_MAX_CHANNELS);
-			FUZZ_ASSERT(h.channel < h.nchannels);
+			/* An urgent lane's index is bounded by the lanes
+			 * (protocol 10.1), any other by nchannels. */
+			if (h.role == MFD_ROLE_URGENT)
+				FUZZ_ASSERT((h.features & MFD_FEAT_POSTCOPY) &&
+					    h.channel < MFD_MAX_URGENT_LANES);
+			else
+				FUZZ_ASSERT(h.channel < h.nchannels);
 			FUZZ_ASSERT(!(h.features & ~MFD_FEATURES_KNOWN));
+			FUZZ_ASSERT(!(h.features & MFD_FEAT_VERIFY) ||
+				    !(h.features & MFD_FEAT_POSTCOPY));
 			/* Accepted bytes are canonical: re-encoding gives
 			 * them back. */
 			mfd__hello_encode(&h, again);

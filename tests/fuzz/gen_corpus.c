@@ -14,6 +14,7 @@
 #include "multifd/wire.h"
 #include "multifd/auth.h"
 #include "multifd/devwire.h"
+#include "multifd/pcwire.h"
 #include "multifd/compress/codec.h"
 #include "multifd/channels/rdma_wire.h"
 #include "devstate/vdpa_state.h"
@@ -385,6 +386,83 @@ static void grammar(void)
 #undef OP
 }
 
+/* fuzz_postcopy: u8 selector, u8 limits, then the message or grammar ops
+ * (op u8 type | POSTCOPY << 3 | seq off << 4, round delta, count delta,
+ * spare). Limits 0xcd: two blocks, 4 pages of 4 KiB and 7 of 8 KiB,
+ * packet_pages 4. In fuzz_ctl: the same messages as control messages. */
+static void postcopy(void)
+{
+	static uint8_t buf[MFD_CTL_HDR_SIZE + 256], p[256];
+	const uint8_t lim = 0xcd;
+	size_t n;
+
+	struct mfd__page_range req = { 0, 4096, 8192 };
+	p[0] = 0, p[1] = lim;
+	mfd__page_req_encode(&req, p + 2);
+	put("postcopy", "page-req", p, 2 + MFD_RANGE_SIZE);
+	put("ctl", "page-req", buf,
+	    ctl(buf, MFD_CTL_PAGE_REQ, p + 2, MFD_RANGE_SIZE));
+
+	struct mfd__switch sw = { .round = 3, .pages = 1000 };
+	p[0] = 1;
+	mfd__switch_encode(&sw, p + 2);
+	put("postcopy", "switch", p, 2 + MFD_SWITCH_SIZE);
+	put("ctl", "switch", buf,
+	    ctl(buf, MFD_CTL_SWITCH, p + 2, MFD_SWITCH_SIZE));
+
+	const struct mfd__page_range dr[3] = { { 0, 0, 4096 },
+					       { 0, 8192, 8192 },
+					       { 1, 0, 7 * 8192 } };
+	p[0] = 2;
+	int k = mfd__discard_encode(dr, 3, p + 2, sizeof(p) - 2);
+	if (k < 0)
+		exit(1);
+	put("postcopy", "discard", p, 2 + (size_t)k);
+	put("ctl", "discard", buf,
+	    ctl(buf, MFD_CTL_DISCARD, p + 2, (uint32_t)k));
+
+#define OP(t, f, r, c)                                                         \
+	do {                                                                   \
+		p[n] = (uint8_t)((t) | (f) << 3), p[n + 1] = (uint8_t)(r);     \
+		p[n + 2] = (uint8_t)(c), p[n + 3] = 0;                         \
+		n += 4;                                                        \
+	} while (0)
+	enum {
+		P = MFD_PKT_PAGES,
+		S = MFD_PKT_SYNC,
+		D = MFD_PKT_DONE,
+		V = MFD_PKT_DEVICE,
+		SW = 5
+	};
+	/* A bulk connection: a pre-copy round, the switch, the post-copy
+	 * round, with one refusal of each kind on the way. */
+	p[0] = 3, n = 2;
+	OP(P, 0, 0, 0);
+	OP(S, 0, 0, 0);
+	OP(P, 1, 0, 0); /* flagged before SWITCH */
+	OP(SW, 0, 1, 0);
+	OP(P, 0, 0, 0); /* unflagged in the post-copy round */
+	OP(P, 1, 0, 0);
+	OP(V, 0, 0, 0); /* device state after the switch */
+	OP(P, 1, 0, 0);
+	OP(S, 0, 0, 0);
+	OP(P, 1, 0, 0); /* a round after the post-copy one */
+	OP(D, 0, 0, 0);
+	put("postcopy", "bulk", p, n);
+	/* An urgent lane. */
+	p[0] = 7, n = 2;
+	OP(P, 1, 2, 0);
+	OP(SW, 0, 2, 0);
+	OP(P, 1, 2, 0);
+	OP(P, 0, 2, 0);
+	OP(P, 1, 1, 0);
+	OP(S, 0, 0, 0);
+	OP(D, 0, 0, 1);
+	OP(D, 0, 0, 0);
+	put("postcopy", "urgent", p, n);
+#undef OP
+}
+
 /* fuzz_rdma: byte 0 = credits the receiver can take back, then the
  * message. */
 static size_t rdma_msg(uint8_t *out, uint8_t room, uint16_t type,
@@ -492,6 +570,7 @@ int main(int argc, char **argv)
 	reorder();
 	grammar();
 	rdma();
+	postcopy();
 	vdpa();
 	return 0;
 }

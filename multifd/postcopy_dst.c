@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: MIT */
+/* The destination's post-copy state (postcopy_dst.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "multifd/multifd.h"
+#include "multifd/postcopy_dst.h"
+#include "multifd/stats.h"
+#include "multifd/common/clock.h"
+
+/* How often the fault thread looks at the stop flag. */
+#define FAULT_POLL_MS 50
+
+int mfd__pc_dst_init(struct mfd__pc_dst *pc, struct mfd__ramblock *blocks,
+		     unsigned nblocks, unsigned lanes,
+		     mfd__pc_request_fn request, void *ctx)
+{
+	memset(pc, 0, sizeof(*pc));
+	pc->u.fd = -1;
+	if (!nblocks || nblocks > MFD_MAX_BLOCKS || !lanes || !request)
+		return -EINVAL;
+	pc->blocks = blocks;
+	pc->nblocks = nblocks;
+	pc->lanes = lanes;
+	pc->request = request;
+	pc->ctx = ctx;
+	for (unsigned b = 0; b < nblocks; b++) {
+		uint64_t np = blocks[b].npages;
+		pc->t_req[b] = calloc(np, sizeof(*pc->t_req[b]));
+		pc->t_sum[b] = calloc(np, sizeof(*pc->t_sum[b]));
+		pc->waiters[b] = calloc(np, sizeof(*pc->waiters[b]));
+		if (mfd__bitmap_init(&pc->rx[b], np) ||
+		    mfd__bitmap_init(&pc->asked[b], np) || !pc->t_req[b] ||
+		    !pc->t_sum[b] || !pc->waiters[b]) {
+			mfd__pc_dst_destroy(pc);
+			return -ENOMEM;
+		}
+		pc->total += blocks[b].npages;
+	}
+	return 0;
+}
+
+void mfd__pc_dst_destroy(struct mfd__pc_dst *pc)
+{
+	if (pc->fault_running) {
+		__atomic_store_n(&pc->stop, true, __ATOMIC_RELEASE);
+		pthread_join(pc->fault_thread, NULL);
+		pc->fault_running = false;
+	}
+	for (unsigned b = 0; pc->registered && b < pc->nblocks; b++)
+		mfd__uffd_missing_unregister(&pc->u, pc->blocks[b].host,
+					     pc->blocks[b].size);
+	pc->registered = false;
+	mfd__uffd_missing_close(&pc->u);
+	for (unsigned b = 0; b < pc->nblocks; b++) {
+		mfd__bitmap_destroy(&pc->rx[b]);
+		mfd__bitmap_destroy(&pc->asked[b]);
+		free(pc->t_req[b]);
+		free(pc->t_sum[b]);
+		free(pc->waiters[b]);
+	}
+}
+
+void mfd__pc_dst_received(struct mfd__pc_dst *pc, unsigned b, uint64_t offset)
+{
+	if (mfd__pc_mark(&pc->rx[b], offset >> pc->blocks[b].page_shift))
+		__atomic_fetch_add(&pc->present, 1, __ATOMIC_RELAXED);
+}
+
+int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
+			size_t len, const struct mfd__wire_limits *lim)
+{
+	uint32_t n;
+	int ret;
+
+	if (pc->registered)
+		return MFD_ESTATE;
+	if ((ret = mfd__discard_check(payload, len, lim, &n)))
+		return ret;
+	for (uint32_t i = 0; i < n; i++) {
+		struct mfd__page_range r;
+		mfd__discard_get(payload, i, &r);
+		struct mfd__ramblock *rb = &pc->blocks[r.block];
+		if ((ret = mfd__uffd_discard(rb->host + r.offset, r.length)))
+			return ret;
+		/* Before the switch only the loader thread clears bits. */
+		uint64_t first = r.offset >> rb->page_shift;
+		uint64_t last = first + (r.length >> rb->page_shift);
+		for (uint64_t p = first; p < last; p++) {
+			uint64_t bit = 1ULL << (p & 63);
+			if (__atomic_fetch_and(&pc->rx[r.block].words[p >> 6],
+					       ~bit, __ATOMIC_RELAXED) &
+			    bit)
+				__atomic_fetch_sub(&pc->present, 1,
+						   __ATOMIC_RELAXED);
+		}
+	}
+	return 0;
+}
+
+/* The block holding addr, or -1. */
+static int block_of(const struct mfd__pc_dst *pc, uint64_t addr)
+{
+	for (unsigned b = 0; b < pc->nblocks; b++) {
+		uint64_t base = (uintptr_t)pc->blocks[b].host;
+		if (addr >= base && addr - base < pc->blocks[b].size)
+			return (int)b;
+	}
+	return -1;
+}
+
+/*
+ * One fault (protocol 10.4): a page known to be zero is placed here; any
+ * other page is requested once, on the lane its page number selects.
+ */
+static int on_fault(struct mfd__pc_dst *pc, uint64_t addr)
+{
+	int b = block_of(pc, addr);
+	if (b < 0)
+		return -EFAULT; /* not ours: the registration is wrong */
+	struct mfd__ramblock *rb = &pc->blocks[b];
+	uint64_t page = (addr - (uintptr_t)rb->host) >> rb->page_shift;
+	uint64_t off = page << rb->page_shift;
+
+	STAT_ADD(pc->faults, 1);
+	if (mfd__pc_received(&pc->rx[b], page)) {
+		/* In rx but not populated: a zero page of pre-copy that
+		 * was never written, or one placed since the fault. */
+		STAT_ADD(pc->local_zero, 1);
+		int ret = mfd__uffd_place(&pc->u, rb->host + off, NULL,
+					  rb->page_size);
+		return ret < 0 ? ret : 0;
+	}
+	/* This thread waits until the page is placed. */
+	uint64_t now = mfd__now_ns();
+	__atomic_fetch_add(&pc->t_sum[b][page], now, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&pc->waiters[b][page], 1, __ATOMIC_RELEASE);
+	if (!mfd__pc_mark(&pc->asked[b], page))
+		return 0; /* asked already; its arrival wakes every waiter */
+	__atomic_store_n(&pc->t_req[b][page], now, __ATOMIC_RELEASE);
+	struct mfd__page_range r = { .block = (uint32_t)b,
+				     .offset = off,
+				     .length = rb->page_size };
+	STAT_ADD(pc->requests, 1);
+	return pc->request(pc->ctx, (unsigned)(page % pc->lanes), &r);
+}
+
+static void *fault_main(void *arg)
+{
+	struct mfd__pc_dst *pc = arg;
+	uint64_t addr;
+
+	while (!__atomic_load_n(&pc->stop, __ATOMIC_ACQUIRE)) {
+		int ret = mfd__uffd_next_fault(&pc->u, &addr, FAULT_POLL_MS);
+		if (ret > 0)
+			ret = on_fault(pc, addr);
+		if (ret < 0) {
+			__atomic_store_n(&pc->err, ret, __ATOMIC_RELEASE);
+			break;
+		}
+	}
+	return NULL;
+}
+
+int mfd__pc_dst_switch(struct mfd__pc_dst *pc)
+{
+	int ret;
+
+	if (pc->registered)
+		return MFD_ESTATE;
+	if ((ret = mfd__uffd_missing_open(&pc->u)))
+		return ret;
+	for (unsigned b = 0; b < pc->nblocks; b++) {
+		ret = mfd__uffd_missing_register(&pc->u, pc->blocks[b].host,
+						 pc->blocks[b].size);
+		if (ret) {
+			while (b-- > 0)
+				mfd__uffd_missing_unregister(
+					&pc->u, pc->blocks[b].host,
+					pc->blocks[b].size);
+			mfd__uffd_missing_close(&pc->u);
+			return ret;
+		}
+	}
+	pc->registered = true;
+	if ((ret = -pthread_create(&pc->fault_thread, NULL, fault_main, pc)))
+		return ret;
+	pc->fault_running = true;
+	return 0;
+}
+
+/* Page `page` of block b is in place: its bit, and, for the one caller
+ * that sets it, the measures of whoever waited for it. True for that
+ * caller. */
+static bool placed(struct mfd__pc_dst *pc, unsigned b, uint64_t page)
+{
+	if (!mfd__pc_mark(&pc->rx[b], page))
+		return false;
+	__atomic_fetch_add(&pc->present, 1, __ATOMIC_RELAXED);
+	uint64_t w =
+		__atomic_exchange_n(&pc->waiters[b][page], 0, __ATOMIC_ACQUIRE);
+	uint64_t tr =
+		__atomic_exchange_n(&pc->t_req[b][page], 0, __ATOMIC_ACQUIRE);
+	if (w || tr) {
+		uint64_t now = mfd__now_ns();
+		uint64_t ts = __atomic_exchange_n(&pc->t_sum[b][page], 0,
+						  __ATOMIC_ACQUIRE);
+		if (tr)
+			mfd__lathist_add(&pc->latency, now > tr ? now - tr : 0);
+		if (w * now > ts)
+			STAT_ADD(pc->blocktime_ns, w * now - ts);
+	}
+	return true;
+}
+
+int mfd__pc_dst_place_pages(struct mfd__pc_dst *pc, unsigned b,
+			    const uint64_t *offsets, unsigned n,
+			    const uint8_t *src)
+{
+	struct mfd__ramblock *rb = &pc->blocks[b];
+	uint64_t ps = rb->page_size;
+	int done = 0;
+
+	if (!pc->registered)
+		return MFD_ESTATE;
+	for (unsigned i = 0; i < n;) {
+		if (mfd__pc_received(&pc->rx[b],
+				     offsets[i] >> rb->page_shift)) {
+			i++;
+			continue;
+		}
+		/* A run: contiguous pages, none known to be in place. One
+		 * ioctl for it; a page populated meanwhile is skipped by
+		 * the kernel (EEXIST) and by mfd__uffd_place's fallback. */
+		unsigned j = i + 1;
+		while (j < n && offsets[j] == offsets[j - 1] + ps &&
+		       !mfd__pc_received(&pc->rx[b],
+					 offsets[j] >> rb->page_shift))
+			j++;
+		int ret = mfd__uffd_place(&pc->u, rb->host + offsets[i],
+					  src ? src + (uint64_t)i * ps : NULL,
+					  (j - i) * ps);
+		if (ret < 0)
+			return ret;
+		/* The bits after the pages, never before (10.4). */
+		for (unsigned k = i; k < j; k++)
+			done += placed(pc, b, offsets[k] >> rb->page_shift);
+		i = j;
+	}
+	return done;
+}
+
+int mfd__pc_dst_place(struct mfd__pc_dst *pc, unsigned b, uint64_t offset,
+		      const void *src)
+{
+	return mfd__pc_dst_place_pages(pc, b, &offset, 1, src);
+}

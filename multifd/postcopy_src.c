@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/* The source's post-copy bookkeeping (postcopy_src.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "multifd/multifd.h"
+#include "multifd/postcopy_src.h"
+
+int mfd__pc_src_init(struct mfd__pc_src *pc, struct mfd__ramblock *blocks,
+		     unsigned nblocks)
+{
+	memset(pc, 0, sizeof(*pc));
+	if (!nblocks || nblocks > MFD_MAX_BLOCKS)
+		return -EINVAL;
+	pc->blocks = blocks;
+	pc->nblocks = nblocks;
+	for (unsigned b = 0; b < nblocks; b++)
+		if (mfd__bitmap_init(&pc->sent[b], blocks[b].npages) ||
+		    mfd__bitmap_init(&pc->todo[b], blocks[b].npages)) {
+			mfd__pc_src_destroy(pc);
+			return -ENOMEM;
+		}
+	return 0;
+}
+
+void mfd__pc_src_destroy(struct mfd__pc_src *pc)
+{
+	for (unsigned b = 0; b < pc->nblocks; b++) {
+		mfd__bitmap_destroy(&pc->sent[b]);
+		mfd__bitmap_destroy(&pc->todo[b]);
+	}
+}
+
+void mfd__pc_src_sent(struct mfd__pc_src *pc, unsigned b,
+		      const uint64_t *offsets, unsigned n)
+{
+	uint32_t shift = pc->blocks[b].page_shift;
+	for (unsigned i = 0; i < n; i++)
+		mfd__bitmap_set(&pc->sent[b], offsets[i] >> shift);
+}
+
+/* DISCARD ranges, gathered and sent a message at a time. */
+struct discards {
+	struct mfd__page_range *r;
+	uint32_t n;
+	uint8_t *buf;
+	mfd__pc_discard_fn emit;
+	void *ctx;
+};
+
+static int flush(struct discards *d)
+{
+	if (!d->n)
+		return 0;
+	int len = mfd__discard_encode(d->r, d->n, d->buf,
+				      mfd__discard_size(d->n));
+	d->n = 0;
+	return len < 0 ? len : d->emit(d->ctx, d->buf, (size_t)len);
+}
+
+static int add_run(struct discards *d, uint32_t b, uint64_t off, uint64_t len)
+{
+	if (d->n == MFD_DISCARD_MAX_RANGES) {
+		int ret = flush(d);
+		if (ret)
+			return ret;
+	}
+	d->r[d->n++] = (struct mfd__page_range){ b, off, len };
+	return 0;
+}
+
+int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
+			   void *ctx)
+{
+	struct discards d = { .emit = emit, .ctx = ctx };
+	uint64_t total = 0;
+	int ret = 0;
+
+	d.r = malloc(MFD_DISCARD_MAX_RANGES * sizeof(*d.r));
+	d.buf = malloc(mfd__discard_size(MFD_DISCARD_MAX_RANGES));
+	if (!d.r || !d.buf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (unsigned b = 0; b < pc->nblocks && !ret; b++) {
+		struct mfd__ramblock *rb = &pc->blocks[b];
+		uint64_t run = 0, start = 0;
+		for (uint64_t w = 0; w < rb->dirty.nwords && !ret; w++) {
+			uint64_t dirty = rb->dirty.words[w];
+			uint64_t sent = pc->sent[b].words[w];
+			uint64_t valid =
+				w + 1 < rb->dirty.nwords || !(rb->npages & 63)
+					? ~0ULL
+					: (1ULL << (rb->npages & 63)) - 1;
+			pc->todo[b].words[w] = (dirty | ~sent) & valid;
+			total += (uint64_t)__builtin_popcountll(
+				pc->todo[b].words[w]);
+			uint64_t stale = dirty & sent & valid;
+			rb->dirty.words[w] = 0;
+			/* Runs of stale pages, merged across words. */
+			for (unsigned i = 0; i < 64 && !ret; i++) {
+				uint64_t p = w * 64 + i;
+				if ((stale >> i) & 1) {
+					if (!run++)
+						start = p;
+				} else if (run) {
+					ret = add_run(&d, b,
+						      start << rb->page_shift,
+						      run << rb->page_shift);
+					run = 0;
+				}
+			}
+		}
+		if (!ret && run)
+			ret = add_run(&d, b, start << rb->page_shift,
+				      run << rb->page_shift);
+	}
+	if (!ret)
+		ret = flush(&d);
+	__atomic_store_n(&pc->left, total, __ATOMIC_RELEASE);
+out:
+	free(d.r);
+	free(d.buf);
+	return ret ? ret : (int64_t)total;
+}
+
+/* Claims page p of block b: true for the one caller that clears its bit. */
+static bool claim(struct mfd__pc_src *pc, unsigned b, uint64_t p)
+{
+	uint64_t bit = 1ULL << (p & 63);
+	if (!(__atomic_fetch_and(&pc->todo[b].words[p >> 6], ~bit,
+				 __ATOMIC_ACQ_REL) &
+	      bit))
+		return false;
+	__atomic_fetch_sub(&pc->left, 1, __ATOMIC_RELEASE);
+	return true;
+}
+
+static bool todo(const struct mfd__pc_src *pc, unsigned b, uint64_t p)
+{
+	return (__atomic_load_n(&pc->todo[b].words[p >> 6], __ATOMIC_ACQUIRE) >>
+		(p & 63)) &
+	       1;
+}
+
+unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
+				   const struct mfd__page_range *r,
+				   unsigned max, uint64_t *offsets)
+{
+	struct mfd__ramblock *rb = &pc->blocks[r->block];
+	uint64_t p = r->offset >> rb->page_shift;
+	uint64_t end = p + (r->length >> rb->page_shift);
+	unsigned n = 0;
+
+	for (; p < end && n < max; p++)
+		if (claim(pc, r->block, p))
+			offsets[n++] = p << rb->page_shift;
+	if (n == 0)
+		return 0; /* on its way: no neighbours either */
+	/* Neighbours: the following pages, while the packet has room. */
+	for (; p < rb->npages && n < max; p++)
+		if (claim(pc, r->block, p))
+			offsets[n++] = p << rb->page_shift;
+	__atomic_store_n(&pc->hint, (uint64_t)r->block << 40 | p,
+			 __ATOMIC_RELAXED);
+	__atomic_fetch_add(&pc->hint_seq, 1, __ATOMIC_RELEASE);
+	return n;
+}
+
+unsigned mfd__pc_src_claim_bulk(struct mfd__pc_src *pc, unsigned max,
+				unsigned *block, uint64_t *offsets)
+{
+	uint64_t seq = __atomic_load_n(&pc->hint_seq, __ATOMIC_ACQUIRE);
+	if (seq != pc->hint_seen) {
+		uint64_t h = __atomic_load_n(&pc->hint, __ATOMIC_RELAXED);
+		pc->hint_seen = seq;
+		pc->cur_block = (unsigned)(h >> 40);
+		pc->cur_page = h & ((1ULL << 40) - 1);
+	}
+	/* Every block once from the cursor, then the cursor's block from
+	 * its start: a full wrap. */
+	for (unsigned k = 0; k <= pc->nblocks; k++) {
+		unsigned b = pc->cur_block;
+		struct mfd__ramblock *rb = &pc->blocks[b];
+		unsigned n = 0;
+		for (uint64_t p = pc->cur_page; p < rb->npages && n < max;
+		     p++) {
+			if (!todo(pc, b, p)) {
+				if (n)
+					break; /* keep runs contiguous */
+				continue;
+			}
+			if (claim(pc, b, p))
+				offsets[n++] = p << rb->page_shift;
+			pc->cur_page = p + 1;
+		}
+		if (n) {
+			*block = b;
+			return n;
+		}
+		if (!mfd__pc_src_left(pc))
+			return 0;
+		pc->cur_block = (b + 1) % pc->nblocks;
+		pc->cur_page = 0;
+	}
+	return 0;
+}

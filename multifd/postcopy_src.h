@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The source's post-copy bookkeeping (docs/protocol.md 10.3), apart from
+ * the channels: which pages the destination holds a stale copy of (the
+ * DISCARD list), and which pages are still to be sent after the switch,
+ * each claimed exactly once by whichever lane sends it first: an urgent
+ * lane answering a request (the pages asked for, then following ones as
+ * neighbours), or the bulk channels in address order, starting near the
+ * last request.
+ *
+ * Not wired into source.c yet (the engine does not offer
+ * MFD_FEAT_POSTCOPY, wire.h).
+ *
+ * Threads: mfd__pc_src_sent() and mfd__pc_src_switch() from the migration
+ * thread before the switch; after it, the claims from any lane (atomic
+ * per bitmap word); the bulk cursor belongs to one bulk scanner.
+ */
+#ifndef MULTIFD_POSTCOPY_SRC_H
+#define MULTIFD_POSTCOPY_SRC_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "multifd/pcwire.h"
+#include "ramblock/ramblock.h"
+
+struct mfd__pc_src {
+	struct mfd__ramblock *blocks; /* the source's, not owned */
+	unsigned nblocks;
+	struct mfd__bitmap sent[MFD_MAX_BLOCKS]; /* sent in pre-copy */
+	struct mfd__bitmap todo[MFD_MAX_BLOCKS]; /* after the switch */
+	uint64_t left;				 /* atomic: bits set in todo */
+	/* The bulk scanner's cursor, and where the last request ended
+	 * (atomic; hint_seq counts requests so the scanner sees a new one). */
+	unsigned cur_block;
+	uint64_t cur_page;
+	uint64_t hint;	   /* block << 40 | page */
+	uint64_t hint_seq; /* atomic */
+	uint64_t hint_seen;
+};
+
+/* 0, -EINVAL or -ENOMEM. */
+int mfd__pc_src_init(struct mfd__pc_src *pc, struct mfd__ramblock *blocks,
+		     unsigned nblocks);
+void mfd__pc_src_destroy(struct mfd__pc_src *pc);
+
+/* Pre-copy: the pages at offsets[0..n) of block b went out. */
+void mfd__pc_src_sent(struct mfd__pc_src *pc, unsigned b,
+		      const uint64_t *offsets, unsigned n);
+
+/* Receives one DISCARD payload (len bytes); 0 or a negative code, which
+ * ends mfd__pc_src_switch() with it. */
+typedef int (*mfd__pc_discard_fn)(void *ctx, const uint8_t *payload,
+				  size_t len);
+
+/*
+ * The switch, guest stopped and dirty bitmaps harvested: the pages still
+ * to send are those dirty now or never sent; the stale ones, dirty and
+ * sent before, go to the destination as DISCARD ranges (runs of pages
+ * merged, in block and offset order, at most MFD_DISCARD_MAX_RANGES per
+ * message), each message through emit. Consumes the dirty bitmaps.
+ * Returns the number of pages to send, or a negative code.
+ */
+int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
+			   void *ctx);
+
+/*
+ * An urgent lane answers a request r (checked by the caller with
+ * mfd__page_req_decode): claims the pages of r still to send, then up to
+ * max pages in all with the following pages of the block still to send.
+ * Fills offsets (ascending) and returns how many; 0 when every page
+ * asked for is on its way already. Sets the bulk hint past the last page.
+ */
+unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
+				   const struct mfd__page_range *r,
+				   unsigned max, uint64_t *offsets);
+
+/*
+ * The bulk scanner: claims up to max pages still to send of one block, in
+ * address order from its cursor (moved to the last request's end when a
+ * new request came since the last call), wrapping around once. Returns
+ * how many, with the block in *block; 0 when nothing is left.
+ */
+unsigned mfd__pc_src_claim_bulk(struct mfd__pc_src *pc, unsigned max,
+				unsigned *block, uint64_t *offsets);
+
+static inline uint64_t mfd__pc_src_left(const struct mfd__pc_src *pc)
+{
+	return __atomic_load_n(&pc->left, __ATOMIC_ACQUIRE);
+}
+
+#endif /* MULTIFD_POSTCOPY_SRC_H */

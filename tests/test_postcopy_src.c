@@ -1,0 +1,298 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The source's post-copy bookkeeping (multifd/postcopy_src.c) without
+ * sockets: the DISCARD list is exactly the pages dirty at the stop that
+ * were sent before, merged into runs and split into messages the
+ * destination accepts; the pages to send are those dirty or never sent,
+ * and each is claimed exactly once by the urgent lanes (requested pages
+ * and neighbours) and the bulk scanner (from the last request on), also
+ * when they race.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <pthread.h>
+#include <cmocka.h>
+
+#include "multifd/multifd.h"
+#include "multifd/postcopy_src.h"
+
+/* Blocks are never touched here: a host address is only a name. */
+static void *const NOWHERE = (void *)(uintptr_t)0x10000000;
+
+struct msgs {
+	struct mfd__wire_limits lim;
+	struct mfd__block_desc desc[2];
+	struct mfd__page_range got[256];
+	unsigned ngot, nmsg;
+	uint32_t sizes[8];
+};
+
+static int collect(void *ctx, const uint8_t *p, size_t len)
+{
+	struct msgs *m = ctx;
+	uint32_t n;
+	/* What the destination would check first. */
+	assert_int_equal(mfd__discard_check(p, len, &m->lim, &n), 0);
+	assert_true(m->nmsg < 8);
+	m->sizes[m->nmsg++] = n;
+	for (uint32_t i = 0; i < n && m->ngot < 256; i++)
+		mfd__discard_get(p, i, &m->got[m->ngot++]);
+	return 0;
+}
+
+static void limits(struct msgs *m, struct mfd__ramblock *rb, unsigned n)
+{
+	for (unsigned b = 0; b < n; b++) {
+		memcpy(m->desc[b].name, rb[b].name, sizeof(m->desc[b].name));
+		m->desc[b].name[MFD_MAX_NAME] = '\0';
+		m->desc[b].size = rb[b].size;
+		m->desc[b].page_size = rb[b].page_size;
+	}
+	m->lim = (struct mfd__wire_limits){ .nblocks = n,
+					    .packet_pages = 128,
+					    .blocks = m->desc,
+					    .features = MFD_FEAT_POSTCOPY };
+}
+
+static void set_range(struct mfd__bitmap *bm, uint64_t a, uint64_t b)
+{
+	for (uint64_t i = a; i < b; i++)
+		mfd__bitmap_set(bm, i);
+}
+
+static void test_discard_list(void **state)
+{
+	(void)state;
+	struct mfd__ramblock rb[2];
+	struct mfd__pc_src pc;
+	static struct msgs m;
+
+	/* 200 pages of 4 KiB; 70 of 8 KiB (a partial last word). */
+	assert_int_equal(
+		mfd__ramblock_init(&rb[0], "a", NOWHERE, 200 * 4096, 4096), 0);
+	assert_int_equal(
+		mfd__ramblock_init(&rb[1], "b", NOWHERE, 70 * 8192, 8192), 0);
+	limits(&m, rb, 2);
+	assert_int_equal(mfd__pc_src_init(&pc, rb, 2), 0);
+	/* Pre-copy sent pages 0..149 of a, all of b. */
+	uint64_t offs[150];
+	for (unsigned i = 0; i < 150; i++)
+		offs[i] = (uint64_t)i * 4096;
+	mfd__pc_src_sent(&pc, 0, offs, 150);
+	for (unsigned i = 0; i < 70; i++)
+		offs[i] = (uint64_t)i * 8192;
+	mfd__pc_src_sent(&pc, 1, offs, 70);
+	/* Dirty at the stop. */
+	set_range(&rb[0].dirty, 5, 8);
+	set_range(&rb[0].dirty, 63, 66); /* across a word boundary */
+	set_range(&rb[0].dirty, 140, 161);
+	set_range(&rb[1].dirty, 0, 1);
+	set_range(&rb[1].dirty, 69, 70);
+
+	int64_t left = mfd__pc_src_switch(&pc, collect, &m);
+	/* a: 5..7, 63..65, 140..199 (dirty or never sent); b: 0, 69. */
+	assert_int_equal(left, 3 + 3 + 60 + 2);
+	assert_int_equal(mfd__pc_src_left(&pc), left);
+	assert_int_equal(m.nmsg, 1);
+	const struct mfd__page_range want[] = {
+		{ 0, 5 * 4096, 3 * 4096 },
+		{ 0, 63 * 4096, 3 * 4096 },
+		{ 0, 140 * 4096, 10 * 4096 }, /* 150..160 never sent */
+		{ 1, 0, 8192 },
+		{ 1, 69 * 8192, 8192 },
+	};
+	assert_int_equal(m.ngot, 5);
+	for (unsigned i = 0; i < 5; i++) {
+		assert_int_equal(m.got[i].block, want[i].block);
+		assert_int_equal(m.got[i].offset, want[i].offset);
+		assert_int_equal(m.got[i].length, want[i].length);
+	}
+	/* The dirty bitmaps are consumed. */
+	assert_int_equal(mfd__bitmap_count(&rb[0].dirty), 0);
+	assert_int_equal(mfd__bitmap_count(&rb[1].dirty), 0);
+
+	mfd__pc_src_destroy(&pc);
+	mfd__ramblock_destroy(&rb[0]);
+	mfd__ramblock_destroy(&rb[1]);
+}
+
+/* More runs than one message holds: split, each message accepted. */
+static void test_discard_split(void **state)
+{
+	(void)state;
+	const uint64_t runs = 2 * MFD_DISCARD_MAX_RANGES + 5;
+	struct mfd__ramblock rb;
+	struct mfd__pc_src pc;
+	static struct msgs m;
+
+	assert_int_equal(
+		mfd__ramblock_init(&rb, "big", NOWHERE, 2 * runs * 4096, 4096),
+		0);
+	limits(&m, &rb, 1);
+	assert_int_equal(mfd__pc_src_init(&pc, &rb, 1), 0);
+	mfd__bitmap_fill(&pc.sent[0]);
+	for (uint64_t i = 0; i < runs; i++)
+		mfd__bitmap_set(&rb.dirty, 2 * i);
+	assert_int_equal(mfd__pc_src_switch(&pc, collect, &m), runs);
+	assert_int_equal(m.nmsg, 3);
+	assert_int_equal(m.sizes[0], MFD_DISCARD_MAX_RANGES);
+	assert_int_equal(m.sizes[1], MFD_DISCARD_MAX_RANGES);
+	assert_int_equal(m.sizes[2], 5);
+	mfd__pc_src_destroy(&pc);
+	mfd__ramblock_destroy(&rb);
+}
+
+static int fail_emit(void *ctx, const uint8_t *p, size_t len)
+{
+	(void)ctx, (void)p, (void)len;
+	return -EPIPE;
+}
+
+static void test_claims(void **state)
+{
+	(void)state;
+	struct mfd__ramblock rb[2];
+	struct mfd__pc_src pc;
+	uint64_t off[16];
+	unsigned blk;
+
+	assert_int_equal(
+		mfd__ramblock_init(&rb[0], "a", NOWHERE, 64 * 4096, 4096), 0);
+	assert_int_equal(
+		mfd__ramblock_init(&rb[1], "b", NOWHERE, 64 * 4096, 4096), 0);
+	assert_int_equal(mfd__pc_src_init(&pc, rb, 2), 0);
+	/* Nothing sent in pre-copy: every page is to send, no DISCARD. A
+	 * failing emit is not called. */
+	assert_int_equal(mfd__pc_src_switch(&pc, fail_emit, NULL), 128);
+
+	/* A request for page 10 of b: it and three neighbours. */
+	struct mfd__page_range r = { 1, 10 * 4096, 4096 };
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 4);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(off[i], (10 + i) * 4096);
+	/* Asked again: on its way, nothing. Page 12 (a neighbour sent):
+	 * nothing either, not even neighbours. */
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 0);
+	r.offset = 12 * 4096;
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 0);
+	/* The bulk scanner starts where the request ended. */
+	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 8, &blk, off), 8);
+	assert_int_equal(blk, 1);
+	assert_int_equal(off[0], 14 * 4096);
+	assert_int_equal(off[7], 21 * 4096);
+	/* Pages 20 and 21, both with bulk: nothing. 21 and 22: 22 and a
+	 * neighbour, skipping what bulk has. */
+	r = (struct mfd__page_range){ 1, 20 * 4096, 2 * 4096 };
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off), 0);
+	r = (struct mfd__page_range){ 1, 21 * 4096, 2 * 4096 };
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off), 3);
+	assert_int_equal(off[0], 22 * 4096);
+	assert_int_equal(off[1], 23 * 4096);
+	assert_int_equal(off[2], 24 * 4096);
+
+	/* The rest, once each: b from 25, then a, then b's start. */
+	uint8_t seen[2][64] = { 0 };
+	for (unsigned p = 10; p < 25; p++)
+		seen[1][p] = 1;
+	unsigned n, total = 15;
+	while ((n = mfd__pc_src_claim_bulk(&pc, 16, &blk, off))) {
+		for (unsigned i = 0; i < n; i++) {
+			assert_int_equal(seen[blk][off[i] / 4096], 0);
+			seen[blk][off[i] / 4096] = 1;
+		}
+		total += n;
+	}
+	assert_int_equal(total, 128);
+	assert_int_equal(mfd__pc_src_left(&pc), 0);
+	mfd__pc_src_destroy(&pc);
+
+	/* An emit failure ends the switch with its code. */
+	assert_int_equal(mfd__pc_src_init(&pc, rb, 2), 0);
+	mfd__bitmap_fill(&pc.sent[0]);
+	mfd__bitmap_set(&rb[0].dirty, 3);
+	assert_int_equal(mfd__pc_src_switch(&pc, fail_emit, NULL), -EPIPE);
+	mfd__pc_src_destroy(&pc);
+	mfd__ramblock_destroy(&rb[0]);
+	mfd__ramblock_destroy(&rb[1]);
+}
+
+/* Two urgent lanes and the bulk scanner race for 100k pages. */
+#define NP (100 * 1000)
+struct race {
+	struct mfd__pc_src pc;
+	uint8_t *seen; /* atomic per byte */
+};
+struct lane {
+	struct race *r;
+	unsigned id;
+};
+
+static void mark(struct race *r, unsigned n, const uint64_t *off)
+{
+	for (unsigned i = 0; i < n; i++)
+		__atomic_fetch_add(&r->seen[off[i] / 4096], 1,
+				   __ATOMIC_RELAXED);
+}
+
+static void *urgent(void *arg)
+{
+	struct lane *l = arg;
+	struct race *r = l->r;
+	uint64_t x = 0x9e3779b97f4a7c15ULL * (l->id + 1), off[8];
+	while (mfd__pc_src_left(&r->pc)) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		struct mfd__page_range q = { 0, (x % NP) * 4096, 4096 };
+		mark(r, mfd__pc_src_claim_request(&r->pc, &q, 8, off), off);
+	}
+	return NULL;
+}
+
+static void test_race(void **state)
+{
+	(void)state;
+	struct mfd__ramblock rb;
+	static struct race race;
+	struct race *r = &race;
+	struct lane lanes[2] = { { r, 0 }, { r, 1 } };
+	pthread_t t[2];
+	uint64_t off[128];
+	unsigned blk, n;
+
+	assert_int_equal(mfd__ramblock_init(&rb, "a", NOWHERE,
+					    (uint64_t)NP * 4096, 4096),
+			 0);
+	assert_int_equal(mfd__pc_src_init(&r->pc, &rb, 1), 0);
+	assert_int_equal(mfd__pc_src_switch(&r->pc, fail_emit, NULL), NP);
+	r->seen = calloc(NP, 1);
+	assert_non_null(r->seen);
+	assert_int_equal(pthread_create(&t[0], NULL, urgent, &lanes[0]), 0);
+	assert_int_equal(pthread_create(&t[1], NULL, urgent, &lanes[1]), 0);
+	while ((n = mfd__pc_src_claim_bulk(&r->pc, 128, &blk, off)))
+		mark(r, n, off);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+	for (unsigned p = 0; p < NP; p++)
+		if (r->seen[p] != 1)
+			fail_msg("page %u claimed %u times", p, r->seen[p]);
+	assert_int_equal(mfd__pc_src_left(&r->pc), 0);
+	free(r->seen);
+	mfd__pc_src_destroy(&r->pc);
+	mfd__ramblock_destroy(&rb);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_discard_list),
+		cmocka_unit_test(test_discard_split),
+		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_race),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
