@@ -93,9 +93,26 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.min = 1,
 		.max = 3600000,
 		FIELD(downtime_limit_ms),
-		.doc = "Downtime target: switch over once the remaining dirty "
-		       "pages "
-		       "can be sent within it.",
+		.doc = "Downtime budget: switch over once the predicted "
+		       "downtime fits in it: the remaining dirty pages and "
+		       "the devices' stop-copy state at the predicted "
+		       "bandwidth, plus the stop hook, the final dirty sync "
+		       "and the end exchange (digests with verify). When it "
+		       "does not fit, the part that broke it is logged and "
+		       "reported (over_part).",
+	},
+	{
+		.section = "migration",
+		.name = "stop-cost",
+		.type = MFD__CFG_MS,
+		.def = "0",
+		.min = 0,
+		.max = 3600000,
+		FIELD(stop_cost_ms),
+		.doc = "What the stop hook costs, as the embedder knows it "
+		       "(pausing vCPUs, flushing devices), counted in the "
+		       "downtime estimate; 0 = the hook's last measured call "
+		       "on this source (none before the first).",
 	},
 	{
 		.section = "migration",

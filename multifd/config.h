@@ -23,6 +23,7 @@ struct mfd_config {
 	bool verify;		     /* per-block digests at the end */
 	uint32_t max_rounds;	     /* pre-copy rounds before switchover */
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
+	uint64_t stop_cost_ms;	     /* declared stop hook cost, 0 = measure */
 	uint64_t connect_timeout_ms; /* connect + handshake */
 	uint32_t max_pending;	     /* destination: connections before hello */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */

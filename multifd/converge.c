@@ -18,17 +18,85 @@ void mfd__converge_settings_from(struct mfd__converge_settings *set,
 	};
 }
 
-/* A round too short to time says little: the estimate is that of the
- * last round that was not. */
+/* Rounds shorter than this say little about the bandwidth. */
+#define TIMED_NS 1000000ULL
+/* The bandwidth is predicted from this many of the latest timed rounds. */
+#define RECENT_ROUNDS 3
+/* A part without a bandwidth to divide by: more than any limit. */
+#define NO_ESTIMATE (UINT64_MAX / 8)
+
+static bool timed(const mfd_round_stats *r)
+{
+	return r->ns > TIMED_NS && r->bytes > 0;
+}
+
+/* Bytes over time of the latest timed rounds: a short round (the startup
+ * of a pass, one device chunk) weighs by its time, not as one vote. */
 static uint64_t bandwidth(const struct mfd__converge_in *in)
+{
+	double bytes = 0, ns = 0;
+	unsigned used = 0;
+	for (unsigned i = in->nrounds; i-- > 0 && used < RECENT_ROUNDS;) {
+		const mfd_round_stats *r = &in->rounds[i];
+		if (!timed(r))
+			continue;
+		bytes += (double)r->bytes;
+		ns += (double)r->ns;
+		used++;
+	}
+	return used ? (uint64_t)(bytes * 1e9 / ns) : 0;
+}
+
+/* Wire bytes per page in the latest timed round that sent pages: the mix
+ * of zero (a few bytes), compressed and raw pages the pending ones are
+ * likely to have. Without one, a raw page. */
+static double wire_per_page(const struct mfd__converge_in *in)
 {
 	for (unsigned i = in->nrounds; i-- > 0;) {
 		const mfd_round_stats *r = &in->rounds[i];
-		if (r->ns > 1000000 && r->bytes > 0)
-			return (uint64_t)((double)r->bytes * 1e9 /
-					  (double)r->ns);
+		if (timed(r) && r->pages)
+			return (double)r->bytes / (double)r->pages;
 	}
-	return 0;
+	return (double)in->page_size;
+}
+
+static uint64_t at_bandwidth(double bytes, uint64_t bps)
+{
+	if (bytes <= 0)
+		return 0;
+	if (!bps)
+		return NO_ESTIMATE;
+	double ns = bytes * 1e9 / (double)bps;
+	return ns >= (double)NO_ESTIMATE ? NO_ESTIMATE : (uint64_t)ns;
+}
+
+void mfd__converge_estimate(const struct mfd__converge_in *in,
+			    uint64_t limit_ns, struct mfd__estimate *est)
+{
+	const mfd_round_stats *last = &in->rounds[in->nrounds - 1];
+	uint64_t *part = est->part_ns;
+	*est = (struct mfd__estimate){ .bandwidth_bps = bandwidth(in) };
+	double pages = in->page_size ? (double)last->dirty_bytes /
+					       (double)in->page_size
+				     : 0;
+	part[MFD_DOWN_STOP] = in->stop_ns;
+	part[MFD_DOWN_SYNC] = last->sync_ns;
+	part[MFD_DOWN_RAM] =
+		at_bandwidth(pages * wire_per_page(in), est->bandwidth_bps);
+	part[MFD_DOWN_DEVICE] = at_bandwidth((double)last->device_stop_bytes,
+					     est->bandwidth_bps);
+	/* The source hashes while its pages leave, so only the rest of its
+	 * digest time shows; the destination hashes after the last page. */
+	uint64_t send = part[MFD_DOWN_RAM] + part[MFD_DOWN_DEVICE];
+	uint64_t src_digest = in->verify_ns > send ? in->verify_ns - send : 0;
+	part[MFD_DOWN_END] = in->rtt_ns + src_digest + in->verify_ns;
+	int over = MFD_DOWN_NONE;
+	for (int p = MFD_DOWN_STOP; p <= MFD_DOWN_END; p++) {
+		est->total_ns += part[p];
+		if (part[p] > part[over])
+			over = p;
+	}
+	est->over = est->total_ns > limit_ns ? over : MFD_DOWN_NONE;
 }
 
 static bool too_fast(const struct mfd__converge_in *in,
@@ -69,16 +137,14 @@ void mfd__converge_decide(const struct mfd__converge_in *in,
 {
 	const struct mfd__converge_settings *set = in->set;
 	const mfd_round_stats *last = &in->rounds[in->nrounds - 1];
-	uint64_t pending = last->dirty_bytes;
-	out->bandwidth_bps = bandwidth(in);
-	double expected_ms =
-		out->bandwidth_bps
-			? (double)pending * 1000.0 / (double)out->bandwidth_bps
-			: 1e18;
-	out->expected_downtime_ns =
-		out->bandwidth_bps ? (uint64_t)(expected_ms * 1e6) : UINT64_MAX;
+	uint64_t limit_ns = set->downtime_limit_ms * 1000000ULL;
+	mfd__converge_estimate(in, limit_ns, &out->est);
+	out->bandwidth_bps = out->est.bandwidth_bps;
+	out->expected_downtime_ns = out->est.total_ns;
 	out->throttle = in->throttle;
-	if (pending == 0 || expected_ms <= (double)set->downtime_limit_ms) {
+	/* A budget: the whole predicted downtime, fixed costs included,
+	 * must fit, not only the pages. */
+	if (out->est.over == MFD_DOWN_NONE) {
 		out->action = MFD__CONV_SWITCHOVER;
 		out->reason = "converged";
 		return;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "multifd/channels/tls.h"
 #include "multifd/converge.h"
@@ -42,6 +43,10 @@ struct mfd_source {
 	struct mfd__tracker tracker; /* migration thread only */
 	bool tracking;
 	int throttle; /* percent applied through the hook */
+	/* Fixed switchover costs the estimate adds (migration thread). */
+	uint64_t stop_ns;   /* the stop hook's last call, kept across runs */
+	uint64_t rtt_ns;    /* the SETUP exchange of this migration */
+	uint64_t verify_ns; /* predicted digests of all RAM, 0: verify off */
 
 	/* Round records, appended by the migration thread under lock. */
 	mfd_round_stats *rounds;
@@ -251,6 +256,7 @@ static int send_setup(mfd_source *s, struct mfd__chan *main)
 	size_t len = mfd__setup_size(&su);
 	uint8_t *buf = malloc(len);
 	int ret = buf ? mfd__setup_encode(&su, buf, len) : -ENOMEM;
+	uint64_t t0 = mfd__now_ns();
 	if (ret >= 0)
 		ret = mfd__ctl_send(main, MFD_CTL_SETUP, buf, (uint32_t)ret);
 	free(buf);
@@ -260,6 +266,10 @@ static int send_setup(mfd_source *s, struct mfd__chan *main)
 	uint8_t *payload;
 	if ((ret = mfd__ctl_recv(main, &h, &payload)))
 		return ret;
+	/* The one request and answer before the end: the end exchange's
+	 * round trip in the estimate (an upper bound, as it includes the
+	 * destination's setup work). */
+	s->rtt_ns = mfd__now_ns() - t0;
 	if (h.type == MFD_CTL_ERROR)
 		ret = mfd__ctl_peer_error(payload, h.length, "destination");
 	else if (h.type != MFD_CTL_SETUP_OK)
@@ -470,16 +480,61 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 	mfd__converge_settings_from(&set, &s->ss.cfg);
 	pthread_mutex_lock(&s->lock);
 	mfd_round_stats *r = append_round(s, rec);
-	struct mfd__converge_in in = { .rounds = r ? s->rounds : rec,
-				       .nrounds = r ? s->nrounds : 1,
-				       .elapsed_ns = elapsed,
-				       .throttle = (uint32_t)s->throttle,
-				       .set = &set };
+	struct mfd__converge_in in = {
+		.rounds = r ? s->rounds : rec,
+		.nrounds = r ? s->nrounds : 1,
+		.elapsed_ns = elapsed,
+		.throttle = (uint32_t)s->throttle,
+		.page_size = s->ss.blocks[0].page_size,
+		.stop_ns = s->ss.cfg.stop_cost_ms
+				   ? s->ss.cfg.stop_cost_ms * 1000000ULL
+				   : s->stop_ns,
+		.rtt_ns = s->rtt_ns,
+		.verify_ns = s->verify_ns,
+		.set = &set
+	};
 	mfd__converge_decide(&in, out);
-	rec->expected_downtime_ns = out->expected_downtime_ns;
-	if (r)
-		r->expected_downtime_ns = out->expected_downtime_ns;
+	const uint64_t *part = out->est.part_ns;
+	for (mfd_round_stats *w = rec; w; w = w == rec ? r : NULL) {
+		w->expected_downtime_ns = out->expected_downtime_ns;
+		w->expected_stop_ns = part[MFD_DOWN_STOP];
+		w->expected_sync_ns = part[MFD_DOWN_SYNC];
+		w->expected_ram_ns = part[MFD_DOWN_RAM];
+		w->expected_device_ns = part[MFD_DOWN_DEVICE];
+		w->expected_end_ns = part[MFD_DOWN_END];
+		w->over_part = (uint32_t)out->est.over;
+	}
 	pthread_mutex_unlock(&s->lock);
+	STAT_SET(s->ss.st.expected_stop_ns, part[MFD_DOWN_STOP]);
+	STAT_SET(s->ss.st.expected_sync_ns, part[MFD_DOWN_SYNC]);
+	STAT_SET(s->ss.st.expected_ram_ns, part[MFD_DOWN_RAM]);
+	STAT_SET(s->ss.st.expected_device_ns, part[MFD_DOWN_DEVICE]);
+	STAT_SET(s->ss.st.expected_end_ns, part[MFD_DOWN_END]);
+	STAT_SET(s->ss.st.over_part, (uint32_t)out->est.over);
+}
+
+/* With verify: what hashing all RAM will take, predicted by hashing a
+ * sample of it as the end does (on all CPUs, a chunk per thread), so that
+ * the estimate carries the digests on this machine at this load. */
+static uint64_t predict_verify(mfd_source *s)
+{
+	if (!s->ss.cfg.verify || !s->ss.ram_bytes)
+		return 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	uint64_t want = (uint64_t)(cpus < 1   ? 1
+				   : cpus > 8 ? 8
+					      : cpus) *
+			MFD_DIGEST_CHUNK;
+	struct mfd__mem m = { .host = s->ss.blocks[0].host,
+			      .size = s->ss.blocks[0].size < want
+					      ? s->ss.blocks[0].size
+					      : want };
+	uint8_t d[1][MFD__DIGEST_SIZE];
+	uint64_t t0 = mfd__now_ns();
+	if (mfd__digest_mem(&m, 1, d, NULL))
+		return 0;
+	double ns = (double)(mfd__now_ns() - t0);
+	return (uint64_t)(ns * (double)s->ss.ram_bytes / (double)m.size);
 }
 
 /* Tracking on, every page dirty for round 0, the bandwidth limit on. */
@@ -504,6 +559,7 @@ static int precopy_begin(mfd_source *s)
 	}
 	STAT_SET(s->ss.st.pending_bytes, s->ss.ram_bytes);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_PRECOPY);
+	s->verify_ns = predict_verify(s);
 	return 0;
 }
 
@@ -541,9 +597,17 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 			 const struct mfd__converge_out *out)
 {
 	double expected_ms = (double)out->expected_downtime_ns / 1e6;
-	mfd__dbg("round %u: %llu bytes pending, expected downtime %.1f ms",
+	const uint64_t *part = out->est.part_ns;
+	mfd__dbg("round %u: %llu bytes pending, expected downtime %.1f ms "
+		 "(stop %.1f, sync %.1f, ram %.1f, device %.1f, end %.1f)%s%s",
 		 rec->round + 1, (unsigned long long)rec->dirty_bytes,
-		 expected_ms);
+		 expected_ms, (double)part[MFD_DOWN_STOP] / 1e6,
+		 (double)part[MFD_DOWN_SYNC] / 1e6,
+		 (double)part[MFD_DOWN_RAM] / 1e6,
+		 (double)part[MFD_DOWN_DEVICE] / 1e6,
+		 (double)part[MFD_DOWN_END] / 1e6,
+		 out->est.over ? ": over the limit by its part " : "",
+		 out->est.over ? mfd_down_part_name(out->est.over) : "");
 	if (out->action == MFD__CONV_SWITCHOVER)
 		return 1;
 	if (out->action == MFD__CONV_THROTTLE)
@@ -556,18 +620,21 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 		return ret;
 	if (out->action == MFD__CONV_CANCEL) {
 		mfd__err("%s reached after %u rounds with %llu bytes pending "
-			 "(expected downtime %.0f ms > %llu ms): cancelling, "
-			 "the guest runs on here",
+			 "(expected downtime %.0f ms > %llu ms, mostly %s): "
+			 "cancelling, the guest runs on here",
 			 out->reason, rec->round + 1,
 			 (unsigned long long)rec->dirty_bytes, expected_ms,
-			 (unsigned long long)s->ss.cfg.downtime_limit_ms);
+			 (unsigned long long)s->ss.cfg.downtime_limit_ms,
+			 mfd_down_part_name(out->est.over));
 		return MFD_ENOCONVERGE;
 	}
 	if (out->action == MFD__CONV_FORCE) {
 		mfd__warn("%s reached after %u rounds with %llu bytes pending "
-			  "(expected downtime %.0f ms): switching over anyway",
+			  "(expected downtime %.0f ms, mostly %s): switching "
+			  "over anyway",
 			  out->reason, rec->round + 1,
-			  (unsigned long long)rec->dirty_bytes, expected_ms);
+			  (unsigned long long)rec->dirty_bytes, expected_ms,
+			  mfd_down_part_name(out->est.over));
 		STAT_SET(s->ss.st.forced, 1);
 		return 1;
 	}
@@ -583,12 +650,16 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 	uint32_t round = 0;
 	while (!ret) {
 		mfd_round_stats rec;
-		uint64_t pending;
+		uint64_t pending, t0 = 0;
 		if ((ret = precopy_round(s, batch, round++, &rec)) ||
-		    (ret = dirty_sync(s, &pending)) ||
+		    (t0 = mfd__now_ns(), ret = dirty_sync(s, &pending)) ||
 		    (ret = mfd__session_check(&s->ss)))
 			break;
 		uint64_t now = mfd__now_ns();
+		rec.sync_ns = now - t0;
+		if (mfd__devsave_any(&s->ds))
+			rec.device_stop_bytes =
+				mfd__devset_stop_copy_size(&s->ds.set);
 		rec.dirty_bytes = pending;
 		rec.dirty_pages = pending / s->ss.blocks[0].page_size;
 		rec.dirty_rate_bps =
@@ -644,8 +715,11 @@ static int stop_guest(mfd_source *s)
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_before_stop(&s->ds)))
 		return ret;
+	uint64_t t0 = mfd__now_ns();
 	ret = s->hooks.stop(s->hooks.opaque);
 	s->stopped = true; /* resume even when stop half-failed */
+	s->stop_ns = mfd__now_ns() - t0;
+	STAT_SET(s->ss.st.down_stop_ns, s->stop_ns);
 	if (ret < 0) {
 		mfd__err("stop hook failed: %d", ret);
 		return MFD_EHOOK;

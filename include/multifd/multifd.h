@@ -283,7 +283,40 @@ typedef struct mfd_stats {
 	 * looked incompressible (random or already compressed data), in
 	 * packets of their own; also counted in pages. */
 	uint64_t raw_pages;
+	/*
+	 * Source: the switchover estimate in parts, as predicted at the last
+	 * decision (they add up to expected_downtime_ns), beside what was
+	 * measured. expected_stop_ns: the stop hook (stop-cost, else its
+	 * last measured call); _sync_ns: the final dirty sync (the last
+	 * round's); _ram_ns: the pending pages at the predicted bandwidth and
+	 * the last round's packet mix; _device_ns: the devices' stop-copy
+	 * size at that bandwidth; _end_ns: the end exchange (round trip,
+	 * digests with verify). down_stop_ns: the measured stop hook (part of
+	 * down_sync_ns). over_part: enum mfd_down_part, the part that made
+	 * the estimate exceed downtime-limit at the last decision (0: none).
+	 */
+	uint64_t expected_stop_ns;
+	uint64_t expected_sync_ns;
+	uint64_t expected_ram_ns;
+	uint64_t expected_device_ns;
+	uint64_t expected_end_ns;
+	uint64_t down_stop_ns;
+	uint32_t over_part;
 } mfd_stats;
+
+/* The parts of the downtime estimate (mfd_stats.over_part,
+ * mfd_round_stats.over_part). */
+enum mfd_down_part {
+	MFD_DOWN_NONE = 0,
+	MFD_DOWN_STOP,	 /* the stop hook */
+	MFD_DOWN_SYNC,	 /* the final dirty sync */
+	MFD_DOWN_RAM,	 /* the pending pages */
+	MFD_DOWN_DEVICE, /* the devices' stop-copy state */
+	MFD_DOWN_END,	 /* end marker, digests, LOADED */
+};
+
+/* "none", "stop", "sync", "ram", "device", "end"; "?" out of range. */
+MFD_API const char *mfd_down_part_name(int part);
 
 /*
  * One pre-copy round on the source (the last record is the final pass
@@ -299,8 +332,19 @@ typedef struct mfd_round_stats {
 	uint64_t bandwidth_bps;	       /* bytes / duration */
 	uint64_t dirty_pages;	       /* dirty at the sync that ended it */
 	uint64_t dirty_rate_bps;       /* dirty bytes / time since last sync */
-	uint64_t expected_downtime_ns; /* dirty bytes / bandwidth */
+	uint64_t expected_downtime_ns; /* the estimate's total (below) */
 	uint64_t dirty_bytes;	       /* dirty at the sync that ended it */
+	uint64_t sync_ns;	       /* the dirty sync that ended it */
+	uint64_t device_stop_bytes;    /* devices' stop-copy size then */
+	/* The estimate made at the end of the round, in parts (as in
+	 * mfd_stats), and the part over downtime-limit (enum mfd_down_part,
+	 * 0 when it fit). */
+	uint64_t expected_stop_ns;
+	uint64_t expected_sync_ns;
+	uint64_t expected_ram_ns;
+	uint64_t expected_device_ns;
+	uint64_t expected_end_ns;
+	uint32_t over_part;
 } mfd_round_stats;
 
 /* ------------------------------------------------------------------ */
