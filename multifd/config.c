@@ -105,7 +105,7 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.section = "migration",
 		.name = "stop-cost",
 		.type = MFD__CFG_MS,
-		.def = "0",
+		.def = "0ms",
 		.min = 0,
 		.max = 3600000,
 		FIELD(stop_cost_ms),

@@ -47,17 +47,18 @@ static uint64_t bandwidth(const struct mfd__converge_in *in)
 	return used ? (uint64_t)(bytes * 1e9 / ns) : 0;
 }
 
-/* Wire bytes per page in the latest timed round that sent pages: the mix
- * of zero (a few bytes), compressed and raw pages the pending ones are
- * likely to have. Without one, a raw page. */
-static double wire_per_page(const struct mfd__converge_in *in)
+/* Wire bytes per byte of page in the latest timed round that sent pages:
+ * the mix of zero (a few bytes), compressed and raw pages the pending ones
+ * are likely to have. Without one, raw pages (1). */
+static double wire_ratio(const struct mfd__converge_in *in)
 {
 	for (unsigned i = in->nrounds; i-- > 0;) {
 		const mfd_round_stats *r = &in->rounds[i];
-		if (timed(r) && r->pages)
-			return (double)r->bytes / (double)r->pages;
+		if (timed(r) && r->pages && in->page_size)
+			return (double)r->bytes /
+			       ((double)r->pages * (double)in->page_size);
 	}
-	return (double)in->page_size;
+	return 1.0;
 }
 
 static uint64_t at_bandwidth(double bytes, uint64_t bps)
@@ -76,13 +77,11 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 	const mfd_round_stats *last = &in->rounds[in->nrounds - 1];
 	uint64_t *part = est->part_ns;
 	*est = (struct mfd__estimate){ .bandwidth_bps = bandwidth(in) };
-	double pages = in->page_size ? (double)last->dirty_bytes /
-					       (double)in->page_size
-				     : 0;
 	part[MFD_DOWN_STOP] = in->stop_ns;
 	part[MFD_DOWN_SYNC] = last->sync_ns;
 	part[MFD_DOWN_RAM] =
-		at_bandwidth(pages * wire_per_page(in), est->bandwidth_bps);
+		at_bandwidth((double)last->dirty_bytes * wire_ratio(in),
+			     est->bandwidth_bps);
 	part[MFD_DOWN_DEVICE] = at_bandwidth((double)last->device_stop_bytes,
 					     est->bandwidth_bps);
 	/* The source hashes while its pages leave, so only the rest of its

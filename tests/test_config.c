@@ -58,6 +58,7 @@ static void test_table(UNUSED void **state)
 		{ "max-rounds", offsetof(struct mfd_config, max_rounds), 4 },
 		{ "downtime-limit",
 		  offsetof(struct mfd_config, downtime_limit_ms), 8 },
+		{ "stop-cost", offsetof(struct mfd_config, stop_cost_ms), 8 },
 		{ "connect-timeout",
 		  offsetof(struct mfd_config, connect_timeout_ms), 8 },
 		{ "max-pending-connections",

@@ -67,7 +67,8 @@ static void test_switchover_within_limit(void **state)
 	assert_int_equal(o.throttle, 0);
 }
 
-/* Nothing dirty: switch over whatever the bandwidth (none measured). */
+/* Nothing dirty and no fixed cost: switch over whatever the bandwidth
+ * (none measured): the pages part is 0, not unknown. */
 static void test_switchover_nothing_pending(void **state)
 {
 	(void)state;
@@ -75,7 +76,8 @@ static void test_switchover_nothing_pending(void **state)
 	struct mfd__converge_out o = decide(r, 1, 0, &defaults, 0);
 	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
 	assert_int_equal(o.bandwidth_bps, 0);
-	assert_int_equal(o.expected_downtime_ns, UINT64_MAX);
+	assert_int_equal(o.expected_downtime_ns, 0);
+	assert_int_equal(o.est.over, MFD_DOWN_NONE);
 }
 
 /* 400 MB dirty at 1 GB/s is 400 ms; dirtied 40 % of what was sent, below
@@ -223,6 +225,200 @@ static void test_throttle_with_limit(void **state)
 	assert_int_equal(o.throttle, 20);
 }
 
+/* ---- The estimate in parts and the budget ---- */
+
+static struct mfd__converge_in est_in(const mfd_round_stats *r, unsigned n,
+				      const struct mfd__converge_settings *set)
+{
+	return (struct mfd__converge_in){
+		.rounds = r, .nrounds = n, .page_size = 4096, .set = set
+	};
+}
+
+/* Recorded (2026-12-07, loopback, 2 GiB mix, 4 writers at 256 MB/s
+ * hotset, 2 channels, verify off, manual tracker): round 0 sent 524288
+ * pages in 1671147584 wire bytes in 1589.641 ms and found 33000 pages
+ * dirty; the switchover then took 116.478 ms (111.542 ms of pages, the
+ * stop hook 3.975 ms, the end 0.94 ms). The estimate must be within 20 %
+ * of it; the parts are those computed by hand. */
+static void test_estimate_recorded_loopback(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { { .round = 0,
+				  .pages = 524288,
+				  .bytes = 1671147584,
+				  .ns = 1589641000,
+				  .dirty_pages = 33000,
+				  .dirty_bytes = 33000ULL * 4096,
+				  .sync_ns = 47000 } };
+	struct mfd__converge_in in = est_in(r, 1, &defaults);
+	in.rtt_ns = 95000;
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	/* bandwidth 1051.29 MB/s; wire bytes per page byte 0.7782 */
+	assert_int_equal(e.bandwidth_bps, 1051273579);
+	assert_in_range(e.part_ns[MFD_DOWN_RAM], 100050000, 100060000);
+	assert_int_equal(e.part_ns[MFD_DOWN_SYNC], 47000);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 95000);
+	assert_int_equal(e.part_ns[MFD_DOWN_STOP], 0);
+	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 0);
+	assert_int_equal(e.total_ns, e.part_ns[MFD_DOWN_RAM] + 47000 + 95000);
+	assert_int_equal(e.over, MFD_DOWN_NONE);
+	double measured = 116478000.0;
+	double err = ((double)e.total_ns - measured) / measured;
+	assert_true(err > -0.20 && err < 0.20);
+	/* With the stop hook's last call (3.975 ms) the error shrinks. */
+	in.stop_ns = 3975000;
+	struct mfd__estimate e2;
+	mfd__converge_estimate(&in, 300 * MS, &e2);
+	assert_int_equal(e2.total_ns, e.total_ns + 3975000);
+}
+
+/* Every part: 5 ms stop, 2 ms sync, 30 MB of raw pages and 100 MB of
+ * device state at 1 GB/s, 1 ms round trip, 50 ms of digests per side
+ * (hidden on the source behind the 130 ms of sending). */
+static void test_estimate_parts(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 30000000) };
+	r[0].sync_ns = 2 * MS;
+	r[0].device_stop_bytes = 100000000;
+	struct mfd__converge_in in = est_in(r, 1, &defaults);
+	in.stop_ns = 5 * MS;
+	in.rtt_ns = 1 * MS;
+	in.verify_ns = 50 * MS;
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_NONE], 0);
+	assert_int_equal(e.part_ns[MFD_DOWN_STOP], 5 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_SYNC], 2 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 30 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 100 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 51 * MS);
+	assert_int_equal(e.total_ns, 188 * MS);
+	assert_int_equal(e.over, MFD_DOWN_NONE);
+	/* Digests longer than the sending: the rest shows on the source,
+	 * then the destination's whole. */
+	in.verify_ns = 200 * MS;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], (1 + 70 + 200) * MS);
+	assert_int_equal(e.total_ns, (5 + 2 + 30 + 100 + 271) * MS);
+	assert_int_equal(e.over, MFD_DOWN_END);
+}
+
+/* The packet mix: the last round's wire bytes per page byte scale the
+ * pending bytes (zero pages cost a header, compressed pages less than
+ * raw ones). 1000 pages sent in 409600 wire bytes: a tenth each. */
+static void test_estimate_packet_mix(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = {
+		rnd(0, 0, 1000000000, 1000 * MS, 0),
+		rnd(1, 0, 409600, 2 * MS, 100000000),
+	};
+	r[0].pages = 244140;
+	r[1].pages = 1000;
+	struct mfd__converge_in in = est_in(r, 2, &defaults);
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	/* (1e9 + 409600) B / 1002 ms */
+	assert_int_equal(e.bandwidth_bps, 998412774);
+	/* 100 MB x 0.1 at that bandwidth */
+	assert_in_range(e.part_ns[MFD_DOWN_RAM], 10015800, 10016000);
+}
+
+/* The bandwidth is bytes over time of the three latest timed rounds: an
+ * older round and an untimed one do not count, a short one counts by its
+ * time. */
+static void test_estimate_recent_bandwidth(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = {
+		rnd(0, 0, 4000000000, 1000 * MS, 0),	/* too old */
+		rnd(1, 0, 1000000000, 1000 * MS, 0),	/* 1 GB/s */
+		rnd(2, 0, 500000000, 1000 * MS, 0),	/* 0.5 GB/s */
+		rnd(3, 0, 4096, MS / 2, 0),		/* untimed */
+		rnd(4, 0, 10000000, 20 * MS, 20000000), /* 0.5 GB/s */
+	};
+	struct mfd__converge_in in = est_in(r, 5, &defaults);
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps, 1510000000ULL * 1000 / 2020);
+	/* No timed round at all: pending pages cannot be estimated, and the
+	 * budget is not met. */
+	in.rounds = &r[3];
+	in.nrounds = 1;
+	r[3].dirty_bytes = 4096;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps, 0);
+	assert_true(e.part_ns[MFD_DOWN_RAM] > 3600000 * MS);
+	assert_int_equal(e.over, MFD_DOWN_RAM);
+}
+
+/* The budget: pages that fit are not enough when the devices' stop-copy
+ * state does not; the decision goes on and names the device part. */
+static void test_budget_names_device(void **state)
+{
+	(void)state;
+	struct mfd__converge_settings set = defaults;
+	set.downtime_limit_ms = 100;
+	set.auto_converge = false;
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 20000000) };
+	r[0].device_stop_bytes = 256000000; /* 4 x 64 MB: 256 ms */
+	struct mfd__converge_in in = est_in(r, 1, &set);
+	struct mfd__converge_out o;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_string_equal(o.reason, "not converged");
+	assert_int_equal(o.est.over, MFD_DOWN_DEVICE);
+	assert_int_equal(o.expected_downtime_ns, 276 * MS);
+	assert_string_equal(mfd_down_part_name(o.est.over), "device");
+	/* Once the devices sent most in pre-copy it fits. */
+	r[0].device_stop_bytes = 60000000;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
+	assert_int_equal(o.est.over, MFD_DOWN_NONE);
+	assert_int_equal(o.expected_downtime_ns, 80 * MS);
+	/* Exactly at the limit fits; a nanosecond over does not. */
+	r[0].device_stop_bytes = 80000000;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
+	in.rtt_ns = 1;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_int_equal(o.est.over, MFD_DOWN_DEVICE);
+}
+
+/* Nothing pending, but a declared stop cost over the limit: no switch
+ * (the old rule switched on "nothing pending" alone), the stop part is
+ * named, and max-rounds forces it with that part in the log. */
+static void test_budget_fixed_cost(void **state)
+{
+	(void)state;
+	struct mfd__converge_settings set = defaults;
+	set.max_rounds = 2;
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 0),
+				rnd(1, 0, 1000000000, 1000 * MS, 0) };
+	struct mfd__converge_in in = est_in(r, 1, &set);
+	in.stop_ns = 400 * MS;
+	struct mfd__converge_out o;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_int_equal(o.est.over, MFD_DOWN_STOP);
+	assert_int_equal(o.expected_downtime_ns, 400 * MS);
+	in.nrounds = 2;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_FORCE);
+	assert_string_equal(o.reason, "max-rounds");
+	assert_int_equal(o.est.over, MFD_DOWN_STOP);
+	/* The final sync too counts: a slow one alone breaks the budget. */
+	in.stop_ns = 0;
+	r[1].sync_ns = 301 * MS;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.est.over, MFD_DOWN_SYNC);
+	assert_string_equal(mfd_down_part_name(MFD_DOWN_END + 1), "?");
+}
+
 /* The settings follow the config keys. */
 static void test_settings_from_config(void **state)
 {
@@ -237,6 +433,7 @@ static void test_settings_from_config(void **state)
 	assert_int_equal(set.max_rounds, 7);
 	assert_int_equal(set.downtime_limit_ms, cfg.downtime_limit_ms);
 	assert_int_equal(set.throttle_max, cfg.throttle_max);
+	assert_int_equal(set.downtime_limit_ms, 300);
 }
 
 int main(void)
@@ -251,6 +448,12 @@ int main(void)
 		cmocka_unit_test(test_max_rounds),
 		cmocka_unit_test(test_precopy_timeout),
 		cmocka_unit_test(test_throttle_with_limit),
+		cmocka_unit_test(test_estimate_recorded_loopback),
+		cmocka_unit_test(test_estimate_parts),
+		cmocka_unit_test(test_estimate_packet_mix),
+		cmocka_unit_test(test_estimate_recent_bandwidth),
+		cmocka_unit_test(test_budget_names_device),
+		cmocka_unit_test(test_budget_fixed_cost),
 		cmocka_unit_test(test_settings_from_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
