@@ -20,8 +20,11 @@ void mfd__converge_settings_from(struct mfd__converge_settings *set,
 
 /* Rounds shorter than this say little about the bandwidth. */
 #define TIMED_NS 1000000ULL
-/* The bandwidth is predicted from this many of the latest timed rounds. */
-#define RECENT_ROUNDS 3
+/* The bandwidth is predicted from the latest timed rounds that together
+ * sent at least this much: the short rounds near convergence (a few
+ * hundred pages) spend more of their time starting and syncing than
+ * sending, and alone would predict a fraction of the link. */
+#define RECENT_BYTES (64ULL << 20)
 /* A part without a bandwidth to divide by: more than any limit. */
 #define NO_ESTIMATE (UINT64_MAX / 8)
 
@@ -30,13 +33,13 @@ static bool timed(const mfd_round_stats *r)
 	return r->ns > TIMED_NS && r->bytes > 0;
 }
 
-/* Bytes over time of the latest timed rounds: a short round (the startup
- * of a pass, one device chunk) weighs by its time, not as one vote. */
+/* Bytes over time of the latest timed rounds, back until RECENT_BYTES: a
+ * short round weighs by its time, not as one vote. */
 static uint64_t bandwidth(const struct mfd__converge_in *in)
 {
 	double bytes = 0, ns = 0;
 	unsigned used = 0;
-	for (unsigned i = in->nrounds; i-- > 0 && used < RECENT_ROUNDS;) {
+	for (unsigned i = in->nrounds; i-- > 0 && bytes < RECENT_BYTES;) {
 		const mfd_round_stats *r = &in->rounds[i];
 		if (!timed(r))
 			continue;
@@ -79,9 +82,8 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 	*est = (struct mfd__estimate){ .bandwidth_bps = bandwidth(in) };
 	part[MFD_DOWN_STOP] = in->stop_ns;
 	part[MFD_DOWN_SYNC] = last->sync_ns;
-	part[MFD_DOWN_RAM] =
-		at_bandwidth((double)last->dirty_bytes * wire_ratio(in),
-			     est->bandwidth_bps);
+	part[MFD_DOWN_RAM] = at_bandwidth(
+		(double)last->dirty_bytes * wire_ratio(in), est->bandwidth_bps);
 	part[MFD_DOWN_DEVICE] = at_bandwidth((double)last->device_stop_bytes,
 					     est->bandwidth_bps);
 	/* The source hashes while its pages leave, so only the rest of its

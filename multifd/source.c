@@ -513,28 +513,29 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 	STAT_SET(s->ss.st.over_part, (uint32_t)out->est.over);
 }
 
-/* With verify: what hashing all RAM will take, predicted by hashing a
- * sample of it as the end does (on all CPUs, a chunk per thread), so that
- * the estimate carries the digests on this machine at this load. */
+/*
+ * With verify: what hashing all RAM will take on one side, predicted from
+ * the CPU time of hashing one chunk here (one chunk: on this thread) and
+ * the threads the end hashes with (common/digest.c: all CPUs, up to 8).
+ * CPU time, not wall time: pre-copy's own sending and the running guest
+ * compete for the CPUs now, while at the end the guest is stopped.
+ */
 static uint64_t predict_verify(mfd_source *s)
 {
 	if (!s->ss.cfg.verify || !s->ss.ram_bytes)
 		return 0;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	uint64_t want = (uint64_t)(cpus < 1   ? 1
-				   : cpus > 8 ? 8
-					      : cpus) *
-			MFD_DIGEST_CHUNK;
+	unsigned nth = cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned)cpus;
 	struct mfd__mem m = { .host = s->ss.blocks[0].host,
-			      .size = s->ss.blocks[0].size < want
+			      .size = s->ss.blocks[0].size < MFD_DIGEST_CHUNK
 					      ? s->ss.blocks[0].size
-					      : want };
+					      : MFD_DIGEST_CHUNK };
 	uint8_t d[1][MFD__DIGEST_SIZE];
-	uint64_t t0 = mfd__now_ns();
+	uint64_t t0 = mfd__thread_cpu_ns();
 	if (mfd__digest_mem(&m, 1, d, NULL))
 		return 0;
-	double ns = (double)(mfd__now_ns() - t0);
-	return (uint64_t)(ns * (double)s->ss.ram_bytes / (double)m.size);
+	double ns = (double)(mfd__thread_cpu_ns() - t0);
+	return (uint64_t)(ns * (double)s->ss.ram_bytes / (double)m.size / nth);
 }
 
 /* Tracking on, every page dirty for round 0, the bandwidth limit on. */
