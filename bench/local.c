@@ -368,6 +368,33 @@ static int start_guest(const struct bench_opts *o, struct vm *vm,
 	return 0;
 }
 
+/*
+ * The embedder's side of the downtime estimate: what the stop hook costs.
+ * The writers park at their next check, which takes longer on a loaded
+ * machine, so pause and resume them a few times and declare the slowest
+ * (stop-cost, rounded up to the ms), unless the user set it.
+ */
+static void declare_stop_cost(struct guest *g, mfd_config *scfg)
+{
+	char v[32];
+	uint64_t worst = 0;
+
+	if (!g || mfd_config_get(scfg, "stop-cost", v, sizeof(v)) ||
+	    strcmp(v, "0ms"))
+		return;
+	for (int i = 0; i < 3; i++) {
+		uint64_t t = now_ns();
+
+		guest_pause(g);
+		t = now_ns() - t;
+		guest_resume(g);
+		if (t > worst)
+			worst = t;
+	}
+	snprintf(v, sizeof(v), "%" PRIu64 "ms", (worst + 999999) / 1000000);
+	(void)mfd_config_set(scfg, "stop-cost", v);
+}
+
 static void check_ram(const struct vm *vm, struct local_result *res)
 {
 	uint64_t t = now_ns();
@@ -407,7 +434,7 @@ static bool outputs(const struct bench_opts *o, const struct vm *vm,
 	return failed;
 }
 
-int local_run(const struct bench_opts *o, const mfd_config *scfg,
+int local_run(const struct bench_opts *o, mfd_config *scfg,
 	      const mfd_config *dcfg)
 {
 	struct local_result *res = calloc(1, sizeof(*res));
@@ -428,6 +455,7 @@ int local_run(const struct bench_opts *o, const mfd_config *scfg,
 		err = start_guest(o, vm, res);
 	if (err || done)
 		goto out;
+	declare_stop_cost(res->hooks.guest, scfg);
 
 	migrate(o, vm, scfg, dcfg, res);
 	guest_during(res);

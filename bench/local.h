@@ -36,7 +36,7 @@ struct local_result {
 };
 
 /* Runs it; returns the process exit status (0 ok, 1 failed). */
-int local_run(const struct bench_opts *o, const mfd_config *scfg,
+int local_run(const struct bench_opts *o, mfd_config *scfg,
 	      const mfd_config *dcfg);
 
 /* The error that ended the run first: setup, source, destination; 0. */

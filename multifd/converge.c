@@ -86,9 +86,10 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 		(double)last->dirty_bytes * wire_ratio(in), est->bandwidth_bps);
 	part[MFD_DOWN_DEVICE] = at_bandwidth((double)last->device_stop_bytes,
 					     est->bandwidth_bps);
-	/* The source hashes while its pages leave, so only the rest of its
-	 * digest time shows; the destination hashes after the last page. */
-	uint64_t send = part[MFD_DOWN_RAM] + part[MFD_DOWN_DEVICE];
+	/* The source hashes while its pages leave (after it queued the
+	 * device state), so only the rest of its digest time shows; the
+	 * destination hashes after the last page. */
+	uint64_t send = part[MFD_DOWN_RAM];
 	uint64_t src_digest = in->verify_ns > send ? in->verify_ns - send : 0;
 	part[MFD_DOWN_END] = in->rtt_ns + src_digest + in->verify_ns;
 	int over = MFD_DOWN_NONE;

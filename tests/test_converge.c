@@ -276,7 +276,7 @@ static void test_estimate_recorded_loopback(void **state)
 
 /* Every part: 5 ms stop, 2 ms sync, 30 MB of raw pages and 100 MB of
  * device state at 1 GB/s, 1 ms round trip, 50 ms of digests per side
- * (hidden on the source behind the 130 ms of sending). */
+ * (30 ms of them hidden on the source behind the pages). */
 static void test_estimate_parts(void **state)
 {
 	(void)state;
@@ -294,15 +294,15 @@ static void test_estimate_parts(void **state)
 	assert_int_equal(e.part_ns[MFD_DOWN_SYNC], 2 * MS);
 	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 30 * MS);
 	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 100 * MS);
-	assert_int_equal(e.part_ns[MFD_DOWN_END], 51 * MS);
-	assert_int_equal(e.total_ns, 188 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 71 * MS);
+	assert_int_equal(e.total_ns, 208 * MS);
 	assert_int_equal(e.over, MFD_DOWN_NONE);
 	/* Digests longer than the sending: the rest shows on the source,
 	 * then the destination's whole. */
 	in.verify_ns = 200 * MS;
 	mfd__converge_estimate(&in, 300 * MS, &e);
-	assert_int_equal(e.part_ns[MFD_DOWN_END], (1 + 70 + 200) * MS);
-	assert_int_equal(e.total_ns, (5 + 2 + 30 + 100 + 271) * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], (1 + 170 + 200) * MS);
+	assert_int_equal(e.total_ns, (5 + 2 + 30 + 100 + 371) * MS);
 	assert_int_equal(e.over, MFD_DOWN_END);
 }
 
