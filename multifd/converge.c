@@ -24,7 +24,7 @@ void mfd__converge_settings_from(struct mfd__converge_settings *set,
  * sent at least this much: the short rounds near convergence (a few
  * hundred pages) spend more of their time starting and syncing than
  * sending, and alone would predict a fraction of the link. */
-#define RECENT_BYTES (64ULL << 20)
+#define RECENT_BYTES (16ULL << 20)
 /* A part without a bandwidth to divide by: more than any limit. */
 #define NO_ESTIMATE (UINT64_MAX / 8)
 
@@ -33,21 +33,34 @@ static bool timed(const mfd_round_stats *r)
 	return r->ns > TIMED_NS && r->bytes > 0;
 }
 
-/* Bytes over time of the latest timed rounds, back until RECENT_BYTES: a
- * short round weighs by its time, not as one vote. */
-static uint64_t bandwidth(const struct mfd__converge_in *in)
+/* Bytes over time of the latest timed rounds from round `from`, back until
+ * RECENT_BYTES: a short round weighs by its time, not as one vote. */
+static double recent(const struct mfd__converge_in *in, unsigned from,
+		     double *ns)
 {
-	double bytes = 0, ns = 0;
-	unsigned used = 0;
-	for (unsigned i = in->nrounds; i-- > 0 && bytes < RECENT_BYTES;) {
+	double bytes = 0;
+	*ns = 0;
+	for (unsigned i = in->nrounds; i-- > from && bytes < RECENT_BYTES;) {
 		const mfd_round_stats *r = &in->rounds[i];
 		if (!timed(r))
 			continue;
 		bytes += (double)r->bytes;
-		ns += (double)r->ns;
-		used++;
+		*ns += (double)r->ns;
 	}
-	return used ? (uint64_t)(bytes * 1e9 / ns) : 0;
+	return bytes;
+}
+
+/* Round 0 is the first pass: every page lands on destination memory that
+ * was never touched (its page faults set the pace on a fast link), and it
+ * carries the image's zero pages. The final pass resends pages the
+ * destination holds, as the later rounds do: once they have sent enough,
+ * round 0 no longer counts. */
+static uint64_t bandwidth(const struct mfd__converge_in *in)
+{
+	double ns, bytes = recent(in, 1, &ns);
+	if (bytes < RECENT_BYTES)
+		bytes = recent(in, 0, &ns);
+	return ns > 0 ? (uint64_t)(bytes * 1e9 / ns) : 0;
 }
 
 /* Wire bytes per byte of page in the latest timed round that sent pages:

@@ -328,10 +328,10 @@ static void test_estimate_packet_mix(void **state)
 }
 
 /* The bandwidth is bytes over time of the latest timed rounds back until
- * 64 MiB: older rounds and untimed ones do not count, short ones count by
- * their time. Recorded near convergence (uffd-wp, 1 device, loaded
- * machine): rounds of a few hundred pages ran at 56..3600 MB/s, while
- * the link moved 753 MB/s in round 0. */
+ * 16 MiB: older rounds and untimed ones do not count, short ones count by
+ * their time; round 0 only when the later ones sent less than that. Recorded
+ * near convergence (uffd-wp, 1 device, loaded machine): rounds of a few hundred
+ * pages ran at 56..3600 MB/s, while the link moved 753 MB/s in round 0. */
 static void test_estimate_recent_bandwidth(void **state)
 {
 	(void)state;
@@ -345,7 +345,8 @@ static void test_estimate_recent_bandwidth(void **state)
 	struct mfd__converge_in in = est_in(r, 5, &defaults);
 	struct mfd__estimate e;
 	mfd__converge_estimate(&in, 300 * MS, &e);
-	assert_int_equal(e.bandwidth_bps, 70000000ULL * 1000 / 130);
+	/* rounds 4 and 2: 20 MB in 30 ms, enough (16 MiB) */
+	assert_int_equal(e.bandwidth_bps, 666666666);
 	/* The recorded tail: 82176 bytes in 1.458 ms, 586968 in 1.603 ms,
 	 * 418704 in 0.872 ms, 648528 in 1.881 ms after a round 0 of
 	 * 1683865664 bytes in 2235.834 ms (and more, elided). */
@@ -368,6 +369,26 @@ static void test_estimate_recent_bandwidth(void **state)
 	assert_int_equal(e.bandwidth_bps, 0);
 	assert_true(e.part_ns[MFD_DOWN_RAM] > 3600000 * MS);
 	assert_int_equal(e.over, MFD_DOWN_RAM);
+}
+
+/* Round 0 lands on untouched destination memory; recorded on loopback
+ * (1 GiB mix, 2026-12-07): round 0 ran at 1445.6 MB/s, the final pass at
+ * 6652.5 MB/s. A later round of 50 MB at 2.5 GB/s replaces round 0's
+ * figure; one of 8 MB (under 16 MiB) joins it instead. */
+static void test_estimate_first_pass(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 902260816, 624149000, 0),
+				rnd(1, 0, 50000000, 20 * MS, 16000000) };
+	struct mfd__converge_in in = est_in(r, 2, &defaults);
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps, 2500000000ULL);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 6400000);
+	r[1] = rnd(1, 0, 8000000, 4 * MS, 16000000);
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps,
+			 (uint64_t)(910260816.0 * 1e9 / 628149000.0));
 }
 
 /* The budget: pages that fit are not enough when the devices' stop-copy
@@ -467,6 +488,7 @@ int main(void)
 		cmocka_unit_test(test_estimate_parts),
 		cmocka_unit_test(test_estimate_packet_mix),
 		cmocka_unit_test(test_estimate_recent_bandwidth),
+		cmocka_unit_test(test_estimate_first_pass),
 		cmocka_unit_test(test_budget_names_device),
 		cmocka_unit_test(test_budget_fixed_cost),
 		cmocka_unit_test(test_settings_from_config),
