@@ -357,6 +357,33 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "dirty-limit",
+		.type = MFD__CFG_BOOL,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(dirty_limit),
+		.doc = "Throttle only the vCPUs that dirty memory faster than "
+		       "vcpu-dirty-limit, each through the throttle_vcpu hook "
+		       "(QEMU 8.1's dirty-limit), instead of the whole guest; "
+		       "it engages when auto-converge would (throttle-trigger-"
+		       "threshold) and replaces it. Needs the hook and "
+		       "mfd_source_set_vcpu_range(); without them nothing is "
+		       "throttled.",
+	},
+	{
+		.section = "migration",
+		.name = "vcpu-dirty-limit",
+		.type = MFD__CFG_UINT,
+		.def = "1",
+		.min = 1,
+		.max = 1000000,
+		FIELD(vcpu_dirty_limit),
+		.doc = "Dirty-limit's target: MB/s of pages one vCPU may dirty "
+		       "while it is throttled.",
+	},
+	{
+		.section = "migration",
 		.name = "cpu-throttle-initial",
 		.type = MFD__CFG_UINT,
 		.def = "20",

@@ -44,6 +44,8 @@ struct mfd_config {
 	uint32_t dirty_tracker;	     /* enum mfd__tracker_kind */
 	uint64_t max_bandwidth;	     /* bytes/s before switchover, 0 = any */
 	bool auto_converge;	     /* throttle the guest when needed */
+	bool dirty_limit;	     /* throttle only the fast vCPUs */
+	uint32_t vcpu_dirty_limit;   /* MB/s per vCPU under dirty-limit */
 	uint32_t throttle_initial;   /* percent */
 	uint32_t throttle_increment; /* percent per step */
 	uint32_t throttle_max;	     /* percent */

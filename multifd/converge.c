@@ -10,7 +10,10 @@ void mfd__converge_settings_from(struct mfd__converge_settings *set,
 		.max_rounds = cfg->max_rounds,
 		.precopy_timeout_ms = cfg->precopy_timeout_ms,
 		.cancel_on_timeout = cfg->timeout_policy == MFD__POLICY_CANCEL,
-		.auto_converge = cfg->auto_converge,
+		.auto_converge = cfg->auto_converge && !cfg->dirty_limit,
+		.dirty_limit = cfg->dirty_limit,
+		.vcpu_dirty_limit_bps =
+			(uint64_t)cfg->vcpu_dirty_limit * 1000000,
 		.throttle_threshold = cfg->throttle_threshold,
 		.throttle_initial = cfg->throttle_initial,
 		.throttle_increment = cfg->throttle_increment,
@@ -147,6 +150,25 @@ static uint32_t next_throttle(const struct mfd__converge_in *in)
 	return pct > set->throttle_max ? set->throttle_max : pct;
 }
 
+void mfd__dirty_limit(const uint64_t *rate_bps, const uint32_t *cur, unsigned n,
+		      uint64_t limit_bps, uint32_t max_pct, uint32_t *out)
+{
+	for (unsigned i = 0; i < n; i++) {
+		out[i] = cur[i];
+		if (rate_bps[i] <= limit_bps)
+			continue;
+		double run = (100.0 - cur[i]) * (double)limit_bps /
+			     (double)rate_bps[i];
+		double pct = 100.0 - run;
+		uint32_t p = pct >= (double)max_pct ? max_pct
+						    : (uint32_t)(pct + 0.999);
+		if (p > max_pct)
+			p = max_pct;
+		if (p > out[i])
+			out[i] = p;
+	}
+}
+
 void mfd__converge_decide(const struct mfd__converge_in *in,
 			  struct mfd__converge_out *out)
 {
@@ -157,6 +179,7 @@ void mfd__converge_decide(const struct mfd__converge_in *in,
 	out->bandwidth_bps = out->est.bandwidth_bps;
 	out->expected_downtime_ns = out->est.total_ns;
 	out->throttle = in->throttle;
+	out->dirty_limit = false;
 	/* A budget: the whole predicted downtime, fixed costs included,
 	 * must fit, not only the pages. */
 	if (out->est.over == MFD_DOWN_NONE) {
@@ -167,6 +190,8 @@ void mfd__converge_decide(const struct mfd__converge_in *in,
 	/* Throttling still applies in the round that reaches a limit, as
 	 * it always did: the hook sees the step, then 0 at the end. */
 	out->throttle = next_throttle(in);
+	out->dirty_limit =
+		set->dirty_limit && (in->dirty_limit_on || too_fast(in, last));
 	out->action = out->throttle != in->throttle ? MFD__CONV_THROTTLE
 						    : MFD__CONV_CONTINUE;
 	out->reason = out->action == MFD__CONV_THROTTLE ? "auto-converge"

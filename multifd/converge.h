@@ -21,7 +21,9 @@ struct mfd__converge_settings {
 	uint32_t max_rounds;	     /* rounds before the timeout policy */
 	uint64_t precopy_timeout_ms; /* 0: none */
 	bool cancel_on_timeout;	     /* timeout-policy: cancel, else force */
-	bool auto_converge;
+	bool auto_converge;	     /* off when dirty_limit is on */
+	bool dirty_limit;	     /* per-vCPU throttles instead */
+	uint64_t vcpu_dirty_limit_bps;
 	uint32_t throttle_threshold; /* dirtied > this % of sent: too fast */
 	uint32_t throttle_initial;   /* percent */
 	uint32_t throttle_increment; /* percent per step */
@@ -41,6 +43,7 @@ struct mfd__converge_in {
 	uint64_t stop_ns;    /* stop hook: declared, else last call, else 0 */
 	uint64_t rtt_ns;     /* a request and its answer on the main channel */
 	uint64_t verify_ns;  /* one side's digests of all RAM; 0: verify off */
+	bool dirty_limit_on; /* dirty-limit engaged in an earlier round */
 	const struct mfd__converge_settings *set;
 };
 
@@ -82,6 +85,9 @@ struct mfd__converge_out {
 	 * that did not fit. */
 	const char *reason;
 	uint32_t throttle; /* percent that should be in force now */
+	/* Dirty-limit: set the per-vCPU throttles (mfd__dirty_limit) after
+	 * this round: engaged by a round that dirtied too fast, then on. */
+	bool dirty_limit;
 	/* The estimate the decision rests on (est.total_ns against
 	 * downtime-limit); bandwidth_bps and expected_downtime_ns repeat
 	 * its bandwidth and total. */
@@ -92,6 +98,18 @@ struct mfd__converge_out {
 
 void mfd__converge_settings_from(struct mfd__converge_settings *set,
 				 const struct mfd_config *cfg);
+/*
+ * Dirty-limit, per vCPU: rate_bps[i] is what vCPU i dirtied over the last
+ * round while cur[i] percent was in force. A vCPU above limit_bps gets the
+ * throttle that brings it to the limit if its dirtying scales with the
+ * time it runs, (100 - cur) * limit / rate of the time, so
+ * out = 100 - that, rounded up, capped at max_pct, and never below cur. A
+ * vCPU at or under the limit keeps cur (lowering it would let it climb
+ * over again the next round). Pure: out[i] for each of the n vCPUs.
+ */
+void mfd__dirty_limit(const uint64_t *rate_bps, const uint32_t *cur, unsigned n,
+		      uint64_t limit_bps, uint32_t max_pct, uint32_t *out);
+
 /* The estimate alone (pure, as the decision); limit_ns decides est->over. */
 void mfd__converge_estimate(const struct mfd__converge_in *in,
 			    uint64_t limit_ns, struct mfd__estimate *est);

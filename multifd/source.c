@@ -54,7 +54,21 @@ struct mfd_source {
 	unsigned nrounds, cap_rounds;
 
 	struct mfd__devsave ds; /* device state: migration thread only */
+
+	/* Dirty-limit: who writes where (set before start), and the
+	 * per-vCPU throttles in force (migration thread). */
+	struct vcpu_range *vranges;
+	unsigned nvranges, nvcpus; /* nvcpus: highest vcpu + 1 */
+	uint32_t vcpu_pct[MFD_MAX_VCPUS];
+	bool dirty_limit_on;
 };
+
+struct vcpu_range {
+	unsigned vcpu, block;
+	uint64_t first, npages; /* pages of the block */
+};
+
+#define MAX_VCPU_RANGES 4096
 
 int mfd_source_new(mfd_source **out, const mfd_config *cfg,
 		   const mfd_source_hooks *hooks)
@@ -90,6 +104,7 @@ void mfd_source_free(mfd_source *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s->rounds);
+	free(s->vranges);
 	free(s);
 }
 
@@ -99,6 +114,36 @@ int mfd_source_add_block(mfd_source *s, const char *name, void *host,
 	if (!s)
 		return -EINVAL;
 	return mfd__session_add_block(&s->ss, name, host, size, page_size);
+}
+
+int mfd_source_set_vcpu_range(mfd_source *s, unsigned vcpu, unsigned block,
+			      uint64_t offset, uint64_t len)
+{
+	if (!s || vcpu >= MFD_MAX_VCPUS || block >= s->ss.nblocks || !len)
+		return -EINVAL;
+	const struct mfd__ramblock *rb = &s->ss.blocks[block];
+	if (offset > rb->size || len > rb->size - offset)
+		return -EINVAL;
+	if (s->ss.running)
+		return MFD_ESTATE;
+	if (s->nvranges == MAX_VCPU_RANGES)
+		return -ENOSPC;
+	struct vcpu_range *n =
+		realloc(s->vranges, (s->nvranges + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	s->vranges = n;
+	uint64_t first = offset / rb->page_size;
+	n[s->nvranges++] = (struct vcpu_range){
+		.vcpu = vcpu,
+		.block = block,
+		.first = first,
+		.npages = (offset + len + rb->page_size - 1) / rb->page_size -
+			  first,
+	};
+	if (vcpu + 1 > s->nvcpus)
+		s->nvcpus = vcpu + 1;
+	return 0;
 }
 
 /* ---- device state (devsave.c) ---- */
@@ -447,6 +492,63 @@ static int set_throttle(mfd_source *s, int pct)
 	return 0;
 }
 
+static int set_vcpu_throttle(mfd_source *s, unsigned vcpu, uint32_t pct)
+{
+	if (!s->hooks.throttle_vcpu || pct == s->vcpu_pct[vcpu])
+		return 0;
+	int ret = s->hooks.throttle_vcpu(s->hooks.opaque, vcpu, (int)pct);
+	if (ret < 0) {
+		mfd__err("throttle_vcpu hook (vCPU %u, %u%%) failed: %d", vcpu,
+			 pct, ret);
+		return MFD_EHOOK;
+	}
+	s->vcpu_pct[vcpu] = pct;
+	uint32_t n = 0;
+	for (unsigned v = 0; v < s->nvcpus; v++)
+		n += s->vcpu_pct[v] > 0;
+	STAT_SET(s->ss.st.vcpus_throttled, n);
+	if (pct > STAT_GET(s->ss.st.vcpu_throttle_max_pct))
+		STAT_SET(s->ss.st.vcpu_throttle_max_pct, pct);
+	return 0;
+}
+
+/*
+ * Dirty-limit after a dirty sync: each vCPU's dirty rate over the round
+ * (the pages now dirty in its ranges, over the time since the sync
+ * before), and the per-vCPU throttles (converge.c) through the hook.
+ */
+static int apply_dirty_limit(mfd_source *s, uint64_t round_ns)
+{
+	uint64_t bytes[MFD_MAX_VCPUS] = { 0 }, rate[MFD_MAX_VCPUS];
+	uint32_t pct[MFD_MAX_VCPUS];
+	if (!s->nvcpus || !s->hooks.throttle_vcpu || !round_ns)
+		return 0;
+	s->dirty_limit_on = true;
+	for (unsigned i = 0; i < s->nvranges; i++) {
+		const struct vcpu_range *r = &s->vranges[i];
+		const struct mfd__ramblock *rb = &s->ss.blocks[r->block];
+		bytes[r->vcpu] += mfd__bitmap_count_range(&rb->dirty, r->first,
+							  r->npages) *
+				  rb->page_size;
+	}
+	for (unsigned v = 0; v < s->nvcpus; v++)
+		rate[v] = (uint64_t)((double)bytes[v] * 1e9 / (double)round_ns);
+	mfd__dirty_limit(rate, s->vcpu_pct, s->nvcpus,
+			 (uint64_t)s->ss.cfg.vcpu_dirty_limit * 1000000,
+			 s->ss.cfg.throttle_max, pct);
+	for (unsigned v = 0; v < s->nvcpus; v++) {
+		if (pct[v] != s->vcpu_pct[v])
+			mfd__info("dirty-limit: vCPU %u dirtied %.1f MB/s "
+				  "(limit %u): throttle %u%%",
+				  v, (double)rate[v] / 1e6,
+				  s->ss.cfg.vcpu_dirty_limit, pct[v]);
+		int ret = set_vcpu_throttle(s, v, pct[v]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 /* Under s->lock: appends r (dropped when there is no memory for it);
  * the record in place, or NULL. */
 static mfd_round_stats *append_round(mfd_source *s, const mfd_round_stats *r)
@@ -492,6 +594,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 				   : s->stop_ns,
 		.rtt_ns = s->rtt_ns,
 		.verify_ns = s->verify_ns,
+		.dirty_limit_on = s->dirty_limit_on,
 		.set = &set
 	};
 	mfd__converge_decide(&in, out);
@@ -677,10 +780,10 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 				mfd__devset_stop_copy_size(&s->ds.set);
 		rec.dirty_bytes = pending;
 		rec.dirty_pages = pending / s->ss.blocks[0].page_size;
-		rec.dirty_rate_bps =
-			now > t_sync ? (uint64_t)((double)pending * 1e9 /
-						  (double)(now - t_sync))
-				     : 0;
+		uint64_t window = now - t_sync;
+		rec.dirty_rate_bps = window ? (uint64_t)((double)pending * 1e9 /
+							 (double)window)
+					    : 0;
 		t_sync = now;
 		struct mfd__converge_out out;
 		end_round(s, &rec, now - t_begin, &out);
@@ -689,6 +792,8 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		STAT_SET(s->ss.st.expected_downtime_ns,
 			 out.expected_downtime_ns);
 		ret = precopy_apply(s, &rec, &out);
+		if (!ret && out.dirty_limit)
+			ret = apply_dirty_limit(s, window);
 	}
 	*round_out = round;
 	return ret < 0 ? ret : 0;
@@ -888,6 +993,10 @@ static void untrack(mfd_source *s)
 	s->tracking = false;
 	if (s->throttle)
 		set_throttle(s, 0);
+	for (unsigned v = 0; v < s->nvcpus; v++)
+		if (s->vcpu_pct[v])
+			set_vcpu_throttle(s, v, 0);
+	s->dirty_limit_on = false;
 }
 
 /* After a failure: the first cause, told to the destination; the guest
@@ -1002,6 +1111,8 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->rp_up = false;
 	s->rp_done = false;
 	s->throttle = 0;
+	memset(s->vcpu_pct, 0, sizeof(s->vcpu_pct));
+	s->dirty_limit_on = false;
 	pthread_mutex_lock(&s->lock);
 	s->nrounds = 0;
 	pthread_mutex_unlock(&s->lock);

@@ -455,6 +455,83 @@ static void test_budget_fixed_cost(void **state)
 	assert_string_equal(mfd_down_part_name(MFD_DOWN_END + 1), "?");
 }
 
+/* Dirty-limit per vCPU: 4 writers at 40, 10, 2 and 0 MB/s against a 5 MB/s
+ * limit. The first two get the throttle that brings them to 5 MB/s if
+ * their dirtying scales with their run time; the others stay unthrottled.
+ * Measured again at those throttles, a vCPU still over the limit steps
+ * up from where it is; one under it keeps its throttle; the cap holds. */
+static void test_dirty_limit_per_vcpu(void **state)
+{
+	(void)state;
+	const uint64_t MB = 1000000;
+	uint64_t rate[4] = { 40 * MB, 10 * MB, 2 * MB, 0 };
+	uint32_t cur[4] = { 0 }, out[4];
+	mfd__dirty_limit(rate, cur, 4, 5 * MB, 99, out);
+	assert_int_equal(out[0], 88); /* runs 12.5 % of the time */
+	assert_int_equal(out[1], 50);
+	assert_int_equal(out[2], 0);
+	assert_int_equal(out[3], 0);
+	memcpy(cur, out, sizeof(cur));
+	uint64_t again[4] = { 6 * MB, 4 * MB, 2 * MB, 0 };
+	mfd__dirty_limit(again, cur, 4, 5 * MB, 99, out);
+	assert_int_equal(out[0], 90); /* 100 - 12 x 5/6 = 90, rounded up */
+	assert_int_equal(out[1], 50);
+	assert_int_equal(out[2], 0);
+	uint64_t huge[1] = { 100000 * MB };
+	uint32_t c1[1] = { 0 }, o1[1];
+	mfd__dirty_limit(huge, c1, 1, 1 * MB, 60, o1);
+	assert_int_equal(o1[0], 60);
+	/* Exactly at the limit: not throttled. */
+	uint64_t at[1] = { 5 * MB };
+	mfd__dirty_limit(at, c1, 1, 5 * MB, 99, o1);
+	assert_int_equal(o1[0], 0);
+}
+
+/* Dirty-limit engages on a round that dirtied too fast and replaces
+ * auto-converge: no global throttle, the per-vCPU one requested; once
+ * engaged it stays on; never when switching over. */
+static void test_dirty_limit_engages(void **state)
+{
+	(void)state;
+	struct mfd__converge_settings set = defaults;
+	set.dirty_limit = true;
+	set.auto_converge = false;
+	mfd_round_stats r[] = {
+		rnd(0, 0, 1000000000, 1000 * MS, 600000000),
+		rnd(1, 0, 600000000, 600 * MS, 500000000),
+	};
+	struct mfd__converge_in in = est_in(r, 2, &set);
+	struct mfd__converge_out o;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_int_equal(o.throttle, 0);
+	assert_true(o.dirty_limit);
+	/* Under the threshold: not engaged, unless it already is. */
+	set.downtime_limit_ms = 100;
+	r[1].dirty_bytes = 200000000; /* a third of what was sent */
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_false(o.dirty_limit);
+	in.dirty_limit_on = true;
+	mfd__converge_decide(&in, &o);
+	assert_true(o.dirty_limit);
+	r[1].dirty_bytes = 1000;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
+	assert_false(o.dirty_limit);
+	/* The settings: dirty-limit turns auto-converge off. */
+	struct mfd_config cfg;
+	mfd__config_defaults(&cfg);
+	cfg.auto_converge = true;
+	cfg.dirty_limit = true;
+	cfg.vcpu_dirty_limit = 7;
+	struct mfd__converge_settings s2;
+	mfd__converge_settings_from(&s2, &cfg);
+	assert_false(s2.auto_converge);
+	assert_true(s2.dirty_limit);
+	assert_int_equal(s2.vcpu_dirty_limit_bps, 7000000);
+}
+
 /* The settings follow the config keys. */
 static void test_settings_from_config(void **state)
 {
@@ -491,6 +568,8 @@ int main(void)
 		cmocka_unit_test(test_estimate_first_pass),
 		cmocka_unit_test(test_budget_names_device),
 		cmocka_unit_test(test_budget_fixed_cost),
+		cmocka_unit_test(test_dirty_limit_per_vcpu),
+		cmocka_unit_test(test_dirty_limit_engages),
 		cmocka_unit_test(test_settings_from_config),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

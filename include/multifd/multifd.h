@@ -302,6 +302,10 @@ typedef struct mfd_stats {
 	uint64_t expected_end_ns;
 	uint64_t down_stop_ns;
 	uint32_t over_part;
+	/* Source, dirty-limit: vCPUs throttled now, and the highest
+	 * per-vCPU throttle applied. */
+	uint32_t vcpus_throttled;
+	uint32_t vcpu_throttle_max_pct;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,
@@ -379,6 +383,14 @@ typedef struct mfd_source_hooks {
 	 */
 	int (*sync_dirty)(void *opaque, unsigned block, uint64_t *bitmap,
 			  uint64_t npages);
+	/*
+	 * Optional, dirty-limit: slow vCPU vcpu alone to percent (0 = none),
+	 * as throttle() does for all. Called after a dirty sync for the vCPUs
+	 * whose dirty rate (pages in the ranges of mfd_source_set_vcpu_range)
+	 * is above vcpu-dirty-limit, with values that bring it there, and
+	 * with 0 for each throttled vCPU when the migration ends.
+	 */
+	int (*throttle_vcpu)(void *opaque, unsigned vcpu, int percent);
 } mfd_source_hooks;
 
 /* The config is copied; hooks are copied. */
@@ -402,6 +414,23 @@ MFD_API int mfd_source_add_block(mfd_source *src, const char *name, void *host,
  */
 MFD_API int mfd_source_mark_dirty(mfd_source *src, unsigned block,
 				  uint64_t offset, uint64_t len);
+
+/* vCPUs dirty-limit can tell apart (vcpu < MFD_MAX_VCPUS). */
+#define MFD_MAX_VCPUS 256
+
+/*
+ * Dirty-limit's attribution: vCPU vcpu is the one that writes the pages
+ * [offset, offset+len) of block (a guest whose vCPUs own memory ranges,
+ * as the bench's writers do; a hypervisor with a per-vCPU dirty log, such
+ * as the KVM dirty ring, gives each vCPU the ranges it wrote since the
+ * last sync). Pages dirty at a sync count for every vCPU whose range
+ * holds them, whichever tracker found them. Before mfd_source_start();
+ * a vCPU may own several ranges. -EINVAL for a bad vcpu, block or range,
+ * -ENOSPC past 4096 ranges, MFD_ESTATE while migrating.
+ */
+MFD_API int mfd_source_set_vcpu_range(mfd_source *src, unsigned vcpu,
+				      unsigned block, uint64_t offset,
+				      uint64_t len);
 
 /*
  * Start migrating to uri ("tcp:HOST:PORT"). Returns once the migration
