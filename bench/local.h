@@ -31,6 +31,8 @@ struct local_result {
 	struct sampler *sampler; /* timeline and progress line */
 	/* Guest workload */
 	double work_before, work_during, work_after; /* per second */
+	double reader_before, reader_during; /* readers' work per second */
+	uint64_t reader_work_at_start;
 	uint64_t writes;
 	uint64_t work_at_start;
 };

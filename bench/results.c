@@ -250,6 +250,21 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 							    res->work_before)
 				   : 0,
 			   1);
+		report_u64(r, "readers", o->guest.readers);
+		report_f64(r, "reader_work_before", res->reader_before / 1e6,
+			   2);
+		report_f64(r, "reader_work_during", res->reader_during / 1e6,
+			   2);
+		report_f64(r, "reader_slowdown_pct",
+			   res->reader_before > 0
+				   ? 100.0 * (1.0 - res->reader_during /
+							    res->reader_before)
+				   : 0,
+			   1);
+		report_bool(r, "dirty_limit",
+			    config_bool(cfg, "dirty-limit", 0));
+		report_u64(r, "vcpu_throttle_max_pct",
+			   (uint64_t)res->hooks.vcpu_throttle_max);
 	}
 	report_rounds(r, &res->run);
 }
