@@ -362,18 +362,22 @@ static int sim_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
 	return 0;
 }
 
-/* What STOP_COPY would send now: every unit whose version has not been
- * sent, and the rest of a record in progress. */
+/* What STOP_COPY would send now: in a data session, every unit whose
+ * version has not been sent and the rest of a record in progress; outside
+ * one (a new session sends everything), every unit. */
 static int sim_stop_copy_size(void *opaque, uint64_t *bytes)
 {
 	struct mfd_simdev *d = opaque;
 	pthread_mutex_lock(&d->lock);
 	advance(d);
+	bool session = d->state == MFD_DEV_PRE_COPY ||
+		       d->state == MFD_DEV_PRE_COPY_P2P ||
+		       d->state == MFD_DEV_STOP_COPY;
 	uint64_t n = 0;
 	for (uint32_t u = 0; u < d->nunits; u++)
-		if (d->sent[u] != d->ver[u])
+		if (!session || d->sent[u] != d->ver[u])
 			n += REC_HDR + unit_len(d, u);
-	if (d->in_rec)
+	if (session && d->in_rec)
 		n += REC_HDR + d->rec_len - d->rec_off;
 	*bytes = n;
 	pthread_mutex_unlock(&d->lock);
