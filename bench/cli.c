@@ -119,10 +119,12 @@ static void bench_usage(FILE *f)
 		"pages\n"
 		"                        (cold runs: --dest-populate off)\n"
 		"A real KVM guest instead (--vm kvm, bench/kvm/; needs "
-		"/dev/kvm; local\n"
-		"runs; --ram defaults to 32M, --guest-measure-ms is the "
-		"guest's work rate\n"
-		"window before and after):\n"
+		"/dev/kvm; local runs\n"
+		"and dest/source, where the destination needs no --kernel "
+		"but the same\n"
+		"--ram and --vcpus; --ram defaults to 32M, --guest-measure-ms "
+		"is the guest's\n"
+		"work rate window before and after):\n"
 		"  --vm sim|kvm          the VM model (default sim)\n"
 		"  --kernel GUEST.elf    ELF kernel, PVH note or 64-bit entry "
 		"(e.g.\n"
@@ -704,12 +706,12 @@ static void check_args(int argc, char **argv, struct bench_opts *o)
 		usage_error("--announce-if: the destination of a local run "
 			    "or of dest mode only");
 	if (o->kvm.on) {
-		if (!o->kvm.kernel && !o->print_config)
+		/* The destination restores the guest the source sends. */
+		if (!o->kvm.kernel && !o->print_config && o->mode != MODE_DEST)
 			usage_error("--vm kvm needs --kernel GUEST.elf");
-		if (o->mode != MODE_LOCAL || strcmp(o->transport, "tcp") ||
-		    o->dev.n || o->guest.writers)
-			usage_error("--vm kvm: local runs over tcp only, "
-				    "without --devices or --writers");
+		if (strcmp(o->transport, "tcp") || o->dev.n || o->guest.writers)
+			usage_error("--vm kvm: over tcp only, without "
+				    "--devices or --writers");
 		if (!o->ram_given)
 			o->ram_bytes = 32ULL << 20;
 	}

@@ -79,8 +79,8 @@ static int run(const struct bench_opts *o, mfd_config *scfg,
 		return 1;
 	}
 	if (o->kvm.on) /* a real KVM guest (bench/kvm/) */
-		return kvm_bench_run(&o->kvm, o->ram_bytes, o->measure_ms,
-				     scfg);
+		return kvm_bench_run(&o->kvm, o,
+				     o->mode == MODE_DEST ? dcfg : scfg);
 	if (o->mode != MODE_LOCAL)
 		return twohost_run(o, o->mode == MODE_SOURCE ? scfg : dcfg);
 	return local_run(o, scfg, dcfg);

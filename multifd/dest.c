@@ -582,6 +582,7 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 			return ret ? ret : 1;
 		case MFD_CTL_ERROR:
 			ret = mfd__ctl_peer_error(payload, h.length, "source");
+			mfd__session_fail_peer(&d->ss, ret);
 			break;
 		default: /* a known type, not allowed here */
 			ret = MFD_EUNEXPECTED;
@@ -823,8 +824,10 @@ static int fail_load(mfd_dest *d, int ret)
 	if (d->main && !d->told && ret != MFD_EREMOTE) {
 		d->main->ops->set_timeout(d->main,
 					  d->ss.cfg.connect_timeout_ms);
+		/* The reason in full (e.g. which device count differs). */
+		const char *why = mfd__session_error_text(&d->ss);
 		mfd__ctl_send_error(d->main, ret, "destination: %s",
-				    mfd_strerror(ret));
+				    why[0] ? why : mfd_strerror(ret));
 		d->told = true;
 	}
 	/* Protocol 7.4: close after the source does, within

@@ -66,6 +66,8 @@ void mfd__session_reset(struct mfd__session *ss)
 	__atomic_store_n(&ss->error, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&ss->cancel, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&ss->reason_set, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&ss->peer_set, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&ss->peer_error, 0, __ATOMIC_RELAXED);
 	ss->reason[0] = 0;
 	mfd__stats_reset(&ss->st);
 }
@@ -102,10 +104,29 @@ int mfd__session_fail_why(struct mfd__session *ss, int err, const char *fmt,
 	return record(ss, err, why);
 }
 
+int mfd__session_fail_peer(struct mfd__session *ss, int err)
+{
+	const char *why = mfd__log_last_error();
+	int first = record(ss, err, why);
+	if (first == err || !mfd__peer_may_explain(first) || err == 0)
+		return first;
+	/* One explanation: the first peer ERROR is the only one sent. */
+	int expected = 0;
+	if (!__atomic_compare_exchange_n(&ss->peer_error, &expected, err, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return first;
+	snprintf(ss->peer_reason, sizeof(ss->peer_reason), "%s",
+		 why ? why : mfd_strerror(err));
+	__atomic_store_n(&ss->peer_set, 1, __ATOMIC_RELEASE);
+	return err;
+}
+
 int mfd__session_check(struct mfd__session *ss)
 {
 	if (__atomic_load_n(&ss->cancel, __ATOMIC_ACQUIRE))
 		record(ss, -ECANCELED, "cancelled by the hypervisor");
+	if (__atomic_load_n(&ss->peer_set, __ATOMIC_ACQUIRE))
+		return ss->peer_error;
 	return __atomic_load_n(&ss->error, __ATOMIC_ACQUIRE);
 }
 
@@ -121,6 +142,8 @@ bool mfd__session_cancel(struct mfd__session *ss)
 
 const char *mfd__session_error_text(struct mfd__session *ss)
 {
+	if (__atomic_load_n(&ss->peer_set, __ATOMIC_ACQUIRE))
+		return ss->peer_reason;
 	if (__atomic_load_n(&ss->reason_set, __ATOMIC_ACQUIRE))
 		return ss->reason;
 	return "";
@@ -178,4 +201,9 @@ bool mfd__is_transport_error(int err)
 	default:
 		return false;
 	}
+}
+
+bool mfd__peer_may_explain(int err)
+{
+	return mfd__is_transport_error(err) || err == -ECONNREFUSED;
 }

@@ -42,6 +42,12 @@ struct mfd__session {
 	 * the cause, then published by reason_set (release). */
 	int reason_set;
 	char reason[MFD__REASON_MAX];
+	/* The peer's own explanation of a failure first seen as a broken
+	 * connection (mfd__session_fail_peer): written once, then published
+	 * by peer_set (release); check and error_text prefer it. */
+	int peer_error;
+	int peer_set;
+	char peer_reason[MFD__REASON_MAX];
 
 	struct mfd__stats st;
 	uint64_t t_start;
@@ -70,7 +76,18 @@ int mfd__session_fail(struct mfd__session *ss, int err);
 /* The same with the reason given (and logged at error level). */
 int mfd__session_fail_why(struct mfd__session *ss, int err, const char *fmt,
 			  ...) __attribute__((format(printf, 3, 4)));
-/* The first cause (-ECANCELED once cancelled), or 0. Any thread. */
+/*
+ * The peer's ERROR message (err from mfd__ctl_peer_error, reason the line
+ * it logged): recorded as mfd__session_fail() does; when the first cause
+ * is one the peer may explain (mfd__peer_may_explain: a broken or refused
+ * connection, usually the effect of the failure the peer reports, e.g. a
+ * channel reset while its ERROR was on the way), the peer's cause and
+ * reason are what mfd__session_check() and mfd__session_error_text()
+ * report from then on. Any thread.
+ */
+int mfd__session_fail_peer(struct mfd__session *ss, int err);
+/* The first cause (-ECANCELED once cancelled), or 0; the peer's cause in
+ * its place, see mfd__session_fail_peer(). Any thread. */
 int mfd__session_check(struct mfd__session *ss);
 /* Marks the migration cancelled; false when none runs (nothing to do).
  * The caller then wakes what its threads wait on. Any thread. */
@@ -95,5 +112,9 @@ void mfd__session_snapshot(struct mfd__session *ss, mfd_stats *v);
  * one test.
  */
 bool mfd__is_transport_error(int err);
+/* A transport error, or a connection refused (the peer closed its
+ * listener after a failure): an effect the peer may explain in its ERROR
+ * (mfd__session_fail_peer). */
+bool mfd__peer_may_explain(int err);
 
 #endif /* MULTIFD_SESSION_H */

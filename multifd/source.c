@@ -218,6 +218,8 @@ static void return_path(mfd_source *s)
 		} else if (h.type == MFD_CTL_ERROR) {
 			ret = mfd__ctl_peer_error(payload, h.length,
 						  "destination");
+			/* Its reason replaces a reset it caused. */
+			mfd__session_fail_peer(&s->ss, ret);
 			source_fail(s, ret);
 		} else {
 			mfd__err("main channel: unexpected message type %u",
@@ -985,6 +987,26 @@ static void wait_return_path(mfd_source *s, unsigned ms)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/*
+ * In setup there is no return path yet: a destination that refused what
+ * was sent without an answer (DEVICES) has sent ERROR on main and closed
+ * the rest, so the data channels broke. Read that ERROR (or give up after
+ * ms): its reason is the one to report.
+ */
+static void read_peer_reason(mfd_source *s, unsigned ms)
+{
+	struct mfd__ctl_hdr h;
+	uint8_t *payload;
+	s->main->ops->set_timeout(s->main, ms);
+	if (mfd__ctl_recv(s->main, &h, &payload))
+		return;
+	if (h.type == MFD_CTL_ERROR)
+		mfd__session_fail_peer(
+			&s->ss,
+			mfd__ctl_peer_error(payload, h.length, "destination"));
+	free(payload);
+}
+
 /* Tracking and throttling end, whatever the outcome. */
 static void untrack(mfd_source *s)
 {
@@ -1008,6 +1030,8 @@ static int fail_migration(mfd_source *s, int ret)
 	 * reason a moment to arrive, it is the one to report. */
 	if (mfd__is_transport_error(ret) && s->rp_up)
 		wait_return_path(s, 2000);
+	else if (mfd__peer_may_explain(ret) && s->main)
+		read_peer_reason(s, 2000);
 	/* The first recorded cause wins. */
 	source_fail(s, ret);
 	ret = mfd__session_check(&s->ss);

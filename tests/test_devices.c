@@ -37,6 +37,7 @@ static uint64_t seed;
 struct rig {
 	struct tvm vm;
 	unsigned ndev;
+	unsigned dst_ndev; /* devices the destination registers; 0: ndev */
 	struct mfd_simdev *s[NDEV], *d[NDEV];
 	int stopped, resumed, loaded, failed, failed_err;
 };
@@ -114,7 +115,7 @@ static int run(struct rig *r, const char *const *kv, const struct devopts *o,
 	assert_int_equal(mfd_dest_add_block(vm->dst, "pc.ram",
 					    vm->blocks[0].dst, RAM, 4096),
 			 0);
-	for (unsigned i = 0; i < r->ndev; i++) {
+	for (unsigned i = 0; i < (r->dst_ndev ? r->dst_ndev : r->ndev); i++) {
 		snprintf(name, sizeof(name), "0000:00:%02x.0", i + 2);
 		assert_int_equal(mfd_dest_add_device(vm->dst, name,
 						     mfd_simdev_ops(r->d[i]),
@@ -443,6 +444,34 @@ static void test_bad_device_index(void **s)
 	hostile(12, 7, MFD_EDEVICE); /* block field = device index */
 }
 
+/*
+ * The destination registers one device fewer: it refuses DEVICES, which the
+ * source sends without waiting for an answer, and closes the rest, so the
+ * source's data channels break. The source must still report the
+ * destination's reason, not the broken connection, and run on.
+ */
+static void test_device_count_mismatch(void **s)
+{
+	(void)s;
+	const char *const kv[] = { "channels=2", NULL };
+	struct devopts o = { .state = 1 * MiB };
+	for (int rep = 0; rep < 5; rep++) {
+		struct rig r = { .ndev = NDEV, .dst_ndev = NDEV - 1 };
+		int dret;
+		int ret = run(&r, kv, &o, NULL, &dret);
+		assert_int_equal(ret, MFD_EDEVICE);
+		assert_int_equal(dret, MFD_EDEVICE);
+		const char *why = mfd_source_error_text(r.vm.src);
+		printf("# source: %s\n", why);
+		assert_non_null(strstr(why, "source has 3 devices, "
+					    "destination 2"));
+		assert_int_equal(r.loaded, 0);
+		assert_int_equal(r.failed, 1);
+		assert_int_equal(r.stopped, r.resumed);
+		rig_free(&r);
+	}
+}
+
 static void test_seq_out_of_window(void **s)
 {
 	(void)s;
@@ -463,6 +492,7 @@ int main(void)
 		cmocka_unit_test(test_fault_during_device_state),
 		cmocka_unit_test(test_bad_device_index),
 		cmocka_unit_test(test_seq_out_of_window),
+		cmocka_unit_test(test_device_count_mismatch),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -19,14 +19,19 @@ struct kvm_bench_opts {
 	uint32_t ring_entries; /* --ring-entries (0: the VMM's default) */
 };
 
+struct bench_opts;
+
 /*
- * Live-migrates the guest between two VMMs in this process with cfg on
- * both sides, after measure_ms of running, and watches it measure_ms
- * after. Prints the report; returns the exit status: 0 when the guest
- * runs on at the destination with 0 bad pages and its serial output goes
- * on; 77 when KVM is not usable here; 1 otherwise.
+ * Live-migrates the guest: in this process between two VMMs with cfg on
+ * both sides (MODE_LOCAL), or one half of a two-process run (dest: listen
+ * on --listen, restore and run; source: boot, run and migrate to
+ * --connect). The guest runs --guest-measure-ms before and is watched as
+ * long after. Prints the report (--json: one JSON object); returns the
+ * exit status: 0 when this side did its part (the guest runs on at the
+ * destination with 0 bad pages and its serial output goes on; the source's
+ * migration succeeded); 77 when KVM is not usable here; 1 otherwise.
  */
-int kvm_bench_run(const struct kvm_bench_opts *k, uint64_t ram_bytes,
-		  unsigned measure_ms, const mfd_config *cfg);
+int kvm_bench_run(const struct kvm_bench_opts *k, const struct bench_opts *b,
+		  const mfd_config *cfg);
 
 #endif

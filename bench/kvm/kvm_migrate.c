@@ -3,6 +3,7 @@
 #include "vmm.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ struct side {
 	struct kdev dev[VMM_MAX_VCPUS + 1];
 	unsigned ndev;
 	int running;
+	uint64_t stop_ns; /* source: the stop hook ran */
+	uint64_t run_ns;  /* destination: vCPUs started */
 	struct kvm_mig_result *res;
 	char err[128];
 };
@@ -157,7 +160,9 @@ static const char *dev_name(unsigned i, char *buf, size_t len)
 
 static int h_stop(void *opaque)
 {
-	return vmm_pause(((struct side *)opaque)->vm);
+	struct side *s = opaque;
+	s->stop_ns = now_ns();
+	return vmm_pause(s->vm);
 }
 
 static int h_resume(void *opaque)
@@ -210,6 +215,7 @@ static int h_loaded(void *opaque)
 				 i - 1, strerror(-ret));
 			return ret;
 		}
+	s->run_ns = now_ns();
 	if ((ret = vmm_start(s->vm)))
 		return ret;
 	s->running = 1;
@@ -249,10 +255,12 @@ static void scan(struct vmm *vm, uint64_t from, uint64_t to, struct span *sp)
 	}
 }
 
+/* Work per second between the span's first and last line; NaN (not
+ * measured: JSON null) with fewer than two lines. */
 static double rate(const struct span *sp)
 {
 	if (sp->lines < 2 || sp->t1 <= sp->t0)
-		return 0;
+		return NAN;
 	return (double)(sp->w1 - sp->w0) * 1e9 / (double)(sp->t1 - sp->t0);
 }
 
@@ -284,59 +292,150 @@ static int make_side(struct side *s, const struct kvm_mig_opts *o, int source,
 	return 0;
 }
 
-int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
-{
-	memset(res, 0, sizeof(*res));
-	struct side src = { 0 }, dst = { 0 };
-	mfd_config *own = NULL;
-	mfd_source *ms = NULL;
-	mfd_dest *md = NULL;
-	const mfd_config *cfg = o->cfg;
-	int ret;
-	char name[32], uri[128];
+/* The library's handles of one side (or both, for a local run). */
+struct lib {
+	mfd_config *own;
+	const mfd_config *cfg;
+	mfd_source *ms;
+	mfd_dest *md;
+};
 
-	if ((ret = make_side(&src, o, 1, res)) ||
-	    (ret = make_side(&dst, o, 0, res)))
-		goto out;
-	if (!cfg) {
-		if ((ret = mfd_config_new(&own)))
-			goto out;
-		cfg = own;
-	}
-	mfd_source_hooks sh = { .opaque = &src,
+static int lib_config(struct lib *l, const mfd_config *cfg)
+{
+	l->cfg = cfg;
+	if (cfg)
+		return 0;
+	int ret = mfd_config_new(&l->own);
+	l->cfg = l->own;
+	return ret;
+}
+
+static void lib_free(struct lib *l)
+{
+	mfd_source_free(l->ms);
+	mfd_dest_free(l->md);
+	mfd_config_free(l->own);
+}
+
+/* The source's handle: pc.ram, one device per vCPU plus the VM's. */
+static int open_source(struct lib *l, struct side *src)
+{
+	mfd_source_hooks sh = { .opaque = src,
 				.stop = h_stop,
 				.resume = h_resume,
 				.throttle = h_throttle,
 				.sync_dirty = h_sync_dirty };
-	mfd_dest_hooks dh = { .opaque = &dst, .loaded = h_loaded };
-	if ((ret = mfd_source_new(&ms, cfg, &sh)) ||
-	    (ret = mfd_dest_new(&md, cfg, &dh)) ||
-	    (ret = mfd_source_add_block(ms, "pc.ram", vmm_mem(src.vm),
-					vmm_mem_size(src.vm), 4096)) ||
-	    (ret = mfd_dest_add_block(md, "pc.ram", vmm_mem(dst.vm),
-				      vmm_mem_size(dst.vm), 4096)))
-		goto lib_err;
-	for (unsigned i = 0; i < src.ndev; i++) {
-		dev_name(i, name, sizeof(name));
-		if ((ret = mfd_source_add_device(ms, name, &kdev_ops,
-						 &src.dev[i])) ||
-		    (ret = mfd_dest_add_device(md, name, &kdev_ops,
-					       &dst.dev[i])))
-			goto lib_err;
-	}
+	char name[32];
+	int ret = mfd_source_new(&l->ms, l->cfg, &sh);
+	if (!ret)
+		ret = mfd_source_add_block(l->ms, "pc.ram", vmm_mem(src->vm),
+					   vmm_mem_size(src->vm), 4096);
+	for (unsigned i = 0; !ret && i < src->ndev; i++)
+		ret = mfd_source_add_device(l->ms, dev_name(i, name, 32),
+					    &kdev_ops, &src->dev[i]);
+	return ret;
+}
 
-	if ((ret = vmm_start(src.vm)))
-		goto out;
-	uint64_t t_boot = now_ns();
+/* The destination's handle, registered the same way, listening on uri. */
+static int open_dest(struct lib *l, struct side *dst, const char *uri)
+{
+	mfd_dest_hooks dh = { .opaque = dst, .loaded = h_loaded };
+	char name[32];
+	int ret = mfd_dest_new(&l->md, l->cfg, &dh);
+	if (!ret)
+		ret = mfd_dest_add_block(l->md, "pc.ram", vmm_mem(dst->vm),
+					 vmm_mem_size(dst->vm), 4096);
+	for (unsigned i = 0; !ret && i < dst->ndev; i++)
+		ret = mfd_dest_add_device(l->md, dev_name(i, name, 32),
+					  &kdev_ops, &dst->dev[i]);
+	if (!ret)
+		ret = mfd_dest_start(l->md, uri);
+	return ret;
+}
+
+static int lib_error(struct kvm_mig_result *res, int ret)
+{
+	if (!res->err[0])
+		snprintf(res->err, sizeof(res->err), "multifd: %s",
+			 mfd_strerror(ret));
+	return ret;
+}
+
+/* Boots the source and lets the guest run before_ms. */
+static int boot_source(struct side *src, const struct kvm_mig_opts *o,
+		       struct kvm_mig_result *res, uint64_t *t_boot)
+{
+	int ret = vmm_start(src->vm);
+	if (ret)
+		return ret;
+	*t_boot = now_ns();
 	sleep_ms(o->before_ms);
-	if (vmm_failed(src.vm)) {
+	if (vmm_failed(src->vm)) {
 		snprintf(res->err, sizeof(res->err), "guest failed: %s",
-			 vmm_error(src.vm));
-		ret = -EIO;
-		goto out;
+			 vmm_error(src->vm));
+		return -EIO;
 	}
-	if ((ret = mfd_dest_start(md, "tcp:127.0.0.1:0")) ||
-	    (ret = mfd_dest_get_uri(md, uri, sizeof(uri))))
+	return 0;
+}
+
+/* The guest's view on the source: before [t_boot, t_mig), during
+ * [t_mig, t_end), and its last line. */
+static void source_view(struct side *src, uint64_t t_boot, uint64_t t_mig,
+			uint64_t t_end, struct kvm_mig_result *res,
+			struct span *all)
+{
+	struct span before, during;
+	scan(src->vm, t_boot, t_mig, &before);
+	scan(src->vm, t_mig, t_end, &during);
+	scan(src->vm, 0, UINT64_MAX, all);
+	res->rate_before = rate(&before);
+	res->rate_during = rate(&during);
+	res->last_seq_src = all->seq_last;
+	res->bad_src = all->bad_last;
+	if (src->stop_ns && all->lines && src->stop_ns > all->last_ns)
+		res->src_quiet_ns = src->stop_ns - all->last_ns;
+}
+
+/* Where the guest runs after the end: its rate, last line and bad pages
+ * in [t_end, t_after); on the destination also its first line. */
+static void end_view(struct side *s, int dest, uint64_t t_end, uint64_t t_after,
+		     struct kvm_mig_result *res, struct span *all)
+{
+	struct span after;
+	scan(s->vm, t_end, t_after, &after);
+	res->rate_after = rate(&after);
+	res->lines_after = after.lines;
+	res->last_seq_end = after.seq_last;
+	res->bad_end = after.bad_last;
+	if (dest) {
+		scan(s->vm, 0, UINT64_MAX, all);
+		res->first_seq_dst = all->seq_first;
+		if (all->lines && s->run_ns && all->first_ns > s->run_ns)
+			res->dst_quiet_ns = all->first_ns - s->run_ns;
+	}
+	if (vmm_failed(s->vm))
+		snprintf(res->err, sizeof(res->err), "%s guest failed: %s",
+			 dest ? "destination" : "source", vmm_error(s->vm));
+}
+
+int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	struct side src = { 0 }, dst = { 0 };
+	struct lib l = { 0 };
+	uint64_t t_boot;
+	int ret;
+	char uri[128];
+
+	if ((ret = make_side(&src, o, 1, res)) ||
+	    (ret = make_side(&dst, o, 0, res)))
+		goto out;
+	if ((ret = lib_config(&l, o->cfg)) || (ret = open_source(&l, &src)))
+		goto lib_err;
+	if ((ret = boot_source(&src, o, res, &t_boot)))
+		goto out;
+	if ((ret = open_dest(&l, &dst, "tcp:127.0.0.1:0")) ||
+	    (ret = mfd_dest_get_uri(l.md, uri, sizeof(uri))))
 		goto lib_err;
 	if (o->route) {
 		char via[128];
@@ -345,67 +444,123 @@ int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
 		snprintf(uri, sizeof(uri), "%s", via);
 	}
 	uint64_t t_mig = now_ns();
-	if ((ret = mfd_source_start(ms, uri)))
+	if ((ret = mfd_source_start(l.ms, uri)))
 		goto lib_err;
 	if (o->midway)
 		o->midway(o->ctx);
 	if (o->cancel_after_ms >= 0) {
 		sleep_ms((unsigned)o->cancel_after_ms);
-		mfd_source_cancel(ms);
+		mfd_source_cancel(l.ms);
 	}
 	if (o->kill_dest_after_ms >= 0) {
 		sleep_ms((unsigned)o->kill_dest_after_ms);
-		mfd_dest_cancel(md);
+		mfd_dest_cancel(l.md);
 	}
-	res->ret = mfd_source_wait(ms);
+	res->ret = mfd_source_wait(l.ms);
 	uint64_t t_end = now_ns();
-	res->dest_ret = mfd_dest_wait(md);
-	mfd_source_get_stats(ms, &res->src, sizeof(res->src));
+	res->dest_ret = mfd_dest_wait(l.md);
+	mfd_source_get_stats(l.ms, &res->src, sizeof(res->src));
+	mfd_dest_get_stats(l.md, &res->dst, sizeof(res->dst));
 	res->dest_running = dst.running;
 	sleep_ms(o->after_ms);
 	uint64_t t_after = now_ns();
 
-	struct span before, during, after, src_all;
-	scan(src.vm, t_boot, t_mig, &before);
-	scan(src.vm, t_mig, t_end, &during);
-	scan(src.vm, 0, t_after, &src_all);
-	res->rate_before = rate(&before);
-	res->rate_during = rate(&during);
-	res->last_seq_src = src_all.seq_last;
-	res->bad_src = src_all.bad_last;
-	struct vmm *end_vm = dst.running ? dst.vm : src.vm;
-	scan(end_vm, t_end, t_after, &after);
-	res->rate_after = rate(&after);
-	res->lines_after = after.lines;
-	res->last_seq_end = after.seq_last;
-	res->bad_end = after.bad_last;
-	if (dst.running) {
-		struct span d;
-		scan(dst.vm, 0, UINT64_MAX, &d);
-		res->first_seq_dst = d.seq_first;
-		if (d.lines && src_all.lines && d.first_ns > src_all.last_ns)
-			res->serial_gap_ns = d.first_ns - src_all.last_ns;
-		if (vmm_failed(dst.vm))
-			snprintf(res->err, sizeof(res->err),
-				 "destination guest failed: %s",
-				 vmm_error(dst.vm));
-	} else if (vmm_failed(src.vm)) {
-		snprintf(res->err, sizeof(res->err), "source guest failed: %s",
-			 vmm_error(src.vm));
-	}
+	struct span src_all, dst_all;
+	source_view(&src, t_boot, t_mig, t_end, res, &src_all);
+	end_view(dst.running ? &dst : &src, dst.running, t_end, t_after, res,
+		 &dst_all);
+	if (dst.running && dst_all.lines && src_all.lines &&
+	    dst_all.first_ns > src_all.last_ns)
+		res->serial_gap_ns = dst_all.first_ns - src_all.last_ns;
 	if (!res->err[0] && dst.err[0])
 		snprintf(res->err, sizeof(res->err), "%s", dst.err);
 	ret = 0;
 	goto out;
 lib_err:
-	if (!res->err[0])
-		snprintf(res->err, sizeof(res->err), "multifd: %s",
-			 mfd_strerror(ret));
+	lib_error(res, ret);
 out:
-	mfd_source_free(ms);
-	mfd_dest_free(md);
+	lib_free(&l);
 	side_free(&src);
 	side_free(&dst);
-	mfd_config_free(own);
+	return ret;
+}
+
+int kvm_migrate_source(const struct kvm_mig_opts *o, const char *uri,
+		       struct kvm_mig_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	struct side src = { 0 };
+	struct lib l = { 0 };
+	uint64_t t_boot;
+	int ret;
+
+	if ((ret = make_side(&src, o, 1, res)))
+		goto out;
+	if ((ret = lib_config(&l, o->cfg)) || (ret = open_source(&l, &src))) {
+		lib_error(res, ret);
+		goto out;
+	}
+	if ((ret = boot_source(&src, o, res, &t_boot)))
+		goto out;
+	uint64_t t_mig = now_ns();
+	res->ret = mfd_source_start(l.ms, uri);
+	if (!res->ret)
+		res->ret = mfd_source_wait(l.ms);
+	uint64_t t_end = now_ns();
+	mfd_source_get_stats(l.ms, &res->src, sizeof(res->src));
+	if (res->ret)
+		snprintf(res->err, sizeof(res->err), "%s",
+			 mfd_source_error_text(l.ms));
+	/* After a failure the guest runs on here: watch it. */
+	if (res->ret)
+		sleep_ms(o->after_ms);
+	uint64_t t_after = now_ns();
+	struct span all, end;
+	source_view(&src, t_boot, t_mig, t_end, res, &all);
+	if (res->ret)
+		end_view(&src, 0, t_end, t_after, res, &end);
+	ret = 0;
+out:
+	lib_free(&l);
+	side_free(&src);
+	return ret;
+}
+
+int kvm_migrate_dest(const struct kvm_mig_opts *o, const char *uri,
+		     void (*listening)(const char *uri),
+		     struct kvm_mig_result *res)
+{
+	memset(res, 0, sizeof(*res));
+	struct side dst = { 0 };
+	struct lib l = { 0 };
+	char bound[128];
+	int ret;
+
+	if ((ret = make_side(&dst, o, 0, res)))
+		goto out;
+	if ((ret = lib_config(&l, o->cfg)) ||
+	    (ret = open_dest(&l, &dst, uri)) ||
+	    (ret = mfd_dest_get_uri(l.md, bound, sizeof(bound)))) {
+		lib_error(res, ret);
+		goto out;
+	}
+	if (listening)
+		listening(bound);
+	res->dest_ret = mfd_dest_wait(l.md);
+	uint64_t t_end = now_ns();
+	mfd_dest_get_stats(l.md, &res->dst, sizeof(res->dst));
+	res->dest_running = dst.running;
+	if (res->dest_ret)
+		snprintf(res->err, sizeof(res->err), "%s",
+			 dst.err[0] ? dst.err : mfd_dest_error_text(l.md));
+	if (dst.running) {
+		sleep_ms(o->after_ms);
+		struct span all;
+		end_view(&dst, 1, t_end, now_ns(), res, &all);
+	}
+	ret = 0;
+out:
+	lib_free(&l);
+	side_free(&dst);
 	return ret;
 }

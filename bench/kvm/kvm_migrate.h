@@ -41,6 +41,7 @@ struct kvm_mig_result {
 	int dest_ret;	       /* mfd_dest_wait() */
 	int dest_running;      /* destination vCPUs were started */
 	mfd_stats src;	       /* source statistics */
+	mfd_stats dst;	       /* destination statistics */
 	uint64_t syncs;	       /* sync_dirty calls */
 	uint64_t sync_ns;      /* time in them */
 	uint64_t dirty_pages;  /* pages KVM reported dirty, all syncs */
@@ -48,7 +49,11 @@ struct kvm_mig_result {
 	uint32_t ring_entries; /* ring mode: entries per vCPU */
 	/* Guest's view, from its COM1 lines. */
 	uint64_t serial_gap_ns; /* last source line to first dest line */
-	double rate_before;	/* work (pages verified) per second */
+	/* The parts of that gap each side sees alone (two hosts share no
+	 * clock): source, last line to the stop hook; destination, vCPUs
+	 * started to the first line. */
+	uint64_t src_quiet_ns, dst_quiet_ns;
+	double rate_before; /* work (pages verified) per second */
 	double rate_during;
 	double rate_after; /* where the guest runs at the end */
 	uint64_t last_seq_src, first_seq_dst, last_seq_end;
@@ -61,6 +66,19 @@ struct kvm_mig_result {
  * res->ret), -ENODEV when KVM is not usable here (res->err says why), or
  * another -errno. */
 int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res);
+
+/*
+ * The two halves for two hosts (or namespaces): the source boots the guest,
+ * lets it run before_ms and migrates it to uri; the destination listens on
+ * uri (creating the same memory and vCPUs, without a kernel), calls
+ * listening() with the bound URI, loads, and watches the guest after_ms.
+ * Return as kvm_migrate_run(); the outcome is in res->ret / res->dest_ret.
+ */
+int kvm_migrate_source(const struct kvm_mig_opts *o, const char *uri,
+		       struct kvm_mig_result *res);
+int kvm_migrate_dest(const struct kvm_mig_opts *o, const char *uri,
+		     void (*listening)(const char *uri),
+		     struct kvm_mig_result *res);
 
 /* Parses "stamp seq=N work=W writes=R bad=B ..."; 0 or -EINVAL. */
 int kvm_stamp_parse(const char *line, uint64_t *seq, uint64_t *work,

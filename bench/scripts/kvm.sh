@@ -16,18 +16,16 @@ for r in $(seq "$reps"); do
 			for bw in 16M 0; do
 				out=$("$bench" --vm kvm --kernel "$kernel" --ram 64M \
 					--cmdline rate=2000 --dirty-log $mode --vcpus $v \
-					--max-bandwidth $bw 2>/dev/null)
+					--max-bandwidth $bw --json 2>/dev/null)
 				rc=$?
 				[ $rc -eq 77 ] && { echo "skipped: $out"; exit 77; }
-				res=$(sed -n 's/^result: //p' <<<"$out")
-				tot=$(sed -n 's/^migration: total \([0-9.]*\) ms.*rounds \([0-9]*\).*/\1 ms, \2 rounds/p' <<<"$out")
-				down=$(sed -n 's/^downtime: \([0-9.]*\) ms.*/\1/p' <<<"$out")
-				sync=$(sed -n 's/^dirty log: .*: \([0-9]*\) syncs, \([0-9.]*\) ms in them.*/\1 syncs \2 ms/p' <<<"$out")
-				rate=$(sed -n 's/^guest work (pages verified\/s): before \([0-9]*\), during \([0-9]*\), after \([0-9]*\).*/\1\/\2\/\3/p' <<<"$out")
-				gap=$(sed -n 's/.*gap \([0-9.]*\) ms.*/\1/p' <<<"$out")
-				bad=$(sed -n 's/^guest bad pages: \([0-9]*\).*/\1/p' <<<"$out")
-				printf '%-6s vcpus=%s bw=%-3s exit=%s %s | total %s | downtime %s ms | serial gap %s ms | work before/during/after %s | dirty log %s | bad %s\n' \
-					$mode $v $bw $rc "$res" "$tot" "$down" "${gap:--}" "$rate" "$sync" "$bad"
+				jq -r --arg mode $mode --arg v $v --arg bw $bw --arg rc $rc '
+					def n: if . == null then "-" else tostring end;
+					"\($mode) vcpus=\($v) bw=\($bw) exit=\($rc) \(.status)\(if .reason then "; " + .reason else "" end)" +
+					" | total \(.total_ms|n) ms, \(.rounds|n) rounds | downtime \(.downtime_ms|n) ms" +
+					" | serial gap \(.serial_gap_ms|n) ms | work before/during/after \(.guest_rate_before|n)/\(.guest_rate_during|n)/\(.guest_rate_after|n)" +
+					" | dirty log \(.dirty_syncs|n) syncs \(.dirty_sync_ms|n) ms | bad \(.guest_bad_pages|n)"' <<<"$out" ||
+					echo "$mode vcpus=$v bw=$bw exit=$rc: no report"
 			done
 		done
 	done
