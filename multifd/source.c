@@ -47,7 +47,6 @@ struct mfd_source {
 	uint64_t stop_ns;   /* the stop hook's last call, kept across runs */
 	uint64_t rtt_ns;    /* the SETUP exchange of this migration */
 	uint64_t verify_ns; /* predicted digests of all RAM, 0: verify off */
-	double digest_ps_per_byte; /* CPU cost of hashing, measured once */
 
 	/* Round records, appended by the migration thread under lock. */
 	mfd_round_stats *rounds;
@@ -619,42 +618,39 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 	STAT_SET(s->ss.st.over_part, (uint32_t)out->est.over);
 }
 
-/* Bytes hashed once per source to learn the digest's cost: more than
- * the caches hold, so the rate is memory's, as at the end. */
-#define DIGEST_PROBE (32ULL << 20)
+/* Chunks per hashing thread in the probe: the later chunks' writing
+ * pushes the first ones out of the cache before they are hashed. */
+#define PROBE_CHUNKS 2
 
 /*
- * With verify: what hashing all RAM will take on one side, predicted from
- * the CPU time of hashing a probe buffer on this thread (once per source)
- * and the threads the end hashes with (common/digest.c: all CPUs, up to
- * 8). Not a sample of guest RAM: never-written guest pages map the
- * kernel's one zero page, which hashes from the cache. CPU time, not wall
- * time: pre-copy's sending and the running guest compete for the CPUs
- * now, while at the end the guest is stopped.
+ * With verify: what hashing all RAM will take on one side, predicted by
+ * hashing a probe buffer the way the end hashes (common/digest.c: a chunk
+ * per thread on all CPUs, up to 8), timed on the wall clock, now: the
+ * machine's load is part of the cost. Not a sample of guest RAM: its
+ * never-written pages all map the kernel's zero page, which hashes from
+ * the cache.
  */
 static uint64_t predict_verify(mfd_source *s)
 {
 	if (!s->ss.cfg.verify || !s->ss.ram_bytes)
 		return 0;
-	if (!s->digest_ps_per_byte) {
-		uint8_t *buf = malloc(DIGEST_PROBE);
-		if (!buf)
-			return 0;
-		memset(buf, 0x5a, DIGEST_PROBE);
-		struct mfd__mem m = { .host = buf, .size = DIGEST_PROBE };
-		uint8_t d[1][MFD__DIGEST_SIZE];
-		uint64_t cpu = 0, t0 = mfd__thread_cpu_ns();
-		int ret = mfd__digest_mem(&m, 1, d, &cpu);
-		cpu += mfd__thread_cpu_ns() - t0;
-		free(buf);
-		if (ret)
-			return 0;
-		s->digest_ps_per_byte = (double)cpu * 1000.0 / DIGEST_PROBE;
-	}
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	unsigned nth = cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned)cpus;
-	return (uint64_t)(s->digest_ps_per_byte / 1000.0 *
-			  (double)s->ss.ram_bytes / nth);
+	uint64_t size = (uint64_t)nth * PROBE_CHUNKS * MFD_DIGEST_CHUNK;
+	if (size > s->ss.ram_bytes)
+		size = s->ss.ram_bytes;
+	uint8_t *buf = malloc(size);
+	if (!buf)
+		return 0;
+	memset(buf, 0x5a, size);
+	struct mfd__mem m = { .host = buf, .size = size };
+	uint8_t d[1][MFD__DIGEST_SIZE];
+	uint64_t t0 = mfd__now_ns();
+	int ret = mfd__digest_mem(&m, 1, d, NULL);
+	double ns = (double)(mfd__now_ns() - t0);
+	free(buf);
+	return ret ? 0
+		   : (uint64_t)(ns * (double)s->ss.ram_bytes / (double)size);
 }
 
 /* Tracking on, every page dirty for round 0, the bandwidth limit on. */

@@ -275,8 +275,7 @@ static void test_estimate_recorded_loopback(void **state)
 }
 
 /* Every part: 5 ms stop, 2 ms sync, 30 MB of raw pages and 100 MB of
- * device state at 1 GB/s, 1 ms round trip, 50 ms of digests per side
- * (30 ms of them hidden on the source behind the pages). */
+ * device state at 1 GB/s, 1 ms round trip, 50 ms of digests per side. */
 static void test_estimate_parts(void **state)
 {
 	(void)state;
@@ -294,15 +293,14 @@ static void test_estimate_parts(void **state)
 	assert_int_equal(e.part_ns[MFD_DOWN_SYNC], 2 * MS);
 	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 30 * MS);
 	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 100 * MS);
-	assert_int_equal(e.part_ns[MFD_DOWN_END], 71 * MS);
-	assert_int_equal(e.total_ns, 208 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 101 * MS);
+	assert_int_equal(e.total_ns, 238 * MS);
 	assert_int_equal(e.over, MFD_DOWN_NONE);
-	/* Digests longer than the sending: the rest shows on the source,
-	 * then the destination's whole. */
-	in.verify_ns = 200 * MS;
+	/* Longer digests: over the limit, and the end part is named. */
+	in.verify_ns = 100 * MS;
 	mfd__converge_estimate(&in, 300 * MS, &e);
-	assert_int_equal(e.part_ns[MFD_DOWN_END], (1 + 170 + 200) * MS);
-	assert_int_equal(e.total_ns, (5 + 2 + 30 + 100 + 371) * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 201 * MS);
+	assert_int_equal(e.total_ns, (5 + 2 + 30 + 100 + 201) * MS);
 	assert_int_equal(e.over, MFD_DOWN_END);
 }
 
