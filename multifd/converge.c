@@ -106,7 +106,9 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 	 * pages and the device state (on a slow link that is nearly all of
 	 * the sending; recorded on 1 Gbit/s: 187 ms of it still to come
 	 * when the last page left), the destination after the last page. */
-	part[MFD_DOWN_END] = in->rtt_ns + 2 * in->verify_ns;
+	part[MFD_DOWN_END] =
+		in->rtt_ns + 2 * in->verify_ns +
+		at_bandwidth((double)last->unsent_bytes, est->bandwidth_bps);
 	int over = MFD_DOWN_NONE;
 	for (int p = MFD_DOWN_STOP; p <= MFD_DOWN_END; p++) {
 		est->total_ns += part[p];

@@ -56,9 +56,11 @@ struct mfd__converge_in {
  *           mix of zero, compressed and raw pages at its bandwidth) over
  *           the recent rounds' bandwidth
  *   device  the devices' stop-copy bytes at that bandwidth
- *   end     END and LOADED: a round trip, plus with verify both sides'
- *           digests one after the other (the source's starts once the
- *           final pages and device state are queued)
+ *   end     END and LOADED: a round trip, the drain of what the socket
+ *           queues held at the end of the last round (the final pass
+ *           leaves them as full), plus with verify both sides' digests
+ *           one after the other (the source's starts once the final
+ *           pages and device state are queued)
  * total is their sum; over is the largest part when total exceeds the
  * limit (MFD_DOWN_NONE when it fits). Without a timed round there is no
  * bandwidth: ram and device are UINT64_MAX/2 when they have bytes.

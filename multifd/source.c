@@ -686,6 +686,7 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	STAT_SET(s->ss.st.round, round);
 	uint64_t t0 = mfd__now_ns();
 	uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
+	uint64_t q0 = mfd__pool_unsent(&s->pool);
 	uint64_t pages = 0;
 	int ret;
 	if (mfd__devsave_any(&s->ds) &&
@@ -694,14 +695,19 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	if ((ret = send_round(s, batch, round, &pages)))
 		return ret;
 	uint64_t dt = mfd__now_ns() - t0;
-	uint64_t db = STAT_GET(s->ss.st.wire_bytes) - b0;
+	/* What left the host: on a slow link a short round's bytes may sit
+	 * in the socket queues when it ends, and would count as sent. */
+	uint64_t q1 = mfd__pool_unsent(&s->pool);
+	uint64_t db = STAT_GET(s->ss.st.wire_bytes) - b0 + q0;
+	db = db > q1 ? db - q1 : 0;
 	*rec = (mfd_round_stats){ .round = round,
 				  .throttle_pct = (uint32_t)s->throttle,
 				  /* queued, not yet all sent: the workers
 				   * keep a few batches */
 				  .pages = pages,
 				  .bytes = db,
-				  .ns = dt };
+				  .ns = dt,
+				  .unsent_bytes = q1 };
 	if (dt)
 		rec->bandwidth_bps = (uint64_t)((double)db * 1e9 / (double)dt);
 	return 0;

@@ -369,6 +369,24 @@ static void test_estimate_recent_bandwidth(void **state)
 	assert_int_equal(e.over, MFD_DOWN_RAM);
 }
 
+/* A shaped link (1 Gbit/s, 125 MB/s): the last round ended with 5 MB still
+ * in the socket queues; the final pass leaves as much, and its drain is
+ * part of the end. */
+static void test_estimate_queue_drain(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 125000000, 1000 * MS, 12500000) };
+	r[0].unsent_bytes = 5000000;
+	struct mfd__converge_in in = est_in(r, 1, &defaults);
+	in.rtt_ns = MS / 2;
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 100 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 100 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 40 * MS + MS / 2);
+	assert_int_equal(e.total_ns, 140 * MS + MS / 2);
+	assert_int_equal(e.over, MFD_DOWN_RAM);
+}
+
 /* Round 0 lands on untouched destination memory; recorded on loopback
  * (1 GiB mix, 2026-12-07): round 0 ran at 1445.6 MB/s, the final pass at
  * 6652.5 MB/s. A later round of 50 MB at 2.5 GB/s replaces round 0's
@@ -564,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_estimate_packet_mix),
 		cmocka_unit_test(test_estimate_recent_bandwidth),
 		cmocka_unit_test(test_estimate_first_pass),
+		cmocka_unit_test(test_estimate_queue_drain),
 		cmocka_unit_test(test_budget_names_device),
 		cmocka_unit_test(test_budget_fixed_cost),
 		cmocka_unit_test(test_dirty_limit_per_vcpu),

@@ -331,7 +331,7 @@ typedef struct mfd_round_stats {
 	uint32_t round;
 	uint32_t throttle_pct;	       /* throttle in force during the round */
 	uint64_t pages;		       /* pages sent in the round */
-	uint64_t bytes;		       /* bytes on the wire in the round */
+	uint64_t bytes;		       /* bytes that left in the round */
 	uint64_t ns;		       /* duration */
 	uint64_t bandwidth_bps;	       /* bytes / duration */
 	uint64_t dirty_pages;	       /* dirty at the sync that ended it */
@@ -349,6 +349,10 @@ typedef struct mfd_round_stats {
 	uint64_t expected_device_ns;
 	uint64_t expected_end_ns;
 	uint32_t over_part;
+	/* Bytes sent into the channels that had not left the host when the
+	 * round ended (socket send queues); bytes above counts only what
+	 * left during the round. */
+	uint64_t unsent_bytes;
 } mfd_round_stats;
 
 /* ------------------------------------------------------------------ */
