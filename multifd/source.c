@@ -45,7 +45,6 @@ struct mfd_source {
 	int throttle; /* percent applied through the hook */
 	/* Fixed switchover costs the estimate adds (migration thread). */
 	uint64_t stop_ns;   /* the stop hook's last call, kept across runs */
-	uint64_t rtt_ns;    /* the SETUP exchange of this migration */
 	uint64_t verify_ns; /* predicted digests of all RAM, 0: verify off */
 
 	/* Round records, appended by the migration thread under lock. */
@@ -303,7 +302,6 @@ static int send_setup(mfd_source *s, struct mfd__chan *main)
 	size_t len = mfd__setup_size(&su);
 	uint8_t *buf = malloc(len);
 	int ret = buf ? mfd__setup_encode(&su, buf, len) : -ENOMEM;
-	uint64_t t0 = mfd__now_ns();
 	if (ret >= 0)
 		ret = mfd__ctl_send(main, MFD_CTL_SETUP, buf, (uint32_t)ret);
 	free(buf);
@@ -313,10 +311,6 @@ static int send_setup(mfd_source *s, struct mfd__chan *main)
 	uint8_t *payload;
 	if ((ret = mfd__ctl_recv(main, &h, &payload)))
 		return ret;
-	/* The one request and answer before the end: the end exchange's
-	 * round trip in the estimate (an upper bound, as it includes the
-	 * destination's setup work). */
-	s->rtt_ns = mfd__now_ns() - t0;
 	if (h.type == MFD_CTL_ERROR)
 		ret = mfd__ctl_peer_error(payload, h.length, "destination");
 	else if (h.type != MFD_CTL_SETUP_OK)
@@ -593,7 +587,11 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 		.stop_ns = s->ss.cfg.stop_cost_ms
 				   ? s->ss.cfg.stop_cost_ms * 1000000ULL
 				   : s->stop_ns,
-		.rtt_ns = s->rtt_ns,
+		/* The kernel's smoothed figure: a timed request would
+		 * include the destination's own work. */
+		.rtt_ns = s->main && s->main->ops->rtt_ns
+				  ? s->main->ops->rtt_ns(s->main)
+				  : 0,
 		.verify_ns = s->verify_ns,
 		.dirty_limit_on = s->dirty_limit_on,
 		.set = &set

@@ -126,6 +126,16 @@ uint64_t mfd__sock_unsent(struct mfd__chan *c)
 	return ioctl(c->fd, SIOCOUTQ, &n) == 0 && n > 0 ? (uint64_t)n : 0;
 }
 
+uint64_t mfd__sock_rtt_ns(struct mfd__chan *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return 0;
+	return (uint64_t)ti.tcpi_rtt * 1000;
+}
+
 static void tcp_shutdown(struct mfd__chan *c, int how)
 {
 	shutdown(c->fd, how);
@@ -175,6 +185,7 @@ static const struct mfd__chan_ops tcp_ops = {
 	.close = tcp_close,
 	.first_ready = mfd__tcp_first_ready,
 	.unsent = mfd__sock_unsent,
+	.rtt_ns = mfd__sock_rtt_ns,
 };
 
 void mfd__tcp_peer_name(int fd, char *buf, size_t len)
