@@ -66,10 +66,10 @@ static void take(struct sampler *s)
 	x.round = st.round;
 	x.wire_bytes = st.wire_bytes;
 	x.pending_bytes = st.pending_bytes;
-	x.budget_ms =
-		st.expected_downtime_ns && st.expected_downtime_ns != UINT64_MAX
-			? (double)st.expected_downtime_ns / 1e6
-			: -1;
+	x.budget_ms = st.expected_downtime_ns &&
+				      st.expected_downtime_ns < UINT64_MAX / 8
+			      ? (double)st.expected_downtime_ns / 1e6
+			      : -1;
 	x.over_part = (int)st.over_part;
 	if (st.bandwidth_bps)
 		x.expected_downtime_ms = (double)st.pending_bytes * 1e3 /

@@ -256,7 +256,9 @@ typedef struct mfd_stats {
 	uint64_t down_pages_ns;	       /* until the last page left */
 	uint64_t down_end_ns;	       /* end marker and digests sent */
 	uint64_t down_ack_ns;	       /* until the destination's LOADED */
-	uint64_t expected_downtime_ns; /* estimate when switching over */
+	uint64_t expected_downtime_ns; /* estimate at the last decision;
+					  >= UINT64_MAX / 8: none (no timed
+					  round yet) */
 	uint64_t dirty_rate_bps;       /* guest dirtying, last round */
 	uint32_t throttle_pct;	       /* throttle now applied (0 = none) */
 	uint32_t throttle_max_pct;     /* highest throttle applied */
