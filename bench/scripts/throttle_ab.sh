@@ -36,5 +36,6 @@ printf "\n| throttle | runs ok | readers' slowdown median (min..max) | writers' 
 jq -L "$D" -rs 'include "stats";
   group_by(.mode)[] | . as $all | oks as $ok |
   ($ok | map(.reader_slowdown_pct)) as $r |
-  "| \($all[0].mode) | \($ok | length) of \($all | length) | \($r | med) % (\($r | min)..\($r | max)) | \($ok | map(.guest_slowdown_pct) | med) % | \($ok | map(.rounds) | med) | \($ok | map(.total_ms) | med | round) | \($ok | map([.throttle_pct, .vcpu_throttle_max_pct] | max) | max) % |"' "$out"
+  def r1: . * 10 | round / 10;
+  "| \($all[0].mode) | \($ok | length) of \($all | length) | \($r | med | r1) % (\($r | min)..\($r | max)) | \($ok | map(.guest_slowdown_pct) | med | r1) % | \($ok | map(.rounds) | med) | \($ok | map(.total_ms) | med | round) | \($ok | map([.throttle_pct, .vcpu_throttle_max_pct] | max) | max) % |"' "$out"
 rm -f "$out"
