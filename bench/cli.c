@@ -112,6 +112,12 @@ static void bench_usage(FILE *f)
 		"  --device-state SIZE   state per device (64M)\n"
 		"  --device-precopy F    share of it sent during pre-copy (0)\n"
 		"  --device-load-ms-per-mib X  destination restore cost (0)\n"
+		"  --device-placed on|off  devices show their state memory, "
+		"so the\n"
+		"                        destination receives into it (on)\n"
+		"  --devices-vdpa N      fake vhost-vdpa virtio-net devices "
+		"with traffic\n"
+		"                        (docs/vdpa.md; default 0)\n"
 		"Cold destination memory (coldmem.c):\n"
 		"  --warm-host GiB       touch and free that much memory right "
 		"before\n"
@@ -336,9 +342,11 @@ enum {
 	OPT_TRACKER,
 	OPT_THROTTLE,
 	OPT_DEVICES,
+	OPT_DEVICES_VDPA,
 	OPT_DEVICE_STATE,
 	OPT_DEVICE_PRECOPY,
 	OPT_DEVICE_LOAD_MS,
+	OPT_DEVICE_PLACED,
 	OPT_WARM_HOST,
 	OPT_VM,
 	OPT_KERNEL,
@@ -387,10 +395,12 @@ static const struct option bench_long_opts[] = {
 	{ "guest-measure-ms", required_argument, NULL, OPT_MEASURE_MS },
 	{ "tracker", required_argument, NULL, OPT_TRACKER },
 	{ "devices", required_argument, NULL, OPT_DEVICES },
+	{ "devices-vdpa", required_argument, NULL, OPT_DEVICES_VDPA },
 	{ "device-state", required_argument, NULL, OPT_DEVICE_STATE },
 	{ "device-precopy", required_argument, NULL, OPT_DEVICE_PRECOPY },
 	{ "device-load-ms-per-mib", required_argument, NULL,
 	  OPT_DEVICE_LOAD_MS },
+	{ "device-placed", required_argument, NULL, OPT_DEVICE_PLACED },
 	{ "warm-host", required_argument, NULL, OPT_WARM_HOST },
 	{ "vm", required_argument, NULL, OPT_VM },
 	{ "kernel", required_argument, NULL, OPT_KERNEL },
@@ -485,6 +495,9 @@ static void parse_guest_opt(int c, const char *arg, struct bench_opts *o)
 	case OPT_DEVICES:
 		o->dev.n = parse_uint_opt("devices", arg, 0, 256);
 		break;
+	case OPT_DEVICES_VDPA:
+		o->dev.vdpa = parse_uint_opt("devices-vdpa", arg, 0, 64);
+		break;
 	case OPT_DEVICE_STATE:
 		if (!parse_size(arg, &o->dev.state) || !o->dev.state)
 			usage_error("--device-state: '%s' is not a size", arg);
@@ -495,6 +508,9 @@ static void parse_guest_opt(int c, const char *arg, struct bench_opts *o)
 	case OPT_DEVICE_LOAD_MS:
 		o->dev.load_ms_per_mib =
 			parse_double_opt("device-load-ms-per-mib", arg, 0, 1e6);
+		break;
+	case OPT_DEVICE_PLACED:
+		o->dev.no_placed = !parse_on_off("device-placed", arg);
 		break;
 	case OPT_WARM_HOST:
 		o->cold.warm_gib = parse_double_opt("warm-host", arg, 0, 1024);
@@ -709,9 +725,10 @@ static void check_args(int argc, char **argv, struct bench_opts *o)
 		/* The destination restores the guest the source sends. */
 		if (!o->kvm.kernel && !o->print_config && o->mode != MODE_DEST)
 			usage_error("--vm kvm needs --kernel GUEST.elf");
-		if (strcmp(o->transport, "tcp") || o->dev.n || o->guest.writers)
+		if (strcmp(o->transport, "tcp") || o->dev.n || o->dev.vdpa ||
+		    o->guest.writers)
 			usage_error("--vm kvm: over tcp only, without "
-				    "--devices or --writers");
+				    "--devices, --devices-vdpa or --writers");
 		if (!o->ram_given)
 			o->ram_bytes = 32ULL << 20;
 	}

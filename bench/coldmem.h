@@ -7,13 +7,19 @@
  *                   anonymous memory, so that the host has backed free
  *                   pages (on a VM whose balloon reports freed memory, the
  *                   first touch of reported memory costs far more than of
- *                   memory the host still backs);
+ *                   memory the host still backs); a pass slower than
+ *                   200 ms/GiB (the host was backing it) is repeated, up
+ *                   to 4 passes, and the passes and the last pass's rate
+ *                   are reported;
  *  report           the minor and major faults taken during the migration
  *                   (getrusage), and the first-touch cost of the moment:
  *                   a timer around the first touch of a probe mapping made
  *                   just before the migration, after the warm-up; and
  *                   the steal time of the run (/proc/stat), where a VM
- *                   sees the host's share of its first touches.
+ *                   sees the host's share of its first touches; and the
+ *                   free memory the guest reported to the host during
+ *                   the run (page_reporting's reported_kib, where the
+ *                   kernel has it): warmed pages that went back.
  */
 #ifndef BENCH_COLDMEM_H
 #define BENCH_COLDMEM_H

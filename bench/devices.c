@@ -26,6 +26,7 @@ int bench_devices_attach(const struct bench_devices_opts *o, mfd_source *src,
 			.dma_base = ram,
 			.dma_size = ram_bytes,
 			.dma_rate = o->dma_rate,
+			.no_placed = o->no_placed,
 		};
 		int err = mfd_simdev_new(&sdev[i], &c);
 		if (err)
@@ -105,6 +106,14 @@ void bench_devices_report(struct report *r, const struct bench_devices_opts *o,
 		   (double)dst->device_downtime_ns / 1e6, 3);
 	report_u64(r, "dest_device_buffer_peak", dst->device_buffer_peak);
 	report_u64(r, "dest_device_buffer_waits", dst->device_buffer_waits);
+	report_bool(r, "device_placed", !o->no_placed);
+	uint64_t placed = 0;
+	for (unsigned i = 0; i < ndev; i++) {
+		struct mfd_simdev_stats st;
+		mfd_simdev_get_stats(ddev[i], &st);
+		placed += st.placed_bytes;
+	}
+	report_u64(r, "dest_device_placed_bytes", placed);
 	report_bool(r, "devices_equal", bench_devices_equal());
 }
 

@@ -2,9 +2,9 @@
 /*
  * Simulated devices for the bench (devstate/simdev.c): --devices N
  * --device-state SIZE --device-precopy FRACTION --device-load-ms-per-mib X
- * --device-transfer main|multifd. The source devices DMA into the bench
- * VM's RAM while they run; the destination devices take X ms per MiB to
- * restore, as a device's firmware would.
+ * --device-transfer main|multifd --device-placed on|off. The source devices DMA
+ * into the bench VM's RAM while they run; the destination devices take X ms per
+ * MiB to restore, as a device's firmware would.
  */
 #ifndef BENCH_DEVICES_H
 #define BENCH_DEVICES_H
@@ -22,6 +22,8 @@ struct bench_devices_opts {
 	double load_ms_per_mib;
 	uint64_t dma_rate;    /* bytes/s per device while running */
 	const char *transfer; /* NULL: the library's default */
+	bool no_placed;	      /* --device-placed off: no state_mem */
+	unsigned vdpa;	      /* --devices-vdpa (bench/vdpa.c) */
 };
 
 /* Registers the devices with both sides. */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "devices.h"
+#include "vdpa.h"
 #include "guest.h"
 #include "local.h"
 #include "plot.h"
@@ -187,6 +188,9 @@ static int make_sides(const struct bench_opts *o, struct vm *vm,
 	if (err)
 		return bench_report_error("mfd_source_set_vcpu_range", *src,
 					  NULL, err);
+	err = bench_vdpa_attach(o->dev.vdpa, *src, *dst, vm->nblocks);
+	if (err)
+		return bench_report_error("--devices-vdpa", NULL, NULL, err);
 	return 0;
 }
 
@@ -272,12 +276,15 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 		bench_report_error("source", src, NULL, res->src_err);
 	if (res->dst_err)
 		bench_report_error("destination", NULL, dst, res->dst_err);
+	/* Its traffic marks the source's pages: before the source goes. */
+	bench_vdpa_finish(!res->src_err && !res->dst_err);
 	mfd_source_free(src);
 	mfd_dest_free(dst);
 	return;
 
 fail:
 	res->setup_err = err;
+	bench_vdpa_finish(false);
 	mfd_source_free(src);
 	mfd_dest_free(dst);
 }
@@ -467,7 +474,8 @@ static bool outputs(const struct bench_opts *o, const struct vm *vm,
 	results_local(&rep, o, vm, scfg, res);
 	results_write(&rep, o->json);
 	failed = local_first_error(res) || !res->memcmp_ok ||
-		 (o->dev.n && !bench_devices_equal());
+		 (o->dev.n && !bench_devices_equal()) ||
+		 (o->dev.vdpa && !bench_vdpa_equal());
 	snprintf(title, sizeof(title),
 		 "multifd-bench: %.0f MiB %s, %u channels, loopback",
 		 (double)o->ram_bytes / 1048576.0, vm_image_name(&o->image),
@@ -513,6 +521,7 @@ out:
 	sampler_free(res->sampler);
 	guest_stop(res->hooks.guest);
 	bench_devices_free(); /* before the RAM its DMA writes */
+	bench_vdpa_free();
 	vm_destroy(vm);
 	free(res);
 	return err ? 1 : 0;

@@ -71,7 +71,7 @@ static int run(const struct bench_opts *o, mfd_config *scfg,
 		benchcfg_print(scfg, stdout);
 		return 0;
 	}
-	if (o->mode != MODE_LOCAL && o->dev.n) {
+	if (o->mode != MODE_LOCAL && (o->dev.n || o->dev.vdpa)) {
 		fprintf(stderr,
 			"%s: --devices: local runs only (both sides "
 			"must register the same devices)\n",

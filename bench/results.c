@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "devices.h"
+#include "vdpa.h"
 #include "guest.h"
 #include "results.h"
 
@@ -276,6 +277,7 @@ void results_local(struct report *r, const struct bench_opts *o,
 	local_run_items(r, o, vm, cfg, res);
 	local_precopy_items(r, o, cfg, res);
 	bench_devices_report(r, &o->dev, &res->run.src_st, &res->run.dst_st);
+	bench_vdpa_report(r);
 	coldmem_report(r, &o->cold, &res->run.ru0, &res->run.ru1,
 		       o->dest_populate ? 0 : o->ram_bytes);
 }

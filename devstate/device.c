@@ -174,6 +174,8 @@ int mfd__devset_add(struct mfd__devset *set, const char *name,
 		return -EINVAL;
 	if (!set->source && !ops->load)
 		return -EINVAL;
+	if (ops->load_segs && !ops->state_mem)
+		return -EINVAL;
 	if ((ops->caps & MFD_DEV_CAP_PRE_COPY) && set->source &&
 	    !ops->get_precopy_info)
 		return -EINVAL;
@@ -411,4 +413,23 @@ int mfd__devset_precopy_pending(struct mfd__devset *set, uint64_t *bytes)
 	}
 	*bytes = sum;
 	return 0;
+}
+
+int mfd__dev_state_mem(struct mfd__dev *d, uint8_t **base, uint64_t *size)
+{
+	if (!d->mem_asked) {
+		void *b = NULL;
+		uint64_t sz = 0;
+		int ret = d->ops.state_mem
+				  ? d->ops.state_mem(d->opaque, &b, &sz)
+				  : 0;
+		if (ret)
+			return ret;
+		d->mem = b;
+		d->mem_size = b ? sz : 0;
+		d->mem_asked = true;
+	}
+	*base = d->mem;
+	*size = d->mem_size;
+	return d->mem ? 0 : 1;
 }

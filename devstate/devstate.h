@@ -33,7 +33,17 @@ struct mfd__dev {
 	void *opaque;
 	int state;     /* as the library last set (or read) it */
 	unsigned arcs; /* arcs taken, for tests and logs */
+	/* state_mem() of this migration (devsave.c / devload.c): mem_size
+	 * bytes at mem; mem_asked once it was called. */
+	uint8_t *mem;
+	uint64_t mem_size;
+	bool mem_asked;
 };
+
+/* The device's state memory for placed bytes, asked once per migration
+ * (mem_asked cleared at its start): 0 with *base and *size, 1 when the
+ * device has none, or the op's error. */
+int mfd__dev_state_mem(struct mfd__dev *d, uint8_t **base, uint64_t *size);
 
 struct mfd__devset {
 	struct mfd__dev *devs;

@@ -13,6 +13,7 @@
 struct rdev {
 	struct mfd__rchunk *head; /* sorted by seq, reserved or ready */
 	uint32_t next;		  /* seq the loader takes next */
+	uint32_t applied;	  /* chunks released by the loader, atomic */
 	uint32_t last_seq;	  /* valid when has_last */
 	bool has_last;
 	bool done;	   /* last chunk taken */
@@ -310,11 +311,21 @@ void mfd__reorder_release(struct mfd__reorder *r, struct mfd__rchunk *c)
 	if (!c)
 		return;
 	pthread_mutex_lock(&r->lock);
+	/* In order: the loader releases each chunk before it takes the
+	 * next. */
+	__atomic_fetch_add(&r->devs[c->dev].applied, 1, __ATOMIC_RELEASE);
 	r->used -= c->len;
 	r->freed += c->len + 1;
 	chunk_put(r, c);
 	pthread_cond_broadcast(&r->space);
 	pthread_mutex_unlock(&r->lock);
+}
+
+uint32_t mfd__reorder_applied(struct mfd__reorder *r, uint32_t dev)
+{
+	return dev < r->ndevs ? __atomic_load_n(&r->devs[dev].applied,
+						__ATOMIC_ACQUIRE)
+			      : 0;
 }
 
 void mfd__reorder_set_timeout(struct mfd__reorder *r, uint64_t timeout_ms)

@@ -36,7 +36,11 @@ struct mfd__rchunk {
 	bool last;
 	bool ready; /* committed by its receiver */
 	bool full;  /* room for max_chunk bytes: kept for reuse when spent */
-	uint8_t data[];
+	/* Placed chunk received in place (devload.c): data holds nseg
+	 * struct mfd_dev_seg, then the inline bytes; len is what is held. */
+	bool placed;
+	uint32_t nseg;
+	_Alignas(16) uint8_t data[]; /* aligned: placed chunks keep segments here */
 };
 
 struct mfd__reorder_stats {
@@ -72,6 +76,9 @@ void mfd__reorder_drop(struct mfd__reorder *r, struct mfd__rchunk *c);
 int mfd__reorder_next(struct mfd__reorder *r, uint32_t dev,
 		      struct mfd__rchunk **out);
 void mfd__reorder_release(struct mfd__reorder *r, struct mfd__rchunk *c);
+
+/* Chunks of dev its loader has released (applied): chunks 0 .. n-1. */
+uint32_t mfd__reorder_applied(struct mfd__reorder *r, uint32_t dev);
 
 /* Bounds a receiver's wait for room: after timeout_ms in which no chunk was
  * released or dropped (the loaders' progress), reserve() returns

@@ -520,20 +520,19 @@ static ssize_t sim_save_iov(void *opaque, struct iovec *iov, int *iovcnt,
 	return (ssize_t)done;
 }
 
-static int sim_load(void *opaque, const void *buf, size_t len)
+/*
+ * Under the lock, RESUMING: the next len bytes of the stream at in. placed:
+ * they are already in the state memory (in points there), which is only
+ * right if it is exactly where the stream puts them.
+ */
+static int load_locked(struct mfd_simdev *d, const uint8_t *in, size_t len,
+		       bool placed)
 {
-	struct mfd_simdev *d = opaque;
-	const uint8_t *in = buf;
-	uint64_t t0 = now_ns();
-	int ret = 0;
-	pthread_mutex_lock(&d->lock);
-	if (d->state != MFD_DEV_RESUMING) {
-		ret = -EINVAL;
-		goto out;
-	}
 	size_t pos = 0;
 	while (pos < len) {
 		if (d->rec_off < REC_HDR) {
+			if (placed)
+				return -EINVAL; /* headers are not state */
 			size_t h = REC_HDR - d->rec_off;
 			if (h > len - pos)
 				h = len - pos;
@@ -549,10 +548,8 @@ static int sim_load(void *opaque, const void *buf, size_t len)
 				       (uint32_t)d->hdr[i * 4 + 2] << 16 |
 				       (uint32_t)d->hdr[i * 4 + 3] << 24;
 			if (f[0] != SIM_MAGIC || f[1] >= d->nunits ||
-			    f[3] != unit_len(d, f[1]) || f[2] == NONE) {
-				ret = -EINVAL;
-				goto out;
-			}
+			    f[3] != unit_len(d, f[1]) || f[2] == NONE)
+				return -EINVAL;
 			d->rec_unit = f[1];
 			d->rec_ver = f[2];
 			d->rec_len = f[3];
@@ -562,14 +559,15 @@ static int sim_load(void *opaque, const void *buf, size_t len)
 		size_t k = total - d->rec_off;
 		if (k > len - pos)
 			k = len - pos;
+		uint8_t *to = unit_mem(d, d->rec_unit) + (d->rec_off - REC_HDR);
+		if (placed && in + pos != to)
+			return -EINVAL;
 		if (!d->cfg.defer_check &&
 		    !content_eq(unit_key(d->cfg.seed, d->rec_unit, d->rec_ver),
-				d->rec_off - REC_HDR, in + pos, (uint32_t)k)) {
-			ret = -EINVAL;
-			goto out;
-		}
-		memcpy(unit_mem(d, d->rec_unit) + (d->rec_off - REC_HDR),
-		       in + pos, k);
+				d->rec_off - REC_HDR, in + pos, (uint32_t)k))
+			return -EINVAL;
+		if (!placed)
+			memcpy(to, in + pos, k);
 		d->rec_off += (uint32_t)k;
 		pos += k;
 		if (d->rec_off == total) {
@@ -579,7 +577,32 @@ static int sim_load(void *opaque, const void *buf, size_t len)
 		}
 	}
 	d->st.loaded_bytes += len;
-out:
+	if (placed)
+		d->st.placed_bytes += len;
+	return 0;
+}
+
+static int load_segs(struct mfd_simdev *d, const struct mfd_dev_seg *seg,
+		     int nseg)
+{
+	uint64_t t0 = now_ns(), len = 0;
+	int ret = 0;
+	pthread_mutex_lock(&d->lock);
+	if (d->state != MFD_DEV_RESUMING)
+		ret = -EINVAL;
+	for (int i = 0; !ret && i < nseg; i++) {
+		const uint8_t *in = seg[i].buf;
+		if (!in) {
+			if (seg[i].mem_off > d->cfg.state_size ||
+			    seg[i].len > d->cfg.state_size - seg[i].mem_off) {
+				ret = -ERANGE;
+				break;
+			}
+			in = d->mem + seg[i].mem_off;
+		}
+		ret = load_locked(d, in, seg[i].len, !seg[i].buf);
+		len += seg[i].len;
+	}
 	pthread_mutex_unlock(&d->lock);
 	if (ret == 0 && d->cfg.load_ms_per_mib > 0) {
 		/* The restore takes at least its cost, checking included. */
@@ -597,6 +620,26 @@ out:
 	d->st.load_ns += now_ns() - t0;
 	pthread_mutex_unlock(&d->lock);
 	return ret;
+}
+
+static int sim_load(void *opaque, const void *buf, size_t len)
+{
+	struct mfd_dev_seg seg = { buf, 0, len };
+	return load_segs(opaque, &seg, 1);
+}
+
+static int sim_load_segs(void *opaque, const struct mfd_dev_seg *seg, int nseg)
+{
+	return load_segs(opaque, seg, nseg);
+}
+
+/* Its memory, for placed bytes on both sides (device.h: state_mem). */
+static int sim_state_mem(void *opaque, void **base, uint64_t *size)
+{
+	struct mfd_simdev *d = opaque;
+	*base = d->mem;
+	*size = d->cfg.state_size;
+	return 0;
 }
 
 /* ---------------------------------------------------------------- */
@@ -652,6 +695,10 @@ int mfd_simdev_new(struct mfd_simdev **out, const struct mfd_simdev_cfg *cfg)
 		.save_iov = sim_save_iov,
 		.load = sim_load,
 	};
+	if (!d->cfg.no_placed) {
+		d->ops.state_mem = sim_state_mem;
+		d->ops.load_segs = sim_load_segs;
+	}
 	if (d->cfg.dma_rate && d->cfg.dma_base && d->cfg.dma_size) {
 		d->dma_npages = d->cfg.dma_size / d->cfg.dma_page;
 		d->dma_log = calloc((d->dma_npages + 63) / 64, 8);

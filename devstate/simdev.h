@@ -27,7 +27,10 @@
  * Memory: the state lives in state_size bytes of the device's own memory
  * (filled at creation, rewritten when a unit changes). save() copies from
  * it; save_iov() (STOP_COPY) points at it, so the engine sends it without
- * a copy; load() copies into it. With defer_check, load() checks only the
+ * a copy; load() copies into it. state_mem() shows it to the engine, so
+ * the destination receives placed bytes straight into it and load_segs()
+ * only checks that they are where the stream puts them (off with
+ * no_placed). With defer_check, load() checks only the
  * record headers and mfd_simdev_check() checks the bytes later, so the
  * check's cost is not part of the load (the bench); without it load()
  * checks every byte as it arrives (the tests).
@@ -57,6 +60,10 @@ struct mfd_simdev_cfg {
 	 * produced (0 = never). */
 	uint64_t fail_save_after;
 	bool defer_check; /* load(): headers only; see mfd_simdev_check() */
+	/* No state_mem / load_segs: every byte goes through save_iov() as
+	 * inline bytes and through load() as a copy (the path before placed
+	 * chunks, and VFIO's). */
+	bool no_placed;
 };
 
 struct mfd_simdev;
@@ -86,6 +93,7 @@ struct mfd_simdev_stats {
 	uint64_t saved_bytes;	/* stream bytes produced, all sessions */
 	uint64_t precopy_bytes; /* of which in PRE_COPY */
 	uint64_t loaded_bytes;	/* stream bytes applied */
+	uint64_t placed_bytes;	/* of which received in place (load_segs) */
 	uint64_t dma_pages;	/* guest pages written by DMA */
 	uint64_t load_ns;	/* time spent inside load() */
 	uint64_t state_changes; /* units changed */

@@ -54,20 +54,38 @@ void mfd__devload_destroy(struct mfd__devload *dl)
 	mfd__devset_destroy(&dl->set);
 }
 
+/* After a load of len bytes of device i returned ret. */
+static int loaded(struct mfd__devload *dl, unsigned i, int ret, uint64_t len)
+{
+	if (ret) {
+		mfd__err("device %s: loading its state failed: %s",
+			 dl->set.devs[i].name, mfd_strerror(ret));
+		return MFD_EDEVICE;
+	}
+	__atomic_fetch_add(&dl->bytes, len, __ATOMIC_RELAXED);
+	return 0;
+}
+
 static int apply(struct mfd__devload *dl, unsigned i, const void *buf,
 		 uint32_t len)
 {
 	struct mfd__dev *d = &dl->set.devs[i];
 	if (!len)
 		return 0;
-	int ret = d->ops.load(d->opaque, buf, len);
-	if (ret) {
-		mfd__err("device %s: loading its state failed: %s", d->name,
-			 mfd_strerror(ret));
-		return MFD_EDEVICE;
-	}
-	__atomic_fetch_add(&dl->bytes, len, __ATOMIC_RELAXED);
-	return 0;
+	return loaded(dl, i, d->ops.load(d->opaque, buf, len), len);
+}
+
+/* A chunk received in place: its segments, in stream order. */
+static int apply_placed(struct mfd__devload *dl, unsigned i,
+			const struct mfd__rchunk *c)
+{
+	struct mfd__dev *d = &dl->set.devs[i];
+	const struct mfd_dev_seg *seg = (const void *)c->data;
+	uint64_t len = 0;
+	for (uint32_t k = 0; k < c->nseg; k++)
+		len += seg[k].len;
+	return loaded(dl, i, d->ops.load_segs(d->opaque, seg, (int)c->nseg),
+		      len);
 }
 
 static void *loader_main(void *arg)
@@ -80,7 +98,8 @@ static void *loader_main(void *arg)
 		if (ret == 1)
 			break;
 		if (!ret) {
-			ret = apply(dl, ld->idx, c->data, c->len);
+			ret = c->placed ? apply_placed(dl, ld->idx, c)
+					: apply(dl, ld->idx, c->data, c->len);
 			mfd__reorder_release(dl->r, c);
 		}
 		if (ret) {
@@ -185,6 +204,21 @@ int mfd__devload_setup(struct mfd__devload *dl, const struct mfd_config *cfg,
 	pthread_mutex_lock(dl->lock);
 	dl->r = r;
 	pthread_mutex_unlock(dl->lock);
+	/* Placed bytes go straight into the state memory of a device that
+	 * takes them (load_segs); asked now, in RESUMING, before any
+	 * receiver runs. */
+	for (unsigned i = 0; i < n; i++) {
+		struct mfd__dev *d = &dl->set.devs[i];
+		uint8_t *base;
+		uint64_t size;
+		d->mem_asked = false;
+		if (d->ops.load_segs &&
+		    (ret = mfd__dev_state_mem(d, &base, &size)) < 0) {
+			mfd__err("device %s: state memory: %s", d->name,
+				 mfd_strerror(ret));
+			return MFD_EDEVICE;
+		}
+	}
 	dl->ld = calloc(n, sizeof(*dl->ld));
 	if (!dl->ld)
 		return -ENOMEM;
@@ -200,6 +234,86 @@ int mfd__devload_setup(struct mfd__devload *dl, const struct mfd_config *cfg,
 	return 0;
 }
 
+static int recv_err(int ret)
+{
+	return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+}
+
+/*
+ * A PLACED chunk: reads and checks its placement table, then reserves room
+ * and receives the bytes. In place when the device takes placed bytes and
+ * every chunk before the fence is applied: placed segments straight into
+ * the state memory, inline ones and the segment list into the chunk. Else
+ * the whole stream part into the chunk, for load().
+ */
+static int recv_placed(struct mfd__devload *dl, struct mfd__chan *c,
+		       const struct mfd__pkt_hdr *h, bool last,
+		       struct mfd__rchunk **out)
+{
+	struct mfd__dev *d = &dl->set.devs[h->block];
+	uint8_t tab[MFD_DEVPLACE_MAX_HDR];
+	struct mfd__devplace p;
+	int ret = c->ops->recv(c, tab, MFD_DEVPLACE_FIXED);
+	if (ret)
+		return recv_err(ret);
+	size_t tsz = 0;
+	if (!(ret = mfd__devplace_decode_fixed(tab, h->count, h->payload_len,
+					       &p))) {
+		tsz = mfd__devplace_size(p.nseg);
+		if ((ret = c->ops->recv(c, tab + MFD_DEVPLACE_FIXED,
+					tsz - MFD_DEVPLACE_FIXED)))
+			return recv_err(ret);
+		/* Placed bytes are checked against the device's state
+		 * memory whenever it has one, received in place or not. */
+		ret = mfd__devplace_decode_segs(
+			tab + MFD_DEVPLACE_FIXED, h->payload_len,
+			dl->lim.chunk_max, d->mem ? d->mem_size : UINT64_MAX,
+			&p);
+	}
+	if (ret) {
+		mfd__err("device %s: chunk %u: bad placement table: %s",
+			 d->name, h->count, mfd_strerror(ret));
+		return ret;
+	}
+	uint32_t data = h->payload_len - (uint32_t)tsz, inl = 0;
+	for (uint32_t k = 0; k < p.nseg; k++)
+		if (p.seg[k].flags & MFD_DEVSEG_INLINE)
+			inl += p.seg[k].len;
+	uint64_t held = p.nseg * sizeof(struct mfd_dev_seg) + inl;
+	bool direct = d->mem && d->ops.load_segs && held <= dl->lim.chunk_max &&
+		      mfd__reorder_applied(dl->r, h->block) >= p.fence;
+	struct mfd__rchunk *rc;
+	if ((ret = mfd__reorder_reserve(dl->r, h->block, h->count,
+					direct ? (uint32_t)held : data, last,
+					&rc)))
+		return ret;
+	if (!direct) {
+		ret = c->ops->recv(c, rc->data, data);
+	} else {
+		struct iovec iov[MFD_DEVPLACE_MAX_SEGS];
+		struct mfd_dev_seg *seg = (void *)rc->data;
+		uint8_t *in = rc->data + p.nseg * sizeof(*seg);
+		for (uint32_t k = 0; k < p.nseg; k++) {
+			bool il = p.seg[k].flags & MFD_DEVSEG_INLINE;
+			uint8_t *to = il ? in : d->mem + p.seg[k].mem_off;
+			seg[k] = (struct mfd_dev_seg){ il ? to : NULL,
+						       p.seg[k].mem_off,
+						       p.seg[k].len };
+			iov[k] = (struct iovec){ to, p.seg[k].len };
+			in += il ? p.seg[k].len : 0;
+		}
+		rc->placed = true;
+		rc->nseg = p.nseg;
+		ret = c->ops->recvv(c, iov, (int)p.nseg);
+	}
+	if (ret) {
+		mfd__reorder_drop(dl->r, rc);
+		return recv_err(ret);
+	}
+	*out = rc;
+	return 0;
+}
+
 int mfd__devload_pkt(struct mfd__devload *dl, struct mfd__chan *c,
 		     const struct mfd__pkt_hdr *h)
 {
@@ -210,15 +324,21 @@ int mfd__devload_pkt(struct mfd__devload *dl, struct mfd__chan *c,
 		return ret;
 	bool last = h->zero_count & MFD_DEVCHUNK_LAST;
 	struct mfd__rchunk *rc;
-	/* Validated before anything is read: device, window, duplicates,
-	 * nothing after LAST. May wait for room (back-pressure). */
-	if ((ret = mfd__reorder_reserve(dl->r, h->block, h->count,
-					h->payload_len, last, &rc)))
-		return ret;
-	if (h->payload_len &&
-	    (ret = c->ops->recv(c, rc->data, h->payload_len))) {
-		mfd__reorder_drop(dl->r, rc);
-		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+	if (h->zero_count & MFD_DEVCHUNK_PLACED) {
+		if ((ret = recv_placed(dl, c, h, last, &rc)))
+			return ret;
+	} else {
+		/* Validated before anything is read: device, window,
+		 * duplicates, nothing after LAST. May wait for room
+		 * (back-pressure). */
+		if ((ret = mfd__reorder_reserve(dl->r, h->block, h->count,
+						h->payload_len, last, &rc)))
+			return ret;
+		if (h->payload_len &&
+		    (ret = c->ops->recv(c, rc->data, h->payload_len))) {
+			mfd__reorder_drop(dl->r, rc);
+			return recv_err(ret);
+		}
 	}
 	if (last) {
 		dl->last_seq[h->block] = h->count;

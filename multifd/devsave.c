@@ -20,8 +20,9 @@ void mfd__devsave_init(struct mfd__devsave *ds)
 static void release(struct mfd__devsave *ds)
 {
 	free(ds->seq);
+	free(ds->fence);
 	free(ds->buf);
-	ds->seq = NULL;
+	ds->seq = ds->fence = NULL;
 	ds->buf = NULL;
 }
 
@@ -45,11 +46,14 @@ int mfd__devsave_start(struct mfd__devsave *ds, const struct mfd_config *cfg,
 	__atomic_store_n(&ds->down_ns, 0, __ATOMIC_RELAXED);
 	ds->t_sc = ds->t_sent = 0;
 	ds->seq = calloc(ds->set.n, sizeof(*ds->seq));
+	ds->fence = calloc(ds->set.n, sizeof(*ds->fence));
+	for (unsigned i = 0; i < ds->set.n; i++)
+		ds->set.devs[i].mem_asked = false;
 	char(*names)[MFD_MAX_DEV_NAME_WIRE + 1] =
 		calloc(ds->set.n, sizeof(*names));
 	if (ds->transfer == MFD_DEV_XFER_MAIN)
 		ds->buf = malloc(MFD_DEVDATA_PREFIX + ds->chunk);
-	if (!ds->seq || !names ||
+	if (!ds->seq || !ds->fence || !names ||
 	    (ds->transfer == MFD_DEV_XFER_MAIN && !ds->buf)) {
 		free(names);
 		return -ENOMEM;
@@ -87,6 +91,49 @@ static size_t iov_bytes(const struct iovec *iov, int n)
 }
 
 /*
+ * c->iov[2..2+cnt) holds what save_iov() described. Where some of it lies
+ * in the device's state memory, puts a placement table in c->data and at
+ * c->iov[1] and returns its size; else moves the entries to c->iov[1..] and
+ * returns 0 (a plain chunk).
+ */
+static int place(struct mfd__devsave *ds, struct mfd__dev *d, unsigned i,
+		 struct mfd__devchunk *c, int cnt)
+{
+	uint8_t *base;
+	uint64_t size;
+	int ret = mfd__dev_state_mem(d, &base, &size);
+	if (ret < 0) {
+		mfd__err("device %s: state memory: %s", d->name,
+			 mfd_strerror(ret));
+		return ret;
+	}
+	struct mfd__devplace p = { .nseg = (uint32_t)cnt,
+				   .fence = ds->fence[i] };
+	bool any = false;
+	for (int k = 0; !ret && k < cnt; k++) { /* ret 1: no state memory */
+		uintptr_t b = (uintptr_t)c->iov[2 + k].iov_base;
+		size_t l = c->iov[2 + k].iov_len;
+		uint64_t off = (uint64_t)(b - (uintptr_t)base);
+		if (b >= (uintptr_t)base && l <= size && off <= size - l) {
+			p.seg[k] = (struct mfd__devseg){ off, (uint32_t)l, 0 };
+			any = true;
+		} else {
+			p.seg[k] = (struct mfd__devseg){ 0, (uint32_t)l,
+							 MFD_DEVSEG_INLINE };
+		}
+	}
+	if (!any) {
+		memmove(c->iov + 1, c->iov + 2, (size_t)cnt * sizeof(*c->iov));
+		return 0;
+	}
+	int t = mfd__devplace_encode(&p, c->data);
+	if (t < 0)
+		return -EIO; /* a segment of length 0 from save_iov() */
+	c->iov[1] = (struct iovec){ c->data, (size_t)t };
+	return t;
+}
+
+/*
  * Reads up to budget bytes (UINT64_MAX: until the device says the phase has
  * nothing more) of device i and sends them as chunks; with last, then sends
  * the LAST chunk.
@@ -107,7 +154,8 @@ static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
 		bool sg = ds->transfer == MFD_DEV_XFER_MULTIFD &&
 			  d->ops.save_iov && d->state == MFD_DEV_STOP_COPY;
 		if (ds->transfer == MFD_DEV_XFER_MULTIFD) {
-			c = malloc(sizeof(*c) + (sg ? 0 : ds->chunk));
+			c = malloc(sizeof(*c) +
+				   (sg ? MFD_DEVPLACE_MAX_HDR : ds->chunk));
 			if (!c)
 				return -ENOMEM;
 			c->niov = 0;
@@ -116,17 +164,21 @@ static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
 			data = ds->buf + MFD_DEVDATA_PREFIX;
 		}
 		ssize_t n = 0;
+		int table = 0; /* bytes of a placement table */
 		if (!end) {
 			if (sg) {
 				int cnt = MFD__DEVCHUNK_IOV;
-				n = d->ops.save_iov(d->opaque, c->iov + 1, &cnt,
+				n = d->ops.save_iov(d->opaque, c->iov + 2, &cnt,
 						    ds->chunk);
 				if (n >= 0 &&
 				    (cnt < 0 || cnt > MFD__DEVCHUNK_IOV ||
-				     iov_bytes(c->iov + 1, cnt) != (size_t)n))
+				     iov_bytes(c->iov + 2, cnt) != (size_t)n))
 					n = -EIO;
+				if (n > 0 &&
+				    (table = place(ds, d, i, c, cnt)) < 0)
+					n = table;
 				if (n > 0)
-					c->niov = (uint32_t)cnt;
+					c->niov = (uint32_t)cnt + (table > 0);
 			} else {
 				n = d->ops.save(d->opaque, data, ds->chunk);
 			}
@@ -146,12 +198,16 @@ static int send_dev(struct mfd__devsave *ds, unsigned i, uint64_t budget,
 			return 0;
 		}
 		uint32_t flags = end ? MFD_DEVCHUNK_LAST : 0;
+		if (table > 0)
+			flags |= MFD_DEVCHUNK_PLACED;
+		else
+			ds->fence[i] = ds->seq[i] + 1;
 		int ret;
 		if (c) {
 			c->dev = i;
 			c->seq = ds->seq[i];
 			c->flags = flags;
-			c->len = (uint32_t)n;
+			c->len = (uint32_t)n + (uint32_t)table;
 			ret = mfd__pool_submit_device(pool, c);
 		} else {
 			struct mfd__devdata m = { .device = i,

@@ -20,6 +20,7 @@ struct mfd__devsave {
 	uint32_t transfer; /* enum mfd__dev_transfer (wire numbers) */
 	uint32_t chunk;	   /* bytes per chunk */
 	uint32_t *seq;	   /* per device: the next chunk number */
+	uint32_t *fence;   /* per device: 1 + the last unplaced chunk's seq */
 	uint8_t *buf;	   /* main mode: prefix + one chunk */
 	bool active;	   /* devices left RUNNING for this migration */
 	uint64_t bytes;	   /* device bytes handed to a channel, atomic */

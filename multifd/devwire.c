@@ -88,13 +88,79 @@ int mfd__devices_decode(const uint8_t *in, size_t len, struct mfd__devices *d,
 }
 
 static int check_chunk(uint32_t device, uint32_t flags, uint64_t len,
-		       const struct mfd__dev_limits *lim)
+		       const struct mfd__dev_limits *lim, uint32_t known)
 {
 	if (device >= lim->ndevices)
 		return MFD_EDEVICE;
-	if (flags & ~MFD_DEVCHUNK_KNOWN)
+	if (flags & ~known)
 		return MFD_EFLAGS;
-	if (len > lim->chunk_max || (len == 0 && !(flags & MFD_DEVCHUNK_LAST)))
+	uint64_t max = lim->chunk_max;
+	if (flags & MFD_DEVCHUNK_PLACED)
+		max += MFD_DEVPLACE_MAX_HDR;
+	if (len > max || (len == 0 && !(flags & MFD_DEVCHUNK_LAST)))
+		return MFD_ELENGTH;
+	return 0;
+}
+
+int mfd__devplace_encode(const struct mfd__devplace *p, uint8_t *out)
+{
+	if (p->nseg < 1 || p->nseg > MFD_DEVPLACE_MAX_SEGS)
+		return -EINVAL;
+	mfd__put_le32(out + 0, p->nseg);
+	mfd__put_le32(out + 4, p->fence);
+	uint8_t *e = out + MFD_DEVPLACE_FIXED;
+	for (uint32_t i = 0; i < p->nseg; i++, e += MFD_DEVPLACE_ENTRY) {
+		const struct mfd__devseg *s = &p->seg[i];
+		if (!s->len || (s->flags & ~MFD_DEVSEG_INLINE) ||
+		    ((s->flags & MFD_DEVSEG_INLINE) && s->mem_off))
+			return -EINVAL;
+		mfd__put_le64(e + 0, s->mem_off);
+		mfd__put_le32(e + 8, s->len);
+		mfd__put_le32(e + 12, s->flags);
+	}
+	return (int)mfd__devplace_size(p->nseg);
+}
+
+int mfd__devplace_decode_fixed(const uint8_t in[MFD_DEVPLACE_FIXED],
+			       uint32_t seq, uint32_t payload_len,
+			       struct mfd__devplace *p)
+{
+	p->nseg = mfd__get_le32(in + 0);
+	p->fence = mfd__get_le32(in + 4);
+	if (p->nseg < 1 || p->nseg > MFD_DEVPLACE_MAX_SEGS)
+		return MFD_ECOUNT;
+	if (p->fence > seq)
+		return MFD_EROUND;
+	if (payload_len < mfd__devplace_size(p->nseg))
+		return MFD_ELENGTH;
+	return 0;
+}
+
+int mfd__devplace_decode_segs(const uint8_t *in, uint32_t payload_len,
+			      uint32_t chunk_max, uint64_t mem_size,
+			      struct mfd__devplace *p)
+{
+	uint64_t data = payload_len - mfd__devplace_size(p->nseg), sum = 0;
+	for (uint32_t i = 0; i < p->nseg; i++, in += MFD_DEVPLACE_ENTRY) {
+		struct mfd__devseg *s = &p->seg[i];
+		s->mem_off = mfd__get_le64(in + 0);
+		s->len = mfd__get_le32(in + 8);
+		s->flags = mfd__get_le32(in + 12);
+		if (s->flags & ~MFD_DEVSEG_INLINE)
+			return MFD_EFLAGS;
+		if (!s->len)
+			return MFD_ELENGTH;
+		sum += s->len;
+		if (s->flags & MFD_DEVSEG_INLINE) {
+			if (s->mem_off)
+				return MFD_EOFFSET;
+		} else if (mem_size != UINT64_MAX &&
+			   (s->mem_off > mem_size ||
+			    s->len > mem_size - s->mem_off)) {
+			return MFD_EOFFSET;
+		}
+	}
+	if (sum != data || sum > chunk_max)
 		return MFD_ELENGTH;
 	return 0;
 }
@@ -106,7 +172,8 @@ int mfd__devpkt_validate(const struct mfd__pkt_hdr *h,
 		return MFD_ETYPE;
 	if (h->round != 0)
 		return MFD_EROUND;
-	return check_chunk(h->block, h->zero_count, h->payload_len, lim);
+	return check_chunk(h->block, h->zero_count, h->payload_len, lim,
+			   MFD_DEVCHUNK_KNOWN);
 }
 
 void mfd__devdata_prefix_encode(const struct mfd__devdata *m,
@@ -131,5 +198,5 @@ int mfd__devdata_decode(const uint8_t *in, size_t len,
 		return MFD_EFLAGS;
 	m->data = in + MFD_DEVDATA_PREFIX;
 	m->len = (uint32_t)(len - MFD_DEVDATA_PREFIX);
-	return check_chunk(m->device, m->flags, m->len, lim);
+	return check_chunk(m->device, m->flags, m->len, lim, MFD_DEVCHUNK_LAST);
 }

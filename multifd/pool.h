@@ -48,7 +48,8 @@ struct mfd__devchunk {
 	uint32_t flags; /* MFD_DEVCHUNK_* */
 	uint32_t len;
 	uint32_t niov;
-	struct iovec iov[MFD__DEVCHUNK_IOV + 1]; /* [0]: the packet header */
+	/* [0]: the packet header; [1]: a placement table, if any */
+	struct iovec iov[MFD__DEVCHUNK_IOV + 2];
 	uint8_t data[];
 };
 

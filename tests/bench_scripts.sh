@@ -27,7 +27,7 @@ if [ "$n" = "${FAIL_AT:-0}" ]; then
 fi
 echo "# a comment line"
 cat <<JSON
-{"status":"$status","memcmp_ok":$memcmp,"total_ms":$v,"transfer_ms":$v,"downtime_ms":$v,"throughput_mbps":$v,"effective_mbps":$v,"wire_bytes":2147483648,"packets":1,"cpu_user_s":1,"cpu_sys_s":1,"src_cpu_s":1,"dst_cpu_s":1,"src_cpu_s_per_gib":$v,"dst_cpu_s_per_gib":$v,"raw_pages":1,"zero_pages":1,"compression_ratio":1,"compress_cpu_s":1,"decompress_cpu_s":1,"tracker":"manual","rounds":3,"down_sync_ms":1,"down_pages_ms":1,"down_end_ms":1,"down_ack_ms":1,"expected_downtime_ms":1,"forced":false,"throttle_pct":0,"dirty_rate_mbps":1,"stop_hooks":1,"downtime_limit":"1000000ms"}
+{"status":"$status","memcmp_ok":$memcmp,"total_ms":$v,"transfer_ms":$v,"downtime_ms":$v,"throughput_mbps":$v,"effective_mbps":$v,"wire_bytes":2147483648,"packets":1,"cpu_user_s":1,"cpu_sys_s":1,"src_cpu_s":1,"dst_cpu_s":1,"src_cpu_s_per_gib":$v,"dst_cpu_s_per_gib":$v,"raw_pages":1,"zero_pages":1,"compression_ratio":1,"compress_cpu_s":1,"decompress_cpu_s":1,"tracker":"manual","rounds":3,"down_sync_ms":1,"down_pages_ms":1,"down_end_ms":1,"down_ack_ms":1,"expected_downtime_ms":1,"forced":false,"throttle_pct":0,"dirty_rate_mbps":1,"stop_hooks":1,"downtime_limit":"1000000ms","device_throughput_mbps":$v,"ram_throughput_mbps":$v,"device_downtime_ms":$v,"devices_equal":true,"warm_host_passes":1,"host_reported_mib":$n,"steal_ms":0}
 JSON
 exit $rc
 FAKE
@@ -118,6 +118,28 @@ if grep -q "random sockets.*MEDIAN" "$tmp/tuning_sweep2.out"; then
 	echo "FAIL tuning_sweep2: a median of one ok run"
 	fails=$((fails + 1))
 fi
+
+# devstate_repeat: 2 repeats x (multifd, multifd-copy, main without
+# restore cost; multifd, main with): runs 1-5, 6-10. Run 2 (multifd-copy,
+# rep 1) crashes: that row is run 7 alone. multifd: runs 1, 6 (350);
+# main: 3, 8 (550); with restore cost multifd 4, 9 and main 5, 10.
+run devstate 2 crash bench/scripts/devstate_repeat.sh 2
+expect devstate "runs: 9 of 10 ok"
+expect devstate "| 0 | multifd | 2 of 2 ok | 350 (100..600) | 350 | 1 | 350 (100..600) |"
+expect devstate "| 0 | multifd-copy | 1 of 2 ok | 700 (700..700) | 700 | 1 | 700 (700..700) |"
+expect devstate "| 0 | main | 2 of 2 ok | 550 (300..800) | 550 | - | 550 (300..800) |"
+expect devstate "multifd/main device throughput (medians, no restore cost): 0.636"
+expect devstate "multifd-copy/main device throughput (medians, no restore cost): 1.273"
+expect devstate "multifd/multifd-copy device throughput (medians, no restore cost): 0.5"
+expect devstate "multifd/main downtime (medians, 2 ms/MiB): 0.867"
+
+# cold_repeat: 2 repeats (prealloc, cold, cold-ahead, cold-nowarm; then
+# without cold-nowarm): runs 1-4, 5-7. Run 6 (cold, rep 2) fails: cold
+# is run 2 alone, 200 against prealloc's median of runs 1, 5 (300).
+run cold 6 json bench/scripts/cold_repeat.sh 2 3
+expect cold "runs: 6 of 7 ok"
+expect cold "| cold | 1 of 2 ok | 200 (200..200) | 0.667 | - | - | - | 0 | 1 | 2 (2) | 1 |"
+expect cold "| cold-ahead | 2 of 2 ok | 500 (300..700) | 1.667 |"
 
 [ $fails -eq 0 ] && echo "all bench scripts count failed runs" || echo "$fails check(s) failed"
 exit $((fails > 0))

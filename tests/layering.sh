@@ -45,6 +45,9 @@ exception() {
 	# The simulated device is a library of its own (mfd_simdev) built on
 	# the public API; its header is all its users see.
 	"bench/"*" devstate/simdev.h") return 0 ;;
+	# So is the fake vhost-vdpa device (mfd_fakevdpa, tests/fake_vdpa.c):
+	# the bench's --devices-vdpa drives it.
+	"bench/vdpa.c tests/fake_vdpa.h") return 0 ;;
 	# mfd-zerobench measures the internal zero-page paths (links
 	# multifd_internal and includes the source tree on purpose).
 	"bench/zerobench.c multifd/compress/codec.h") return 0 ;;

@@ -49,6 +49,10 @@ struct devopts {
 	uint64_t fail_after; /* source device 1 */
 	double load_ms_per_mib;
 	bool defer_check; /* destination: bytes checked after, not on load */
+	/* No state_mem/load_segs on that side: plain chunks from the source,
+	 * received into the reorder buffer and copied by load() on the
+	 * destination. */
+	bool src_no_placed, dst_no_placed;
 };
 
 static int h_stop(void *o)
@@ -86,7 +90,9 @@ static struct mfd_simdev *mkdev(struct rig *r, unsigned i,
 		c.dma_size = RAM;
 		c.dma_rate = o->dma_rate;
 		c.fail_save_after = i == 1 ? o->fail_after : 0;
+		c.no_placed = o->src_no_placed;
 	} else {
+		c.no_placed = o->dst_no_placed;
 		c.load_ms_per_mib = o->load_ms_per_mib;
 		c.defer_check = o->defer_check;
 	}
@@ -188,6 +194,21 @@ static void check_equal(struct rig *r)
 	assert_true(tvm_equal(&r->vm));
 }
 
+/* Stream bytes the destination's devices took in place (load_segs). */
+static uint64_t placed_bytes(struct rig *r, uint64_t *loaded)
+{
+	uint64_t p = 0, l = 0;
+	for (unsigned i = 0; i < r->ndev; i++) {
+		struct mfd_simdev_stats st;
+		mfd_simdev_get_stats(r->d[i], &st);
+		p += st.placed_bytes;
+		l += st.loaded_bytes;
+	}
+	if (loaded)
+		*loaded = l;
+	return p;
+}
+
 static void migrate_ok(const char *mode, const char *channels)
 {
 	struct rig r = { .ndev = NDEV };
@@ -251,14 +272,20 @@ static void test_multifd_mode(void **s)
  * every device is larger than the buffer: pre-copy goes through save()
  * while the device changes, STOP_COPY through save_iov() (no copy), and
  * the destination's device memory must equal the source's byte for byte.
+ * multifd runs three ways: placed chunks received in place (load_segs),
+ * placed chunks to a destination without the op (into the buffer, then
+ * load()), and a source without state_mem (plain chunks). Units changed
+ * during pre-copy are sent again in STOP_COPY, so a placed chunk must not
+ * land before the pre-copy chunk of its unit is applied (the fence).
  */
 static void test_chunk_sizes(void **s)
 {
 	(void)s;
 	static const unsigned sizes[] = { 4096,	  4104,	  65536 - 24,
 					  131072, 524288, 1048560 };
-	static const char *modes[] = { "multifd", "main" };
-	for (unsigned m = 0; m < 2; m++) {
+	static const char *modes[] = { "multifd", "multifd", "multifd",
+				       "main" };
+	for (unsigned m = 0; m < 4; m++) {
 		for (unsigned k = 0; k < sizeof(sizes) / sizeof(sizes[0]);
 		     k++) {
 			struct rig r = { .ndev = NDEV };
@@ -274,8 +301,13 @@ static void test_chunk_sizes(void **s)
 			struct devopts o = { .state = 2 * MiB + 4 * sizes[k],
 					     .precopy = 0.3,
 					     .dirty_rate = 4 * MiB,
-					     .defer_check = k % 2 };
-			printf("# %s, chunk %u, buffer %u\n", modes[m],
+					     .defer_check = k % 2,
+					     .dst_no_placed = m == 1,
+					     .src_no_placed = m == 2 };
+			printf("# %s%s, chunk %u, buffer %u\n", modes[m],
+			       m == 1	? " (destination copies)"
+			       : m == 2 ? " (source without state_mem)"
+					: "",
 			       sizes[k], 2 * sizes[k]);
 			int dret;
 			int ret = run(&r, kv, &o, NULL, &dret);
@@ -284,9 +316,17 @@ static void test_chunk_sizes(void **s)
 			check_equal(&r);
 			mfd_stats ds;
 			mfd_dest_get_stats(r.vm.dst, &ds, sizeof(ds));
-			if (m == 0)
+			if (m < 3)
 				assert_true(ds.device_buffer_peak <=
 					    2ULL * sizes[k]);
+			uint64_t loaded, placed = placed_bytes(&r, &loaded);
+			printf("# %llu of %llu bytes placed\n",
+			       (unsigned long long)placed,
+			       (unsigned long long)loaded);
+			if (m == 0)
+				assert_true(placed > 0 && placed < loaded);
+			else
+				assert_int_equal(placed, 0);
 			rig_free(&r);
 		}
 	}
@@ -336,14 +376,21 @@ static void test_read_error_precopy(void **s)
 	read_error("multifd", 0.9);
 }
 
-static void test_backpressure(void **s)
+/*
+ * A slow restore (20 ms/MiB) of 2 x 4 MiB through a 128 KiB reorder bound:
+ * chunks received into the buffer wait for room (back-pressure), and the
+ * bound holds; chunks received in place hold only their segment lists, so
+ * the buffer stays below one chunk while the bytes wait in the devices.
+ */
+static void backpressure(bool in_place)
 {
-	(void)s;
 	struct rig r = { .ndev = 2 };
 	const char *kv[] = { "device-transfer=multifd", "channels=4",
 			     "device-chunk-size=32K", "device-buffer-max=128K",
 			     NULL };
-	struct devopts o = { .state = 4 * MiB, .load_ms_per_mib = 20 };
+	struct devopts o = { .state = 4 * MiB,
+			     .load_ms_per_mib = 20,
+			     .dst_no_placed = !in_place };
 	int dret;
 	int ret = run(&r, kv, &o, NULL, &dret);
 	assert_int_equal(ret, 0);
@@ -356,8 +403,55 @@ static void test_backpressure(void **s)
 	       (unsigned long long)ds.device_buffer_waits);
 	assert_true(ds.device_buffer_peak <= 128 * 1024);
 	assert_true(ds.device_buffer_peak > 0);
-	assert_true(ds.device_buffer_waits > 0);
+	uint64_t loaded, placed = placed_bytes(&r, &loaded);
+	if (in_place) {
+		/* Every unit's bytes, not its 16-byte record headers. */
+		assert_true(placed >= 2 * 4 * MiB && placed < loaded);
+		assert_true(ds.device_buffer_peak < 32 * 1024);
+	} else {
+		assert_int_equal(placed, 0);
+		assert_true(ds.device_buffer_waits > 0);
+	}
 	rig_free(&r);
+}
+
+/*
+ * The fence: pre-copy chunks (copied by load()) still wait behind a slow
+ * restore when STOP_COPY sends the same units again as placed chunks,
+ * which must not land in the device memory before the older chunks are
+ * applied over it. Every byte is checked as it is loaded (without the
+ * fence this test fails: the older bytes overwrite the newer).
+ */
+static void test_placed_after_precopy(void **s)
+{
+	(void)s;
+	struct rig r = { .ndev = 1 };
+	const char *kv[] = { "device-transfer=multifd", "channels=4",
+			     "device-chunk-size=64K", "downtime-limit=1000",
+			     NULL };
+	struct devopts o = { .state = 4 * MiB,
+			     .precopy = 1.0,
+			     .dirty_rate = 64 * MiB,
+			     .load_ms_per_mib = 100 };
+	int dret;
+	int ret = run(&r, kv, &o, NULL, &dret);
+	assert_int_equal(ret, 0);
+	assert_int_equal(dret, 0);
+	check_equal(&r);
+	uint64_t loaded, placed = placed_bytes(&r, &loaded);
+	printf("# %llu of %llu bytes placed\n", (unsigned long long)placed,
+	       (unsigned long long)loaded);
+	/* Here the STOP_COPY chunks arrive while the pre-copy chunks still
+	 * wait, so most or all go through the buffer. */
+	assert_true(placed < loaded);
+	rig_free(&r);
+}
+
+static void test_backpressure(void **s)
+{
+	(void)s;
+	backpressure(false);
+	backpressure(true);
 }
 
 /* Hostile: the first packet of the only data channel is a DEVICE packet
@@ -489,6 +583,7 @@ int main(void)
 		cmocka_unit_test(test_read_error_stop_copy),
 		cmocka_unit_test(test_read_error_precopy),
 		cmocka_unit_test(test_backpressure),
+		cmocka_unit_test(test_placed_after_precopy),
 		cmocka_unit_test(test_fault_during_device_state),
 		cmocka_unit_test(test_bad_device_index),
 		cmocka_unit_test(test_seq_out_of_window),

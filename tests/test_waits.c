@@ -5,6 +5,8 @@
  * to hang, and the destination must fail within io-timeout + 1 s with the
  * code that names the wait, send exactly one ERROR on main and close.
  * mfd_dest_wait() is called with no watchdog: it must return on its own.
+ * The same crafted source sends placed device chunks with bad placement
+ * tables: refused with their codes, the device memory untouched.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -247,6 +249,10 @@ static void zero_page(struct crafted *c, unsigned ch, uint32_t round,
  * come within io-timeout + 1 s, be expect, be reported on main as exactly
  * one ERROR with that code, followed by the orderly close (EOF).
  */
+/* Called by finish2() with the destination's device, if any, once the
+ * destination has ended and before the device is freed. */
+static void (*after_wait)(void *dev);
+
 static void finish2(struct crafted *c, uint64_t t0, int expect, int alt)
 {
 	/* The ERROR comes first, then the destination's FIN: it closes
@@ -280,6 +286,10 @@ static void finish2(struct crafted *c, uint64_t t0, int expect, int alt)
 		if (c->data_fd[i] >= 0)
 			close(c->data_fd[i]);
 	void *dev = c->vm.opaque;
+	/* After mfd_dest_wait(): every destination thread has ended. */
+	if (dev && after_wait)
+		after_wait(dev);
+	after_wait = NULL;
 	tvm_destroy(&c->vm);
 	if (dev)
 		mfd_simdev_free(dev);
@@ -420,6 +430,106 @@ static void test_reorder_back_pressure(void **s)
 			break;
 	}
 	finish(&c, t0, MFD_EDEVBUFFER);
+}
+
+/*
+ * Placed chunks aimed at the device's state memory (1 MiB here): a bad
+ * placement table is refused with its code before a byte of the chunk is
+ * read, and the device memory is what it was; placed bytes that are inside
+ * the memory but not where the stream puts them fail the device's check
+ * (MFD_EDEVICE).
+ */
+struct seg_spec {
+	uint64_t off;
+	uint32_t len, flags;
+};
+
+static void placed_chunk(struct crafted *c, uint32_t dseq, uint32_t nseg,
+			 uint32_t fence, const struct seg_spec *sg,
+			 uint32_t data)
+{
+	uint32_t tab = 8 + 16 * nseg;
+	struct mfd__pkt_hdr h = { .magic = MFD_MAGIC_PKT,
+				  .type = MFD_PKT_DEVICE,
+				  .count = dseq,
+				  .zero_count = MFD_DEVCHUNK_PLACED,
+				  .payload_len = tab + data,
+				  .seq = c->seq[0]++ };
+	uint8_t *buf = calloc(1, MFD_PKT_HDR_SIZE + tab + data);
+	assert_non_null(buf);
+	mfd__pkt_encode(&h, buf);
+	uint8_t *t = buf + MFD_PKT_HDR_SIZE;
+	mfd__put_le32(t, nseg);
+	mfd__put_le32(t + 4, fence);
+	for (uint32_t i = 0; sg && i < nseg; i++) {
+		mfd__put_le64(t + 8 + 16 * i, sg[i].off);
+		mfd__put_le32(t + 16 + 16 * i, sg[i].len);
+		mfd__put_le32(t + 20 + 16 * i, sg[i].flags);
+	}
+	memset(t + tab, 0xa5, data);
+	send_all(c->data_fd[0], buf, MFD_PKT_HDR_SIZE + tab + data);
+	free(buf);
+}
+
+/* RESUMING fills the simulated device's memory with 0x5a; the crafted
+ * chunks carry 0xa5: not one byte of them may be there. */
+static void memory_as_resumed(void *dev)
+{
+	uint64_t len;
+	const uint8_t *mem = mfd_simdev_mem(dev, &len);
+	for (uint64_t i = 0; i < len; i++)
+		if (mem[i] != 0x5a)
+			fail_msg("device memory byte %llu is 0x%02x",
+				 (unsigned long long)i, mem[i]);
+}
+
+static void placed_refused(uint32_t nseg, uint32_t fence,
+			   const struct seg_spec *sg, uint32_t data, int expect)
+{
+	struct crafted c;
+	start_dev(&c, NULL, true, MFD_FEAT_DEVICES);
+	uint64_t t0 = tvm_now_ms();
+	placed_chunk(&c, 0, nseg, fence, sg, data);
+	after_wait = memory_as_resumed;
+	finish(&c, t0, expect);
+}
+
+static void test_placed_refused(void **s)
+{
+	const uint32_t M = 1 << 20;
+	/* Past the end, across it, wrapping around, and an inline segment
+	 * with an offset. */
+	placed_refused(1, 0, &(struct seg_spec){ M, 16, 0 }, 16, MFD_EOFFSET);
+	placed_refused(1, 0, &(struct seg_spec){ M - 100, 4096, 0 }, 4096,
+		       MFD_EOFFSET);
+	placed_refused(1, 0, &(struct seg_spec){ UINT64_MAX - 10, 4096, 0 },
+		       4096, MFD_EOFFSET);
+	placed_refused(1, 0, &(struct seg_spec){ 8, 16, MFD_DEVSEG_INLINE }, 16,
+		       MFD_EOFFSET);
+	/* Table shape: no segment, too many, a fence after the chunk,
+	 * lengths that do not add up, a zero length, beyond chunk_max
+	 * (4096), unknown segment flags. */
+	placed_refused(0, 0, NULL, 16, MFD_ECOUNT);
+	placed_refused(64, 0, NULL, 0, MFD_ECOUNT);
+	placed_refused(1, 1, &(struct seg_spec){ 0, 16, 0 }, 16, MFD_EROUND);
+	placed_refused(1, 0, &(struct seg_spec){ 0, 16, 0 }, 32, MFD_ELENGTH);
+	placed_refused(2, 0, (struct seg_spec[]){ { 0, 16, 0 }, { 16, 0, 0 } },
+		       16, MFD_ELENGTH);
+	placed_refused(2, 0,
+		       (struct seg_spec[]){ { 0, 4096, 0 }, { 4096, 16, 0 } },
+		       4112, MFD_ELENGTH);
+	placed_refused(1, 0, &(struct seg_spec){ 0, 16, 2 }, 16, MFD_EFLAGS);
+}
+
+/* Inside the memory, but chunk 0 starts with a record header, which is
+ * never in the state memory: the device's in-order check refuses it. */
+static void test_placed_not_where_stream_says(void **s)
+{
+	struct crafted c;
+	start_dev(&c, NULL, true, MFD_FEAT_DEVICES);
+	uint64_t t0 = tvm_now_ms();
+	placed_chunk(&c, 0, 1, 0, &(struct seg_spec){ 4096, 64, 0 }, 64);
+	finish(&c, t0, MFD_EDEVICE);
 }
 
 /* A destination with devices refuses a session without DEVICES in place
@@ -620,6 +730,8 @@ int main(void)
 		cmocka_unit_test(test_silent_channel_after_end),
 		cmocka_unit_test(test_embedder_any_channel_silent),
 		cmocka_unit_test(test_reorder_back_pressure),
+		cmocka_unit_test(test_placed_refused),
+		cmocka_unit_test(test_placed_not_where_stream_says),
 		cmocka_unit_test(test_devices_without_feature),
 		cmocka_unit_test(test_one_error_malformed_setup),
 		cmocka_unit_test(test_one_error_round_before_setup),

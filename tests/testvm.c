@@ -217,6 +217,8 @@ int tvm_migrate(struct tvm *vm, const char *connect_uri, int *dest_ret)
 			vm->blocks[i].size, vm->blocks[i].page_size);
 	if (ret)
 		DIE("source: %s", mfd_strerror(ret));
+	if (vm->src_setup)
+		vm->src_setup(vm);
 	ret = mfd_source_migrate(vm->src, connect_uri ? connect_uri : vm->uri);
 	int dret = mfd_dest_wait(vm->dst);
 	if (dest_ret)

@@ -56,6 +56,9 @@ struct tvm {
 	/* Optional: called by tvm_start_dest() after the blocks are added,
 	 * before the destination starts (e.g. to add devices). */
 	void (*dest_setup)(struct tvm *vm);
+	/* Optional: called by tvm_migrate() after the source's blocks are
+	 * added, before it migrates (e.g. to add devices). */
+	void (*src_setup)(struct tvm *vm);
 	/* Optional: the destination's announce hook (opaque = the tvm). */
 	int (*dest_announce)(void *opaque, unsigned round);
 	void *opaque;

@@ -77,6 +77,13 @@ MFD_API int mfd_dev_next_state(int cur, int target, uint32_t caps, int *next);
  * device with caps. */
 MFD_API int mfd_dev_arc_valid(int from, int to, uint32_t caps);
 
+/* One segment of a chunk handed to load_segs(): see there. */
+struct mfd_dev_seg {
+	const void *buf;  /* the bytes, or NULL: already placed */
+	uint64_t mem_off; /* placed: offset in the state memory */
+	uint64_t len;
+};
+
 /*
  * What the hypervisor implements per device. Every callback returns 0 (or a
  * byte count where said) or a negative errno; a failure ends the migration.
@@ -129,6 +136,33 @@ typedef struct mfd_device_ops {
 	 * in RESUMING only.
 	 */
 	int (*load)(void *opaque, const void *buf, size_t len);
+	/* ---- placed state (issue 15): state_mem, load_segs ---- */
+	/*
+	 * Optional, both sides: the device's state memory, size bytes at
+	 * *base, mapped from set-up until the migration has ended. Source:
+	 * bytes that save_iov() describes inside it travel as placed bytes
+	 * (their offset in it, not their stream position, tells the peer
+	 * where they go). Destination, with load_segs: a receive worker
+	 * writes placed bytes straight to *base + offset, from the socket,
+	 * after checking offset + length <= size (else the chunk is refused
+	 * with MFD_EOFFSET), on any receive thread, while load() or
+	 * load_segs() of the same device may run. A device whose stream does
+	 * not place bytes in its memory (VFIO's data fd) has no state_mem.
+	 * Called once per migration, in STOP_COPY or RESUMING.
+	 */
+	int (*state_mem)(void *opaque, void **base, uint64_t *size);
+	/*
+	 * Optional, destination, with state_mem: the next bytes of the
+	 * stream, in stream order like load(), as nseg segments: a segment
+	 * with buf != NULL carries its bytes there (copy them, as load()
+	 * would); one with buf == NULL says its len bytes are already in the
+	 * state memory at offset mem_off, where the source's state memory had
+	 * them. The device checks that this is where its stream puts them
+	 * (else a negative errno: the migration fails). Without it, placed
+	 * bytes are received into a buffer and given to load().
+	 */
+	int (*load_segs)(void *opaque, const struct mfd_dev_seg *seg, int nseg);
+	/* ---- end placed state ---- */
 	/*
 	 * Optional, source: report the guest RAM the device wrote by DMA since
 	 * the last call (VFIO's DMA logging report), by calling mark() for each

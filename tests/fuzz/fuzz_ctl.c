@@ -97,6 +97,37 @@ static void devdata(const uint8_t *p, size_t len)
 		    MFD_DEVDATA_PREFIX + (size_t)m.len == len);
 }
 
+/* The same bytes as the payload of a PLACED DEVICE packet (its placement
+ * table, devwire.h), against a state memory and chunk size from them. */
+static void devplace(const uint8_t *p, size_t len)
+{
+	if (len < MFD_DEVPLACE_FIXED || len > UINT32_MAX)
+		return;
+	uint32_t chunk_max = MFD_DEV_CHUNK_MIN << (p[0] % 4);
+	uint64_t mem = len > 8 ? (uint64_t)p[8] << 12 : UINT64_MAX;
+	struct mfd__devplace pl;
+	if (mfd__devplace_decode_fixed(p, 7, (uint32_t)len, &pl))
+		return;
+	FUZZ_ASSERT(pl.nseg >= 1 && pl.nseg <= MFD_DEVPLACE_MAX_SEGS);
+	FUZZ_ASSERT(pl.fence <= 7 && mfd__devplace_size(pl.nseg) <= len);
+	if (mfd__devplace_decode_segs(p + MFD_DEVPLACE_FIXED, (uint32_t)len,
+				      chunk_max, mem, &pl))
+		return;
+	uint64_t sum = 0;
+	for (uint32_t i = 0; i < pl.nseg; i++) {
+		const struct mfd__devseg *g = &pl.seg[i];
+		FUZZ_ASSERT(g->len > 0);
+		if (g->flags & MFD_DEVSEG_INLINE)
+			FUZZ_ASSERT(g->mem_off == 0);
+		else
+			FUZZ_ASSERT(g->mem_off + g->len <= mem &&
+				    g->mem_off + g->len >= g->mem_off);
+		sum += g->len;
+	}
+	FUZZ_ASSERT(sum <= chunk_max &&
+		    sum + mfd__devplace_size(pl.nseg) == len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct mfd__ctl_hdr h;
@@ -136,6 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		break;
 	case MFD_CTL_DEVICE_DATA:
 		devdata(p, h.length);
+		devplace(p, h.length);
 		break;
 	default:
 		FUZZ_ASSERT(h.length == 0);

@@ -16,6 +16,7 @@
 #include "multifd/devwire.h"
 #include "multifd/compress/codec.h"
 #include "multifd/channels/rdma_wire.h"
+#include "devstate/vdpa_state.h"
 
 static const char *root;
 
@@ -422,6 +423,53 @@ static void rdma(void)
 	    rdma_msg(buf, 1, MFD__RDMA_CREDIT, 2, NULL, 0));
 }
 
+/* fuzz_vdpa: vDPA device states, with and without control commands, and
+ * one cut short. */
+static void vdpa(void)
+{
+	static struct mfd__vdpa_state s;
+	static uint8_t buf[MFD_VDPA_STATE_MAX];
+	const char *why;
+	uint8_t mac[6] = { 0x52, 0x54, 0, 1, 2, 3 }, on = 1, two[2] = { 2, 0 };
+	uint8_t table[4 + 6 + 4 + 12] = {
+		1, 0, 0, 0, 0x52, 0x54, 0, 9, 9, 9, 2
+	};
+	uint8_t off[8] = { 1 << 1 }; /* GUEST_CSUM */
+	memset(&s, 0, sizeof(s));
+	s.features = 1ULL << 32 | 1ULL << 5; /* VERSION_1, MAC */
+	memcpy(s.mac, mac, 6);
+	s.nvqs = 2;
+	s.vq[0] = (struct mfd__vdpa_vq){ 0, 256, 17, 17 };
+	s.vq[1] = (struct mfd__vdpa_vq){ 1, 256, 4, 2 };
+	put("vdpa", "plain", buf, mfd__vdpa_state_encode(&s, buf, sizeof(buf)));
+	/* MQ with two pairs, control queue, every command kind. */
+	s.features |= 1ULL << 22 | 1ULL << 17 | 1ULL << 18 | 1ULL << 20 |
+		      1ULL << 23 | 1ULL << 2 | 1ULL << 1 | 1ULL << 3 |
+		      1ULL << 16;
+	s.max_vq_pairs = 2;
+	s.mtu = 1500;
+	s.status = 1;
+	s.nvqs = 5;
+	for (unsigned i = 0; i < 5; i++)
+		s.vq[i] = (struct mfd__vdpa_vq){ (uint16_t)i, 256,
+						 (uint16_t)(65530 + i),
+						 (uint16_t)(65530 + i) };
+	s.vq[4].num = 64;
+	if (mfd__vdpa_ctrl_apply(&s.ctrl, s.features, 2, 1, 1, mac, 6, &why) ||
+	    mfd__vdpa_ctrl_apply(&s.ctrl, s.features, 2, 4, 0, two, 2, &why) ||
+	    mfd__vdpa_ctrl_apply(&s.ctrl, s.features, 2, 0, 1, &on, 1, &why) ||
+	    mfd__vdpa_ctrl_apply(&s.ctrl, s.features, 2, 0, 5, &on, 1, &why) ||
+	    mfd__vdpa_ctrl_apply(&s.ctrl, s.features, 2, 1, 0, table,
+				 sizeof(table), &why) ||
+	    mfd__vdpa_ctrl_apply(&s.ctrl, s.features, 2, 5, 0, off, 8, &why)) {
+		fprintf(stderr, "vdpa: %s\n", why);
+		exit(1);
+	}
+	size_t n = mfd__vdpa_state_encode(&s, buf, sizeof(buf));
+	put("vdpa", "control", buf, n);
+	put("vdpa", "cut", buf, n - 3);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -441,5 +489,6 @@ int main(int argc, char **argv)
 	reorder();
 	grammar();
 	rdma();
+	vdpa();
 	return 0;
 }
