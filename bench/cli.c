@@ -88,6 +88,14 @@ static void bench_usage(FILE *f)
 		"Guest workload (writer threads running during migration):\n"
 		"  --writers N           writer threads (default 0: an idle "
 		"guest)\n"
+		"  --readers N           compute threads that never write "
+		"(vCPUs of a\n"
+		"                        mixed guest; with --writers)\n"
+		"  --throttle MODE       auto-converge (every vCPU) or "
+		"dirty-limit\n"
+		"                        (only writers over vcpu-dirty-limit); "
+		"writers\n"
+		"                        then own a stripe of RAM each\n"
 		"  --dirty-rate MB/s     pages dirtied x 4 KiB per second, all "
 		"writers (default 100)\n"
 		"  --pattern P           uniform, hotset or seq (default "
@@ -325,12 +333,14 @@ enum {
 	OPT_ANNOUNCE_MAC,
 	OPT_TRANSPORT,
 	OPT_WRITERS,
+	OPT_READERS,
 	OPT_DIRTY_RATE,
 	OPT_PATTERN,
 	OPT_HOT_FRACTION,
 	OPT_GUEST_LOAD,
 	OPT_MEASURE_MS,
 	OPT_TRACKER,
+	OPT_THROTTLE,
 	OPT_DEVICES,
 	OPT_DEVICES_VDPA,
 	OPT_DEVICE_STATE,
@@ -376,6 +386,8 @@ static const struct option bench_long_opts[] = {
 	{ "announce-mac", required_argument, NULL, OPT_ANNOUNCE_MAC },
 	{ "transport", required_argument, NULL, OPT_TRANSPORT },
 	{ "writers", required_argument, NULL, OPT_WRITERS },
+	{ "readers", required_argument, NULL, OPT_READERS },
+	{ "throttle", required_argument, NULL, OPT_THROTTLE },
 	{ "dirty-rate", required_argument, NULL, OPT_DIRTY_RATE },
 	{ "pattern", required_argument, NULL, OPT_PATTERN },
 	{ "hot-fraction", required_argument, NULL, OPT_HOT_FRACTION },
@@ -455,6 +467,9 @@ static void parse_guest_opt(int c, const char *arg, struct bench_opts *o)
 	switch (c) {
 	case OPT_WRITERS:
 		o->guest.writers = parse_uint_opt("writers", arg, 0, 256);
+		break;
+	case OPT_READERS:
+		o->guest.readers = parse_uint_opt("readers", arg, 0, 256);
 		break;
 	case OPT_DIRTY_RATE:
 		o->guest.dirty_mbps =
@@ -760,6 +775,16 @@ void cli_parse(int argc, char **argv, struct bench_opts *o)
 		} else if (c == OPT_TRACKER) {
 			cfg_list_add_opt(&o->sets, "dirty-tracker", optarg,
 					 "--tracker");
+		} else if (c == OPT_THROTTLE) {
+			/* Either mode: writers own stripes, so that runs of
+			 * the two compare the same guest. */
+			if (strcmp(optarg, "auto-converge") &&
+			    strcmp(optarg, "dirty-limit"))
+				usage_error("--throttle: '%s' is not "
+					    "auto-converge or dirty-limit",
+					    optarg);
+			cfg_list_add_opt(&o->sets, optarg, "on", "--throttle");
+			o->guest.own_ranges = true;
 		} else if (c == OPT_SET) {
 			if (!cfg_list_add_kv(&o->sets, optarg, "--set"))
 				usage_error("--set: '%s' is not key=value",

@@ -16,6 +16,8 @@ struct writer {
 	struct guest *g;
 	pthread_t th;
 	unsigned idx;
+	bool reader;  /* computes, never writes */
+	int throttle; /* atomic percent: this vCPU alone (dirty-limit) */
 	uint64_t rng;
 	uint64_t seq_pos;
 	/* Totals, read by other threads. */
@@ -36,6 +38,7 @@ struct guest {
 	int paused;	   /* atomic flag, changed under lock */
 	int quit;
 	unsigned parked;
+	unsigned nthreads; /* writers, then readers */
 	struct writer *w;
 };
 
@@ -103,6 +106,21 @@ static uint64_t pick_page(struct writer *w)
 {
 	struct guest *g = w->g;
 	uint64_t r = rnd(&w->rng);
+	if (g->o.own_ranges) {
+		/* Writer idx owns stripe idx; the pattern within it. */
+		uint64_t stripe = g->npages / g->o.writers;
+		uint64_t hot = (uint64_t)((double)stripe * g->o.hot_fraction);
+		uint64_t base = w->idx * stripe;
+		if (!stripe)
+			return 0;
+		if (g->o.pattern == GUEST_SEQ)
+			return base + w->seq_pos++ % stripe;
+		if (g->o.pattern == GUEST_HOTSET && r % 10 < 9)
+			return base +
+			       (((r >> 8) % (hot ? hot : 1)) * 0x9e3779b1ULL) %
+				       stripe;
+		return base + (r >> 8) % stripe;
+	}
 	switch (g->o.pattern) {
 	case GUEST_HOTSET:
 		if (r % 10 < 9) {
@@ -161,7 +179,7 @@ static void *writer_main(void *arg)
 		if (__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
 			break;
 		uint64_t t0 = now_ns(), t = t0, work = 0, writes = 0;
-		due += g->pages_per_ns * (double)SLICE_NS;
+		due += w->reader ? 0 : g->pages_per_ns * (double)SLICE_NS;
 		uint64_t nw = (uint64_t)due;
 		due -= (double)nw;
 		/* Busy part: writes spread evenly, computing between. */
@@ -189,6 +207,9 @@ static void *writer_main(void *arg)
 		__atomic_fetch_add(&w->work, work, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&w->writes, writes, __ATOMIC_RELAXED);
 		int pct = __atomic_load_n(&g->throttle, __ATOMIC_RELAXED);
+		int own = __atomic_load_n(&w->throttle, __ATOMIC_RELAXED);
+		if (own > pct)
+			pct = own;
 		uint64_t end = t0 + SLICE_NS;
 		/* QEMU's cpu-throttle: after each time slice the vCPU
 		 * sleeps pct/(100-pct) of a slice. */
@@ -220,20 +241,24 @@ int guest_start(struct guest **out, const struct guest_opts *o, struct vm *vm)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&g->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	g->w = calloc(o->writers ? o->writers : 1, sizeof(*g->w));
+	unsigned n = o->writers + o->readers;
+	g->w = calloc(n ? n : 1, sizeof(*g->w));
 	if (!g->w) {
 		free(g);
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < o->writers; i++) {
-		g->w[i] = (struct writer){ .g = g, .idx = i, .rng = 77 + i };
+	for (unsigned i = 0; i < n; i++) {
+		g->w[i] = (struct writer){ .g = g,
+					   .idx = i,
+					   .reader = i >= o->writers,
+					   .rng = 77 + i };
 		int err = pthread_create(&g->w[i].th, NULL, writer_main,
 					 &g->w[i]);
 		if (err) {
-			g->o.writers = i;
 			guest_stop(g);
 			return -err;
 		}
+		g->nthreads = i + 1;
 	}
 	*out = g;
 	return 0;
@@ -258,7 +283,7 @@ void guest_pause(struct guest *g)
 	pthread_mutex_lock(&g->lock);
 	__atomic_store_n(&g->paused, 1, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&g->cv);
-	while (g->parked < g->o.writers)
+	while (g->parked < g->nthreads)
 		pthread_cond_wait(&g->cv, &g->lock);
 	pthread_mutex_unlock(&g->lock);
 }
@@ -283,10 +308,39 @@ void guest_throttle(struct guest *g, int pct)
 				 __ATOMIC_RELAXED);
 }
 
+void guest_throttle_vcpu(struct guest *g, unsigned vcpu, int pct)
+{
+	if (g && vcpu < g->nthreads)
+		__atomic_store_n(&g->w[vcpu].throttle,
+				 pct < 0    ? 0
+				 : pct > 99 ? 99
+					    : pct,
+				 __ATOMIC_RELAXED);
+}
+
+bool guest_writer_range(const struct guest *g, unsigned i, uint64_t *off,
+			uint64_t *len)
+{
+	if (!g || !g->o.own_ranges || i >= g->o.writers)
+		return false;
+	uint64_t stripe = g->npages / g->o.writers;
+	*off = i * stripe * g->vm->page_size;
+	*len = stripe * g->vm->page_size;
+	return stripe > 0;
+}
+
 uint64_t guest_work(struct guest *g)
 {
 	uint64_t n = 0;
 	for (unsigned i = 0; g && i < g->o.writers; i++)
+		n += __atomic_load_n(&g->w[i].work, __ATOMIC_RELAXED);
+	return n;
+}
+
+uint64_t guest_reader_work(struct guest *g)
+{
+	uint64_t n = 0;
+	for (unsigned i = g ? g->o.writers : 0; g && i < g->nthreads; i++)
 		n += __atomic_load_n(&g->w[i].work, __ATOMIC_RELAXED);
 	return n;
 }
@@ -307,7 +361,7 @@ void guest_stop(struct guest *g)
 	__atomic_store_n(&g->quit, 1, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&g->cv);
 	pthread_mutex_unlock(&g->lock);
-	for (unsigned i = 0; i < g->o.writers; i++)
+	for (unsigned i = 0; i < g->nthreads; i++)
 		pthread_join(g->w[i].th, NULL);
 	pthread_mutex_destroy(&g->lock);
 	pthread_cond_destroy(&g->cv);

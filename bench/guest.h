@@ -35,6 +35,12 @@ struct guest_opts {
 	enum guest_pattern pattern;
 	double hot_fraction;
 	unsigned load_pct; /* busy share of each writer's time slice */
+	/* Compute threads that never write (vCPUs of a mixed guest): they
+	 * run in the same slices, pause and throttle with the writers. */
+	unsigned readers;
+	/* Writer i writes only stripe i of RAM (npages / writers pages), the
+	 * pattern applied within it: what dirty-limit attributes by. */
+	bool own_ranges;
 };
 
 struct guest;
@@ -54,6 +60,15 @@ void guest_set_ram(struct guest *g, uint8_t *ram);
 void guest_pause(struct guest *g);
 void guest_resume(struct guest *g);
 void guest_throttle(struct guest *g, int pct);
+/* One thread alone (dirty-limit): writers are vCPUs 0..writers-1, readers
+ * follow. The larger of this and guest_throttle() applies. */
+void guest_throttle_vcpu(struct guest *g, unsigned vcpu, int pct);
+/* With own_ranges: writer i's stripe as RAM offset and length; false
+ * without. */
+bool guest_writer_range(const struct guest *g, unsigned i, uint64_t *off,
+			uint64_t *len);
+/* The readers' work so far (any thread). */
+uint64_t guest_reader_work(struct guest *g);
 /* Totals so far (any thread). */
 uint64_t guest_work(struct guest *g);
 uint64_t guest_writes(struct guest *g);

@@ -37,6 +37,7 @@ static int hook_stop(void *opaque)
 	/* Returns when every writer is parked: the memory is final. */
 	guest_pause(h->guest);
 	h->work_at_stop = guest_work(h->guest);
+	h->reader_work_at_stop = guest_reader_work(h->guest);
 	return 0;
 }
 
@@ -57,6 +58,17 @@ static int hook_throttle(void *opaque, int pct)
 	guest_throttle(h->guest, pct);
 	if (pct > h->throttle_max)
 		h->throttle_max = pct;
+	h->throttles++;
+	return 0;
+}
+
+static int hook_throttle_vcpu(void *opaque, unsigned vcpu, int pct)
+{
+	struct hook_log *h = opaque;
+
+	guest_throttle_vcpu(h->guest, vcpu, pct);
+	if (pct > h->vcpu_throttle_max)
+		h->vcpu_throttle_max = pct;
 	h->throttles++;
 	return 0;
 }
@@ -83,6 +95,7 @@ void hooks_source(struct hook_log *h, mfd_source_hooks *out)
 		.stop = hook_stop,
 		.resume = hook_resume,
 		.throttle = hook_throttle,
+		.throttle_vcpu = hook_throttle_vcpu,
 	};
 }
 

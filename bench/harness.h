@@ -34,7 +34,9 @@ struct hook_log {
 	int dest_failed;     /* error given to the failed hook */
 	struct guest *guest; /* NULL: no writers to pause or throttle */
 	uint64_t work_at_stop;
+	uint64_t reader_work_at_stop;
 	int throttle_max;
+	int vcpu_throttle_max; /* dirty-limit's highest per-vCPU percent */
 	unsigned throttles;
 };
 

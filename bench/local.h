@@ -31,12 +31,14 @@ struct local_result {
 	struct sampler *sampler; /* timeline and progress line */
 	/* Guest workload */
 	double work_before, work_during, work_after; /* per second */
+	double reader_before, reader_during; /* readers' work per second */
+	uint64_t reader_work_at_start;
 	uint64_t writes;
 	uint64_t work_at_start;
 };
 
 /* Runs it; returns the process exit status (0 ok, 1 failed). */
-int local_run(const struct bench_opts *o, const mfd_config *scfg,
+int local_run(const struct bench_opts *o, mfd_config *scfg,
 	      const mfd_config *dcfg);
 
 /* The error that ended the run first: setup, source, destination; 0. */

@@ -62,7 +62,7 @@ static int build_config(const struct bench_opts *o, mfd_config **out)
 	return err;
 }
 
-static int run(const struct bench_opts *o, const mfd_config *scfg,
+static int run(const struct bench_opts *o, mfd_config *scfg,
 	       const mfd_config *dcfg)
 {
 	if (!strcmp(o->transport, "rdma") && check_rdma_device())

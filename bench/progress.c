@@ -66,6 +66,11 @@ static void take(struct sampler *s)
 	x.round = st.round;
 	x.wire_bytes = st.wire_bytes;
 	x.pending_bytes = st.pending_bytes;
+	x.budget_ms = st.expected_downtime_ns &&
+				      st.expected_downtime_ns < UINT64_MAX / 8
+			      ? (double)st.expected_downtime_ns / 1e6
+			      : -1;
+	x.over_part = (int)st.over_part;
 	if (st.bandwidth_bps)
 		x.expected_downtime_ms = (double)st.pending_bytes * 1e3 /
 					 (double)st.bandwidth_bps;
@@ -218,17 +223,19 @@ int sampler_write_csv(const struct sampler *s, const char *path)
 		return err;
 	}
 	fprintf(f, "time_s,bytes_sent,throughput_mbps,pending_bytes,"
-		   "dirty_rate_mbps,phase,round,expected_downtime_ms\n");
+		   "dirty_rate_mbps,phase,round,expected_downtime_ms,"
+		   "budget_ms,over_part\n");
 	for (size_t i = 0; i < s->n; i++) {
 		const struct sample *x = &s->v[i];
 
 		fprintf(f,
 			"%.6f,%" PRIu64 ",%.1f,%" PRIu64 ",%.1f,%s,%" PRIu32
-			",%.1f\n",
+			",%.1f,%.1f,%s\n",
 			(double)x->t_ns / 1e9, x->wire_bytes,
 			x->throughput_bps / 1e6, x->pending_bytes,
 			x->dirty_bps / 1e6, mfd_phase_name(x->phase), x->round,
-			x->expected_downtime_ms);
+			x->expected_downtime_ms, x->budget_ms,
+			mfd_down_part_name(x->over_part));
 	}
 	if (fclose(f)) {
 		err = -errno;

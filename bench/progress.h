@@ -32,6 +32,11 @@ struct sample {
 	double dirty_bps;
 	double expected_downtime_ms; /* pending / last round's bandwidth
 				      * (current throughput in round 0) */
+	/* The library's estimate at its last decision, fixed costs
+	 * included (source; -1 before the first), and the part over
+	 * downtime-limit then (enum mfd_down_part). */
+	double budget_ms;
+	int over_part;
 };
 
 struct sampler;

@@ -154,9 +154,15 @@ static void local_run_items(struct report *r, const struct bench_opts *o,
 }
 
 /* The rounds as one JSON array. */
+/* An estimate in ms; -1 for none (no timed round yet). */
+static double est_ms(uint64_t ns)
+{
+	return ns >= UINT64_MAX / 8 ? -1 : ns_to_ms(ns);
+}
+
 static void report_rounds(struct report *r, const struct bench_run *run)
 {
-	size_t len = 0, cap = 64 + (size_t)run->nrounds * 160;
+	size_t len = 0, cap = 64 + (size_t)run->nrounds * 400;
 	char *json = malloc(cap);
 
 	if (!json)
@@ -170,11 +176,23 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			"%s{\"round\": %u, \"pages\": %" PRIu64
 			", \"bytes\": %" PRIu64 ", \"ms\": %.3f, \"mbps\": %.1f"
 			", \"dirty_pages\": %" PRIu64 ", \"dirty_mbps\": %.1f"
-			", \"throttle_pct\": %u}",
+			", \"throttle_pct\": %u, \"sync_ms\": %.3f"
+			", \"device_stop_bytes\": %" PRIu64
+			", \"expected_ms\": %.3f, \"expected_stop_ms\": %.3f"
+			", \"expected_sync_ms\": %.3f"
+			", \"expected_ram_ms\": %.3f"
+			", \"expected_device_ms\": %.3f"
+			", \"expected_end_ms\": %.3f, \"over_part\": \"%s\"}",
 			i ? ", " : "", x->round, x->pages, x->bytes,
 			ns_to_ms(x->ns), (double)x->bandwidth_bps / 1e6,
 			x->dirty_pages, (double)x->dirty_rate_bps / 1e6,
-			x->throttle_pct);
+			x->throttle_pct, ns_to_ms(x->sync_ns),
+			x->device_stop_bytes, est_ms(x->expected_downtime_ns),
+			est_ms(x->expected_stop_ns),
+			est_ms(x->expected_sync_ns), est_ms(x->expected_ram_ns),
+			est_ms(x->expected_device_ns),
+			est_ms(x->expected_end_ns),
+			mfd_down_part_name((int)x->over_part));
 	}
 	snprintf(json + len, cap - len, "]");
 	report_raw(r, "round_stats", json);
@@ -198,11 +216,23 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 	report_f64(r, "down_pages_ms", ns_to_ms(s->down_pages_ns), 3);
 	report_f64(r, "down_end_ms", ns_to_ms(s->down_end_ns), 3);
 	report_f64(r, "down_ack_ms", ns_to_ms(s->down_ack_ns), 3);
-	report_f64(r, "expected_downtime_ms",
-		   s->expected_downtime_ns == UINT64_MAX
-			   ? -1
-			   : ns_to_ms(s->expected_downtime_ns),
+	report_f64(r, "down_stop_ms", ns_to_ms(s->down_stop_ns), 3);
+	report_f64(r, "expected_downtime_ms", est_ms(s->expected_downtime_ns),
 		   3);
+	report_f64(r, "expected_stop_ms", est_ms(s->expected_stop_ns), 3);
+	report_f64(r, "expected_sync_ms", est_ms(s->expected_sync_ns), 3);
+	report_f64(r, "expected_ram_ms", est_ms(s->expected_ram_ns), 3);
+	report_f64(r, "expected_device_ms", est_ms(s->expected_device_ns), 3);
+	report_f64(r, "expected_end_ms", est_ms(s->expected_end_ns), 3);
+	report_str(r, "over_part", mfd_down_part_name((int)s->over_part));
+	report_f64(r, "estimate_error_pct",
+		   s->downtime_ns && s->expected_downtime_ns < UINT64_MAX / 8
+			   ? 100.0 *
+				     ((double)s->expected_downtime_ns -
+				      (double)s->downtime_ns) /
+				     (double)s->downtime_ns
+			   : 0,
+		   1);
 	report_f64(r, "dirty_rate_mbps", (double)s->dirty_rate_bps / 1e6, 1);
 	report_u64(r, "throttle_pct", s->throttle_max_pct);
 	report_u64(r, "throttle_calls", res->hooks.throttles);
@@ -221,6 +251,21 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 							    res->work_before)
 				   : 0,
 			   1);
+		report_u64(r, "readers", o->guest.readers);
+		report_f64(r, "reader_work_before", res->reader_before / 1e6,
+			   2);
+		report_f64(r, "reader_work_during", res->reader_during / 1e6,
+			   2);
+		report_f64(r, "reader_slowdown_pct",
+			   res->reader_before > 0
+				   ? 100.0 * (1.0 - res->reader_during /
+							    res->reader_before)
+				   : 0,
+			   1);
+		report_bool(r, "dirty_limit",
+			    config_bool(cfg, "dirty-limit", 0));
+		report_u64(r, "vcpu_throttle_max_pct",
+			   (uint64_t)res->hooks.vcpu_throttle_max);
 	}
 	report_rounds(r, &res->run);
 }

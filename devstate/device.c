@@ -385,6 +385,19 @@ int mfd__devset_notify(struct mfd__devset *set, enum mfd__mig_event ev)
 	return -EINVAL;
 }
 
+uint64_t mfd__devset_stop_copy_size(struct mfd__devset *set)
+{
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < set->n; i++) {
+		struct mfd__dev *d = &set->devs[i];
+		uint64_t n = 0;
+		if (d->ops.get_stop_copy_size && d->state != MFD_DEV_ERROR &&
+		    d->ops.get_stop_copy_size(d->opaque, &n) == 0)
+			sum += n;
+	}
+	return sum;
+}
+
 int mfd__devset_precopy_pending(struct mfd__devset *set, uint64_t *bytes)
 {
 	uint64_t sum = 0;

@@ -101,5 +101,9 @@ int mfd__devset_notify(struct mfd__devset *set, enum mfd__mig_event ev);
 
 /* Sum of precopy info over the devices in PRE_COPY(_P2P). */
 int mfd__devset_precopy_pending(struct mfd__devset *set, uint64_t *bytes);
+/* The sum of the devices' stop-copy size estimates (get_stop_copy_size);
+ * a device without the op, in ERROR, or whose op fails counts as 0: it is
+ * an estimate, never a reason to fail. */
+uint64_t mfd__devset_stop_copy_size(struct mfd__devset *set);
 
 #endif /* DEVSTATE_DEVSTATE_H */

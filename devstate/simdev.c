@@ -362,6 +362,28 @@ static int sim_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
 	return 0;
 }
 
+/* What STOP_COPY would send now: in a data session, every unit whose
+ * version has not been sent and the rest of a record in progress; outside
+ * one (a new session sends everything), every unit. */
+static int sim_stop_copy_size(void *opaque, uint64_t *bytes)
+{
+	struct mfd_simdev *d = opaque;
+	pthread_mutex_lock(&d->lock);
+	advance(d);
+	bool session = d->state == MFD_DEV_PRE_COPY ||
+		       d->state == MFD_DEV_PRE_COPY_P2P ||
+		       d->state == MFD_DEV_STOP_COPY;
+	uint64_t n = 0;
+	for (uint32_t u = 0; u < d->nunits; u++)
+		if (!session || d->sent[u] != d->ver[u])
+			n += REC_HDR + unit_len(d, u);
+	if (session && d->in_rec)
+		n += REC_HDR + d->rec_len - d->rec_off;
+	*bytes = n;
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
 /* Next unit to send in this phase, or NONE. */
 static uint32_t pick(struct mfd_simdev *d, bool stop_copy)
 {
@@ -668,6 +690,7 @@ int mfd_simdev_new(struct mfd_simdev **out, const struct mfd_simdev_cfg *cfg)
 		.get_state = sim_get_state,
 		.reset = sim_reset,
 		.get_precopy_info = sim_precopy_info,
+		.get_stop_copy_size = sim_stop_copy_size,
 		.save = sim_save,
 		.save_iov = sim_save_iov,
 		.load = sim_load,

@@ -163,6 +163,18 @@ static int vfio_precopy_info(void *opaque, uint64_t *initial, uint64_t *dirty)
 	return 0;
 }
 
+static int vfio_stop_copy_size(void *opaque, uint64_t *bytes)
+{
+	struct mfd_vfio_dev *d = opaque;
+	struct vfio_device_feature_mig_data_size sz = { 0 };
+	int ret = feature(
+		d, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
+		&sz, sizeof(sz));
+	if (!ret)
+		*bytes = sz.stop_copy_length;
+	return ret;
+}
+
 /*
  * Fills buf: drivers return at most their internal buffer per read (often a
  * page or a few), so one read per call would make a chunk of each read.
@@ -273,6 +285,7 @@ int mfd_vfio_dev_new(mfd_vfio_dev **out, int device_fd, const mfd_vfio_sys *sys)
 					    : NULL,
 		.save = vfio_save,
 		.load = vfio_load,
+		.get_stop_copy_size = vfio_stop_copy_size,
 	};
 	*out = d;
 	return 0;

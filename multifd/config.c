@@ -93,9 +93,26 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.min = 1,
 		.max = 3600000,
 		FIELD(downtime_limit_ms),
-		.doc = "Downtime target: switch over once the remaining dirty "
-		       "pages "
-		       "can be sent within it.",
+		.doc = "Downtime budget: switch over once the predicted "
+		       "downtime fits in it: the remaining dirty pages and "
+		       "the devices' stop-copy state at the predicted "
+		       "bandwidth, plus the stop hook, the final dirty sync "
+		       "and the end exchange (digests with verify). When it "
+		       "does not fit, the part that broke it is logged and "
+		       "reported (over_part).",
+	},
+	{
+		.section = "migration",
+		.name = "stop-cost",
+		.type = MFD__CFG_MS,
+		.def = "0ms",
+		.min = 0,
+		.max = 3600000,
+		FIELD(stop_cost_ms),
+		.doc = "What the stop hook costs, as the embedder knows it "
+		       "(pausing vCPUs, flushing devices), counted in the "
+		       "downtime estimate; 0 = the hook's last measured call "
+		       "on this source (none before the first).",
 	},
 	{
 		.section = "migration",
@@ -337,6 +354,33 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.doc = "Throttle the guest through the throttle hook while it "
 		       "dirties "
 		       "memory faster than it can be sent.",
+	},
+	{
+		.section = "migration",
+		.name = "dirty-limit",
+		.type = MFD__CFG_BOOL,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(dirty_limit),
+		.doc = "Throttle only the vCPUs that dirty memory faster than "
+		       "vcpu-dirty-limit, each through the throttle_vcpu hook "
+		       "(QEMU 8.1's dirty-limit), instead of the whole guest; "
+		       "it engages when auto-converge would (throttle-trigger-"
+		       "threshold) and replaces it. Needs the hook and "
+		       "mfd_source_set_vcpu_range(); without them nothing is "
+		       "throttled.",
+	},
+	{
+		.section = "migration",
+		.name = "vcpu-dirty-limit",
+		.type = MFD__CFG_UINT,
+		.def = "1",
+		.min = 1,
+		.max = 1000000,
+		FIELD(vcpu_dirty_limit),
+		.doc = "Dirty-limit's target: MB/s of pages one vCPU may dirty "
+		       "while it is throttled.",
 	},
 	{
 		.section = "migration",

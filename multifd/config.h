@@ -23,6 +23,7 @@ struct mfd_config {
 	bool verify;		     /* per-block digests at the end */
 	uint32_t max_rounds;	     /* pre-copy rounds before switchover */
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
+	uint64_t stop_cost_ms;	     /* declared stop hook cost, 0 = measure */
 	uint64_t connect_timeout_ms; /* connect + handshake */
 	uint32_t max_pending;	     /* destination: connections before hello */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
@@ -43,6 +44,8 @@ struct mfd_config {
 	uint32_t dirty_tracker;	     /* enum mfd__tracker_kind */
 	uint64_t max_bandwidth;	     /* bytes/s before switchover, 0 = any */
 	bool auto_converge;	     /* throttle the guest when needed */
+	bool dirty_limit;	     /* throttle only the fast vCPUs */
+	uint32_t vcpu_dirty_limit;   /* MB/s per vCPU under dirty-limit */
 	uint32_t throttle_initial;   /* percent */
 	uint32_t throttle_increment; /* percent per step */
 	uint32_t throttle_max;	     /* percent */

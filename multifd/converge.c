@@ -10,7 +10,10 @@ void mfd__converge_settings_from(struct mfd__converge_settings *set,
 		.max_rounds = cfg->max_rounds,
 		.precopy_timeout_ms = cfg->precopy_timeout_ms,
 		.cancel_on_timeout = cfg->timeout_policy == MFD__POLICY_CANCEL,
-		.auto_converge = cfg->auto_converge,
+		.auto_converge = cfg->auto_converge && !cfg->dirty_limit,
+		.dirty_limit = cfg->dirty_limit,
+		.vcpu_dirty_limit_bps =
+			(uint64_t)cfg->vcpu_dirty_limit * 1000000,
 		.throttle_threshold = cfg->throttle_threshold,
 		.throttle_initial = cfg->throttle_initial,
 		.throttle_increment = cfg->throttle_increment,
@@ -18,17 +21,101 @@ void mfd__converge_settings_from(struct mfd__converge_settings *set,
 	};
 }
 
-/* A round too short to time says little: the estimate is that of the
- * last round that was not. */
+/* Rounds shorter than this say little about the bandwidth. */
+#define TIMED_NS 1000000ULL
+/* The bandwidth is predicted from the latest timed rounds that together
+ * sent at least this much: the short rounds near convergence (a few
+ * hundred pages) spend more of their time starting and syncing than
+ * sending, and alone would predict a fraction of the link. */
+#define RECENT_BYTES (16ULL << 20)
+/* A part without a bandwidth to divide by: more than any limit. */
+#define NO_ESTIMATE (UINT64_MAX / 8)
+
+static bool timed(const mfd_round_stats *r)
+{
+	return r->ns > TIMED_NS && r->bytes > 0;
+}
+
+/* Bytes over time of the latest timed rounds from round `from`, back until
+ * RECENT_BYTES: a short round weighs by its time, not as one vote. */
+static double recent(const struct mfd__converge_in *in, unsigned from,
+		     double *ns)
+{
+	double bytes = 0;
+	*ns = 0;
+	for (unsigned i = in->nrounds; i-- > from && bytes < RECENT_BYTES;) {
+		const mfd_round_stats *r = &in->rounds[i];
+		if (!timed(r))
+			continue;
+		bytes += (double)r->bytes;
+		*ns += (double)r->ns;
+	}
+	return bytes;
+}
+
+/* Round 0 is the first pass: every page lands on destination memory that
+ * was never touched (its page faults set the pace on a fast link), and it
+ * carries the image's zero pages. The final pass resends pages the
+ * destination holds, as the later rounds do: once they have sent enough,
+ * round 0 no longer counts. */
 static uint64_t bandwidth(const struct mfd__converge_in *in)
+{
+	double ns, bytes = recent(in, 1, &ns);
+	if (bytes < RECENT_BYTES)
+		bytes = recent(in, 0, &ns);
+	return ns > 0 ? (uint64_t)(bytes * 1e9 / ns) : 0;
+}
+
+/* Wire bytes per byte of page in the latest timed round that sent pages:
+ * the mix of zero (a few bytes), compressed and raw pages the pending ones
+ * are likely to have. Without one, raw pages (1). */
+static double wire_ratio(const struct mfd__converge_in *in)
 {
 	for (unsigned i = in->nrounds; i-- > 0;) {
 		const mfd_round_stats *r = &in->rounds[i];
-		if (r->ns > 1000000 && r->bytes > 0)
-			return (uint64_t)((double)r->bytes * 1e9 /
-					  (double)r->ns);
+		if (timed(r) && r->pages && in->page_size)
+			return (double)r->bytes /
+			       ((double)r->pages * (double)in->page_size);
 	}
-	return 0;
+	return 1.0;
+}
+
+static uint64_t at_bandwidth(double bytes, uint64_t bps)
+{
+	if (bytes <= 0)
+		return 0;
+	if (!bps)
+		return NO_ESTIMATE;
+	double ns = bytes * 1e9 / (double)bps;
+	return ns >= (double)NO_ESTIMATE ? NO_ESTIMATE : (uint64_t)ns;
+}
+
+void mfd__converge_estimate(const struct mfd__converge_in *in,
+			    uint64_t limit_ns, struct mfd__estimate *est)
+{
+	const mfd_round_stats *last = &in->rounds[in->nrounds - 1];
+	uint64_t *part = est->part_ns;
+	*est = (struct mfd__estimate){ .bandwidth_bps = bandwidth(in) };
+	part[MFD_DOWN_STOP] = in->stop_ns;
+	part[MFD_DOWN_SYNC] = last->sync_ns;
+	part[MFD_DOWN_RAM] = at_bandwidth(
+		(double)last->dirty_bytes * wire_ratio(in), est->bandwidth_bps);
+	part[MFD_DOWN_DEVICE] = at_bandwidth((double)last->device_stop_bytes,
+					     est->bandwidth_bps);
+	/* Both sides hash all RAM: the source after it queued the final
+	 * pages and the device state (on a slow link that is nearly all of
+	 * the sending; recorded on 1 Gbit/s: 187 ms of it still to come
+	 * when the last page left), the destination after the last page. */
+	part[MFD_DOWN_END] =
+		in->rtt_ns + 2 * in->verify_ns +
+		at_bandwidth((double)last->unsent_bytes, est->bandwidth_bps);
+	int over = MFD_DOWN_NONE;
+	for (int p = MFD_DOWN_STOP; p <= MFD_DOWN_END; p++) {
+		est->total_ns += part[p];
+		if (part[p] > part[over])
+			over = p;
+	}
+	est->over = est->total_ns > limit_ns ? over : MFD_DOWN_NONE;
 }
 
 static bool too_fast(const struct mfd__converge_in *in,
@@ -64,21 +151,39 @@ static uint32_t next_throttle(const struct mfd__converge_in *in)
 	return pct > set->throttle_max ? set->throttle_max : pct;
 }
 
+void mfd__dirty_limit(const uint64_t *rate_bps, const uint32_t *cur, unsigned n,
+		      uint64_t limit_bps, uint32_t max_pct, uint32_t *out)
+{
+	for (unsigned i = 0; i < n; i++) {
+		out[i] = cur[i];
+		if (rate_bps[i] <= limit_bps)
+			continue;
+		double run = (100.0 - cur[i]) * (double)limit_bps /
+			     (double)rate_bps[i];
+		double pct = 100.0 - run;
+		uint32_t p = pct >= (double)max_pct ? max_pct
+						    : (uint32_t)(pct + 0.999);
+		if (p > max_pct)
+			p = max_pct;
+		if (p > out[i])
+			out[i] = p;
+	}
+}
+
 void mfd__converge_decide(const struct mfd__converge_in *in,
 			  struct mfd__converge_out *out)
 {
 	const struct mfd__converge_settings *set = in->set;
 	const mfd_round_stats *last = &in->rounds[in->nrounds - 1];
-	uint64_t pending = last->dirty_bytes;
-	out->bandwidth_bps = bandwidth(in);
-	double expected_ms =
-		out->bandwidth_bps
-			? (double)pending * 1000.0 / (double)out->bandwidth_bps
-			: 1e18;
-	out->expected_downtime_ns =
-		out->bandwidth_bps ? (uint64_t)(expected_ms * 1e6) : UINT64_MAX;
+	uint64_t limit_ns = set->downtime_limit_ms * 1000000ULL;
+	mfd__converge_estimate(in, limit_ns, &out->est);
+	out->bandwidth_bps = out->est.bandwidth_bps;
+	out->expected_downtime_ns = out->est.total_ns;
 	out->throttle = in->throttle;
-	if (pending == 0 || expected_ms <= (double)set->downtime_limit_ms) {
+	out->dirty_limit = false;
+	/* A budget: the whole predicted downtime, fixed costs included,
+	 * must fit, not only the pages. */
+	if (out->est.over == MFD_DOWN_NONE) {
 		out->action = MFD__CONV_SWITCHOVER;
 		out->reason = "converged";
 		return;
@@ -86,6 +191,8 @@ void mfd__converge_decide(const struct mfd__converge_in *in,
 	/* Throttling still applies in the round that reaches a limit, as
 	 * it always did: the hook sees the step, then 0 at the end. */
 	out->throttle = next_throttle(in);
+	out->dirty_limit =
+		set->dirty_limit && (in->dirty_limit_on || too_fast(in, last));
 	out->action = out->throttle != in->throttle ? MFD__CONV_THROTTLE
 						    : MFD__CONV_CONTINUE;
 	out->reason = out->action == MFD__CONV_THROTTLE ? "auto-converge"

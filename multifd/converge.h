@@ -21,7 +21,9 @@ struct mfd__converge_settings {
 	uint32_t max_rounds;	     /* rounds before the timeout policy */
 	uint64_t precopy_timeout_ms; /* 0: none */
 	bool cancel_on_timeout;	     /* timeout-policy: cancel, else force */
-	bool auto_converge;
+	bool auto_converge;	     /* off when dirty_limit is on */
+	bool dirty_limit;	     /* per-vCPU throttles instead */
+	uint64_t vcpu_dirty_limit_bps;
 	uint32_t throttle_threshold; /* dirtied > this % of sent: too fast */
 	uint32_t throttle_initial;   /* percent */
 	uint32_t throttle_increment; /* percent per step */
@@ -29,13 +31,45 @@ struct mfd__converge_settings {
 };
 
 /* What has happened: the records of the rounds that have ended, oldest
- * first, the last one the round whose dirty sync just ran. */
+ * first, the last one the round whose dirty sync just ran (its dirty_bytes,
+ * sync_ns and device_stop_bytes are what the switchover would face). The
+ * fixed costs the records do not hold come beside them. */
 struct mfd__converge_in {
 	const mfd_round_stats *rounds;
 	unsigned nrounds;    /* >= 1 */
 	uint64_t elapsed_ns; /* pre-copy start until the last dirty sync */
 	uint32_t throttle;   /* percent in force now */
+	uint32_t page_size;  /* of the pages counted in rounds[].pages */
+	uint64_t stop_ns;    /* stop hook: declared, else last call, else 0 */
+	uint64_t rtt_ns;     /* a request and its answer on the main channel */
+	uint64_t verify_ns;  /* one side's end digests (8 B a page); 0: off */
+	bool dirty_limit_on; /* dirty-limit engaged in an earlier round */
 	const struct mfd__converge_settings *set;
+};
+
+/*
+ * The expected downtime in parts (enum mfd_down_part), what the switchover
+ * would cost if it began now:
+ *   stop    the stop hook (in->stop_ns)
+ *   sync    the final dirty sync: the last round's sync took as long
+ *   ram     the pending pages: the last round's wire time per page (its
+ *           mix of zero, compressed and raw pages at its bandwidth) over
+ *           the recent rounds' bandwidth
+ *   device  the devices' stop-copy bytes at that bandwidth
+ *   end     END and LOADED: a round trip, the drain of what the socket
+ *           queues held at the end of the last round (the final pass
+ *           leaves them as full), plus with verify both sides' digests
+ *           one after the other (the source's starts once the final
+ *           pages and device state are queued)
+ * total is their sum; over is the largest part when total exceeds the
+ * limit (MFD_DOWN_NONE when it fits). Without a timed round there is no
+ * bandwidth: ram and device are UINT64_MAX/2 when they have bytes.
+ */
+struct mfd__estimate {
+	uint64_t part_ns[MFD_DOWN_END + 1]; /* [MFD_DOWN_NONE] unused, 0 */
+	uint64_t total_ns;
+	uint64_t bandwidth_bps; /* predicted; 0 without a timed round */
+	int over;		/* enum mfd_down_part */
 };
 
 enum mfd__converge_action {
@@ -49,18 +83,38 @@ enum mfd__converge_action {
 struct mfd__converge_out {
 	enum mfd__converge_action action;
 	/* "converged", "auto-converge", "max-rounds", "precopy-timeout" or
-	 * "not converged" (static). */
+	 * "not converged" (static); est.over names the part of the estimate
+	 * that did not fit. */
 	const char *reason;
 	uint32_t throttle; /* percent that should be in force now */
-	/* The bandwidth estimate: that of the last round long enough to
-	 * time (over 1 ms, bytes sent), else 0; and the expected downtime,
-	 * dirty bytes / bandwidth (UINT64_MAX without an estimate). */
+	/* Dirty-limit: set the per-vCPU throttles (mfd__dirty_limit) after
+	 * this round: engaged by a round that dirtied too fast, then on. */
+	bool dirty_limit;
+	/* The estimate the decision rests on (est.total_ns against
+	 * downtime-limit); bandwidth_bps and expected_downtime_ns repeat
+	 * its bandwidth and total. */
+	struct mfd__estimate est;
 	uint64_t bandwidth_bps;
 	uint64_t expected_downtime_ns;
 };
 
 void mfd__converge_settings_from(struct mfd__converge_settings *set,
 				 const struct mfd_config *cfg);
+/*
+ * Dirty-limit, per vCPU: rate_bps[i] is what vCPU i dirtied over the last
+ * round while cur[i] percent was in force. A vCPU above limit_bps gets the
+ * throttle that brings it to the limit if its dirtying scales with the
+ * time it runs, (100 - cur) * limit / rate of the time, so
+ * out = 100 - that, rounded up, capped at max_pct, and never below cur. A
+ * vCPU at or under the limit keeps cur (lowering it would let it climb
+ * over again the next round). Pure: out[i] for each of the n vCPUs.
+ */
+void mfd__dirty_limit(const uint64_t *rate_bps, const uint32_t *cur, unsigned n,
+		      uint64_t limit_bps, uint32_t max_pct, uint32_t *out);
+
+/* The estimate alone (pure, as the decision); limit_ns decides est->over. */
+void mfd__converge_estimate(const struct mfd__converge_in *in,
+			    uint64_t limit_ns, struct mfd__estimate *est);
 void mfd__converge_decide(const struct mfd__converge_in *in,
 			  struct mfd__converge_out *out);
 

@@ -51,6 +51,18 @@ const char *mfd_phase_name(int phase)
 	return names[phase];
 }
 
+const char *mfd_down_part_name(int part)
+{
+	static const char *const names[] = {
+		[MFD_DOWN_NONE] = "none",     [MFD_DOWN_STOP] = "stop",
+		[MFD_DOWN_SYNC] = "sync",     [MFD_DOWN_RAM] = "ram",
+		[MFD_DOWN_DEVICE] = "device", [MFD_DOWN_END] = "end",
+	};
+	if (part < 0 || (size_t)part >= MFD_ARRAY_SIZE(names))
+		return "?";
+	return names[part];
+}
+
 int mfd__random_bytes(void *buf, size_t len)
 {
 	uint8_t *p = buf;

@@ -535,3 +535,14 @@ void mfd__pool_destroy(struct mfd__pool *p)
 	pthread_mutex_destroy(&p->lock);
 	pthread_cond_destroy(&p->idle_cv);
 }
+
+uint64_t mfd__pool_unsent(struct mfd__pool *p)
+{
+	uint64_t n = 0;
+	for (unsigned i = 0; i < p->n; i++) {
+		struct mfd__chan *c = p->w[i].chan;
+		if (c && c->ops->unsent)
+			n += c->ops->unsent(c);
+	}
+	return n;
+}

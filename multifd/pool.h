@@ -127,6 +127,10 @@ struct mfd__pool {
 	struct mfd__session *digests;
 };
 
+/* Bytes the workers' channels hold that have not left the host (the
+ * channels' unsent op; 0 for those without). Any thread. */
+uint64_t mfd__pool_unsent(struct mfd__pool *p);
+
 /* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no
  * compression). */
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "multifd/channels/tls.h"
 #include "multifd/converge.h"
@@ -44,13 +45,30 @@ struct mfd_source {
 	struct mfd__tracker tracker; /* migration thread only */
 	bool tracking;
 	int throttle; /* percent applied through the hook */
+	/* Fixed switchover costs the estimate adds (migration thread). */
+	uint64_t stop_ns;   /* the stop hook's last call, kept across runs */
+	uint64_t verify_ns; /* predicted digests of all RAM, 0: verify off */
 
 	/* Round records, appended by the migration thread under lock. */
 	mfd_round_stats *rounds;
 	unsigned nrounds, cap_rounds;
 
 	struct mfd__devsave ds; /* device state: migration thread only */
+
+	/* Dirty-limit: who writes where (set before start), and the
+	 * per-vCPU throttles in force (migration thread). */
+	struct vcpu_range *vranges;
+	unsigned nvranges, nvcpus; /* nvcpus: highest vcpu + 1 */
+	uint32_t vcpu_pct[MFD_MAX_VCPUS];
+	bool dirty_limit_on;
 };
+
+struct vcpu_range {
+	unsigned vcpu, block;
+	uint64_t first, npages; /* pages of the block */
+};
+
+#define MAX_VCPU_RANGES 4096
 
 int mfd_source_new(mfd_source **out, const mfd_config *cfg,
 		   const mfd_source_hooks *hooks)
@@ -86,6 +104,7 @@ void mfd_source_free(mfd_source *s)
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s->rounds);
+	free(s->vranges);
 	free(s);
 }
 
@@ -95,6 +114,36 @@ int mfd_source_add_block(mfd_source *s, const char *name, void *host,
 	if (!s)
 		return -EINVAL;
 	return mfd__session_add_block(&s->ss, name, host, size, page_size);
+}
+
+int mfd_source_set_vcpu_range(mfd_source *s, unsigned vcpu, unsigned block,
+			      uint64_t offset, uint64_t len)
+{
+	if (!s || vcpu >= MFD_MAX_VCPUS || block >= s->ss.nblocks || !len)
+		return -EINVAL;
+	const struct mfd__ramblock *rb = &s->ss.blocks[block];
+	if (offset > rb->size || len > rb->size - offset)
+		return -EINVAL;
+	if (s->ss.running)
+		return MFD_ESTATE;
+	if (s->nvranges == MAX_VCPU_RANGES)
+		return -ENOSPC;
+	struct vcpu_range *n =
+		realloc(s->vranges, (s->nvranges + 1) * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	s->vranges = n;
+	uint64_t first = offset / rb->page_size;
+	n[s->nvranges++] = (struct vcpu_range){
+		.vcpu = vcpu,
+		.block = block,
+		.first = first,
+		.npages = (offset + len + rb->page_size - 1) / rb->page_size -
+			  first,
+	};
+	if (vcpu + 1 > s->nvcpus)
+		s->nvcpus = vcpu + 1;
+	return 0;
 }
 
 /* ---- device state (devsave.c) ---- */
@@ -435,6 +484,63 @@ static int set_throttle(mfd_source *s, int pct)
 	return 0;
 }
 
+static int set_vcpu_throttle(mfd_source *s, unsigned vcpu, uint32_t pct)
+{
+	if (!s->hooks.throttle_vcpu || pct == s->vcpu_pct[vcpu])
+		return 0;
+	int ret = s->hooks.throttle_vcpu(s->hooks.opaque, vcpu, (int)pct);
+	if (ret < 0) {
+		mfd__err("throttle_vcpu hook (vCPU %u, %u%%) failed: %d", vcpu,
+			 pct, ret);
+		return MFD_EHOOK;
+	}
+	s->vcpu_pct[vcpu] = pct;
+	uint32_t n = 0;
+	for (unsigned v = 0; v < s->nvcpus; v++)
+		n += s->vcpu_pct[v] > 0;
+	STAT_SET(s->ss.st.vcpus_throttled, n);
+	if (pct > STAT_GET(s->ss.st.vcpu_throttle_max_pct))
+		STAT_SET(s->ss.st.vcpu_throttle_max_pct, pct);
+	return 0;
+}
+
+/*
+ * Dirty-limit after a dirty sync: each vCPU's dirty rate over the round
+ * (the pages now dirty in its ranges, over the time since the sync
+ * before), and the per-vCPU throttles (converge.c) through the hook.
+ */
+static int apply_dirty_limit(mfd_source *s, uint64_t round_ns)
+{
+	uint64_t bytes[MFD_MAX_VCPUS] = { 0 }, rate[MFD_MAX_VCPUS];
+	uint32_t pct[MFD_MAX_VCPUS];
+	if (!s->nvcpus || !s->hooks.throttle_vcpu || !round_ns)
+		return 0;
+	s->dirty_limit_on = true;
+	for (unsigned i = 0; i < s->nvranges; i++) {
+		const struct vcpu_range *r = &s->vranges[i];
+		const struct mfd__ramblock *rb = &s->ss.blocks[r->block];
+		bytes[r->vcpu] += mfd__bitmap_count_range(&rb->dirty, r->first,
+							  r->npages) *
+				  rb->page_size;
+	}
+	for (unsigned v = 0; v < s->nvcpus; v++)
+		rate[v] = (uint64_t)((double)bytes[v] * 1e9 / (double)round_ns);
+	mfd__dirty_limit(rate, s->vcpu_pct, s->nvcpus,
+			 (uint64_t)s->ss.cfg.vcpu_dirty_limit * 1000000,
+			 s->ss.cfg.throttle_max, pct);
+	for (unsigned v = 0; v < s->nvcpus; v++) {
+		if (pct[v] != s->vcpu_pct[v])
+			mfd__info("dirty-limit: vCPU %u dirtied %.1f MB/s "
+				  "(limit %u): throttle %u%%",
+				  v, (double)rate[v] / 1e6,
+				  s->ss.cfg.vcpu_dirty_limit, pct[v]);
+		int ret = set_vcpu_throttle(s, v, pct[v]);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 /* Under s->lock: appends r (dropped when there is no memory for it);
  * the record in place, or NULL. */
 static mfd_round_stats *append_round(mfd_source *s, const mfd_round_stats *r)
@@ -469,16 +575,72 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 	mfd__converge_settings_from(&set, &s->ss.cfg);
 	pthread_mutex_lock(&s->lock);
 	mfd_round_stats *r = append_round(s, rec);
-	struct mfd__converge_in in = { .rounds = r ? s->rounds : rec,
-				       .nrounds = r ? s->nrounds : 1,
-				       .elapsed_ns = elapsed,
-				       .throttle = (uint32_t)s->throttle,
-				       .set = &set };
+	struct mfd__converge_in in = {
+		.rounds = r ? s->rounds : rec,
+		.nrounds = r ? s->nrounds : 1,
+		.elapsed_ns = elapsed,
+		.throttle = (uint32_t)s->throttle,
+		.page_size = s->ss.blocks[0].page_size,
+		.stop_ns = s->ss.cfg.stop_cost_ms
+				   ? s->ss.cfg.stop_cost_ms * 1000000ULL
+				   : s->stop_ns,
+		/* The kernel's smoothed figure: a timed request would
+		 * include the destination's own work. */
+		.rtt_ns = s->main && s->main->ops->rtt_ns
+				  ? s->main->ops->rtt_ns(s->main)
+				  : 0,
+		.verify_ns = s->verify_ns,
+		.dirty_limit_on = s->dirty_limit_on,
+		.set = &set
+	};
 	mfd__converge_decide(&in, out);
-	rec->expected_downtime_ns = out->expected_downtime_ns;
-	if (r)
-		r->expected_downtime_ns = out->expected_downtime_ns;
+	const uint64_t *part = out->est.part_ns;
+	for (mfd_round_stats *w = rec; w; w = w == rec ? r : NULL) {
+		w->expected_downtime_ns = out->expected_downtime_ns;
+		w->expected_stop_ns = part[MFD_DOWN_STOP];
+		w->expected_sync_ns = part[MFD_DOWN_SYNC];
+		w->expected_ram_ns = part[MFD_DOWN_RAM];
+		w->expected_device_ns = part[MFD_DOWN_DEVICE];
+		w->expected_end_ns = part[MFD_DOWN_END];
+		w->over_part = (uint32_t)out->est.over;
+	}
 	pthread_mutex_unlock(&s->lock);
+	STAT_SET(s->ss.st.expected_stop_ns, part[MFD_DOWN_STOP]);
+	STAT_SET(s->ss.st.expected_sync_ns, part[MFD_DOWN_SYNC]);
+	STAT_SET(s->ss.st.expected_ram_ns, part[MFD_DOWN_RAM]);
+	STAT_SET(s->ss.st.expected_device_ns, part[MFD_DOWN_DEVICE]);
+	STAT_SET(s->ss.st.expected_end_ns, part[MFD_DOWN_END]);
+	STAT_SET(s->ss.st.over_part, (uint32_t)out->est.over);
+}
+
+/*
+ * With verify: what the end's digests will take on one side. The pages
+ * are hashed where they are sent and placed (protocol 5.5), so the cost
+ * of the final round's pages is part of the bandwidth the rounds measure;
+ * at the end each side hashes its page digests, 8 bytes a page
+ * (mfd__session_digests). Predicted by the CPU time of doing that over a
+ * probe of up to 2^20 page digests, scaled to all pages. CPU time, not
+ * wall time: other load on the machine is not seen (a lower bound then).
+ */
+static uint64_t predict_verify(mfd_source *s)
+{
+	if (!s->ss.cfg.verify || !s->ss.ram_bytes)
+		return 0;
+	uint64_t pages = 0;
+	for (unsigned i = 0; i < s->ss.nblocks; i++)
+		pages += s->ss.blocks[i].npages;
+	uint64_t n = pages < (1ULL << 20) ? pages : 1ULL << 20;
+	uint64_t *pd = n ? malloc(n * sizeof(*pd)) : NULL;
+	if (!pd)
+		return 0;
+	for (uint64_t i = 0; i < n; i++)
+		pd[i] = i * 0x9e3779b97f4a7c15ULL;
+	uint8_t d[MFD__DIGEST_SIZE];
+	uint64_t t0 = mfd__thread_cpu_ns();
+	mfd__digest_pages(pd, n, d);
+	uint64_t cpu = mfd__thread_cpu_ns() - t0;
+	free(pd);
+	return (uint64_t)((double)cpu * (double)pages / (double)n);
 }
 
 /* Tracking on, every page dirty for round 0, the bandwidth limit on. */
@@ -503,6 +665,7 @@ static int precopy_begin(mfd_source *s)
 	}
 	STAT_SET(s->ss.st.pending_bytes, s->ss.ram_bytes);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_PRECOPY);
+	s->verify_ns = predict_verify(s);
 	return 0;
 }
 
@@ -513,6 +676,7 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	STAT_SET(s->ss.st.round, round);
 	uint64_t t0 = mfd__now_ns();
 	uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
+	uint64_t q0 = mfd__pool_unsent(&s->pool);
 	uint64_t pages = 0;
 	int ret;
 	if (mfd__devsave_any(&s->ds) &&
@@ -521,14 +685,19 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	if ((ret = send_round(s, batch, round, &pages)))
 		return ret;
 	uint64_t dt = mfd__now_ns() - t0;
-	uint64_t db = STAT_GET(s->ss.st.wire_bytes) - b0;
+	/* What left the host: on a slow link a short round's bytes may sit
+	 * in the socket queues when it ends, and would count as sent. */
+	uint64_t q1 = mfd__pool_unsent(&s->pool);
+	uint64_t db = STAT_GET(s->ss.st.wire_bytes) - b0 + q0;
+	db = db > q1 ? db - q1 : 0;
 	*rec = (mfd_round_stats){ .round = round,
 				  .throttle_pct = (uint32_t)s->throttle,
 				  /* queued, not yet all sent: the workers
 				   * keep a few batches */
 				  .pages = pages,
 				  .bytes = db,
-				  .ns = dt };
+				  .ns = dt,
+				  .unsent_bytes = q1 };
 	if (dt)
 		rec->bandwidth_bps = (uint64_t)((double)db * 1e9 / (double)dt);
 	return 0;
@@ -540,9 +709,17 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 			 const struct mfd__converge_out *out)
 {
 	double expected_ms = (double)out->expected_downtime_ns / 1e6;
-	mfd__dbg("round %u: %llu bytes pending, expected downtime %.1f ms",
+	const uint64_t *part = out->est.part_ns;
+	mfd__dbg("round %u: %llu bytes pending, expected downtime %.1f ms "
+		 "(stop %.1f, sync %.1f, ram %.1f, device %.1f, end %.1f)%s%s",
 		 rec->round + 1, (unsigned long long)rec->dirty_bytes,
-		 expected_ms);
+		 expected_ms, (double)part[MFD_DOWN_STOP] / 1e6,
+		 (double)part[MFD_DOWN_SYNC] / 1e6,
+		 (double)part[MFD_DOWN_RAM] / 1e6,
+		 (double)part[MFD_DOWN_DEVICE] / 1e6,
+		 (double)part[MFD_DOWN_END] / 1e6,
+		 out->est.over ? ": over the limit by its part " : "",
+		 out->est.over ? mfd_down_part_name(out->est.over) : "");
 	if (out->action == MFD__CONV_SWITCHOVER)
 		return 1;
 	if (out->action == MFD__CONV_THROTTLE)
@@ -555,18 +732,21 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 		return ret;
 	if (out->action == MFD__CONV_CANCEL) {
 		mfd__err("%s reached after %u rounds with %llu bytes pending "
-			 "(expected downtime %.0f ms > %llu ms): cancelling, "
-			 "the guest runs on here",
+			 "(expected downtime %.0f ms > %llu ms, mostly %s): "
+			 "cancelling, the guest runs on here",
 			 out->reason, rec->round + 1,
 			 (unsigned long long)rec->dirty_bytes, expected_ms,
-			 (unsigned long long)s->ss.cfg.downtime_limit_ms);
+			 (unsigned long long)s->ss.cfg.downtime_limit_ms,
+			 mfd_down_part_name(out->est.over));
 		return MFD_ENOCONVERGE;
 	}
 	if (out->action == MFD__CONV_FORCE) {
 		mfd__warn("%s reached after %u rounds with %llu bytes pending "
-			  "(expected downtime %.0f ms): switching over anyway",
+			  "(expected downtime %.0f ms, mostly %s): switching "
+			  "over anyway",
 			  out->reason, rec->round + 1,
-			  (unsigned long long)rec->dirty_bytes, expected_ms);
+			  (unsigned long long)rec->dirty_bytes, expected_ms,
+			  mfd_down_part_name(out->est.over));
 		STAT_SET(s->ss.st.forced, 1);
 		return 1;
 	}
@@ -582,18 +762,22 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 	uint32_t round = 0;
 	while (!ret) {
 		mfd_round_stats rec;
-		uint64_t pending;
+		uint64_t pending, t0 = 0;
 		if ((ret = precopy_round(s, batch, round++, &rec)) ||
-		    (ret = dirty_sync(s, &pending)) ||
+		    (t0 = mfd__now_ns(), ret = dirty_sync(s, &pending)) ||
 		    (ret = mfd__session_check(&s->ss)))
 			break;
 		uint64_t now = mfd__now_ns();
+		rec.sync_ns = now - t0;
+		if (mfd__devsave_any(&s->ds))
+			rec.device_stop_bytes =
+				mfd__devset_stop_copy_size(&s->ds.set);
 		rec.dirty_bytes = pending;
 		rec.dirty_pages = pending / s->ss.blocks[0].page_size;
-		rec.dirty_rate_bps =
-			now > t_sync ? (uint64_t)((double)pending * 1e9 /
-						  (double)(now - t_sync))
-				     : 0;
+		uint64_t window = now - t_sync;
+		rec.dirty_rate_bps = window ? (uint64_t)((double)pending * 1e9 /
+							 (double)window)
+					    : 0;
 		t_sync = now;
 		struct mfd__converge_out out;
 		end_round(s, &rec, now - t_begin, &out);
@@ -602,6 +786,8 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		STAT_SET(s->ss.st.expected_downtime_ns,
 			 out.expected_downtime_ns);
 		ret = precopy_apply(s, &rec, &out);
+		if (!ret && out.dirty_limit)
+			ret = apply_dirty_limit(s, window);
 	}
 	*round_out = round;
 	return ret < 0 ? ret : 0;
@@ -643,8 +829,11 @@ static int stop_guest(mfd_source *s)
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_before_stop(&s->ds)))
 		return ret;
+	uint64_t t0 = mfd__now_ns();
 	ret = s->hooks.stop(s->hooks.opaque);
 	s->stopped = true; /* resume even when stop half-failed */
+	s->stop_ns = mfd__now_ns() - t0;
+	STAT_SET(s->ss.st.down_stop_ns, s->stop_ns);
 	if (ret < 0) {
 		mfd__err("stop hook failed: %d", ret);
 		return MFD_EHOOK;
@@ -869,6 +1058,10 @@ static void untrack(mfd_source *s)
 	s->tracking = false;
 	if (s->throttle)
 		set_throttle(s, 0);
+	for (unsigned v = 0; v < s->nvcpus; v++)
+		if (s->vcpu_pct[v])
+			set_vcpu_throttle(s, v, 0);
+	s->dirty_limit_on = false;
 }
 
 /* After a failure: the first cause, told to the destination; the guest
@@ -1000,6 +1193,8 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->rp_up = false;
 	s->rp_done = false;
 	s->throttle = 0;
+	memset(s->vcpu_pct, 0, sizeof(s->vcpu_pct));
+	s->dirty_limit_on = false;
 	pthread_mutex_lock(&s->lock);
 	s->nrounds = 0;
 	pthread_mutex_unlock(&s->lock);

@@ -43,6 +43,15 @@
 	X(uint64_t, down_end_ns)                                               \
 	X(uint64_t, down_ack_ns)                                               \
 	X(uint64_t, expected_downtime_ns)                                      \
+	X(uint64_t, expected_stop_ns)                                          \
+	X(uint64_t, expected_sync_ns)                                          \
+	X(uint64_t, expected_ram_ns)                                           \
+	X(uint64_t, expected_device_ns)                                        \
+	X(uint64_t, expected_end_ns)                                           \
+	X(uint64_t, down_stop_ns)                                              \
+	X(uint32_t, over_part)                                                 \
+	X(uint32_t, vcpus_throttled)                                           \
+	X(uint32_t, vcpu_throttle_max_pct)                                     \
 	X(uint64_t, dirty_rate_bps)                                            \
 	X(uint32_t, throttle_pct)                                              \
 	X(uint32_t, throttle_max_pct)                                          \

@@ -101,6 +101,27 @@ uint64_t mfd__bitmap_count(const struct mfd__bitmap *b)
 	return n;
 }
 
+uint64_t mfd__bitmap_count_range(const struct mfd__bitmap *b, uint64_t start,
+				 uint64_t n)
+{
+	uint64_t end = start + n > b->nbits || start + n < start ? b->nbits
+								 : start + n;
+	uint64_t c = 0;
+
+	while (start < end) {
+		uint64_t w = b->words[start / 64] >> (start % 64);
+		uint64_t k = 64 - start % 64;
+
+		if (k > end - start) {
+			k = end - start;
+			w &= (1ULL << k) - 1;
+		}
+		c += (uint64_t)__builtin_popcountll(w);
+		start += k;
+	}
+	return c;
+}
+
 uint64_t mfd__bitmap_find_next(const struct mfd__bitmap *b, uint64_t from)
 {
 	uint64_t i, w, bit;

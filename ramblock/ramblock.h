@@ -50,6 +50,9 @@ static inline void mfd__bitmap_set(struct mfd__bitmap *b, uint64_t i)
 void mfd__bitmap_fill(struct mfd__bitmap *b);  /* all nbits set */
 void mfd__bitmap_clear(struct mfd__bitmap *b); /* all zero */
 uint64_t mfd__bitmap_count(const struct mfd__bitmap *b);
+/* Bits set in [start, start + n) (clipped to nbits). */
+uint64_t mfd__bitmap_count_range(const struct mfd__bitmap *b, uint64_t start,
+				 uint64_t n);
 /* First set bit >= from, or nbits when there is none (word-at-a-time). */
 uint64_t mfd__bitmap_find_next(const struct mfd__bitmap *b, uint64_t from);
 /*

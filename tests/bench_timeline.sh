@@ -7,7 +7,7 @@ bench=$1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$bench" --ram 256M --dest-populate off --timeline "$tmp/t.csv" --json >"$tmp/r.json"
-head -1 "$tmp/t.csv" | grep -qx 'time_s,bytes_sent,throughput_mbps,pending_bytes,dirty_rate_mbps,phase,round,expected_downtime_ms' ||
+head -1 "$tmp/t.csv" | grep -qx 'time_s,bytes_sent,throughput_mbps,pending_bytes,dirty_rate_mbps,phase,round,expected_downtime_ms,budget_ms,over_part' ||
 	{ echo "FAIL: header"; exit 1; }
 wall=$(sed -n 's/.*"wall_ms": *\([0-9.]*\).*/\1/p' "$tmp/r.json")
 [ -n "$wall" ] || { echo "FAIL: no wall_ms in the report"; exit 1; }

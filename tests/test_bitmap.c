@@ -78,6 +78,33 @@ static void random_fill(struct mfd__bitmap *b, uint64_t *state,
 			mfd__bitmap_set(b, i);
 }
 
+/* count_range against a bit-by-bit count, at every start and length
+ * around word edges, and clipped at nbits. */
+static void test_count_range(UNUSED void **state)
+{
+	struct mfd__bitmap b;
+	const uint64_t nbits = 200;
+
+	assert_int_equal(mfd__bitmap_init(&b, nbits), 0);
+	for (uint64_t i = 0; i < nbits; i++)
+		if (i % 3 == 0 || (i > 60 && i < 70) || i == 127 || i == 128)
+			mfd__bitmap_set(&b, i);
+	for (uint64_t start = 0; start <= nbits; start++)
+		for (uint64_t n = 0; n <= nbits + 5 - start; n += 7) {
+			uint64_t want = 0;
+			for (uint64_t i = start; i < start + n && i < nbits;
+			     i++)
+				want += mfd__bitmap_test(&b, i);
+			assert_int_equal(mfd__bitmap_count_range(&b, start, n),
+					 want);
+		}
+	assert_int_equal(mfd__bitmap_count_range(&b, 0, UINT64_MAX),
+			 mfd__bitmap_count(&b));
+	assert_int_equal(mfd__bitmap_count_range(&b, 5, UINT64_MAX - 2),
+			 mfd__bitmap_count(&b) - 2);
+	mfd__bitmap_destroy(&b);
+}
+
 static void test_init_sizes(UNUSED void **state)
 {
 	static const uint64_t sizes[] = {
@@ -458,6 +485,7 @@ int main(void)
 	const char *env = getenv("MFD_TEST_SEED");
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_init_sizes),
+		cmocka_unit_test(test_count_range),
 		cmocka_unit_test(test_set_test),
 		cmocka_unit_test(test_set_range_all),
 		cmocka_unit_test(test_set_range_keeps_others),

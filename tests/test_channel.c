@@ -210,6 +210,40 @@ static void test_packets(void **state)
 	pair_close(&p);
 }
 
+/* The estimate's ops: the send queue empties once the peer has read
+ * everything (SIOCOUTQ counts unacknowledged bytes too: wait for the ACK),
+ * and after traffic the smoothed round trip of a loopback connection is
+ * above 0 and far below a second. */
+static void test_unsent_and_rtt(void **state)
+{
+	(void)state;
+	struct pair p;
+	pair_open(&p);
+	assert_non_null(p.a->ops->unsent);
+	assert_non_null(p.a->ops->rtt_ns);
+	uint8_t buf[65536];
+	memset(buf, 0x3c, sizeof(buf));
+	for (int i = 0; i < 4; i++) {
+		struct iovec iov = { buf, sizeof(buf) };
+		assert_int_equal(p.a->ops->sendv(p.a, &iov, 1), 0);
+		assert_int_equal(p.b->ops->recv(p.b, buf, sizeof(buf)), 0);
+		struct iovec back = { buf, 64 };
+		assert_int_equal(p.b->ops->sendv(p.b, &back, 1), 0);
+		assert_int_equal(p.a->ops->recv(p.a, buf, 64), 0);
+	}
+	uint64_t left = 1;
+	for (int i = 0; i < 1000 && left; i++) {
+		left = p.a->ops->unsent(p.a);
+		if (left)
+			usleep(1000);
+	}
+	assert_int_equal(left, 0);
+	uint64_t rtt = p.a->ops->rtt_ns(p.a);
+	assert_true(rtt > 0);
+	assert_true(rtt < 1000000000ULL);
+	pair_close(&p);
+}
+
 static void test_timeout_silent(void **state)
 {
 	(void)state;
@@ -352,6 +386,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bulk),
 		cmocka_unit_test(test_packets),
+		cmocka_unit_test(test_unsent_and_rtt),
 		cmocka_unit_test(test_timeout_silent),
 		cmocka_unit_test(test_timeout_mid_message),
 		cmocka_unit_test(test_timeout_then_data),

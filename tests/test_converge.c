@@ -67,7 +67,8 @@ static void test_switchover_within_limit(void **state)
 	assert_int_equal(o.throttle, 0);
 }
 
-/* Nothing dirty: switch over whatever the bandwidth (none measured). */
+/* Nothing dirty and no fixed cost: switch over whatever the bandwidth
+ * (none measured): the pages part is 0, not unknown. */
 static void test_switchover_nothing_pending(void **state)
 {
 	(void)state;
@@ -75,7 +76,8 @@ static void test_switchover_nothing_pending(void **state)
 	struct mfd__converge_out o = decide(r, 1, 0, &defaults, 0);
 	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
 	assert_int_equal(o.bandwidth_bps, 0);
-	assert_int_equal(o.expected_downtime_ns, UINT64_MAX);
+	assert_int_equal(o.expected_downtime_ns, 0);
+	assert_int_equal(o.est.over, MFD_DOWN_NONE);
 }
 
 /* 400 MB dirty at 1 GB/s is 400 ms; dirtied 40 % of what was sent, below
@@ -223,6 +225,329 @@ static void test_throttle_with_limit(void **state)
 	assert_int_equal(o.throttle, 20);
 }
 
+/* ---- The estimate in parts and the budget ---- */
+
+static struct mfd__converge_in est_in(const mfd_round_stats *r, unsigned n,
+				      const struct mfd__converge_settings *set)
+{
+	return (struct mfd__converge_in){
+		.rounds = r, .nrounds = n, .page_size = 4096, .set = set
+	};
+}
+
+/* Recorded (2026-12-07, loopback, 2 GiB mix, 4 writers at 256 MB/s
+ * hotset, 2 channels, verify off, manual tracker): round 0 sent 524288
+ * pages in 1671147584 wire bytes in 1589.641 ms and found 33000 pages
+ * dirty; the switchover then took 116.478 ms (111.542 ms of pages, the
+ * stop hook 3.975 ms, the end 0.94 ms). The estimate must be within 20 %
+ * of it; the parts are those computed by hand. */
+static void test_estimate_recorded_loopback(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { { .round = 0,
+				  .pages = 524288,
+				  .bytes = 1671147584,
+				  .ns = 1589641000,
+				  .dirty_pages = 33000,
+				  .dirty_bytes = 33000ULL * 4096,
+				  .sync_ns = 47000 } };
+	struct mfd__converge_in in = est_in(r, 1, &defaults);
+	in.rtt_ns = 95000;
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	/* bandwidth 1051.29 MB/s; wire bytes per page byte 0.7782 */
+	assert_int_equal(e.bandwidth_bps, 1051273579);
+	assert_in_range(e.part_ns[MFD_DOWN_RAM], 100050000, 100060000);
+	assert_int_equal(e.part_ns[MFD_DOWN_SYNC], 47000);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 95000);
+	assert_int_equal(e.part_ns[MFD_DOWN_STOP], 0);
+	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 0);
+	assert_int_equal(e.total_ns, e.part_ns[MFD_DOWN_RAM] + 47000 + 95000);
+	assert_int_equal(e.over, MFD_DOWN_NONE);
+	double measured = 116478000.0;
+	double err = ((double)e.total_ns - measured) / measured;
+	assert_true(err > -0.20 && err < 0.20);
+	/* With the stop hook's last call (3.975 ms) the error shrinks. */
+	in.stop_ns = 3975000;
+	struct mfd__estimate e2;
+	mfd__converge_estimate(&in, 300 * MS, &e2);
+	assert_int_equal(e2.total_ns, e.total_ns + 3975000);
+}
+
+/* Every part: 5 ms stop, 2 ms sync, 30 MB of raw pages and 100 MB of
+ * device state at 1 GB/s, 1 ms round trip, 50 ms of digests per side. */
+static void test_estimate_parts(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 30000000) };
+	r[0].sync_ns = 2 * MS;
+	r[0].device_stop_bytes = 100000000;
+	struct mfd__converge_in in = est_in(r, 1, &defaults);
+	in.stop_ns = 5 * MS;
+	in.rtt_ns = 1 * MS;
+	in.verify_ns = 50 * MS;
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_NONE], 0);
+	assert_int_equal(e.part_ns[MFD_DOWN_STOP], 5 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_SYNC], 2 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 30 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 100 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 101 * MS);
+	assert_int_equal(e.total_ns, 238 * MS);
+	assert_int_equal(e.over, MFD_DOWN_NONE);
+	/* Longer digests: over the limit, and the end part is named. */
+	in.verify_ns = 100 * MS;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 201 * MS);
+	assert_int_equal(e.total_ns, (5 + 2 + 30 + 100 + 201) * MS);
+	assert_int_equal(e.over, MFD_DOWN_END);
+}
+
+/* The packet mix: the last round's wire bytes per page byte scale the
+ * pending bytes (zero pages cost a header, compressed pages less than
+ * raw ones). 1000 pages sent in 409600 wire bytes: a tenth each. */
+static void test_estimate_packet_mix(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = {
+		rnd(0, 0, 1000000000, 1000 * MS, 0),
+		rnd(1, 0, 409600, 2 * MS, 100000000),
+	};
+	r[0].pages = 244140;
+	r[1].pages = 1000;
+	struct mfd__converge_in in = est_in(r, 2, &defaults);
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	/* (1e9 + 409600) B / 1002 ms */
+	assert_int_equal(e.bandwidth_bps, 998412774);
+	/* 100 MB x 0.1 at that bandwidth */
+	assert_in_range(e.part_ns[MFD_DOWN_RAM], 10015800, 10016000);
+}
+
+/* The bandwidth is bytes over time of the latest timed rounds back until
+ * 16 MiB: older rounds and untimed ones do not count, short ones count by
+ * their time; round 0 only when the later ones sent less than that. Recorded
+ * near convergence (uffd-wp, 1 device, loaded machine): rounds of a few hundred
+ * pages ran at 56..3600 MB/s, while the link moved 753 MB/s in round 0. */
+static void test_estimate_recent_bandwidth(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = {
+		rnd(0, 0, 4000000000, 1000 * MS, 0),	/* too old */
+		rnd(1, 0, 50000000, 100 * MS, 0),	/* 0.5 GB/s */
+		rnd(2, 0, 10000000, 10 * MS, 0),	/* 1 GB/s */
+		rnd(3, 0, 4096, MS / 2, 0),		/* untimed */
+		rnd(4, 0, 10000000, 20 * MS, 20000000), /* 0.5 GB/s */
+	};
+	struct mfd__converge_in in = est_in(r, 5, &defaults);
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	/* rounds 4 and 2: 20 MB in 30 ms, enough (16 MiB) */
+	assert_int_equal(e.bandwidth_bps, 666666666);
+	/* The recorded tail: 82176 bytes in 1.458 ms, 586968 in 1.603 ms,
+	 * 418704 in 0.872 ms, 648528 in 1.881 ms after a round 0 of
+	 * 1683865664 bytes in 2235.834 ms (and more, elided). */
+	mfd_round_stats t[] = {
+		rnd(0, 0, 1683865664, 2235834000, 0),
+		rnd(1, 0, 82176, 1458000, 0),
+		rnd(2, 0, 586968, 1603000, 0),
+		rnd(3, 0, 418704, 872000, 0),
+		rnd(4, 0, 648528, 1881000, 0),
+	};
+	in = est_in(t, 5, &defaults);
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_in_range(e.bandwidth_bps, 750000000, 753000000);
+	/* No timed round at all: pending pages cannot be estimated, and the
+	 * budget is not met. */
+	in.rounds = &r[3];
+	in.nrounds = 1;
+	r[3].dirty_bytes = 4096;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps, 0);
+	assert_true(e.part_ns[MFD_DOWN_RAM] > 3600000 * MS);
+	assert_int_equal(e.over, MFD_DOWN_RAM);
+}
+
+/* A shaped link (1 Gbit/s, 125 MB/s): the last round ended with 5 MB still
+ * in the socket queues; the final pass leaves as much, and its drain is
+ * part of the end. */
+static void test_estimate_queue_drain(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 125000000, 1000 * MS, 12500000) };
+	r[0].unsent_bytes = 5000000;
+	struct mfd__converge_in in = est_in(r, 1, &defaults);
+	in.rtt_ns = MS / 2;
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 100 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 100 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 40 * MS + MS / 2);
+	assert_int_equal(e.total_ns, 140 * MS + MS / 2);
+	assert_int_equal(e.over, MFD_DOWN_RAM);
+}
+
+/* Round 0 lands on untouched destination memory; recorded on loopback
+ * (1 GiB mix, 2026-12-07): round 0 ran at 1445.6 MB/s, the final pass at
+ * 6652.5 MB/s. A later round of 50 MB at 2.5 GB/s replaces round 0's
+ * figure; one of 8 MB (under 16 MiB) joins it instead. */
+static void test_estimate_first_pass(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 902260816, 624149000, 0),
+				rnd(1, 0, 50000000, 20 * MS, 16000000) };
+	struct mfd__converge_in in = est_in(r, 2, &defaults);
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps, 2500000000ULL);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 6400000);
+	r[1] = rnd(1, 0, 8000000, 4 * MS, 16000000);
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps,
+			 (uint64_t)(910260816.0 * 1e9 / 628149000.0));
+}
+
+/* The budget: pages that fit are not enough when the devices' stop-copy
+ * state does not; the decision goes on and names the device part. */
+static void test_budget_names_device(void **state)
+{
+	(void)state;
+	struct mfd__converge_settings set = defaults;
+	set.downtime_limit_ms = 100;
+	set.auto_converge = false;
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 20000000) };
+	r[0].device_stop_bytes = 256000000; /* 4 x 64 MB: 256 ms */
+	struct mfd__converge_in in = est_in(r, 1, &set);
+	struct mfd__converge_out o;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_string_equal(o.reason, "not converged");
+	assert_int_equal(o.est.over, MFD_DOWN_DEVICE);
+	assert_int_equal(o.expected_downtime_ns, 276 * MS);
+	assert_string_equal(mfd_down_part_name(o.est.over), "device");
+	/* Once the devices sent most in pre-copy it fits. */
+	r[0].device_stop_bytes = 60000000;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
+	assert_int_equal(o.est.over, MFD_DOWN_NONE);
+	assert_int_equal(o.expected_downtime_ns, 80 * MS);
+	/* Exactly at the limit fits; a nanosecond over does not. */
+	r[0].device_stop_bytes = 80000000;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
+	in.rtt_ns = 1;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_int_equal(o.est.over, MFD_DOWN_DEVICE);
+}
+
+/* Nothing pending, but a declared stop cost over the limit: no switch
+ * (the old rule switched on "nothing pending" alone), the stop part is
+ * named, and max-rounds forces it with that part in the log. */
+static void test_budget_fixed_cost(void **state)
+{
+	(void)state;
+	struct mfd__converge_settings set = defaults;
+	set.max_rounds = 2;
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 0),
+				rnd(1, 0, 1000000000, 1000 * MS, 0) };
+	struct mfd__converge_in in = est_in(r, 1, &set);
+	in.stop_ns = 400 * MS;
+	struct mfd__converge_out o;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_int_equal(o.est.over, MFD_DOWN_STOP);
+	assert_int_equal(o.expected_downtime_ns, 400 * MS);
+	in.nrounds = 2;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_FORCE);
+	assert_string_equal(o.reason, "max-rounds");
+	assert_int_equal(o.est.over, MFD_DOWN_STOP);
+	/* The final sync too counts: a slow one alone breaks the budget. */
+	in.stop_ns = 0;
+	r[1].sync_ns = 301 * MS;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.est.over, MFD_DOWN_SYNC);
+	assert_string_equal(mfd_down_part_name(MFD_DOWN_END + 1), "?");
+}
+
+/* Dirty-limit per vCPU: 4 writers at 40, 10, 2 and 0 MB/s against a 5 MB/s
+ * limit. The first two get the throttle that brings them to 5 MB/s if
+ * their dirtying scales with their run time; the others stay unthrottled.
+ * Measured again at those throttles, a vCPU still over the limit steps
+ * up from where it is; one under it keeps its throttle; the cap holds. */
+static void test_dirty_limit_per_vcpu(void **state)
+{
+	(void)state;
+	const uint64_t MB = 1000000;
+	uint64_t rate[4] = { 40 * MB, 10 * MB, 2 * MB, 0 };
+	uint32_t cur[4] = { 0 }, out[4];
+	mfd__dirty_limit(rate, cur, 4, 5 * MB, 99, out);
+	assert_int_equal(out[0], 88); /* runs 12.5 % of the time */
+	assert_int_equal(out[1], 50);
+	assert_int_equal(out[2], 0);
+	assert_int_equal(out[3], 0);
+	memcpy(cur, out, sizeof(cur));
+	uint64_t again[4] = { 6 * MB, 4 * MB, 2 * MB, 0 };
+	mfd__dirty_limit(again, cur, 4, 5 * MB, 99, out);
+	assert_int_equal(out[0], 90); /* 100 - 12 x 5/6 = 90, rounded up */
+	assert_int_equal(out[1], 50);
+	assert_int_equal(out[2], 0);
+	uint64_t huge[1] = { 100000 * MB };
+	uint32_t c1[1] = { 0 }, o1[1];
+	mfd__dirty_limit(huge, c1, 1, 1 * MB, 60, o1);
+	assert_int_equal(o1[0], 60);
+	/* Exactly at the limit: not throttled. */
+	uint64_t at[1] = { 5 * MB };
+	mfd__dirty_limit(at, c1, 1, 5 * MB, 99, o1);
+	assert_int_equal(o1[0], 0);
+}
+
+/* Dirty-limit engages on a round that dirtied too fast and replaces
+ * auto-converge: no global throttle, the per-vCPU one requested; once
+ * engaged it stays on; never when switching over. */
+static void test_dirty_limit_engages(void **state)
+{
+	(void)state;
+	struct mfd__converge_settings set = defaults;
+	set.dirty_limit = true;
+	set.auto_converge = false;
+	mfd_round_stats r[] = {
+		rnd(0, 0, 1000000000, 1000 * MS, 600000000),
+		rnd(1, 0, 600000000, 600 * MS, 500000000),
+	};
+	struct mfd__converge_in in = est_in(r, 2, &set);
+	struct mfd__converge_out o;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_int_equal(o.throttle, 0);
+	assert_true(o.dirty_limit);
+	/* Under the threshold: not engaged, unless it already is. */
+	set.downtime_limit_ms = 100;
+	r[1].dirty_bytes = 200000000; /* a third of what was sent */
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_false(o.dirty_limit);
+	in.dirty_limit_on = true;
+	mfd__converge_decide(&in, &o);
+	assert_true(o.dirty_limit);
+	r[1].dirty_bytes = 1000;
+	mfd__converge_decide(&in, &o);
+	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
+	assert_false(o.dirty_limit);
+	/* The settings: dirty-limit turns auto-converge off. */
+	struct mfd_config cfg;
+	mfd__config_defaults(&cfg);
+	cfg.auto_converge = true;
+	cfg.dirty_limit = true;
+	cfg.vcpu_dirty_limit = 7;
+	struct mfd__converge_settings s2;
+	mfd__converge_settings_from(&s2, &cfg);
+	assert_false(s2.auto_converge);
+	assert_true(s2.dirty_limit);
+	assert_int_equal(s2.vcpu_dirty_limit_bps, 7000000);
+}
+
 /* The settings follow the config keys. */
 static void test_settings_from_config(void **state)
 {
@@ -237,6 +562,7 @@ static void test_settings_from_config(void **state)
 	assert_int_equal(set.max_rounds, 7);
 	assert_int_equal(set.downtime_limit_ms, cfg.downtime_limit_ms);
 	assert_int_equal(set.throttle_max, cfg.throttle_max);
+	assert_int_equal(set.downtime_limit_ms, 300);
 }
 
 /* Post-copy's switch policy, after pre-copy's decision on the same
@@ -327,6 +653,16 @@ int main(void)
 		cmocka_unit_test(test_max_rounds),
 		cmocka_unit_test(test_precopy_timeout),
 		cmocka_unit_test(test_throttle_with_limit),
+		cmocka_unit_test(test_estimate_recorded_loopback),
+		cmocka_unit_test(test_estimate_parts),
+		cmocka_unit_test(test_estimate_packet_mix),
+		cmocka_unit_test(test_estimate_recent_bandwidth),
+		cmocka_unit_test(test_estimate_first_pass),
+		cmocka_unit_test(test_estimate_queue_drain),
+		cmocka_unit_test(test_budget_names_device),
+		cmocka_unit_test(test_budget_fixed_cost),
+		cmocka_unit_test(test_dirty_limit_per_vcpu),
+		cmocka_unit_test(test_dirty_limit_engages),
 		cmocka_unit_test(test_settings_from_config),
 		cmocka_unit_test(test_postcopy_switch),
 		cmocka_unit_test(test_postcopy_not_converging),

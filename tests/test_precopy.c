@@ -489,6 +489,38 @@ static void test_cancel_uffd(void **state)
 		skip();
 	cancel(MFD__TRACKER_UFFD_WP);
 }
+/*
+ * The budget end to end: a declared stop cost (stop-cost 400 ms) above the
+ * limit (300 ms) can never fit, however little is pending, so pre-copy
+ * runs to max-rounds and forces, and the stats name the stop hook as the
+ * part that broke it, with the declared figure as its part.
+ */
+static void test_budget_stop_cost(void **state)
+{
+	(void)state;
+	struct guest g;
+	mfd_stats st;
+	const char *const kv[] = { "channels=2",	   "downtime-limit=300",
+				   "max-rounds=3",	   "stop-cost=400",
+				   "timeout-policy=force", NULL };
+	int ret = run(&g, MFD__TRACKER_MANUAL, 16 * MiB, 4 * MiB, 100, kv, &st);
+	assert_int_equal(ret, 0);
+	assert_int_equal(st.forced, 1);
+	assert_int_equal(st.round, 3);
+	assert_int_equal(st.over_part, MFD_DOWN_STOP);
+	assert_int_equal(st.expected_stop_ns, 400000000ULL);
+	assert_true(st.expected_downtime_ns >= 400000000ULL);
+	assert_int_equal(st.expected_downtime_ns,
+			 st.expected_stop_ns + st.expected_sync_ns +
+				 st.expected_ram_ns + st.expected_device_ns +
+				 st.expected_end_ns);
+	assert_true(st.down_stop_ns > 0);
+	assert_true(st.down_stop_ns <= st.down_sync_ns);
+	check_success(&g, MFD__TRACKER_MANUAL, &st);
+	guest_quit(&g);
+	tvm_destroy(&g.vm);
+}
+
 static void test_force_manual(void **state)
 {
 	force(MFD__TRACKER_MANUAL);
@@ -515,6 +547,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_uffd),
 		cmocka_unit_test(test_force_manual),
 		cmocka_unit_test(test_force_uffd),
+		cmocka_unit_test(test_budget_stop_cost),
 		cmocka_unit_test(test_final_sync_mark_dirty),
 		cmocka_unit_test(test_final_sync_hook),
 		cmocka_unit_test(test_final_sync_uffd),

@@ -267,6 +267,40 @@ static void test_dma(void **state)
 	free(copy);
 }
 
+/* get_stop_copy_size is exactly what STOP_COPY then sends: all of it
+ * from RUNNING; the rest after pre-copy; the changed units after a touch;
+ * 0 once drained. */
+static void test_stop_copy_size(void **state)
+{
+	(void)state;
+	const uint64_t size = 100000; /* 25 units, the last one short */
+	size_t cap = 4 * size;
+	uint8_t *buf = malloc(cap);
+	struct mfd_simdev *d = mk(size, 0.5, 7);
+	const mfd_device_ops *ops = mfd_simdev_ops(d);
+	uint64_t n = 1;
+	assert_int_equal(ops->get_stop_copy_size(d, &n), 0);
+	assert_int_equal(n, size + 25 * 16);
+	assert_int_equal(go(d, MFD_DEV_PRE_COPY), 0);
+	size_t pre = drain(d, buf, cap);
+	assert_true(pre > 0);
+	assert_int_equal(ops->get_stop_copy_size(d, &n), 0);
+	assert_int_equal(n, size + 25 * 16 - pre);
+	mfd_simdev_touch(d, 3);
+	uint64_t touched;
+	assert_int_equal(ops->get_stop_copy_size(d, &touched), 0);
+	assert_true(touched > n);
+	assert_int_equal(go(d, MFD_DEV_PRE_COPY_P2P), 0);
+	assert_int_equal(go(d, MFD_DEV_STOP_COPY), 0);
+	assert_int_equal(ops->get_stop_copy_size(d, &n), 0);
+	assert_int_equal(n, touched);
+	assert_int_equal(drain(d, buf, cap), touched);
+	assert_int_equal(ops->get_stop_copy_size(d, &n), 0);
+	assert_int_equal(n, 0);
+	mfd_simdev_free(d);
+	free(buf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -275,6 +309,7 @@ int main(void)
 		cmocka_unit_test(test_load_checks),
 		cmocka_unit_test(test_fail_save),
 		cmocka_unit_test(test_dma),
+		cmocka_unit_test(test_stop_copy_size),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,8 @@ struct fake {
 	size_t len, pre_len;
 	unsigned opened, closed;
 	unsigned sets;
+	uint64_t stop_copy_length; /* MIG_DATA_SIZE's answer */
+	bool no_data_size;	   /* an older kernel: ENOTTY */
 };
 
 static bool saving(int s)
@@ -77,6 +79,20 @@ static int fake_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 			};
 			assert_true(h->argsz >= sizeof(*h) + sizeof(m));
 			memcpy(h->data, &m, sizeof(m));
+			return 0;
+		}
+		if (feat == VFIO_DEVICE_FEATURE_MIG_DATA_SIZE) {
+			struct vfio_device_feature_mig_data_size sz = {
+				f->stop_copy_length
+			};
+			assert_int_equal(h->flags,
+					 VFIO_DEVICE_FEATURE_GET | feat);
+			assert_true(h->argsz >= sizeof(*h) + sizeof(sz));
+			if (f->no_data_size) {
+				errno = ENOTTY;
+				return -1;
+			}
+			memcpy(h->data, &sz, sizeof(sz));
 			return 0;
 		}
 		assert_int_equal(feat, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE);
@@ -439,10 +455,42 @@ static void test_open_without_vfio(void **state)
 	assert_int_equal(fd, -1);
 }
 
+/* get_stop_copy_size: FEATURE GET | MIG_DATA_SIZE, the kernel's number as
+ * is; on a kernel without it the op fails, and the device set counts the
+ * device as 0 bytes rather than failing. */
+static void test_stop_copy_size(void **state)
+{
+	(void)state;
+	struct fake f = { .state = MFD_DEV_RUNNING,
+			  .migflags = VFIO_MIGRATION_STOP_COPY,
+			  .data_fd = -1,
+			  .stop_copy_length = 123456789012ULL };
+	mfd_vfio_sys sys = sys_of(&f);
+	mfd_vfio_dev *v;
+	assert_int_equal(mfd_vfio_dev_new(&v, DEVFD, &sys), 0);
+	const mfd_device_ops *ops = mfd_vfio_dev_ops(v);
+	assert_non_null(ops->get_stop_copy_size);
+	uint64_t n = 0;
+	assert_int_equal(ops->get_stop_copy_size(v, &n), 0);
+	assert_int_equal(n, 123456789012ULL);
+	struct mfd__devset set;
+	mfd__devset_init(&set, true);
+	assert_int_equal(mfd__devset_add(&set, "vf0", ops, v), 0);
+	assert_int_equal(mfd__devset_stop_copy_size(&set), 123456789012ULL);
+	f.no_data_size = true;
+	n = 7;
+	assert_int_equal(ops->get_stop_copy_size(v, &n), -ENOTTY);
+	assert_int_equal(n, 7);
+	assert_int_equal(mfd__devset_stop_copy_size(&set), 0);
+	mfd__devset_destroy(&set);
+	mfd_vfio_dev_free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_source_eof),
+		cmocka_unit_test(test_stop_copy_size),
 		cmocka_unit_test(test_source_enomsg),
 		cmocka_unit_test(test_source_short_reads),
 		cmocka_unit_test(test_dest_ok),

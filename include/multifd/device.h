@@ -171,6 +171,14 @@ typedef struct mfd_device_ops {
 	int (*dma_dirty)(void *opaque,
 			 int (*mark)(void *ctx, void *host, uint64_t len),
 			 void *ctx);
+	/*
+	 * Optional, source: an estimate of the bytes the device would still
+	 * produce in STOP_COPY if it were stopped now (VFIO's
+	 * VFIO_DEVICE_FEATURE_MIG_DATA_SIZE). Called at every dirty sync in
+	 * any state but ERROR; it feeds the downtime estimate (the device part
+	 * of downtime-limit's budget). Without it, a device counts as 0 bytes.
+	 */
+	int (*get_stop_copy_size)(void *opaque, uint64_t *bytes);
 } mfd_device_ops;
 
 /*

@@ -265,7 +265,9 @@ typedef struct mfd_stats {
 	uint64_t down_pages_ns;	       /* until the last page left */
 	uint64_t down_end_ns;	       /* end marker and digests sent */
 	uint64_t down_ack_ns;	       /* until the destination's LOADED */
-	uint64_t expected_downtime_ns; /* estimate when switching over */
+	uint64_t expected_downtime_ns; /* estimate at the last decision;
+					  >= UINT64_MAX / 8: none (no timed
+					  round yet) */
 	uint64_t dirty_rate_bps;       /* guest dirtying, last round */
 	uint32_t throttle_pct;	       /* throttle now applied (0 = none) */
 	uint32_t throttle_max_pct;     /* highest throttle applied */
@@ -292,7 +294,44 @@ typedef struct mfd_stats {
 	 * looked incompressible (random or already compressed data), in
 	 * packets of their own; also counted in pages. */
 	uint64_t raw_pages;
+	/*
+	 * Source: the switchover estimate in parts, as predicted at the last
+	 * decision (they add up to expected_downtime_ns), beside what was
+	 * measured. expected_stop_ns: the stop hook (stop-cost, else its
+	 * last measured call); _sync_ns: the final dirty sync (the last
+	 * round's); _ram_ns: the pending pages at the predicted bandwidth and
+	 * the last round's packet mix; _device_ns: the devices' stop-copy
+	 * size at that bandwidth; _end_ns: the end exchange (round trip,
+	 * digests with verify). down_stop_ns: the measured stop hook (part of
+	 * down_sync_ns). over_part: enum mfd_down_part, the part that made
+	 * the estimate exceed downtime-limit at the last decision (0: none).
+	 */
+	uint64_t expected_stop_ns;
+	uint64_t expected_sync_ns;
+	uint64_t expected_ram_ns;
+	uint64_t expected_device_ns;
+	uint64_t expected_end_ns;
+	uint64_t down_stop_ns;
+	uint32_t over_part;
+	/* Source, dirty-limit: vCPUs throttled now, and the highest
+	 * per-vCPU throttle applied. */
+	uint32_t vcpus_throttled;
+	uint32_t vcpu_throttle_max_pct;
 } mfd_stats;
+
+/* The parts of the downtime estimate (mfd_stats.over_part,
+ * mfd_round_stats.over_part). */
+enum mfd_down_part {
+	MFD_DOWN_NONE = 0,
+	MFD_DOWN_STOP,	 /* the stop hook */
+	MFD_DOWN_SYNC,	 /* the final dirty sync */
+	MFD_DOWN_RAM,	 /* the pending pages */
+	MFD_DOWN_DEVICE, /* the devices' stop-copy state */
+	MFD_DOWN_END,	 /* end marker, digests, LOADED */
+};
+
+/* "none", "stop", "sync", "ram", "device", "end"; "?" out of range. */
+MFD_API const char *mfd_down_part_name(int part);
 
 /*
  * One pre-copy round on the source (the last record is the final pass
@@ -303,13 +342,28 @@ typedef struct mfd_round_stats {
 	uint32_t round;
 	uint32_t throttle_pct;	       /* throttle in force during the round */
 	uint64_t pages;		       /* pages sent in the round */
-	uint64_t bytes;		       /* bytes on the wire in the round */
+	uint64_t bytes;		       /* bytes that left in the round */
 	uint64_t ns;		       /* duration */
 	uint64_t bandwidth_bps;	       /* bytes / duration */
 	uint64_t dirty_pages;	       /* dirty at the sync that ended it */
 	uint64_t dirty_rate_bps;       /* dirty bytes / time since last sync */
-	uint64_t expected_downtime_ns; /* dirty bytes / bandwidth */
+	uint64_t expected_downtime_ns; /* the estimate's total (below) */
 	uint64_t dirty_bytes;	       /* dirty at the sync that ended it */
+	uint64_t sync_ns;	       /* the dirty sync that ended it */
+	uint64_t device_stop_bytes;    /* devices' stop-copy size then */
+	/* The estimate made at the end of the round, in parts (as in
+	 * mfd_stats), and the part over downtime-limit (enum mfd_down_part,
+	 * 0 when it fit). */
+	uint64_t expected_stop_ns;
+	uint64_t expected_sync_ns;
+	uint64_t expected_ram_ns;
+	uint64_t expected_device_ns;
+	uint64_t expected_end_ns;
+	uint32_t over_part;
+	/* Bytes sent into the channels that had not left the host when the
+	 * round ended (socket send queues); bytes above counts only what
+	 * left during the round. */
+	uint64_t unsent_bytes;
 } mfd_round_stats;
 
 /*
@@ -395,6 +449,14 @@ typedef struct mfd_source_hooks {
 	 * returns MFD_EINDOUBT; *h is valid during the call.
 	 */
 	void (*in_doubt)(void *opaque, const mfd_handover *h);
+	/*
+	 * Optional, dirty-limit: slow vCPU vcpu alone to percent (0 = none),
+	 * as throttle() does for all. Called after a dirty sync for the vCPUs
+	 * whose dirty rate (pages in the ranges of mfd_source_set_vcpu_range)
+	 * is above vcpu-dirty-limit, with values that bring it there, and
+	 * with 0 for each throttled vCPU when the migration ends.
+	 */
+	int (*throttle_vcpu)(void *opaque, unsigned vcpu, int percent);
 } mfd_source_hooks;
 
 /* The config is copied; hooks are copied. */
@@ -418,6 +480,23 @@ MFD_API int mfd_source_add_block(mfd_source *src, const char *name, void *host,
  */
 MFD_API int mfd_source_mark_dirty(mfd_source *src, unsigned block,
 				  uint64_t offset, uint64_t len);
+
+/* vCPUs dirty-limit can tell apart (vcpu < MFD_MAX_VCPUS). */
+#define MFD_MAX_VCPUS 256
+
+/*
+ * Dirty-limit's attribution: vCPU vcpu is the one that writes the pages
+ * [offset, offset+len) of block (a guest whose vCPUs own memory ranges,
+ * as the bench's writers do; a hypervisor with a per-vCPU dirty log, such
+ * as the KVM dirty ring, gives each vCPU the ranges it wrote since the
+ * last sync). Pages dirty at a sync count for every vCPU whose range
+ * holds them, whichever tracker found them. Before mfd_source_start();
+ * a vCPU may own several ranges. -EINVAL for a bad vcpu, block or range,
+ * -ENOSPC past 4096 ranges, MFD_ESTATE while migrating.
+ */
+MFD_API int mfd_source_set_vcpu_range(mfd_source *src, unsigned vcpu,
+				      unsigned block, uint64_t offset,
+				      uint64_t len);
 
 /*
  * Start migrating to uri ("tcp:HOST:PORT"). Returns once the migration

@@ -13,6 +13,8 @@
  *             PRE_COPY reads as the end for now)
  *  load       write() on the data fd, all of it
  *  get_precopy_info  VFIO_MIG_GET_PRECOPY_INFO on the data fd
+ *  get_stop_copy_size  VFIO_DEVICE_FEATURE GET | MIG_DATA_SIZE (Linux 6.2;
+ *             an older kernel's error makes the device count as 0 bytes)
  *
  * Capabilities come from VFIO_DEVICE_FEATURE GET | MIGRATION. DMA dirty
  * logging is not wired here (its report is in IOVA space, which only the

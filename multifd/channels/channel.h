@@ -79,6 +79,17 @@ struct mfd__chan_ops {
 	 * the first poll. Without the op a channel is ready when readable.
 	 */
 	int (*first_ready)(struct mfd__chan *c, uint32_t need, short revents);
+	/*
+	 * Optional, source: bytes sent into the channel that have not left
+	 * this host yet (a socket's send queue, SIOCOUTQ); 0 when unknown.
+	 * Any thread, while another sends. The downtime estimate counts the
+	 * queue out of a round's bytes and adds its drain to the end.
+	 */
+	uint64_t (*unsent)(struct mfd__chan *c);
+	/* Optional: the transport's smoothed round-trip time in ns (TCP_INFO
+	 * tcpi_rtt), 0 when unknown. Any thread. The end exchange's part of
+	 * the downtime estimate. */
+	uint64_t (*rtt_ns)(struct mfd__chan *c);
 };
 
 struct mfd__chan {
@@ -212,5 +223,9 @@ int mfd__wait_fd_until(int fd, short events, uint64_t deadline,
 int mfd__tcp_first_ready(struct mfd__chan *c, uint32_t need, short revents);
 /* Sets SO_RCVTIMEO or SO_SNDTIMEO (opt) of fd to ms (0: none). */
 int mfd__sock_timeout(int fd, int opt, uint64_t ms);
+/* unsent of socket channels: SIOCOUTQ of c->fd (0 on error). */
+uint64_t mfd__sock_unsent(struct mfd__chan *c);
+/* rtt_ns of socket channels: TCP_INFO's tcpi_rtt of c->fd (0 on error). */
+uint64_t mfd__sock_rtt_ns(struct mfd__chan *c);
 
 #endif /* MULTIFD_CHANNEL_H */

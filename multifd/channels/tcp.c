@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 
 #include "multifd/multifd.h"
 #include "multifd/channels/channel.h"
@@ -119,6 +120,22 @@ static int tcp_set_timeout(struct mfd__chan *c, uint64_t ms)
 	return ret ? ret : mfd__sock_timeout(c->fd, SO_SNDTIMEO, ms);
 }
 
+uint64_t mfd__sock_unsent(struct mfd__chan *c)
+{
+	int n = 0;
+	return ioctl(c->fd, SIOCOUTQ, &n) == 0 && n > 0 ? (uint64_t)n : 0;
+}
+
+uint64_t mfd__sock_rtt_ns(struct mfd__chan *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return 0;
+	return (uint64_t)ti.tcpi_rtt * 1000;
+}
+
 static void tcp_shutdown(struct mfd__chan *c, int how)
 {
 	shutdown(c->fd, how);
@@ -167,6 +184,8 @@ static const struct mfd__chan_ops tcp_ops = {
 	.shutdown = tcp_shutdown,
 	.close = tcp_close,
 	.first_ready = mfd__tcp_first_ready,
+	.unsent = mfd__sock_unsent,
+	.rtt_ns = mfd__sock_rtt_ns,
 };
 
 void mfd__tcp_peer_name(int fd, char *buf, size_t len)

@@ -567,6 +567,8 @@ static const struct mfd__chan_ops tls_ops = {
 	.set_timeout = tls_set_timeout,
 	.shutdown = tls_shutdown,
 	.close = tls_close,
+	.unsent = mfd__sock_unsent, /* the TCP queue below the records */
+	.rtt_ns = mfd__sock_rtt_ns,
 };
 
 void mfd__tls_bulk_receive(struct mfd__chan *c)

@@ -408,6 +408,8 @@ static const struct mfd__chan_ops uring_ops = {
 	.shutdown = uring_shutdown,
 	.close = uring_close,
 	.first_ready = mfd__tcp_first_ready,
+	.unsent = mfd__sock_unsent,
+	.rtt_ns = mfd__sock_rtt_ns,
 };
 
 /* The address of a sockaddr_in or _in6 (v4-mapped as v4), *len bytes. */
