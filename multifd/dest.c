@@ -346,6 +346,26 @@ static void wake_drain(mfd_dest *d)
 		mfd__warn("eventfd: %s", strerror(errno));
 }
 
+/*
+ * Up to 100 ms for the main channel to become readable, the wake fd
+ * drained: 1 readable, 0 not yet, or the session's first error (cancel,
+ * a worker's failure) or -errno of poll.
+ */
+static int poll_main(mfd_dest *d)
+{
+	struct pollfd pfd[2] = { { .fd = d->main->fd, .events = POLLIN },
+				 { .fd = d->wake_fd, .events = POLLIN } };
+	int n = poll(pfd, 2, 100);
+	if (n < 0 && errno != EINTR)
+		return -errno;
+	int err = mfd__session_check(&d->ss);
+	if (err)
+		return err;
+	if (n > 0 && pfd[1].revents)
+		wake_drain(d);
+	return n > 0 && pfd[0].revents ? 1 : 0;
+}
+
 static int setup_matches(mfd_dest *d, const struct mfd__setup *su, char *why,
 			 size_t len)
 {
@@ -542,10 +562,6 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 	for (;;) {
 		struct mfd__ctl_hdr h;
 		uint8_t *payload;
-		struct pollfd pfd[2] = {
-			{ .fd = d->main->fd, .events = POLLIN },
-			{ .fd = d->wake_fd, .events = POLLIN }
-		};
 		/*
 		 * Main may be quiet for as long as a round lasts, but once
 		 * every channel has sent DONE the source sends END at once:
@@ -553,14 +569,10 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 		 * gone without a FIN) then fails the load within io-timeout
 		 * instead of holding the destination forever.
 		 */
-		int n = poll(pfd, 2, 100);
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		if (mfd__session_check(&d->ss))
-			return mfd__session_check(&d->ss);
-		if (n > 0 && pfd[1].revents)
-			wake_drain(d);
-		if (n <= 0 || !pfd[0].revents) {
+		int ready = poll_main(d);
+		if (ready < 0)
+			return ready;
+		if (ready == 0) {
 			if (__atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) < d->n)
 				continue;
 			if (!all_done_at)
@@ -939,18 +951,10 @@ static int wait_commit(mfd_dest *d)
 {
 	uint64_t deadline = mfd__deadline_ms(d->ss.cfg.io_timeout_ms);
 	for (;;) {
-		struct pollfd pfd[2] = {
-			{ .fd = d->main->fd, .events = POLLIN },
-			{ .fd = d->wake_fd, .events = POLLIN }
-		};
-		int n = poll(pfd, 2, 100);
-		if (n < 0 && errno != EINTR)
-			return -errno;
-		if (mfd__session_check(&d->ss))
-			return mfd__session_check(&d->ss);
-		if (n > 0 && pfd[1].revents)
-			wake_drain(d);
-		if (n > 0 && pfd[0].revents)
+		int ready = poll_main(d);
+		if (ready < 0)
+			return ready;
+		if (ready > 0)
 			break;
 		if (mfd__now_ns() > deadline) {
 			mfd__err("no COMMIT on the main channel within "
