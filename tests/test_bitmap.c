@@ -342,6 +342,22 @@ struct writer {
 
 static int writers_left;
 static pthread_barrier_t conc_start;
+static uint64_t conc_rounds; /* harvests done so far, atomic */
+
+/* Writers pause at each quarter of their work until the harvester has
+ * finished a round after it (bounded: 10 s), so that rounds interleave
+ * with writes however the two CPUs are shared. */
+static void wait_for_a_round(void)
+{
+	uint64_t r0 = __atomic_load_n(&conc_rounds, __ATOMIC_ACQUIRE);
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do {
+		sched_yield();
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	} while (__atomic_load_n(&conc_rounds, __ATOMIC_ACQUIRE) == r0 &&
+		 t.tv_sec - t0.tv_sec < 10);
+}
 
 static void *writer_main(void *arg)
 {
@@ -350,6 +366,8 @@ static void *writer_main(void *arg)
 
 	pthread_barrier_wait(&conc_start);
 	for (uint32_t k = 0; k < n; k++) {
+		if (k && k % (n / 4) == 0)
+			wait_for_a_round();
 		mfd__bitmap_set_atomic(w->log, w->order[k]);
 		/* Interleave with the harvester even on few CPUs. */
 		if (k % 4096 == 0)
@@ -393,6 +411,7 @@ static void harvest_once(struct harvester *h, struct mfd__bitmap *round)
 		h->total.words[i] |= round->words[i];
 	}
 	h->rounds++;
+	__atomic_store_n(&conc_rounds, h->rounds, __ATOMIC_RELEASE);
 }
 
 static void *harvester_main(void *arg)
@@ -425,6 +444,7 @@ static void test_harvest_concurrent(UNUSED void **state)
 	bm_init(&all, CONC_BITS);
 	bm_init(&h.total, CONC_BITS);
 	writers_left = CONC_WRITERS;
+	conc_rounds = 0;
 	assert_int_equal(
 		pthread_barrier_init(&conc_start, NULL, CONC_WRITERS + 1), 0);
 	for (unsigned k = 0; k < CONC_WRITERS; k++) {
