@@ -40,7 +40,8 @@ struct mfd__rchunk {
 	 * struct mfd_dev_seg, then the inline bytes; len is what is held. */
 	bool placed;
 	uint32_t nseg;
-	_Alignas(16) uint8_t data[]; /* aligned: placed chunks keep segments here */
+	/* Aligned: placed chunks keep their segments here. */
+	_Alignas(16) uint8_t data[];
 };
 
 struct mfd__reorder_stats {

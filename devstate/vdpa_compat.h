@@ -4,8 +4,8 @@
  * uses: suspend (the ioctl and VHOST_BACKEND_F_SUSPEND, already in the
  * Linux 6.1 headers of Debian 12) and resume (the ioctl and
  * VHOST_BACKEND_F_RESUME, Linux 6.3: missing there). Values are the
- * kernel's ABI; each is defined only where the system header has none. Whether the running kernel and
- * the parent driver offer them is read at run time
+ * kernel's ABI; each is defined only where the system header has none. Whether
+ * the running kernel and the parent driver offer them is read at run time
  * (VHOST_GET_BACKEND_FEATURES).
  */
 #ifndef DEVSTATE_VDPA_COMPAT_H
