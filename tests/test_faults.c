@@ -418,24 +418,14 @@ static void test_cancel_setup_and_after(void **state)
 
 int main(void)
 {
-	snprintf(tls_dir, sizeof(tls_dir), "/tmp/mfd-faults-XXXXXX");
-	if (!mkdtemp(tls_dir))
+	if (tvm_psk_dir(tls_dir, sizeof(tls_dir), "faults"))
 		return 1;
-	char path[128];
-	snprintf(path, sizeof(path), "%s/psk", tls_dir);
-	FILE *f = fopen(path, "w");
-	if (!f)
-		return 1;
-	fputs("4f1d0c8a9b3e27d6a5c4b3a29180f7e6d5c4b3a291807f6e\n", f);
-	fclose(f);
-	chmod(path, 0600);
 	const struct CMUnitTest tests[] = {
 		TALL(R0),	  TALL(LATER),
 		TALL(SWITCHOVER), TSUBSET(URING),
 		TSUBSET(TLS),	  cmocka_unit_test(test_cancel_setup_and_after),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
-	unlink(path);
-	rmdir(tls_dir);
+	tvm_psk_dir_remove(tls_dir);
 	return ret;
 }

@@ -174,18 +174,9 @@ static void test_strangers_between_channels(void **s)
 static void test_strangers_between_channels_tls(void **s)
 {
 	(void)s;
-	snprintf(tls_dir, sizeof(tls_dir), "/tmp/mfd-strangers-XXXXXX");
-	assert_non_null(mkdtemp(tls_dir));
-	char path[128];
-	snprintf(path, sizeof(path), "%s/psk", tls_dir);
-	FILE *f = fopen(path, "w");
-	assert_non_null(f);
-	fputs("4f1d0c8a9b3e27d6a5c4b3a29180f7e6d5c4b3a291807f6e\n", f);
-	fclose(f);
-	chmod(path, 0600);
+	assert_int_equal(tvm_psk_dir(tls_dir, sizeof(tls_dir), "strangers"), 0);
 	run_between();
-	unlink(path);
-	rmdir(tls_dir);
+	tvm_psk_dir_remove(tls_dir);
 	tls_dir[0] = 0;
 }
 

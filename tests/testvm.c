@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -399,4 +400,27 @@ void tvm_proxy_stop(struct tvm_proxy *p)
 	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(p->thread, NULL);
 	close(p->lfd);
+}
+
+int tvm_psk_dir(char *dir, size_t len, const char *name)
+{
+	char path[256];
+	snprintf(dir, len, "/tmp/mfd-%s-XXXXXX", name);
+	if (!mkdtemp(dir))
+		return -1;
+	snprintf(path, sizeof(path), "%s/psk", dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -1;
+	fputs("4f1d0c8a9b3e27d6a5c4b3a29180f7e6d5c4b3a291807f6e\n", f);
+	fclose(f);
+	return chmod(path, 0600);
+}
+
+void tvm_psk_dir_remove(const char *dir)
+{
+	char path[256];
+	snprintf(path, sizeof(path), "%s/psk", dir);
+	unlink(path);
+	rmdir(dir);
 }

@@ -109,4 +109,12 @@ enum tvm_fault {
 void tvm_proxy_start(struct tvm_proxy *p, const char *target, unsigned nconn);
 void tvm_proxy_stop(struct tvm_proxy *p);
 
+/*
+ * A fresh /tmp/mfd-NAME-XXXXXX holding the TLS tests' pre-shared key as
+ * "psk" (mode 0600), for "tls-psk-file=DIR/psk": 0, or -1 (errno set).
+ * tvm_psk_dir_remove() deletes both.
+ */
+int tvm_psk_dir(char *dir, size_t len, const char *name);
+void tvm_psk_dir_remove(const char *dir);
+
 #endif
