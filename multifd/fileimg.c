@@ -293,6 +293,12 @@ void mfd__fimg_end_encode(const struct mfd__fimg_end *e, uint8_t *buf)
 	mfd__put_le64(buf + END_CSUM, checksum(buf, len, END_CSUM));
 }
 
+void mfd__fimg_end_seal(uint8_t *buf, uint32_t nblocks)
+{
+	uint64_t len = mfd__fimg_end_len(nblocks);
+	mfd__put_le64(buf + END_CSUM, checksum(buf, len, END_CSUM));
+}
+
 int mfd__fimg_end_decode(const uint8_t *buf, size_t len,
 			 const struct mfd__fimg_hdr *h, struct mfd__fimg_end *e,
 			 char *why, size_t whylen)

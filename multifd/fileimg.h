@@ -106,6 +106,10 @@ int mfd__fimg_bitmap_check(const uint8_t *buf, uint64_t npages,
 uint64_t mfd__fimg_digest64(const uint8_t *buf, uint64_t len);
 
 void mfd__fimg_end_encode(const struct mfd__fimg_end *e, uint8_t *buf);
+/* Tests and fuzzing: recomputes the checksum of an end record of nblocks
+ * blocks in buf (mfd__fimg_end_len(nblocks) bytes), as a writer who meant
+ * its bytes would. */
+void mfd__fimg_end_seal(uint8_t *buf, uint32_t nblocks);
 /* Decodes an end record of len bytes against header h: MFD_EBADMAGIC,
  * MFD_ETRUNCATED, MFD_EVERIFY (its checksum), MFD_EFLAGS, MFD_EBLOCK
  * (block count differs), MFD_ELENGTH (device bytes past end_off). */

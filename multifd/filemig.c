@@ -654,7 +654,7 @@ struct fload {
 	struct fbatches bs;
 	int fd;
 	uint64_t size;
-	char why[512];
+	char why[768]; /* two block names and numbers fit */
 };
 
 static int refused(struct fload *f, int err)
