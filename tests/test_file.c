@@ -641,6 +641,97 @@ static void test_bad_uri(void **state)
 	guest_free(&g);
 }
 
+/* ---- the codec (pure) ---- */
+
+static void layout2(struct mfd__fimg_hdr *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->nblocks = 2;
+	strcpy(h->blocks[0].name, "pc.ram");
+	h->blocks[0].size = 24 * MiB + 12 * PAGE;
+	h->blocks[0].page_size = PAGE;
+	strcpy(h->blocks[1].name, "vga.vram");
+	h->blocks[1].size = 4 * MiB;
+	h->blocks[1].page_size = 65536;
+	mfd__fimg_layout(h);
+}
+
+/* The layout: header, bitmaps, page areas at 1 MiB boundaries, page N of
+ * a block at a fixed offset; the header round-trips. */
+static void test_codec_layout(void **state)
+{
+	(void)state;
+	static struct mfd__fimg_hdr h, d;
+	layout2(&h);
+	assert_int_equal(h.header_len, 4096);
+	assert_int_equal(h.blocks[0].bitmap_off, 4096);
+	assert_int_equal(h.blocks[1].bitmap_off, 8192);
+	assert_int_equal(h.blocks[0].pages_off, MiB);
+	/* 24 MiB + 48 KiB rounds up to 25 MiB. */
+	assert_int_equal(h.blocks[1].pages_off, MiB + 25 * MiB);
+	assert_int_equal(h.dev_off, 30 * MiB);
+	uint8_t buf[4096];
+	mfd__fimg_header_encode(&h, buf);
+	mfd__fimg_header_set_end(buf, h.dev_off + 8192);
+	assert_int_equal(mfd__fimg_header_decode(buf, sizeof(buf),
+						 h.dev_off + 8192 + 4096, &d,
+						 NULL, 0),
+			 0);
+	assert_int_equal(d.end_off, h.dev_off + 8192);
+	assert_string_equal(d.blocks[1].name, "vga.vram");
+	assert_int_equal(d.blocks[1].pages_off, h.blocks[1].pages_off);
+	/* One byte short of the end record: truncated. */
+	char why[256];
+	assert_int_equal(mfd__fimg_header_decode(buf, sizeof(buf),
+						 h.dev_off + 8192 + 4095, &d,
+						 why, sizeof(why)),
+			 MFD_ETRUNCATED);
+}
+
+/* Any single flipped bit anywhere in the header is refused. */
+static void test_codec_header_flips(void **state)
+{
+	(void)state;
+	static struct mfd__fimg_hdr h, d;
+	layout2(&h);
+	uint8_t buf[4096];
+	mfd__fimg_header_encode(&h, buf);
+	for (size_t i = 0; i < sizeof(buf); i++) {
+		uint8_t mask = (uint8_t)(1u << (i % 8));
+		buf[i] ^= mask;
+		int ret = mfd__fimg_header_decode(buf, sizeof(buf), 1ULL << 40,
+						  &d, NULL, 0);
+		if (ret == 0)
+			fail_msg("byte %zu flipped: accepted", i);
+		buf[i] ^= mask;
+	}
+	assert_int_equal(mfd__fimg_header_decode(buf, sizeof(buf), 1ULL << 40,
+						 &d, NULL, 0),
+			 0);
+}
+
+/* Bits past the block in the bitmap's padding are refused. */
+static void test_codec_bitmap(void **state)
+{
+	(void)state;
+	uint8_t buf[4096] = { 0 };
+	uint64_t present;
+	assert_int_equal(mfd__fimg_bitmap_len(100), 4096);
+	assert_int_equal(mfd__fimg_bitmap_len(4096 * 8 + 1), 8192);
+	buf[0] = 0x81;
+	buf[12] = 0x0f; /* pages 96..99: the last ones */
+	assert_int_equal(mfd__fimg_bitmap_check(buf, 100, &present, NULL, 0),
+			 0);
+	assert_int_equal(present, 6);
+	buf[12] = 0x10; /* page 100 */
+	assert_int_equal(mfd__fimg_bitmap_check(buf, 100, &present, NULL, 0),
+			 MFD_EFLAGS);
+	buf[12] = 0;
+	buf[4095] = 0x80;
+	assert_int_equal(mfd__fimg_bitmap_check(buf, 100, &present, NULL, 0),
+			 MFD_EFLAGS);
+}
+
 /* ---- file systems of our own: a private mount namespace (root) ---- */
 
 static int private_mount(const char *type, const char *opts, char *mnt,
@@ -716,6 +807,9 @@ int main(void)
 		return 1;
 	}
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_codec_layout),
+		cmocka_unit_test(test_codec_header_flips),
+		cmocka_unit_test(test_codec_bitmap),
 		cmocka_unit_test(test_roundtrip_paused),
 		cmocka_unit_test(test_roundtrip_one_channel),
 		cmocka_unit_test(test_roundtrip_live),
