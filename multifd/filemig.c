@@ -296,13 +296,13 @@ struct fsave {
 	int fd, dfd;
 };
 
-static int open_save(struct fsave *f)
+/* direct-io: a second descriptor of path with O_DIRECT for the pages
+ * (flags O_RDONLY or O_WRONLY); *dfd = fd without it. The pages move
+ * straight between it and guest memory: no bounce buffer. */
+static int open_direct(struct mfd__session *ss, const char *path, int flags,
+		       int fd, int *dfd)
 {
-	struct mfd__session *ss = f->ss;
-	f->fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (f->fd < 0)
-		return fail_errno(ss, -errno, "open", f->path);
-	f->dfd = f->fd;
+	*dfd = fd;
 	if (!ss->cfg.direct_io)
 		return 0;
 	for (unsigned i = 0; i < ss->nblocks; i++)
@@ -310,19 +310,28 @@ static int open_save(struct fsave *f)
 			return mfd__session_fail_why(
 				ss, MFD_ECONFIG,
 				"direct-io: block %s is not 4 KiB aligned in "
-				"memory (O_DIRECT writes straight from it)",
+				"memory (O_DIRECT moves pages straight to and "
+				"from it)",
 				ss->blocks[i].name);
-	f->dfd = open(f->path, O_WRONLY | O_DIRECT | O_CLOEXEC);
-	if (f->dfd < 0 && errno == EINVAL)
+	*dfd = open(path, flags | O_DIRECT | O_CLOEXEC);
+	if (*dfd < 0 && errno == EINVAL)
 		return mfd__session_fail_why(
 			ss, -EINVAL,
 			"file %s: direct-io = on, but its file system does not "
 			"support O_DIRECT (tmpfs before Linux 6.6, for one); "
 			"set direct-io = off",
-			f->path);
-	if (f->dfd < 0)
-		return fail_errno(ss, -errno, "open with O_DIRECT", f->path);
+			path);
+	if (*dfd < 0)
+		return fail_errno(ss, -errno, "open with O_DIRECT", path);
 	return 0;
+}
+
+static int open_save(struct fsave *f)
+{
+	f->fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (f->fd < 0)
+		return fail_errno(f->ss, -errno, "open", f->path);
+	return open_direct(f->ss, f->path, O_WRONLY, f->fd, &f->dfd);
 }
 
 static int save_setup(struct fsave *f)
@@ -652,7 +661,7 @@ struct fload {
 	struct mfd__fimg_end e;
 	struct mfd__bitmap present[MFD_MAX_BLOCKS];
 	struct fbatches bs;
-	int fd;
+	int fd, dfd; /* dfd: the pages (O_DIRECT with direct-io) */
 	uint64_t size;
 	char why[768]; /* two block names and numbers fit */
 };
@@ -801,7 +810,7 @@ static int load_pages(struct fload *f)
 		return mfd__session_fail(ss, ret);
 	batches_all(&f->bs, ss);
 	struct fpass p = { .ss = ss,
-			   .fd = f->fd,
+			   .fd = f->dfd,
 			   .mfd = f->fd,
 			   .present = f->present,
 			   .h = &f->h,
@@ -894,6 +903,8 @@ static int load_run(struct fload *f)
 	f->size = (uint64_t)st.st_size;
 	int ret = load_header(f);
 	if (!ret)
+		ret = open_direct(ss, f->path, O_RDONLY, f->fd, &f->dfd);
+	if (!ret)
 		ret = load_bitmaps(f);
 	STAT_SET(ss->st.setup_ns, mfd__now_ns() - ss->t_start);
 	STAT_SET(ss->st.phase, MFD_PHASE_PRECOPY);
@@ -923,7 +934,7 @@ int mfd__file_load(struct mfd__session *ss, const mfd_dest_hooks *hooks,
 	f->devs = devs;
 	f->dev_bytes = dev_bytes;
 	f->path = path;
-	f->fd = -1;
+	f->fd = f->dfd = -1;
 	int ret = load_run(f);
 	if (ret) {
 		ret = mfd__session_fail(ss, ret);
@@ -932,6 +943,8 @@ int mfd__file_load(struct mfd__session *ss, const mfd_dest_hooks *hooks,
 		if (hooks->failed)
 			hooks->failed(hooks->opaque, ret);
 	}
+	if (f->dfd >= 0 && f->dfd != f->fd)
+		close(f->dfd);
 	if (f->fd >= 0)
 		close(f->fd);
 	for (unsigned i = 0; i < MFD_MAX_BLOCKS; i++)

@@ -227,10 +227,10 @@ static int save(struct guest *g, const char *path, const char *const *kv,
 
 /* Restores path into the fresh guest g (same blocks); the wait's result,
  * the error text in why. */
-static int restore_into(struct guest *g, const char *path, char *why,
-			size_t whylen)
+static int restore_kv(struct guest *g, const char *path, const char *const *kv,
+		      char *why, size_t whylen)
 {
-	mfd_config *cfg = config(NULL);
+	mfd_config *cfg = config(kv);
 	mfd_dest_hooks h = { .opaque = g,
 			     .loaded = hook_loaded,
 			     .failed = hook_failed };
@@ -263,6 +263,12 @@ static int restore_into(struct guest *g, const char *path, char *why,
 	return ret;
 }
 
+static int restore_into(struct guest *g, const char *path, char *why,
+			size_t whylen)
+{
+	return restore_kv(g, path, NULL, why, whylen);
+}
+
 static void assert_same(struct guest *a, struct guest *b)
 {
 	for (int i = 0; i < 2; i++)
@@ -291,7 +297,7 @@ static void roundtrip(const char *const *kv, bool live)
 	if (live) /* the guest wrote while the file was being written */
 		assert_true(g.writes_at_stop > 1000);
 	guest_init(&r, false, true);
-	assert_int_equal(restore_into(&r, path, why, sizeof(why)), 0);
+	assert_int_equal(restore_kv(&r, path, kv, why, sizeof(why)), 0);
 	assert_int_equal(r.loaded, 1);
 	assert_int_equal(r.failed, 0);
 	/* The file holds the guest as it was at the stop (the writer has
@@ -615,6 +621,38 @@ static void test_other_layout(void **state)
 	guest_free(&r);
 }
 
+/* mfd_file_info_read(): what file-info prints. */
+static void test_file_info(void **state)
+{
+	(void)state;
+	mfd_file_info *fi;
+	char why[256], path[300];
+	assert_int_equal(mfd_file_info_read(good, &fi, why, sizeof(why)), 0);
+	assert_int_equal(fi->nblocks, 2);
+	assert_int_equal(fi->ndevices, 1);
+	assert_true(fi->complete);
+	assert_string_equal(fi->blocks[1].name, "vga.vram");
+	assert_int_equal(fi->blocks[1].page_size, 65536);
+	/* vga.vram: 64 pages, one of them zero. */
+	assert_int_equal(fi->blocks[1].present, 63);
+	assert_true(fi->blocks[0].bitmap_ok && fi->blocks[1].bitmap_ok);
+	assert_true(fi->allocated < fi->file_size);
+	mfd_file_info_free(fi);
+	path_of(path, sizeof(path), "bad.img");
+	copy_file(good, path);
+	damage(path, D_BITMAP_BIT);
+	assert_int_equal(mfd_file_info_read(path, &fi, why, sizeof(why)), 0);
+	assert_false(fi->blocks[0].bitmap_ok);
+	assert_true(fi->blocks[1].bitmap_ok);
+	mfd_file_info_free(fi);
+	damage(path, D_MAGIC);
+	assert_int_equal(mfd_file_info_read(path, &fi, why, sizeof(why)),
+			 MFD_EBADMAGIC);
+	assert_null(fi);
+	assert_non_null(strstr(why, "bad magic"));
+	unlink(path);
+}
+
 static void test_bad_uri(void **state)
 {
 	(void)state;
@@ -791,6 +829,16 @@ static void test_direct_io(void **state)
 	assert_int_equal(save(&g, path, kv, false, why, sizeof(why)), -EINVAL);
 	assert_non_null(strstr(why, "does not support O_DIRECT"));
 	assert_int_equal(g.stopped, 0);
+	/* The same for a restore: saved without O_DIRECT, restored with. */
+	assert_int_equal(save(&g, path, NULL, false, why, sizeof(why)), 0);
+	struct guest r;
+	guest_init(&r, false, false);
+	assert_int_equal(restore_kv(&r, path, kv, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "does not support O_DIRECT"));
+	assert_int_equal(r.loaded, 0);
+	assert_int_equal(restore_into(&r, path, why, sizeof(why)), 0);
+	assert_same(&g, &r);
+	guest_free(&r);
 	guest_free(&g);
 	unlink(path);
 	umount(mnt);
@@ -827,6 +875,8 @@ int main(void)
 			test_corrupt_digests, corrupt_setup, corrupt_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_other_layout, corrupt_setup, corrupt_teardown),
+		cmocka_unit_test_setup_teardown(test_file_info, corrupt_setup,
+						corrupt_teardown),
 		cmocka_unit_test(test_bad_uri),
 		cmocka_unit_test(test_full_disk),
 		cmocka_unit_test(test_direct_io),
