@@ -15,6 +15,7 @@
 #include "multifd/common/log.h"
 #include "multifd/compress/codec.h"
 #include "multifd/fileimg.h"
+#include "multifd/fileio.h"
 #include "multifd/filemig.h"
 #include "ramblock/tracker.h"
 
@@ -38,6 +39,7 @@ struct fpass {
 	struct mfd__bitmap *present; /* per block: page in the page area */
 	const struct mfd__fimg_hdr *h;
 	const char *path;
+	bool uring; /* io-engine = uring: each worker's own ring */
 	struct fbatch *b;
 	uint64_t nb;
 	uint64_t next; /* atomic: the next batch to take */
@@ -51,40 +53,22 @@ static int fail_errno(struct mfd__session *ss, int err, const char *what,
 				     strerror(-err));
 }
 
-/* pwrite or pread all of len at off, retrying short transfers. A read
- * past the end of the file is -ENODATA (the image is truncated). */
-static int io_all(int fd, bool wr, uint8_t *p, uint64_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = wr ? pwrite(fd, p, len, (off_t)off)
-			       : pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return wr ? -EIO : -ENODATA;
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
-}
-
 /* Writes a run of pages [first, first + n) of block b at their offset. */
-static int write_run(struct fpass *p, unsigned b, uint64_t first, uint64_t n)
+static int write_run(struct fpass *p, struct mfd__fio *io, unsigned b,
+		     uint64_t first, uint64_t n)
 {
 	const struct mfd__ramblock *rb = &p->ss->blocks[b];
 	uint64_t off = first << rb->page_shift;
-	return io_all(p->fd, true, rb->host + off, n << rb->page_shift,
-		      p->h->blocks[b].pages_off + off);
+	return mfd__fio_rw(io, p->fd, true, rb->host + off, n << rb->page_shift,
+			   p->h->blocks[b].pages_off + off);
 }
 
 /* One batch: zero pages become holes (punched if the page was written in
  * an earlier round), runs of non-zero pages go out with one pwrite each,
  * straight from guest memory. The page digests are taken here, as the
  * network workers take them where they send. */
-static int save_batch(struct fpass *p, const struct fbatch *bt)
+static int save_batch(struct fpass *p, struct mfd__fio *io,
+		      const struct fbatch *bt)
 {
 	struct mfd__session *ss = p->ss;
 	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
@@ -119,12 +103,14 @@ static int save_batch(struct fpass *p, const struct fbatch *bt)
 			continue;
 		}
 		if (run_n)
-			ret = write_run(p, bt->block, run, run_n);
+			ret = write_run(p, io, bt->block, run, run_n);
 		run = pg;
 		run_n = 1;
 	}
 	if (!ret && run_n)
-		ret = write_run(p, bt->block, run, run_n);
+		ret = write_run(p, io, bt->block, run, run_n);
+	if (!ret)
+		ret = mfd__fio_drain(io);
 	if (ret)
 		return fail_errno(ss, ret, "write pages", p->path);
 	STAT_ADD(ss->st.pages, bt->n);
@@ -137,32 +123,39 @@ static int save_batch(struct fpass *p, const struct fbatch *bt)
 /* Reads the present pages of one batch into guest memory, takes their
  * digests; absent pages keep the zero page's digest (the destination's
  * memory starts zero, as for a network migration). */
-static int load_batch(struct fpass *p, const struct fbatch *bt)
+static int load_batch(struct fpass *p, struct mfd__fio *io,
+		      const struct fbatch *bt)
 {
 	struct mfd__session *ss = p->ss;
 	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
+	const struct mfd__bitmap *pr = &p->present[bt->block];
 	uint64_t first = bt->offsets[0] >> rb->page_shift, present = 0;
+	uint64_t end = first + bt->n;
 	int ret = 0;
-	/* A batch here is n consecutive pages from offsets[0]. */
-	for (uint64_t pg = first; pg < first + bt->n && !ret;) {
-		if (!mfd__bitmap_test(&p->present[bt->block], pg)) {
+	/* A batch here is n consecutive pages from offsets[0]: one read per
+	 * run of present pages, then (the reads done) their digests. */
+	for (uint64_t pg = first; pg < end && !ret;) {
+		if (!mfd__bitmap_test(pr, pg)) {
 			pg++;
 			continue;
 		}
 		uint64_t n = 1;
-		while (pg + n < first + bt->n &&
-		       mfd__bitmap_test(&p->present[bt->block], pg + n))
+		while (pg + n < end && mfd__bitmap_test(pr, pg + n))
 			n++;
 		uint64_t off = pg << rb->page_shift;
-		ret = io_all(p->fd, false, rb->host + off, n << rb->page_shift,
-			     p->h->blocks[bt->block].pages_off + off);
-		for (uint64_t k = 0; k < n && !ret; k++)
-			ss->pdig[bt->block][pg + k] = mfd__page_digest(
-				rb->host + off + (k << rb->page_shift),
-				rb->page_size);
+		ret = mfd__fio_rw(io, p->fd, false, rb->host + off,
+				  n << rb->page_shift,
+				  p->h->blocks[bt->block].pages_off + off);
 		present += n;
 		pg += n;
 	}
+	if (!ret)
+		ret = mfd__fio_drain(io);
+	for (uint64_t pg = first; pg < end && !ret; pg++)
+		if (mfd__bitmap_test(pr, pg))
+			ss->pdig[bt->block][pg] = mfd__page_digest(
+				rb->host + (pg << rb->page_shift),
+				rb->page_size);
 	if (ret == -ENODATA)
 		return mfd__session_fail_why(
 			ss, MFD_ETRUNCATED,
@@ -189,16 +182,23 @@ static void *worker_main(void *arg)
 {
 	struct fworker *w = arg;
 	struct fpass *p = w->p;
-	int ret = 0;
-	for (;;) {
+	struct mfd__fio *io = malloc(sizeof(*io));
+	int ret = io ? 0 : -ENOMEM;
+	if (io && !mfd__fio_init(io, p->uring) && p->uring)
+		mfd__warn("io-engine uring: no io_uring for file I/O here; "
+			  "pwrite/pread instead");
+	for (; io;) {
 		uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
 		if (i >= p->nb || (ret = mfd__session_check(p->ss)))
 			break;
-		ret = w->save ? save_batch(p, &p->b[i])
-			      : load_batch(p, &p->b[i]);
+		ret = w->save ? save_batch(p, io, &p->b[i])
+			      : load_batch(p, io, &p->b[i]);
 		if (ret)
 			break;
 	}
+	if (io)
+		mfd__fio_exit(io);
+	free(io);
 	/* The first failing worker stops the others at their next batch. */
 	if (ret && ret != -ECANCELED)
 		mfd__session_fail(p->ss, ret);
@@ -360,14 +360,15 @@ static int save_setup(struct fsave *f)
 	 * and never move it. */
 	if (ftruncate(f->fd, (off_t)f->h.dev_off) < 0)
 		return fail_errno(ss, -errno, "ftruncate", f->path);
-	if ((ret = io_all(f->fd, true, f->hdr, f->h.header_len, 0)))
+	if ((ret = mfd__fio_all(f->fd, true, f->hdr, f->h.header_len, 0)))
 		return fail_errno(ss, ret, "write header", f->path);
 	f->pass = (struct fpass){ .ss = ss,
 				  .fd = f->dfd,
 				  .mfd = f->fd,
 				  .present = f->present,
 				  .h = &f->h,
-				  .path = f->path };
+				  .path = f->path,
+				  .uring = ss->cfg.io_engine == MFD__IO_URING };
 	return 0;
 }
 
@@ -514,7 +515,7 @@ static int save_devices(struct fsave *f, uint64_t *len, uint64_t *digest)
 	if (!ret) {
 		*len = used;
 		*digest = mfd__fimg_digest64(buf, used);
-		if ((ret = io_all(f->fd, true, buf, used, f->h.dev_off)))
+		if ((ret = mfd__fio_all(f->fd, true, buf, used, f->h.dev_off)))
 			ret = fail_errno(f->ss, ret, "write device state",
 					 f->path);
 	}
@@ -549,7 +550,8 @@ static int save_end(struct fsave *f, uint64_t dev_len, uint64_t dev_digest)
 		memcpy(e.blocks[i].ram, dig[i], MFD__DIGEST_SIZE);
 		e.blocks[i].bitmap = mfd__fimg_digest64(buf, len);
 		e.blocks[i].present = mfd__bitmap_count(pr);
-		ret = io_all(f->fd, true, buf, len, f->h.blocks[i].bitmap_off);
+		ret = mfd__fio_all(f->fd, true, buf, len,
+				   f->h.blocks[i].bitmap_off);
 		free(buf);
 	}
 	free(dig);
@@ -561,14 +563,14 @@ static int save_end(struct fsave *f, uint64_t dev_len, uint64_t dev_digest)
 		ret = -ENOMEM;
 	if (!ret) {
 		mfd__fimg_end_encode(&e, buf);
-		ret = io_all(f->fd, true, buf, elen, end_off);
+		ret = mfd__fio_all(f->fd, true, buf, elen, end_off);
 	}
 	free(buf);
 	if (!ret && fdatasync(f->fd) < 0)
 		ret = -errno;
 	if (!ret) {
 		mfd__fimg_header_set_end(f->hdr, end_off);
-		ret = io_all(f->fd, true, f->hdr, f->h.header_len, 0);
+		ret = mfd__fio_all(f->fd, true, f->hdr, f->h.header_len, 0);
 	}
 	if (!ret && fdatasync(f->fd) < 0)
 		ret = -errno;
@@ -678,7 +680,7 @@ static int read_meta(struct fload *f, uint64_t off, uint64_t len, uint8_t **out)
 	*out = malloc(len ? len : 1);
 	if (!*out)
 		return -ENOMEM;
-	int ret = io_all(f->fd, false, *out, len, off);
+	int ret = mfd__fio_all(f->fd, false, *out, len, off);
 	if (ret == -ENODATA) {
 		snprintf(f->why, sizeof(f->why),
 			 "truncated: %llu bytes at %llu, the file has %llu",
@@ -815,6 +817,7 @@ static int load_pages(struct fload *f)
 			   .present = f->present,
 			   .h = &f->h,
 			   .path = f->path,
+			   .uring = ss->cfg.io_engine == MFD__IO_URING,
 			   .b = f->bs.b,
 			   .nb = f->bs.n };
 	ret = run_pass(&p, false);

@@ -32,6 +32,7 @@
 
 static uint64_t seed;
 static char dir[256];
+static const char *engine; /* io-engine: sockets (pwrite/pread) or uring */
 
 /* A guest: two blocks (4 KiB and 64 KiB pages), a simulated device. */
 struct guest {
@@ -155,6 +156,7 @@ static mfd_config *config(const char *const *kv)
 	mfd_config *cfg;
 	assert_int_equal(mfd_config_new(&cfg), 0);
 	assert_int_equal(mfd_config_set(cfg, "channels", "3"), 0);
+	assert_int_equal(mfd_config_set(cfg, "io-engine", engine), 0);
 	for (; kv && kv[0]; kv += 2)
 		assert_int_equal(mfd_config_set(cfg, kv[0], kv[1]), 0);
 	return cfg;
@@ -847,6 +849,7 @@ static void test_direct_io(void **state)
 
 int main(void)
 {
+	engine = tvm_io_engine("test_file");
 	seed = tvm_seed("test_file");
 	const char *t = getenv("TMPDIR");
 	snprintf(dir, sizeof(dir), "%s/mfd-file-XXXXXX", t && *t ? t : "/tmp");
