@@ -276,24 +276,52 @@ static uint64_t batches_scan(struct fbatches *bs, struct mfd__session *ss)
 	return used;
 }
 
+/* What a save and a restore both hold. */
+struct fside {
+	struct mfd__session *ss;
+	struct mfd__devset *devs;
+	uint64_t *dev_bytes;
+	const char *path;
+	struct mfd__fimg_hdr h;
+	struct mfd__bitmap present[MFD_MAX_BLOCKS]; /* pages in the file */
+	struct fbatches bs;
+	int fd, dfd; /* dfd: the pages (O_DIRECT with direct-io) */
+};
+
+static void fside_init(struct fside *c, struct mfd__session *ss,
+		       struct mfd__devset *devs, uint64_t *dev_bytes,
+		       const char *path)
+{
+	c->ss = ss;
+	c->devs = devs;
+	c->dev_bytes = dev_bytes;
+	c->path = path;
+	c->fd = c->dfd = -1;
+}
+
+static void fside_close(struct fside *c)
+{
+	if (c->dfd >= 0 && c->dfd != c->fd)
+		close(c->dfd);
+	if (c->fd >= 0)
+		close(c->fd);
+	for (unsigned i = 0; i < MFD_MAX_BLOCKS; i++)
+		mfd__bitmap_destroy(&c->present[i]);
+	batches_free(&c->bs);
+	mfd__session_digests_free(c->ss);
+}
+
 /* ------------------------------------------------------------------ */
 /* Save                                                               */
 /* ------------------------------------------------------------------ */
 
 struct fsave {
-	struct mfd__session *ss;
+	struct fside c;
 	const mfd_source_hooks *hooks;
-	struct mfd__devset *devs;
-	uint64_t *dev_bytes;
-	const char *path;
-	struct mfd__fimg_hdr h;
 	uint8_t *hdr; /* encoded header */
-	struct mfd__bitmap present[MFD_MAX_BLOCKS];
-	struct fbatches bs;
 	struct fpass pass;
 	struct mfd__tracker tracker;
 	bool tracking, stopped;
-	int fd, dfd;
 };
 
 /* direct-io: a second descriptor of path with O_DIRECT for the pages
@@ -328,46 +356,46 @@ static int open_direct(struct mfd__session *ss, const char *path, int flags,
 
 static int open_save(struct fsave *f)
 {
-	f->fd = open(f->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (f->fd < 0)
-		return fail_errno(f->ss, -errno, "open", f->path);
-	return open_direct(f->ss, f->path, O_WRONLY, f->fd, &f->dfd);
+	f->c.fd = open(f->c.path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (f->c.fd < 0)
+		return fail_errno(f->c.ss, -errno, "open", f->c.path);
+	return open_direct(f->c.ss, f->c.path, O_WRONLY, f->c.fd, &f->c.dfd);
 }
 
 static int save_setup(struct fsave *f)
 {
-	struct mfd__session *ss = f->ss;
+	struct mfd__session *ss = f->c.ss;
 	int ret = open_save(f);
 	if (ret)
 		return ret;
-	f->h.nblocks = ss->nblocks;
+	f->c.h.nblocks = ss->nblocks;
 	for (unsigned i = 0; i < ss->nblocks; i++) {
-		struct mfd__fimg_block *b = &f->h.blocks[i];
+		struct mfd__fimg_block *b = &f->c.h.blocks[i];
 		snprintf(b->name, sizeof(b->name), "%s", ss->blocks[i].name);
 		b->size = ss->blocks[i].size;
 		b->page_size = ss->blocks[i].page_size;
-		if ((ret = mfd__bitmap_init(&f->present[i],
+		if ((ret = mfd__bitmap_init(&f->c.present[i],
 					    ss->blocks[i].npages)))
 			return ret;
 	}
-	mfd__fimg_layout(&f->h);
-	if (!(f->hdr = calloc(1, f->h.header_len)) ||
-	    (ret = batches_alloc(&f->bs, ss)) ||
+	mfd__fimg_layout(&f->c.h);
+	if (!(f->hdr = calloc(1, f->c.h.header_len)) ||
+	    (ret = batches_alloc(&f->c.bs, ss)) ||
 	    (ret = mfd__session_digests_alloc(ss)))
 		return ret ? ret : -ENOMEM;
-	mfd__fimg_header_encode(&f->h, f->hdr);
+	mfd__fimg_header_encode(&f->c.h, f->hdr);
 	/* The file has its final size from the start: pages land inside it
 	 * and never move it. */
-	if (ftruncate(f->fd, (off_t)f->h.dev_off) < 0)
-		return fail_errno(ss, -errno, "ftruncate", f->path);
-	if ((ret = mfd__fio_all(f->fd, true, f->hdr, f->h.header_len, 0)))
-		return fail_errno(ss, ret, "write header", f->path);
+	if (ftruncate(f->c.fd, (off_t)f->c.h.dev_off) < 0)
+		return fail_errno(ss, -errno, "ftruncate", f->c.path);
+	if ((ret = mfd__fio_all(f->c.fd, true, f->hdr, f->c.h.header_len, 0)))
+		return fail_errno(ss, ret, "write header", f->c.path);
 	f->pass = (struct fpass){ .ss = ss,
-				  .fd = f->dfd,
-				  .mfd = f->fd,
-				  .present = f->present,
-				  .h = &f->h,
-				  .path = f->path,
+				  .fd = f->c.dfd,
+				  .mfd = f->c.fd,
+				  .present = f->c.present,
+				  .h = &f->c.h,
+				  .path = f->c.path,
 				  .uring = ss->cfg.io_engine == MFD__IO_URING };
 	return 0;
 }
@@ -375,7 +403,7 @@ static int save_setup(struct fsave *f)
 /* Dirty log into the bitmaps (as the network source's dirty sync). */
 static int save_sync(struct fsave *f, uint64_t *pending)
 {
-	struct mfd__session *ss = f->ss;
+	struct mfd__session *ss = f->c.ss;
 	uint64_t bytes = 0;
 	for (unsigned i = 0; i < ss->nblocks; i++) {
 		struct mfd__ramblock *rb = &ss->blocks[i];
@@ -399,13 +427,13 @@ static int save_sync(struct fsave *f, uint64_t *pending)
 
 static int save_round(struct fsave *f, uint32_t round, uint64_t *bytes_out)
 {
-	STAT_SET(f->ss->st.round, round);
-	batches_scan(&f->bs, f->ss);
-	f->pass.b = f->bs.b;
-	f->pass.nb = f->bs.n;
-	uint64_t before = STAT_GET(f->ss->st.wire_bytes);
+	STAT_SET(f->c.ss->st.round, round);
+	batches_scan(&f->c.bs, f->c.ss);
+	f->pass.b = f->c.bs.b;
+	f->pass.nb = f->c.bs.n;
+	uint64_t before = STAT_GET(f->c.ss->st.wire_bytes);
 	int ret = run_pass(&f->pass, true);
-	*bytes_out = STAT_GET(f->ss->st.wire_bytes) - before;
+	*bytes_out = STAT_GET(f->c.ss->st.wire_bytes) - before;
 	return ret;
 }
 
@@ -413,7 +441,7 @@ static int save_round(struct fsave *f, uint32_t round, uint64_t *bytes_out)
  * written within downtime-limit at the last round's rate, or max-rounds. */
 static int save_precopy(struct fsave *f, uint32_t *round)
 {
-	struct mfd__session *ss = f->ss;
+	struct mfd__session *ss = f->c.ss;
 	int ret = mfd__tracker_start(&f->tracker, (int)ss->cfg.dirty_tracker,
 				     ss->blocks, ss->nblocks);
 	if (ret)
@@ -445,17 +473,19 @@ static int save_precopy(struct fsave *f, uint32_t *round)
 
 static int save_stop(struct fsave *f)
 {
-	int ret = f->devs->n ? mfd__devset_vm_event(f->devs, MFD_VM_BEFORE_STOP)
-			     : 0;
+	int ret = f->c.devs->n
+			  ? mfd__devset_vm_event(f->c.devs, MFD_VM_BEFORE_STOP)
+			  : 0;
 	if (ret)
-		return mfd__session_fail(f->ss, ret);
+		return mfd__session_fail(f->c.ss, ret);
 	ret = f->hooks->stop(f->hooks->opaque);
 	f->stopped = true; /* resume even when stop half-failed */
 	if (ret < 0)
-		return mfd__session_fail_why(f->ss, MFD_EHOOK,
+		return mfd__session_fail_why(f->c.ss, MFD_EHOOK,
 					     "stop hook failed: %d", ret);
-	ret = f->devs->n ? mfd__devset_vm_event(f->devs, MFD_VM_AFTER_STOP) : 0;
-	return ret ? mfd__session_fail(f->ss, ret) : 0;
+	ret = f->c.devs->n ? mfd__devset_vm_event(f->c.devs, MFD_VM_AFTER_STOP)
+			   : 0;
+	return ret ? mfd__session_fail(f->c.ss, ret) : 0;
 }
 
 /* Grows *buf (capacity *cap) to hold at least need bytes. */
@@ -481,8 +511,8 @@ static int save_devices(struct fsave *f, uint64_t *len, uint64_t *digest)
 	size_t cap = 0, used = 0;
 	uint8_t *buf = NULL;
 	int ret = 0;
-	for (unsigned i = 0; i < f->devs->n && !ret; i++) {
-		struct mfd__dev *d = &f->devs->devs[i];
+	for (unsigned i = 0; i < f->c.devs->n && !ret; i++) {
+		struct mfd__dev *d = &f->c.devs->devs[i];
 		size_t rec = used;
 		used += MFD__FIMG_DEV_REC;
 		for (;;) {
@@ -492,7 +522,7 @@ static int save_devices(struct fsave *f, uint64_t *len, uint64_t *digest)
 				d->ops.save(d->opaque, buf + used, cap - used);
 			if (n < 0 || (size_t)n > cap - used) {
 				ret = mfd__session_fail_why(
-					f->ss, MFD_EDEVICE,
+					f->c.ss, MFD_EDEVICE,
 					"device %s: save failed: %zd", d->name,
 					n);
 				break;
@@ -515,12 +545,13 @@ static int save_devices(struct fsave *f, uint64_t *len, uint64_t *digest)
 	if (!ret) {
 		*len = used;
 		*digest = mfd__fimg_digest64(buf, used);
-		if ((ret = mfd__fio_all(f->fd, true, buf, used, f->h.dev_off)))
-			ret = fail_errno(f->ss, ret, "write device state",
-					 f->path);
+		if ((ret = mfd__fio_all(f->c.fd, true, buf, used,
+					f->c.h.dev_off)))
+			ret = fail_errno(f->c.ss, ret, "write device state",
+					 f->c.path);
 	}
 	free(buf);
-	STAT_SET(*f->dev_bytes, used);
+	STAT_SET(*f->c.dev_bytes, used);
 	return ret;
 }
 
@@ -528,9 +559,9 @@ static int save_devices(struct fsave *f, uint64_t *len, uint64_t *digest)
  * image is complete only once that last write is on disk. */
 static int save_end(struct fsave *f, uint64_t dev_len, uint64_t dev_digest)
 {
-	struct mfd__session *ss = f->ss;
-	struct mfd__fimg_end e = { .nblocks = f->h.nblocks,
-				   .ndevices = f->devs->n,
+	struct mfd__session *ss = f->c.ss;
+	struct mfd__fimg_end e = { .nblocks = f->c.h.nblocks,
+				   .ndevices = f->c.devs->n,
 				   .dev_len = dev_len,
 				   .dev_digest = dev_digest };
 	uint8_t(*dig)[MFD__DIGEST_SIZE] = calloc(ss->nblocks, sizeof(*dig));
@@ -538,7 +569,7 @@ static int save_end(struct fsave *f, uint64_t dev_len, uint64_t dev_digest)
 	if (!ret)
 		mfd__session_digests(ss, dig);
 	for (unsigned i = 0; i < ss->nblocks && !ret; i++) {
-		struct mfd__bitmap *pr = &f->present[i];
+		struct mfd__bitmap *pr = &f->c.present[i];
 		uint64_t len = mfd__fimg_bitmap_len(ss->blocks[i].npages);
 		uint8_t *buf = calloc(1, len);
 		if (!buf) {
@@ -550,36 +581,37 @@ static int save_end(struct fsave *f, uint64_t dev_len, uint64_t dev_digest)
 		memcpy(e.blocks[i].ram, dig[i], MFD__DIGEST_SIZE);
 		e.blocks[i].bitmap = mfd__fimg_digest64(buf, len);
 		e.blocks[i].present = mfd__bitmap_count(pr);
-		ret = mfd__fio_all(f->fd, true, buf, len,
-				   f->h.blocks[i].bitmap_off);
+		ret = mfd__fio_all(f->c.fd, true, buf, len,
+				   f->c.h.blocks[i].bitmap_off);
 		free(buf);
 	}
 	free(dig);
-	uint64_t end_off = (f->h.dev_off + dev_len + MFD__FIMG_META_ALIGN - 1) &
-			   ~(MFD__FIMG_META_ALIGN - 1);
-	uint64_t elen = mfd__fimg_end_len(f->h.nblocks);
+	uint64_t end_off =
+		(f->c.h.dev_off + dev_len + MFD__FIMG_META_ALIGN - 1) &
+		~(MFD__FIMG_META_ALIGN - 1);
+	uint64_t elen = mfd__fimg_end_len(f->c.h.nblocks);
 	uint8_t *buf = ret ? NULL : calloc(1, elen);
 	if (!ret && !buf)
 		ret = -ENOMEM;
 	if (!ret) {
 		mfd__fimg_end_encode(&e, buf);
-		ret = mfd__fio_all(f->fd, true, buf, elen, end_off);
+		ret = mfd__fio_all(f->c.fd, true, buf, elen, end_off);
 	}
 	free(buf);
-	if (!ret && fdatasync(f->fd) < 0)
+	if (!ret && fdatasync(f->c.fd) < 0)
 		ret = -errno;
 	if (!ret) {
 		mfd__fimg_header_set_end(f->hdr, end_off);
-		ret = mfd__fio_all(f->fd, true, f->hdr, f->h.header_len, 0);
+		ret = mfd__fio_all(f->c.fd, true, f->hdr, f->c.h.header_len, 0);
 	}
-	if (!ret && fdatasync(f->fd) < 0)
+	if (!ret && fdatasync(f->c.fd) < 0)
 		ret = -errno;
-	return ret ? fail_errno(ss, ret, "write end record", f->path) : 0;
+	return ret ? fail_errno(ss, ret, "write end record", f->c.path) : 0;
 }
 
 static int save_run(struct fsave *f)
 {
-	struct mfd__session *ss = f->ss;
+	struct mfd__session *ss = f->c.ss;
 	uint32_t round = 0;
 	uint64_t bytes, pending, dev_len = 0;
 	uint64_t dev_digest = mfd__fimg_digest64(NULL, 0);
@@ -597,7 +629,7 @@ static int save_run(struct fsave *f)
 		ret = save_round(f, ++round, &bytes);
 	STAT_SET(ss->st.down_pages_ns, mfd__now_ns() - t_stop);
 	STAT_SET(ss->st.transfer_ns, mfd__now_ns() - ss->t_start);
-	if (!ret && f->devs->n)
+	if (!ret && f->c.devs->n)
 		ret = save_devices(f, &dev_len, &dev_digest);
 	if (!ret)
 		ret = save_end(f, dev_len, dev_digest);
@@ -612,15 +644,8 @@ int mfd__file_save(struct mfd__session *ss, const mfd_source_hooks *hooks,
 	struct fsave *f = calloc(1, sizeof(*f));
 	if (!f)
 		return mfd__session_fail(ss, -ENOMEM);
-	*f = (struct fsave){
-		.ss = ss,
-		.hooks = hooks,
-		.devs = devs,
-		.dev_bytes = dev_bytes,
-		.path = path,
-		.fd = -1,
-		.dfd = -1,
-	};
+	fside_init(&f->c, ss, devs, dev_bytes, path);
+	f->hooks = hooks;
 	int ret = save_run(f);
 	if (f->tracking)
 		mfd__tracker_stop(&f->tracker);
@@ -636,15 +661,8 @@ int mfd__file_save(struct mfd__session *ss, const mfd_source_hooks *hooks,
 	} else if (devs->n) {
 		mfd__devset_notify(devs, MFD_MIG_COMPLETED);
 	}
-	if (f->dfd >= 0 && f->dfd != f->fd)
-		close(f->dfd);
-	if (f->fd >= 0)
-		close(f->fd);
-	for (unsigned i = 0; i < MFD_MAX_BLOCKS; i++)
-		mfd__bitmap_destroy(&f->present[i]);
-	batches_free(&f->bs);
+	fside_close(&f->c);
 	free(f->hdr);
-	mfd__session_digests_free(ss);
 	free(f);
 	return ret;
 }
@@ -654,24 +672,17 @@ int mfd__file_save(struct mfd__session *ss, const mfd_source_hooks *hooks,
 /* ------------------------------------------------------------------ */
 
 struct fload {
-	struct mfd__session *ss;
+	struct fside c;
 	const mfd_dest_hooks *hooks;
-	struct mfd__devset *devs;
-	uint64_t *dev_bytes;
-	const char *path;
-	struct mfd__fimg_hdr h;
 	struct mfd__fimg_end e;
-	struct mfd__bitmap present[MFD_MAX_BLOCKS];
-	struct fbatches bs;
-	int fd, dfd; /* dfd: the pages (O_DIRECT with direct-io) */
 	uint64_t size;
 	char why[768]; /* two block names and numbers fit */
 };
 
 static int refused(struct fload *f, int err)
 {
-	return mfd__session_fail_why(f->ss, err, "file %s refused: %s", f->path,
-				     f->why);
+	return mfd__session_fail_why(f->c.ss, err, "file %s refused: %s",
+				     f->c.path, f->why);
 }
 
 /* Reads len bytes at off into a new buffer (*out, freed by the caller). */
@@ -680,7 +691,7 @@ static int read_meta(struct fload *f, uint64_t off, uint64_t len, uint8_t **out)
 	*out = malloc(len ? len : 1);
 	if (!*out)
 		return -ENOMEM;
-	int ret = mfd__fio_all(f->fd, false, *out, len, off);
+	int ret = mfd__fio_all(f->c.fd, false, *out, len, off);
 	if (ret == -ENODATA) {
 		snprintf(f->why, sizeof(f->why),
 			 "truncated: %llu bytes at %llu, the file has %llu",
@@ -688,31 +699,31 @@ static int read_meta(struct fload *f, uint64_t off, uint64_t len, uint8_t **out)
 			 (unsigned long long)f->size);
 		return refused(f, MFD_ETRUNCATED);
 	}
-	return ret ? fail_errno(f->ss, ret, "read", f->path) : 0;
+	return ret ? fail_errno(f->c.ss, ret, "read", f->c.path) : 0;
 }
 
 static int load_header(struct fload *f)
 {
-	struct mfd__session *ss = f->ss;
+	struct mfd__session *ss = f->c.ss;
 	uint64_t len = mfd__fimg_header_len(MFD__FIMG_MAX_BLOCKS);
 	if (len > f->size)
 		len = f->size;
 	uint8_t *buf;
 	int ret = read_meta(f, 0, len, &buf);
-	if (!ret && (ret = mfd__fimg_header_decode(buf, len, f->size, &f->h,
+	if (!ret && (ret = mfd__fimg_header_decode(buf, len, f->size, &f->c.h,
 						   f->why, sizeof(f->why))))
 		ret = refused(f, ret);
 	free(buf);
 	if (ret)
 		return ret;
-	if (f->h.nblocks != ss->nblocks) {
+	if (f->c.h.nblocks != ss->nblocks) {
 		snprintf(f->why, sizeof(f->why),
 			 "another layout: %u blocks in the file, %u registered",
-			 f->h.nblocks, ss->nblocks);
+			 f->c.h.nblocks, ss->nblocks);
 		return refused(f, MFD_ESETUP);
 	}
 	for (unsigned i = 0; i < ss->nblocks; i++) {
-		const struct mfd__fimg_block *b = &f->h.blocks[i];
+		const struct mfd__fimg_block *b = &f->c.h.blocks[i];
 		const struct mfd__ramblock *rb = &ss->blocks[i];
 		if (strcmp(b->name, rb->name) || b->size != rb->size ||
 		    b->page_size != rb->page_size) {
@@ -726,23 +737,23 @@ static int load_header(struct fload *f)
 			return refused(f, MFD_ESETUP);
 		}
 	}
-	if (!f->h.end_off) {
+	if (!f->c.h.end_off) {
 		snprintf(f->why, sizeof(f->why),
 			 "the save did not complete (no end record)");
 		return refused(f, MFD_ETRUNCATED);
 	}
-	uint64_t elen = mfd__fimg_end_len(f->h.nblocks);
-	if ((ret = read_meta(f, f->h.end_off, elen, &buf)))
+	uint64_t elen = mfd__fimg_end_len(f->c.h.nblocks);
+	if ((ret = read_meta(f, f->c.h.end_off, elen, &buf)))
 		return ret;
-	if ((ret = mfd__fimg_end_decode(buf, elen, &f->h, &f->e, f->why,
+	if ((ret = mfd__fimg_end_decode(buf, elen, &f->c.h, &f->e, f->why,
 					sizeof(f->why))))
 		ret = refused(f, ret);
 	free(buf);
-	if (!ret && f->e.ndevices != f->devs->n) {
+	if (!ret && f->e.ndevices != f->c.devs->n) {
 		snprintf(f->why, sizeof(f->why),
 			 "another layout: %u devices in the file, %u "
 			 "registered",
-			 f->e.ndevices, f->devs->n);
+			 f->e.ndevices, f->c.devs->n);
 		ret = refused(f, MFD_EDEVICE);
 	}
 	return ret;
@@ -750,11 +761,11 @@ static int load_header(struct fload *f)
 
 static int load_bitmaps(struct fload *f)
 {
-	for (unsigned i = 0; i < f->h.nblocks; i++) {
-		const struct mfd__ramblock *rb = &f->ss->blocks[i];
+	for (unsigned i = 0; i < f->c.h.nblocks; i++) {
+		const struct mfd__ramblock *rb = &f->c.ss->blocks[i];
 		uint64_t len = mfd__fimg_bitmap_len(rb->npages), present;
 		uint8_t *buf;
-		int ret = read_meta(f, f->h.blocks[i].bitmap_off, len, &buf);
+		int ret = read_meta(f, f->c.h.blocks[i].bitmap_off, len, &buf);
 		if (ret)
 			return ret;
 		if ((ret = mfd__fimg_bitmap_check(buf, rb->npages, &present,
@@ -768,10 +779,10 @@ static int load_bitmaps(struct fload *f)
 				 "corrupt)",
 				 rb->name);
 			ret = MFD_EVERIFY;
-		} else if (!(ret = mfd__bitmap_init(&f->present[i],
+		} else if (!(ret = mfd__bitmap_init(&f->c.present[i],
 						    rb->npages))) {
-			for (uint64_t w = 0; w < f->present[i].nwords; w++)
-				f->present[i].words[w] =
+			for (uint64_t w = 0; w < f->c.present[i].nwords; w++)
+				f->c.present[i].words[w] =
 					mfd__get_le64(buf + w * 8);
 		}
 		free(buf);
@@ -804,22 +815,22 @@ static void batches_all(struct fbatches *bs, struct mfd__session *ss)
 
 static int load_pages(struct fload *f)
 {
-	struct mfd__session *ss = f->ss;
-	int ret = batches_alloc(&f->bs, ss);
+	struct mfd__session *ss = f->c.ss;
+	int ret = batches_alloc(&f->c.bs, ss);
 	if (!ret)
 		ret = mfd__session_digests_alloc(ss);
 	if (ret)
 		return mfd__session_fail(ss, ret);
-	batches_all(&f->bs, ss);
+	batches_all(&f->c.bs, ss);
 	struct fpass p = { .ss = ss,
-			   .fd = f->dfd,
-			   .mfd = f->fd,
-			   .present = f->present,
-			   .h = &f->h,
-			   .path = f->path,
+			   .fd = f->c.dfd,
+			   .mfd = f->c.fd,
+			   .present = f->c.present,
+			   .h = &f->c.h,
+			   .path = f->c.path,
 			   .uring = ss->cfg.io_engine == MFD__IO_URING,
-			   .b = f->bs.b,
-			   .nb = f->bs.n };
+			   .b = f->c.bs.b,
+			   .nb = f->c.bs.n };
 	ret = run_pass(&p, false);
 	if (ret)
 		return ret;
@@ -846,11 +857,11 @@ static int load_pages(struct fload *f)
  * STOP). */
 static int load_devices(struct fload *f)
 {
-	if (!f->devs->n)
+	if (!f->c.devs->n)
 		return 0;
 	uint8_t *buf;
 	uint64_t len = f->e.dev_len, off = 0;
-	int ret = read_meta(f, f->h.dev_off, len, &buf);
+	int ret = read_meta(f, f->c.h.dev_off, len, &buf);
 	if (ret)
 		return ret;
 	if (mfd__fimg_digest64(buf, len) != f->e.dev_digest) {
@@ -858,10 +869,10 @@ static int load_devices(struct fload *f)
 			 "device state digest mismatch (device state corrupt)");
 		ret = refused(f, MFD_EVERIFY);
 	}
-	if (!ret && (ret = mfd__devset_vm_event(f->devs, MFD_VM_BEFORE_LOAD)))
-		ret = mfd__session_fail(f->ss, ret);
-	for (unsigned i = 0; i < f->devs->n && !ret; i++) {
-		struct mfd__dev *d = &f->devs->devs[i];
+	if (!ret && (ret = mfd__devset_vm_event(f->c.devs, MFD_VM_BEFORE_LOAD)))
+		ret = mfd__session_fail(f->c.ss, ret);
+	for (unsigned i = 0; i < f->c.devs->n && !ret; i++) {
+		struct mfd__dev *d = &f->c.devs->devs[i];
 		struct mfd__fimg_dev dr;
 		if ((ret = mfd__fimg_dev_decode(buf + off, len - off, &dr,
 						f->why, sizeof(f->why)))) {
@@ -880,33 +891,33 @@ static int load_devices(struct fload *f)
 		    (ret = d->ops.load(d->opaque, buf + off + MFD__FIMG_DEV_REC,
 				       dr.len)) < 0) {
 			ret = mfd__session_fail_why(
-				f->ss, MFD_EDEVICE,
+				f->c.ss, MFD_EDEVICE,
 				"device %s: load failed: %d", d->name, ret);
 			break;
 		}
 		ret = 0;
-		STAT_ADD(*f->dev_bytes, dr.len);
+		STAT_ADD(*f->c.dev_bytes, dr.len);
 		off += mfd__fimg_dev_span(dr.len);
 	}
 	free(buf);
-	if (!ret && (ret = mfd__devset_vm_event(f->devs, MFD_VM_AFTER_LOAD)))
-		ret = mfd__session_fail(f->ss, ret);
+	if (!ret && (ret = mfd__devset_vm_event(f->c.devs, MFD_VM_AFTER_LOAD)))
+		ret = mfd__session_fail(f->c.ss, ret);
 	return ret;
 }
 
 static int load_run(struct fload *f)
 {
-	struct mfd__session *ss = f->ss;
-	f->fd = open(f->path, O_RDONLY | O_CLOEXEC);
-	if (f->fd < 0)
-		return fail_errno(ss, -errno, "open", f->path);
+	struct mfd__session *ss = f->c.ss;
+	f->c.fd = open(f->c.path, O_RDONLY | O_CLOEXEC);
+	if (f->c.fd < 0)
+		return fail_errno(ss, -errno, "open", f->c.path);
 	struct stat st;
-	if (fstat(f->fd, &st) < 0)
-		return fail_errno(ss, -errno, "stat", f->path);
+	if (fstat(f->c.fd, &st) < 0)
+		return fail_errno(ss, -errno, "stat", f->c.path);
 	f->size = (uint64_t)st.st_size;
 	int ret = load_header(f);
 	if (!ret)
-		ret = open_direct(ss, f->path, O_RDONLY, f->fd, &f->dfd);
+		ret = open_direct(ss, f->c.path, O_RDONLY, f->c.fd, &f->c.dfd);
 	if (!ret)
 		ret = load_bitmaps(f);
 	STAT_SET(ss->st.setup_ns, mfd__now_ns() - ss->t_start);
@@ -932,12 +943,8 @@ int mfd__file_load(struct mfd__session *ss, const mfd_dest_hooks *hooks,
 	struct fload *f = calloc(1, sizeof(*f));
 	if (!f)
 		return mfd__session_fail(ss, -ENOMEM);
-	f->ss = ss;
+	fside_init(&f->c, ss, devs, dev_bytes, path);
 	f->hooks = hooks;
-	f->devs = devs;
-	f->dev_bytes = dev_bytes;
-	f->path = path;
-	f->fd = f->dfd = -1;
 	int ret = load_run(f);
 	if (ret) {
 		ret = mfd__session_fail(ss, ret);
@@ -946,14 +953,7 @@ int mfd__file_load(struct mfd__session *ss, const mfd_dest_hooks *hooks,
 		if (hooks->failed)
 			hooks->failed(hooks->opaque, ret);
 	}
-	if (f->dfd >= 0 && f->dfd != f->fd)
-		close(f->dfd);
-	if (f->fd >= 0)
-		close(f->fd);
-	for (unsigned i = 0; i < MFD_MAX_BLOCKS; i++)
-		mfd__bitmap_destroy(&f->present[i]);
-	batches_free(&f->bs);
-	mfd__session_digests_free(ss);
+	fside_close(&f->c);
 	free(f);
 	return ret;
 }

@@ -19,6 +19,7 @@ usage() {
 	cat <<EOF
 Usage: bench/scripts/file_fio.sh [--build DIR] [--ram SIZE] [--dirs "D1 D2"]
                                  [--channels "1 2 4"] [--direct "off on"]
+                                 [-- extra multifd-bench args]
 
   --build DIR     directory holding multifd-bench (default: build)
   --ram SIZE      guest RAM (default 2G), image mix
@@ -26,6 +27,7 @@ Usage: bench/scripts/file_fio.sh [--build DIR] [--ram SIZE] [--dirs "D1 D2"]
                   this machine's disk and tmpfs)
   --channels LIST channel counts = fio job counts (default "1 2 4")
   --direct LIST   direct-io values = fio --direct (default "off on")
+  -- ARGS         passed to multifd-bench (e.g. --io-engine uring)
 Prints one line per configuration and a markdown table at the end.
 EOF
 }
@@ -36,6 +38,7 @@ ram=2G
 dirs="/var/tmp /dev/shm"
 chans="1 2 4"
 directs="off on"
+extra=()
 while (($#)); do
 	case $1 in
 	--build) build=${2:?}; shift 2 ;;
@@ -44,6 +47,7 @@ while (($#)); do
 	--channels) chans=${2:?}; shift 2 ;;
 	--direct) directs=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
+	--) shift; extra=("$@"); break ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done
@@ -83,7 +87,8 @@ for dir in $dirs; do
 			rm -f "$dir"/seq.*
 			json=$(flock "$lock" "$bench" --ram "$ram" --image mix \
 				--channels "$n" --direct-io "$d" --save "$img" \
-				--restore "$img" --json 2>/dev/null || true)
+				--restore "$img" "${extra[@]}" --json 2>/dev/null ||
+				true)
 			rm -f "$img"
 			line=$(jq -r --arg fs "$fs" --arg d "$d" --arg n "$n" \
 				--arg w "$w" --arg r "$r" '
@@ -105,7 +110,7 @@ for dir in $dirs; do
 	done
 done
 echo
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); bench args: ${extra[*]:-none}"
 echo "| fs | direct | ch | status | fio write MB/s | save MB/s written | save MB/s RAM | save/fio | fio read MB/s | restore MB/s read | restore MB/s RAM | restore/fio |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
