@@ -7,7 +7,8 @@
 # ratio from one run says more than an absolute number on a shared
 # machine). For each directory, direct I/O off and on, and each channel
 # count: fio write (end_fsync, as the save ends with fdatasync), fio read,
-# then one bench run; each under the bench lock.
+# then one bench run; each under the bench lock. fio writes one file with
+# its jobs on disjoint parts, not preallocated, as the image is written.
 #
 # The save's and restore's rates here are bytes moved / time (the pages
 # written, holes not counted: what the disk had to do), beside the
@@ -60,11 +61,14 @@ ram_mib=$(numfmt --from=iec "$ram" | awk '{print int($1 / 1048576)}')
 # The bench's packets: packet-pages (128) x 4 KiB.
 bs=512k
 
-# fio: MB/s (1e6) of one sequential pass, rw = write or read.
+# fio: MB/s (1e6) of one sequential pass, rw = write or read. Like the
+# image: one file, not preallocated (fallocate=none: blocks are allocated
+# as they are written), the jobs each on their own part of it.
 fio_mbps() { # dir rw jobs direct(0/1)
-	local out
-	out=$(fio --name=seq --directory="$1" --rw="$2" --bs=$bs \
-		--numjobs="$3" --size=$((ram_mib / $3))M --ioengine=psync \
+	local out per=$((ram_mib / $3))
+	out=$(fio --name=seq --filename="$1/mfd-fio-seq.img" --rw="$2" \
+		--bs=$bs --numjobs="$3" --size=${per}M \
+		--offset_increment=${per}M --fallocate=none --ioengine=psync \
 		--direct="$4" --end_fsync=1 --group_reporting \
 		--output-format=json 2>/dev/null)
 	jq -r --arg rw "$2" '.jobs[0][$rw].bw_bytes / 1e6' <<<"$out"
@@ -84,7 +88,7 @@ for dir in $dirs; do
 			r=$(flock "$lock" bash -c "$(declare -f fio_mbps); \
 				bs=$bs ram_mib=$ram_mib fio_mbps $dir read $n $dnum" ||
 				echo nan)
-			rm -f "$dir"/seq.*
+			rm -f "$dir"/mfd-fio-seq.img
 			json=$(flock "$lock" "$bench" --ram "$ram" --image mix \
 				--channels "$n" --direct-io "$d" --save "$img" \
 				--restore "$img" "${extra[@]}" --json 2>/dev/null ||
