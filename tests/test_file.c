@@ -53,6 +53,9 @@ struct guest {
 	uint64_t writes, writes_at_stop;
 	uint64_t rng;
 	mfd_source *src;
+	int (*sync_dirty)(void *opaque, unsigned block, uint64_t *bitmap,
+			  uint64_t npages); /* the source's hook, if set */
+	int syncs;
 };
 
 static const char *const names[2] = { "pc.ram", "vga.vram" };
@@ -202,7 +205,8 @@ static int save(struct guest *g, const char *path, const char *const *kv,
 	mfd_config *cfg = config(kv);
 	mfd_source_hooks h = { .opaque = g,
 			       .stop = hook_stop,
-			       .resume = hook_resume };
+			       .resume = hook_resume,
+			       .sync_dirty = g->sync_dirty };
 	mfd_source *s;
 	assert_int_equal(mfd_source_new(&s, cfg, &h), 0);
 	for (int b = 0; b < 2; b++)
@@ -799,6 +803,45 @@ static void test_codec_bitmap(void **state)
 			 MFD_EFLAGS);
 }
 
+/* The hypervisor cancels at the first dirty sync, from the migration
+ * thread's own hook (mfd_source_cancel() may come from any thread). */
+static int hook_sync_cancel(void *opaque, unsigned block, uint64_t *bitmap,
+			    uint64_t npages)
+{
+	struct guest *g = opaque;
+	(void)block;
+	(void)bitmap;
+	(void)npages;
+	if (g->syncs++ == 0)
+		assert_int_equal(mfd_source_cancel(g->src), 0);
+	return 0;
+}
+
+/* A cancelled live save: -ECANCELED, the guest runs on (resumed if it
+ * was stopped), and the file it left is refused as incomplete. */
+static void test_cancel_live(void **state)
+{
+	(void)state;
+	struct guest g, r;
+	char path[300], why[1024];
+	path_of(path, sizeof(path), "cancel.img");
+	guest_init(&g, true, true);
+	g.sync_dirty = hook_sync_cancel;
+	assert_int_equal(save(&g, path, NULL, true, why, sizeof(why)),
+			 -ECANCELED);
+	assert_true(g.syncs >= 1);
+	assert_int_equal(g.resumed, g.stopped);
+	assert_int_equal(mfd_simdev_state(g.dev), MFD_DEV_RUNNING);
+	guest_init(&r, false, true);
+	assert_int_equal(restore_into(&r, path, why, sizeof(why)),
+			 MFD_ETRUNCATED);
+	assert_non_null(strstr(why, "did not complete"));
+	assert_int_equal(r.loaded, 0);
+	guest_free(&g);
+	guest_free(&r);
+	unlink(path);
+}
+
 /* ---- file systems of our own: a private mount namespace (root) ---- */
 
 static int private_mount(const char *type, const char *opts, char *mnt,
@@ -908,6 +951,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_file_info, corrupt_setup,
 						corrupt_teardown),
 		cmocka_unit_test(test_bad_uri),
+		cmocka_unit_test(test_cancel_live),
 		cmocka_unit_test(test_full_disk),
 		cmocka_unit_test(test_direct_io),
 	};
