@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "fileimg_two.h"
 #include "multifd/common/le.h"
 #include "multifd/fileimg.h"
 #include "multifd/multifd.h"
@@ -88,14 +89,7 @@ static void end_record(const uint8_t *p, size_t n, uint8_t sel)
 {
 	static struct mfd__fimg_hdr h;
 	static struct mfd__fimg_end e;
-	h.nblocks = 2;
-	strcpy(h.blocks[0].name, "pc.ram");
-	h.blocks[0].size = 64 << 20;
-	h.blocks[0].page_size = 4096;
-	strcpy(h.blocks[1].name, "vram");
-	h.blocks[1].size = 8 << 20;
-	h.blocks[1].page_size = 65536;
-	mfd__fimg_layout(&h);
+	fimg_two_blocks(&h);
 	h.end_off = h.dev_off + (4 << 20);
 	uint64_t len = mfd__fimg_end_len(2);
 	memset(buf, 0, len);

@@ -20,6 +20,7 @@
 #include "devstate/vdpa_state.h"
 #include "multifd/common/le.h"
 #include "multifd/fileimg.h"
+#include "fileimg_two.h"
 
 static const char *root;
 
@@ -560,14 +561,7 @@ static void fileimg(void)
 {
 	static struct mfd__fimg_hdr h;
 	static uint8_t p[1 + 8192];
-	h.nblocks = 2;
-	strcpy(h.blocks[0].name, "pc.ram");
-	h.blocks[0].size = 64 << 20;
-	h.blocks[0].page_size = 4096;
-	strcpy(h.blocks[1].name, "vram");
-	h.blocks[1].size = 8 << 20;
-	h.blocks[1].page_size = 65536;
-	mfd__fimg_layout(&h);
+	fimg_two_blocks(&h);
 	p[0] = 0x00;
 	mfd__fimg_header_encode(&h, p + 1);
 	put("fileimg", "header", p, 1 + 4096);
