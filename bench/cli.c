@@ -21,6 +21,7 @@ static void bench_usage(FILE *f)
 		"Usage: %s [OPTION]...\n"
 		"       %s dest --listen tcp:HOST:PORT [OPTION]...\n"
 		"       %s source --connect tcp:HOST:PORT [OPTION]...\n"
+		"       %s file-info FILE\n"
 		"Migrate a simulated VM over loopback and report the result;\n"
 		"or, with dest/source, run one side each in two processes or\n"
 		"hosts (give both the same --ram and --blocks; the "
@@ -81,6 +82,17 @@ static void bench_usage(FILE *f)
 		"                        --seed) to FILE and exit: the input "
 		"of\n"
 		"                        a zstd -b ceiling\n"
+		"  --save FILE           save the guest to FILE (file:FILE) "
+		"instead of\n"
+		"                        migrating; with --restore FILE too, "
+		"restore\n"
+		"                        it into the destination in the same "
+		"run\n"
+		"  --restore FILE        restore the destination from FILE "
+		"(made by\n"
+		"                        --save with the same --ram, --blocks, "
+		"--image,\n"
+		"                        --seed) and compare RAM\n"
 		"  --timeout SECONDS     cancel a migration running longer "
 		"(default 300, 0 = none)\n"
 		"  --json                print one JSON object instead of a "
@@ -145,7 +157,7 @@ static void bench_usage(FILE *f)
 		"  --ring-entries N      dirty ring entries per vCPU (4096)\n"
 		"  --serial FILE|-       the guest's COM1 output\n"
 		"  -h, --help            this text\n",
-		prog_name, prog_name, prog_name);
+		prog_name, prog_name, prog_name, prog_name);
 }
 
 /* What --KEY takes: its values when they are few, else its type. */
@@ -319,6 +331,8 @@ enum {
 	OPT_SET,
 	OPT_FILL_THREADS,
 	OPT_DUMP_IMAGE,
+	OPT_SAVE,
+	OPT_RESTORE,
 	OPT_TIMEOUT,
 	OPT_CONFIG,
 	OPT_PRINT_CONFIG,
@@ -372,6 +386,8 @@ static const struct option bench_long_opts[] = {
 	{ "set", required_argument, NULL, OPT_SET },
 	{ "fill-threads", required_argument, NULL, OPT_FILL_THREADS },
 	{ "dump-image", required_argument, NULL, OPT_DUMP_IMAGE },
+	{ "save", required_argument, NULL, OPT_SAVE },
+	{ "restore", required_argument, NULL, OPT_RESTORE },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
@@ -681,6 +697,12 @@ static void parse_run_opt(int c, const char *arg, struct bench_opts *o)
 	case OPT_DUMP_IMAGE:
 		o->dump_image = arg;
 		break;
+	case OPT_SAVE:
+		o->save_path = arg;
+		break;
+	case OPT_RESTORE:
+		o->restore_path = arg;
+		break;
 	case OPT_TIMEOUT:
 		o->timeout_s = parse_uint_opt("timeout", arg, 0, 86400);
 		break;
@@ -694,6 +716,8 @@ static enum bench_mode take_mode(int *argc, char ***argv)
 
 	if (*argc > 1 && !strcmp((*argv)[1], "dest"))
 		mode = MODE_DEST;
+	else if (*argc > 1 && !strcmp((*argv)[1], "file-info"))
+		mode = MODE_FILE_INFO;
 	else if (*argc > 1 && !strcmp((*argv)[1], "source"))
 		mode = MODE_SOURCE;
 	if (mode != MODE_LOCAL) {
@@ -706,6 +730,17 @@ static enum bench_mode take_mode(int *argc, char ***argv)
 
 static void check_args(int argc, char **argv, struct bench_opts *o)
 {
+	if (o->mode == MODE_FILE_INFO) {
+		if (optind + 1 != argc)
+			usage_error("file-info needs one FILE");
+		o->info_path = argv[optind];
+		return;
+	}
+	if ((o->save_path || o->restore_path) &&
+	    (o->mode != MODE_LOCAL || o->kvm.on || o->dest_netns ||
+	     o->source_netns))
+		usage_error("--save and --restore: local runs of the simulated "
+			    "VM only");
 	if (optind < argc)
 		usage_error("unexpected argument '%s'%s", argv[optind],
 			    !strcmp(argv[optind], "dest") ||

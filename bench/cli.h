@@ -28,7 +28,7 @@
 #define BENCH_PAGE_SIZE 4096u
 #define EXIT_USAGE	2
 
-enum bench_mode { MODE_LOCAL, MODE_DEST, MODE_SOURCE };
+enum bench_mode { MODE_LOCAL, MODE_DEST, MODE_SOURCE, MODE_FILE_INFO };
 
 /* Everything the command line decides. */
 struct bench_opts {
@@ -55,6 +55,13 @@ struct bench_opts {
 	const char *dest_netns; /* ip-netns names, or NULL */
 	const char *source_netns;
 	const char *dump_image; /* --dump-image FILE: write the image, exit */
+	/* --save FILE / --restore FILE (local runs): the source saves to
+	 * file:FILE, the destination restores from it; both: one run, the
+	 * save then the restore, reported like a migration. file-info FILE:
+	 * the image's header, blocks and digests. */
+	const char *save_path;
+	const char *restore_path;
+	const char *info_path;
 	/* --announce-if IFNAME --announce-mac MAC...: the destination's
 	 * self-announcement after the guest runs. */
 	const char *announce_if;

@@ -289,6 +289,61 @@ fail:
 	mfd_dest_free(dst);
 }
 
+/* --save FILE / --restore FILE: the source saves to file:FILE while the
+ * guest runs, then (or only) the destination restores from it. */
+static void migrate_file(const struct bench_opts *o, struct vm *vm,
+			 const mfd_config *scfg, const mfd_config *dcfg,
+			 struct local_result *res)
+{
+	mfd_source *src = NULL;
+	mfd_dest *dst = NULL;
+	char uri[sizeof(res->uri)];
+	int err = make_sides(o, vm, scfg, dcfg, res, &src, &dst);
+
+	if (!err) {
+		coldmem_before_run(&o->cold);
+		if ((err = bench_run_begin(&res->run, o->timeout_s, src, dst)))
+			bench_report_error("watchdog", NULL, NULL, err);
+	}
+	if (err) {
+		res->setup_err = err;
+		goto out;
+	}
+	res->work_at_start = guest_work(res->hooks.guest);
+	res->reader_work_at_start = guest_reader_work(res->hooks.guest);
+	if (o->save_path) {
+		snprintf(res->uri, sizeof(res->uri), "file:%s", o->save_path);
+		guest_attach(res, src, true);
+		res->src_err = mfd_source_start(src, res->uri);
+		if (!res->src_err && sampler_start(&res->sampler, src, NULL,
+						   vm->page_size, true))
+			res->sampler = NULL;
+		if (!res->src_err)
+			guest_check_tracker(res, src);
+		if (!res->src_err)
+			res->src_err = mfd_source_wait(src);
+		sampler_stop(res->sampler);
+		guest_attach(res, NULL, false);
+	}
+	if (o->restore_path && !res->src_err) {
+		snprintf(uri, sizeof(uri), "file:%s", o->restore_path);
+		if (!o->save_path)
+			snprintf(res->uri, sizeof(res->uri), "%s", uri);
+		res->dst_err = mfd_dest_start(dst, uri);
+		if (!res->dst_err)
+			res->dst_err = mfd_dest_wait(dst);
+	}
+	bench_run_end(&res->run, src, dst);
+	if (res->src_err)
+		bench_report_error("source", src, NULL, res->src_err);
+	if (res->dst_err)
+		bench_report_error("destination", NULL, dst, res->dst_err);
+out:
+	bench_vdpa_finish(!local_first_error(res));
+	mfd_source_free(src);
+	mfd_dest_free(dst);
+}
+
 int local_first_error(const struct local_result *res)
 {
 	if (res->setup_err)
@@ -510,9 +565,15 @@ int local_run(const struct bench_opts *o, mfd_config *scfg,
 		goto out;
 	declare_stop_cost(res->hooks.guest, scfg);
 
-	migrate(o, vm, scfg, dcfg, res);
+	if (o->save_path || o->restore_path)
+		migrate_file(o, vm, scfg, dcfg, res);
+	else
+		migrate(o, vm, scfg, dcfg, res);
 	guest_during(res);
-	if (!local_first_error(res))
+	/* A save alone leaves nothing to compare. */
+	if (!local_first_error(res) && o->save_path && !o->restore_path)
+		res->memcmp_ok = true;
+	else if (!local_first_error(res))
 		check_ram(vm, res);
 	guest_after(o, vm, res);
 	err = outputs(o, vm, scfg, res);

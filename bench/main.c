@@ -23,6 +23,7 @@
 
 #include "benchcfg.h"
 #include "cli.h"
+#include "fileinfo.h"
 #include "harness.h"
 #include "local.h"
 #include "twohost.h"
@@ -93,6 +94,8 @@ int main(int argc, char **argv)
 	int status = EXIT_USAGE;
 
 	cli_parse(argc, argv, &o);
+	if (o.mode == MODE_FILE_INFO)
+		return file_info_run(o.info_path);
 	/* Bad configuration is a usage error: fail before mapping RAM. */
 	if (!build_config(&o, &scfg) && !build_config(&o, &dcfg))
 		status = run(&o, scfg, dcfg);

@@ -270,11 +270,34 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 	report_rounds(r, &res->run);
 }
 
+/* --save / --restore: each direction's time and RAM throughput (RAM
+ * bytes / the side's total time), and the bytes it wrote or read. */
+static void local_file_items(struct report *r, const struct bench_opts *o,
+			     const struct local_result *res)
+{
+	const mfd_stats *s = &res->run.src_st, *d = &res->run.dst_st;
+
+	if (o->save_path) {
+		report_str(r, "save_file", o->save_path);
+		report_f64(r, "save_ms", ns_to_ms(s->total_ns), 3);
+		report_f64(r, "save_mbps", mbps(o->ram_bytes, s->total_ns), 1);
+		report_u64(r, "save_written_bytes", s->wire_bytes);
+	}
+	if (o->restore_path) {
+		report_str(r, "restore_file", o->restore_path);
+		report_f64(r, "restore_ms", ns_to_ms(d->total_ns), 3);
+		report_f64(r, "restore_mbps", mbps(o->ram_bytes, d->total_ns),
+			   1);
+		report_u64(r, "restore_read_bytes", d->wire_bytes);
+	}
+}
+
 void results_local(struct report *r, const struct bench_opts *o,
 		   const struct vm *vm, const mfd_config *cfg,
 		   const struct local_result *res)
 {
 	local_run_items(r, o, vm, cfg, res);
+	local_file_items(r, o, res);
 	local_precopy_items(r, o, cfg, res);
 	bench_devices_report(r, &o->dev, &res->run.src_st, &res->run.dst_st);
 	bench_vdpa_report(r);

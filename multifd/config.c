@@ -218,6 +218,19 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "direct-io",
+		.type = MFD__CFG_BOOL,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(direct_io),
+		.doc = "file: URIs: the source writes guest pages with "
+		       "O_DIRECT (no page cache; guest memory must be 4 KiB "
+		       "aligned). A file system without O_DIRECT fails the "
+		       "save with a clear error.",
+	},
+	{
+		.section = "migration",
 		.name = "auth-key-file",
 		.type = MFD__CFG_PATH,
 		.def = "",

@@ -30,8 +30,9 @@ struct mfd_config {
 	uint64_t close_timeout_ms; /* ERROR sent: wait for the peer to close */
 	uint32_t compression;	   /* enum mfd__codec_id */
 	uint32_t zstd_level;
-	uint32_t zstd_long;		      /* window log, 0 = off */
-	uint32_t io_engine;		      /* enum mfd__io_engine */
+	uint32_t zstd_long; /* window log, 0 = off */
+	uint32_t io_engine; /* enum mfd__io_engine */
+	bool direct_io;	    /* file: URIs: pages written with O_DIRECT */
 	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
 	/* TLS (multifd/channels/tls.c); texts are "" when unset. */
 	uint32_t tls;			  /* enum mfd__tls_mode */

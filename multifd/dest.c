@@ -20,6 +20,7 @@
 #include "multifd/compress/codec.h"
 #include "multifd/channels/tls.h"
 #include "multifd/admit.h"
+#include "multifd/filemig.h"
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
 #include "multifd/session.h"
@@ -1059,6 +1060,17 @@ static void *loader_main(void *arg)
 	return NULL;
 }
 
+/* file:PATH (multifd/filemig.h): the same session, hooks and devices; the
+ * file engine runs instead of the listener and the loader. */
+static void *file_main(void *arg)
+{
+	mfd_dest *d = arg;
+	int ret = mfd__file_load(&d->ss, &d->hooks, &d->dl.set, &d->dl.bytes,
+				 mfd__file_uri_path(d->lst.uri));
+	mfd__session_finish(&d->ss, ret);
+	return NULL;
+}
+
 int mfd_dest_start(mfd_dest *d, const char *uri)
 {
 	if (!d || !uri)
@@ -1072,14 +1084,19 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 	mfd__session_reset(&d->ss); /* after a start that failed */
 	mfd__log_forget();
 	const struct mfd__chan_opts co = mfd__config_chan_opts(&d->ss.cfg);
-	int ret = mfd__session_prepare(&d->ss, true, NULL);
-	if (!ret &&
+	const char *file = mfd__file_uri_path(uri);
+	if (file && (!file[0] || strlen(uri) >= sizeof(d->lst.uri)))
+		return mfd__session_fail(&d->ss, MFD_EURI);
+	if (file) /* get_uri reports it; no listener */
+		snprintf(d->lst.uri, sizeof(d->lst.uri), "%s", uri);
+	int ret = file ? 0 : mfd__session_prepare(&d->ss, true, NULL);
+	if (!ret && !file &&
 	    (ret = mfd__listen(&co, uri, MFD_MAX_CHANNELS + 8, &d->lst)))
 		mfd__err("listen on %s: %s", uri, mfd_strerror(ret));
 	if (ret)
 		return mfd__session_fail(&d->ss, ret);
 	STAT_SET(d->ss.st.phase, MFD_PHASE_SETUP);
-	ret = mfd__session_spawn(&d->ss, loader_main, d);
+	ret = mfd__session_spawn(&d->ss, file ? file_main : loader_main, d);
 	if (ret) {
 		mfd__listener_close(&d->lst);
 		STAT_SET(d->ss.st.phase, MFD_PHASE_NONE);

@@ -20,6 +20,7 @@
 #include "multifd/admit.h"
 #include "multifd/ctl.h"
 #include "multifd/devsave.h"
+#include "multifd/filemig.h"
 #include "multifd/pool.h"
 #include "multifd/session.h"
 #include "ramblock/tracker.h"
@@ -1149,9 +1150,27 @@ static void *migration_main(void *arg)
 	return NULL;
 }
 
+/* file:PATH (multifd/filemig.h): the same session, hooks and devices; the
+ * file engine runs instead of the network state machine. */
+static void *file_main(void *arg)
+{
+	mfd_source *s = arg;
+	int ret = mfd__file_save(&s->ss, &s->hooks, &s->ds.set, &s->ds.bytes,
+				 mfd__file_uri_path(s->uri));
+	mfd__session_finish(&s->ss, ret);
+	return NULL;
+}
+
 /* Checks and loads what the migration needs before its thread starts. */
 static int prepare(mfd_source *s, const char *uri)
 {
+	if (mfd__file_uri_path(uri)) {
+		snprintf(s->uri, sizeof(s->uri), "%s", uri);
+		return mfd__file_uri_path(uri)[0] &&
+				       strlen(uri) < sizeof(s->uri)
+			       ? 0
+			       : MFD_EURI;
+	}
 	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->ss.cfg);
 	int ret = mfd__transport_select(uri, &co, NULL);
 	if (ret)
@@ -1200,7 +1219,9 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	pthread_mutex_unlock(&s->lock);
 	STAT_SET(s->ss.st.pending_bytes, s->ss.ram_bytes);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_SETUP);
-	ret = mfd__session_spawn(&s->ss, migration_main, s);
+	ret = mfd__session_spawn(
+		&s->ss, mfd__file_uri_path(uri) ? file_main : migration_main,
+		s);
 	if (ret)
 		STAT_SET(s->ss.st.phase, MFD_PHASE_FAILED);
 	return ret;

@@ -10,7 +10,7 @@ PKGS=(
 	libxxhash-dev libcmocka-dev liburing-dev libzstd-dev libinih-dev
 	libssl-dev libibverbs-dev librdmacm-dev
 	# benchmarks, namespaces, plots
-	iperf3 jq iproute2 gnuplot-nox
+	iperf3 fio jq iproute2 gnuplot-nox
 	# sanitizer runtimes for clang (fuzzing)
 	libclang-rt-14-dev
 )

@@ -44,15 +44,16 @@ fuzz() {
 		-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null ||
 		! cmake --build "$dir" -j"$jobs" --target fuzz_hello fuzz_ctl \
 			fuzz_pages fuzz_auth fuzz_decompress fuzz_reorder fuzz_grammar \
-			fuzz_rdma fuzz_vdpa fuzz_postcopy \
+			fuzz_rdma fuzz_vdpa fuzz_postcopy fuzz_fileimg \
 			>"$dir.log" 2>&1; then
 		cat "$dir.log" 2>/dev/null
 		echo "=== $dir: BUILD FAILED"
 		status=1
 		return
 	fi
-	# 10 targets x 20 s: the CI step stays near 3.5 minutes plus the build.
-	for t in hello ctl pages auth decompress reorder grammar rdma vdpa postcopy; do
+	# 11 targets x 20 s: the CI step stays near 4 minutes plus the build.
+	for t in hello ctl pages auth decompress reorder grammar rdma vdpa postcopy \
+		fileimg; do
 		local work=$dir/work-$t
 		mkdir -p "$work"
 		echo "=== fuzz_$t: 20 s"

@@ -112,6 +112,7 @@ static void test_table(UNUSED void **state)
 		{ "device-chunk-size",
 		  offsetof(struct mfd_config, device_chunk_size), 4 },
 		{ "zstd-long", offsetof(struct mfd_config, zstd_long), 4 },
+		{ "direct-io", offsetof(struct mfd_config, direct_io), 1 },
 		{ "dest-prefault", offsetof(struct mfd_config, dest_prefault),
 		  4 },
 		{ "announce-initial",

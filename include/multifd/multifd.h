@@ -639,6 +639,59 @@ MFD_API int mfd_dest_get_stats(mfd_dest *dst, mfd_stats *st, size_t size);
  * blocks. Valid until mfd_dest_free(). */
 MFD_API const char *mfd_dest_error_text(mfd_dest *dst);
 
+/* ------------------------------------------------------------------ */
+/* File images                                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A source started on "file:PATH" saves the guest to the file PATH (made
+ * or truncated; direct-io = on writes the pages with O_DIRECT), with the
+ * same hooks, rounds and devices as a migration, and no peer: on success
+ * the guest stays stopped, as after a migration; on failure it runs on
+ * (resume hook). A destination started on "file:PATH" restores from it:
+ * the image is checked against the registered blocks and devices and
+ * every digest before the loaded hook runs the guest; a truncated,
+ * incomplete, foreign or corrupt image fails the load with the reason in
+ * mfd_dest_error_text(). The layout is docs/protocol.md section 11.
+ */
+
+/* One block of an image, as mfd_file_info() reads it. */
+typedef struct mfd_file_block {
+	char name[256];
+	uint64_t size;
+	uint32_t page_size;
+	uint64_t bitmap_off; /* offsets in the file */
+	uint64_t pages_off;
+	uint64_t present;   /* pages written (the rest are holes: zero) */
+	uint8_t digest[16]; /* block digest of its RAM (XXH3-128) */
+	int bitmap_ok;	    /* 1: the bitmap matches its digest */
+} mfd_file_block;
+
+typedef struct mfd_file_info {
+	uint32_t version;
+	uint32_t nblocks;
+	uint32_t ndevices;
+	int complete;	    /* 1: the save ended (end record present) */
+	uint64_t file_size; /* bytes, holes included */
+	uint64_t allocated; /* bytes the file system holds for it */
+	uint64_t header_len;
+	uint64_t dev_off, dev_len;
+	uint64_t end_off;
+	mfd_file_block *blocks; /* nblocks of them */
+} mfd_file_info;
+
+/*
+ * Reads the header, the end record and the bitmaps of the image at path
+ * (not the pages) into *out (free with mfd_file_info_free()). 0; -errno
+ * when it cannot be read; an image refused (bad magic, version, checksum,
+ * truncated...) returns the code a restore would, with the reason in why
+ * (when non-NULL). An image whose save did not complete is returned with
+ * complete = 0 and no digests.
+ */
+MFD_API int mfd_file_info_read(const char *path, mfd_file_info **out, char *why,
+			       size_t whylen);
+MFD_API void mfd_file_info_free(mfd_file_info *info);
+
 #ifdef __cplusplus
 }
 #endif

@@ -18,6 +18,9 @@
 #include "multifd/compress/codec.h"
 #include "multifd/channels/rdma_wire.h"
 #include "devstate/vdpa_state.h"
+#include "multifd/common/le.h"
+#include "multifd/fileimg.h"
+#include "fileimg_two.h"
 
 static const char *root;
 
@@ -551,6 +554,41 @@ static void vdpa(void)
 	put("vdpa", "cut", buf, n - 3);
 }
 
+/* fuzz_fileimg: u8 selector, then a header (re-sealed: bit 4), a bitmap
+ * (u32 npages first), an end record of the target's two-block header, or a
+ * device record. */
+static void fileimg(void)
+{
+	static struct mfd__fimg_hdr h;
+	static uint8_t p[1 + 8192];
+	fimg_two_blocks(&h);
+	p[0] = 0x00;
+	mfd__fimg_header_encode(&h, p + 1);
+	put("fileimg", "header", p, 1 + 4096);
+	p[0] = 0x10 | 0x20; /* re-sealed, with an end record in 1 MiB */
+	mfd__fimg_header_set_end(p + 1, h.dev_off);
+	put("fileimg", "header-end", p, 1 + 4096);
+	p[0] = 0x01;
+	mfd__put_le32(p + 1, 1000);
+	memset(p + 5, 0xff, 125);
+	p[5 + 124] = 0x00;
+	put("fileimg", "bitmap", p, 5 + 125);
+	static struct mfd__fimg_end e;
+	e.nblocks = 2;
+	e.ndevices = 1;
+	e.dev_len = 4096;
+	e.blocks[0].present = 10;
+	e.blocks[0].ram[0] = 0xab;
+	p[0] = 0x02;
+	mfd__fimg_end_encode(&e, p + 1);
+	put("fileimg", "end", p, 1 + 4096);
+	struct mfd__fimg_dev d = { .name = "simdev", .index = 0, .len = 24 };
+	p[0] = 0x03;
+	mfd__fimg_dev_encode(&d, p + 1);
+	memset(p + 1 + MFD__FIMG_DEV_REC, 0x5a, 24);
+	put("fileimg", "device", p, 1 + MFD__FIMG_DEV_REC + 24);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -572,5 +610,6 @@ int main(int argc, char **argv)
 	rdma();
 	postcopy();
 	vdpa();
+	fileimg();
 	return 0;
 }

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Save to a file and restore from it (multifd-bench --save F --restore F)
+# against fio's sequential write and read of the same bytes, with the same
+# block size and job count, measured in the same run (BENCHMARKING.md: a
+# ratio from one run says more than an absolute number on a shared
+# machine). For each directory, direct I/O off and on, and each channel
+# count: fio write (end_fsync, as the save ends with fdatasync), fio read,
+# then one bench run; each under the bench lock. fio writes one file with
+# its jobs on disjoint parts, not preallocated, as the image is written.
+#
+# The save's and restore's rates here are bytes moved / time (the pages
+# written, holes not counted: what the disk had to do), beside the
+# effective rate (RAM / time) the bench reports.
+set -euo pipefail
+
+prog=file_fio.sh
+usage() {
+	cat <<EOF
+Usage: bench/scripts/file_fio.sh [--build DIR] [--ram SIZE] [--dirs "D1 D2"]
+                                 [--channels "1 2 4"] [--direct "off on"]
+                                 [-- extra multifd-bench args]
+
+  --build DIR     directory holding multifd-bench (default: build)
+  --ram SIZE      guest RAM (default 2G), image mix
+  --dirs LIST     directories for the files (default: "/var/tmp /dev/shm":
+                  this machine's disk and tmpfs)
+  --channels LIST channel counts = fio job counts (default "1 2 4")
+  --direct LIST   direct-io values = fio --direct (default "off on")
+  -- ARGS         passed to multifd-bench (e.g. --io-engine uring)
+Prints one line per configuration and a markdown table at the end.
+EOF
+}
+die() { echo "$prog: $*" >&2; exit 1; }
+
+build=build
+ram=2G
+dirs="/var/tmp /dev/shm"
+chans="1 2 4"
+directs="off on"
+extra=()
+while (($#)); do
+	case $1 in
+	--build) build=${2:?}; shift 2 ;;
+	--ram) ram=${2:?}; shift 2 ;;
+	--dirs) dirs=${2:?}; shift 2 ;;
+	--channels) chans=${2:?}; shift 2 ;;
+	--direct) directs=${2:?}; shift 2 ;;
+	-h | --help) usage; exit 0 ;;
+	--) shift; extra=("$@"); break ;;
+	*) usage >&2; exit 2 ;;
+	esac
+done
+bench=$build/multifd-bench
+[ -x "$bench" ] || die "no $bench (build it first)"
+command -v fio >/dev/null || die "fio missing (apt-get install fio; scripts/deps.sh)"
+command -v jq >/dev/null || die "jq missing"
+lock=${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}
+ram_mib=$(numfmt --from=iec "$ram" | awk '{print int($1 / 1048576)}')
+# The bench's packets: packet-pages (128) x 4 KiB.
+bs=512k
+
+# fio: MB/s (1e6) of one sequential pass, rw = write or read. Like the
+# image: one file, not preallocated (fallocate=none: blocks are allocated
+# as they are written), the jobs each on their own part of it.
+fio_mbps() { # dir rw jobs direct(0/1)
+	local out per=$((ram_mib / $3))
+	out=$(fio --name=seq --filename="$1/mfd-fio-seq.img" --rw="$2" \
+		--bs=$bs --numjobs="$3" --size=${per}M \
+		--offset_increment=${per}M --fallocate=none --ioengine=psync \
+		--direct="$4" --end_fsync=1 --group_reporting \
+		--output-format=json 2>/dev/null)
+	jq -r --arg rw "$2" '.jobs[0][$rw].bw_bytes / 1e6' <<<"$out"
+}
+
+rows=()
+for dir in $dirs; do
+	fs=$(stat -f -c %T "$dir")
+	for d in $directs; do
+		dnum=0
+		[ "$d" = on ] && dnum=1
+		for n in $chans; do
+			img=$dir/mfd-file-fio.img
+			w=$(flock "$lock" bash -c "$(declare -f fio_mbps); \
+				bs=$bs ram_mib=$ram_mib fio_mbps $dir write $n $dnum" ||
+				echo nan)
+			r=$(flock "$lock" bash -c "$(declare -f fio_mbps); \
+				bs=$bs ram_mib=$ram_mib fio_mbps $dir read $n $dnum" ||
+				echo nan)
+			rm -f "$dir"/mfd-fio-seq.img
+			json=$(flock "$lock" "$bench" --ram "$ram" --image mix \
+				--channels "$n" --direct-io "$d" --save "$img" \
+				--restore "$img" "${extra[@]}" --json 2>/dev/null ||
+				true)
+			rm -f "$img"
+			line=$(jq -r --arg fs "$fs" --arg d "$d" --arg n "$n" \
+				--arg w "$w" --arg r "$r" '
+				def mb(b; ms): if ms > 0 then b / ms / 1e3 else 0 end;
+				(mb(.save_written_bytes; .save_ms)) as $sv |
+				(mb(.restore_read_bytes; .restore_ms)) as $rs |
+				"| \($fs) | \($d) | \($n) | \(.status) | " +
+				"\($w | tonumber | floor) | \($sv | floor) | " +
+				"\(.save_mbps | floor) | " +
+				"\(($sv / ($w | tonumber)) * 100 | round / 100) | " +
+				"\($r | tonumber | floor) | \($rs | floor) | " +
+				"\(.restore_mbps | floor) | " +
+				"\(($rs / ($r | tonumber)) * 100 | round / 100) |"' \
+				<<<"${json:-{\}}" 2>/dev/null ||
+				echo "| $fs | $d | $n | failed | $w | | | | $r | | | |")
+			echo "$line"
+			rows+=("$line")
+		done
+	done
+done
+echo
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); bench args: ${extra[*]:-none}"
+echo "| fs | direct | ch | status | fio write MB/s | save MB/s written | save MB/s RAM | save/fio | fio read MB/s | restore MB/s read | restore MB/s RAM | restore/fio |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The file writers' and readers' I/O (multifd/filemig.c): each transfer at
+ * its own file offset, with pwrite/pread, or with io-engine = uring queued
+ * on the worker's own ring and submitted in batches (one io_uring_enter
+ * for many runs of pages instead of one syscall each). One per worker
+ * thread, never shared.
+ */
+#ifndef MULTIFD_FILEIO_H
+#define MULTIFD_FILEIO_H
+
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MFD__FIO_DEPTH 64
+
+struct mfd__fio {
+	bool ring_on;
+	struct io_uring ring;
+	unsigned queued;
+	struct {
+		int fd;
+		bool wr;
+		uint8_t *p;
+		uint64_t len, off;
+	} req[MFD__FIO_DEPTH];
+};
+
+/* pwrite or pread all of len at off, retrying short transfers: 0, -errno,
+ * -ENODATA for a read past the end, -EIO for a write without progress. */
+int mfd__fio_all(int fd, bool wr, uint8_t *p, uint64_t len, uint64_t off);
+
+/* uring: try a ring (falls back to syscalls, false, when the kernel has
+ * none). */
+bool mfd__fio_init(struct mfd__fio *io, bool uring);
+void mfd__fio_exit(struct mfd__fio *io);
+/* Moves len bytes between p and the file at off: done when it returns
+ * (syscalls), or queued until mfd__fio_drain() (ring; a full ring drains
+ * first). 0, -errno, -ENODATA for a read past the end of the file, -EIO
+ * for a write that makes no progress. */
+int mfd__fio_rw(struct mfd__fio *io, int fd, bool wr, uint8_t *p, uint64_t len,
+		uint64_t off);
+/* Every queued transfer done (short ones finished with syscalls); the
+ * first error. */
+int mfd__fio_drain(struct mfd__fio *io);
+
+#endif /* MULTIFD_FILEIO_H */
