@@ -225,6 +225,18 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 	report_f64(r, "expected_device_ms", est_ms(s->expected_device_ns), 3);
 	report_f64(r, "expected_end_ms", est_ms(s->expected_end_ns), 3);
 	report_str(r, "over_part", mfd_down_part_name((int)s->over_part));
+	/* Measured in the estimate's parts (mfd_stats.down_device_ns). */
+	report_f64(r, "measured_stop_ms", ns_to_ms(s->down_stop_ns), 3);
+	report_f64(r, "measured_sync_ms",
+		   ns_to_ms(s->down_sync_ns - s->down_stop_ns), 3);
+	report_f64(r, "measured_ram_ms", ns_to_ms(s->down_pages_ns), 3);
+	report_f64(r, "measured_device_ms", ns_to_ms(s->down_device_ns), 3);
+	report_f64(r, "measured_end_ms",
+		   ns_to_ms(s->down_end_ns + s->down_ack_ns -
+			    s->down_device_ns),
+		   3);
+	report_str(r, "overrun_part",
+		   mfd_down_part_name((int)s->overrun_part));
 	report_f64(r, "estimate_error_pct",
 		   s->downtime_ns && s->expected_downtime_ns < UINT64_MAX / 8
 			   ? 100.0 *
