@@ -584,8 +584,8 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 		.stop_ns = s->ss.cfg.stop_cost_ms
 				   ? s->ss.cfg.stop_cost_ms * 1000000ULL
 				   : s->stop_ns,
-		/* The kernel's smoothed figure: a timed request would
-		 * include the destination's own work. */
+		/* The kernel's figure (the path's least round trip): a
+		 * timed request would include the destination's own work. */
 		.rtt_ns = s->main && s->main->ops->rtt_ns
 				  ? s->main->ops->rtt_ns(s->main)
 				  : 0,
@@ -929,19 +929,20 @@ static void downtime_parts(mfd_source *s)
 	STAT_SET(s->ss.st.overrun_part, (uint32_t)over);
 	if (over == MFD_DOWN_NONE)
 		return;
-	mfd__warn("downtime %.1f ms over downtime-limit %llu ms: %s took "
-		  "%.1f ms, %.1f expected (measured/expected ms: stop "
-		  "%.1f/%.1f, sync %.1f/%.1f, ram %.1f/%.1f, device "
-		  "%.1f/%.1f, end %.1f/%.1f)",
-		  (double)STAT_GET(st->downtime_ns) / 1e6,
-		  (unsigned long long)limit, mfd_down_part_name(over),
-		  (double)m[over] / 1e6, (double)e[over] / 1e6,
-		  (double)m[MFD_DOWN_STOP] / 1e6, (double)e[MFD_DOWN_STOP] / 1e6,
-		  (double)m[MFD_DOWN_SYNC] / 1e6, (double)e[MFD_DOWN_SYNC] / 1e6,
-		  (double)m[MFD_DOWN_RAM] / 1e6, (double)e[MFD_DOWN_RAM] / 1e6,
-		  (double)m[MFD_DOWN_DEVICE] / 1e6,
-		  (double)e[MFD_DOWN_DEVICE] / 1e6,
-		  (double)m[MFD_DOWN_END] / 1e6, (double)e[MFD_DOWN_END] / 1e6);
+	mfd__warn(
+		"downtime %.1f ms over downtime-limit %llu ms: %s took "
+		"%.1f ms, %.1f expected (measured/expected ms: stop "
+		"%.1f/%.1f, sync %.1f/%.1f, ram %.1f/%.1f, device "
+		"%.1f/%.1f, end %.1f/%.1f)",
+		(double)STAT_GET(st->downtime_ns) / 1e6,
+		(unsigned long long)limit, mfd_down_part_name(over),
+		(double)m[over] / 1e6, (double)e[over] / 1e6,
+		(double)m[MFD_DOWN_STOP] / 1e6, (double)e[MFD_DOWN_STOP] / 1e6,
+		(double)m[MFD_DOWN_SYNC] / 1e6, (double)e[MFD_DOWN_SYNC] / 1e6,
+		(double)m[MFD_DOWN_RAM] / 1e6, (double)e[MFD_DOWN_RAM] / 1e6,
+		(double)m[MFD_DOWN_DEVICE] / 1e6,
+		(double)e[MFD_DOWN_DEVICE] / 1e6, (double)m[MFD_DOWN_END] / 1e6,
+		(double)e[MFD_DOWN_END] / 1e6);
 }
 
 static int do_switchover(mfd_source *s, struct mfd__batch **batch,
