@@ -162,7 +162,7 @@ static double est_ms(uint64_t ns)
 
 static void report_rounds(struct report *r, const struct bench_run *run)
 {
-	size_t len = 0, cap = 64 + (size_t)run->nrounds * 400;
+	size_t len = 0, cap = 64 + (size_t)run->nrounds * 512;
 	char *json = malloc(cap);
 
 	if (!json)
@@ -182,7 +182,9 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			", \"expected_sync_ms\": %.3f"
 			", \"expected_ram_ms\": %.3f"
 			", \"expected_device_ms\": %.3f"
-			", \"expected_end_ms\": %.3f, \"over_part\": \"%s\"}",
+			", \"expected_end_ms\": %.3f, \"over_part\": \"%s\""
+			", \"unsent_bytes\": %" PRIu64
+			", \"device_bytes\": %" PRIu64 ", \"device_ms\": %.3f}",
 			i ? ", " : "", x->round, x->pages, x->bytes,
 			ns_to_ms(x->ns), (double)x->bandwidth_bps / 1e6,
 			x->dirty_pages, (double)x->dirty_rate_bps / 1e6,
@@ -192,7 +194,8 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			est_ms(x->expected_sync_ns), est_ms(x->expected_ram_ns),
 			est_ms(x->expected_device_ns),
 			est_ms(x->expected_end_ns),
-			mfd_down_part_name((int)x->over_part));
+			mfd_down_part_name((int)x->over_part), x->unsent_bytes,
+			x->device_bytes, ns_to_ms(x->device_ns));
 	}
 	snprintf(json + len, cap - len, "]");
 	report_raw(r, "round_stats", json);
@@ -225,6 +228,17 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 	report_f64(r, "expected_device_ms", est_ms(s->expected_device_ns), 3);
 	report_f64(r, "expected_end_ms", est_ms(s->expected_end_ns), 3);
 	report_str(r, "over_part", mfd_down_part_name((int)s->over_part));
+	/* Measured in the estimate's parts (mfd_stats.down_device_ns). */
+	report_f64(r, "measured_stop_ms", ns_to_ms(s->down_stop_ns), 3);
+	report_f64(r, "measured_sync_ms",
+		   ns_to_ms(s->down_sync_ns - s->down_stop_ns), 3);
+	report_f64(r, "measured_ram_ms", ns_to_ms(s->down_pages_ns), 3);
+	report_f64(r, "measured_device_ms", ns_to_ms(s->down_device_ns), 3);
+	report_f64(
+		r, "measured_end_ms",
+		ns_to_ms(s->down_end_ns + s->down_ack_ns - s->down_device_ns),
+		3);
+	report_str(r, "overrun_part", mfd_down_part_name((int)s->overrun_part));
 	report_f64(r, "estimate_error_pct",
 		   s->downtime_ns && s->expected_downtime_ns < UINT64_MAX / 8
 			   ? 100.0 *

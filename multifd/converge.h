@@ -52,15 +52,20 @@ struct mfd__converge_in {
  * would cost if it began now:
  *   stop    the stop hook (in->stop_ns)
  *   sync    the final dirty sync: the last round's sync took as long
- *   ram     the pending pages: the last round's wire time per page (its
- *           mix of zero, compressed and raw pages at its bandwidth) over
- *           the recent rounds' bandwidth
- *   device  the devices' stop-copy bytes at that bandwidth
- *   end     END and LOADED: a round trip, the drain of what the socket
- *           queues held at the end of the last round (the final pass
- *           leaves them as full), plus with verify both sides' digests
- *           one after the other (the source's starts once the final
- *           pages and device state are queued)
+ *   ram     the pending pages: the last round's wire bytes per page (its
+ *           mix of zero, compressed and raw pages) at the recent rounds'
+ *           bandwidth; both from the rounds' page phases, without the
+ *           device state sent before the pages (rounds[].device_bytes,
+ *           device_ns), which goes at its own pace
+ *   device  the devices' stop-copy bytes at that bandwidth (the final
+ *           pass queues them behind the pages)
+ *   end     END and LOADED: a round trip, what is left of the socket
+ *           queues of the last round once the stop and the sync are
+ *           over (they drain meanwhile; the final pass's own bytes are
+ *           counted until they left, at a bandwidth of bytes that left),
+ *           plus with verify both sides' digests one after the other
+ *           (the source's starts once the final pages and device state
+ *           are queued)
  * total is their sum; over is the largest part when total exceeds the
  * limit (MFD_DOWN_NONE when it fits). Without a timed round there is no
  * bandwidth: ram and device are UINT64_MAX/2 when they have bytes.
@@ -117,6 +122,17 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 			    uint64_t limit_ns, struct mfd__estimate *est);
 void mfd__converge_decide(const struct mfd__converge_in *in,
 			  struct mfd__converge_out *out);
+
+/*
+ * After the switchover: which part broke the budget. measured_ns and
+ * expected_ns are indexed by enum mfd_down_part (as est.part_ns;
+ * [MFD_DOWN_NONE] ignored). MFD_DOWN_NONE when the measured parts add up
+ * to at most limit_ns; else the part whose measurement exceeded its
+ * expectation by the most, or, when none exceeded it (an estimate that
+ * did not fit either: a forced switchover), the largest measured part.
+ */
+int mfd__downtime_overrun(const uint64_t *measured_ns,
+			  const uint64_t *expected_ns, uint64_t limit_ns);
 
 /*
  * Post-copy's switch policy (docs/protocol.md section 10), a separate step

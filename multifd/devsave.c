@@ -351,13 +351,14 @@ int mfd__devsave_final(struct mfd__devsave *ds, struct mfd__pool *pool,
 	return ret;
 }
 
-void mfd__devsave_sent(struct mfd__devsave *ds, struct mfd__pool *pool)
+uint64_t mfd__devsave_sent(struct mfd__devsave *ds, struct mfd__pool *pool)
 {
 	uint64_t t = ds->t_sent;
 	if (ds->transfer == MFD_DEV_XFER_MULTIFD)
 		t = __atomic_load_n(&pool->last_dev_ns, __ATOMIC_RELAXED);
 	if (ds->t_sc && t > ds->t_sc)
 		__atomic_store_n(&ds->down_ns, t - ds->t_sc, __ATOMIC_RELAXED);
+	return t;
 }
 
 void mfd__devsave_end(struct mfd__devsave *ds, bool ok)

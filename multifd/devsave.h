@@ -51,8 +51,9 @@ int mfd__devsave_after_stop(struct mfd__devsave *ds);
 /* Switchover: the rest of every device's state and its LAST chunk. */
 int mfd__devsave_final(struct mfd__devsave *ds, struct mfd__pool *pool,
 		       struct mfd__chan *main);
-/* After the pool is done: the device part of the downtime. */
-void mfd__devsave_sent(struct mfd__devsave *ds, struct mfd__pool *pool);
+/* After the pool is done: the device part of the downtime; returns when
+ * the last device chunk left (mfd__now_ns() clock). */
+uint64_t mfd__devsave_sent(struct mfd__devsave *ds, struct mfd__pool *pool);
 /* Migration-state notifier at the end: COMPLETED, or FAILED (every device
  * back to RUNNING). */
 void mfd__devsave_end(struct mfd__devsave *ds, bool ok);

@@ -50,6 +50,8 @@
 	X(uint64_t, expected_end_ns)                                           \
 	X(uint64_t, down_stop_ns)                                              \
 	X(uint32_t, over_part)                                                 \
+	X(uint64_t, down_device_ns)                                            \
+	X(uint32_t, overrun_part)                                              \
 	X(uint32_t, vcpus_throttled)                                           \
 	X(uint32_t, vcpu_throttle_max_pct)                                     \
 	X(uint64_t, dirty_rate_bps)                                            \

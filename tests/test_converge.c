@@ -385,6 +385,93 @@ static void test_estimate_queue_drain(void **state)
 	assert_int_equal(e.part_ns[MFD_DOWN_END], 40 * MS + MS / 2);
 	assert_int_equal(e.total_ns, 140 * MS + MS / 2);
 	assert_int_equal(e.over, MFD_DOWN_RAM);
+	/* The queues drain while the guest stops (3 ms) and the log is
+	 * synced (2 ms): 35 ms of it are left for the end. */
+	in.stop_ns = 3 * MS;
+	r[0].sync_ns = 2 * MS;
+	mfd__converge_estimate(&in, 100 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 35 * MS + MS / 2);
+	assert_int_equal(e.total_ns, 140 * MS + MS / 2);
+	/* On loopback a few MB drain within the sync: nothing is left. */
+	r[0].sync_ns = 60 * MS;
+	mfd__converge_estimate(&in, 100 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], MS / 2);
+}
+
+/* The device phase of a round apart from its page phase. Recorded on
+ * loopback (1 GiB mix, 4 devices x 64 MiB, 2026-12-07): round 0 sent
+ * 235.1 MB of device state in 160.6 ms (one device after the other),
+ * then 262144 pages (22 % zero) in 848.5 MB in 491.5 ms. The final pass's
+ * pages go at the page phase's pace: 2.0 GB/s where the whole round's
+ * average says 1.66. */
+static void test_estimate_device_phase(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 1083600000, 652100000,
+				    16000ULL * 4096) };
+	r[0].pages = 262144;
+	r[0].device_bytes = 235100000;
+	r[0].device_ns = 160600000;
+	r[0].device_stop_bytes = 27000000;
+	struct mfd__converge_in in = est_in(r, 1, &defaults);
+	in.page_size = 4096;
+	struct mfd__estimate e;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	/* 848.5 MB / 491.5 ms */
+	assert_int_equal(e.bandwidth_bps,
+			 (uint64_t)(848500000.0 * 1e9 / 491500000.0));
+	/* 16000 pages at the page phase's 848.5 MB per 262144 pages: the
+	 * page phase's time per page, 491.5 ms / 262144 */
+	assert_in_range(e.part_ns[MFD_DOWN_RAM], 29990000, 30005000);
+	/* 27 MB of device state behind them at the pages' bandwidth */
+	assert_in_range(e.part_ns[MFD_DOWN_DEVICE], 15635000, 15645000);
+	/* A round without a device phase is the whole round, as before. */
+	r[0].device_bytes = r[0].device_ns = 0;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps,
+			 (uint64_t)(1083600000.0 * 1e9 / 652100000.0));
+	/* A device phase as long as the round leaves no timed page phase:
+	 * no bandwidth, not a division by zero. */
+	r[0].device_bytes = r[0].bytes;
+	r[0].device_ns = r[0].ns;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.bandwidth_bps, 0);
+	assert_int_equal(e.over, MFD_DOWN_RAM);
+}
+
+/* After the switchover: which part broke the budget. The run recorded on
+ * 1 Gbit/s with 4 devices and a 100 ms limit (docs/benchmarks.md): it
+ * expected 98.6 ms (stop 1, sync 0.2, ram 27.7, device 24.2, end 45.5) and
+ * took 106.5 ms, the end (queues' drain and LOADED) 8 ms over. */
+static void test_downtime_overrun(void **state)
+{
+	(void)state;
+	uint64_t e[MFD_DOWN_END + 1] = {
+		0, 1 * MS, MS / 5, 27700 * 1000, 24200 * 1000, 45500 * 1000
+	};
+	uint64_t m[MFD_DOWN_END + 1] = { 0,
+					 1200 * 1000,
+					 2300 * 1000,
+					 30100 * 1000,
+					 19300 * 1000,
+					 53500 * 1000 };
+	assert_int_equal(mfd__downtime_overrun(m, e, 100 * MS), MFD_DOWN_END);
+	/* The same within a limit it fits: none. */
+	assert_int_equal(mfd__downtime_overrun(m, e, 107 * MS), MFD_DOWN_NONE);
+	assert_int_equal(mfd__downtime_overrun(m, e, 106300 * 1000),
+			 MFD_DOWN_END);
+	/* A stop hook that took 30 ms against 1 declared outweighs all. */
+	m[MFD_DOWN_STOP] = 30 * MS;
+	assert_int_equal(mfd__downtime_overrun(m, e, 100 * MS), MFD_DOWN_STOP);
+	/* Forced: nothing exceeded its (too large) expectation, the largest
+	 * measured part is named. */
+	uint64_t big[MFD_DOWN_END + 1] = { 0,	     40 * MS,  40 * MS,
+					   900 * MS, 300 * MS, 60 * MS };
+	assert_int_equal(mfd__downtime_overrun(m, big, 100 * MS), MFD_DOWN_END);
+	/* [MFD_DOWN_NONE] is ignored. */
+	m[MFD_DOWN_NONE] = 500 * MS;
+	assert_int_equal(mfd__downtime_overrun(m, big, 200 * MS),
+			 MFD_DOWN_NONE);
 }
 
 /* Round 0 lands on untouched destination memory; recorded on loopback
@@ -659,6 +746,8 @@ int main(void)
 		cmocka_unit_test(test_estimate_recent_bandwidth),
 		cmocka_unit_test(test_estimate_first_pass),
 		cmocka_unit_test(test_estimate_queue_drain),
+		cmocka_unit_test(test_estimate_device_phase),
+		cmocka_unit_test(test_downtime_overrun),
 		cmocka_unit_test(test_budget_names_device),
 		cmocka_unit_test(test_budget_fixed_cost),
 		cmocka_unit_test(test_dirty_limit_per_vcpu),

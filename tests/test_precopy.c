@@ -516,6 +516,14 @@ static void test_budget_stop_cost(void **state)
 				 st.expected_end_ns);
 	assert_true(st.down_stop_ns > 0);
 	assert_true(st.down_stop_ns <= st.down_sync_ns);
+	/* Measured in the same parts: the device tail is inside the end,
+	 * and a part is named exactly when the downtime broke the limit. */
+	assert_true(st.down_device_ns <= st.down_end_ns + st.down_ack_ns);
+	if (st.downtime_ns > 300000000ULL)
+		assert_true(st.overrun_part >= MFD_DOWN_STOP &&
+			    st.overrun_part <= MFD_DOWN_END);
+	else
+		assert_int_equal(st.overrun_part, MFD_DOWN_NONE);
 	check_success(&g, MFD__TRACKER_MANUAL, &st);
 	guest_quit(&g);
 	tvm_destroy(&g.vm);

@@ -44,7 +44,9 @@ while [ "$i" -le "$R" ]; do
               down_stop_ms, down_sync_ms, down_pages_ms, down_end_ms,
               down_ack_ms, device_downtime_ms, expected_stop_ms,
               expected_sync_ms, expected_ram_ms, expected_device_ms,
-              expected_end_ms, guest_slowdown_pct}'
+              expected_end_ms, measured_stop_ms, measured_sync_ms,
+              measured_ram_ms, measured_device_ms, measured_end_ms,
+              overrun_part, guest_slowdown_pct}'
         done
       done
     done
@@ -52,10 +54,10 @@ while [ "$i" -le "$R" ]; do
   i=$((i + 1))
 done
 runs_ok
-printf "\n| link | devices | verify | tracker | runs ok | median abs error | median measured ms | median expected ms | within 300 ms | largest expected part |\n|---|---|---|---|---|---|---|---|---|---|\n"
+printf "\n| link | devices | verify | tracker | runs ok | median abs error | median measured ms | median expected ms | within 300 ms | largest expected part | overrun part |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
 jq -L "$D" -rs 'include "stats";
   group_by([.link, .devices, .verify, .tracker])[] |
   . as $all | oks as $ok |
   ($ok | map(.estimate_error_pct | fabs) | med) as $err |
-  "| \($all[0].link) | \($all[0].devices) | \($all[0].verify) | \($all[0].tracker) | \($ok | length) of \($all | length) | \(if $err == null then "-" else "\($err * 10 | round / 10) %" end) | \($ok | map(.downtime_ms) | med // "-" | tostring | .[0:6]) | \($ok | map(.expected_downtime_ms) | med // "-" | tostring | .[0:6]) | \($ok | map(select(.downtime_ms <= 300)) | length) of \($ok | length) | \($ok | map([["stop", .expected_stop_ms], ["sync", .expected_sync_ms], ["ram", .expected_ram_ms], ["device", .expected_device_ms], ["end", .expected_end_ms]] | max_by(.[1]) | .[0]) | group_by(.) | map("\(.[0]) \(length)") | join(", ")) |"' "$out"
+  "| \($all[0].link) | \($all[0].devices) | \($all[0].verify) | \($all[0].tracker) | \($ok | length) of \($all | length) | \(if $err == null then "-" else "\($err * 10 | round / 10) %" end) | \($ok | map(.downtime_ms) | med // "-" | tostring | .[0:6]) | \($ok | map(.expected_downtime_ms) | med // "-" | tostring | .[0:6]) | \($ok | map(select(.downtime_ms <= 300)) | length) of \($ok | length) | \($ok | map([["stop", .expected_stop_ms], ["sync", .expected_sync_ms], ["ram", .expected_ram_ms], ["device", .expected_device_ms], ["end", .expected_end_ms]] | max_by(.[1]) | .[0]) | group_by(.) | map("\(.[0]) \(length)") | join(", ")) | \($ok | map(.overrun_part // "none") | group_by(.) | map("\(.[0]) \(length)") | join(", ")) |"' "$out"
 rm -f "$out"

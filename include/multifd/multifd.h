@@ -313,6 +313,18 @@ typedef struct mfd_stats {
 	uint64_t expected_end_ns;
 	uint64_t down_stop_ns;
 	uint32_t over_part;
+	/*
+	 * Source, the downtime measured in the estimate's parts: stop is
+	 * down_stop_ns, sync the rest of down_sync_ns, ram down_pages_ns,
+	 * device down_device_ns (after the last page left until the last
+	 * device chunk left; 0 when the device state was out first), end
+	 * the rest (down_end_ns + down_ack_ns - down_device_ns).
+	 * overrun_part: when downtime_ns exceeded downtime-limit, the part
+	 * whose measurement exceeded its expected_*_ns by the most (enum
+	 * mfd_down_part; 0: within the limit).
+	 */
+	uint64_t down_device_ns;
+	uint32_t overrun_part;
 	/* Source, dirty-limit: vCPUs throttled now, and the highest
 	 * per-vCPU throttle applied. */
 	uint32_t vcpus_throttled;
@@ -364,6 +376,12 @@ typedef struct mfd_round_stats {
 	 * round ended (socket send queues); bytes above counts only what
 	 * left during the round. */
 	uint64_t unsent_bytes;
+	/* The round's device phase, before its pages (pre-copy rounds): the
+	 * device state's bytes (counted in bytes too) and the time it took
+	 * (counted in ns). The rest is the page phase, whose rate the
+	 * estimate uses. */
+	uint64_t device_bytes;
+	uint64_t device_ns;
 } mfd_round_stats;
 
 /*

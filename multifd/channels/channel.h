@@ -86,9 +86,10 @@ struct mfd__chan_ops {
 	 * queue out of a round's bytes and adds its drain to the end.
 	 */
 	uint64_t (*unsent)(struct mfd__chan *c);
-	/* Optional: the transport's smoothed round-trip time in ns (TCP_INFO
-	 * tcpi_rtt), 0 when unknown. Any thread. The end exchange's part of
-	 * the downtime estimate. */
+	/* Optional: the transport's path round trip in ns (TCP_INFO
+	 * tcpi_min_rtt: without delayed ACKs and queued data), 0 when
+	 * unknown. Any thread. The end exchange's part of the downtime
+	 * estimate. */
 	uint64_t (*rtt_ns)(struct mfd__chan *c);
 };
 
@@ -225,7 +226,8 @@ int mfd__tcp_first_ready(struct mfd__chan *c, uint32_t need, short revents);
 int mfd__sock_timeout(int fd, int opt, uint64_t ms);
 /* unsent of socket channels: SIOCOUTQ of c->fd (0 on error). */
 uint64_t mfd__sock_unsent(struct mfd__chan *c);
-/* rtt_ns of socket channels: TCP_INFO's tcpi_rtt of c->fd (0 on error). */
+/* rtt_ns of socket channels: TCP_INFO's tcpi_min_rtt of c->fd, else
+ * tcpi_rtt on kernels without it (0 on error); in tcpinfo.c. */
 uint64_t mfd__sock_rtt_ns(struct mfd__chan *c);
 
 #endif /* MULTIFD_CHANNEL_H */

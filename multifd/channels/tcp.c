@@ -126,16 +126,6 @@ uint64_t mfd__sock_unsent(struct mfd__chan *c)
 	return ioctl(c->fd, SIOCOUTQ, &n) == 0 && n > 0 ? (uint64_t)n : 0;
 }
 
-uint64_t mfd__sock_rtt_ns(struct mfd__chan *c)
-{
-	struct tcp_info ti;
-	socklen_t len = sizeof(ti);
-	memset(&ti, 0, sizeof(ti));
-	if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
-		return 0;
-	return (uint64_t)ti.tcpi_rtt * 1000;
-}
-
 static void tcp_shutdown(struct mfd__chan *c, int how)
 {
 	shutdown(c->fd, how);
