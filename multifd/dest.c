@@ -22,6 +22,7 @@
 #include "multifd/admit.h"
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
+#include "multifd/postcopy_dst.h"
 #include "multifd/session.h"
 #include "ramblock/prefault.h"
 #include "multifd/announcer.h"
@@ -36,6 +37,10 @@ struct recv_worker {
 	struct mfd__chan *chan;
 	struct mfd_data_grammar g; /* where this channel is in its grammar */
 	bool exited;		   /* atomic: the worker has ended */
+	bool urgent;		   /* a post-copy urgent lane */
+	/* Post-copy: packet_pages pages, where a flagged packet lands before
+	 * UFFDIO_COPY places it. */
+	uint8_t *stage;
 	/* With MFD_FEAT_ZSTD; codec.out receives the compressed payload. */
 	struct mfd__codec codec;
 	uint64_t offsets[MFD_MAX_PACKET_PAGES];
@@ -78,6 +83,20 @@ struct mfd_dest {
 	struct mfd__prefault pf;  /* dest-prefault = ahead */
 	struct mfd__announcer an; /* after the guest runs (announce.c) */
 	mfd_handover ho;	  /* under lock: what this side knows */
+
+	/* ---- post-copy (postcopy_dst.c; protocol 10) ---- */
+	struct mfd__pc_dst pc; /* kept after a load: its measures */
+	bool pc_up;	       /* pc initialised (under lock) */
+	unsigned nlanes;       /* urgent lanes, from SETUP */
+	unsigned nw;	       /* workers: n data channels, then the lanes */
+	uint32_t pc_round;     /* atomic: SWITCH's round; UNKNOWN before */
+	uint32_t last_round;   /* the last ROUND read + 1 (main loop) */
+	uint32_t applied;      /* atomic: rounds whose barrier has passed */
+	bool lane_done[MFD_MAX_URGENT_LANES]; /* atomic: DONE read */
+	uint8_t **discards; /* DISCARD payloads until SWITCH */
+	uint32_t *discard_len;
+	unsigned ndiscards;
+	uint64_t t_switch;
 };
 
 /* dest-prefault = ahead: how far ahead of the receive front, how many. */
@@ -107,6 +126,7 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 	pthread_mutex_init(&d->lock, NULL);
 	mfd__barrier_init(&d->barrier, 1);
 	d->final_round = MFD_ROUND_UNKNOWN;
+	d->pc_round = MFD_ROUND_UNKNOWN;
 	mfd__devload_init(&d->dl, &d->lock, dest_fail_cb, d);
 	mfd__announcer_init(&d->an);
 	*out = d;
@@ -122,6 +142,8 @@ void mfd_dest_free(mfd_dest *d)
 		mfd_dest_wait(d);
 	}
 	mfd__announcer_destroy(&d->an); /* stops the rounds still due */
+	if (d->pc_up)
+		mfd__pc_dst_destroy(&d->pc);
 	mfd__listener_close(&d->lst);
 	mfd__session_destroy(&d->ss);
 	mfd__barrier_destroy(&d->barrier);
@@ -157,7 +179,7 @@ static void dest_fail(mfd_dest *d, int err)
 	mfd__session_fail(&d->ss, err);
 	mfd__barrier_abort(&d->barrier);
 	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; d->w && i < d->n; i++)
+	for (unsigned i = 0; d->w && i < d->nw; i++)
 		if (d->w[i].chan)
 			d->w[i].chan->ops->shutdown(d->w[i].chan, SHUT_RDWR);
 	mfd__devload_abort(&d->dl, err); /* receivers waiting for room */
@@ -178,6 +200,96 @@ static void dest_fail_cb(void *ctx, int err)
 	dest_fail(d, err);
 }
 
+/* ---- post-copy: receive into the staging buffer, place atomically ---- */
+
+/*
+ * A post-copy packet (protocol 10.4): the payload lands in the worker's
+ * staging buffer (decompressed there with zstd), then every page not yet
+ * in place is placed with UFFDIO_COPY, every zero page with
+ * UFFDIO_ZEROPAGE. A page in place already (requested and placed, or
+ * written by the guest) is left as it is.
+ */
+static int recv_placed(struct recv_worker *w, const struct mfd__pkt_hdr *h,
+		       size_t olen)
+{
+	mfd_dest *d = w->d;
+	struct mfd__ramblock *rb = &d->ss.blocks[h->block];
+	uint64_t len = (uint64_t)h->count * rb->page_size;
+	struct iovec iov = { .iov_base = w->stage, .iov_len = len };
+	int ret = 0;
+	if (h->flags & MFD_PKT_F_ZSTD) {
+		if ((ret = w->chan->ops->recv(w->chan, w->codec.out,
+					      h->payload_len)))
+			return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+		if (h->count &&
+		    (ret = w->codec.ops->decompress(&w->codec, w->codec.out,
+						    h->payload_len, &iov, 1)))
+			return ret;
+	} else if (len && (ret = w->chan->ops->recv(w->chan, w->stage, len))) {
+		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+	}
+	int placed = mfd__pc_dst_place_pages(&d->pc, h->block, w->offsets,
+					     h->count, w->stage);
+	if (placed >= 0 && h->zero_count)
+		ret = mfd__pc_dst_place_pages(&d->pc, h->block,
+					      w->offsets + h->count,
+					      h->zero_count, NULL);
+	if (placed < 0 || ret < 0)
+		return placed < 0 ? placed : ret;
+	STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
+	if (w->urgent)
+		STAT_ADD(d->ss.st.lane_bytes,
+			 MFD_PKT_HDR_SIZE + olen + h->payload_len);
+	STAT_ADD(d->ss.st.pages, (uint64_t)h->count + h->zero_count);
+	STAT_ADD(d->ss.st.zero_pages, h->zero_count);
+	STAT_ADD(d->ss.st.packets, 1);
+	return 0;
+}
+
+/* A worker that reads a flagged PAGES before the loader has handled
+ * SWITCH waits for it, at most io-timeout. */
+static int wait_switch(mfd_dest *d, uint32_t *round)
+{
+	uint64_t deadline = mfd__deadline_ms(d->ss.cfg.io_timeout_ms);
+	for (;;) {
+		uint32_t r = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE);
+		if (r != MFD_ROUND_UNKNOWN) {
+			*round = r;
+			return 0;
+		}
+		int err = mfd__session_check(&d->ss);
+		if (err)
+			return err;
+		if (mfd__now_ns() > deadline)
+			return MFD_EUNEXPECTED; /* flagged, and no SWITCH */
+		struct timespec ts = { 0, 100000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The fault thread's request, on its lane (protocol 10.4). The lane's
+ * worker only reads: one writer. */
+static int send_request(void *ctx, unsigned lane,
+			const struct mfd__page_range *r)
+{
+	mfd_dest *d = ctx;
+	uint8_t msg[MFD_RANGE_SIZE];
+	/* After the lane's DONE every page is on its way: nothing to ask. */
+	if (__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE))
+		return 0;
+	mfd__page_req_encode(r, msg);
+	int ret = mfd__ctl_send(d->w[d->n + lane].chan, MFD_CTL_PAGE_REQ, msg,
+				sizeof(msg));
+	if (ret && !__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE)) {
+		if (!mfd__session_check(&d->ss))
+			mfd__err("urgent lane %u: %s", lane, mfd_strerror(ret));
+		dest_fail(d, ret);
+		return ret;
+	}
+	return 0;
+}
+/* ---- end post-copy receive ---- */
+
 static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 {
 	mfd_dest *d = w->d;
@@ -189,6 +301,8 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
 	if ((ret = mfd__pkt_offsets_decode(h, w->offsets, &d->lim)))
 		return ret;
+	if (h->flags & MFD_PKT_F_POSTCOPY)
+		return recv_placed(w, h, olen);
 
 	/* Every offset is now known to be a page inside the block: the
 	 * payload goes straight into guest memory, contiguous pages as one
@@ -252,6 +366,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 							       psize));
 	}
 
+	if (d->pc_up) /* post-copy: what is here needs no request */
+		for (uint32_t i = 0; i < h->count + h->zero_count; i++)
+			mfd__pc_dst_received(&d->pc, h->block, w->offsets[i]);
 	if (h->count)
 		mfd__prefault_note(&d->pf, h->block,
 				   w->offsets[h->count - 1] + psize);
@@ -278,6 +395,11 @@ static int recv_loop(struct recv_worker *w)
 		 * without its SYNC fails here, not at END. */
 		w->g.final_round =
 			__atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE);
+		if (h.type == MFD_PKT_PAGES && (h.flags & MFD_PKT_F_POSTCOPY) &&
+		    (d->features & MFD_FEAT_POSTCOPY) &&
+		    w->g.postcopy_round == MFD_ROUND_UNKNOWN &&
+		    (ret = wait_switch(d, &w->g.postcopy_round)))
+			return ret;
 		if ((ret = mfd__grammar_step(&w->g, &h)))
 			return ret;
 		switch (h.type) {
@@ -296,6 +418,15 @@ static int recv_loop(struct recv_worker *w)
 			 * failure. */
 			if ((ret = mfd__barrier_wait(&d->barrier)))
 				return ret;
+			/* Every page of round h.round is in place (SWITCH
+			 * waits for this). */
+			for (uint32_t a = __atomic_load_n(&d->applied,
+							  __ATOMIC_ACQUIRE);
+			     a < h.round + 1 &&
+			     !__atomic_compare_exchange_n(
+				     &d->applied, &a, h.round + 1, false,
+				     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);)
+				;
 			/* One-sided transports: the source may now write
 			 * round r+1. */
 			if (w->chan->ops->round_applied &&
@@ -309,6 +440,11 @@ static int recv_loop(struct recv_worker *w)
 			break;
 		case MFD_PKT_DONE:
 			STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE);
+			if (w->urgent) { /* not part of the rounds */
+				__atomic_store_n(&d->lane_done[w->idx - d->n],
+						 true, __ATOMIC_RELEASE);
+				return 0;
+			}
 			/* No barrier can be complete from now on: a channel
 			 * that sends another SYNC fails at once. */
 			mfd__barrier_leave(&d->barrier);
@@ -554,6 +690,120 @@ static int accept_data(mfd_dest *d)
 	return 0;
 }
 
+/* ---- post-copy: DISCARD and SWITCH on main (protocol 10.3) ---- */
+
+/* A DISCARD, checked whole now and applied at SWITCH: the data channels
+ * may still be placing the pages of round p - 1. Takes *payload. */
+static int keep_discard(mfd_dest *d, uint8_t **payload, uint32_t len)
+{
+	uint32_t n;
+	if (!(d->features & MFD_FEAT_POSTCOPY) ||
+	    __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+		    MFD_ROUND_UNKNOWN)
+		return MFD_EUNEXPECTED;
+	int ret = mfd__discard_check(*payload, len, &d->lim, &n);
+	if (ret)
+		return ret;
+	uint8_t **p = realloc(d->discards, (d->ndiscards + 1) * sizeof(*p));
+	if (p)
+		d->discards = p;
+	uint32_t *l =
+		p ? realloc(d->discard_len, (d->ndiscards + 1) * sizeof(*l))
+		  : NULL;
+	if (!l)
+		return -ENOMEM;
+	d->discard_len = l;
+	d->discards[d->ndiscards] = *payload;
+	d->discard_len[d->ndiscards++] = len;
+	*payload = NULL;
+	return 0;
+}
+
+static void free_discards(mfd_dest *d)
+{
+	for (unsigned i = 0; i < d->ndiscards; i++)
+		free(d->discards[i]);
+	free(d->discards);
+	free(d->discard_len);
+	d->discards = NULL;
+	d->discard_len = NULL;
+	d->ndiscards = 0;
+}
+
+/* Until every data channel has passed the barrier of round p - 1, at most
+ * io-timeout. */
+static int wait_applied(mfd_dest *d, uint32_t p)
+{
+	uint64_t deadline = mfd__deadline_ms(d->ss.cfg.io_timeout_ms);
+	while (__atomic_load_n(&d->applied, __ATOMIC_ACQUIRE) < p) {
+		int err = mfd__session_check(&d->ss);
+		if (err)
+			return err;
+		if (mfd__now_ns() > deadline) {
+			mfd__err("SWITCH(%u): the data channels did not end "
+				 "round %u within io-timeout",
+				 p, p - 1);
+			return MFD_EBARRIER;
+		}
+		struct timespec ts = { 0, 200000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/*
+ * SWITCH(p): once every page of round p - 1 and all device state is in,
+ * the stale pages are dropped, guest memory is registered with
+ * userfaultfd and the guest runs here (postcopy_run). Downtime ends here.
+ */
+static int on_switch(mfd_dest *d, const uint8_t *payload, uint32_t len)
+{
+	struct mfd__switch sw;
+	uint64_t t0 = mfd__now_ns();
+	if (!(d->features & MFD_FEAT_POSTCOPY) ||
+	    __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+		    MFD_ROUND_UNKNOWN)
+		return MFD_EUNEXPECTED;
+	if (len != MFD_SWITCH_SIZE)
+		return MFD_ELENGTH;
+	int ret = mfd__switch_decode(payload, &sw);
+	if (ret)
+		return ret;
+	if (sw.round != d->last_round || !d->last_round)
+		return MFD_EROUND;
+	if ((ret = wait_applied(d, sw.round)))
+		return ret;
+	if (d->dl.set.n && (ret = mfd__devload_finish(&d->dl)))
+		return ret;
+	mfd__prefault_stop(&d->pf);
+	for (unsigned i = 0; !ret && i < d->ndiscards; i++)
+		ret = mfd__pc_dst_discard(&d->pc, d->discards[i],
+					  d->discard_len[i], &d->lim);
+	free_discards(d);
+	if (!ret)
+		ret = mfd__pc_dst_drop_missing(&d->pc);
+	if (!ret)
+		ret = mfd__pc_dst_switch(&d->pc);
+	if (ret) {
+		mfd__err("post-copy switch: %s", mfd_strerror(ret));
+		return ret;
+	}
+	STAT_SET(d->ss.st.postcopy_round, sw.round);
+	d->t_switch = t0;
+	__atomic_store_n(&d->pc_round, sw.round, __ATOMIC_RELEASE);
+	STAT_SET(d->ss.st.phase, MFD_PHASE_POSTCOPY);
+	if (d->hooks.postcopy_run(d->hooks.opaque) < 0) {
+		mfd__err("postcopy_run hook failed");
+		return MFD_EHOOK;
+	}
+	STAT_SET(d->ss.st.downtime_ns, mfd__now_ns() - t0);
+	mfd__info("post-copy: the guest runs here from round %u, %llu pages "
+		  "to come",
+		  sw.round, (unsigned long long)sw.pages);
+	return 0;
+}
+/* ---- end post-copy main ---- */
+
 /* Reads the main channel until END; returns 0 with *end filled. */
 static int main_loop(mfd_dest *d, struct mfd__end *end,
 		     uint8_t (*digests)[MFD_DIGEST_SIZE])
@@ -599,9 +849,17 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 			if (!ret)
 				STAT_SET(d->ss.st.round, r.round);
 			if (!ret)
+				d->last_round = r.round + 1;
+			if (!ret)
 				mfd__devload_round(&d->dl);
 			break;
 		}
+		case MFD_CTL_DISCARD: /* post-copy: kept until SWITCH */
+			ret = keep_discard(d, &payload, h.length);
+			break;
+		case MFD_CTL_SWITCH:
+			ret = on_switch(d, payload, h.length);
+			break;
 		case MFD_CTL_DEVICE_DATA: /* device state, `main` mode */
 			ret = mfd__devload_main(&d->dl, payload, h.length);
 			break;
@@ -650,7 +908,7 @@ static int wait_workers(mfd_dest *d)
 	uint64_t limit = 2 * d->ss.cfg.io_timeout_ms * 1000000ULL;
 	for (;;) {
 		unsigned running = 0;
-		for (unsigned i = 0; i < d->n; i++)
+		for (unsigned i = 0; i < d->nw; i++)
 			running += d->w[i].started &&
 				   !__atomic_load_n(&d->w[i].exited,
 						    __ATOMIC_ACQUIRE);
@@ -688,7 +946,7 @@ static int finish_load(mfd_dest *d)
 		ret = wait_workers(d);
 	/* Every worker has ended at DONE or an error, or ends now that
 	 * dest_fail shuts its channel down and aborts its waits. */
-	for (unsigned i = 0; i < d->n; i++) {
+	for (unsigned i = 0; i < d->nw; i++) {
 		if (ret)
 			dest_fail(d, ret);
 		if (d->w[i].started)
@@ -703,6 +961,27 @@ static int finish_load(mfd_dest *d)
 	for (unsigned i = 0; !ret && i < d->n; i++)
 		if (!d->w[i].g.done || d->w[i].g.round != end.final_round + 1)
 			ret = MFD_EROUND;
+	for (unsigned i = d->n; !ret && i < d->nw; i++)
+		if (!d->w[i].g.done)
+			ret = MFD_EROUND;
+	bool switched = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+			MFD_ROUND_UNKNOWN;
+	if (!ret && switched && !mfd__pc_dst_complete(&d->pc)) {
+		mfd__err(
+			"post-copy: END, and %llu of %llu pages are not here",
+			(unsigned long long)(d->pc.total -
+					     __atomic_load_n(&d->pc.present,
+							     __ATOMIC_ACQUIRE)),
+			(unsigned long long)d->pc.total);
+		ret = MFD_ECOUNT;
+	}
+	if (!ret && switched) {
+		/* Every page is here: the guest runs on unregistered memory
+		 * from now on. */
+		ret = __atomic_load_n(&d->pc.err, __ATOMIC_ACQUIRE);
+		mfd__pc_dst_stop(&d->pc);
+		STAT_SET(d->ss.st.postcopy_ns, mfd__now_ns() - d->t_switch);
+	}
 	if (!ret && (end.total_pages != STAT_GET(d->ss.st.pages) ||
 		     end.total_packets != STAT_GET(d->ss.st.packets))) {
 		mfd__err("END announces %llu pages in %llu packets, received "
@@ -736,7 +1015,7 @@ static int finish_load(mfd_dest *d)
 	free(digests);
 	/* Every device's LAST chunk applied, devices in STOP (validated),
 	 * before LOADED. */
-	if (!ret)
+	if (!ret && !switched) /* post-copy: done at SWITCH */
 		ret = mfd__devload_finish(&d->dl);
 	return ret;
 }
@@ -773,9 +1052,25 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 	if ((d->features & MFD_FEAT_VERIFY) &&
 	    mfd__session_digests_alloc(&d->ss))
 		return -ENOMEM;
+	if (d->features & MFD_FEAT_POSTCOPY) {
+		int ret = mfd__pc_dst_init(&d->pc, d->ss.blocks, d->ss.nblocks,
+					   d->nlanes, send_request, d);
+		pthread_mutex_lock(&d->lock);
+		d->pc_up = ret == 0;
+		pthread_mutex_unlock(&d->lock);
+		if (ret)
+			return ret;
+		uint64_t psize = 0;
+		for (unsigned i = 0; i < d->ss.nblocks; i++)
+			if (d->ss.blocks[i].page_size > psize)
+				psize = d->ss.blocks[i].page_size;
+		for (unsigned i = 0; i < d->nw; i++)
+			if (!(w[i].stage = malloc(psize * d->lim.packet_pages)))
+				return -ENOMEM;
+	}
 	if (!(d->features & MFD_FEAT_ZSTD))
 		return 0;
-	for (unsigned i = 0; i < d->n; i++) {
+	for (unsigned i = 0; i < d->nw; i++) {
 		/* The codec's buffer, mfd__codec_bound() of its input, is
 		 * the largest compressed payload wire.c accepts. */
 		int ret = mfd__codec_zstd.setup(&w[i].codec,
@@ -793,11 +1088,15 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 static int setup_channels(mfd_dest *d)
 {
 	int ret;
-	struct recv_worker *w = calloc(d->n, sizeof(*w));
-	for (unsigned i = 0; w && i < d->n; i++) {
+	struct recv_worker *w = calloc(d->nw, sizeof(*w));
+	for (unsigned i = 0; w && i < d->nw; i++) {
 		w[i].d = d;
 		w[i].idx = i;
-		mfd__grammar_init(&w[i].g);
+		w[i].urgent = i >= d->n;
+		if (w[i].urgent)
+			mfd__grammar_init_urgent(&w[i].g);
+		else
+			mfd__grammar_init(&w[i].g);
 	}
 	ret = w ? alloc_load_state(d, w) : -ENOMEM;
 	/* DEVICES follows SETUP, before the data channels. */
@@ -844,7 +1143,7 @@ static int start_workers(mfd_dest *d)
 	int ret = 0;
 	STAT_SET(d->ss.st.phase, MFD_PHASE_PRECOPY);
 	d->main->ops->set_timeout(d->main, d->ss.cfg.io_timeout_ms);
-	for (unsigned i = 0; i < d->n && !ret; i++) {
+	for (unsigned i = 0; i < d->nw && !ret; i++) {
 		ret = -pthread_create(&d->w[i].thread, NULL, recv_worker_main,
 				      &d->w[i]);
 		d->w[i].started = ret == 0;
@@ -859,7 +1158,7 @@ static int fail_load(mfd_dest *d, int ret)
 {
 	dest_fail(d, ret);
 	ret = mfd__session_check(&d->ss);
-	for (unsigned i = 0; d->w && i < d->n; i++)
+	for (unsigned i = 0; d->w && i < d->nw; i++)
 		if (d->w[i].started)
 			pthread_join(d->w[i].thread, NULL);
 	mfd__prefault_stop(&d->pf);
@@ -881,6 +1180,15 @@ static int fail_load(mfd_dest *d, int ret)
 		d->main = NULL;
 	}
 	mfd__err("incoming migration failed: %s", mfd_strerror(ret));
+	if (__atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+	    MFD_ROUND_UNKNOWN) {
+		/* Post-copy: the guest runs here with memory missing; its
+		 * threads that fault stay blocked (the registration stays
+		 * until mfd_dest_free() or the next start). */
+		mfd__err("post-copy: the guest's memory is incomplete: stop "
+			 "the guest");
+		ret = MFD_ELOSTGUEST;
+	}
 	if (d->hooks.failed)
 		d->hooks.failed(d->hooks.opaque, ret);
 	return ret;
@@ -890,11 +1198,12 @@ static int fail_load(mfd_dest *d, int ret)
 static void free_load(mfd_dest *d)
 {
 	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; d->w && i < d->n; i++) {
+	for (unsigned i = 0; d->w && i < d->nw; i++) {
 		if (d->w[i].chan)
 			d->w[i].chan->ops->close(d->w[i].chan);
 		if (d->w[i].codec.ops)
 			d->w[i].codec.ops->teardown(&d->w[i].codec);
+		free(d->w[i].stage);
 	}
 	for (unsigned i = 0; i < d->ss.nblocks; i++) {
 		free(d->recvd[i]);
@@ -902,6 +1211,7 @@ static void free_load(mfd_dest *d)
 	}
 	free(d->w);
 	d->w = NULL;
+	free_discards(d);
 	if (d->main)
 		d->main->ops->close(d->main);
 	d->main = NULL;
@@ -987,6 +1297,30 @@ static int run_guest(mfd_dest *d)
 }
 
 /*
+ * Post-copy's end (protocol 10.3 step 7): the guest runs here since
+ * SWITCH and every page is in place, so COMMIT decides nothing: it tells
+ * that the source has ended (its copy may go), COMMITTED acknowledges it.
+ * Without COMMIT the outcome is the same, with a warning.
+ */
+static int postcopy_commit(mfd_dest *d, int ret)
+{
+	if (ret) {
+		mfd__warn("post-copy: no COMMIT after LOADED (%s); the guest "
+			  "runs here with all its memory",
+			  mfd_strerror(ret));
+		announce_start(d);
+		return 0;
+	}
+	set_handover(d, &d->ho.commit);
+	announce_start(d);
+	if (mfd__ctl_send(d->main, MFD_CTL_COMMITTED, NULL, 0))
+		mfd__warn("COMMITTED not sent; the guest runs here");
+	else
+		set_handover(d, &d->ho.committed);
+	return 0;
+}
+
+/*
  * LOADED, then the source's COMMIT, then the guest runs and COMMITTED
  * goes back (docs/protocol.md 7.6). Once LOADED has left, a failure that
  * does not prove the source resumed (its ERROR) is MFD_EINDOUBT: the
@@ -1005,6 +1339,9 @@ static int handover(mfd_dest *d)
 	if (mfd__test_dest_handover)
 		mfd__test_dest_handover(d->main, 1);
 	ret = wait_commit(d);
+	if (__atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+	    MFD_ROUND_UNKNOWN)
+		return postcopy_commit(d, ret);
 	if (!ret) {
 		set_handover(d, &d->ho.commit);
 		if ((ret = run_guest(d)))
@@ -1069,6 +1406,16 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return -ENOENT;
 	/* An announcement of the last migration still due is obsolete. */
 	(void)mfd__announcer_join(&d->an, true);
+	pthread_mutex_lock(&d->lock);
+	if (d->pc_up) /* the last load's post-copy state */
+		mfd__pc_dst_destroy(&d->pc);
+	d->pc_up = false;
+	pthread_mutex_unlock(&d->lock);
+	__atomic_store_n(&d->pc_round, MFD_ROUND_UNKNOWN, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->applied, 0, __ATOMIC_RELAXED);
+	memset(d->lane_done, 0, sizeof(d->lane_done));
+	d->last_round = 0;
+	d->nlanes = 0;
 	mfd__session_reset(&d->ss); /* after a start that failed */
 	mfd__log_forget();
 	const struct mfd__chan_opts co = mfd__config_chan_opts(&d->ss.cfg);
@@ -1126,6 +1473,17 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 	v.device_downtime_ns = STAT_GET(d->dl.down_ns);
 	v.device_buffer_peak = STAT_GET(d->dl.peak);
 	v.device_buffer_waits = STAT_GET(d->dl.waits);
+	pthread_mutex_lock(&d->lock);
+	if (d->pc_up) {
+		v.faults = STAT_GET(d->pc.faults);
+		v.page_requests = STAT_GET(d->pc.requests);
+		v.blocktime_ns = STAT_GET(d->pc.blocktime_ns);
+		v.latency_p50_ns = mfd__lathist_quantile(&d->pc.latency, 0.5);
+		v.latency_p99_ns = mfd__lathist_quantile(&d->pc.latency, 0.99);
+		v.latency_max_ns = __atomic_load_n(&d->pc.latency.max_ns,
+						   __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&d->lock);
 	memset(st, 0, size);
 	memcpy(st, &v, size < sizeof(v) ? size : sizeof(v));
 	return 0;

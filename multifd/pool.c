@@ -27,6 +27,7 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 		.zero_count = nz,
 		.payload_len = (uint32_t)(n * psize),
 		.seq = w->seq,
+		.flags = (uint16_t)b->flags,
 	};
 	int iovcnt = 2;
 	uint64_t cpu = 0;
@@ -40,7 +41,7 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 		if (ret)
 			return ret;
 		cpu = mfd__thread_cpu_ns() - t0;
-		h.flags = MFD_PKT_F_ZSTD;
+		h.flags |= MFD_PKT_F_ZSTD;
 		h.payload_len = (uint32_t)zlen;
 		w->iov[2].iov_base = w->codec.out;
 		w->iov[2].iov_len = zlen;

@@ -24,6 +24,7 @@ struct mfd__batch {
 	uint32_t round;
 	uint32_t block;
 	uint32_t n;
+	uint32_t flags; /* packet flags besides ZSTD: MFD_PKT_F_POSTCOPY */
 	uint64_t offsets[MFD_MAX_PACKET_PAGES];
 };
 

@@ -7,8 +7,7 @@
  * calls in here; this file never reads or writes a socket (a request goes
  * out through the request callback).
  *
- * Not wired into dest.c yet: the engine does not offer MFD_FEAT_POSTCOPY
- * (wire.h, MFD_FEATURES_OFFERED).
+ * Wired into dest.c (its "post-copy" sections).
  *
  * Threads: mfd__pc_dst_received() and mfd__pc_dst_place() from any
  * receive worker; init, discard, switch and stop from the loader thread;
@@ -75,6 +74,16 @@ int mfd__pc_dst_init(struct mfd__pc_dst *pc, struct mfd__ramblock *blocks,
 		     mfd__pc_request_fn request, void *ctx);
 /* Ends the fault thread, unregisters, frees. Safe after a failed init. */
 void mfd__pc_dst_destroy(struct mfd__pc_dst *pc);
+/* Ends the fault thread and unregisters (every page is in place); the
+ * bitmaps and measures stay until destroy. */
+void mfd__pc_dst_stop(struct mfd__pc_dst *pc);
+/* Before the switch: drops every page whose received bit is clear
+ * (MADV_DONTNEED), so that it faults once registered and its content is
+ * placed: a page populated by anything but a received packet (the
+ * dest-prefault helpers, a stale copy) would otherwise refuse UFFDIO_COPY
+ * with EEXIST and keep the wrong bytes. 0, MFD_ESTATE after the switch,
+ * or -errno. */
+int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc);
 
 /* Pre-copy: a page (with contents or zero) of block b at offset arrived. */
 void mfd__pc_dst_received(struct mfd__pc_dst *pc, unsigned b, uint64_t offset);

@@ -8,8 +8,7 @@
  * neighbours), or the bulk channels in address order, starting near the
  * last request.
  *
- * Not wired into source.c yet (the engine does not offer
- * MFD_FEAT_POSTCOPY, wire.h).
+ * Wired into source.c (its "post-copy" section) and postcopy_lanes.c.
  *
  * Threads: mfd__pc_src_sent() and mfd__pc_src_switch() from the migration
  * thread before the switch; after it, the claims from any lane (atomic
