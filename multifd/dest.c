@@ -277,7 +277,10 @@ static int send_request(void *ctx, unsigned lane,
 	/* After the lane's DONE every page is on its way: nothing to ask. */
 	if (__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE))
 		return 0;
-	mfd__page_req_encode(r, msg);
+	struct mfd__page_range q = *r;
+	if (mfd__test_dest_request)
+		mfd__test_dest_request(&q);
+	mfd__page_req_encode(&q, msg);
 	int ret = mfd__ctl_send(d->w[d->n + lane].chan, MFD_CTL_PAGE_REQ, msg,
 				sizeof(msg));
 	if (ret && !__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE)) {
@@ -474,6 +477,18 @@ static void *recv_worker_main(void *arg)
 	return NULL;
 }
 
+/* Receive workers [from, to): 0 or -errno. */
+static int start_range(mfd_dest *d, unsigned from, unsigned to)
+{
+	int ret = 0;
+	for (unsigned i = from; i < to && !ret; i++) {
+		ret = -pthread_create(&d->w[i].thread, NULL, recv_worker_main,
+				      &d->w[i]);
+		d->w[i].started = ret == 0;
+	}
+	return ret;
+}
+
 /* A worker's exit (or a failure) signalled the loader. */
 static void wake_drain(mfd_dest *d)
 {
@@ -562,6 +577,23 @@ static int setup_acceptable(mfd_dest *d, const struct mfd__setup *su, char *why,
 				 : MFD_ZSTD_WINDOW_LOG_DEFAULT);
 		return MFD_ESETUP;
 	}
+	if ((d->features & MFD_FEAT_POSTCOPY) && !d->hooks.postcopy_run) {
+		snprintf(why, len,
+			 "post-copy asked, and no postcopy_run hook here");
+		return MFD_EFEATURE;
+	}
+	if (d->features & MFD_FEAT_POSTCOPY) {
+		struct mfd__uffd_missing u;
+		int ret = mfd__uffd_missing_open(&u);
+		mfd__uffd_missing_close(&u);
+		if (ret) {
+			snprintf(why, len,
+				 "post-copy asked, and userfaultfd (MISSING) "
+				 "is not available here: %s",
+				 mfd_strerror(ret));
+			return MFD_EFEATURE;
+		}
+	}
 	if (d->dl.set.n && !(d->features & MFD_FEAT_DEVICES)) {
 		/* Refused here, not with an ERROR after SETUP_OK. */
 		snprintf(why, len,
@@ -633,6 +665,8 @@ static int accept_main(mfd_dest *d)
 		d->lim.packet_pages = su.packet_pages;
 		d->lim.features = d->features;
 		d->zstd_window_log = su.zstd_window_log;
+		d->nlanes = su.postcopy_lanes;
+		d->nw = d->n + d->nlanes;
 	}
 	free(descs);
 	if (ret) {
@@ -651,6 +685,13 @@ static int accept_main(mfd_dest *d)
 	return mfd__ctl_send(c, MFD_CTL_SETUP_OK, NULL, 0);
 }
 
+static bool lane_taken(void *ctx, uint16_t idx)
+{
+	mfd_dest *d = ctx;
+	return idx >= d->nlanes || d->w[d->n + idx].chan != NULL;
+}
+
+/* The data channels, then the urgent lanes (protocol 10.1). */
 static int accept_data(mfd_dest *d)
 {
 	unsigned accepted = 0;
@@ -663,7 +704,11 @@ static int accept_data(mfd_dest *d)
 					.features = d->features,
 					.taken = channel_taken,
 					.ctx = d };
-	while (accepted < d->n) {
+	while (accepted < d->nw) {
+		if (accepted == d->n) {
+			want.role = MFD_ROLE_URGENT;
+			want.taken = lane_taken;
+		}
 		uint64_t now = mfd__now_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
@@ -683,7 +728,8 @@ static int accept_data(mfd_dest *d)
 		 * records per read(2). */
 		mfd__tls_bulk_receive(c);
 		pthread_mutex_lock(&d->lock);
-		d->w[h.channel].chan = c;
+		d->w[(want.role == MFD_ROLE_URGENT ? d->n : 0) + h.channel]
+			.chan = c;
 		pthread_mutex_unlock(&d->lock);
 		accepted++;
 	}
@@ -784,6 +830,8 @@ static int on_switch(mfd_dest *d, const uint8_t *payload, uint32_t len)
 		ret = mfd__pc_dst_drop_missing(&d->pc);
 	if (!ret)
 		ret = mfd__pc_dst_switch(&d->pc);
+	if (!ret)
+		ret = start_range(d, d->n, d->nw);
 	if (ret) {
 		mfd__err("post-copy switch: %s", mfd_strerror(ret));
 		return ret;
@@ -892,6 +940,7 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 	}
 }
 
+void (*mfd__test_dest_request)(struct mfd__page_range *r);
 void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
 			      const uint64_t *offsets, uint32_t count);
 void (*mfd__test_dest_handover)(struct mfd__chan *main, int step);
@@ -961,11 +1010,11 @@ static int finish_load(mfd_dest *d)
 	for (unsigned i = 0; !ret && i < d->n; i++)
 		if (!d->w[i].g.done || d->w[i].g.round != end.final_round + 1)
 			ret = MFD_EROUND;
-	for (unsigned i = d->n; !ret && i < d->nw; i++)
-		if (!d->w[i].g.done)
-			ret = MFD_EROUND;
 	bool switched = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
 			MFD_ROUND_UNKNOWN;
+	for (unsigned i = d->n; !ret && switched && i < d->nw; i++)
+		if (!d->w[i].g.done)
+			ret = MFD_EROUND;
 	if (!ret && switched && !mfd__pc_dst_complete(&d->pc)) {
 		mfd__err(
 			"post-copy: END, and %llu of %llu pages are not here",
@@ -1137,18 +1186,13 @@ static int setup_load(mfd_dest *d)
 	return ret;
 }
 
-/* One receive worker per data channel, pre-copy begins. */
+/* One receive worker per data channel, pre-copy begins. The urgent
+ * lanes' workers start at SWITCH: nothing comes on a lane before. */
 static int start_workers(mfd_dest *d)
 {
-	int ret = 0;
 	STAT_SET(d->ss.st.phase, MFD_PHASE_PRECOPY);
 	d->main->ops->set_timeout(d->main, d->ss.cfg.io_timeout_ms);
-	for (unsigned i = 0; i < d->nw && !ret; i++) {
-		ret = -pthread_create(&d->w[i].thread, NULL, recv_worker_main,
-				      &d->w[i]);
-		d->w[i].started = ret == 0;
-	}
-	return ret;
+	return start_range(d, 0, d->n);
 }
 
 /* After a failure: workers and device loaders joined, the source told

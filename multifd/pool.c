@@ -547,3 +547,13 @@ uint64_t mfd__pool_unsent(struct mfd__pool *p)
 	}
 	return n;
 }
+
+unsigned mfd__pool_queued(struct mfd__pool *p)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++)
+		n += p->w[i].len;
+	pthread_mutex_unlock(&p->lock);
+	return n;
+}

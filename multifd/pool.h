@@ -132,6 +132,9 @@ struct mfd__pool {
  * channels' unsent op; 0 for those without). Any thread. */
 uint64_t mfd__pool_unsent(struct mfd__pool *p);
 
+/* Jobs queued on the workers, the ones being sent included. Any thread. */
+unsigned mfd__pool_queued(struct mfd__pool *p);
+
 /* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no
  * compression). */
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,

@@ -11,6 +11,10 @@
 #include "multifd/pcwire.h"
 #include "multifd/postcopy_lanes.h"
 
+/* Pages sent after those a request asks for (spatial locality): 60 KiB
+ * of 4 KiB pages, about 5 us on a 10 Gbit/s link. */
+#define LANE_NEIGHBOURS 15
+
 /* How often an idle lane looks whether every page is claimed. */
 #define LANE_POLL_MS 10
 
@@ -86,8 +90,14 @@ static int serve_one(struct mfd__pc_lane *l)
 		return ret;
 	}
 	STAT_ADD(ls->st->urgent_requests, 1);
-	unsigned n = mfd__pc_src_claim_request(ls->pc, &r,
-					       ls->lim->packet_pages, l->offs);
+	/* The pages asked for and a few neighbours: the next request on
+	 * this lane waits for them. */
+	uint64_t want =
+		(r.length >> ls->blocks[r.block].page_shift) + LANE_NEIGHBOURS;
+	if (want > ls->lim->packet_pages)
+		want = ls->lim->packet_pages;
+	unsigned n =
+		mfd__pc_src_claim_request(ls->pc, &r, (unsigned)want, l->offs);
 	return n ? send_pages(l, r.block, n) : 0;
 }
 

@@ -1083,6 +1083,22 @@ static int postcopy_switch(mfd_source *s, uint32_t round, uint64_t *t_stop)
 	return 0;
 }
 
+/* Pages per bulk packet after the switch (1 MiB of 4 KiB pages). */
+#define PC_BULK_PAGES 256
+
+/* Until at most one job per data channel is queued (or a failure). */
+static int bulk_room(mfd_source *s)
+{
+	while (mfd__pool_queued(&s->pool) > s->pool.n) {
+		int ret = mfd__session_check(&s->ss);
+		if (ret)
+			return ret;
+		struct timespec ts = { 0, 100000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 /* After SWITCH: the lanes answer requests, the data channels send every
  * page still to send in address order from near the last request; then
  * SYNC(p), DONE everywhere, END(p). */
@@ -1107,9 +1123,16 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 	mfd__pool_set_rate(&s->pool, s->ss.cfg.max_postcopy_bandwidth);
 	unsigned n, blk;
 	uint64_t pages = 0;
-	while (!ret &&
-	       (n = mfd__pc_src_claim_bulk(&s->pcs, s->ss.cfg.packet_pages,
-					   &blk, (*batch)->offsets))) {
+	/* The bulk claims a page when it queues it: a request for a page
+	 * claimed and still queued waits for it behind the bulk. So the
+	 * bulk claims little at a time and keeps at most one job per
+	 * channel queued: what is not claimed yet, a lane can send at once. */
+	unsigned per = s->ss.cfg.packet_pages < PC_BULK_PAGES
+			       ? s->ss.cfg.packet_pages
+			       : PC_BULK_PAGES;
+	while (!ret && !(ret = bulk_room(s)) &&
+	       (n = mfd__pc_src_claim_bulk(&s->pcs, per, &blk,
+					   (*batch)->offsets))) {
 		(*batch)->round = round;
 		(*batch)->block = blk;
 		(*batch)->n = n;
@@ -1488,7 +1511,7 @@ int mfd_source_cancel(mfd_source *s)
 		return -EINVAL;
 	/* After the post-copy switch the guest runs on the destination,
 	 * which needs the rest of its pages: nothing to cancel. */
-	if (__atomic_load_n(&s->switched, __ATOMIC_ACQUIRE))
+	if (STAT_GET(s->ss.st.phase) == MFD_PHASE_POSTCOPY)
 		return MFD_ESTATE;
 	if (!mfd__session_cancel(&s->ss))
 		return 0; /* nothing to cancel: no effect */

@@ -574,8 +574,9 @@ MFD_API int mfd_source_start_postcopy(mfd_source *src);
 /* Start and wait. */
 MFD_API int mfd_source_migrate(mfd_source *src, const char *uri);
 /* Ask the migration to stop; mfd_source_wait() then returns -ECANCELED
- * (or 0 if it had already completed; MFD_ELOSTGUEST after the post-copy
- * switch, when the guest already runs on the destination). Any thread. */
+ * (or 0 if it had already completed). MFD_ESTATE, and no effect, in
+ * MFD_PHASE_POSTCOPY: the guest runs on the destination and needs the rest
+ * of its pages. Any thread. */
 MFD_API int mfd_source_cancel(mfd_source *src);
 /* Any thread. size = sizeof(*st) as the caller knows it. */
 MFD_API int mfd_source_get_stats(mfd_source *src, mfd_stats *st, size_t size);
