@@ -427,7 +427,13 @@ int main(void)
 		       mfd_strerror(ret));
 		return 77;
 	}
+	/* One case: $MFD_TEST_CASE, or $MFD_TEST_FILTER as
+	 * tests/mutations/run.sh sets it. */
 	const char *only = getenv("MFD_TEST_CASE");
+	if (!only || !*only)
+		only = getenv("MFD_TEST_FILTER");
+	if (only && !*only)
+		only = NULL;
 	if (!only || !strcmp(only, "manual")) {
 		printf("manual switch\n");
 		run_switch("manual", 1);
