@@ -11,7 +11,11 @@
  *  - a destination killed after the switch (another process, SIGKILL):
  *    the source reports MFD_ELOSTGUEST and never calls resume;
  *  - a malformed PAGE_REQ (longer than packet-pages): the source refuses
- *    it with MFD_ELENGTH (its stats' error), MFD_ELOSTGUEST from wait.
+ *    it with MFD_ELENGTH (its stats' error), MFD_ELOSTGUEST from wait;
+ *  - the fault matrix of the post-copy messages (test_faults.c's matrix
+ *    asserts a resumed guest, which post-copy forbids after SWITCH): main
+ *    closed or stalled at the stop (DISCARD, SWITCH), a data channel, an
+ *    urgent lane or main closed, reset or stalled after the switch.
  * Skips (77) where userfaultfd cannot place anonymous memory.
  */
 #include <errno.h>
@@ -65,7 +69,14 @@ struct pc_vm {
 	uint64_t *wlog; /* per page of the writers' range: gen + 1, 0 none */
 	int failed_err;
 	pid_t kill_pid; /* > 0: SIGKILL it at the switch */
+	/* Fault cases: armed by the stop hook (phase STOP) or the postcopy
+	 * hook (phase SWITCHED), fired at the next chunk of connection
+	 * fault_conn through the proxy. */
+	int fault_phase, fault_how;
+	unsigned fault_conn;
+	atomic_int armed, fired;
 };
+enum { NO_FAULT, AT_STOP, AT_SWITCH };
 
 /* Source guest: rewrites random pages with new generations until stop. */
 static void *src_guest(void *arg)
@@ -93,6 +104,8 @@ static int h_stop(void *o)
 	atomic_store(&vm->src_stop, 1);
 	pthread_join(vm->sw, NULL);
 	atomic_fetch_add(&vm->stopped, 1);
+	if (vm->fault_phase == AT_STOP)
+		atomic_store(&vm->armed, 1);
 	return 0;
 }
 static int h_resume(void *o)
@@ -104,6 +117,8 @@ static void h_postcopy(void *o)
 {
 	struct pc_vm *vm = o;
 	atomic_fetch_add(&vm->switched, 1);
+	if (vm->fault_phase == AT_SWITCH)
+		atomic_store(&vm->armed, 1);
 	if (vm->kill_pid > 0)
 		kill(vm->kill_pid, SIGKILL);
 }
@@ -416,6 +431,104 @@ static void run_bad_request(void)
 	teardown(&vm);
 }
 
+/* ---- fault matrix of the post-copy messages ---- */
+
+static int pc_fault(struct tvm_proxy *p, unsigned conn, uint64_t pos,
+		    size_t len)
+{
+	struct pc_vm *vm = p->opaque;
+	(void)pos;
+	(void)len;
+	if (conn != vm->fault_conn || !atomic_load(&vm->armed) ||
+	    atomic_exchange(&vm->fired, 1))
+		return TVM_PASS;
+	return vm->fault_how;
+}
+
+static const char *conn_name(unsigned conn)
+{
+	/* main, 2 data channels, then the lanes */
+	return conn == 0 ? "main" : conn <= 2 ? "data" : "urgent lane";
+}
+
+/*
+ * A connection broken (closed, reset, stalled) through a proxy at the
+ * stop (main: the DISCARD, device state and SWITCH messages) or after the
+ * switch (data: flagged PAGES; lane: the answers to PAGE_REQ; main: END).
+ * Before SWITCH is out the guest resumes here; after it, it never does:
+ * MFD_ELOSTGUEST on both sides. Either way the case ends within a few
+ * io-timeouts.
+ */
+static void run_fault(int phase, unsigned conn, int how)
+{
+	static const char *how_name[] = { "pass", "close", "reset", "stall" };
+	struct pc_vm vm;
+	char uri[128];
+	setup(&vm);
+	vm.fault_phase = phase;
+	vm.fault_conn = conn;
+	vm.fault_how = how;
+	const char *kv[] = { "postcopy=manual",	  "channels=2",
+			     "postcopy-lanes=2",  "downtime-limit=1",
+			     "max-bandwidth=64M", "max-postcopy-bandwidth=16M",
+			     "io-timeout=2s",	  NULL };
+	mfd_config *cfg = config(kv);
+	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
+	struct tvm_proxy px = { .fault = pc_fault, .opaque = &vm };
+	tvm_proxy_start(&px, uri, 5);
+	uint64_t t0 = tvm_now_ms();
+	CHECK(start_source(&vm, cfg, px.listen_uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	uint64_t ms = tvm_now_ms() - t0;
+	tvm_proxy_stop(&px);
+	mfd_stats ss;
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	printf("  %s %s %s: source %s (cause %s), destination %s, fired %d, "
+	       "%llu ms\n",
+	       phase == AT_STOP ? "at the stop," : "after the switch,",
+	       how_name[how], conn_name(conn), mfd_strerror(sret),
+	       mfd_strerror(ss.error), mfd_strerror(dret),
+	       atomic_load(&vm.fired), (unsigned long long)ms);
+	CHECK(atomic_load(&vm.fired));
+	CHECK(sret != 0 && dret != 0);
+	CHECK(atomic_load(&vm.stopped) == 1);
+	if (atomic_load(&vm.switched)) {
+		/* SWITCH left: the guest is the destination's. */
+		CHECK(sret == MFD_ELOSTGUEST && atomic_load(&vm.resumed) == 0);
+		CHECK(ss.error != 0 && ss.error != MFD_ELOSTGUEST);
+	} else {
+		CHECK(sret != MFD_ELOSTGUEST && atomic_load(&vm.resumed) == 1);
+		CHECK(phase == AT_STOP);
+	}
+	/* The destination's guest is lost where it ran; where SWITCH never
+	 * arrived it never ran there (nor anywhere: the source lost it). */
+	CHECK(vm.failed_err == dret);
+	CHECK((dret == MFD_ELOSTGUEST) == vm.dst_running);
+	if (phase == AT_STOP)
+		CHECK(!vm.dst_running || atomic_load(&vm.switched));
+	CHECK(ms < 30000);
+	atomic_store(&vm.dst_stop, 1);
+	mfd_dest_free(vm.d);
+	dst_guest_stop(&vm);
+	mfd_source_free(vm.s);
+	mfd_config_free(cfg);
+	teardown(&vm);
+}
+
+static void run_faults(void)
+{
+	run_fault(AT_STOP, 0, TVM_CLOSE);
+	run_fault(AT_STOP, 0, TVM_STALL);
+	run_fault(AT_SWITCH, 1, TVM_CLOSE);
+	run_fault(AT_SWITCH, 2, TVM_RESET);
+	run_fault(AT_SWITCH, 1, TVM_STALL);
+	run_fault(AT_SWITCH, 3, TVM_RESET);
+	run_fault(AT_SWITCH, 4, TVM_STALL);
+	run_fault(AT_SWITCH, 0, TVM_CLOSE);
+}
+
 int main(void)
 {
 	tvm_io_engine("test_postcopy");
@@ -449,6 +562,10 @@ int main(void)
 	if (!only || !strcmp(only, "badreq")) {
 		printf("malformed page request\n");
 		run_bad_request();
+	}
+	if (!only || !strcmp(only, "faults")) {
+		printf("fault matrix of the post-copy messages\n");
+		run_faults();
 	}
 	printf("ok\n");
 	return 0;
