@@ -329,14 +329,16 @@ typedef struct mfd_stats {
 	 * the switch began (0: no switch). Source: urgent_pages sent on the
 	 * urgent lanes in answer to page requests (neighbours included),
 	 * urgent_requests read, lane_bytes the bytes of all urgent lanes
-	 * (the data channels' are wire_bytes minus these). Destination:
-	 * faults of the guest's threads, page requests sent, their latency
-	 * (request to placement, 2^n us buckets: p50, p99, max) and
+	 * (the data channels' are wire_bytes minus these; the destination
+	 * counts the same). Destination: faults of the guest's threads, page
+	 * requests sent, their latency (request to placement, 2^n us
+	 * buckets: p50 and p99 are bucket upper bounds, max exact) and
 	 * blocktime, the time the guest's threads spent waiting for pages.
-	 * Both: downtime_ns is the stop (source) to the guest running on
-	 * the destination (postcopy_run hook), as the destination reports
-	 * it at the switch; postcopy_ns the time from the switch to the
-	 * last page placed.
+	 * downtime_ns in post-copy: on the source, the stop to SWITCH sent;
+	 * on the destination, SWITCH read to postcopy_run returned (the two
+	 * add up to the guest's downtime less half a round trip).
+	 * postcopy_ns: the switch to the end (source: LOADED read;
+	 * destination: the last page placed).
 	 */
 	uint32_t postcopy_round;
 	uint64_t urgent_pages;
