@@ -93,9 +93,6 @@ struct mfd_dest {
 	uint32_t last_round;   /* the last ROUND read + 1 (main loop) */
 	uint32_t applied;      /* atomic: rounds whose barrier has passed */
 	bool lane_done[MFD_MAX_URGENT_LANES]; /* atomic: DONE read */
-	uint8_t **discards; /* DISCARD payloads until SWITCH */
-	uint32_t *discard_len;
-	unsigned ndiscards;
 	uint64_t t_switch;
 };
 
@@ -738,44 +735,6 @@ static int accept_data(mfd_dest *d)
 
 /* ---- post-copy: DISCARD and SWITCH on main (protocol 10.3) ---- */
 
-/* A DISCARD, checked whole now and applied at SWITCH: the data channels
- * may still be placing the pages of round p - 1. Takes *payload. */
-static int keep_discard(mfd_dest *d, uint8_t **payload, uint32_t len)
-{
-	uint32_t n;
-	if (!(d->features & MFD_FEAT_POSTCOPY) ||
-	    __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
-		    MFD_ROUND_UNKNOWN)
-		return MFD_EUNEXPECTED;
-	int ret = mfd__discard_check(*payload, len, &d->lim, &n);
-	if (ret)
-		return ret;
-	uint8_t **p = realloc(d->discards, (d->ndiscards + 1) * sizeof(*p));
-	if (p)
-		d->discards = p;
-	uint32_t *l =
-		p ? realloc(d->discard_len, (d->ndiscards + 1) * sizeof(*l))
-		  : NULL;
-	if (!l)
-		return -ENOMEM;
-	d->discard_len = l;
-	d->discards[d->ndiscards] = *payload;
-	d->discard_len[d->ndiscards++] = len;
-	*payload = NULL;
-	return 0;
-}
-
-static void free_discards(mfd_dest *d)
-{
-	for (unsigned i = 0; i < d->ndiscards; i++)
-		free(d->discards[i]);
-	free(d->discards);
-	free(d->discard_len);
-	d->discards = NULL;
-	d->discard_len = NULL;
-	d->ndiscards = 0;
-}
-
 /* Until every data channel has passed the barrier of round p - 1, at most
  * io-timeout. */
 static int wait_applied(mfd_dest *d, uint32_t p)
@@ -795,6 +754,32 @@ static int wait_applied(mfd_dest *d, uint32_t p)
 		nanosleep(&ts, NULL);
 	}
 	return 0;
+}
+
+/*
+ * A DISCARD (before SWITCH; the source sends most while the guest still
+ * runs there): checked whole, then applied once every page of the rounds
+ * so far is in place (a data channel may still be placing the stale copy
+ * of round p - 1), the prefault helpers stopped first (they could
+ * populate a dropped page again).
+ */
+static int on_discard(mfd_dest *d, const uint8_t *payload, uint32_t len)
+{
+	uint32_t n;
+	if (!(d->features & MFD_FEAT_POSTCOPY) ||
+	    __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+		    MFD_ROUND_UNKNOWN ||
+	    !d->last_round)
+		return MFD_EUNEXPECTED;
+	int ret = mfd__discard_check(payload, len, &d->lim, &n);
+	if (!ret)
+		ret = wait_applied(d, d->last_round);
+	if (ret)
+		return ret;
+	mfd__prefault_stop(&d->pf);
+	ret = mfd__pc_dst_discard(&d->pc, payload, len, &d->lim);
+	/* The source stops its guest once the early ones are applied. */
+	return ret ? ret : mfd__ctl_send(d->main, MFD_CTL_DISCARDED, NULL, 0);
 }
 
 /*
@@ -819,17 +804,25 @@ static int on_switch(mfd_dest *d, const uint8_t *payload, uint32_t len)
 		return MFD_EROUND;
 	if ((ret = wait_applied(d, sw.round)))
 		return ret;
+	uint64_t t1 = mfd__now_ns();
 	if (d->dl.set.n && (ret = mfd__devload_finish(&d->dl)))
 		return ret;
-	mfd__prefault_stop(&d->pf);
-	for (unsigned i = 0; !ret && i < d->ndiscards; i++)
-		ret = mfd__pc_dst_discard(&d->pc, d->discards[i],
-					  d->discard_len[i], &d->lim);
-	free_discards(d);
-	if (!ret)
+	/* The prefault helpers are the only writers of guest memory
+	 * besides received packets: with them, drop whatever they
+	 * populated that was never received (every page is received in
+	 * round 0, DISCARDs dropped the stale ones). */
+	if (d->ss.cfg.dest_prefault == MFD__PREFAULT_AHEAD) {
+		mfd__prefault_stop(&d->pf);
 		ret = mfd__pc_dst_drop_missing(&d->pc);
+	}
+	uint64_t t2 = mfd__now_ns();
 	if (!ret)
 		ret = mfd__pc_dst_switch(&d->pc);
+	mfd__dbg("SWITCH(%u), %llu pages to come: round %u in place after "
+		 "%.1f ms, devices and drops %.1f ms, registration %.1f ms",
+		 sw.round, (unsigned long long)sw.pages, sw.round - 1,
+		 (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+		 (double)(mfd__now_ns() - t2) / 1e6);
 	if (!ret)
 		ret = start_range(d, d->n, d->nw);
 	if (ret) {
@@ -902,8 +895,8 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 				mfd__devload_round(&d->dl);
 			break;
 		}
-		case MFD_CTL_DISCARD: /* post-copy: kept until SWITCH */
-			ret = keep_discard(d, &payload, h.length);
+		case MFD_CTL_DISCARD: /* post-copy, before SWITCH */
+			ret = on_discard(d, payload, h.length);
 			break;
 		case MFD_CTL_SWITCH:
 			ret = on_switch(d, payload, h.length);
@@ -1255,7 +1248,6 @@ static void free_load(mfd_dest *d)
 	}
 	free(d->w);
 	d->w = NULL;
-	free_discards(d);
 	if (d->main)
 		d->main->ops->close(d->main);
 	d->main = NULL;

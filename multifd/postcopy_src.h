@@ -64,6 +64,18 @@ int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
 			   void *ctx);
 
 /*
+ * Before the stop, the guest still running, pre-copy over: DISCARDs (as
+ * the switch emits them) for the pages dirty now and sent before, which
+ * then count as never sent: the switch sends them and never names them
+ * stale again. Leaves the dirty bitmaps alone. The destination drops them
+ * while the guest still runs here, so that only the pages written after
+ * this call are dropped inside the downtime. Returns the number of pages
+ * named, or a negative code.
+ */
+int64_t mfd__pc_src_predrop(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
+			    void *ctx);
+
+/*
  * An urgent lane answers a request r (checked by the caller with
  * mfd__page_req_decode): claims the pages of r still to send, then up to
  * max pages in all with the following pages of the block still to send.

@@ -68,8 +68,10 @@ struct mfd_source {
 	bool pcs_up;
 	struct mfd__pc_lanes lanes; /* chans from setup, threads after SWITCH */
 	struct mfd__wire_limits pc_lim;
-	bool pc_request; /* atomic: mfd_source_start_postcopy() was called */
-	bool switched;	 /* atomic: SWITCH sent, the guest is the dest's */
+	bool pc_request;    /* atomic: mfd_source_start_postcopy() was called */
+	unsigned discards;  /* DISCARD messages sent (migration thread) */
+	unsigned discarded; /* under lock: DISCARDED read (return path) */
+	bool switched;	    /* atomic: SWITCH sent, the guest is the dest's */
 };
 
 struct vcpu_range {
@@ -209,7 +211,16 @@ static void return_path(mfd_source *s)
 {
 	struct mfd__ctl_hdr h;
 	uint8_t *payload;
-	int ret = mfd__ctl_recv(s->main, &h, &payload);
+	int ret;
+	/* Post-copy: a DISCARDED for each DISCARD applied, before LOADED. */
+	while (!(ret = mfd__ctl_recv(s->main, &h, &payload)) &&
+	       h.type == MFD_CTL_DISCARDED &&
+	       __atomic_load_n(&s->pcs_up, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&s->lock);
+		s->discarded++;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->lock);
+	}
 	if (ret) {
 		if (!mfd__session_check(&s->ss))
 			mfd__err("main channel: %s", mfd_strerror(ret));
@@ -721,7 +732,7 @@ static int precopy_begin(mfd_source *s)
 		if ((ret = mfd__pc_src_init(&s->pcs, s->ss.blocks,
 					    s->ss.nblocks)))
 			return ret;
-		s->pcs_up = true;
+		__atomic_store_n(&s->pcs_up, true, __ATOMIC_RELEASE);
 	}
 	return 0;
 }
@@ -1029,7 +1040,31 @@ static void untrack(mfd_source *s);
 static int send_discard(void *ctx, const uint8_t *payload, size_t len)
 {
 	mfd_source *s = ctx;
+	s->discards++;
 	return mfd__ctl_send(s->main, MFD_CTL_DISCARD, payload, (uint32_t)len);
+}
+
+/* Until the destination has applied every DISCARD sent so far (its
+ * DISCARDED), at most io-timeout: the guest still runs meanwhile. */
+static int wait_discarded(mfd_source *s)
+{
+	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
+	struct timespec ts = { (time_t)(deadline / 1000000000ULL),
+			       (long)(deadline % 1000000000ULL) };
+	int ret = 0;
+	pthread_mutex_lock(&s->lock);
+	while (s->discarded < s->discards &&
+	       !(ret = mfd__session_check(&s->ss)))
+		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) ==
+		    ETIMEDOUT) {
+			ret = s->discarded < s->discards ? -ETIMEDOUT : 0;
+			break;
+		}
+	pthread_mutex_unlock(&s->lock);
+	if (ret == -ETIMEDOUT)
+		mfd__err("post-copy: the destination did not apply the "
+			 "DISCARDs within io-timeout");
+	return ret;
 }
 
 static void lane_failed(void *ctx, int err)
@@ -1043,13 +1078,41 @@ static void lane_failed(void *ctx, int err)
 /* The switch: the guest stops here for good; stale pages are discarded on
  * the destination, device state and SWITCH(p) follow; from then on the
  * destination runs the guest. */
+/* Before the stop, the guest still running: until the last pre-copy
+ * round has left the pool and (mostly) the sockets. Whatever is still in
+ * flight at the stop delays SWITCH's effect on the destination, which
+ * waits for the whole round p - 1: downtime. Pages the guest writes
+ * meanwhile are dirty at the stop's sync like any others. */
+static int drain_before_stop(mfd_source *s)
+{
+	uint64_t slack = (uint64_t)s->pool.n << 18; /* 256 KiB a channel */
+	while (mfd__pool_queued(&s->pool) ||
+	       mfd__pool_unsent(&s->pool) > slack) {
+		int ret = mfd__session_check(&s->ss);
+		if (ret)
+			return ret;
+		struct timespec ts = { 0, 500000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
 static int postcopy_switch(mfd_source *s, uint32_t round, uint64_t *t_stop)
 {
 	uint64_t pending;
+	/* Guest running: what it dirtied since the last round and was sent
+	 * before is dropped there now, outside the downtime. */
+	int ret = dirty_sync(s, &pending);
+	int64_t early =
+		ret ? ret : mfd__pc_src_predrop(&s->pcs, send_discard, s);
+	if (early < 0)
+		return (int)early;
+	if ((ret = wait_discarded(s)) || (ret = drain_before_stop(s)))
+		return ret;
 	mfd__pool_set_rate(&s->pool, 0);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_SWITCHOVER);
 	*t_stop = mfd__now_ns();
-	int ret = stop_guest(s);
+	ret = stop_guest(s);
 	STAT_SET(s->ss.st.round, round);
 	if (ret || (ret = dirty_sync(s, &pending)) ||
 	    (ret = mfd__session_check(&s->ss)))
@@ -1076,8 +1139,9 @@ static int postcopy_switch(mfd_source *s, uint32_t round, uint64_t *t_stop)
 	STAT_SET(s->ss.st.pending_bytes,
 		 (uint64_t)left * s->ss.blocks[0].page_size);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_POSTCOPY);
-	mfd__info("post-copy: switched at round %u, %lld pages to send", round,
-		  (long long)left);
+	mfd__info("post-copy: switched at round %u, %lld pages to send (%lld "
+		  "dropped there before the stop)",
+		  round, (long long)left, (long long)early);
 	if (s->hooks.postcopy)
 		s->hooks.postcopy(s->hooks.opaque);
 	return 0;
@@ -1404,7 +1468,7 @@ static void *migration_main(void *arg)
 	}
 	if (s->pcs_up)
 		mfd__pc_src_destroy(&s->pcs);
-	s->pcs_up = false;
+	__atomic_store_n(&s->pcs_up, false, __ATOMIC_RELEASE);
 	mfd__session_finish(&s->ss, ret);
 	return NULL;
 }
@@ -1469,6 +1533,8 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	memset(s->vcpu_pct, 0, sizeof(s->vcpu_pct));
 	s->dirty_limit_on = false;
 	__atomic_store_n(&s->pc_request, false, __ATOMIC_RELAXED);
+	s->discards = 0;
+	s->discarded = 0;
 	__atomic_store_n(&s->switched, false, __ATOMIC_RELAXED);
 	memset(&s->lanes, 0, sizeof(s->lanes));
 	pthread_mutex_lock(&s->lock);

@@ -122,6 +122,8 @@ enum mfd__ctl_type {
 	/* Two-phase handover (MFD_FEAT_COMMIT), empty payloads. */
 	MFD_CTL_COMMIT = 12,	/* src->dst: after LOADED; never resumes */
 	MFD_CTL_COMMITTED = 13, /* dst->src: the guest runs here */
+	/* 14: reserved (a resumed migration's received bitmap). */
+	MFD_CTL_DISCARDED = 15, /* dst->src: a DISCARD applied (post-copy) */
 };
 
 #define MFD_CTL_HDR_SIZE 16
