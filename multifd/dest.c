@@ -1195,6 +1195,9 @@ static int fail_load(mfd_dest *d, int ret)
 {
 	dest_fail(d, ret);
 	ret = mfd__session_check(&d->ss);
+	/* Post-copy: the fault thread sends on the lanes closed below. */
+	if (d->pc_up)
+		mfd__pc_dst_halt(&d->pc);
 	for (unsigned i = 0; d->w && i < d->nw; i++)
 		if (d->w[i].started)
 			pthread_join(d->w[i].thread, NULL);

@@ -41,13 +41,18 @@ int mfd__pc_dst_init(struct mfd__pc_dst *pc, struct mfd__ramblock *blocks,
 	return 0;
 }
 
-void mfd__pc_dst_stop(struct mfd__pc_dst *pc)
+void mfd__pc_dst_halt(struct mfd__pc_dst *pc)
 {
 	if (pc->fault_running) {
 		__atomic_store_n(&pc->stop, true, __ATOMIC_RELEASE);
 		pthread_join(pc->fault_thread, NULL);
 		pc->fault_running = false;
 	}
+}
+
+void mfd__pc_dst_stop(struct mfd__pc_dst *pc)
+{
+	mfd__pc_dst_halt(pc);
 	for (unsigned b = 0; pc->registered && b < pc->nblocks; b++)
 		mfd__uffd_missing_unregister(&pc->u, pc->blocks[b].host,
 					     pc->blocks[b].size);

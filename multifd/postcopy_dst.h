@@ -77,6 +77,10 @@ void mfd__pc_dst_destroy(struct mfd__pc_dst *pc);
 /* Ends the fault thread and unregisters (every page is in place); the
  * bitmaps and measures stay until destroy. */
 void mfd__pc_dst_stop(struct mfd__pc_dst *pc);
+/* After a failure: ends the fault thread (no request goes out any more)
+ * and keeps the registration, so that the guest's threads that fault on
+ * a missing page stay blocked instead of reading zeros. */
+void mfd__pc_dst_halt(struct mfd__pc_dst *pc);
 /* Before the switch: drops every page whose received bit is clear
  * (MADV_DONTNEED), so that it faults once registered and its content is
  * placed: a page populated by anything but a received packet (the
