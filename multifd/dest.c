@@ -777,7 +777,9 @@ static int on_discard(mfd_dest *d, const uint8_t *payload, uint32_t len)
 	if (ret)
 		return ret;
 	mfd__prefault_stop(&d->pf);
-	ret = mfd__pc_dst_discard(&d->pc, payload, len, &d->lim);
+	/* Registered first: nothing fills a dropped page but a placement. */
+	if (!(ret = mfd__pc_dst_register(&d->pc)))
+		ret = mfd__pc_dst_discard(&d->pc, payload, len, &d->lim);
 	/* The source stops its guest once the early ones are applied. */
 	return ret ? ret : mfd__ctl_send(d->main, MFD_CTL_DISCARDED, NULL, 0);
 }

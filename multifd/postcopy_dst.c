@@ -84,7 +84,7 @@ int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 	uint32_t n;
 	int ret;
 
-	if (pc->registered)
+	if (pc->fault_running)
 		return MFD_ESTATE;
 	if ((ret = mfd__discard_check(payload, len, lim, &n)))
 		return ret;
@@ -111,7 +111,7 @@ int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 
 int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc)
 {
-	if (pc->registered)
+	if (pc->fault_running)
 		return MFD_ESTATE;
 	for (unsigned b = 0; b < pc->nblocks; b++) {
 		struct mfd__ramblock *rb = &pc->blocks[b];
@@ -199,12 +199,12 @@ static void *fault_main(void *arg)
 	return NULL;
 }
 
-int mfd__pc_dst_switch(struct mfd__pc_dst *pc)
+int mfd__pc_dst_register(struct mfd__pc_dst *pc)
 {
 	int ret;
 
 	if (pc->registered)
-		return MFD_ESTATE;
+		return 0;
 	if ((ret = mfd__uffd_missing_open(&pc->u)))
 		return ret;
 	for (unsigned b = 0; b < pc->nblocks; b++) {
@@ -220,6 +220,17 @@ int mfd__pc_dst_switch(struct mfd__pc_dst *pc)
 		}
 	}
 	pc->registered = true;
+	return 0;
+}
+
+int mfd__pc_dst_switch(struct mfd__pc_dst *pc)
+{
+	int ret;
+
+	if (pc->fault_running)
+		return MFD_ESTATE;
+	if ((ret = mfd__pc_dst_register(pc)))
+		return ret;
 	if ((ret = -pthread_create(&pc->fault_thread, NULL, fault_main, pc)))
 		return ret;
 	pc->fault_running = true;

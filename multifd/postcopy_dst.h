@@ -93,7 +93,8 @@ int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc);
 void mfd__pc_dst_received(struct mfd__pc_dst *pc, unsigned b, uint64_t offset);
 
 /*
- * A DISCARD payload, before the switch: the whole list is checked first
+ * A DISCARD payload, before the switch (registered or not): the whole
+ * list is checked first
  * (mfd__discard_check against lim: no range is acted on when one is bad),
  * then each range is dropped (MADV_DONTNEED) and its received bits
  * cleared. 0, the check's code, MFD_ESTATE after the switch, or -errno.
@@ -101,9 +102,19 @@ void mfd__pc_dst_received(struct mfd__pc_dst *pc, unsigned b, uint64_t offset);
 int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 			size_t len, const struct mfd__wire_limits *lim);
 
-/* The switch: registers every block with userfaultfd (MISSING) and starts
- * the fault thread. The caller has waited for every pre-copy page. 0,
- * -ENOTSUP where userfaultfd cannot do it, or -errno. */
+/*
+ * Registers every block with userfaultfd (MISSING) before the first
+ * DISCARD is applied: a dropped page of a registered range is never
+ * filled by anything but a placement (khugepaged, with the default
+ * max_ptes_none, collapses a huge page with holes and fills them with
+ * zeros, which UFFDIO_COPY could then not replace: EEXIST). Nothing may
+ * touch a dropped page until the switch (it would wait for the fault
+ * thread). 0 (also when registered already), -ENOTSUP, or -errno.
+ */
+int mfd__pc_dst_register(struct mfd__pc_dst *pc);
+/* The switch: registers every block with userfaultfd (MISSING) unless
+ * done already, and starts the fault thread. The caller has waited for every
+ * pre-copy page. 0, -ENOTSUP where userfaultfd cannot do it, or -errno. */
 int mfd__pc_dst_switch(struct mfd__pc_dst *pc);
 
 /*
