@@ -1,7 +1,8 @@
 #!/bin/sh
 # Page-request latency of post-copy on loopback with 1, 2 and 4 urgent
 # lanes while the data channels send as fast as they can (no
-# max-postcopy-bandwidth): 4 writers dirty a hot set at 512 MB/s, the
+# max-postcopy-bandwidth; pre-copy is held to 200 MB/s so that it does not
+# converge): 4 writers dirty a hot set at 512 MB/s, the
 # switch is asked for after round 0 (--postcopy manual), and the guest's
 # writers fault on the destination until every page is there. REPEATS runs
 # per lane count, interleaved. Prints one JSON line per run, "N of M ok",
@@ -17,7 +18,7 @@ B=${BENCH:-./build/multifd-bench}
 R=${1:-3}
 [ $# -gt 0 ] && shift
 out=$(mktemp)
-COMMON="--ram 1G --image mix --writers 4 --dirty-rate 512 --pattern hotset --channels 2 --verify off --postcopy manual --guest-measure-ms 500 $*"
+COMMON="--ram 1G --image mix --writers 4 --dirty-rate 512 --pattern hotset --channels 2 --verify off --postcopy manual --max-bandwidth 200M --downtime-limit 1 --guest-measure-ms 500 $*"
 echo "### date: $(date -u '+%Y-%m-%d %H:%M UTC') kernel $(uname -r) cores $(nproc) load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "### $B --json $COMMON --postcopy-lanes 1|2|4"
 i=1
