@@ -29,6 +29,7 @@ struct guest {
 	struct guest_opts o;
 	struct vm *vm;
 	uint8_t *ram;	  /* atomic pointer: source, later destination */
+	uint64_t *moved;  /* a bit per page written after guest_set_ram() */
 	mfd_source *mark; /* atomic pointer */
 	uint64_t npages, hot_pages;
 	double pages_per_ns; /* per writer */
@@ -152,6 +153,9 @@ static void write_page(struct writer *w, uint64_t pg)
 	uint64_t v = rnd(&w->rng);
 	for (unsigned i = 0; i < WRITE_BYTES / 8; i++)
 		memcpy(ram + off + 8 * i, &v, 8), v += 0x9e37;
+	if (ram != g->vm->src)
+		__atomic_fetch_or(&g->moved[pg / 64], 1ULL << (pg % 64),
+				  __ATOMIC_RELAXED);
 	mfd_source *src = __atomic_load_n(&g->mark, __ATOMIC_ACQUIRE);
 	if (!src)
 		return;
@@ -230,6 +234,11 @@ int guest_start(struct guest **out, const struct guest_opts *o, struct vm *vm)
 	g->vm = vm;
 	g->ram = vm->src;
 	g->npages = vm->ram_bytes / vm->page_size;
+	g->moved = calloc((g->npages + 63) / 64, sizeof(*g->moved));
+	if (!g->moved) {
+		free(g);
+		return -ENOMEM;
+	}
 	g->hot_pages = (uint64_t)((double)g->npages * o->hot_fraction);
 	if (!g->hot_pages)
 		g->hot_pages = 1;
@@ -268,6 +277,14 @@ void guest_set_marking(struct guest *g, mfd_source *src)
 {
 	if (g)
 		__atomic_store_n(&g->mark, src, __ATOMIC_RELEASE);
+}
+
+bool guest_moved_wrote(const struct guest *g, uint64_t pg)
+{
+	return g && pg < g->npages &&
+	       (__atomic_load_n(&g->moved[pg / 64], __ATOMIC_RELAXED) >>
+		(pg % 64)) &
+		       1;
 }
 
 void guest_set_ram(struct guest *g, uint8_t *ram)
@@ -366,5 +383,6 @@ void guest_stop(struct guest *g)
 	pthread_mutex_destroy(&g->lock);
 	pthread_cond_destroy(&g->cv);
 	free(g->w);
+	free(g->moved);
 	free(g);
 }

@@ -57,6 +57,10 @@ void guest_set_marking(struct guest *g, mfd_source *src);
 /* Writers write into ram (the same layout) from now on: after a
  * migration the guest runs on at the destination. Call while paused. */
 void guest_set_ram(struct guest *g, uint8_t *ram);
+/* Whether a writer wrote page pg (of the VM's RAM) since the guest moved
+ * to another RAM with guest_set_ram(): those pages differ from the
+ * source's after a post-copy migration by design. */
+bool guest_moved_wrote(const struct guest *g, uint64_t pg);
 void guest_pause(struct guest *g);
 void guest_resume(struct guest *g);
 void guest_throttle(struct guest *g, int pct);

@@ -81,6 +81,31 @@ static int hook_loaded(void *opaque)
 	return 0;
 }
 
+/* Post-copy: the source has sent SWITCH; the guest is the destination's. */
+static void hook_postcopy(void *opaque)
+{
+	struct hook_log *h = opaque;
+
+	__atomic_store_n(&h->switch_ns, now_ns(), __ATOMIC_RELEASE);
+}
+
+/* Post-copy: the guest runs on the destination's RAM from now on; its
+ * writers fault on the pages not there yet. */
+static int hook_postcopy_run(void *opaque)
+{
+	struct hook_log *h = opaque;
+
+	if (h->guest && h->dst_ram) {
+		guest_set_marking(h->guest, NULL);
+		guest_set_ram(h->guest, h->dst_ram);
+		h->work_at_run = guest_work(h->guest);
+		h->reader_work_at_run = guest_reader_work(h->guest);
+		guest_resume(h->guest);
+	}
+	__atomic_store_n(&h->run_ns, now_ns(), __ATOMIC_RELEASE);
+	return 0;
+}
+
 static void hook_failed(void *opaque, int err)
 {
 	struct hook_log *h = opaque;
@@ -96,6 +121,7 @@ void hooks_source(struct hook_log *h, mfd_source_hooks *out)
 		.resume = hook_resume,
 		.throttle = hook_throttle,
 		.throttle_vcpu = hook_throttle_vcpu,
+		.postcopy = hook_postcopy,
 	};
 }
 
@@ -105,6 +131,7 @@ void hooks_dest(struct hook_log *h, mfd_dest_hooks *out)
 		.opaque = h,
 		.loaded = hook_loaded,
 		.failed = hook_failed,
+		.postcopy_run = hook_postcopy_run,
 	};
 }
 

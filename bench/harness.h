@@ -38,6 +38,15 @@ struct hook_log {
 	int throttle_max;
 	int vcpu_throttle_max; /* dirty-limit's highest per-vCPU percent */
 	unsigned throttles;
+	/* Post-copy: the destination's RAM, where the guest moves at the
+	 * switch (NULL in a process without a guest there); when the source
+	 * made the switch and when the destination ran the guest, and the
+	 * guest's work at that moment. */
+	uint8_t *dst_ram;
+	uint64_t switch_ns;
+	uint64_t run_ns;
+	uint64_t work_at_run;
+	uint64_t reader_work_at_run;
 };
 
 /* Hooks that write into h (which must outlive the handles). */

@@ -39,7 +39,10 @@ static int dump_image(const struct vm *vm, const char *path)
 
 /* Offset of the first differing byte, compared in 1 MiB slices so that a
  * mismatch can be located; UINT64_MAX when equal. */
-static uint64_t compare_ram(const struct vm *vm)
+/* The first byte that differs, or UINT64_MAX; pages the guest wrote on
+ * the destination after a post-copy switch are skipped (they hold its
+ * writes, by design). */
+static uint64_t compare_ram(const struct vm *vm, const struct guest *g)
 {
 	const uint64_t slice = 1ULL << 20;
 
@@ -51,7 +54,8 @@ static uint64_t compare_ram(const struct vm *vm)
 		if (!memcmp(vm->src + off, vm->dst + off, len))
 			continue;
 		for (uint64_t i = off; i < off + len; i++)
-			if (vm->src[i] != vm->dst[i])
+			if (vm->src[i] != vm->dst[i] &&
+			    !guest_moved_wrote(g, i / vm->page_size))
 				return i;
 	}
 	return UINT64_MAX;
@@ -211,6 +215,25 @@ static int start_dest(const struct bench_opts *o, mfd_dest *dst)
 	return err;
 }
 
+/* --postcopy manual: the switch is asked for once round 0 has ended, as
+ * a management layer would after seeing pre-copy lag. */
+static void manual_postcopy(const mfd_config *scfg, mfd_source *src)
+{
+	char v[16];
+	mfd_stats st;
+
+	if (mfd_config_get(scfg, "postcopy", v, sizeof(v)) ||
+	    strcmp(v, "manual"))
+		return;
+	do {
+		usleep(1000);
+		mfd_source_get_stats(src, &st, sizeof(st));
+	} while (st.phase == MFD_PHASE_SETUP ||
+		 (st.phase == MFD_PHASE_PRECOPY && st.round < 1));
+	if (st.phase == MFD_PHASE_PRECOPY)
+		(void)mfd_source_start_postcopy(src);
+}
+
 static void migrate(const struct bench_opts *o, struct vm *vm,
 		    const mfd_config *scfg, const mfd_config *dcfg,
 		    struct local_result *res)
@@ -220,6 +243,7 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	mfd_dest *dst = NULL;
 	int err;
 
+	res->hooks.dst_ram = vm->dst; /* post-copy: the guest moves there */
 	err = make_sides(o, vm, scfg, dcfg, res, &src, &dst);
 	if (!err)
 		err = start_dest(o, dst);
@@ -258,6 +282,8 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 		res->sampler = NULL; /* no timeline, not a failed run */
 	if (!res->src_err)
 		guest_check_tracker(res, src);
+	if (!res->src_err)
+		manual_postcopy(scfg, src);
 	if (!res->src_err)
 		res->src_err = mfd_source_wait(src);
 	/* A source that never connected leaves the destination waiting for
@@ -377,6 +403,26 @@ static void guest_during(struct local_result *res)
 
 	if (!g || !res->run.t0)
 		return;
+	if (res->hooks.run_ns) {
+		/* Post-copy: it ran until the stop here, and from the switch
+		 * on the destination (faulting on missing pages) until the
+		 * end; the downtime between is not counted. */
+		uint64_t now = now_ns(), ran, done;
+
+		if (res->hooks.stop_ns <= res->run.t0 ||
+		    now <= res->hooks.run_ns)
+			return;
+		ran = (res->hooks.stop_ns - res->run.t0) +
+		      (now - res->hooks.run_ns);
+		done = res->hooks.work_at_stop - res->work_at_start +
+		       guest_work(g) - res->hooks.work_at_run;
+		res->work_during = (double)done * 1e9 / (double)ran;
+		done = res->hooks.reader_work_at_stop -
+		       res->reader_work_at_start + guest_reader_work(g) -
+		       res->hooks.reader_work_at_run;
+		res->reader_during = (double)done * 1e9 / (double)ran;
+		return;
+	}
 	if (res->hooks.stop_ns) {
 		end = res->hooks.stop_ns;
 		work = res->hooks.work_at_stop;
@@ -406,7 +452,9 @@ static void guest_after(const struct bench_opts *o, struct vm *vm,
 
 	if (!g)
 		return;
-	if (res->hooks.stops && !res->hooks.resumes) {
+	if (res->hooks.run_ns) {
+		guest_resume(g); /* post-copy: it runs there already */
+	} else if (res->hooks.stops && !res->hooks.resumes) {
 		guest_set_ram(g, vm->dst);
 		guest_resume(g);
 	}
@@ -506,7 +554,11 @@ static void check_ram(const struct vm *vm, struct local_result *res)
 {
 	uint64_t t = now_ns();
 
-	res->first_diff = compare_ram(vm);
+	/* Post-copy: the guest runs on the destination; stop it there while
+	 * its RAM is compared (guest_after() lets it go on). */
+	if (res->hooks.run_ns)
+		guest_pause(res->hooks.guest);
+	res->first_diff = compare_ram(vm, res->hooks.guest);
 	res->memcmp_ns = now_ns() - t;
 	res->memcmp_ok = res->first_diff == UINT64_MAX;
 	if (!res->memcmp_ok)
@@ -535,8 +587,12 @@ static bool outputs(const struct bench_opts *o, const struct vm *vm,
 		 "multifd-bench: %.0f MiB %s, %u channels, loopback",
 		 (double)o->ram_bytes / 1048576.0, vm_image_name(&o->image),
 		 res->run.src_st.channels);
+	/* Post-copy: the downtime ends when the guest runs there. */
 	if (bench_outputs(res->sampler, o->timeline, o->plot,
-			  res->hooks.stop_ns, res->run.src_st.downtime_ns,
+			  res->hooks.stop_ns,
+			  res->hooks.run_ns > res->hooks.stop_ns
+				  ? res->hooks.run_ns - res->hooks.stop_ns
+				  : res->run.src_st.downtime_ns,
 			  title))
 		failed = true;
 	return failed;

@@ -66,6 +66,39 @@ static double mbps(uint64_t bytes, uint64_t ns)
 	return ns ? (double)bytes * 1e3 / (double)ns : NAN;
 }
 
+/* Post-copy's measures (null without a switch). Downtime: the stop hook
+ * to the destination's postcopy_run, as the hooks saw it (one process);
+ * the library's parts: the source's stop to SWITCH sent, the
+ * destination's SWITCH read to the guest running. */
+static void postcopy_items(struct report *r, const mfd_stats *s,
+			   const mfd_stats *d, const struct hook_log *h)
+{
+	bool on = s->postcopy_round != 0;
+
+	report_u64(r, "postcopy_round", s->postcopy_round);
+	report_f64(r, "postcopy_downtime_ms",
+		   on && h->run_ns > h->stop_ns
+			   ? ns_to_ms(h->run_ns - h->stop_ns)
+			   : NAN,
+		   3);
+	report_f64(r, "postcopy_dest_downtime_ms",
+		   on ? ns_to_ms(d->downtime_ns) : NAN, 3);
+	report_f64(r, "postcopy_ms", on ? ns_to_ms(s->postcopy_ns) : NAN, 3);
+	report_u64(r, "urgent_requests", s->urgent_requests);
+	report_u64(r, "urgent_pages", s->urgent_pages);
+	report_u64(r, "lane_bytes", s->lane_bytes);
+	report_u64(r, "data_channel_bytes", d->wire_bytes - d->lane_bytes);
+	report_u64(r, "faults", d->faults);
+	report_u64(r, "page_requests", d->page_requests);
+	report_f64(r, "request_p50_ms",
+		   d->page_requests ? ns_to_ms(d->latency_p50_ns) : NAN, 3);
+	report_f64(r, "request_p99_ms",
+		   d->page_requests ? ns_to_ms(d->latency_p99_ns) : NAN, 3);
+	report_f64(r, "request_max_ms",
+		   d->page_requests ? ns_to_ms(d->latency_max_ns) : NAN, 3);
+	report_f64(r, "blocktime_ms", on ? ns_to_ms(d->blocktime_ns) : NAN, 3);
+}
+
 static void local_run_items(struct report *r, const struct bench_opts *o,
 			    const struct vm *vm, const mfd_config *cfg,
 			    const struct local_result *res)
@@ -127,6 +160,7 @@ static void local_run_items(struct report *r, const struct bench_opts *o,
 	report_u64(r, "dest_pages", d->pages);
 	report_u64(r, "packets", s->packets);
 	report_u64(r, "rounds", stats_rounds(s));
+	postcopy_items(r, s, d, &res->hooks);
 
 	report_f64(
 		r, "throughput_mbps",

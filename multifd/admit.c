@@ -195,7 +195,8 @@ int mfd__handshake_dest(struct mfd__chan *c, const struct mfd__admit_want *want,
 					   "auth-key-file is set");
 		ret = MFD_EAUTH;
 	}
-	if (!ret && want->role == MFD_ROLE_DATA) {
+	if (!ret &&
+	    (want->role == MFD_ROLE_DATA || want->role == MFD_ROLE_URGENT)) {
 		if (memcmp(h->session, want->session, 16) ||
 		    h->nchannels != want->nchannels ||
 		    h->features != want->features)
@@ -389,8 +390,10 @@ int mfd__admitq_take(struct mfd__admitq *q, uint64_t timeout_ms,
 			return 0;
 		}
 		mfd__warn("refused %sconnection from %s: %s",
-			  want->role == MFD_ROLE_DATA ? "data " : "", c->peer,
-			  mfd_strerror(ret));
+			  want->role == MFD_ROLE_DATA	  ? "data "
+			  : want->role == MFD_ROLE_URGENT ? "urgent "
+							  : "",
+			  c->peer, mfd_strerror(ret));
 		mfd__log_forget();
 		c->ops->close(c);
 	}

@@ -46,13 +46,15 @@ int mfd__auth_dest(struct mfd__chan *c, const struct mfd__key *key,
 
 /* What the destination admits. */
 struct mfd__admit_want {
-	uint16_t role;		    /* MFD_ROLE_MAIN or MFD_ROLE_DATA */
+	uint16_t role; /* MFD_ROLE_MAIN, MFD_ROLE_DATA or MFD_ROLE_URGENT */
 	const struct mfd__key *key; /* len 0: no authentication */
-	/* Data channels: the session the main channel opened. */
+	/* Data channels and urgent lanes: the session the main channel
+	 * opened. */
 	const uint8_t *session; /* 16 bytes */
 	uint16_t nchannels;
 	uint64_t features;
-	/* Whether channel index idx is taken already. */
+	/* Whether channel index idx is taken already (or, for a lane, not
+	 * below SETUP's postcopy_lanes). */
 	bool (*taken)(void *ctx, uint16_t idx);
 	void *ctx;
 };

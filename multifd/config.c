@@ -38,6 +38,7 @@ static const char *const policy_choices[] = { "force", "cancel", NULL };
 /* Index = enum mfd__dev_transfer_cfg. */
 static const char *const devxfer_choices[] = { "main", "multifd", NULL };
 static const char *const prefault_choices[] = { "off", "ahead", NULL };
+static const char *const postcopy_choices[] = { "off", "manual", "auto", NULL };
 
 const struct mfd__cfg_key mfd__cfg_keys[] = {
 	{
@@ -521,6 +522,58 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		       "ahead of the highest page received, in block order, "
 		       "never outside the registered blocks; their CPU time "
 		       "counts in the destination's).",
+	},
+	{
+		.section = "migration",
+		.name = "postcopy",
+		.type = MFD__CFG_ENUM,
+		.def = "off",
+		.min = 0,
+		.max = 2,
+		FIELD(postcopy),
+		.choices = postcopy_choices,
+		.doc = "Source: off, manual (switch to post-copy when the "
+		       "hypervisor calls mfd_source_start_postcopy()) or auto "
+		       "(also when pre-copy does not converge within "
+		       "postcopy-after-rounds rounds, or its expected downtime "
+		       "stops shrinking). Not with verify or tls; the "
+		       "destination needs userfaultfd.",
+	},
+	{
+		.section = "migration",
+		.name = "postcopy-lanes",
+		.type = MFD__CFG_UINT,
+		.def = "1",
+		.min = 1,
+		.max = 8,
+		FIELD(postcopy_lanes),
+		.doc = "Source, with postcopy: urgent connections that carry "
+		       "the pages the destination's guest faults on, beside "
+		       "the data channels.",
+	},
+	{
+		.section = "migration",
+		.name = "postcopy-after-rounds",
+		.type = MFD__CFG_UINT,
+		.def = "5",
+		.min = 1,
+		.max = 1000000,
+		FIELD(postcopy_after_rounds),
+		.doc = "Source, postcopy=auto: switch to post-copy after this "
+		       "many pre-copy rounds without convergence.",
+	},
+	{
+		.section = "migration",
+		.name = "max-postcopy-bandwidth",
+		.type = MFD__CFG_UINT,
+		.size = true,
+		.def = "0",
+		.min = 0,
+		.max = 1ULL << 40,
+		FIELD(max_postcopy_bandwidth),
+		.doc = "Source: bytes per second the data channels together "
+		       "may send after the post-copy switch (0 = unlimited); "
+		       "the urgent lanes are never limited.",
 	},
 	{
 		.section = "migration",

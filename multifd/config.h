@@ -58,6 +58,11 @@ struct mfd_config {
 	uint64_t device_buffer_max; /* destination reorder bound, bytes */
 	uint32_t device_chunk_size; /* source chunk bytes */
 	uint32_t dest_prefault;	    /* enum mfd__prefault_cfg */
+	/* Post-copy (multifd/postcopy_src.c, postcopy_dst.c). */
+	uint32_t postcopy; /* enum mfd__postcopy_mode (converge.h) */
+	uint32_t postcopy_lanes;
+	uint32_t postcopy_after_rounds;
+	uint64_t max_postcopy_bandwidth; /* bytes/s after the switch, 0 = any */
 	/* Destination self-announcement (multifd/announce.c). */
 	uint64_t announce_initial_ms; /* before round 1 */
 	uint64_t announce_max_ms;     /* longest delay between rounds */

@@ -23,6 +23,7 @@
 #include "multifd/filemig.h"
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
+#include "multifd/postcopy_dst.h"
 #include "multifd/session.h"
 #include "ramblock/prefault.h"
 #include "multifd/announcer.h"
@@ -37,6 +38,10 @@ struct recv_worker {
 	struct mfd__chan *chan;
 	struct mfd_data_grammar g; /* where this channel is in its grammar */
 	bool exited;		   /* atomic: the worker has ended */
+	bool urgent;		   /* a post-copy urgent lane */
+	/* Post-copy: packet_pages pages, where a flagged packet lands before
+	 * UFFDIO_COPY places it. */
+	uint8_t *stage;
 	/* With MFD_FEAT_ZSTD; codec.out receives the compressed payload. */
 	struct mfd__codec codec;
 	uint64_t offsets[MFD_MAX_PACKET_PAGES];
@@ -79,6 +84,17 @@ struct mfd_dest {
 	struct mfd__prefault pf;  /* dest-prefault = ahead */
 	struct mfd__announcer an; /* after the guest runs (announce.c) */
 	mfd_handover ho;	  /* under lock: what this side knows */
+
+	/* ---- post-copy (postcopy_dst.c; protocol 10) ---- */
+	struct mfd__pc_dst pc; /* kept after a load: its measures */
+	bool pc_up;	       /* pc initialised (under lock) */
+	unsigned nlanes;       /* urgent lanes, from SETUP */
+	unsigned nw;	       /* workers: n data channels, then the lanes */
+	uint32_t pc_round;     /* atomic: SWITCH's round; UNKNOWN before */
+	uint32_t last_round;   /* the last ROUND read + 1 (main loop) */
+	uint32_t applied;      /* atomic: rounds whose barrier has passed */
+	bool lane_done[MFD_MAX_URGENT_LANES]; /* atomic: DONE read */
+	uint64_t t_switch;
 };
 
 /* dest-prefault = ahead: how far ahead of the receive front, how many. */
@@ -108,6 +124,7 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 	pthread_mutex_init(&d->lock, NULL);
 	mfd__barrier_init(&d->barrier, 1);
 	d->final_round = MFD_ROUND_UNKNOWN;
+	d->pc_round = MFD_ROUND_UNKNOWN;
 	mfd__devload_init(&d->dl, &d->lock, dest_fail_cb, d);
 	mfd__announcer_init(&d->an);
 	*out = d;
@@ -123,6 +140,8 @@ void mfd_dest_free(mfd_dest *d)
 		mfd_dest_wait(d);
 	}
 	mfd__announcer_destroy(&d->an); /* stops the rounds still due */
+	if (d->pc_up)
+		mfd__pc_dst_destroy(&d->pc);
 	mfd__listener_close(&d->lst);
 	mfd__session_destroy(&d->ss);
 	mfd__barrier_destroy(&d->barrier);
@@ -158,7 +177,7 @@ static void dest_fail(mfd_dest *d, int err)
 	mfd__session_fail(&d->ss, err);
 	mfd__barrier_abort(&d->barrier);
 	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; d->w && i < d->n; i++)
+	for (unsigned i = 0; d->w && i < d->nw; i++)
 		if (d->w[i].chan)
 			d->w[i].chan->ops->shutdown(d->w[i].chan, SHUT_RDWR);
 	mfd__devload_abort(&d->dl, err); /* receivers waiting for room */
@@ -179,6 +198,99 @@ static void dest_fail_cb(void *ctx, int err)
 	dest_fail(d, err);
 }
 
+/* ---- post-copy: receive into the staging buffer, place atomically ---- */
+
+/*
+ * A post-copy packet (protocol 10.4): the payload lands in the worker's
+ * staging buffer (decompressed there with zstd), then every page not yet
+ * in place is placed with UFFDIO_COPY, every zero page with
+ * UFFDIO_ZEROPAGE. A page in place already (requested and placed, or
+ * written by the guest) is left as it is.
+ */
+static int recv_placed(struct recv_worker *w, const struct mfd__pkt_hdr *h,
+		       size_t olen)
+{
+	mfd_dest *d = w->d;
+	struct mfd__ramblock *rb = &d->ss.blocks[h->block];
+	uint64_t len = (uint64_t)h->count * rb->page_size;
+	struct iovec iov = { .iov_base = w->stage, .iov_len = len };
+	int ret = 0;
+	if (h->flags & MFD_PKT_F_ZSTD) {
+		if ((ret = w->chan->ops->recv(w->chan, w->codec.out,
+					      h->payload_len)))
+			return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+		if (h->count &&
+		    (ret = w->codec.ops->decompress(&w->codec, w->codec.out,
+						    h->payload_len, &iov, 1)))
+			return ret;
+	} else if (len && (ret = w->chan->ops->recv(w->chan, w->stage, len))) {
+		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
+	}
+	int placed = mfd__pc_dst_place_pages(&d->pc, h->block, w->offsets,
+					     h->count, w->stage);
+	if (placed >= 0 && h->zero_count)
+		ret = mfd__pc_dst_place_pages(&d->pc, h->block,
+					      w->offsets + h->count,
+					      h->zero_count, NULL);
+	if (placed < 0 || ret < 0)
+		return placed < 0 ? placed : ret;
+	STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
+	if (w->urgent)
+		STAT_ADD(d->ss.st.lane_bytes,
+			 MFD_PKT_HDR_SIZE + olen + h->payload_len);
+	STAT_ADD(d->ss.st.pages, (uint64_t)h->count + h->zero_count);
+	STAT_ADD(d->ss.st.zero_pages, h->zero_count);
+	STAT_ADD(d->ss.st.packets, 1);
+	return 0;
+}
+
+/* A worker that reads a flagged PAGES before the loader has handled
+ * SWITCH waits for it, at most io-timeout. */
+static int wait_switch(mfd_dest *d, uint32_t *round)
+{
+	uint64_t deadline = mfd__deadline_ms(d->ss.cfg.io_timeout_ms);
+	for (;;) {
+		uint32_t r = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE);
+		if (r != MFD_ROUND_UNKNOWN) {
+			*round = r;
+			return 0;
+		}
+		int err = mfd__session_check(&d->ss);
+		if (err)
+			return err;
+		if (mfd__now_ns() > deadline)
+			return MFD_EUNEXPECTED; /* flagged, and no SWITCH */
+		struct timespec ts = { 0, 100000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* The fault thread's request, on its lane (protocol 10.4). The lane's
+ * worker only reads: one writer. */
+static int send_request(void *ctx, unsigned lane,
+			const struct mfd__page_range *r)
+{
+	mfd_dest *d = ctx;
+	uint8_t msg[MFD_RANGE_SIZE];
+	/* After the lane's DONE every page is on its way: nothing to ask. */
+	if (__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE))
+		return 0;
+	struct mfd__page_range q = *r;
+	if (mfd__test_dest_request)
+		mfd__test_dest_request(&q);
+	mfd__page_req_encode(&q, msg);
+	int ret = mfd__ctl_send(d->w[d->n + lane].chan, MFD_CTL_PAGE_REQ, msg,
+				sizeof(msg));
+	if (ret && !__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE)) {
+		if (!mfd__session_check(&d->ss))
+			mfd__err("urgent lane %u: %s", lane, mfd_strerror(ret));
+		dest_fail(d, ret);
+		return ret;
+	}
+	return 0;
+}
+/* ---- end post-copy receive ---- */
+
 static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 {
 	mfd_dest *d = w->d;
@@ -190,6 +302,8 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
 	if ((ret = mfd__pkt_offsets_decode(h, w->offsets, &d->lim)))
 		return ret;
+	if (h->flags & MFD_PKT_F_POSTCOPY)
+		return recv_placed(w, h, olen);
 
 	/* Every offset is now known to be a page inside the block: the
 	 * payload goes straight into guest memory, contiguous pages as one
@@ -253,6 +367,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 							       psize));
 	}
 
+	if (d->pc_up) /* post-copy: what is here needs no request */
+		for (uint32_t i = 0; i < h->count + h->zero_count; i++)
+			mfd__pc_dst_received(&d->pc, h->block, w->offsets[i]);
 	if (h->count)
 		mfd__prefault_note(&d->pf, h->block,
 				   w->offsets[h->count - 1] + psize);
@@ -279,6 +396,11 @@ static int recv_loop(struct recv_worker *w)
 		 * without its SYNC fails here, not at END. */
 		w->g.final_round =
 			__atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE);
+		if (h.type == MFD_PKT_PAGES && (h.flags & MFD_PKT_F_POSTCOPY) &&
+		    (d->features & MFD_FEAT_POSTCOPY) &&
+		    w->g.postcopy_round == MFD_ROUND_UNKNOWN &&
+		    (ret = wait_switch(d, &w->g.postcopy_round)))
+			return ret;
 		if ((ret = mfd__grammar_step(&w->g, &h)))
 			return ret;
 		switch (h.type) {
@@ -297,6 +419,15 @@ static int recv_loop(struct recv_worker *w)
 			 * failure. */
 			if ((ret = mfd__barrier_wait(&d->barrier)))
 				return ret;
+			/* Every page of round h.round is in place (SWITCH
+			 * waits for this). */
+			for (uint32_t a = __atomic_load_n(&d->applied,
+							  __ATOMIC_ACQUIRE);
+			     a < h.round + 1 &&
+			     !__atomic_compare_exchange_n(
+				     &d->applied, &a, h.round + 1, false,
+				     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);)
+				;
 			/* One-sided transports: the source may now write
 			 * round r+1. */
 			if (w->chan->ops->round_applied &&
@@ -310,6 +441,11 @@ static int recv_loop(struct recv_worker *w)
 			break;
 		case MFD_PKT_DONE:
 			STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE);
+			if (w->urgent) { /* not part of the rounds */
+				__atomic_store_n(&d->lane_done[w->idx - d->n],
+						 true, __ATOMIC_RELEASE);
+				return 0;
+			}
 			/* No barrier can be complete from now on: a channel
 			 * that sends another SYNC fails at once. */
 			mfd__barrier_leave(&d->barrier);
@@ -337,6 +473,18 @@ static void *recv_worker_main(void *arg)
 	if (write(w->d->wake_fd, &one, sizeof(one)) < 0)
 		mfd__warn("eventfd: %s", strerror(errno));
 	return NULL;
+}
+
+/* Receive workers [from, to): 0 or -errno. */
+static int start_range(mfd_dest *d, unsigned from, unsigned to)
+{
+	int ret = 0;
+	for (unsigned i = from; i < to && !ret; i++) {
+		ret = -pthread_create(&d->w[i].thread, NULL, recv_worker_main,
+				      &d->w[i]);
+		d->w[i].started = ret == 0;
+	}
+	return ret;
 }
 
 /* A worker's exit (or a failure) signalled the loader. */
@@ -427,6 +575,23 @@ static int setup_acceptable(mfd_dest *d, const struct mfd__setup *su, char *why,
 				 : MFD_ZSTD_WINDOW_LOG_DEFAULT);
 		return MFD_ESETUP;
 	}
+	if ((d->features & MFD_FEAT_POSTCOPY) && !d->hooks.postcopy_run) {
+		snprintf(why, len,
+			 "post-copy asked, and no postcopy_run hook here");
+		return MFD_EFEATURE;
+	}
+	if (d->features & MFD_FEAT_POSTCOPY) {
+		struct mfd__uffd_missing u;
+		int ret = mfd__uffd_missing_open(&u);
+		mfd__uffd_missing_close(&u);
+		if (ret) {
+			snprintf(why, len,
+				 "post-copy asked, and userfaultfd (MISSING) "
+				 "is not available here: %s",
+				 mfd_strerror(ret));
+			return MFD_EFEATURE;
+		}
+	}
 	if (d->dl.set.n && !(d->features & MFD_FEAT_DEVICES)) {
 		/* Refused here, not with an ERROR after SETUP_OK. */
 		snprintf(why, len,
@@ -498,6 +663,8 @@ static int accept_main(mfd_dest *d)
 		d->lim.packet_pages = su.packet_pages;
 		d->lim.features = d->features;
 		d->zstd_window_log = su.zstd_window_log;
+		d->nlanes = su.postcopy_lanes;
+		d->nw = d->n + d->nlanes;
 	}
 	free(descs);
 	if (ret) {
@@ -516,6 +683,13 @@ static int accept_main(mfd_dest *d)
 	return mfd__ctl_send(c, MFD_CTL_SETUP_OK, NULL, 0);
 }
 
+static bool lane_taken(void *ctx, uint16_t idx)
+{
+	mfd_dest *d = ctx;
+	return idx >= d->nlanes || d->w[d->n + idx].chan != NULL;
+}
+
+/* The data channels, then the urgent lanes (protocol 10.1). */
 static int accept_data(mfd_dest *d)
 {
 	unsigned accepted = 0;
@@ -528,7 +702,11 @@ static int accept_data(mfd_dest *d)
 					.features = d->features,
 					.taken = channel_taken,
 					.ctx = d };
-	while (accepted < d->n) {
+	while (accepted < d->nw) {
+		if (accepted == d->n) {
+			want.role = MFD_ROLE_URGENT;
+			want.taken = lane_taken;
+		}
 		uint64_t now = mfd__now_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
@@ -548,12 +726,127 @@ static int accept_data(mfd_dest *d)
 		 * records per read(2). */
 		mfd__tls_bulk_receive(c);
 		pthread_mutex_lock(&d->lock);
-		d->w[h.channel].chan = c;
+		d->w[(want.role == MFD_ROLE_URGENT ? d->n : 0) + h.channel]
+			.chan = c;
 		pthread_mutex_unlock(&d->lock);
 		accepted++;
 	}
 	return 0;
 }
+
+/* ---- post-copy: DISCARD and SWITCH on main (protocol 10.3) ---- */
+
+/* Until every data channel has passed the barrier of round p - 1, at most
+ * io-timeout. */
+static int wait_applied(mfd_dest *d, uint32_t p)
+{
+	uint64_t deadline = mfd__deadline_ms(d->ss.cfg.io_timeout_ms);
+	while (__atomic_load_n(&d->applied, __ATOMIC_ACQUIRE) < p) {
+		int err = mfd__session_check(&d->ss);
+		if (err)
+			return err;
+		if (mfd__now_ns() > deadline) {
+			mfd__err("SWITCH(%u): the data channels did not end "
+				 "round %u within io-timeout",
+				 p, p - 1);
+			return MFD_EBARRIER;
+		}
+		struct timespec ts = { 0, 200000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/*
+ * A DISCARD (before SWITCH; the source sends most while the guest still
+ * runs there): checked whole, then applied once every page of the rounds
+ * so far is in place (a data channel may still be placing the stale copy
+ * of round p - 1), the prefault helpers stopped first (they could
+ * populate a dropped page again).
+ */
+static int on_discard(mfd_dest *d, const uint8_t *payload, uint32_t len)
+{
+	uint32_t n;
+	if (!(d->features & MFD_FEAT_POSTCOPY) ||
+	    __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+		    MFD_ROUND_UNKNOWN ||
+	    !d->last_round)
+		return MFD_EUNEXPECTED;
+	int ret = mfd__discard_check(payload, len, &d->lim, &n);
+	if (!ret)
+		ret = wait_applied(d, d->last_round);
+	if (ret)
+		return ret;
+	mfd__prefault_stop(&d->pf);
+	/* Registered first: nothing fills a dropped page but a placement. */
+	if (!(ret = mfd__pc_dst_register(&d->pc)))
+		ret = mfd__pc_dst_discard(&d->pc, payload, len, &d->lim);
+	/* The source stops its guest once the early ones are applied. */
+	return ret ? ret : mfd__ctl_send(d->main, MFD_CTL_DISCARDED, NULL, 0);
+}
+
+/*
+ * SWITCH(p): once every page of round p - 1 and all device state is in,
+ * the stale pages are dropped, guest memory is registered with
+ * userfaultfd and the guest runs here (postcopy_run). Downtime ends here.
+ */
+static int on_switch(mfd_dest *d, const uint8_t *payload, uint32_t len)
+{
+	struct mfd__switch sw;
+	uint64_t t0 = mfd__now_ns();
+	if (!(d->features & MFD_FEAT_POSTCOPY) ||
+	    __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+		    MFD_ROUND_UNKNOWN)
+		return MFD_EUNEXPECTED;
+	if (len != MFD_SWITCH_SIZE)
+		return MFD_ELENGTH;
+	int ret = mfd__switch_decode(payload, &sw);
+	if (ret)
+		return ret;
+	if (sw.round != d->last_round || !d->last_round)
+		return MFD_EROUND;
+	if ((ret = wait_applied(d, sw.round)))
+		return ret;
+	uint64_t t1 = mfd__now_ns();
+	if (d->dl.set.n && (ret = mfd__devload_finish(&d->dl)))
+		return ret;
+	/* The prefault helpers are the only writers of guest memory
+	 * besides received packets: with them, drop whatever they
+	 * populated that was never received (every page is received in
+	 * round 0, DISCARDs dropped the stale ones). */
+	if (d->ss.cfg.dest_prefault == MFD__PREFAULT_AHEAD) {
+		mfd__prefault_stop(&d->pf);
+		ret = mfd__pc_dst_drop_missing(&d->pc);
+	}
+	uint64_t t2 = mfd__now_ns();
+	if (!ret)
+		ret = mfd__pc_dst_switch(&d->pc);
+	mfd__dbg("SWITCH(%u), %llu pages to come: round %u in place after "
+		 "%.1f ms, devices and drops %.1f ms, registration %.1f ms",
+		 sw.round, (unsigned long long)sw.pages, sw.round - 1,
+		 (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+		 (double)(mfd__now_ns() - t2) / 1e6);
+	if (!ret)
+		ret = start_range(d, d->n, d->nw);
+	if (ret) {
+		mfd__err("post-copy switch: %s", mfd_strerror(ret));
+		return ret;
+	}
+	STAT_SET(d->ss.st.postcopy_round, sw.round);
+	d->t_switch = t0;
+	__atomic_store_n(&d->pc_round, sw.round, __ATOMIC_RELEASE);
+	STAT_SET(d->ss.st.phase, MFD_PHASE_POSTCOPY);
+	if (d->hooks.postcopy_run(d->hooks.opaque) < 0) {
+		mfd__err("postcopy_run hook failed");
+		return MFD_EHOOK;
+	}
+	STAT_SET(d->ss.st.downtime_ns, mfd__now_ns() - t0);
+	mfd__info("post-copy: the guest runs here from round %u, %llu pages "
+		  "to come",
+		  sw.round, (unsigned long long)sw.pages);
+	return 0;
+}
+/* ---- end post-copy main ---- */
 
 /* Reads the main channel until END; returns 0 with *end filled. */
 static int main_loop(mfd_dest *d, struct mfd__end *end,
@@ -600,9 +893,17 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 			if (!ret)
 				STAT_SET(d->ss.st.round, r.round);
 			if (!ret)
+				d->last_round = r.round + 1;
+			if (!ret)
 				mfd__devload_round(&d->dl);
 			break;
 		}
+		case MFD_CTL_DISCARD: /* post-copy, before SWITCH */
+			ret = on_discard(d, payload, h.length);
+			break;
+		case MFD_CTL_SWITCH:
+			ret = on_switch(d, payload, h.length);
+			break;
 		case MFD_CTL_DEVICE_DATA: /* device state, `main` mode */
 			ret = mfd__devload_main(&d->dl, payload, h.length);
 			break;
@@ -635,6 +936,7 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 	}
 }
 
+void (*mfd__test_dest_request)(struct mfd__page_range *r);
 void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
 			      const uint64_t *offsets, uint32_t count);
 void (*mfd__test_dest_handover)(struct mfd__chan *main, int step);
@@ -651,7 +953,7 @@ static int wait_workers(mfd_dest *d)
 	uint64_t limit = 2 * d->ss.cfg.io_timeout_ms * 1000000ULL;
 	for (;;) {
 		unsigned running = 0;
-		for (unsigned i = 0; i < d->n; i++)
+		for (unsigned i = 0; i < d->nw; i++)
 			running += d->w[i].started &&
 				   !__atomic_load_n(&d->w[i].exited,
 						    __ATOMIC_ACQUIRE);
@@ -689,7 +991,7 @@ static int finish_load(mfd_dest *d)
 		ret = wait_workers(d);
 	/* Every worker has ended at DONE or an error, or ends now that
 	 * dest_fail shuts its channel down and aborts its waits. */
-	for (unsigned i = 0; i < d->n; i++) {
+	for (unsigned i = 0; i < d->nw; i++) {
 		if (ret)
 			dest_fail(d, ret);
 		if (d->w[i].started)
@@ -704,6 +1006,27 @@ static int finish_load(mfd_dest *d)
 	for (unsigned i = 0; !ret && i < d->n; i++)
 		if (!d->w[i].g.done || d->w[i].g.round != end.final_round + 1)
 			ret = MFD_EROUND;
+	bool switched = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+			MFD_ROUND_UNKNOWN;
+	for (unsigned i = d->n; !ret && switched && i < d->nw; i++)
+		if (!d->w[i].g.done)
+			ret = MFD_EROUND;
+	if (!ret && switched && !mfd__pc_dst_complete(&d->pc)) {
+		mfd__err(
+			"post-copy: END, and %llu of %llu pages are not here",
+			(unsigned long long)(d->pc.total -
+					     __atomic_load_n(&d->pc.present,
+							     __ATOMIC_ACQUIRE)),
+			(unsigned long long)d->pc.total);
+		ret = MFD_ECOUNT;
+	}
+	if (!ret && switched) {
+		/* Every page is here: the guest runs on unregistered memory
+		 * from now on. */
+		ret = __atomic_load_n(&d->pc.err, __ATOMIC_ACQUIRE);
+		mfd__pc_dst_stop(&d->pc);
+		STAT_SET(d->ss.st.postcopy_ns, mfd__now_ns() - d->t_switch);
+	}
 	if (!ret && (end.total_pages != STAT_GET(d->ss.st.pages) ||
 		     end.total_packets != STAT_GET(d->ss.st.packets))) {
 		mfd__err("END announces %llu pages in %llu packets, received "
@@ -737,7 +1060,7 @@ static int finish_load(mfd_dest *d)
 	free(digests);
 	/* Every device's LAST chunk applied, devices in STOP (validated),
 	 * before LOADED. */
-	if (!ret)
+	if (!ret && !switched) /* post-copy: done at SWITCH */
 		ret = mfd__devload_finish(&d->dl);
 	return ret;
 }
@@ -774,9 +1097,25 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 	if ((d->features & MFD_FEAT_VERIFY) &&
 	    mfd__session_digests_alloc(&d->ss))
 		return -ENOMEM;
+	if (d->features & MFD_FEAT_POSTCOPY) {
+		int ret = mfd__pc_dst_init(&d->pc, d->ss.blocks, d->ss.nblocks,
+					   d->nlanes, send_request, d);
+		pthread_mutex_lock(&d->lock);
+		d->pc_up = ret == 0;
+		pthread_mutex_unlock(&d->lock);
+		if (ret)
+			return ret;
+		uint64_t psize = 0;
+		for (unsigned i = 0; i < d->ss.nblocks; i++)
+			if (d->ss.blocks[i].page_size > psize)
+				psize = d->ss.blocks[i].page_size;
+		for (unsigned i = 0; i < d->nw; i++)
+			if (!(w[i].stage = malloc(psize * d->lim.packet_pages)))
+				return -ENOMEM;
+	}
 	if (!(d->features & MFD_FEAT_ZSTD))
 		return 0;
-	for (unsigned i = 0; i < d->n; i++) {
+	for (unsigned i = 0; i < d->nw; i++) {
 		/* The codec's buffer, mfd__codec_bound() of its input, is
 		 * the largest compressed payload wire.c accepts. */
 		int ret = mfd__codec_zstd.setup(&w[i].codec,
@@ -794,11 +1133,15 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 static int setup_channels(mfd_dest *d)
 {
 	int ret;
-	struct recv_worker *w = calloc(d->n, sizeof(*w));
-	for (unsigned i = 0; w && i < d->n; i++) {
+	struct recv_worker *w = calloc(d->nw, sizeof(*w));
+	for (unsigned i = 0; w && i < d->nw; i++) {
 		w[i].d = d;
 		w[i].idx = i;
-		mfd__grammar_init(&w[i].g);
+		w[i].urgent = i >= d->n;
+		if (w[i].urgent)
+			mfd__grammar_init_urgent(&w[i].g);
+		else
+			mfd__grammar_init(&w[i].g);
 	}
 	ret = w ? alloc_load_state(d, w) : -ENOMEM;
 	/* DEVICES follows SETUP, before the data channels. */
@@ -839,18 +1182,13 @@ static int setup_load(mfd_dest *d)
 	return ret;
 }
 
-/* One receive worker per data channel, pre-copy begins. */
+/* One receive worker per data channel, pre-copy begins. The urgent
+ * lanes' workers start at SWITCH: nothing comes on a lane before. */
 static int start_workers(mfd_dest *d)
 {
-	int ret = 0;
 	STAT_SET(d->ss.st.phase, MFD_PHASE_PRECOPY);
 	d->main->ops->set_timeout(d->main, d->ss.cfg.io_timeout_ms);
-	for (unsigned i = 0; i < d->n && !ret; i++) {
-		ret = -pthread_create(&d->w[i].thread, NULL, recv_worker_main,
-				      &d->w[i]);
-		d->w[i].started = ret == 0;
-	}
-	return ret;
+	return start_range(d, 0, d->n);
 }
 
 /* After a failure: workers and device loaders joined, the source told
@@ -860,7 +1198,10 @@ static int fail_load(mfd_dest *d, int ret)
 {
 	dest_fail(d, ret);
 	ret = mfd__session_check(&d->ss);
-	for (unsigned i = 0; d->w && i < d->n; i++)
+	/* Post-copy: the fault thread sends on the lanes closed below. */
+	if (d->pc_up)
+		mfd__pc_dst_halt(&d->pc);
+	for (unsigned i = 0; d->w && i < d->nw; i++)
 		if (d->w[i].started)
 			pthread_join(d->w[i].thread, NULL);
 	mfd__prefault_stop(&d->pf);
@@ -882,6 +1223,15 @@ static int fail_load(mfd_dest *d, int ret)
 		d->main = NULL;
 	}
 	mfd__err("incoming migration failed: %s", mfd_strerror(ret));
+	if (__atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+	    MFD_ROUND_UNKNOWN) {
+		/* Post-copy: the guest runs here with memory missing; its
+		 * threads that fault stay blocked (the registration stays
+		 * until mfd_dest_free() or the next start). */
+		mfd__err("post-copy: the guest's memory is incomplete: stop "
+			 "the guest");
+		ret = MFD_ELOSTGUEST;
+	}
 	if (d->hooks.failed)
 		d->hooks.failed(d->hooks.opaque, ret);
 	return ret;
@@ -891,11 +1241,12 @@ static int fail_load(mfd_dest *d, int ret)
 static void free_load(mfd_dest *d)
 {
 	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; d->w && i < d->n; i++) {
+	for (unsigned i = 0; d->w && i < d->nw; i++) {
 		if (d->w[i].chan)
 			d->w[i].chan->ops->close(d->w[i].chan);
 		if (d->w[i].codec.ops)
 			d->w[i].codec.ops->teardown(&d->w[i].codec);
+		free(d->w[i].stage);
 	}
 	for (unsigned i = 0; i < d->ss.nblocks; i++) {
 		free(d->recvd[i]);
@@ -988,6 +1339,30 @@ static int run_guest(mfd_dest *d)
 }
 
 /*
+ * Post-copy's end (protocol 10.3 step 7): the guest runs here since
+ * SWITCH and every page is in place, so COMMIT decides nothing: it tells
+ * that the source has ended (its copy may go), COMMITTED acknowledges it.
+ * Without COMMIT the outcome is the same, with a warning.
+ */
+static int postcopy_commit(mfd_dest *d, int ret)
+{
+	if (ret) {
+		mfd__warn("post-copy: no COMMIT after LOADED (%s); the guest "
+			  "runs here with all its memory",
+			  mfd_strerror(ret));
+		announce_start(d);
+		return 0;
+	}
+	set_handover(d, &d->ho.commit);
+	announce_start(d);
+	if (mfd__ctl_send(d->main, MFD_CTL_COMMITTED, NULL, 0))
+		mfd__warn("COMMITTED not sent; the guest runs here");
+	else
+		set_handover(d, &d->ho.committed);
+	return 0;
+}
+
+/*
  * LOADED, then the source's COMMIT, then the guest runs and COMMITTED
  * goes back (docs/protocol.md 7.6). Once LOADED has left, a failure that
  * does not prove the source resumed (its ERROR) is MFD_EINDOUBT: the
@@ -1006,6 +1381,9 @@ static int handover(mfd_dest *d)
 	if (mfd__test_dest_handover)
 		mfd__test_dest_handover(d->main, 1);
 	ret = wait_commit(d);
+	if (__atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+	    MFD_ROUND_UNKNOWN)
+		return postcopy_commit(d, ret);
 	if (!ret) {
 		set_handover(d, &d->ho.commit);
 		if ((ret = run_guest(d)))
@@ -1081,6 +1459,16 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 		return -ENOENT;
 	/* An announcement of the last migration still due is obsolete. */
 	(void)mfd__announcer_join(&d->an, true);
+	pthread_mutex_lock(&d->lock);
+	if (d->pc_up) /* the last load's post-copy state */
+		mfd__pc_dst_destroy(&d->pc);
+	d->pc_up = false;
+	pthread_mutex_unlock(&d->lock);
+	__atomic_store_n(&d->pc_round, MFD_ROUND_UNKNOWN, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->applied, 0, __ATOMIC_RELAXED);
+	memset(d->lane_done, 0, sizeof(d->lane_done));
+	d->last_round = 0;
+	d->nlanes = 0;
 	mfd__session_reset(&d->ss); /* after a start that failed */
 	mfd__log_forget();
 	const struct mfd__chan_opts co = mfd__config_chan_opts(&d->ss.cfg);
@@ -1143,6 +1531,17 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 	v.device_downtime_ns = STAT_GET(d->dl.down_ns);
 	v.device_buffer_peak = STAT_GET(d->dl.peak);
 	v.device_buffer_waits = STAT_GET(d->dl.waits);
+	pthread_mutex_lock(&d->lock);
+	if (d->pc_up) {
+		v.faults = STAT_GET(d->pc.faults);
+		v.page_requests = STAT_GET(d->pc.requests);
+		v.blocktime_ns = STAT_GET(d->pc.blocktime_ns);
+		v.latency_p50_ns = mfd__lathist_quantile(&d->pc.latency, 0.5);
+		v.latency_p99_ns = mfd__lathist_quantile(&d->pc.latency, 0.99);
+		v.latency_max_ns = __atomic_load_n(&d->pc.latency.max_ns,
+						   __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&d->lock);
 	memset(st, 0, size);
 	memcpy(st, &v, size < sizeof(v) ? size : sizeof(v));
 	return 0;

@@ -65,6 +65,11 @@ int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
  */
 extern void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
 				     const uint64_t *offsets, uint32_t count);
+/* Tests only (NULL otherwise): sees, and may change, each post-copy page
+ * request of the destination just before it is encoded (test_postcopy
+ * sends a malformed one with it). */
+struct mfd__page_range;
+extern void (*mfd__test_dest_request)(struct mfd__page_range *r);
 
 /*
  * Test hook (tests/test_handover.c), NULL in production: the destination

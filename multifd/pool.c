@@ -27,6 +27,7 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 		.zero_count = nz,
 		.payload_len = (uint32_t)(n * psize),
 		.seq = w->seq,
+		.flags = (uint16_t)b->flags,
 	};
 	int iovcnt = 2;
 	uint64_t cpu = 0;
@@ -40,7 +41,7 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 		if (ret)
 			return ret;
 		cpu = mfd__thread_cpu_ns() - t0;
-		h.flags = MFD_PKT_F_ZSTD;
+		h.flags |= MFD_PKT_F_ZSTD;
 		h.payload_len = (uint32_t)zlen;
 		w->iov[2].iov_base = w->codec.out;
 		w->iov[2].iov_len = zlen;
@@ -544,5 +545,15 @@ uint64_t mfd__pool_unsent(struct mfd__pool *p)
 		if (c && c->ops->unsent)
 			n += c->ops->unsent(c);
 	}
+	return n;
+}
+
+unsigned mfd__pool_queued(struct mfd__pool *p)
+{
+	unsigned n = 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++)
+		n += p->w[i].len;
+	pthread_mutex_unlock(&p->lock);
 	return n;
 }

@@ -24,6 +24,7 @@ struct mfd__batch {
 	uint32_t round;
 	uint32_t block;
 	uint32_t n;
+	uint32_t flags; /* packet flags besides ZSTD: MFD_PKT_F_POSTCOPY */
 	uint64_t offsets[MFD_MAX_PACKET_PAGES];
 };
 
@@ -130,6 +131,9 @@ struct mfd__pool {
 /* Bytes the workers' channels hold that have not left the host (the
  * channels' unsent op; 0 for those without). Any thread. */
 uint64_t mfd__pool_unsent(struct mfd__pool *p);
+
+/* Jobs queued on the workers, the ones being sent included. Any thread. */
+unsigned mfd__pool_queued(struct mfd__pool *p);
 
 /* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no
  * compression). */

@@ -41,18 +41,28 @@ int mfd__pc_dst_init(struct mfd__pc_dst *pc, struct mfd__ramblock *blocks,
 	return 0;
 }
 
-void mfd__pc_dst_destroy(struct mfd__pc_dst *pc)
+void mfd__pc_dst_halt(struct mfd__pc_dst *pc)
 {
 	if (pc->fault_running) {
 		__atomic_store_n(&pc->stop, true, __ATOMIC_RELEASE);
 		pthread_join(pc->fault_thread, NULL);
 		pc->fault_running = false;
 	}
+}
+
+void mfd__pc_dst_stop(struct mfd__pc_dst *pc)
+{
+	mfd__pc_dst_halt(pc);
 	for (unsigned b = 0; pc->registered && b < pc->nblocks; b++)
 		mfd__uffd_missing_unregister(&pc->u, pc->blocks[b].host,
 					     pc->blocks[b].size);
 	pc->registered = false;
 	mfd__uffd_missing_close(&pc->u);
+}
+
+void mfd__pc_dst_destroy(struct mfd__pc_dst *pc)
+{
+	mfd__pc_dst_stop(pc);
 	for (unsigned b = 0; b < pc->nblocks; b++) {
 		mfd__bitmap_destroy(&pc->rx[b]);
 		mfd__bitmap_destroy(&pc->asked[b]);
@@ -74,7 +84,7 @@ int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 	uint32_t n;
 	int ret;
 
-	if (pc->registered)
+	if (pc->fault_running)
 		return MFD_ESTATE;
 	if ((ret = mfd__discard_check(payload, len, lim, &n)))
 		return ret;
@@ -94,6 +104,32 @@ int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 			    bit)
 				__atomic_fetch_sub(&pc->present, 1,
 						   __ATOMIC_RELAXED);
+		}
+	}
+	return 0;
+}
+
+int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc)
+{
+	if (pc->fault_running)
+		return MFD_ESTATE;
+	for (unsigned b = 0; b < pc->nblocks; b++) {
+		struct mfd__ramblock *rb = &pc->blocks[b];
+		for (uint64_t p = 0; p < rb->npages;) {
+			if (mfd__pc_received(&pc->rx[b], p)) {
+				p++;
+				continue;
+			}
+			uint64_t q = p + 1;
+			while (q < rb->npages &&
+			       !mfd__pc_received(&pc->rx[b], q))
+				q++;
+			int ret = mfd__uffd_discard(
+				rb->host + (p << rb->page_shift),
+				(q - p) << rb->page_shift);
+			if (ret)
+				return ret;
+			p = q;
 		}
 	}
 	return 0;
@@ -163,12 +199,12 @@ static void *fault_main(void *arg)
 	return NULL;
 }
 
-int mfd__pc_dst_switch(struct mfd__pc_dst *pc)
+int mfd__pc_dst_register(struct mfd__pc_dst *pc)
 {
 	int ret;
 
 	if (pc->registered)
-		return MFD_ESTATE;
+		return 0;
 	if ((ret = mfd__uffd_missing_open(&pc->u)))
 		return ret;
 	for (unsigned b = 0; b < pc->nblocks; b++) {
@@ -184,6 +220,17 @@ int mfd__pc_dst_switch(struct mfd__pc_dst *pc)
 		}
 	}
 	pc->registered = true;
+	return 0;
+}
+
+int mfd__pc_dst_switch(struct mfd__pc_dst *pc)
+{
+	int ret;
+
+	if (pc->fault_running)
+		return MFD_ESTATE;
+	if ((ret = mfd__pc_dst_register(pc)))
+		return ret;
 	if ((ret = -pthread_create(&pc->fault_thread, NULL, fault_main, pc)))
 		return ret;
 	pc->fault_running = true;

@@ -7,8 +7,7 @@
  * calls in here; this file never reads or writes a socket (a request goes
  * out through the request callback).
  *
- * Not wired into dest.c yet: the engine does not offer MFD_FEAT_POSTCOPY
- * (wire.h, MFD_FEATURES_OFFERED).
+ * Wired into dest.c (its "post-copy" sections).
  *
  * Threads: mfd__pc_dst_received() and mfd__pc_dst_place() from any
  * receive worker; init, discard, switch and stop from the loader thread;
@@ -75,12 +74,27 @@ int mfd__pc_dst_init(struct mfd__pc_dst *pc, struct mfd__ramblock *blocks,
 		     mfd__pc_request_fn request, void *ctx);
 /* Ends the fault thread, unregisters, frees. Safe after a failed init. */
 void mfd__pc_dst_destroy(struct mfd__pc_dst *pc);
+/* Ends the fault thread and unregisters (every page is in place); the
+ * bitmaps and measures stay until destroy. */
+void mfd__pc_dst_stop(struct mfd__pc_dst *pc);
+/* After a failure: ends the fault thread (no request goes out any more)
+ * and keeps the registration, so that the guest's threads that fault on
+ * a missing page stay blocked instead of reading zeros. */
+void mfd__pc_dst_halt(struct mfd__pc_dst *pc);
+/* Before the switch: drops every page whose received bit is clear
+ * (MADV_DONTNEED), so that it faults once registered and its content is
+ * placed: a page populated by anything but a received packet (the
+ * dest-prefault helpers, a stale copy) would otherwise refuse UFFDIO_COPY
+ * with EEXIST and keep the wrong bytes. 0, MFD_ESTATE after the switch,
+ * or -errno. */
+int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc);
 
 /* Pre-copy: a page (with contents or zero) of block b at offset arrived. */
 void mfd__pc_dst_received(struct mfd__pc_dst *pc, unsigned b, uint64_t offset);
 
 /*
- * A DISCARD payload, before the switch: the whole list is checked first
+ * A DISCARD payload, before the switch (registered or not): the whole
+ * list is checked first
  * (mfd__discard_check against lim: no range is acted on when one is bad),
  * then each range is dropped (MADV_DONTNEED) and its received bits
  * cleared. 0, the check's code, MFD_ESTATE after the switch, or -errno.
@@ -88,9 +102,19 @@ void mfd__pc_dst_received(struct mfd__pc_dst *pc, unsigned b, uint64_t offset);
 int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 			size_t len, const struct mfd__wire_limits *lim);
 
-/* The switch: registers every block with userfaultfd (MISSING) and starts
- * the fault thread. The caller has waited for every pre-copy page. 0,
- * -ENOTSUP where userfaultfd cannot do it, or -errno. */
+/*
+ * Registers every block with userfaultfd (MISSING) before the first
+ * DISCARD is applied: a dropped page of a registered range is never
+ * filled by anything but a placement (khugepaged, with the default
+ * max_ptes_none, collapses a huge page with holes and fills them with
+ * zeros, which UFFDIO_COPY could then not replace: EEXIST). Nothing may
+ * touch a dropped page until the switch (it would wait for the fault
+ * thread). 0 (also when registered already), -ENOTSUP, or -errno.
+ */
+int mfd__pc_dst_register(struct mfd__pc_dst *pc);
+/* The switch: registers every block with userfaultfd (MISSING) unless
+ * done already, and starts the fault thread. The caller has waited for every
+ * pre-copy page. 0, -ENOTSUP where userfaultfd cannot do it, or -errno. */
 int mfd__pc_dst_switch(struct mfd__pc_dst *pc);
 
 /*

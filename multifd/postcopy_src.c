@@ -70,8 +70,10 @@ static int add_run(struct discards *d, uint32_t b, uint64_t off, uint64_t len)
 	return 0;
 }
 
-int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
-			   void *ctx)
+/* The switch (final) or the early DISCARDs before the stop (!final):
+ * see postcopy_src.h. */
+static int64_t stale_pass(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
+			  void *ctx, bool final)
 {
 	struct discards d = { .emit = emit, .ctx = ctx };
 	uint64_t total = 0;
@@ -93,11 +95,18 @@ int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
 				w + 1 < rb->dirty.nwords || !(rb->npages & 63)
 					? ~0ULL
 					: (1ULL << (rb->npages & 63)) - 1;
-			pc->todo[b].words[w] = (dirty | ~sent) & valid;
-			total += (uint64_t)__builtin_popcountll(
-				pc->todo[b].words[w]);
 			uint64_t stale = dirty & sent & valid;
-			rb->dirty.words[w] = 0;
+			if (final) {
+				pc->todo[b].words[w] = (dirty | ~sent) & valid;
+				total += (uint64_t)__builtin_popcountll(
+					pc->todo[b].words[w]);
+				rb->dirty.words[w] = 0;
+			} else {
+				/* Dropped there now: to send after the
+				 * switch, never again as stale. */
+				pc->sent[b].words[w] = sent & ~stale;
+				total += (uint64_t)__builtin_popcountll(stale);
+			}
 			/* Runs of stale pages, merged across words. */
 			for (unsigned i = 0; i < 64 && !ret; i++) {
 				uint64_t p = w * 64 + i;
@@ -118,11 +127,24 @@ int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
 	}
 	if (!ret)
 		ret = flush(&d);
-	__atomic_store_n(&pc->left, total, __ATOMIC_RELEASE);
+	if (final)
+		__atomic_store_n(&pc->left, total, __ATOMIC_RELEASE);
 out:
 	free(d.r);
 	free(d.buf);
 	return ret ? ret : (int64_t)total;
+}
+
+int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
+			   void *ctx)
+{
+	return stale_pass(pc, emit, ctx, true);
+}
+
+int64_t mfd__pc_src_predrop(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
+			    void *ctx)
+{
+	return stale_pass(pc, emit, ctx, false);
 }
 
 /* Claims page p of block b: true for the one caller that clears its bit. */

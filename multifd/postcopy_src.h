@@ -8,8 +8,7 @@
  * neighbours), or the bulk channels in address order, starting near the
  * last request.
  *
- * Not wired into source.c yet (the engine does not offer
- * MFD_FEAT_POSTCOPY, wire.h).
+ * Wired into source.c (its "post-copy" section) and postcopy_lanes.c.
  *
  * Threads: mfd__pc_src_sent() and mfd__pc_src_switch() from the migration
  * thread before the switch; after it, the claims from any lane (atomic
@@ -63,6 +62,18 @@ typedef int (*mfd__pc_discard_fn)(void *ctx, const uint8_t *payload,
  */
 int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
 			   void *ctx);
+
+/*
+ * Before the stop, the guest still running, pre-copy over: DISCARDs (as
+ * the switch emits them) for the pages dirty now and sent before, which
+ * then count as never sent: the switch sends them and never names them
+ * stale again. Leaves the dirty bitmaps alone. The destination drops them
+ * while the guest still runs here, so that only the pages written after
+ * this call are dropped inside the downtime. Returns the number of pages
+ * named, or a negative code.
+ */
+int64_t mfd__pc_src_predrop(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
+			    void *ctx);
 
 /*
  * An urgent lane answers a request r (checked by the caller with

@@ -22,6 +22,7 @@
 #include "multifd/devsave.h"
 #include "multifd/filemig.h"
 #include "multifd/pool.h"
+#include "multifd/postcopy_lanes.h"
 #include "multifd/session.h"
 #include "ramblock/tracker.h"
 
@@ -62,6 +63,16 @@ struct mfd_source {
 	unsigned nvranges, nvcpus; /* nvcpus: highest vcpu + 1 */
 	uint32_t vcpu_pct[MFD_MAX_VCPUS];
 	bool dirty_limit_on;
+
+	/* ---- post-copy (postcopy_src.c, postcopy_lanes.c) ---- */
+	struct mfd__pc_src pcs; /* with postcopy on, from round 0 */
+	bool pcs_up;
+	struct mfd__pc_lanes lanes; /* chans from setup, threads after SWITCH */
+	struct mfd__wire_limits pc_lim;
+	bool pc_request;    /* atomic: mfd_source_start_postcopy() was called */
+	unsigned discards;  /* DISCARD messages sent (migration thread) */
+	unsigned discarded; /* under lock: DISCARDED read (return path) */
+	bool switched;	    /* atomic: SWITCH sent, the guest is the dest's */
 };
 
 struct vcpu_range {
@@ -174,6 +185,8 @@ static void source_fail(mfd_source *s, int err)
 	pthread_mutex_lock(&s->lock);
 	if (s->pool_up)
 		mfd__pool_abort(&s->pool, err);
+	if (s->lanes.n)
+		mfd__pc_lanes_abort(&s->lanes);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -199,7 +212,16 @@ static void return_path(mfd_source *s)
 {
 	struct mfd__ctl_hdr h;
 	uint8_t *payload;
-	int ret = mfd__ctl_recv(s->main, &h, &payload);
+	int ret;
+	/* Post-copy: a DISCARDED for each DISCARD applied, before LOADED. */
+	while (!(ret = mfd__ctl_recv(s->main, &h, &payload)) &&
+	       h.type == MFD_CTL_DISCARDED &&
+	       __atomic_load_n(&s->pcs_up, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_lock(&s->lock);
+		s->discarded++;
+		pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->lock);
+	}
 	if (ret) {
 		if (!mfd__session_check(&s->ss))
 			mfd__err("main channel: %s", mfd_strerror(ret));
@@ -229,7 +251,9 @@ static uint64_t features_wanted(const mfd_source *s)
 	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY : 0) |
 	       (s->ss.cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
 	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) | MFD_FEAT_COMMIT |
-	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0);
+	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0) |
+	       (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF ? MFD_FEAT_POSTCOPY
+							: 0);
 }
 
 static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
@@ -291,6 +315,9 @@ static int send_setup(mfd_source *s, struct mfd__chan *main)
 					   ? s->ss.cfg.zstd_long
 					   : 0,
 		.features = features_wanted(s),
+		.postcopy_lanes = s->ss.cfg.postcopy != MFD__POSTCOPY_OFF
+					  ? s->ss.cfg.postcopy_lanes
+					  : 0,
 		.blocks = s->ss.descs
 	};
 	size_t len = mfd__setup_size(&su);
@@ -365,6 +392,24 @@ static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 	return 0;
 }
 
+/* Post-copy: the K urgent lanes, idle until the switch. */
+static int open_lanes(mfd_source *s, const uint8_t session[16])
+{
+	int ret = 0;
+	for (unsigned i = 0; !ret && i < s->ss.cfg.postcopy_lanes; i++) {
+		struct mfd__chan *c;
+		ret = open_channel(s, MFD_ROLE_URGENT, (uint16_t)i, session,
+				   &c);
+		if (!ret) {
+			pthread_mutex_lock(&s->lock);
+			s->lanes.lane[s->lanes.n++].chan = c;
+			pthread_mutex_unlock(&s->lock);
+			ret = c->ops->set_timeout(c, s->ss.cfg.io_timeout_ms);
+		}
+	}
+	return ret;
+}
+
 static int do_setup(mfd_source *s)
 {
 	uint8_t session[16];
@@ -388,6 +433,13 @@ static int do_setup(mfd_source *s)
 	unsigned n;
 	if (ret || (ret = open_data(s, session, chans, &n)))
 		return ret;
+	/* Post-copy: the urgent lanes after the data channels (10.1). */
+	if (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF &&
+	    (ret = open_lanes(s, session))) {
+		while (n--)
+			chans[n]->ops->close(chans[n]);
+		return ret;
+	}
 	/* The return path waits as long as rounds last; stalls are caught on
 	 * the data channels and by the bounded wait for LOADED. */
 	main->ops->set_timeout(main, 0);
@@ -451,6 +503,9 @@ static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
 		(*batch)->round = round;
 		(*batch)->block = blk;
 		(*batch)->n = n;
+		(*batch)->flags = 0;
+		if (s->pcs_up)
+			mfd__pc_src_sent(&s->pcs, blk, (*batch)->offsets, n);
 		if ((ret = mfd__pool_submit(&s->pool, batch)) ||
 		    (ret = mfd__session_check(&s->ss)))
 			return ret;
@@ -570,7 +625,7 @@ static void add_round(mfd_source *s, const mfd_round_stats *r)
 /* Records the pre-copy round that just ended and decides what follows
  * (converge.c), under the lock: readers see the record complete. */
 static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
-		      struct mfd__converge_out *out)
+		      struct mfd__converge_out *out, const char **pc_why)
 {
 	struct mfd__converge_settings set;
 	mfd__converge_settings_from(&set, &s->ss.cfg);
@@ -595,6 +650,13 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 		.set = &set
 	};
 	mfd__converge_decide(&in, out);
+	struct mfd__postcopy_policy pol = {
+		.mode = s->ss.cfg.postcopy,
+		.after_rounds = s->ss.cfg.postcopy_after_rounds
+	};
+	*pc_why = mfd__postcopy_decide(
+		&pol, __atomic_load_n(&s->pc_request, __ATOMIC_ACQUIRE), &in,
+		out);
 	const uint64_t *part = out->est.part_ns;
 	for (mfd_round_stats *w = rec; w; w = w == rec ? r : NULL) {
 		w->expected_downtime_ns = out->expected_downtime_ns;
@@ -667,6 +729,12 @@ static int precopy_begin(mfd_source *s)
 	STAT_SET(s->ss.st.pending_bytes, s->ss.ram_bytes);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_PRECOPY);
 	s->verify_ns = predict_verify(s);
+	if (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF) {
+		if ((ret = mfd__pc_src_init(&s->pcs, s->ss.blocks,
+					    s->ss.nblocks)))
+			return ret;
+		__atomic_store_n(&s->pcs_up, true, __ATOMIC_RELEASE);
+	}
 	return 0;
 }
 
@@ -762,7 +830,7 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 
 /* Rounds until the decision is to switch over; *round_out: the next. */
 static int do_precopy(mfd_source *s, struct mfd__batch **batch,
-		      uint32_t *round_out)
+		      uint32_t *round_out, bool *postcopy)
 {
 	int ret = precopy_begin(s);
 	uint64_t t_begin = mfd__now_ns(), t_sync = t_begin;
@@ -787,11 +855,18 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 					    : 0;
 		t_sync = now;
 		struct mfd__converge_out out;
-		end_round(s, &rec, now - t_begin, &out);
+		const char *pc_why = NULL;
+		end_round(s, &rec, now - t_begin, &out, &pc_why);
 		STAT_SET(s->ss.st.bandwidth_bps, out.bandwidth_bps);
 		STAT_SET(s->ss.st.dirty_rate_bps, rec.dirty_rate_bps);
 		STAT_SET(s->ss.st.expected_downtime_ns,
 			 out.expected_downtime_ns);
+		if (pc_why) {
+			mfd__info("post-copy after round %u: %s", rec.round,
+				  pc_why);
+			*postcopy = true;
+			break;
+		}
 		ret = precopy_apply(s, &rec, &out);
 		if (!ret && out.dirty_limit)
 			ret = apply_dirty_limit(s, window);
@@ -1010,6 +1085,237 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	return ret;
 }
 
+/* ---- post-copy (docs/protocol.md 10.3) ---- */
+static void wait_return_path(mfd_source *s, unsigned ms);
+static void untrack(mfd_source *s);
+
+static int send_discard(void *ctx, const uint8_t *payload, size_t len)
+{
+	mfd_source *s = ctx;
+	s->discards++;
+	return mfd__ctl_send(s->main, MFD_CTL_DISCARD, payload, (uint32_t)len);
+}
+
+/* Until the destination has applied every DISCARD sent so far (its
+ * DISCARDED), at most io-timeout: the guest still runs meanwhile. */
+static int wait_discarded(mfd_source *s)
+{
+	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
+	struct timespec ts = { (time_t)(deadline / 1000000000ULL),
+			       (long)(deadline % 1000000000ULL) };
+	int ret = 0;
+	pthread_mutex_lock(&s->lock);
+	while (s->discarded < s->discards &&
+	       !(ret = mfd__session_check(&s->ss)))
+		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) ==
+		    ETIMEDOUT) {
+			ret = s->discarded < s->discards ? -ETIMEDOUT : 0;
+			break;
+		}
+	pthread_mutex_unlock(&s->lock);
+	if (ret == -ETIMEDOUT)
+		mfd__err("post-copy: the destination did not apply the "
+			 "DISCARDs within io-timeout");
+	return ret;
+}
+
+static void lane_failed(void *ctx, int err)
+{
+	mfd_source *s = ctx;
+	if (!mfd__session_check(&s->ss))
+		mfd__err("urgent lane: %s", mfd_strerror(err));
+	source_fail(s, err);
+}
+
+/* The switch: the guest stops here for good; stale pages are discarded on
+ * the destination, device state and SWITCH(p) follow; from then on the
+ * destination runs the guest. */
+/* Before the stop, the guest still running: until the last pre-copy
+ * round has left the pool and (mostly) the sockets. Whatever is still in
+ * flight at the stop delays SWITCH's effect on the destination, which
+ * waits for the whole round p - 1: downtime. Pages the guest writes
+ * meanwhile are dirty at the stop's sync like any others. */
+static int drain_before_stop(mfd_source *s)
+{
+	uint64_t slack = (uint64_t)s->pool.n << 18; /* 256 KiB a channel */
+	while (mfd__pool_queued(&s->pool) ||
+	       mfd__pool_unsent(&s->pool) > slack) {
+		int ret = mfd__session_check(&s->ss);
+		if (ret)
+			return ret;
+		struct timespec ts = { 0, 500000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+static int postcopy_switch(mfd_source *s, uint32_t round, uint64_t *t_stop)
+{
+	uint64_t pending;
+	/* Guest running: what it dirtied since the last round and was sent
+	 * before is dropped there now, outside the downtime. */
+	int ret = dirty_sync(s, &pending);
+	int64_t early =
+		ret ? ret : mfd__pc_src_predrop(&s->pcs, send_discard, s);
+	if (early < 0)
+		return (int)early;
+	if ((ret = wait_discarded(s)) || (ret = drain_before_stop(s)))
+		return ret;
+	mfd__pool_set_rate(&s->pool, 0);
+	STAT_SET(s->ss.st.phase, MFD_PHASE_SWITCHOVER);
+	*t_stop = mfd__now_ns();
+	ret = stop_guest(s);
+	STAT_SET(s->ss.st.round, round);
+	if (ret || (ret = dirty_sync(s, &pending)) ||
+	    (ret = mfd__session_check(&s->ss)))
+		return ret;
+	untrack(s); /* the guest never writes here again */
+	int64_t left = mfd__pc_src_switch(&s->pcs, send_discard, s);
+	if (left < 0)
+		return (int)left;
+	/* Device state, as one package on main before SWITCH (10.3). */
+	if (mfd__devsave_any(&s->ds) &&
+	    (ret = mfd__devsave_final(&s->ds, &s->pool, s->main)))
+		return ret;
+	uint8_t msg[MFD_SWITCH_SIZE];
+	struct mfd__switch sw = { .round = round, .pages = (uint64_t)left };
+	mfd__switch_encode(&sw, msg);
+	/* From the first byte of SWITCH on, the guest is the destination's. */
+	__atomic_store_n(&s->switched, true, __ATOMIC_RELEASE);
+	if ((ret = mfd__ctl_send(s->main, MFD_CTL_SWITCH, msg, sizeof(msg))))
+		return ret;
+	uint64_t now = mfd__now_ns();
+	STAT_SET(s->ss.st.downtime_ns, now - *t_stop);
+	STAT_SET(s->ss.st.down_sync_ns, now - *t_stop);
+	STAT_SET(s->ss.st.postcopy_round, round);
+	STAT_SET(s->ss.st.pending_bytes,
+		 (uint64_t)left * s->ss.blocks[0].page_size);
+	STAT_SET(s->ss.st.phase, MFD_PHASE_POSTCOPY);
+	mfd__info("post-copy: switched at round %u, %lld pages to send (%lld "
+		  "dropped there before the stop)",
+		  round, (long long)left, (long long)early);
+	if (s->hooks.postcopy)
+		s->hooks.postcopy(s->hooks.opaque);
+	return 0;
+}
+
+/* Pages per bulk packet after the switch (1 MiB of 4 KiB pages). */
+#define PC_BULK_PAGES 256
+
+/* Until at most one job per data channel is queued (or a failure). */
+static int bulk_room(mfd_source *s)
+{
+	while (mfd__pool_queued(&s->pool) > s->pool.n) {
+		int ret = mfd__session_check(&s->ss);
+		if (ret)
+			return ret;
+		struct timespec ts = { 0, 100000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/* After SWITCH: the lanes answer requests, the data channels send every
+ * page still to send in address order from near the last request; then
+ * SYNC(p), DONE everywhere, END(p). */
+static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
+			   uint32_t round)
+{
+	uint64_t t0 = mfd__now_ns();
+	s->pc_lim = (struct mfd__wire_limits){
+		.nblocks = s->ss.nblocks,
+		.packet_pages = s->ss.cfg.packet_pages,
+		.blocks = s->ss.descs,
+		.features = features_wanted(s),
+	};
+	s->lanes.pc = &s->pcs;
+	s->lanes.blocks = s->ss.blocks;
+	s->lanes.lim = &s->pc_lim;
+	s->lanes.round = round;
+	s->lanes.st = &s->ss.st;
+	s->lanes.fail = lane_failed;
+	s->lanes.ctx = s;
+	int ret = mfd__pc_lanes_start(&s->lanes);
+	mfd__pool_set_rate(&s->pool, s->ss.cfg.max_postcopy_bandwidth);
+	unsigned n, blk;
+	uint64_t pages = 0;
+	/* The bulk claims a page when it queues it: a request for a page
+	 * claimed and still queued waits for it behind the bulk. So the
+	 * bulk claims little at a time and keeps at most one job per
+	 * channel queued: what is not claimed yet, a lane can send at once. */
+	unsigned per = s->ss.cfg.packet_pages < PC_BULK_PAGES
+			       ? s->ss.cfg.packet_pages
+			       : PC_BULK_PAGES;
+	while (!ret && !(ret = bulk_room(s)) &&
+	       (n = mfd__pc_src_claim_bulk(&s->pcs, per, &blk,
+					   (*batch)->offsets))) {
+		(*batch)->round = round;
+		(*batch)->block = blk;
+		(*batch)->n = n;
+		(*batch)->flags = MFD_PKT_F_POSTCOPY;
+		if (!(ret = mfd__pool_submit(&s->pool, batch)))
+			ret = mfd__session_check(&s->ss);
+		pages += n;
+		uint64_t left = mfd__pc_src_left(&s->pcs);
+		STAT_SET(s->ss.st.pending_bytes,
+			 left * s->ss.blocks[blk].page_size);
+	}
+	if (!ret)
+		ret = mfd__pool_sync(&s->pool, round);
+	/* Every page is claimed: what the lanes claimed goes out, then
+	 * their DONE. */
+	int lret = mfd__pc_lanes_finish(&s->lanes);
+	if (!ret && lret)
+		ret = mfd__session_check(&s->ss) ? mfd__session_check(&s->ss)
+						 : lret;
+	if (!ret)
+		ret = mfd__pool_done(&s->pool);
+	uint64_t t_last =
+		__atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED);
+	if (t_last < t0)
+		t_last = t0;
+	STAT_SET(s->ss.st.transfer_ns,
+		 t_last - s->ss.t_start - s->ss.st.setup_ns);
+	final_round(s, round, pages, 0, t_last - t0, 0);
+	if (!ret)
+		ret = send_end(s, round, NULL);
+	if (!ret)
+		ret = wait_loaded(s);
+	STAT_SET(s->ss.st.postcopy_ns, mfd__now_ns() - t0);
+	STAT_SET(s->ss.st.pending_bytes, 0);
+	return ret;
+}
+
+static int do_postcopy(mfd_source *s, struct mfd__batch **batch, uint32_t round)
+{
+	uint64_t t_stop;
+	int ret = postcopy_switch(s, round, &t_stop);
+	return ret ? ret : postcopy_stream(s, batch, round);
+}
+
+/* A failure after SWITCH: the guest runs (or waits) on the destination
+ * only; it is never resumed here. The cause stays the session's error. */
+static int lost_guest(mfd_source *s, int ret)
+{
+	if (mfd__is_transport_error(ret) && s->rp_up)
+		wait_return_path(s, 2000);
+	source_fail(s, ret);
+	ret = mfd__session_check(&s->ss);
+	if (s->main) {
+		s->main->ops->set_timeout(s->main,
+					  s->ss.cfg.connect_timeout_ms);
+		mfd__ctl_send_error(s->main, ret, "source: %s",
+				    mfd_strerror(ret));
+	}
+	untrack(s);
+	mfd__devsave_end(&s->ds, true); /* never RUNNING here again */
+	mfd__err("post-copy failed after the switch (%s): the guest is lost "
+		 "to this side and incomplete on the destination",
+		 mfd_strerror(ret));
+	return MFD_ELOSTGUEST;
+}
+/* ---- end post-copy ---- */
+
 static void wait_return_path(mfd_source *s, unsigned ms)
 {
 	struct timespec ts;
@@ -1067,6 +1373,14 @@ static int handover(mfd_source *s)
 		ret = recv_committed(s);
 	if (!ret) {
 		set_handover(s, &s->ho.committed);
+		return 0;
+	}
+	if (__atomic_load_n(&s->switched, __ATOMIC_ACQUIRE)) {
+		/* Post-copy: the guest runs there already and LOADED said
+		 * every page is in place; nothing is in doubt. */
+		mfd__warn("post-copy: no COMMITTED (%s); the guest runs on "
+			  "the destination with all its memory",
+			  mfd_strerror(ret));
 		return 0;
 	}
 	pthread_mutex_lock(&s->lock);
@@ -1159,6 +1473,9 @@ static void teardown(mfd_source *s)
 	if (s->pool_up)
 		mfd__pool_destroy(&s->pool);
 	s->pool_up = false;
+	pthread_mutex_unlock(&s->lock);
+	mfd__pc_lanes_close(&s->lanes); /* joins: not under the lock */
+	pthread_mutex_lock(&s->lock);
 	if (s->main)
 		s->main->ops->close(s->main);
 	s->main = NULL;
@@ -1176,13 +1493,17 @@ static void *migration_main(void *arg)
 		batch = mfd__pool_batch(&s->pool);
 	if (!ret)
 		ret = mfd__session_check(&s->ss);
+	bool postcopy = false;
 	if (!ret)
-		ret = do_precopy(s, &batch, &round);
+		ret = do_precopy(s, &batch, &round, &postcopy);
 	if (!ret)
-		ret = do_switchover(s, &batch, round);
+		ret = postcopy ? do_postcopy(s, &batch, round)
+			       : do_switchover(s, &batch, round);
 	if (!ret)
 		ret = handover(s);
-	if (ret == MFD_EINDOUBT)
+	if (ret && __atomic_load_n(&s->switched, __ATOMIC_ACQUIRE))
+		ret = lost_guest(s, ret);
+	else if (ret == MFD_EINDOUBT)
 		; /* devices and vCPUs wait for the embedder's decision */
 	else if (ret)
 		ret = fail_migration(s, ret);
@@ -1197,6 +1518,9 @@ static void *migration_main(void *arg)
 		pthread_mutex_unlock(&s->lock);
 		s->hooks.in_doubt(s->hooks.opaque, &ho);
 	}
+	if (s->pcs_up)
+		mfd__pc_src_destroy(&s->pcs);
+	__atomic_store_n(&s->pcs_up, false, __ATOMIC_RELEASE);
 	mfd__session_finish(&s->ss, ret);
 	return NULL;
 }
@@ -1226,6 +1550,19 @@ static int prepare(mfd_source *s, const char *uri)
 	int ret = mfd__transport_select(uri, &co, NULL);
 	if (ret)
 		return ret;
+	if (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF &&
+	    (s->ss.cfg.verify || s->ss.cfg.tls ||
+	     (mfd__devsave_any(&s->ds) &&
+	      s->ss.cfg.device_transfer != MFD__DEVXFER_MAIN) ||
+	     strncmp(uri, "tcp:", 4) != 0)) {
+		/* Verify: no moment where both sides' digests agree (10.1);
+		 * TLS and RDMA: the lanes poll their socket; multifd device
+		 * transfer: device state travels on main before SWITCH. */
+		return mfd__session_fail_why(
+			&s->ss, MFD_ECONFIG,
+			"postcopy needs a tcp: URI, verify=off, tls=off and, "
+			"with devices, device-transfer=main");
+	}
 	snprintf(s->uri, sizeof(s->uri), "%s", uri);
 	/* The host of the URI is the name the TLS peer's certificate must
 	 * carry (unless tls-hostname says otherwise). */
@@ -1265,6 +1602,11 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->throttle = 0;
 	memset(s->vcpu_pct, 0, sizeof(s->vcpu_pct));
 	s->dirty_limit_on = false;
+	__atomic_store_n(&s->pc_request, false, __ATOMIC_RELAXED);
+	s->discards = 0;
+	s->discarded = 0;
+	__atomic_store_n(&s->switched, false, __ATOMIC_RELAXED);
+	memset(&s->lanes, 0, sizeof(s->lanes));
 	pthread_mutex_lock(&s->lock);
 	s->nrounds = 0;
 	pthread_mutex_unlock(&s->lock);
@@ -1291,10 +1633,24 @@ int mfd_source_migrate(mfd_source *s, const char *uri)
 	return ret ? ret : mfd_source_wait(s);
 }
 
+int mfd_source_start_postcopy(mfd_source *s)
+{
+	if (!s)
+		return -EINVAL;
+	if (!s->ss.running || s->ss.cfg.postcopy == MFD__POSTCOPY_OFF)
+		return MFD_ESTATE;
+	__atomic_store_n(&s->pc_request, true, __ATOMIC_RELEASE);
+	return 0;
+}
+
 int mfd_source_cancel(mfd_source *s)
 {
 	if (!s)
 		return -EINVAL;
+	/* After the post-copy switch the guest runs on the destination,
+	 * which needs the rest of its pages: nothing to cancel. */
+	if (STAT_GET(s->ss.st.phase) == MFD_PHASE_POSTCOPY)
+		return MFD_ESTATE;
 	if (!mfd__session_cancel(&s->ss))
 		return 0; /* nothing to cancel: no effect */
 	source_fail(s, -ECANCELED);

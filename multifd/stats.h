@@ -58,7 +58,12 @@
 	X(uint32_t, throttle_pct)                                              \
 	X(uint32_t, throttle_max_pct)                                          \
 	X(uint32_t, forced)                                                    \
-	X(int, tracker)
+	X(int, tracker)                                                        \
+	X(uint32_t, postcopy_round)                                            \
+	X(uint64_t, urgent_pages)                                              \
+	X(uint64_t, urgent_requests)                                           \
+	X(uint64_t, lane_bytes)                                                \
+	X(uint64_t, postcopy_ns)
 
 struct mfd__stats {
 #define MFD__STATS_FIELD(type, name) type name;

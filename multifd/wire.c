@@ -170,6 +170,7 @@ int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
 	case MFD_CTL_LOADED:
 	case MFD_CTL_COMMIT:
 	case MFD_CTL_COMMITTED:
+	case MFD_CTL_DISCARDED:
 		return h->length == 0 ? 0 : MFD_ELENGTH;
 	case MFD_CTL_ROUND:
 		return h->length == MFD_ROUND_SIZE ? 0 : MFD_ELENGTH;

@@ -50,9 +50,8 @@
 	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES |  \
 	 MFD_FEAT_POSTCOPY | MFD_FEAT_COMMIT)
 /* What this engine implements: a destination refuses the rest of the known
- * features in the hello (MFD_EFEATURE). Post-copy's wire format is in
- * place, its engine is not yet. */
-#define MFD_FEATURES_OFFERED (MFD_FEATURES_KNOWN & ~MFD_FEAT_POSTCOPY)
+ * features in the hello (MFD_EFEATURE). All of them now. */
+#define MFD_FEATURES_OFFERED MFD_FEATURES_KNOWN
 
 /* ---------------------------------------------------------------- */
 /* Handshake: first bytes of every connection.                       */
@@ -123,6 +122,8 @@ enum mfd__ctl_type {
 	/* Two-phase handover (MFD_FEAT_COMMIT), empty payloads. */
 	MFD_CTL_COMMIT = 12,	/* src->dst: after LOADED; never resumes */
 	MFD_CTL_COMMITTED = 13, /* dst->src: the guest runs here */
+	/* 14: reserved (a resumed migration's received bitmap). */
+	MFD_CTL_DISCARDED = 15, /* dst->src: a DISCARD applied (post-copy) */
 };
 
 #define MFD_CTL_HDR_SIZE 16

@@ -12,7 +12,10 @@
  *  - the same source handle then migrates to a fresh destination.
  * Leaks are caught by the ASan build (detect_leaks=1).
  * A fault during the device state phase is tests/test_devices.c's
- * test_fault_during_device_state (it needs devices on both sides).
+ * test_fault_during_device_state (it needs devices on both sides); faults
+ * of the post-copy messages (DISCARD, SWITCH, flagged PAGES, PAGE_REQ)
+ * are tests/test_postcopy.c's "faults" cases: after SWITCH the guest is
+ * never resumed, the opposite of what this matrix asserts.
  *
  * Every case runs on TCP sockets; a representative subset (reset, close
  * main, stall, corrupt, kill the destination, over the three phases) runs

@@ -301,9 +301,9 @@ static void test_hello(void **state)
 	assert_int_equal(hello_rt(&h), MFD_EFEATURE);
 	h.features = MFD_FEAT_POSTCOPY | MFD_FEAT_ZSTD;
 	assert_int_equal(hello_rt(&h), 0);
-	/* The engine does not offer post-copy yet (protocol 10). */
+	/* The engine offers post-copy (protocol 10). */
 	assert_true(MFD_FEATURES_KNOWN & MFD_FEAT_POSTCOPY);
-	assert_false(MFD_FEATURES_OFFERED & MFD_FEAT_POSTCOPY);
+	assert_true(MFD_FEATURES_OFFERED & MFD_FEAT_POSTCOPY);
 }
 
 static int setup_rt(uint64_t features, uint32_t lanes, struct mfd__setup *d)

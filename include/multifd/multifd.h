@@ -107,7 +107,11 @@ MFD_API int mfd_version(void);
 	   "END")                                                              \
 	XX(INDOUBT, 1030,                                                      \
 	   "handover in doubt: the connection broke between LOADED and the "   \
-	   "end of COMMIT; the embedder decides where the guest runs")
+	   "end of COMMIT; the embedder decides where the guest runs")         \
+	XX(LOSTGUEST, 1031,                                                    \
+	   "guest lost: the migration failed after the post-copy switch; "     \
+	   "the guest's memory is neither complete on the destination nor "    \
+	   "resumable here")
 
 enum {
 #define MFD__XX_ENUM(name, code, text) MFD_E##name = -(code),
@@ -215,6 +219,9 @@ enum mfd_phase {
 	MFD_PHASE_FAILED,
 	MFD_PHASE_CANCELLED,
 	MFD_PHASE_INDOUBT, /* handover broke: waits for the embedder (below) */
+	/* Post-copy switch made: the guest runs on the destination, which
+	 * pulls the pages it misses; the source never resumes it. */
+	MFD_PHASE_POSTCOPY,
 };
 
 MFD_API const char *mfd_phase_name(int phase);
@@ -329,6 +336,33 @@ typedef struct mfd_stats {
 	 * per-vCPU throttle applied. */
 	uint32_t vcpus_throttled;
 	uint32_t vcpu_throttle_max_pct;
+	/*
+	 * Post-copy (postcopy = manual | auto). postcopy_round: the round
+	 * the switch began (0: no switch). Source: urgent_pages sent on the
+	 * urgent lanes in answer to page requests (neighbours included),
+	 * urgent_requests read, lane_bytes the bytes of all urgent lanes
+	 * (the data channels' are wire_bytes minus these; the destination
+	 * counts the same). Destination: faults of the guest's threads, page
+	 * requests sent, their latency (request to placement, 2^n us
+	 * buckets: p50 and p99 are bucket upper bounds, max exact) and
+	 * blocktime, the time the guest's threads spent waiting for pages.
+	 * downtime_ns in post-copy: on the source, the stop to SWITCH sent;
+	 * on the destination, SWITCH read to postcopy_run returned (the two
+	 * add up to the guest's downtime less half a round trip).
+	 * postcopy_ns: the switch to the end (source: LOADED read;
+	 * destination: the last page placed).
+	 */
+	uint32_t postcopy_round;
+	uint64_t urgent_pages;
+	uint64_t urgent_requests;
+	uint64_t lane_bytes;
+	uint64_t faults;
+	uint64_t page_requests;
+	uint64_t latency_p50_ns;
+	uint64_t latency_p99_ns;
+	uint64_t latency_max_ns;
+	uint64_t blocktime_ns;
+	uint64_t postcopy_ns;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,
@@ -475,6 +509,14 @@ typedef struct mfd_source_hooks {
 	 * with 0 for each throttled vCPU when the migration ends.
 	 */
 	int (*throttle_vcpu)(void *opaque, unsigned vcpu, int percent);
+	/*
+	 * Optional, post-copy: the switch is made (SWITCH sent): the guest,
+	 * stopped here, now runs on the destination and is never resumed
+	 * here, whatever happens next: resume() is not called after this.
+	 * A failure after it ends the migration with MFD_ELOSTGUEST (the
+	 * cause in mfd_stats.error and mfd_source_error_text()).
+	 */
+	void (*postcopy)(void *opaque);
 } mfd_source_hooks;
 
 /* The config is copied; hooks are copied. */
@@ -542,10 +584,19 @@ MFD_API int mfd_source_reclaim(mfd_source *src);
 /* What the source knows of the handover (any thread). size = sizeof(*h). */
 MFD_API int mfd_source_get_handover(mfd_source *src, mfd_handover *h,
 				    size_t size);
+/*
+ * Post-copy with postcopy = manual or auto (QEMU's migrate-start-postcopy):
+ * asks the migration to switch to post-copy at the end of the current
+ * pre-copy round (unless pre-copy converges first). Any thread. 0,
+ * MFD_ESTATE when no migration runs or the postcopy key is off.
+ */
+MFD_API int mfd_source_start_postcopy(mfd_source *src);
 /* Start and wait. */
 MFD_API int mfd_source_migrate(mfd_source *src, const char *uri);
 /* Ask the migration to stop; mfd_source_wait() then returns -ECANCELED
- * (or 0 if it had already completed). Any thread. */
+ * (or 0 if it had already completed). MFD_ESTATE, and no effect, in
+ * MFD_PHASE_POSTCOPY: the guest runs on the destination and needs the rest
+ * of its pages. Any thread. */
 MFD_API int mfd_source_cancel(mfd_source *src);
 /* Any thread. size = sizeof(*st) as the caller knows it. */
 MFD_API int mfd_source_get_stats(mfd_source *src, mfd_stats *st, size_t size);
@@ -610,6 +661,21 @@ typedef struct mfd_dest_hooks {
 	 * before mfd_dest_wait() returns MFD_EINDOUBT.
 	 */
 	void (*in_doubt)(void *opaque, const mfd_handover *h);
+	/*
+	 * Post-copy (the source's postcopy key): run the guest now, at the
+	 * switch, before all of its memory is here. Every block is
+	 * registered with userfaultfd: a guest thread that touches a page
+	 * not yet here waits until it is placed (the library requests it).
+	 * Called from the loader thread; required when the source may switch
+	 * (a session with post-copy is refused without it, MFD_EFEATURE). In
+	 * post-copy loaded() is not called: the guest runs already; LOADED,
+	 * COMMIT and COMMITTED still end the migration (docs/protocol.md
+	 * 10.3). After a failure that follows this call the guest's memory
+	 * is incomplete: failed() gets MFD_ELOSTGUEST and the embedder must
+	 * stop the guest; its threads waiting for a page stay blocked (the
+	 * registration stays until mfd_dest_free()).
+	 */
+	int (*postcopy_run)(void *opaque);
 } mfd_dest_hooks;
 
 MFD_API int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,

@@ -1,0 +1,572 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Post-copy end to end (docs/protocol.md section 10), over sockets or
+ * io_uring ($MFD_TEST_IO_ENGINE):
+ *  - manual and auto switch: a source guest rewrites stamped pages until
+ *    the stop; at the switch a destination guest starts: readers fault on
+ *    pages and check every page they read is whole (stamp + checksum),
+ *    writers stamp pages of their own and log what they wrote. After the
+ *    migration every destination page equals the source's at the stop,
+ *    except the logged ones, which hold what was written there last;
+ *  - a destination killed after the switch (another process, SIGKILL):
+ *    the source reports MFD_ELOSTGUEST and never calls resume;
+ *  - a malformed PAGE_REQ (longer than packet-pages): the source refuses
+ *    it with MFD_ELENGTH (its stats' error), MFD_ELOSTGUEST from wait;
+ *  - the fault matrix of the post-copy messages (test_faults.c's matrix
+ *    asserts a resumed guest, which post-copy forbids after SWITCH): main
+ *    closed or stalled at the stop (DISCARD, SWITCH), a data channel, an
+ *    urgent lane or main closed, reset or stalled after the switch.
+ * Skips (77) where userfaultfd cannot place anonymous memory.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "multifd/internal.h"
+#include "multifd/pcwire.h"
+#include "pagestamp.h"
+#include "ramblock/uffd.h"
+#include "testvm.h"
+
+#define RAM    (32u << 20)
+#define NPAGES (RAM / PS)
+/* Pages the destination's writers own (the first quarter); the readers
+ * read the rest, so that no reader races a writer of the same page. */
+#define WPAGES (NPAGES / 4)
+#define NREAD  2
+#define NWRITE 1
+
+#define CHECK(c)                                                               \
+	do {                                                                   \
+		if (!(c)) {                                                    \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
+				__LINE__, #c);                                 \
+			exit(1);                                               \
+		}                                                              \
+	} while (0)
+
+struct pc_vm {
+	uint8_t *src, *dst;
+	mfd_source *s;
+	mfd_dest *d;
+	uint64_t seed;
+	/* Source guest. */
+	pthread_t sw;
+	atomic_int src_stop;
+	atomic_int stopped, resumed, switched;
+	uint64_t src_gen;
+	/* Destination guest. */
+	pthread_t rd[NREAD], wr[NWRITE];
+	bool dst_running;
+	atomic_int dst_stop;
+	atomic_int torn;
+	atomic_ullong reads;
+	uint64_t *wlog; /* per page of the writers' range: gen + 1, 0 none */
+	int failed_err;
+	pid_t kill_pid; /* > 0: SIGKILL it at the switch */
+	/* Fault cases: armed by the stop hook (phase STOP) or the postcopy
+	 * hook (phase SWITCHED), fired at the next chunk of connection
+	 * fault_conn through the proxy. */
+	int fault_phase, fault_how;
+	unsigned fault_conn;
+	atomic_int armed, fired;
+};
+enum { NO_FAULT, AT_STOP, AT_SWITCH };
+
+/* Source guest: rewrites random pages with new generations until stop. */
+static void *src_guest(void *arg)
+{
+	struct pc_vm *vm = arg;
+	uint64_t st = vm->seed ^ 0x5eed, gen = 1;
+	uint8_t page[PS];
+	while (!atomic_load(&vm->src_stop)) {
+		for (int k = 0; k < 64; k++) {
+			uint64_t i = tvm_rand(&st) % NPAGES;
+			stamp(page, i, gen);
+			tvm_guest_write(vm->src + i * PS, page, PS);
+			mfd_source_mark_dirty(vm->s, 0, i * PS, PS);
+		}
+		gen++;
+		usleep(200);
+	}
+	vm->src_gen = gen;
+	return NULL;
+}
+
+static int h_stop(void *o)
+{
+	struct pc_vm *vm = o;
+	atomic_store(&vm->src_stop, 1);
+	pthread_join(vm->sw, NULL);
+	atomic_fetch_add(&vm->stopped, 1);
+	if (vm->fault_phase == AT_STOP)
+		atomic_store(&vm->armed, 1);
+	return 0;
+}
+static int h_resume(void *o)
+{
+	atomic_fetch_add(&((struct pc_vm *)o)->resumed, 1);
+	return 0;
+}
+static void h_postcopy(void *o)
+{
+	struct pc_vm *vm = o;
+	atomic_fetch_add(&vm->switched, 1);
+	if (vm->fault_phase == AT_SWITCH)
+		atomic_store(&vm->armed, 1);
+	if (vm->kill_pid > 0)
+		kill(vm->kill_pid, SIGKILL);
+}
+
+/* Destination readers: whole pages only, whatever page they fault on. */
+static void *dst_reader(void *arg)
+{
+	struct pc_vm *vm = arg;
+	uint64_t st = vm->seed ^ (uint64_t)pthread_self();
+	while (!atomic_load(&vm->dst_stop)) {
+		uint64_t i = WPAGES + tvm_rand(&st) % (NPAGES - WPAGES);
+		uint8_t copy[PS];
+		memcpy(copy, vm->dst + i * PS, PS);
+		if (!whole(copy, i)) {
+			fprintf(stderr, "torn page %llu\n",
+				(unsigned long long)i);
+			atomic_fetch_add(&vm->torn, 1);
+		}
+		atomic_fetch_add(&vm->reads, 1);
+	}
+	return NULL;
+}
+
+/* Destination writers: stamp pages of their range with generations far
+ * above the source's, and log them. */
+static void *dst_writer(void *arg)
+{
+	struct pc_vm *vm = arg;
+	uint64_t st = vm->seed ^ 0xd57, gen = 1ULL << 40;
+	uint8_t page[PS];
+	while (!atomic_load(&vm->dst_stop)) {
+		uint64_t i = tvm_rand(&st) % WPAGES;
+		stamp(page, i, gen);
+		memcpy(vm->dst + i * PS, page, PS);
+		vm->wlog[i] = gen + 1;
+		gen++;
+		usleep(100);
+	}
+	return NULL;
+}
+
+static int h_postcopy_run(void *o)
+{
+	struct pc_vm *vm = o;
+	for (int i = 0; i < NREAD; i++)
+		pthread_create(&vm->rd[i], NULL, dst_reader, vm);
+	for (int i = 0; i < NWRITE; i++)
+		pthread_create(&vm->wr[i], NULL, dst_writer, vm);
+	vm->dst_running = true;
+	return 0;
+}
+static void h_failed(void *o, int err)
+{
+	((struct pc_vm *)o)->failed_err = err;
+}
+
+static void dst_guest_stop(struct pc_vm *vm)
+{
+	if (!vm->dst_running)
+		return;
+	atomic_store(&vm->dst_stop, 1);
+	for (int i = 0; i < NREAD; i++)
+		pthread_join(vm->rd[i], NULL);
+	for (int i = 0; i < NWRITE; i++)
+		pthread_join(vm->wr[i], NULL);
+	vm->dst_running = false;
+}
+
+static mfd_config *config(const char *const *kv)
+{
+	struct tvm t = { 0 };
+	tvm_config(&t, kv);
+	return t.cfg;
+}
+
+static void setup(struct pc_vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->seed = tvm_seed("test_postcopy");
+	vm->src = tvm_map(RAM);
+	vm->dst = tvm_map(RAM);
+	vm->wlog = calloc(WPAGES, sizeof(*vm->wlog));
+	CHECK(vm->wlog);
+	for (uint64_t i = 0; i < NPAGES; i++) {
+		/* A few zero pages: placed with UFFDIO_ZEROPAGE or known
+		 * zero. */
+		if (i % 13 == 0)
+			memset(vm->src + i * PS, 0, PS);
+		else
+			stamp(vm->src + i * PS, i, 0);
+	}
+}
+
+static void teardown(struct pc_vm *vm)
+{
+	tvm_unmap(vm->src, RAM);
+	tvm_unmap(vm->dst, RAM);
+	free(vm->wlog);
+}
+
+static int start_dest(struct pc_vm *vm, mfd_config *cfg, char *uri, size_t len)
+{
+	mfd_dest_hooks dh = { .opaque = vm,
+			      .failed = h_failed,
+			      .postcopy_run = h_postcopy_run };
+	CHECK(mfd_dest_new(&vm->d, cfg, &dh) == 0);
+	CHECK(mfd_dest_add_block(vm->d, "pc.ram", vm->dst, RAM, PS) == 0);
+	CHECK(mfd_dest_start(vm->d, "tcp:127.0.0.1:0") == 0);
+	return mfd_dest_get_uri(vm->d, uri, len);
+}
+
+static int start_source(struct pc_vm *vm, mfd_config *cfg, const char *uri)
+{
+	mfd_source_hooks sh = { .opaque = vm,
+				.stop = h_stop,
+				.resume = h_resume,
+				.postcopy = h_postcopy };
+	CHECK(mfd_source_new(&vm->s, cfg, &sh) == 0);
+	CHECK(mfd_source_add_block(vm->s, "pc.ram", vm->src, RAM, PS) == 0);
+	pthread_create(&vm->sw, NULL, src_guest, vm);
+	return mfd_source_start(vm->s, uri);
+}
+
+/* Every page: the destination writer's last stamp where it wrote, else
+ * the source's bytes at the stop. */
+static void check_memory(struct pc_vm *vm)
+{
+	uint64_t bad = 0, written = 0;
+	for (uint64_t i = 0; i < NPAGES; i++) {
+		const uint8_t *d = vm->dst + i * PS;
+		if (i < WPAGES && vm->wlog[i]) {
+			written++;
+			uint8_t want[PS];
+			stamp(want, i, vm->wlog[i] - 1);
+			bad += memcmp(d, want, PS) != 0;
+		} else {
+			bad += memcmp(d, vm->src + i * PS, PS) != 0;
+		}
+		if (bad == 1 && memcmp(d, vm->src + i * PS, PS)) {
+			fprintf(stderr,
+				"first bad page %llu: gen %lld here, "
+				"%lld at the source\n",
+				(unsigned long long)i,
+				(long long)stamp_gen(d, i),
+				(long long)stamp_gen(vm->src + i * PS, i));
+			bad++; /* print once */
+		}
+	}
+	printf("  pages written on the destination: %llu, wrong: %llu\n",
+	       (unsigned long long)written, (unsigned long long)bad);
+	CHECK(bad == 0);
+}
+
+/* A whole post-copy migration, manual (mfd_source_start_postcopy after
+ * round 1) or auto. */
+static void run_switch(const char *mode, unsigned lanes)
+{
+	struct pc_vm vm;
+	char uri[128], lanes_kv[32];
+	setup(&vm);
+	snprintf(lanes_kv, sizeof(lanes_kv), "postcopy-lanes=%u", lanes);
+	bool manual = strcmp(mode, "manual") == 0;
+	const char *kv[] = { manual ? "postcopy=manual" : "postcopy=auto",
+			     lanes_kv, "channels=2", "postcopy-after-rounds=2",
+			     "downtime-limit=1",
+			     /* slow enough that the guest keeps ahead */
+			     "max-bandwidth=64M", "max-postcopy-bandwidth=32M",
+			     NULL };
+	mfd_config *cfg = config(kv);
+	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
+	CHECK(start_source(&vm, cfg, uri) == 0);
+	if (manual) {
+		mfd_stats st;
+		do {
+			usleep(1000);
+			mfd_source_get_stats(vm.s, &st, sizeof(st));
+		} while (st.round < 1 && st.phase == MFD_PHASE_PRECOPY);
+		CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	}
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	dst_guest_stop(&vm);
+	mfd_stats ss, ds;
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+	printf("  %s, %u lane(s): source %s, destination %s; switch at round "
+	       "%u; %llu urgent pages for %llu requests, %llu faults, "
+	       "latency p50 %.3f ms p99 %.3f ms max %.3f ms, blocktime "
+	       "%.1f ms, downtime %.1f + %.1f ms, %llu reads\n",
+	       mode, lanes, mfd_strerror(sret), mfd_strerror(dret),
+	       ss.postcopy_round, (unsigned long long)ss.urgent_pages,
+	       (unsigned long long)ss.urgent_requests,
+	       (unsigned long long)ds.faults, ds.latency_p50_ns / 1e6,
+	       ds.latency_p99_ns / 1e6, ds.latency_max_ns / 1e6,
+	       ds.blocktime_ns / 1e6, ss.downtime_ns / 1e6,
+	       ds.downtime_ns / 1e6,
+	       (unsigned long long)atomic_load(&vm.reads));
+	CHECK(sret == 0 && dret == 0);
+	CHECK(ss.phase == MFD_PHASE_COMPLETED);
+	CHECK(ss.postcopy_round >= 1 && ds.postcopy_round == ss.postcopy_round);
+	CHECK(atomic_load(&vm.switched) == 1);
+	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(atomic_load(&vm.torn) == 0);
+	CHECK(ss.pages == ds.pages);
+	CHECK(ds.page_requests >= ss.urgent_requests);
+	check_memory(&vm);
+	mfd_source_free(vm.s);
+	mfd_dest_free(vm.d);
+	mfd_config_free(cfg);
+	teardown(&vm);
+}
+
+/* The destination in a child process, SIGKILLed by the source's postcopy
+ * hook: a lost guest, never resumed. */
+static void run_killed(void)
+{
+	struct pc_vm vm;
+	setup(&vm);
+	const char *kv[] = { "postcopy=manual",
+			     "channels=2",
+			     "downtime-limit=1",
+			     "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=8M",
+			     "io-timeout=5s",
+			     NULL };
+	int pfd[2];
+	CHECK(pipe(pfd) == 0);
+	pid_t pid = fork();
+	CHECK(pid >= 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		mfd_config *cfg = config(kv);
+		char uri[128];
+		if (start_dest(&vm, cfg, uri, sizeof(uri)))
+			_exit(2);
+		if (write(pfd[1], uri, sizeof(uri)) != sizeof(uri))
+			_exit(2);
+		mfd_dest_wait(vm.d);
+		_exit(3); /* never reached: killed */
+	}
+	close(pfd[1]);
+	char uri[128];
+	CHECK(read(pfd[0], uri, sizeof(uri)) == sizeof(uri));
+	close(pfd[0]);
+	vm.kill_pid = pid;
+	mfd_config *cfg = config(kv);
+	CHECK(start_source(&vm, cfg, uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	int sret = mfd_source_wait(vm.s);
+	int status;
+	CHECK(waitpid(pid, &status, 0) == pid);
+	mfd_stats ss;
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	printf("  killed destination: source %s (cause: %s): %s\n",
+	       mfd_strerror(sret), mfd_strerror(ss.error),
+	       mfd_source_error_text(vm.s));
+	CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+	CHECK(sret == MFD_ELOSTGUEST);
+	CHECK(ss.phase == MFD_PHASE_FAILED && ss.error != 0);
+	CHECK(atomic_load(&vm.switched) == 1);
+	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(mfd_source_cancel(vm.s) == 0); /* nothing runs: no effect */
+	mfd_source_free(vm.s);
+	mfd_config_free(cfg);
+	teardown(&vm);
+}
+
+/* The destination asks for more than one packet's pages. */
+static void long_request(struct mfd__page_range *r)
+{
+	r->length = 256 * (uint64_t)PS;
+}
+
+static void run_bad_request(void)
+{
+	struct pc_vm vm;
+	char uri[128];
+	setup(&vm);
+	const char *kv[] = { "postcopy=manual",
+			     "channels=2",
+			     "packet-pages=64",
+			     "downtime-limit=1",
+			     "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=4M",
+			     NULL };
+	mfd_config *cfg = config(kv);
+	mfd__test_dest_request = long_request;
+	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
+	CHECK(start_source(&vm, cfg, uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	mfd_stats ss;
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	printf("  malformed PAGE_REQ: source %s (cause %s), destination %s, "
+	       "its failed hook %s\n",
+	       mfd_strerror(sret), mfd_strerror(ss.error), mfd_strerror(dret),
+	       mfd_strerror(vm.failed_err));
+	CHECK(sret == MFD_ELOSTGUEST);
+	CHECK(ss.error == MFD_ELENGTH);
+	CHECK(dret == MFD_ELOSTGUEST && vm.failed_err == MFD_ELOSTGUEST);
+	CHECK(atomic_load(&vm.resumed) == 0);
+	/* Its faulting threads wait until the registration goes. */
+	atomic_store(&vm.dst_stop, 1);
+	mfd_dest_free(vm.d);
+	dst_guest_stop(&vm);
+	mfd__test_dest_request = NULL;
+	mfd_source_free(vm.s);
+	mfd_config_free(cfg);
+	teardown(&vm);
+}
+
+/* ---- fault matrix of the post-copy messages ---- */
+
+static int pc_fault(struct tvm_proxy *p, unsigned conn, uint64_t pos,
+		    size_t len)
+{
+	struct pc_vm *vm = p->opaque;
+	(void)pos;
+	(void)len;
+	if (conn != vm->fault_conn || !atomic_load(&vm->armed) ||
+	    atomic_exchange(&vm->fired, 1))
+		return TVM_PASS;
+	return vm->fault_how;
+}
+
+static const char *conn_name(unsigned conn)
+{
+	/* main, 2 data channels, then the lanes */
+	return conn == 0 ? "main" : conn <= 2 ? "data" : "urgent lane";
+}
+
+/*
+ * A connection broken (closed, reset, stalled) through a proxy at the
+ * stop (main: the DISCARD, device state and SWITCH messages) or after the
+ * switch (data: flagged PAGES; lane: the answers to PAGE_REQ; main: END).
+ * Before SWITCH is out the guest resumes here; after it, it never does:
+ * MFD_ELOSTGUEST on both sides. Either way the case ends within a few
+ * io-timeouts.
+ */
+static void run_fault(int phase, unsigned conn, int how)
+{
+	static const char *how_name[] = { "pass", "close", "reset", "stall" };
+	struct pc_vm vm;
+	char uri[128];
+	setup(&vm);
+	vm.fault_phase = phase;
+	vm.fault_conn = conn;
+	vm.fault_how = how;
+	const char *kv[] = { "postcopy=manual",	  "channels=2",
+			     "postcopy-lanes=2",  "downtime-limit=1",
+			     "max-bandwidth=64M", "max-postcopy-bandwidth=16M",
+			     "io-timeout=2s",	  NULL };
+	mfd_config *cfg = config(kv);
+	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
+	struct tvm_proxy px = { .fault = pc_fault, .opaque = &vm };
+	tvm_proxy_start(&px, uri, 5);
+	uint64_t t0 = tvm_now_ms();
+	CHECK(start_source(&vm, cfg, px.listen_uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	uint64_t ms = tvm_now_ms() - t0;
+	tvm_proxy_stop(&px);
+	mfd_stats ss;
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	printf("  %s %s %s: source %s (cause %s), destination %s, fired %d, "
+	       "%llu ms\n",
+	       phase == AT_STOP ? "at the stop," : "after the switch,",
+	       how_name[how], conn_name(conn), mfd_strerror(sret),
+	       mfd_strerror(ss.error), mfd_strerror(dret),
+	       atomic_load(&vm.fired), (unsigned long long)ms);
+	CHECK(atomic_load(&vm.fired));
+	CHECK(sret != 0 && dret != 0);
+	CHECK(atomic_load(&vm.stopped) == 1);
+	if (atomic_load(&vm.switched)) {
+		/* SWITCH left: the guest is the destination's. */
+		CHECK(sret == MFD_ELOSTGUEST && atomic_load(&vm.resumed) == 0);
+		CHECK(ss.error != 0 && ss.error != MFD_ELOSTGUEST);
+	} else {
+		CHECK(sret != MFD_ELOSTGUEST && atomic_load(&vm.resumed) == 1);
+		CHECK(phase == AT_STOP);
+	}
+	/* The destination's guest is lost where it ran; where SWITCH never
+	 * arrived it never ran there (nor anywhere: the source lost it). */
+	CHECK(vm.failed_err == dret);
+	CHECK((dret == MFD_ELOSTGUEST) == vm.dst_running);
+	if (phase == AT_STOP)
+		CHECK(!vm.dst_running || atomic_load(&vm.switched));
+	CHECK(ms < 30000);
+	atomic_store(&vm.dst_stop, 1);
+	mfd_dest_free(vm.d);
+	dst_guest_stop(&vm);
+	mfd_source_free(vm.s);
+	mfd_config_free(cfg);
+	teardown(&vm);
+}
+
+static void run_faults(void)
+{
+	run_fault(AT_STOP, 0, TVM_CLOSE);
+	run_fault(AT_STOP, 0, TVM_STALL);
+	run_fault(AT_SWITCH, 1, TVM_CLOSE);
+	run_fault(AT_SWITCH, 2, TVM_RESET);
+	run_fault(AT_SWITCH, 1, TVM_STALL);
+	run_fault(AT_SWITCH, 3, TVM_RESET);
+	run_fault(AT_SWITCH, 4, TVM_STALL);
+	run_fault(AT_SWITCH, 0, TVM_CLOSE);
+}
+
+int main(void)
+{
+	tvm_io_engine("test_postcopy");
+	struct mfd__uffd_missing u;
+	int ret = mfd__uffd_missing_open(&u);
+	mfd__uffd_missing_close(&u);
+	if (ret) {
+		printf("SKIP: userfaultfd (MISSING) unavailable: %s\n",
+		       mfd_strerror(ret));
+		return 77;
+	}
+	/* One case: $MFD_TEST_CASE, or $MFD_TEST_FILTER as
+	 * tests/mutations/run.sh sets it. */
+	const char *only = getenv("MFD_TEST_CASE");
+	if (!only || !*only)
+		only = getenv("MFD_TEST_FILTER");
+	if (only && !*only)
+		only = NULL;
+	if (!only || !strcmp(only, "manual")) {
+		printf("manual switch\n");
+		run_switch("manual", 1);
+	}
+	if (!only || !strcmp(only, "auto")) {
+		printf("auto switch, 2 lanes\n");
+		run_switch("auto", 2);
+	}
+	if (!only || !strcmp(only, "killed")) {
+		printf("destination killed after the switch\n");
+		run_killed();
+	}
+	if (!only || !strcmp(only, "badreq")) {
+		printf("malformed page request\n");
+		run_bad_request();
+	}
+	if (!only || !strcmp(only, "faults")) {
+		printf("fault matrix of the post-copy messages\n");
+		run_faults();
+	}
+	printf("ok\n");
+	return 0;
+}
