@@ -53,8 +53,10 @@ struct kvm_mig_result {
 	uint64_t syncs;		       /* sync_dirty calls */
 	uint64_t sync_ns;	       /* time in them */
 	uint64_t dirty_pages;	       /* pages KVM reported dirty, all syncs */
-	int manual_protect;    /* bitmap mode used KVM_CLEAR_DIRTY_LOG */
-	uint32_t ring_entries; /* ring mode: entries per vCPU */
+	int manual_protect;	  /* bitmap mode used KVM_CLEAR_DIRTY_LOG */
+	uint32_t ring_entries;	  /* ring mode: entries per vCPU */
+	uint64_t ring_full_exits; /* ring mode: KVM_EXIT_DIRTY_RING_FULL */
+	uint64_t ring_overflows;  /* ring mode: rings KVM overfilled */
 	/* Guest's view, from its COM1 lines. */
 	uint64_t serial_gap_ns; /* last source line to first dest line */
 	/* The parts of that gap each side sees alone (two hosts share no
