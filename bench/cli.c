@@ -155,6 +155,8 @@ static void bench_usage(FILE *f)
 		"  --clear-chunk PAGES   KVM_CLEAR_DIRTY_LOG chunk, multiple "
 		"of 64 (16384)\n"
 		"  --ring-entries N      dirty ring entries per vCPU (4096)\n"
+		"  --postcopy-after-ms N with --postcopy manual: switch N ms "
+		"after the start\n"
 		"  --serial FILE|-       the guest's COM1 output\n"
 		"  -h, --help            this text\n",
 		prog_name, prog_name, prog_name, prog_name);
@@ -369,6 +371,7 @@ enum {
 	OPT_DIRTY_LOG,
 	OPT_CLEAR_CHUNK,
 	OPT_RING_ENTRIES,
+	OPT_POSTCOPY_AFTER,
 	OPT_SERIAL,
 	/* Library key number i of mfd_config_key() is OPT_KEY + i. */
 	OPT_KEY = 1024,
@@ -425,6 +428,7 @@ static const struct option bench_long_opts[] = {
 	{ "dirty-log", required_argument, NULL, OPT_DIRTY_LOG },
 	{ "clear-chunk", required_argument, NULL, OPT_CLEAR_CHUNK },
 	{ "ring-entries", required_argument, NULL, OPT_RING_ENTRIES },
+	{ "postcopy-after-ms", required_argument, NULL, OPT_POSTCOPY_AFTER },
 	{ "serial", required_argument, NULL, OPT_SERIAL },
 	{ "help", no_argument, NULL, 'h' },
 };
@@ -665,6 +669,10 @@ static void parse_kvm_opt(int c, const char *arg, struct bench_opts *o)
 			usage_error("--ring-entries: %s is not a power of two",
 				    arg);
 		k->ring_entries = (uint32_t)v;
+		break;
+	case OPT_POSTCOPY_AFTER:
+		k->postcopy_after_ms = (unsigned)parse_uint_opt(
+			"postcopy-after-ms", arg, 1, 3600000);
 		break;
 	case OPT_SERIAL:
 		k->serial = arg;

@@ -8,6 +8,7 @@
 #include "multifd/postcopy_dst.h"
 #include "multifd/stats.h"
 #include "multifd/common/clock.h"
+#include "multifd/common/log.h"
 
 /* How often the fault thread looks at the stop flag. */
 #define FAULT_POLL_MS 50
@@ -207,6 +208,13 @@ int mfd__pc_dst_register(struct mfd__pc_dst *pc)
 		return 0;
 	if ((ret = mfd__uffd_missing_open(&pc->u)))
 		return ret;
+	if (pc->u.user_only)
+		mfd__warn(
+			"post-copy: userfaultfd catches user-mode faults only "
+			"(no CAP_SYS_PTRACE, /dev/userfaultfd or "
+			"vm.unprivileged_userfaultfd): a kernel access to a "
+			"page not here yet (KVM, vhost) fails instead of "
+			"waiting");
 	for (unsigned b = 0; b < pc->nblocks; b++) {
 		ret = mfd__uffd_missing_register(&pc->u, pc->blocks[b].host,
 						 pc->blocks[b].size);

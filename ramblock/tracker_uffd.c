@@ -31,7 +31,7 @@
 /* A userfaultfd with the async write-protect API, or -errno. */
 static int uffd_open_api(const char **why)
 {
-	int fd = mfd__uffd_open();
+	int fd = mfd__uffd_open(false, NULL);
 	if (fd < 0) {
 		*why = "userfaultfd() not permitted or not available";
 		return fd;
@@ -50,7 +50,7 @@ static int uffd_open_api(const char **why)
 		return -ENOTSUP;
 	}
 	close(fd);
-	fd = mfd__uffd_open();
+	fd = mfd__uffd_open(false, NULL);
 	if (fd < 0) {
 		*why = "userfaultfd() failed";
 		return fd;

@@ -13,15 +13,10 @@
 #include "multifd/compat/linux.h"
 #include "ramblock/uffd.h"
 
-int mfd__uffd_open(void)
+static int uffd_new(int flags)
 {
-	/* User-mode-only faults are all we need and are allowed to
-	 * unprivileged users where the sysctl forbids the rest. */
-	int fd = (int)syscall(SYS_userfaultfd,
-			      O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	if (fd < 0)
-		fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0) {
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | flags);
+	if (fd < 0 && !flags) {
 		int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 		if (dev >= 0) {
 			fd = ioctl(dev, USERFAULTFD_IOC_NEW,
@@ -32,10 +27,34 @@ int mfd__uffd_open(void)
 	return fd < 0 ? -errno : fd;
 }
 
+int mfd__uffd_open(bool kernel_faults, bool *user_only)
+{
+	/* User-mode-only faults are allowed to unprivileged users where the
+	 * sysctl forbids the rest; kernel faults (KVM's, vhost's, a
+	 * syscall's access to guest memory) need the privilege or
+	 * /dev/userfaultfd. */
+	int order[2] = { UFFD_USER_MODE_ONLY, 0 };
+	if (kernel_faults) {
+		order[0] = 0;
+		order[1] = UFFD_USER_MODE_ONLY;
+	}
+	int fd = uffd_new(order[0]);
+	int used = order[0];
+	if (fd < 0) {
+		fd = uffd_new(order[1]);
+		used = order[1];
+	}
+	if (user_only)
+		*user_only = fd >= 0 && used == UFFD_USER_MODE_ONLY;
+	return fd;
+}
+
 int mfd__uffd_missing_open(struct mfd__uffd_missing *u)
 {
 	struct uffdio_api api = { .api = UFFD_API };
-	int fd = mfd__uffd_open();
+	/* The guest's memory is also touched by the kernel on its behalf
+	 * (KVM's page faults, vhost): those must wait for the page too. */
+	int fd = mfd__uffd_open(true, &u->user_only);
 
 	u->fd = -1;
 	if (fd < 0)

@@ -24,13 +24,19 @@
 
 #include "ramblock/ramblock.h"
 
-/* A userfaultfd (O_CLOEXEC | O_NONBLOCK, user-mode faults only where the
- * kernel has it, else all, else /dev/userfaultfd); fd or -errno. The
- * UFFDIO_API handshake is the caller's. */
-int mfd__uffd_open(void);
+/* A userfaultfd (O_CLOEXEC | O_NONBLOCK); fd or -errno. kernel_faults:
+ * first one that also catches the kernel's accesses (the syscall, else
+ * /dev/userfaultfd), then user-mode faults only; else the other way
+ * round. *user_only (may be NULL) says which was made. The UFFDIO_API
+ * handshake is the caller's. */
+int mfd__uffd_open(bool kernel_faults, bool *user_only);
 
 struct mfd__uffd_missing {
 	int fd;
+	/* Only user-mode faults wait for a page (no privilege for more):
+	 * the kernel's accesses to a missing page (KVM, vhost, read(2)
+	 * into guest memory) fail instead (EFAULT). */
+	bool user_only;
 };
 
 /* Opens a userfaultfd for MISSING mode: 0, -ENOTSUP (no userfaultfd, or no

@@ -443,6 +443,8 @@ static void proxy_free(struct proxy *p)
 
 static int dirty_mode = VMM_DIRTY_BITMAP;
 static struct proxy *via;
+static unsigned postcopy_after_ms;
+static int kill_at_postcopy;
 
 static void run(struct kvm_mig_result *r, unsigned vcpus, mfd_config *cfg,
 		int cancel_ms, int kill_ms)
@@ -462,6 +464,8 @@ static void run(struct kvm_mig_result *r, unsigned vcpus, mfd_config *cfg,
 		.ctx = via,
 		.route = via ? proxy_route : NULL,
 		.midway = via ? proxy_cut : NULL,
+		.postcopy_after_ms = postcopy_after_ms,
+		.kill_dest_at_postcopy = kill_at_postcopy,
 	};
 	int ret = kvm_migrate_run(&o, r);
 	if (ret == -EOPNOTSUPP)
@@ -519,11 +523,77 @@ static void migrate_2vcpus_ring(void **st)
 	migrates_and_runs_on(2);
 }
 
+/* Post-copy on the memory behind KVM's slot (manual switch 200 ms in,
+ * the link slow enough that pre-copy is still going): the destination's
+ * vCPUs run at the switch and fault in KVM on pages not there yet, which
+ * userfaultfd holds until the library placed them. */
+static mfd_config *postcopy_config(void)
+{
+	mfd_config *cfg;
+	assert_int_equal(mfd_config_new(&cfg), 0);
+	assert_int_equal(mfd_config_set(cfg, "postcopy", "manual"), 0);
+	assert_int_equal(mfd_config_set(cfg, "verify", "off"), 0);
+	assert_int_equal(mfd_config_set(cfg, "device-transfer", "main"), 0);
+	assert_int_equal(mfd_config_set(cfg, "max-bandwidth", "16M"), 0);
+	assert_int_equal(mfd_config_set(cfg, "io-timeout", "5s"), 0);
+	return cfg;
+}
+
+static void migrate_postcopy(void **st)
+{
+	(void)st;
+	mfd_config *cfg = postcopy_config();
+	postcopy_after_ms = 200;
+	struct kvm_mig_result r;
+	run(&r, 1, cfg, -1, -1);
+	printf("# post-copy: round %u, faults %llu, requests %llu, "
+	       "post-copy %.1f ms\n",
+	       r.src.postcopy_round, (unsigned long long)r.dst.faults,
+	       (unsigned long long)r.dst.page_requests,
+	       r.src.postcopy_ns / 1e6);
+	assert_int_equal(r.ret, 0);
+	assert_int_equal(r.dest_ret, 0);
+	assert_true(r.postcopy);
+	assert_true(r.src.postcopy_round > 0);
+	assert_true(r.dest_running);
+	assert_string_equal(r.err, "");
+	/* The guest went on on the destination before all of its memory
+	 * was there, faulted, and verifies every page: none bad, and its
+	 * lines go on from the source's last one. */
+	assert_true(r.dst.faults > 0);
+	assert_true(r.lines_after >= 3);
+	assert_int_equal(r.bad_end, 0);
+	assert_int_equal(r.bad_src, 0);
+	assert_int_equal(r.first_seq_dst, r.last_seq_src + 1);
+	assert_int_equal(r.src_lines_after_stop, 0);
+	mfd_config_free(cfg);
+}
+
+/* The destination dies right after the switch: the source reports a lost
+ * guest and never resumes its own copy. */
+static void postcopy_dest_lost(void **st)
+{
+	(void)st;
+	mfd_config *cfg = postcopy_config();
+	assert_int_equal(mfd_config_set(cfg, "max-postcopy-bandwidth", "1M"),
+			 0);
+	postcopy_after_ms = 200;
+	kill_at_postcopy = 1;
+	struct kvm_mig_result r;
+	run(&r, 1, cfg, -1, -1);
+	assert_true(r.postcopy);
+	assert_int_equal(r.ret, MFD_ELOSTGUEST);
+	assert_int_equal(r.src_lines_after_stop, 0);
+	mfd_config_free(cfg);
+}
+
 /* Every test starts in bitmap mode, whatever a failed one left. */
 static int reset_mode(void **st)
 {
 	dirty_mode = VMM_DIRTY_BITMAP;
 	via = NULL;
+	postcopy_after_ms = 0;
+	kill_at_postcopy = 0;
 	entry64 = 0;
 	return 0;
 }
@@ -603,6 +673,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup(migrate_1vcpu, reset_mode),
 		cmocka_unit_test_setup(migrate_2vcpus, reset_mode),
 		cmocka_unit_test_setup(migrate_2vcpus_ring, reset_mode),
+		cmocka_unit_test_setup(migrate_postcopy, reset_mode),
+		cmocka_unit_test_setup(postcopy_dest_lost, reset_mode),
 		cmocka_unit_test_setup(cancel_stays_on_source, reset_mode),
 		cmocka_unit_test_setup(dest_gone_stays_on_source, reset_mode),
 		cmocka_unit_test_setup(killed_channel_stays_on_source,

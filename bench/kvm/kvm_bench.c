@@ -61,6 +61,31 @@ static void migration_items(struct report *r, const mfd_stats *s, bool source)
 	report_u64(r, "device_bytes", s->device_bytes);
 }
 
+/* Post-copy, when the switch was made: each side's own measures. */
+static void postcopy_items(struct report *r, const struct kvm_mig_result *m,
+			   int mode)
+{
+	const mfd_stats *s = &m->src, *d = &m->dst;
+	uint32_t round =
+		mode == MODE_DEST ? d->postcopy_round : s->postcopy_round;
+	report_bool(r, "postcopy", round != 0);
+	if (!round)
+		return;
+	report_u64(r, "postcopy_round", round);
+	if (mode != MODE_DEST) {
+		report_f64(r, "postcopy_ms", ns_to_ms(s->postcopy_ns), 3);
+		report_u64(r, "urgent_pages", s->urgent_pages);
+	}
+	if (mode != MODE_SOURCE) {
+		report_u64(r, "dest_faults", d->faults);
+		report_u64(r, "page_requests", d->page_requests);
+		report_f64(r, "request_p50_ms", ns_to_ms(d->latency_p50_ns), 3);
+		report_f64(r, "request_p99_ms", ns_to_ms(d->latency_p99_ns), 3);
+		report_f64(r, "request_max_ms", ns_to_ms(d->latency_max_ns), 3);
+		report_f64(r, "blocktime_ms", ns_to_ms(d->blocktime_ns), 3);
+	}
+}
+
 static void dirty_log_items(struct report *r, const struct kvm_mig_result *m)
 {
 	report_str(r, "dirty_log", m->ring_entries ? "ring" : "bitmap");
@@ -154,6 +179,7 @@ int kvm_bench_run(const struct kvm_bench_opts *k, const struct bench_opts *b,
 		.kill_dest_after_ms = -1,
 		.clear_chunk = k->clear_chunk,
 		.ring_entries = k->ring_entries,
+		.postcopy_after_ms = k->postcopy_after_ms,
 		.dirty_mode = k->dirty_ring ? VMM_DIRTY_RING : VMM_DIRTY_BITMAP,
 		.cfg = cfg,
 	};
@@ -205,6 +231,7 @@ int kvm_bench_run(const struct kvm_bench_opts *k, const struct bench_opts *b,
 	report_str(&r, "channels", ch);
 	migration_items(&r, b->mode == MODE_DEST ? &m.dst : &m.src,
 			b->mode != MODE_DEST);
+	postcopy_items(&r, &m, b->mode);
 	if (b->mode != MODE_DEST)
 		dirty_log_items(&r, &m);
 	guest_items(&r, b->mode, &m);

@@ -17,6 +17,7 @@ struct kvm_bench_opts {
 	bool dirty_ring;       /* --dirty-log ring */
 	uint64_t clear_chunk;  /* --clear-chunk (0: the VMM's default) */
 	uint32_t ring_entries; /* --ring-entries (0: the VMM's default) */
+	unsigned postcopy_after_ms; /* --postcopy-after-ms (0: never) */
 };
 
 struct bench_opts;

@@ -25,8 +25,9 @@ struct side {
 	struct kdev dev[VMM_MAX_VCPUS + 1];
 	unsigned ndev;
 	int running;
-	uint64_t stop_ns; /* source: the stop hook ran */
-	uint64_t run_ns;  /* destination: vCPUs started */
+	uint64_t stop_ns;	    /* source: the stop hook ran */
+	uint64_t run_ns;	    /* destination: vCPUs started */
+	mfd_dest *kill_at_postcopy; /* tests: cancelled at the switch */
 	struct kvm_mig_result *res;
 	char err[128];
 };
@@ -163,6 +164,16 @@ static int h_stop(void *opaque)
 	struct side *s = opaque;
 	s->stop_ns = now_ns();
 	return vmm_pause(s->vm);
+}
+
+/* Post-copy switch made: the guest now lives on the destination; the
+ * vCPUs stay parked here (resume is never called after this). */
+static void h_postcopy(void *opaque)
+{
+	struct side *s = opaque;
+	s->res->postcopy = 1;
+	if (s->kill_at_postcopy)
+		mfd_dest_cancel(s->kill_at_postcopy);
 }
 
 static int h_resume(void *opaque)
@@ -325,6 +336,7 @@ static int open_source(struct lib *l, struct side *src)
 	mfd_source_hooks sh = { .opaque = src,
 				.stop = h_stop,
 				.resume = h_resume,
+				.postcopy = h_postcopy,
 				.throttle = h_throttle,
 				.sync_dirty = h_sync_dirty };
 	char name[32];
@@ -341,7 +353,13 @@ static int open_source(struct lib *l, struct side *src)
 /* The destination's handle, registered the same way, listening on uri. */
 static int open_dest(struct lib *l, struct side *dst, const char *uri)
 {
-	mfd_dest_hooks dh = { .opaque = dst, .loaded = h_loaded };
+	/* Post-copy runs the guest at the switch the same way: state
+	 * restored, vCPUs started; a page they touch that is not here yet
+	 * faults in KVM (get_user_pages on the slot's memory) and waits in
+	 * userfaultfd until the library placed it, as QEMU's post-copy. */
+	mfd_dest_hooks dh = { .opaque = dst,
+			      .loaded = h_loaded,
+			      .postcopy_run = h_loaded };
 	char name[32];
 	int ret = mfd_dest_new(&l->md, l->cfg, &dh);
 	if (!ret)
@@ -396,6 +414,11 @@ static void source_view(struct side *src, uint64_t t_boot, uint64_t t_mig,
 	res->bad_src = all->bad_last;
 	if (src->stop_ns && all->lines && src->stop_ns > all->last_ns)
 		res->src_quiet_ns = src->stop_ns - all->last_ns;
+	if (src->stop_ns) {
+		struct span late;
+		scan(src->vm, src->stop_ns + 200000000ULL, UINT64_MAX, &late);
+		res->src_lines_after_stop = late.lines;
+	}
 }
 
 /* Where the guest runs after the end: its rate, last line and bad pages
@@ -439,6 +462,8 @@ int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
 	if ((ret = open_dest(&l, &dst, "tcp:127.0.0.1:0")) ||
 	    (ret = mfd_dest_get_uri(l.md, uri, sizeof(uri))))
 		goto lib_err;
+	if (o->kill_dest_at_postcopy)
+		src.kill_at_postcopy = l.md;
 	if (o->route) {
 		char via[128];
 		if ((ret = o->route(o->ctx, uri, via, sizeof(via))))
@@ -450,6 +475,12 @@ int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
 		goto lib_err;
 	if (o->midway)
 		o->midway(o->ctx);
+	if (o->postcopy_after_ms) {
+		sleep_ms(o->postcopy_after_ms);
+		if ((ret = mfd_source_start_postcopy(l.ms)) &&
+		    ret != MFD_ESTATE) /* ESTATE: it ended already */
+			goto lib_err;
+	}
 	if (o->cancel_after_ms >= 0) {
 		sleep_ms((unsigned)o->cancel_after_ms);
 		mfd_source_cancel(l.ms);
@@ -506,6 +537,12 @@ int kvm_migrate_source(const struct kvm_mig_opts *o, const char *uri,
 		goto out;
 	uint64_t t_mig = now_ns();
 	res->ret = mfd_source_start(l.ms, uri);
+	if (!res->ret && o->postcopy_after_ms) {
+		sleep_ms(o->postcopy_after_ms);
+		int r = mfd_source_start_postcopy(l.ms);
+		if (r && r != MFD_ESTATE)
+			mfd_source_cancel(l.ms);
+	}
 	if (!res->ret)
 		res->ret = mfd_source_wait(l.ms);
 	uint64_t t_end = now_ns();
@@ -513,13 +550,15 @@ int kvm_migrate_source(const struct kvm_mig_opts *o, const char *uri,
 	if (res->ret)
 		snprintf(res->err, sizeof(res->err), "%s",
 			 mfd_source_error_text(l.ms));
-	/* After a failure the guest runs on here: watch it. */
-	if (res->ret)
+	/* After a failure the guest runs on here, unless the post-copy
+	 * switch gave it away (then it is lost): watch it. */
+	int here = res->ret && !res->postcopy;
+	if (here)
 		sleep_ms(o->after_ms);
 	uint64_t t_after = now_ns();
 	struct span all, end;
 	source_view(&src, t_boot, t_mig, t_end, res, &all);
-	if (res->ret)
+	if (here)
 		end_view(&src, 0, t_end, t_after, res, &end);
 	ret = 0;
 out:

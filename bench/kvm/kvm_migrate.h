@@ -28,6 +28,11 @@ struct kvm_mig_opts {
 	uint64_t clear_chunk;	/* KVM_CLEAR_DIRTY_LOG chunk, pages */
 	int dirty_mode;		/* source: VMM_DIRTY_BITMAP or _RING */
 	uint32_t ring_entries;	/* per vCPU, ring mode; 0: 4096 */
+	/* > 0: mfd_source_start_postcopy() this long after the start (the
+	 * config's postcopy key must be manual); 0: not called. */
+	unsigned postcopy_after_ms;
+	int kill_dest_at_postcopy; /* tests: cancel the destination as soon
+				    * as the source made the switch */
 	/* Optional (tests): route the source through a proxy: given the
 	 * destination's URI, write the one the source should use. Then
 	 * midway() is called once the source has started. */
@@ -37,14 +42,17 @@ struct kvm_mig_opts {
 };
 
 struct kvm_mig_result {
-	int ret;		  /* mfd_source_wait() */
-	int dest_ret;		  /* mfd_dest_wait() */
-	int dest_running;	  /* destination vCPUs were started */
-	mfd_stats src;		  /* source statistics */
-	mfd_stats dst;		  /* destination statistics */
-	uint64_t syncs;		  /* sync_dirty calls */
-	uint64_t sync_ns;	  /* time in them */
-	uint64_t dirty_pages;	  /* pages KVM reported dirty, all syncs */
+	int ret;		       /* mfd_source_wait() */
+	int dest_ret;		       /* mfd_dest_wait() */
+	int dest_running;	       /* destination vCPUs were started */
+	int postcopy;		       /* the source's postcopy hook ran */
+	uint64_t src_lines_after_stop; /* source guest lines 200 ms or more
+					* after its stop hook (a resume) */
+	mfd_stats src;		       /* source statistics */
+	mfd_stats dst;		       /* destination statistics */
+	uint64_t syncs;		       /* sync_dirty calls */
+	uint64_t sync_ns;	       /* time in them */
+	uint64_t dirty_pages;	       /* pages KVM reported dirty, all syncs */
 	int manual_protect;	  /* bitmap mode used KVM_CLEAR_DIRTY_LOG */
 	uint32_t ring_entries;	  /* ring mode: entries per vCPU */
 	uint64_t ring_full_exits; /* ring mode: KVM_EXIT_DIRTY_RING_FULL */

@@ -766,6 +766,20 @@ static void *vcpu_thread(void *arg)
 			v->dead = 1;
 			break;
 		}
+		case KVM_EXIT_MMIO: {
+			/* No device is memory-mapped here: an access outside
+			 * the memory slot. */
+			char what[96];
+			snprintf(what, sizeof(what),
+				 "MMIO %s of %u bytes at 0x%llx (no device "
+				 "there)",
+				 run->mmio.is_write ? "write" : "read",
+				 run->mmio.len,
+				 (unsigned long long)run->mmio.phys_addr);
+			guest_failed(v, what);
+			v->dead = 1;
+			break;
+		}
 		default: {
 			char what[64];
 			snprintf(what, sizeof(what), "unhandled exit %u",

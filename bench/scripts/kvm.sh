@@ -10,6 +10,7 @@ bench=$build/multifd-bench
 kernel=$build/tests/guests/stamp.elf
 echo "# $(date -u '+%F %T UTC') $(uname -r) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $bench --vm kvm --kernel $kernel --ram 64M --cmdline rate=2000 --dirty-log MODE --vcpus N [--max-bandwidth 16M]"
+echo "# post-copy rows add: --postcopy manual --postcopy-after-ms 300 --verify off --device-transfer main"
 for r in $(seq "$reps"); do
 	for mode in bitmap ring; do
 		for v in 1 2; do
@@ -29,6 +30,25 @@ for r in $(seq "$reps"); do
 					" | bad \(.guest_bad_pages|n)"' <<<"$out" ||
 					echo "$mode vcpus=$v bw=$bw exit=$rc: no report"
 			done
+		done
+	done
+	# Pre-copy against post-copy, same guest and link (bitmap mode).
+	for v in 1 2; do
+		for pc in off manual; do
+			extra=(--verify off --device-transfer main)
+			[ $pc = manual ] && extra+=(--postcopy manual --postcopy-after-ms 300)
+			out=$("$bench" --vm kvm --kernel "$kernel" --ram 64M \
+				--cmdline rate=2000 --vcpus $v --max-bandwidth 16M \
+				"${extra[@]}" --json 2>/dev/null)
+			rc=$?
+			jq -r --arg pc $pc --arg v $v --arg rc $rc '
+				def n: if . == null then "-" else tostring end;
+				"postcopy=\($pc) vcpus=\($v) bw=16M exit=\($rc) \(.status)\(if .reason then "; " + .reason else "" end)" +
+				" | total \(.total_ms|n) ms, \(.rounds|n) rounds | downtime \(.downtime_ms|n) ms" +
+				" | serial gap \(.serial_gap_ms|n) ms | work before/during/after \(.guest_rate_before|n)/\(.guest_rate_during|n)/\(.guest_rate_after|n)" +
+				(if .postcopy then " | post-copy \(.postcopy_ms|n) ms, faults \(.dest_faults|n), requests \(.page_requests|n), p50/p99 \(.request_p50_ms|n)/\(.request_p99_ms|n) ms, blocktime \(.blocktime_ms|n) ms" else "" end) +
+				" | bad \(.guest_bad_pages|n)"' <<<"$out" ||
+				echo "postcopy=$pc vcpus=$v exit=$rc: no report"
 		done
 	done
 done
