@@ -52,6 +52,8 @@ struct mfd__admit_want {
 	const uint8_t *session; /* 16 bytes */
 	uint16_t nchannels;
 	uint64_t features;
+	/* Offered features this side's config turns off (refused). */
+	uint64_t refuse;
 	/* Whether channel index idx is taken already. */
 	bool (*taken)(void *ctx, uint16_t idx);
 	void *ctx;

@@ -55,6 +55,16 @@ struct mfd_source {
 
 	struct mfd__devsave ds; /* device state: migration thread only */
 
+	/* Degraded channels (MFD_FEAT_DEGRADE, protocol 7.7). told,
+	 * settled: migration thread; the rest under lock. */
+	struct {
+		uint64_t told;	    /* CHAN_LOST sent for these channels */
+		uint64_t settled;   /* their pages went back to the dirty set */
+		uint64_t dest_lost; /* the destination's CHAN_LOST */
+		uint32_t applied[MFD_MAX_CHANNELS]; /* its round, per channel */
+		bool end; /* END is on its way: nothing can be re-sent */
+	} dg;
+
 	/* Dirty-limit: who writes where (set before start), and the
 	 * per-vCPU throttles in force (migration thread). */
 	struct vcpu_range *vranges;
@@ -192,13 +202,26 @@ static void *return_path_main(void *arg)
 	return NULL;
 }
 
-/* One message: LOADED (the handover goes on in the migration thread),
- * or the failure. */
+static int dest_lost_channel(mfd_source *s, const uint8_t *payload);
+
+/* LOADED (the handover goes on in the migration thread), or the failure;
+ * before them, the destination's CHAN_LOST (degraded channels). */
 static void return_path(mfd_source *s)
 {
 	struct mfd__ctl_hdr h;
 	uint8_t *payload;
-	int ret = mfd__ctl_recv(s->main, &h, &payload);
+	int ret;
+	for (;;) {
+		ret = mfd__ctl_recv(s->main, &h, &payload);
+		if (ret || h.type != MFD_CTL_CHAN_LOST)
+			break;
+		ret = dest_lost_channel(s, payload);
+		free(payload);
+		if (ret) {
+			source_fail(s, ret);
+			return;
+		}
+	}
 	if (ret) {
 		if (!mfd__session_check(&s->ss))
 			mfd__err("main channel: %s", mfd_strerror(ret));
@@ -228,6 +251,7 @@ static uint64_t features_wanted(const mfd_source *s)
 	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY : 0) |
 	       (s->ss.cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
 	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) | MFD_FEAT_COMMIT |
+	       (s->ss.cfg.degraded_channels ? MFD_FEAT_DEGRADE : 0) |
 	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0);
 }
 
@@ -341,6 +365,127 @@ static int open_data(mfd_source *s, const uint8_t session[16],
 	return ret;
 }
 
+/* ---- degraded channels (multifd/degrade.h, docs/protocol.md 7.7) ---- */
+
+/* A worker left its lost channel (pool thread): wake the migration
+ * thread if it waits for that. */
+static void channel_lost(void *ctx)
+{
+	mfd_source *s = ctx;
+	pthread_mutex_lock(&s->lock);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* Return path: the destination lost a channel; it says the last round
+ * it applied there. 0, or why the migration fails. */
+static int dest_lost_channel(mfd_source *s, const uint8_t *payload)
+{
+	struct mfd__chan_lost m;
+	int ret = mfd__chan_lost_decode(payload, s->ss.cfg.channels, &m);
+	if (!ret && !s->ss.cfg.degraded_channels)
+		ret = MFD_EUNEXPECTED;
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	bool late = s->dg.end;
+	s->dg.dest_lost |= 1ULL << m.channel;
+	s->dg.applied[m.channel] = m.round;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	if (late) {
+		/* Its last pages may be lost and DONE has gone out on the
+		 * others: nothing can be re-sent any more. */
+		mfd__err("data channel %u lost after the final round",
+			 m.channel);
+		return -ECONNRESET;
+	}
+	mfd__pool_kill(&s->pool, m.channel, -ECONNRESET);
+	return 0;
+}
+
+/*
+ * Migration thread, after a round's SYNC: channels lost since are told to
+ * the destination (CHAN_LOST), and once it has answered for each (the
+ * last round it applied there, within io-timeout) the pages their workers
+ * took after that round go back to the dirty set. *pages: how many.
+ */
+static int degrade_settle(mfd_source *s, uint32_t round, uint64_t *pages)
+{
+	*pages = 0;
+	if (!s->pool.degrade)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	uint64_t want = s->dg.dest_lost;
+	pthread_mutex_unlock(&s->lock);
+	want |= mfd__pool_lost(&s->pool);
+	want &= ~s->dg.settled;
+	if (!want)
+		return 0;
+	int ret = 0;
+	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
+	for (;;) {
+		uint64_t lost = mfd__pool_lost(&s->pool);
+		for (unsigned k = 0; k < s->ss.cfg.channels && !ret; k++) {
+			if (!(lost & ~s->dg.told & (1ULL << k)))
+				continue;
+			uint8_t msg[MFD_CHAN_LOST_SIZE];
+			struct mfd__chan_lost m = { .channel = (uint16_t)k,
+						    .round = round };
+			mfd__chan_lost_encode(&m, msg);
+			ret = mfd__ctl_send(s->main, MFD_CTL_CHAN_LOST, msg,
+					    sizeof(msg));
+			s->dg.told |= 1ULL << k;
+		}
+		if (ret || (ret = mfd__session_check(&s->ss)))
+			return ret;
+		pthread_mutex_lock(&s->lock);
+		uint64_t known = s->dg.dest_lost;
+		if ((want & lost & known) != want &&
+		    mfd__cond_wait_until(&s->cv, &s->lock, deadline)) {
+			pthread_mutex_unlock(&s->lock);
+			mfd__err("no CHAN_LOST answer from the destination "
+				 "within io-timeout");
+			return -ETIMEDOUT;
+		}
+		pthread_mutex_unlock(&s->lock);
+		if ((want & lost & known) == want)
+			break;
+	}
+	for (unsigned k = 0; k < s->ss.cfg.channels; k++) {
+		if (!(want & (1ULL << k)))
+			continue;
+		pthread_mutex_lock(&s->lock);
+		uint32_t applied = s->dg.applied[k];
+		pthread_mutex_unlock(&s->lock);
+		uint64_t n = mfd__sentlog_redirty(&s->pool.w[k].log, applied,
+						  s->ss.blocks);
+		mfd__warn("channel %u lost: %llu pages after round %d go "
+			  "again on the others",
+			  k, (unsigned long long)n,
+			  applied == MFD_ROUND_NONE ? -1 : (int)applied);
+		*pages += n;
+		s->dg.settled |= 1ULL << k;
+		STAT_ADD(s->ss.st.channels_lost, 1);
+	}
+	return 0;
+}
+
+/* Before END: from now on a lost channel fails the migration. */
+static void degrade_close(mfd_source *s)
+{
+	uint64_t late = s->pool.degrade ? mfd__pool_lost(&s->pool) : 0;
+	pthread_mutex_lock(&s->lock);
+	s->dg.end = true;
+	late = (late | s->dg.dest_lost) & ~s->dg.settled;
+	pthread_mutex_unlock(&s->lock);
+	if (late) {
+		mfd__err("a data channel was lost after the final round");
+		source_fail(s, -ECONNRESET);
+	}
+}
+/* ---- end degraded channels ---- */
+
 /* The send workers on the data channels, then the return path. */
 static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 {
@@ -355,7 +500,11 @@ static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 	s->pool_up = ret == 0 || s->pool.w;
 	/* Before the first batch: the workers read it after a handoff. */
 	s->pool.digests = s->ss.cfg.verify ? &s->ss : NULL;
+	memset(&s->dg, 0, sizeof(s->dg));
 	pthread_mutex_unlock(&s->lock);
+	if (!ret && s->ss.cfg.degraded_channels)
+		ret = mfd__pool_degrade(&s->pool, s->ss.nblocks, channel_lost,
+					s);
 	if (ret)
 		return ret;
 	if (pthread_create(&s->rp_thread, NULL, return_path_main, s))
@@ -682,7 +831,9 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_round(&s->ds, &s->pool, s->main)))
 		return ret;
-	if ((ret = send_round(s, batch, round, &pages)))
+	uint64_t again;
+	if ((ret = send_round(s, batch, round, &pages)) ||
+	    (ret = degrade_settle(s, round, &again)))
 		return ret;
 	uint64_t dt = mfd__now_ns() - t0;
 	/* What left the host: on a slow link a short round's bytes may sit
@@ -867,11 +1018,12 @@ static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 static int send_end(mfd_source *s, uint32_t round,
 		    uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
+	/* Totals of the channels that live (a lost one's are not known to
+	 * have arrived; what they held was sent again). */
 	struct mfd__end e = { .final_round = round,
 			      .nblocks = s->ss.nblocks,
-			      .total_pages = STAT_GET(s->ss.st.pages),
-			      .total_packets = STAT_GET(s->ss.st.packets),
 			      .digests = digests };
+	mfd__pool_totals(&s->pool, &e.total_pages, &e.total_packets);
 	size_t len = mfd__end_size(s->ss.nblocks, digests != NULL);
 	uint8_t *buf = malloc(len);
 	int ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
@@ -903,6 +1055,7 @@ static void final_round(mfd_source *s, uint32_t round, uint64_t pages,
 static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 			 uint32_t round)
 {
+	uint64_t again = 0, more = 0;
 	uint64_t pending, final_pages = 0;
 	/* The downtime runs at the link's full speed. */
 	mfd__pool_set_rate(&s->pool, 0);
@@ -919,6 +1072,16 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	uint64_t t_sync = mfd__now_ns();
 	uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
 	if ((ret = send_round(s, batch, round, &final_pages)))
+		return ret;
+	/* Degraded channels: what a channel lost in the final round held
+	 * goes again on the others, as one more round (the guest stays
+	 * stopped). */
+	while (!(ret = degrade_settle(s, round, &again)) && again) {
+		if ((ret = send_round(s, batch, ++round, &more)))
+			return ret;
+		final_pages += more;
+	}
+	if (ret)
 		return ret;
 	/* Device state after the RAM: DEVICE packets behind the pages on
 	 * the channels, or DEVICE_DATA on the main channel before END. */
@@ -941,6 +1104,10 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		 t_last - s->ss.t_start - s->ss.st.setup_ns);
 	final_round(s, round, final_pages, STAT_GET(s->ss.st.wire_bytes) - b0,
 		    t_last - t_sync, pending);
+	if (!ret)
+		degrade_close(s);
+	if (!ret)
+		ret = mfd__session_check(&s->ss);
 	if (!ret)
 		ret = send_end(s, round, digests);
 	free(digests);

@@ -56,6 +56,7 @@
 	X(uint32_t, throttle_pct)                                              \
 	X(uint32_t, throttle_max_pct)                                          \
 	X(uint32_t, forced)                                                    \
+	X(uint32_t, channels_lost)                                             \
 	X(int, tracker)
 
 struct mfd__stats {

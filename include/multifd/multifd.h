@@ -317,6 +317,9 @@ typedef struct mfd_stats {
 	 * per-vCPU throttle applied. */
 	uint32_t vcpus_throttled;
 	uint32_t vcpu_throttle_max_pct;
+	/* Data channels dropped in pre-copy (degraded-channels): their
+	 * unacknowledged pages were re-sent on the others. Both sides. */
+	uint32_t channels_lost;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,
