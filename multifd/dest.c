@@ -383,6 +383,7 @@ static bool leave_lost(struct recv_worker *w, int ret)
 	if (!last) {
 		d->nlost++;
 		w->lost = true;
+		w->applied = w->g.round ? w->g.round - 1 : MFD_ROUND_NONE;
 	}
 	pthread_mutex_unlock(&d->lock);
 	if (last)
@@ -395,7 +396,6 @@ static bool leave_lost(struct recv_worker *w, int ret)
 		__atomic_fetch_or(&d->recvd[w->inflight_block][pg >> 6],
 				  1ULL << (pg & 63), __ATOMIC_RELAXED);
 	}
-	w->applied = w->g.round ? w->g.round - 1 : MFD_ROUND_NONE;
 	STAT_ADD(d->ss.st.channels_lost, 1);
 	mfd__warn("channel %u (%s) lost after round %d: %s; the others go on",
 		  w->idx, w->chan->peer,
