@@ -504,6 +504,14 @@ static ssize_t sim_save_iov(void *opaque, struct iovec *iov, int *iovcnt,
 		return -EINVAL;
 	}
 	while (done < len && n < *iovcnt) {
+		/* The rest of a record copied aside (it changed while being
+		 * sent) is applied into the state memory where this stream
+		 * later places the unit's new version: it goes in a call of
+		 * its own (device.h, save_iov). */
+		bool aside =
+			d->in_rec && d->rec_stashed && d->rec_off >= REC_HDR;
+		if (aside && n > 0)
+			break;
 		const uint8_t *p;
 		ssize_t k = next_piece(d, true, len - done, &p);
 		if (k < 0) {
@@ -514,6 +522,8 @@ static ssize_t sim_save_iov(void *opaque, struct iovec *iov, int *iovcnt,
 			break;
 		iov[n++] = (struct iovec){ (void *)p, (size_t)k };
 		done += (size_t)k;
+		if (aside)
+			break;
 	}
 	pthread_mutex_unlock(&d->lock);
 	*iovcnt = n;

@@ -81,7 +81,9 @@ int mfd__devpkt_validate(const struct mfd__pkt_hdr *h,
  * state_mem). fence: every chunk of the device before it may write where
  * placed bytes go (it is not placed), so the destination writes this chunk's
  * placed bytes straight into the state memory only once chunks 0..fence-1
- * are applied; the chunks from fence on do not overlap in the state memory.
+ * are applied; the chunks from fence on do not overlap in the state memory
+ * (inline bytes a device loads into its memory come in an unplaced chunk of
+ * their own: device.h, save_iov).
  */
 #define MFD_DEVPLACE_MAX_SEGS 63
 #define MFD_DEVPLACE_FIXED    8

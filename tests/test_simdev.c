@@ -301,6 +301,47 @@ static void test_stop_copy_size(void **state)
 	free(buf);
 }
 
+/* A record copied aside in PRE_COPY (its unit changed while it was being
+ * sent) ends in STOP_COPY through save_iov() in a call of its own, with
+ * nothing inside the state memory: loading it writes where the unit's new
+ * version is placed later, so it must not share a placed chunk (device.h,
+ * save_iov; the fence of protocol 9.2.1). */
+static void test_save_iov_aside_alone(void **state)
+{
+	(void)state;
+	const uint64_t size = 4096; /* one unit: every touch changes it */
+	struct mfd_simdev *d = mk(size, 1.0, 11);
+	const mfd_device_ops *ops = mfd_simdev_ops(d);
+	void *basev;
+	uint64_t msize;
+	assert_int_equal(ops->state_mem(d, &basev, &msize), 0);
+	const uint8_t *base = basev;
+	assert_int_equal(go(d, MFD_DEV_PRE_COPY), 0);
+	uint8_t part[100];
+	assert_int_equal(ops->save(d, part, sizeof(part)), sizeof(part));
+	mfd_simdev_touch(d, 1); /* the record's unit: copied aside */
+	assert_int_equal(go(d, MFD_DEV_PRE_COPY_P2P), 0);
+	assert_int_equal(go(d, MFD_DEV_STOP_COPY), 0);
+	struct iovec iov[16];
+	int cnt = 16;
+	ssize_t n = ops->save_iov(d, iov, &cnt, 1 << 20);
+	/* Exactly the rest of the old record, all of it outside memory. */
+	assert_int_equal(n, 16 + 4096 - 100);
+	for (int i = 0; i < cnt; i++)
+		assert_true((const uint8_t *)iov[i].iov_base + iov[i].iov_len <=
+				    base ||
+			    (const uint8_t *)iov[i].iov_base >= base + msize);
+	/* Then the new version: its header, and its bytes in place. */
+	cnt = 16;
+	n = ops->save_iov(d, iov, &cnt, 1 << 20);
+	assert_int_equal(n, 16 + 4096);
+	assert_int_equal(cnt, 2);
+	assert_ptr_equal(iov[1].iov_base, base);
+	cnt = 16;
+	assert_int_equal(ops->save_iov(d, iov, &cnt, 1 << 20), 0);
+	mfd_simdev_free(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -310,6 +351,7 @@ int main(void)
 		cmocka_unit_test(test_fail_save),
 		cmocka_unit_test(test_dma),
 		cmocka_unit_test(test_stop_copy_size),
+		cmocka_unit_test(test_save_iov_aside_alone),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

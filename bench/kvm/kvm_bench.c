@@ -64,9 +64,11 @@ static void migration_items(struct report *r, const mfd_stats *s, bool source)
 static void dirty_log_items(struct report *r, const struct kvm_mig_result *m)
 {
 	report_str(r, "dirty_log", m->ring_entries ? "ring" : "bitmap");
-	if (m->ring_entries)
+	if (m->ring_entries) {
 		report_u64(r, "ring_entries", m->ring_entries);
-	else
+		report_u64(r, "ring_full_exits", m->ring_full_exits);
+		report_u64(r, "ring_overflows", m->ring_overflows);
+	} else
 		report_bool(r, "manual_protect", m->manual_protect);
 	report_u64(r, "dirty_syncs", m->syncs);
 	report_f64(r, "dirty_sync_ms", ns_to_ms(m->sync_ns), 3);

@@ -187,6 +187,8 @@ static int h_sync_dirty(void *opaque, unsigned block, uint64_t *bitmap,
 	if (n < 0)
 		return (int)n;
 	s->res->dirty_pages += (uint64_t)n;
+	s->res->ring_full_exits = vmm_ring_full_exits(s->vm);
+	s->res->ring_overflows = vmm_ring_overflows(s->vm);
 	return 0;
 }
 

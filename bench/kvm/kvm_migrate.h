@@ -37,16 +37,18 @@ struct kvm_mig_opts {
 };
 
 struct kvm_mig_result {
-	int ret;	       /* mfd_source_wait() */
-	int dest_ret;	       /* mfd_dest_wait() */
-	int dest_running;      /* destination vCPUs were started */
-	mfd_stats src;	       /* source statistics */
-	mfd_stats dst;	       /* destination statistics */
-	uint64_t syncs;	       /* sync_dirty calls */
-	uint64_t sync_ns;      /* time in them */
-	uint64_t dirty_pages;  /* pages KVM reported dirty, all syncs */
-	int manual_protect;    /* bitmap mode used KVM_CLEAR_DIRTY_LOG */
-	uint32_t ring_entries; /* ring mode: entries per vCPU */
+	int ret;		  /* mfd_source_wait() */
+	int dest_ret;		  /* mfd_dest_wait() */
+	int dest_running;	  /* destination vCPUs were started */
+	mfd_stats src;		  /* source statistics */
+	mfd_stats dst;		  /* destination statistics */
+	uint64_t syncs;		  /* sync_dirty calls */
+	uint64_t sync_ns;	  /* time in them */
+	uint64_t dirty_pages;	  /* pages KVM reported dirty, all syncs */
+	int manual_protect;	  /* bitmap mode used KVM_CLEAR_DIRTY_LOG */
+	uint32_t ring_entries;	  /* ring mode: entries per vCPU */
+	uint64_t ring_full_exits; /* ring mode: KVM_EXIT_DIRTY_RING_FULL */
+	uint64_t ring_overflows;  /* ring mode: rings KVM overfilled */
 	/* Guest's view, from its COM1 lines. */
 	uint64_t serial_gap_ns; /* last source line to first dest line */
 	/* The parts of that gap each side sees alone (two hosts share no

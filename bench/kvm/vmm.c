@@ -745,7 +745,9 @@ static void *vcpu_thread(void *arg)
 			 * on; the next sync reports it. */
 			pthread_mutex_lock(&vm->ring_lock);
 			vm->ring_full_exits++;
-			vmm__harvest(vm);
+			uint8_t self[VMM_MAX_VCPUS] = { 0 };
+			self[v->index] = 1; /* out of KVM_RUN: gaps are real */
+			vmm__harvest(vm, self);
 			pthread_mutex_unlock(&vm->ring_lock);
 			break;
 		case KVM_EXIT_SHUTDOWN:
@@ -914,6 +916,14 @@ uint32_t vmm_ring_entries(struct vmm *vm)
 	return vm->ring_entries;
 }
 
+uint64_t vmm_ring_overflows(struct vmm *vm)
+{
+	pthread_mutex_lock(&vm->ring_lock);
+	uint64_t n = vm->ring_overflows;
+	pthread_mutex_unlock(&vm->ring_lock);
+	return n;
+}
+
 uint64_t vmm_ring_full_exits(struct vmm *vm)
 {
 	pthread_mutex_lock(&vm->ring_lock);
@@ -924,9 +934,34 @@ uint64_t vmm_ring_full_exits(struct vmm *vm)
 
 /* ---- dirty log ---- */
 
+/*
+ * After a dirty entry: whether v's ring has a gap, checked only while v is
+ * outside KVM_RUN (nothing is pushed meanwhile). KVM pushes entries in
+ * order and we harvest them in order, so an invalid entry at the cursor
+ * with a dirty one after it means KVM pushed past the ring's end: the
+ * entries it overwrote are lost (seen on the kvm_pvm host here, where a
+ * vCPU goes on after the soft limit). Returns the gap's length, or 0.
+ */
+static uint32_t ring_gap(struct vmm *vm, struct vmm_vcpu *v)
+{
+	uint32_t sz = vm->ring_entries;
+	for (uint32_t j = 1; j < sz; j++) {
+		const struct kvm_dirty_gfn *e =
+			&v->ring[(v->ring_next + j) & (sz - 1)];
+		if (__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE) &
+		    KVM_DIRTY_GFN_F_DIRTY)
+			return j;
+	}
+	return 0;
+}
+
 /* Moves every dirty entry of every ring into dirty_buf, marks them for
- * reset, and resets the rings. Under ring_lock. */
-long vmm__harvest(struct vmm *vm)
+ * reset, and resets the rings. Rings of the vCPUs marked in outside
+ * (outside KVM_RUN) are also checked for a gap: the gap's entries are
+ * handed back to KVM (it counts them as pushed, so the ring stays full
+ * until they are reset) and, since pages were lost, all of memory is
+ * reported dirty. Under ring_lock. */
+long vmm__harvest(struct vmm *vm, const uint8_t *outside)
 {
 	uint64_t pages = vm->mem_size / 4096;
 	long n = 0;
@@ -937,8 +972,28 @@ long vmm__harvest(struct vmm *vm)
 				&v->ring[v->ring_next & (vm->ring_entries - 1)];
 			uint32_t flags =
 				__atomic_load_n(&e->flags, __ATOMIC_ACQUIRE);
-			if (!(flags & KVM_DIRTY_GFN_F_DIRTY))
-				break;
+			if (!(flags & KVM_DIRTY_GFN_F_DIRTY)) {
+				uint32_t gap = outside && outside[i]
+						       ? ring_gap(vm, v)
+						       : 0;
+				if (!gap)
+					break;
+				for (uint32_t g = 0; g < gap; g++)
+					__atomic_store_n(
+						&v->ring[(v->ring_next + g) &
+							 (vm->ring_entries - 1)]
+							 .flags,
+						KVM_DIRTY_GFN_F_RESET,
+						__ATOMIC_RELEASE);
+				v->ring_next += gap;
+				memset(vm->dirty_buf, 0xff,
+				       (pages + 63) / 64 * 8);
+				if (pages % 64)
+					vm->dirty_buf[pages / 64] =
+						(1ULL << (pages % 64)) - 1;
+				vm->ring_overflows++;
+				continue;
+			}
 			if (e->slot == 0 && e->offset < pages) {
 				vm->dirty_buf[e->offset / 64] |=
 					1ULL << (e->offset % 64);
@@ -956,8 +1011,14 @@ long vmm__harvest(struct vmm *vm)
 
 static long sync_ring(struct vmm *vm, uint64_t *bitmap, size_t words)
 {
+	uint8_t outside[VMM_MAX_VCPUS] = { 0 };
 	pthread_mutex_lock(&vm->ring_lock);
-	long n = vmm__harvest(vm);
+	/* vm->lock held across the harvest: a parked vCPU stays parked. */
+	pthread_mutex_lock(&vm->lock);
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		outside[i] = !vm->vcpu[i].started || vm->vcpu[i].parked;
+	long n = vmm__harvest(vm, outside);
+	pthread_mutex_unlock(&vm->lock);
 	if (n >= 0) {
 		n = 0;
 		for (size_t w = 0; w < words; w++) {

@@ -94,6 +94,10 @@ int vmm_pvh(struct vmm *vm);
 uint32_t vmm_ring_entries(struct vmm *vm);
 /* How often a vCPU found its ring full and harvested it itself. */
 uint64_t vmm_ring_full_exits(struct vmm *vm);
+/* How often a ring was found with a gap: KVM pushed past its end (kvm_pvm
+ * does), the entries it overwrote were lost, and all of memory was
+ * reported dirty instead, so no page is missed. */
+uint64_t vmm_ring_overflows(struct vmm *vm);
 
 /*
  * ORs the pages the guest wrote since the last call into bitmap (bit i of

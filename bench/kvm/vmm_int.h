@@ -46,6 +46,7 @@ struct vmm {
 	uint32_t ring_entries;
 	pthread_mutex_t ring_lock; /* ring_next, dirty_buf in ring mode */
 	uint64_t ring_full_exits;
+	uint64_t ring_overflows; /* gaps found: KVM pushed past the end */
 	struct kvm_cpuid2 *cpuid;
 	uint32_t *msr_index; /* MSRs KVM_GET_MSRS accepts */
 	uint32_t nmsrs;
@@ -71,6 +72,6 @@ uint64_t vmm__now_ns(void);
 void vmm__seterr(struct vmm *vm, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 int vmm__msr_list(struct vmm *vm);
-long vmm__harvest(struct vmm *vm);
+long vmm__harvest(struct vmm *vm, const uint8_t *outside);
 
 #endif

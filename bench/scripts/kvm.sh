@@ -24,7 +24,9 @@ for r in $(seq "$reps"); do
 					"\($mode) vcpus=\($v) bw=\($bw) exit=\($rc) \(.status)\(if .reason then "; " + .reason else "" end)" +
 					" | total \(.total_ms|n) ms, \(.rounds|n) rounds | downtime \(.downtime_ms|n) ms" +
 					" | serial gap \(.serial_gap_ms|n) ms | work before/during/after \(.guest_rate_before|n)/\(.guest_rate_during|n)/\(.guest_rate_after|n)" +
-					" | dirty log \(.dirty_syncs|n) syncs \(.dirty_sync_ms|n) ms | bad \(.guest_bad_pages|n)"' <<<"$out" ||
+					" | dirty log \(.dirty_syncs|n) syncs \(.dirty_sync_ms|n) ms" +
+					(if .ring_entries then " ring full exits \(.ring_full_exits|n) overflows \(.ring_overflows|n)" else "" end) +
+					" | bad \(.guest_bad_pages|n)"' <<<"$out" ||
 					echo "$mode vcpus=$v bw=$bw exit=$rc: no report"
 			done
 		done

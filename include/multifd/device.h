@@ -126,7 +126,15 @@ typedef struct mfd_device_ops {
 	 * straight from there (no copy), so the memory must stay mapped and
 	 * unchanged while the device is in STOP_COPY, and mapped until the
 	 * migration has ended. Without it, or in PRE_COPY, save() is used;
-	 * the two may alternate within one stream.
+	 * the two may alternate within one stream. With state_mem, bytes
+	 * described outside the state memory travel inline, and the library
+	 * cannot tell a record header from state: if loading such bytes
+	 * writes into the state memory (e.g. the rest of a record the device
+	 * copied aside because it changed while being sent, whose newer copy
+	 * this stream places later), return them in a call of their own,
+	 * with nothing inside the state memory. That chunk then goes as an
+	 * ordinary one, and the destination writes no later placed byte
+	 * before it is loaded (protocol 9.2.1, the fence).
 	 */
 	ssize_t (*save_iov)(void *opaque, struct iovec *iov, int *iovcnt,
 			    size_t len);
