@@ -66,8 +66,12 @@ struct mfd_dest {
 	struct recv_worker *w;
 	unsigned n;
 	struct mfd__barrier barrier;
-	unsigned ndone;	      /* atomic: channels that reached DONE */
-	unsigned nlost;	      /* under lock: channels lost (degraded) */
+	unsigned ndone; /* atomic: channels that reached DONE */
+	unsigned nlost; /* under lock: channels lost (degraded) */
+	/* Degraded channels: rounds every live channel has applied (atomic,
+	 * raised by the workers past each barrier), and how many of them
+	 * the source has been told with ROUND (loader thread). */
+	uint32_t synced, synced_told;
 	uint32_t final_round; /* atomic: from END, MFD_ROUND_UNKNOWN before */
 	uint64_t rx_packets;  /* atomic: packets of any type completely read,
 				 the progress that bounded waits look at */
@@ -96,6 +100,7 @@ struct mfd_dest {
 #define PREFAULT_THREADS 2
 
 static void dest_fail_cb(void *ctx, int err);
+static void note_synced(mfd_dest *d, uint32_t rounds);
 
 int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 		 const mfd_dest_hooks *hooks)
@@ -312,6 +317,8 @@ static int recv_loop(struct recv_worker *w)
 			 * failure. */
 			if ((ret = mfd__barrier_wait(&d->barrier)))
 				return ret;
+			if (d->features & MFD_FEAT_DEGRADE)
+				note_synced(d, w->g.round);
 			/* One-sided transports: the source may now write
 			 * round r+1. */
 			if (w->chan->ops->round_applied &&
@@ -405,6 +412,22 @@ static bool leave_lost(struct recv_worker *w, int ret)
 	return true;
 }
 
+/* A worker past the barrier of round rounds - 1: every live channel has
+ * applied it. The first of them wakes the loader to tell the source. */
+static void note_synced(mfd_dest *d, uint32_t rounds)
+{
+	uint32_t cur = __atomic_load_n(&d->synced, __ATOMIC_RELAXED);
+	while (cur < rounds)
+		if (__atomic_compare_exchange_n(&d->synced, &cur, rounds, false,
+						__ATOMIC_RELEASE,
+						__ATOMIC_RELAXED)) {
+			uint64_t one = 1;
+			if (write(d->wake_fd, &one, sizeof(one)) < 0)
+				mfd__warn("eventfd: %s", strerror(errno));
+			return;
+		}
+}
+
 /* Loader thread: CHAN_LOST to the source for each channel lost since. */
 static int tell_lost(mfd_dest *d)
 {
@@ -423,6 +446,17 @@ static int tell_lost(mfd_dest *d)
 		ret = mfd__ctl_send(d->main, MFD_CTL_CHAN_LOST, msg,
 				    sizeof(msg));
 		w->told = true;
+	}
+	/* Then the rounds applied since (after the CHAN_LOST of a channel
+	 * whose loss completed the barrier): the source waits for the final
+	 * one before DONE. */
+	uint32_t synced = __atomic_load_n(&d->synced, __ATOMIC_ACQUIRE);
+	if (!ret && synced > d->synced_told) {
+		uint8_t msg[MFD_ROUND_SIZE];
+		struct mfd__round r = { .round = synced - 1 };
+		mfd__round_encode(&r, msg);
+		ret = mfd__ctl_send(d->main, MFD_CTL_ROUND, msg, sizeof(msg));
+		d->synced_told = synced;
 	}
 	return ret;
 }

@@ -62,7 +62,8 @@ struct mfd_source {
 		uint64_t settled;   /* their pages went back to the dirty set */
 		uint64_t dest_lost; /* the destination's CHAN_LOST */
 		uint32_t applied[MFD_MAX_CHANNELS]; /* its round, per channel */
-		bool end; /* END is on its way: nothing can be re-sent */
+		uint32_t synced; /* rounds the destination applied (ROUND) */
+		bool end;	 /* END is on its way: nothing can be re-sent */
 	} dg;
 
 	/* Dirty-limit: who writes where (set before start), and the
@@ -203,6 +204,7 @@ static void *return_path_main(void *arg)
 }
 
 static int dest_lost_channel(mfd_source *s, const uint8_t *payload);
+static int dest_synced(mfd_source *s, const uint8_t *payload);
 
 /* LOADED (the handover goes on in the migration thread), or the failure;
  * before them, the destination's CHAN_LOST (degraded channels). */
@@ -213,9 +215,11 @@ static void return_path(mfd_source *s)
 	int ret;
 	for (;;) {
 		ret = mfd__ctl_recv(s->main, &h, &payload);
-		if (ret || h.type != MFD_CTL_CHAN_LOST)
+		if (ret ||
+		    (h.type != MFD_CTL_CHAN_LOST && h.type != MFD_CTL_ROUND))
 			break;
-		ret = dest_lost_channel(s, payload);
+		ret = h.type == MFD_CTL_ROUND ? dest_synced(s, payload)
+					      : dest_lost_channel(s, payload);
 		free(payload);
 		if (ret) {
 			source_fail(s, ret);
@@ -246,12 +250,25 @@ static void return_path(mfd_source *s)
 	free(payload);
 }
 
+/* Degraded channels: asked for unless configured off, and only over the
+ * stream transports: RDMA's one-sided writes land without the
+ * destination's worker, which then cannot say when a lost channel wrote
+ * its last page. */
+static bool degrade_on(const mfd_source *s)
+{
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->ss.cfg);
+	const struct mfd__transport *tp;
+	return s->ss.cfg.degraded_channels &&
+	       !mfd__transport_select(s->uri, &co, &tp) &&
+	       (!strcmp(tp->name, "tcp") || !strcmp(tp->name, "uring"));
+}
+
 static uint64_t features_wanted(const mfd_source *s)
 {
 	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY : 0) |
 	       (s->ss.cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
 	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) | MFD_FEAT_COMMIT |
-	       (s->ss.cfg.degraded_channels ? MFD_FEAT_DEGRADE : 0) |
+	       (degrade_on(s) ? MFD_FEAT_DEGRADE : 0) |
 	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0);
 }
 
@@ -367,6 +384,9 @@ static int open_data(mfd_source *s, const uint8_t session[16],
 
 /* ---- degraded channels (multifd/degrade.h, docs/protocol.md 7.7) ---- */
 
+static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
+		      uint64_t *pages_out);
+
 /* A worker left its lost channel (pool thread): wake the migration
  * thread if it waits for that. */
 static void channel_lost(void *ctx)
@@ -383,7 +403,7 @@ static int dest_lost_channel(mfd_source *s, const uint8_t *payload)
 {
 	struct mfd__chan_lost m;
 	int ret = mfd__chan_lost_decode(payload, s->ss.cfg.channels, &m);
-	if (!ret && !s->ss.cfg.degraded_channels)
+	if (!ret && !degrade_on(s))
 		ret = MFD_EUNEXPECTED;
 	if (ret)
 		return ret;
@@ -401,6 +421,24 @@ static int dest_lost_channel(mfd_source *s, const uint8_t *payload)
 		return -ECONNRESET;
 	}
 	mfd__pool_kill(&s->pool, m.channel, -ECONNRESET);
+	return 0;
+}
+
+/* Return path: the destination applied round r on every channel that
+ * lives (its barrier completed). */
+static int dest_synced(mfd_source *s, const uint8_t *payload)
+{
+	struct mfd__round r;
+	int ret = mfd__round_decode(payload, &r);
+	if (!ret && (!degrade_on(s) || r.round == UINT32_MAX))
+		ret = MFD_EUNEXPECTED;
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	if (r.round + 1 > s->dg.synced)
+		s->dg.synced = r.round + 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
 
@@ -471,6 +509,53 @@ static int degrade_settle(mfd_source *s, uint32_t round, uint64_t *pages)
 	return 0;
 }
 
+/*
+ * Switchover, after the final pass (round *round): until the destination
+ * has applied the last round on every channel that lives, a channel may
+ * still be lost with pages of it; each time one is, what it held goes
+ * again as one more round. Then nothing sent can be missing, and DONE
+ * and END follow. Bounded by io-timeout per round.
+ */
+static int degrade_final(mfd_source *s, struct mfd__batch **batch,
+			 uint32_t *round, uint64_t *pages)
+{
+	if (!s->pool.degrade)
+		return 0;
+	for (;;) {
+		uint64_t again, more;
+		int ret = degrade_settle(s, *round, &again);
+		if (ret)
+			return ret;
+		if (again) {
+			STAT_SET(s->ss.st.round, *round + 1);
+			if ((ret = send_round(s, batch, ++*round, &more)))
+				return ret;
+			*pages += more;
+			continue;
+		}
+		uint64_t deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
+		pthread_mutex_lock(&s->lock);
+		while (s->dg.synced <= *round &&
+		       !(s->dg.dest_lost & ~s->dg.settled) &&
+		       !(ret = mfd__session_check(&s->ss)) &&
+		       !mfd__cond_wait_until(&s->cv, &s->lock, deadline))
+			;
+		bool done = s->dg.synced > *round &&
+			    !(s->dg.dest_lost & ~s->dg.settled);
+		pthread_mutex_unlock(&s->lock);
+		if (ret)
+			return ret;
+		if (done && !(mfd__pool_lost(&s->pool) & ~s->dg.settled))
+			return 0;
+		if (!done && mfd__now_ns() >= deadline) {
+			mfd__err("the destination did not apply round %u "
+				 "within io-timeout",
+				 *round);
+			return -ETIMEDOUT;
+		}
+	}
+}
+
 /* Before END: from now on a lost channel fails the migration. */
 static void degrade_close(mfd_source *s)
 {
@@ -502,7 +587,7 @@ static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 	s->pool.digests = s->ss.cfg.verify ? &s->ss : NULL;
 	memset(&s->dg, 0, sizeof(s->dg));
 	pthread_mutex_unlock(&s->lock);
-	if (!ret && s->ss.cfg.degraded_channels)
+	if (!ret && degrade_on(s))
 		ret = mfd__pool_degrade(&s->pool, s->ss.nblocks, channel_lost,
 					s);
 	if (ret)
@@ -1055,7 +1140,6 @@ static void final_round(mfd_source *s, uint32_t round, uint64_t pages,
 static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 			 uint32_t round)
 {
-	uint64_t again = 0, more = 0;
 	uint64_t pending, final_pages = 0;
 	/* The downtime runs at the link's full speed. */
 	mfd__pool_set_rate(&s->pool, 0);
@@ -1076,12 +1160,7 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	/* Degraded channels: what a channel lost in the final round held
 	 * goes again on the others, as one more round (the guest stays
 	 * stopped). */
-	while (!(ret = degrade_settle(s, round, &again)) && again) {
-		if ((ret = send_round(s, batch, ++round, &more)))
-			return ret;
-		final_pages += more;
-	}
-	if (ret)
+	if ((ret = degrade_final(s, batch, &round, &final_pages)))
 		return ret;
 	/* Device state after the RAM: DEVICE packets behind the pages on
 	 * the channels, or DEVICE_DATA on the main channel before END. */
