@@ -638,7 +638,7 @@ uint64_t mfd__pool_lost(struct mfd__pool *p)
 	return lost;
 }
 
-void mfd__pool_kill(struct mfd__pool *p, unsigned i, int err)
+int mfd__pool_kill(struct mfd__pool *p, unsigned i, int err)
 {
 	pthread_mutex_lock(&p->lock);
 	bool last = !p->degrade || (p->live < 2 && !p->w[i].dead);
@@ -649,8 +649,10 @@ void mfd__pool_kill(struct mfd__pool *p, unsigned i, int err)
 		pthread_cond_signal(&p->w[i].cv);
 	}
 	pthread_mutex_unlock(&p->lock);
-	if (last)
-		mfd__pool_abort(p, err);
+	if (!last)
+		return 0;
+	mfd__pool_abort(p, err);
+	return err;
 }
 
 void mfd__pool_totals(struct mfd__pool *p, uint64_t *pages, uint64_t *packets)

@@ -185,9 +185,9 @@ int mfd__pool_degrade(struct mfd__pool *p, unsigned nblocks,
 /* The workers that have left their channel (bit i: worker i). Any
  * thread. */
 uint64_t mfd__pool_lost(struct mfd__pool *p);
-/* The peer lost channel i: the worker leaves it (or, the last one, the
- * pool fails with err). Any thread. */
-void mfd__pool_kill(struct mfd__pool *p, unsigned i, int err);
+/* The peer lost channel i: the worker leaves it: 0; or, the last one,
+ * the pool fails with err, returned. Any thread. */
+int mfd__pool_kill(struct mfd__pool *p, unsigned i, int err);
 /* PAGES pages and packets sent on the channels that live. */
 void mfd__pool_totals(struct mfd__pool *p, uint64_t *pages, uint64_t *packets);
 /* Joins workers, closes channels, frees. */

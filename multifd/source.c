@@ -420,8 +420,8 @@ static int dest_lost_channel(mfd_source *s, const uint8_t *payload)
 			 m.channel);
 		return -ECONNRESET;
 	}
-	mfd__pool_kill(&s->pool, m.channel, -ECONNRESET);
-	return 0;
+	/* The last channel: the migration fails. */
+	return mfd__pool_kill(&s->pool, m.channel, -ECONNRESET);
 }
 
 /* Return path: the destination applied round r on every channel that
