@@ -387,16 +387,6 @@ static int open_data(mfd_source *s, const uint8_t session[16],
 static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
 		      uint64_t *pages_out);
 
-/* A worker left its lost channel (pool thread): wake the migration
- * thread if it waits for that. */
-static void channel_lost(void *ctx)
-{
-	mfd_source *s = ctx;
-	pthread_mutex_lock(&s->lock);
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->lock);
-}
-
 /* Return path: the destination lost a channel; it says the last round
  * it applied there. 0, or why the migration fails. */
 static int dest_lost_channel(mfd_source *s, const uint8_t *payload)
@@ -479,16 +469,22 @@ static int degrade_settle(mfd_source *s, uint32_t round, uint64_t *pages)
 			return ret;
 		pthread_mutex_lock(&s->lock);
 		uint64_t known = s->dg.dest_lost;
-		if ((want & lost & known) != want &&
-		    mfd__cond_wait_until(&s->cv, &s->lock, deadline)) {
-			pthread_mutex_unlock(&s->lock);
-			mfd__err("no CHAN_LOST answer from the destination "
-				 "within io-timeout");
-			return -ETIMEDOUT;
+		/* The return path signals CHAN_LOST; a worker leaving its
+		 * channel is looked for every 10 ms (the pool cannot take
+		 * this lock: teardown holds it while it joins the workers). */
+		if ((want & lost & known) != want) {
+			uint64_t t = mfd__deadline_ms(10);
+			mfd__cond_wait_until(&s->cv, &s->lock,
+					     t < deadline ? t : deadline);
 		}
 		pthread_mutex_unlock(&s->lock);
 		if ((want & lost & known) == want)
 			break;
+		if (mfd__now_ns() >= deadline) {
+			mfd__err("no CHAN_LOST answer from the destination "
+				 "within io-timeout");
+			return -ETIMEDOUT;
+		}
 	}
 	for (unsigned k = 0; k < s->ss.cfg.channels; k++) {
 		if (!(want & (1ULL << k)))
@@ -521,6 +517,7 @@ static int degrade_final(mfd_source *s, struct mfd__batch **batch,
 {
 	if (!s->pool.degrade)
 		return 0;
+	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
 	for (;;) {
 		uint64_t again, more;
 		int ret = degrade_settle(s, *round, &again);
@@ -531,23 +528,30 @@ static int degrade_final(mfd_source *s, struct mfd__batch **batch,
 			if ((ret = send_round(s, batch, ++*round, &more)))
 				return ret;
 			*pages += more;
+			deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
 			continue;
 		}
-		uint64_t deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
+		/* A worker leaving its channel is looked for every 10 ms (the
+		 * pool cannot take this lock: teardown holds it while it
+		 * joins the workers); the return path signals the rest. */
+		uint64_t t = mfd__deadline_ms(10);
 		pthread_mutex_lock(&s->lock);
 		while (s->dg.synced <= *round &&
 		       !(s->dg.dest_lost & ~s->dg.settled) &&
 		       !(ret = mfd__session_check(&s->ss)) &&
-		       !mfd__cond_wait_until(&s->cv, &s->lock, deadline))
+		       !mfd__cond_wait_until(&s->cv, &s->lock,
+					     t < deadline ? t : deadline))
 			;
 		bool done = s->dg.synced > *round &&
 			    !(s->dg.dest_lost & ~s->dg.settled);
 		pthread_mutex_unlock(&s->lock);
 		if (ret)
 			return ret;
-		if (done && !(mfd__pool_lost(&s->pool) & ~s->dg.settled))
+		if (mfd__pool_lost(&s->pool) & ~s->dg.settled)
+			continue; /* settled next time round */
+		if (done)
 			return 0;
-		if (!done && mfd__now_ns() >= deadline) {
+		if (mfd__now_ns() >= deadline) {
 			mfd__err("the destination did not apply round %u "
 				 "within io-timeout",
 				 *round);
@@ -588,8 +592,7 @@ static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 	memset(&s->dg, 0, sizeof(s->dg));
 	pthread_mutex_unlock(&s->lock);
 	if (!ret && degrade_on(s))
-		ret = mfd__pool_degrade(&s->pool, s->ss.nblocks, channel_lost,
-					s);
+		ret = mfd__pool_degrade(&s->pool, s->ss.nblocks, NULL, NULL);
 	if (ret)
 		return ret;
 	if (pthread_create(&s->rp_thread, NULL, return_path_main, s))
