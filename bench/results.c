@@ -249,6 +249,7 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 	report_key(r, "timeout_policy", cfg, "timeout-policy", NULL);
 	report_bool(r, "auto_converge", config_bool(cfg, "auto-converge", 0));
 	report_bool(r, "forced", s->forced);
+	report_u64(r, "channels_lost", s->channels_lost);
 	report_f64(r, "down_sync_ms", ns_to_ms(s->down_sync_ns), 3);
 	report_f64(r, "down_pages_ms", ns_to_ms(s->down_pages_ns), 3);
 	report_f64(r, "down_end_ms", ns_to_ms(s->down_end_ns), 3);

@@ -184,6 +184,13 @@ int mfd__handshake_dest(struct mfd__chan *c, const struct mfd__admit_want *want,
 	/* Known to the codec but not implemented by this engine. */
 	if (!ret && (h->features & ~MFD_FEATURES_OFFERED))
 		ret = MFD_EFEATURE;
+	if (!ret && (h->features & want->refuse)) {
+		mfd__warn("%s: peer wants a feature this side has turned off "
+			  "(%#llx)",
+			  c->peer,
+			  (unsigned long long)(h->features & want->refuse));
+		ret = MFD_EFEATURE;
+	}
 	/* Both sides must hold a key, or neither: a keyed destination never
 	 * talks to an unauthenticated peer, and a keyed source never trusts a
 	 * destination that cannot prove the key. */

@@ -53,6 +53,8 @@ struct mfd__admit_want {
 	const uint8_t *session; /* 16 bytes */
 	uint16_t nchannels;
 	uint64_t features;
+	/* Offered features this side's config turns off (refused). */
+	uint64_t refuse;
 	/* Whether channel index idx is taken already (or, for a lane, not
 	 * below SETUP's postcopy_lanes). */
 	bool (*taken)(void *ctx, uint16_t idx);

@@ -154,6 +154,20 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "degraded-channels",
+		.type = MFD__CFG_BOOL,
+		.def = "on",
+		.min = 0,
+		.max = 1,
+		FIELD(degraded_channels),
+		.doc = "A data channel that breaks in pre-copy is dropped and "
+		       "its unacknowledged pages are re-sent on the others; "
+		       "the migration goes on while one channel lives "
+		       "(channels_lost). Both sides must have it on (feature "
+		       "DEGRADE), else a broken channel fails the migration.",
+	},
+	{
+		.section = "migration",
 		.name = "close-timeout",
 		.type = MFD__CFG_MS,
 		.def = "2000ms",

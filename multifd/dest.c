@@ -42,6 +42,16 @@ struct recv_worker {
 	/* Post-copy: packet_pages pages, where a flagged packet lands before
 	 * UFFDIO_COPY places it. */
 	uint8_t *stage;
+	/* Degraded channels (protocol 7.7): lost, under d->lock: the
+	 * channel broke and the worker left it (applied: the last round
+	 * whose SYNC it applied); kill: the source dropped it (atomic);
+	 * told: CHAN_LOST sent (loader thread); src_lost: the source's
+	 * CHAN_LOST read (loader thread). */
+	bool lost, kill, told, src_lost;
+	uint32_t applied;
+	uint32_t inflight; /* pages of the packet being read into memory */
+	uint32_t inflight_block;
+	uint64_t pages, packets; /* PAGES received whole on this channel */
 	/* With MFD_FEAT_ZSTD; codec.out receives the compressed payload. */
 	struct mfd__codec codec;
 	uint64_t offsets[MFD_MAX_PACKET_PAGES];
@@ -62,7 +72,12 @@ struct mfd_dest {
 	struct recv_worker *w;
 	unsigned n;
 	struct mfd__barrier barrier;
-	unsigned ndone;	      /* atomic: channels that reached DONE */
+	unsigned ndone; /* atomic: channels that reached DONE */
+	unsigned nlost; /* under lock: channels lost (degraded) */
+	/* Degraded channels: rounds every live channel has applied (atomic,
+	 * raised by the workers past each barrier), and how many of them
+	 * the source has been told with ROUND (loader thread). */
+	uint32_t synced, synced_told;
 	uint32_t final_round; /* atomic: from END, MFD_ROUND_UNKNOWN before */
 	uint64_t rx_packets;  /* atomic: packets of any type completely read,
 				 the progress that bounded waits look at */
@@ -102,6 +117,7 @@ struct mfd_dest {
 #define PREFAULT_THREADS 2
 
 static void dest_fail_cb(void *ctx, int err);
+static void note_synced(mfd_dest *d, uint32_t rounds);
 
 int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 		 const mfd_dest_hooks *hooks)
@@ -312,6 +328,8 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 	uint64_t psize = rb->page_size;
 	int iovcnt =
 		mfd__pages_iov(rb->host, w->offsets, h->count, psize, w->iov);
+	w->inflight = h->count; /* these may be partly written from here */
+	w->inflight_block = h->block;
 	if (h->flags & MFD_PKT_F_ZSTD) {
 		/* Validated: payload_len <= the bound for packet_pages
 		 * pages of 4 KiB, which is the size of codec.out. */
@@ -370,6 +388,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 	if (d->pc_up) /* post-copy: what is here needs no request */
 		for (uint32_t i = 0; i < h->count + h->zero_count; i++)
 			mfd__pc_dst_received(&d->pc, h->block, w->offsets[i]);
+	w->inflight = 0;
+	w->pages += (uint64_t)h->count + h->zero_count;
+	w->packets++;
 	if (h->count)
 		mfd__prefault_note(&d->pf, h->block,
 				   w->offsets[h->count - 1] + psize);
@@ -428,6 +449,8 @@ static int recv_loop(struct recv_worker *w)
 				     &d->applied, &a, h.round + 1, false,
 				     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);)
 				;
+			if (d->features & MFD_FEAT_DEGRADE)
+				note_synced(d, w->g.round);
 			/* One-sided transports: the source may now write
 			 * round r+1. */
 			if (w->chan->ops->round_applied &&
@@ -455,11 +478,15 @@ static int recv_loop(struct recv_worker *w)
 	}
 }
 
+static bool leave_lost(struct recv_worker *w, int ret);
+
 static void *recv_worker_main(void *arg)
 {
 	struct recv_worker *w = arg;
 	int ret = recv_loop(w);
-	if (ret && ret != -ECANCELED) {
+	if (ret && leave_lost(w, ret)) {
+		/* The others go on without this channel. */
+	} else if (ret && ret != -ECANCELED) {
 		if (!mfd__session_check(&w->d->ss))
 			mfd__err("channel %u (%s): %s", w->idx, w->chan->peer,
 				 mfd_strerror(ret));
@@ -486,6 +513,136 @@ static int start_range(mfd_dest *d, unsigned from, unsigned to)
 	}
 	return ret;
 }
+
+/* ---- degraded channels (docs/protocol.md 7.7) ---- */
+
+/*
+ * Worker w's channel broke (or the source dropped it) in pre-copy: with
+ * MFD_FEAT_DEGRADE, before END and with another channel alive, the worker
+ * leaves for good instead of failing the load. It has written its last
+ * byte: the pages of a packet it was reading count as written (a zero
+ * page sent again later clears them), and the barrier stops counting it,
+ * so the others' next round starts only after everything it wrote. The
+ * loader tells the source (CHAN_LOST) the last round it applied here.
+ */
+static bool leave_lost(struct recv_worker *w, int ret)
+{
+	mfd_dest *d = w->d;
+	if (!(d->features & MFD_FEAT_DEGRADE) || mfd__session_check(&d->ss) ||
+	    __atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE) !=
+		    MFD_ROUND_UNKNOWN ||
+	    !(__atomic_load_n(&w->kill, __ATOMIC_ACQUIRE) ||
+	      mfd__is_transport_error(ret)))
+		return false;
+	pthread_mutex_lock(&d->lock);
+	bool last = d->nlost + 1 >= d->n;
+	if (!last) {
+		d->nlost++;
+		w->lost = true;
+		w->applied = w->g.round ? w->g.round - 1 : MFD_ROUND_NONE;
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (last)
+		return false;
+	/* The pages of a packet it was reading may be partly written. */
+	for (uint32_t i = 0; i < w->inflight; i++) {
+		const struct mfd__ramblock *rb =
+			&d->ss.blocks[w->inflight_block];
+		uint64_t pg = w->offsets[i] >> rb->page_shift;
+		__atomic_fetch_or(&d->recvd[w->inflight_block][pg >> 6],
+				  1ULL << (pg & 63), __ATOMIC_RELAXED);
+	}
+	STAT_ADD(d->ss.st.channels_lost, 1);
+	mfd__warn("channel %u (%s) lost after round %d: %s; the others go on",
+		  w->idx, w->chan->peer,
+		  w->applied == MFD_ROUND_NONE ? -1 : (int)w->applied,
+		  mfd_strerror(ret));
+	mfd__barrier_drop(&d->barrier);
+	return true;
+}
+
+/* A worker past the barrier of round rounds - 1: every live channel has
+ * applied it. The first of them wakes the loader to tell the source. */
+static void note_synced(mfd_dest *d, uint32_t rounds)
+{
+	uint32_t cur = __atomic_load_n(&d->synced, __ATOMIC_RELAXED);
+	while (cur < rounds)
+		if (__atomic_compare_exchange_n(&d->synced, &cur, rounds, false,
+						__ATOMIC_RELEASE,
+						__ATOMIC_RELAXED)) {
+			uint64_t one = 1;
+			if (write(d->wake_fd, &one, sizeof(one)) < 0)
+				mfd__warn("eventfd: %s", strerror(errno));
+			return;
+		}
+}
+
+/* Loader thread: CHAN_LOST to the source for each channel lost since. */
+static int tell_lost(mfd_dest *d)
+{
+	int ret = 0;
+	for (unsigned i = 0; i < d->n && !ret; i++) {
+		struct recv_worker *w = &d->w[i];
+		pthread_mutex_lock(&d->lock);
+		bool lost = w->lost;
+		pthread_mutex_unlock(&d->lock);
+		if (!lost || w->told)
+			continue;
+		uint8_t msg[MFD_CHAN_LOST_SIZE];
+		struct mfd__chan_lost m = { .channel = (uint16_t)i,
+					    .round = w->applied };
+		mfd__chan_lost_encode(&m, msg);
+		ret = mfd__ctl_send(d->main, MFD_CTL_CHAN_LOST, msg,
+				    sizeof(msg));
+		w->told = true;
+	}
+	/* Then the rounds applied since (after the CHAN_LOST of a channel
+	 * whose loss completed the barrier): the source waits for the final
+	 * one before DONE. */
+	uint32_t synced = __atomic_load_n(&d->synced, __ATOMIC_ACQUIRE);
+	if (!ret && synced > d->synced_told) {
+		uint8_t msg[MFD_ROUND_SIZE];
+		struct mfd__round r = { .round = synced - 1 };
+		mfd__round_encode(&r, msg);
+		ret = mfd__ctl_send(d->main, MFD_CTL_ROUND, msg, sizeof(msg));
+		d->synced_told = synced;
+	}
+	return ret;
+}
+
+/* Loader thread: the source dropped a channel; its worker leaves it. */
+static int source_lost(mfd_dest *d, const uint8_t *payload)
+{
+	struct mfd__chan_lost m;
+	int ret = mfd__chan_lost_decode(payload, d->n, &m);
+	if (!ret && !(d->features & MFD_FEAT_DEGRADE))
+		ret = MFD_EUNEXPECTED;
+	if (ret)
+		return ret;
+	struct recv_worker *w = &d->w[m.channel];
+	w->src_lost = true;
+	__atomic_store_n(&w->kill, true, __ATOMIC_RELEASE);
+	pthread_mutex_lock(&d->lock);
+	if (!w->lost && w->chan)
+		w->chan->ops->shutdown(w->chan, SHUT_RDWR);
+	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+/* After END: both sides dropped the same channels. */
+static int lost_agree(mfd_dest *d)
+{
+	for (unsigned i = 0; i < d->n; i++) {
+		if (d->w[i].lost == d->w[i].src_lost)
+			continue;
+		mfd__err("channel %u: %s", i,
+			 d->w[i].lost ? "lost here, not dropped by the source"
+				      : "dropped by the source, whole here");
+		return MFD_EROUND;
+	}
+	return 0;
+}
+/* ---- end degraded channels ---- */
 
 /* A worker's exit (or a failure) signalled the loader. */
 static void wake_drain(mfd_dest *d)
@@ -631,7 +788,10 @@ static int accept_main(mfd_dest *d)
 	struct mfd__chan *c;
 	struct mfd__hello h;
 	struct mfd__admit_want want = { .role = MFD_ROLE_MAIN,
-					.key = &d->ss.key };
+					.key = &d->ss.key,
+					.refuse = d->ss.cfg.degraded_channels
+							  ? 0
+							  : MFD_FEAT_DEGRADE };
 	/* An incoming migration may be awaited for a long time. */
 	int ret = mfd__admitq_take(&d->aq, UINT64_MAX, &want, &c, &h);
 	if (ret)
@@ -864,10 +1024,19 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 		 * instead of holding the destination forever.
 		 */
 		int ready = poll_main(d);
+		if (ready >= 0 && (d->features & MFD_FEAT_DEGRADE)) {
+			int err = tell_lost(d);
+			if (err)
+				return err;
+		}
 		if (ready < 0)
 			return ready;
 		if (ready == 0) {
-			if (__atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) < d->n)
+			pthread_mutex_lock(&d->lock);
+			unsigned ended = d->nlost;
+			pthread_mutex_unlock(&d->lock);
+			ended += __atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE);
+			if (ended < d->n)
 				continue;
 			if (!all_done_at)
 				all_done_at = mfd__now_ns();
@@ -903,6 +1072,9 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 			break;
 		case MFD_CTL_SWITCH:
 			ret = on_switch(d, payload, h.length);
+			break;
+		case MFD_CTL_CHAN_LOST: /* degraded channels */
+			ret = source_lost(d, payload);
 			break;
 		case MFD_CTL_DEVICE_DATA: /* device state, `main` mode */
 			ret = mfd__devload_main(&d->dl, payload, h.length);
@@ -1003,9 +1175,25 @@ static int finish_load(mfd_dest *d)
 		ret = mfd__session_check(&d->ss);
 	STAT_SET(d->ss.st.transfer_ns,
 		 mfd__now_ns() - d->ss.t_start - d->ss.st.setup_ns);
-	for (unsigned i = 0; !ret && i < d->n; i++)
+	if (!ret)
+		ret = lost_agree(d);
+	/* The channels that live: every one at DONE after the final round,
+	 * and everything they carried received whole (with degraded
+	 * channels, the live ones' own counts: END counts those). */
+	bool degrade = d->features & MFD_FEAT_DEGRADE;
+	uint64_t pages = 0, packets = 0;
+	for (unsigned i = 0; !ret && i < d->n; i++) {
+		if (d->w[i].lost)
+			continue;
 		if (!d->w[i].g.done || d->w[i].g.round != end.final_round + 1)
 			ret = MFD_EROUND;
+		pages += d->w[i].pages;
+		packets += d->w[i].packets;
+	}
+	if (!degrade) {
+		pages = STAT_GET(d->ss.st.pages);
+		packets = STAT_GET(d->ss.st.packets);
+	}
 	bool switched = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
 			MFD_ROUND_UNKNOWN;
 	for (unsigned i = d->n; !ret && switched && i < d->nw; i++)
@@ -1027,14 +1215,14 @@ static int finish_load(mfd_dest *d)
 		mfd__pc_dst_stop(&d->pc);
 		STAT_SET(d->ss.st.postcopy_ns, mfd__now_ns() - d->t_switch);
 	}
-	if (!ret && (end.total_pages != STAT_GET(d->ss.st.pages) ||
-		     end.total_packets != STAT_GET(d->ss.st.packets))) {
+	if (!ret &&
+	    (end.total_pages != pages || end.total_packets != packets)) {
 		mfd__err("END announces %llu pages in %llu packets, received "
 			 "%llu in %llu",
 			 (unsigned long long)end.total_pages,
 			 (unsigned long long)end.total_packets,
-			 (unsigned long long)STAT_GET(d->ss.st.pages),
-			 (unsigned long long)STAT_GET(d->ss.st.packets));
+			 (unsigned long long)pages,
+			 (unsigned long long)packets);
 		ret = MFD_ECOUNT;
 	}
 	if (!ret && end.digests) {

@@ -77,6 +77,8 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 		return ret;
 	w->seq++;
 	w->round_packets++;
+	__atomic_fetch_add(&w->tot_pages, n + nz, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&w->tot_packets, 1, __ATOMIC_RELAXED);
 	uint64_t bytes =
 		MFD_PKT_HDR_SIZE + (n + nz) * sizeof(uint64_t) + h.payload_len;
 	struct mfd__stats *st = w->pool->stats;
@@ -185,6 +187,7 @@ static int send_device(struct mfd__send_worker *w, struct mfd__devchunk *c)
 		c->iov[1] = (struct iovec){ c->data, c->len };
 		n = 2;
 	}
+	w->sent_device = true; /* even a part of it: not re-sendable */
 	int ret = w->chan->ops->sendv(w->chan, c->iov, n);
 	if (ret)
 		return ret;
@@ -236,6 +239,51 @@ static void rate_wait(struct mfd__pool *p, uint64_t bytes)
 	}
 }
 
+/*
+ * Under p->lock, after w's channel failed with err: with degraded channels
+ * on, a transport failure (or a kill), another worker alive and nothing
+ * on this channel that cannot be sent again (device state, DONE), the
+ * worker leaves its channel: every batch it still holds goes into its log
+ * (with those it sent, they go back to the dirty set once the destination
+ * has said what it applied) and back to the free list. Returns true with
+ * the lock released, the worker to end; false: the pool must fail.
+ */
+static bool leave(struct mfd__send_worker *w, int err)
+{
+	struct mfd__pool *p = w->pool;
+	if (!p->degrade || p->error || p->live < 2 || w->sent_device ||
+	    !(w->kill || mfd__is_transport_error(err)))
+		return false;
+	for (unsigned k = 0; k < w->len; k++) {
+		const struct mfd__job_slot *js =
+			&w->q[(w->head + k) % MFD__POOL_QUEUE];
+		if (js->job == MFD__JOB_DONE || js->job == MFD__JOB_DEVICE)
+			return false;
+	}
+	for (unsigned k = 0; k < w->len; k++) {
+		struct mfd__job_slot *js =
+			&w->q[(w->head + k) % MFD__POOL_QUEUE];
+		if (js->job != MFD__JOB_PAGES)
+			continue;
+		mfd__sentlog_note(&w->log, &p->blocks[js->batch->block],
+				  js->batch->block, js->batch->round,
+				  js->batch->offsets, js->batch->n);
+		p->free[p->nfree++] = js->batch;
+	}
+	w->len = 0;
+	__atomic_store_n(&w->dead, true, __ATOMIC_RELAXED);
+	p->live--;
+	p->lost |= 1ULL << w->idx;
+	w->chan->ops->shutdown(w->chan, SHUT_RDWR);
+	pthread_cond_broadcast(&p->idle_cv);
+	pthread_mutex_unlock(&p->lock);
+	mfd__warn("channel %u (%s) lost: %s; %u channel(s) go on", w->idx,
+		  w->chan->peer, mfd_strerror(err), p->live);
+	if (p->on_lost)
+		p->on_lost(p->lost_ctx);
+	return true;
+}
+
 static void *worker_main(void *arg)
 {
 	struct mfd__send_worker *w = arg;
@@ -243,14 +291,27 @@ static void *worker_main(void *arg)
 
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (w->len == 0 && !p->quit)
+		while (w->len == 0 && !p->quit && !w->kill)
 			pthread_cond_wait(&w->cv, &p->lock);
 		if (p->quit)
 			break;
+		if (w->kill) {
+			if (leave(w, -ECONNRESET))
+				break;	 /* the lock is released */
+			w->kill = false; /* it cannot leave: the pool fails */
+			pthread_mutex_unlock(&p->lock);
+			mfd__pool_abort(p, -ECONNRESET);
+			pthread_mutex_lock(&p->lock);
+			continue;
+		}
 		struct mfd__job_slot js = w->q[w->head];
 		pthread_mutex_unlock(&p->lock);
 
 		int ret;
+		if (js.job == MFD__JOB_PAGES && w->log.bits)
+			mfd__sentlog_note(&w->log, &p->blocks[js.batch->block],
+					  js.batch->block, js.batch->round,
+					  js.batch->offsets, js.batch->n);
 		if (js.job == MFD__JOB_PAGES) {
 			/* max-bandwidth: the packet's size before any zero
 			 * detection or compression, as a bound. */
@@ -276,13 +337,17 @@ static void *worker_main(void *arg)
 		    js.job != MFD__JOB_DEVICE)
 			__atomic_store_n(&p->last_sent_ns, mfd__now_ns(),
 					 __ATOMIC_RELAXED);
+		pthread_mutex_lock(&p->lock);
+		if (ret && leave(w, ret))
+			break; /* the lock is released */
 		if (ret) {
+			pthread_mutex_unlock(&p->lock);
 			mfd__err("channel %u (%s): send failed: %s", w->idx,
 				 w->chan->peer, mfd_strerror(ret));
 			mfd__pool_abort(p, ret);
+			pthread_mutex_lock(&p->lock);
 		}
 
-		pthread_mutex_lock(&p->lock);
 		w->head = (w->head + 1) % MFD__POOL_QUEUE;
 		w->len--;
 		if (js.job == MFD__JOB_PAGES)
@@ -294,7 +359,8 @@ static void *worker_main(void *arg)
 		if (w->len == 0 || w->len == MFD__POOL_QUEUE / 2)
 			pthread_cond_broadcast(&p->idle_cv);
 	}
-	pthread_mutex_unlock(&p->lock);
+	if (!w->dead)
+		pthread_mutex_unlock(&p->lock);
 	__atomic_fetch_add(&p->stats->cpu_ns, mfd__thread_cpu_ns(),
 			   __ATOMIC_RELAXED);
 	return NULL;
@@ -308,6 +374,7 @@ int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->idle_cv, NULL);
 	p->n = n;
+	p->live = n;
 	p->blocks = blocks;
 	p->stats = stats;
 	p->w = calloc(n, sizeof(*p->w));
@@ -390,7 +457,8 @@ static struct mfd__send_worker *least_busy(struct mfd__pool *p)
 	struct mfd__send_worker *w = NULL;
 	for (unsigned k = 0; k < p->n; k++) {
 		struct mfd__send_worker *c = &p->w[(p->next + k) % p->n];
-		if (c->len < MFD__POOL_QUEUE && (!w || c->len < w->len))
+		if (!c->dead && c->len < MFD__POOL_QUEUE &&
+		    (!w || c->len < w->len))
 			w = c;
 	}
 	return w;
@@ -430,13 +498,7 @@ int mfd__pool_submit(struct mfd__pool *p, struct mfd__batch **batch)
 			break;
 		/* The least busy worker, an idle one first; among equals the
 		 * search starts after the last one used, to spread load. */
-		struct mfd__send_worker *w = NULL;
-		for (unsigned k = 0; k < p->n; k++) {
-			struct mfd__send_worker *c =
-				&p->w[(p->next + k) % p->n];
-			if (c->len < MFD__POOL_QUEUE && (!w || c->len < w->len))
-				w = c;
-		}
+		struct mfd__send_worker *w = least_busy(p);
 		if (w) {
 			p->next = w->idx + 1;
 			push(w, MFD__JOB_PAGES, (*batch)->round, *batch);
@@ -457,14 +519,17 @@ static int broadcast(struct mfd__pool *p, enum mfd__job job, uint32_t round,
 {
 	int ret = 0;
 	pthread_mutex_lock(&p->lock);
+	/* A worker that left its channel (degraded) is skipped, also when it
+	 * leaves while this waits. */
 	for (unsigned i = 0; i < p->n && !ret; i++) {
-		while (p->w[i].len == MFD__POOL_QUEUE && !p->error)
+		while (p->w[i].len == MFD__POOL_QUEUE && !p->error &&
+		       !p->w[i].dead)
 			pthread_cond_wait(&p->idle_cv, &p->lock);
-		if (!(ret = p->error))
+		if (!(ret = p->error) && !p->w[i].dead)
 			push(&p->w[i], job, round, NULL);
 	}
 	for (unsigned i = 0; wait_all && i < p->n && !ret; i++) {
-		while (p->w[i].len && !p->error)
+		while (p->w[i].len && !p->error && !p->w[i].dead)
 			pthread_cond_wait(&p->idle_cv, &p->lock);
 		ret = p->error;
 	}
@@ -527,6 +592,7 @@ void mfd__pool_destroy(struct mfd__pool *p)
 		p->w[i].chan->ops->close(p->w[i].chan);
 		if (p->w[i].codec.ops)
 			p->w[i].codec.ops->teardown(&p->w[i].codec);
+		mfd__sentlog_free(&p->w[i].log);
 		pthread_cond_destroy(&p->w[i].cv);
 	}
 	free(p->w);
@@ -542,7 +608,8 @@ uint64_t mfd__pool_unsent(struct mfd__pool *p)
 	uint64_t n = 0;
 	for (unsigned i = 0; i < p->n; i++) {
 		struct mfd__chan *c = p->w[i].chan;
-		if (c && c->ops->unsent)
+		if (c && c->ops->unsent &&
+		    !__atomic_load_n(&p->w[i].dead, __ATOMIC_RELAXED))
 			n += c->ops->unsent(c);
 	}
 	return n;
@@ -556,4 +623,59 @@ unsigned mfd__pool_queued(struct mfd__pool *p)
 		n += p->w[i].len;
 	pthread_mutex_unlock(&p->lock);
 	return n;
+}
+
+int mfd__pool_degrade(struct mfd__pool *p, unsigned nblocks,
+		      void (*on_lost)(void *ctx), void *ctx)
+{
+	pthread_mutex_lock(&p->lock);
+	int ret = 0;
+	for (unsigned i = 0; i < p->n && !ret; i++)
+		ret = mfd__sentlog_init(&p->w[i].log, p->blocks, nblocks);
+	if (!ret) {
+		p->on_lost = on_lost;
+		p->lost_ctx = ctx;
+		p->degrade = true;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+uint64_t mfd__pool_lost(struct mfd__pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	uint64_t lost = p->lost;
+	pthread_mutex_unlock(&p->lock);
+	return lost;
+}
+
+int mfd__pool_kill(struct mfd__pool *p, unsigned i, int err)
+{
+	pthread_mutex_lock(&p->lock);
+	bool last = !p->degrade || (p->live < 2 && !p->w[i].dead);
+	if (!last && !p->w[i].dead && !p->w[i].kill) {
+		/* An idle worker wakes; a sending one fails its send. */
+		p->w[i].kill = true;
+		p->w[i].chan->ops->shutdown(p->w[i].chan, SHUT_RDWR);
+		pthread_cond_signal(&p->w[i].cv);
+	}
+	pthread_mutex_unlock(&p->lock);
+	if (!last)
+		return 0;
+	mfd__pool_abort(p, err);
+	return err;
+}
+
+void mfd__pool_totals(struct mfd__pool *p, uint64_t *pages, uint64_t *packets)
+{
+	*pages = *packets = 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++) {
+		if (p->w[i].dead)
+			continue;
+		*pages += __atomic_load_n(&p->w[i].tot_pages, __ATOMIC_RELAXED);
+		*packets +=
+			__atomic_load_n(&p->w[i].tot_packets, __ATOMIC_RELAXED);
+	}
+	pthread_mutex_unlock(&p->lock);
 }

@@ -16,6 +16,7 @@
 
 #include "multifd/channels/channel.h"
 #include "multifd/compress/codec.h"
+#include "multifd/degrade.h"
 #include "multifd/internal.h"
 #include "multifd/session.h"
 #include "multifd/stats.h"
@@ -83,6 +84,15 @@ struct mfd__send_worker {
 	 * the one being sent and leaves the ring when it has been. */
 	struct mfd__job_slot q[MFD__POOL_QUEUE];
 	unsigned head, len;
+	/* Degraded channels, under pool->lock: the channel was lost and the
+	 * worker has left it (its queue dropped, its pages in log); kill:
+	 * the destination lost it, leave it. */
+	bool dead, kill;
+	bool sent_device; /* worker only: device state cannot be re-sent */
+	struct mfd__sentlog log; /* with degrade: pages taken per round */
+	/* Atomic: PAGES packets and their pages sent on this channel, for
+	 * END's totals over the channels that live. */
+	uint64_t tot_pages, tot_packets;
 	/* Worker thread only. */
 	uint32_t seq;
 	uint32_t round_packets;
@@ -126,6 +136,14 @@ struct mfd__pool {
 	/* With verify: where each page sent records its page digest (set
 	 * before the first batch; NULL without verify). */
 	struct mfd__session *digests;
+	/* Degraded channels (mfd__pool_degrade): a worker whose channel
+	 * breaks leaves it while another lives; live and lost under lock.
+	 * on_lost(lost_ctx) is called (no lock held) when one has left. */
+	bool degrade;
+	unsigned live;
+	uint64_t lost; /* bit i: worker i is dead */
+	void (*on_lost)(void *ctx);
+	void *lost_ctx;
 };
 
 /* Bytes the workers' channels hold that have not left the host (the
@@ -163,6 +181,19 @@ void mfd__pool_set_rate(struct mfd__pool *p, uint64_t bps);
 /* Fails the pool with err: wakes everyone, shuts the channels down. Any
  * thread. */
 void mfd__pool_abort(struct mfd__pool *p, int err);
+/* Degraded channels: from now on a worker whose channel breaks (or is
+ * killed) leaves it while another worker lives, noting the pages it took
+ * per round. Before the first batch. 0 or -ENOMEM. */
+int mfd__pool_degrade(struct mfd__pool *p, unsigned nblocks,
+		      void (*on_lost)(void *ctx), void *ctx);
+/* The workers that have left their channel (bit i: worker i). Any
+ * thread. */
+uint64_t mfd__pool_lost(struct mfd__pool *p);
+/* The peer lost channel i: the worker leaves it: 0; or, the last one,
+ * the pool fails with err, returned. Any thread. */
+int mfd__pool_kill(struct mfd__pool *p, unsigned i, int err);
+/* PAGES pages and packets sent on the channels that live. */
+void mfd__pool_totals(struct mfd__pool *p, uint64_t *pages, uint64_t *packets);
 /* Joins workers, closes channels, frees. */
 void mfd__pool_destroy(struct mfd__pool *p);
 

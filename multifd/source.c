@@ -57,6 +57,17 @@ struct mfd_source {
 
 	struct mfd__devsave ds; /* device state: migration thread only */
 
+	/* Degraded channels (MFD_FEAT_DEGRADE, protocol 7.7). told,
+	 * settled: migration thread; the rest under lock. */
+	struct {
+		uint64_t told;	    /* CHAN_LOST sent for these channels */
+		uint64_t settled;   /* their pages went back to the dirty set */
+		uint64_t dest_lost; /* the destination's CHAN_LOST */
+		uint32_t applied[MFD_MAX_CHANNELS]; /* its round, per channel */
+		uint32_t synced; /* rounds the destination applied (ROUND) */
+		bool end;	 /* END is on its way: nothing can be re-sent */
+	} dg;
+
 	/* Dirty-limit: who writes where (set before start), and the
 	 * per-vCPU throttles in force (migration thread). */
 	struct vcpu_range *vranges;
@@ -206,21 +217,38 @@ static void *return_path_main(void *arg)
 	return NULL;
 }
 
-/* One message: LOADED (the handover goes on in the migration thread),
- * or the failure. */
+static int dest_lost_channel(mfd_source *s, const uint8_t *payload);
+static int dest_synced(mfd_source *s, const uint8_t *payload);
+
+/* LOADED (the handover goes on in the migration thread), or the failure;
+ * before them, the destination's CHAN_LOST (degraded channels). */
 static void return_path(mfd_source *s)
 {
 	struct mfd__ctl_hdr h;
 	uint8_t *payload;
 	int ret;
-	/* Post-copy: a DISCARDED for each DISCARD applied, before LOADED. */
-	while (!(ret = mfd__ctl_recv(s->main, &h, &payload)) &&
-	       h.type == MFD_CTL_DISCARDED &&
-	       __atomic_load_n(&s->pcs_up, __ATOMIC_ACQUIRE)) {
-		pthread_mutex_lock(&s->lock);
-		s->discarded++;
-		pthread_cond_broadcast(&s->cv);
-		pthread_mutex_unlock(&s->lock);
+	for (;;) {
+		ret = mfd__ctl_recv(s->main, &h, &payload);
+		if (!ret && h.type == MFD_CTL_DISCARDED &&
+		    __atomic_load_n(&s->pcs_up, __ATOMIC_ACQUIRE)) {
+			/* Post-copy: one for each DISCARD applied. */
+			free(payload);
+			pthread_mutex_lock(&s->lock);
+			s->discarded++;
+			pthread_cond_broadcast(&s->cv);
+			pthread_mutex_unlock(&s->lock);
+			continue;
+		}
+		if (ret ||
+		    (h.type != MFD_CTL_CHAN_LOST && h.type != MFD_CTL_ROUND))
+			break;
+		ret = h.type == MFD_CTL_ROUND ? dest_synced(s, payload)
+					      : dest_lost_channel(s, payload);
+		free(payload);
+		if (ret) {
+			source_fail(s, ret);
+			return;
+		}
 	}
 	if (ret) {
 		if (!mfd__session_check(&s->ss))
@@ -246,11 +274,27 @@ static void return_path(mfd_source *s)
 	free(payload);
 }
 
+/* Degraded channels: asked for unless configured off, and only over the
+ * stream transports: RDMA's one-sided writes land without the
+ * destination's worker, which then cannot say when a lost channel wrote
+ * its last page. */
+static bool degrade_on(const mfd_source *s)
+{
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->ss.cfg);
+	const struct mfd__transport *tp;
+	/* Pre-copy only: post-copy's channels carry the guest itself. */
+	return s->ss.cfg.degraded_channels &&
+	       s->ss.cfg.postcopy == MFD__POSTCOPY_OFF &&
+	       !mfd__transport_select(s->uri, &co, &tp) &&
+	       (!strcmp(tp->name, "tcp") || !strcmp(tp->name, "uring"));
+}
+
 static uint64_t features_wanted(const mfd_source *s)
 {
 	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY : 0) |
 	       (s->ss.cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
 	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) | MFD_FEAT_COMMIT |
+	       (degrade_on(s) ? MFD_FEAT_DEGRADE : 0) |
 	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0) |
 	       (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF ? MFD_FEAT_POSTCOPY
 							: 0);
@@ -369,6 +413,199 @@ static int open_data(mfd_source *s, const uint8_t session[16],
 	return ret;
 }
 
+/* ---- degraded channels (multifd/degrade.h, docs/protocol.md 7.7) ---- */
+
+static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
+		      uint64_t *pages_out);
+
+/* Return path: the destination lost a channel; it says the last round
+ * it applied there. 0, or why the migration fails. */
+static int dest_lost_channel(mfd_source *s, const uint8_t *payload)
+{
+	struct mfd__chan_lost m;
+	int ret = mfd__chan_lost_decode(payload, s->ss.cfg.channels, &m);
+	if (!ret && !degrade_on(s))
+		ret = MFD_EUNEXPECTED;
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	bool late = s->dg.end;
+	s->dg.dest_lost |= 1ULL << m.channel;
+	s->dg.applied[m.channel] = m.round;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	if (late) {
+		/* Its last pages may be lost and DONE has gone out on the
+		 * others: nothing can be re-sent any more. */
+		mfd__err("data channel %u lost after the final round",
+			 m.channel);
+		return -ECONNRESET;
+	}
+	/* The last channel: the migration fails. */
+	return mfd__pool_kill(&s->pool, m.channel, -ECONNRESET);
+}
+
+/* Return path: the destination applied round r on every channel that
+ * lives (its barrier completed). */
+static int dest_synced(mfd_source *s, const uint8_t *payload)
+{
+	struct mfd__round r;
+	int ret = mfd__round_decode(payload, &r);
+	if (!ret && (!degrade_on(s) || r.round == UINT32_MAX))
+		ret = MFD_EUNEXPECTED;
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&s->lock);
+	if (r.round + 1 > s->dg.synced)
+		s->dg.synced = r.round + 1;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+/*
+ * Migration thread, after a round's SYNC: channels lost since are told to
+ * the destination (CHAN_LOST), and once it has answered for each (the
+ * last round it applied there, within io-timeout) the pages their workers
+ * took after that round go back to the dirty set. *pages: how many.
+ */
+static int degrade_settle(mfd_source *s, uint32_t round, uint64_t *pages)
+{
+	*pages = 0;
+	if (!s->pool.degrade)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	uint64_t want = s->dg.dest_lost;
+	pthread_mutex_unlock(&s->lock);
+	want |= mfd__pool_lost(&s->pool);
+	want &= ~s->dg.settled;
+	if (!want)
+		return 0;
+	int ret = 0;
+	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
+	for (;;) {
+		uint64_t lost = mfd__pool_lost(&s->pool);
+		for (unsigned k = 0; k < s->ss.cfg.channels && !ret; k++) {
+			if (!(lost & ~s->dg.told & (1ULL << k)))
+				continue;
+			uint8_t msg[MFD_CHAN_LOST_SIZE];
+			struct mfd__chan_lost m = { .channel = (uint16_t)k,
+						    .round = round };
+			mfd__chan_lost_encode(&m, msg);
+			ret = mfd__ctl_send(s->main, MFD_CTL_CHAN_LOST, msg,
+					    sizeof(msg));
+			s->dg.told |= 1ULL << k;
+		}
+		if (ret || (ret = mfd__session_check(&s->ss)))
+			return ret;
+		pthread_mutex_lock(&s->lock);
+		uint64_t known = s->dg.dest_lost;
+		/* The return path signals CHAN_LOST; a worker leaving its
+		 * channel is looked for every 10 ms (the pool cannot take
+		 * this lock: teardown holds it while it joins the workers). */
+		if ((want & lost & known) != want) {
+			uint64_t t = mfd__deadline_ms(10);
+			mfd__cond_wait_until(&s->cv, &s->lock,
+					     t < deadline ? t : deadline);
+		}
+		pthread_mutex_unlock(&s->lock);
+		if ((want & lost & known) == want)
+			break;
+		if (mfd__now_ns() >= deadline) {
+			mfd__err("no CHAN_LOST answer from the destination "
+				 "within io-timeout");
+			return -ETIMEDOUT;
+		}
+	}
+	for (unsigned k = 0; k < s->ss.cfg.channels; k++) {
+		if (!(want & (1ULL << k)))
+			continue;
+		pthread_mutex_lock(&s->lock);
+		uint32_t applied = s->dg.applied[k];
+		pthread_mutex_unlock(&s->lock);
+		uint64_t n = mfd__sentlog_redirty(&s->pool.w[k].log, applied,
+						  s->ss.blocks);
+		mfd__warn("channel %u lost: %llu pages after round %d go "
+			  "again on the others",
+			  k, (unsigned long long)n,
+			  applied == MFD_ROUND_NONE ? -1 : (int)applied);
+		*pages += n;
+		s->dg.settled |= 1ULL << k;
+		STAT_ADD(s->ss.st.channels_lost, 1);
+	}
+	return 0;
+}
+
+/*
+ * Switchover, after the final pass (round *round): until the destination
+ * has applied the last round on every channel that lives, a channel may
+ * still be lost with pages of it; each time one is, what it held goes
+ * again as one more round. Then nothing sent can be missing, and DONE
+ * and END follow. Bounded by io-timeout per round.
+ */
+static int degrade_final(mfd_source *s, struct mfd__batch **batch,
+			 uint32_t *round, uint64_t *pages)
+{
+	if (!s->pool.degrade)
+		return 0;
+	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
+	for (;;) {
+		uint64_t again, more;
+		int ret = degrade_settle(s, *round, &again);
+		if (ret)
+			return ret;
+		if (again) {
+			STAT_SET(s->ss.st.round, *round + 1);
+			if ((ret = send_round(s, batch, ++*round, &more)))
+				return ret;
+			*pages += more;
+			deadline = mfd__deadline_ms(s->ss.cfg.io_timeout_ms);
+			continue;
+		}
+		/* A worker leaving its channel is looked for every 10 ms (the
+		 * pool cannot take this lock: teardown holds it while it
+		 * joins the workers); the return path signals the rest. */
+		uint64_t t = mfd__deadline_ms(10);
+		pthread_mutex_lock(&s->lock);
+		while (s->dg.synced <= *round &&
+		       !(s->dg.dest_lost & ~s->dg.settled) &&
+		       !(ret = mfd__session_check(&s->ss)) &&
+		       !mfd__cond_wait_until(&s->cv, &s->lock,
+					     t < deadline ? t : deadline))
+			;
+		bool done = s->dg.synced > *round &&
+			    !(s->dg.dest_lost & ~s->dg.settled);
+		pthread_mutex_unlock(&s->lock);
+		if (ret)
+			return ret;
+		if (mfd__pool_lost(&s->pool) & ~s->dg.settled)
+			continue; /* settled next time round */
+		if (done)
+			return 0;
+		if (mfd__now_ns() >= deadline) {
+			mfd__err("the destination did not apply round %u "
+				 "within io-timeout",
+				 *round);
+			return -ETIMEDOUT;
+		}
+	}
+}
+
+/* Before END: from now on a lost channel fails the migration. */
+static void degrade_close(mfd_source *s)
+{
+	uint64_t late = s->pool.degrade ? mfd__pool_lost(&s->pool) : 0;
+	pthread_mutex_lock(&s->lock);
+	s->dg.end = true;
+	late = (late | s->dg.dest_lost) & ~s->dg.settled;
+	pthread_mutex_unlock(&s->lock);
+	if (late) {
+		mfd__err("a data channel was lost after the final round");
+		source_fail(s, -ECONNRESET);
+	}
+}
+/* ---- end degraded channels ---- */
+
 /* The send workers on the data channels, then the return path. */
 static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 {
@@ -383,7 +620,10 @@ static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 	s->pool_up = ret == 0 || s->pool.w;
 	/* Before the first batch: the workers read it after a handoff. */
 	s->pool.digests = s->ss.cfg.verify ? &s->ss : NULL;
+	memset(&s->dg, 0, sizeof(s->dg));
 	pthread_mutex_unlock(&s->lock);
+	if (!ret && degrade_on(s))
+		ret = mfd__pool_degrade(&s->pool, s->ss.nblocks, NULL, NULL);
 	if (ret)
 		return ret;
 	if (pthread_create(&s->rp_thread, NULL, return_path_main, s))
@@ -755,7 +995,9 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	 * after the other), not the pages' (issue 18). */
 	uint64_t t_dev = mfd__now_ns() - t0;
 	uint64_t b_dev = STAT_GET(s->ss.st.wire_bytes) - b0;
-	if ((ret = send_round(s, batch, round, &pages)))
+	uint64_t again;
+	if ((ret = send_round(s, batch, round, &pages)) ||
+	    (ret = degrade_settle(s, round, &again)))
 		return ret;
 	uint64_t dt = mfd__now_ns() - t0;
 	/* What left the host: on a slow link a short round's bytes may sit
@@ -949,11 +1191,15 @@ static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 static int send_end(mfd_source *s, uint32_t round,
 		    uint8_t (*digests)[MFD_DIGEST_SIZE])
 {
+	/* Totals of the channels that live (a lost one's are not known to
+	 * have arrived; what they held was sent again). */
 	struct mfd__end e = { .final_round = round,
 			      .nblocks = s->ss.nblocks,
 			      .total_pages = STAT_GET(s->ss.st.pages),
 			      .total_packets = STAT_GET(s->ss.st.packets),
 			      .digests = digests };
+	if (degrade_on(s))
+		mfd__pool_totals(&s->pool, &e.total_pages, &e.total_packets);
 	size_t len = mfd__end_size(s->ss.nblocks, digests != NULL);
 	uint8_t *buf = malloc(len);
 	int ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
@@ -1041,6 +1287,11 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
 	if ((ret = send_round(s, batch, round, &final_pages)))
 		return ret;
+	/* Degraded channels: what a channel lost in the final round held
+	 * goes again on the others, as one more round (the guest stays
+	 * stopped). */
+	if ((ret = degrade_final(s, batch, &round, &final_pages)))
+		return ret;
 	/* Device state after the RAM: DEVICE packets behind the pages on
 	 * the channels, or DEVICE_DATA on the main channel before END. */
 	if (mfd__devsave_any(&s->ds) &&
@@ -1063,6 +1314,10 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		 t_last - s->ss.t_start - s->ss.st.setup_ns);
 	final_round(s, round, final_pages, STAT_GET(s->ss.st.wire_bytes) - b0,
 		    t_last - t_sync, pending);
+	if (!ret)
+		degrade_close(s);
+	if (!ret)
+		ret = mfd__session_check(&s->ss);
 	if (!ret)
 		ret = send_end(s, round, digests);
 	free(digests);

@@ -58,6 +58,7 @@
 	X(uint32_t, throttle_pct)                                              \
 	X(uint32_t, throttle_max_pct)                                          \
 	X(uint32_t, forced)                                                    \
+	X(uint32_t, channels_lost)                                             \
 	X(int, tracker)                                                        \
 	X(uint32_t, postcopy_round)                                            \
 	X(uint64_t, urgent_pages)                                              \

@@ -176,6 +176,8 @@ int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
 		return h->length == MFD_ROUND_SIZE ? 0 : MFD_ELENGTH;
 	case MFD_CTL_SWITCH:
 		return h->length == MFD_SWITCH_SIZE ? 0 : MFD_ELENGTH;
+	case MFD_CTL_CHAN_LOST:
+		return h->length == MFD_CHAN_LOST_SIZE ? 0 : MFD_ELENGTH;
 	case MFD_CTL_PAGE_REQ:
 		return h->length == MFD_RANGE_SIZE ? 0 : MFD_ELENGTH;
 	case MFD_CTL_DISCARD:
@@ -337,6 +339,29 @@ int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd__round *r)
 	r->reserved = mfd__get_le32(in + 4);
 	r->pages = mfd__get_le64(in + 8);
 	return r->reserved == 0 ? 0 : MFD_EFLAGS;
+}
+
+/* ---------------------------------------------------------------- */
+/* CHAN_LOST                                                         */
+/* ---------------------------------------------------------------- */
+
+void mfd__chan_lost_encode(const struct mfd__chan_lost *m,
+			   uint8_t out[MFD_CHAN_LOST_SIZE])
+{
+	mfd__put_le16(out + 0, m->channel);
+	mfd__put_le16(out + 2, m->reserved);
+	mfd__put_le32(out + 4, m->round);
+}
+
+int mfd__chan_lost_decode(const uint8_t in[MFD_CHAN_LOST_SIZE],
+			  uint32_t nchannels, struct mfd__chan_lost *m)
+{
+	m->channel = mfd__get_le16(in + 0);
+	m->reserved = mfd__get_le16(in + 2);
+	m->round = mfd__get_le32(in + 4);
+	if (m->reserved)
+		return MFD_EFLAGS;
+	return m->channel < nchannels ? 0 : MFD_EROLE;
 }
 
 /* ---------------------------------------------------------------- */

@@ -46,9 +46,13 @@
 /* Two-phase handover: LOADED, COMMIT, COMMITTED (docs/protocol.md 7.6).
  * Required by both sides: a peer without it is refused. */
 #define MFD_FEAT_COMMIT (1ULL << 6)
+/* Degraded channels: a data channel lost in pre-copy is dropped and its
+ * pages re-sent on the others, both sides say so with CHAN_LOST
+ * (docs/protocol.md 7.7; multifd/degrade.h). */
+#define MFD_FEAT_DEGRADE (1ULL << 7)
 #define MFD_FEATURES_KNOWN                                                     \
 	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES |  \
-	 MFD_FEAT_POSTCOPY | MFD_FEAT_COMMIT)
+	 MFD_FEAT_POSTCOPY | MFD_FEAT_COMMIT | MFD_FEAT_DEGRADE)
 /* What this engine implements: a destination refuses the rest of the known
  * features in the hello (MFD_EFEATURE). All of them now. */
 #define MFD_FEATURES_OFFERED MFD_FEATURES_KNOWN
@@ -124,6 +128,8 @@ enum mfd__ctl_type {
 	MFD_CTL_COMMITTED = 13, /* dst->src: the guest runs here */
 	/* 14: reserved (a resumed migration's received bitmap). */
 	MFD_CTL_DISCARDED = 15, /* dst->src: a DISCARD applied (post-copy) */
+	/* Degraded channels (MFD_FEAT_DEGRADE): either way, 8 bytes. */
+	MFD_CTL_CHAN_LOST = 16,
 };
 
 #define MFD_CTL_HDR_SIZE 16
@@ -186,6 +192,25 @@ struct mfd__round {
 };
 void mfd__round_encode(const struct mfd__round *r, uint8_t out[MFD_ROUND_SIZE]);
 int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd__round *r);
+
+/*
+ * CHAN_LOST (protocol 7.7): u16 channel, u16 reserved, u32 round. From the
+ * destination, round is the last round whose SYNC it applied on that
+ * channel (MFD_ROUND_NONE: none); from the source, the round it was
+ * sending when it dropped the channel (informational).
+ */
+#define MFD_CHAN_LOST_SIZE 8
+#define MFD_ROUND_NONE	   0xffffffffU
+struct mfd__chan_lost {
+	uint16_t channel;
+	uint16_t reserved;
+	uint32_t round;
+};
+void mfd__chan_lost_encode(const struct mfd__chan_lost *m,
+			   uint8_t out[MFD_CHAN_LOST_SIZE]);
+/* Checks reserved (MFD_EFLAGS) and channel < nchannels (MFD_EROLE). */
+int mfd__chan_lost_decode(const uint8_t in[MFD_CHAN_LOST_SIZE],
+			  uint32_t nchannels, struct mfd__chan_lost *m);
 
 struct mfd__end {
 	uint32_t final_round;

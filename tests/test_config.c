@@ -64,6 +64,8 @@ static void test_table(UNUSED void **state)
 		{ "max-pending-connections",
 		  offsetof(struct mfd_config, max_pending), 4 },
 		{ "io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8 },
+		{ "degraded-channels",
+		  offsetof(struct mfd_config, degraded_channels), 1 },
 		{ "close-timeout",
 		  offsetof(struct mfd_config, close_timeout_ms), 8 },
 		{ "compression", offsetof(struct mfd_config, compression), 4 },
@@ -226,6 +228,7 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "downtime-limit", "300ms");
 	assert_get(cfg, "connect-timeout", "5000ms");
 	assert_get(cfg, "io-timeout", "30000ms");
+	assert_get(cfg, "degraded-channels", "on");
 	assert_get(cfg, "compression", "none");
 	assert_get(cfg, "zstd-level", "1");
 	assert_get(cfg, "io-engine", "sockets");

@@ -243,7 +243,7 @@ static void test_hello_reply_reject(void **state)
 	assert_int_equal(reply_rt(&r, &d), MFD_EFLAGS);
 
 	r = good_reply();
-	r.features = 1ULL << 7;
+	r.features = 1ULL << 8; /* the first unknown bit above DEGRADE */
 	assert_int_equal(reply_rt(&r, &d), MFD_EFEATURE);
 }
 

@@ -363,6 +363,9 @@ typedef struct mfd_stats {
 	uint64_t latency_max_ns;
 	uint64_t blocktime_ns;
 	uint64_t postcopy_ns;
+	/* Data channels dropped in pre-copy (degraded-channels): their
+	 * unacknowledged pages were re-sent on the others. Both sides. */
+	uint32_t channels_lost;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,

@@ -78,6 +78,19 @@ void mfd__barrier_leave(struct mfd__barrier *b)
 	pthread_mutex_unlock(&b->lock);
 }
 
+void mfd__barrier_drop(struct mfd__barrier *b)
+{
+	pthread_mutex_lock(&b->lock);
+	if (b->n)
+		b->n--;
+	if (b->waiting && b->waiting >= b->n) {
+		b->waiting = 0;
+		b->generation++;
+		pthread_cond_broadcast(&b->cv);
+	}
+	pthread_mutex_unlock(&b->lock);
+}
+
 void mfd__barrier_abort(struct mfd__barrier *b)
 {
 	pthread_mutex_lock(&b->lock);

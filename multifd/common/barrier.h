@@ -34,6 +34,10 @@ void mfd__barrier_destroy(struct mfd__barrier *b);
 int mfd__barrier_wait(struct mfd__barrier *b);
 /* A participant that will never wait again (its channel ended). */
 void mfd__barrier_leave(struct mfd__barrier *b);
+/* A participant that is gone for good while the others go on (a lost
+ * channel): it no longer counts, and a barrier that waited only for it
+ * completes. Called by that participant after its last write. */
+void mfd__barrier_drop(struct mfd__barrier *b);
 void mfd__barrier_abort(struct mfd__barrier *b);
 
 #endif /* MULTIFD_COMMON_BARRIER_H */

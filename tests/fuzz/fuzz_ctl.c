@@ -213,6 +213,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case MFD_CTL_PAGE_REQ:
 		postcopy(h.type, p, h.length);
 		break;
+	case MFD_CTL_CHAN_LOST: {
+		struct mfd__chan_lost m;
+		FUZZ_ASSERT(h.length == MFD_CHAN_LOST_SIZE);
+		if (!mfd__chan_lost_decode(p, 4, &m))
+			FUZZ_ASSERT(m.channel < 4 && !m.reserved);
+		break;
+	}
 	default:
 		FUZZ_ASSERT(h.length == 0);
 		break;

@@ -99,6 +99,11 @@ static void control(void)
 	mfd__round_encode(&r, p);
 	put("ctl", "round", buf, ctl(buf, MFD_CTL_ROUND, p, MFD_ROUND_SIZE));
 
+	struct mfd__chan_lost cl = { .channel = 1, .round = 3 };
+	mfd__chan_lost_encode(&cl, p);
+	put("ctl", "chan-lost", buf,
+	    ctl(buf, MFD_CTL_CHAN_LOST, p, MFD_CHAN_LOST_SIZE));
+
 	uint8_t dg[3][MFD_DIGEST_SIZE];
 	memset(dg, 0x5a, sizeof(dg));
 	struct mfd__end e = { .final_round = 3,
