@@ -319,7 +319,7 @@ static void test_ctl_hdr_reject(void **state)
 
 	assert_int_equal(ctl_rt(0, 0, &d), MFD_ETYPE);
 	assert_int_equal(ctl_rt(14, 0, &d), MFD_ETYPE); /* after COMMITTED */
-	assert_int_equal(ctl_rt(16, 0, &d), MFD_ETYPE); /* after DISCARDED */
+	assert_int_equal(ctl_rt(17, 0, &d), MFD_ETYPE); /* after CHAN_LOST */
 	assert_int_equal(ctl_rt(0xffff, 0, &d), MFD_ETYPE);
 	/* DISCARDED (post-copy): empty, exactly. */
 	assert_int_equal(ctl_rt(MFD_CTL_DISCARDED, 0, &d), 0);
