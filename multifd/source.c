@@ -1125,6 +1125,8 @@ static bool resume_pausable(mfd_source *s, int ret)
  * migration thread stops sending and pauses; true: nothing else to do. */
 static bool resume_absorb(mfd_source *s, int ret)
 {
+	if (__atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE))
+		return true; /* pausing: the migration thread shut main */
 	if (!resume_pausable(s, ret))
 		return false;
 	int none = 0;
@@ -1250,9 +1252,10 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 			uint32_t *round, int cause)
 {
-	int broken = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE);
-	if (broken)
-		cause = broken;
+	int none = 0;
+	if (!__atomic_compare_exchange_n(&s->rs.broken, &none, cause, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		cause = none; /* the return path's */
 	STAT_SET(s->ss.st.phase, MFD_PHASE_PAUSED);
 	resume_stop(s, *batch, cause);
 	int ret = s->rs.r.nblocks ? 0
