@@ -1591,7 +1591,6 @@ static void test_random(void **state)
 	}
 }
 
-
 /* RECEIVED (resume.h): a bitmap's runs round-trip, split over messages
  * when the room is small; every bound is checked. */
 static void test_received(void **state)
