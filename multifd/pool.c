@@ -276,9 +276,10 @@ static bool leave(struct mfd__send_worker *w, int err)
 	p->lost |= 1ULL << w->idx;
 	w->chan->ops->shutdown(w->chan, SHUT_RDWR);
 	pthread_cond_broadcast(&p->idle_cv);
+	unsigned live = p->live; /* read under the lock: others leave too */
 	pthread_mutex_unlock(&p->lock);
 	mfd__warn("channel %u (%s) lost: %s; %u channel(s) go on", w->idx,
-		  w->chan->peer, mfd_strerror(err), p->live);
+		  w->chan->peer, mfd_strerror(err), live);
 	if (p->on_lost)
 		p->on_lost(p->lost_ctx);
 	return true;

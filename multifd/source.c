@@ -261,10 +261,11 @@ static void return_path(mfd_source *s)
 		ret = h.type == MFD_CTL_ROUND ? dest_synced(s, payload)
 					      : dest_lost_channel(s, payload);
 		free(payload);
-		if (ret) {
+		/* The last channel lost: resumable pre-copy pauses. */
+		if (ret && !resume_absorb(s, ret))
 			source_fail(s, ret);
+		if (ret)
 			return;
-		}
 	}
 	/* Resumable pre-copy: a break pauses, the migration thread sees. */
 	if (ret && resume_absorb(s, ret))
