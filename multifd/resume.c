@@ -31,7 +31,7 @@ static uint64_t next_bit(const uint64_t *bits, uint64_t npages, uint64_t i,
 }
 
 size_t mfd__received_encode(const uint64_t *bits, uint64_t npages,
-			    uint32_t base_round, uint16_t block,
+			    uint32_t base_round, uint32_t round, uint16_t block,
 			    bool last_block, uint64_t *pos, uint8_t *out,
 			    size_t cap)
 {
@@ -69,7 +69,7 @@ size_t mfd__received_encode(const uint64_t *bits, uint64_t npages,
 		      last_block && cur == npages ? MFD_RECEIVED_LAST : 0);
 	mfd__put_le64(out + 8, first);
 	mfd__put_le32(out + 16, nruns);
-	mfd__put_le32(out + 20, 0);
+	mfd__put_le32(out + 20, round);
 	return MFD_RECEIVED_FIXED + (size_t)nruns * MFD_RECEIVED_RUN;
 }
 
@@ -84,13 +84,17 @@ int mfd__received_decode(const uint8_t *p, size_t len,
 	m->flags = mfd__get_le16(p + 6);
 	m->first = mfd__get_le64(p + 8);
 	m->nruns = mfd__get_le32(p + 16);
-	m->reserved = mfd__get_le32(p + 20);
+	m->round = mfd__get_le32(p + 20);
 	m->runs = p + MFD_RECEIVED_FIXED;
 	if ((uint64_t)m->nruns * MFD_RECEIVED_RUN !=
 	    (uint64_t)len - MFD_RECEIVED_FIXED)
 		return MFD_ELENGTH;
-	if ((m->flags & ~MFD_RECEIVED_LAST) || m->reserved)
+	if (m->flags & ~MFD_RECEIVED_LAST)
 		return MFD_EFLAGS;
+	/* A round after the base one, or none (any round: post-copy). */
+	if (m->round != MFD_ROUND_NONE && m->base_round != MFD_ROUND_NONE &&
+	    m->round <= m->base_round)
+		return MFD_EROUND;
 	if (m->block >= lim->nblocks)
 		return MFD_EBLOCK;
 	const struct mfd__block_desc *b = &lim->blocks[m->block];
@@ -125,18 +129,33 @@ void mfd__received_apply(const struct mfd__received *m, uint64_t *bits)
 	}
 }
 
+void mfd__received_apply_round(const struct mfd__received *m, uint32_t *held)
+{
+	uint32_t v = m->round == MFD_ROUND_NONE ? UINT32_MAX : m->round + 1;
+	uint64_t cur = m->first;
+	for (uint32_t i = 0; i < m->nruns; i++) {
+		cur += mfd__get_le32(m->runs + 8 * (size_t)i);
+		uint64_t end = cur + mfd__get_le32(m->runs + 8 * (size_t)i + 4);
+		for (; cur < end; cur++)
+			held[cur] = v;
+	}
+}
+
 int mfd__received_next(struct mfd__received_seq *q,
 		       const struct mfd__received *m)
 {
 	if (q->done)
 		return MFD_EUNEXPECTED;
-	if (q->started && m->base_round != q->base_round)
+	if (q->started &&
+	    (m->base_round != q->base_round || m->round < q->round))
 		return MFD_EROUND;
-	if (q->started && (m->block < q->block ||
-			   (m->block == q->block && m->first < q->pos)))
+	if (q->started && m->round == q->round &&
+	    (m->block < q->block ||
+	     (m->block == q->block && m->first < q->pos)))
 		return MFD_EOFFSET;
 	q->started = true;
 	q->base_round = m->base_round;
+	q->round = m->round;
 	q->block = m->block;
 	q->pos = m->end;
 	q->done = m->flags & MFD_RECEIVED_LAST;
@@ -166,32 +185,45 @@ void mfd__rs_dst_free(struct mfd__rs_dst *t)
 int mfd__rs_dst_send(const struct mfd__rs_dst *t, struct mfd__chan *main,
 		     const struct mfd__ramblock *blocks, uint32_t applied)
 {
+	/* Rounds from applied to the newest a page was placed whole in:
+	 * the workers stop at a barrier, so usually just one. */
+	uint32_t last = applied;
+	for (unsigned b = 0; b < t->nblocks; b++)
+		for (uint64_t pg = 0; pg < blocks[b].npages; pg++) {
+			uint32_t v = __atomic_load_n(&t->stamp[b][pg],
+						     __ATOMIC_RELAXED);
+			if (v && v - 1 > last)
+				last = v - 1;
+		}
 	size_t cap = MFD_MAX_CTL_PAYLOAD;
 	uint8_t *out = malloc(cap);
 	uint64_t *bits = NULL;
 	int ret = out ? 0 : -ENOMEM;
-	for (unsigned b = 0; !ret && b < t->nblocks; b++) {
-		uint64_t npages = blocks[b].npages;
-		free(bits);
-		bits = calloc((npages + 63) / 64, sizeof(uint64_t));
-		if (!bits) {
-			ret = -ENOMEM;
-			break;
+	for (uint32_t r = applied; !ret && r <= last; r++) {
+		for (unsigned b = 0; !ret && b < t->nblocks; b++) {
+			uint64_t npages = blocks[b].npages;
+			free(bits);
+			bits = calloc((npages + 63) / 64, sizeof(uint64_t));
+			if (!bits) {
+				ret = -ENOMEM;
+				break;
+			}
+			for (uint64_t pg = 0; pg < npages; pg++)
+				if (__atomic_load_n(&t->stamp[b][pg],
+						    __ATOMIC_RELAXED) == r + 1)
+					bits[pg / 64] |= 1ULL << (pg % 64);
+			uint64_t pos = 0;
+			do {
+				size_t len = mfd__received_encode(
+					bits, npages,
+					applied ? applied - 1 : MFD_ROUND_NONE,
+					r, (uint16_t)b,
+					r == last && b + 1 == t->nblocks, &pos,
+					out, cap);
+				ret = mfd__ctl_send(main, MFD_CTL_RECEIVED, out,
+						    (uint32_t)len);
+			} while (!ret && pos < npages);
 		}
-		for (uint64_t pg = 0; pg < npages; pg++)
-			if (__atomic_load_n(&t->stamp[b][pg],
-					    __ATOMIC_RELAXED) > applied)
-				bits[pg / 64] |= 1ULL << (pg % 64);
-		uint64_t pos = 0;
-		do {
-			size_t len = mfd__received_encode(
-				bits, npages,
-				applied ? applied - 1 : MFD_ROUND_NONE,
-				(uint16_t)b, b + 1 == t->nblocks, &pos, out,
-				cap);
-			ret = mfd__ctl_send(main, MFD_CTL_RECEIVED, out,
-					    (uint32_t)len);
-		} while (!ret && pos < npages);
 	}
 	free(bits);
 	free(out);
@@ -206,10 +238,10 @@ int mfd__rs_src_init(struct mfd__rs_src *r, const struct mfd__ramblock *blocks,
 	memset(r, 0, sizeof(*r));
 	r->nblocks = nblocks;
 	for (unsigned i = 0; i < nblocks; i++) {
-		r->words[i] = (blocks[i].npages + 63) / 64;
-		r->sent[i] = calloc(r->words[i] + 1, sizeof(uint64_t));
-		r->rcvd[i] = calloc(r->words[i] + 1, sizeof(uint64_t));
-		if (!r->sent[i] || !r->rcvd[i])
+		r->npages[i] = blocks[i].npages;
+		r->sent[i] = calloc(r->npages[i], sizeof(uint32_t));
+		r->held[i] = calloc(r->npages[i], sizeof(uint32_t));
+		if (!r->sent[i] || !r->held[i])
 			return -ENOMEM;
 	}
 	return 0;
@@ -219,7 +251,7 @@ void mfd__rs_src_free(struct mfd__rs_src *r)
 {
 	for (unsigned i = 0; i < r->nblocks; i++) {
 		free(r->sent[i]);
-		free(r->rcvd[i]);
+		free(r->held[i]);
 	}
 	memset(r, 0, sizeof(*r));
 }
@@ -227,9 +259,10 @@ void mfd__rs_src_free(struct mfd__rs_src *r)
 void mfd__rs_src_clear(struct mfd__rs_src *r)
 {
 	for (unsigned i = 0; i < r->nblocks; i++) {
-		memset(r->sent[i], 0, r->words[i] * sizeof(uint64_t));
-		memset(r->rcvd[i], 0, r->words[i] * sizeof(uint64_t));
+		memset(r->sent[i], 0, r->npages[i] * sizeof(uint32_t));
+		memset(r->held[i], 0, r->npages[i] * sizeof(uint32_t));
 	}
+	r->all = false;
 }
 
 int mfd__rs_src_recv(struct mfd__rs_src *r, struct mfd__chan *main,
@@ -251,7 +284,7 @@ int mfd__rs_src_recv(struct mfd__rs_src *r, struct mfd__chan *main,
 		else if (!(ret = mfd__received_decode(payload, h.length, lim,
 						      &m)) &&
 			 !(ret = mfd__received_next(&q, &m)))
-			mfd__received_apply(&m, r->rcvd[m.block]);
+			mfd__received_apply_round(&m, r->held[m.block]);
 		free(payload);
 		if (ret)
 			return ret;
@@ -260,11 +293,38 @@ int mfd__rs_src_recv(struct mfd__rs_src *r, struct mfd__chan *main,
 	return 0;
 }
 
+static bool after(uint32_t round, uint32_t base)
+{
+	return base == MFD_ROUND_NONE || round > base;
+}
+
 void mfd__rs_src_collect(struct mfd__rs_src *r, const struct mfd__sentlog *l,
 			 const struct mfd__ramblock *blocks, uint32_t applied)
 {
-	if (l->bits)
-		mfd__sentlog_collect(l, applied, blocks, r->sent);
+	if (!l->bits)
+		return;
+	if (l->forgotten != MFD_ROUND_NONE && after(l->forgotten, applied)) {
+		r->all = true;
+		return;
+	}
+	for (unsigned k = 0; k < MFD__SENTLOG_ROUNDS; k++) {
+		uint32_t rd = l->round[k];
+		if (rd == MFD_ROUND_NONE || !after(rd, applied))
+			continue;
+		for (unsigned b = 0; b < r->nblocks; b++) {
+			const uint64_t *w =
+				l->bits + k * l->words + l->first[b];
+			uint64_t nw = (blocks[b].npages + 63) / 64;
+			for (uint64_t i = 0; i < nw; i++)
+				for (uint64_t v = w[i]; v; v &= v - 1) {
+					uint64_t pg =
+						i * 64 +
+						(uint64_t)__builtin_ctzll(v);
+					if (r->sent[b][pg] < rd + 1)
+						r->sent[b][pg] = rd + 1;
+				}
+		}
+	}
 }
 
 uint64_t mfd__rs_src_redirty(struct mfd__rs_src *r,
@@ -273,11 +333,16 @@ uint64_t mfd__rs_src_redirty(struct mfd__rs_src *r,
 	uint64_t again = 0, sent = 0;
 	for (unsigned b = 0; b < r->nblocks; b++) {
 		uint64_t n = 0, m = 0;
-		for (uint64_t i = 0; i < r->words[b]; i++) {
-			uint64_t v = r->sent[b][i] & ~r->rcvd[b][i];
-			n += (uint64_t)__builtin_popcountll(r->sent[b][i]);
-			m += (uint64_t)__builtin_popcountll(v);
-			blocks[b].dirty.words[i] |= v;
+		for (uint64_t pg = 0; pg < r->npages[b]; pg++) {
+			uint32_t s = r->sent[b][pg], h = r->held[b][pg];
+			if (!s && !r->all)
+				continue;
+			n++;
+			/* Held whole, and no copy was taken after it. */
+			if (!r->all && (h == UINT32_MAX || h == s))
+				continue;
+			m++;
+			mfd__bitmap_set(&blocks[b].dirty, pg);
 		}
 		sent += n * blocks[b].page_size;
 		again += m * blocks[b].page_size;

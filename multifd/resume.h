@@ -7,15 +7,18 @@
  * (mfd_source_resume(): a RESUME hello of the same session, authenticated
  * as the first); the destination answers with its received bitmap
  * (RECEIVED, control type 14): the last round whose barrier it passed and,
- * per block, the pages it holds whole from the rounds after it, as runs.
- * The source puts back into its dirty set what it took in those rounds
- * (its send workers' logs, multifd/degrade.h) and the destination does not
- * hold; pre-copy goes on from the round after the destination's.
+ * per round after it and per block, the pages it placed whole in that
+ * round, as runs. The source puts back into its dirty set every page it
+ * took after that barrier (its send workers' logs, multifd/degrade.h)
+ * whose last copy taken is not the one the destination holds: a page of
+ * round r held whole is stale when the page went again in round r + 1.
+ * Pre-copy goes on from the round after the destination's barrier.
  *
  * The RECEIVED codec is pure (no I/O, no allocation) and fuzzed. Its
- * meaning does not depend on pre-copy: with base_round MFD_ROUND_NONE the
- * bitmap is every page received, which is what post-copy's paused state
- * (protocol 10.5) needs to send from its received bitmap.
+ * meaning does not depend on pre-copy: with base_round and round
+ * MFD_ROUND_NONE the bitmap is every page received, whatever its round,
+ * which is what post-copy's paused state (protocol 10.5) needs to send
+ * from its received bitmap.
  */
 #ifndef MULTIFD_RESUME_H
 #define MULTIFD_RESUME_H
@@ -43,7 +46,7 @@ struct mfd__received {
 	uint16_t flags; /* MFD_RECEIVED_LAST */
 	uint64_t first; /* page index where the first run's skip starts */
 	uint32_t nruns;
-	uint32_t reserved;
+	uint32_t round;	     /* placed whole in it (> base); NONE: any */
 	const uint8_t *runs; /* decoded: nruns runs, in the payload */
 	uint64_t end;	     /* decoded: the page after the last run */
 };
@@ -56,12 +59,13 @@ struct mfd__received {
  * set when last_block and the block is done. Returns the payload length.
  */
 size_t mfd__received_encode(const uint64_t *bits, uint64_t npages,
-			    uint32_t base_round, uint16_t block,
+			    uint32_t base_round, uint32_t round, uint16_t block,
 			    bool last_block, uint64_t *pos, uint8_t *out,
 			    size_t cap);
 /*
  * Checks a payload of len bytes against lim: length = 24 + 8 x nruns
- * (MFD_ELENGTH), flags and reserved (MFD_EFLAGS), block < nblocks
+ * (MFD_ELENGTH), flags (MFD_EFLAGS), round after base_round, or NONE
+ * (MFD_EROUND), block < nblocks
  * (MFD_EBLOCK), first <= the block's pages and every run (count >= 1)
  * inside the block (MFD_EOFFSET), in 64-bit arithmetic. 0 and *m filled.
  */
@@ -70,17 +74,21 @@ int mfd__received_decode(const uint8_t *p, size_t len,
 			 struct mfd__received *m);
 /* Sets the bits of a decoded message's runs in bits (the block's). */
 void mfd__received_apply(const struct mfd__received *m, uint64_t *bits);
+/* Or, per page of the runs, held[page] = round + 1 (NONE: UINT32_MAX). */
+void mfd__received_apply_round(const struct mfd__received *m, uint32_t *held);
 
 /* Where the receiver is in a sequence of RECEIVED messages. */
 struct mfd__received_seq {
 	uint32_t base_round;
+	uint32_t round;
 	uint32_t block;
 	uint64_t pos;
 	bool started, done;
 };
 /* The sequence's rules for the next decoded message: the same base_round
- * throughout (MFD_EROUND), blocks in order and, within one, messages that
- * do not overlap (MFD_EOFFSET), nothing after LAST (MFD_EUNEXPECTED). */
+ * throughout and rounds in order (MFD_EROUND), within a round blocks in
+ * order and, within one, messages that do not overlap (MFD_EOFFSET),
+ * nothing after LAST (MFD_EUNEXPECTED). */
 int mfd__received_next(struct mfd__received_seq *q,
 		       const struct mfd__received *m);
 
@@ -109,10 +117,11 @@ static inline void mfd__rs_dst_note(struct mfd__rs_dst *t, unsigned block,
 				 __ATOMIC_RELAXED);
 }
 /*
- * Main channel of a resumed session: RECEIVED messages for every block,
- * base_round = applied - 1 (rounds < applied are in place everywhere;
- * MFD_ROUND_NONE when applied is 0), the bitmap the pages placed whole
- * in a round >= applied. 0 or the send's error.
+ * Main channel of a resumed session: RECEIVED messages, base_round =
+ * applied - 1 (rounds < applied are in place everywhere; MFD_ROUND_NONE
+ * when applied is 0), for each round from applied to the newest placed
+ * (at least one) and each block, the pages whose last whole placement
+ * was in that round. 0 or the send's error.
  */
 int mfd__rs_dst_send(const struct mfd__rs_dst *t, struct mfd__chan *main,
 		     const struct mfd__ramblock *blocks, uint32_t applied);
@@ -121,9 +130,13 @@ int mfd__rs_dst_send(const struct mfd__rs_dst *t, struct mfd__chan *main,
 
 struct mfd__rs_src {
 	unsigned nblocks;
-	uint64_t *sent[MFD_MAX_BLOCKS]; /* taken after the base round */
-	uint64_t *rcvd[MFD_MAX_BLOCKS]; /* RECEIVED */
-	uint64_t words[MFD_MAX_BLOCKS];
+	/* Per page, 1 + a round (0: none): the last round a worker took it
+	 * in after the base round; the round RECEIVED says it is held
+	 * from (UINT32_MAX: whatever the round). */
+	uint32_t *sent[MFD_MAX_BLOCKS];
+	uint32_t *held[MFD_MAX_BLOCKS];
+	uint64_t npages[MFD_MAX_BLOCKS];
+	bool all; /* a log no longer knows a round after the base: all */
 };
 
 int mfd__rs_src_init(struct mfd__rs_src *r, const struct mfd__ramblock *blocks,
@@ -133,17 +146,18 @@ void mfd__rs_src_free(struct mfd__rs_src *r);
 void mfd__rs_src_clear(struct mfd__rs_src *r);
 /*
  * Reads the destination's RECEIVED messages on main (each within the
- * channel's timeout) into rcvd; *base: their base_round. 0, the decoder's
+ * channel's timeout) into held; *base: their base_round. 0, the decoder's
  * or sequence's code, the peer's ERROR, or MFD_EUNEXPECTED.
  */
 int mfd__rs_src_recv(struct mfd__rs_src *r, struct mfd__chan *main,
 		     const struct mfd__wire_limits *lim, uint32_t *base);
-/* The pages a worker took in the rounds after applied (its log) join the
- * pages that may be missing. */
+/* The pages a worker took in the rounds after applied (its log), each
+ * with the last of those rounds it took it in. */
 void mfd__rs_src_collect(struct mfd__rs_src *r, const struct mfd__sentlog *l,
 			 const struct mfd__ramblock *blocks, uint32_t applied);
 /*
- * Marks dirty every collected page the destination does not hold whole.
+ * Marks dirty every collected page whose last copy taken the destination
+ * does not hold whole.
  * *inflight: bytes of the collected pages (what was on its way); returns
  * the bytes marked (what goes again).
  */

@@ -9,7 +9,8 @@
  *   through the proxy: another path) completes the migration: memory
  *   equal byte for byte, the guest's writes all there (a shadow copy),
  *   one resume on each side, the bytes sent again reported and no more
- *   than what was in flight; on sockets, io_uring and TLS.
+ *   than what was in flight; on sockets, io_uring and TLS, without
+ *   degraded channels (every cut pauses) and, on sockets, with them.
  * - no resume: after resume-timeout (1 s here) the source fails with the
  *   break's cause, its guest never stopped (it ran all along), the
  *   destination fails (failed hook), in bounded time.
@@ -59,19 +60,30 @@ struct rcase {
 /* The guest writes 8 bytes into a quarter of the pages each round (both
  * copies), another quarter each time: a page lost in flight is not dirty
  * again at once, so only the re-send after the resume puts it in place. */
+static void guest_write(struct rcase *c, uint64_t pg, uint64_t *bitmap)
+{
+	uint64_t v = tvm_rand(&c->rng);
+	tvm_guest_write(c->vm.blocks[0].src + pg * PAGE + (v & 0xff8), &v, 8);
+	memcpy(c->shadow + pg * PAGE + (v & 0xff8), &v, 8);
+	bitmap[pg / 64] |= 1ULL << (pg % 64);
+}
+
 static int sync_dirty(void *o, unsigned block, uint64_t *bitmap,
 		      uint64_t npages)
 {
 	struct rcase *c = o;
 	(void)block;
 	c->syncs++;
-	for (uint64_t pg = c->syncs % 4; pg < npages; pg += 4) {
-		uint64_t v = tvm_rand(&c->rng);
-		tvm_guest_write(c->vm.blocks[0].src + pg * PAGE + (v & 0xff8),
-				&v, 8);
-		memcpy(c->shadow + pg * PAGE + (v & 0xff8), &v, 8);
-		bitmap[pg / 64] |= 1ULL << (pg % 64);
-	}
+	for (uint64_t pg = c->syncs % 4; pg < npages; pg += 4)
+		if (pg % 16 != 1 || c->syncs <= 2)
+			guest_write(c, pg, bitmap);
+	/* Pages written for rounds 1 and 2 only (the cut comes in round
+	 * 2): the copy of round 1 may be in place on the destination while
+	 * the newer one of round 2 was lost in flight, and nothing writes
+	 * them again. */
+	if (c->syncs <= 2)
+		for (uint64_t pg = 1; pg < npages; pg += 16)
+			guest_write(c, pg, bitmap);
 	if (c->syncs == 2)
 		__atomic_store_n(&c->armed, 1, __ATOMIC_RELEASE);
 	return 0;
@@ -171,7 +183,9 @@ static int foreign_resume(struct rcase *c, bool other_session)
 	return ret;
 }
 
-enum mode { RESUMED, NO_RESUME, REFUSED };
+/* RESUMED_DG: with degraded channels on, the first connections cut are
+ * dropped (their pages settled as 7.7 says) before the last pauses. */
+enum mode { RESUMED, NO_RESUME, REFUSED, RESUMED_DG };
 
 static void run(enum chan chan, enum mode mode)
 {
@@ -193,6 +207,8 @@ static void run(enum chan chan, enum mode mode)
 			     "downtime-limit=1ms",
 			     "max-rounds=5",
 			     "packet-pages=32",
+			     mode == RESUMED_DG ? "degraded-channels=on"
+						: "degraded-channels=off",
 			     mode == NO_RESUME ? "resume-timeout=1s"
 					       : "resume-timeout=20s",
 			     chan == URING     ? "io-engine=uring"
@@ -304,6 +320,7 @@ CASE(TLS, RESUMED)
 CASE(TCP, NO_RESUME)
 CASE(TLS, NO_RESUME)
 CASE(TCP, REFUSED)
+CASE(TCP, RESUMED_DG)
 
 int main(void)
 {
@@ -318,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_TCP_NO_RESUME),
 		cmocka_unit_test(test_TLS_NO_RESUME),
 		cmocka_unit_test(test_TCP_REFUSED),
+		cmocka_unit_test(test_TCP_RESUMED_DG),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
 	unlink(key_file("other", 'b'));

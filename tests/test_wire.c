@@ -1613,8 +1613,8 @@ static void test_received(void **state)
 	uint64_t pos = 0;
 	unsigned msgs = 0;
 	do {
-		size_t len = mfd__received_encode(bits, 1000, 7, 0, true, &pos,
-						  buf, sizeof(buf));
+		size_t len = mfd__received_encode(bits, 1000, 7, 8, 0, true,
+						  &pos, buf, sizeof(buf));
 		struct mfd__received m;
 		assert_int_equal(mfd__received_decode(buf, len, &lim, &m), 0);
 		assert_int_equal(m.base_round, 7);
@@ -1628,7 +1628,7 @@ static void test_received(void **state)
 
 	/* One run, then its rejections. */
 	pos = 0;
-	size_t len = mfd__received_encode(bits, 64, MFD_ROUND_NONE, 1, false,
+	size_t len = mfd__received_encode(bits, 64, MFD_ROUND_NONE, 2, 1, false,
 					  &pos, buf, sizeof(buf));
 	struct mfd__received m;
 	assert_int_equal(len, MFD_RECEIVED_FIXED + MFD_RECEIVED_RUN);
@@ -1644,8 +1644,12 @@ static void test_received(void **state)
 	bad[6] = 2; /* unknown flag */
 	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EFLAGS);
 	memcpy(bad, buf, len);
-	bad[20] = 1; /* reserved */
-	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EFLAGS);
+	memset(bad, 0, 4);
+	bad[0] = 2; /* base round 2: round 2 is not after it */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EROUND);
+	bad[20] = 3; /* round 3 is */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), 0);
+	assert_int_equal(m.round, 3);
 	memcpy(bad, buf, len);
 	bad[8] = 65; /* first past the block's 64 pages */
 	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EOFFSET);
@@ -1673,6 +1677,34 @@ static void test_received(void **state)
 	b.flags = MFD_RECEIVED_LAST;
 	assert_int_equal(mfd__received_next(&q2, &b), 0);
 	assert_int_equal(mfd__received_next(&q2, &a), MFD_EUNEXPECTED);
+
+	/* Rounds in order; a later round starts its blocks again. */
+	struct mfd__received_seq q3 = { 0 };
+	struct mfd__received r4 = {
+		.base_round = 3, .round = 4, .block = 1, .end = 10
+	};
+	assert_int_equal(mfd__received_next(&q3, &r4), 0);
+	struct mfd__received r = r4;
+	r.round = 3;
+	r.block = 1;
+	r.first = 20;
+	assert_int_equal(mfd__received_next(&q3, &r), MFD_EROUND);
+	r.round = 5;
+	r.block = 0;
+	r.first = 0;
+	assert_int_equal(mfd__received_next(&q3, &r), 0);
+
+	/* Per page, the round it is held from (+1; NONE: any). */
+	uint32_t held[64] = { 0 };
+	pos = 0;
+	memset(bits, 0, sizeof(bits));
+	bits[0] = 0xf0;
+	len = mfd__received_encode(bits, 64, 3, 6, 1, true, &pos, buf,
+				   sizeof(buf));
+	assert_int_equal(mfd__received_decode(buf, len, &lim, &m), 0);
+	mfd__received_apply_round(&m, held);
+	for (unsigned i = 0; i < 64; i++)
+		assert_int_equal(held[i], i >= 4 && i < 8 ? 7 : 0);
 }
 
 int main(void)

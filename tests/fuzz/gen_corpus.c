@@ -109,7 +109,8 @@ static void control(void)
 	 * runs, the last message. */
 	uint64_t rx[256 / 64] = { 0x0ff0, [2] = ~0ULL, [3] = 1ULL << 63 };
 	uint64_t rpos = 0;
-	n = (int)mfd__received_encode(rx, 256, 4, 0, true, &rpos, p, sizeof(p));
+	n = (int)mfd__received_encode(rx, 256, 4, 5, 0, true, &rpos, p,
+				      sizeof(p));
 	put("ctl", "received", buf, ctl(buf, MFD_CTL_RECEIVED, p, (uint32_t)n));
 
 	uint8_t dg[3][MFD_DIGEST_SIZE];
