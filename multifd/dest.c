@@ -911,6 +911,17 @@ static int accept_data(mfd_dest *d)
 	return 0;
 }
 
+/* The data channels, admitted and registered in channel order (as the
+ * source does); *reg_ns: the registrations' time. */
+static int accept_registered(mfd_dest *d, uint64_t *reg_ns)
+{
+	int ret = accept_data(d);
+	for (unsigned i = 0; !ret && i < d->n; i++)
+		ret = mfd__chan_register_memory(d->w[i].chan, d->ss.blocks,
+						d->ss.nblocks, reg_ns);
+	return ret;
+}
+
 /* ---- post-copy: DISCARD and SWITCH on main (protocol 10.3) ---- */
 
 /* Until every data channel has passed the barrier of round p - 1, at most
@@ -1377,13 +1388,9 @@ static int setup_channels(mfd_dest *d)
 	pthread_mutex_lock(&d->lock);
 	d->w = w;
 	pthread_mutex_unlock(&d->lock);
-	if (!ret)
-		ret = accept_data(d);
-	/* In channel order, as the source does. */
 	uint64_t reg_ns = 0;
-	for (unsigned i = 0; !ret && i < d->n; i++)
-		ret = mfd__chan_register_memory(d->w[i].chan, d->ss.blocks,
-						d->ss.nblocks, &reg_ns);
+	if (!ret)
+		ret = accept_registered(d, &reg_ns);
 	STAT_SET(d->ss.st.register_ns, reg_ns);
 	if (!ret && d->ss.cfg.dest_prefault == MFD__PREFAULT_AHEAD)
 		ret = mfd__prefault_start(&d->pf, d->ss.blocks, d->ss.nblocks,
@@ -1506,12 +1513,9 @@ static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 	mfd__barrier_init(&d->barrier, d->n);
 	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
 	d->barrier.progress = &d->rx_packets;
-	if (!ret)
-		ret = accept_data(d);
 	uint64_t reg_ns = 0;
-	for (unsigned i = 0; !ret && i < d->n; i++)
-		ret = mfd__chan_register_memory(d->w[i].chan, d->ss.blocks,
-						d->ss.nblocks, &reg_ns);
+	if (!ret)
+		ret = accept_registered(d, &reg_ns);
 	if (ret) {
 		pause_join(d); /* no worker started: closes what was opened */
 		return ret;

@@ -574,14 +574,8 @@ void mfd__pool_destroy(struct mfd__pool *p)
 {
 	if (!p->w)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->quit = true;
-	for (unsigned i = 0; i < p->n; i++)
-		pthread_cond_signal(&p->w[i].cv);
-	pthread_mutex_unlock(&p->lock);
+	mfd__pool_quiesce(p); /* the workers joined */
 	for (unsigned i = 0; i < p->n; i++) {
-		if (p->w[i].started)
-			pthread_join(p->w[i].thread, NULL);
 		/* Device chunks still queued (a failed migration). */
 		for (unsigned k = 0; k < p->w[i].len; k++) {
 			struct mfd__job_slot *js =

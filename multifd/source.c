@@ -1268,13 +1268,16 @@ static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 	if (!__atomic_compare_exchange_n(&s->rs.broken, &none, cause, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		cause = none; /* the return path's */
+	/* From the phase on, mfd_source_resume() is accepted (and waits
+	 * for the loop below to take it). */
+	pthread_mutex_lock(&s->lock);
+	s->rs.paused = true;
+	pthread_mutex_unlock(&s->lock);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_PAUSED);
 	resume_stop(s, *batch, cause);
 	int ret = s->rs.r.nblocks ? 0
 				  : mfd__rs_src_init(&s->rs.r, s->ss.blocks,
 						     s->ss.nblocks);
-	if (ret)
-		return ret;
 	mfd__warn("pre-copy paused in round %u: %s; mfd_source_resume() "
 		  "within %llu ms goes on, the guest runs here meanwhile",
 		  *round ? *round - 1 : 0, mfd_strerror(cause),
@@ -1283,8 +1286,7 @@ static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 		s->hooks.paused(s->hooks.opaque, cause);
 	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.resume_timeout_ms);
 	pthread_mutex_lock(&s->lock);
-	s->rs.paused = true;
-	for (;;) {
+	while (!ret) {
 		if ((ret = mfd__session_check(&s->ss)))
 			break;
 		if (s->rs.request) {
@@ -1300,6 +1302,7 @@ static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 			pthread_cond_broadcast(&s->cv);
 			if (!ret || s->rs.fatal)
 				break; /* resumed, or the old pool is gone */
+			ret = 0; /* still paused: another attempt may come */
 			continue;
 		}
 		if (mfd__cond_wait_until(&s->cv, &s->lock, deadline) ==
