@@ -491,6 +491,7 @@ static int recv_loop(struct recv_worker *w)
 
 static bool leave_lost(struct recv_worker *w, int ret);
 static bool pause_absorb(mfd_dest *d, int ret);
+static int pause_reason(mfd_dest *d);
 
 static void *recv_worker_main(void *arg)
 {
@@ -1060,6 +1061,8 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 		 * instead of holding the destination forever.
 		 */
 		int ready = poll_main(d);
+		if (__atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE))
+			return pause_reason(d); /* resumable pre-copy */
 		if (ready >= 0 && (d->features & MFD_FEAT_DEGRADE)) {
 			int err = tell_lost(d);
 			if (err)
@@ -1432,11 +1435,13 @@ static int start_workers(mfd_dest *d)
 static bool pause_absorb(mfd_dest *d, int ret)
 {
 	if (__atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE))
-		return true;
+		return !mfd__session_check(&d->ss);
+	/* After a DONE the source is in switchover: it never pauses. */
 	if (!(d->features & MFD_FEAT_RESUME) || !d->rs.nblocks ||
 	    mfd__session_check(&d->ss) || !mfd__is_transport_error(ret) ||
 	    __atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE) !=
-		    MFD_ROUND_UNKNOWN)
+		    MFD_ROUND_UNKNOWN ||
+	    __atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE))
 		return false;
 	int none = 0;
 	if (!__atomic_compare_exchange_n(&d->rs_broken, &none, ret, false,
@@ -1447,13 +1452,36 @@ static bool pause_absorb(mfd_dest *d, int ret)
 	for (unsigned i = 0; d->w && i < d->n; i++)
 		if (d->w[i].chan)
 			d->w[i].chan->ops->shutdown(d->w[i].chan, SHUT_RDWR);
-	if (d->main)
-		d->main->ops->shutdown(d->main, SHUT_RDWR);
 	pthread_mutex_unlock(&d->lock);
+	/* Main stays whole for the loader: the source's ERROR may be on its
+	 * way (pause_reason). */
 	uint64_t one = 1;
 	if (write(d->wake_fd, &one, sizeof(one)) < 0)
 		mfd__warn("eventfd: %s", strerror(errno));
 	return true;
+}
+
+/*
+ * Loader, a data channel broke and paused the load: a source that failed
+ * (its own check, a cancel) closes its connections too and says why on
+ * main; up to 2 s for that ERROR, which fails the load instead. Anything
+ * else on main (a ROUND, its close) pauses.
+ */
+static int pause_reason(mfd_dest *d)
+{
+	int cause = __atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE);
+	struct pollfd pfd = { .fd = d->main->fd, .events = POLLIN };
+	struct mfd__ctl_hdr h;
+	uint8_t *payload;
+	if (poll(&pfd, 1, 2000) <= 0 || mfd__ctl_recv(d->main, &h, &payload))
+		return cause;
+	int ret = cause;
+	if (h.type == MFD_CTL_ERROR) {
+		ret = mfd__ctl_peer_error(payload, h.length, "source");
+		mfd__session_fail_peer(&d->ss, ret);
+	}
+	free(payload);
+	return ret;
 }
 
 /* Loader: the workers joined (a packet cut in the middle may have

@@ -1124,6 +1124,8 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 
 #define PAUSE_EXPIRED 1 /* resume_pause: resume-timeout passed */
 
+static void wait_return_path(mfd_source *s, unsigned ms);
+
 /* Any thread: a break in pre-copy that pauses instead of failing. */
 static bool resume_pausable(mfd_source *s, int ret)
 {
@@ -1167,10 +1169,12 @@ static void resume_stop(mfd_source *s, struct mfd__batch *batch, int cause)
 		pthread_join(s->rp_thread, NULL);
 	s->rp_up = false;
 	mfd__pool_quiesce(&s->pool);
-	struct mfd__ramblock *rb = &s->ss.blocks[batch->block];
-	for (uint32_t i = 0; batch->block < s->ss.nblocks && i < batch->n; i++)
+	for (uint32_t i = 0; batch->block < s->ss.nblocks && i < batch->n;
+	     i++) {
+		struct mfd__ramblock *rb = &s->ss.blocks[batch->block];
 		mfd__bitmap_set(&rb->dirty,
 				batch->offsets[i] >> rb->page_shift);
+	}
 	pthread_mutex_lock(&s->lock);
 	if (s->main)
 		s->main->ops->close(s->main);
@@ -1264,6 +1268,14 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 			uint32_t *round, int cause)
 {
+	/* A destination that failed closes the connections too, and says
+	 * why on main: a moment for its ERROR (the return path ends on it,
+	 * or on main's own break), which fails rather than pauses. */
+	if (s->rp_up)
+		wait_return_path(s, 2000);
+	int err = mfd__session_check(&s->ss);
+	if (err)
+		return err;
 	int none = 0;
 	if (!__atomic_compare_exchange_n(&s->rs.broken, &none, cause, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
