@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cutproxy.h"
 #include "devices.h"
 #include "vdpa.h"
 #include "guest.h"
@@ -234,6 +235,34 @@ static void manual_postcopy(const mfd_config *scfg, mfd_source *src)
 		(void)mfd_source_start_postcopy(src);
 }
 
+/* --cut-at-round N: once round N runs, every connection is reset; after
+ * the pause, --resume-after-ms later, mfd_source_resume() goes straight
+ * to the destination (another path than the cut one). */
+static void cut_and_resume(const struct bench_opts *o, mfd_source *src,
+			   struct cutproxy *px, struct local_result *res)
+{
+	mfd_stats st;
+	do {
+		usleep(1000);
+		mfd_source_get_stats(src, &st, sizeof(st));
+	} while (st.phase == MFD_PHASE_SETUP ||
+		 (st.phase == MFD_PHASE_PRECOPY && st.round < o->cut_round));
+	if (st.phase != MFD_PHASE_PRECOPY)
+		return; /* converged (or failed) before: nothing cut */
+	cutproxy_cut(px);
+	res->cut_ns = now_ns();
+	do {
+		usleep(1000);
+		mfd_source_get_stats(src, &st, sizeof(st));
+	} while (st.phase == MFD_PHASE_PRECOPY);
+	if (st.phase != MFD_PHASE_PAUSED)
+		return; /* not resumable (resume-timeout=0): it failed */
+	res->paused_ns = now_ns();
+	usleep(o->resume_after_ms * 1000);
+	res->resume_err = mfd_source_resume(src, res->uri);
+	res->resumed_ns = now_ns();
+}
+
 static void migrate(const struct bench_opts *o, struct vm *vm,
 		    const mfd_config *scfg, const mfd_config *dcfg,
 		    struct local_result *res)
@@ -268,8 +297,14 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	res->reader_work_at_start = guest_reader_work(res->hooks.guest);
 	guest_attach(res, src, true);
 	res->src_err = netns_enter(o->source_netns, &netns_home);
+	struct cutproxy *px = NULL;
+	char via[256];
+	snprintf(via, sizeof(via), "%s", res->uri);
+	if (!res->src_err && o->cut_round &&
+	    (res->src_err = cutproxy_start(&px, res->uri, via, sizeof(via))))
+		bench_report_error("cut proxy", NULL, NULL, res->src_err);
 	if (!res->src_err) {
-		res->src_err = mfd_source_start(src, res->uri);
+		res->src_err = mfd_source_start(src, via);
 		netns_leave(&netns_home);
 	}
 	/*
@@ -284,6 +319,8 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 		guest_check_tracker(res, src);
 	if (!res->src_err)
 		manual_postcopy(scfg, src);
+	if (!res->src_err && px)
+		cut_and_resume(o, src, px, res);
 	if (!res->src_err)
 		res->src_err = mfd_source_wait(src);
 	/* A source that never connected leaves the destination waiting for
@@ -291,6 +328,7 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	if (res->src_err)
 		mfd_dest_cancel(dst);
 	res->dst_err = mfd_dest_wait(dst);
+	cutproxy_stop(px);
 	if (!res->dst_err)
 		(void)bench_dest_announce_wait(dst, o->announce_if,
 					       o->announce_nmacs);

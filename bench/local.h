@@ -35,6 +35,10 @@ struct local_result {
 	uint64_t reader_work_at_start;
 	uint64_t writes;
 	uint64_t work_at_start;
+	/* --cut-at-round: when the proxy cut, the source paused, the resume
+	 * returned (now_ns(); 0: did not happen), and its result. */
+	uint64_t cut_ns, paused_ns, resumed_ns;
+	int resume_err;
 };
 
 /* Runs it; returns the process exit status (0 ok, 1 failed). */

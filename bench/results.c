@@ -250,6 +250,25 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 	report_bool(r, "auto_converge", config_bool(cfg, "auto-converge", 0));
 	report_bool(r, "forced", s->forced);
 	report_u64(r, "channels_lost", s->channels_lost);
+	if (o->cut_round) {
+		/* --cut-at-round: what the resume cost. */
+		report_u64(r, "cut_at_round", o->cut_round);
+		report_u64(r, "resumes", s->resumes);
+		report_u64(r, "resume_bytes", s->resume_bytes);
+		report_u64(r, "resume_inflight_bytes",
+			   s->resume_inflight_bytes);
+		report_str(r, "resume_result", mfd_strerror(res->resume_err));
+		report_f64(r, "cut_to_paused_ms",
+			   res->paused_ns
+				   ? ns_to_ms(res->paused_ns - res->cut_ns)
+				   : 0,
+			   3);
+		report_f64(r, "paused_ms",
+			   res->resumed_ns
+				   ? ns_to_ms(res->resumed_ns - res->paused_ns)
+				   : 0,
+			   3);
+	}
 	report_f64(r, "down_sync_ms", ns_to_ms(s->down_sync_ns), 3);
 	report_f64(r, "down_pages_ms", ns_to_ms(s->down_pages_ns), 3);
 	report_f64(r, "down_end_ms", ns_to_ms(s->down_end_ns), 3);

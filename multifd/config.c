@@ -168,6 +168,22 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "resume-timeout",
+		.type = MFD__CFG_MS,
+		.def = "60000ms",
+		.min = 0,
+		.max = 3600000,
+		FIELD(resume_timeout_ms),
+		.doc = "When the main channel or every data channel breaks in "
+		       "pre-copy, both sides keep their state this long: the "
+		       "source's guest runs on (phase paused) and "
+		       "mfd_source_resume() reconnects and goes on where the "
+		       "destination stopped; without a resume the migration "
+		       "fails as before. 0 = off. Both sides must have it on "
+		       "(feature RESUME); not with post-copy, devices or RDMA.",
+	},
+	{
+		.section = "migration",
 		.name = "close-timeout",
 		.type = MFD__CFG_MS,
 		.def = "2000ms",

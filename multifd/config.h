@@ -28,6 +28,7 @@ struct mfd_config {
 	uint32_t max_pending;	     /* destination: connections before hello */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
 	bool degraded_channels;	     /* MFD_FEAT_DEGRADE: go on without one */
+	uint64_t resume_timeout_ms;  /* MFD_FEAT_RESUME: paused this long */
 	uint64_t close_timeout_ms; /* ERROR sent: wait for the peer to close */
 	uint32_t compression;	   /* enum mfd__codec_id */
 	uint32_t zstd_level;

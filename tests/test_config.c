@@ -66,6 +66,8 @@ static void test_table(UNUSED void **state)
 		{ "io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8 },
 		{ "degraded-channels",
 		  offsetof(struct mfd_config, degraded_channels), 1 },
+		{ "resume-timeout",
+		  offsetof(struct mfd_config, resume_timeout_ms), 8 },
 		{ "close-timeout",
 		  offsetof(struct mfd_config, close_timeout_ms), 8 },
 		{ "compression", offsetof(struct mfd_config, compression), 4 },
@@ -229,6 +231,7 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "connect-timeout", "5000ms");
 	assert_get(cfg, "io-timeout", "30000ms");
 	assert_get(cfg, "degraded-channels", "on");
+	assert_get(cfg, "resume-timeout", "60000ms");
 	assert_get(cfg, "compression", "none");
 	assert_get(cfg, "zstd-level", "1");
 	assert_get(cfg, "io-engine", "sockets");

@@ -222,6 +222,10 @@ enum mfd_phase {
 	/* Post-copy switch made: the guest runs on the destination, which
 	 * pulls the pages it misses; the source never resumes it. */
 	MFD_PHASE_POSTCOPY,
+	/* Resumable pre-copy: the connections broke; both sides keep their
+	 * state for resume-timeout (the source's guest runs on) until
+	 * mfd_source_resume() reconnects, else the migration fails. */
+	MFD_PHASE_PAUSED,
 };
 
 MFD_API const char *mfd_phase_name(int phase);
@@ -366,6 +370,13 @@ typedef struct mfd_stats {
 	/* Data channels dropped in pre-copy (degraded-channels): their
 	 * unacknowledged pages were re-sent on the others. Both sides. */
 	uint32_t channels_lost;
+	/* Resumable pre-copy: how often the migration was resumed; source:
+	 * bytes of the pages it took in the rounds the destination had not
+	 * applied when the connections broke (in flight), and of those the
+	 * destination did not hold whole, which went again. */
+	uint32_t resumes;
+	uint64_t resume_bytes;
+	uint64_t resume_inflight_bytes;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,
@@ -520,6 +531,15 @@ typedef struct mfd_source_hooks {
 	 * cause in mfd_stats.error and mfd_source_error_text()).
 	 */
 	void (*postcopy)(void *opaque);
+	/*
+	 * Optional, resumable pre-copy (resume-timeout): the connections
+	 * broke with cause (a negative code) and the migration is paused:
+	 * the guest runs on here, dirty tracking goes on, and
+	 * mfd_source_resume() may reconnect within resume-timeout; after it
+	 * the migration fails as any other (mfd_source_wait()). Called
+	 * from the migration thread, once per pause.
+	 */
+	void (*paused)(void *opaque, int cause);
 } mfd_source_hooks;
 
 /* The config is copied; hooks are copied. */
@@ -596,6 +616,21 @@ MFD_API int mfd_source_get_handover(mfd_source *src, mfd_handover *h,
  * MFD_ESTATE when no migration runs or the postcopy key is off.
  */
 MFD_API int mfd_source_start_postcopy(mfd_source *src);
+/*
+ * Resumable pre-copy (QEMU's `migrate -r` / resume=true): reconnects a
+ * paused migration (MFD_PHASE_PAUSED) to uri, the destination's listener
+ * (the same URI as before, or another path to it, e.g. through a new
+ * link). The new connections carry the session id of the first and
+ * authenticate as it did (auth key, TLS); the destination sends what it
+ * holds and pre-copy goes on. Waits until the destination accepted or
+ * refused (each connection bounded by connect-timeout, the bitmap by
+ * io-timeout). 0: pre-copy runs again. A refusal (MFD_ESESSION: not the
+ * session the destination waits for; MFD_EAUTH: the key) or a failed
+ * connection leaves the migration paused: call again until
+ * resume-timeout has passed. MFD_ESTATE when not paused. Any thread but
+ * the hooks'.
+ */
+MFD_API int mfd_source_resume(mfd_source *src, const char *uri);
 /* Start and wait. */
 MFD_API int mfd_source_migrate(mfd_source *src, const char *uri);
 /* Ask the migration to stop; mfd_source_wait() then returns -ECANCELED
@@ -681,6 +716,14 @@ typedef struct mfd_dest_hooks {
 	 * registration stays until mfd_dest_free()).
 	 */
 	int (*postcopy_run)(void *opaque);
+	/*
+	 * Optional, resumable pre-copy (resume-timeout): the connections
+	 * broke with cause and the load is paused: this side keeps what it
+	 * received and waits on its listener for the source's resume, at
+	 * most resume-timeout, then fails (failed()). Called from the loader
+	 * thread, once per pause.
+	 */
+	void (*paused)(void *opaque, int cause);
 } mfd_dest_hooks;
 
 MFD_API int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
