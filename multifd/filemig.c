@@ -49,8 +49,9 @@ struct fpass {
 static int fail_errno(struct mfd__session *ss, int err, const char *what,
 		      const char *path)
 {
-	return mfd__session_fail_why(ss, err, "file %s: %s: %s", path, what,
-				     strerror(-err));
+	const char *name = strerrorname_np(-err);
+	return mfd__session_fail_why(ss, err, "file %s: %s: %s (%s)", path,
+				     what, strerror(-err), name ? name : "?");
 }
 
 /* Writes a run of pages [first, first + n) of block b at their offset. */
