@@ -961,6 +961,13 @@ static void lazy_roundtrip(const char *const *kv, bool live, bool threads)
 	assert_int_equal(r.loaded, 1);
 	assert_int_equal(r.failed, 0);
 	mfd_stats st = last_dest_stats;
+	/* Every page in the file read exactly once (by a fault or by a
+	 * streaming reader, never both), holes never. */
+	mfd_file_info *fi;
+	assert_int_equal(mfd_file_info_read(path, &fi, why, sizeof(why)), 0);
+	assert_int_equal(st.pages,
+			 fi->blocks[0].present + fi->blocks[1].present);
+	mfd_file_info_free(fi);
 	if (threads) {
 		/* The guest ran on: a whole pass on memory that is all here. */
 		uint64_t passes = __atomic_load_n(&lg.passes, __ATOMIC_RELAXED);
@@ -1009,6 +1016,9 @@ static void test_lazy_paused(void **state)
 {
 	(void)state;
 	lazy_roundtrip(lazy_kv, false, false);
+	const char *const kv[] = { "lazy-restore", "on", "direct-io", "on",
+				   NULL };
+	lazy_roundtrip(kv, false, false);
 }
 
 static void test_lazy_live_threads(void **state)
