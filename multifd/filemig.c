@@ -118,6 +118,18 @@ static int save_batch(struct fpass *p, struct mfd__fio *io,
 		ret = mfd__fio_drain(io);
 	if (ret)
 		return fail_errno(ss, ret, "write pages", p->path);
+	/* Buffered: start the batch's writeback now, in this writer, so the
+	 * disk works while the rounds run. Left to the end's fdatasync, the
+	 * whole image's writeback fell into the downtime: 1.9-3.0 s for a
+	 * 2 GiB mix image on this machine's disk, 4-21 ms with this
+	 * (docs/benchmarks.md). A hint: its failure changes nothing, the
+	 * fdatasync at the end still decides. */
+	if (!ss->cfg.direct_io && bt->n) {
+		uint64_t a = bt->offsets[0], z = bt->offsets[bt->n - 1];
+		(void)sync_file_range(
+			p->fd, (off_t)(p->h->blocks[bt->block].pages_off + a),
+			(off_t)(z - a + rb->page_size), SYNC_FILE_RANGE_WRITE);
+	}
 	STAT_ADD(ss->st.pages, bt->n);
 	STAT_ADD(ss->st.zero_pages, zeros);
 	STAT_ADD(ss->st.packets, 1);
