@@ -59,6 +59,7 @@ struct pc_vm {
 	pthread_t sw;
 	atomic_int src_stop;
 	atomic_int stopped, resumed, switched;
+	uint64_t src_span; /* the source guest writes pages [0, src_span) */
 	uint64_t src_gen;
 	/* Destination guest. */
 	pthread_t rd[NREAD], wr[NWRITE];
@@ -86,7 +87,7 @@ static void *src_guest(void *arg)
 	uint8_t page[PS];
 	while (!atomic_load(&vm->src_stop)) {
 		for (int k = 0; k < 64; k++) {
-			uint64_t i = tvm_rand(&st) % NPAGES;
+			uint64_t i = tvm_rand(&st) % vm->src_span;
 			stamp(page, i, gen);
 			tvm_guest_write(vm->src + i * PS, page, PS);
 			mfd_source_mark_dirty(vm->s, 0, i * PS, PS);
@@ -197,6 +198,7 @@ static mfd_config *config(const char *const *kv)
 static void setup(struct pc_vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
+	vm->src_span = NPAGES;
 	vm->seed = tvm_seed("test_postcopy");
 	vm->src = tvm_map(RAM);
 	vm->dst = tvm_map(RAM);
@@ -273,33 +275,63 @@ static void check_memory(struct pc_vm *vm)
 }
 
 /* A whole post-copy migration, manual (mfd_source_start_postcopy after
- * round 1) or auto. */
+ * round 1), early (manual, in the middle of round 0) or auto. */
 static void run_switch(const char *mode, unsigned lanes)
 {
 	struct pc_vm vm;
 	char uri[128], lanes_kv[32];
 	setup(&vm);
 	snprintf(lanes_kv, sizeof(lanes_kv), "postcopy-lanes=%u", lanes);
-	bool manual = strcmp(mode, "manual") == 0;
+	bool early = strcmp(mode, "early") == 0;
+	bool manual = early || strcmp(mode, "manual") == 0;
+	/* early: the source guest dirties the first quarter only, so that
+	 * pages taken back from the queues beyond it are sent after the
+	 * switch only because they were put back in the dirty set. */
+	if (early)
+		vm.src_span = NPAGES / 4;
 	const char *kv[] = { manual ? "postcopy=manual" : "postcopy=auto",
 			     lanes_kv, "channels=2", "postcopy-after-rounds=2",
 			     "downtime-limit=1",
-			     /* slow enough that the guest keeps ahead */
-			     "max-bandwidth=64M", "max-postcopy-bandwidth=32M",
+			     /* slow enough that the guest keeps ahead (early:
+			      * round 0 takes 2 s) */
+			     early ? "max-bandwidth=16M" : "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=32M",
+			     /* early: the workers' queues (2 x 8 packets
+			      * of 100 pages) hold most of the guest, so the
+			      * switch must take them back, and what round 0
+			      * sent ends inside a 2 MiB huge page (guest RAM
+			      * is MADV_HUGEPAGE), whose other pages the
+			      * kernel fills with zeros */
+			     early ? "packet-pages=100" : "packet-pages=512",
 			     NULL };
 	mfd_config *cfg = config(kv);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
 	CHECK(start_source(&vm, cfg, uri) == 0);
+	uint64_t asked_at = 0; /* early: pages sent when it was asked */
 	if (manual) {
 		mfd_stats st;
 		do {
 			usleep(1000);
 			mfd_source_get_stats(vm.s, &st, sizeof(st));
-		} while (st.round < 1 && st.phase == MFD_PHASE_PRECOPY);
+		} while (st.phase <= MFD_PHASE_SETUP ||
+			 (st.phase == MFD_PHASE_PRECOPY &&
+			  (early ? st.pages < NPAGES / 8 : st.round < 1)));
 		CHECK(mfd_source_start_postcopy(vm.s) == 0);
+		asked_at = st.pages;
+		CHECK(!early || st.round == 0);
 	}
 	int sret = mfd_source_wait(vm.s);
 	int dret = mfd_dest_wait(vm.d);
+	if (sret || dret) {
+		/* A failure after the switch keeps guest memory registered
+		 * (a lost guest): a guest thread waiting for a page is let go
+		 * only by mfd_dest_free(). */
+		printf("  %s: source %s, destination %s\n", mode,
+		       mfd_strerror(sret), mfd_strerror(dret));
+		mfd_dest_free(vm.d);
+		dst_guest_stop(&vm);
+		CHECK(sret == 0 && dret == 0);
+	}
 	dst_guest_stop(&vm);
 	mfd_stats ss, ds;
 	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
@@ -324,6 +356,17 @@ static void run_switch(const char *mode, unsigned lanes)
 	CHECK(atomic_load(&vm.torn) == 0);
 	CHECK(ss.pages == ds.pages);
 	CHECK(ds.page_requests >= ss.urgent_requests);
+	if (early) {
+		/* The request ended round 0 where it was: the pages it had
+		 * not reached went after the switch, not before it. */
+		mfd_round_stats r0;
+		CHECK(mfd_source_get_round(vm.s, 0, &r0, sizeof(r0)) == 0);
+		printf("  asked after %llu pages; round 0 sent %llu of %u\n",
+		       (unsigned long long)asked_at,
+		       (unsigned long long)r0.pages, NPAGES);
+		CHECK(ss.postcopy_round == 1);
+		CHECK(r0.pages < NPAGES);
+	}
 	check_memory(&vm);
 	mfd_source_free(vm.s);
 	mfd_dest_free(vm.d);
@@ -550,6 +593,10 @@ int main(void)
 	if (!only || !strcmp(only, "manual")) {
 		printf("manual switch\n");
 		run_switch("manual", 1);
+	}
+	if (!only || !strcmp(only, "early")) {
+		printf("manual switch in the middle of round 0\n");
+		run_switch("early", 1);
 	}
 	if (!only || !strcmp(only, "auto")) {
 		printf("auto switch, 2 lanes\n");
