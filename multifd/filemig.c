@@ -1020,7 +1020,20 @@ static int lazy_place(struct mfd__session *ss, struct mfd__pc_dst *pc,
 		ss->pdig[b][first + k] = mfd__page_digest(
 			buf + (k << rb->page_shift), rb->page_size);
 	int ret = mfd__pc_dst_place_run(pc, b, first, n, buf);
-	return ret < 0 ? ret : 0;
+	if (ret == -EEXIST)
+		return mfd__session_fail_why(
+			ss, MFD_EVERIFY,
+			"lazy restore: block %s: a page at or after %llu was "
+			"populated before its placement (guest memory not "
+			"empty: shared memory with contents?); it keeps bytes "
+			"that are not the image's",
+			rb->name,
+			(unsigned long long)(first << rb->page_shift));
+	if (ret < 0)
+		return mfd__session_fail_why(
+			ss, ret, "lazy restore: block %s: placing pages: %s",
+			rb->name, strerror(-ret));
+	return 0;
 }
 
 static int lazy_read_failed(struct mfd__session *ss, int ret, const char *path,
@@ -1080,7 +1093,7 @@ static int lazy_batch(struct fpass *p, struct mfd__fio *io,
 			ss, p->pc, bt->block, w->runs[r], w->runs[r + 1],
 			w->stage + ((w->runs[r] - first) << rb->page_shift));
 	if (ret)
-		return fail_errno(ss, ret, "place pages", p->path);
+		return ret;
 	STAT_ADD(ss->st.pages, read);
 	STAT_ADD(ss->st.packets, 1);
 	STAT_ADD(ss->st.wire_bytes, read * rb->page_size);
@@ -1116,7 +1129,7 @@ static int lazy_fetch(void *ctx, unsigned lane, const struct mfd__page_range *r)
 	if (ret)
 		return lazy_read_failed(ss, ret, lz->f->c.path, rb, pg);
 	if ((ret = lazy_place(ss, lz->pc, b, pg, n, lz->stage)))
-		return fail_errno(ss, ret, "place pages", lz->f->c.path);
+		return ret;
 	STAT_ADD(ss->st.pages, n);
 	STAT_ADD(ss->st.wire_bytes, n * rb->page_size);
 	return 0;

@@ -346,7 +346,8 @@ int mfd__pc_dst_place_run(struct mfd__pc_dst *pc, unsigned b, uint64_t first,
 				  src, n << rb->page_shift);
 	if (ret < 0)
 		return ret;
+	bool populated = ret == 0;
 	for (uint64_t k = first; k < first + n; k++)
 		done += placed(pc, b, k);
-	return done;
+	return populated ? -EEXIST : done;
 }

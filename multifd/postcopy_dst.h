@@ -153,7 +153,10 @@ bool mfd__pc_dst_claim(struct mfd__pc_dst *pc, unsigned b, uint64_t page);
  * Places the n pages of block b from page `first` on (claimed by the
  * caller, or requested through the request callback), their bytes at src
  * back to back, or zero pages when src is NULL; then their bits and
- * measures. The pages this call put in place, or -errno.
+ * measures. The pages this call put in place, -EEXIST when one of them
+ * was populated already (nothing but its claimer fills a claimed page of
+ * emptied memory: something else wrote it, and it keeps those bytes), or
+ * -errno.
  */
 int mfd__pc_dst_place_run(struct mfd__pc_dst *pc, unsigned b, uint64_t first,
 			  uint64_t n, const uint8_t *src);

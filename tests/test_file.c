@@ -1069,6 +1069,37 @@ static void test_lazy_corrupt(void **state)
 		     "lost guest: block pc.ram: RAM digest mismatch", 1);
 }
 
+/* Lazy restore into memory that is not empty (shared memory whose pages
+ * exist already: emptying the mapping does not drop them): the first
+ * placement finds a page populated, and the load says so instead of
+ * letting the guest keep bytes that are not the image's. */
+static void test_lazy_not_empty(void **state)
+{
+	(void)state;
+	struct guest g, r;
+	char path[300], why[1024];
+	path_of(path, sizeof(path), "lazy-shared.img");
+	guest_init(&g, true, true);
+	assert_int_equal(save(&g, path, NULL, false, why, sizeof(why)), 0);
+	guest_init(&r, false, true);
+	guest_make_alias(&r); /* block 0: a memfd mapped twice */
+	memset(r.alias, 0xaa, r.size[0]);
+	int ret = restore_kv(&r, path, lazy_kv, why, sizeof(why));
+	if (ret != MFD_ELOSTGUEST && strstr(why, "userfaultfd")) {
+		printf("# skipped: no userfaultfd MISSING for shared memory "
+		       "here (%s)\n",
+		       why);
+	} else {
+		if (ret != MFD_ELOSTGUEST ||
+		    !strstr(why, "populated before its placement"))
+			fail_msg("got %d (%s)", ret, why);
+		assert_int_equal(r.failed_err, MFD_ELOSTGUEST);
+	}
+	guest_free(&g);
+	guest_free(&r);
+	unlink(path);
+}
+
 /* ---- file systems of our own: a private mount namespace (root) ---- */
 
 static int private_mount(const char *type, const char *opts, char *mnt,
@@ -1236,6 +1267,7 @@ int main(void)
 		cmocka_unit_test(test_direct_io),
 		cmocka_unit_test(test_lazy_paused),
 		cmocka_unit_test(test_lazy_live_threads),
+		cmocka_unit_test(test_lazy_not_empty),
 		cmocka_unit_test_setup_teardown(
 			test_lazy_corrupt, corrupt_setup, corrupt_teardown),
 	};
