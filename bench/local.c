@@ -390,12 +390,20 @@ static void migrate_file(const struct bench_opts *o, struct vm *vm,
 		guest_attach(res, NULL, false);
 	}
 	if (o->restore_path && !res->src_err) {
+		char lazy[8] = "";
+		(void)mfd_config_get(dcfg, "lazy-restore", lazy, sizeof(lazy));
+		/* Lazy: the loaded hook moves the guest there and runs it. */
+		res->hooks.lazy = !strcmp(lazy, "on");
+		res->hooks.dst_ram = vm->dst;
 		snprintf(uri, sizeof(uri), "file:%s", o->restore_path);
 		if (!o->save_path)
 			snprintf(res->uri, sizeof(res->uri), "%s", uri);
+		res->hooks.restore_t0 = now_ns();
 		res->dst_err = mfd_dest_start(dst, uri);
 		if (!res->dst_err)
 			res->dst_err = mfd_dest_wait(dst);
+		res->hooks.restore_done_ns = now_ns();
+		res->hooks.work_at_restore_done = guest_work(res->hooks.guest);
 	}
 	bench_run_end(&res->run, src, dst);
 	if (res->src_err)

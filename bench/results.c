@@ -338,6 +338,39 @@ static void local_precopy_items(struct report *r, const struct bench_opts *o,
 	report_rounds(r, &res->run);
 }
 
+/* --restore FILE --lazy-restore on: how soon the guest ran (as the bench
+ * saw it, and the library's own measure), how long the pages streamed
+ * after that, the guest's work rate meanwhile against its rate before
+ * the run, and the faults it took. */
+static void lazy_items(struct report *r, const mfd_stats *d,
+		       const struct local_result *res)
+{
+	const struct hook_log *h = &res->hooks;
+	bool ran = h->run_ns > h->restore_t0;
+	bool done = ran && h->restore_done_ns > h->run_ns;
+	double rate =
+		done ? (double)(h->work_at_restore_done - h->work_at_run) *
+				1e9 / (double)(h->restore_done_ns - h->run_ns)
+		     : NAN;
+
+	report_f64(r, "lazy_to_run_ms",
+		   ran ? ns_to_ms(h->run_ns - h->restore_t0) : NAN, 3);
+	report_f64(r, "lazy_lib_to_run_ms", ns_to_ms(d->downtime_ns), 3);
+	report_f64(r, "lazy_stream_ms",
+		   done ? ns_to_ms(h->restore_done_ns - h->run_ns) : NAN, 3);
+	report_f64(r, "lazy_guest_work", rate / 1e6, 2);
+	report_f64(r, "lazy_guest_work_pct_of_before",
+		   res->work_before > 0 ? 100.0 * rate / res->work_before : NAN,
+		   1);
+	report_u64(r, "lazy_faults", d->faults);
+	report_u64(r, "lazy_page_requests", d->page_requests);
+	report_f64(r, "lazy_blocktime_ms", ns_to_ms(d->blocktime_ns), 3);
+	report_f64(r, "lazy_latency_p50_us", (double)d->latency_p50_ns / 1e3,
+		   1);
+	report_f64(r, "lazy_latency_p99_us", (double)d->latency_p99_ns / 1e3,
+		   1);
+}
+
 /* --save / --restore: each direction's time and RAM throughput (RAM
  * bytes / the side's total time), and the bytes it wrote or read. */
 static void local_file_items(struct report *r, const struct bench_opts *o,
@@ -358,6 +391,8 @@ static void local_file_items(struct report *r, const struct bench_opts *o,
 			   1);
 		report_u64(r, "restore_read_bytes", d->wire_bytes);
 	}
+	if (o->restore_path && res->hooks.lazy)
+		lazy_items(r, d, res);
 }
 
 void results_local(struct report *r, const struct bench_opts *o,

@@ -262,6 +262,21 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "lazy-restore",
+		.type = MFD__CFG_BOOL,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(lazy_restore),
+		.doc = "file: URIs, destination: run the guest as soon as the "
+		       "image's metadata and device state are checked and "
+		       "loaded; its pages come from the file on fault "
+		       "(userfaultfd) while the readers stream the rest. A "
+		       "page digest that fails after the guest ran is a lost "
+		       "guest (MFD_ELOSTGUEST).",
+	},
+	{
+		.section = "migration",
 		.name = "auth-key-file",
 		.type = MFD__CFG_PATH,
 		.def = "",

@@ -35,6 +35,7 @@ struct mfd_config {
 	uint32_t zstd_long; /* window log, 0 = off */
 	uint32_t io_engine; /* enum mfd__io_engine */
 	bool direct_io;	    /* file: URIs: pages written with O_DIRECT */
+	bool lazy_restore;  /* file: URIs: the guest runs before its pages */
 	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
 	/* TLS (multifd/channels/tls.c); texts are "" when unset. */
 	uint32_t tls;			  /* enum mfd__tls_mode */

@@ -1874,8 +1874,9 @@ static void *loader_main(void *arg)
 static void *file_main(void *arg)
 {
 	mfd_dest *d = arg;
+	const struct mfd__file_lazy lazy = { &d->pc, &d->pc_up, &d->lock };
 	int ret = mfd__file_load(&d->ss, &d->hooks, &d->dl.set, &d->dl.bytes,
-				 mfd__file_uri_path(d->lst.uri));
+				 mfd__file_uri_path(d->lst.uri), &lazy);
 	mfd__session_finish(&d->ss, ret);
 	return NULL;
 }

@@ -311,3 +311,43 @@ int mfd__pc_dst_place(struct mfd__pc_dst *pc, unsigned b, uint64_t offset,
 {
 	return mfd__pc_dst_place_pages(pc, b, &offset, 1, src);
 }
+
+void mfd__pc_dst_known_zero(struct mfd__pc_dst *pc, unsigned b,
+			    const struct mfd__bitmap *have)
+{
+	struct mfd__bitmap *rx = &pc->rx[b];
+	uint64_t np = pc->blocks[b].npages, n = 0;
+	for (uint64_t w = 0; w < rx->nwords; w++) {
+		uint64_t bits = ~have->words[w];
+		if (w == rx->nwords - 1 && (np & 63))
+			bits &= (1ULL << (np & 63)) - 1;
+		uint64_t old = __atomic_fetch_or(&rx->words[w], bits,
+						 __ATOMIC_RELEASE);
+		n += (uint64_t)__builtin_popcountll(bits & ~old);
+	}
+	__atomic_fetch_add(&pc->present, n, __ATOMIC_RELAXED);
+}
+
+bool mfd__pc_dst_claim(struct mfd__pc_dst *pc, unsigned b, uint64_t page)
+{
+	return !mfd__pc_received(&pc->rx[b], page) &&
+	       mfd__pc_mark(&pc->asked[b], page);
+}
+
+int mfd__pc_dst_place_run(struct mfd__pc_dst *pc, unsigned b, uint64_t first,
+			  uint64_t n, const uint8_t *src)
+{
+	struct mfd__ramblock *rb = &pc->blocks[b];
+	int done = 0;
+
+	if (!pc->registered)
+		return MFD_ESTATE;
+	int ret = mfd__uffd_place(&pc->u, rb->host + (first << rb->page_shift),
+				  src, n << rb->page_shift);
+	if (ret < 0)
+		return ret;
+	bool populated = ret == 0;
+	for (uint64_t k = first; k < first + n; k++)
+		done += placed(pc, b, k);
+	return populated ? -EEXIST : done;
+}

@@ -117,6 +117,8 @@ static void test_table(UNUSED void **state)
 		  offsetof(struct mfd_config, device_chunk_size), 4 },
 		{ "zstd-long", offsetof(struct mfd_config, zstd_long), 4 },
 		{ "direct-io", offsetof(struct mfd_config, direct_io), 1 },
+		{ "lazy-restore", offsetof(struct mfd_config, lazy_restore),
+		  1 },
 		{ "dest-prefault", offsetof(struct mfd_config, dest_prefault),
 		  4 },
 		{ "postcopy", offsetof(struct mfd_config, postcopy), 4 },

@@ -678,6 +678,11 @@ typedef struct mfd_dest_hooks {
 	 * fails the load with MFD_EHOOK and the source stays in-doubt.
 	 */
 	int (*loaded)(void *opaque);
+	/* (A lazy restore from a file, lazy-restore = on, calls loaded()
+	 * before the pages are here, as postcopy_run() below: the memory
+	 * is registered with userfaultfd and a guest thread that touches a
+	 * page not yet read waits for it; a failure after it is
+	 * MFD_ELOSTGUEST.) */
 	/* Optional: the incoming migration failed with err; never resume. */
 	void (*failed)(void *opaque, int err);
 	/*
