@@ -195,7 +195,7 @@ static void run(enum chan chan, enum mode mode)
 	}
 	struct rcase c = { 0 };
 	struct tvm *vm = &c.vm;
-	char psk[128], key[160];
+	char psk[320], key[320];
 	snprintf(psk, sizeof(psk), "tls-psk-file=%s/psk", tls_dir);
 	if (mode == REFUSED)
 		snprintf(key, sizeof(key), "auth-key-file=%s",
