@@ -404,6 +404,16 @@ uint64_t guest_work(struct guest *g)
 	return n;
 }
 
+double guest_nominal_rate(const struct guest *g, bool readers)
+{
+	unsigned n;
+
+	if (!g)
+		return 0;
+	n = readers ? g->nthreads - g->o.writers : g->o.writers;
+	return (double)n * (double)g->chunks * CHUNK * 1e9 / (double)SLICE_NS;
+}
+
 double guest_span_rate(const struct guest_span *s)
 {
 	uint64_t ran, done;

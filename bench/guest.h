@@ -77,6 +77,9 @@ bool guest_writer_range(const struct guest *g, unsigned i, uint64_t *off,
 			uint64_t *len);
 /* The readers' work so far (any thread). */
 uint64_t guest_reader_work(struct guest *g);
+/* The work per second the writers (readers: the readers) do when
+ * nothing stalls them: their demand, the load% of each slice. */
+double guest_nominal_rate(const struct guest *g, bool readers);
 /* Totals so far (any thread). */
 uint64_t guest_work(struct guest *g);
 uint64_t guest_writes(struct guest *g);

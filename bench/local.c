@@ -495,6 +495,8 @@ static int start_guest(const struct bench_opts *o, struct vm *vm,
 	work_rate(res->hooks.guest, o->measure_ms, NULL);
 	res->work_before =
 		work_rate(res->hooks.guest, o->measure_ms, &res->reader_before);
+	res->work_nominal = guest_nominal_rate(res->hooks.guest, false);
+	res->reader_nominal = guest_nominal_rate(res->hooks.guest, true);
 	return 0;
 }
 
