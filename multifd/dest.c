@@ -483,6 +483,10 @@ static bool leave_lost(struct recv_worker *w, int ret);
 static void *recv_worker_main(void *arg)
 {
 	struct recv_worker *w = arg;
+	/* post-copy: an urgent lane's worker places the pages a faulting
+	 * guest thread waits for; it wakes ahead of busy threads. */
+	if (w->idx >= w->d->n)
+		(void)mfd__thread_short_slice();
 	int ret = recv_loop(w);
 	if (ret && leave_lost(w, ret)) {
 		/* The others go on without this channel. */

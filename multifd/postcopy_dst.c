@@ -188,6 +188,9 @@ static void *fault_main(void *arg)
 	struct mfd__pc_dst *pc = arg;
 	uint64_t addr;
 
+	/* A fault waits for this thread's wakeup: don't queue behind the
+	 * busy threads of a full CPU. */
+	(void)mfd__thread_short_slice();
 	while (!__atomic_load_n(&pc->stop, __ATOMIC_ACQUIRE)) {
 		int ret = mfd__uffd_next_fault(&pc->u, &addr, FAULT_POLL_MS);
 		if (ret > 0)
