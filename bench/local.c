@@ -440,53 +440,35 @@ static double work_rate(struct guest *g, unsigned ms, double *readers)
 	return (double)(guest_work(g) - w0) * 1e9 / dt;
 }
 
-/* The guest's work rate while it ran during migration: from the start
- * until the stop hook (or until the end, when it never stopped). */
+/* The guest's work rate during the migration: guest_span_rate(), for the
+ * writers and the readers. */
 static void guest_during(struct local_result *res)
 {
 	struct guest *g = res->hooks.guest;
-	uint64_t end, work, rwork;
+	const struct hook_log *h = &res->hooks;
 
 	if (!g || !res->run.t0)
 		return;
-	if (res->hooks.run_ns) {
-		/* Post-copy: it ran until the stop here, and from the switch
-		 * on the destination (faulting on missing pages) until the
-		 * end; the downtime between is not counted. */
-		uint64_t now = now_ns(), ran, done;
-
-		if (res->hooks.stop_ns <= res->run.t0 ||
-		    now <= res->hooks.run_ns)
-			return;
-		ran = (res->hooks.stop_ns - res->run.t0) +
-		      (now - res->hooks.run_ns);
-		done = res->hooks.work_at_stop - res->work_at_start +
-		       guest_work(g) - res->hooks.work_at_run;
-		res->work_during = (double)done * 1e9 / (double)ran;
-		done = res->hooks.reader_work_at_stop -
-		       res->reader_work_at_start + guest_reader_work(g) -
-		       res->hooks.reader_work_at_run;
-		res->reader_during = (double)done * 1e9 / (double)ran;
-		return;
-	}
-	if (res->hooks.stop_ns) {
-		end = res->hooks.stop_ns;
-		work = res->hooks.work_at_stop;
-		rwork = res->hooks.reader_work_at_stop;
-	} else {
-		end = now_ns();
-		work = guest_work(g);
-		rwork = guest_reader_work(g);
-	}
 	/* Work before run.t0 was measured by work_rate(), which ended
 	 * just before: count from its end. */
-	if (end > res->run.t0) {
-		res->work_during = (double)(work - res->work_at_start) * 1e9 /
-				   (double)(end - res->run.t0);
-		res->reader_during =
-			(double)(rwork - res->reader_work_at_start) * 1e9 /
-			(double)(end - res->run.t0);
-	}
+	struct guest_span w = {
+		.start_ns = res->run.t0,
+		.stop_ns = h->stop_ns,
+		.run_ns = h->run_ns,
+		.end_ns = now_ns(),
+		.work_start = res->work_at_start,
+		.work_stop = h->work_at_stop,
+		.work_run = h->work_at_run,
+		.work_end = guest_work(g),
+	};
+	struct guest_span r = w;
+
+	r.work_start = res->reader_work_at_start;
+	r.work_stop = h->reader_work_at_stop;
+	r.work_run = h->reader_work_at_run;
+	r.work_end = guest_reader_work(g);
+	res->work_during = guest_span_rate(&w);
+	res->reader_during = guest_span_rate(&r);
 }
 
 /* After success the guest runs on at the destination (the source is
@@ -559,6 +541,8 @@ static int start_guest(const struct bench_opts *o, struct vm *vm,
 	work_rate(res->hooks.guest, o->measure_ms, NULL);
 	res->work_before =
 		work_rate(res->hooks.guest, o->measure_ms, &res->reader_before);
+	res->work_nominal = guest_nominal_rate(res->hooks.guest, false);
+	res->reader_nominal = guest_nominal_rate(res->hooks.guest, true);
 	return 0;
 }
 

@@ -32,6 +32,7 @@ struct local_result {
 	/* Guest workload */
 	double work_before, work_during, work_after; /* per second */
 	double reader_before, reader_during; /* readers' work per second */
+	double work_nominal, reader_nominal; /* guest_nominal_rate() */
 	uint64_t reader_work_at_start;
 	uint64_t writes;
 	uint64_t work_at_start;

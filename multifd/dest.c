@@ -496,6 +496,10 @@ static int pause_reason(mfd_dest *d);
 static void *recv_worker_main(void *arg)
 {
 	struct recv_worker *w = arg;
+	/* post-copy: an urgent lane's worker places the pages a faulting
+	 * guest thread waits for; it wakes ahead of busy threads. */
+	if (w->idx >= w->d->n)
+		(void)mfd__thread_short_slice();
 	int ret = recv_loop(w);
 	if (ret && __atomic_load_n(&w->d->rs_broken, __ATOMIC_ACQUIRE)) {
 		/* Paused (resumable pre-copy): the load waits, not fails. */

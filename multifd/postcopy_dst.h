@@ -85,8 +85,10 @@ void mfd__pc_dst_halt(struct mfd__pc_dst *pc);
  * (MADV_DONTNEED), so that it faults once registered and its content is
  * placed: a page populated by anything but a received packet (the
  * dest-prefault helpers, a stale copy) would otherwise refuse UFFDIO_COPY
- * with EEXIST and keep the wrong bytes. 0, MFD_ESTATE after the switch,
- * or -errno. */
+ * with EEXIST and keep the wrong bytes. Pages that hold nothing already
+ * (present nor swapped in /proc/self/pagemap) are left alone: one
+ * madvise per run of pages that hold something. 0, MFD_ESTATE after the
+ * switch, or -errno. */
 int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc);
 
 /* Pre-copy: a page (with contents or zero) of block b at offset arrived. */

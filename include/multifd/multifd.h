@@ -347,8 +347,9 @@ typedef struct mfd_stats {
 	 * urgent_requests read, lane_bytes the bytes of all urgent lanes
 	 * (the data channels' are wire_bytes minus these; the destination
 	 * counts the same). Destination: faults of the guest's threads, page
-	 * requests sent, their latency (request to placement, 2^n us
-	 * buckets: p50 and p99 are bucket upper bounds, max exact) and
+	 * requests sent, their latency (request to placement; p50 and p99
+	 * are upper bounds of log-linear buckets, within 1 us below 16 us
+	 * and 12.5 % above; max exact) and
 	 * blocktime, the time the guest's threads spent waiting for pages.
 	 * downtime_ns in post-copy: on the source, the stop to SWITCH sent;
 	 * on the destination, SWITCH read to postcopy_run returned (the two
