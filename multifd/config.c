@@ -117,6 +117,23 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "downtime-quantile",
+		.type = MFD__CFG_UINT,
+		.def = "95",
+		.min = 50,
+		.max = 99,
+		FIELD(downtime_quantile),
+		.doc = "How sure the switchover must be to fit downtime-limit, "
+		       "in percent: the predicted transfer is stretched by "
+		       "this quantile of the errors the estimator made on "
+		       "this migration's own rounds (each round's pages "
+		       "predicted, then timed). 95: 9 switchovers of 10 "
+		       "within the limit with a 91 % chance; 50 = the "
+		       "estimate itself, no margin. The margin is reported "
+		       "(expected_downtime_q_ns) beside the estimate.",
+	},
+	{
+		.section = "migration",
 		.name = "connect-timeout",
 		.type = MFD__CFG_MS,
 		.def = "5000ms",
