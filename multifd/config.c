@@ -95,9 +95,10 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.max = 3600000,
 		FIELD(downtime_limit_ms),
 		.doc = "Downtime budget: switch over once the predicted "
-		       "downtime fits in it: the remaining dirty pages and "
-		       "the devices' stop-copy state at the predicted "
-		       "bandwidth, plus the stop hook, the final dirty sync "
+		       "downtime fits in it at downtime-quantile: the "
+		       "remaining dirty pages and the devices' stop-copy "
+		       "state at the predicted bandwidth, plus the stop "
+		       "hook, the devices' stop and the final dirty sync, "
 		       "and the end exchange (digests with verify). When it "
 		       "does not fit, the part that broke it is logged and "
 		       "reported (over_part).",

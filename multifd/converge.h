@@ -133,15 +133,18 @@ void mfd__dirty_limit(const uint64_t *rate_bps, const uint32_t *cur, unsigned n,
 		      uint64_t limit_bps, uint32_t max_pct, uint32_t *out);
 
 /*
- * The margin: each pre-copy round i >= 1 is a trial of the estimator. Its
+ * The margin: each pre-copy round i >= 2 (1 when there is no other) is a
+ * trial of the estimator. Its
  * page phase is predicted from the rounds before it (their bandwidth and
- * packet mix, as the ram part is) and then measured; the error is
- * ln(measured / predicted). From the latest MFD__MARGIN_ROUNDS errors
- * (timed rounds only), the upper pct-quantile of the next error: mean +
- * t(pct, n - 1) * sd * sqrt(1 + 1/n), the one-sided prediction bound of a
- * normal sample (Student's t: few rounds, a wide bound); one error alone
- * is its own bound. Returns exp(that), at least 1 (an estimator that
- * runs pessimistic gets no discount); 1 without errors or with pct <= 50.
+ * packet mix, as the ram part is) and then measured. Consecutive rounds,
+ * the latest first, make one trial once they moved as many bytes as the
+ * final pass would (pending pages, device state, socket queues); its
+ * error is ln(measured / predicted). From the latest MFD__MARGIN_ROUNDS
+ * errors, the upper pct-quantile of the next: mean + t(pct, n - 1) * sd *
+ * sqrt(1 + 1/n), the one-sided prediction bound of a normal sample
+ * (Student's t: few trials, a wide bound); one error alone is its own
+ * bound. Returns exp(that), at least 1 (an estimator that runs
+ * pessimistic gets no discount); 1 without errors or with pct <= 50.
  * *nerr: the errors used.
  */
 #define MFD__MARGIN_ROUNDS 10
