@@ -970,19 +970,27 @@ static int on_switch(mfd_dest *d, const uint8_t *payload, uint32_t len)
 	uint64_t t1 = mfd__now_ns();
 	if (d->dl.set.n && (ret = mfd__devload_finish(&d->dl)))
 		return ret;
-	/* The prefault helpers are the only writers of guest memory
-	 * besides received packets: with them, drop whatever they
-	 * populated that was never received (every page is received in
-	 * round 0, DISCARDs dropped the stale ones). */
-	if (d->ss.cfg.dest_prefault == MFD__PREFAULT_AHEAD) {
+	/* Every page never received must be missing for userfaultfd, or
+	 * UFFDIO_COPY would refuse it (EEXIST) and the guest keep what is
+	 * there. Two writers populate such pages: the prefault helpers, and
+	 * khugepaged, which collapses a huge page over the holes of one
+	 * partly received (max_ptes_none) and fills them with zeros; pages
+	 * go unreceived when mfd_source_start_postcopy() ends round 0
+	 * early. So: helpers stopped, memory registered (an armed range is
+	 * not collapsed over its holes), then whatever is not received
+	 * dropped, before the fault thread and the guest run. */
+	if (d->ss.cfg.dest_prefault == MFD__PREFAULT_AHEAD)
 		mfd__prefault_stop(&d->pf);
+	if (!ret)
+		ret = mfd__pc_dst_register(&d->pc);
+	if (!ret)
 		ret = mfd__pc_dst_drop_missing(&d->pc);
-	}
 	uint64_t t2 = mfd__now_ns();
 	if (!ret)
 		ret = mfd__pc_dst_switch(&d->pc);
 	mfd__dbg("SWITCH(%u), %llu pages to come: round %u in place after "
-		 "%.1f ms, devices and drops %.1f ms, registration %.1f ms",
+		 "%.1f ms, devices, registration and drops %.1f ms, fault "
+		 "thread %.1f ms",
 		 sw.round, (unsigned long long)sw.pages, sw.round - 1,
 		 (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
 		 (double)(mfd__now_ns() - t2) / 1e6);

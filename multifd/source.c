@@ -755,6 +755,17 @@ static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
 		uint64_t pend = STAT_GET(s->ss.st.pending_bytes);
 		STAT_SET(s->ss.st.pending_bytes,
 			 pend > bytes ? pend - bytes : 0);
+		/* mfd_source_start_postcopy(): the round ends here, not at
+		 * its last page (QEMU's migrate-start-postcopy does not wait
+		 * for a pass either). What it did not send stays dirty and
+		 * unsent: after the switch it is the bulk channels' work. */
+		if (s->pcs_up &&
+		    __atomic_load_n(&s->pc_request, __ATOMIC_ACQUIRE)) {
+			mfd__info("post-copy requested: round %u ends after "
+				  "%llu pages",
+				  round, (unsigned long long)pages);
+			break;
+		}
 	}
 	*pages_out = pages;
 	if ((ret = mfd__pool_sync(&s->pool, round)))

@@ -273,30 +273,41 @@ static void check_memory(struct pc_vm *vm)
 }
 
 /* A whole post-copy migration, manual (mfd_source_start_postcopy after
- * round 1) or auto. */
+ * round 1), early (manual, in the middle of round 0) or auto. */
 static void run_switch(const char *mode, unsigned lanes)
 {
 	struct pc_vm vm;
 	char uri[128], lanes_kv[32];
 	setup(&vm);
 	snprintf(lanes_kv, sizeof(lanes_kv), "postcopy-lanes=%u", lanes);
-	bool manual = strcmp(mode, "manual") == 0;
+	bool early = strcmp(mode, "early") == 0;
+	bool manual = early || strcmp(mode, "manual") == 0;
 	const char *kv[] = { manual ? "postcopy=manual" : "postcopy=auto",
 			     lanes_kv, "channels=2", "postcopy-after-rounds=2",
 			     "downtime-limit=1",
-			     /* slow enough that the guest keeps ahead */
-			     "max-bandwidth=64M", "max-postcopy-bandwidth=32M",
+			     /* slow enough that the guest keeps ahead (early:
+			      * round 0 takes 2 s) */
+			     early ? "max-bandwidth=16M" : "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=32M",
+			     /* early: the workers' queues (2 x 8 batches)
+			      * hold 1/8 of the guest, not all of it */
+			     early ? "packet-pages=64" : "packet-pages=512",
 			     NULL };
 	mfd_config *cfg = config(kv);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
 	CHECK(start_source(&vm, cfg, uri) == 0);
+	uint64_t asked_at = 0; /* early: pages sent when it was asked */
 	if (manual) {
 		mfd_stats st;
 		do {
 			usleep(1000);
 			mfd_source_get_stats(vm.s, &st, sizeof(st));
-		} while (st.round < 1 && st.phase == MFD_PHASE_PRECOPY);
+		} while (st.phase <= MFD_PHASE_SETUP ||
+			 (st.phase == MFD_PHASE_PRECOPY &&
+			  (early ? st.pages < NPAGES / 8 : st.round < 1)));
 		CHECK(mfd_source_start_postcopy(vm.s) == 0);
+		asked_at = st.pages;
+		CHECK(!early || st.round == 0);
 	}
 	int sret = mfd_source_wait(vm.s);
 	int dret = mfd_dest_wait(vm.d);
@@ -324,6 +335,17 @@ static void run_switch(const char *mode, unsigned lanes)
 	CHECK(atomic_load(&vm.torn) == 0);
 	CHECK(ss.pages == ds.pages);
 	CHECK(ds.page_requests >= ss.urgent_requests);
+	if (early) {
+		/* The request ended round 0 where it was: the pages it had
+		 * not reached went after the switch, not before it. */
+		mfd_round_stats r0;
+		CHECK(mfd_source_get_round(vm.s, 0, &r0, sizeof(r0)) == 0);
+		printf("  asked after %llu pages; round 0 sent %llu of %u\n",
+		       (unsigned long long)asked_at,
+		       (unsigned long long)r0.pages, NPAGES);
+		CHECK(ss.postcopy_round == 1);
+		CHECK(r0.pages >= asked_at && r0.pages < NPAGES);
+	}
 	check_memory(&vm);
 	mfd_source_free(vm.s);
 	mfd_dest_free(vm.d);
@@ -550,6 +572,10 @@ int main(void)
 	if (!only || !strcmp(only, "manual")) {
 		printf("manual switch\n");
 		run_switch("manual", 1);
+	}
+	if (!only || !strcmp(only, "early")) {
+		printf("manual switch in the middle of round 0\n");
+		run_switch("early", 1);
 	}
 	if (!only || !strcmp(only, "auto")) {
 		printf("auto switch, 2 lanes\n");

@@ -10,7 +10,7 @@ bench=$build/multifd-bench
 kernel=$build/tests/guests/stamp.elf
 echo "# $(date -u '+%F %T UTC') $(uname -r) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# $bench --vm kvm --kernel $kernel --ram 64M --cmdline rate=2000 --dirty-log MODE --vcpus N [--max-bandwidth 16M]"
-echo "# post-copy rows add: --postcopy manual --postcopy-after-ms 300 --verify off --device-transfer main"
+echo "# post-copy rows add: --postcopy manual --postcopy-after-ms 300 --max-postcopy-bandwidth 16M --verify off --device-transfer main"
 for r in $(seq "$reps"); do
 	for mode in bitmap ring; do
 		for v in 1 2; do
@@ -36,7 +36,8 @@ for r in $(seq "$reps"); do
 	for v in 1 2; do
 		for pc in off manual; do
 			extra=(--verify off --device-transfer main)
-			[ $pc = manual ] && extra+=(--postcopy manual --postcopy-after-ms 300)
+			# The same 16 MB/s after the switch as before it.
+			[ $pc = manual ] && extra+=(--postcopy manual --postcopy-after-ms 300 --max-postcopy-bandwidth 16M)
 			out=$("$bench" --vm kvm --kernel "$kernel" --ram 64M \
 				--cmdline rate=2000 --vcpus $v --max-bandwidth 16M \
 				"${extra[@]}" --json 2>/dev/null)
