@@ -172,9 +172,7 @@ static bool round_trial(const struct mfd__converge_in *in, unsigned i,
 static double final_bytes(const struct mfd__converge_in *in)
 {
 	const mfd_round_stats *last = &in->rounds[in->nrounds - 1];
-	return ((double)last->dirty_bytes +
-		(double)last->dirty_rate_bps * (double)in->stop_ns / 1e9) *
-		       wire_ratio(in) +
+	return (double)last->dirty_bytes * wire_ratio(in) +
 	       (double)last->device_stop_bytes + (double)last->unsent_bytes;
 }
 
@@ -253,15 +251,8 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 	*est = (struct mfd__estimate){ .bandwidth_bps = bandwidth(in) };
 	part[MFD_DOWN_STOP] = in->stop_ns;
 	part[MFD_DOWN_SYNC] = in->dev_stop_ns + last->sync_ns;
-	/* The final pass sends what was dirty at the last sync and what the
-	 * guest dirties until it has stopped: at the last round's rate for
-	 * the stop (recorded on 1 Gbit/s: 5 to 39 pages more at a stop of
-	 * 0.1 to 0.7 ms, 230 at one of 5.4 ms, against 828 pending). */
-	double pending =
-		(double)last->dirty_bytes +
-		(double)last->dirty_rate_bps * (double)in->stop_ns / 1e9;
-	part[MFD_DOWN_RAM] =
-		at_bandwidth(pending * wire_ratio(in), est->bandwidth_bps);
+	part[MFD_DOWN_RAM] = at_bandwidth(
+		(double)last->dirty_bytes * wire_ratio(in), est->bandwidth_bps);
 	part[MFD_DOWN_DEVICE] = at_bandwidth((double)last->device_stop_bytes,
 					     est->bandwidth_bps);
 	/* Both sides hash all RAM: the source after it queued the final

@@ -59,9 +59,7 @@ struct mfd__converge_in {
  *   stop    the stop hook (in->stop_ns)
  *   sync    the devices' arcs to STOP_COPY (in->dev_stop_ns), then the
  *           final dirty sync: the last round's sync took as long
- *   ram     the pending pages, and those the guest dirties until it has
- *           stopped (the last round's dirty rate over the stop part): the
- *           last round's wire bytes per page (its
+ *   ram     the pending pages: the last round's wire bytes per page (its
  *           mix of zero, compressed and raw pages) at the recent rounds'
  *           bandwidth; both from the rounds' page phases, without the
  *           device state sent before the pages (rounds[].device_bytes,

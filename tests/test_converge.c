@@ -655,24 +655,6 @@ static void test_settings_from_config(void **state)
 
 /* ---- the budget's margin (issue 18, third pass) ---- */
 
-/* The final pass also sends what the guest dirties until the stop hook
- * has stopped it: 30 MB pending, dirtied at 100 MB/s, a 5 ms stop: 30.5
- * MB at 1 GB/s. */
-static void test_estimate_dirty_until_stop(void **state)
-{
-	(void)state;
-	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 30000000) };
-	r[0].dirty_rate_bps = 100000000;
-	struct mfd__converge_in in = est_in(r, 1, &defaults);
-	struct mfd__estimate e;
-	mfd__converge_estimate(&in, 300 * MS, &e);
-	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 30 * MS);
-	in.stop_ns = 5 * MS;
-	mfd__converge_estimate(&in, 300 * MS, &e);
-	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 30500000);
-	assert_int_equal(e.total_ns, 35500000);
-}
-
 /* Rounds of raw pages on a link of bps, each sending its pages in
  * page_ns scaled by f[i] (1: as predicted), 256 MiB each: the bandwidth
  * predicted for a round is the one before's, and each round is a trial of
@@ -974,7 +956,6 @@ int main(void)
 		cmocka_unit_test(test_settings_from_config),
 		cmocka_unit_test(test_postcopy_switch),
 		cmocka_unit_test(test_postcopy_not_converging),
-		cmocka_unit_test(test_estimate_dirty_until_stop),
 		cmocka_unit_test(test_margin_none),
 		cmocka_unit_test(test_margin_scatter),
 		cmocka_unit_test(test_budget_at_quantile),
