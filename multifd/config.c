@@ -95,9 +95,10 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.max = 3600000,
 		FIELD(downtime_limit_ms),
 		.doc = "Downtime budget: switch over once the predicted "
-		       "downtime fits in it: the remaining dirty pages and "
-		       "the devices' stop-copy state at the predicted "
-		       "bandwidth, plus the stop hook, the final dirty sync "
+		       "downtime fits in it at downtime-quantile: the "
+		       "remaining dirty pages and the devices' stop-copy "
+		       "state at the predicted bandwidth, plus the stop "
+		       "hook, the devices' stop and the final dirty sync, "
 		       "and the end exchange (digests with verify). When it "
 		       "does not fit, the part that broke it is logged and "
 		       "reported (over_part).",
@@ -114,6 +115,23 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		       "(pausing vCPUs, flushing devices), counted in the "
 		       "downtime estimate; 0 = the hook's last measured call "
 		       "on this source (none before the first).",
+	},
+	{
+		.section = "migration",
+		.name = "downtime-quantile",
+		.type = MFD__CFG_UINT,
+		.def = "95",
+		.min = 50,
+		.max = 99,
+		FIELD(downtime_quantile),
+		.doc = "How sure the switchover must be to fit downtime-limit, "
+		       "in percent: the predicted transfer is stretched by "
+		       "this quantile of the errors the estimator made on "
+		       "this migration's own rounds (each round's pages "
+		       "predicted, then timed). 95: 9 switchovers of 10 "
+		       "within the limit with a 91 % chance; 50 = the "
+		       "estimate itself, no margin. The margin is reported "
+		       "(expected_downtime_q_ns) beside the estimate.",
 	},
 	{
 		.section = "migration",

@@ -24,6 +24,7 @@ struct mfd_config {
 	uint32_t max_rounds;	     /* pre-copy rounds before switchover */
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
 	uint64_t stop_cost_ms;	     /* declared stop hook cost, 0 = measure */
+	uint32_t downtime_quantile;  /* percent: the budget's confidence */
 	uint64_t connect_timeout_ms; /* connect + handshake */
 	uint32_t max_pending;	     /* destination: connections before hello */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */

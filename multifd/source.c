@@ -49,8 +49,9 @@ struct mfd_source {
 	bool tracking;
 	int throttle; /* percent applied through the hook */
 	/* Fixed switchover costs the estimate adds (migration thread). */
-	uint64_t stop_ns;   /* the stop hook's last call, kept across runs */
-	uint64_t verify_ns; /* predicted digests of all RAM, 0: verify off */
+	uint64_t stop_ns;     /* the stop hook's last call, kept across runs */
+	uint64_t verify_ns;   /* predicted digests of all RAM, 0: verify off */
+	uint64_t dev_stop_ns; /* the devices' arcs to STOP_COPY, predicted */
 
 	/* Round records, appended by the migration thread under lock. */
 	mfd_round_stats *rounds;
@@ -965,6 +966,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 				  ? s->main->ops->rtt_ns(s->main)
 				  : 0,
 		.verify_ns = s->verify_ns,
+		.dev_stop_ns = s->dev_stop_ns,
 		.dirty_limit_on = s->dirty_limit_on,
 		.set = &set
 	};
@@ -985,6 +987,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 		w->expected_device_ns = part[MFD_DOWN_DEVICE];
 		w->expected_end_ns = part[MFD_DOWN_END];
 		w->over_part = (uint32_t)out->est.over;
+		w->expected_downtime_q_ns = out->est.total_q_ns;
 	}
 	pthread_mutex_unlock(&s->lock);
 	STAT_SET(s->ss.st.expected_stop_ns, part[MFD_DOWN_STOP]);
@@ -993,6 +996,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 	STAT_SET(s->ss.st.expected_device_ns, part[MFD_DOWN_DEVICE]);
 	STAT_SET(s->ss.st.expected_end_ns, part[MFD_DOWN_END]);
 	STAT_SET(s->ss.st.over_part, (uint32_t)out->est.over);
+	STAT_SET(s->ss.st.expected_downtime_q_ns, out->est.total_q_ns);
 }
 
 /*
@@ -1107,9 +1111,12 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 	double expected_ms = (double)out->expected_downtime_ns / 1e6;
 	const uint64_t *part = out->est.part_ns;
 	mfd__dbg("round %u: %llu bytes pending, expected downtime %.1f ms "
-		 "(stop %.1f, sync %.1f, ram %.1f, device %.1f, end %.1f)%s%s",
+		 "(at downtime-quantile %.1f ms, margin x%.3f from %u rounds; "
+		 "stop %.1f, sync %.1f, ram %.1f, device %.1f, end %.1f)%s%s",
 		 rec->round + 1, (unsigned long long)rec->dirty_bytes,
-		 expected_ms, (double)part[MFD_DOWN_STOP] / 1e6,
+		 expected_ms, (double)out->est.total_q_ns / 1e6,
+		 out->est.margin, out->est.nerr,
+		 (double)part[MFD_DOWN_STOP] / 1e6,
 		 (double)part[MFD_DOWN_SYNC] / 1e6,
 		 (double)part[MFD_DOWN_RAM] / 1e6,
 		 (double)part[MFD_DOWN_DEVICE] / 1e6,
@@ -1394,9 +1401,12 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		}
 		uint64_t now = mfd__now_ns();
 		rec.sync_ns = now - t0;
-		if (mfd__devsave_any(&s->ds))
+		if (mfd__devsave_any(&s->ds)) {
 			rec.device_stop_bytes =
 				mfd__devset_stop_copy_size(&s->ds.set);
+			/* issue 18: the devices' stop, in the sync part */
+			s->dev_stop_ns = mfd__devset_stop_cost(&s->ds.set);
+		}
 		rec.dirty_bytes = pending;
 		rec.dirty_pages = pending / s->ss.blocks[0].page_size;
 		uint64_t window = now - t_sync;

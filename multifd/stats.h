@@ -52,6 +52,7 @@
 	X(uint32_t, over_part)                                                 \
 	X(uint64_t, down_device_ns)                                            \
 	X(uint32_t, overrun_part)                                              \
+	X(uint64_t, expected_downtime_q_ns)                                    \
 	X(uint32_t, vcpus_throttled)                                           \
 	X(uint32_t, vcpu_throttle_max_pct)                                     \
 	X(uint64_t, dirty_rate_bps)                                            \

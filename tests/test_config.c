@@ -59,6 +59,8 @@ static void test_table(UNUSED void **state)
 		{ "downtime-limit",
 		  offsetof(struct mfd_config, downtime_limit_ms), 8 },
 		{ "stop-cost", offsetof(struct mfd_config, stop_cost_ms), 8 },
+		{ "downtime-quantile",
+		  offsetof(struct mfd_config, downtime_quantile), 4 },
 		{ "connect-timeout",
 		  offsetof(struct mfd_config, connect_timeout_ms), 8 },
 		{ "max-pending-connections",

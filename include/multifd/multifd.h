@@ -309,13 +309,15 @@ typedef struct mfd_stats {
 	 * Source: the switchover estimate in parts, as predicted at the last
 	 * decision (they add up to expected_downtime_ns), beside what was
 	 * measured. expected_stop_ns: the stop hook (stop-cost, else its
-	 * last measured call); _sync_ns: the final dirty sync (the last
-	 * round's); _ram_ns: the pending pages at the predicted bandwidth and
-	 * the last round's packet mix; _device_ns: the devices' stop-copy
-	 * size at that bandwidth; _end_ns: the end exchange (round trip,
-	 * digests with verify). down_stop_ns: the measured stop hook (part of
-	 * down_sync_ns). over_part: enum mfd_down_part, the part that made
-	 * the estimate exceed downtime-limit at the last decision (0: none).
+	 * last measured call); _sync_ns: the devices' arcs to STOP_COPY
+	 * (get_stop_cost, else their slowest arc timed) and the final dirty
+	 * sync (the last round's); _ram_ns: the pending pages at the predicted
+	 * bandwidth and the last round's packet mix; _device_ns: the devices'
+	 * stop-copy size at that bandwidth; _end_ns: the end exchange (round
+	 * trip, digests with verify). down_stop_ns: the measured stop hook
+	 * (part of down_sync_ns). over_part: enum mfd_down_part, the part that
+	 * made the estimate exceed downtime-limit at the last decision (0:
+	 * none).
 	 */
 	uint64_t expected_stop_ns;
 	uint64_t expected_sync_ns;
@@ -336,6 +338,12 @@ typedef struct mfd_stats {
 	 */
 	uint64_t down_device_ns;
 	uint32_t overrun_part;
+	/* Source: the estimate at the budget's quantile (downtime-quantile),
+	 * what the last decision held against downtime-limit: the transfer
+	 * parts stretched by the errors the estimator made on this
+	 * migration's rounds (>= expected_downtime_ns, which stays the
+	 * estimate itself). */
+	uint64_t expected_downtime_q_ns;
 	/* Source, dirty-limit: vCPUs throttled now, and the highest
 	 * per-vCPU throttle applied. */
 	uint32_t vcpus_throttled;
@@ -431,6 +439,9 @@ typedef struct mfd_round_stats {
 	 * estimate uses. */
 	uint64_t device_bytes;
 	uint64_t device_ns;
+	/* The estimate at downtime-quantile made at the end of the round
+	 * (mfd_stats.expected_downtime_q_ns). */
+	uint64_t expected_downtime_q_ns;
 } mfd_round_stats;
 
 /*
