@@ -615,6 +615,37 @@ uint64_t mfd__pool_unsent(struct mfd__pool *p)
 	return n;
 }
 
+uint64_t mfd__pool_cancel_queued(struct mfd__pool *p,
+				 void (*undo)(void *ctx,
+					      const struct mfd__batch *b),
+				 void *ctx)
+{
+	uint64_t pages = 0;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++) {
+		struct mfd__send_worker *w = &p->w[i];
+		if (w->dead || w->len < 2)
+			continue;
+		/* The head may be on the wire already: it stays. */
+		unsigned keep = 1;
+		for (unsigned k = 1; k < w->len; k++) {
+			struct mfd__job_slot js =
+				w->q[(w->head + k) % MFD__POOL_QUEUE];
+			if (js.job == MFD__JOB_PAGES) {
+				undo(ctx, js.batch);
+				pages += js.batch->n;
+				p->free[p->nfree++] = js.batch;
+			} else {
+				w->q[(w->head + keep++) % MFD__POOL_QUEUE] = js;
+			}
+		}
+		w->len = keep;
+	}
+	pthread_cond_broadcast(&p->idle_cv);
+	pthread_mutex_unlock(&p->lock);
+	return pages;
+}
+
 unsigned mfd__pool_queued(struct mfd__pool *p)
 {
 	unsigned n = 0;

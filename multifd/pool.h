@@ -153,6 +153,15 @@ uint64_t mfd__pool_unsent(struct mfd__pool *p);
 /* Jobs queued on the workers, the ones being sent included. Any thread. */
 unsigned mfd__pool_queued(struct mfd__pool *p);
 
+/* Takes back every PAGES job queued behind the one each worker is on:
+ * undo(ctx, batch) for each (the batch is not sent), then the batch is
+ * free again. Other jobs keep their order. Returns the pages taken back.
+ * Migration thread (the only submitter). */
+uint64_t mfd__pool_cancel_queued(struct mfd__pool *p,
+				 void (*undo)(void *ctx,
+					      const struct mfd__batch *b),
+				 void *ctx);
+
 /* Takes the channels (closed by mfd__pool_destroy). codec may be NULL (no
  * compression). */
 int mfd__pool_start(struct mfd__pool *p, struct mfd__chan **chans, unsigned n,

@@ -730,6 +730,21 @@ static int dirty_sync(mfd_source *s, uint64_t *pending)
 }
 
 /* One pass of the scanner over the dirty bitmaps, then SYNC and ROUND. */
+/* A batch taken back from the pool before it went out (post-copy
+ * requested): dirty again, so whichever comes next (the switch or a final
+ * pre-copy round) sends it. It stays noted as sent: the destination may
+ * hold an older copy from an earlier round, and the switch's DISCARD
+ * (dirty and sent) drops it; dropping a page never received is harmless.
+ * Pool lock held. */
+static void unqueue_batch(void *ctx, const struct mfd__batch *b)
+{
+	mfd_source *s = ctx;
+	struct mfd__ramblock *rb = &s->ss.blocks[b->block];
+	for (unsigned i = 0; i < b->n; i++)
+		mfd__bitmap_set(&rb->dirty, b->offsets[i] >> rb->page_shift);
+	STAT_ADD(s->ss.st.pending_bytes, (uint64_t)b->n * rb->page_size);
+}
+
 static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
 		      uint64_t *pages_out)
 {
@@ -759,13 +774,27 @@ static int send_round(mfd_source *s, struct mfd__batch **batch, uint32_t round,
 		 * for a pass either). What it did not send stays dirty and
 		 * unsent: after the switch it is the bulk channels' work. */
 		if (s->pcs_up &&
-		    __atomic_load_n(&s->pc_request, __ATOMIC_ACQUIRE)) {
+		    __atomic_load_n(&s->pc_request, __ATOMIC_ACQUIRE))
+			break;
+	}
+	/* With post-copy on, the queues drain under watch: a request while
+	 * they do takes back what has not gone out (up to 8 packets a
+	 * channel, the whole round on a small guest). */
+	while (!ret && s->pcs_up && mfd__pool_queued(&s->pool) > s->pool.n) {
+		if (__atomic_load_n(&s->pc_request, __ATOMIC_ACQUIRE)) {
+			pages -= mfd__pool_cancel_queued(&s->pool,
+							 unqueue_batch, s);
 			mfd__info("post-copy requested: round %u ends after "
 				  "%llu pages",
 				  round, (unsigned long long)pages);
 			break;
 		}
+		struct timespec ts = { 0, 1000000 };
+		nanosleep(&ts, NULL);
+		ret = mfd__session_check(&s->ss);
 	}
+	if (ret)
+		return ret;
 	*pages_out = pages;
 	if ((ret = mfd__pool_sync(&s->pool, round)))
 		return ret;

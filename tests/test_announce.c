@@ -37,6 +37,8 @@
 #include "testvm.h"
 
 #define TOL_MS 20
+/* Schedules tried before a spacing error counts (see dest_hook_rounds). */
+#define TIMING_TRIES 3
 
 static const uint8_t MAC1[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 static const uint8_t MAC2[6] = { 0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e };
@@ -222,10 +224,13 @@ static void migrate_with_hook(struct tvm *vm, struct hook_rec *h,
 	assert_true(tvm_equal(vm));
 }
 
-static void dest_hook_rounds(void **state)
+/* One schedule through the hook; false when only its timing was off
+ * (a loaded machine can hold a waking thread for tens of ms). */
+static bool hook_rounds_once(void)
 {
 	struct tvm vm = { 0 };
 	struct hook_rec h = { .fail_at = -1 };
+	bool on_time = true;
 
 	migrate_with_hook(&vm, &h, "100ms", "50ms", "4");
 	/* mfd_dest_wait() did not wait for the schedule (700 ms in all; the
@@ -238,7 +243,7 @@ static void dest_hook_rounds(void **state)
 	const double want[] = { 100, 150, 200, 250 };
 	double first = ms_between(&h.loaded_at, &h.at[0]);
 	printf("# round 0 after %.1f ms from the migration's end\n", first);
-	assert_true(first <= want[0] + TOL_MS);
+	on_time &= first <= want[0] + TOL_MS;
 	for (unsigned i = 0; i < 4; i++) {
 		assert_int_equal(h.rounds[i], i);
 		if (i == 0)
@@ -246,11 +251,24 @@ static void dest_hook_rounds(void **state)
 		double gap = ms_between(&h.at[i - 1], &h.at[i]);
 		printf("# round %u after %.1f ms (want %.0f)\n", i, gap,
 		       want[i]);
-		assert_true(gap >= want[i] - TOL_MS && gap <= want[i] + TOL_MS);
+		on_time &= gap >= want[i] - TOL_MS && gap <= want[i] + TOL_MS;
 	}
 	/* Joined: a second wait returns the same result at once. */
 	assert_int_equal(mfd_dest_announce_wait(vm.dst), 0);
 	tvm_destroy(&vm);
+	return on_time;
+}
+
+static void dest_hook_rounds(void **state)
+{
+	/* The order and count hold every time; the spacing in one of
+	 * TIMING_TRIES schedules (a wrong schedule is off in all). */
+	bool on_time = false;
+	for (int t = 0; t < TIMING_TRIES && !on_time; t++)
+		if (!(on_time = hook_rounds_once()))
+			printf("# spacing off by more than %d ms: again\n",
+			       TOL_MS);
+	assert_true(on_time);
 }
 
 static void dest_hook_failure_ends_rounds(void **state)
@@ -320,6 +338,7 @@ static int run_unit(void)
 #define MAXF  64
 
 static int fails;
+static int late; /* spacing errors of the last schedule checked */
 #define CHECK(cond, ...)                                                       \
 	do {                                                                   \
 		if (!(cond)) {                                                 \
@@ -411,9 +430,12 @@ static void check_capture(const char *what, const struct capture *c,
 		double d = (double)mfd_announce_delay_ms(p, r);
 		printf("# %s: round %u after %.1f ms (want %.0f)\n", what, r,
 		       gap, d);
-		CHECK(gap >= d - TOL_MS && gap <= d + TOL_MS,
-		      "%s: round %u after %.1f ms, want %.0f +- %d", what, r,
-		      gap, d, TOL_MS);
+		if (gap < d - TOL_MS || gap > d + TOL_MS) {
+			printf("# %s: round %u after %.1f ms, want %.0f +- "
+			       "%d\n",
+			       what, r, gap, d, TOL_MS);
+			late++;
+		}
 	}
 }
 
@@ -422,6 +444,38 @@ static void dest_setup_frames(struct tvm *vm)
 	const uint8_t(*macs)[6] = vm->opaque;
 	int err = mfd_dest_set_announce(vm->dst, IF_TX, macs, 2);
 	CHECK(err == 0, "mfd_dest_set_announce: %d", err);
+}
+
+/* A migration whose destination announces on the veth; its frames. */
+static void dest_frames_once(int fd, struct capture *c,
+			     const uint8_t (*macs)[6])
+{
+	struct tvm vm = { 0 };
+	const char *kv[] = { "channels=2", "announce-initial=30ms",
+			     "announce-step=30ms", "announce-rounds=3", NULL };
+	int dret = -1;
+	tvm_config(&vm, kv);
+	tvm_add_block(&vm, "pc.ram", 1 << 20, 4096);
+	tvm_fill_random(vm.blocks[0].src, 1 << 20, 7);
+	vm.opaque = (void *)macs;
+	vm.dest_setup = dest_setup_frames;
+	tvm_start_dest(&vm);
+	int err = tvm_migrate(&vm, NULL, &dret);
+	CHECK(err == 0 && dret == 0, "migration: source %d, destination %d",
+	      err, dret);
+	CHECK(tvm_equal(&vm), "memory differs");
+	err = mfd_dest_announce_wait(vm.dst);
+	CHECK(err == 0, "mfd_dest_announce_wait: %d", err);
+	mfd_stats st;
+	mfd_dest_get_stats(vm.dst, &st, sizeof(st));
+	printf("# destination cpu_ns %llu (announcement thread included)\n",
+	       (unsigned long long)st.cpu_ns);
+	tvm_destroy(&vm);
+	mfd_announce_params p = {
+		.initial_ms = 30, .max_ms = 550, .rounds = 3, .step_ms = 30
+	};
+	capture_drain(fd, c, 200);
+	check_capture("destination", c, macs, 2, &p);
 }
 
 static int run_netns(void)
@@ -456,41 +510,33 @@ static int run_netns(void)
 		return 77;
 	}
 
-	/* 1. The blocking helper with QEMU's defaults: 1.25 s. */
+	/* 1. The blocking helper with QEMU's defaults: 1.25 s. Count,
+	 * layout and MACs hold every time; the spacing in one of
+	 * TIMING_TRIES schedules (a loaded machine can hold a waking thread
+	 * for tens of ms; a wrong schedule is off every time). */
 	CHECK(mfd_announce_get_params(NULL, &p) == 0, "params");
-	int err = mfd_announce_run(IF_TX, macs, 2, &p);
-	CHECK(err == 0, "mfd_announce_run: %d", err);
-	capture_drain(fd, c, 200);
-	check_capture("helper", c, macs, 2, &p);
+	for (int t = 0; t < TIMING_TRIES; t++) {
+		late = 0;
+		int err = mfd_announce_run(IF_TX, macs, 2, &p);
+		CHECK(err == 0, "mfd_announce_run: %d", err);
+		capture_drain(fd, c, 200);
+		check_capture("helper", c, macs, 2, &p);
+		if (!late)
+			break;
+		printf("# helper: spacing off: again\n");
+	}
+	CHECK(!late, "helper: spacing off in %d schedules", TIMING_TRIES);
 
 	/* 2. The destination's thread after a real migration, frames on
 	 * the veth: 3 rounds 30, 60, 90 ms apart. */
-	struct tvm vm = { 0 };
-	const char *kv[] = { "channels=2", "announce-initial=30ms",
-			     "announce-step=30ms", "announce-rounds=3", NULL };
-	int dret = -1;
-	tvm_config(&vm, kv);
-	tvm_add_block(&vm, "pc.ram", 1 << 20, 4096);
-	tvm_fill_random(vm.blocks[0].src, 1 << 20, 7);
-	vm.opaque = (void *)macs;
-	vm.dest_setup = dest_setup_frames;
-	tvm_start_dest(&vm);
-	err = tvm_migrate(&vm, NULL, &dret);
-	CHECK(err == 0 && dret == 0, "migration: source %d, destination %d",
-	      err, dret);
-	CHECK(tvm_equal(&vm), "memory differs");
-	err = mfd_dest_announce_wait(vm.dst);
-	CHECK(err == 0, "mfd_dest_announce_wait: %d", err);
-	mfd_stats st;
-	mfd_dest_get_stats(vm.dst, &st, sizeof(st));
-	printf("# destination cpu_ns %llu (announcement thread included)\n",
-	       (unsigned long long)st.cpu_ns);
-	tvm_destroy(&vm);
-	p = (mfd_announce_params){
-		.initial_ms = 30, .max_ms = 550, .rounds = 3, .step_ms = 30
-	};
-	capture_drain(fd, c, 200);
-	check_capture("destination", c, macs, 2, &p);
+	for (int t = 0; t < TIMING_TRIES; t++) {
+		late = 0;
+		dest_frames_once(fd, c, macs);
+		if (!late)
+			break;
+		printf("# destination: spacing off: again\n");
+	}
+	CHECK(!late, "destination: spacing off in %d schedules", TIMING_TRIES);
 
 	close(fd);
 	free(c);

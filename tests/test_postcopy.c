@@ -59,6 +59,7 @@ struct pc_vm {
 	pthread_t sw;
 	atomic_int src_stop;
 	atomic_int stopped, resumed, switched;
+	uint64_t src_span; /* the source guest writes pages [0, src_span) */
 	uint64_t src_gen;
 	/* Destination guest. */
 	pthread_t rd[NREAD], wr[NWRITE];
@@ -86,7 +87,7 @@ static void *src_guest(void *arg)
 	uint8_t page[PS];
 	while (!atomic_load(&vm->src_stop)) {
 		for (int k = 0; k < 64; k++) {
-			uint64_t i = tvm_rand(&st) % NPAGES;
+			uint64_t i = tvm_rand(&st) % vm->src_span;
 			stamp(page, i, gen);
 			tvm_guest_write(vm->src + i * PS, page, PS);
 			mfd_source_mark_dirty(vm->s, 0, i * PS, PS);
@@ -197,6 +198,7 @@ static mfd_config *config(const char *const *kv)
 static void setup(struct pc_vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
+	vm->src_span = NPAGES;
 	vm->seed = tvm_seed("test_postcopy");
 	vm->src = tvm_map(RAM);
 	vm->dst = tvm_map(RAM);
@@ -282,6 +284,11 @@ static void run_switch(const char *mode, unsigned lanes)
 	snprintf(lanes_kv, sizeof(lanes_kv), "postcopy-lanes=%u", lanes);
 	bool early = strcmp(mode, "early") == 0;
 	bool manual = early || strcmp(mode, "manual") == 0;
+	/* early: the source guest dirties the first quarter only, so that
+	 * pages taken back from the queues beyond it are sent after the
+	 * switch only because they were put back in the dirty set. */
+	if (early)
+		vm.src_span = NPAGES / 4;
 	const char *kv[] = { manual ? "postcopy=manual" : "postcopy=auto",
 			     lanes_kv, "channels=2", "postcopy-after-rounds=2",
 			     "downtime-limit=1",
@@ -289,9 +296,13 @@ static void run_switch(const char *mode, unsigned lanes)
 			      * round 0 takes 2 s) */
 			     early ? "max-bandwidth=16M" : "max-bandwidth=64M",
 			     "max-postcopy-bandwidth=32M",
-			     /* early: the workers' queues (2 x 8 batches)
-			      * hold 1/8 of the guest, not all of it */
-			     early ? "packet-pages=64" : "packet-pages=512",
+			     /* early: the workers' queues (2 x 8 packets
+			      * of 100 pages) hold most of the guest, so the
+			      * switch must take them back, and what round 0
+			      * sent ends inside a 2 MiB huge page (guest RAM
+			      * is MADV_HUGEPAGE), whose other pages the
+			      * kernel fills with zeros */
+			     early ? "packet-pages=100" : "packet-pages=512",
 			     NULL };
 	mfd_config *cfg = config(kv);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
@@ -311,6 +322,16 @@ static void run_switch(const char *mode, unsigned lanes)
 	}
 	int sret = mfd_source_wait(vm.s);
 	int dret = mfd_dest_wait(vm.d);
+	if (sret || dret) {
+		/* A failure after the switch keeps guest memory registered
+		 * (a lost guest): a guest thread waiting for a page is let go
+		 * only by mfd_dest_free(). */
+		printf("  %s: source %s, destination %s\n", mode,
+		       mfd_strerror(sret), mfd_strerror(dret));
+		mfd_dest_free(vm.d);
+		dst_guest_stop(&vm);
+		CHECK(sret == 0 && dret == 0);
+	}
 	dst_guest_stop(&vm);
 	mfd_stats ss, ds;
 	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
@@ -344,7 +365,7 @@ static void run_switch(const char *mode, unsigned lanes)
 		       (unsigned long long)asked_at,
 		       (unsigned long long)r0.pages, NPAGES);
 		CHECK(ss.postcopy_round == 1);
-		CHECK(r0.pages >= asked_at && r0.pages < NPAGES);
+		CHECK(r0.pages < NPAGES);
 	}
 	check_memory(&vm);
 	mfd_source_free(vm.s);

@@ -590,9 +590,9 @@ MFD_API int mfd_source_get_handover(mfd_source *src, mfd_handover *h,
 /*
  * Post-copy with postcopy = manual or auto (QEMU's migrate-start-postcopy):
  * asks the migration to switch to post-copy now: the current pre-copy
- * round ends after the batch being queued (what it had not reached is
- * sent after the switch), unless pre-copy converges first. The workers'
- * queues (8 packets a channel) still go out first. Any thread. 0,
+ * round ends where it is, and what the workers had queued but not begun
+ * to send is taken back (it, and what the round had not reached, is sent
+ * after the switch), unless pre-copy converges first. Any thread. 0,
  * MFD_ESTATE when no migration runs or the postcopy key is off.
  */
 MFD_API int mfd_source_start_postcopy(mfd_source *src);
