@@ -8,11 +8,17 @@
  *   in L2 (512 KiB: one 128-page batch, as a worker sends or places it)
  *   and from DRAM (the whole buffer, each page read once);
  * - ms for one block digest over the page digests of the whole buffer
- *   (what END's digests cost each side inside the downtime).
+ *   (what END's digests cost each side inside the downtime);
+ * - the two sides' order with the copy a socket makes, per page of the
+ *   whole buffer in 128-page batches: the source hashes pages then copies
+ *   them out (into a 512 KiB buffer, as into socket buffers), the
+ *   destination copies them in then hashes them; hashing every 1, 8, 32
+ *   or 128 pages of the batch, against the copy alone.
  * Best of the repetitions.
  *
  *   mfd-digestbench [MiB (default 1024)] [repetitions (default 5)]
  */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +113,40 @@ static void row(const char *name, page_fn f, const uint8_t *buf, size_t len,
 	printf("\n");
 }
 
+/* ns per page: the buffer in 128-page batches, each hashed k pages at a
+ * time around copies of those k pages (k = 0: copies only); out: copy
+ * out of the buffer after the hash (source), else into it before the
+ * hash (destination). */
+static double sides(const uint8_t *buf_c, size_t len, unsigned k, bool out,
+		    int reps)
+{
+	uint8_t *buf = (uint8_t *)buf_c;
+	size_t np = len / PAGE;
+	double best = 1e9;
+	for (int r = 0; r < reps; r++) {
+		uint64_t acc = 0;
+		double t0 = now_s();
+		for (size_t b = 0; b + 128 <= np; b += 128)
+			for (unsigned i = 0; i < 128; i += k ? k : 128) {
+				unsigned n = k ? k : 128;
+				uint8_t *pg = buf + (b + i) * PAGE;
+				uint8_t *sk = copy_to + (size_t)i * PAGE;
+				if (!out)
+					memcpy(pg, sk, (size_t)n * PAGE);
+				for (unsigned j = 0; k && j < n; j++)
+					acc += mfd__page_digest(pg + j * PAGE,
+								PAGE);
+				if (out)
+					memcpy(sk, pg, (size_t)n * PAGE);
+			}
+		double t = (now_s() - t0) / (double)np * 1e9;
+		sink = acc;
+		if (t < best)
+			best = t;
+	}
+	return best;
+}
+
 int main(int argc, char **argv)
 {
 	size_t mib = argc > 1 ? strtoul(argv[1], NULL, 10) : 1024;
@@ -149,5 +189,18 @@ int main(int argc, char **argv)
 	}
 	mfd__digest_select(MFD__DIGEST_AUTO);
 	printf("in use: %s\n", mfd__digest_name(mfd__digest_current()));
+	printf("with the copy, ns per page, 128-page batches: %-7s %8s %8s\n",
+	       "hash", "source", "dest");
+	static const unsigned ks[] = { 0, 1, 8, 32, 128 };
+	for (size_t i = 0; i < sizeof(ks) / sizeof(ks[0]); i++) {
+		char name[24];
+		if (ks[i])
+			snprintf(name, sizeof(name), "every %u", ks[i]);
+		else
+			snprintf(name, sizeof(name), "none");
+		printf("%-54s %8.1f %8.1f\n", name,
+		       sides(buf, len, ks[i], true, reps),
+		       sides(buf, len, ks[i], false, reps));
+	}
 	return 0;
 }
