@@ -51,6 +51,8 @@ exception() {
 	# mfd-zerobench measures the internal zero-page paths (links
 	# multifd_internal and includes the source tree on purpose).
 	"bench/zerobench.c multifd/compress/codec.h") return 0 ;;
+	# mfd-digestbench likewise measures the internal digest builds.
+	"bench/digestbench.c multifd/common/digest.h") return 0 ;;
 	# mfd-wpcost times the uffd-wp tracker's kernel calls, whose
 	# definitions Debian 12's headers lack (multifd/compat/linux.h).
 	"bench/wpcost.c multifd/compat/linux.h") return 0 ;;

@@ -22,6 +22,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <xxhash.h>
 
 #include "multifd/internal.h"
 #include "multifd/common/digest.h"
@@ -292,6 +294,70 @@ static void test_page_digests_combine(void **s)
 	tvm_unmap(mem, size);
 }
 
+/* Every build of XXH3 the CPU can run (portable, AVX2, AVX-512) gives
+ * libxxhash's digests: page digests of several lengths and of zero
+ * pages, and block digests equal to XXH3-128 of the page digests as
+ * little-endian bytes (docs/protocol.md 5.5). AUTO is the widest. */
+static void test_digest_builds_agree(void **s)
+{
+	(void)s;
+	const size_t size = 4 * MiB, hp = 2 * MiB;
+	const size_t lens[] = { 1, 100, 240, 241, 1000, PAGE, 64 << 10, hp };
+	uint8_t *mem = tvm_map(size), *zero = tvm_map(hp);
+	tvm_fill_random(mem, size, seed);
+	static uint64_t pd[4 * MiB / PAGE];
+	static uint8_t le[8 * (4 * MiB / PAGE)];
+	for (size_t i = 0; i < size / PAGE; i++) {
+		pd[i] = XXH3_64bits(mem + i * PAGE, PAGE);
+		for (int k = 0; k < 8; k++)
+			le[8 * i + k] = (uint8_t)(pd[i] >> (8 * k));
+	}
+	XXH128_canonical_t want;
+	XXH128_canonicalFromHash(&want, XXH3_128bits(le, sizeof(le)));
+	unsigned ran = 0;
+	for (int impl = MFD__DIGEST_PORTABLE; impl < MFD__DIGEST_NIMPL;
+	     impl++) {
+		if (mfd__digest_select((enum mfd__digest_impl)impl)) {
+			printf("digest %s: not on this CPU\n",
+			       mfd__digest_name((enum mfd__digest_impl)impl));
+			continue;
+		}
+		ran++;
+		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+			assert_true(mfd__page_digest(mem + 8, lens[i]) ==
+				    XXH3_64bits(mem + 8, lens[i]));
+			assert_true(mfd__zero_page_digest(lens[i]) ==
+				    XXH3_64bits(zero, lens[i]));
+		}
+		uint64_t mine[4 * MiB / PAGE];
+		for (size_t i = 0; i < size / PAGE; i++)
+			mine[i] = mfd__page_digest(mem + i * PAGE, PAGE);
+		assert_memory_equal(mine, pd, sizeof(pd));
+		uint8_t a[1][MFD_DIGEST_SIZE], b[1][MFD_DIGEST_SIZE];
+		mfd__digest_pages(pd, size / PAGE, a[0]);
+		assert_memory_equal(a[0], want.digest, MFD_DIGEST_SIZE);
+		struct mfd__mem m = { .host = mem, .size = size };
+		mfd__digest_mem(&m, 1, PAGE, b);
+		assert_memory_equal(b[0], want.digest, MFD_DIGEST_SIZE);
+		/* One bit of one page changes its page digest. */
+		mem[5 * PAGE + 77] ^= 4;
+		assert_true(mfd__page_digest(mem + 5 * PAGE, PAGE) != pd[5]);
+		mem[5 * PAGE + 77] ^= 4;
+	}
+	assert_true(ran >= 1);
+	assert_int_equal(mfd__digest_select(MFD__DIGEST_AUTO), 0);
+	enum mfd__digest_impl widest = MFD__DIGEST_PORTABLE;
+	for (int impl = MFD__DIGEST_PORTABLE; impl < MFD__DIGEST_NIMPL; impl++)
+		if (mfd__digest_supported((enum mfd__digest_impl)impl))
+			widest = (enum mfd__digest_impl)impl;
+	assert_int_equal(mfd__digest_current(), widest);
+	printf("digest builds checked: %u, in use: %s\n", ran,
+	       mfd__digest_name(mfd__digest_current()));
+	assert_int_equal(mfd__digest_select(MFD__DIGEST_NIMPL), -ENOTSUP);
+	tvm_unmap(mem, size);
+	tvm_unmap(zero, hp);
+}
+
 int main(void)
 {
 	tvm_io_engine("test_verify");
@@ -306,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_dest_not_zero),
 		cmocka_unit_test(test_dest_not_zero_unverified),
 		cmocka_unit_test(test_page_digests_combine),
+		cmocka_unit_test(test_digest_builds_agree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

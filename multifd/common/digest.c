@@ -1,20 +1,4 @@
 /* SPDX-License-Identifier: MIT */
-#include <string.h>
-#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
-#include <xxhash.h>
-#if defined(__x86_64__) && __has_include(<xxh_x86dispatch.h>)
-/* libxxhash's run-time dispatch (AVX2, AVX-512 where the CPU has them):
- * the same digests, 3-5 times the plain build's speed per page here. */
-#define XXH_DISPATCH_DISABLE_REPLACE
-#include <xxh_x86dispatch.h>
-#define page_xxh3 XXH3_64bits_dispatch
-#else
-#define page_xxh3 XXH3_64bits
-#endif
-
-#include "multifd/common/digest.h"
-#include "multifd/common/le.h"
-
 /*
  * Block digest (docs/protocol.md 5.5): XXH3-128 of the block's page
  * digests, each the XXH3-64 of one page as a little-endian u64, in page
@@ -23,57 +7,116 @@
  * when it has placed it), overlapped with the transfer: inside the
  * downtime only the final round's pages are hashed, and the block digest
  * is one pass over 8 bytes per page.
+ *
+ * XXH3 is compiled into the library per instruction set
+ * (digest_<isa>.c) and chosen here at run time: no dependency on a
+ * libxxhash built with its x86 dispatch. On this project's AVX-512
+ * machine the AVX-512 build hashes a 4 KiB page in about 46 ns from L1
+ * or L2, as libxxhash's dispatch does (docs/benchmarks.md,
+ * mfd-digestbench).
  */
+#include <errno.h>
+#include <string.h>
+
+#include "multifd/common/digest.h"
+
+static const struct mfd__digest_ops *impl_ops(enum mfd__digest_impl impl)
+{
+	switch (impl) {
+	case MFD__DIGEST_PORTABLE:
+		return &mfd__digest_ops_portable;
+#if defined(__x86_64__)
+	case MFD__DIGEST_AVX2:
+		return &mfd__digest_ops_avx2;
+	case MFD__DIGEST_AVX512:
+		return &mfd__digest_ops_avx512;
+#endif
+	default:
+		return NULL;
+	}
+}
+
+bool mfd__digest_supported(enum mfd__digest_impl impl)
+{
+	switch (impl) {
+	case MFD__DIGEST_AUTO:
+	case MFD__DIGEST_PORTABLE:
+		return true;
+#if defined(__x86_64__)
+	case MFD__DIGEST_AVX2:
+		return __builtin_cpu_supports("avx2");
+	case MFD__DIGEST_AVX512:
+		return __builtin_cpu_supports("avx512f");
+#endif
+	default:
+		return false;
+	}
+}
+
+static enum mfd__digest_impl best(void)
+{
+	for (int i = MFD__DIGEST_NIMPL - 1; i > MFD__DIGEST_PORTABLE; i--)
+		if (mfd__digest_supported((enum mfd__digest_impl)i))
+			return (enum mfd__digest_impl)i;
+	return MFD__DIGEST_PORTABLE;
+}
+
+/* AUTO until first use; then the build in use (atomic: set once, or by
+ * mfd__digest_select before a migration). */
+static int current;
+
+enum mfd__digest_impl mfd__digest_current(void)
+{
+	int c = __atomic_load_n(&current, __ATOMIC_RELAXED);
+	if (c == MFD__DIGEST_AUTO) {
+		c = best();
+		__atomic_store_n(&current, c, __ATOMIC_RELAXED);
+	}
+	return (enum mfd__digest_impl)c;
+}
+
+int mfd__digest_select(enum mfd__digest_impl impl)
+{
+	if (impl == MFD__DIGEST_AUTO)
+		impl = best();
+	if (impl >= MFD__DIGEST_NIMPL || !mfd__digest_supported(impl))
+		return -ENOTSUP;
+	__atomic_store_n(&current, impl, __ATOMIC_RELAXED);
+	return 0;
+}
+
+const char *mfd__digest_name(enum mfd__digest_impl impl)
+{
+	static const char *const names[] = { "auto", "portable", "avx2",
+					     "avx512" };
+	return impl < MFD__DIGEST_NIMPL ? names[impl] : "?";
+}
+
+static const struct mfd__digest_ops *ops(void)
+{
+	return impl_ops(mfd__digest_current());
+}
+
 uint64_t mfd__page_digest(const void *page, uint64_t size)
 {
-	return page_xxh3(page, (size_t)size);
+	return ops()->page(page, size);
 }
 
 uint64_t mfd__zero_page_digest(uint64_t size)
 {
-	static const uint8_t zero[64 << 10];
-	XXH3_state_t st;
-	XXH3_64bits_reset(&st);
-	for (uint64_t done = 0; done < size;) {
-		uint64_t n =
-			size - done < sizeof(zero) ? size - done : sizeof(zero);
-		XXH3_64bits_update(&st, zero, (size_t)n);
-		done += n;
-	}
-	return XXH3_64bits_digest(&st);
+	return ops()->zero_page(size);
 }
 
 void mfd__digest_pages(const uint64_t *pd, uint64_t npages,
 		       uint8_t out[MFD__DIGEST_SIZE])
 {
-	XXH3_state_t st;
-	XXH3_128bits_reset(&st);
-	uint8_t le[8 * 512];
-	for (uint64_t i = 0; i < npages;) {
-		size_t k = 0;
-		for (; k < 512 && i < npages; k++, i++)
-			mfd__put_le64(le + 8 * k, pd[i]);
-		XXH3_128bits_update(&st, le, 8 * k);
-	}
-	XXH128_canonical_t cd;
-	XXH128_canonicalFromHash(&cd, XXH3_128bits_digest(&st));
-	memcpy(out, cd.digest, MFD__DIGEST_SIZE);
+	ops()->pages(pd, npages, out);
 }
 
 void mfd__digest_mem(const struct mfd__mem *r, unsigned n, uint64_t page_size,
 		     uint8_t (*out)[MFD__DIGEST_SIZE])
 {
-	for (unsigned b = 0; b < n; b++) {
-		XXH3_state_t st;
-		XXH3_128bits_reset(&st);
-		for (uint64_t off = 0; off < r[b].size; off += page_size) {
-			uint8_t le[8];
-			mfd__put_le64(le, mfd__page_digest(r[b].host + off,
-							   page_size));
-			XXH3_128bits_update(&st, le, 8);
-		}
-		XXH128_canonical_t cd;
-		XXH128_canonicalFromHash(&cd, XXH3_128bits_digest(&st));
-		memcpy(out[b], cd.digest, MFD__DIGEST_SIZE);
-	}
+	const struct mfd__digest_ops *o = ops();
+	for (unsigned b = 0; b < n; b++)
+		o->mem(r[b].host, r[b].size, page_size, out[b]);
 }
