@@ -75,6 +75,15 @@ static void bench_usage(FILE *f)
 		"  --announce-mac MAC    a guest NIC's address, "
 		"aa:bb:cc:dd:ee:ff\n"
 		"                        (repeatable; needs --announce-if)\n"
+		"  --cut-at-round N      local run: cut every connection "
+		"(a proxy\n"
+		"                        resets them) once round N runs; "
+		"the\n"
+		"                        migration pauses (resume-timeout)\n"
+		"  --resume-after-ms M   then mfd_source_resume() M ms after "
+		"the\n"
+		"                        pause, straight to the destination "
+		"(0)\n"
 		"  --fill-threads N      threads filling the image (default "
 		"2)\n"
 		"  --dump-image FILE     write the source image (--ram, "
@@ -347,6 +356,8 @@ enum {
 	OPT_SOURCE_NETNS,
 	OPT_ANNOUNCE_IF,
 	OPT_ANNOUNCE_MAC,
+	OPT_CUT_AT_ROUND,
+	OPT_RESUME_AFTER,
 	OPT_TRANSPORT,
 	OPT_WRITERS,
 	OPT_READERS,
@@ -403,6 +414,8 @@ static const struct option bench_long_opts[] = {
 	{ "source-netns", required_argument, NULL, OPT_SOURCE_NETNS },
 	{ "announce-if", required_argument, NULL, OPT_ANNOUNCE_IF },
 	{ "announce-mac", required_argument, NULL, OPT_ANNOUNCE_MAC },
+	{ "cut-at-round", required_argument, NULL, OPT_CUT_AT_ROUND },
+	{ "resume-after-ms", required_argument, NULL, OPT_RESUME_AFTER },
 	{ "transport", required_argument, NULL, OPT_TRANSPORT },
 	{ "writers", required_argument, NULL, OPT_WRITERS },
 	{ "readers", required_argument, NULL, OPT_READERS },
@@ -604,6 +617,14 @@ static void parse_vm_opt(int c, const char *arg, struct bench_opts *o)
 	case OPT_DEST_NETNS:
 		o->dest_netns = arg;
 		break;
+	case OPT_CUT_AT_ROUND:
+		o->cut_round = (unsigned)parse_uint_opt("cut-at-round", arg, 1,
+							100000);
+		break;
+	case OPT_RESUME_AFTER:
+		o->resume_after_ms = (unsigned)parse_uint_opt("resume-after-ms",
+							      arg, 0, 3600000);
+		break;
 	case OPT_ANNOUNCE_IF:
 		o->announce_if = arg;
 		break;
@@ -759,6 +780,9 @@ static void check_args(int argc, char **argv, struct bench_opts *o)
 		usage_error("dest needs --listen tcp:HOST:PORT");
 	if (o->mode == MODE_SOURCE && !o->twohost_uri && !o->print_config)
 		usage_error("source needs --connect tcp:HOST:PORT");
+	if (o->cut_round &&
+	    (o->mode != MODE_LOCAL || o->kvm.on || strcmp(o->transport, "tcp")))
+		usage_error("--cut-at-round: local runs over tcp only");
 	if (!o->announce_if != !o->announce_nmacs)
 		usage_error("--announce-if and --announce-mac go together");
 	if (o->announce_if && (o->mode == MODE_SOURCE || o->kvm.on))

@@ -67,6 +67,11 @@ struct bench_opts {
 	const char *announce_if;
 	uint8_t announce_macs[MFD_ANNOUNCE_MAX_MACS][6];
 	unsigned announce_nmacs;
+	/* --cut-at-round N --resume-after-ms M (local runs): every
+	 * connection cut once round N runs, mfd_source_resume() M ms after
+	 * the pause (cutproxy.c); cut_round 0: no cut. */
+	unsigned cut_round;
+	unsigned resume_after_ms;
 	/* Guest workload. */
 	struct guest_opts guest;
 	unsigned measure_ms;	       /* guest work rate before and after */

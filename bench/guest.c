@@ -33,6 +33,7 @@ struct guest {
 	mfd_source *mark; /* atomic pointer */
 	uint64_t npages, hot_pages;
 	double pages_per_ns; /* per writer */
+	uint64_t chunks;     /* compute chunks of one slice's job */
 	int throttle;	     /* atomic percent */
 	pthread_mutex_t lock;
 	pthread_cond_t cv; /* wakes sleepers and parked writers */
@@ -170,11 +171,60 @@ static void write_page(struct writer *w, uint64_t pg)
 	}
 }
 
+/* One slice's compute: CHUNK rounds of xorshift, the guest's own work. */
+static uint64_t compute_chunk(uint64_t x)
+{
+	for (unsigned i = 0; i < CHUNK; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+	}
+	return x;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Chunks that take busy_ns of CPU: measured in this thread's CPU time, so
+ * a loaded machine that preempts the caller does not shrink the job.
+ */
+static uint64_t calibrate_chunks(uint64_t busy_ns)
+{
+	uint64_t x = 88172645463325252ULL, n = 0, c0 = thread_cpu_ns(), c;
+	volatile uint64_t sink;
+
+	do {
+		x = compute_chunk(x);
+		n++;
+		c = thread_cpu_ns();
+	} while (c - c0 < 20000000ULL); /* 20 ms of CPU */
+	sink = x;
+	(void)sink;
+	n = n * busy_ns / (c - c0);
+	return n ? n : 1;
+}
+
+/*
+ * A writer's slice is a fixed job: g->chunks compute chunks (load_pct of
+ * a 10 ms slice on an idle CPU) with the slice's writes spread among
+ * them. The next slice starts 10 ms after this one or when the job is
+ * done, whichever is later, then the throttle's sleep. So the guest's
+ * work rate is its own progress: a write that blocks (a userfaultfd
+ * fault, write protection), a throttle's sleep or a CPU it does not get
+ * lowers it, and nothing raises it above the nominal rate. (The job
+ * used to be "compute until load_pct of the slice has passed, and until
+ * the writes are done": stalled writes then stretched the slice and
+ * counted more compute, which made a throttled guest look faster.)
+ */
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
 	struct guest *g = w->g;
-	uint64_t busy = SLICE_NS * g->o.load_pct / 100;
 	double due = 0;
 	volatile uint64_t sink = 0;
 	uint64_t x = w->rng | 1;
@@ -182,30 +232,27 @@ static void *writer_main(void *arg)
 	while (park_if_paused(g)) {
 		if (__atomic_load_n(&g->quit, __ATOMIC_ACQUIRE))
 			break;
-		uint64_t t0 = now_ns(), t = t0, work = 0, writes = 0;
+		uint64_t t0 = now_ns(), work = 0, writes = 0;
 		due += w->reader ? 0 : g->pages_per_ns * (double)SLICE_NS;
 		uint64_t nw = (uint64_t)due;
 		due -= (double)nw;
-		/* Busy part: writes spread evenly, computing between. */
-		while (t < t0 + busy || writes < nw) {
-			for (unsigned i = 0; i < CHUNK; i++) {
-				x ^= x << 13;
-				x ^= x >> 7;
-				x ^= x << 17;
+		uint64_t chunks = g->chunks;
+		for (uint64_t c = 0; c < chunks || writes < nw; c++) {
+			if (c < chunks) {
+				x = compute_chunk(x);
+				work += CHUNK;
 			}
-			work += CHUNK;
-			t = now_ns();
-			while (writes < nw && (t - t0) * nw >= writes * busy) {
+			/* Write k goes after chunk k * chunks / nw. */
+			while (writes < nw &&
+			       (c + 1 >= chunks || writes * chunks <= c * nw)) {
+				write_page(w, pick_page(w));
+				writes++;
 				if (__atomic_load_n(&g->paused,
 						    __ATOMIC_ACQUIRE))
 					break;
-				write_page(w, pick_page(w));
-				writes++;
 			}
 			if (__atomic_load_n(&g->paused, __ATOMIC_ACQUIRE))
 				break;
-			if (t > t0 + 4 * SLICE_NS)
-				break; /* starved: drop the rest */
 		}
 		sink = x;
 		__atomic_fetch_add(&w->work, work, __ATOMIC_RELAXED);
@@ -214,7 +261,9 @@ static void *writer_main(void *arg)
 		int own = __atomic_load_n(&w->throttle, __ATOMIC_RELAXED);
 		if (own > pct)
 			pct = own;
-		uint64_t end = t0 + SLICE_NS;
+		uint64_t end = t0 + SLICE_NS, t = now_ns();
+		if (end < t)
+			end = t; /* the job overran its slice */
 		/* QEMU's cpu-throttle: after each time slice the vCPU
 		 * sleeps pct/(100-pct) of a slice. */
 		if (pct > 0)
@@ -242,6 +291,7 @@ int guest_start(struct guest **out, const struct guest_opts *o, struct vm *vm)
 	g->hot_pages = (uint64_t)((double)g->npages * o->hot_fraction);
 	if (!g->hot_pages)
 		g->hot_pages = 1;
+	g->chunks = calibrate_chunks(SLICE_NS * o->load_pct / 100);
 	g->pages_per_ns = o->dirty_mbps * 1e6 / vm->page_size / 1e9 /
 			  (o->writers ? o->writers : 1);
 	pthread_mutex_init(&g->lock, NULL);
@@ -352,6 +402,40 @@ uint64_t guest_work(struct guest *g)
 	for (unsigned i = 0; g && i < g->o.writers; i++)
 		n += __atomic_load_n(&g->w[i].work, __ATOMIC_RELAXED);
 	return n;
+}
+
+double guest_nominal_rate(const struct guest *g, bool readers)
+{
+	unsigned n;
+
+	if (!g)
+		return 0;
+	n = readers ? g->nthreads - g->o.writers : g->o.writers;
+	return (double)n * (double)g->chunks * CHUNK * 1e9 / (double)SLICE_NS;
+}
+
+double guest_span_rate(const struct guest_span *s)
+{
+	uint64_t ran, done;
+
+	if (!s->stop_ns) { /* never stopped: it ran to the end */
+		if (s->end_ns <= s->start_ns || s->work_end < s->work_start)
+			return 0;
+		return (double)(s->work_end - s->work_start) * 1e9 /
+		       (double)(s->end_ns - s->start_ns);
+	}
+	if (s->stop_ns <= s->start_ns || s->work_stop < s->work_start)
+		return 0;
+	ran = s->stop_ns - s->start_ns;
+	done = s->work_stop - s->work_start;
+	if (s->run_ns) { /* post-copy: it ran on at the destination */
+		if (s->end_ns < s->run_ns || s->run_ns < s->stop_ns ||
+		    s->work_end < s->work_run)
+			return 0;
+		ran += s->end_ns - s->run_ns;
+		done += s->work_end - s->work_run;
+	}
+	return (double)done * 1e9 / (double)ran;
 }
 
 uint64_t guest_reader_work(struct guest *g)

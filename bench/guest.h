@@ -3,10 +3,14 @@
  * The bench's guest workload: "vCPU" writer threads that write real bytes
  * into the VM's RAM at a given total dirty rate, with a compute loop
  * between writes standing for the instructions a guest retires. Each
- * writer runs in 10 ms time slices: busy for load% of the slice (writes
- * spread over it, computing in between), idle for the rest. The work done
- * (compute iterations) is the guest's progress; the migration's cost to
- * the guest shows as a lower work rate.
+ * writer runs in 10 ms time slices, and each slice is a fixed job: the
+ * compute that takes load% of the slice on an idle CPU (calibrated at
+ * start in thread CPU time) with the slice's writes spread through it;
+ * the next slice starts when the job is done, 10 ms after the last at
+ * the earliest. The work done (compute iterations) is the guest's
+ * progress: a write that blocks (post-copy fault, write protection), a
+ * throttle's sleep or a CPU taken by others lowers the work rate below
+ * the nominal one, and nothing raises it above.
  *
  * pause() parks every writer and returns only when all are parked (the
  * stop hook); resume() lets them go on; throttle(pct) makes each writer
@@ -73,9 +77,29 @@ bool guest_writer_range(const struct guest *g, unsigned i, uint64_t *off,
 			uint64_t *len);
 /* The readers' work so far (any thread). */
 uint64_t guest_reader_work(struct guest *g);
+/* The work per second the writers (readers: the readers) do when
+ * nothing stalls them: their demand, the load% of each slice. */
+double guest_nominal_rate(const struct guest *g, bool readers);
 /* Totals so far (any thread). */
 uint64_t guest_work(struct guest *g);
 uint64_t guest_writes(struct guest *g);
+/*
+ * The guest's work rate (work per second) during a migration, the same
+ * quantity in every mode: the work it did while it was meant to run,
+ * over the time it was meant to run. That is from the migration's start
+ * to the stop hook, and for post-copy also from the destination's
+ * postcopy_run (the guest runs there, faulting) to the end; the downtime
+ * between counts in neither mode (it is reported as downtime). A
+ * throttle's sleep counts as time, so a throttled guest shows a lower
+ * rate. Times in ns (one clock); run_ns 0: it never ran on after the
+ * stop (pre-copy); stop_ns 0: it never stopped (failure: until end).
+ * Returns 0 for an empty or inconsistent window.
+ */
+struct guest_span {
+	uint64_t start_ns, stop_ns, run_ns, end_ns;
+	uint64_t work_start, work_stop, work_run, work_end;
+};
+double guest_span_rate(const struct guest_span *s);
 /* Stops and joins the writers; accepts NULL. */
 void guest_stop(struct guest *g);
 

@@ -73,11 +73,19 @@ static int hook_throttle_vcpu(void *opaque, unsigned vcpu, int pct)
 	return 0;
 }
 
+static int hook_postcopy_run(void *opaque);
+
 static int hook_loaded(void *opaque)
 {
 	struct hook_log *h = opaque;
 
 	__atomic_store_n(&h->loaded_ns, now_ns(), __ATOMIC_RELEASE);
+	if (h->lazy) {
+		/* A guest still running where it was (a restore alone)
+		 * stops there first. */
+		guest_pause(h->guest);
+		return hook_postcopy_run(opaque);
+	}
 	return 0;
 }
 

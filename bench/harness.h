@@ -47,6 +47,14 @@ struct hook_log {
 	uint64_t run_ns;
 	uint64_t work_at_run;
 	uint64_t reader_work_at_run;
+	/* Lazy restore (--restore FILE --lazy-restore on): the loaded hook
+	 * runs the guest on the destination's RAM as postcopy_run() does,
+	 * while the pages are still coming; when the restore began and
+	 * ended, and the guest's work at its end. */
+	bool lazy;
+	uint64_t restore_t0;
+	uint64_t restore_done_ns;
+	uint64_t work_at_restore_done;
 };
 
 /* Hooks that write into h (which must outlive the handles). */

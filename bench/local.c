@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cutproxy.h"
 #include "devices.h"
 #include "vdpa.h"
 #include "guest.h"
@@ -234,6 +235,34 @@ static void manual_postcopy(const mfd_config *scfg, mfd_source *src)
 		(void)mfd_source_start_postcopy(src);
 }
 
+/* --cut-at-round N: once round N runs, every connection is reset; after
+ * the pause, --resume-after-ms later, mfd_source_resume() goes straight
+ * to the destination (another path than the cut one). */
+static void cut_and_resume(const struct bench_opts *o, mfd_source *src,
+			   struct cutproxy *px, struct local_result *res)
+{
+	mfd_stats st;
+	do {
+		usleep(1000);
+		mfd_source_get_stats(src, &st, sizeof(st));
+	} while (st.phase == MFD_PHASE_SETUP ||
+		 (st.phase == MFD_PHASE_PRECOPY && st.round < o->cut_round));
+	if (st.phase != MFD_PHASE_PRECOPY)
+		return; /* converged (or failed) before: nothing cut */
+	cutproxy_cut(px);
+	res->cut_ns = now_ns();
+	do {
+		usleep(1000);
+		mfd_source_get_stats(src, &st, sizeof(st));
+	} while (st.phase == MFD_PHASE_PRECOPY);
+	if (st.phase != MFD_PHASE_PAUSED)
+		return; /* not resumable (resume-timeout=0): it failed */
+	res->paused_ns = now_ns();
+	usleep(o->resume_after_ms * 1000);
+	res->resume_err = mfd_source_resume(src, res->uri);
+	res->resumed_ns = now_ns();
+}
+
 static void migrate(const struct bench_opts *o, struct vm *vm,
 		    const mfd_config *scfg, const mfd_config *dcfg,
 		    struct local_result *res)
@@ -268,8 +297,14 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	res->reader_work_at_start = guest_reader_work(res->hooks.guest);
 	guest_attach(res, src, true);
 	res->src_err = netns_enter(o->source_netns, &netns_home);
+	struct cutproxy *px = NULL;
+	char via[256];
+	snprintf(via, sizeof(via), "%s", res->uri);
+	if (!res->src_err && o->cut_round &&
+	    (res->src_err = cutproxy_start(&px, res->uri, via, sizeof(via))))
+		bench_report_error("cut proxy", NULL, NULL, res->src_err);
 	if (!res->src_err) {
-		res->src_err = mfd_source_start(src, res->uri);
+		res->src_err = mfd_source_start(src, via);
 		netns_leave(&netns_home);
 	}
 	/*
@@ -284,6 +319,8 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 		guest_check_tracker(res, src);
 	if (!res->src_err)
 		manual_postcopy(scfg, src);
+	if (!res->src_err && px)
+		cut_and_resume(o, src, px, res);
 	if (!res->src_err)
 		res->src_err = mfd_source_wait(src);
 	/* A source that never connected leaves the destination waiting for
@@ -291,6 +328,7 @@ static void migrate(const struct bench_opts *o, struct vm *vm,
 	if (res->src_err)
 		mfd_dest_cancel(dst);
 	res->dst_err = mfd_dest_wait(dst);
+	cutproxy_stop(px);
 	if (!res->dst_err)
 		(void)bench_dest_announce_wait(dst, o->announce_if,
 					       o->announce_nmacs);
@@ -352,12 +390,20 @@ static void migrate_file(const struct bench_opts *o, struct vm *vm,
 		guest_attach(res, NULL, false);
 	}
 	if (o->restore_path && !res->src_err) {
+		char lazy[8] = "";
+		(void)mfd_config_get(dcfg, "lazy-restore", lazy, sizeof(lazy));
+		/* Lazy: the loaded hook moves the guest there and runs it. */
+		res->hooks.lazy = !strcmp(lazy, "on");
+		res->hooks.dst_ram = vm->dst;
 		snprintf(uri, sizeof(uri), "file:%s", o->restore_path);
 		if (!o->save_path)
 			snprintf(res->uri, sizeof(res->uri), "%s", uri);
+		res->hooks.restore_t0 = now_ns();
 		res->dst_err = mfd_dest_start(dst, uri);
 		if (!res->dst_err)
 			res->dst_err = mfd_dest_wait(dst);
+		res->hooks.restore_done_ns = now_ns();
+		res->hooks.work_at_restore_done = guest_work(res->hooks.guest);
 	}
 	bench_run_end(&res->run, src, dst);
 	if (res->src_err)
@@ -394,53 +440,35 @@ static double work_rate(struct guest *g, unsigned ms, double *readers)
 	return (double)(guest_work(g) - w0) * 1e9 / dt;
 }
 
-/* The guest's work rate while it ran during migration: from the start
- * until the stop hook (or until the end, when it never stopped). */
+/* The guest's work rate during the migration: guest_span_rate(), for the
+ * writers and the readers. */
 static void guest_during(struct local_result *res)
 {
 	struct guest *g = res->hooks.guest;
-	uint64_t end, work, rwork;
+	const struct hook_log *h = &res->hooks;
 
 	if (!g || !res->run.t0)
 		return;
-	if (res->hooks.run_ns) {
-		/* Post-copy: it ran until the stop here, and from the switch
-		 * on the destination (faulting on missing pages) until the
-		 * end; the downtime between is not counted. */
-		uint64_t now = now_ns(), ran, done;
-
-		if (res->hooks.stop_ns <= res->run.t0 ||
-		    now <= res->hooks.run_ns)
-			return;
-		ran = (res->hooks.stop_ns - res->run.t0) +
-		      (now - res->hooks.run_ns);
-		done = res->hooks.work_at_stop - res->work_at_start +
-		       guest_work(g) - res->hooks.work_at_run;
-		res->work_during = (double)done * 1e9 / (double)ran;
-		done = res->hooks.reader_work_at_stop -
-		       res->reader_work_at_start + guest_reader_work(g) -
-		       res->hooks.reader_work_at_run;
-		res->reader_during = (double)done * 1e9 / (double)ran;
-		return;
-	}
-	if (res->hooks.stop_ns) {
-		end = res->hooks.stop_ns;
-		work = res->hooks.work_at_stop;
-		rwork = res->hooks.reader_work_at_stop;
-	} else {
-		end = now_ns();
-		work = guest_work(g);
-		rwork = guest_reader_work(g);
-	}
 	/* Work before run.t0 was measured by work_rate(), which ended
 	 * just before: count from its end. */
-	if (end > res->run.t0) {
-		res->work_during = (double)(work - res->work_at_start) * 1e9 /
-				   (double)(end - res->run.t0);
-		res->reader_during =
-			(double)(rwork - res->reader_work_at_start) * 1e9 /
-			(double)(end - res->run.t0);
-	}
+	struct guest_span w = {
+		.start_ns = res->run.t0,
+		.stop_ns = h->stop_ns,
+		.run_ns = h->run_ns,
+		.end_ns = now_ns(),
+		.work_start = res->work_at_start,
+		.work_stop = h->work_at_stop,
+		.work_run = h->work_at_run,
+		.work_end = guest_work(g),
+	};
+	struct guest_span r = w;
+
+	r.work_start = res->reader_work_at_start;
+	r.work_stop = h->reader_work_at_stop;
+	r.work_run = h->reader_work_at_run;
+	r.work_end = guest_reader_work(g);
+	res->work_during = guest_span_rate(&w);
+	res->reader_during = guest_span_rate(&r);
 }
 
 /* After success the guest runs on at the destination (the source is
@@ -513,6 +541,8 @@ static int start_guest(const struct bench_opts *o, struct vm *vm,
 	work_rate(res->hooks.guest, o->measure_ms, NULL);
 	res->work_before =
 		work_rate(res->hooks.guest, o->measure_ms, &res->reader_before);
+	res->work_nominal = guest_nominal_rate(res->hooks.guest, false);
+	res->reader_nominal = guest_nominal_rate(res->hooks.guest, true);
 	return 0;
 }
 

@@ -32,9 +32,14 @@ struct local_result {
 	/* Guest workload */
 	double work_before, work_during, work_after; /* per second */
 	double reader_before, reader_during; /* readers' work per second */
+	double work_nominal, reader_nominal; /* guest_nominal_rate() */
 	uint64_t reader_work_at_start;
 	uint64_t writes;
 	uint64_t work_at_start;
+	/* --cut-at-round: when the proxy cut, the source paused, the resume
+	 * returned (now_ns(); 0: did not happen), and its result. */
+	uint64_t cut_ns, paused_ns, resumed_ns;
+	int resume_err;
 };
 
 /* Runs it; returns the process exit status (0 ok, 1 failed). */

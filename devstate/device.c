@@ -9,6 +9,7 @@
 
 #include "devstate/devstate.h"
 #include "multifd/multifd.h"
+#include "multifd/common/clock.h"
 #include "multifd/common/log.h"
 
 enum {
@@ -203,7 +204,11 @@ static int step(struct mfd__devset *set, unsigned idx, int next)
 {
 	struct mfd__dev *d = &set->devs[idx];
 	int from = d->state;
+	uint64_t t0 = mfd__now_ns();
 	int ret = d->ops.set_state(d->opaque, next);
+	uint64_t dt = mfd__now_ns() - t0;
+	if (dt > d->arc_max_ns)
+		d->arc_max_ns = dt;
 	if (ret) {
 		int s = MFD_DEV_ERROR;
 		if (!d->ops.get_state || d->ops.get_state(d->opaque, &s) ||
@@ -394,6 +399,22 @@ uint64_t mfd__devset_stop_copy_size(struct mfd__devset *set)
 		if (d->ops.get_stop_copy_size && d->state != MFD_DEV_ERROR &&
 		    d->ops.get_stop_copy_size(d->opaque, &n) == 0)
 			sum += n;
+	}
+	return sum;
+}
+
+uint64_t mfd__devset_stop_cost(struct mfd__devset *set)
+{
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < set->n; i++) {
+		struct mfd__dev *d = &set->devs[i];
+		uint64_t ns = 0;
+		if (d->state == MFD_DEV_ERROR)
+			continue;
+		if (!d->ops.get_stop_cost ||
+		    d->ops.get_stop_cost(d->opaque, &ns) != 0)
+			ns = d->arc_max_ns;
+		sum += ns;
 	}
 	return sum;
 }

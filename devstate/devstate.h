@@ -31,8 +31,9 @@ struct mfd__dev {
 	char name[MFD_MAX_DEV_NAME + 1];
 	mfd_device_ops ops;
 	void *opaque;
-	int state;     /* as the library last set (or read) it */
-	unsigned arcs; /* arcs taken, for tests and logs */
+	int state;	     /* as the library last set (or read) it */
+	unsigned arcs;	     /* arcs taken, for tests and logs */
+	uint64_t arc_max_ns; /* the slowest set_state() timed */
 	/* state_mem() of this migration (devsave.c / devload.c): mem_size
 	 * bytes at mem; mem_asked once it was called. */
 	uint8_t *mem;
@@ -105,5 +106,9 @@ int mfd__devset_precopy_pending(struct mfd__devset *set, uint64_t *bytes);
  * a device without the op, in ERROR, or whose op fails counts as 0: it is
  * an estimate, never a reason to fail. */
 uint64_t mfd__devset_stop_copy_size(struct mfd__devset *set);
+/* The sum of the devices' arcs to STOP_COPY as predicted now: each
+ * device's get_stop_cost, else (no op, or it fails) its slowest arc timed
+ * so far; a device in ERROR counts as 0. */
+uint64_t mfd__devset_stop_cost(struct mfd__devset *set);
 
 #endif /* DEVSTATE_DEVSTATE_H */

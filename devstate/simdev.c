@@ -183,6 +183,10 @@ static void dma_write_page(struct mfd_simdev *d, uint64_t page, uint64_t v)
 			  __ATOMIC_RELEASE);
 }
 
+/* A DMA burst, then a pause this long with the burst still in flight:
+ * stopping the device waits for it. */
+#define DMA_BURST_NS 1000000L
+
 static void *dma_main(void *arg)
 {
 	struct mfd_simdev *d = arg;
@@ -212,7 +216,7 @@ static void *dma_main(void *arg)
 				       mix64(d->cfg.seed + n) % d->dma_npages,
 				       d->cfg.seed ^ n);
 		__atomic_fetch_add(&d->dma_pages, pages, __ATOMIC_RELAXED);
-		struct timespec ts = { 0, 1000000 };
+		struct timespec ts = { 0, DMA_BURST_NS };
 		nanosleep(&ts, NULL);
 
 		pthread_mutex_lock(&d->lock);
@@ -381,6 +385,15 @@ static int sim_stop_copy_size(void *opaque, uint64_t *bytes)
 		n += REC_HDR + d->rec_len - d->rec_off;
 	*bytes = n;
 	pthread_mutex_unlock(&d->lock);
+	return 0;
+}
+
+/* The arc to STOP_COPY waits for the DMA burst in flight: at most one
+ * (dma_follow); without DMA it costs next to nothing. */
+static int sim_stop_cost(void *opaque, uint64_t *ns)
+{
+	struct mfd_simdev *d = opaque;
+	*ns = d->dma_started ? DMA_BURST_NS : 0;
 	return 0;
 }
 
@@ -701,6 +714,7 @@ int mfd_simdev_new(struct mfd_simdev **out, const struct mfd_simdev_cfg *cfg)
 		.reset = sim_reset,
 		.get_precopy_info = sim_precopy_info,
 		.get_stop_copy_size = sim_stop_copy_size,
+		.get_stop_cost = sim_stop_cost,
 		.save = sim_save,
 		.save_iov = sim_save_iov,
 		.load = sim_load,

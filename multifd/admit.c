@@ -202,13 +202,13 @@ int mfd__handshake_dest(struct mfd__chan *c, const struct mfd__admit_want *want,
 					   "auth-key-file is set");
 		ret = MFD_EAUTH;
 	}
-	if (!ret &&
-	    (want->role == MFD_ROLE_DATA || want->role == MFD_ROLE_URGENT)) {
+	if (!ret && want->role != MFD_ROLE_MAIN) {
+		/* Data, urgent, and a paused session's RESUME. */
 		if (memcmp(h->session, want->session, 16) ||
 		    h->nchannels != want->nchannels ||
 		    h->features != want->features)
 			ret = MFD_ESESSION;
-		else if (want->taken(want->ctx, h->channel))
+		else if (want->taken && want->taken(want->ctx, h->channel))
 			ret = MFD_EROLE; /* duplicate index */
 	}
 	if (ret) {
@@ -399,6 +399,7 @@ int mfd__admitq_take(struct mfd__admitq *q, uint64_t timeout_ms,
 		mfd__warn("refused %sconnection from %s: %s",
 			  want->role == MFD_ROLE_DATA	  ? "data "
 			  : want->role == MFD_ROLE_URGENT ? "urgent "
+			  : want->role == MFD_ROLE_RESUME ? "resume "
 							  : "",
 			  c->peer, mfd_strerror(ret));
 		mfd__log_forget();

@@ -95,9 +95,10 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.max = 3600000,
 		FIELD(downtime_limit_ms),
 		.doc = "Downtime budget: switch over once the predicted "
-		       "downtime fits in it: the remaining dirty pages and "
-		       "the devices' stop-copy state at the predicted "
-		       "bandwidth, plus the stop hook, the final dirty sync "
+		       "downtime fits in it at downtime-quantile: the "
+		       "remaining dirty pages and the devices' stop-copy "
+		       "state at the predicted bandwidth, plus the stop "
+		       "hook, the devices' stop and the final dirty sync, "
 		       "and the end exchange (digests with verify). When it "
 		       "does not fit, the part that broke it is logged and "
 		       "reported (over_part).",
@@ -114,6 +115,23 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		       "(pausing vCPUs, flushing devices), counted in the "
 		       "downtime estimate; 0 = the hook's last measured call "
 		       "on this source (none before the first).",
+	},
+	{
+		.section = "migration",
+		.name = "downtime-quantile",
+		.type = MFD__CFG_UINT,
+		.def = "95",
+		.min = 50,
+		.max = 99,
+		FIELD(downtime_quantile),
+		.doc = "How sure the switchover must be to fit downtime-limit, "
+		       "in percent: the predicted transfer is stretched by "
+		       "this quantile of the errors the estimator made on "
+		       "this migration's own rounds (each round's pages "
+		       "predicted, then timed). 95: 9 switchovers of 10 "
+		       "within the limit with a 91 % chance; 50 = the "
+		       "estimate itself, no margin. The margin is reported "
+		       "(expected_downtime_q_ns) beside the estimate.",
 	},
 	{
 		.section = "migration",
@@ -165,6 +183,22 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		       "the migration goes on while one channel lives "
 		       "(channels_lost). Both sides must have it on (feature "
 		       "DEGRADE), else a broken channel fails the migration.",
+	},
+	{
+		.section = "migration",
+		.name = "resume-timeout",
+		.type = MFD__CFG_MS,
+		.def = "60000ms",
+		.min = 0,
+		.max = 3600000,
+		FIELD(resume_timeout_ms),
+		.doc = "When the main channel or every data channel breaks in "
+		       "pre-copy, both sides keep their state this long: the "
+		       "source's guest runs on (phase paused) and "
+		       "mfd_source_resume() reconnects and goes on where the "
+		       "destination stopped; without a resume the migration "
+		       "fails as before. 0 = off. Both sides must have it on "
+		       "(feature RESUME); not with post-copy, devices or RDMA.",
 	},
 	{
 		.section = "migration",
@@ -243,6 +277,21 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		       "O_DIRECT (no page cache; guest memory must be 4 KiB "
 		       "aligned). A file system without O_DIRECT fails the "
 		       "save with a clear error.",
+	},
+	{
+		.section = "migration",
+		.name = "lazy-restore",
+		.type = MFD__CFG_BOOL,
+		.def = "off",
+		.min = 0,
+		.max = 1,
+		FIELD(lazy_restore),
+		.doc = "file: URIs, destination: run the guest as soon as the "
+		       "image's metadata and device state are checked and "
+		       "loaded; its pages come from the file on fault "
+		       "(userfaultfd) while the readers stream the rest. A "
+		       "page digest that fails after the guest ran is a lost "
+		       "guest (MFD_ELOSTGUEST).",
 	},
 	{
 		.section = "migration",

@@ -24,16 +24,19 @@ struct mfd_config {
 	uint32_t max_rounds;	     /* pre-copy rounds before switchover */
 	uint64_t downtime_limit_ms;  /* switchover when expected <= this */
 	uint64_t stop_cost_ms;	     /* declared stop hook cost, 0 = measure */
+	uint32_t downtime_quantile;  /* percent: the budget's confidence */
 	uint64_t connect_timeout_ms; /* connect + handshake */
 	uint32_t max_pending;	     /* destination: connections before hello */
 	uint64_t io_timeout_ms;	     /* a channel silent this long fails */
 	bool degraded_channels;	     /* MFD_FEAT_DEGRADE: go on without one */
+	uint64_t resume_timeout_ms;  /* MFD_FEAT_RESUME: paused this long */
 	uint64_t close_timeout_ms; /* ERROR sent: wait for the peer to close */
 	uint32_t compression;	   /* enum mfd__codec_id */
 	uint32_t zstd_level;
 	uint32_t zstd_long; /* window log, 0 = off */
 	uint32_t io_engine; /* enum mfd__io_engine */
 	bool direct_io;	    /* file: URIs: pages written with O_DIRECT */
+	bool lazy_restore;  /* file: URIs: the guest runs before its pages */
 	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
 	/* TLS (multifd/channels/tls.c); texts are "" when unset. */
 	uint32_t tls;			  /* enum mfd__tls_mode */

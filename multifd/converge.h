@@ -17,7 +17,7 @@
 #include "multifd/multifd.h"
 
 struct mfd__converge_settings {
-	uint64_t downtime_limit_ms;  /* switch over when expected <= this */
+	uint64_t downtime_limit_ms;  /* switch over when expected_q <= this */
 	uint32_t max_rounds;	     /* rounds before the timeout policy */
 	uint64_t precopy_timeout_ms; /* 0: none */
 	bool cancel_on_timeout;	     /* timeout-policy: cancel, else force */
@@ -28,6 +28,9 @@ struct mfd__converge_settings {
 	uint32_t throttle_initial;   /* percent */
 	uint32_t throttle_increment; /* percent per step */
 	uint32_t throttle_max;	     /* percent */
+	/* The budget holds at this quantile of the rounds' prediction
+	 * errors (percent, 51..99); 0 or 50: at the estimate itself. */
+	uint32_t downtime_quantile;
 };
 
 /* What has happened: the records of the rounds that have ended, oldest
@@ -41,6 +44,9 @@ struct mfd__converge_in {
 	uint32_t throttle;   /* percent in force now */
 	uint32_t page_size;  /* of the pages counted in rounds[].pages */
 	uint64_t stop_ns;    /* stop hook: declared, else last call, else 0 */
+	/* The devices' arcs to STOP_COPY after the stop (quiescing their
+	 * DMA): declared by the devices, else their slowest arc timed. */
+	uint64_t dev_stop_ns;
 	uint64_t rtt_ns;     /* a request and its answer on the main channel */
 	uint64_t verify_ns;  /* one side's end digests (8 B a page); 0: off */
 	bool dirty_limit_on; /* dirty-limit engaged in an earlier round */
@@ -51,7 +57,8 @@ struct mfd__converge_in {
  * The expected downtime in parts (enum mfd_down_part), what the switchover
  * would cost if it began now:
  *   stop    the stop hook (in->stop_ns)
- *   sync    the final dirty sync: the last round's sync took as long
+ *   sync    the devices' arcs to STOP_COPY (in->dev_stop_ns), then the
+ *           final dirty sync: the last round's sync took as long
  *   ram     the pending pages: the last round's wire bytes per page (its
  *           mix of zero, compressed and raw pages) at the recent rounds'
  *           bandwidth; both from the rounds' page phases, without the
@@ -66,13 +73,21 @@ struct mfd__converge_in {
  *           plus with verify both sides' digests one after the other
  *           (the source's starts once the final pages and device state
  *           are queued)
- * total is their sum; over is the largest part when total exceeds the
- * limit (MFD_DOWN_NONE when it fits). Without a timed round there is no
- * bandwidth: ram and device are UINT64_MAX/2 when they have bytes.
+ * total is their sum: the estimate, a median (it is as likely to come out
+ * high as low). The budget is judged at a quantile of it: total_q_ns, the
+ * parts that go at the bandwidth (ram, device and the queues' drain in
+ * end) stretched by margin, what this migration's own rounds say about
+ * how far the estimator's predictions fall short (mfd__converge_margin).
+ * over is the largest part when total_q_ns exceeds the limit
+ * (MFD_DOWN_NONE when it fits). Without a timed round there is no
+ * bandwidth: ram and device are UINT64_MAX/8 when they have bytes.
  */
 struct mfd__estimate {
 	uint64_t part_ns[MFD_DOWN_END + 1]; /* [MFD_DOWN_NONE] unused, 0 */
 	uint64_t total_ns;
+	uint64_t total_q_ns;	/* at downtime_quantile: >= total_ns */
+	double margin;		/* >= 1: total_q's stretch of the transfer */
+	unsigned nerr;		/* prediction errors the margin rests on */
 	uint64_t bandwidth_bps; /* predicted; 0 without a timed round */
 	int over;		/* enum mfd_down_part */
 };
@@ -95,9 +110,9 @@ struct mfd__converge_out {
 	/* Dirty-limit: set the per-vCPU throttles (mfd__dirty_limit) after
 	 * this round: engaged by a round that dirtied too fast, then on. */
 	bool dirty_limit;
-	/* The estimate the decision rests on (est.total_ns against
+	/* The estimate the decision rests on (est.total_q_ns against
 	 * downtime-limit); bandwidth_bps and expected_downtime_ns repeat
-	 * its bandwidth and total. */
+	 * its bandwidth and total (the median, not the quantile). */
 	struct mfd__estimate est;
 	uint64_t bandwidth_bps;
 	uint64_t expected_downtime_ns;
@@ -117,7 +132,27 @@ void mfd__converge_settings_from(struct mfd__converge_settings *set,
 void mfd__dirty_limit(const uint64_t *rate_bps, const uint32_t *cur, unsigned n,
 		      uint64_t limit_bps, uint32_t max_pct, uint32_t *out);
 
-/* The estimate alone (pure, as the decision); limit_ns decides est->over. */
+/*
+ * The margin: each pre-copy round i >= 2 (1 when there is no other) is a
+ * trial of the estimator. Its
+ * page phase is predicted from the rounds before it (their bandwidth and
+ * packet mix, as the ram part is) and then measured. Consecutive rounds,
+ * the latest first, make one trial once they moved as many bytes as the
+ * final pass would (pending pages, device state, socket queues); its
+ * error is ln(measured / predicted). From the latest MFD__MARGIN_ROUNDS
+ * errors, the upper pct-quantile of the next: mean + t(pct, n - 1) * sd *
+ * sqrt(1 + 1/n), the one-sided prediction bound of a normal sample
+ * (Student's t: few trials, a wide bound); one error alone is its own
+ * bound. Returns exp(that), at least 1 (an estimator that runs
+ * pessimistic gets no discount); 1 without errors or with pct <= 50.
+ * *nerr: the errors used.
+ */
+#define MFD__MARGIN_ROUNDS 10
+double mfd__converge_margin(const struct mfd__converge_in *in, uint32_t pct,
+			    unsigned *nerr);
+
+/* The estimate alone (pure, as the decision); limit_ns decides est->over
+ * (against est->total_q_ns, at in->set->downtime_quantile). */
 void mfd__converge_estimate(const struct mfd__converge_in *in,
 			    uint64_t limit_ns, struct mfd__estimate *est);
 void mfd__converge_decide(const struct mfd__converge_in *in,

@@ -68,19 +68,20 @@ static bool after(uint32_t round, uint32_t applied)
 	return applied == MFD_ROUND_NONE || round > applied;
 }
 
-uint64_t mfd__sentlog_redirty(const struct mfd__sentlog *l, uint32_t applied,
-			      struct mfd__ramblock *blocks)
+uint64_t mfd__sentlog_collect(const struct mfd__sentlog *l, uint32_t applied,
+			      const struct mfd__ramblock *blocks,
+			      uint64_t *const *out)
 {
 	uint64_t marked = 0;
 	bool all =
 		l->forgotten != MFD_ROUND_NONE && after(l->forgotten, applied);
 	for (unsigned b = 0; b < l->nblocks; b++) {
-		struct mfd__bitmap *d = &blocks[b].dirty;
-		for (uint64_t i = 0; i < d->nwords; i++) {
+		uint64_t nwords = (blocks[b].npages + 63) / 64;
+		for (uint64_t i = 0; i < nwords; i++) {
 			uint64_t v = 0;
 			if (all) {
 				v = ~0ULL;
-				if (i == d->nwords - 1 && blocks[b].npages & 63)
+				if (i == nwords - 1 && blocks[b].npages & 63)
 					v = (1ULL << (blocks[b].npages & 63)) -
 					    1;
 			} else {
@@ -92,8 +93,17 @@ uint64_t mfd__sentlog_redirty(const struct mfd__sentlog *l, uint32_t applied,
 							     l->first[b] + i];
 			}
 			marked += (uint64_t)__builtin_popcountll(v);
-			d->words[i] |= v;
+			out[b][i] |= v;
 		}
 	}
 	return marked;
+}
+
+uint64_t mfd__sentlog_redirty(const struct mfd__sentlog *l, uint32_t applied,
+			      struct mfd__ramblock *blocks)
+{
+	uint64_t *out[MFD_MAX_BLOCKS];
+	for (unsigned b = 0; b < l->nblocks; b++)
+		out[b] = blocks[b].dirty.words;
+	return mfd__sentlog_collect(l, applied, blocks, out);
 }

@@ -53,5 +53,10 @@ void mfd__sentlog_note(struct mfd__sentlog *l, const struct mfd__ramblock *rb,
  */
 uint64_t mfd__sentlog_redirty(const struct mfd__sentlog *l, uint32_t applied,
 			      struct mfd__ramblock *blocks);
+/* The same pages ORed into out[b] (one bitmap per block, its pages'
+ * words) instead of the dirty set (resume.c). Returns their count. */
+uint64_t mfd__sentlog_collect(const struct mfd__sentlog *l, uint32_t applied,
+			      const struct mfd__ramblock *blocks,
+			      uint64_t *const *out);
 
 #endif /* MULTIFD_DEGRADE_H */

@@ -24,6 +24,7 @@
 #include "multifd/ctl.h"
 #include "multifd/devload.h"
 #include "multifd/postcopy_dst.h"
+#include "multifd/resume.h"
 #include "multifd/session.h"
 #include "ramblock/prefault.h"
 #include "multifd/announcer.h"
@@ -110,7 +111,14 @@ struct mfd_dest {
 	uint32_t applied;      /* atomic: rounds whose barrier has passed */
 	bool lane_done[MFD_MAX_URGENT_LANES]; /* atomic: DONE read */
 	uint64_t t_switch;
+
+	/* ---- resumable pre-copy (resume.c; protocol 7.8) ---- */
+	struct mfd__rs_dst rs; /* with MFD_FEAT_RESUME: what arrived when */
+	int rs_broken;	       /* atomic: the break that paused the load */
 };
+
+/* finish_load(): the connections broke, the load is paused. */
+#define LOAD_PAUSED 2
 
 /* dest-prefault = ahead: how far ahead of the receive front, how many. */
 #define PREFAULT_WINDOW	 (256ULL << 20)
@@ -388,6 +396,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 	if (d->pc_up) /* post-copy: what is here needs no request */
 		for (uint32_t i = 0; i < h->count + h->zero_count; i++)
 			mfd__pc_dst_received(&d->pc, h->block, w->offsets[i]);
+	if (d->rs.nblocks) /* resume: these are here whole */
+		mfd__rs_dst_note(&d->rs, h->block, shift, w->offsets,
+				 h->count + h->zero_count, h->round);
 	w->inflight = 0;
 	w->pages += (uint64_t)h->count + h->zero_count;
 	w->packets++;
@@ -479,13 +490,23 @@ static int recv_loop(struct recv_worker *w)
 }
 
 static bool leave_lost(struct recv_worker *w, int ret);
+static bool pause_absorb(mfd_dest *d, int ret);
+static int pause_reason(mfd_dest *d);
 
 static void *recv_worker_main(void *arg)
 {
 	struct recv_worker *w = arg;
+	/* post-copy: an urgent lane's worker places the pages a faulting
+	 * guest thread waits for; it wakes ahead of busy threads. */
+	if (w->idx >= w->d->n)
+		(void)mfd__thread_short_slice();
 	int ret = recv_loop(w);
-	if (ret && leave_lost(w, ret)) {
+	if (ret && __atomic_load_n(&w->d->rs_broken, __ATOMIC_ACQUIRE)) {
+		/* Paused (resumable pre-copy): the load waits, not fails. */
+	} else if (ret && leave_lost(w, ret)) {
 		/* The others go on without this channel. */
+	} else if (ret && pause_absorb(w->d, ret)) {
+		/* The last channel broke: paused, the others stopped. */
 	} else if (ret && ret != -ECANCELED) {
 		if (!mfd__session_check(&w->d->ss))
 			mfd__err("channel %u (%s): %s", w->idx, w->chan->peer,
@@ -787,11 +808,12 @@ static int accept_main(mfd_dest *d)
 {
 	struct mfd__chan *c;
 	struct mfd__hello h;
-	struct mfd__admit_want want = { .role = MFD_ROLE_MAIN,
-					.key = &d->ss.key,
-					.refuse = d->ss.cfg.degraded_channels
-							  ? 0
-							  : MFD_FEAT_DEGRADE };
+	struct mfd__admit_want want = {
+		.role = MFD_ROLE_MAIN,
+		.key = &d->ss.key,
+		.refuse = (d->ss.cfg.degraded_channels ? 0 : MFD_FEAT_DEGRADE) |
+			  (d->ss.cfg.resume_timeout_ms ? 0 : MFD_FEAT_RESUME)
+	};
 	/* An incoming migration may be awaited for a long time. */
 	int ret = mfd__admitq_take(&d->aq, UINT64_MAX, &want, &c, &h);
 	if (ret)
@@ -892,6 +914,17 @@ static int accept_data(mfd_dest *d)
 		accepted++;
 	}
 	return 0;
+}
+
+/* The data channels, admitted and registered in channel order (as the
+ * source does); *reg_ns: the registrations' time. */
+static int accept_registered(mfd_dest *d, uint64_t *reg_ns)
+{
+	int ret = accept_data(d);
+	for (unsigned i = 0; !ret && i < d->n; i++)
+		ret = mfd__chan_register_memory(d->w[i].chan, d->ss.blocks,
+						d->ss.nblocks, reg_ns);
+	return ret;
 }
 
 /* ---- post-copy: DISCARD and SWITCH on main (protocol 10.3) ---- */
@@ -1032,6 +1065,8 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 		 * instead of holding the destination forever.
 		 */
 		int ready = poll_main(d);
+		if (__atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE))
+			return pause_reason(d); /* resumable pre-copy */
 		if (ready >= 0 && (d->features & MFD_FEAT_DEGRADE)) {
 			int err = tell_lost(d);
 			if (err)
@@ -1159,6 +1194,8 @@ static int wait_workers(mfd_dest *d)
 	}
 }
 
+static void pause_join(mfd_dest *d);
+
 static int finish_load(mfd_dest *d)
 {
 	struct mfd__end end;
@@ -1167,6 +1204,11 @@ static int finish_load(mfd_dest *d)
 	if (!digests)
 		return -ENOMEM;
 	int ret = main_loop(d, &end, digests);
+	if (ret < 0 && pause_absorb(d, ret)) { /* resumable pre-copy */
+		pause_join(d);
+		free(digests);
+		return LOAD_PAUSED;
+	}
 	if (ret == 1)
 		ret = wait_workers(d);
 	/* Every worker has ended at DONE or an error, or ends now that
@@ -1188,7 +1230,7 @@ static int finish_load(mfd_dest *d)
 	/* The channels that live: every one at DONE after the final round,
 	 * and everything they carried received whole (with degraded
 	 * channels, the live ones' own counts: END counts those). */
-	bool degrade = d->features & MFD_FEAT_DEGRADE;
+	bool degrade = d->features & (MFD_FEAT_DEGRADE | MFD_FEAT_RESUME);
 	uint64_t pages = 0, packets = 0;
 	for (unsigned i = 0; !ret && i < d->n; i++) {
 		if (d->w[i].lost)
@@ -1293,6 +1335,9 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 	if ((d->features & MFD_FEAT_VERIFY) &&
 	    mfd__session_digests_alloc(&d->ss))
 		return -ENOMEM;
+	if ((d->features & MFD_FEAT_RESUME) &&
+	    mfd__rs_dst_init(&d->rs, d->ss.blocks, d->ss.nblocks))
+		return -ENOMEM;
 	if (d->features & MFD_FEAT_POSTCOPY) {
 		int ret = mfd__pc_dst_init(&d->pc, d->ss.blocks, d->ss.nblocks,
 					   d->nlanes, send_request, d);
@@ -1350,13 +1395,9 @@ static int setup_channels(mfd_dest *d)
 	pthread_mutex_lock(&d->lock);
 	d->w = w;
 	pthread_mutex_unlock(&d->lock);
-	if (!ret)
-		ret = accept_data(d);
-	/* In channel order, as the source does. */
 	uint64_t reg_ns = 0;
-	for (unsigned i = 0; !ret && i < d->n; i++)
-		ret = mfd__chan_register_memory(d->w[i].chan, d->ss.blocks,
-						d->ss.nblocks, &reg_ns);
+	if (!ret)
+		ret = accept_registered(d, &reg_ns);
 	STAT_SET(d->ss.st.register_ns, reg_ns);
 	if (!ret && d->ss.cfg.dest_prefault == MFD__PREFAULT_AHEAD)
 		ret = mfd__prefault_start(&d->pf, d->ss.blocks, d->ss.nblocks,
@@ -1386,6 +1427,200 @@ static int start_workers(mfd_dest *d)
 	d->main->ops->set_timeout(d->main, d->ss.cfg.io_timeout_ms);
 	return start_range(d, 0, d->n);
 }
+
+/* ---- resumable pre-copy (multifd/resume.h, docs/protocol.md 7.8) ---- */
+
+/*
+ * Any thread: a transport break in pre-copy (before END) pauses the load
+ * instead of failing it: every connection is shut down, every wait woken,
+ * and the loader waits for the source's RESUME. true: paused (now or
+ * already).
+ */
+static bool pause_absorb(mfd_dest *d, int ret)
+{
+	if (__atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE))
+		return !mfd__session_check(&d->ss);
+	/* After a DONE the source is in switchover: it never pauses. */
+	if (!(d->features & MFD_FEAT_RESUME) || !d->rs.nblocks ||
+	    mfd__session_check(&d->ss) || !mfd__is_transport_error(ret) ||
+	    __atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE) !=
+		    MFD_ROUND_UNKNOWN ||
+	    __atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE))
+		return false;
+	int none = 0;
+	if (!__atomic_compare_exchange_n(&d->rs_broken, &none, ret, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return true;
+	mfd__barrier_abort(&d->barrier);
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; d->w && i < d->n; i++)
+		if (d->w[i].chan)
+			d->w[i].chan->ops->shutdown(d->w[i].chan, SHUT_RDWR);
+	pthread_mutex_unlock(&d->lock);
+	/* Main stays whole for the loader: the source's ERROR may be on its
+	 * way (pause_reason). */
+	uint64_t one = 1;
+	if (write(d->wake_fd, &one, sizeof(one)) < 0)
+		mfd__warn("eventfd: %s", strerror(errno));
+	return true;
+}
+
+/*
+ * Loader, a data channel broke and paused the load: a source that failed
+ * (its own check, a cancel) closes its connections too and says why on
+ * main; up to 2 s for that ERROR, which fails the load instead. Anything
+ * else on main (a ROUND, its close) pauses.
+ */
+static int pause_reason(mfd_dest *d)
+{
+	int cause = __atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE);
+	struct pollfd pfd = { .fd = d->main->fd, .events = POLLIN };
+	struct mfd__ctl_hdr h;
+	uint8_t *payload;
+	if (poll(&pfd, 1, 2000) <= 0 || mfd__ctl_recv(d->main, &h, &payload))
+		return cause;
+	int ret = cause;
+	if (h.type == MFD_CTL_ERROR) {
+		ret = mfd__ctl_peer_error(payload, h.length, "source");
+		mfd__session_fail_peer(&d->ss, ret);
+	}
+	free(payload);
+	return ret;
+}
+
+/* Loader: the workers joined (a packet cut in the middle may have
+ * written part of its pages: a zero page sent again must clear them),
+ * every connection closed. */
+static void pause_join(mfd_dest *d)
+{
+	for (unsigned i = 0; i < d->n; i++) {
+		struct recv_worker *w = &d->w[i];
+		if (w->started)
+			pthread_join(w->thread, NULL);
+		w->started = false;
+		const struct mfd__ramblock *rb =
+			&d->ss.blocks[w->inflight_block];
+		for (uint32_t k = 0; k < w->inflight; k++) {
+			uint64_t pg = w->offsets[k] >> rb->page_shift;
+			__atomic_fetch_or(&d->recvd[w->inflight_block][pg >> 6],
+					  1ULL << (pg & 63), __ATOMIC_RELAXED);
+		}
+	}
+	pthread_mutex_lock(&d->lock);
+	for (unsigned i = 0; i < d->n; i++) {
+		if (d->w[i].chan)
+			d->w[i].chan->ops->close(d->w[i].chan);
+		d->w[i].chan = NULL;
+	}
+	if (d->main)
+		d->main->ops->close(d->main);
+	d->main = NULL;
+	pthread_mutex_unlock(&d->lock);
+}
+
+/* A RESUME connection was admitted: RECEIVED, the data channels, new
+ * workers from round applied on. On failure everything it opened is
+ * closed and the load stays paused. */
+static int resume_accept(mfd_dest *d, struct mfd__chan *c)
+{
+	uint32_t applied = __atomic_load_n(&d->applied, __ATOMIC_ACQUIRE);
+	pthread_mutex_lock(&d->lock);
+	d->main = c;
+	pthread_mutex_unlock(&d->lock);
+	int ret = c->ops->set_timeout(c, d->ss.cfg.io_timeout_ms);
+	if (!ret)
+		ret = mfd__rs_dst_send(&d->rs, c, d->ss.blocks, applied);
+	for (unsigned i = 0; i < d->n; i++) {
+		struct recv_worker *w = &d->w[i];
+		mfd__grammar_init(&w->g);
+		w->g.round = applied;
+		w->lost = w->kill = w->told = w->src_lost = false;
+		w->exited = false;
+		w->inflight = 0;
+		w->pages = w->packets = 0;
+	}
+	d->nlost = 0;
+	__atomic_store_n(&d->ndone, 0, __ATOMIC_RELAXED);
+	mfd__barrier_destroy(&d->barrier);
+	mfd__barrier_init(&d->barrier, d->n);
+	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
+	d->barrier.progress = &d->rx_packets;
+	uint64_t reg_ns = 0;
+	if (!ret)
+		ret = accept_registered(d, &reg_ns);
+	if (ret) {
+		pause_join(d); /* no worker started: closes what was opened */
+		return ret;
+	}
+	__atomic_store_n(&d->rs_broken, 0, __ATOMIC_RELEASE);
+	STAT_ADD(d->ss.st.resumes, 1);
+	mfd__info("resumed from %s at round %u", c->peer, applied);
+	return start_workers(d);
+}
+
+/*
+ * Loader, after a break in pre-copy: paused, listening for the source's
+ * RESUME (same session, authenticated) for resume-timeout; strangers and
+ * wrong sessions are refused and the wait goes on. 0: resumed; else the
+ * load fails (with the break's cause when the time ran out).
+ */
+static int pause_load(mfd_dest *d)
+{
+	int cause = __atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE);
+	STAT_SET(d->ss.st.phase, MFD_PHASE_PAUSED);
+	mfd__warn("incoming pre-copy paused after round %d: %s; waiting %llu "
+		  "ms for the source's resume",
+		  (int)__atomic_load_n(&d->applied, __ATOMIC_ACQUIRE) - 1,
+		  mfd_strerror(cause),
+		  (unsigned long long)d->ss.cfg.resume_timeout_ms);
+	if (d->hooks.paused)
+		d->hooks.paused(d->hooks.opaque, cause);
+	int ret = mfd__admitq_init(&d->aq, &d->lst, d->ss.tls,
+				   d->ss.cfg.max_pending,
+				   d->ss.cfg.connect_timeout_ms, &d->ss.cancel);
+	uint64_t deadline = mfd__deadline_ms(d->ss.cfg.resume_timeout_ms);
+	struct mfd__admit_want want = { .role = MFD_ROLE_RESUME,
+					.key = &d->ss.key,
+					.session = d->session,
+					.nchannels = (uint16_t)d->n,
+					.features = d->features };
+	while (!ret) {
+		uint64_t now = mfd__now_ns();
+		struct mfd__chan *c;
+		struct mfd__hello h;
+		if (now >= deadline) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		ret = mfd__admitq_take(&d->aq, (deadline - now) / 1000000 + 1,
+				       &want, &c, &h);
+		if (ret == -ETIMEDOUT) {
+			ret = 0; /* the deadline decides */
+			continue;
+		}
+		char peer[sizeof(c->peer)];
+		if (!ret)
+			snprintf(peer, sizeof(peer), "%s", c->peer);
+		if (!ret && (ret = resume_accept(d, c))) {
+			mfd__warn("resume from %s: %s; still paused", peer,
+				  mfd_strerror(ret));
+			ret = mfd__session_check(&d->ss);
+			continue;
+		}
+		break;
+	}
+	mfd__admitq_destroy(&d->aq);
+	if (ret == -ETIMEDOUT && !mfd__session_check(&d->ss))
+		ret = mfd__session_fail_why(
+			&d->ss, cause,
+			"the connections broke in pre-copy (%s) and the "
+			"source did not resume within resume-timeout (%llu "
+			"ms)",
+			mfd_strerror(cause),
+			(unsigned long long)d->ss.cfg.resume_timeout_ms);
+	return ret;
+}
+/* ---- end resumable pre-copy ---- */
 
 /* After a failure: workers and device loaders joined, the source told
  * (once), the main channel drained and closed, the hypervisor told.
@@ -1448,6 +1683,7 @@ static void free_load(mfd_dest *d)
 		free(d->recvd[i]);
 		d->recvd[i] = NULL;
 	}
+	mfd__rs_dst_free(&d->rs);
 	free(d->w);
 	d->w = NULL;
 	if (d->main)
@@ -1612,12 +1848,15 @@ static void *loader_main(void *arg)
 	mfd_dest *d = arg;
 	int ret = setup_load(d);
 	mfd__admitq_destroy(&d->aq);
-	mfd__listener_close(&d->lst);
+	/* Resumable pre-copy: a resume comes on the same listener. */
+	if (ret || !(d->features & MFD_FEAT_RESUME))
+		mfd__listener_close(&d->lst);
 	STAT_SET(d->ss.st.setup_ns, mfd__now_ns() - d->ss.t_start);
 	if (!ret)
 		ret = start_workers(d);
-	if (!ret)
-		ret = finish_load(d);
+	while (!ret && (ret = finish_load(d)) == LOAD_PAUSED)
+		ret = pause_load(d); /* resumed: pre-copy goes on */
+	mfd__listener_close(&d->lst);
 	if (!ret)
 		ret = handover(d);
 	if (ret && ret != MFD_EINDOUBT)
@@ -1639,8 +1878,9 @@ static void *loader_main(void *arg)
 static void *file_main(void *arg)
 {
 	mfd_dest *d = arg;
+	const struct mfd__file_lazy lazy = { &d->pc, &d->pc_up, &d->lock };
 	int ret = mfd__file_load(&d->ss, &d->hooks, &d->dl.set, &d->dl.bytes,
-				 mfd__file_uri_path(d->lst.uri));
+				 mfd__file_uri_path(d->lst.uri), &lazy);
 	mfd__session_finish(&d->ss, ret);
 	return NULL;
 }
@@ -1662,6 +1902,7 @@ int mfd_dest_start(mfd_dest *d, const char *uri)
 	pthread_mutex_unlock(&d->lock);
 	__atomic_store_n(&d->pc_round, MFD_ROUND_UNKNOWN, __ATOMIC_RELAXED);
 	__atomic_store_n(&d->applied, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&d->rs_broken, 0, __ATOMIC_RELAXED);
 	memset(d->lane_done, 0, sizeof(d->lane_done));
 	d->last_round = 0;
 	d->nlanes = 0;

@@ -14,8 +14,12 @@
 #ifndef MULTIFD_FILEMIG_H
 #define MULTIFD_FILEMIG_H
 
+#include <pthread.h>
+#include <stdbool.h>
+
 #include "devstate/devstate.h"
 #include "multifd/multifd.h"
+#include "multifd/postcopy_dst.h"
 #include "multifd/session.h"
 
 /* The path of a "file:PATH" URI, or NULL for any other URI. */
@@ -35,6 +39,16 @@ int mfd__file_save(struct mfd__session *ss, const mfd_source_hooks *hooks,
 		   struct mfd__devset *devs, uint64_t *dev_bytes,
 		   const char *path);
 
+/* Lazy restore (lazy-restore = on): where the post-copy state lives (the
+ * destination's, kept after the load for its measures and, after a
+ * failure, its registration), and up, set under lock once it is
+ * initialised. */
+struct mfd__file_lazy {
+	struct mfd__pc_dst *pc;
+	bool *up;
+	pthread_mutex_t *lock;
+};
+
 /*
  * Destination: checks the image at path against the registered blocks and
  * devices, reads the pages present with the channels' readers in parallel
@@ -44,6 +58,6 @@ int mfd__file_save(struct mfd__session *ss, const mfd_source_hooks *hooks,
  */
 int mfd__file_load(struct mfd__session *ss, const mfd_dest_hooks *hooks,
 		   struct mfd__devset *devs, uint64_t *dev_bytes,
-		   const char *path);
+		   const char *path, const struct mfd__file_lazy *lazy);
 
 #endif /* MULTIFD_FILEMIG_H */

@@ -276,9 +276,10 @@ static bool leave(struct mfd__send_worker *w, int err)
 	p->lost |= 1ULL << w->idx;
 	w->chan->ops->shutdown(w->chan, SHUT_RDWR);
 	pthread_cond_broadcast(&p->idle_cv);
+	unsigned live = p->live; /* read under the lock: others leave too */
 	pthread_mutex_unlock(&p->lock);
 	mfd__warn("channel %u (%s) lost: %s; %u channel(s) go on", w->idx,
-		  w->chan->peer, mfd_strerror(err), p->live);
+		  w->chan->peer, mfd_strerror(err), live);
 	if (p->on_lost)
 		p->on_lost(p->lost_ctx);
 	return true;
@@ -573,14 +574,8 @@ void mfd__pool_destroy(struct mfd__pool *p)
 {
 	if (!p->w)
 		return;
-	pthread_mutex_lock(&p->lock);
-	p->quit = true;
-	for (unsigned i = 0; i < p->n; i++)
-		pthread_cond_signal(&p->w[i].cv);
-	pthread_mutex_unlock(&p->lock);
+	mfd__pool_quiesce(p); /* the workers joined */
 	for (unsigned i = 0; i < p->n; i++) {
-		if (p->w[i].started)
-			pthread_join(p->w[i].thread, NULL);
 		/* Device chunks still queued (a failed migration). */
 		for (unsigned k = 0; k < p->w[i].len; k++) {
 			struct mfd__job_slot *js =
@@ -656,13 +651,50 @@ unsigned mfd__pool_queued(struct mfd__pool *p)
 	return n;
 }
 
-int mfd__pool_degrade(struct mfd__pool *p, unsigned nblocks,
-		      void (*on_lost)(void *ctx), void *ctx)
+int mfd__pool_sentlog(struct mfd__pool *p, unsigned nblocks)
 {
 	pthread_mutex_lock(&p->lock);
 	int ret = 0;
 	for (unsigned i = 0; i < p->n && !ret; i++)
-		ret = mfd__sentlog_init(&p->w[i].log, p->blocks, nblocks);
+		if (!p->w[i].log.bits)
+			ret = mfd__sentlog_init(&p->w[i].log, p->blocks,
+						nblocks);
+	pthread_mutex_unlock(&p->lock);
+	return ret;
+}
+
+void mfd__pool_quiesce(struct mfd__pool *p)
+{
+	if (!p->w)
+		return;
+	pthread_mutex_lock(&p->lock);
+	p->quit = true;
+	for (unsigned i = 0; i < p->n; i++)
+		pthread_cond_signal(&p->w[i].cv);
+	pthread_mutex_unlock(&p->lock);
+	for (unsigned i = 0; i < p->n; i++) {
+		struct mfd__send_worker *w = &p->w[i];
+		if (w->started)
+			pthread_join(w->thread, NULL);
+		w->started = false;
+		/* What it held and never sent was taken too. */
+		for (unsigned k = 0; k < w->len && w->log.bits; k++) {
+			const struct mfd__job_slot *js =
+				&w->q[(w->head + k) % MFD__POOL_QUEUE];
+			if (js->job == MFD__JOB_PAGES)
+				mfd__sentlog_note(
+					&w->log, &p->blocks[js->batch->block],
+					js->batch->block, js->batch->round,
+					js->batch->offsets, js->batch->n);
+		}
+	}
+}
+
+int mfd__pool_degrade(struct mfd__pool *p, unsigned nblocks,
+		      void (*on_lost)(void *ctx), void *ctx)
+{
+	int ret = mfd__pool_sentlog(p, nblocks);
+	pthread_mutex_lock(&p->lock);
 	if (!ret) {
 		p->on_lost = on_lost;
 		p->lost_ctx = ctx;

@@ -195,6 +195,15 @@ void mfd__pool_abort(struct mfd__pool *p, int err);
  * per round. Before the first batch. 0 or -ENOMEM. */
 int mfd__pool_degrade(struct mfd__pool *p, unsigned nblocks,
 		      void (*on_lost)(void *ctx), void *ctx);
+/* Each worker notes the pages it takes per round (degrade.h), without
+ * the rest of degraded channels (resume.c). Before the first batch. 0 or
+ * -ENOMEM. */
+int mfd__pool_sentlog(struct mfd__pool *p, unsigned nblocks);
+/* Ends the workers (their channels shut down first, e.g. by
+ * mfd__pool_abort) and notes the batches still queued in their logs: the
+ * logs then hold every page handed to the pool. mfd__pool_destroy() still
+ * frees. Migration thread. */
+void mfd__pool_quiesce(struct mfd__pool *p);
 /* The workers that have left their channel (bit i: worker i). Any
  * thread. */
 uint64_t mfd__pool_lost(struct mfd__pool *p);

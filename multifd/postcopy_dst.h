@@ -85,8 +85,10 @@ void mfd__pc_dst_halt(struct mfd__pc_dst *pc);
  * (MADV_DONTNEED), so that it faults once registered and its content is
  * placed: a page populated by anything but a received packet (the
  * dest-prefault helpers, a stale copy) would otherwise refuse UFFDIO_COPY
- * with EEXIST and keep the wrong bytes. 0, MFD_ESTATE after the switch,
- * or -errno. */
+ * with EEXIST and keep the wrong bytes. Pages that hold nothing already
+ * (present nor swapped in /proc/self/pagemap) are left alone: one
+ * madvise per run of pages that hold something. 0, MFD_ESTATE after the
+ * switch, or -errno. */
 int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc);
 
 /* Pre-copy: a page (with contents or zero) of block b at offset arrived. */
@@ -133,6 +135,33 @@ int mfd__pc_dst_place_pages(struct mfd__pc_dst *pc, unsigned b,
  * above. */
 int mfd__pc_dst_place(struct mfd__pc_dst *pc, unsigned b, uint64_t offset,
 		      const void *src);
+
+/*
+ * A lazy restore from a file (multifd/filemig.c), before the switch:
+ * every page of block b whose bit is clear in have (not in the file: a
+ * hole, zero) counts as received, so that a fault on it is answered with
+ * a zero page and nothing fetches it. Loader thread only.
+ */
+void mfd__pc_dst_known_zero(struct mfd__pc_dst *pc, unsigned b,
+			    const struct mfd__bitmap *have);
+/*
+ * Claims page `page` of block b for the caller to fetch and place: true
+ * when it is not in place and nobody asked for it or claimed it before
+ * (the asked bitmap). A fault on a claimed page waits for the claimer's
+ * placement. Any thread.
+ */
+bool mfd__pc_dst_claim(struct mfd__pc_dst *pc, unsigned b, uint64_t page);
+/*
+ * Places the n pages of block b from page `first` on (claimed by the
+ * caller, or requested through the request callback), their bytes at src
+ * back to back, or zero pages when src is NULL; then their bits and
+ * measures. The pages this call put in place, -EEXIST when one of them
+ * was populated already (nothing but its claimer fills a claimed page of
+ * emptied memory: something else wrote it, and it keeps those bytes), or
+ * -errno.
+ */
+int mfd__pc_dst_place_run(struct mfd__pc_dst *pc, unsigned b, uint64_t first,
+			  uint64_t n, const uint8_t *src);
 
 /* Every page of every block is in place. */
 static inline bool mfd__pc_dst_complete(const struct mfd__pc_dst *pc)

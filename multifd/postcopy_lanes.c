@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "multifd/common/clock.h"
 #include "multifd/ctl.h"
 #include "multifd/internal.h"
 #include "multifd/pcwire.h"
@@ -135,6 +136,8 @@ static int lane_loop(struct mfd__pc_lane *l)
 static void *lane_main(void *arg)
 {
 	struct mfd__pc_lane *l = arg;
+	/* Each request waits for this thread's wakeup. */
+	(void)mfd__thread_short_slice();
 	int ret = lane_loop(l);
 	if (ret && ret != -ECANCELED) {
 		int zero = 0;

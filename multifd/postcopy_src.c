@@ -180,8 +180,15 @@ unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
 			offsets[n++] = p << rb->page_shift;
 	if (n == 0)
 		return 0; /* on its way: no neighbours either */
-	/* Neighbours: the following pages, while the packet has room. */
-	for (; p < rb->npages && n < max; p++)
+	/* Neighbours: the next max - n pages, those still to send. Not
+	 * further: late in post-copy most pages are sent, and looking for
+	 * the next unsent ones took up to the whole block's bitmap (atomic
+	 * ops all the way) per request, for pages no nearer than the bulk
+	 * channels' next ones. */
+	uint64_t stop = p + (max - n);
+	if (stop > rb->npages)
+		stop = rb->npages;
+	for (; p < stop; p++)
 		if (claim(pc, r->block, p))
 			offsets[n++] = p << rb->page_shift;
 	__atomic_store_n(&pc->hint, (uint64_t)r->block << 40 | p,

@@ -77,8 +77,9 @@ int64_t mfd__pc_src_predrop(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
 
 /*
  * An urgent lane answers a request r (checked by the caller with
- * mfd__page_req_decode): claims the pages of r still to send, then up to
- * max pages in all with the following pages of the block still to send.
+ * mfd__page_req_decode): claims the pages of r still to send, then those
+ * of the next pages of the block still to send, up to max pages in all:
+ * of the next max - n pages only (n: the request's pages claimed).
  * Fills offsets (ascending) and returns how many; 0 when every page
  * asked for is on its way already. Sets the bulk hint past the last page.
  */

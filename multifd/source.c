@@ -23,6 +23,7 @@
 #include "multifd/filemig.h"
 #include "multifd/pool.h"
 #include "multifd/postcopy_lanes.h"
+#include "multifd/resume.h"
 #include "multifd/session.h"
 #include "ramblock/tracker.h"
 
@@ -48,8 +49,9 @@ struct mfd_source {
 	bool tracking;
 	int throttle; /* percent applied through the hook */
 	/* Fixed switchover costs the estimate adds (migration thread). */
-	uint64_t stop_ns;   /* the stop hook's last call, kept across runs */
-	uint64_t verify_ns; /* predicted digests of all RAM, 0: verify off */
+	uint64_t stop_ns;     /* the stop hook's last call, kept across runs */
+	uint64_t verify_ns;   /* predicted digests of all RAM, 0: verify off */
+	uint64_t dev_stop_ns; /* the devices' arcs to STOP_COPY, predicted */
 
 	/* Round records, appended by the migration thread under lock. */
 	mfd_round_stats *rounds;
@@ -84,6 +86,19 @@ struct mfd_source {
 	unsigned discards;  /* DISCARD messages sent (migration thread) */
 	unsigned discarded; /* under lock: DISCARDED read (return path) */
 	bool switched;	    /* atomic: SWITCH sent, the guest is the dest's */
+
+	/* ---- resumable pre-copy (resume.c; protocol 7.8) ---- */
+	struct {
+		uint8_t session[16];  /* of the first connection */
+		struct mfd__rs_src r; /* migration thread */
+		int broken;	      /* atomic: the return path saw a break */
+		/* Under lock: paused, waiting for mfd_source_resume(); its
+		 * request (uri), and the outcome it waits for. */
+		bool paused, request, answered;
+		bool fatal; /* a resume failed after the old pool was freed */
+		int result;
+		char uri[256];
+	} rs;
 };
 
 struct vcpu_range {
@@ -124,6 +139,7 @@ void mfd_source_free(mfd_source *s)
 	}
 	mfd__session_destroy(&s->ss);
 	mfd__devsave_destroy(&s->ds);
+	mfd__rs_src_free(&s->rs.r);
 	pthread_mutex_destroy(&s->lock);
 	pthread_cond_destroy(&s->cv);
 	free(s->rounds);
@@ -219,6 +235,7 @@ static void *return_path_main(void *arg)
 
 static int dest_lost_channel(mfd_source *s, const uint8_t *payload);
 static int dest_synced(mfd_source *s, const uint8_t *payload);
+static bool resume_absorb(mfd_source *s, int ret);
 
 /* LOADED (the handover goes on in the migration thread), or the failure;
  * before them, the destination's CHAN_LOST (degraded channels). */
@@ -245,11 +262,15 @@ static void return_path(mfd_source *s)
 		ret = h.type == MFD_CTL_ROUND ? dest_synced(s, payload)
 					      : dest_lost_channel(s, payload);
 		free(payload);
-		if (ret) {
+		/* The last channel lost: resumable pre-copy pauses. */
+		if (ret && !resume_absorb(s, ret))
 			source_fail(s, ret);
+		if (ret)
 			return;
-		}
 	}
+	/* Resumable pre-copy: a break pauses, the migration thread sees. */
+	if (ret && resume_absorb(s, ret))
+		return;
 	if (ret) {
 		if (!mfd__session_check(&s->ss))
 			mfd__err("main channel: %s", mfd_strerror(ret));
@@ -289,12 +310,27 @@ static bool degrade_on(const mfd_source *s)
 	       (!strcmp(tp->name, "tcp") || !strcmp(tp->name, "uring"));
 }
 
+/* Resumable pre-copy: asked for with resume-timeout, over the stream
+ * transports (the destination's workers must see every page placed), in
+ * pre-copy without devices (a device chunk cannot be sent again). */
+static bool resume_on(const mfd_source *s)
+{
+	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->ss.cfg);
+	const struct mfd__transport *tp;
+	return s->ss.cfg.resume_timeout_ms &&
+	       s->ss.cfg.postcopy == MFD__POSTCOPY_OFF &&
+	       !mfd__devsave_any(&s->ds) &&
+	       !mfd__transport_select(s->uri, &co, &tp) &&
+	       (!strcmp(tp->name, "tcp") || !strcmp(tp->name, "uring"));
+}
+
 static uint64_t features_wanted(const mfd_source *s)
 {
 	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY : 0) |
 	       (s->ss.cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
 	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) | MFD_FEAT_COMMIT |
 	       (degrade_on(s) ? MFD_FEAT_DEGRADE : 0) |
+	       (resume_on(s) ? MFD_FEAT_RESUME : 0) |
 	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0) |
 	       (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF ? MFD_FEAT_POSTCOPY
 							: 0);
@@ -496,8 +532,9 @@ static int degrade_settle(mfd_source *s, uint32_t round, uint64_t *pages)
 					    sizeof(msg));
 			s->dg.told |= 1ULL << k;
 		}
-		if (ret || (ret = mfd__session_check(&s->ss)))
-			return ret;
+		if (ret || (ret = mfd__session_check(&s->ss)) ||
+		    (ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE)))
+			return ret; /* (broken: resumable pre-copy) */
 		pthread_mutex_lock(&s->lock);
 		uint64_t known = s->dg.dest_lost;
 		/* The return path signals CHAN_LOST; a worker leaving its
@@ -624,6 +661,8 @@ static int start_workers(mfd_source *s, struct mfd__chan **chans, unsigned n)
 	pthread_mutex_unlock(&s->lock);
 	if (!ret && degrade_on(s))
 		ret = mfd__pool_degrade(&s->pool, s->ss.nblocks, NULL, NULL);
+	if (!ret && resume_on(s)) /* resume: what each worker took */
+		ret = mfd__pool_sentlog(&s->pool, s->ss.nblocks);
 	if (ret)
 		return ret;
 	if (pthread_create(&s->rp_thread, NULL, return_path_main, s))
@@ -654,6 +693,7 @@ static int do_setup(mfd_source *s)
 {
 	uint8_t session[16];
 	int ret = mfd__random_bytes(session, sizeof(session));
+	memcpy(s->rs.session, session, sizeof(session)); /* resume */
 	if (!ret && s->ss.cfg.verify)
 		ret = mfd__session_digests_alloc(&s->ss);
 	if (ret)
@@ -926,6 +966,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 				  ? s->main->ops->rtt_ns(s->main)
 				  : 0,
 		.verify_ns = s->verify_ns,
+		.dev_stop_ns = s->dev_stop_ns,
 		.dirty_limit_on = s->dirty_limit_on,
 		.set = &set
 	};
@@ -946,6 +987,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 		w->expected_device_ns = part[MFD_DOWN_DEVICE];
 		w->expected_end_ns = part[MFD_DOWN_END];
 		w->over_part = (uint32_t)out->est.over;
+		w->expected_downtime_q_ns = out->est.total_q_ns;
 	}
 	pthread_mutex_unlock(&s->lock);
 	STAT_SET(s->ss.st.expected_stop_ns, part[MFD_DOWN_STOP]);
@@ -954,6 +996,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 	STAT_SET(s->ss.st.expected_device_ns, part[MFD_DOWN_DEVICE]);
 	STAT_SET(s->ss.st.expected_end_ns, part[MFD_DOWN_END]);
 	STAT_SET(s->ss.st.over_part, (uint32_t)out->est.over);
+	STAT_SET(s->ss.st.expected_downtime_q_ns, out->est.total_q_ns);
 }
 
 /*
@@ -1068,9 +1111,12 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 	double expected_ms = (double)out->expected_downtime_ns / 1e6;
 	const uint64_t *part = out->est.part_ns;
 	mfd__dbg("round %u: %llu bytes pending, expected downtime %.1f ms "
-		 "(stop %.1f, sync %.1f, ram %.1f, device %.1f, end %.1f)%s%s",
+		 "(at downtime-quantile %.1f ms, margin x%.3f from %u rounds; "
+		 "stop %.1f, sync %.1f, ram %.1f, device %.1f, end %.1f)%s%s",
 		 rec->round + 1, (unsigned long long)rec->dirty_bytes,
-		 expected_ms, (double)part[MFD_DOWN_STOP] / 1e6,
+		 expected_ms, (double)out->est.total_q_ns / 1e6,
+		 out->est.margin, out->est.nerr,
+		 (double)part[MFD_DOWN_STOP] / 1e6,
 		 (double)part[MFD_DOWN_SYNC] / 1e6,
 		 (double)part[MFD_DOWN_RAM] / 1e6,
 		 (double)part[MFD_DOWN_DEVICE] / 1e6,
@@ -1110,6 +1156,230 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 	return 0;
 }
 
+/* ---- resumable pre-copy (multifd/resume.h, docs/protocol.md 7.8) ---- */
+
+#define PAUSE_EXPIRED 1 /* resume_pause: resume-timeout passed */
+
+static void wait_return_path(mfd_source *s, unsigned ms);
+
+/* Any thread: a break in pre-copy that pauses instead of failing. */
+static bool resume_pausable(mfd_source *s, int ret)
+{
+	return resume_on(s) && !mfd__session_check(&s->ss) &&
+	       STAT_GET(s->ss.st.phase) == MFD_PHASE_PRECOPY &&
+	       (mfd__is_transport_error(ret) ||
+		__atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE));
+}
+
+/* Return path: main broke in pre-copy. The pool is failed so that the
+ * migration thread stops sending and pauses; true: nothing else to do. */
+static bool resume_absorb(mfd_source *s, int ret)
+{
+	if (__atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE))
+		return true; /* pausing: the migration thread shut main */
+	if (!resume_pausable(s, ret))
+		return false;
+	int none = 0;
+	__atomic_compare_exchange_n(&s->rs.broken, &none, ret, false,
+				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+	pthread_mutex_lock(&s->lock);
+	if (s->pool_up)
+		mfd__pool_abort(&s->pool, ret);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->lock);
+	return true;
+}
+
+/* The broken connections ended: the return path joined, the workers
+ * ended with what they took in their logs, main closed. The batch the
+ * scanner filled last may not have reached a worker: dirty again. */
+static void resume_stop(mfd_source *s, struct mfd__batch *batch, int cause)
+{
+	pthread_mutex_lock(&s->lock);
+	if (s->main)
+		s->main->ops->shutdown(s->main, SHUT_RDWR);
+	if (s->pool_up)
+		mfd__pool_abort(&s->pool, cause);
+	pthread_mutex_unlock(&s->lock);
+	if (s->rp_up)
+		pthread_join(s->rp_thread, NULL);
+	s->rp_up = false;
+	mfd__pool_quiesce(&s->pool);
+	for (uint32_t i = 0; batch->block < s->ss.nblocks && i < batch->n;
+	     i++) {
+		struct mfd__ramblock *rb = &s->ss.blocks[batch->block];
+		mfd__bitmap_set(&rb->dirty,
+				batch->offsets[i] >> rb->page_shift);
+	}
+	pthread_mutex_lock(&s->lock);
+	if (s->main)
+		s->main->ops->close(s->main);
+	s->main = NULL;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The old workers' pages the destination may not hold go back to the
+ * dirty set; *inflight: bytes taken after its round base. */
+static uint64_t resume_redirty(mfd_source *s, uint32_t base, uint64_t *inflight)
+{
+	for (unsigned k = 0; k < s->pool.n; k++) {
+		const struct mfd__send_worker *w = &s->pool.w[k];
+		uint64_t bit = 1ULL << k;
+		if (!w->dead) {
+			mfd__rs_src_collect(&s->rs.r, &w->log, s->ss.blocks,
+					    base);
+		} else if (!(s->dg.settled & bit)) {
+			/* Degraded, not yet settled: what it took after the
+			 * round the destination applied there (all that it
+			 * remembers if that is not known), received or not. */
+			mfd__sentlog_redirty(&w->log,
+					     s->dg.dest_lost & bit
+						     ? s->dg.applied[k]
+						     : MFD_ROUND_NONE,
+					     s->ss.blocks);
+		}
+	}
+	return mfd__rs_src_redirty(&s->rs.r, s->ss.blocks, inflight);
+}
+
+/* One resume attempt to s->rs.uri: RESUME on main, the destination's
+ * RECEIVED, the data channels, new workers. 0 with *round the next. */
+static int resume_connect(mfd_source *s, struct mfd__batch **batch,
+			  uint32_t *round)
+{
+	pthread_mutex_lock(&s->lock);
+	snprintf(s->uri, sizeof(s->uri), "%s", s->rs.uri);
+	pthread_mutex_unlock(&s->lock);
+	struct mfd__chan *main, *chans[MFD_MAX_CHANNELS];
+	unsigned n = 0;
+	uint32_t base = MFD_ROUND_NONE;
+	struct mfd__wire_limits lim = { .nblocks = s->ss.nblocks,
+					.blocks = s->ss.descs };
+	int ret = open_channel(s, MFD_ROLE_RESUME, 0, s->rs.session, &main);
+	if (ret)
+		return ret;
+	mfd__rs_src_clear(&s->rs.r);
+	ret = main->ops->set_timeout(main, s->ss.cfg.io_timeout_ms);
+	if (!ret)
+		ret = mfd__rs_src_recv(&s->rs.r, main, &lim, &base);
+	if (!ret)
+		ret = open_data(s, s->rs.session, chans, &n);
+	if (ret) {
+		main->ops->close(main);
+		return ret;
+	}
+	uint64_t inflight, again = resume_redirty(s, base, &inflight);
+	pthread_mutex_lock(&s->lock);
+	mfd__pool_destroy(&s->pool);
+	s->pool_up = false;
+	s->main = main;
+	s->rp_done = false;
+	pthread_mutex_unlock(&s->lock);
+	__atomic_store_n(&s->rs.broken, 0, __ATOMIC_RELEASE);
+	main->ops->set_timeout(main, 0); /* as after setup */
+	if ((ret = start_workers(s, chans, n))) {
+		s->rs.fatal = true;
+		return ret;
+	}
+	mfd__pool_set_rate(&s->pool, s->ss.cfg.max_bandwidth);
+	*batch = mfd__pool_batch(&s->pool);
+	*round = base == MFD_ROUND_NONE ? 0 : base + 1;
+	STAT_ADD(s->ss.st.resumes, 1);
+	STAT_ADD(s->ss.st.resume_bytes, again);
+	STAT_ADD(s->ss.st.resume_inflight_bytes, inflight);
+	STAT_SET(s->ss.st.phase, MFD_PHASE_PRECOPY);
+	mfd__info("pre-copy resumed at round %u through %s: %llu of %llu "
+		  "bytes in flight go again",
+		  *round, s->uri, (unsigned long long)again,
+		  (unsigned long long)inflight);
+	return 0;
+}
+
+/*
+ * Migration thread, after a break in pre-copy (cause): paused until
+ * mfd_source_resume() succeeds (0: pre-copy goes on at *round), the
+ * embedder cancels, or resume-timeout passes (the migration fails with
+ * the cause). The guest runs on, tracked; nothing is sent meanwhile.
+ */
+static int resume_pause(mfd_source *s, struct mfd__batch **batch,
+			uint32_t *round, int cause)
+{
+	/* A destination that failed closes the connections too, and says
+	 * why on main: a moment for its ERROR (the return path ends on it,
+	 * or on main's own break), which fails rather than pauses. */
+	if (s->rp_up)
+		wait_return_path(s, 2000);
+	int err = mfd__session_check(&s->ss);
+	if (err)
+		return err;
+	int none = 0;
+	if (!__atomic_compare_exchange_n(&s->rs.broken, &none, cause, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		cause = none; /* the return path's */
+	/* From the phase on, mfd_source_resume() is accepted (and waits
+	 * for the loop below to take it). */
+	pthread_mutex_lock(&s->lock);
+	s->rs.paused = true;
+	pthread_mutex_unlock(&s->lock);
+	STAT_SET(s->ss.st.phase, MFD_PHASE_PAUSED);
+	resume_stop(s, *batch, cause);
+	int ret = s->rs.r.nblocks ? 0
+				  : mfd__rs_src_init(&s->rs.r, s->ss.blocks,
+						     s->ss.nblocks);
+	mfd__warn("pre-copy paused in round %u: %s; mfd_source_resume() "
+		  "within %llu ms goes on, the guest runs here meanwhile",
+		  *round ? *round - 1 : 0, mfd_strerror(cause),
+		  (unsigned long long)s->ss.cfg.resume_timeout_ms);
+	if (s->hooks.paused)
+		s->hooks.paused(s->hooks.opaque, cause);
+	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.resume_timeout_ms);
+	pthread_mutex_lock(&s->lock);
+	while (!ret) {
+		if ((ret = mfd__session_check(&s->ss)))
+			break;
+		if (s->rs.request) {
+			pthread_mutex_unlock(&s->lock);
+			ret = resume_connect(s, batch, round);
+			if (ret)
+				mfd__warn("resume through %s: %s; still paused",
+					  s->rs.uri, mfd_strerror(ret));
+			pthread_mutex_lock(&s->lock);
+			s->rs.request = false;
+			s->rs.answered = true;
+			s->rs.result = ret;
+			pthread_cond_broadcast(&s->cv);
+			if (!ret || s->rs.fatal)
+				break; /* resumed, or the old pool is gone */
+			ret = 0; /* still paused: another attempt may come */
+			continue;
+		}
+		if (mfd__cond_wait_until(&s->cv, &s->lock, deadline) ==
+			    ETIMEDOUT &&
+		    !s->rs.request) {
+			ret = PAUSE_EXPIRED;
+			break;
+		}
+	}
+	s->rs.paused = false;
+	if (s->rs.request) { /* too late: answered */
+		s->rs.request = false;
+		s->rs.answered = true;
+		s->rs.result = MFD_ESTATE;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (ret == PAUSE_EXPIRED)
+		ret = mfd__session_fail_why(
+			&s->ss, cause,
+			"the connections broke in pre-copy (%s) and no "
+			"resume came within resume-timeout (%llu ms): the "
+			"guest runs on here",
+			mfd_strerror(cause),
+			(unsigned long long)s->ss.cfg.resume_timeout_ms);
+	return ret;
+}
+/* ---- end resumable pre-copy ---- */
+
 /* Rounds until the decision is to switch over; *round_out: the next. */
 static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		      uint32_t *round_out, bool *postcopy)
@@ -1122,13 +1392,21 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		uint64_t pending, t0 = 0;
 		if ((ret = precopy_round(s, batch, round++, &rec)) ||
 		    (t0 = mfd__now_ns(), ret = dirty_sync(s, &pending)) ||
-		    (ret = mfd__session_check(&s->ss)))
+		    (ret = mfd__session_check(&s->ss))) {
+			/* Resumable pre-copy: paused, then on, or failed. */
+			if (resume_pausable(s, ret) &&
+			    !(ret = resume_pause(s, batch, &round, ret)))
+				continue;
 			break;
+		}
 		uint64_t now = mfd__now_ns();
 		rec.sync_ns = now - t0;
-		if (mfd__devsave_any(&s->ds))
+		if (mfd__devsave_any(&s->ds)) {
 			rec.device_stop_bytes =
 				mfd__devset_stop_copy_size(&s->ds.set);
+			/* issue 18: the devices' stop, in the sync part */
+			s->dev_stop_ns = mfd__devset_stop_cost(&s->ds.set);
+		}
 		rec.dirty_bytes = pending;
 		rec.dirty_pages = pending / s->ss.blocks[0].page_size;
 		uint64_t window = now - t_sync;
@@ -1152,6 +1430,11 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		ret = precopy_apply(s, &rec, &out);
 		if (!ret && out.dirty_limit)
 			ret = apply_dirty_limit(s, window);
+		/* Resumable pre-copy: main broke during the round (the
+		 * return path saw it): pause before any switchover. */
+		int broken = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE);
+		if (ret >= 0 && broken && resume_pausable(s, broken))
+			ret = resume_pause(s, batch, &round, broken);
 	}
 	*round_out = round;
 	return ret < 0 ? ret : 0;
@@ -1238,7 +1521,7 @@ static int send_end(mfd_source *s, uint32_t round,
 			      .total_pages = STAT_GET(s->ss.st.pages),
 			      .total_packets = STAT_GET(s->ss.st.packets),
 			      .digests = digests };
-	if (degrade_on(s))
+	if (degrade_on(s) || resume_on(s)) /* since the last resume */
 		mfd__pool_totals(&s->pool, &e.total_pages, &e.total_packets);
 	size_t len = mfd__end_size(s->ss.nblocks, digests != NULL);
 	uint8_t *buf = malloc(len);
@@ -1901,6 +2184,8 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->discards = 0;
 	s->discarded = 0;
 	__atomic_store_n(&s->switched, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->rs.broken, 0, __ATOMIC_RELAXED);
+	s->rs.fatal = false;
 	memset(&s->lanes, 0, sizeof(s->lanes));
 	pthread_mutex_lock(&s->lock);
 	s->nrounds = 0;
@@ -1926,6 +2211,29 @@ int mfd_source_migrate(mfd_source *s, const char *uri)
 {
 	int ret = mfd_source_start(s, uri);
 	return ret ? ret : mfd_source_wait(s);
+}
+
+int mfd_source_resume(mfd_source *s, const char *uri)
+{
+	if (!s || !uri)
+		return -EINVAL;
+	if (strlen(uri) >= sizeof(s->rs.uri))
+		return MFD_EURI;
+	pthread_mutex_lock(&s->lock);
+	int ret = !s->rs.paused ? MFD_ESTATE : s->rs.request ? -EBUSY : 0;
+	if (!ret) {
+		snprintf(s->rs.uri, sizeof(s->rs.uri), "%s", uri);
+		s->rs.request = true;
+		s->rs.answered = false;
+		pthread_cond_broadcast(&s->cv);
+		/* Bounded: the attempt's connections by connect-timeout,
+		 * RECEIVED by io-timeout. */
+		while (!s->rs.answered)
+			pthread_cond_wait(&s->cv, &s->lock);
+		ret = s->rs.result;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return ret;
 }
 
 int mfd_source_start_postcopy(mfd_source *s)

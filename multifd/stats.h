@@ -52,6 +52,7 @@
 	X(uint32_t, over_part)                                                 \
 	X(uint64_t, down_device_ns)                                            \
 	X(uint32_t, overrun_part)                                              \
+	X(uint64_t, expected_downtime_q_ns)                                    \
 	X(uint32_t, vcpus_throttled)                                           \
 	X(uint32_t, vcpu_throttle_max_pct)                                     \
 	X(uint64_t, dirty_rate_bps)                                            \
@@ -64,7 +65,10 @@
 	X(uint64_t, urgent_pages)                                              \
 	X(uint64_t, urgent_requests)                                           \
 	X(uint64_t, lane_bytes)                                                \
-	X(uint64_t, postcopy_ns)
+	X(uint64_t, postcopy_ns)                                               \
+	X(uint32_t, resumes)                                                   \
+	X(uint64_t, resume_bytes)                                              \
+	X(uint64_t, resume_inflight_bytes)
 
 struct mfd__stats {
 #define MFD__STATS_FIELD(type, name) type name;

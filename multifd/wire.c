@@ -85,6 +85,10 @@ int mfd__hello_decode(const uint8_t in[MFD_HELLO_SIZE], struct mfd__hello *h)
 		    h->channel >= MFD_MAX_URGENT_LANES)
 			return MFD_EROLE;
 		break;
+	case MFD_ROLE_RESUME:
+		if (!(h->features & MFD_FEAT_RESUME) || h->channel != 0)
+			return MFD_EROLE;
+		break;
 	default:
 		return MFD_EROLE;
 	}
@@ -180,6 +184,11 @@ int mfd__ctl_hdr_decode(const uint8_t in[MFD_CTL_HDR_SIZE],
 		return h->length == MFD_CHAN_LOST_SIZE ? 0 : MFD_ELENGTH;
 	case MFD_CTL_PAGE_REQ:
 		return h->length == MFD_RANGE_SIZE ? 0 : MFD_ELENGTH;
+	case MFD_CTL_RECEIVED:
+		return h->length >= MFD_RECEIVED_FIXED &&
+				       h->length <= MFD_MAX_CTL_PAYLOAD
+			       ? 0
+			       : MFD_ELENGTH;
 	case MFD_CTL_DISCARD:
 	case MFD_CTL_SETUP:
 	case MFD_CTL_END:

@@ -50,9 +50,14 @@
  * pages re-sent on the others, both sides say so with CHAN_LOST
  * (docs/protocol.md 7.7; multifd/degrade.h). */
 #define MFD_FEAT_DEGRADE (1ULL << 7)
+/* Resumable pre-copy: both sides keep their state for resume-timeout when
+ * the connections break; a RESUME connection of the same session gets the
+ * destination's RECEIVED bitmap (docs/protocol.md 7.8; multifd/resume.h). */
+#define MFD_FEAT_RESUME (1ULL << 8)
 #define MFD_FEATURES_KNOWN                                                     \
 	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES |  \
-	 MFD_FEAT_POSTCOPY | MFD_FEAT_COMMIT | MFD_FEAT_DEGRADE)
+	 MFD_FEAT_POSTCOPY | MFD_FEAT_COMMIT | MFD_FEAT_DEGRADE |              \
+	 MFD_FEAT_RESUME)
 /* What this engine implements: a destination refuses the rest of the known
  * features in the hello (MFD_EFEATURE). All of them now. */
 #define MFD_FEATURES_OFFERED MFD_FEATURES_KNOWN
@@ -65,6 +70,7 @@ enum mfd__role {
 	MFD_ROLE_MAIN = 1,
 	MFD_ROLE_DATA = 2,
 	MFD_ROLE_URGENT = 3, /* post-copy urgent lane (MFD_FEAT_POSTCOPY) */
+	MFD_ROLE_RESUME = 4, /* main channel of a paused session (RESUME) */
 };
 
 /* Urgent lanes a session may open (SETUP postcopy_lanes). */
@@ -126,13 +132,16 @@ enum mfd__ctl_type {
 	/* Two-phase handover (MFD_FEAT_COMMIT), empty payloads. */
 	MFD_CTL_COMMIT = 12,	/* src->dst: after LOADED; never resumes */
 	MFD_CTL_COMMITTED = 13, /* dst->src: the guest runs here */
-	/* 14: reserved (a resumed migration's received bitmap). */
+	/* Resume (MFD_FEAT_RESUME): dst->src, the received bitmap. */
+	MFD_CTL_RECEIVED = 14,
 	MFD_CTL_DISCARDED = 15, /* dst->src: a DISCARD applied (post-copy) */
 	/* Degraded channels (MFD_FEAT_DEGRADE): either way, 8 bytes. */
 	MFD_CTL_CHAN_LOST = 16,
 };
 
 #define MFD_CTL_HDR_SIZE 16
+/* RECEIVED: 24 fixed bytes, then 8 per run (multifd/resume.h). */
+#define MFD_RECEIVED_FIXED 24
 struct mfd__ctl_hdr {
 	uint32_t magic;	   /* MFD_MAGIC_CTL */
 	uint16_t type;	   /* enum mfd__ctl_type */

@@ -59,6 +59,8 @@ static void test_table(UNUSED void **state)
 		{ "downtime-limit",
 		  offsetof(struct mfd_config, downtime_limit_ms), 8 },
 		{ "stop-cost", offsetof(struct mfd_config, stop_cost_ms), 8 },
+		{ "downtime-quantile",
+		  offsetof(struct mfd_config, downtime_quantile), 4 },
 		{ "connect-timeout",
 		  offsetof(struct mfd_config, connect_timeout_ms), 8 },
 		{ "max-pending-connections",
@@ -66,6 +68,8 @@ static void test_table(UNUSED void **state)
 		{ "io-timeout", offsetof(struct mfd_config, io_timeout_ms), 8 },
 		{ "degraded-channels",
 		  offsetof(struct mfd_config, degraded_channels), 1 },
+		{ "resume-timeout",
+		  offsetof(struct mfd_config, resume_timeout_ms), 8 },
 		{ "close-timeout",
 		  offsetof(struct mfd_config, close_timeout_ms), 8 },
 		{ "compression", offsetof(struct mfd_config, compression), 4 },
@@ -115,6 +119,8 @@ static void test_table(UNUSED void **state)
 		  offsetof(struct mfd_config, device_chunk_size), 4 },
 		{ "zstd-long", offsetof(struct mfd_config, zstd_long), 4 },
 		{ "direct-io", offsetof(struct mfd_config, direct_io), 1 },
+		{ "lazy-restore", offsetof(struct mfd_config, lazy_restore),
+		  1 },
 		{ "dest-prefault", offsetof(struct mfd_config, dest_prefault),
 		  4 },
 		{ "postcopy", offsetof(struct mfd_config, postcopy), 4 },
@@ -229,6 +235,7 @@ static void test_defaults(UNUSED void **state)
 	assert_get(cfg, "connect-timeout", "5000ms");
 	assert_get(cfg, "io-timeout", "30000ms");
 	assert_get(cfg, "degraded-channels", "on");
+	assert_get(cfg, "resume-timeout", "60000ms");
 	assert_get(cfg, "compression", "none");
 	assert_get(cfg, "zstd-level", "1");
 	assert_get(cfg, "io-engine", "sockets");

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -420,6 +421,68 @@ static void test_bad_requests_touch_nothing(void **state)
 	mfd__devset_destroy(&set);
 }
 
+/* The devices' arcs to STOP_COPY as the downtime estimate's sync part
+ * sees them: each device's declared cost, else (no op, or it fails) its
+ * slowest arc timed, here a device that saves its state on entering
+ * PRE_COPY (3 ms); a device in ERROR counts 0. */
+static int set_slow_pc(void *o, int s)
+{
+	if (s == PC) {
+		struct timespec ts = { 0, 3000000 };
+		nanosleep(&ts, NULL);
+	}
+	return fake_set(o, s);
+}
+static int declare_7ms(void *o, uint64_t *ns)
+{
+	(void)o;
+	*ns = 7000000;
+	return 0;
+}
+static int declare_fails(void *o, uint64_t *ns)
+{
+	(void)o;
+	*ns = 123456789;
+	return -EIO;
+}
+
+static void test_stop_cost(void **state)
+{
+	(void)state;
+	struct fake f[3] = { { .caps = MFD_DEV_CAP_ALL },
+			     { .caps = MFD_DEV_CAP_ALL },
+			     { .caps = MFD_DEV_CAP_ALL } };
+	int (*cost[3])(void *, uint64_t *) = { NULL, declare_7ms,
+					       declare_fails };
+	struct mfd__devset set;
+	mfd__devset_init(&set, true);
+	for (unsigned i = 0; i < 3; i++) {
+		mfd_device_ops ops = { .caps = f[i].caps,
+				       .set_state = i ? fake_set : set_slow_pc,
+				       .get_state = fake_get,
+				       .get_precopy_info = fake_info,
+				       .save = fake_save,
+				       .get_stop_cost = cost[i] };
+		char name[16];
+		snprintf(name, sizeof(name), "dev%u", i);
+		f[i].state = RUN;
+		assert_int_equal(mfd__devset_add(&set, name, &ops, &f[i]), 0);
+	}
+	/* No arc yet: only the declared 7 ms. */
+	assert_int_equal(mfd__devset_stop_cost(&set), 7000000);
+	assert_int_equal(mfd__devset_goto(&set, PC, false), 0);
+	uint64_t arc0 = set.devs[0].arc_max_ns, arc2 = set.devs[2].arc_max_ns;
+	assert_true(arc0 >= 3000000);
+	assert_int_equal(mfd__devset_stop_cost(&set), arc0 + 7000000 + arc2);
+	/* Faster arcs do not lower the slowest. */
+	assert_int_equal(mfd__devset_goto(&set, RUN, false), 0);
+	assert_true(set.devs[0].arc_max_ns >= arc0);
+	set.devs[1].state = ERR;
+	assert_int_equal(mfd__devset_stop_cost(&set),
+			 set.devs[0].arc_max_ns + set.devs[2].arc_max_ns);
+	mfd__devset_destroy(&set);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -431,6 +494,7 @@ int main(void)
 		cmocka_unit_test(test_dest_events),
 		cmocka_unit_test(test_failure_rolls_back),
 		cmocka_unit_test(test_bad_requests_touch_nothing),
+		cmocka_unit_test(test_stop_cost),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -230,9 +230,12 @@ static void run_case(enum when when, enum what what, enum chan chan)
 	char psk[128];
 	snprintf(psk, sizeof(psk), "tls-psk-file=%s/psk", tls_dir);
 	/* A lost data channel fails the migration here, as between peers
-	 * without MFD_FEAT_DEGRADE; tests/test_degrade.c has it on. */
+	 * without MFD_FEAT_DEGRADE; tests/test_degrade.c has it on. A break
+	 * in pre-copy fails it too, as without MFD_FEAT_RESUME (it would
+	 * pause for resume-timeout: tests/test_resume.c). */
 	const char *kv[] = { "channels=2",
 			     "degraded-channels=off",
+			     "resume-timeout=0",
 			     "verify=on",
 			     "io-timeout=3s",
 			     "connect-timeout=1s",

@@ -606,6 +606,9 @@ static void stays_on_source(int cancel_ms, int kill_ms, int want)
 	assert_int_equal(mfd_config_new(&cfg), 0);
 	assert_int_equal(mfd_config_set(cfg, "max-bandwidth", "4M"), 0);
 	assert_int_equal(mfd_config_set(cfg, "io-timeout", "2s"), 0);
+	/* A break in pre-copy fails at once only without resumable
+	 * pre-copy (with it the source pauses: tests/test_resume.c). */
+	assert_int_equal(mfd_config_set(cfg, "resume-timeout", "0"), 0);
 	/* A cut data channel fails the migration only without degraded
 	 * channels (with them it goes on: tests/test_degrade.c). */
 	if (via)

@@ -27,6 +27,32 @@ static void test_buckets(void **state)
 			 MFD_LATHIST_BUCKETS - 1);
 }
 
+static void test_fine(void **state)
+{
+	(void)state;
+	/* 1 µs wide below 16 µs. */
+	assert_int_equal(mfd__lathist_fine(0), 0);
+	assert_int_equal(mfd__lathist_fine(15999), 15);
+	assert_int_equal(mfd__lathist_fine_top_us(15), 16);
+	/* Then 8 an octave: [16, 18) µs is 16, [30, 32) is 23, [32, 36)
+	 * is 24; 300 µs is in [288, 320). */
+	assert_int_equal(mfd__lathist_fine(16 * US), 16);
+	assert_int_equal(mfd__lathist_fine_top_us(16), 18);
+	assert_int_equal(mfd__lathist_fine(31 * US), 23);
+	assert_int_equal(mfd__lathist_fine_top_us(23), 32);
+	assert_int_equal(mfd__lathist_fine(32 * US), 24);
+	assert_int_equal(mfd__lathist_fine_top_us(24), 36);
+	unsigned i = mfd__lathist_fine(300 * US);
+	assert_int_equal(mfd__lathist_fine_top_us(i), 320);
+	assert_int_equal(mfd__lathist_fine(287 * US) + 1, i);
+	/* Every bucket's top is the next one's bottom, no gap. */
+	for (unsigned k = 16; k + 1 < MFD_LATHIST_FINE; k++)
+		assert_int_equal(
+			mfd__lathist_fine(mfd__lathist_fine_top_us(k) * US),
+			k + 1);
+	assert_int_equal(mfd__lathist_fine(UINT64_MAX), MFD_LATHIST_FINE - 1);
+}
+
 static void test_quantiles(void **state)
 {
 	(void)state;
@@ -43,11 +69,11 @@ static void test_quantiles(void **state)
 	assert_int_equal(h.max_ns, 7000 * US);
 	assert_int_equal(h.sum_ns, (98 * 300 + 1500 + 7000) * US);
 	assert_int_equal(h.bucket[8], 98); /* [256, 512) µs */
-	/* p50 and p98: the top of [256, 512) µs; p99 the top of
-	 * [1024, 2048); p100 the max itself, not 8192 µs. */
-	assert_int_equal(mfd__lathist_quantile(&h, 0.5), 512 * US);
-	assert_int_equal(mfd__lathist_quantile(&h, 0.98), 512 * US);
-	assert_int_equal(mfd__lathist_quantile(&h, 0.99), 2048 * US);
+	/* p50 and p98: the top of the fine bucket [288, 320) µs; p99 the
+	 * top of [1408, 1536); p100 the max itself, not 7168 µs. */
+	assert_int_equal(mfd__lathist_quantile(&h, 0.5), 320 * US);
+	assert_int_equal(mfd__lathist_quantile(&h, 0.98), 320 * US);
+	assert_int_equal(mfd__lathist_quantile(&h, 0.99), 1536 * US);
 	assert_int_equal(mfd__lathist_quantile(&h, 1.0), 7000 * US);
 	/* A single sample: every quantile is it, capped. */
 	memset(&h, 0, sizeof(h));
@@ -88,6 +114,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_buckets),
+		cmocka_unit_test(test_fine),
 		cmocka_unit_test(test_quantiles),
 		cmocka_unit_test(test_threads),
 	};

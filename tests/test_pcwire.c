@@ -247,8 +247,7 @@ static void test_ctl_types(void **state)
 		{ MFD_CTL_PAGE_REQ, MFD_RANGE_SIZE - 1, MFD_ELENGTH },
 		{ MFD_CTL_DISCARD, MFD_MAX_CTL_PAYLOAD, 0 },
 		{ MFD_CTL_DISCARD, MFD_MAX_CTL_PAYLOAD + 1, MFD_ELENGTH },
-		{ 14, 0,
-		  MFD_ETYPE }, /* the first unknown type (after COMMITTED) */
+		{ 17, 0, MFD_ETYPE }, /* the first unknown type */
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		h.type = cases[i].type;

@@ -353,6 +353,9 @@ static void run_switch(const char *mode, unsigned lanes)
 	CHECK(ss.postcopy_round >= 1 && ds.postcopy_round == ss.postcopy_round);
 	CHECK(atomic_load(&vm.switched) == 1);
 	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	/* The readers ran while pages were being placed: they faulted,
+	 * and every page they read was whole. */
+	CHECK(atomic_load(&vm.reads) > 0 && ds.faults > 0);
 	CHECK(atomic_load(&vm.torn) == 0);
 	CHECK(ss.pages == ds.pages);
 	CHECK(ds.page_requests >= ss.urgent_requests);

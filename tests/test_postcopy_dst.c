@@ -428,6 +428,39 @@ static void test_place_pages(void **state)
 	sim_free(s);
 }
 
+/* Before the switch, every page not received is dropped if it holds
+ * anything (populated by a prefault helper or khugepaged), whether or not
+ * it was dropped before; received pages keep their bytes. */
+static void test_drop_missing(void **state)
+{
+	(void)state;
+	const uint64_t n = 64;
+	struct mfd__ramblock rb;
+	struct mfd__pc_dst pc;
+	uint8_t *m = mmap(NULL, n * PS, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mfd__ramblock_init(&rb, "r", m, n * PS, PS), 0);
+	assert_int_equal(mfd__pc_dst_init(&pc, &rb, 1, 1, on_request, NULL), 0);
+	/* 0..47 populated, 48..63 never touched; every third received. */
+	memset(m, 0xab, 48 * PS);
+	for (uint64_t p = 0; p < n; p += 3)
+		mfd__pc_dst_received(&pc, 0, p * PS);
+	/* 20..29 dropped already (a DISCARD), 25 populated again since. */
+	assert_int_equal(madvise(m + 20 * PS, 10 * PS, MADV_DONTNEED), 0);
+	m[25 * PS + 7] = 1;
+	assert_int_equal(mfd__pc_dst_drop_missing(&pc), 0);
+	for (uint64_t p = 0; p < n; p++) {
+		bool kept = p % 3 == 0 && p < 48 && (p < 20 || p >= 30);
+		for (unsigned i = 0; i < PS; i += 511)
+			assert_int_equal(m[p * PS + i], kept ? 0xab : 0);
+	}
+	assert_int_equal(m[25 * PS + 7], 0);
+	mfd__pc_dst_destroy(&pc);
+	mfd__ramblock_destroy(&rb);
+	munmap(m, n * PS);
+}
+
 static void test_init_args(void **state)
 {
 	(void)state;
@@ -447,6 +480,7 @@ int main(void)
 		cmocka_unit_test(test_init_args),
 		cmocka_unit_test(test_postcopy_run),
 		cmocka_unit_test(test_place_pages),
+		cmocka_unit_test(test_drop_missing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

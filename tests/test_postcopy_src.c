@@ -196,11 +196,23 @@ static void test_claims(void **state)
 	assert_int_equal(off[1], 23 * 4096);
 	assert_int_equal(off[2], 24 * 4096);
 
-	/* The rest, once each: b from 25, then a, then b's start. */
+	/* Neighbours come from the next pages only: 38 and 39 for a
+	 * request of 38 when 40 on are on their way (not 44 and 45). */
+	r = (struct mfd__page_range){ 1, 40 * 4096, 4096 };
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 4);
+	assert_int_equal(off[3], 43 * 4096);
+	r = (struct mfd__page_range){ 1, 38 * 4096, 4096 };
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 2);
+	assert_int_equal(off[0], 38 * 4096);
+	assert_int_equal(off[1], 39 * 4096);
+
+	/* The rest, once each: b from 40, then a, then b's start. */
 	uint8_t seen[2][64] = { 0 };
 	for (unsigned p = 10; p < 25; p++)
 		seen[1][p] = 1;
-	unsigned n, total = 15;
+	for (unsigned p = 38; p < 44; p++)
+		seen[1][p] = 1;
+	unsigned n, total = 21;
 	while ((n = mfd__pc_src_claim_bulk(&pc, 16, &blk, off))) {
 		for (unsigned i = 0; i < n; i++) {
 			assert_int_equal(seen[blk][off[i] / 4096], 0);

@@ -22,6 +22,7 @@
 
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
+#include "multifd/resume.h"
 #include "multifd/compress/codec.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -243,7 +244,7 @@ static void test_hello_reply_reject(void **state)
 	assert_int_equal(reply_rt(&r, &d), MFD_EFLAGS);
 
 	r = good_reply();
-	r.features = 1ULL << 8; /* the first unknown bit above DEGRADE */
+	r.features = 1ULL << 9; /* the first unknown bit above RESUME */
 	assert_int_equal(reply_rt(&r, &d), MFD_EFEATURE);
 }
 
@@ -318,7 +319,11 @@ static void test_ctl_hdr_reject(void **state)
 	assert_int_equal(mfd__ctl_hdr_decode(buf, &d), MFD_EFLAGS);
 
 	assert_int_equal(ctl_rt(0, 0, &d), MFD_ETYPE);
-	assert_int_equal(ctl_rt(14, 0, &d), MFD_ETYPE); /* after COMMITTED */
+	/* RECEIVED (resume): at least its fixed part, at most 2^20. */
+	assert_int_equal(ctl_rt(MFD_CTL_RECEIVED, 23, &d), MFD_ELENGTH);
+	assert_int_equal(ctl_rt(MFD_CTL_RECEIVED, 24, &d), 0);
+	assert_int_equal(ctl_rt(MFD_CTL_RECEIVED, MFD_MAX_CTL_PAYLOAD + 1, &d),
+			 MFD_ELENGTH);
 	assert_int_equal(ctl_rt(17, 0, &d), MFD_ETYPE); /* after CHAN_LOST */
 	assert_int_equal(ctl_rt(0xffff, 0, &d), MFD_ETYPE);
 	/* DISCARDED (post-copy): empty, exactly. */
@@ -1586,10 +1591,127 @@ static void test_random(void **state)
 	}
 }
 
+/* RECEIVED (resume.h): a bitmap's runs round-trip, split over messages
+ * when the room is small; every bound is checked. */
+static void test_received(void **state)
+{
+	(void)state;
+	static const struct mfd__block_desc blocks[2] = {
+		{ .name = "a", .size = 1000 * 4096ULL, .page_size = 4096 },
+		{ .name = "b", .size = 64 * 4096ULL, .page_size = 4096 },
+	};
+	const struct mfd__wire_limits lim = { .nblocks = 2, .blocks = blocks };
+	uint64_t bits[16] = { 0 }, back[16] = { 0 };
+	/* Runs at a word's edges, a single page, the block's last page. */
+	for (uint64_t pg = 60; pg < 70; pg++)
+		bits[pg / 64] |= 1ULL << (pg % 64);
+	bits[2] |= 1ULL << 5;
+	for (uint64_t pg = 990; pg < 1000; pg++)
+		bits[pg / 64] |= 1ULL << (pg % 64);
+	uint8_t buf[MFD_RECEIVED_FIXED + 2 * MFD_RECEIVED_RUN];
+	struct mfd__received_seq q = { 0 };
+	uint64_t pos = 0;
+	unsigned msgs = 0;
+	do {
+		size_t len = mfd__received_encode(bits, 1000, 7, 8, 0, true,
+						  &pos, buf, sizeof(buf));
+		struct mfd__received m;
+		assert_int_equal(mfd__received_decode(buf, len, &lim, &m), 0);
+		assert_int_equal(m.base_round, 7);
+		assert_int_equal(mfd__received_next(&q, &m), 0);
+		mfd__received_apply(&m, back);
+		msgs++;
+	} while (pos < 1000);
+	assert_int_equal(msgs, 2); /* 3 runs, 2 a message */
+	assert_true(q.done);
+	assert_memory_equal(bits, back, sizeof(bits));
+
+	/* One run, then its rejections. */
+	pos = 0;
+	size_t len = mfd__received_encode(bits, 64, MFD_ROUND_NONE, 2, 1, false,
+					  &pos, buf, sizeof(buf));
+	struct mfd__received m;
+	assert_int_equal(len, MFD_RECEIVED_FIXED + MFD_RECEIVED_RUN);
+	assert_int_equal(mfd__received_decode(buf, len, &lim, &m), 0);
+	assert_int_equal(m.flags, 0);
+	assert_int_equal(mfd__received_decode(buf, len - 1, &lim, &m),
+			 MFD_ELENGTH);
+	uint8_t bad[sizeof(buf)];
+	memcpy(bad, buf, len);
+	bad[4] = 2; /* block 2 of 2 */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EBLOCK);
+	memcpy(bad, buf, len);
+	bad[6] = 2; /* unknown flag */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EFLAGS);
+	memcpy(bad, buf, len);
+	memset(bad, 0, 4);
+	bad[0] = 2; /* base round 2: round 2 is not after it */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EROUND);
+	bad[20] = 3; /* round 3 is */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), 0);
+	assert_int_equal(m.round, 3);
+	memcpy(bad, buf, len);
+	bad[8] = 65; /* first past the block's 64 pages */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EOFFSET);
+	memcpy(bad, buf, len);
+	memset(bad + MFD_RECEIVED_FIXED + 4, 0, 4); /* an empty run */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EOFFSET);
+	memcpy(bad, buf, len);
+	memset(bad + MFD_RECEIVED_FIXED, 0xff, 4); /* a skip past the end */
+	assert_int_equal(mfd__received_decode(bad, len, &lim, &m), MFD_EOFFSET);
+
+	/* The sequence: one base round, blocks in order, nothing after LAST. */
+	struct mfd__received_seq q2 = { 0 };
+	struct mfd__received a = { .base_round = 3, .block = 1, .end = 10 };
+	assert_int_equal(mfd__received_next(&q2, &a), 0);
+	struct mfd__received b = a;
+	b.base_round = 4;
+	assert_int_equal(mfd__received_next(&q2, &b), MFD_EROUND);
+	b = a;
+	b.block = 0;
+	assert_int_equal(mfd__received_next(&q2, &b), MFD_EOFFSET);
+	b = a;
+	b.first = 9;
+	assert_int_equal(mfd__received_next(&q2, &b), MFD_EOFFSET);
+	b.first = 10;
+	b.flags = MFD_RECEIVED_LAST;
+	assert_int_equal(mfd__received_next(&q2, &b), 0);
+	assert_int_equal(mfd__received_next(&q2, &a), MFD_EUNEXPECTED);
+
+	/* Rounds in order; a later round starts its blocks again. */
+	struct mfd__received_seq q3 = { 0 };
+	struct mfd__received r4 = {
+		.base_round = 3, .round = 4, .block = 1, .end = 10
+	};
+	assert_int_equal(mfd__received_next(&q3, &r4), 0);
+	struct mfd__received r = r4;
+	r.round = 3;
+	r.block = 1;
+	r.first = 20;
+	assert_int_equal(mfd__received_next(&q3, &r), MFD_EROUND);
+	r.round = 5;
+	r.block = 0;
+	r.first = 0;
+	assert_int_equal(mfd__received_next(&q3, &r), 0);
+
+	/* Per page, the round it is held from (+1; NONE: any). */
+	uint32_t held[64] = { 0 };
+	pos = 0;
+	memset(bits, 0, sizeof(bits));
+	bits[0] = 0xf0;
+	len = mfd__received_encode(bits, 64, 3, 6, 1, true, &pos, buf,
+				   sizeof(buf));
+	assert_int_equal(mfd__received_decode(buf, len, &lim, &m), 0);
+	mfd__received_apply_round(&m, held);
+	for (unsigned i = 0; i < 64; i++)
+		assert_int_equal(held[i], i >= 4 && i < 8 ? 7 : 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hello_roundtrip),
+		cmocka_unit_test(test_received),
 		cmocka_unit_test(test_hello_reject),
 		cmocka_unit_test(test_hello_reply_roundtrip),
 		cmocka_unit_test(test_hello_reply_reject),

@@ -175,6 +175,13 @@ static void h_failed(void *o, int err)
 	((struct tvm *)o)->failed_err = err;
 }
 
+static void h_dst_paused(void *o, int cause)
+{
+	struct tvm *vm = o;
+	__atomic_fetch_add(&vm->dst_paused, 1, __ATOMIC_RELAXED);
+	vm->dst_paused_cause = cause;
+}
+
 static void h_dst_in_doubt(void *o, const mfd_handover *h)
 {
 	((struct tvm *)o)->dst_in_doubt++;
@@ -194,7 +201,8 @@ void tvm_start_dest(struct tvm *vm)
 			      .loaded = h_loaded,
 			      .failed = h_failed,
 			      .announce = vm->dest_announce,
-			      .in_doubt = h_dst_in_doubt };
+			      .in_doubt = h_dst_in_doubt,
+			      .paused = h_dst_paused };
 	int ret = mfd_dest_new(&vm->dst, vm->cfg, &dh);
 	for (unsigned i = 0; !ret && i < vm->nblocks; i++)
 		ret = mfd_dest_add_block(vm->dst, vm->blocks[i].name,

@@ -55,6 +55,9 @@ struct tvm {
 	/* in_doubt hooks: calls, and what each side reported. */
 	int src_in_doubt, dst_in_doubt;
 	mfd_handover src_ho, dst_ho;
+	/* The destination's paused hook (resumable pre-copy): calls
+	 * (atomic), and the last cause. */
+	int dst_paused, dst_paused_cause;
 	mfd_source_hooks shooks; /* the test may set sync_dirty etc. */
 	/* Optional: called by tvm_start_dest() after the blocks are added,
 	 * before the destination starts (e.g. to add devices). */

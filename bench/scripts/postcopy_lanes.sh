@@ -7,7 +7,7 @@
 # writers fault on the destination until every page is there. REPEATS runs
 # per lane count, interleaved. Prints one JSON line per run, "N of M ok",
 # then per lane count the medians of the request latency p50 / p99 / max
-# (2^n us buckets: p50 and p99 are bucket upper bounds), requests, urgent
+# (p50 and p99 are upper bounds of buckets 12.5 % wide), requests, urgent
 # pages and blocktime. Every run takes flock
 # ${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}.
 #

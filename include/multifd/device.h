@@ -187,6 +187,17 @@ typedef struct mfd_device_ops {
 	 * of downtime-limit's budget). Without it, a device counts as 0 bytes.
 	 */
 	int (*get_stop_copy_size)(void *opaque, uint64_t *bytes);
+	/*
+	 * Optional, source: how long the device expects its arc to STOP_COPY
+	 * to take if it were stopped now, in ns (quiescing the DMA in flight,
+	 * freezing its state). Called at every dirty sync in any state but
+	 * ERROR, it feeds the sync part of the downtime estimate, which the
+	 * arc adds to (the devices go one after the other). Without it, the
+	 * slowest arc the library has timed on the device stands in (for
+	 * devices that save their state on entering PRE_COPY, that arc costs
+	 * what the stop does).
+	 */
+	int (*get_stop_cost)(void *opaque, uint64_t *ns);
 } mfd_device_ops;
 
 /*

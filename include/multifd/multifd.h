@@ -222,6 +222,10 @@ enum mfd_phase {
 	/* Post-copy switch made: the guest runs on the destination, which
 	 * pulls the pages it misses; the source never resumes it. */
 	MFD_PHASE_POSTCOPY,
+	/* Resumable pre-copy: the connections broke; both sides keep their
+	 * state for resume-timeout (the source's guest runs on) until
+	 * mfd_source_resume() reconnects, else the migration fails. */
+	MFD_PHASE_PAUSED,
 };
 
 MFD_API const char *mfd_phase_name(int phase);
@@ -305,13 +309,15 @@ typedef struct mfd_stats {
 	 * Source: the switchover estimate in parts, as predicted at the last
 	 * decision (they add up to expected_downtime_ns), beside what was
 	 * measured. expected_stop_ns: the stop hook (stop-cost, else its
-	 * last measured call); _sync_ns: the final dirty sync (the last
-	 * round's); _ram_ns: the pending pages at the predicted bandwidth and
-	 * the last round's packet mix; _device_ns: the devices' stop-copy
-	 * size at that bandwidth; _end_ns: the end exchange (round trip,
-	 * digests with verify). down_stop_ns: the measured stop hook (part of
-	 * down_sync_ns). over_part: enum mfd_down_part, the part that made
-	 * the estimate exceed downtime-limit at the last decision (0: none).
+	 * last measured call); _sync_ns: the devices' arcs to STOP_COPY
+	 * (get_stop_cost, else their slowest arc timed) and the final dirty
+	 * sync (the last round's); _ram_ns: the pending pages at the predicted
+	 * bandwidth and the last round's packet mix; _device_ns: the devices'
+	 * stop-copy size at that bandwidth; _end_ns: the end exchange (round
+	 * trip, digests with verify). down_stop_ns: the measured stop hook
+	 * (part of down_sync_ns). over_part: enum mfd_down_part, the part that
+	 * made the estimate exceed downtime-limit at the last decision (0:
+	 * none).
 	 */
 	uint64_t expected_stop_ns;
 	uint64_t expected_sync_ns;
@@ -332,6 +338,12 @@ typedef struct mfd_stats {
 	 */
 	uint64_t down_device_ns;
 	uint32_t overrun_part;
+	/* Source: the estimate at the budget's quantile (downtime-quantile),
+	 * what the last decision held against downtime-limit: the transfer
+	 * parts stretched by the errors the estimator made on this
+	 * migration's rounds (>= expected_downtime_ns, which stays the
+	 * estimate itself). */
+	uint64_t expected_downtime_q_ns;
 	/* Source, dirty-limit: vCPUs throttled now, and the highest
 	 * per-vCPU throttle applied. */
 	uint32_t vcpus_throttled;
@@ -343,8 +355,9 @@ typedef struct mfd_stats {
 	 * urgent_requests read, lane_bytes the bytes of all urgent lanes
 	 * (the data channels' are wire_bytes minus these; the destination
 	 * counts the same). Destination: faults of the guest's threads, page
-	 * requests sent, their latency (request to placement, 2^n us
-	 * buckets: p50 and p99 are bucket upper bounds, max exact) and
+	 * requests sent, their latency (request to placement; p50 and p99
+	 * are upper bounds of log-linear buckets, within 1 us below 16 us
+	 * and 12.5 % above; max exact) and
 	 * blocktime, the time the guest's threads spent waiting for pages.
 	 * downtime_ns in post-copy: on the source, the stop to SWITCH sent;
 	 * on the destination, SWITCH read to postcopy_run returned (the two
@@ -366,6 +379,13 @@ typedef struct mfd_stats {
 	/* Data channels dropped in pre-copy (degraded-channels): their
 	 * unacknowledged pages were re-sent on the others. Both sides. */
 	uint32_t channels_lost;
+	/* Resumable pre-copy: how often the migration was resumed; source:
+	 * bytes of the pages it took in the rounds the destination had not
+	 * applied when the connections broke (in flight), and of those the
+	 * destination did not hold whole, which went again. */
+	uint32_t resumes;
+	uint64_t resume_bytes;
+	uint64_t resume_inflight_bytes;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,
@@ -419,6 +439,9 @@ typedef struct mfd_round_stats {
 	 * estimate uses. */
 	uint64_t device_bytes;
 	uint64_t device_ns;
+	/* The estimate at downtime-quantile made at the end of the round
+	 * (mfd_stats.expected_downtime_q_ns). */
+	uint64_t expected_downtime_q_ns;
 } mfd_round_stats;
 
 /*
@@ -520,6 +543,15 @@ typedef struct mfd_source_hooks {
 	 * cause in mfd_stats.error and mfd_source_error_text()).
 	 */
 	void (*postcopy)(void *opaque);
+	/*
+	 * Optional, resumable pre-copy (resume-timeout): the connections
+	 * broke with cause (a negative code) and the migration is paused:
+	 * the guest runs on here, dirty tracking goes on, and
+	 * mfd_source_resume() may reconnect within resume-timeout; after it
+	 * the migration fails as any other (mfd_source_wait()). Called
+	 * from the migration thread, once per pause.
+	 */
+	void (*paused)(void *opaque, int cause);
 } mfd_source_hooks;
 
 /* The config is copied; hooks are copied. */
@@ -596,6 +628,21 @@ MFD_API int mfd_source_get_handover(mfd_source *src, mfd_handover *h,
  * MFD_ESTATE when no migration runs or the postcopy key is off.
  */
 MFD_API int mfd_source_start_postcopy(mfd_source *src);
+/*
+ * Resumable pre-copy (QEMU's `migrate -r` / resume=true): reconnects a
+ * paused migration (MFD_PHASE_PAUSED) to uri, the destination's listener
+ * (the same URI as before, or another path to it, e.g. through a new
+ * link). The new connections carry the session id of the first and
+ * authenticate as it did (auth key, TLS); the destination sends what it
+ * holds and pre-copy goes on. Waits until the destination accepted or
+ * refused (each connection bounded by connect-timeout, the bitmap by
+ * io-timeout). 0: pre-copy runs again. A refusal (MFD_ESESSION: not the
+ * session the destination waits for; MFD_EAUTH: the key) or a failed
+ * connection leaves the migration paused: call again until
+ * resume-timeout has passed. MFD_ESTATE when not paused. Any thread but
+ * the hooks'.
+ */
+MFD_API int mfd_source_resume(mfd_source *src, const char *uri);
 /* Start and wait. */
 MFD_API int mfd_source_migrate(mfd_source *src, const char *uri);
 /* Ask the migration to stop; mfd_source_wait() then returns -ECANCELED
@@ -643,6 +690,11 @@ typedef struct mfd_dest_hooks {
 	 * fails the load with MFD_EHOOK and the source stays in-doubt.
 	 */
 	int (*loaded)(void *opaque);
+	/* (A lazy restore from a file, lazy-restore = on, calls loaded()
+	 * before the pages are here, as postcopy_run() below: the memory
+	 * is registered with userfaultfd and a guest thread that touches a
+	 * page not yet read waits for it; a failure after it is
+	 * MFD_ELOSTGUEST.) */
 	/* Optional: the incoming migration failed with err; never resume. */
 	void (*failed)(void *opaque, int err);
 	/*
@@ -681,6 +733,14 @@ typedef struct mfd_dest_hooks {
 	 * registration stays until mfd_dest_free()).
 	 */
 	int (*postcopy_run)(void *opaque);
+	/*
+	 * Optional, resumable pre-copy (resume-timeout): the connections
+	 * broke with cause and the load is paused: this side keeps what it
+	 * received and waits on its listener for the source's resume, at
+	 * most resume-timeout, then fails (failed()). Called from the loader
+	 * thread, once per pause.
+	 */
+	void (*paused)(void *opaque, int cause);
 } mfd_dest_hooks;
 
 MFD_API int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,

@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "multifd/common/clock.h"
 
@@ -17,6 +21,43 @@ uint64_t mfd__thread_cpu_ns(void)
 	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
 		return 0;
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* The kernel's struct sched_attr (include/uapi/linux/sched/types.h),
+ * version 1; glibc 2.36 has no wrapper. */
+struct short_slice_attr {
+	uint32_t size;
+	uint32_t sched_policy;
+	uint64_t sched_flags;
+	int32_t sched_nice;
+	uint32_t sched_priority;
+	uint64_t sched_runtime, sched_deadline, sched_period;
+	uint32_t sched_util_min, sched_util_max;
+};
+
+/* 100 us: the shortest slice the kernel accepts for the fair class. */
+#define SHORT_SLICE_NS 100000ULL
+
+int mfd__thread_short_slice(void)
+{
+#ifdef SYS_sched_setattr
+	struct short_slice_attr a;
+
+	memset(&a, 0, sizeof(a));
+	a.size = sizeof(a);
+	if (syscall(SYS_sched_getattr, 0, &a, sizeof(a), 0))
+		return -errno;
+	if (a.sched_policy != 0 /* SCHED_OTHER */)
+		return 0; /* the embedder chose a policy: keep it */
+	a.size = sizeof(a);
+	a.sched_flags = 0;
+	a.sched_runtime = SHORT_SLICE_NS;
+	if (syscall(SYS_sched_setattr, 0, &a, 0))
+		return -errno;
+	return 0;
+#else
+	return -ENOSYS;
+#endif
 }
 
 void mfd__cond_init_mono(pthread_cond_t *cv)

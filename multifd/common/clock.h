@@ -12,6 +12,17 @@ uint64_t mfd__now_ns(void);
 uint64_t mfd__thread_cpu_ns(void);
 
 /*
+ * Asks the scheduler to run the calling thread soon after it wakes: a
+ * fair-class thread with a short slice (sched_setattr's sched_runtime,
+ * honoured by EEVDF since Linux 6.12; ignored before), which preempts a
+ * busy thread of the default slice at wakeup. No privilege needed, no
+ * effect on priority or CPU share. For the threads on a post-copy page
+ * request's path, which sleep most of the time. Best effort: 0 or
+ * -errno, and the caller may ignore it.
+ */
+int mfd__thread_short_slice(void);
+
+/*
  * Condition variables on CLOCK_MONOTONIC, and a wait until an absolute
  * mfd__now_ns() deadline: 0 when signalled (or spuriously woken), ETIMEDOUT
  * once the deadline has passed.

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Control messages on the main channel: a 16-byte header, then the payload
  * decoder its type selects (SETUP, ROUND, END, ERROR, DEVICES,
- * DEVICE_DATA, DISCARD, SWITCH, PAGE_REQ), on the bytes that follow, cut to the
- * header's length as the receiver does. */
+ * DEVICE_DATA, DISCARD, SWITCH, PAGE_REQ, RECEIVED), on the bytes that follow,
+ * cut to the header's length as the receiver does. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -10,6 +10,7 @@
 #include "multifd/wire.h"
 #include "multifd/devwire.h"
 #include "multifd/pcwire.h"
+#include "multifd/resume.h"
 
 static struct mfd__block_desc blocks[MFD_MAX_BLOCKS];
 static uint8_t digests[MFD_MAX_BLOCKS][MFD_DIGEST_SIZE];
@@ -136,6 +137,35 @@ static void postcopy(uint16_t type, const uint8_t *p, size_t len)
 	}
 }
 
+/* RECEIVED (resume.h) against the post-copy limits above: every run lands
+ * inside its block's bitmap (a heap copy of exactly its words: ASan sees
+ * a write past it), and the sequence rules hold. */
+static void received(const uint8_t *p, size_t len)
+{
+	struct mfd__received m;
+	if (mfd__received_decode(p, len, &pc_lim, &m))
+		return;
+	const struct mfd__block_desc *b = &pc_blocks[m.block];
+	uint64_t npages = b->size / b->page_size;
+	FUZZ_ASSERT(m.block < 2 && m.first <= m.end && m.end <= npages);
+	FUZZ_ASSERT(len ==
+		    MFD_RECEIVED_FIXED + (size_t)m.nruns * MFD_RECEIVED_RUN);
+	size_t words = (npages + 63) / 64;
+	uint64_t *bits = malloc(words * sizeof(uint64_t));
+	if (!bits)
+		return;
+	memset(bits, 0, words * sizeof(uint64_t));
+	mfd__received_apply(&m, bits);
+	struct mfd__received_seq q = { 0 };
+	FUZZ_ASSERT(mfd__received_next(&q, &m) == 0);
+	/* The same message again: it overlaps itself unless it is empty. */
+	int twice = mfd__received_next(&q, &m);
+	FUZZ_ASSERT(twice == ((m.flags & MFD_RECEIVED_LAST) ? MFD_EUNEXPECTED
+			      : m.nruns			    ? MFD_EOFFSET
+							    : 0));
+	free(bits);
+}
+
 /* The same bytes as the payload of a PLACED DEVICE packet (its placement
  * table, devwire.h), against a state memory and chunk size from them. */
 static void devplace(const uint8_t *p, size_t len)
@@ -212,6 +242,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case MFD_CTL_SWITCH:
 	case MFD_CTL_PAGE_REQ:
 		postcopy(h.type, p, h.length);
+		break;
+	case MFD_CTL_RECEIVED:
+		received(p, h.length);
 		break;
 	case MFD_CTL_CHAN_LOST: {
 		struct mfd__chan_lost m;

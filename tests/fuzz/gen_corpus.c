@@ -15,6 +15,7 @@
 #include "multifd/auth.h"
 #include "multifd/devwire.h"
 #include "multifd/pcwire.h"
+#include "multifd/resume.h"
 #include "multifd/compress/codec.h"
 #include "multifd/channels/rdma_wire.h"
 #include "devstate/vdpa_state.h"
@@ -103,6 +104,14 @@ static void control(void)
 	mfd__chan_lost_encode(&cl, p);
 	put("ctl", "chan-lost", buf,
 	    ctl(buf, MFD_CTL_CHAN_LOST, p, MFD_CHAN_LOST_SIZE));
+
+	/* RECEIVED: block 0 of the fuzz target's limits (256 pages), three
+	 * runs, the last message. */
+	uint64_t rx[256 / 64] = { 0x0ff0, [2] = ~0ULL, [3] = 1ULL << 63 };
+	uint64_t rpos = 0;
+	n = (int)mfd__received_encode(rx, 256, 4, 5, 0, true, &rpos, p,
+				      sizeof(p));
+	put("ctl", "received", buf, ctl(buf, MFD_CTL_RECEIVED, p, (uint32_t)n));
 
 	uint8_t dg[3][MFD_DIGEST_SIZE];
 	memset(dg, 0x5a, sizeof(dg));
