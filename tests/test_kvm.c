@@ -145,7 +145,11 @@ static void throttle_slows_guest(void **st)
 	double slow = work_rate(vm, 600);
 	assert_int_equal(vmm_throttle(vm, 0), 0);
 	sleep_ms(100);
-	double again = work_rate(vm, 600);
+	/* Up to four windows: on a host loaded 20 deep the unthrottled
+	 * guest once took more than one to get its CPU back. */
+	double again = 0;
+	for (int t = 0; t < 4 && !(again > slow * 1.5); t++)
+		again = work_rate(vm, 600);
 	printf("# work/s: %.0f, throttled 90%%: %.0f, after: %.0f\n", full,
 	       slow, again);
 	assert_true(slow < full / 2);

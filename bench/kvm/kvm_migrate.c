@@ -399,15 +399,16 @@ static int boot_source(struct side *src, const struct kvm_mig_opts *o,
 }
 
 /* The guest's view on the source: before [t_boot, t_mig), during
- * [t_mig, t_end), and its last line. */
+ * [t_mig, t_end), and its last line before t_after (the end of the
+ * window end_view() reads: a guest still running here prints on). */
 static void source_view(struct side *src, uint64_t t_boot, uint64_t t_mig,
-			uint64_t t_end, struct kvm_mig_result *res,
-			struct span *all)
+			uint64_t t_end, uint64_t t_after,
+			struct kvm_mig_result *res, struct span *all)
 {
 	struct span before, during;
 	scan(src->vm, t_boot, t_mig, &before);
 	scan(src->vm, t_mig, t_end, &during);
-	scan(src->vm, 0, UINT64_MAX, all);
+	scan(src->vm, 0, t_after, all);
 	res->rate_before = rate(&before);
 	res->rate_during = rate(&during);
 	res->last_seq_src = all->seq_last;
@@ -499,7 +500,7 @@ int kvm_migrate_run(const struct kvm_mig_opts *o, struct kvm_mig_result *res)
 	uint64_t t_after = now_ns();
 
 	struct span src_all, dst_all;
-	source_view(&src, t_boot, t_mig, t_end, res, &src_all);
+	source_view(&src, t_boot, t_mig, t_end, t_after, res, &src_all);
 	end_view(dst.running ? &dst : &src, dst.running, t_end, t_after, res,
 		 &dst_all);
 	if (dst.running && dst_all.lines && src_all.lines &&
@@ -557,7 +558,7 @@ int kvm_migrate_source(const struct kvm_mig_opts *o, const char *uri,
 		sleep_ms(o->after_ms);
 	uint64_t t_after = now_ns();
 	struct span all, end;
-	source_view(&src, t_boot, t_mig, t_end, res, &all);
+	source_view(&src, t_boot, t_mig, t_end, t_after, res, &all);
 	if (here)
 		end_view(&src, 0, t_end, t_after, res, &end);
 	ret = 0;
