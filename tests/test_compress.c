@@ -389,7 +389,10 @@ static void test_zstd_huge_pages(void **st)
 	assert_int_equal(s.compress_in_bytes % (2 * MiB), 0);
 	assert_true(s.raw_pages >= want_raw);
 	assert_int_equal(s.zero_pages, 2);
-	assert_true(s.compressed_bytes < s.compress_in_bytes / 2);
+	/* Half, but for a random page that went through the codec (it
+	 * comes out as large as it went in). */
+	assert_true(s.compressed_bytes <
+		    s.compress_in_bytes / 2 + (2 - want_raw) * 2 * MiB);
 	tvm_destroy(&vm);
 }
 
