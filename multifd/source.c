@@ -1871,12 +1871,11 @@ static int do_postcopy(mfd_source *s, struct mfd__batch **batch, uint32_t round)
 	return ret ? ret : postcopy_stream(s, batch, round);
 }
 
-/* A failure after SWITCH: the guest runs (or waits) on the destination
- * only; it is never resumed here. The cause stays the session's error. */
-static int lost_guest(mfd_source *s, int ret)
+/* Records the failure (the first recorded cause wins), tells the
+ * destination why on main (bounded: a stalled peer must not hold us
+ * here) and stops dirty tracking. Returns the session's cause. */
+static int fail_and_tell(mfd_source *s, int ret)
 {
-	if (mfd__is_transport_error(ret) && s->rp_up)
-		wait_return_path(s, 2000);
 	source_fail(s, ret);
 	ret = mfd__session_check(&s->ss);
 	if (s->main) {
@@ -1886,6 +1885,16 @@ static int lost_guest(mfd_source *s, int ret)
 				    mfd_strerror(ret));
 	}
 	untrack(s);
+	return ret;
+}
+
+/* A failure after SWITCH: the guest runs (or waits) on the destination
+ * only; it is never resumed here. The cause stays the session's error. */
+static int lost_guest(mfd_source *s, int ret)
+{
+	if (mfd__is_transport_error(ret) && s->rp_up)
+		wait_return_path(s, 2000);
+	ret = fail_and_tell(s, ret);
 	mfd__devsave_end(&s->ds, true); /* never RUNNING here again */
 	mfd__err("post-copy failed after the switch (%s): the guest is lost "
 		 "to this side and incomplete on the destination",
@@ -2019,17 +2028,7 @@ static int fail_migration(mfd_source *s, int ret)
 		wait_return_path(s, 2000);
 	else if (mfd__peer_may_explain(ret) && s->main)
 		read_peer_reason(s, 2000);
-	/* The first recorded cause wins. */
-	source_fail(s, ret);
-	ret = mfd__session_check(&s->ss);
-	if (s->main) {
-		/* Bounded: a stalled peer must not hold us here. */
-		s->main->ops->set_timeout(s->main,
-					  s->ss.cfg.connect_timeout_ms);
-		mfd__ctl_send_error(s->main, ret, "source: %s",
-				    mfd_strerror(ret));
-	}
-	untrack(s);
+	ret = fail_and_tell(s, ret);
 	/* Failed notifier: devices back to RUNNING before the vCPUs. */
 	mfd__devsave_end(&s->ds, false);
 	if (s->stopped && s->hooks.resume(s->hooks.opaque) < 0)
