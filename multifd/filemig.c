@@ -843,6 +843,23 @@ static void batches_all(struct fbatches *bs, struct mfd__session *ss)
 	}
 }
 
+/* The restore's reading pass over every page present: all batches,
+ * the image's descriptors and bitmaps. */
+static struct fpass read_pass(struct fload *f)
+{
+	struct mfd__session *ss = f->c.ss;
+	batches_all(&f->c.bs, ss);
+	return (struct fpass){ .ss = ss,
+			       .fd = f->c.dfd,
+			       .mfd = f->c.fd,
+			       .present = f->c.present,
+			       .h = &f->c.h,
+			       .path = f->c.path,
+			       .uring = ss->cfg.io_engine == MFD__IO_URING,
+			       .b = f->c.bs.b,
+			       .nb = f->c.bs.n };
+}
+
 static int load_pages(struct fload *f)
 {
 	struct mfd__session *ss = f->c.ss;
@@ -851,16 +868,7 @@ static int load_pages(struct fload *f)
 		ret = mfd__session_digests_alloc(ss);
 	if (ret)
 		return mfd__session_fail(ss, ret);
-	batches_all(&f->c.bs, ss);
-	struct fpass p = { .ss = ss,
-			   .fd = f->c.dfd,
-			   .mfd = f->c.fd,
-			   .present = f->c.present,
-			   .h = &f->c.h,
-			   .path = f->c.path,
-			   .uring = ss->cfg.io_engine == MFD__IO_URING,
-			   .b = f->c.bs.b,
-			   .nb = f->c.bs.n };
+	struct fpass p = read_pass(f);
 	ret = run_pass(&p, false);
 	if (ret)
 		return ret;
@@ -1247,17 +1255,8 @@ static int lazy_run(struct fload *f)
 	f->ran = true;
 	STAT_SET(ss->st.downtime_ns, mfd__now_ns() - ss->t_start);
 	STAT_SET(ss->st.phase, MFD_PHASE_POSTCOPY);
-	batches_all(&f->c.bs, ss);
-	struct fpass p = { .ss = ss,
-			   .fd = f->c.dfd,
-			   .mfd = f->c.fd,
-			   .present = f->c.present,
-			   .h = &f->c.h,
-			   .path = f->c.path,
-			   .uring = ss->cfg.io_engine == MFD__IO_URING,
-			   .b = f->c.bs.b,
-			   .nb = f->c.bs.n,
-			   .pc = pc };
+	struct fpass p = read_pass(f);
+	p.pc = pc;
 	ret = run_pass(&p, false);
 	if (!ret)
 		ret = lazy_wait(f, pc);
