@@ -60,6 +60,7 @@ void mfd__pc_dst_stop(struct mfd__pc_dst *pc)
 		mfd__uffd_missing_unregister(&pc->u, pc->blocks[b].host,
 					     pc->blocks[b].size);
 	pc->registered = false;
+	pc->prepared = false;
 	mfd__uffd_missing_close(&pc->u);
 }
 
@@ -188,6 +189,23 @@ int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc)
 	if (fd >= 0)
 		close(fd);
 	return ret;
+}
+
+int mfd__pc_dst_prepare(struct mfd__pc_dst *pc)
+{
+	int ret;
+
+	if (pc->prepared)
+		return 0;
+	if (pc->fault_running)
+		return MFD_ESTATE;
+	/* Registered first: a registered range is not collapsed over its
+	 * holes by khugepaged, so a dropped page stays missing. */
+	if ((ret = mfd__pc_dst_register(pc)) ||
+	    (ret = mfd__pc_dst_drop_missing(pc)))
+		return ret;
+	pc->prepared = true;
+	return 0;
 }
 
 /* The block holding addr, or -1. */
