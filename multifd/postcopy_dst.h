@@ -88,7 +88,7 @@ void mfd__pc_dst_halt(struct mfd__pc_dst *pc);
  * dest-prefault helpers, a stale copy) would otherwise refuse UFFDIO_COPY
  * with EEXIST and keep the wrong bytes. Pages that hold nothing already
  * (present nor swapped in /proc/self/pagemap) are left alone: one
- * madvise per run of pages that hold something. 0, MFD_ESTATE after the
+ * drop per run of pages that hold something. 0, MFD_ESTATE after the
  * switch, or -errno. */
 int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc);
 
