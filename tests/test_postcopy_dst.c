@@ -428,6 +428,22 @@ static void test_place_pages(void **state)
 	sim_free(s);
 }
 
+/* One block of n pages for pc: 0..47 populated (0xab), the rest never
+ * touched; every third page received. */
+static uint8_t *one_block(uint64_t n, struct mfd__ramblock *rb,
+			  struct mfd__pc_dst *pc)
+{
+	uint8_t *m = mmap(NULL, n * PS, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mfd__ramblock_init(rb, "r", m, n * PS, PS), 0);
+	assert_int_equal(mfd__pc_dst_init(pc, rb, 1, 1, on_request, NULL), 0);
+	memset(m, 0xab, 48 * PS);
+	for (uint64_t p = 0; p < n; p += 3)
+		mfd__pc_dst_received(pc, 0, p * PS);
+	return m;
+}
+
 /* Before the switch, every page not received is dropped if it holds
  * anything (populated by a prefault helper or khugepaged), whether or not
  * it was dropped before; received pages keep their bytes. */
@@ -437,15 +453,7 @@ static void test_drop_missing(void **state)
 	const uint64_t n = 64;
 	struct mfd__ramblock rb;
 	struct mfd__pc_dst pc;
-	uint8_t *m = mmap(NULL, n * PS, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(m != MAP_FAILED);
-	assert_int_equal(mfd__ramblock_init(&rb, "r", m, n * PS, PS), 0);
-	assert_int_equal(mfd__pc_dst_init(&pc, &rb, 1, 1, on_request, NULL), 0);
-	/* 0..47 populated, 48..63 never touched; every third received. */
-	memset(m, 0xab, 48 * PS);
-	for (uint64_t p = 0; p < n; p += 3)
-		mfd__pc_dst_received(&pc, 0, p * PS);
+	uint8_t *m = one_block(n, &rb, &pc);
 	/* 20..29 dropped already (a DISCARD), 25 populated again since. */
 	assert_int_equal(madvise(m + 20 * PS, 10 * PS, MADV_DONTNEED), 0);
 	m[25 * PS + 7] = 1;
@@ -478,14 +486,7 @@ static void test_prepare_once(void **state)
 	struct mfd__ramblock rb;
 	struct mfd__pc_dst pc;
 	uint8_t page[PS];
-	uint8_t *m = mmap(NULL, n * PS, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(m != MAP_FAILED);
-	assert_int_equal(mfd__ramblock_init(&rb, "r", m, n * PS, PS), 0);
-	assert_int_equal(mfd__pc_dst_init(&pc, &rb, 1, 1, on_request, NULL), 0);
-	memset(m, 0xab, 48 * PS);
-	for (uint64_t p = 0; p < n; p += 3)
-		mfd__pc_dst_received(&pc, 0, p * PS);
+	uint8_t *m = one_block(n, &rb, &pc);
 	int ret = mfd__pc_dst_prepare(&pc);
 	if (ret == -ENOTSUP) {
 		mfd__pc_dst_destroy(&pc);
