@@ -625,9 +625,9 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.doc = "Source, postcopy=auto: switch to post-copy after this "
 		       "many pre-copy rounds without convergence. 1: after the "
 		       "first full pass, as libvirt's "
-		       "--postcopy-after-precopy; "
-		       "each further round sends the dirty set once more "
-		       "(see below).",
+		       "--postcopy-after-precopy; each further round sends "
+		       "the dirty set once more (trade-off: docs/config.md, "
+		       "Choosing postcopy-after-rounds).",
 	},
 	{
 		.section = "migration",
