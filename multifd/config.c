@@ -618,12 +618,16 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.section = "migration",
 		.name = "postcopy-after-rounds",
 		.type = MFD__CFG_UINT,
-		.def = "5",
+		.def = "1",
 		.min = 1,
 		.max = 1000000,
 		FIELD(postcopy_after_rounds),
 		.doc = "Source, postcopy=auto: switch to post-copy after this "
-		       "many pre-copy rounds without convergence.",
+		       "many pre-copy rounds without convergence. 1: after the "
+		       "first full pass, as libvirt's "
+		       "--postcopy-after-precopy; each further round sends "
+		       "the dirty set once more (trade-off: docs/config.md, "
+		       "Choosing postcopy-after-rounds).",
 	},
 	{
 		.section = "migration",

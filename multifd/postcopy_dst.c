@@ -60,6 +60,7 @@ void mfd__pc_dst_stop(struct mfd__pc_dst *pc)
 		mfd__uffd_missing_unregister(&pc->u, pc->blocks[b].host,
 					     pc->blocks[b].size);
 	pc->registered = false;
+	pc->prepared = false;
 	mfd__uffd_missing_close(&pc->u);
 }
 
@@ -91,13 +92,18 @@ int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 		return MFD_ESTATE;
 	if ((ret = mfd__discard_check(payload, len, lim, &n)))
 		return ret;
-	for (uint32_t i = 0; i < n; i++) {
+	struct mfd__drop *drop = malloc(sizeof(*drop));
+	if (!drop)
+		return -ENOMEM;
+	mfd__drop_init(drop);
+	for (uint32_t i = 0; i < n && !ret; i++) {
 		struct mfd__page_range r;
 		mfd__discard_get(payload, i, &r);
 		struct mfd__ramblock *rb = &pc->blocks[r.block];
-		if ((ret = mfd__uffd_discard(rb->host + r.offset, r.length)))
-			return ret;
-		/* Before the switch only the loader thread clears bits. */
+		if ((ret = mfd__drop_add(drop, rb->host + r.offset, r.length)))
+			break;
+		/* Before the switch only the loader thread clears bits, and
+		 * nothing reads them: the drop may come after them. */
 		uint64_t first = r.offset >> rb->page_shift;
 		uint64_t last = first + (r.length >> rb->page_shift);
 		for (uint64_t p = first; p < last; p++) {
@@ -109,7 +115,9 @@ int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 						   __ATOMIC_RELAXED);
 		}
 	}
-	return 0;
+	int fret = mfd__drop_finish(drop);
+	free(drop);
+	return ret ? ret : fret;
 }
 
 /* Pages looked up in /proc/self/pagemap at a time (4 KiB of entries). */
@@ -117,10 +125,10 @@ int mfd__pc_dst_discard(struct mfd__pc_dst *pc, const uint8_t *payload,
 #define PM_HOLDS  (1ULL << 63 | 1ULL << 62) /* present or swapped */
 
 /* Drops pages [p, p + n) of block b that are not received and, by e[]
- * (their pagemap entries; NULL: unknown), hold something: one madvise a
+ * (their pagemap entries; NULL: unknown), hold something: one drop a
  * run. */
-static int drop_chunk(struct mfd__pc_dst *pc, unsigned b, uint64_t p,
-		      uint64_t n, const uint64_t *e)
+static int drop_chunk(struct mfd__pc_dst *pc, struct mfd__drop *drop,
+		      unsigned b, uint64_t p, uint64_t n, const uint64_t *e)
 {
 	struct mfd__ramblock *rb = &pc->blocks[b];
 
@@ -134,9 +142,9 @@ static int drop_chunk(struct mfd__pc_dst *pc, unsigned b, uint64_t p,
 		while (j < n && !mfd__pc_received(&pc->rx[b], p + j) &&
 		       (!e || (e[j] & PM_HOLDS)))
 			j++;
-		int ret = mfd__uffd_discard(rb->host +
-						    ((p + i) << rb->page_shift),
-					    (j - i) << rb->page_shift);
+		int ret = mfd__drop_add(drop,
+					rb->host + ((p + i) << rb->page_shift),
+					(j - i) << rb->page_shift);
 		if (ret)
 			return ret;
 		i = j;
@@ -161,6 +169,10 @@ int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc)
 
 	if (pc->fault_running)
 		return MFD_ESTATE;
+	struct mfd__drop *drop = malloc(sizeof(*drop));
+	if (!drop)
+		return -ENOMEM;
+	mfd__drop_init(drop);
 	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	for (unsigned b = 0; b < pc->nblocks && !ret; b++) {
 		struct mfd__ramblock *rb = &pc->blocks[b];
@@ -182,12 +194,31 @@ int mfd__pc_dst_drop_missing(struct mfd__pc_dst *pc)
 				    (ssize_t)(n * 8))
 					map = e;
 			}
-			ret = drop_chunk(pc, b, p, n, map);
+			ret = drop_chunk(pc, drop, b, p, n, map);
 		}
 	}
 	if (fd >= 0)
 		close(fd);
-	return ret;
+	int fret = mfd__drop_finish(drop);
+	free(drop);
+	return ret ? ret : fret;
+}
+
+int mfd__pc_dst_prepare(struct mfd__pc_dst *pc)
+{
+	int ret;
+
+	if (pc->prepared)
+		return 0;
+	if (pc->fault_running)
+		return MFD_ESTATE;
+	/* Registered first: a registered range is not collapsed over its
+	 * holes by khugepaged, so a dropped page stays missing. */
+	if ((ret = mfd__pc_dst_register(pc)) ||
+	    (ret = mfd__pc_dst_drop_missing(pc)))
+		return ret;
+	pc->prepared = true;
+	return 0;
 }
 
 /* The block holding addr, or -1. */

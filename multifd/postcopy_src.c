@@ -17,7 +17,8 @@ int mfd__pc_src_init(struct mfd__pc_src *pc, struct mfd__ramblock *blocks,
 	pc->nblocks = nblocks;
 	for (unsigned b = 0; b < nblocks; b++)
 		if (mfd__bitmap_init(&pc->sent[b], blocks[b].npages) ||
-		    mfd__bitmap_init(&pc->todo[b], blocks[b].npages)) {
+		    mfd__bitmap_init(&pc->todo[b], blocks[b].npages) ||
+		    mfd__bitmap_init(&pc->hot[b], blocks[b].npages)) {
 			mfd__pc_src_destroy(pc);
 			return -ENOMEM;
 		}
@@ -29,6 +30,7 @@ void mfd__pc_src_destroy(struct mfd__pc_src *pc)
 	for (unsigned b = 0; b < pc->nblocks; b++) {
 		mfd__bitmap_destroy(&pc->sent[b]);
 		mfd__bitmap_destroy(&pc->todo[b]);
+		mfd__bitmap_destroy(&pc->hot[b]);
 	}
 }
 
@@ -100,13 +102,21 @@ static int64_t stale_pass(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
 				pc->todo[b].words[w] = (dirty | ~sent) & valid;
 				total += (uint64_t)__builtin_popcountll(
 					pc->todo[b].words[w]);
-				rb->dirty.words[w] = 0;
+				/* Written since the early pass: hot. */
+				pc->hot[b].words[w] = dirty & valid;
+				pc->hot_left += (uint64_t)__builtin_popcountll(
+					dirty & valid);
 			} else {
 				/* Dropped there now: to send after the
-				 * switch, never again as stale. */
+				 * switch (never sent), never again as
+				 * stale. */
 				pc->sent[b].words[w] = sent & ~stale;
 				total += (uint64_t)__builtin_popcountll(stale);
 			}
+			/* Consumed: every page dirty now is in todo (dirty
+			 * and never sent) at the switch; what is dirty at the
+			 * switch is what the guest wrote since this pass. */
+			rb->dirty.words[w] = 0;
 			/* Runs of stale pages, merged across words. */
 			for (unsigned i = 0; i < 64 && !ret; i++) {
 				uint64_t p = w * 64 + i;
@@ -197,9 +207,45 @@ unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
 	return n;
 }
 
+/* The hot pages first (see mfd__pc_src_claim_bulk): up to max of one
+ * block in address order, each looked at once. */
+static unsigned claim_hot(struct mfd__pc_src *pc, unsigned max, unsigned *block,
+			  uint64_t *offsets)
+{
+	while (pc->hot_left && pc->hot_block < pc->nblocks) {
+		unsigned b = pc->hot_block;
+		struct mfd__bitmap *hot = &pc->hot[b];
+		struct mfd__ramblock *rb = &pc->blocks[b];
+		unsigned n = 0;
+		for (uint64_t w = pc->hot_word; w < hot->nwords && n < max;
+		     w++) {
+			pc->hot_word = w;
+			while (hot->words[w] && n < max) {
+				unsigned i = (unsigned)__builtin_ctzll(
+					hot->words[w]);
+				hot->words[w] &= hot->words[w] - 1;
+				pc->hot_left--;
+				uint64_t p = w * 64 + i;
+				if (claim(pc, b, p)) /* else a lane has it */
+					offsets[n++] = p << rb->page_shift;
+			}
+		}
+		if (n) {
+			*block = b;
+			return n;
+		}
+		pc->hot_block++;
+		pc->hot_word = 0;
+	}
+	return 0;
+}
+
 unsigned mfd__pc_src_claim_bulk(struct mfd__pc_src *pc, unsigned max,
 				unsigned *block, uint64_t *offsets)
 {
+	unsigned hot = claim_hot(pc, max, block, offsets);
+	if (hot)
+		return hot;
 	uint64_t seq = __atomic_load_n(&pc->hint_seq, __ATOMIC_ACQUIRE);
 	if (seq != pc->hint_seen) {
 		uint64_t h = __atomic_load_n(&pc->hint, __ATOMIC_RELAXED);

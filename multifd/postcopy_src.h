@@ -29,6 +29,12 @@ struct mfd__pc_src {
 	struct mfd__bitmap sent[MFD_MAX_BLOCKS]; /* sent in pre-copy */
 	struct mfd__bitmap todo[MFD_MAX_BLOCKS]; /* after the switch */
 	uint64_t left;				 /* atomic: bits set in todo */
+	/* Written by the guest between mfd__pc_src_predrop() and the
+	 * switch: the bulk channels send these first (migration thread). */
+	struct mfd__bitmap hot[MFD_MAX_BLOCKS];
+	uint64_t hot_left; /* bits set in hot */
+	unsigned hot_block;
+	uint64_t hot_word;
 	/* The bulk scanner's cursor, and where the last request ended
 	 * (atomic; hint_seq counts requests so the scanner sees a new one). */
 	unsigned cur_block;
@@ -67,10 +73,12 @@ int64_t mfd__pc_src_switch(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
  * Before the stop, the guest still running, pre-copy over: DISCARDs (as
  * the switch emits them) for the pages dirty now and sent before, which
  * then count as never sent: the switch sends them and never names them
- * stale again. Leaves the dirty bitmaps alone. The destination drops them
- * while the guest still runs here, so that only the pages written after
- * this call are dropped inside the downtime. Returns the number of pages
- * named, or a negative code.
+ * stale again. Consumes the dirty bitmaps: every page dirty now is never
+ * sent from here on, so the switch sends it, and what is dirty at the
+ * switch is what the guest wrote after this call (the hot set). The
+ * destination drops them while the guest still runs here, so that only
+ * the pages written after this call are dropped inside the downtime.
+ * Returns the number of pages named, or a negative code.
  */
 int64_t mfd__pc_src_predrop(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
 			    void *ctx);
@@ -88,10 +96,15 @@ unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
 				   unsigned max, uint64_t *offsets);
 
 /*
- * The bulk scanner: claims up to max pages still to send of one block, in
- * address order from its cursor (moved to the last request's end when a
- * new request came since the last call), wrapping around once. Returns
- * how many, with the block in *block; 0 when nothing is left.
+ * The bulk scanner: claims up to max pages still to send of one block.
+ * First the hot set, the pages dirty at the switch (written since
+ * mfd__pc_src_predrop(), or all dirty pages without it), in block and
+ * address order: the pages the guest wrote last are those it is most
+ * likely to touch again first on the destination, and each one sent
+ * ahead is a fault it does not take. Then the rest in address order from
+ * its cursor (moved to the last request's end when a new request came
+ * since the last call), wrapping around once. Returns how many, with the
+ * block in *block; 0 when nothing is left.
  */
 unsigned mfd__pc_src_claim_bulk(struct mfd__pc_src *pc, unsigned max,
 				unsigned *block, uint64_t *offsets);

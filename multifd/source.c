@@ -1732,13 +1732,22 @@ static int postcopy_switch(mfd_source *s, uint32_t round, uint64_t *t_stop)
 	uint64_t pending;
 	/* Guest running: what it dirtied since the last round and was sent
 	 * before is dropped there now, outside the downtime. */
+	uint64_t t0 = mfd__now_ns();
 	int ret = dirty_sync(s, &pending);
 	int64_t early =
 		ret ? ret : mfd__pc_src_predrop(&s->pcs, send_discard, s);
 	if (early < 0)
 		return (int)early;
-	if ((ret = wait_discarded(s)) || (ret = drain_before_stop(s)))
+	uint64_t t1 = mfd__now_ns();
+	if ((ret = wait_discarded(s)))
 		return ret;
+	uint64_t t2 = mfd__now_ns();
+	if ((ret = drain_before_stop(s)))
+		return ret;
+	mfd__dbg("post-copy: early DISCARDs sent %.1f ms, applied %.1f ms, "
+		 "drained %.1f ms",
+		 (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+		 (double)(mfd__now_ns() - t2) / 1e6);
 	mfd__pool_set_rate(&s->pool, 0);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_SWITCHOVER);
 	*t_stop = mfd__now_ns();
@@ -1770,8 +1779,9 @@ static int postcopy_switch(mfd_source *s, uint32_t round, uint64_t *t_stop)
 		 (uint64_t)left * s->ss.blocks[0].page_size);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_POSTCOPY);
 	mfd__info("post-copy: switched at round %u, %lld pages to send (%lld "
-		  "dropped there before the stop)",
-		  round, (long long)left, (long long)early);
+		  "dropped there before the stop, %llu hot)",
+		  round, (long long)left, (long long)early,
+		  (unsigned long long)s->pcs.hot_left);
 	if (s->hooks.postcopy)
 		s->hooks.postcopy(s->hooks.opaque);
 	return 0;

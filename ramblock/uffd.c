@@ -207,6 +207,54 @@ int mfd__uffd_discard(void *addr, uint64_t len)
 	return madvise(addr, len, MADV_DONTNEED) ? -errno : 0;
 }
 
+void mfd__drop_init(struct mfd__drop *d)
+{
+	d->n = 0;
+#if defined(SYS_pidfd_open) && defined(SYS_process_madvise)
+	d->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+#else
+	d->pidfd = -1;
+#endif
+}
+
+static int drop_flush(struct mfd__drop *d)
+{
+	unsigned n = d->n;
+	d->n = 0;
+#if defined(SYS_process_madvise)
+	if (d->pidfd >= 0 && n) {
+		if (syscall(SYS_process_madvise, d->pidfd, d->v, (size_t)n,
+			    MADV_DONTNEED, 0U) >= 0)
+			return 0;
+		/* Before 6.13 (EINVAL), or a partial failure: each range
+		 * again with madvise, which says which one fails. */
+		close(d->pidfd);
+		d->pidfd = -1;
+	}
+#endif
+	for (unsigned i = 0; i < n; i++) {
+		int ret = mfd__uffd_discard(d->v[i].iov_base, d->v[i].iov_len);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+int mfd__drop_add(struct mfd__drop *d, void *addr, uint64_t len)
+{
+	d->v[d->n++] = (struct iovec){ .iov_base = addr, .iov_len = len };
+	return d->n == MFD_DROP_BATCH ? drop_flush(d) : 0;
+}
+
+int mfd__drop_finish(struct mfd__drop *d)
+{
+	int ret = drop_flush(d);
+	if (d->pidfd >= 0)
+		close(d->pidfd);
+	d->pidfd = -1;
+	return ret;
+}
+
 int mfd__pc_place(struct mfd__uffd_missing *u, struct mfd__bitmap *rx,
 		  uint8_t *base, uint32_t page_size, uint64_t i,
 		  const void *src, uint64_t *present)

@@ -428,6 +428,22 @@ static void test_place_pages(void **state)
 	sim_free(s);
 }
 
+/* One block of n pages for pc: 0..47 populated (0xab), the rest never
+ * touched; every third page received. */
+static uint8_t *one_block(uint64_t n, struct mfd__ramblock *rb,
+			  struct mfd__pc_dst *pc)
+{
+	uint8_t *m = mmap(NULL, n * PS, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mfd__ramblock_init(rb, "r", m, n * PS, PS), 0);
+	assert_int_equal(mfd__pc_dst_init(pc, rb, 1, 1, on_request, NULL), 0);
+	memset(m, 0xab, 48 * PS);
+	for (uint64_t p = 0; p < n; p += 3)
+		mfd__pc_dst_received(pc, 0, p * PS);
+	return m;
+}
+
 /* Before the switch, every page not received is dropped if it holds
  * anything (populated by a prefault helper or khugepaged), whether or not
  * it was dropped before; received pages keep their bytes. */
@@ -437,15 +453,7 @@ static void test_drop_missing(void **state)
 	const uint64_t n = 64;
 	struct mfd__ramblock rb;
 	struct mfd__pc_dst pc;
-	uint8_t *m = mmap(NULL, n * PS, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	assert_true(m != MAP_FAILED);
-	assert_int_equal(mfd__ramblock_init(&rb, "r", m, n * PS, PS), 0);
-	assert_int_equal(mfd__pc_dst_init(&pc, &rb, 1, 1, on_request, NULL), 0);
-	/* 0..47 populated, 48..63 never touched; every third received. */
-	memset(m, 0xab, 48 * PS);
-	for (uint64_t p = 0; p < n; p += 3)
-		mfd__pc_dst_received(&pc, 0, p * PS);
+	uint8_t *m = one_block(n, &rb, &pc);
 	/* 20..29 dropped already (a DISCARD), 25 populated again since. */
 	assert_int_equal(madvise(m + 20 * PS, 10 * PS, MADV_DONTNEED), 0);
 	m[25 * PS + 7] = 1;
@@ -456,6 +464,53 @@ static void test_drop_missing(void **state)
 			assert_int_equal(m[p * PS + i], kept ? 0xab : 0);
 	}
 	assert_int_equal(m[25 * PS + 7], 0);
+	mfd__pc_dst_destroy(&pc);
+	mfd__ramblock_destroy(&rb);
+	munmap(m, n * PS);
+}
+
+static bool resident(const uint8_t *addr)
+{
+	unsigned char v = 0;
+	assert_int_equal(mincore((void *)addr, PS, &v), 0);
+	return v & 1;
+}
+
+/* mfd__pc_dst_prepare (the destination's first DISCARD): registers and
+ * drops the pages not received once; a later call (more DISCARDs,
+ * SWITCH) drops nothing, so that the switch costs neither. */
+static void test_prepare_once(void **state)
+{
+	(void)state;
+	const uint64_t n = 64;
+	struct mfd__ramblock rb;
+	struct mfd__pc_dst pc;
+	uint8_t page[PS];
+	uint8_t *m = one_block(n, &rb, &pc);
+	int ret = mfd__pc_dst_prepare(&pc);
+	if (ret == -ENOTSUP) {
+		mfd__pc_dst_destroy(&pc);
+		mfd__ramblock_destroy(&rb);
+		munmap(m, n * PS);
+		skip();
+	}
+	assert_int_equal(ret, 0);
+	assert_true(pc.registered && pc.prepared);
+	/* Registered: a missing page is not touched here (it would wait
+	 * for a fault thread), only looked at with mincore. */
+	for (uint64_t p = 0; p < n; p++)
+		assert_int_equal(resident(m + p * PS), p % 3 == 0 && p < 48);
+	/* Populated since, not received: a second call leaves it. */
+	memset(page, 0xcd, PS);
+	assert_int_equal(mfd__uffd_place(&pc.u, m + PS, page, PS), 1);
+	assert_int_equal(mfd__pc_dst_prepare(&pc), 0);
+	assert_true(resident(m + PS));
+	assert_int_equal(memcmp(m + PS, page, PS), 0);
+	assert_int_equal(m[0], 0xab);
+	/* The switch after it, and a call after the switch: nothing. */
+	assert_int_equal(mfd__pc_dst_switch(&pc), 0);
+	assert_int_equal(mfd__pc_dst_prepare(&pc), 0);
+	assert_int_equal(memcmp(m + PS, page, PS), 0);
 	mfd__pc_dst_destroy(&pc);
 	mfd__ramblock_destroy(&rb);
 	munmap(m, n * PS);
@@ -481,6 +536,7 @@ int main(void)
 		cmocka_unit_test(test_postcopy_run),
 		cmocka_unit_test(test_place_pages),
 		cmocka_unit_test(test_drop_missing),
+		cmocka_unit_test(test_prepare_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -234,6 +234,63 @@ static void test_claims(void **state)
 	mfd__ramblock_destroy(&rb[1]);
 }
 
+/* The early DISCARDs consume the dirty bits; what is dirty at the switch
+ * (written since) goes first on the bulk channels, in address order,
+ * skipping what a lane took; then the rest from the cursor. */
+static void test_hot_first(void **state)
+{
+	(void)state;
+	struct mfd__ramblock rb;
+	struct mfd__pc_src pc;
+	static struct msgs m;
+	uint64_t off[8];
+	unsigned blk;
+
+	assert_int_equal(
+		mfd__ramblock_init(&rb, "a", NOWHERE, 256 * 4096, 4096), 0);
+	limits(&m, &rb, 1);
+	assert_int_equal(mfd__pc_src_init(&pc, &rb, 1), 0);
+	mfd__bitmap_fill(&pc.sent[0]); /* round 0 sent everything */
+	set_range(&rb.dirty, 10, 20);
+	mfd__bitmap_set(&rb.dirty, 100);
+	assert_int_equal(mfd__pc_src_predrop(&pc, collect, &m), 11);
+	assert_int_equal(mfd__bitmap_count(&rb.dirty), 0);
+	/* Written after the early DISCARDs: 12 again, and 5, 150, 200. */
+	mfd__bitmap_set(&rb.dirty, 200);
+	mfd__bitmap_set(&rb.dirty, 5);
+	mfd__bitmap_set(&rb.dirty, 150);
+	mfd__bitmap_set(&rb.dirty, 12);
+	m.ngot = 0;
+	assert_int_equal(mfd__pc_src_switch(&pc, collect, &m), 14);
+	/* Stale at the switch: 5, 150, 200 only (12 was dropped early). */
+	assert_int_equal(m.ngot, 3);
+	assert_int_equal(m.got[0].offset, 5 * 4096);
+	assert_int_equal(m.got[1].offset, 150 * 4096);
+	assert_int_equal(m.got[2].offset, 200 * 4096);
+	/* A lane asks for 150 first. */
+	struct mfd__page_range r = { 0, 150 * 4096, 4096 };
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off), 1);
+	/* Hot: 5, 12, 200, though the request moved the cursor to 151. */
+	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 2, &blk, off), 2);
+	assert_int_equal(off[0], 5 * 4096);
+	assert_int_equal(off[1], 12 * 4096);
+	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 2, &blk, off), 1);
+	assert_int_equal(off[0], 200 * 4096);
+	/* Then the rest from the cursor (151), wrapping: 10, 11; 13..19
+	 * (runs kept contiguous), 100. */
+	const uint64_t want[] = { 10, 11, 13, 14, 15, 16, 17, 18, 19, 100 };
+	unsigned got = 0, n;
+	while ((n = mfd__pc_src_claim_bulk(&pc, 8, &blk, off)))
+		for (unsigned i = 0; i < n; i++) {
+			assert_true(got < 10);
+			assert_int_equal(off[i], want[got++] * 4096);
+		}
+	assert_int_equal(got, 10);
+	assert_int_equal(mfd__pc_src_left(&pc), 0);
+	mfd__pc_src_destroy(&pc);
+	mfd__ramblock_destroy(&rb);
+}
+
 /* Two urgent lanes and the bulk scanner race for 100k pages. */
 #define NP (100 * 1000)
 struct race {
@@ -304,6 +361,7 @@ int main(void)
 		cmocka_unit_test(test_discard_list),
 		cmocka_unit_test(test_discard_split),
 		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_hot_first),
 		cmocka_unit_test(test_race),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -157,6 +157,35 @@ static void test_discard_faults(void **state)
 	munmap(mem, 8 * PS);
 }
 
+/* Many ranges dropped at once (more than one batch): exactly those read
+ * as zeros afterwards, the others keep their bytes. */
+static void test_drop_batch(void **state)
+{
+	(void)state;
+	const unsigned n = 3 * MFD_DROP_BATCH;
+	uint8_t *mem = map((size_t)n * PS);
+	struct mfd__drop *d = malloc(sizeof(*d));
+	assert_non_null(d);
+	memset(mem, 0x5a, (size_t)n * PS);
+	mfd__drop_init(d);
+	/* Every odd page alone, then pages 8..11 as one range. */
+	for (unsigned i = 1; i < n; i += 2)
+		assert_int_equal(mfd__drop_add(d, mem + (size_t)i * PS, PS), 0);
+	assert_int_equal(mfd__drop_add(d, mem + 8 * PS, 4 * PS), 0);
+	assert_int_equal(mfd__drop_finish(d), 0);
+	for (unsigned i = 0; i < n; i++) {
+		bool gone = i % 2 || (i >= 8 && i < 12);
+		assert_int_equal(mem[(size_t)i * PS], gone ? 0 : 0x5a);
+		assert_int_equal(mem[(size_t)i * PS + PS - 1], gone ? 0 : 0x5a);
+	}
+	/* Nothing added: finishing does nothing. */
+	mfd__drop_init(d);
+	assert_int_equal(mfd__drop_finish(d), 0);
+	assert_int_equal(mem[0], 0x5a);
+	free(d);
+	munmap(mem, (size_t)n * PS);
+}
+
 /* ---- readers fault while an urgent lane and a bulk lane place ---- */
 
 #define NPAGES	 2048
@@ -426,6 +455,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_place_once),
 		cmocka_unit_test(test_discard_faults),
+		cmocka_unit_test(test_drop_batch),
 		cmocka_unit_test(test_faulting_readers),
 		cmocka_unit_test(test_placement_unit),
 	};
