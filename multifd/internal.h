@@ -70,6 +70,15 @@ extern void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
  * sends a malformed one with it). */
 struct mfd__page_range;
 extern void (*mfd__test_dest_request)(struct mfd__page_range *r);
+/* Tests only (NULL otherwise): the source's claims after the post-copy
+ * switch, each page it is about to send once (an urgent lane's answer,
+ * a bulk batch), so that a test counts how often a page went. */
+extern void (*mfd__test_pc_claimed)(unsigned block, const uint64_t *offsets,
+				    unsigned n);
+/* Tests only: a post-copy packet of n pages reached the destination, of
+ * which `placed` were put in place (the rest were there already). */
+extern void (*mfd__test_dest_pc_arrived)(unsigned block, unsigned n,
+					 int placed);
 
 /*
  * Test hook (tests/test_handover.c), NULL in production: the destination

@@ -226,6 +226,12 @@ enum mfd_phase {
 	 * state for resume-timeout (the source's guest runs on) until
 	 * mfd_source_resume() reconnects, else the migration fails. */
 	MFD_PHASE_PAUSED,
+	/* Post-copy, after the switch (QEMU's postcopy-paused): a connection
+	 * broke; the guest runs on the destination, whose threads that fault
+	 * on a missing page wait; both sides keep their state for
+	 * resume-timeout until mfd_source_resume() reconnects, else the guest
+	 * is lost (MFD_ELOSTGUEST). The source never resumes the guest. */
+	MFD_PHASE_POSTCOPY_PAUSED,
 };
 
 MFD_API const char *mfd_phase_name(int phase);
