@@ -86,7 +86,6 @@ struct mfd_source {
 	unsigned discards;  /* DISCARD messages sent (migration thread) */
 	unsigned discarded; /* under lock: DISCARDED read (return path) */
 	bool switched;	    /* atomic: SWITCH sent, the guest is the dest's */
-	bool pc_end;	    /* atomic: END is on its way: no pause from here */
 
 	/* ---- resumable pre-copy (resume.c; protocol 7.8) ---- */
 	struct {
@@ -1166,10 +1165,10 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 static void wait_return_path(mfd_source *s, unsigned ms);
 
 /* Any thread: a break that pauses instead of failing: in pre-copy
- * without post-copy, or after the post-copy switch until END is sent
- * (protocol 10.5). A break before the switch with post-copy on fails as
- * before: the destination may have registered and dropped pages that a
- * pre-copy page could not fill until the switch. */
+ * without post-copy, or after the post-copy switch until LOADED is read
+ * (protocol 10.5; the return path ends at LOADED). A break before the switch
+ * with post-copy on fails as before: the destination may have registered and
+ * dropped pages that a pre-copy page could not fill until the switch. */
 static bool resume_pausable(mfd_source *s, int ret)
 {
 	if (!resume_on(s) || mfd__session_check(&s->ss) ||
@@ -1178,8 +1177,7 @@ static bool resume_pausable(mfd_source *s, int ret)
 		return false;
 	if (s->ss.cfg.postcopy == MFD__POSTCOPY_OFF)
 		return STAT_GET(s->ss.st.phase) == MFD_PHASE_PRECOPY;
-	return STAT_GET(s->ss.st.phase) == MFD_PHASE_POSTCOPY &&
-	       !__atomic_load_n(&s->pc_end, __ATOMIC_ACQUIRE);
+	return STAT_GET(s->ss.st.phase) == MFD_PHASE_POSTCOPY;
 }
 
 /* Return path or a lane: main (or a lane) broke. The pool and the lanes
@@ -1521,7 +1519,9 @@ static int wait_loaded(mfd_source *s)
 	}
 	int ret = 0;
 	pthread_mutex_lock(&s->lock);
-	while (!s->loaded && !(ret = mfd__session_check(&s->ss))) {
+	/* postcopy-paused: a break before LOADED (rs.broken) pauses. */
+	while (!s->loaded && !(ret = mfd__session_check(&s->ss)) &&
+	       !(ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE))) {
 		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) ==
 		    ETIMEDOUT) {
 			ret = s->loaded ? 0 : -ETIMEDOUT;
@@ -1949,7 +1949,6 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 	STAT_SET(s->ss.st.transfer_ns,
 		 t_last - s->ss.t_start - s->ss.st.setup_ns);
 	final_round(s, round, pages, 0, t_last - t0, 0);
-	__atomic_store_n(&s->pc_end, true, __ATOMIC_RELEASE);
 	if (!ret)
 		ret = send_end(s, round, NULL);
 	if (!ret)
@@ -2283,7 +2282,6 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->discards = 0;
 	s->discarded = 0;
 	__atomic_store_n(&s->switched, false, __ATOMIC_RELAXED);
-	__atomic_store_n(&s->pc_end, false, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->rs.broken, 0, __ATOMIC_RELAXED);
 	s->rs.fatal = false;
 	memset(&s->lanes, 0, sizeof(s->lanes));

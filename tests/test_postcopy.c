@@ -15,7 +15,18 @@
  *  - the fault matrix of the post-copy messages (test_faults.c's matrix
  *    asserts a resumed guest, which post-copy forbids after SWITCH): main
  *    closed or stalled at the stop (DISCARD, SWITCH), a data channel, an
- *    urgent lane or main closed, reset or stalled after the switch.
+ *    urgent lane or main closed, reset or stalled after the switch;
+ *  - postcopy-paused (protocol 10.5, resume-timeout on): a data channel
+ *    reset while bulk pages stream, an urgent lane reset on its first
+ *    answer (a request outstanding, a guest thread waiting for it), main
+ *    closed: both sides postcopy-paused (hooks, phase), then
+ *    mfd_source_resume() to the destination's own address completes it:
+ *    memory as above, no torn page, every page sent at most once before
+ *    the break and once after it, and a page sent twice only when the
+ *    destination did not hold it (the source's count of such pages, from
+ *    RECEIVED, equals the test's; the destination never receives a page
+ *    it holds). No resume within resume-timeout, or a resume to a killed
+ *    destination: a lost guest on both sides, never resumed here.
  * Skips (77) where userfaultfd cannot place anonymous memory.
  */
 #include <errno.h>
@@ -76,6 +87,12 @@ struct pc_vm {
 	int fault_phase, fault_how;
 	unsigned fault_conn;
 	atomic_int armed, fired;
+	/* postcopy-paused: the paused hooks' calls and causes; per page,
+	 * how often the source sent it after the switch, before the pause
+	 * (claims[0]) and after it (claims[1]). */
+	atomic_int src_paused, dst_paused;
+	int src_cause, dst_cause;
+	atomic_uint *claims[2];
 };
 enum { NO_FAULT, AT_STOP, AT_SWITCH };
 
@@ -176,6 +193,21 @@ static void h_failed(void *o, int err)
 	((struct pc_vm *)o)->failed_err = err;
 }
 
+/* Both sides' paused hooks. The source's is called when its lanes and
+ * workers have ended: what it sends from then on is the resume's. */
+static void h_src_paused(void *o, int cause)
+{
+	struct pc_vm *vm = o;
+	vm->src_cause = cause;
+	atomic_fetch_add(&vm->src_paused, 1);
+}
+static void h_dst_paused(void *o, int cause)
+{
+	struct pc_vm *vm = o;
+	vm->dst_cause = cause;
+	atomic_fetch_add(&vm->dst_paused, 1);
+}
+
 static void dst_guest_stop(struct pc_vm *vm)
 {
 	if (!vm->dst_running)
@@ -225,7 +257,8 @@ static int start_dest(struct pc_vm *vm, mfd_config *cfg, char *uri, size_t len)
 {
 	mfd_dest_hooks dh = { .opaque = vm,
 			      .failed = h_failed,
-			      .postcopy_run = h_postcopy_run };
+			      .postcopy_run = h_postcopy_run,
+			      .paused = h_dst_paused };
 	CHECK(mfd_dest_new(&vm->d, cfg, &dh) == 0);
 	CHECK(mfd_dest_add_block(vm->d, "pc.ram", vm->dst, RAM, PS) == 0);
 	CHECK(mfd_dest_start(vm->d, "tcp:127.0.0.1:0") == 0);
@@ -237,7 +270,8 @@ static int start_source(struct pc_vm *vm, mfd_config *cfg, const char *uri)
 	mfd_source_hooks sh = { .opaque = vm,
 				.stop = h_stop,
 				.resume = h_resume,
-				.postcopy = h_postcopy };
+				.postcopy = h_postcopy,
+				.paused = h_src_paused };
 	CHECK(mfd_source_new(&vm->s, cfg, &sh) == 0);
 	CHECK(mfd_source_add_block(vm->s, "pc.ram", vm->src, RAM, PS) == 0);
 	pthread_create(&vm->sw, NULL, src_guest, vm);
@@ -378,8 +412,10 @@ static void run_switch(const char *mode, unsigned lanes)
 }
 
 /* The destination in a child process, SIGKILLed by the source's postcopy
- * hook: a lost guest, never resumed. */
-static void run_killed(void)
+ * hook: a lost guest, never resumed. With resume-timeout the source
+ * pauses first; a resume to the dead destination fails, and so does the
+ * migration when the time is up. */
+static void run_killed(bool resumable)
 {
 	struct pc_vm vm;
 	setup(&vm);
@@ -389,6 +425,7 @@ static void run_killed(void)
 			     "max-bandwidth=64M",
 			     "max-postcopy-bandwidth=8M",
 			     "io-timeout=5s",
+			     resumable ? "resume-timeout=2s" : NULL,
 			     NULL };
 	int pfd[2];
 	CHECK(pipe(pfd) == 0);
@@ -413,6 +450,20 @@ static void run_killed(void)
 	mfd_config *cfg = config(kv);
 	CHECK(start_source(&vm, cfg, uri) == 0);
 	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	if (resumable) {
+		mfd_stats st;
+		uint64_t t0 = tvm_now_ms();
+		do {
+			usleep(2000);
+			mfd_source_get_stats(vm.s, &st, sizeof(st));
+			CHECK(tvm_now_ms() - t0 < 20000);
+		} while (st.phase != MFD_PHASE_POSTCOPY_PAUSED);
+		CHECK(mfd_source_resume(vm.s, uri) < 0); /* refused */
+		mfd_source_get_stats(vm.s, &st, sizeof(st));
+		CHECK(st.phase == MFD_PHASE_POSTCOPY_PAUSED);
+		CHECK(mfd_source_cancel(vm.s) == MFD_ESTATE);
+		CHECK(atomic_load(&vm.src_paused) == 1);
+	}
 	int sret = mfd_source_wait(vm.s);
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
@@ -426,6 +477,7 @@ static void run_killed(void)
 	CHECK(ss.phase == MFD_PHASE_FAILED && ss.error != 0);
 	CHECK(atomic_load(&vm.switched) == 1);
 	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(ss.resumes == 0);
 	CHECK(mfd_source_cancel(vm.s) == 0); /* nothing runs: no effect */
 	mfd_source_free(vm.s);
 	mfd_config_free(cfg);
@@ -575,6 +627,184 @@ static void run_faults(void)
 	run_fault(AT_SWITCH, 0, TVM_CLOSE);
 }
 
+/* ---- postcopy-paused and resume (protocol 10.5) ---- */
+
+static struct pc_vm *claim_vm;
+
+/* Source, any lane or the migration thread: pages about to be sent. */
+static void count_claims(unsigned block, const uint64_t *offsets, unsigned n)
+{
+	(void)block;
+	int epoch = atomic_load(&claim_vm->src_paused) ? 1 : 0;
+	for (unsigned i = 0; i < n; i++)
+		atomic_fetch_add(&claim_vm->claims[epoch][offsets[i] / PS], 1);
+}
+
+static atomic_ullong dst_dups; /* post-copy pages that were there already */
+
+static void count_arrivals(unsigned block, unsigned n, int placed)
+{
+	(void)block;
+	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
+}
+
+static void wait_both(struct pc_vm *vm, int phase)
+{
+	uint64_t t0 = tvm_now_ms();
+	for (;;) {
+		mfd_stats ss, ds;
+		mfd_source_get_stats(vm->s, &ss, sizeof(ss));
+		mfd_dest_get_stats(vm->d, &ds, sizeof(ds));
+		if (ss.phase == phase && ds.phase == phase)
+			return;
+		if (tvm_now_ms() - t0 > 20000) {
+			fprintf(stderr, "phases %s / %s, waiting for %s\n",
+				mfd_phase_name(ss.phase),
+				mfd_phase_name(ds.phase),
+				mfd_phase_name(phase));
+			exit(1);
+		}
+		usleep(2000);
+	}
+}
+
+/*
+ * Connection conn (0 main, 1-2 data, 3-4 lanes) broken (how) after the
+ * switch, at its next chunk from the source: both sides postcopy-paused;
+ * then resumed (or not: resume-timeout passes, a lost guest).
+ */
+static void run_pc_resume(unsigned conn, int how, bool resume)
+{
+	struct pc_vm vm;
+	char uri[128];
+	setup(&vm);
+	vm.fault_phase = AT_SWITCH;
+	vm.fault_conn = conn;
+	vm.fault_how = how;
+	for (int e = 0; e < 2; e++) {
+		vm.claims[e] = calloc(NPAGES, sizeof(atomic_uint));
+		CHECK(vm.claims[e]);
+	}
+	claim_vm = &vm;
+	atomic_store(&dst_dups, 0);
+	mfd__test_pc_claimed = count_claims;
+	mfd__test_dest_pc_arrived = count_arrivals;
+	const char *kv[] = { "postcopy=manual",
+			     "channels=2",
+			     "postcopy-lanes=2",
+			     "downtime-limit=1",
+			     "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=16M",
+			     "io-timeout=2s",
+			     resume ? "resume-timeout=30s"
+				    : "resume-timeout=1s",
+			     NULL };
+	mfd_config *cfg = config(kv);
+	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
+	struct tvm_proxy px = { .fault = pc_fault, .opaque = &vm };
+	tvm_proxy_start(&px, uri, 5);
+	uint64_t t0 = tvm_now_ms();
+	CHECK(start_source(&vm, cfg, px.listen_uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	mfd_stats ss, ds;
+	if (resume) {
+		wait_both(&vm, MFD_PHASE_POSTCOPY_PAUSED);
+		CHECK(atomic_load(&vm.fired));
+		CHECK(mfd_source_cancel(vm.s) == MFD_ESTATE);
+		/* Paused, the destination's guest runs on: what it reads is
+		 * whole or waits. */
+		mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+		printf("  paused: %llu faults, %llu requests so far\n",
+		       (unsigned long long)ds.faults,
+		       (unsigned long long)ds.page_requests);
+		usleep(100000);
+		/* To the destination itself: the proxy is a path that broke. */
+		CHECK(mfd_source_resume(vm.s, uri) == 0);
+	}
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	uint64_t ms = tvm_now_ms() - t0;
+	tvm_proxy_stop(&px);
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+	uint64_t twice = 0, sent = 0, once_more = 0;
+	for (uint64_t i = 0; i < NPAGES; i++) {
+		unsigned a = atomic_load(&vm.claims[0][i]);
+		unsigned b = atomic_load(&vm.claims[1][i]);
+		sent += a + b;
+		twice += a > 1 || b > 1;
+		once_more += a && b;
+	}
+	printf("  %s %s, %s: source %s (cause %s), destination %s, paused "
+	       "%d/%d, resumes %u/%u; %llu pages sent after the switch, "
+	       "%llu again after the resume (source: %llu bytes of %llu to "
+	       "send), %llu arrived twice; %llu reads, %llu ms\n",
+	       how == TVM_RESET ? "reset" : "closed", conn_name(conn),
+	       resume ? "resumed" : "not resumed", mfd_strerror(sret),
+	       mfd_strerror(ss.error), mfd_strerror(dret),
+	       atomic_load(&vm.src_paused), atomic_load(&vm.dst_paused),
+	       ss.resumes, ds.resumes, (unsigned long long)sent,
+	       (unsigned long long)once_more,
+	       (unsigned long long)ss.resume_bytes,
+	       (unsigned long long)ss.resume_inflight_bytes,
+	       (unsigned long long)atomic_load(&dst_dups),
+	       (unsigned long long)atomic_load(&vm.reads),
+	       (unsigned long long)ms);
+	CHECK(atomic_load(&vm.fired));
+	CHECK(atomic_load(&vm.switched) == 1);
+	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(atomic_load(&vm.src_paused) == 1 &&
+	      atomic_load(&vm.dst_paused) == 1);
+	CHECK(vm.src_cause < 0 && vm.dst_cause < 0);
+	CHECK(atomic_load(&vm.torn) == 0);
+	CHECK(ms < 60000);
+	if (resume) {
+		CHECK(sret == 0 && dret == 0);
+		CHECK(ss.phase == MFD_PHASE_COMPLETED &&
+		      ds.phase == MFD_PHASE_COMPLETED);
+		CHECK(ss.resumes == 1 && ds.resumes == 1);
+		CHECK(vm.failed_err == 0);
+		/* Once per side of the pause at most; twice only where the
+		 * destination did not hold it (RECEIVED), and the
+		 * destination never got a page it held. */
+		CHECK(twice == 0);
+		CHECK(once_more * PS == ss.resume_bytes);
+		CHECK(ss.resume_bytes <= ss.resume_inflight_bytes);
+		CHECK(atomic_load(&dst_dups) == 0);
+		/* The break cut pages on their way (a data channel, or a
+		 * lane's first answer: a request the resume asks again). */
+		if (conn != 0)
+			CHECK(once_more > 0);
+		dst_guest_stop(&vm);
+		check_memory(&vm);
+	} else {
+		/* resume-timeout passed: a lost guest on both sides. */
+		CHECK(sret == MFD_ELOSTGUEST && dret == MFD_ELOSTGUEST);
+		CHECK(vm.failed_err == MFD_ELOSTGUEST);
+		CHECK(ss.phase == MFD_PHASE_FAILED && ss.error != 0);
+		CHECK(ss.resumes == 0 && ds.resumes == 0);
+		CHECK(mfd_source_resume(vm.s, uri) == MFD_ESTATE);
+	}
+	mfd__test_pc_claimed = NULL;
+	mfd__test_dest_pc_arrived = NULL;
+	atomic_store(&vm.dst_stop, 1);
+	mfd_dest_free(vm.d);
+	dst_guest_stop(&vm);
+	mfd_source_free(vm.s);
+	mfd_config_free(cfg);
+	for (int e = 0; e < 2; e++)
+		free(vm.claims[e]);
+	teardown(&vm);
+}
+
+static void run_pc_resumes(void)
+{
+	run_pc_resume(1, TVM_RESET, true); /* bulk pages streaming */
+	run_pc_resume(3, TVM_RESET, true); /* a request outstanding */
+	run_pc_resume(0, TVM_CLOSE, true); /* main */
+	run_pc_resume(2, TVM_RESET, false);
+}
+
 int main(void)
 {
 	tvm_io_engine("test_postcopy");
@@ -607,7 +837,16 @@ int main(void)
 	}
 	if (!only || !strcmp(only, "killed")) {
 		printf("destination killed after the switch\n");
-		run_killed();
+		run_killed(false);
+	}
+	if (!only || !strcmp(only, "killed-paused")) {
+		printf("destination killed after the switch, resume-timeout "
+		       "on\n");
+		run_killed(true);
+	}
+	if (!only || !strcmp(only, "pcresume")) {
+		printf("postcopy-paused and resumed\n");
+		run_pc_resumes();
 	}
 	if (!only || !strcmp(only, "badreq")) {
 		printf("malformed page request\n");
