@@ -91,6 +91,7 @@ struct pc_vm {
 	 * how often the source sent it after the switch, before the pause
 	 * (claims[0]) and after it (claims[1]). */
 	atomic_int src_paused, dst_paused;
+	bool fault_after_dst_switch; /* and the destination has SWITCH */
 	int src_cause, dst_cause;
 	atomic_uint *claims[2];
 };
@@ -419,13 +420,12 @@ static void run_killed(bool resumable)
 {
 	struct pc_vm vm;
 	setup(&vm);
-	const char *kv[] = { "postcopy=manual",
-			     "channels=2",
-			     "downtime-limit=1",
-			     "max-bandwidth=64M",
-			     "max-postcopy-bandwidth=8M",
-			     "io-timeout=5s",
-			     resumable ? "resume-timeout=2s" : NULL,
+	const char *kv[] = { "postcopy=manual", "channels=2",
+			     "downtime-limit=1", "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=8M", "io-timeout=5s",
+			     /* 0: no postcopy-paused, lost at once */
+			     resumable ? "resume-timeout=2s"
+				       : "resume-timeout=0",
 			     NULL };
 	int pfd[2];
 	CHECK(pipe(pfd) == 0);
@@ -537,8 +537,18 @@ static int pc_fault(struct tvm_proxy *p, unsigned conn, uint64_t pos,
 	struct pc_vm *vm = p->opaque;
 	(void)pos;
 	(void)len;
-	if (conn != vm->fault_conn || !atomic_load(&vm->armed) ||
-	    atomic_exchange(&vm->fired, 1))
+	if (conn != vm->fault_conn || !atomic_load(&vm->armed))
+		return TVM_PASS;
+	if (vm->fault_after_dst_switch) {
+		/* SWITCH itself may still be in the proxy when the source's
+		 * postcopy hook arms: a SWITCH lost on the way leaves a
+		 * destination that never ran the guest (it fails). */
+		mfd_stats st;
+		mfd_dest_get_stats(vm->d, &st, sizeof(st));
+		if (st.postcopy_round == 0)
+			return TVM_PASS;
+	}
+	if (atomic_exchange(&vm->fired, 1))
 		return TVM_PASS;
 	return vm->fault_how;
 }
@@ -566,10 +576,15 @@ static void run_fault(int phase, unsigned conn, int how)
 	vm.fault_phase = phase;
 	vm.fault_conn = conn;
 	vm.fault_how = how;
-	const char *kv[] = { "postcopy=manual",	  "channels=2",
-			     "postcopy-lanes=2",  "downtime-limit=1",
-			     "max-bandwidth=64M", "max-postcopy-bandwidth=16M",
-			     "io-timeout=2s",	  NULL };
+	const char *kv[] = { "postcopy=manual",
+			     "channels=2",
+			     "postcopy-lanes=2",
+			     "downtime-limit=1",
+			     "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=16M",
+			     "io-timeout=2s",
+			     "resume-timeout=0",
+			     NULL };
 	mfd_config *cfg = config(kv);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
 	struct tvm_proxy px = { .fault = pc_fault, .opaque = &vm };
@@ -681,6 +696,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	vm.fault_phase = AT_SWITCH;
 	vm.fault_conn = conn;
 	vm.fault_how = how;
+	vm.fault_after_dst_switch = true;
 	for (int e = 0; e < 2; e++) {
 		vm.claims[e] = calloc(NPAGES, sizeof(atomic_uint));
 		CHECK(vm.claims[e]);
