@@ -565,9 +565,12 @@ static const char *conn_name(unsigned conn)
  * switch (data: flagged PAGES; lane: the answers to PAGE_REQ; main: END).
  * Before SWITCH is out the guest resumes here; after it, it never does:
  * MFD_ELOSTGUEST on both sides. Either way the case ends within a few
- * io-timeouts.
+ * io-timeouts. With resume_ms (resume-timeout) a break at the stop still
+ * fails at once where the destination never ran the guest (no pause
+ * before the switch, protocol 10.5); a source that sent SWITCH pauses
+ * and, nothing listening for it, loses the guest after resume_ms.
  */
-static void run_fault(int phase, unsigned conn, int how)
+static void run_fault(int phase, unsigned conn, int how, unsigned resume_ms)
 {
 	static const char *how_name[] = { "pass", "close", "reset", "stall" };
 	struct pc_vm vm;
@@ -576,6 +579,7 @@ static void run_fault(int phase, unsigned conn, int how)
 	vm.fault_phase = phase;
 	vm.fault_conn = conn;
 	vm.fault_how = how;
+	char rtmo[48];
 	const char *kv[] = { "postcopy=manual",
 			     "channels=2",
 			     "postcopy-lanes=2",
@@ -583,8 +587,9 @@ static void run_fault(int phase, unsigned conn, int how)
 			     "max-bandwidth=64M",
 			     "max-postcopy-bandwidth=16M",
 			     "io-timeout=2s",
-			     "resume-timeout=0",
+			     rtmo,
 			     NULL };
+	snprintf(rtmo, sizeof(rtmo), "resume-timeout=%ums", resume_ms);
 	mfd_config *cfg = config(kv);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
 	struct tvm_proxy px = { .fault = pc_fault, .opaque = &vm };
@@ -621,6 +626,11 @@ static void run_fault(int phase, unsigned conn, int how)
 	CHECK((dret == MFD_ELOSTGUEST) == vm.dst_running);
 	if (phase == AT_STOP)
 		CHECK(!vm.dst_running || atomic_load(&vm.switched));
+	/* Paused only where the guest already ran there. */
+	CHECK(vm.dst_running || atomic_load(&vm.dst_paused) == 0);
+	CHECK(!resume_ms ? atomic_load(&vm.src_paused) == 0
+			 : atomic_load(&vm.src_paused) <=
+				   atomic_load(&vm.switched));
 	CHECK(ms < 30000);
 	atomic_store(&vm.dst_stop, 1);
 	mfd_dest_free(vm.d);
@@ -632,14 +642,18 @@ static void run_fault(int phase, unsigned conn, int how)
 
 static void run_faults(void)
 {
-	run_fault(AT_STOP, 0, TVM_CLOSE);
-	run_fault(AT_STOP, 0, TVM_STALL);
-	run_fault(AT_SWITCH, 1, TVM_CLOSE);
-	run_fault(AT_SWITCH, 2, TVM_RESET);
-	run_fault(AT_SWITCH, 1, TVM_STALL);
-	run_fault(AT_SWITCH, 3, TVM_RESET);
-	run_fault(AT_SWITCH, 4, TVM_STALL);
-	run_fault(AT_SWITCH, 0, TVM_CLOSE);
+	run_fault(AT_STOP, 0, TVM_CLOSE, 0);
+	run_fault(AT_STOP, 0, TVM_STALL, 0);
+	run_fault(AT_SWITCH, 1, TVM_CLOSE, 0);
+	run_fault(AT_SWITCH, 2, TVM_RESET, 0);
+	run_fault(AT_SWITCH, 1, TVM_STALL, 0);
+	run_fault(AT_SWITCH, 3, TVM_RESET, 0);
+	run_fault(AT_SWITCH, 4, TVM_STALL, 0);
+	run_fault(AT_SWITCH, 0, TVM_CLOSE, 0);
+	/* resume-timeout on: the stop's DISCARD/SWITCH exchange is not
+	 * paused (the destination has not run the guest). */
+	run_fault(AT_STOP, 0, TVM_CLOSE, 3000);
+	run_fault(AT_STOP, 0, TVM_STALL, 3000);
 }
 
 /* ---- postcopy-paused and resume (protocol 10.5) ---- */
