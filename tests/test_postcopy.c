@@ -559,6 +559,42 @@ static const char *conn_name(unsigned conn)
 	return conn == 0 ? "main" : conn <= 2 ? "data" : "urgent lane";
 }
 
+static void setup_fault(struct pc_vm *vm, int phase, unsigned conn, int how)
+{
+	setup(vm);
+	vm->fault_phase = phase;
+	vm->fault_conn = conn;
+	vm->fault_how = how;
+}
+
+/* Both sides of a manual post-copy with 2 data channels and 2 lanes, the
+ * source connected through px (vm's fault fields set), resume-timeout
+ * resume_ms; the switch asked for at once. Returns the start time. */
+static uint64_t start_faulty(struct pc_vm *vm, struct tvm_proxy *px,
+			     unsigned resume_ms, char *uri, size_t len,
+			     mfd_config **cfg)
+{
+	char rtmo[48];
+	snprintf(rtmo, sizeof(rtmo), "resume-timeout=%ums", resume_ms);
+	const char *kv[] = { "postcopy=manual",
+			     "channels=2",
+			     "postcopy-lanes=2",
+			     "downtime-limit=1",
+			     "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=16M",
+			     "io-timeout=2s",
+			     rtmo,
+			     NULL };
+	*cfg = config(kv);
+	CHECK(start_dest(vm, *cfg, uri, len) == 0);
+	*px = (struct tvm_proxy){ .fault = pc_fault, .opaque = vm };
+	tvm_proxy_start(px, uri, 5);
+	uint64_t t0 = tvm_now_ms();
+	CHECK(start_source(vm, *cfg, px->listen_uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm->s) == 0);
+	return t0;
+}
+
 /*
  * A connection broken (closed, reset, stalled) through a proxy at the
  * stop (main: the DISCARD, device state and SWITCH messages) or after the
@@ -575,28 +611,10 @@ static void run_fault(int phase, unsigned conn, int how, unsigned resume_ms)
 	static const char *how_name[] = { "pass", "close", "reset", "stall" };
 	struct pc_vm vm;
 	char uri[128];
-	setup(&vm);
-	vm.fault_phase = phase;
-	vm.fault_conn = conn;
-	vm.fault_how = how;
-	char rtmo[48];
-	const char *kv[] = { "postcopy=manual",
-			     "channels=2",
-			     "postcopy-lanes=2",
-			     "downtime-limit=1",
-			     "max-bandwidth=64M",
-			     "max-postcopy-bandwidth=16M",
-			     "io-timeout=2s",
-			     rtmo,
-			     NULL };
-	snprintf(rtmo, sizeof(rtmo), "resume-timeout=%ums", resume_ms);
-	mfd_config *cfg = config(kv);
-	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
-	struct tvm_proxy px = { .fault = pc_fault, .opaque = &vm };
-	tvm_proxy_start(&px, uri, 5);
-	uint64_t t0 = tvm_now_ms();
-	CHECK(start_source(&vm, cfg, px.listen_uri) == 0);
-	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	setup_fault(&vm, phase, conn, how);
+	mfd_config *cfg;
+	struct tvm_proxy px;
+	uint64_t t0 = start_faulty(&vm, &px, resume_ms, uri, sizeof(uri), &cfg);
 	int sret = mfd_source_wait(vm.s);
 	int dret = mfd_dest_wait(vm.d);
 	uint64_t ms = tvm_now_ms() - t0;
@@ -706,10 +724,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 {
 	struct pc_vm vm;
 	char uri[128];
-	setup(&vm);
-	vm.fault_phase = AT_SWITCH;
-	vm.fault_conn = conn;
-	vm.fault_how = how;
+	setup_fault(&vm, AT_SWITCH, conn, how);
 	vm.fault_after_dst_switch = true;
 	for (int e = 0; e < 2; e++) {
 		vm.claims[e] = calloc(NPAGES, sizeof(atomic_uint));
@@ -719,23 +734,10 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	atomic_store(&dst_dups, 0);
 	mfd__test_pc_claimed = count_claims;
 	mfd__test_dest_pc_arrived = count_arrivals;
-	const char *kv[] = { "postcopy=manual",
-			     "channels=2",
-			     "postcopy-lanes=2",
-			     "downtime-limit=1",
-			     "max-bandwidth=64M",
-			     "max-postcopy-bandwidth=16M",
-			     "io-timeout=2s",
-			     resume ? "resume-timeout=30s"
-				    : "resume-timeout=1s",
-			     NULL };
-	mfd_config *cfg = config(kv);
-	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
-	struct tvm_proxy px = { .fault = pc_fault, .opaque = &vm };
-	tvm_proxy_start(&px, uri, 5);
-	uint64_t t0 = tvm_now_ms();
-	CHECK(start_source(&vm, cfg, px.listen_uri) == 0);
-	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	mfd_config *cfg;
+	struct tvm_proxy px;
+	uint64_t t0 = start_faulty(&vm, &px, resume ? 30000 : 1000, uri,
+				   sizeof(uri), &cfg);
 	mfd_stats ss, ds;
 	if (resume) {
 		wait_both(&vm, MFD_PHASE_POSTCOPY_PAUSED);
