@@ -1233,13 +1233,18 @@ static int finish_load(mfd_dest *d)
 	if (!digests)
 		return -ENOMEM;
 	int ret = main_loop(d, &end, digests);
+	if (ret == 1) {
+		ret = wait_workers(d);
+		/* postcopy-paused after END: a connection broke before its
+		 * DONE (the workers ended at its shutdown). */
+		if (!ret)
+			ret = __atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE);
+	}
 	if (ret < 0 && pause_absorb(d, ret)) { /* resumable pre-copy */
 		pause_join(d);
 		free(digests);
 		return LOAD_PAUSED;
 	}
-	if (ret == 1)
-		ret = wait_workers(d);
 	/* Every worker has ended at DONE or an error, or ends now that
 	 * dest_fail shuts its channel down and aborts its waits. */
 	for (unsigned i = 0; i < d->nw; i++) {
@@ -1472,17 +1477,20 @@ static bool pause_absorb(mfd_dest *d, int ret)
 		return !mfd__session_check(&d->ss);
 	bool pc = d->features & MFD_FEAT_POSTCOPY;
 	if (!(d->features & MFD_FEAT_RESUME) || !d->rs.nblocks ||
-	    mfd__session_check(&d->ss) || !mfd__is_transport_error(ret) ||
-	    __atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE) !=
-		    MFD_ROUND_UNKNOWN)
+	    mfd__session_check(&d->ss) || !mfd__is_transport_error(ret))
 		return false;
-	/* Pre-copy: after a DONE the source is in switchover, it never
-	 * pauses. Post-copy: only after the switch (postcopy-paused,
-	 * protocol 10.5); before it a break fails as without the feature
-	 * (pages dropped and registered cannot take a pre-copy page). */
-	if (pc ? __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) ==
-			    MFD_ROUND_UNKNOWN
-	       : __atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) != 0)
+	/* Pre-copy: after a DONE or END the source is in switchover, it
+	 * never pauses. Post-copy: only after the switch, until LOADED
+	 * (postcopy-paused, protocol 10.5; an END read is sent again);
+	 * before it a break fails as without the feature (pages dropped
+	 * and registered cannot take a pre-copy page). */
+	bool no = pc ? __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) ==
+				  MFD_ROUND_UNKNOWN
+		     : __atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) != 0 ||
+				  __atomic_load_n(&d->final_round,
+						  __ATOMIC_ACQUIRE) !=
+					  MFD_ROUND_UNKNOWN;
+	if (no)
 		return false;
 	int none = 0;
 	if (!__atomic_compare_exchange_n(&d->rs_broken, &none, ret, false,

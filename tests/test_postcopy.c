@@ -771,9 +771,11 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	       "%d/%d, resumes %u/%u; %llu pages sent after the switch, "
 	       "%llu again after the resume (source: %llu bytes of %llu to "
 	       "send), %llu arrived twice; %llu reads, %llu ms\n",
-	       how == TVM_RESET ? "reset" : "closed", conn_name(conn),
-	       resume ? "resumed" : "not resumed", mfd_strerror(sret),
-	       mfd_strerror(ss.error), mfd_strerror(dret),
+	       how == TVM_RESET	  ? "reset"
+	       : how == TVM_STALL ? "stalled"
+				  : "closed",
+	       conn_name(conn), resume ? "resumed" : "not resumed",
+	       mfd_strerror(sret), mfd_strerror(ss.error), mfd_strerror(dret),
 	       atomic_load(&vm.src_paused), atomic_load(&vm.dst_paused),
 	       ss.resumes, ds.resumes, (unsigned long long)sent,
 	       (unsigned long long)once_more,
@@ -834,6 +836,7 @@ static void run_pc_resumes(void)
 	run_pc_resume(1, TVM_RESET, true); /* bulk pages streaming */
 	run_pc_resume(3, TVM_RESET, true); /* a request outstanding */
 	run_pc_resume(0, TVM_CLOSE, true); /* main */
+	run_pc_resume(4, TVM_STALL, true); /* a lane silent: io-timeout */
 	run_pc_resume(2, TVM_RESET, false);
 }
 
