@@ -327,7 +327,7 @@ static int send_request(void *ctx, unsigned lane,
 		return 0;
 	pthread_mutex_lock(&d->req_lock);
 	/* postcopy-paused: asked and not here, so asked again at the
-	 * resume (resume_requests). */
+	 * resume (mfd__rs_dst_pc_outstanding). */
 	int ret = __atomic_load_n(&d->req_paused, __ATOMIC_ACQUIRE)
 			  ? 0
 			  : send_request_locked(d, lane, r);
@@ -1634,7 +1634,9 @@ static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 	__atomic_store_n(&d->req_paused, false, __ATOMIC_RELEASE);
 	ret = mfd__rs_dst_pc_outstanding(&d->pc, resend_request, d);
 	pthread_mutex_unlock(&d->req_lock);
-	return ret;
+	/* The workers run: a lane that broke again pauses again (the main
+	 * loop sees it), anything else fails the load. */
+	return ret && pause_absorb(d, ret) ? 0 : ret;
 }
 
 /*
