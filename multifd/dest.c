@@ -1002,6 +1002,8 @@ static int on_discard(mfd_dest *d, const uint8_t *payload, uint32_t len)
 	/* Registered first: nothing fills a dropped page but a placement. */
 	if (!(ret = mfd__pc_dst_register(&d->pc)))
 		ret = mfd__pc_dst_discard(&d->pc, payload, len, &d->lim);
+	if (!ret && mfd__test_dest_discard)
+		mfd__test_dest_discard(d->main);
 	/* The source stops its guest once the early ones are applied. */
 	return ret ? ret : mfd__ctl_send(d->main, MFD_CTL_DISCARDED, NULL, 0);
 }
@@ -1181,6 +1183,7 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 
 void (*mfd__test_dest_request)(struct mfd__page_range *r);
 void (*mfd__test_dest_pc_arrived)(unsigned block, unsigned n, int placed);
+void (*mfd__test_dest_discard)(struct mfd__chan *main);
 void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
 			      const uint64_t *offsets, uint32_t count);
 void (*mfd__test_dest_handover)(struct mfd__chan *main, int step);
@@ -1475,22 +1478,18 @@ static bool pause_absorb(mfd_dest *d, int ret)
 {
 	if (__atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE))
 		return !mfd__session_check(&d->ss);
-	bool pc = d->features & MFD_FEAT_POSTCOPY;
 	if (!(d->features & MFD_FEAT_RESUME) || !d->rs.nblocks ||
 	    mfd__session_check(&d->ss) || !mfd__is_transport_error(ret))
 		return false;
-	/* Pre-copy: after a DONE or END the source is in switchover, it
-	 * never pauses. Post-copy: only after the switch, until LOADED
-	 * (postcopy-paused, protocol 10.5; an END read is sent again);
-	 * before it a break fails as without the feature (pages dropped
-	 * and registered cannot take a pre-copy page). */
-	bool no = pc ? __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) ==
-				  MFD_ROUND_UNKNOWN
-		     : __atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) != 0 ||
-				  __atomic_load_n(&d->final_round,
-						  __ATOMIC_ACQUIRE) !=
-					  MFD_ROUND_UNKNOWN;
-	if (no)
+	/* Before the post-copy switch (pre-copy, or its DISCARD exchange):
+	 * after a DONE or END the source is in switchover, it never
+	 * pauses. After the switch until LOADED (postcopy-paused, protocol
+	 * 10.5; an END read is sent again). */
+	if (__atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) ==
+		    MFD_ROUND_UNKNOWN &&
+	    (__atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) != 0 ||
+	     __atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE) !=
+		     MFD_ROUND_UNKNOWN))
 		return false;
 	int none = 0;
 	if (!__atomic_compare_exchange_n(&d->rs_broken, &none, ret, false,
@@ -1620,7 +1619,8 @@ static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 	}
 	__atomic_store_n(&d->rs_broken, 0, __ATOMIC_RELEASE);
 	STAT_ADD(d->ss.st.resumes, 1);
-	if (!pc) {
+	if (!pc) { /* no fault thread yet: no request to send again */
+		__atomic_store_n(&d->req_paused, false, __ATOMIC_RELEASE);
 		mfd__info("resumed from %s at round %u", c->peer, applied);
 		return start_workers(d);
 	}
@@ -1650,6 +1650,12 @@ static int pause_load(mfd_dest *d)
 	int cause = __atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE);
 	bool pc = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
 		  MFD_ROUND_UNKNOWN;
+	/* Paused in a switch's DISCARD exchange: guest memory registered,
+	 * discarded pages dropped. Pre-copy goes on after the resume and
+	 * its pages must land as ever: unregistered until the next switch
+	 * (which registers again and drops what is not received). */
+	if (!pc && d->pc_up)
+		mfd__pc_dst_stop(&d->pc);
 	STAT_SET(d->ss.st.phase,
 		 pc ? MFD_PHASE_POSTCOPY_PAUSED : MFD_PHASE_PAUSED);
 	if (pc)

@@ -79,6 +79,10 @@ extern void (*mfd__test_pc_claimed)(unsigned block, const uint64_t *offsets,
  * which `placed` were put in place (the rest were there already). */
 extern void (*mfd__test_dest_pc_arrived)(unsigned block, unsigned n,
 					 int placed);
+/* Tests only: a DISCARD was applied, its DISCARDED not sent yet (main
+ * is the destination's main channel: a test may break it there). */
+struct mfd__chan;
+extern void (*mfd__test_dest_discard)(struct mfd__chan *main);
 
 /*
  * Test hook (tests/test_handover.c), NULL in production: the destination

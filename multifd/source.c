@@ -1164,20 +1164,21 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 
 static void wait_return_path(mfd_source *s, unsigned ms);
 
-/* Any thread: a break that pauses instead of failing: in pre-copy
- * without post-copy, or after the post-copy switch until LOADED is read
- * (protocol 10.5; the return path ends at LOADED). A break before the switch
- * with post-copy on fails as before: the destination may have registered and
- * dropped pages that a pre-copy page could not fill until the switch. */
+/* Any thread: a break that pauses instead of failing: in pre-copy (with
+ * post-copy on also in the switch's DISCARD exchange, the guest still
+ * running here), or after the post-copy switch until LOADED is read
+ * (protocol 10.5; the return path ends at LOADED). Not from the stop to
+ * SWITCH (phase switchover): that fails, the guest resumed here. */
 static bool resume_pausable(mfd_source *s, int ret)
 {
 	if (!resume_on(s) || mfd__session_check(&s->ss) ||
 	    !(mfd__is_transport_error(ret) ||
 	      __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE)))
 		return false;
-	if (s->ss.cfg.postcopy == MFD__POSTCOPY_OFF)
-		return STAT_GET(s->ss.st.phase) == MFD_PHASE_PRECOPY;
-	return STAT_GET(s->ss.st.phase) == MFD_PHASE_POSTCOPY;
+	int phase = STAT_GET(s->ss.st.phase);
+	return phase == MFD_PHASE_PRECOPY ||
+	       (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF &&
+		phase == MFD_PHASE_POSTCOPY);
 }
 
 /* Return path or a lane: main (or a lane) broke. The pool and the lanes
@@ -1220,7 +1221,7 @@ static void resume_stop(mfd_source *s, struct mfd__batch *batch, int cause)
 	/* Post-copy: the lanes too; what they and the bulk claimed is
 	 * rebuilt from the destination's RECEIVED at the resume. */
 	bool pc = __atomic_load_n(&s->switched, __ATOMIC_ACQUIRE);
-	if (pc) {
+	if (s->lanes.n) { /* opened again at the resume */
 		pthread_mutex_lock(&s->lock);
 		mfd__pc_lanes_abort(&s->lanes);
 		pthread_mutex_unlock(&s->lock);
@@ -1263,6 +1264,23 @@ static uint64_t resume_redirty(mfd_source *s, uint32_t base, uint64_t *inflight)
 	return mfd__rs_src_redirty(&s->rs.r, s->ss.blocks, inflight);
 }
 
+/* Post-copy configured, resumed before the switch (pre-copy goes on):
+ * the DISCARDs of an interrupted switch may not all have been applied,
+ * so every dirty page counts as held there again (a DISCARD of a page
+ * not there costs nothing; the switch sends every dirty page), and the
+ * count of DISCARDED starts over. */
+static void pc_before_switch_resumed(mfd_source *s)
+{
+	for (unsigned b = 0; b < s->ss.nblocks; b++) {
+		const struct mfd__bitmap *d = &s->ss.blocks[b].dirty;
+		for (uint64_t w = 0; w < d->nwords; w++)
+			s->pcs.sent[b].words[w] |= d->words[w];
+	}
+	pthread_mutex_lock(&s->lock);
+	s->discards = s->discarded = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* One resume attempt to s->rs.uri: RESUME on main, the destination's
  * RECEIVED, the data channels (and after the post-copy switch the urgent
  * lanes), new workers. 0 with *round the next (post-copy: the same). */
@@ -1289,7 +1307,8 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 		ret = MFD_EROUND; /* post-copy: every page, any round */
 	if (!ret)
 		ret = open_data(s, s->rs.session, chans, &n);
-	if (!ret && pc && (ret = open_lanes(s, s->rs.session))) {
+	if (!ret && s->ss.cfg.postcopy != MFD__POSTCOPY_OFF &&
+	    (ret = open_lanes(s, s->rs.session))) {
 		while (n--)
 			chans[n]->ops->close(chans[n]);
 	}
@@ -1303,8 +1322,7 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 	}
 	if (ret) {
 		main->ops->close(main);
-		if (pc)
-			mfd__pc_lanes_close(&s->lanes);
+		mfd__pc_lanes_close(&s->lanes);
 		return ret;
 	}
 	uint64_t psize = s->ss.blocks[0].page_size;
@@ -1315,6 +1333,8 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 		again *= psize;
 	} else {
 		again = resume_redirty(s, base, &inflight);
+		if (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF)
+			pc_before_switch_resumed(s);
 	}
 	pthread_mutex_lock(&s->lock);
 	mfd__pool_destroy(&s->pool);
@@ -1446,13 +1466,14 @@ static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 }
 /* ---- end resumable pre-copy ---- */
 
-/* Rounds until the decision is to switch over; *round_out: the next. */
+/* Rounds (from *round_io on, precopy_begin() done) until the decision is
+ * to switch over; *round_io: the next. */
 static int do_precopy(mfd_source *s, struct mfd__batch **batch,
-		      uint32_t *round_out, bool *postcopy)
+		      uint32_t *round_io, bool *postcopy)
 {
-	int ret = precopy_begin(s);
+	int ret = 0;
 	uint64_t t_begin = mfd__now_ns(), t_sync = t_begin;
-	uint32_t round = 0;
+	uint32_t round = *round_io;
 	while (!ret) {
 		mfd_round_stats rec;
 		uint64_t pending, t0 = 0;
@@ -1502,7 +1523,7 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		if (ret >= 0 && broken && resume_pausable(s, broken))
 			ret = resume_pause(s, batch, &round, broken);
 	}
-	*round_out = round;
+	*round_io = round;
 	return ret < 0 ? ret : 0;
 }
 
@@ -1757,7 +1778,8 @@ static int wait_discarded(mfd_source *s)
 	int ret = 0;
 	pthread_mutex_lock(&s->lock);
 	while (s->discarded < s->discards &&
-	       !(ret = mfd__session_check(&s->ss)))
+	       !(ret = mfd__session_check(&s->ss)) &&
+	       !(ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE)))
 		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) ==
 		    ETIMEDOUT) {
 			ret = s->discarded < s->discards ? -ETIMEDOUT : 0;
@@ -1797,6 +1819,8 @@ static int drain_before_stop(mfd_source *s)
 	while (mfd__pool_queued(&s->pool) ||
 	       mfd__pool_unsent(&s->pool) > slack) {
 		int ret = mfd__session_check(&s->ss);
+		if (!ret) /* a break pauses (the pool was aborted) */
+			ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE);
 		if (ret)
 			return ret;
 		struct timespec ts = { 0, 500000 };
@@ -1958,10 +1982,23 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 	return ret;
 }
 
-static int do_postcopy(mfd_source *s, struct mfd__batch **batch, uint32_t round)
+/* do_postcopy(): paused before the stop and resumed: pre-copy goes on. */
+#define PRECOPY_AGAIN 3
+
+static int do_postcopy(mfd_source *s, struct mfd__batch **batch,
+		       uint32_t *round_io)
 {
 	uint64_t t_stop;
+	uint32_t round = *round_io;
 	int ret = postcopy_switch(s, round, &t_stop);
+	/* A break in the DISCARD exchange, the guest still running here:
+	 * paused as in pre-copy; resumed, pre-copy goes on and the switch
+	 * comes again (protocol 10.5). */
+	if (ret && !__atomic_load_n(&s->switched, __ATOMIC_ACQUIRE) &&
+	    resume_pausable(s, ret))
+		return (ret = resume_pause(s, batch, round_io, ret))
+			       ? ret
+			       : PRECOPY_AGAIN;
 	/* postcopy-paused (protocol 10.5): after a resume the stream goes
 	 * on with what the destination does not hold. */
 	while (!ret && (ret = postcopy_stream(s, batch, round)) &&
@@ -2171,10 +2208,15 @@ static void *migration_main(void *arg)
 		ret = mfd__session_check(&s->ss);
 	bool postcopy = false;
 	if (!ret)
-		ret = do_precopy(s, &batch, &round, &postcopy);
-	if (!ret)
-		ret = postcopy ? do_postcopy(s, &batch, round)
-			       : do_switchover(s, &batch, round);
+		ret = precopy_begin(s);
+	while (!ret && (ret = do_precopy(s, &batch, &round, &postcopy)) == 0 &&
+	       postcopy &&
+	       (ret = do_postcopy(s, &batch, &round)) == PRECOPY_AGAIN) {
+		postcopy = false;
+		ret = 0;
+	}
+	if (!ret && !postcopy)
+		ret = do_switchover(s, &batch, round);
 	if (!ret)
 		ret = handover(s);
 	if (ret && __atomic_load_n(&s->switched, __ATOMIC_ACQUIRE))

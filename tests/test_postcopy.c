@@ -16,6 +16,10 @@
  *    asserts a resumed guest, which post-copy forbids after SWITCH): main
  *    closed or stalled at the stop (DISCARD, SWITCH), a data channel, an
  *    urgent lane or main closed, reset or stalled after the switch;
+ *  - a break in the switch's DISCARD exchange, before the stop (the
+ *    destination shuts main down right after it applied a DISCARD):
+ *    both sides paused (the guest still runs at the source), resumed,
+ *    pre-copy goes on and the switch comes again; memory as above;
  *  - postcopy-paused (protocol 10.5, resume-timeout on): a data channel
  *    reset while bulk pages stream, an urgent lane reset on its first
  *    answer (a request outstanding, a guest thread waiting for it), main
@@ -38,6 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "multifd/channels/channel.h"
 #include "multifd/internal.h"
 #include "multifd/pcwire.h"
 #include "pagestamp.h"
@@ -695,6 +700,15 @@ static void count_arrivals(unsigned block, unsigned n, int placed)
 	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
 }
 
+/* The first DISCARD applied: main breaks before its DISCARDED. */
+static atomic_int discard_cut;
+
+static void cut_at_discard(struct mfd__chan *main)
+{
+	if (!atomic_exchange(&discard_cut, 1))
+		main->ops->shutdown(main, SHUT_RDWR);
+}
+
 static void wait_both(struct pc_vm *vm, int phase)
 {
 	uint64_t t0 = tvm_now_ms();
@@ -715,13 +729,19 @@ static void wait_both(struct pc_vm *vm, int phase)
 	}
 }
 
+/* run_pc_resume(): main cut by the destination in the DISCARD exchange */
+#define AT_DISCARD 99
+
 /*
  * Connection conn (0 main, 1-2 data, 3-4 lanes) broken (how) after the
  * switch, at its next chunk from the source: both sides postcopy-paused;
- * then resumed (or not: resume-timeout passes, a lost guest).
+ * then resumed (or not: resume-timeout passes, a lost guest). conn
+ * AT_DISCARD: main broken before the stop, in the DISCARD exchange: both
+ * sides paused (pre-copy's phase), resumed, the switch made again.
  */
 static void run_pc_resume(unsigned conn, int how, bool resume)
 {
+	bool early = conn == AT_DISCARD;
 	struct pc_vm vm;
 	char uri[128];
 	setup_fault(&vm, AT_SWITCH, conn, how);
@@ -734,12 +754,20 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	atomic_store(&dst_dups, 0);
 	mfd__test_pc_claimed = count_claims;
 	mfd__test_dest_pc_arrived = count_arrivals;
+	atomic_store(&discard_cut, 0);
+	if (early)
+		mfd__test_dest_discard = cut_at_discard;
 	mfd_config *cfg;
 	struct tvm_proxy px;
 	uint64_t t0 = start_faulty(&vm, &px, resume ? 30000 : 1000, uri,
 				   sizeof(uri), &cfg);
 	mfd_stats ss, ds;
-	if (resume) {
+	if (resume && early) {
+		wait_both(&vm, MFD_PHASE_PAUSED);
+		CHECK(atomic_load(&vm.switched) == 0 &&
+		      atomic_load(&vm.stopped) == 0);
+		CHECK(mfd_source_resume(vm.s, uri) == 0);
+	} else if (resume) {
 		wait_both(&vm, MFD_PHASE_POSTCOPY_PAUSED);
 		CHECK(atomic_load(&vm.fired));
 		CHECK(mfd_source_cancel(vm.s) == MFD_ESTATE);
@@ -774,8 +802,9 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	       how == TVM_RESET	  ? "reset"
 	       : how == TVM_STALL ? "stalled"
 				  : "closed",
-	       conn_name(conn), resume ? "resumed" : "not resumed",
-	       mfd_strerror(sret), mfd_strerror(ss.error), mfd_strerror(dret),
+	       early ? "main at a DISCARD" : conn_name(conn),
+	       resume ? "resumed" : "not resumed", mfd_strerror(sret),
+	       mfd_strerror(ss.error), mfd_strerror(dret),
 	       atomic_load(&vm.src_paused), atomic_load(&vm.dst_paused),
 	       ss.resumes, ds.resumes, (unsigned long long)sent,
 	       (unsigned long long)once_more,
@@ -784,7 +813,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	       (unsigned long long)atomic_load(&dst_dups),
 	       (unsigned long long)atomic_load(&vm.reads),
 	       (unsigned long long)ms);
-	CHECK(atomic_load(&vm.fired));
+	CHECK(early ? atomic_load(&discard_cut) : atomic_load(&vm.fired));
 	CHECK(atomic_load(&vm.switched) == 1);
 	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
 	CHECK(atomic_load(&vm.src_paused) == 1 &&
@@ -802,12 +831,15 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 		 * destination did not hold it (RECEIVED), and the
 		 * destination never got a page it held. */
 		CHECK(twice == 0);
-		CHECK(once_more * PS == ss.resume_bytes);
+		/* Before the switch the resume is pre-copy's (7.8): nothing
+		 * of post-copy had gone. */
+		CHECK(early ? once_more == 0
+			    : once_more * PS == ss.resume_bytes);
 		CHECK(ss.resume_bytes <= ss.resume_inflight_bytes);
 		CHECK(atomic_load(&dst_dups) == 0);
 		/* The break cut pages on their way (a data channel, or a
 		 * lane's first answer: a request the resume asks again). */
-		if (conn != 0)
+		if (conn != 0 && !early)
 			CHECK(once_more > 0);
 		dst_guest_stop(&vm);
 		check_memory(&vm);
@@ -821,6 +853,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	}
 	mfd__test_pc_claimed = NULL;
 	mfd__test_dest_pc_arrived = NULL;
+	mfd__test_dest_discard = NULL;
 	atomic_store(&vm.dst_stop, 1);
 	mfd_dest_free(vm.d);
 	dst_guest_stop(&vm);
@@ -833,9 +866,10 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 
 static void run_pc_resumes(void)
 {
-	run_pc_resume(1, TVM_RESET, true); /* bulk pages streaming */
-	run_pc_resume(3, TVM_RESET, true); /* a request outstanding */
-	run_pc_resume(0, TVM_CLOSE, true); /* main */
+	run_pc_resume(AT_DISCARD, TVM_CLOSE, true); /* before the stop */
+	run_pc_resume(1, TVM_RESET, true);	    /* bulk pages streaming */
+	run_pc_resume(3, TVM_RESET, true);	    /* a request outstanding */
+	run_pc_resume(0, TVM_CLOSE, true);	    /* main */
 	run_pc_resume(4, TVM_STALL, true); /* a lane silent: io-timeout */
 	run_pc_resume(2, TVM_RESET, false);
 }
