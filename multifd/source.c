@@ -313,8 +313,8 @@ static bool degrade_on(const mfd_source *s)
 /* Resumable pre-copy, and post-copy's paused state: asked for with
  * resume-timeout, over the stream transports (the destination's workers
  * must see every page placed), without devices (a device chunk cannot be
- * sent again). With post-copy on only a break after the switch pauses
- * (resume_pausable). */
+ * sent again). With post-copy on, also the switch's DISCARD exchange and
+ * post-copy after the switch (resume_pausable). */
 static bool resume_on(const mfd_source *s)
 {
 	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->ss.cfg);
