@@ -97,6 +97,7 @@ struct pc_vm {
 	 * (claims[0]) and after it (claims[1]). */
 	atomic_int src_paused, dst_paused;
 	bool fault_after_dst_switch; /* and the destination has SWITCH */
+	bool ask_after_round0;	     /* start_faulty(): switch after round 0 */
 	int src_cause, dst_cause;
 	atomic_uint *claims[2];
 };
@@ -596,6 +597,16 @@ static uint64_t start_faulty(struct pc_vm *vm, struct tvm_proxy *px,
 	tvm_proxy_start(px, uri, 5);
 	uint64_t t0 = tvm_now_ms();
 	CHECK(start_source(vm, *cfg, px->listen_uri) == 0);
+	if (vm->ask_after_round0) {
+		/* Round 0 whole, so that the guest's writes since make the
+		 * switch send DISCARDs before the stop. */
+		mfd_stats st;
+		do {
+			usleep(1000);
+			mfd_source_get_stats(vm->s, &st, sizeof(st));
+		} while (st.phase <= MFD_PHASE_SETUP ||
+			 (st.phase == MFD_PHASE_PRECOPY && st.round < 1));
+	}
 	CHECK(mfd_source_start_postcopy(vm->s) == 0);
 	return t0;
 }
@@ -760,6 +771,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	atomic_store(&discard_cut, 0);
 	if (early)
 		mfd__test_dest_discard = cut_at_discard;
+	vm.ask_after_round0 = early;
 	mfd_config *cfg;
 	struct tvm_proxy px;
 	uint64_t t0 = start_faulty(&vm, &px, resume ? 30000 : 1000, uri,
@@ -767,6 +779,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	mfd_stats ss, ds;
 	if (resume && early) {
 		wait_both(&vm, MFD_PHASE_PAUSED);
+		CHECK(atomic_load(&discard_cut));
 		CHECK(atomic_load(&vm.switched) == 0 &&
 		      atomic_load(&vm.stopped) == 0);
 		CHECK(mfd_source_resume(vm.s, uri) == 0);
