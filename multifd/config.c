@@ -197,8 +197,16 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		       "source's guest runs on (phase paused) and "
 		       "mfd_source_resume() reconnects and goes on where the "
 		       "destination stopped; without a resume the migration "
-		       "fails as before. 0 = off. Both sides must have it on "
-		       "(feature RESUME); not with post-copy, devices or RDMA.",
+		       "fails as before (with post-copy also in the switch's "
+		       "DISCARD exchange, before the stop). With post-copy, "
+		       "a break after the switch (a data channel, an urgent "
+		       "lane or main) "
+		       "pauses the same way (phase postcopy-paused: the guest "
+		       "runs on the destination, its faults wait) and a "
+		       "resume sends what the destination lacks; without one "
+		       "the guest is lost (MFD_ELOSTGUEST). 0 = off. Both "
+		       "sides must have it on (feature RESUME); not with "
+		       "devices or RDMA.",
 	},
 	{
 		.section = "migration",

@@ -47,6 +47,7 @@ const char *mfd_phase_name(int phase)
 		[MFD_PHASE_INDOUBT] = "in-doubt",
 		[MFD_PHASE_POSTCOPY] = "postcopy",
 		[MFD_PHASE_PAUSED] = "paused",
+		[MFD_PHASE_POSTCOPY_PAUSED] = "postcopy-paused",
 	};
 	if (phase < 0 || (size_t)phase >= MFD_ARRAY_SIZE(names))
 		return "unknown";

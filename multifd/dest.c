@@ -115,6 +115,11 @@ struct mfd_dest {
 	/* ---- resumable pre-copy (resume.c; protocol 7.8) ---- */
 	struct mfd__rs_dst rs; /* with MFD_FEAT_RESUME: what arrived when */
 	int rs_broken;	       /* atomic: the break that paused the load */
+	/* postcopy-paused: the fault thread's requests wait (req_paused,
+	 * atomic) and are sent again at the resume; req_lock orders its
+	 * sends against the lanes' close and replacement. */
+	pthread_mutex_t req_lock;
+	bool req_paused;
 };
 
 /* finish_load(): the connections broke, the load is paused. */
@@ -146,6 +151,7 @@ int mfd_dest_new(mfd_dest **out, const mfd_config *cfg,
 		return err;
 	}
 	pthread_mutex_init(&d->lock, NULL);
+	pthread_mutex_init(&d->req_lock, NULL);
 	mfd__barrier_init(&d->barrier, 1);
 	d->final_round = MFD_ROUND_UNKNOWN;
 	d->pc_round = MFD_ROUND_UNKNOWN;
@@ -172,6 +178,7 @@ void mfd_dest_free(mfd_dest *d)
 	mfd__devload_destroy(&d->dl);
 	close(d->wake_fd);
 	pthread_mutex_destroy(&d->lock);
+	pthread_mutex_destroy(&d->req_lock);
 	free(d);
 }
 
@@ -258,6 +265,11 @@ static int recv_placed(struct recv_worker *w, const struct mfd__pkt_hdr *h,
 					      h->zero_count, NULL);
 	if (placed < 0 || ret < 0)
 		return placed < 0 ? placed : ret;
+	if (mfd__test_dest_pc_arrived)
+		mfd__test_dest_pc_arrived(h->block, h->count + h->zero_count,
+					  placed + (h->zero_count ? ret : 0));
+	w->pages += (uint64_t)h->count + h->zero_count; /* END's totals */
+	w->packets++;
 	STAT_ADD(d->ss.st.wire_bytes, MFD_PKT_HDR_SIZE + olen + h->payload_len);
 	if (w->urgent)
 		STAT_ADD(d->ss.st.lane_bytes,
@@ -291,20 +303,37 @@ static int wait_switch(mfd_dest *d, uint32_t *round)
 
 /* The fault thread's request, on its lane (protocol 10.4). The lane's
  * worker only reads: one writer. */
-static int send_request(void *ctx, unsigned lane,
-			const struct mfd__page_range *r)
+static bool pause_absorb(mfd_dest *d, int ret);
+
+/* One PAGE_REQ on lane `lane`, under req_lock. */
+static int send_request_locked(mfd_dest *d, unsigned lane,
+			       const struct mfd__page_range *r)
 {
-	mfd_dest *d = ctx;
 	uint8_t msg[MFD_RANGE_SIZE];
-	/* After the lane's DONE every page is on its way: nothing to ask. */
-	if (__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE))
-		return 0;
 	struct mfd__page_range q = *r;
 	if (mfd__test_dest_request)
 		mfd__test_dest_request(&q);
 	mfd__page_req_encode(&q, msg);
-	int ret = mfd__ctl_send(d->w[d->n + lane].chan, MFD_CTL_PAGE_REQ, msg,
-				sizeof(msg));
+	return mfd__ctl_send(d->w[d->n + lane].chan, MFD_CTL_PAGE_REQ, msg,
+			     sizeof(msg));
+}
+
+static int send_request(void *ctx, unsigned lane,
+			const struct mfd__page_range *r)
+{
+	mfd_dest *d = ctx;
+	/* After the lane's DONE every page is on its way: nothing to ask. */
+	if (__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE))
+		return 0;
+	pthread_mutex_lock(&d->req_lock);
+	/* postcopy-paused: asked and not here, so asked again at the
+	 * resume (mfd__rs_dst_pc_outstanding). */
+	int ret = __atomic_load_n(&d->req_paused, __ATOMIC_ACQUIRE)
+			  ? 0
+			  : send_request_locked(d, lane, r);
+	pthread_mutex_unlock(&d->req_lock);
+	if (ret && pause_absorb(d, ret))
+		return 0;
 	if (ret && !__atomic_load_n(&d->lane_done[lane], __ATOMIC_ACQUIRE)) {
 		if (!mfd__session_check(&d->ss))
 			mfd__err("urgent lane %u: %s", lane, mfd_strerror(ret));
@@ -528,7 +557,6 @@ static int recv_loop(struct recv_worker *w)
 }
 
 static bool leave_lost(struct recv_worker *w, int ret);
-static bool pause_absorb(mfd_dest *d, int ret);
 static int pause_reason(mfd_dest *d);
 
 static void *recv_worker_main(void *arg)
@@ -1025,6 +1053,8 @@ static int on_discard(mfd_dest *d, const uint8_t *payload, uint32_t len)
 			 "%.1f ms, then %.1f ms",
 			 n, (double)(t1 - t0) / 1e6,
 			 (double)(mfd__now_ns() - t1) / 1e6);
+	if (!ret && mfd__test_dest_discard)
+		mfd__test_dest_discard(d->main);
 	/* The source stops its guest once the early ones are applied. */
 	return ret ? ret : mfd__ctl_send(d->main, MFD_CTL_DISCARDED, NULL, 0);
 }
@@ -1202,6 +1232,8 @@ static int main_loop(mfd_dest *d, struct mfd__end *end,
 }
 
 void (*mfd__test_dest_request)(struct mfd__page_range *r);
+void (*mfd__test_dest_pc_arrived)(unsigned block, unsigned n, int placed);
+void (*mfd__test_dest_discard)(struct mfd__chan *main);
 void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
 			      const uint64_t *offsets, uint32_t count);
 void (*mfd__test_dest_handover)(struct mfd__chan *main, int step);
@@ -1254,13 +1286,18 @@ static int finish_load(mfd_dest *d)
 	if (!digests)
 		return -ENOMEM;
 	int ret = main_loop(d, &end, digests);
+	if (ret == 1) {
+		ret = wait_workers(d);
+		/* postcopy-paused after END: a connection broke before its
+		 * DONE (the workers ended at its shutdown). */
+		if (!ret)
+			ret = __atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE);
+	}
 	if (ret < 0 && pause_absorb(d, ret)) { /* resumable pre-copy */
 		pause_join(d);
 		free(digests);
 		return LOAD_PAUSED;
 	}
-	if (ret == 1)
-		ret = wait_workers(d);
 	/* Every worker has ended at DONE or an error, or ends now that
 	 * dest_fail shuts its channel down and aborts its waits. */
 	for (unsigned i = 0; i < d->nw; i++) {
@@ -1282,10 +1319,11 @@ static int finish_load(mfd_dest *d)
 	 * channels, the live ones' own counts: END counts those). */
 	bool degrade = d->features & (MFD_FEAT_DEGRADE | MFD_FEAT_RESUME);
 	uint64_t pages = 0, packets = 0;
-	for (unsigned i = 0; !ret && i < d->n; i++) {
+	for (unsigned i = 0; !ret && i < d->nw; i++) { /* lanes too */
 		if (d->w[i].lost)
 			continue;
-		if (!d->w[i].g.done || d->w[i].g.round != end.final_round + 1)
+		if (i < d->n &&
+		    (!d->w[i].g.done || d->w[i].g.round != end.final_round + 1))
 			ret = MFD_EROUND;
 		pages += d->w[i].pages;
 		packets += d->w[i].packets;
@@ -1490,20 +1528,27 @@ static bool pause_absorb(mfd_dest *d, int ret)
 {
 	if (__atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE))
 		return !mfd__session_check(&d->ss);
-	/* After a DONE the source is in switchover: it never pauses. */
 	if (!(d->features & MFD_FEAT_RESUME) || !d->rs.nblocks ||
-	    mfd__session_check(&d->ss) || !mfd__is_transport_error(ret) ||
-	    __atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE) !=
-		    MFD_ROUND_UNKNOWN ||
-	    __atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE))
+	    mfd__session_check(&d->ss) || !mfd__is_transport_error(ret))
+		return false;
+	/* Before the post-copy switch (pre-copy, or its DISCARD exchange):
+	 * after a DONE or END the source is in switchover, it never
+	 * pauses. After the switch until LOADED (postcopy-paused, protocol
+	 * 10.5; an END read is sent again). */
+	if (__atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) ==
+		    MFD_ROUND_UNKNOWN &&
+	    (__atomic_load_n(&d->ndone, __ATOMIC_ACQUIRE) != 0 ||
+	     __atomic_load_n(&d->final_round, __ATOMIC_ACQUIRE) !=
+		     MFD_ROUND_UNKNOWN))
 		return false;
 	int none = 0;
 	if (!__atomic_compare_exchange_n(&d->rs_broken, &none, ret, false,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return true;
+	__atomic_store_n(&d->req_paused, true, __ATOMIC_RELEASE);
 	mfd__barrier_abort(&d->barrier);
 	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; d->w && i < d->n; i++)
+	for (unsigned i = 0; d->w && i < d->nw; i++)
 		if (d->w[i].chan)
 			d->w[i].chan->ops->shutdown(d->w[i].chan, SHUT_RDWR);
 	pthread_mutex_unlock(&d->lock);
@@ -1538,12 +1583,19 @@ static int pause_reason(mfd_dest *d)
 	return ret;
 }
 
+/* resume_accept, under req_lock: a page asked for and not here. */
+static int resend_request(void *ctx, unsigned lane,
+			  const struct mfd__page_range *r)
+{
+	return send_request_locked(ctx, lane, r);
+}
+
 /* Loader: the workers joined (a packet cut in the middle may have
  * written part of its pages: a zero page sent again must clear them),
  * every connection closed. */
 static void pause_join(mfd_dest *d)
 {
-	for (unsigned i = 0; i < d->n; i++) {
+	for (unsigned i = 0; i < d->nw; i++) {
 		struct recv_worker *w = &d->w[i];
 		if (w->started)
 			pthread_join(w->thread, NULL);
@@ -1556,12 +1608,15 @@ static void pause_join(mfd_dest *d)
 					  1ULL << (pg & 63), __ATOMIC_RELAXED);
 		}
 	}
+	/* The fault thread sends on the lanes under req_lock. */
+	pthread_mutex_lock(&d->req_lock);
 	pthread_mutex_lock(&d->lock);
-	for (unsigned i = 0; i < d->n; i++) {
+	for (unsigned i = 0; i < d->nw; i++) {
 		if (d->w[i].chan)
 			d->w[i].chan->ops->close(d->w[i].chan);
 		d->w[i].chan = NULL;
 	}
+	pthread_mutex_unlock(&d->req_lock);
 	if (d->main)
 		d->main->ops->close(d->main);
 	d->main = NULL;
@@ -1574,16 +1629,24 @@ static void pause_join(mfd_dest *d)
 static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 {
 	uint32_t applied = __atomic_load_n(&d->applied, __ATOMIC_ACQUIRE);
+	uint32_t p = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE);
+	bool pc = p != MFD_ROUND_UNKNOWN;
 	pthread_mutex_lock(&d->lock);
 	d->main = c;
 	pthread_mutex_unlock(&d->lock);
 	int ret = c->ops->set_timeout(c, d->ss.cfg.io_timeout_ms);
+	/* Post-copy: every page in place, whatever its round (10.5). */
 	if (!ret)
-		ret = mfd__rs_dst_send(&d->rs, c, d->ss.blocks, applied);
-	for (unsigned i = 0; i < d->n; i++) {
+		ret = pc ? mfd__rs_dst_send_held(c, d->pc.rx, d->ss.nblocks)
+			 : mfd__rs_dst_send(&d->rs, c, d->ss.blocks, applied);
+	for (unsigned i = 0; i < d->nw; i++) {
 		struct recv_worker *w = &d->w[i];
-		mfd__grammar_init(&w->g);
-		w->g.round = applied;
+		if (w->urgent)
+			mfd__grammar_init_urgent(&w->g);
+		else
+			mfd__grammar_init(&w->g);
+		w->g.round = pc ? p : applied;
+		w->g.postcopy_round = pc ? p : MFD_ROUND_UNKNOWN;
 		w->lost = w->kill = w->told = w->src_lost = false;
 		w->exited = false;
 		w->inflight = 0;
@@ -1591,6 +1654,8 @@ static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 	}
 	d->nlost = 0;
 	__atomic_store_n(&d->ndone, 0, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < d->nlanes; i++)
+		__atomic_store_n(&d->lane_done[i], false, __ATOMIC_RELAXED);
 	mfd__barrier_destroy(&d->barrier);
 	mfd__barrier_init(&d->barrier, d->n);
 	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
@@ -1604,8 +1669,24 @@ static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 	}
 	__atomic_store_n(&d->rs_broken, 0, __ATOMIC_RELEASE);
 	STAT_ADD(d->ss.st.resumes, 1);
-	mfd__info("resumed from %s at round %u", c->peer, applied);
-	return start_workers(d);
+	if (!pc) { /* no fault thread yet: no request to send again */
+		__atomic_store_n(&d->req_paused, false, __ATOMIC_RELEASE);
+		mfd__info("resumed from %s at round %u", c->peer, applied);
+		return start_workers(d);
+	}
+	mfd__info("post-copy resumed from %s", c->peer);
+	STAT_SET(d->ss.st.phase, MFD_PHASE_POSTCOPY);
+	if ((ret = start_range(d, 0, d->nw)))
+		return ret;
+	/* The requests the break left unanswered, and those made while
+	 * paused, go out before any new one (10.5). */
+	pthread_mutex_lock(&d->req_lock);
+	__atomic_store_n(&d->req_paused, false, __ATOMIC_RELEASE);
+	ret = mfd__rs_dst_pc_outstanding(&d->pc, resend_request, d);
+	pthread_mutex_unlock(&d->req_lock);
+	/* The workers run: a lane that broke again pauses again (the main
+	 * loop sees it), anything else fails the load. */
+	return ret && pause_absorb(d, ret) ? 0 : ret;
 }
 
 /*
@@ -1617,12 +1698,28 @@ static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 static int pause_load(mfd_dest *d)
 {
 	int cause = __atomic_load_n(&d->rs_broken, __ATOMIC_ACQUIRE);
-	STAT_SET(d->ss.st.phase, MFD_PHASE_PAUSED);
-	mfd__warn("incoming pre-copy paused after round %d: %s; waiting %llu "
-		  "ms for the source's resume",
-		  (int)__atomic_load_n(&d->applied, __ATOMIC_ACQUIRE) - 1,
-		  mfd_strerror(cause),
-		  (unsigned long long)d->ss.cfg.resume_timeout_ms);
+	bool pc = __atomic_load_n(&d->pc_round, __ATOMIC_ACQUIRE) !=
+		  MFD_ROUND_UNKNOWN;
+	/* Paused in a switch's DISCARD exchange: guest memory registered,
+	 * discarded pages dropped. Pre-copy goes on after the resume and
+	 * its pages must land as ever: unregistered until the next switch
+	 * (which registers again and drops what is not received). */
+	if (!pc && d->pc_up)
+		mfd__pc_dst_stop(&d->pc);
+	STAT_SET(d->ss.st.phase,
+		 pc ? MFD_PHASE_POSTCOPY_PAUSED : MFD_PHASE_PAUSED);
+	if (pc)
+		mfd__warn("post-copy paused: %s; the guest runs, its faults "
+			  "wait; waiting %llu ms for the source's resume",
+			  mfd_strerror(cause),
+			  (unsigned long long)d->ss.cfg.resume_timeout_ms);
+	else
+		mfd__warn("incoming pre-copy paused after round %d: %s; "
+			  "waiting %llu ms for the source's resume",
+			  (int)__atomic_load_n(&d->applied, __ATOMIC_ACQUIRE) -
+				  1,
+			  mfd_strerror(cause),
+			  (unsigned long long)d->ss.cfg.resume_timeout_ms);
 	if (d->hooks.paused)
 		d->hooks.paused(d->hooks.opaque, cause);
 	int ret = mfd__admitq_init(&d->aq, &d->lst, d->ss.tls,
@@ -1663,9 +1760,12 @@ static int pause_load(mfd_dest *d)
 	if (ret == -ETIMEDOUT && !mfd__session_check(&d->ss))
 		ret = mfd__session_fail_why(
 			&d->ss, cause,
-			"the connections broke in pre-copy (%s) and the "
-			"source did not resume within resume-timeout (%llu "
-			"ms)",
+			pc ? "the connections broke after the post-copy "
+			     "switch (%s) and the source did not resume "
+			     "within resume-timeout (%llu ms)"
+			   : "the connections broke in pre-copy (%s) and the "
+			     "source did not resume within resume-timeout "
+			     "(%llu ms)",
 			mfd_strerror(cause),
 			(unsigned long long)d->ss.cfg.resume_timeout_ms);
 	return ret;

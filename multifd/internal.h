@@ -88,6 +88,19 @@ extern void (*mfd__test_dest_placed)(unsigned block, uint8_t *host,
  * sends a malformed one with it). */
 struct mfd__page_range;
 extern void (*mfd__test_dest_request)(struct mfd__page_range *r);
+/* Tests only (NULL otherwise): the source's claims after the post-copy
+ * switch, each page it is about to send once (an urgent lane's answer,
+ * a bulk batch), so that a test counts how often a page went. */
+extern void (*mfd__test_pc_claimed)(unsigned block, const uint64_t *offsets,
+				    unsigned n);
+/* Tests only: a post-copy packet of n pages reached the destination, of
+ * which `placed` were put in place (the rest were there already). */
+extern void (*mfd__test_dest_pc_arrived)(unsigned block, unsigned n,
+					 int placed);
+/* Tests only: a DISCARD was applied, its DISCARDED not sent yet (main
+ * is the destination's main channel: a test may break it there). */
+struct mfd__chan;
+extern void (*mfd__test_dest_discard)(struct mfd__chan *main);
 
 /*
  * Test hook (tests/test_handover.c), NULL in production: the destination

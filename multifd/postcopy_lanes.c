@@ -57,6 +57,7 @@ static int send_pages(struct mfd__pc_lane *l, uint32_t b, unsigned n)
 	if (ret)
 		return ret;
 	l->packets++;
+	l->pages += n;
 	uint64_t bytes = MFD_PKT_HDR_SIZE + n * sizeof(uint64_t) + n * psize;
 	STAT_ADD(ls->st->wire_bytes, bytes);
 	STAT_ADD(ls->st->lane_bytes, bytes);
@@ -99,6 +100,8 @@ static int serve_one(struct mfd__pc_lane *l)
 		want = ls->lim->packet_pages;
 	unsigned n =
 		mfd__pc_src_claim_request(ls->pc, &r, (unsigned)want, l->offs);
+	if (n && mfd__test_pc_claimed)
+		mfd__test_pc_claimed(r.block, l->offs, n);
 	return n ? send_pages(l, r.block, n) : 0;
 }
 

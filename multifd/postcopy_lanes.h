@@ -32,6 +32,7 @@ struct mfd__pc_lane {
 	pthread_t thread;
 	bool started;
 	uint32_t seq, packets; /* lane thread only */
+	uint64_t pages;	       /* lane thread only: PAGES' pages */
 	uint8_t hdr[MFD_PKT_HDR_SIZE];
 	uint64_t offs[MFD_MAX_PACKET_PAGES];
 	struct iovec iov[MFD_MAX_PACKET_PAGES + 2];

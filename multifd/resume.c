@@ -7,6 +7,8 @@
 #include "multifd/common/le.h"
 #include "multifd/ctl.h"
 #include "multifd/multifd.h"
+#include "multifd/postcopy_dst.h"
+#include "multifd/postcopy_src.h"
 #include "multifd/resume.h"
 
 /* ---- RECEIVED codec ---- */
@@ -182,6 +184,22 @@ void mfd__rs_dst_free(struct mfd__rs_dst *t)
 	memset(t, 0, sizeof(*t));
 }
 
+/* One block's bitmap as RECEIVED messages on main (at least one). */
+static int send_bits(struct mfd__chan *main, const uint64_t *bits,
+		     uint64_t npages, uint32_t base, uint32_t round,
+		     unsigned block, bool last, uint8_t *out, size_t cap)
+{
+	uint64_t pos = 0;
+	int ret;
+	do {
+		size_t len = mfd__received_encode(bits, npages, base, round,
+						  (uint16_t)block, last, &pos,
+						  out, cap);
+		ret = mfd__ctl_send(main, MFD_CTL_RECEIVED, out, (uint32_t)len);
+	} while (!ret && pos < npages);
+	return ret;
+}
+
 int mfd__rs_dst_send(const struct mfd__rs_dst *t, struct mfd__chan *main,
 		     const struct mfd__ramblock *blocks, uint32_t applied)
 {
@@ -212,22 +230,56 @@ int mfd__rs_dst_send(const struct mfd__rs_dst *t, struct mfd__chan *main,
 				if (__atomic_load_n(&t->stamp[b][pg],
 						    __ATOMIC_RELAXED) == r + 1)
 					bits[pg / 64] |= 1ULL << (pg % 64);
-			uint64_t pos = 0;
-			do {
-				size_t len = mfd__received_encode(
-					bits, npages,
+			ret = send_bits(main, bits, npages,
 					applied ? applied - 1 : MFD_ROUND_NONE,
-					r, (uint16_t)b,
-					r == last && b + 1 == t->nblocks, &pos,
+					r, b, r == last && b + 1 == t->nblocks,
 					out, cap);
-				ret = mfd__ctl_send(main, MFD_CTL_RECEIVED, out,
-						    (uint32_t)len);
-			} while (!ret && pos < npages);
 		}
 	}
 	free(bits);
 	free(out);
 	return ret;
+}
+
+int mfd__rs_dst_send_held(struct mfd__chan *main, const struct mfd__bitmap *rx,
+			  unsigned nblocks)
+{
+	uint8_t *out = malloc(MFD_MAX_CTL_PAYLOAD);
+	int ret = out ? 0 : -ENOMEM;
+	for (unsigned b = 0; !ret && b < nblocks; b++)
+		ret = send_bits(main, rx[b].words, rx[b].nbits, MFD_ROUND_NONE,
+				MFD_ROUND_NONE, b, b + 1 == nblocks, out,
+				MFD_MAX_CTL_PAYLOAD);
+	free(out);
+	return ret;
+}
+
+int mfd__rs_dst_pc_outstanding(const struct mfd__pc_dst *pc,
+			       mfd__pc_request_fn send, void *ctx)
+{
+	for (unsigned b = 0; b < pc->nblocks; b++) {
+		const struct mfd__ramblock *rb = &pc->blocks[b];
+		for (uint64_t w = 0; w < pc->asked[b].nwords; w++) {
+			uint64_t v = __atomic_load_n(&pc->asked[b].words[w],
+						     __ATOMIC_ACQUIRE) &
+				     ~__atomic_load_n(&pc->rx[b].words[w],
+						      __ATOMIC_ACQUIRE);
+			for (; v; v &= v - 1) {
+				uint64_t pg =
+					w * 64 + (uint64_t)__builtin_ctzll(v);
+				struct mfd__page_range r = {
+					.block = b,
+					.offset = pg << rb->page_shift,
+					.length = rb->page_size
+				};
+				int ret = send(ctx, (unsigned)(pg % pc->lanes),
+					       &r);
+				if (ret)
+					return ret;
+			}
+		}
+	}
+	return 0;
 }
 
 /* ---- source ---- */
@@ -349,4 +401,35 @@ uint64_t mfd__rs_src_redirty(struct mfd__rs_src *r,
 	}
 	*inflight = sent;
 	return again;
+}
+
+int64_t mfd__rs_src_pc_todo(const struct mfd__rs_src *r, struct mfd__pc_src *pc,
+			    uint64_t *again)
+{
+	uint64_t total = 0, lost = 0;
+	/* Checked whole before the first bit changes. */
+	for (unsigned b = 0; b < r->nblocks; b++)
+		for (uint64_t pg = 0; pg < r->npages[b]; pg++)
+			if (r->held[b][pg] && r->held[b][pg] != UINT32_MAX)
+				return MFD_EROUND; /* a pre-copy round */
+	for (unsigned b = 0; b < r->nblocks; b++) {
+		struct mfd__bitmap *t = &pc->todo[b];
+		for (uint64_t pg = 0; pg < r->npages[b]; pg++) {
+			uint64_t bit = 1ULL << (pg % 64);
+			if (r->held[b][pg]) {
+				t->words[pg / 64] &= ~bit;
+				continue;
+			}
+			/* Claimed before the break and not held: lost on
+			 * the way, it goes again. */
+			lost += !(t->words[pg / 64] & bit);
+			t->words[pg / 64] |= bit;
+			total++;
+		}
+	}
+	pc->cur_block = 0;
+	pc->cur_page = 0;
+	__atomic_store_n(&pc->left, total, __ATOMIC_RELEASE);
+	*again = lost;
+	return (int64_t)total;
 }

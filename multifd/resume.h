@@ -29,6 +29,7 @@
 
 #include "multifd/channels/channel.h"
 #include "multifd/degrade.h"
+#include "multifd/postcopy_dst.h"
 #include "multifd/wire.h"
 #include "ramblock/ramblock.h"
 
@@ -125,6 +126,21 @@ static inline void mfd__rs_dst_note(struct mfd__rs_dst *t, unsigned block,
  */
 int mfd__rs_dst_send(const struct mfd__rs_dst *t, struct mfd__chan *main,
 		     const struct mfd__ramblock *blocks, uint32_t applied);
+/*
+ * Post-copy (protocol 10.5): RECEIVED messages with base_round and round
+ * MFD_ROUND_NONE, per block the pages set in rx (the pages in place after
+ * the switch, or known zero). The placing threads must have ended. 0 or
+ * the send's error.
+ */
+int mfd__rs_dst_send_held(struct mfd__chan *main, const struct mfd__bitmap *rx,
+			  unsigned nblocks);
+/*
+ * Post-copy resume: every page asked for (a fault's request, pc->asked)
+ * and not in place (pc->rx), a request each through send, on the lane its
+ * page number selects (as the fault thread chooses). 0 or send's error.
+ */
+int mfd__rs_dst_pc_outstanding(const struct mfd__pc_dst *pc,
+			       mfd__pc_request_fn send, void *ctx);
 
 /* ---- source: what to send again ---- */
 
@@ -163,5 +179,18 @@ void mfd__rs_src_collect(struct mfd__rs_src *r, const struct mfd__sentlog *l,
  */
 uint64_t mfd__rs_src_redirty(struct mfd__rs_src *r,
 			     struct mfd__ramblock *blocks, uint64_t *inflight);
+
+struct mfd__pc_src;
+/*
+ * Post-copy resume: after mfd__rs_src_recv() read the post-copy form
+ * (every held page UINT32_MAX), the pages to send become exactly those
+ * the destination does not hold: pc's todo bitmaps and left are rebuilt
+ * and its bulk cursor rewound (no lane or bulk thread may run). *again:
+ * the pages claimed before the break (sent or on their way) that the
+ * destination does not hold. Returns the pages to send, or MFD_EROUND
+ * (nothing changed) when a message named a pre-copy round.
+ */
+int64_t mfd__rs_src_pc_todo(const struct mfd__rs_src *r, struct mfd__pc_src *pc,
+			    uint64_t *again);
 
 #endif /* MULTIFD_RESUME_H */

@@ -310,16 +310,16 @@ static bool degrade_on(const mfd_source *s)
 	       (!strcmp(tp->name, "tcp") || !strcmp(tp->name, "uring"));
 }
 
-/* Resumable pre-copy: asked for with resume-timeout, over the stream
- * transports (the destination's workers must see every page placed), in
- * pre-copy without devices (a device chunk cannot be sent again). */
+/* Resumable pre-copy, and post-copy's paused state: asked for with
+ * resume-timeout, over the stream transports (the destination's workers
+ * must see every page placed), without devices (a device chunk cannot be
+ * sent again). With post-copy on, also the switch's DISCARD exchange and
+ * post-copy after the switch (resume_pausable). */
 static bool resume_on(const mfd_source *s)
 {
 	const struct mfd__chan_opts co = mfd__config_chan_opts(&s->ss.cfg);
 	const struct mfd__transport *tp;
-	return s->ss.cfg.resume_timeout_ms &&
-	       s->ss.cfg.postcopy == MFD__POSTCOPY_OFF &&
-	       !mfd__devsave_any(&s->ds) &&
+	return s->ss.cfg.resume_timeout_ms && !mfd__devsave_any(&s->ds) &&
 	       !mfd__transport_select(s->uri, &co, &tp) &&
 	       (!strcmp(tp->name, "tcp") || !strcmp(tp->name, "uring"));
 }
@@ -681,7 +681,9 @@ static int open_lanes(mfd_source *s, const uint8_t session[16])
 				   &c);
 		if (!ret) {
 			pthread_mutex_lock(&s->lock);
-			s->lanes.lane[s->lanes.n++].chan = c;
+			/* seq and counts from 0: a new connection */
+			s->lanes.lane[s->lanes.n++] =
+				(struct mfd__pc_lane){ .chan = c };
 			pthread_mutex_unlock(&s->lock);
 			ret = c->ops->set_timeout(c, s->ss.cfg.io_timeout_ms);
 		}
@@ -1162,17 +1164,26 @@ static int precopy_apply(mfd_source *s, const mfd_round_stats *rec,
 
 static void wait_return_path(mfd_source *s, unsigned ms);
 
-/* Any thread: a break in pre-copy that pauses instead of failing. */
+/* Any thread: a break that pauses instead of failing: in pre-copy (with
+ * post-copy on also in the switch's DISCARD exchange, the guest still
+ * running here), or after the post-copy switch until LOADED is read
+ * (protocol 10.5; the return path ends at LOADED). Not from the stop to
+ * SWITCH (phase switchover): that fails, the guest resumed here. */
 static bool resume_pausable(mfd_source *s, int ret)
 {
-	return resume_on(s) && !mfd__session_check(&s->ss) &&
-	       STAT_GET(s->ss.st.phase) == MFD_PHASE_PRECOPY &&
-	       (mfd__is_transport_error(ret) ||
-		__atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE));
+	if (!resume_on(s) || mfd__session_check(&s->ss) ||
+	    !(mfd__is_transport_error(ret) ||
+	      __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE)))
+		return false;
+	int phase = STAT_GET(s->ss.st.phase);
+	return phase == MFD_PHASE_PRECOPY ||
+	       (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF &&
+		phase == MFD_PHASE_POSTCOPY);
 }
 
-/* Return path: main broke in pre-copy. The pool is failed so that the
- * migration thread stops sending and pauses; true: nothing else to do. */
+/* Return path or a lane: main (or a lane) broke. The pool and the lanes
+ * are failed so that the migration thread stops sending and pauses;
+ * true: nothing else to do. */
 static bool resume_absorb(mfd_source *s, int ret)
 {
 	if (__atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE))
@@ -1185,6 +1196,8 @@ static bool resume_absorb(mfd_source *s, int ret)
 	pthread_mutex_lock(&s->lock);
 	if (s->pool_up)
 		mfd__pool_abort(&s->pool, ret);
+	if (s->lanes.n)
+		mfd__pc_lanes_abort(&s->lanes);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->lock);
 	return true;
@@ -1205,8 +1218,17 @@ static void resume_stop(mfd_source *s, struct mfd__batch *batch, int cause)
 		pthread_join(s->rp_thread, NULL);
 	s->rp_up = false;
 	mfd__pool_quiesce(&s->pool);
-	for (uint32_t i = 0; batch->block < s->ss.nblocks && i < batch->n;
-	     i++) {
+	/* Post-copy: the lanes too; what they and the bulk claimed is
+	 * rebuilt from the destination's RECEIVED at the resume. */
+	bool pc = __atomic_load_n(&s->switched, __ATOMIC_ACQUIRE);
+	if (s->lanes.n) { /* opened again at the resume */
+		pthread_mutex_lock(&s->lock);
+		mfd__pc_lanes_abort(&s->lanes);
+		pthread_mutex_unlock(&s->lock);
+		mfd__pc_lanes_close(&s->lanes); /* joins: not under the lock */
+	}
+	for (uint32_t i = 0;
+	     !pc && batch->block < s->ss.nblocks && i < batch->n; i++) {
 		struct mfd__ramblock *rb = &s->ss.blocks[batch->block];
 		mfd__bitmap_set(&rb->dirty,
 				batch->offsets[i] >> rb->page_shift);
@@ -1242,11 +1264,30 @@ static uint64_t resume_redirty(mfd_source *s, uint32_t base, uint64_t *inflight)
 	return mfd__rs_src_redirty(&s->rs.r, s->ss.blocks, inflight);
 }
 
+/* Post-copy configured, resumed before the switch (pre-copy goes on):
+ * the DISCARDs of an interrupted switch may not all have been applied,
+ * so every dirty page counts as held there again (a DISCARD of a page
+ * not there costs nothing; the switch sends every dirty page), and the
+ * count of DISCARDED starts over. */
+static void pc_before_switch_resumed(mfd_source *s)
+{
+	for (unsigned b = 0; b < s->ss.nblocks; b++) {
+		const struct mfd__bitmap *d = &s->ss.blocks[b].dirty;
+		for (uint64_t w = 0; w < d->nwords; w++)
+			s->pcs.sent[b].words[w] |= d->words[w];
+	}
+	pthread_mutex_lock(&s->lock);
+	s->discards = s->discarded = 0;
+	pthread_mutex_unlock(&s->lock);
+}
+
 /* One resume attempt to s->rs.uri: RESUME on main, the destination's
- * RECEIVED, the data channels, new workers. 0 with *round the next. */
+ * RECEIVED, the data channels (and after the post-copy switch the urgent
+ * lanes), new workers. 0 with *round the next (post-copy: the same). */
 static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 			  uint32_t *round)
 {
+	bool pc = __atomic_load_n(&s->switched, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&s->lock);
 	snprintf(s->uri, sizeof(s->uri), "%s", s->rs.uri);
 	pthread_mutex_unlock(&s->lock);
@@ -1262,13 +1303,39 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 	ret = main->ops->set_timeout(main, s->ss.cfg.io_timeout_ms);
 	if (!ret)
 		ret = mfd__rs_src_recv(&s->rs.r, main, &lim, &base);
+	if (!ret && pc && base != MFD_ROUND_NONE)
+		ret = MFD_EROUND; /* post-copy: every page, any round */
 	if (!ret)
 		ret = open_data(s, s->rs.session, chans, &n);
+	if (!ret && s->ss.cfg.postcopy != MFD__POSTCOPY_OFF &&
+	    (ret = open_lanes(s, s->rs.session))) {
+		while (n--)
+			chans[n]->ops->close(chans[n]);
+	}
+	int64_t left = 0;
+	uint64_t inflight, again = 0;
+	if (!ret && pc &&
+	    (left = mfd__rs_src_pc_todo(&s->rs.r, &s->pcs, &again)) < 0) {
+		ret = (int)left;
+		while (n--)
+			chans[n]->ops->close(chans[n]);
+	}
 	if (ret) {
 		main->ops->close(main);
+		mfd__pc_lanes_close(&s->lanes);
 		return ret;
 	}
-	uint64_t inflight, again = resume_redirty(s, base, &inflight);
+	uint64_t psize = s->ss.blocks[0].page_size;
+	if (pc) {
+		/* inflight: what is still to send; again: what of it had
+		 * gone (or was going) and did not arrive. */
+		inflight = (uint64_t)left * psize;
+		again *= psize;
+	} else {
+		again = resume_redirty(s, base, &inflight);
+		if (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF)
+			pc_before_switch_resumed(s);
+	}
 	pthread_mutex_lock(&s->lock);
 	mfd__pool_destroy(&s->pool);
 	s->pool_up = false;
@@ -1281,17 +1348,20 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 		s->rs.fatal = true;
 		return ret;
 	}
-	mfd__pool_set_rate(&s->pool, s->ss.cfg.max_bandwidth);
+	mfd__pool_set_rate(&s->pool, pc ? s->ss.cfg.max_postcopy_bandwidth
+					: s->ss.cfg.max_bandwidth);
 	*batch = mfd__pool_batch(&s->pool);
-	*round = base == MFD_ROUND_NONE ? 0 : base + 1;
+	if (!pc)
+		*round = base == MFD_ROUND_NONE ? 0 : base + 1;
 	STAT_ADD(s->ss.st.resumes, 1);
 	STAT_ADD(s->ss.st.resume_bytes, again);
 	STAT_ADD(s->ss.st.resume_inflight_bytes, inflight);
-	STAT_SET(s->ss.st.phase, MFD_PHASE_PRECOPY);
-	mfd__info("pre-copy resumed at round %u through %s: %llu of %llu "
-		  "bytes in flight go again",
-		  *round, s->uri, (unsigned long long)again,
-		  (unsigned long long)inflight);
+	STAT_SET(s->ss.st.phase, pc ? MFD_PHASE_POSTCOPY : MFD_PHASE_PRECOPY);
+	mfd__info("%s resumed at round %u through %s: %llu of %llu bytes "
+		  "%s go again",
+		  pc ? "post-copy" : "pre-copy", *round, s->uri,
+		  (unsigned long long)again, (unsigned long long)inflight,
+		  pc ? "still to send" : "in flight");
 	return 0;
 }
 
@@ -1300,6 +1370,9 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
  * mfd_source_resume() succeeds (0: pre-copy goes on at *round), the
  * embedder cancels, or resume-timeout passes (the migration fails with
  * the cause). The guest runs on, tracked; nothing is sent meanwhile.
+ * After the post-copy switch the same, in postcopy-paused: the guest runs
+ * on the destination (never here again), and the resume sends exactly
+ * what it does not hold; an expired wait is a lost guest (the caller).
  */
 static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 			uint32_t *round, int cause)
@@ -1318,18 +1391,28 @@ static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 		cause = none; /* the return path's */
 	/* From the phase on, mfd_source_resume() is accepted (and waits
 	 * for the loop below to take it). */
+	bool pc = __atomic_load_n(&s->switched, __ATOMIC_ACQUIRE);
 	pthread_mutex_lock(&s->lock);
 	s->rs.paused = true;
 	pthread_mutex_unlock(&s->lock);
-	STAT_SET(s->ss.st.phase, MFD_PHASE_PAUSED);
+	STAT_SET(s->ss.st.phase,
+		 pc ? MFD_PHASE_POSTCOPY_PAUSED : MFD_PHASE_PAUSED);
 	resume_stop(s, *batch, cause);
 	int ret = s->rs.r.nblocks ? 0
 				  : mfd__rs_src_init(&s->rs.r, s->ss.blocks,
 						     s->ss.nblocks);
-	mfd__warn("pre-copy paused in round %u: %s; mfd_source_resume() "
-		  "within %llu ms goes on, the guest runs here meanwhile",
-		  *round ? *round - 1 : 0, mfd_strerror(cause),
-		  (unsigned long long)s->ss.cfg.resume_timeout_ms);
+	if (pc)
+		mfd__warn("post-copy paused: %s; mfd_source_resume() within "
+			  "%llu ms goes on, the guest runs on the destination "
+			  "meanwhile (its faults wait)",
+			  mfd_strerror(cause),
+			  (unsigned long long)s->ss.cfg.resume_timeout_ms);
+	else
+		mfd__warn("pre-copy paused in round %u: %s; "
+			  "mfd_source_resume() within %llu ms goes on, the "
+			  "guest runs here meanwhile",
+			  *round ? *round - 1 : 0, mfd_strerror(cause),
+			  (unsigned long long)s->ss.cfg.resume_timeout_ms);
 	if (s->hooks.paused)
 		s->hooks.paused(s->hooks.opaque, cause);
 	uint64_t deadline = mfd__deadline_ms(s->ss.cfg.resume_timeout_ms);
@@ -1371,22 +1454,26 @@ static int resume_pause(mfd_source *s, struct mfd__batch **batch,
 	if (ret == PAUSE_EXPIRED)
 		ret = mfd__session_fail_why(
 			&s->ss, cause,
-			"the connections broke in pre-copy (%s) and no "
-			"resume came within resume-timeout (%llu ms): the "
-			"guest runs on here",
+			pc ? "the connections broke after the post-copy switch "
+			     "(%s) and no resume came within resume-timeout "
+			     "(%llu ms): the guest is lost"
+			   : "the connections broke in pre-copy (%s) and no "
+			     "resume came within resume-timeout (%llu ms): the "
+			     "guest runs on here",
 			mfd_strerror(cause),
 			(unsigned long long)s->ss.cfg.resume_timeout_ms);
 	return ret;
 }
 /* ---- end resumable pre-copy ---- */
 
-/* Rounds until the decision is to switch over; *round_out: the next. */
+/* Rounds (from *round_io on, precopy_begin() done) until the decision is
+ * to switch over; *round_io: the next. */
 static int do_precopy(mfd_source *s, struct mfd__batch **batch,
-		      uint32_t *round_out, bool *postcopy)
+		      uint32_t *round_io, bool *postcopy)
 {
-	int ret = precopy_begin(s);
+	int ret = 0;
 	uint64_t t_begin = mfd__now_ns(), t_sync = t_begin;
-	uint32_t round = 0;
+	uint32_t round = *round_io;
 	while (!ret) {
 		mfd_round_stats rec;
 		uint64_t pending, t0 = 0;
@@ -1436,7 +1523,7 @@ static int do_precopy(mfd_source *s, struct mfd__batch **batch,
 		if (ret >= 0 && broken && resume_pausable(s, broken))
 			ret = resume_pause(s, batch, &round, broken);
 	}
-	*round_out = round;
+	*round_io = round;
 	return ret < 0 ? ret : 0;
 }
 
@@ -1453,7 +1540,9 @@ static int wait_loaded(mfd_source *s)
 	}
 	int ret = 0;
 	pthread_mutex_lock(&s->lock);
-	while (!s->loaded && !(ret = mfd__session_check(&s->ss))) {
+	/* postcopy-paused: a break before LOADED (rs.broken) pauses. */
+	while (!s->loaded && !(ret = mfd__session_check(&s->ss)) &&
+	       !(ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE))) {
 		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) ==
 		    ETIMEDOUT) {
 			ret = s->loaded ? 0 : -ETIMEDOUT;
@@ -1521,8 +1610,13 @@ static int send_end(mfd_source *s, uint32_t round,
 			      .total_pages = STAT_GET(s->ss.st.pages),
 			      .total_packets = STAT_GET(s->ss.st.packets),
 			      .digests = digests };
-	if (degrade_on(s) || resume_on(s)) /* since the last resume */
+	if (degrade_on(s) || resume_on(s)) { /* since the last resume */
 		mfd__pool_totals(&s->pool, &e.total_pages, &e.total_packets);
+		for (unsigned i = 0; i < s->lanes.n; i++) { /* post-copy */
+			e.total_pages += s->lanes.lane[i].pages;
+			e.total_packets += s->lanes.lane[i].packets;
+		}
+	}
 	size_t len = mfd__end_size(s->ss.nblocks, digests != NULL);
 	uint8_t *buf = malloc(len);
 	int ret = buf ? mfd__end_encode(&e, buf, len) : -ENOMEM;
@@ -1684,7 +1778,8 @@ static int wait_discarded(mfd_source *s)
 	int ret = 0;
 	pthread_mutex_lock(&s->lock);
 	while (s->discarded < s->discards &&
-	       !(ret = mfd__session_check(&s->ss)))
+	       !(ret = mfd__session_check(&s->ss)) &&
+	       !(ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE)))
 		if (pthread_cond_timedwait(&s->cv, &s->lock, &ts) ==
 		    ETIMEDOUT) {
 			ret = s->discarded < s->discards ? -ETIMEDOUT : 0;
@@ -1697,9 +1792,14 @@ static int wait_discarded(mfd_source *s)
 	return ret;
 }
 
+void (*mfd__test_pc_claimed)(unsigned block, const uint64_t *offsets,
+			     unsigned n);
+
 static void lane_failed(void *ctx, int err)
 {
 	mfd_source *s = ctx;
+	if (resume_absorb(s, err))
+		return; /* postcopy-paused */
 	if (!mfd__session_check(&s->ss))
 		mfd__err("urgent lane: %s", mfd_strerror(err));
 	source_fail(s, err);
@@ -1719,6 +1819,8 @@ static int drain_before_stop(mfd_source *s)
 	while (mfd__pool_queued(&s->pool) ||
 	       mfd__pool_unsent(&s->pool) > slack) {
 		int ret = mfd__session_check(&s->ss);
+		if (!ret) /* a break pauses (the pool was aborted) */
+			ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE);
 		if (ret)
 			return ret;
 		struct timespec ts = { 0, 500000 };
@@ -1795,6 +1897,8 @@ static int bulk_room(mfd_source *s)
 {
 	while (mfd__pool_queued(&s->pool) > s->pool.n) {
 		int ret = mfd__session_check(&s->ss);
+		if (!ret) /* postcopy-paused: the pool was aborted */
+			ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE);
 		if (ret)
 			return ret;
 		struct timespec ts = { 0, 100000 };
@@ -1823,6 +1927,9 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 	s->lanes.st = &s->ss.st;
 	s->lanes.fail = lane_failed;
 	s->lanes.ctx = s;
+	/* Again after a resume: new lanes, nothing finished or failed. */
+	__atomic_store_n(&s->lanes.finish, false, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->lanes.err, 0, __ATOMIC_RELEASE);
 	int ret = mfd__pc_lanes_start(&s->lanes);
 	mfd__pool_set_rate(&s->pool, s->ss.cfg.max_postcopy_bandwidth);
 	unsigned n, blk;
@@ -1841,6 +1948,8 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 		(*batch)->block = blk;
 		(*batch)->n = n;
 		(*batch)->flags = MFD_PKT_F_POSTCOPY;
+		if (mfd__test_pc_claimed)
+			mfd__test_pc_claimed(blk, (*batch)->offsets, n);
 		if (!(ret = mfd__pool_submit(&s->pool, batch)))
 			ret = mfd__session_check(&s->ss);
 		pages += n;
@@ -1858,6 +1967,15 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 						 : lret;
 	if (!ret)
 		ret = mfd__pool_done(&s->pool);
+	/* postcopy-paused: a lane or main broke meanwhile (a lane's own
+	 * error is absorbed, not returned); the caller pauses. */
+	if (!ret)
+		ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE);
+	if (ret && resume_pausable(s, ret)) {
+		resume_absorb(s, ret);
+		mfd__pc_lanes_finish(&s->lanes); /* joins */
+		return ret;
+	}
 	uint64_t t_last =
 		__atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED);
 	if (t_last < t0)
@@ -1874,11 +1992,29 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 	return ret;
 }
 
-static int do_postcopy(mfd_source *s, struct mfd__batch **batch, uint32_t round)
+/* do_postcopy(): paused before the stop and resumed: pre-copy goes on. */
+#define PRECOPY_AGAIN 3
+
+static int do_postcopy(mfd_source *s, struct mfd__batch **batch,
+		       uint32_t *round_io)
 {
 	uint64_t t_stop;
+	uint32_t round = *round_io;
 	int ret = postcopy_switch(s, round, &t_stop);
-	return ret ? ret : postcopy_stream(s, batch, round);
+	/* A break in the DISCARD exchange, the guest still running here:
+	 * paused as in pre-copy; resumed, pre-copy goes on and the switch
+	 * comes again (protocol 10.5). */
+	if (ret && !__atomic_load_n(&s->switched, __ATOMIC_ACQUIRE) &&
+	    resume_pausable(s, ret))
+		return (ret = resume_pause(s, batch, round_io, ret))
+			       ? ret
+			       : PRECOPY_AGAIN;
+	/* postcopy-paused (protocol 10.5): after a resume the stream goes
+	 * on with what the destination does not hold. */
+	while (!ret && (ret = postcopy_stream(s, batch, round)) &&
+	       resume_pausable(s, ret))
+		ret = resume_pause(s, batch, &round, ret);
+	return ret;
 }
 
 /* Records the failure (the first recorded cause wins), tells the
@@ -2082,10 +2218,15 @@ static void *migration_main(void *arg)
 		ret = mfd__session_check(&s->ss);
 	bool postcopy = false;
 	if (!ret)
-		ret = do_precopy(s, &batch, &round, &postcopy);
-	if (!ret)
-		ret = postcopy ? do_postcopy(s, &batch, round)
-			       : do_switchover(s, &batch, round);
+		ret = precopy_begin(s);
+	while (!ret && (ret = do_precopy(s, &batch, &round, &postcopy)) == 0 &&
+	       postcopy &&
+	       (ret = do_postcopy(s, &batch, &round)) == PRECOPY_AGAIN) {
+		postcopy = false;
+		ret = 0;
+	}
+	if (!ret && !postcopy)
+		ret = do_switchover(s, &batch, round);
 	if (!ret)
 		ret = handover(s);
 	if (ret && __atomic_load_n(&s->switched, __ATOMIC_ACQUIRE))
@@ -2261,7 +2402,8 @@ int mfd_source_cancel(mfd_source *s)
 		return -EINVAL;
 	/* After the post-copy switch the guest runs on the destination,
 	 * which needs the rest of its pages: nothing to cancel. */
-	if (STAT_GET(s->ss.st.phase) == MFD_PHASE_POSTCOPY)
+	int phase = STAT_GET(s->ss.st.phase);
+	if (phase == MFD_PHASE_POSTCOPY || phase == MFD_PHASE_POSTCOPY_PAUSED)
 		return MFD_ESTATE;
 	if (!mfd__session_cancel(&s->ss))
 		return 0; /* nothing to cancel: no effect */

@@ -15,7 +15,22 @@
  *  - the fault matrix of the post-copy messages (test_faults.c's matrix
  *    asserts a resumed guest, which post-copy forbids after SWITCH): main
  *    closed or stalled at the stop (DISCARD, SWITCH), a data channel, an
- *    urgent lane or main closed, reset or stalled after the switch.
+ *    urgent lane or main closed, reset or stalled after the switch;
+ *  - a break in the switch's DISCARD exchange, before the stop (the
+ *    destination shuts main down right after it applied a DISCARD):
+ *    both sides paused (the guest still runs at the source), resumed,
+ *    pre-copy goes on and the switch comes again; memory as above;
+ *  - postcopy-paused (protocol 10.5, resume-timeout on): a data channel
+ *    reset while bulk pages stream, an urgent lane reset on its first
+ *    answer (a request outstanding, a guest thread waiting for it), main
+ *    closed: both sides postcopy-paused (hooks, phase), then
+ *    mfd_source_resume() to the destination's own address completes it:
+ *    memory as above, no torn page, every page sent at most once before
+ *    the break and once after it, and a page sent twice only when the
+ *    destination did not hold it (the source's count of such pages, from
+ *    RECEIVED, equals the test's; the destination never receives a page
+ *    it holds). No resume within resume-timeout, or a resume to a killed
+ *    destination: a lost guest on both sides, never resumed here.
  * Skips (77) where userfaultfd cannot place anonymous memory.
  */
 #include <errno.h>
@@ -27,6 +42,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "multifd/channels/channel.h"
 #include "multifd/internal.h"
 #include "multifd/pcwire.h"
 #include "pagestamp.h"
@@ -76,6 +92,14 @@ struct pc_vm {
 	int fault_phase, fault_how;
 	unsigned fault_conn;
 	atomic_int armed, fired;
+	/* postcopy-paused: the paused hooks' calls and causes; per page,
+	 * how often the source sent it after the switch, before the pause
+	 * (claims[0]) and after it (claims[1]). */
+	atomic_int src_paused, dst_paused;
+	bool fault_after_dst_switch; /* and the destination has SWITCH */
+	bool ask_after_round0;	     /* start_faulty(): switch after round 0 */
+	int src_cause, dst_cause;
+	atomic_uint *claims[2];
 };
 enum { NO_FAULT, AT_STOP, AT_SWITCH };
 
@@ -176,6 +200,21 @@ static void h_failed(void *o, int err)
 	((struct pc_vm *)o)->failed_err = err;
 }
 
+/* Both sides' paused hooks. The source's is called when its lanes and
+ * workers have ended: what it sends from then on is the resume's. */
+static void h_src_paused(void *o, int cause)
+{
+	struct pc_vm *vm = o;
+	vm->src_cause = cause;
+	atomic_fetch_add(&vm->src_paused, 1);
+}
+static void h_dst_paused(void *o, int cause)
+{
+	struct pc_vm *vm = o;
+	vm->dst_cause = cause;
+	atomic_fetch_add(&vm->dst_paused, 1);
+}
+
 static void dst_guest_stop(struct pc_vm *vm)
 {
 	if (!vm->dst_running)
@@ -225,7 +264,8 @@ static int start_dest(struct pc_vm *vm, mfd_config *cfg, char *uri, size_t len)
 {
 	mfd_dest_hooks dh = { .opaque = vm,
 			      .failed = h_failed,
-			      .postcopy_run = h_postcopy_run };
+			      .postcopy_run = h_postcopy_run,
+			      .paused = h_dst_paused };
 	CHECK(mfd_dest_new(&vm->d, cfg, &dh) == 0);
 	CHECK(mfd_dest_add_block(vm->d, "pc.ram", vm->dst, RAM, PS) == 0);
 	CHECK(mfd_dest_start(vm->d, "tcp:127.0.0.1:0") == 0);
@@ -237,7 +277,8 @@ static int start_source(struct pc_vm *vm, mfd_config *cfg, const char *uri)
 	mfd_source_hooks sh = { .opaque = vm,
 				.stop = h_stop,
 				.resume = h_resume,
-				.postcopy = h_postcopy };
+				.postcopy = h_postcopy,
+				.paused = h_src_paused };
 	CHECK(mfd_source_new(&vm->s, cfg, &sh) == 0);
 	CHECK(mfd_source_add_block(vm->s, "pc.ram", vm->src, RAM, PS) == 0);
 	pthread_create(&vm->sw, NULL, src_guest, vm);
@@ -378,17 +419,19 @@ static void run_switch(const char *mode, unsigned lanes)
 }
 
 /* The destination in a child process, SIGKILLed by the source's postcopy
- * hook: a lost guest, never resumed. */
-static void run_killed(void)
+ * hook: a lost guest, never resumed. With resume-timeout the source
+ * pauses first; a resume to the dead destination fails, and so does the
+ * migration when the time is up. */
+static void run_killed(bool resumable)
 {
 	struct pc_vm vm;
 	setup(&vm);
-	const char *kv[] = { "postcopy=manual",
-			     "channels=2",
-			     "downtime-limit=1",
-			     "max-bandwidth=64M",
-			     "max-postcopy-bandwidth=8M",
-			     "io-timeout=5s",
+	const char *kv[] = { "postcopy=manual", "channels=2",
+			     "downtime-limit=1", "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=8M", "io-timeout=5s",
+			     /* 0: no postcopy-paused, lost at once */
+			     resumable ? "resume-timeout=2s"
+				       : "resume-timeout=0",
 			     NULL };
 	int pfd[2];
 	CHECK(pipe(pfd) == 0);
@@ -413,6 +456,20 @@ static void run_killed(void)
 	mfd_config *cfg = config(kv);
 	CHECK(start_source(&vm, cfg, uri) == 0);
 	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	if (resumable) {
+		mfd_stats st;
+		uint64_t t0 = tvm_now_ms();
+		do {
+			usleep(2000);
+			mfd_source_get_stats(vm.s, &st, sizeof(st));
+			CHECK(tvm_now_ms() - t0 < 20000);
+		} while (st.phase != MFD_PHASE_POSTCOPY_PAUSED);
+		CHECK(mfd_source_resume(vm.s, uri) < 0); /* refused */
+		mfd_source_get_stats(vm.s, &st, sizeof(st));
+		CHECK(st.phase == MFD_PHASE_POSTCOPY_PAUSED);
+		CHECK(mfd_source_cancel(vm.s) == MFD_ESTATE);
+		CHECK(atomic_load(&vm.src_paused) == 1);
+	}
 	int sret = mfd_source_wait(vm.s);
 	int status;
 	CHECK(waitpid(pid, &status, 0) == pid);
@@ -426,6 +483,7 @@ static void run_killed(void)
 	CHECK(ss.phase == MFD_PHASE_FAILED && ss.error != 0);
 	CHECK(atomic_load(&vm.switched) == 1);
 	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(ss.resumes == 0);
 	CHECK(mfd_source_cancel(vm.s) == 0); /* nothing runs: no effect */
 	mfd_source_free(vm.s);
 	mfd_config_free(cfg);
@@ -485,8 +543,18 @@ static int pc_fault(struct tvm_proxy *p, unsigned conn, uint64_t pos,
 	struct pc_vm *vm = p->opaque;
 	(void)pos;
 	(void)len;
-	if (conn != vm->fault_conn || !atomic_load(&vm->armed) ||
-	    atomic_exchange(&vm->fired, 1))
+	if (conn != vm->fault_conn || !atomic_load(&vm->armed))
+		return TVM_PASS;
+	if (vm->fault_after_dst_switch) {
+		/* SWITCH itself may still be in the proxy when the source's
+		 * postcopy hook arms: a SWITCH lost on the way leaves a
+		 * destination that never ran the guest (it fails). */
+		mfd_stats st;
+		mfd_dest_get_stats(vm->d, &st, sizeof(st));
+		if (st.postcopy_round == 0)
+			return TVM_PASS;
+	}
+	if (atomic_exchange(&vm->fired, 1))
 		return TVM_PASS;
 	return vm->fault_how;
 }
@@ -497,34 +565,73 @@ static const char *conn_name(unsigned conn)
 	return conn == 0 ? "main" : conn <= 2 ? "data" : "urgent lane";
 }
 
+static void setup_fault(struct pc_vm *vm, int phase, unsigned conn, int how)
+{
+	setup(vm);
+	vm->fault_phase = phase;
+	vm->fault_conn = conn;
+	vm->fault_how = how;
+}
+
+/* Both sides of a manual post-copy with 2 data channels and 2 lanes, the
+ * source connected through px (vm's fault fields set), resume-timeout
+ * resume_ms; the switch asked for at once. Returns the start time. */
+static uint64_t start_faulty(struct pc_vm *vm, struct tvm_proxy *px,
+			     unsigned resume_ms, char *uri, size_t len,
+			     mfd_config **cfg)
+{
+	char rtmo[48];
+	snprintf(rtmo, sizeof(rtmo), "resume-timeout=%ums", resume_ms);
+	const char *kv[] = { "postcopy=manual",
+			     "channels=2",
+			     "postcopy-lanes=2",
+			     "downtime-limit=1",
+			     "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=16M",
+			     "io-timeout=2s",
+			     rtmo,
+			     NULL };
+	*cfg = config(kv);
+	CHECK(start_dest(vm, *cfg, uri, len) == 0);
+	*px = (struct tvm_proxy){ .fault = pc_fault, .opaque = vm };
+	tvm_proxy_start(px, uri, 5);
+	uint64_t t0 = tvm_now_ms();
+	CHECK(start_source(vm, *cfg, px->listen_uri) == 0);
+	if (vm->ask_after_round0) {
+		/* Round 0 whole, so that the guest's writes since make the
+		 * switch send DISCARDs before the stop. */
+		mfd_stats st;
+		do {
+			usleep(1000);
+			mfd_source_get_stats(vm->s, &st, sizeof(st));
+		} while (st.phase <= MFD_PHASE_SETUP ||
+			 (st.phase == MFD_PHASE_PRECOPY && st.round < 1));
+	}
+	CHECK(mfd_source_start_postcopy(vm->s) == 0);
+	return t0;
+}
+
 /*
  * A connection broken (closed, reset, stalled) through a proxy at the
  * stop (main: the DISCARD, device state and SWITCH messages) or after the
  * switch (data: flagged PAGES; lane: the answers to PAGE_REQ; main: END).
  * Before SWITCH is out the guest resumes here; after it, it never does:
  * MFD_ELOSTGUEST on both sides. Either way the case ends within a few
- * io-timeouts.
+ * io-timeouts. With resume_ms (resume-timeout) a break after the stop and
+ * before SWITCH still fails on the source (the guest resumed there: no
+ * pause from the stop to SWITCH, protocol 10.5); a source that sent
+ * SWITCH pauses and, nothing listening for it, loses the guest after
+ * resume_ms.
  */
-static void run_fault(int phase, unsigned conn, int how)
+static void run_fault(int phase, unsigned conn, int how, unsigned resume_ms)
 {
 	static const char *how_name[] = { "pass", "close", "reset", "stall" };
 	struct pc_vm vm;
 	char uri[128];
-	setup(&vm);
-	vm.fault_phase = phase;
-	vm.fault_conn = conn;
-	vm.fault_how = how;
-	const char *kv[] = { "postcopy=manual",	  "channels=2",
-			     "postcopy-lanes=2",  "downtime-limit=1",
-			     "max-bandwidth=64M", "max-postcopy-bandwidth=16M",
-			     "io-timeout=2s",	  NULL };
-	mfd_config *cfg = config(kv);
-	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
-	struct tvm_proxy px = { .fault = pc_fault, .opaque = &vm };
-	tvm_proxy_start(&px, uri, 5);
-	uint64_t t0 = tvm_now_ms();
-	CHECK(start_source(&vm, cfg, px.listen_uri) == 0);
-	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	setup_fault(&vm, phase, conn, how);
+	mfd_config *cfg;
+	struct tvm_proxy px;
+	uint64_t t0 = start_faulty(&vm, &px, resume_ms, uri, sizeof(uri), &cfg);
 	int sret = mfd_source_wait(vm.s);
 	int dret = mfd_dest_wait(vm.d);
 	uint64_t ms = tvm_now_ms() - t0;
@@ -554,6 +661,13 @@ static void run_fault(int phase, unsigned conn, int how)
 	CHECK((dret == MFD_ELOSTGUEST) == vm.dst_running);
 	if (phase == AT_STOP)
 		CHECK(!vm.dst_running || atomic_load(&vm.switched));
+	/* Without resume-timeout nothing pauses; with it a destination that
+	 * lost main before SWITCH cannot tell the source stopped: it pauses
+	 * (as in the DISCARD exchange) and fails after resume_ms. */
+	CHECK(resume_ms || atomic_load(&vm.dst_paused) == 0);
+	CHECK(!resume_ms ? atomic_load(&vm.src_paused) == 0
+			 : atomic_load(&vm.src_paused) <=
+				   atomic_load(&vm.switched));
 	CHECK(ms < 30000);
 	atomic_store(&vm.dst_stop, 1);
 	mfd_dest_free(vm.d);
@@ -565,14 +679,215 @@ static void run_fault(int phase, unsigned conn, int how)
 
 static void run_faults(void)
 {
-	run_fault(AT_STOP, 0, TVM_CLOSE);
-	run_fault(AT_STOP, 0, TVM_STALL);
-	run_fault(AT_SWITCH, 1, TVM_CLOSE);
-	run_fault(AT_SWITCH, 2, TVM_RESET);
-	run_fault(AT_SWITCH, 1, TVM_STALL);
-	run_fault(AT_SWITCH, 3, TVM_RESET);
-	run_fault(AT_SWITCH, 4, TVM_STALL);
-	run_fault(AT_SWITCH, 0, TVM_CLOSE);
+	run_fault(AT_STOP, 0, TVM_CLOSE, 0);
+	run_fault(AT_STOP, 0, TVM_STALL, 0);
+	run_fault(AT_SWITCH, 1, TVM_CLOSE, 0);
+	run_fault(AT_SWITCH, 2, TVM_RESET, 0);
+	run_fault(AT_SWITCH, 1, TVM_STALL, 0);
+	run_fault(AT_SWITCH, 3, TVM_RESET, 0);
+	run_fault(AT_SWITCH, 4, TVM_STALL, 0);
+	run_fault(AT_SWITCH, 0, TVM_CLOSE, 0);
+	/* resume-timeout on: from the stop to SWITCH the source does not
+	 * pause (its guest is resumed) unless SWITCH went out. */
+	run_fault(AT_STOP, 0, TVM_CLOSE, 3000);
+	run_fault(AT_STOP, 0, TVM_STALL, 3000);
+}
+
+/* ---- postcopy-paused and resume (protocol 10.5) ---- */
+
+static struct pc_vm *claim_vm;
+
+/* Source, any lane or the migration thread: pages about to be sent. */
+static void count_claims(unsigned block, const uint64_t *offsets, unsigned n)
+{
+	(void)block;
+	int epoch = atomic_load(&claim_vm->src_paused) ? 1 : 0;
+	for (unsigned i = 0; i < n; i++)
+		atomic_fetch_add(&claim_vm->claims[epoch][offsets[i] / PS], 1);
+}
+
+static atomic_ullong dst_dups; /* post-copy pages that were there already */
+
+static void count_arrivals(unsigned block, unsigned n, int placed)
+{
+	(void)block;
+	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
+}
+
+/* The first DISCARD applied: main breaks before its DISCARDED. */
+static atomic_int discard_cut;
+
+static void cut_at_discard(struct mfd__chan *main)
+{
+	if (!atomic_exchange(&discard_cut, 1))
+		main->ops->shutdown(main, SHUT_RDWR);
+}
+
+static void wait_both(struct pc_vm *vm, int phase)
+{
+	uint64_t t0 = tvm_now_ms();
+	for (;;) {
+		mfd_stats ss, ds;
+		mfd_source_get_stats(vm->s, &ss, sizeof(ss));
+		mfd_dest_get_stats(vm->d, &ds, sizeof(ds));
+		if (ss.phase == phase && ds.phase == phase)
+			return;
+		if (tvm_now_ms() - t0 > 20000) {
+			fprintf(stderr, "phases %s / %s, waiting for %s\n",
+				mfd_phase_name(ss.phase),
+				mfd_phase_name(ds.phase),
+				mfd_phase_name(phase));
+			exit(1);
+		}
+		usleep(2000);
+	}
+}
+
+/* run_pc_resume(): main cut by the destination in the DISCARD exchange */
+#define AT_DISCARD 99
+
+/*
+ * Connection conn (0 main, 1-2 data, 3-4 lanes) broken (how) after the
+ * switch, at its next chunk from the source: both sides postcopy-paused;
+ * then resumed (or not: resume-timeout passes, a lost guest). conn
+ * AT_DISCARD: main broken before the stop, in the DISCARD exchange: both
+ * sides paused (pre-copy's phase), resumed, the switch made again.
+ */
+static void run_pc_resume(unsigned conn, int how, bool resume)
+{
+	bool early = conn == AT_DISCARD;
+	struct pc_vm vm;
+	char uri[128];
+	setup_fault(&vm, AT_SWITCH, conn, how);
+	vm.fault_after_dst_switch = true;
+	for (int e = 0; e < 2; e++) {
+		vm.claims[e] = calloc(NPAGES, sizeof(atomic_uint));
+		CHECK(vm.claims[e]);
+	}
+	claim_vm = &vm;
+	atomic_store(&dst_dups, 0);
+	mfd__test_pc_claimed = count_claims;
+	mfd__test_dest_pc_arrived = count_arrivals;
+	atomic_store(&discard_cut, 0);
+	if (early)
+		mfd__test_dest_discard = cut_at_discard;
+	vm.ask_after_round0 = early;
+	mfd_config *cfg;
+	struct tvm_proxy px;
+	uint64_t t0 = start_faulty(&vm, &px, resume ? 30000 : 1000, uri,
+				   sizeof(uri), &cfg);
+	mfd_stats ss, ds;
+	if (resume && early) {
+		wait_both(&vm, MFD_PHASE_PAUSED);
+		CHECK(atomic_load(&discard_cut));
+		CHECK(atomic_load(&vm.switched) == 0 &&
+		      atomic_load(&vm.stopped) == 0);
+		CHECK(mfd_source_resume(vm.s, uri) == 0);
+	} else if (resume) {
+		wait_both(&vm, MFD_PHASE_POSTCOPY_PAUSED);
+		CHECK(atomic_load(&vm.fired));
+		CHECK(mfd_source_cancel(vm.s) == MFD_ESTATE);
+		/* Paused, the destination's guest runs on: what it reads is
+		 * whole or waits. */
+		mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+		printf("  paused: %llu faults, %llu requests so far\n",
+		       (unsigned long long)ds.faults,
+		       (unsigned long long)ds.page_requests);
+		usleep(100000);
+		/* To the destination itself: the proxy is a path that broke. */
+		CHECK(mfd_source_resume(vm.s, uri) == 0);
+	}
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	uint64_t ms = tvm_now_ms() - t0;
+	tvm_proxy_stop(&px);
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+	uint64_t twice = 0, sent = 0, once_more = 0;
+	for (uint64_t i = 0; i < NPAGES; i++) {
+		unsigned a = atomic_load(&vm.claims[0][i]);
+		unsigned b = atomic_load(&vm.claims[1][i]);
+		sent += a + b;
+		twice += a > 1 || b > 1;
+		once_more += a && b;
+	}
+	printf("  %s %s, %s: source %s (cause %s), destination %s, paused "
+	       "%d/%d, resumes %u/%u; %llu pages sent after the switch, "
+	       "%llu again after the resume (source: %llu bytes of %llu to "
+	       "send), %llu arrived twice; %llu reads, %llu ms\n",
+	       how == TVM_RESET	  ? "reset"
+	       : how == TVM_STALL ? "stalled"
+				  : "closed",
+	       early ? "main at a DISCARD" : conn_name(conn),
+	       resume ? "resumed" : "not resumed", mfd_strerror(sret),
+	       mfd_strerror(ss.error), mfd_strerror(dret),
+	       atomic_load(&vm.src_paused), atomic_load(&vm.dst_paused),
+	       ss.resumes, ds.resumes, (unsigned long long)sent,
+	       (unsigned long long)once_more,
+	       (unsigned long long)ss.resume_bytes,
+	       (unsigned long long)ss.resume_inflight_bytes,
+	       (unsigned long long)atomic_load(&dst_dups),
+	       (unsigned long long)atomic_load(&vm.reads),
+	       (unsigned long long)ms);
+	CHECK(early ? atomic_load(&discard_cut) : atomic_load(&vm.fired));
+	CHECK(atomic_load(&vm.switched) == 1);
+	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(atomic_load(&vm.src_paused) == 1 &&
+	      atomic_load(&vm.dst_paused) == 1);
+	CHECK(vm.src_cause < 0 && vm.dst_cause < 0);
+	CHECK(atomic_load(&vm.torn) == 0);
+	CHECK(ms < 60000);
+	if (resume) {
+		CHECK(sret == 0 && dret == 0);
+		CHECK(ss.phase == MFD_PHASE_COMPLETED &&
+		      ds.phase == MFD_PHASE_COMPLETED);
+		CHECK(ss.resumes == 1 && ds.resumes == 1);
+		CHECK(vm.failed_err == 0);
+		/* Once per side of the pause at most; twice only where the
+		 * destination did not hold it (RECEIVED), and the
+		 * destination never got a page it held. */
+		CHECK(twice == 0);
+		/* Before the switch the resume is pre-copy's (7.8): nothing
+		 * of post-copy had gone. */
+		CHECK(early ? once_more == 0
+			    : once_more * PS == ss.resume_bytes);
+		CHECK(ss.resume_bytes <= ss.resume_inflight_bytes);
+		CHECK(atomic_load(&dst_dups) == 0);
+		/* The break cut pages on their way (a data channel, or a
+		 * lane's first answer: a request the resume asks again). */
+		if (conn != 0 && !early)
+			CHECK(once_more > 0);
+		dst_guest_stop(&vm);
+		check_memory(&vm);
+	} else {
+		/* resume-timeout passed: a lost guest on both sides. */
+		CHECK(sret == MFD_ELOSTGUEST && dret == MFD_ELOSTGUEST);
+		CHECK(vm.failed_err == MFD_ELOSTGUEST);
+		CHECK(ss.phase == MFD_PHASE_FAILED && ss.error != 0);
+		CHECK(ss.resumes == 0 && ds.resumes == 0);
+		CHECK(mfd_source_resume(vm.s, uri) == MFD_ESTATE);
+	}
+	mfd__test_pc_claimed = NULL;
+	mfd__test_dest_pc_arrived = NULL;
+	mfd__test_dest_discard = NULL;
+	atomic_store(&vm.dst_stop, 1);
+	mfd_dest_free(vm.d);
+	dst_guest_stop(&vm);
+	mfd_source_free(vm.s);
+	mfd_config_free(cfg);
+	for (int e = 0; e < 2; e++)
+		free(vm.claims[e]);
+	teardown(&vm);
+}
+
+static void run_pc_resumes(void)
+{
+	run_pc_resume(AT_DISCARD, TVM_CLOSE, true); /* before the stop */
+	run_pc_resume(1, TVM_RESET, true);	    /* bulk pages streaming */
+	run_pc_resume(3, TVM_RESET, true);	    /* a request outstanding */
+	run_pc_resume(0, TVM_CLOSE, true);	    /* main */
+	run_pc_resume(4, TVM_STALL, true); /* a lane silent: io-timeout */
+	run_pc_resume(2, TVM_RESET, false);
 }
 
 int main(void)
@@ -607,7 +922,16 @@ int main(void)
 	}
 	if (!only || !strcmp(only, "killed")) {
 		printf("destination killed after the switch\n");
-		run_killed();
+		run_killed(false);
+	}
+	if (!only || !strcmp(only, "killed-paused")) {
+		printf("destination killed after the switch, resume-timeout "
+		       "on\n");
+		run_killed(true);
+	}
+	if (!only || !strcmp(only, "pcresume")) {
+		printf("postcopy-paused and resumed\n");
+		run_pc_resumes();
 	}
 	if (!only || !strcmp(only, "badreq")) {
 		printf("malformed page request\n");

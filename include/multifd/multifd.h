@@ -226,6 +226,12 @@ enum mfd_phase {
 	 * state for resume-timeout (the source's guest runs on) until
 	 * mfd_source_resume() reconnects, else the migration fails. */
 	MFD_PHASE_PAUSED,
+	/* Post-copy, after the switch (QEMU's postcopy-paused): a connection
+	 * broke; the guest runs on the destination, whose threads that fault
+	 * on a missing page wait; both sides keep their state for
+	 * resume-timeout until mfd_source_resume() reconnects, else the guest
+	 * is lost (MFD_ELOSTGUEST). The source never resumes the guest. */
+	MFD_PHASE_POSTCOPY_PAUSED,
 };
 
 MFD_API const char *mfd_phase_name(int phase);
@@ -540,7 +546,9 @@ typedef struct mfd_source_hooks {
 	 * stopped here, now runs on the destination and is never resumed
 	 * here, whatever happens next: resume() is not called after this.
 	 * A failure after it ends the migration with MFD_ELOSTGUEST (the
-	 * cause in mfd_stats.error and mfd_source_error_text()).
+	 * cause in mfd_stats.error and mfd_source_error_text()), unless a
+	 * broken connection pauses it (paused(), below) and a resume
+	 * completes it.
 	 */
 	void (*postcopy)(void *opaque);
 	/*
@@ -548,8 +556,11 @@ typedef struct mfd_source_hooks {
 	 * broke with cause (a negative code) and the migration is paused:
 	 * the guest runs on here, dirty tracking goes on, and
 	 * mfd_source_resume() may reconnect within resume-timeout; after it
-	 * the migration fails as any other (mfd_source_wait()). Called
-	 * from the migration thread, once per pause.
+	 * the migration fails as any other (mfd_source_wait()). After the
+	 * post-copy switch the same (phase MFD_PHASE_POSTCOPY_PAUSED), but
+	 * the guest stays stopped here and runs on the destination; without
+	 * a resume in time it is lost (MFD_ELOSTGUEST). Called from the
+	 * migration thread, once per pause.
 	 */
 	void (*paused)(void *opaque, int cause);
 } mfd_source_hooks;
@@ -636,7 +647,10 @@ MFD_API int mfd_source_start_postcopy(mfd_source *src);
  * authenticate as it did (auth key, TLS); the destination sends what it
  * holds and pre-copy goes on. Waits until the destination accepted or
  * refused (each connection bounded by connect-timeout, the bitmap by
- * io-timeout). 0: pre-copy runs again. A refusal (MFD_ESESSION: not the
+ * io-timeout). 0: pre-copy runs again. The same in
+ * MFD_PHASE_POSTCOPY_PAUSED (post-copy, after the switch): the destination
+ * says what it holds, and post-copy goes on with the pages it lacks and
+ * the requests its guest waits for. A refusal (MFD_ESESSION: not the
  * session the destination waits for; MFD_EAUTH: the key) or a failed
  * connection leaves the migration paused: call again until
  * resume-timeout has passed. MFD_ESTATE when not paused. Any thread but
@@ -647,8 +661,8 @@ MFD_API int mfd_source_resume(mfd_source *src, const char *uri);
 MFD_API int mfd_source_migrate(mfd_source *src, const char *uri);
 /* Ask the migration to stop; mfd_source_wait() then returns -ECANCELED
  * (or 0 if it had already completed). MFD_ESTATE, and no effect, in
- * MFD_PHASE_POSTCOPY: the guest runs on the destination and needs the rest
- * of its pages. Any thread. */
+ * MFD_PHASE_POSTCOPY and MFD_PHASE_POSTCOPY_PAUSED: the guest runs on the
+ * destination and needs the rest of its pages. Any thread. */
 MFD_API int mfd_source_cancel(mfd_source *src);
 /* Any thread. size = sizeof(*st) as the caller knows it. */
 MFD_API int mfd_source_get_stats(mfd_source *src, mfd_stats *st, size_t size);
@@ -737,8 +751,11 @@ typedef struct mfd_dest_hooks {
 	 * Optional, resumable pre-copy (resume-timeout): the connections
 	 * broke with cause and the load is paused: this side keeps what it
 	 * received and waits on its listener for the source's resume, at
-	 * most resume-timeout, then fails (failed()). Called from the loader
-	 * thread, once per pause.
+	 * most resume-timeout, then fails (failed()). After the post-copy
+	 * switch the same (MFD_PHASE_POSTCOPY_PAUSED): the guest runs on
+	 * here, its threads that fault on a missing page wait for the
+	 * resume; without one, failed(MFD_ELOSTGUEST). Called from the
+	 * loader thread, once per pause.
 	 */
 	void (*paused)(void *opaque, int cause);
 } mfd_dest_hooks;

@@ -15,6 +15,15 @@
  *       u8 round relative to the connection's round (signed);
  *       u8 count relative to its PAGES in the round (signed); u8 spare.
  *
+ *   selector >= 0xf0 (before the above): the postcopy-paused resume
+ *     (protocol 10.5) as the source takes it: u8 claimed-pattern, then
+ *     RECEIVED messages, each u8 n and 24 + 8 x (n % 32) bytes (fewer at
+ *     the end); the accepted ones go into the held arrays, then the
+ *     pages to send are rebuilt (mfd__rs_src_pc_todo): exactly the pages
+ *     not held, or MFD_EROUND with nothing changed when a message named a
+ *     pre-copy round. The held pages re-encoded in the post-copy form
+ *     decode to the same pages.
+ *
  * Limits: 1..4 blocks, page size 4 KiB << (0..3), 1..16 pages each,
  * packet_pages 1..4, from the limits byte. An accepted message must keep
  * every range inside its block, in order, and re-encode to the same
@@ -22,12 +31,15 @@
  * accepted packets and leave its state unchanged on refusal.
  */
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fuzz.h"
 #include "multifd/multifd.h"
 #include "multifd/wire.h"
 #include "multifd/pcwire.h"
+#include "multifd/postcopy_src.h"
+#include "multifd/resume.h"
 
 static struct mfd__block_desc blocks[4];
 static struct mfd__wire_limits lim;
@@ -247,6 +259,99 @@ static void grammar(bool urgent, const uint8_t *data, size_t size)
 	}
 }
 
+/* The held pages of block b, re-encoded as the destination sends them
+ * (base and round none), decode to the same pages. */
+static void held_roundtrip(const struct mfd__rs_src *r, unsigned b,
+			   uint8_t *buf, size_t cap)
+{
+	uint64_t np = r->npages[b], words = (np + 63) / 64;
+	uint64_t bits[1] = { 0 }, back[1] = { 0 };
+	FUZZ_ASSERT(words == 1); /* at most 16 pages a block here */
+	for (uint64_t pg = 0; pg < np; pg++)
+		if (r->held[b][pg])
+			bits[0] |= 1ULL << pg;
+	uint64_t pos = 0;
+	while (pos < np) {
+		size_t len = mfd__received_encode(bits, np, MFD_ROUND_NONE,
+						  MFD_ROUND_NONE, (uint16_t)b,
+						  true, &pos, buf, cap);
+		struct mfd__received m;
+		FUZZ_ASSERT(mfd__received_decode(buf, len, &lim, &m) == 0);
+		FUZZ_ASSERT(m.round == MFD_ROUND_NONE);
+		mfd__received_apply(&m, back);
+	}
+	FUZZ_ASSERT(bits[0] == back[0]);
+}
+
+static void pc_resume(const uint8_t *p, size_t n)
+{
+	struct mfd__ramblock rb[4];
+	struct mfd__rs_src r;
+	struct mfd__pc_src pc;
+	memset(rb, 0, sizeof(rb));
+	for (unsigned b = 0; b < lim.nblocks; b++) {
+		rb[b].size = blocks[b].size;
+		rb[b].page_size = blocks[b].page_size;
+		rb[b].page_shift = (uint32_t)__builtin_ctz(blocks[b].page_size);
+		rb[b].npages = blocks[b].size / blocks[b].page_size;
+	}
+	if (!n)
+		return;
+	if (mfd__rs_src_init(&r, rb, lim.nblocks) ||
+	    mfd__pc_src_init(&pc, rb, lim.nblocks)) {
+		mfd__rs_src_free(&r);
+		return;
+	}
+	/* Pages still to send at the break: the rest was claimed. */
+	uint64_t before[4];
+	for (unsigned b = 0; b < lim.nblocks; b++) {
+		pc.todo[b].words[0] = (0x9e3779b97f4a7c15ULL * (p[0] + b)) &
+				      ((1ULL << rb[b].npages) - 1);
+		before[b] = pc.todo[b].words[0];
+	}
+	p++, n--;
+	struct mfd__received_seq q = { 0 };
+	while (n) {
+		size_t len =
+			MFD_RECEIVED_FIXED + MFD_RECEIVED_RUN * (p[0] % 32);
+		p++, n--;
+		if (len > n)
+			len = n;
+		struct mfd__received m;
+		if (!mfd__received_decode(p, len, &lim, &m) &&
+		    !mfd__received_next(&q, &m))
+			mfd__received_apply_round(&m, r.held[m.block]);
+		p += len, n -= len;
+	}
+	bool pre = false;
+	for (unsigned b = 0; b < lim.nblocks; b++)
+		for (uint64_t pg = 0; pg < rb[b].npages; pg++)
+			pre |= r.held[b][pg] && r.held[b][pg] != UINT32_MAX;
+	uint64_t again = 0, want_again = 0, want = 0;
+	int64_t left = mfd__rs_src_pc_todo(&r, &pc, &again);
+	if (pre) {
+		FUZZ_ASSERT(left == MFD_EROUND);
+		for (unsigned b = 0; b < lim.nblocks; b++)
+			FUZZ_ASSERT(pc.todo[b].words[0] == before[b]);
+	} else {
+		uint8_t buf[MFD_RECEIVED_FIXED + 8 * MFD_RECEIVED_RUN];
+		for (unsigned b = 0; b < lim.nblocks; b++) {
+			for (uint64_t pg = 0; pg < rb[b].npages; pg++) {
+				bool send = !r.held[b][pg];
+				bool t = (pc.todo[b].words[0] >> pg) & 1;
+				FUZZ_ASSERT(t == send);
+				want += send;
+				want_again += send && !((before[b] >> pg) & 1);
+			}
+			held_roundtrip(&r, b, buf, sizeof(buf));
+		}
+		FUZZ_ASSERT(left == (int64_t)want && again == want_again);
+		FUZZ_ASSERT(mfd__pc_src_left(&pc) == want);
+	}
+	mfd__pc_src_destroy(&pc);
+	mfd__rs_src_free(&r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
@@ -255,6 +360,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	make_limits(data[1]);
 	data += 2;
 	size -= 2;
+	if (sel >= 0xf0) {
+		pc_resume(data, size);
+		return 0;
+	}
 	switch (sel % 4) {
 	case 0:
 		page_req(data, size);
