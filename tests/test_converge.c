@@ -59,13 +59,39 @@ static struct mfd__converge_out decide(const mfd_round_stats *r, unsigned n,
 static void test_switchover_within_limit(void **state)
 {
 	(void)state;
-	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 200000000) };
-	struct mfd__converge_out o = decide(r, 1, 0, &defaults, 1000 * MS);
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 400000000),
+				rnd(1, 0, 400000000, 400 * MS, 200000000) };
+	struct mfd__converge_out o = decide(r, 2, 0, &defaults, 1400 * MS);
 	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
 	assert_string_equal(o.reason, "converged");
 	assert_int_equal(o.bandwidth_bps, 1000000000);
 	assert_int_equal(o.expected_downtime_ns, 200 * MS);
 	assert_int_equal(o.throttle, 0);
+}
+
+/* The first pass alone never switches over, even when its estimate fits:
+ * its pace (first touch on the destination, the image's zero pages) is
+ * not the final pass's. Another round; at max-rounds 1, forced. Nothing
+ * pending at all needs no pace: a switchover (below). */
+static void test_first_pass_continues(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 200000000) };
+	struct mfd__converge_out o = decide(r, 1, 0, &defaults, 1000 * MS);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	assert_string_equal(o.reason, "first pass");
+	assert_int_equal(o.est.over, MFD_DOWN_NONE);
+	assert_int_equal(o.expected_downtime_ns, 200 * MS);
+	/* Device state alone pending is pending too. */
+	r[0].dirty_bytes = 0;
+	r[0].device_stop_bytes = 1000000;
+	o = decide(r, 1, 0, &defaults, 1000 * MS);
+	assert_int_equal(o.action, MFD__CONV_CONTINUE);
+	struct mfd__converge_settings one = defaults;
+	one.max_rounds = 1;
+	o = decide(r, 1, 0, &one, 1000 * MS);
+	assert_int_equal(o.action, MFD__CONV_FORCE);
+	assert_string_equal(o.reason, "max-rounds");
 }
 
 /* Nothing dirty and no fixed cost: switch over whatever the bandwidth
@@ -503,9 +529,10 @@ static void test_budget_names_device(void **state)
 	struct mfd__converge_settings set = defaults;
 	set.downtime_limit_ms = 100;
 	set.auto_converge = false;
-	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 20000000) };
-	r[0].device_stop_bytes = 256000000; /* 4 x 64 MB: 256 ms */
-	struct mfd__converge_in in = est_in(r, 1, &set);
+	mfd_round_stats r[] = { rnd(0, 0, 1000000000, 1000 * MS, 50000000),
+				rnd(1, 0, 50000000, 50 * MS, 20000000) };
+	r[1].device_stop_bytes = 256000000; /* 4 x 64 MB: 256 ms */
+	struct mfd__converge_in in = est_in(r, 2, &set);
 	struct mfd__converge_out o;
 	mfd__converge_decide(&in, &o);
 	assert_int_equal(o.action, MFD__CONV_CONTINUE);
@@ -514,13 +541,13 @@ static void test_budget_names_device(void **state)
 	assert_int_equal(o.expected_downtime_ns, 276 * MS);
 	assert_string_equal(mfd_down_part_name(o.est.over), "device");
 	/* Once the devices sent most in pre-copy it fits. */
-	r[0].device_stop_bytes = 60000000;
+	r[1].device_stop_bytes = 60000000;
 	mfd__converge_decide(&in, &o);
 	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
 	assert_int_equal(o.est.over, MFD_DOWN_NONE);
 	assert_int_equal(o.expected_downtime_ns, 80 * MS);
 	/* Exactly at the limit fits; a nanosecond over does not. */
-	r[0].device_stop_bytes = 80000000;
+	r[1].device_stop_bytes = 80000000;
 	mfd__converge_decide(&in, &o);
 	assert_int_equal(o.action, MFD__CONV_SWITCHOVER);
 	in.rtt_ns = 1;
@@ -934,6 +961,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_switchover_within_limit),
 		cmocka_unit_test(test_switchover_nothing_pending),
+		cmocka_unit_test(test_first_pass_continues),
 		cmocka_unit_test(test_continue),
 		cmocka_unit_test(test_short_round_keeps_estimate),
 		cmocka_unit_test(test_auto_converge_steps),
