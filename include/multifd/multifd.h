@@ -449,8 +449,10 @@ typedef struct mfd_round_stats {
 	 * waited for the CPU the running guest held goes faster once it is
 	 * stopped. sync_cpu_ns: the CPU time of a second dirty sync run
 	 * right after the one that ended the round (what the sync at the
-	 * stop, a moment after the decision, costs); in the final pass's
-	 * record, that of the sync at the stop. */
+	 * stop, a moment after the decision, costs), without the sync_dirty
+	 * hook, which is asked once a round: its time in the first sync is
+	 * added; in the final pass's record, the CPU time of the sync at
+	 * the stop. */
 	uint64_t page_cpu_ns;
 	uint64_t page_wait_ns;
 	uint32_t page_threads;
