@@ -3,6 +3,7 @@
  * The pre-copy decision (multifd/converge.c) without sockets: round
  * records in, action and reason out.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "multifd/common/clock.h"
 #include "multifd/converge.h"
 
 #define MS 1000000ULL
@@ -519,6 +521,35 @@ static void test_estimate_cpu_wait(void **state)
 			 (uint64_t)(77420160.0 * 1e9 / (51061000 / 4)));
 }
 
+/* Where page_wait_ns and page_cpu_ns come from: the scheduler's account
+ * of a thread of this process. Spinning 20 ms of CPU shows in its CPU
+ * time (within what CLOCK_THREAD_CPUTIME_ID says); a thread that does not
+ * exist is an error, with both figures 0. Skips where the kernel keeps no
+ * schedstat (ENOENT on the calling thread's own). */
+static void test_thread_sched(void **state)
+{
+	(void)state;
+	uint64_t c0, w0, c1, w1;
+	int tid = mfd__gettid();
+	int ret = mfd__thread_sched(tid, &c0, &w0);
+	if (ret == -ENOENT)
+		skip();
+	assert_int_equal(ret, 0);
+	uint64_t t0 = mfd__thread_cpu_ns();
+	volatile uint64_t x = 0;
+	while (mfd__thread_cpu_ns() - t0 < 20 * MS)
+		x++;
+	uint64_t spun = mfd__thread_cpu_ns() - t0;
+	assert_int_equal(mfd__thread_sched(tid, &c1, &w1), 0);
+	assert_true(c1 - c0 >= spun - spun / 10);
+	assert_true(c1 - c0 <= spun + 5 * MS);
+	assert_true(w1 >= w0);
+	c1 = w1 = 1;
+	assert_true(mfd__thread_sched(0x7ffffff0, &c1, &w1) < 0);
+	assert_int_equal(c1, 0);
+	assert_int_equal(w1, 0);
+}
+
 /* After the switchover: which part broke the budget. The run recorded on
  * 1 Gbit/s with 4 devices and a 100 ms limit (docs/benchmarks.md): it
  * expected 98.6 ms (stop 1, sync 0.2, ram 27.7, device 24.2, end 45.5) and
@@ -1016,6 +1047,7 @@ int main(void)
 		cmocka_unit_test(test_switchover_nothing_pending),
 		cmocka_unit_test(test_first_pass_continues),
 		cmocka_unit_test(test_estimate_cpu_wait),
+		cmocka_unit_test(test_thread_sched),
 		cmocka_unit_test(test_continue),
 		cmocka_unit_test(test_short_round_keeps_estimate),
 		cmocka_unit_test(test_auto_converge_steps),
