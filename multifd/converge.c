@@ -440,6 +440,10 @@ const char *mfd__postcopy_decide(const struct mfd__postcopy_policy *p,
 		return NULL;
 	if (pre->action == MFD__CONV_FORCE || pre->action == MFD__CONV_CANCEL)
 		return pre->reason;
+	/* The first pass fit: the next round switches over (pre-copy's
+	 * first-pass rule), for less than post-copy costs. */
+	if (pre->est.over == MFD_DOWN_NONE)
+		return NULL;
 	if (last->round + 1 >= p->after_rounds)
 		return "postcopy-after-rounds";
 	if (in->nrounds >= 2 &&

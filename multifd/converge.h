@@ -201,7 +201,9 @@ struct mfd__postcopy_policy {
  * converging" (the dirty bytes of the last round did not shrink from the
  * round before, above the downtime limit), or pre-copy's own reason to
  * force or cancel ("max-rounds", "precopy-timeout"): post-copy replaces
- * both. Never when pre-copy converged: a plain switchover costs less.
+ * both. Never when pre-copy converged, nor in auto mode when its estimate
+ * fit after the first pass alone (the next round switches over): a plain
+ * switchover costs less.
  */
 const char *mfd__postcopy_decide(const struct mfd__postcopy_policy *p,
 				 bool requested,

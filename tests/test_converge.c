@@ -1007,6 +1007,16 @@ static void test_postcopy_switch(void **state)
 	/* Converged: a plain switchover, whatever the mode or request. */
 	assert_null(pc(MFD__POSTCOPY_AUTO, 1, true, r, 4, &set));
 	assert_null(pc(MFD__POSTCOPY_MANUAL, 1, true, r, 4, &set));
+	/* The first pass alone fit (100 ms): pre-copy goes on for one
+	 * round, and auto waits for it, even after 1 round; asked, it
+	 * switches. */
+	r[0].dirty_bytes = 100000000;
+	assert_null(pc(MFD__POSTCOPY_AUTO, 1, false, r, 1, &set));
+	assert_string_equal(pc(MFD__POSTCOPY_AUTO, 1, true, r, 1, &set),
+			    "requested");
+	r[0].dirty_bytes = 500000000;
+	assert_string_equal(pc(MFD__POSTCOPY_AUTO, 1, false, r, 1, &set),
+			    "postcopy-after-rounds");
 }
 
 static void test_postcopy_not_converging(void **state)
