@@ -196,7 +196,7 @@ static double est_ms(uint64_t ns)
 
 static void report_rounds(struct report *r, const struct bench_run *run)
 {
-	size_t len = 0, cap = 64 + (size_t)run->nrounds * 640;
+	size_t len = 0, cap = 64 + (size_t)run->nrounds * 800;
 	char *json = malloc(cap);
 
 	if (!json)
@@ -219,7 +219,9 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			", \"expected_end_ms\": %.3f, \"over_part\": \"%s\""
 			", \"unsent_bytes\": %" PRIu64
 			", \"device_bytes\": %" PRIu64 ", \"device_ms\": %.3f"
-			", \"expected_q_ms\": %.3f}",
+			", \"expected_q_ms\": %.3f, \"cpu_ms\": %.3f"
+			", \"wait_ms\": %.3f, \"threads\": %u"
+			", \"sync_cpu_ms\": %.3f}",
 			i ? ", " : "", x->round, x->pages, x->bytes,
 			ns_to_ms(x->ns), (double)x->bandwidth_bps / 1e6,
 			x->dirty_pages, (double)x->dirty_rate_bps / 1e6,
@@ -231,7 +233,9 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			est_ms(x->expected_end_ns),
 			mfd_down_part_name((int)x->over_part), x->unsent_bytes,
 			x->device_bytes, ns_to_ms(x->device_ns),
-			est_ms(x->expected_downtime_q_ns));
+			est_ms(x->expected_downtime_q_ns),
+			ns_to_ms(x->page_cpu_ns), ns_to_ms(x->page_wait_ns),
+			x->page_threads, ns_to_ms(x->sync_cpu_ns));
 	}
 	snprintf(json + len, cap - len, "]");
 	report_raw(r, "round_stats", json);

@@ -388,12 +388,16 @@ static int sim_stop_copy_size(void *opaque, uint64_t *bytes)
 	return 0;
 }
 
-/* The arc to STOP_COPY waits for the DMA burst in flight: at most one
- * (dma_follow); without DMA it costs next to nothing. */
+/* The arc to STOP_COPY waits for the DMA burst in flight (dma_follow):
+ * one is always in flight, and a stop at a moment that is not its start
+ * waits for the rest of it, half a burst on average (recorded on 4
+ * devices: 2.3 ms of arcs against 4 declared as whole bursts). The
+ * estimate is a median, so the expectation, not the most. Without DMA
+ * it costs next to nothing. */
 static int sim_stop_cost(void *opaque, uint64_t *ns)
 {
 	struct mfd_simdev *d = opaque;
-	*ns = d->dma_started ? DMA_BURST_NS : 0;
+	*ns = d->dma_started ? DMA_BURST_NS / 2 : 0;
 	return 0;
 }
 

@@ -99,7 +99,9 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		       "remaining dirty pages and the devices' stop-copy "
 		       "state at the predicted bandwidth, plus the stop "
 		       "hook, the devices' stop and the final dirty sync, "
-		       "and the end exchange (digests with verify). When it "
+		       "and the end exchange (digests with verify), and "
+		       "never on the first pass alone (its pace is not the "
+		       "final pass's) unless nothing is pending. When it "
 		       "does not fit, the part that broke it is logged and "
 		       "reported (over_part).",
 	},

@@ -58,12 +58,18 @@ struct mfd__converge_in {
  * would cost if it began now:
  *   stop    the stop hook (in->stop_ns)
  *   sync    the devices' arcs to STOP_COPY (in->dev_stop_ns), then the
- *           final dirty sync: the last round's sync took as long
+ *           final dirty sync: as long as the CPU time of the second sync
+ *           run right after the last round's (sync_cpu_ns: it finds what
+ *           was written in between, as the stop's finds what was written
+ *           since the decision), else the last round's sync_ns
  *   ram     the pending pages: the last round's wire bytes per page (its
  *           mix of zero, compressed and raw pages) at the recent rounds'
  *           bandwidth; both from the rounds' page phases, without the
  *           device state sent before the pages (rounds[].device_bytes,
- *           device_ns), which goes at its own pace
+ *           device_ns), which goes at its own pace; a page phase's time
+ *           less its threads' run-queue wait per thread (page_wait_ns /
+ *           page_threads, at most three quarters of it): the CPU the
+ *           running guest held, which the final pass gets back
  *   device  the devices' stop-copy bytes at that bandwidth (the final
  *           pass queues them behind the pages)
  *   end     END and LOADED: a round trip, what is left of the socket
@@ -93,18 +99,22 @@ struct mfd__estimate {
 };
 
 enum mfd__converge_action {
-	MFD__CONV_CONTINUE,   /* another round */
-	MFD__CONV_THROTTLE,   /* another round, at out.throttle */
-	MFD__CONV_SWITCHOVER, /* converged: expected downtime within limit */
-	MFD__CONV_FORCE,      /* not converged, switch over anyway */
-	MFD__CONV_CANCEL,     /* not converged, fail with MFD_ENOCONVERGE */
+	MFD__CONV_CONTINUE, /* another round */
+	MFD__CONV_THROTTLE, /* another round, at out.throttle */
+	/* Converged: expected downtime within limit, and not on the first
+	 * pass alone (a round of resent pages has been timed, or nothing
+	 * is pending at all). */
+	MFD__CONV_SWITCHOVER,
+	MFD__CONV_FORCE,  /* not converged, switch over anyway */
+	MFD__CONV_CANCEL, /* not converged, fail with MFD_ENOCONVERGE */
 };
 
 struct mfd__converge_out {
 	enum mfd__converge_action action;
-	/* "converged", "auto-converge", "max-rounds", "precopy-timeout" or
-	 * "not converged" (static); est.over names the part of the estimate
-	 * that did not fit. */
+	/* "converged", "auto-converge", "max-rounds", "precopy-timeout",
+	 * "first pass" (the estimate fit, but after the first pass alone)
+	 * or "not converged" (static); est.over names the part of the
+	 * estimate that did not fit. */
 	const char *reason;
 	uint32_t throttle; /* percent that should be in force now */
 	/* Dirty-limit: set the per-vCPU throttles (mfd__dirty_limit) after
@@ -191,7 +201,9 @@ struct mfd__postcopy_policy {
  * converging" (the dirty bytes of the last round did not shrink from the
  * round before, above the downtime limit), or pre-copy's own reason to
  * force or cancel ("max-rounds", "precopy-timeout"): post-copy replaces
- * both. Never when pre-copy converged: a plain switchover costs less.
+ * both. Never when pre-copy converged, nor in auto mode when its estimate
+ * fit after the first pass alone (the next round switches over): a plain
+ * switchover costs less.
  */
 const char *mfd__postcopy_decide(const struct mfd__postcopy_policy *p,
 				 bool requested,

@@ -330,6 +330,7 @@ static void *worker_main(void *arg)
 	struct mfd__send_worker *w = arg;
 	struct mfd__pool *p = w->pool;
 
+	__atomic_store_n(&w->tid, mfd__gettid(), __ATOMIC_RELEASE);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (w->len == 0 && !p->quit && !w->kill)
@@ -648,6 +649,22 @@ uint64_t mfd__pool_unsent(struct mfd__pool *p)
 			n += c->ops->unsent(c);
 	}
 	return n;
+}
+
+void mfd__pool_sched(struct mfd__pool *p, uint64_t *cpu_ns, uint64_t *wait_ns,
+		     unsigned *nthreads)
+{
+	*cpu_ns = *wait_ns = 0;
+	*nthreads = 0;
+	for (unsigned i = 0; i < p->n; i++) {
+		int tid = __atomic_load_n(&p->w[i].tid, __ATOMIC_ACQUIRE);
+		uint64_t cpu, wait;
+		if (tid <= 0 || mfd__thread_sched(tid, &cpu, &wait))
+			continue;
+		*cpu_ns += cpu;
+		*wait_ns += wait;
+		++*nthreads;
+	}
 }
 
 uint64_t mfd__pool_cancel_queued(struct mfd__pool *p,

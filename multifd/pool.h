@@ -89,6 +89,7 @@ struct mfd__send_worker {
 	 * the destination lost it, leave it. */
 	bool dead, kill;
 	bool sent_device; /* worker only: device state cannot be re-sent */
+	int tid;	  /* the worker thread's, atomic: 0 until it runs */
 	struct mfd__sentlog log; /* with degrade: pages taken per round */
 	/* Atomic: PAGES packets and their pages sent on this channel, for
 	 * END's totals over the channels that live. */
@@ -149,6 +150,10 @@ struct mfd__pool {
 /* Bytes the workers' channels hold that have not left the host (the
  * channels' unsent op; 0 for those without). Any thread. */
 uint64_t mfd__pool_unsent(struct mfd__pool *p);
+/* The workers' CPU time and run-queue wait so far, summed
+ * (mfd__thread_sched); *nthreads: how many were read. */
+void mfd__pool_sched(struct mfd__pool *p, uint64_t *cpu_ns, uint64_t *wait_ns,
+		     unsigned *nthreads);
 
 /* Jobs queued on the workers, the ones being sent included. Any thread. */
 unsigned mfd__pool_queued(struct mfd__pool *p);

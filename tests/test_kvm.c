@@ -389,8 +389,12 @@ static void *proxy_main(void *arg)
 				shutdown(to, SHUT_WR);
 				continue;
 			}
+			/* The peer may have closed (the channel killed, the
+			 * migration failed): an error, not SIGPIPE. */
 			for (ssize_t off = 0; off < r;) {
-				ssize_t w = write(to, buf + off, r - off);
+				ssize_t w =
+					send(to, buf + off, (size_t)(r - off),
+					     MSG_NOSIGNAL);
 				if (w <= 0)
 					break;
 				off += w;

@@ -164,6 +164,9 @@ static void guest_quit(struct guest *g)
 		pthread_join(g->th[i], NULL);
 }
 
+/* When set, run() migrates through this proxy (main and 2 channels). */
+static struct tvm_proxy *via_proxy;
+
 /* Runs one migration of a ram-sized VM; returns the source's result. */
 static int run(struct guest *g, int tracker, uint64_t ram, uint64_t hot,
 	       unsigned pause_us, const char *const *kv, mfd_stats *st)
@@ -198,7 +201,12 @@ static int run(struct guest *g, int tracker, uint64_t ram, uint64_t hot,
 		pthread_create(&g->th[i], NULL, writer_main, arg);
 	}
 	usleep(20000); /* the guest is busy before migration starts */
-	int ret = mfd_source_migrate(g->vm.src, g->vm.uri);
+	if (via_proxy)
+		tvm_proxy_start(via_proxy, g->vm.uri, 3);
+	int ret = mfd_source_migrate(
+		g->vm.src, via_proxy ? via_proxy->listen_uri : g->vm.uri);
+	if (via_proxy)
+		tvm_proxy_stop(via_proxy);
 	g->dest_ret = mfd_dest_wait(g->vm.dst);
 	mfd_source_get_stats(g->vm.src, st, sizeof(*st));
 	printf("# %s: ret %d (destination %d), %u rounds, downtime %.1f ms "
@@ -530,6 +538,52 @@ static void test_budget_stop_cost(void **state)
 	tvm_destroy(&g.vm);
 }
 
+/*
+ * Issue 18, rounds that spin: a pre-copy round ends when its bytes have
+ * left the host (but for 256 KiB a channel in the socket queues), not
+ * when they were queued. On a slow link a round that ended once its pages
+ * were queued left MBs in the socket queues, and near convergence a round
+ * of a few pages was queued in microseconds behind them: the estimate's
+ * drain never shrank and the rounds spun to max-rounds. A proxy makes the
+ * data channels slow (64 KiB every 4 ms each, about 16 MB/s): every
+ * pre-copy round's record must show its queues drained.
+ */
+static void slow_data(struct tvm_proxy *p, unsigned conn, uint64_t pos,
+		      uint8_t *buf, size_t len)
+{
+	(void)p, (void)pos, (void)buf, (void)len;
+	if (conn >= 1)
+		usleep(4000);
+}
+
+static void test_round_waits_for_queues(void **state)
+{
+	(void)state;
+	struct guest g;
+	mfd_stats st;
+	const char *const kv[] = { "channels=2", "max-rounds=4",
+				   "timeout-policy=force", NULL };
+	struct tvm_proxy proxy = { .damage = slow_data };
+	via_proxy = &proxy;
+	int ret =
+		run(&g, MFD__TRACKER_MANUAL, 32 * MiB, 1 * MiB, 20000, kv, &st);
+	via_proxy = NULL;
+	assert_int_equal(ret, 0);
+	assert_true(st.round >= 1);
+	for (unsigned i = 0; i < st.round; i++) {
+		mfd_round_stats r;
+		assert_int_equal(
+			mfd_source_get_round(g.vm.src, i, &r, sizeof(r)), 0);
+		printf("# round %u: %llu bytes (%llu unsent) in %.1f ms\n", i,
+		       (unsigned long long)r.bytes,
+		       (unsigned long long)r.unsent_bytes, r.ns / 1e6);
+		assert_true(r.unsent_bytes <= 2ULL << 18);
+	}
+	check_success(&g, MFD__TRACKER_MANUAL, &st);
+	guest_quit(&g);
+	tvm_destroy(&g.vm);
+}
+
 static void test_force_manual(void **state)
 {
 	force(MFD__TRACKER_MANUAL);
@@ -557,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_force_manual),
 		cmocka_unit_test(test_force_uffd),
 		cmocka_unit_test(test_budget_stop_cost),
+		cmocka_unit_test(test_round_waits_for_queues),
 		cmocka_unit_test(test_final_sync_mark_dirty),
 		cmocka_unit_test(test_final_sync_hook),
 		cmocka_unit_test(test_final_sync_uffd),

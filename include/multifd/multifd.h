@@ -448,6 +448,21 @@ typedef struct mfd_round_stats {
 	/* The estimate at downtime-quantile made at the end of the round
 	 * (mfd_stats.expected_downtime_q_ns). */
 	uint64_t expected_downtime_q_ns;
+	/* What the scheduler says of the page phase (the channel workers
+	 * and the migration thread; 0 where the kernel has no schedstats):
+	 * their CPU time and the time they waited, runnable, for a CPU,
+	 * summed, and how many threads were read. A round whose threads
+	 * waited for the CPU the running guest held goes faster once it is
+	 * stopped. sync_cpu_ns: the CPU time of a second dirty sync run
+	 * right after the one that ended the round (what the sync at the
+	 * stop, a moment after the decision, costs), without the sync_dirty
+	 * hook, which is asked once a round: its time in the first sync is
+	 * added; in the final pass's record, the CPU time of the sync at
+	 * the stop. */
+	uint64_t page_cpu_ns;
+	uint64_t page_wait_ns;
+	uint32_t page_threads;
+	uint64_t sync_cpu_ns;
 } mfd_round_stats;
 
 /*

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -21,6 +24,38 @@ uint64_t mfd__thread_cpu_ns(void)
 	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
 		return 0;
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int mfd__gettid(void)
+{
+	return (int)syscall(SYS_gettid);
+}
+
+int mfd__thread_sched(int tid, uint64_t *cpu_ns, uint64_t *wait_ns)
+{
+	char path[64], buf[96];
+	*cpu_ns = *wait_ns = 0;
+	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	int err = n < 0 ? -errno : 0;
+	close(fd);
+	if (err)
+		return err;
+	buf[n] = 0;
+	char *end;
+	uint64_t cpu = strtoull(buf, &end, 10);
+	if (end == buf)
+		return -EINVAL;
+	char *p = end;
+	uint64_t wait = strtoull(p, &end, 10);
+	if (end == p)
+		return -EINVAL;
+	*cpu_ns = cpu;
+	*wait_ns = wait;
+	return 0;
 }
 
 /* The kernel's struct sched_attr (include/uapi/linux/sched/types.h),

@@ -10,6 +10,15 @@
 uint64_t mfd__now_ns(void);
 /* CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID). */
 uint64_t mfd__thread_cpu_ns(void);
+/* The calling thread's id (gettid). */
+int mfd__gettid(void);
+/*
+ * The scheduler's account of thread tid of this process: its CPU time and
+ * the time it spent runnable but waiting for a CPU (run_delay), from
+ * /proc/self/task/<tid>/schedstat. 0, or -errno (no procfs, a thread that
+ * has gone, a kernel without schedstats): the figures are then 0.
+ */
+int mfd__thread_sched(int tid, uint64_t *cpu_ns, uint64_t *wait_ns);
 
 /*
  * Asks the scheduler to run the calling thread soon after it wakes: a
