@@ -315,6 +315,40 @@ static int send_request(void *ctx, unsigned lane,
 }
 /* ---- end post-copy receive ---- */
 
+/*
+ * Verify on a byte stream (MFD__VERIFY_PIECE): the payload (w->iov, the
+ * packet's pages with contents) lands piece by piece, and each piece's
+ * pages are hashed as soon as they are in guest memory.
+ */
+static int recv_hashed(struct recv_worker *w, const struct mfd__pkt_hdr *h,
+		       int iovcnt)
+{
+	struct mfd__ramblock *rb = &w->d->ss.blocks[h->block];
+	uint32_t per = mfd__verify_piece_pages(rb->page_size);
+	struct mfd__iov_cursor cur = { w->iov, iovcnt, 0 };
+	struct iovec piece[MFD__VERIFY_PIECE_IOV];
+	for (uint32_t i = 0; i < h->count; i += per) {
+		uint32_t k = h->count - i < per ? h->count - i : per;
+		size_t left = k * rb->page_size;
+		while (left) {
+			size_t took;
+			int cnt = mfd__iov_cut(&cur, left, piece,
+					       MFD__VERIFY_PIECE_IOV, &took);
+			int ret = w->chan->ops->recvv(w->chan, piece, cnt);
+			if (ret)
+				return ret;
+			left -= took;
+		}
+		if (mfd__test_dest_placed)
+			mfd__test_dest_placed(h->block, rb->host,
+					      w->offsets + i, k);
+		for (uint32_t j = i; j < i + k; j++)
+			mfd__session_page_digest(&w->d->ss, h->block,
+						 w->offsets[j], false);
+	}
+	return 0;
+}
+
 static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 {
 	mfd_dest *d = w->d;
@@ -338,6 +372,9 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 		mfd__pages_iov(rb->host, w->offsets, h->count, psize, w->iov);
 	w->inflight = h->count; /* these may be partly written from here */
 	w->inflight_block = h->block;
+	bool verify = d->features & MFD_FEAT_VERIFY;
+	bool pieces = verify && iovcnt && !(h->flags & MFD_PKT_F_ZSTD) &&
+		      !w->chan->ops->recv_payload;
 	if (h->flags & MFD_PKT_F_ZSTD) {
 		/* Validated: payload_len <= the bound for packet_pages
 		 * pages of 4 KiB, which is the size of codec.out. */
@@ -352,20 +389,21 @@ static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 		STAT_ADD(d->ss.st.compress_ns, mfd__thread_cpu_ns() - t0);
 		STAT_ADD(d->ss.st.compressed_bytes, h->payload_len);
 		STAT_ADD(d->ss.st.compress_in_bytes, h->count * psize);
+	} else if (pieces) {
+		if ((ret = recv_hashed(w, h, iovcnt)))
+			return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
 	} else if (iovcnt && (ret = mfd__chan_recv_payload(w->chan, h->block,
 							   w->iov, iovcnt))) {
 		return ret == -ECONNRESET ? MFD_ETRUNCATED : ret;
 	}
-	if (mfd__test_dest_placed)
-		mfd__test_dest_placed(h->block, rb->host, w->offsets, h->count);
 	/* Verify: the digest of each page as it now is in guest memory,
 	 * while it is in this core's cache. This channel owns these pages
 	 * until the round's barrier. */
-	bool verify = d->features & MFD_FEAT_VERIFY;
-	if (verify)
-		for (uint32_t i = 0; i < h->count; i++)
-			mfd__session_page_digest(&d->ss, h->block,
-						 w->offsets[i], false);
+	if (!pieces && mfd__test_dest_placed)
+		mfd__test_dest_placed(h->block, rb->host, w->offsets, h->count);
+	for (uint32_t i = 0; verify && !pieces && i < h->count; i++)
+		mfd__session_page_digest(&d->ss, h->block, w->offsets[i],
+					 false);
 	/* Zero pages: only where a page with contents landed before. */
 	uint64_t *map = d->recvd[h->block];
 	uint32_t shift = rb->page_shift;

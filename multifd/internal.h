@@ -55,10 +55,28 @@ int mfd__digest_blocks(const struct mfd__ramblock *blocks, unsigned n,
 		       uint8_t (*out)[MFD_DIGEST_SIZE]);
 
 /*
+ * Verify on a byte stream: a PAGES packet's payload moves in pieces of
+ * at most this many bytes (and at least one page), and each side takes
+ * the page digests of a piece right after the kernel copied it, while
+ * the pages are in this core's cache (256 KiB: a quarter of this
+ * machine's L2), not after the whole packet, when its first pages have
+ * gone back to memory.
+ */
+#define MFD__VERIFY_PIECE     (256u << 10)
+#define MFD__VERIFY_PIECE_IOV 66 /* pieces of 4 KiB pages, + header */
+static inline uint32_t mfd__verify_piece_pages(uint64_t page_size)
+{
+	return page_size < MFD__VERIFY_PIECE
+		       ? (uint32_t)(MFD__VERIFY_PIECE / page_size)
+		       : 1;
+}
+
+/*
  * Test hook (tests/test_verify.c), NULL in production: a receive worker
- * calls it for each PAGES packet right after the pages landed in guest
- * memory and before it takes their page digests, with the block's memory
- * and the packet's offsets (count pages with contents, then zero pages),
+ * calls it for each PAGES packet (each piece of one, with verify on a
+ * byte stream) right after the pages landed in guest memory and before
+ * it takes their page digests, with the block's memory and the pages'
+ * offsets (count pages with contents),
  * so that a test can change a placed page. Not exported (the library is
  * built with -fvisibility=hidden); it costs one load and branch per
  * packet.

@@ -6,7 +6,43 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "multifd/common/le.h"
 #include "multifd/pool.h"
+
+/*
+ * Verify on a byte stream (MFD__VERIFY_PIECE): the packet in w->iov goes
+ * out in pieces, and the pages of each piece are hashed right after the
+ * kernel copied them. offs (n pages with contents first) is encoded.
+ */
+static int send_hashed(struct mfd__send_worker *w, unsigned block,
+		       const uint64_t *offs, uint32_t n, int iovcnt)
+{
+	uint64_t psize = w->pool->blocks[block].page_size;
+	uint32_t per = mfd__verify_piece_pages(psize);
+	struct mfd__iov_cursor cur = { w->iov, iovcnt, 0 };
+	struct iovec piece[MFD__VERIFY_PIECE_IOV];
+	/* The header and the offsets go with the first piece. */
+	size_t left = w->iov[0].iov_len + w->iov[1].iov_len;
+	for (uint32_t i = 0; i < n; i += per) {
+		uint32_t k = n - i < per ? n - i : per;
+		left += k * psize;
+		while (left) {
+			size_t took;
+			int cnt = mfd__iov_cut(&cur, left, piece,
+					       MFD__VERIFY_PIECE_IOV, &took);
+			int ret = w->chan->ops->sendv(w->chan, piece, cnt);
+			if (ret)
+				return ret;
+			left -= took;
+		}
+		for (uint32_t j = i; j < i + k; j++)
+			mfd__session_page_digest(
+				w->pool->digests, block,
+				mfd__get_le64((const uint8_t *)&offs[j]),
+				false);
+	}
+	return 0;
+}
 
 /*
  * Sends one PAGES packet of batch b's block: n pages with payload at
@@ -54,10 +90,13 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 					 w->iov + iovcnt);
 	}
 	/* Verify: the digest of each page as it goes out (offs is still in
-	 * host order here). A page written since is dirty again
-	 * and its next copy records its digest again. */
+	 * host order here). A page written since is dirty again and its
+	 * next copy records its digest again. On a byte stream the pages
+	 * with contents are hashed piece by piece as they are sent. */
+	bool pieces =
+		w->pool->digests && !zstd && n && !w->chan->ops->send_pages;
 	if (w->pool->digests) {
-		for (uint32_t i = 0; i < n; i++)
+		for (uint32_t i = 0; i < n && !pieces; i++)
 			mfd__session_page_digest(w->pool->digests, b->block,
 						 offs[i], false);
 		for (uint32_t i = n; i < n + nz; i++)
@@ -70,9 +109,10 @@ static int emit_pages(struct mfd__send_worker *w, const struct mfd__batch *b,
 	w->iov[0].iov_len = MFD_PKT_HDR_SIZE;
 	w->iov[1].iov_base = offs;
 	w->iov[1].iov_len = (n + nz) * sizeof(uint64_t);
-	int ret =
-		zstd ? w->chan->ops->sendv(w->chan, w->iov, iovcnt)
-		     : mfd__chan_send_pages(w->chan, b->block, w->iov, iovcnt);
+	int ret = zstd	   ? w->chan->ops->sendv(w->chan, w->iov, iovcnt)
+		  : pieces ? send_hashed(w, b->block, offs, n, iovcnt)
+			   : mfd__chan_send_pages(w->chan, b->block, w->iov,
+						  iovcnt);
 	if (ret)
 		return ret;
 	w->seq++;

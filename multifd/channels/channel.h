@@ -113,6 +113,40 @@ static inline void mfd__iov_consume(struct msghdr *msg, size_t n)
 	}
 }
 
+/* A read position in an iovec array, for moving it in pieces. */
+struct mfd__iov_cursor {
+	const struct iovec *iov;
+	int cnt;
+	size_t off; /* bytes of iov[0] already taken */
+};
+
+/*
+ * The next at most max bytes at the cursor as out[0..return) (at most
+ * outmax iovecs; *took their bytes), and the cursor past them.
+ */
+static inline int mfd__iov_cut(struct mfd__iov_cursor *c, size_t max,
+			       struct iovec *out, int outmax, size_t *took)
+{
+	int n = 0;
+	*took = 0;
+	while (c->cnt && max && n < outmax) {
+		size_t k = c->iov->iov_len - c->off;
+		if (k > max)
+			k = max;
+		out[n].iov_base = (uint8_t *)c->iov->iov_base + c->off;
+		out[n++].iov_len = k;
+		*took += k;
+		max -= k;
+		c->off += k;
+		if (c->off == c->iov->iov_len) {
+			c->iov++;
+			c->cnt--;
+			c->off = 0;
+		}
+	}
+	return n;
+}
+
 static inline int mfd__chan_send(struct mfd__chan *c, const void *buf,
 				 size_t len)
 {
