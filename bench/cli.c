@@ -102,6 +102,10 @@ static void bench_usage(FILE *f)
 		"                        --save with the same --ram, --blocks, "
 		"--image,\n"
 		"                        --seed) and compare RAM\n"
+		"  --restore-cache cold|warm  cold: drop FILE's page cache "
+		"before\n"
+		"                        the restore, as fio's read does "
+		"(default warm)\n"
 		"  --timeout SECONDS     cancel a migration running longer "
 		"(default 300, 0 = none)\n"
 		"  --json                print one JSON object instead of a "
@@ -344,6 +348,7 @@ enum {
 	OPT_DUMP_IMAGE,
 	OPT_SAVE,
 	OPT_RESTORE,
+	OPT_RESTORE_CACHE,
 	OPT_TIMEOUT,
 	OPT_CONFIG,
 	OPT_PRINT_CONFIG,
@@ -402,6 +407,7 @@ static const struct option bench_long_opts[] = {
 	{ "dump-image", required_argument, NULL, OPT_DUMP_IMAGE },
 	{ "save", required_argument, NULL, OPT_SAVE },
 	{ "restore", required_argument, NULL, OPT_RESTORE },
+	{ "restore-cache", required_argument, NULL, OPT_RESTORE_CACHE },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "print-config", no_argument, NULL, OPT_PRINT_CONFIG },
@@ -731,6 +737,12 @@ static void parse_run_opt(int c, const char *arg, struct bench_opts *o)
 		break;
 	case OPT_RESTORE:
 		o->restore_path = arg;
+		break;
+	case OPT_RESTORE_CACHE:
+		if (strcmp(arg, "cold") && strcmp(arg, "warm"))
+			usage_error("--restore-cache: '%s' is not cold or warm",
+				    arg);
+		o->restore_cold = !strcmp(arg, "cold");
 		break;
 	case OPT_TIMEOUT:
 		o->timeout_s = parse_uint_opt("timeout", arg, 0, 86400);

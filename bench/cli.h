@@ -61,6 +61,10 @@ struct bench_opts {
 	 * the image's header, blocks and digests. */
 	const char *save_path;
 	const char *restore_path;
+	/* --restore-cache cold: drop the image's page cache before the
+	 * restore (posix_fadvise DONTNEED, as fio's invalidate=1 before its
+	 * read), so it reads from the disk, not from what the save left. */
+	bool restore_cold;
 	const char *info_path;
 	/* --announce-if IFNAME --announce-mac MAC...: the destination's
 	 * self-announcement after the guest runs. */

@@ -409,6 +409,8 @@ static void local_file_items(struct report *r, const struct bench_opts *o,
 	}
 	if (o->restore_path) {
 		report_str(r, "restore_file", o->restore_path);
+		report_str(r, "restore_cache",
+			   o->restore_cold ? "cold" : "warm");
 		report_f64(r, "restore_ms", ns_to_ms(d->total_ns), 3);
 		report_f64(r, "restore_mbps", mbps(o->ram_bytes, d->total_ns),
 			   1);

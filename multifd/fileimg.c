@@ -269,9 +269,14 @@ int mfd__fimg_bitmap_check(const uint8_t *buf, uint64_t npages,
 	return 0;
 }
 
+/* The page digest's XXH3-64 (any length): the per-ISA build picked at run
+ * time (common/digest.c), not libxxhash's plain one. Device state can be
+ * large; the bitmaps are 64 KiB per 2 GiB of 4 KiB pages. The header's and
+ * end record's checksums (at most 80 KiB, hashed around their checksum
+ * field) stay with libxxhash's streaming calls. */
 uint64_t mfd__fimg_digest64(const uint8_t *buf, uint64_t len)
 {
-	return XXH3_64bits(buf, (size_t)len);
+	return mfd__page_digest(buf, len);
 }
 
 void mfd__fimg_end_encode(const struct mfd__fimg_end *e, uint8_t *buf)

@@ -10,6 +10,12 @@
 # then one bench run; each under the bench lock. fio writes one file with
 # its jobs on disjoint parts, not preallocated, as the image is written.
 #
+# The same cache state for both reads: fio's read drops the file's page
+# cache first (invalidate=1, stated below: posix_fadvise DONTNEED), and
+# the bench drops the image's before its restore (--restore-cache cold,
+# the same call). Both then read from the disk (on tmpfs the page cache is
+# the file: nothing is dropped, for either).
+#
 # The save's and restore's rates here are bytes moved / time (the pages
 # written, holes not counted: what the disk had to do), beside the
 # effective rate (RAM / time) the bench reports.
@@ -69,7 +75,7 @@ fio_mbps() { # dir rw jobs direct(0/1)
 	out=$(fio --name=seq --filename="$1/mfd-fio-seq.img" --rw="$2" \
 		--bs=$bs --numjobs="$3" --size=${per}M \
 		--offset_increment=${per}M --fallocate=none --ioengine=psync \
-		--direct="$4" --end_fsync=1 --group_reporting \
+		--direct="$4" --end_fsync=1 --invalidate=1 --group_reporting \
 		--output-format=json 2>/dev/null)
 	jq -r --arg rw "$2" '.jobs[0][$rw].bw_bytes / 1e6' <<<"$out"
 }
@@ -91,7 +97,8 @@ for dir in $dirs; do
 			rm -f "$dir"/mfd-fio-seq.img
 			json=$(flock "$lock" "$bench" --ram "$ram" --image mix \
 				--channels "$n" --direct-io "$d" --save "$img" \
-				--restore "$img" "${extra[@]}" --json 2>/dev/null ||
+				--restore "$img" --restore-cache cold \
+				"${extra[@]}" --json 2>/dev/null ||
 				true)
 			rm -f "$img"
 			line=$(jq -r --arg fs "$fs" --arg d "$d" --arg n "$n" \
