@@ -553,7 +553,12 @@ static void damage(const char *path, enum damage how)
 	close(fd);
 }
 
-static void expect_refused(enum damage how, int err, const char *reason)
+/* A copy of the good image with damage how, restored with the config
+ * kv (NULL: eager): refused with err and reason in the error text; the
+ * loaded hook called `loaded` times (a lazy restore that finds a bad page
+ * after the guest ran has called it), the failed hook once with err. */
+static void refused_with(const char *const *kv, enum damage how, int err,
+			 const char *reason, int loaded)
 {
 	char path[300], why[1024];
 	path_of(path, sizeof(path), "bad.img");
@@ -561,15 +566,20 @@ static void expect_refused(enum damage how, int err, const char *reason)
 	damage(path, how);
 	struct guest r;
 	guest_init(&r, false, true);
-	int ret = restore_into(&r, path, why, sizeof(why));
+	int ret = restore_kv(&r, path, kv, why, sizeof(why));
 	if (ret != err || !strstr(why, reason))
-		fail_msg("damage %d: got %d (%s), want %d with \"%s\"", how,
-			 ret, why, err, reason);
-	assert_int_equal(r.loaded, 0);
+		fail_msg("%sdamage %d: got %d (%s), want %d with \"%s\"",
+			 kv ? "lazy, " : "", how, ret, why, err, reason);
+	assert_int_equal(r.loaded, loaded);
 	assert_int_equal(r.failed, 1);
 	assert_int_equal(r.failed_err, err);
 	guest_free(&r);
 	unlink(path);
+}
+
+static void expect_refused(enum damage how, int err, const char *reason)
+{
+	refused_with(NULL, how, err, reason, 0);
 }
 
 static int corrupt_setup(void **state)
@@ -1064,21 +1074,7 @@ static void test_lazy_live_threads(void **state)
 static void lazy_refused(enum damage how, int err, const char *reason,
 			 int loaded)
 {
-	char path[300], why[1024];
-	path_of(path, sizeof(path), "bad.img");
-	copy_file(good, path);
-	damage(path, how);
-	struct guest r;
-	guest_init(&r, false, true);
-	int ret = restore_kv(&r, path, lazy_kv, why, sizeof(why));
-	if (ret != err || !strstr(why, reason))
-		fail_msg("lazy, damage %d: got %d (%s), want %d with \"%s\"",
-			 how, ret, why, err, reason);
-	assert_int_equal(r.loaded, loaded);
-	assert_int_equal(r.failed, 1);
-	assert_int_equal(r.failed_err, err);
-	guest_free(&r);
-	unlink(path);
+	refused_with(lazy_kv, how, err, reason, loaded);
 }
 
 static void test_lazy_corrupt(void **state)
