@@ -123,10 +123,7 @@ static void run(enum when when, int how, enum chan chan, bool dest_off)
 	uint64_t seed = tvm_seed("test_degrade");
 	c.rng = seed;
 	tvm_config(vm, kv);
-	tvm_add_block(vm, "pc.ram", RAM, PAGE);
-	tvm_fill_random(vm->blocks[0].src, RAM, seed);
-	c.shadow = tvm_map(RAM);
-	memcpy(c.shadow, vm->blocks[0].src, RAM);
+	c.shadow = tvm_add_random_block(vm, "pc.ram", RAM, PAGE, seed);
 	if (dest_off) {
 		/* The destination without the feature: the source's hello
 		 * asks for it and is refused, so the source goes without. */

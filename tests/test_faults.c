@@ -251,10 +251,7 @@ static void run_case(enum when when, enum what what, enum chan chan)
 	fc.rng = seed;
 	cur = &fc;
 	tvm_config(vm, kv);
-	tvm_add_block(vm, "pc.ram", RAM, PAGE);
-	tvm_fill_random(vm->blocks[0].src, RAM, seed);
-	fc.shadow = tvm_map(RAM);
-	memcpy(fc.shadow, vm->blocks[0].src, RAM);
+	fc.shadow = tvm_add_random_block(vm, "pc.ram", RAM, PAGE, seed);
 	tvm_start_dest(vm);
 
 	struct tvm_proxy px = { .fault = fault,

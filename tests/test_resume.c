@@ -220,10 +220,7 @@ static void run(enum chan chan, enum mode mode)
 	uint64_t seed = tvm_seed("test_resume");
 	c.rng = seed;
 	tvm_config(vm, kv);
-	tvm_add_block(vm, "pc.ram", RAM, PAGE);
-	tvm_fill_random(vm->blocks[0].src, RAM, seed);
-	c.shadow = tvm_map(RAM);
-	memcpy(c.shadow, vm->blocks[0].src, RAM);
+	c.shadow = tvm_add_random_block(vm, "pc.ram", RAM, PAGE, seed);
 	tvm_start_dest(vm);
 
 	struct tvm_proxy px = { .fault = fault, .damage = spy, .opaque = &c };

@@ -137,6 +137,16 @@ void tvm_add_block(struct tvm *vm, const char *name, size_t size,
 	b->dst = tvm_map(size);
 }
 
+uint8_t *tvm_add_random_block(struct tvm *vm, const char *name, size_t size,
+			      uint32_t page_size, uint64_t seed)
+{
+	tvm_add_block(vm, name, size, page_size);
+	uint8_t *src = vm->blocks[vm->nblocks - 1].src, *copy = tvm_map(size);
+	tvm_fill_random(src, size, seed);
+	memcpy(copy, src, size);
+	return copy;
+}
+
 void tvm_config(struct tvm *vm, const char *const *kv)
 {
 	if (mfd_config_new(&vm->cfg))

@@ -73,6 +73,11 @@ struct tvm {
 /* Adds a block with memory on both sides (source filled by the caller). */
 void tvm_add_block(struct tvm *vm, const char *name, size_t size,
 		   uint32_t page_size);
+/* Adds a block whose source holds random bytes from seed, and returns a
+ * copy of them (tvm_map'd, size bytes): the guest at the start, for the
+ * tests that change the source meanwhile and compare at the end. */
+uint8_t *tvm_add_random_block(struct tvm *vm, const char *name, size_t size,
+			      uint32_t page_size, uint64_t seed);
 /* Creates config with "key=value" pairs (NULL-terminated). */
 void tvm_config(struct tvm *vm, const char *const *kv);
 /* Creates both handles, starts the destination on loopback (or on
