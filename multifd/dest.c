@@ -378,6 +378,16 @@ static int recv_hashed(struct recv_worker *w, const struct mfd__pkt_hdr *h,
 	return 0;
 }
 
+/* The barrier's last arrival: every worker has placed the round's pages
+ * and waits; the chunks of the page digests they recorded are rehashed
+ * now (the final round's while the source makes its own digests), so
+ * that END rehashes at most what a resume sent since. */
+static void round_placed(void *arg)
+{
+	mfd_dest *d = arg;
+	mfd__session_chunks_update(&d->ss);
+}
+
 static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 {
 	mfd_dest *d = w->d;
@@ -1365,13 +1375,15 @@ static int finish_load(mfd_dest *d)
 	}
 	if (!ret && end.digests) {
 		/* Every page recorded its digest where it was placed: only
-		 * the final round's were hashed inside the downtime. */
+		 * the final round's were hashed inside the downtime, and
+		 * their chunks at the final round's barrier. */
 		uint64_t t0 = mfd__now_ns();
 		uint8_t(*mine)[MFD_DIGEST_SIZE] =
 			calloc(d->ss.nblocks, MFD_DIGEST_SIZE);
-		if (mine)
-			mfd__session_digests(&d->ss, mine);
-		else
+		if (mine) {
+			mfd__session_chunks_update(&d->ss);
+			mfd__session_wire_digests(&d->ss, mine);
+		} else
 			ret = -ENOMEM;
 		for (unsigned i = 0; i < d->ss.nblocks && !ret; i++) {
 			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
@@ -1480,6 +1492,10 @@ static int setup_channels(mfd_dest *d)
 	d->barrier.n = d->n;
 	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
 	d->barrier.progress = &d->rx_packets;
+	if (d->features & MFD_FEAT_VERIFY) {
+		d->barrier.complete = round_placed;
+		d->barrier.complete_arg = d;
+	}
 	pthread_mutex_lock(&d->lock);
 	d->w = w;
 	pthread_mutex_unlock(&d->lock);
@@ -1660,6 +1676,10 @@ static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 	mfd__barrier_init(&d->barrier, d->n);
 	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
 	d->barrier.progress = &d->rx_packets;
+	if (d->features & MFD_FEAT_VERIFY) {
+		d->barrier.complete = round_placed;
+		d->barrier.complete_arg = d;
+	}
 	uint64_t reg_ns = 0;
 	if (!ret)
 		ret = accept_registered(d, &reg_ns);

@@ -182,16 +182,31 @@ void mfd__session_finish(struct mfd__session *ss, int ret)
 						     : MFD_PHASE_FAILED);
 }
 
+static uint64_t nchunks(const struct mfd__ramblock *rb)
+{
+	return (rb->npages + MFD_DIGEST_CHUNK_PAGES - 1) /
+	       MFD_DIGEST_CHUNK_PAGES;
+}
+
 int mfd__session_digests_alloc(struct mfd__session *ss)
 {
 	for (unsigned b = 0; b < ss->nblocks; b++) {
 		const struct mfd__ramblock *rb = &ss->blocks[b];
+		uint64_t nc = nchunks(rb), words = (nc + 63) / 64;
 		if (!ss->pdig[b] &&
 		    !(ss->pdig[b] = malloc(rb->npages * sizeof(uint64_t))))
+			return -ENOMEM;
+		if (!ss->cdig[b] &&
+		    !(ss->cdig[b] = malloc(nc * sizeof(uint64_t))))
+			return -ENOMEM;
+		if (!ss->cdirty[b] &&
+		    !(ss->cdirty[b] = malloc(words * sizeof(uint64_t))))
 			return -ENOMEM;
 		ss->pdig_zero[b] = mfd__zero_page_digest(rb->page_size);
 		for (uint64_t i = 0; i < rb->npages; i++)
 			ss->pdig[b][i] = ss->pdig_zero[b];
+		/* Every chunk marked: the first update hashes them all. */
+		memset(ss->cdirty[b], 0xff, words * sizeof(uint64_t));
 	}
 	return 0;
 }
@@ -200,8 +215,41 @@ void mfd__session_digests_free(struct mfd__session *ss)
 {
 	for (unsigned b = 0; b < MFD_MAX_BLOCKS; b++) {
 		free(ss->pdig[b]);
-		ss->pdig[b] = NULL;
+		free(ss->cdig[b]);
+		free(ss->cdirty[b]);
+		ss->pdig[b] = ss->cdig[b] = ss->cdirty[b] = NULL;
 	}
+}
+
+void mfd__session_chunks_update(struct mfd__session *ss)
+{
+	for (unsigned b = 0; b < ss->nblocks; b++) {
+		const struct mfd__ramblock *rb = &ss->blocks[b];
+		uint64_t nc = nchunks(rb);
+		for (uint64_t i = 0; ss->cdirty[b] && i < (nc + 63) / 64; i++) {
+			uint64_t m = __atomic_exchange_n(&ss->cdirty[b][i], 0,
+							 __ATOMIC_RELAXED);
+			for (; m; m &= m - 1) {
+				uint64_t c =
+					i * 64 + (uint64_t)__builtin_ctzll(m);
+				if (c >= nc) /* bits past the end */
+					break;
+				uint64_t first = c * MFD_DIGEST_CHUNK_PAGES;
+				uint64_t n = rb->npages - first;
+				if (n > MFD_DIGEST_CHUNK_PAGES)
+					n = MFD_DIGEST_CHUNK_PAGES;
+				ss->cdig[b][c] = mfd__digest_chunk(
+					ss->pdig[b] + first, n);
+			}
+		}
+	}
+}
+
+void mfd__session_wire_digests(struct mfd__session *ss,
+			       uint8_t (*out)[MFD__DIGEST_SIZE])
+{
+	for (unsigned b = 0; b < ss->nblocks; b++)
+		mfd__digest_pages(ss->cdig[b], nchunks(&ss->blocks[b]), out[b]);
 }
 
 void mfd__session_digests(struct mfd__session *ss,

@@ -113,6 +113,11 @@ void mfd__digest_pages(const uint64_t *pd, uint64_t npages,
 	ops()->pages(pd, npages, out);
 }
 
+uint64_t mfd__digest_chunk(const uint64_t *pd, uint64_t n)
+{
+	return ops()->words(pd, n);
+}
+
 void mfd__digest_mem(const struct mfd__mem *r, unsigned n, uint64_t page_size,
 		     uint8_t (*out)[MFD__DIGEST_SIZE])
 {

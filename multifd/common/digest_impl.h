@@ -83,6 +83,25 @@ static void pages(const uint64_t *pd, uint64_t npages,
 #endif
 }
 
+/* XXH3-64 of n page digests as little-endian u64s (a chunk's digest). */
+static uint64_t words(const uint64_t *pd, uint64_t n)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return XXH3_64bits(pd, (size_t)n * 8);
+#else
+	XXH3_state_t st;
+	XXH3_64bits_reset(&st);
+	uint8_t le[8 * 512];
+	for (uint64_t i = 0; i < n;) {
+		size_t k = 0;
+		for (; k < 512 && i < n; k++, i++)
+			put_digest(le + 8 * k, pd[i]);
+		XXH3_64bits_update(&st, le, 8 * k);
+	}
+	return XXH3_64bits_digest(&st);
+#endif
+}
+
 static void mem(const uint8_t *host, uint64_t size, uint64_t page_size,
 		uint8_t out[MFD__DIGEST_SIZE])
 {
@@ -103,5 +122,6 @@ const struct mfd__digest_ops DIGEST_OPS = {
 	.page = page,
 	.zero_page = zero_page,
 	.pages = pages,
+	.words = words,
 	.mem = mem,
 };
