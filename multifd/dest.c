@@ -79,6 +79,10 @@ struct mfd_dest {
 	 * raised by the workers past each barrier), and how many of them
 	 * the source has been told with ROUND (loader thread). */
 	uint32_t synced, synced_told;
+	/* The rounds a worker reaching the barrier will have applied past
+	 * it (its grammar's round; the same for all), for the barrier's
+	 * completion (atomic). */
+	uint32_t arriving;
 	uint32_t final_round; /* atomic: from END, MFD_ROUND_UNKNOWN before */
 	uint64_t rx_packets;  /* atomic: packets of any type completely read,
 				 the progress that bounded waits look at */
@@ -381,10 +385,15 @@ static int recv_hashed(struct recv_worker *w, const struct mfd__pkt_hdr *h,
 /* The barrier's last arrival: every worker has placed the round's pages
  * and waits; the chunks of the page digests they recorded are rehashed
  * now (the final round's while the source makes its own digests), so
- * that END rehashes at most what a resume sent since. */
+ * that END rehashes at most what was placed since (after a resume). */
 static void round_placed(void *arg)
 {
 	mfd_dest *d = arg;
+	/* The source waits for this round's ROUND before its own digests
+	 * (degraded channels): it goes first, so that the two sides' work
+	 * overlaps. */
+	if (d->features & MFD_FEAT_DEGRADE)
+		note_synced(d, __atomic_load_n(&d->arriving, __ATOMIC_RELAXED));
 	mfd__session_chunks_update(&d->ss);
 }
 
@@ -526,6 +535,8 @@ static int recv_loop(struct recv_worker *w)
 			 * never land after a newer one. Bounded by io-timeout
 			 * without progress, and by any channel's end or
 			 * failure. */
+			__atomic_store_n(&d->arriving, w->g.round,
+					 __ATOMIC_RELAXED);
 			if ((ret = mfd__barrier_wait(&d->barrier)))
 				return ret;
 			/* Every page of round h.round is in place (SWITCH

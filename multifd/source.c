@@ -1836,6 +1836,10 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
 	if ((ret = send_round(s, batch, round, &final_pages)))
 		return ret;
+	/* Verify: the final round's chunks of page digests, while the
+	 * destination still reads and places the round's last pages. */
+	if (s->ss.cfg.verify)
+		mfd__session_chunks_update(&s->ss);
 	/* Degraded channels: what a channel lost in the final round held
 	 * goes again on the others, as one more round (the guest stays
 	 * stopped). */
