@@ -83,6 +83,9 @@ struct mfd_dest {
 	 * it (its grammar's round; the same for all), for the barrier's
 	 * completion (atomic). */
 	uint32_t arriving;
+	/* The last barrier's rehash of chunk digests (ns; written by the
+	 * barrier's last arrival, read after the workers are joined). */
+	uint64_t chunks_ns;
 	uint32_t final_round; /* atomic: from END, MFD_ROUND_UNKNOWN before */
 	uint64_t rx_packets;  /* atomic: packets of any type completely read,
 				 the progress that bounded waits look at */
@@ -394,7 +397,9 @@ static void round_placed(void *arg)
 	 * overlaps. */
 	if (d->features & MFD_FEAT_DEGRADE)
 		note_synced(d, __atomic_load_n(&d->arriving, __ATOMIC_RELAXED));
+	uint64_t t0 = mfd__now_ns();
 	mfd__session_chunks_update(&d->ss);
+	d->chunks_ns = mfd__now_ns() - t0;
 }
 
 static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
@@ -1404,7 +1409,8 @@ static int finish_load(mfd_dest *d)
 			}
 		}
 		free(mine);
-		STAT_SET(d->ss.st.verify_ns, mfd__now_ns() - t0);
+		/* With the final round's chunks, rehashed at its barrier. */
+		STAT_SET(d->ss.st.verify_ns, mfd__now_ns() - t0 + d->chunks_ns);
 	}
 	free(digests);
 	/* Every device's LAST chunk applied, devices in STOP (validated),

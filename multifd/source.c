@@ -1701,10 +1701,12 @@ static int stop_guest(mfd_source *s)
 
 /* With verify: the block digests of what was sent, from the page digests
  * the workers recorded (*out, freed by the caller); else *out = NULL.
+ * chunks_ns: the rehash of the final round's chunks, done before.
  * Only the final round's pages were hashed inside the downtime (by the
  * workers, as they sent them), and only their chunks of page digests are
  * rehashed here; then one pass over 8 bytes per 64 pages. */
-static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
+static int final_digests(mfd_source *s, uint64_t chunks_ns,
+			 uint8_t (**out)[MFD_DIGEST_SIZE])
 {
 	*out = NULL;
 	if (!s->ss.cfg.verify)
@@ -1716,7 +1718,8 @@ static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 		return -ENOMEM;
 	mfd__session_chunks_update(&s->ss);
 	mfd__session_wire_digests(&s->ss, digests);
-	STAT_SET(s->ss.st.verify_ns, mfd__now_ns() - t0);
+	/* With the final round's chunks, rehashed as it ended. */
+	STAT_SET(s->ss.st.verify_ns, mfd__now_ns() - t0 + chunks_ns);
 	*out = digests;
 	return 0;
 }
@@ -1838,8 +1841,10 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 		return ret;
 	/* Verify: the final round's chunks of page digests, while the
 	 * destination still reads and places the round's last pages. */
+	uint64_t t_chunks = mfd__now_ns();
 	if (s->ss.cfg.verify)
 		mfd__session_chunks_update(&s->ss);
+	t_chunks = mfd__now_ns() - t_chunks;
 	/* Degraded channels: what a channel lost in the final round held
 	 * goes again on the others, as one more round (the guest stays
 	 * stopped). */
@@ -1857,7 +1862,7 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	/* Every page has gone out and recorded its digest. */
 	uint8_t(*digests)[MFD_DIGEST_SIZE] = NULL;
 	if (!ret)
-		ret = final_digests(s, &digests);
+		ret = final_digests(s, t_chunks, &digests);
 	/* Until the last page left, not until the digests were ready. */
 	uint64_t t_last =
 		__atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED);
