@@ -173,14 +173,14 @@ static void test_claims(void **state)
 
 	/* A request for page 10 of b: it and three neighbours. */
 	struct mfd__page_range r = { 1, 10 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 4);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 4);
 	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(off[i], (10 + i) * 4096);
 	/* Asked again: on its way, nothing. Page 12 (a neighbour sent):
 	 * nothing either, not even neighbours. */
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 0);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 0);
 	r.offset = 12 * 4096;
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 0);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 0);
 	/* The bulk scanner starts where the request ended. */
 	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 8, &blk, off), 8);
 	assert_int_equal(blk, 1);
@@ -189,9 +189,9 @@ static void test_claims(void **state)
 	/* Pages 20 and 21, both with bulk: nothing. 21 and 22: 22 and a
 	 * neighbour, skipping what bulk has. */
 	r = (struct mfd__page_range){ 1, 20 * 4096, 2 * 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off), 0);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off, NULL), 0);
 	r = (struct mfd__page_range){ 1, 21 * 4096, 2 * 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off), 3);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off, NULL), 3);
 	assert_int_equal(off[0], 22 * 4096);
 	assert_int_equal(off[1], 23 * 4096);
 	assert_int_equal(off[2], 24 * 4096);
@@ -199,10 +199,10 @@ static void test_claims(void **state)
 	/* Neighbours come from the next pages only: 38 and 39 for a
 	 * request of 38 when 40 on are on their way (not 44 and 45). */
 	r = (struct mfd__page_range){ 1, 40 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 4);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 4);
 	assert_int_equal(off[3], 43 * 4096);
 	r = (struct mfd__page_range){ 1, 38 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 2);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 2);
 	assert_int_equal(off[0], 38 * 4096);
 	assert_int_equal(off[1], 39 * 4096);
 
@@ -269,7 +269,7 @@ static void test_hot_first(void **state)
 	assert_int_equal(m.got[2].offset, 200 * 4096);
 	/* A lane asks for 150 first. */
 	struct mfd__page_range r = { 0, 150 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off), 1);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off, NULL), 1);
 	/* Hot: 5, 12, 200, though the request moved the cursor to 151. */
 	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 2, &blk, off), 2);
 	assert_int_equal(off[0], 5 * 4096);
@@ -317,7 +317,8 @@ static void *urgent(void *arg)
 	while (mfd__pc_src_left(&r->pc)) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		struct mfd__page_range q = { 0, (x % NP) * 4096, 4096 };
-		mark(r, mfd__pc_src_claim_request(&r->pc, &q, 8, off), off);
+		mark(r, mfd__pc_src_claim_request(&r->pc, &q, 8, off, NULL),
+		     off);
 	}
 	return NULL;
 }
