@@ -663,8 +663,8 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.doc = "Source: after the post-copy switch, pace the data "
 		       "channels (SO_MAX_PACING_RATE) at what the urgent lanes "
 		       "leave of 95 % of the link (max-postcopy-bandwidth, "
-		       "else the rate pre-copy measured; not when pre-copy "
-		       "was held to max-bandwidth), so that an answer to a "
+		       "else the rate pre-copy measured; not with "
+		       "max-bandwidth set), so that an answer to a "
 		       "fault does not queue behind their bytes on this "
 		       "host. Sockets only.",
 	},

@@ -2002,8 +2002,8 @@ static int bulk_room(mfd_source *s, struct pc_pacer *pp)
  * (mfd__pool_pace) at what the lanes leave of the link
  * (mfd__pc_bulk_pace, updated every PACE_EVERY_NS from the lanes' bytes):
  * the queue drains between segments. The link: max-postcopy-bandwidth,
- * else the bandwidth pre-copy measured, unless pre-copy was held to
- * max-bandwidth (then the link's own rate is not known: no pacing).
+ * else the bandwidth pre-copy measured, unless max-bandwidth is set
+ * (pre-copy measured the limit, not the link: no pacing).
  */
 struct pc_pacer {
 	uint64_t link_bps; /* 0: not paced */
@@ -2029,11 +2029,10 @@ static void pace_start(mfd_source *s, struct pc_pacer *pp)
 	if (!c->postcopy_pacing)
 		return;
 	pp->link_bps = c->max_postcopy_bandwidth;
-	if (!pp->link_bps) {
-		uint64_t bw = STAT_GET(s->ss.st.bandwidth_bps);
-		if (!c->max_bandwidth || bw < c->max_bandwidth / 10 * 9)
-			pp->link_bps = bw;
-	}
+	/* Pre-copy held to max-bandwidth measured the limit, not the
+	 * link. */
+	if (!pp->link_bps && !c->max_bandwidth)
+		pp->link_bps = STAT_GET(s->ss.st.bandwidth_bps);
 	if (!pp->link_bps)
 		return;
 	pp->t_ns = mfd__now_ns();
