@@ -36,6 +36,10 @@ struct local_result {
 	uint64_t reader_work_at_start;
 	uint64_t writes;
 	uint64_t work_at_start;
+	/* When the migration ended (mfd_dest_wait() returned; 0: not
+	 * known) and the guest's work then: the end of the post-copy
+	 * window (guest_during()). */
+	uint64_t end_ns, work_at_end, reader_work_at_end;
 	/* --cut-at-round: when the proxy cut, the source paused, the resume
 	 * returned (now_ns(); 0: did not happen), and its result. */
 	uint64_t cut_ns, paused_ns, resumed_ns;

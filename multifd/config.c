@@ -654,6 +654,22 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "postcopy-pacing",
+		.type = MFD__CFG_BOOL,
+		.def = "on",
+		.min = 0,
+		.max = 1,
+		FIELD(postcopy_pacing),
+		.doc = "Source: after the post-copy switch, pace the data "
+		       "channels (SO_MAX_PACING_RATE) at what the urgent lanes "
+		       "leave of 95 % of the link (max-postcopy-bandwidth, "
+		       "else the rate pre-copy measured; not with "
+		       "max-bandwidth set), so that an answer to a "
+		       "fault does not queue behind their bytes on this "
+		       "host. Sockets only.",
+	},
+	{
+		.section = "migration",
 		.name = "announce-initial",
 		.type = MFD__CFG_MS,
 		.def = "50ms",

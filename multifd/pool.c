@@ -651,6 +651,21 @@ uint64_t mfd__pool_unsent(struct mfd__pool *p)
 	return n;
 }
 
+unsigned mfd__pool_pace(struct mfd__pool *p, uint64_t bps)
+{
+	unsigned live = 0, took = 0;
+	for (unsigned i = 0; i < p->n; i++)
+		live += !__atomic_load_n(&p->w[i].dead, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < p->n && live; i++) {
+		struct mfd__chan *c = p->w[i].chan;
+		if (c && c->ops->pace &&
+		    !__atomic_load_n(&p->w[i].dead, __ATOMIC_RELAXED) &&
+		    !c->ops->pace(c, bps ? (bps + live - 1) / live : 0))
+			took++;
+	}
+	return took;
+}
+
 void mfd__pool_sched(struct mfd__pool *p, uint64_t *cpu_ns, uint64_t *wait_ns,
 		     unsigned *nthreads)
 {

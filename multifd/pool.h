@@ -150,6 +150,10 @@ struct mfd__pool {
 /* Bytes the workers' channels hold that have not left the host (the
  * channels' unsent op; 0 for those without). Any thread. */
 uint64_t mfd__pool_unsent(struct mfd__pool *p);
+/* Paces the live channels (their pace op) at bps in all, an even share
+ * each; 0 lifts the cap. Channels without the op are left as they are.
+ * Returns how many channels took it. Any thread. */
+unsigned mfd__pool_pace(struct mfd__pool *p, uint64_t bps);
 /* The workers' CPU time and run-queue wait so far, summed
  * (mfd__thread_sched); *nthreads: how many were read. */
 void mfd__pool_sched(struct mfd__pool *p, uint64_t *cpu_ns, uint64_t *wait_ns,

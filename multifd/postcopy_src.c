@@ -178,7 +178,8 @@ static bool todo(const struct mfd__pc_src *pc, unsigned b, uint64_t p)
 
 unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
 				   const struct mfd__page_range *r,
-				   unsigned max, uint64_t *offsets)
+				   unsigned max, uint64_t *offsets,
+				   unsigned *asked)
 {
 	struct mfd__ramblock *rb = &pc->blocks[r->block];
 	uint64_t p = r->offset >> rb->page_shift;
@@ -188,6 +189,8 @@ unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
 	for (; p < end && n < max; p++)
 		if (claim(pc, r->block, p))
 			offsets[n++] = p << rb->page_shift;
+	if (asked)
+		*asked = n;
 	if (n == 0)
 		return 0; /* on its way: no neighbours either */
 	/* Neighbours: the next max - n pages, those still to send. Not
@@ -259,17 +262,23 @@ unsigned mfd__pc_src_claim_bulk(struct mfd__pc_src *pc, unsigned max,
 		unsigned b = pc->cur_block;
 		struct mfd__ramblock *rb = &pc->blocks[b];
 		unsigned n = 0;
-		for (uint64_t p = pc->cur_page; p < rb->npages && n < max;
-		     p++) {
-			if (!todo(pc, b, p)) {
-				if (n)
-					break; /* keep runs contiguous */
+		/* Not only a contiguous run: late in post-copy the lanes
+		 * have taken pages all over and the runs left are short; a
+		 * batch of a few pages each could not keep a paced socket
+		 * fed (measured: the link at 60-80 % in the last seconds). */
+		uint64_t p = pc->cur_page;
+		while (p < rb->npages && n < max) {
+			if (!(p & 63) &&
+			    !__atomic_load_n(&pc->todo[b].words[p >> 6],
+					     __ATOMIC_ACQUIRE)) {
+				p += 64;
 				continue;
 			}
-			if (claim(pc, b, p))
+			if (todo(pc, b, p) && claim(pc, b, p))
 				offsets[n++] = p << rb->page_shift;
-			pc->cur_page = p + 1;
+			p++;
 		}
+		pc->cur_page = p < rb->npages ? p : rb->npages;
 		if (n) {
 			*block = b;
 			return n;
@@ -280,4 +289,11 @@ unsigned mfd__pc_src_claim_bulk(struct mfd__pc_src *pc, unsigned max,
 		pc->cur_page = 0;
 	}
 	return 0;
+}
+
+uint64_t mfd__pc_bulk_pace(uint64_t link_bps, uint64_t lane_bps)
+{
+	uint64_t want = link_bps / 100 * MFD__PC_PACE_PCT;
+	uint64_t floor = link_bps / 4;
+	return want > lane_bps + floor ? want - lane_bps : floor;
 }

@@ -89,11 +89,14 @@ int64_t mfd__pc_src_predrop(struct mfd__pc_src *pc, mfd__pc_discard_fn emit,
  * of the next pages of the block still to send, up to max pages in all:
  * of the next max - n pages only (n: the request's pages claimed).
  * Fills offsets (ascending) and returns how many; 0 when every page
- * asked for is on its way already. Sets the bulk hint past the last page.
+ * asked for is on its way already. *asked (when not NULL): how many of
+ * them, the first ones, are pages of r; the rest are the neighbours.
+ * Sets the bulk hint past the last page.
  */
 unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
 				   const struct mfd__page_range *r,
-				   unsigned max, uint64_t *offsets);
+				   unsigned max, uint64_t *offsets,
+				   unsigned *asked);
 
 /*
  * The bulk scanner: claims up to max pages still to send of one block.
@@ -113,5 +116,16 @@ static inline uint64_t mfd__pc_src_left(const struct mfd__pc_src *pc)
 {
 	return __atomic_load_n(&pc->left, __ATOMIC_ACQUIRE);
 }
+
+/*
+ * The pace of the data channels after the switch, all together, in bytes
+ * per second: what lane_bps (the urgent lanes' recent rate) leaves of
+ * link_bps at MFD__PC_PACE_PCT percent, not less than a quarter of the
+ * link (the bulk must go on while the lanes are busy). The headroom lets
+ * the host's queue in front of the link drain between segments, so that
+ * an urgent answer finds it (nearly) empty. 0 when link_bps is 0.
+ */
+#define MFD__PC_PACE_PCT 95
+uint64_t mfd__pc_bulk_pace(uint64_t link_bps, uint64_t lane_bps);
 
 #endif /* MULTIFD_POSTCOPY_SRC_H */

@@ -130,6 +130,8 @@ static void test_table(UNUSED void **state)
 		  offsetof(struct mfd_config, postcopy_after_rounds), 4 },
 		{ "max-postcopy-bandwidth",
 		  offsetof(struct mfd_config, max_postcopy_bandwidth), 8 },
+		{ "postcopy-pacing",
+		  offsetof(struct mfd_config, postcopy_pacing), sizeof(bool) },
 		{ "announce-initial",
 		  offsetof(struct mfd_config, announce_initial_ms), 8 },
 		{ "announce-max", offsetof(struct mfd_config, announce_max_ms),

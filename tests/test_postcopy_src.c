@@ -171,16 +171,20 @@ static void test_claims(void **state)
 	 * failing emit is not called. */
 	assert_int_equal(mfd__pc_src_switch(&pc, fail_emit, NULL), 128);
 
-	/* A request for page 10 of b: it and three neighbours. */
+	/* A request for page 10 of b: it and three neighbours; the first
+	 * one is the page asked for (a lane sends it in a packet of its
+	 * own). */
 	struct mfd__page_range r = { 1, 10 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 4);
+	unsigned asked = 99;
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &asked), 4);
+	assert_int_equal(asked, 1);
 	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(off[i], (10 + i) * 4096);
 	/* Asked again: on its way, nothing. Page 12 (a neighbour sent):
 	 * nothing either, not even neighbours. */
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 0);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 0);
 	r.offset = 12 * 4096;
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 0);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 0);
 	/* The bulk scanner starts where the request ended. */
 	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 8, &blk, off), 8);
 	assert_int_equal(blk, 1);
@@ -189,9 +193,12 @@ static void test_claims(void **state)
 	/* Pages 20 and 21, both with bulk: nothing. 21 and 22: 22 and a
 	 * neighbour, skipping what bulk has. */
 	r = (struct mfd__page_range){ 1, 20 * 4096, 2 * 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off), 0);
+	asked = 99;
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off, &asked), 0);
+	assert_int_equal(asked, 0);
 	r = (struct mfd__page_range){ 1, 21 * 4096, 2 * 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off), 3);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off, &asked), 3);
+	assert_int_equal(asked, 1); /* 22; 23 and 24 are neighbours */
 	assert_int_equal(off[0], 22 * 4096);
 	assert_int_equal(off[1], 23 * 4096);
 	assert_int_equal(off[2], 24 * 4096);
@@ -199,10 +206,10 @@ static void test_claims(void **state)
 	/* Neighbours come from the next pages only: 38 and 39 for a
 	 * request of 38 when 40 on are on their way (not 44 and 45). */
 	r = (struct mfd__page_range){ 1, 40 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 4);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 4);
 	assert_int_equal(off[3], 43 * 4096);
 	r = (struct mfd__page_range){ 1, 38 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off), 2);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 2);
 	assert_int_equal(off[0], 38 * 4096);
 	assert_int_equal(off[1], 39 * 4096);
 
@@ -269,15 +276,15 @@ static void test_hot_first(void **state)
 	assert_int_equal(m.got[2].offset, 200 * 4096);
 	/* A lane asks for 150 first. */
 	struct mfd__page_range r = { 0, 150 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off), 1);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off, NULL), 1);
 	/* Hot: 5, 12, 200, though the request moved the cursor to 151. */
 	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 2, &blk, off), 2);
 	assert_int_equal(off[0], 5 * 4096);
 	assert_int_equal(off[1], 12 * 4096);
 	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 2, &blk, off), 1);
 	assert_int_equal(off[0], 200 * 4096);
-	/* Then the rest from the cursor (151), wrapping: 10, 11; 13..19
-	 * (runs kept contiguous), 100. */
+	/* Then the rest from the cursor (151), wrapping: 10, 11, 13..19,
+	 * 100 (a batch goes on across 12, which the hot set took). */
 	const uint64_t want[] = { 10, 11, 13, 14, 15, 16, 17, 18, 19, 100 };
 	unsigned got = 0, n;
 	while ((n = mfd__pc_src_claim_bulk(&pc, 8, &blk, off)))
@@ -317,7 +324,8 @@ static void *urgent(void *arg)
 	while (mfd__pc_src_left(&r->pc)) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		struct mfd__page_range q = { 0, (x % NP) * 4096, 4096 };
-		mark(r, mfd__pc_src_claim_request(&r->pc, &q, 8, off), off);
+		mark(r, mfd__pc_src_claim_request(&r->pc, &q, 8, off, NULL),
+		     off);
 	}
 	return NULL;
 }
@@ -355,6 +363,76 @@ static void test_race(void **state)
 	mfd__ramblock_destroy(&rb);
 }
 
+/* Late in post-copy the lanes have taken pages all over: a bulk batch
+ * still fills up across the gaps (every other page here), in address
+ * order, each page once. */
+static void test_bulk_across_gaps(void **state)
+{
+	(void)state;
+	struct mfd__ramblock rb;
+	struct mfd__pc_src pc;
+	uint64_t off[64];
+	unsigned blk, n, got = 0;
+
+	assert_int_equal(
+		mfd__ramblock_init(&rb, "a", NOWHERE, 1024 * 4096, 4096), 0);
+	assert_int_equal(mfd__pc_src_init(&pc, &rb, 1), 0);
+	assert_int_equal(mfd__pc_src_switch(&pc, fail_emit, NULL), 1024);
+	/* The lanes take the odd pages, and the whole word of 128..191. */
+	for (uint64_t p = 1; p < 1024; p += 2) {
+		struct mfd__page_range r = { 0, p * 4096, 4096 };
+		assert_int_equal(
+			mfd__pc_src_claim_request(&pc, &r, 1, off, NULL), 1);
+	}
+	for (uint64_t p = 128; p < 192; p += 2) {
+		struct mfd__page_range r = { 0, p * 4096, 4096 };
+		assert_int_equal(
+			mfd__pc_src_claim_request(&pc, &r, 1, off, NULL), 1);
+	}
+	assert_int_equal(mfd__pc_src_left(&pc), 512 - 32);
+	/* The last request (190) moved the cursor to 191: 192, 194, ...
+	 * in full batches of 32, then the wrap from 0. */
+	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 32, &blk, off), 32);
+	for (unsigned i = 0; i < 32; i++)
+		assert_int_equal(off[i], (192 + 2 * i) * 4096);
+	got = 32;
+	uint64_t last = 0;
+	bool wrapped = false;
+	while ((n = mfd__pc_src_claim_bulk(&pc, 32, &blk, off))) {
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t p = off[i] / 4096;
+			assert_int_equal(p % 2, 0);
+			assert_false(p >= 128 && p < 192);
+			if (p < last)
+				wrapped = true;
+			last = p;
+		}
+		got += n;
+		/* Full batches but the last one before the wrap and the
+		 * very last. */
+		assert_true(n == 32 || n == 16 || !mfd__pc_src_left(&pc));
+	}
+	assert_true(wrapped);
+	assert_int_equal(got, 512 - 32);
+	assert_int_equal(mfd__pc_src_left(&pc), 0);
+	mfd__pc_src_destroy(&pc);
+	mfd__ramblock_destroy(&rb);
+}
+
+/* The data channels' pace after the switch: what the lanes leave of 95 %
+ * of the link, never below a quarter of it. */
+static void test_bulk_pace(void **state)
+{
+	(void)state;
+	const uint64_t link = 125000000; /* 1 Gbit/s */
+	assert_int_equal(mfd__pc_bulk_pace(0, 0), 0);
+	assert_int_equal(mfd__pc_bulk_pace(link, 0), 118750000);
+	assert_int_equal(mfd__pc_bulk_pace(link, 40000000), 78750000);
+	/* Lanes at most of the link: the bulk keeps a quarter. */
+	assert_int_equal(mfd__pc_bulk_pace(link, 100000000), 31250000);
+	assert_int_equal(mfd__pc_bulk_pace(link, 500000000), 31250000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -362,6 +440,8 @@ int main(void)
 		cmocka_unit_test(test_discard_split),
 		cmocka_unit_test(test_claims),
 		cmocka_unit_test(test_hot_first),
+		cmocka_unit_test(test_bulk_across_gaps),
+		cmocka_unit_test(test_bulk_pace),
 		cmocka_unit_test(test_race),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

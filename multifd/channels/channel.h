@@ -91,6 +91,11 @@ struct mfd__chan_ops {
 	 * unknown. Any thread. The end exchange's part of the downtime
 	 * estimate. */
 	uint64_t (*rtt_ns)(struct mfd__chan *c);
+	/* Optional, source: the most bytes per second the transport puts
+	 * on the wire (0: no cap), as an even pace, so that the host's own
+	 * queues (a qdisc) hold about a millisecond of this channel's data
+	 * rather than megabytes. 0 or -errno. Any thread. */
+	int (*pace)(struct mfd__chan *c, uint64_t bps);
 };
 
 struct mfd__chan {
@@ -263,5 +268,9 @@ uint64_t mfd__sock_unsent(struct mfd__chan *c);
 /* rtt_ns of socket channels: TCP_INFO's tcpi_min_rtt of c->fd, else
  * tcpi_rtt on kernels without it (0 on error); in tcpinfo.c. */
 uint64_t mfd__sock_rtt_ns(struct mfd__chan *c);
+/* pace of socket channels: SO_MAX_PACING_RATE of c->fd, which also turns
+ * on TCP's own pacing without the fq qdisc (Linux 4.13); then TCP small
+ * queues let about 1 ms of the rate into the qdisc. */
+int mfd__sock_pace(struct mfd__chan *c, uint64_t bps);
 
 #endif /* MULTIFD_CHANNEL_H */

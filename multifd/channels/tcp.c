@@ -176,6 +176,7 @@ static const struct mfd__chan_ops tcp_ops = {
 	.first_ready = mfd__tcp_first_ready,
 	.unsent = mfd__sock_unsent,
 	.rtt_ns = mfd__sock_rtt_ns,
+	.pace = mfd__sock_pace,
 };
 
 void mfd__tcp_peer_name(int fd, char *buf, size_t len)

@@ -569,6 +569,7 @@ static const struct mfd__chan_ops tls_ops = {
 	.close = tls_close,
 	.unsent = mfd__sock_unsent, /* the TCP queue below the records */
 	.rtt_ns = mfd__sock_rtt_ns,
+	.pace = mfd__sock_pace,
 };
 
 void mfd__tls_bulk_receive(struct mfd__chan *c)

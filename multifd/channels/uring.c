@@ -410,6 +410,7 @@ static const struct mfd__chan_ops uring_ops = {
 	.first_ready = mfd__tcp_first_ready,
 	.unsent = mfd__sock_unsent,
 	.rtt_ns = mfd__sock_rtt_ns,
+	.pace = mfd__sock_pace,
 };
 
 /* The address of a sockaddr_in or _in6 (v4-mapped as v4), *len bytes. */
