@@ -1167,6 +1167,8 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	uint64_t q0 = mfd__pool_unsent(&s->pool);
 	uint64_t pages = 0;
 	int ret;
+	struct sched_mark d0;
+	sched_mark(s, &d0);
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_round(&s->ds, &s->pool, s->main)))
 		return ret;
@@ -1212,6 +1214,7 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 				  .page_cpu_ns = m1.cpu - m0.cpu,
 				  .page_wait_ns = m1.wait - m0.wait,
 				  .page_threads = m1.n,
+				  .device_wait_ns = m0.wait - d0.wait,
 				  .tail_bytes = tail };
 	if (dt)
 		rec->bandwidth_bps = (uint64_t)((double)db * 1e9 / (double)dt);

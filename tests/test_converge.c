@@ -552,6 +552,20 @@ static void test_estimate_device_phase(void **state)
 	assert_in_range(e.part_ns[MFD_DOWN_RAM], 29990000, 30005000);
 	/* 27 MB of device state behind them at the pages' bandwidth */
 	assert_in_range(e.part_ns[MFD_DOWN_DEVICE], 15635000, 15645000);
+	/* With the scheduler's figures, the device phase's own pace, when
+	 * slower than the pages': 3 threads waited 15 ms in its 160.6 (5
+	 * each): 235.1 MB / 155.6 ms, 1.51 GB/s: 17.87 ms. */
+	r[0].page_threads = 3;
+	r[0].device_wait_ns = 15000000;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_in_range(e.part_ns[MFD_DOWN_DEVICE], 17865000, 17875000);
+	/* Faster than the pages (it waited most of the phase): the pages'
+	 * bandwidth, the link, holds the device state back. */
+	r[0].device_wait_ns = 3 * 120000000ULL;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_in_range(e.part_ns[MFD_DOWN_DEVICE], 15635000, 15645000);
+	r[0].page_threads = 0;
+	r[0].device_wait_ns = 0;
 	/* A round without a device phase is the whole round, as before. */
 	r[0].device_bytes = r[0].device_ns = 0;
 	mfd__converge_estimate(&in, 300 * MS, &e);

@@ -478,6 +478,10 @@ typedef struct mfd_round_stats {
 	uint64_t tail_ns;
 	uint64_t dest_ns;
 	uint64_t dest_end_ns;
+	/* The device phase's run-queue wait, as page_wait_ns (the same
+	 * threads): the device state's own pace, less the CPU the running
+	 * guest held. */
+	uint64_t device_wait_ns;
 } mfd_round_stats;
 
 /*
