@@ -48,7 +48,7 @@ struct mfd__converge_in {
 	 * DMA): declared by the devices, else their slowest arc timed. */
 	uint64_t dev_stop_ns;
 	uint64_t rtt_ns;     /* a request and its answer on the main channel */
-	uint64_t verify_ns;  /* one side's end digests (8 B a page); 0: off */
+	uint64_t verify_ns;  /* one side's end digests (chunks, 5.5); 0: off */
 	bool dirty_limit_on; /* dirty-limit engaged in an earlier round */
 	const struct mfd__converge_settings *set;
 };

@@ -82,6 +82,13 @@ struct mfd_dest {
 	/* Round cost: when the barrier of round synced - 1 passed (atomic,
 	 * mfd__now_ns(), by the worker that raised synced). */
 	uint64_t synced_ns;
+	/* The rounds a worker reaching the barrier will have applied past
+	 * it (its grammar's round; the same for all), for the barrier's
+	 * completion (atomic). */
+	uint32_t arriving;
+	/* The last barrier's rehash of chunk digests (ns; written by the
+	 * barrier's last arrival, read after the workers are joined). */
+	uint64_t chunks_ns;
 	uint32_t final_round; /* atomic: from END, MFD_ROUND_UNKNOWN before */
 	uint64_t rx_packets;  /* atomic: packets of any type completely read,
 				 the progress that bounded waits look at */
@@ -381,6 +388,23 @@ static int recv_hashed(struct recv_worker *w, const struct mfd__pkt_hdr *h,
 	return 0;
 }
 
+/* The barrier's last arrival: every worker has placed the round's pages
+ * and waits; the chunks of the page digests they recorded are rehashed
+ * now (the final round's while the source makes its own digests), so
+ * that END rehashes at most what was placed since (after a resume). */
+static void round_placed(void *arg)
+{
+	mfd_dest *d = arg;
+	/* The source waits for this round's ROUND before its own digests
+	 * (degraded channels): it goes first, so that the two sides' work
+	 * overlaps. */
+	if (d->features & MFD_FEAT_DEGRADE)
+		note_synced(d, __atomic_load_n(&d->arriving, __ATOMIC_RELAXED));
+	uint64_t t0 = mfd__now_ns();
+	mfd__session_chunks_update(&d->ss);
+	d->chunks_ns = mfd__now_ns() - t0;
+}
+
 static int recv_pages(struct recv_worker *w, const struct mfd__pkt_hdr *h)
 {
 	mfd_dest *d = w->d;
@@ -519,6 +543,8 @@ static int recv_loop(struct recv_worker *w)
 			 * never land after a newer one. Bounded by io-timeout
 			 * without progress, and by any channel's end or
 			 * failure. */
+			__atomic_store_n(&d->arriving, w->g.round,
+					 __ATOMIC_RELAXED);
 			if ((ret = mfd__barrier_wait(&d->barrier)))
 				return ret;
 			/* Every page of round h.round is in place (SWITCH
@@ -1392,13 +1418,15 @@ static int finish_load(mfd_dest *d)
 	}
 	if (!ret && end.digests) {
 		/* Every page recorded its digest where it was placed: only
-		 * the final round's were hashed inside the downtime. */
+		 * the final round's were hashed inside the downtime, and
+		 * their chunks at the final round's barrier. */
 		uint64_t t0 = mfd__now_ns();
 		uint8_t(*mine)[MFD_DIGEST_SIZE] =
 			calloc(d->ss.nblocks, MFD_DIGEST_SIZE);
-		if (mine)
-			mfd__session_digests(&d->ss, mine);
-		else
+		if (mine) {
+			mfd__session_chunks_update(&d->ss);
+			mfd__session_wire_digests(&d->ss, mine);
+		} else
 			ret = -ENOMEM;
 		for (unsigned i = 0; i < d->ss.nblocks && !ret; i++) {
 			if (memcmp(mine[i], end.digests[i], MFD_DIGEST_SIZE)) {
@@ -1408,7 +1436,8 @@ static int finish_load(mfd_dest *d)
 			}
 		}
 		free(mine);
-		STAT_SET(d->ss.st.verify_ns, mfd__now_ns() - t0);
+		/* With the final round's chunks, rehashed at its barrier. */
+		STAT_SET(d->ss.st.verify_ns, mfd__now_ns() - t0 + d->chunks_ns);
 	}
 	free(digests);
 	/* Every device's LAST chunk applied, devices in STOP (validated),
@@ -1507,6 +1536,10 @@ static int setup_channels(mfd_dest *d)
 	d->barrier.n = d->n;
 	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
 	d->barrier.progress = &d->rx_packets;
+	if (d->features & MFD_FEAT_VERIFY) {
+		d->barrier.complete = round_placed;
+		d->barrier.complete_arg = d;
+	}
 	pthread_mutex_lock(&d->lock);
 	d->w = w;
 	pthread_mutex_unlock(&d->lock);
@@ -1687,6 +1720,10 @@ static int resume_accept(mfd_dest *d, struct mfd__chan *c)
 	mfd__barrier_init(&d->barrier, d->n);
 	d->barrier.timeout_ms = d->ss.cfg.io_timeout_ms;
 	d->barrier.progress = &d->rx_packets;
+	if (d->features & MFD_FEAT_VERIFY) {
+		d->barrier.complete = round_placed;
+		d->barrier.complete_arg = d;
+	}
 	uint64_t reg_ns = 0;
 	if (!ret)
 		ret = accept_registered(d, &reg_ns);

@@ -59,6 +59,15 @@ struct mfd__session {
 	 * them); read after the last worker is done. NULL without verify. */
 	uint64_t *pdig[MFD_MAX_BLOCKS];
 	uint64_t pdig_zero[MFD_MAX_BLOCKS]; /* the digest of a zero page */
+	/* The wire's block digest (protocol 5.5) is made of chunk digests,
+	 * one per MFD_DIGEST_CHUNK_PAGES page digests (cdig), kept up to
+	 * date between rounds: a page digest recorded marks its chunk in
+	 * cdirty (atomic bits, one per chunk), and
+	 * mfd__session_chunks_update() rehashes only the marked chunks, at
+	 * each round's end, when no worker records. So the downtime hashes
+	 * only the chunks of the final round's pages. */
+	uint64_t *cdig[MFD_MAX_BLOCKS];
+	uint64_t *cdirty[MFD_MAX_BLOCKS];
 };
 
 /* cfg NULL: the defaults. */
@@ -115,17 +124,35 @@ void mfd__session_finish(struct mfd__session *ss, int ret);
  * 0). 0 or -ENOMEM. */
 int mfd__session_digests_alloc(struct mfd__session *ss);
 void mfd__session_digests_free(struct mfd__session *ss);
-/* The block digests from the page digests. */
+/* The block digests over all page digests at once (XXH3-128 of the page
+ * digests: the file image's, protocol 11.5). */
 void mfd__session_digests(struct mfd__session *ss,
 			  uint8_t (*out)[MFD__DIGEST_SIZE]);
-/* Records one page's digest (block b, offset off), or a zero page's. */
+/* Rehashes the chunks marked since the last call (cdig, cdirty). Only
+ * while no thread records a page digest: the caller is ordered after
+ * every recording so far (a pool round's end, a barrier's last arrival,
+ * workers joined). */
+void mfd__session_chunks_update(struct mfd__session *ss);
+/* The wire's block digests (protocol 5.5: XXH3-128 of the chunk
+ * digests), after mfd__session_chunks_update(); same rule. */
+void mfd__session_wire_digests(struct mfd__session *ss,
+			       uint8_t (*out)[MFD__DIGEST_SIZE]);
+/* Records one page's digest (block b, offset off), or a zero page's,
+ * and marks its chunk. */
 static inline void mfd__session_page_digest(struct mfd__session *ss, unsigned b,
 					    uint64_t off, bool zero)
 {
 	const struct mfd__ramblock *rb = &ss->blocks[b];
-	ss->pdig[b][off >> rb->page_shift] =
+	uint64_t pg = off >> rb->page_shift;
+	ss->pdig[b][pg] =
 		zero ? ss->pdig_zero[b]
 		     : mfd__page_digest(rb->host + off, rb->page_size);
+	/* A chunk is marked once per round: the load keeps the cache
+	 * line shared between the workers until then. */
+	uint64_t c = pg / MFD_DIGEST_CHUNK_PAGES, bit = 1ULL << (c & 63);
+	uint64_t *w = &ss->cdirty[b][c >> 6];
+	if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
+		__atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
 }
 /* An in-doubt session (MFD_PHASE_INDOUBT) decided by the embedder: 0
  * completes it (error cleared), anything else fails it with err. The

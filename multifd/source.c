@@ -51,8 +51,11 @@ struct mfd_source {
 	bool tracking;
 	int throttle; /* percent applied through the hook */
 	/* Fixed switchover costs the estimate adds (migration thread). */
-	uint64_t stop_ns;     /* the stop hook's last call, kept across runs */
-	uint64_t verify_ns;   /* predicted digests of all RAM, 0: verify off */
+	uint64_t stop_ns; /* the stop hook's last call, kept across runs */
+	/* Verify, predicted: one side's END digests (0: verify off), from
+	 * the pass over the chunk digests and the rehash of one chunk. */
+	uint64_t verify_ns;
+	uint64_t verify_pass_ns, verify_chunk_ns, verify_chunks;
 	uint64_t dev_stop_ns; /* the devices' arcs to STOP_COPY, predicted */
 
 	/* Round records, appended by the migration thread under lock. */
@@ -989,6 +992,8 @@ static void fill_tails(mfd_source *s)
 	}
 }
 
+static uint64_t predict_verify_end(const mfd_source *s, uint64_t pages);
+
 /* Records the pre-copy round that just ended and decides what follows
  * (converge.c), under the lock: readers see the record complete. */
 static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
@@ -1013,7 +1018,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 		.rtt_ns = s->main && s->main->ops->rtt_ns
 				  ? s->main->ops->rtt_ns(s->main)
 				  : 0,
-		.verify_ns = s->verify_ns,
+		.verify_ns = predict_verify_end(s, rec->pages),
 		.dev_stop_ns = s->dev_stop_ns,
 		.dirty_limit_on = s->dirty_limit_on,
 		.set = &set
@@ -1051,30 +1056,63 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
  * With verify: what the end's digests will take on one side. The pages
  * are hashed where they are sent and placed (protocol 5.5), so the cost
  * of the final round's pages is part of the bandwidth the rounds measure;
- * at the end each side hashes its page digests, 8 bytes a page
- * (mfd__session_digests). Predicted by the CPU time of doing that over a
- * probe of up to 2^20 page digests, scaled to all pages. CPU time, not
- * wall time: other load on the machine is not seen (a lower bound then).
+ * the chunks of page digests are rehashed at each round's end, so the
+ * end rehashes only the final round's chunks (64 page digests each) and
+ * makes the block digests from the chunk digests, 8 bytes per 64 pages
+ * (mfd__session_chunks_update, mfd__session_wire_digests). Measured once
+ * at the start as CPU time: a pass over as many chunk digests as the
+ * guest has (up to 2^20, scaled), and the rehash of one chunk (the mean
+ * of 256). CPU time, not wall time: other load on the machine is not
+ * seen (a lower bound then).
  */
-static uint64_t predict_verify(mfd_source *s)
+static void predict_verify(mfd_source *s)
 {
+	s->verify_pass_ns = s->verify_chunk_ns = s->verify_chunks = 0;
 	if (!s->ss.cfg.verify || !s->ss.ram_bytes)
-		return 0;
-	uint64_t pages = 0;
+		return;
+	uint64_t chunks = 0;
 	for (unsigned i = 0; i < s->ss.nblocks; i++)
-		pages += s->ss.blocks[i].npages;
-	uint64_t n = pages < (1ULL << 20) ? pages : 1ULL << 20;
-	uint64_t *pd = n ? malloc(n * sizeof(*pd)) : NULL;
+		chunks +=
+			(s->ss.blocks[i].npages + MFD_DIGEST_CHUNK_PAGES - 1) /
+			MFD_DIGEST_CHUNK_PAGES;
+	s->verify_chunks = chunks;
+	uint64_t n = chunks < (1ULL << 20) ? chunks : 1ULL << 20;
+	const uint64_t probe = 256;
+	uint64_t len = n > probe * MFD_DIGEST_CHUNK_PAGES
+			       ? n
+			       : probe * MFD_DIGEST_CHUNK_PAGES;
+	uint64_t *pd = malloc(len * sizeof(*pd));
 	if (!pd)
-		return 0;
-	for (uint64_t i = 0; i < n; i++)
+		return;
+	for (uint64_t i = 0; i < len; i++)
 		pd[i] = i * 0x9e3779b97f4a7c15ULL;
 	uint8_t d[MFD__DIGEST_SIZE];
 	uint64_t t0 = mfd__thread_cpu_ns();
 	mfd__digest_pages(pd, n, d);
-	uint64_t cpu = mfd__thread_cpu_ns() - t0;
+	uint64_t t1 = mfd__thread_cpu_ns();
+	uint64_t sum = 0;
+	for (uint64_t c = 0; c < probe; c++)
+		sum += mfd__digest_chunk(pd + c * MFD_DIGEST_CHUNK_PAGES,
+					 MFD_DIGEST_CHUNK_PAGES);
+	uint64_t t2 = mfd__thread_cpu_ns();
+	pd[0] = sum; /* the loop is not dead code */
 	free(pd);
-	return (uint64_t)((double)cpu * (double)pages / (double)n);
+	s->verify_pass_ns =
+		(uint64_t)((double)(t1 - t0) * (double)chunks / (double)n);
+	s->verify_chunk_ns = (t2 - t1) / probe;
+	if (!s->verify_pass_ns)
+		s->verify_pass_ns = 1; /* verify on: never "off" */
+}
+
+/* One side's END digests if the final round sends about as many pages as
+ * the round that just ended: each of them may lie in a chunk of its own. */
+static uint64_t predict_verify_end(const mfd_source *s, uint64_t pages)
+{
+	if (!s->verify_pass_ns)
+		return 0;
+	if (pages > s->verify_chunks)
+		pages = s->verify_chunks;
+	return s->verify_pass_ns + pages * s->verify_chunk_ns;
 }
 
 /* Tracking on, every page dirty for round 0, the bandwidth limit on. */
@@ -1099,7 +1137,7 @@ static int precopy_begin(mfd_source *s)
 	}
 	STAT_SET(s->ss.st.pending_bytes, s->ss.ram_bytes);
 	STAT_SET(s->ss.st.phase, MFD_PHASE_PRECOPY);
-	s->verify_ns = predict_verify(s);
+	predict_verify(s);
 	if (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF) {
 		if ((ret = mfd__pc_src_init(&s->pcs, s->ss.blocks,
 					    s->ss.nblocks)))
@@ -1185,8 +1223,14 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	 * MB, 64 ms), the estimate's drain stays as large as it was, and
 	 * the rounds spun to max-rounds. Waiting, the guest dirties what it
 	 * would have dirtied in the next round anyway. */
-	if ((ret = send_round(s, batch, round, &pages)) ||
-	    (ret = degrade_settle(s, round, &again)) ||
+	if ((ret = send_round(s, batch, round, &pages)))
+		return ret;
+	/* Verify: every worker has sent the round (its SYNC) and waits for
+	 * the next: the chunks of the page digests it recorded are rehashed
+	 * now, so that the end rehashes only the final round's. */
+	if (s->ss.cfg.verify)
+		mfd__session_chunks_update(&s->ss);
+	if ((ret = degrade_settle(s, round, &again)) ||
 	    (ret = drain_queues(s, mfd__deadline_ms(s->ss.cfg.io_timeout_ms),
 				&tail, &sent)))
 		return ret;
@@ -1711,9 +1755,12 @@ static int stop_guest(mfd_source *s)
 
 /* With verify: the block digests of what was sent, from the page digests
  * the workers recorded (*out, freed by the caller); else *out = NULL.
+ * chunks_ns: the rehash of the final round's chunks, done before.
  * Only the final round's pages were hashed inside the downtime (by the
- * workers, as they sent them); this is one pass over 8 bytes per page. */
-static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
+ * workers, as they sent them), and only their chunks of page digests are
+ * rehashed here; then one pass over 8 bytes per 64 pages. */
+static int final_digests(mfd_source *s, uint64_t chunks_ns,
+			 uint8_t (**out)[MFD_DIGEST_SIZE])
 {
 	*out = NULL;
 	if (!s->ss.cfg.verify)
@@ -1723,8 +1770,10 @@ static int final_digests(mfd_source *s, uint8_t (**out)[MFD_DIGEST_SIZE])
 		calloc(s->ss.nblocks, MFD_DIGEST_SIZE);
 	if (!digests)
 		return -ENOMEM;
-	mfd__session_digests(&s->ss, digests);
-	STAT_SET(s->ss.st.verify_ns, mfd__now_ns() - t0);
+	mfd__session_chunks_update(&s->ss);
+	mfd__session_wire_digests(&s->ss, digests);
+	/* With the final round's chunks, rehashed as it ended. */
+	STAT_SET(s->ss.st.verify_ns, mfd__now_ns() - t0 + chunks_ns);
 	*out = digests;
 	return 0;
 }
@@ -1844,6 +1893,12 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	uint64_t b0 = STAT_GET(s->ss.st.wire_bytes);
 	if ((ret = send_round(s, batch, round, &final_pages)))
 		return ret;
+	/* Verify: the final round's chunks of page digests, while the
+	 * destination still reads and places the round's last pages. */
+	uint64_t t_chunks = mfd__now_ns();
+	if (s->ss.cfg.verify)
+		mfd__session_chunks_update(&s->ss);
+	t_chunks = mfd__now_ns() - t_chunks;
 	/* Degraded channels: what a channel lost in the final round held
 	 * goes again on the others, as one more round (the guest stays
 	 * stopped). */
@@ -1861,7 +1916,7 @@ static int do_switchover(mfd_source *s, struct mfd__batch **batch,
 	/* Every page has gone out and recorded its digest. */
 	uint8_t(*digests)[MFD_DIGEST_SIZE] = NULL;
 	if (!ret)
-		ret = final_digests(s, &digests);
+		ret = final_digests(s, t_chunks, &digests);
 	/* Until the last page left, not until the digests were ready. */
 	uint64_t t_last =
 		__atomic_load_n(&s->pool.last_sent_ns, __ATOMIC_RELAXED);

@@ -32,6 +32,8 @@
 #define MFD_MAX_CTL_PAYLOAD  (1U << 20)
 #define MFD_MAX_ERROR_TEXT   512
 #define MFD_DIGEST_SIZE	     16
+/* Page digests per chunk digest of a block digest (5.5). */
+#define MFD_DIGEST_CHUNK_PAGES 64
 
 /* Feature bits, negotiated in the handshake. */
 #define MFD_FEAT_VERIFY (1ULL << 0) /* per-block digests in END */

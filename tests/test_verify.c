@@ -18,7 +18,9 @@
  * Device state has no digest of its own (docs/protocol.md: END carries
  * per-block RAM digests only); a device validates what it was given when
  * it enters STOP (test_devices), so there is no device case here.
- * Last, the per-page digests combine to the digest of the memory itself.
+ * Last, the per-page digests combine to the digest of the memory itself,
+ * and the wire's block digests, kept up to date chunk by chunk between
+ * rounds, equal the protocol's definition computed from scratch.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -34,6 +36,7 @@
 
 #include "multifd/internal.h"
 #include "multifd/common/digest.h"
+#include "multifd/session.h"
 #include "testvm.h"
 
 #define MiB	 (1024UL * 1024)
@@ -362,6 +365,100 @@ static void test_digest_builds_agree(void **s)
 	tvm_unmap(zero, hp);
 }
 
+/* docs/protocol.md 5.5 from scratch with libxxhash: page digests, chunk
+ * digests of 64 of them, XXH3-128 of the chunk digests, all as
+ * little-endian u64s. */
+static void wire_digest_ref(const uint8_t *mem, uint64_t npages,
+			    uint8_t out[MFD_DIGEST_SIZE])
+{
+	static uint8_t pd[8 * MFD_DIGEST_CHUNK_PAGES], cd[8 * 1024];
+	uint64_t nc = 0;
+	for (uint64_t first = 0; first < npages;
+	     first += MFD_DIGEST_CHUNK_PAGES, nc++) {
+		uint64_t n = npages - first < MFD_DIGEST_CHUNK_PAGES
+				     ? npages - first
+				     : MFD_DIGEST_CHUNK_PAGES;
+		for (uint64_t i = 0; i < n; i++) {
+			uint64_t d =
+				XXH3_64bits(mem + (first + i) * PAGE, PAGE);
+			for (int k = 0; k < 8; k++)
+				pd[8 * i + k] = (uint8_t)(d >> (8 * k));
+		}
+		uint64_t c = XXH3_64bits(pd, 8 * n);
+		assert_true(nc < sizeof(cd) / 8);
+		for (int k = 0; k < 8; k++)
+			cd[8 * nc + k] = (uint8_t)(c >> (8 * k));
+	}
+	XXH128_canonical_t h;
+	XXH128_canonicalFromHash(&h, XXH3_128bits(cd, 8 * nc));
+	memcpy(out, h.digest, MFD_DIGEST_SIZE);
+}
+
+/* The wire's block digests made incrementally (pages recorded in rounds,
+ * chunks rehashed between them) equal the definition from scratch, on
+ * blocks whose last chunk is short; and only the chunks a recorded page
+ * marked are rehashed (a page digest changed behind the session's back
+ * is not seen until its page is recorded). */
+static void test_wire_digests_incremental(void **s)
+{
+	(void)s;
+	static struct mfd__session ss;
+	const uint64_t np[2] = { 15 * MFD_DIGEST_CHUNK_PAGES + 37, 3 };
+	uint8_t *mem[2];
+	mfd__session_init(&ss, NULL);
+	for (int b = 0; b < 2; b++) {
+		mem[b] = tvm_map(np[b] * PAGE);
+		tvm_fill_random(mem[b], np[b] * PAGE, seed + (uint64_t)b);
+		assert_int_equal(mfd__session_add_block(&ss, b ? "b" : "a",
+							mem[b], np[b] * PAGE,
+							PAGE),
+				 0);
+	}
+	assert_int_equal(mfd__session_digests_alloc(&ss), 0);
+	uint64_t rng = seed;
+	uint8_t got[2][MFD_DIGEST_SIZE], want[MFD_DIGEST_SIZE];
+	for (int round = 0; round < 6; round++) {
+		for (int b = 0; b < 2; b++) {
+			uint64_t n = round ? 1 + tvm_rand(&rng) % 20 : np[b];
+			for (uint64_t k = 0; k < n; k++) {
+				uint64_t pg =
+					round ? tvm_rand(&rng) % np[b] : k;
+				uint8_t *p = mem[b] + pg * PAGE;
+				bool zero = round == 2 && k == 0;
+				if (zero)
+					memset(p, 0, PAGE);
+				else if (round)
+					p[tvm_rand(&rng) % PAGE] ^= 0x5a;
+				mfd__session_page_digest(&ss, (unsigned)b,
+							 pg * PAGE, zero);
+			}
+		}
+		mfd__session_chunks_update(&ss);
+		mfd__session_wire_digests(&ss, got);
+		for (int b = 0; b < 2; b++) {
+			wire_digest_ref(mem[b], np[b], want);
+			assert_memory_equal(got[b], want, MFD_DIGEST_SIZE);
+		}
+	}
+	/* Incremental: an unmarked change is not rehashed, a marked one is. */
+	uint8_t before[2][MFD_DIGEST_SIZE];
+	memcpy(before, got, sizeof(got));
+	mem[0][700 * PAGE + 5] ^= 1;
+	ss.pdig[0][700] ^= 1;
+	mfd__session_chunks_update(&ss);
+	mfd__session_wire_digests(&ss, got);
+	assert_memory_equal(got, before, sizeof(got));
+	mfd__session_page_digest(&ss, 0, 700 * PAGE, false);
+	mfd__session_chunks_update(&ss);
+	mfd__session_wire_digests(&ss, got);
+	wire_digest_ref(mem[0], np[0], want);
+	assert_memory_equal(got[0], want, MFD_DIGEST_SIZE);
+	assert_memory_not_equal(got[0], before[0], MFD_DIGEST_SIZE);
+	mfd__session_destroy(&ss);
+	for (int b = 0; b < 2; b++)
+		tvm_unmap(mem[b], np[b] * PAGE);
+}
+
 int main(void)
 {
 	tvm_io_engine("test_verify");
@@ -377,6 +474,7 @@ int main(void)
 		cmocka_unit_test(test_dest_not_zero_unverified),
 		cmocka_unit_test(test_page_digests_combine),
 		cmocka_unit_test(test_digest_builds_agree),
+		cmocka_unit_test(test_wire_digests_incremental),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

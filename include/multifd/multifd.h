@@ -257,9 +257,12 @@ typedef struct mfd_stats {
 	uint64_t transfer_ns;	/* start of round 0 until all pages landed */
 	uint64_t total_ns;	/* start until completion or failure */
 	uint64_t downtime_ns;	/* stop hook until loaded acknowledgement */
-	uint64_t verify_ns;	/* block digests from the page digests, at
-				   END (this side); the page digests are
-				   taken by the workers, in cpu_ns */
+	uint64_t verify_ns;	/* block digests from the page digests
+				   after the stop (this side): the final
+				   round's chunks (overlapped with the
+				   transfer's tail) and END's pass; the page
+				   digests are taken by the workers, in
+				   cpu_ns */
 	uint64_t bandwidth_bps; /* bytes/s measured in the last round */
 	/* Compression (0 without it). compressed_bytes: payload bytes of
 	 * compressed packets; compress_in_bytes: page bytes that went into

@@ -32,6 +32,8 @@ int mfd__barrier_wait(struct mfd__barrier *b)
 	} else if (b->left) {
 		ret = MFD_EROUND;
 	} else if (++b->waiting == b->n) {
+		if (b->complete)
+			b->complete(b->complete_arg);
 		b->waiting = 0;
 		b->generation++;
 		pthread_cond_broadcast(&b->cv);

@@ -24,6 +24,11 @@ struct mfd__barrier {
 	const uint64_t *progress;
 	bool aborted;
 	bool left; /* a participant will never wait again */
+	/* Optional: called by the last participant to arrive, before any
+	 * is released, under the barrier's lock: the one moment of a round
+	 * when no participant runs (not when a drop completes it). */
+	void (*complete)(void *arg);
+	void *complete_arg;
 };
 int mfd__barrier_init(struct mfd__barrier *b, unsigned n);
 void mfd__barrier_destroy(struct mfd__barrier *b);

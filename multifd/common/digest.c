@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Block digest (docs/protocol.md 5.5): XXH3-128 of the block's page
- * digests, each the XXH3-64 of one page as a little-endian u64, in page
- * order. Per page, so that each side hashes a page where it already
- * touches it (the source's worker when it sends it, the destination's
- * when it has placed it), overlapped with the transfer: inside the
- * downtime only the final round's pages are hashed, and the block digest
- * is one pass over 8 bytes per page.
+ * Digests of guest memory: one XXH3-64 per page, taken where each side
+ * already touches the page (the source's worker when it sends it, the
+ * destination's when it has placed it), overlapped with the transfer.
+ * The wire's block digest (docs/protocol.md 5.5) is an XXH3-128 over
+ * XXH3-64 digests of chunks of 64 page digests (mfd__digest_chunk, then
+ * mfd__digest_pages over the chunk digests), kept up to date between
+ * rounds (multifd/session.c); the file image's (protocol 11.5) is the
+ * XXH3-128 of all page digests directly (mfd__digest_pages). Every u64
+ * is hashed as little-endian bytes.
  *
  * XXH3 is compiled into the library per instruction set
  * (digest_<isa>.c) and chosen here at run time: no dependency on a
@@ -111,6 +113,11 @@ void mfd__digest_pages(const uint64_t *pd, uint64_t npages,
 		       uint8_t out[MFD__DIGEST_SIZE])
 {
 	ops()->pages(pd, npages, out);
+}
+
+uint64_t mfd__digest_chunk(const uint64_t *pd, uint64_t n)
+{
+	return ops()->words(pd, n);
 }
 
 void mfd__digest_mem(const struct mfd__mem *r, unsigned n, uint64_t page_size,

@@ -23,6 +23,10 @@ uint64_t mfd__zero_page_digest(uint64_t size);
 /* The block digest of npages page digests, in page order. */
 void mfd__digest_pages(const uint64_t *pd, uint64_t npages,
 		       uint8_t out[MFD__DIGEST_SIZE]);
+/* XXH3-64 of n page digests as little-endian u64s: the digest of a
+ * chunk of page digests (docs/protocol.md 5.5, the wire's block digest
+ * is made of these). */
+uint64_t mfd__digest_chunk(const uint64_t *pd, uint64_t n);
 /* The block digest of the memory of each of the n ranges (pages of
  * page_size bytes) into out[i], computed from the memory itself: the
  * reference the per-page digests of a migration must equal. */
@@ -35,6 +39,7 @@ struct mfd__digest_ops {
 	uint64_t (*zero_page)(uint64_t size);
 	void (*pages)(const uint64_t *pd, uint64_t npages,
 		      uint8_t out[MFD__DIGEST_SIZE]);
+	uint64_t (*words)(const uint64_t *pd, uint64_t n);
 	void (*mem)(const uint8_t *host, uint64_t size, uint64_t page_size,
 		    uint8_t out[MFD__DIGEST_SIZE]);
 };

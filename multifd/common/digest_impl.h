@@ -62,6 +62,23 @@ static void canonical(XXH128_hash_t h, uint8_t out[MFD__DIGEST_SIZE])
 	memcpy(out, cd.digest, MFD__DIGEST_SIZE);
 }
 
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+/* Feeds n u64s to a streaming XXH3 (update: the 64- or 128-bit one) as
+ * little-endian bytes, 512 at a time. */
+static void update_le(XXH3_state_t *st, const uint64_t *pd, uint64_t n,
+		      XXH_errorcode (*update)(XXH3_state_t *, const void *,
+					      size_t))
+{
+	uint8_t le[8 * 512];
+	for (uint64_t i = 0; i < n;) {
+		size_t k = 0;
+		for (; k < 512 && i < n; k++, i++)
+			put_digest(le + 8 * k, pd[i]);
+		update(st, le, 8 * k);
+	}
+}
+#endif
+
 /* XXH3-128 of the page digests as little-endian u64s: on a
  * little-endian host that is their memory as it is, in one call. */
 static void pages(const uint64_t *pd, uint64_t npages,
@@ -72,14 +89,21 @@ static void pages(const uint64_t *pd, uint64_t npages,
 #else
 	XXH3_state_t st;
 	XXH3_128bits_reset(&st);
-	uint8_t le[8 * 512];
-	for (uint64_t i = 0; i < npages;) {
-		size_t k = 0;
-		for (; k < 512 && i < npages; k++, i++)
-			put_digest(le + 8 * k, pd[i]);
-		XXH3_128bits_update(&st, le, 8 * k);
-	}
+	update_le(&st, pd, npages, XXH3_128bits_update);
 	canonical(XXH3_128bits_digest(&st), out);
+#endif
+}
+
+/* XXH3-64 of n page digests as little-endian u64s (a chunk's digest). */
+static uint64_t words(const uint64_t *pd, uint64_t n)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return XXH3_64bits(pd, (size_t)n * 8);
+#else
+	XXH3_state_t st;
+	XXH3_64bits_reset(&st);
+	update_le(&st, pd, n, XXH3_64bits_update);
+	return XXH3_64bits_digest(&st);
 #endif
 }
 
@@ -103,5 +127,6 @@ const struct mfd__digest_ops DIGEST_OPS = {
 	.page = page,
 	.zero_page = zero_page,
 	.pages = pages,
+	.words = words,
 	.mem = mem,
 };
