@@ -196,7 +196,7 @@ static double est_ms(uint64_t ns)
 
 static void report_rounds(struct report *r, const struct bench_run *run)
 {
-	size_t len = 0, cap = 64 + (size_t)run->nrounds * 800;
+	size_t len = 0, cap = 64 + (size_t)run->nrounds * 900;
 	char *json = malloc(cap);
 
 	if (!json)
@@ -221,7 +221,9 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			", \"device_bytes\": %" PRIu64 ", \"device_ms\": %.3f"
 			", \"expected_q_ms\": %.3f, \"cpu_ms\": %.3f"
 			", \"wait_ms\": %.3f, \"threads\": %u"
-			", \"sync_cpu_ms\": %.3f}",
+			", \"sync_cpu_ms\": %.3f, \"tail_bytes\": %" PRIu64
+			", \"tail_ms\": %.3f, \"dest_ms\": %.3f"
+			", \"dest_end_ms\": %.3f}",
 			i ? ", " : "", x->round, x->pages, x->bytes,
 			ns_to_ms(x->ns), (double)x->bandwidth_bps / 1e6,
 			x->dirty_pages, (double)x->dirty_rate_bps / 1e6,
@@ -235,7 +237,9 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			x->device_bytes, ns_to_ms(x->device_ns),
 			est_ms(x->expected_downtime_q_ns),
 			ns_to_ms(x->page_cpu_ns), ns_to_ms(x->page_wait_ns),
-			x->page_threads, ns_to_ms(x->sync_cpu_ns));
+			x->page_threads, ns_to_ms(x->sync_cpu_ns),
+			x->tail_bytes, ns_to_ms(x->tail_ns),
+			ns_to_ms(x->dest_ns), ns_to_ms(x->dest_end_ns));
 	}
 	snprintf(json + len, cap - len, "]");
 	report_raw(r, "round_stats", json);

@@ -3,6 +3,7 @@
 #include "multifd/converge.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 void mfd__converge_settings_from(struct mfd__converge_settings *set,
 				 const struct mfd_config *cfg)
@@ -58,6 +59,32 @@ static uint64_t page_ns(const mfd_round_stats *r)
 	uint64_t ns = r->ns > r->device_ns ? r->ns - r->device_ns : 0;
 	uint64_t wait = r->page_threads ? r->page_wait_ns / r->page_threads : 0;
 	return wait < ns - ns / 4 ? ns - wait : ns / 4;
+}
+
+/* The device phase of a round, timed as page_ns() times the pages: the
+ * devices' own pace (their save, one after the other, on the migration
+ * thread), which the final pass's device state cannot beat however fast
+ * the link (recorded on loopback, 4 devices: 27 MB of stop-copy state in
+ * 6-14 ms, 2-4 GB/s, where the pages' bandwidth predicted 4-5 ms). The
+ * latest round that sent at least 1 MiB of device state in more than
+ * 1 ms, with its threads' run-queue wait; 0: none. */
+static uint64_t device_bandwidth(const struct mfd__converge_in *in)
+{
+	for (unsigned i = in->nrounds; i-- > 0;) {
+		const mfd_round_stats *r = &in->rounds[i];
+		uint64_t ns = r->device_ns;
+		if (r->device_bytes < (1ULL << 20) || ns <= 1000000)
+			continue;
+		/* Without the scheduler's figures the phase's wall time
+		 * holds the running guest's CPU too (recorded: 1.37 GB/s
+		 * where the final pass's device state went at 2.7). */
+		if (!r->page_threads)
+			return 0;
+		uint64_t wait = r->device_wait_ns / r->page_threads;
+		ns = wait < ns - ns / 4 ? ns - wait : ns / 4;
+		return (uint64_t)((double)r->device_bytes * 1e9 / (double)ns);
+	}
+	return 0;
 }
 
 static bool timed(const mfd_round_stats *r)
@@ -254,6 +281,64 @@ static uint64_t end_part(const struct mfd__converge_in *in, uint64_t drain_ns,
 	       (drain_ns > overlap_ns ? drain_ns - overlap_ns : 0);
 }
 
+/* The rounds' tails the end is predicted from: the latest ones answered,
+ * rounds after the first pass when there are any. */
+#define TAIL_ROUNDS 5
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uint64_t median_u64(uint64_t *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_u64);
+	return n % 2 ? v[n / 2] : v[n / 2 - 1] / 2 + v[n / 2] / 2;
+}
+
+bool mfd__converge_tail(const struct mfd__converge_in *in, uint64_t bps,
+			uint64_t *queue_bytes, uint64_t *dest_ns)
+{
+	uint64_t q[TAIL_ROUNDS], d[TAIL_ROUNDS];
+	unsigned n = 0;
+	for (unsigned pass = 0; pass < 2 && !n; pass++)
+		for (unsigned i = in->nrounds;
+		     i-- > (pass ? 0 : 1) && n < TAIL_ROUNDS;) {
+			const mfd_round_stats *r = &in->rounds[i];
+			if (!r->tail_ns)
+				continue;
+			uint64_t link =
+				at_bandwidth((double)r->tail_bytes, bps);
+			q[n] = r->tail_bytes;
+			d[n++] = (r->tail_ns > link ? r->tail_ns - link : 0) +
+				 r->dest_end_ns;
+		}
+	if (!n || !bps)
+		return false;
+	*queue_bytes = median_u64(q, n);
+	*dest_ns = median_u64(d, n);
+	return true;
+}
+
+/* The bytes of the final pass through the socket queues, in ns at the
+ * bandwidth: lead (what the last round left there once the stop and the
+ * sync are over), then the pages (ram), then the device state (dev). The
+ * workers' writes return while the queues have room: the last queue_ns of
+ * it are still in them when the last byte has been written, and leave
+ * during the end exchange, not during ram or device, which are measured
+ * until the last page and the last device chunk were written. */
+static void split_link(uint64_t lead, uint64_t ram, uint64_t dev,
+		       uint64_t queue_ns, uint64_t out[3])
+{
+	uint64_t all = lead + ram + dev;
+	uint64_t q = queue_ns < all ? queue_ns : all;
+	uint64_t ram_done = lead + ram > q ? lead + ram - q : 0;
+	out[0] = ram_done;
+	out[1] = all - q - ram_done;
+	out[2] = q;
+}
+
 void mfd__converge_estimate(const struct mfd__converge_in *in,
 			    uint64_t limit_ns, struct mfd__estimate *est)
 {
@@ -268,8 +353,11 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 		(last->sync_cpu_ns ? last->sync_cpu_ns : last->sync_ns);
 	part[MFD_DOWN_RAM] = at_bandwidth(
 		(double)last->dirty_bytes * wire_ratio(in), est->bandwidth_bps);
-	part[MFD_DOWN_DEVICE] = at_bandwidth((double)last->device_stop_bytes,
-					     est->bandwidth_bps);
+	uint64_t dev_bps = device_bandwidth(in);
+	part[MFD_DOWN_DEVICE] = at_bandwidth(
+		(double)last->device_stop_bytes,
+		dev_bps && dev_bps < est->bandwidth_bps ? dev_bps
+							: est->bandwidth_bps);
 	/* Both sides hash all RAM: the source after it queued the final
 	 * pages and the device state (on a slow link that is nearly all of
 	 * the sending; recorded on 1 Gbit/s: 187 ms of it still to come
@@ -281,7 +369,26 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 	uint64_t drain =
 		at_bandwidth((double)last->unsent_bytes, est->bandwidth_bps);
 	uint64_t overlap = part[MFD_DOWN_STOP] + part[MFD_DOWN_SYNC];
-	part[MFD_DOWN_END] = end_part(in, drain, overlap);
+	/* With the rounds' tails timed: the end is what the queues hold when
+	 * the last byte is written, at the bandwidth, then the destination's
+	 * own time the rounds' answers took beyond that and its END work
+	 * (recorded on loopback, 4 devices: tails of 0.02-0.4 ms, the
+	 * devices' arcs out of RESUMING 1.5-3.3 ms), END and LOADED's round
+	 * trip, and both sides' digests with verify. */
+	uint64_t qbytes, dest;
+	bool tails = mfd__converge_tail(in, est->bandwidth_bps, &qbytes, &dest);
+	uint64_t link[3] = { 0 }, lead = drain > overlap ? drain - overlap : 0;
+	if (tails) {
+		split_link(lead, part[MFD_DOWN_RAM], part[MFD_DOWN_DEVICE],
+			   at_bandwidth((double)qbytes, est->bandwidth_bps),
+			   link);
+		part[MFD_DOWN_RAM] = link[0];
+		part[MFD_DOWN_DEVICE] = link[1];
+		part[MFD_DOWN_END] =
+			link[2] + dest + in->rtt_ns + 2 * in->verify_ns;
+	} else {
+		part[MFD_DOWN_END] = end_part(in, drain, overlap);
+	}
 	int over = MFD_DOWN_NONE;
 	for (int p = MFD_DOWN_STOP; p <= MFD_DOWN_END; p++) {
 		est->total_ns += part[p];
@@ -291,10 +398,13 @@ void mfd__converge_estimate(const struct mfd__converge_in *in,
 	/* The same with the transfer at the margin's pace. */
 	est->margin = mfd__converge_margin(in, in->set->downtime_quantile,
 					   &est->nerr);
-	est->total_q_ns = part[MFD_DOWN_STOP] + part[MFD_DOWN_SYNC] +
-			  stretch(part[MFD_DOWN_RAM], est->margin) +
-			  stretch(part[MFD_DOWN_DEVICE], est->margin) +
-			  end_part(in, stretch(drain, est->margin), overlap);
+	est->total_q_ns =
+		part[MFD_DOWN_STOP] + part[MFD_DOWN_SYNC] +
+		stretch(part[MFD_DOWN_RAM], est->margin) +
+		stretch(part[MFD_DOWN_DEVICE], est->margin) +
+		(tails ? stretch(link[2], est->margin) + dest + in->rtt_ns +
+				 2 * in->verify_ns
+		       : end_part(in, stretch(drain, est->margin), overlap));
 	if (est->total_q_ns < est->total_ns)
 		est->total_q_ns = est->total_ns;
 	est->over = est->total_q_ns > limit_ns ? over : MFD_DOWN_NONE;

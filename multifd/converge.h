@@ -72,13 +72,19 @@ struct mfd__converge_in {
  *           running guest held, which the final pass gets back
  *   device  the devices' stop-copy bytes at that bandwidth (the final
  *           pass queues them behind the pages)
- *   end     END and LOADED: a round trip, what is left of the socket
- *           queues of the last round once the stop and the sync are
- *           over (they drain meanwhile; the final pass's own bytes are
- *           counted until they left, at a bandwidth of bytes that left),
- *           plus with verify both sides' digests one after the other
- *           (the source's starts once the final pages and device state
- *           are queued)
+ *   end     END and LOADED, from the latest rounds' tails
+ *           (mfd__converge_tail): the bytes the socket queues hold when
+ *           the final pass's last byte is written, at the bandwidth (the
+ *           queues fill as the pass is written: ram and device are
+ *           measured until their last byte was written, so the link
+ *           time of what is still queued then leaves them for the end),
+ *           plus the destination's time beyond that and the END work
+ *           it declared, a round trip (END, LOADED), plus with verify
+ *           both sides' digests one after the other. The final pass
+ *           begins behind what the last round left in the queues once
+ *           the stop and the sync are over (they drain meanwhile).
+ *           Without an answered round: a round trip, that drain, and the
+ *           digests
  * total is their sum: the estimate, a median (it is as likely to come out
  * high as low). The budget is judged at a quantile of it: total_q_ns, the
  * parts that go at the bandwidth (ram, device and the queues' drain in
@@ -160,6 +166,19 @@ void mfd__dirty_limit(const uint64_t *rate_bps, const uint32_t *cur, unsigned n,
 #define MFD__MARGIN_ROUNDS 10
 double mfd__converge_margin(const struct mfd__converge_in *in, uint32_t pct,
 			    unsigned *nerr);
+
+/*
+ * The end exchange from the rounds' tails (rounds[].tail_ns: a round's
+ * last packet written to the destination's ROUND answer; tail_bytes: the
+ * socket queues then): of the latest 5 rounds answered (after the first
+ * pass when any is), the median of the queued bytes (*queue_bytes) and
+ * the median of what each answer took beyond those bytes at bps plus the
+ * END work the destination declared with it (*dest_ns: the destination's
+ * reading, placing and barrier, its answer, the way back; dest_end_ns).
+ * false: no round answered, or no bandwidth.
+ */
+bool mfd__converge_tail(const struct mfd__converge_in *in, uint64_t bps,
+			uint64_t *queue_bytes, uint64_t *dest_ns);
 
 /* The estimate alone (pure, as the decision); limit_ns decides est->over
  * (against est->total_q_ns, at in->set->downtime_quantile). */

@@ -27,6 +27,8 @@
 #include "multifd/session.h"
 #include "ramblock/tracker.h"
 
+#define TAILS 16 /* round tails kept (struct round_tail) */
+
 struct mfd_source {
 	struct mfd__session ss; /* config, blocks, thread, error, stats */
 	mfd_source_hooks hooks;
@@ -59,6 +61,14 @@ struct mfd_source {
 	/* Round records, appended by the migration thread under lock. */
 	mfd_round_stats *rounds;
 	unsigned nrounds, cap_rounds;
+	/* Round tails, under lock, by round modulo TAILS: when the
+	 * destination's ROUND for it came, with its own cost (return path;
+	 * MFD_FEAT_DEGRADE or MFD_FEAT_ROUND_COST), and when the round's last
+	 * packet was written (migration thread). */
+	struct round_tail {
+		uint32_t ack_round, sent_round;
+		uint64_t ack_ns, dest_ns, end_ns, sent_ns;
+	} tails[TAILS];
 
 	struct mfd__devsave ds; /* device state: migration thread only */
 
@@ -336,7 +346,7 @@ static uint64_t features_wanted(const mfd_source *s)
 	       (resume_on(s) ? MFD_FEAT_RESUME : 0) |
 	       (mfd__devsave_any(&s->ds) ? MFD_FEAT_DEVICES : 0) |
 	       (s->ss.cfg.postcopy != MFD__POSTCOPY_OFF ? MFD_FEAT_POSTCOPY
-							: 0);
+							: MFD_FEAT_ROUND_COST);
 }
 
 static int open_channel(mfd_source *s, uint16_t role, uint16_t idx,
@@ -488,13 +498,20 @@ static int dest_lost_channel(mfd_source *s, const uint8_t *payload)
  * lives (its barrier completed). */
 static int dest_synced(mfd_source *s, const uint8_t *payload)
 {
-	struct mfd__round r;
-	int ret = mfd__round_decode(payload, &r);
-	if (!ret && (!degrade_on(s) || r.round == UINT32_MAX))
+	struct mfd__round_answer r;
+	bool cost = features_wanted(s) & MFD_FEAT_ROUND_COST;
+	int ret = mfd__round_answer_decode(payload, cost, &r);
+	if (!ret && ((!degrade_on(s) && !cost) || r.round == UINT32_MAX))
 		ret = MFD_EUNEXPECTED;
 	if (ret)
 		return ret;
+	uint64_t now = mfd__now_ns();
 	pthread_mutex_lock(&s->lock);
+	struct round_tail *t = &s->tails[r.round % TAILS];
+	t->ack_round = r.round;
+	t->ack_ns = now;
+	t->dest_ns = r.cost_ns;
+	t->end_ns = (uint64_t)r.end_us * 1000;
 	if (r.round + 1 > s->dg.synced)
 		s->dg.synced = r.round + 1;
 	pthread_cond_broadcast(&s->cv);
@@ -959,6 +976,22 @@ static void add_round(mfd_source *s, const mfd_round_stats *r)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* Under lock: the tails of the latest rounds whose answer has come. */
+static void fill_tails(mfd_source *s)
+{
+	for (unsigned i = s->nrounds; i-- > 0 && i + TAILS > s->nrounds;) {
+		mfd_round_stats *r = &s->rounds[i];
+		const struct round_tail *t = &s->tails[r->round % TAILS];
+		if (r->tail_ns || t->ack_round != r->round ||
+		    t->sent_round != r->round || !t->ack_ns || !t->sent_ns)
+			continue;
+		r->tail_ns =
+			t->ack_ns > t->sent_ns ? t->ack_ns - t->sent_ns : 1;
+		r->dest_ns = t->dest_ns;
+		r->dest_end_ns = t->end_ns;
+	}
+}
+
 static uint64_t predict_verify_end(const mfd_source *s, uint64_t pages);
 
 /* Records the pre-copy round that just ended and decides what follows
@@ -970,6 +1003,7 @@ static void end_round(mfd_source *s, mfd_round_stats *rec, uint64_t elapsed,
 	mfd__converge_settings_from(&set, &s->ss.cfg);
 	pthread_mutex_lock(&s->lock);
 	mfd_round_stats *r = append_round(s, rec);
+	fill_tails(s);
 	struct mfd__converge_in in = {
 		.rounds = r ? s->rounds : rec,
 		.nrounds = r ? s->nrounds : 1,
@@ -1115,13 +1149,25 @@ static int precopy_begin(mfd_source *s)
 
 /* Until the workers' queues are empty and the socket queues hold at most
  * 256 KiB a channel (the link stays busy meanwhile), or the deadline
- * (mfd__now_ns()) has passed: 0, or the session's error. */
-static int drain_queues(mfd_source *s, uint64_t deadline)
+ * (mfd__now_ns()) has passed: 0, or the session's error. *tail (NULL: not
+ * wanted): what the socket queues held and when the last packet was
+ * written, once the workers' queues were first seen empty. */
+static int drain_queues(mfd_source *s, uint64_t deadline, uint64_t *tail_bytes,
+			uint64_t *sent_ns)
 {
 	uint64_t slack = (uint64_t)s->pool.n << 18; /* 256 KiB a channel */
-	while ((mfd__pool_queued(&s->pool) ||
-		mfd__pool_unsent(&s->pool) > slack) &&
-	       mfd__now_ns() < deadline) {
+	bool seen = !tail_bytes;
+	for (;;) {
+		bool queued = mfd__pool_queued(&s->pool);
+		uint64_t unsent = mfd__pool_unsent(&s->pool);
+		if (!queued && !seen) {
+			seen = true;
+			*tail_bytes = unsent;
+			*sent_ns = __atomic_load_n(&s->pool.last_sent_ns,
+						   __ATOMIC_RELAXED);
+		}
+		if ((!queued && unsent <= slack) || mfd__now_ns() >= deadline)
+			return 0;
 		int ret = mfd__session_check(&s->ss);
 		if (!ret) /* a break pauses (the pool was aborted) */
 			ret = __atomic_load_n(&s->rs.broken, __ATOMIC_ACQUIRE);
@@ -1130,7 +1176,6 @@ static int drain_queues(mfd_source *s, uint64_t deadline)
 		struct timespec ts = { 0, 500000 };
 		nanosleep(&ts, NULL);
 	}
-	return 0;
 }
 
 /* The scheduler's account of the migration thread and the workers. */
@@ -1160,6 +1205,8 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	uint64_t q0 = mfd__pool_unsent(&s->pool);
 	uint64_t pages = 0;
 	int ret;
+	struct sched_mark d0;
+	sched_mark(s, &d0);
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_round(&s->ds, &s->pool, s->main)))
 		return ret;
@@ -1169,7 +1216,7 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	uint64_t b_dev = STAT_GET(s->ss.st.wire_bytes) - b0;
 	struct sched_mark m0, m1;
 	sched_mark(s, &m0);
-	uint64_t again;
+	uint64_t again, tail = 0, sent = 0;
 	/* The round ends when its pages have left, not when they were
 	 * queued: near convergence a round of a few pages is queued in
 	 * microseconds behind MBs in the queues (recorded on 1 Gbit/s: 7.6
@@ -1184,8 +1231,13 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	if (s->ss.cfg.verify)
 		mfd__session_chunks_update(&s->ss);
 	if ((ret = degrade_settle(s, round, &again)) ||
-	    (ret = drain_queues(s, mfd__deadline_ms(s->ss.cfg.io_timeout_ms))))
+	    (ret = drain_queues(s, mfd__deadline_ms(s->ss.cfg.io_timeout_ms),
+				&tail, &sent)))
 		return ret;
+	pthread_mutex_lock(&s->lock);
+	s->tails[round % TAILS].sent_round = round;
+	s->tails[round % TAILS].sent_ns = sent;
+	pthread_mutex_unlock(&s->lock);
 	uint64_t dt = mfd__now_ns() - t0;
 	sched_mark(s, &m1);
 	/* What left the host: on a slow link a short round's bytes may sit
@@ -1205,7 +1257,9 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 				  .device_ns = t_dev,
 				  .page_cpu_ns = m1.cpu - m0.cpu,
 				  .page_wait_ns = m1.wait - m0.wait,
-				  .page_threads = m1.n };
+				  .page_threads = m1.n,
+				  .device_wait_ns = m0.wait - d0.wait,
+				  .tail_bytes = tail };
 	if (dt)
 		rec->bandwidth_bps = (uint64_t)((double)db * 1e9 / (double)dt);
 	return 0;
@@ -1959,7 +2013,7 @@ static void lane_failed(void *ctx, int err)
  * meanwhile are dirty at the stop's sync like any others. */
 static int drain_before_stop(mfd_source *s)
 {
-	return drain_queues(s, UINT64_MAX);
+	return drain_queues(s, UINT64_MAX, NULL, NULL);
 }
 
 static int postcopy_switch(mfd_source *s, uint32_t round, uint64_t *t_stop)
@@ -2535,6 +2589,7 @@ int mfd_source_start(mfd_source *s, const char *uri)
 	s->loaded = false;
 	pthread_mutex_lock(&s->lock);
 	memset(&s->ho, 0, sizeof(s->ho));
+	memset(s->tails, 0, sizeof(s->tails));
 	pthread_mutex_unlock(&s->lock);
 	s->stopped = false;
 	s->rp_up = false;

@@ -350,6 +350,25 @@ int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd__round *r)
 	return r->reserved == 0 ? 0 : MFD_EFLAGS;
 }
 
+void mfd__round_answer_encode(const struct mfd__round_answer *a,
+			      uint8_t out[MFD_ROUND_SIZE])
+{
+	mfd__put_le32(out + 0, a->round);
+	mfd__put_le32(out + 4, a->end_us);
+	mfd__put_le64(out + 8, a->cost_ns);
+}
+
+int mfd__round_answer_decode(const uint8_t in[MFD_ROUND_SIZE], bool cost,
+			     struct mfd__round_answer *a)
+{
+	a->round = mfd__get_le32(in + 0);
+	a->end_us = mfd__get_le32(in + 4);
+	a->cost_ns = mfd__get_le64(in + 8);
+	if (!cost)
+		return a->end_us || a->cost_ns ? MFD_EFLAGS : 0;
+	return a->cost_ns <= MFD_MAX_ROUND_COST_NS ? 0 : MFD_EFLAGS;
+}
+
 /* ---------------------------------------------------------------- */
 /* CHAN_LOST                                                         */
 /* ---------------------------------------------------------------- */

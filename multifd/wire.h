@@ -56,10 +56,14 @@
  * the connections break; a RESUME connection of the same session gets the
  * destination's RECEIVED bitmap (docs/protocol.md 7.8; multifd/resume.h). */
 #define MFD_FEAT_RESUME (1ULL << 8)
+/* Round cost: the destination answers every pre-copy round's barrier with
+ * ROUND, its u64 the time from that barrier to the answer (docs/protocol.md
+ * 5.4): the source times its rounds' tails to predict the end exchange. */
+#define MFD_FEAT_ROUND_COST (1ULL << 9)
 #define MFD_FEATURES_KNOWN                                                     \
 	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES |  \
 	 MFD_FEAT_POSTCOPY | MFD_FEAT_COMMIT | MFD_FEAT_DEGRADE |              \
-	 MFD_FEAT_RESUME)
+	 MFD_FEAT_RESUME | MFD_FEAT_ROUND_COST)
 /* What this engine implements: a destination refuses the rest of the known
  * features in the hello (MFD_EFEATURE). All of them now. */
 #define MFD_FEATURES_OFFERED MFD_FEATURES_KNOWN
@@ -203,6 +207,25 @@ struct mfd__round {
 };
 void mfd__round_encode(const struct mfd__round *r, uint8_t out[MFD_ROUND_SIZE]);
 int mfd__round_decode(const uint8_t in[MFD_ROUND_SIZE], struct mfd__round *r);
+
+/*
+ * ROUND from the destination (protocol 5.4, 7.7): the same 16 bytes. With
+ * MFD_FEAT_ROUND_COST, end_us (bytes 4..7) is what the destination expects
+ * its own END work to cost beyond the barrier (its devices' arcs out of
+ * RESUMING), in microseconds, and cost_ns (bytes 8..15) its time from the
+ * round's barrier to this answer, at most MFD_MAX_ROUND_COST_NS
+ * (MFD_EFLAGS); without it both are 0 (MFD_EFLAGS).
+ */
+struct mfd__round_answer {
+	uint32_t round;
+	uint32_t end_us;
+	uint64_t cost_ns;
+};
+#define MFD_MAX_ROUND_COST_NS (3600ULL * 1000000000ULL)
+void mfd__round_answer_encode(const struct mfd__round_answer *a,
+			      uint8_t out[MFD_ROUND_SIZE]);
+int mfd__round_answer_decode(const uint8_t in[MFD_ROUND_SIZE], bool cost,
+			     struct mfd__round_answer *a);
 
 /*
  * CHAN_LOST (protocol 7.7): u16 channel, u16 reserved, u32 round. From the

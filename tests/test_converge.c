@@ -427,6 +427,104 @@ static void test_estimate_queue_drain(void **state)
 	assert_int_equal(e.part_ns[MFD_DOWN_END], MS / 2);
 }
 
+/* The end from the rounds' tails (1 Gbit/s, as recorded in the budget
+ * series: the socket queues held a few MB when a round's last byte was
+ * written, and the end exchange measured 20-43 ms against ~1 predicted
+ * from a round trip). Rounds at 125 MB/s; 12.5 MB pending (100 ms) and
+ * 2.5 MB of device state (20 ms); round 1's answer came 23 ms after its
+ * last write with 2.5 MB queued (20 ms at the link): 3 ms the
+ * destination's, plus 1 ms of END work it declared. */
+static void test_estimate_round_tails(void **state)
+{
+	(void)state;
+	mfd_round_stats r[] = { rnd(0, 0, 125000000, 1000 * MS, 12500000),
+				rnd(1, 0, 125000000, 1000 * MS, 12500000) };
+	r[1].device_stop_bytes = 2500000;
+	struct mfd__converge_in in = est_in(r, 2, &defaults);
+	in.rtt_ns = MS / 2;
+	struct mfd__estimate e;
+	/* No round answered: a round trip for the end, as before. */
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 100 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 20 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], MS / 2);
+	uint64_t q, d;
+	assert_false(mfd__converge_tail(&in, e.bandwidth_bps, &q, &d));
+	/* Round 0 (the first pass) answered late; round 1 is what counts. */
+	r[0].tail_bytes = 5000000;
+	r[0].tail_ns = 90 * MS;
+	r[1].tail_bytes = 2500000;
+	r[1].tail_ns = 23 * MS;
+	r[1].dest_end_ns = 1 * MS;
+	assert_true(mfd__converge_tail(&in, 125000000, &q, &d));
+	assert_int_equal(q, 2500000);
+	assert_int_equal(d, 4 * MS);
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	/* The last 20 ms of the pass are still queued when its last byte
+	 * is written: they leave during the end, not during ram. */
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 80 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 20 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 20 * MS + 4 * MS + MS / 2);
+	assert_int_equal(e.total_ns, 124 * MS + MS / 2);
+	/* A queue of 40 ms: the last page is written 40 ms before it
+	 * leaves, the last device byte too; the device part (from the one
+	 * to the other) stays 20 ms. */
+	r[1].tail_bytes = 5000000; /* 40 ms */
+	r[1].tail_ns = 43 * MS;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 60 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 20 * MS);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 40 * MS + 4 * MS + MS / 2);
+	assert_int_equal(e.total_ns, 124 * MS + MS / 2);
+	/* A final pass smaller than the queue: all of it is end. */
+	r[1].dirty_bytes = 1250000; /* 10 ms */
+	r[1].device_stop_bytes = 0;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 0);
+	assert_int_equal(e.part_ns[MFD_DOWN_DEVICE], 0);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 10 * MS + 4 * MS + MS / 2);
+	/* What the last round left queued after the stop and the sync
+	 * (2.5 MB, 20 ms, less 5 ms of sync) goes before the pass. */
+	r[1].unsent_bytes = 2500000;
+	r[1].sync_ns = 5 * MS;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_RAM], 0);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 25 * MS + 4 * MS + MS / 2);
+	/* With verify, both sides' digests come on top. */
+	in.verify_ns = 3 * MS;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_int_equal(e.part_ns[MFD_DOWN_END], 31 * MS + 4 * MS + MS / 2);
+}
+
+/* The median of the latest answered rounds: one answer held up by a
+ * stall (30 ms beyond the link) does not move the end; rounds never
+ * answered are skipped. Loopback-like: nothing queued. */
+static void test_round_tails_median(void **state)
+{
+	(void)state;
+	mfd_round_stats r[8];
+	for (unsigned i = 0; i < 8; i++) {
+		r[i] = rnd(i, 0, 200000000, 100 * MS, 1000000);
+		r[i].tail_ns = (1 + i % 3) * MS; /* 1, 2, 3, 1, 2, ... */
+	}
+	r[7].tail_ns = 0;	/* not answered yet */
+	r[6].tail_ns = 30 * MS; /* a stall */
+	r[5].dest_end_ns = 2 * MS;
+	struct mfd__converge_in in = est_in(r, 8, &defaults);
+	uint64_t q, d;
+	/* Latest 5 answered: rounds 6..2 at 30, 5 (3 + 2), 2, 1, 3 ms. */
+	assert_true(mfd__converge_tail(&in, 2000000000, &q, &d));
+	assert_int_equal(q, 0);
+	assert_int_equal(d, 3 * MS);
+	/* Only the first pass answered: it counts then. */
+	for (unsigned i = 1; i < 8; i++)
+		r[i].tail_ns = 0;
+	assert_true(mfd__converge_tail(&in, 2000000000, &q, &d));
+	assert_int_equal(d, 1 * MS);
+	/* No bandwidth: no prediction. */
+	assert_false(mfd__converge_tail(&in, 0, &q, &d));
+}
+
 /* The device phase of a round apart from its page phase. Recorded on
  * loopback (1 GiB mix, 4 devices x 64 MiB, 2026-12-07): round 0 sent
  * 235.1 MB of device state in 160.6 ms (one device after the other),
@@ -454,6 +552,20 @@ static void test_estimate_device_phase(void **state)
 	assert_in_range(e.part_ns[MFD_DOWN_RAM], 29990000, 30005000);
 	/* 27 MB of device state behind them at the pages' bandwidth */
 	assert_in_range(e.part_ns[MFD_DOWN_DEVICE], 15635000, 15645000);
+	/* With the scheduler's figures, the device phase's own pace, when
+	 * slower than the pages': 3 threads waited 15 ms in its 160.6 (5
+	 * each): 235.1 MB / 155.6 ms, 1.51 GB/s: 17.87 ms. */
+	r[0].page_threads = 3;
+	r[0].device_wait_ns = 15000000;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_in_range(e.part_ns[MFD_DOWN_DEVICE], 17865000, 17875000);
+	/* Faster than the pages (it waited most of the phase): the pages'
+	 * bandwidth, the link, holds the device state back. */
+	r[0].device_wait_ns = 3 * 120000000ULL;
+	mfd__converge_estimate(&in, 300 * MS, &e);
+	assert_in_range(e.part_ns[MFD_DOWN_DEVICE], 15635000, 15645000);
+	r[0].page_threads = 0;
+	r[0].device_wait_ns = 0;
 	/* A round without a device phase is the whole round, as before. */
 	r[0].device_bytes = r[0].device_ns = 0;
 	mfd__converge_estimate(&in, 300 * MS, &e);
@@ -1072,6 +1184,8 @@ int main(void)
 		cmocka_unit_test(test_estimate_first_pass),
 		cmocka_unit_test(test_estimate_queue_drain),
 		cmocka_unit_test(test_estimate_device_phase),
+		cmocka_unit_test(test_estimate_round_tails),
+		cmocka_unit_test(test_round_tails_median),
 		cmocka_unit_test(test_downtime_overrun),
 		cmocka_unit_test(test_budget_names_device),
 		cmocka_unit_test(test_budget_fixed_cost),

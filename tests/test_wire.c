@@ -244,7 +244,7 @@ static void test_hello_reply_reject(void **state)
 	assert_int_equal(reply_rt(&r, &d), MFD_EFLAGS);
 
 	r = good_reply();
-	r.features = 1ULL << 9; /* the first unknown bit above RESUME */
+	r.features = 1ULL << 10; /* the first unknown bit above ROUND_COST */
 	assert_int_equal(reply_rt(&r, &d), MFD_EFEATURE);
 }
 
@@ -362,6 +362,41 @@ static void test_round(void **state)
 	r.reserved = 1;
 	mfd__round_encode(&r, buf);
 	assert_int_equal(mfd__round_decode(buf, &d), MFD_EFLAGS);
+}
+
+/* The destination's ROUND: its cost fields only with MFD_FEAT_ROUND_COST,
+ * bounded; without it they must be 0. */
+static void test_round_answer(void **state)
+{
+	struct mfd__round_answer a = { .round = 9,
+				       .end_us = 2500,
+				       .cost_ns = 123456 },
+				 d;
+	uint8_t buf[MFD_ROUND_SIZE];
+
+	(void)state;
+	mfd__round_answer_encode(&a, buf);
+	assert_int_equal(buf[0], 9);
+	assert_int_equal(buf[4], 2500 & 0xff);
+	assert_int_equal(buf[5], 2500 >> 8);
+	assert_int_equal(buf[8], 123456 & 0xff);
+	assert_int_equal(mfd__round_answer_decode(buf, true, &d), 0);
+	assert_memory_equal(&a, &d, sizeof(a));
+	assert_int_equal(mfd__round_answer_decode(buf, false, &d), MFD_EFLAGS);
+	a.cost_ns = MFD_MAX_ROUND_COST_NS;
+	mfd__round_answer_encode(&a, buf);
+	assert_int_equal(mfd__round_answer_decode(buf, true, &d), 0);
+	a.cost_ns = MFD_MAX_ROUND_COST_NS + 1;
+	mfd__round_answer_encode(&a, buf);
+	assert_int_equal(mfd__round_answer_decode(buf, true, &d), MFD_EFLAGS);
+	/* An old destination's answer: ROUND(round, 0). */
+	a = (struct mfd__round_answer){ .round = 3 };
+	mfd__round_answer_encode(&a, buf);
+	assert_int_equal(mfd__round_answer_decode(buf, false, &d), 0);
+	assert_int_equal(d.round, 3);
+	a.end_us = 1;
+	mfd__round_answer_encode(&a, buf);
+	assert_int_equal(mfd__round_answer_decode(buf, false, &d), MFD_EFLAGS);
 }
 
 /* ---------------------------------------------------------------- */
@@ -1718,6 +1753,7 @@ int main(void)
 		cmocka_unit_test(test_ctl_hdr_roundtrip),
 		cmocka_unit_test(test_ctl_hdr_reject),
 		cmocka_unit_test(test_round),
+		cmocka_unit_test(test_round_answer),
 		cmocka_unit_test(test_setup_roundtrip),
 		cmocka_unit_test(test_setup_reject_fields),
 		cmocka_unit_test(test_setup_lengths),

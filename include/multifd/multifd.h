@@ -466,6 +466,25 @@ typedef struct mfd_round_stats {
 	uint64_t page_wait_ns;
 	uint32_t page_threads;
 	uint64_t sync_cpu_ns;
+	/* The round's tail (pre-copy rounds, issue 18): tail_bytes, what
+	 * the socket send queues held (SIOCOUTQ: not yet acknowledged) when
+	 * the round's last packet left the workers; tail_ns, from that last
+	 * packet's write to the destination's ROUND answer for the round
+	 * (its barrier passed: every byte of the round read and placed), 0
+	 * when no answer came before the next round ended; dest_ns, the
+	 * destination's own part of that, from its barrier to the answer
+	 * (MFD_FEAT_ROUND_COST); dest_end_ns, the END work the destination
+	 * expects beyond a barrier (its devices' arcs out of RESUMING). What
+	 * the end exchange after the final pass waits for, measured on this
+	 * migration's link and destination. */
+	uint64_t tail_bytes;
+	uint64_t tail_ns;
+	uint64_t dest_ns;
+	uint64_t dest_end_ns;
+	/* The device phase's run-queue wait, as page_wait_ns (the same
+	 * threads): the device state's own pace, less the CPU the running
+	 * guest held. */
+	uint64_t device_wait_ns;
 } mfd_round_stats;
 
 /*

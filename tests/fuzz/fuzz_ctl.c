@@ -223,6 +223,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct mfd__round r;
 		FUZZ_ASSERT(h.length == MFD_ROUND_SIZE);
 		(void)mfd__round_decode(p, &r);
+		/* The destination's answer, with and without round cost. */
+		struct mfd__round_answer a;
+		for (int cost = 0; cost < 2; cost++)
+			if (!mfd__round_answer_decode(p, cost, &a))
+				FUZZ_ASSERT(
+					cost ? a.cost_ns <=
+							MFD_MAX_ROUND_COST_NS
+					     : !a.end_us && !a.cost_ns);
 		break;
 	}
 	case MFD_CTL_END:
