@@ -851,6 +851,13 @@ static int setup_acceptable(mfd_dest *d, const struct mfd__setup *su, char *why,
 			 "feature)");
 		return MFD_EFEATURE;
 	}
+	if ((d->features & MFD_FEAT_VERIFY) &&
+	    !(d->features & MFD_FEAT_VERIFY_CHUNKS)) {
+		snprintf(why, len,
+			 "the source's verify sends flat block digests (an "
+			 "older build without the VERIFY_CHUNKS feature)");
+		return MFD_EFEATURE;
+	}
 	if (su->nchannels != d->n) {
 		snprintf(why, len,
 			 "SETUP says %u channels, the handshake said %u",

@@ -339,7 +339,8 @@ static bool resume_on(const mfd_source *s)
 
 static uint64_t features_wanted(const mfd_source *s)
 {
-	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY : 0) |
+	return (s->ss.cfg.verify ? MFD_FEAT_VERIFY | MFD_FEAT_VERIFY_CHUNKS
+				 : 0) |
 	       (s->ss.cfg.compression == MFD__CODEC_ZSTD ? MFD_FEAT_ZSTD : 0) |
 	       (s->ss.key.len ? MFD_FEAT_AUTH : 0) | MFD_FEAT_COMMIT |
 	       (degrade_on(s) ? MFD_FEAT_DEGRADE : 0) |

@@ -60,10 +60,15 @@
  * ROUND, its u64 the time from that barrier to the answer (docs/protocol.md
  * 5.4): the source times its rounds' tails to predict the end exchange. */
 #define MFD_FEAT_ROUND_COST (1ULL << 9)
+/* Verify's END digests are XXH3-128 over 64-page chunk digests
+ * (docs/protocol.md 5.5). Asked for with MFD_FEAT_VERIFY and required
+ * with it: a peer with the flat digests of an older build is refused at
+ * setup, not failed at END with MFD_EVERIFY. */
+#define MFD_FEAT_VERIFY_CHUNKS (1ULL << 10)
 #define MFD_FEATURES_KNOWN                                                     \
 	(MFD_FEAT_VERIFY | MFD_FEAT_ZSTD | MFD_FEAT_AUTH | MFD_FEAT_DEVICES |  \
 	 MFD_FEAT_POSTCOPY | MFD_FEAT_COMMIT | MFD_FEAT_DEGRADE |              \
-	 MFD_FEAT_RESUME | MFD_FEAT_ROUND_COST)
+	 MFD_FEAT_RESUME | MFD_FEAT_ROUND_COST | MFD_FEAT_VERIFY_CHUNKS)
 /* What this engine implements: a destination refuses the rest of the known
  * features in the hello (MFD_EFEATURE). All of them now. */
 #define MFD_FEATURES_OFFERED MFD_FEATURES_KNOWN

@@ -212,8 +212,9 @@ static struct mfd__hello hello(uint16_t role, uint16_t ch,
 				.role = role,
 				.channel = ch,
 				.nchannels = 2,
-				.features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH |
-					    MFD_FEAT_COMMIT };
+				.features = MFD_FEAT_VERIFY |
+					    MFD_FEAT_VERIFY_CHUNKS |
+					    MFD_FEAT_AUTH | MFD_FEAT_COMMIT };
 	memcpy(h.session, session, 16);
 	return h;
 }

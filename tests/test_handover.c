@@ -264,13 +264,11 @@ static void read_all(int fd, uint8_t *buf, size_t n)
 	}
 }
 
-/* A source of the protocol before COMMIT, on a plain socket: its hello
- * and SETUP do not carry the bit; the destination must refuse it with
- * MFD_EFEATURE (at SETUP, with the reason) instead of loading a guest it
- * could later run beside the source's. */
-static void test_peer_without_commit(void **s)
+/* An older source, on a plain socket: its hello and SETUP carry
+ * features; the destination must refuse them with MFD_EFEATURE at SETUP,
+ * its reason naming what is missing (why). */
+static void refused_at_setup(uint64_t features, const char *why)
 {
-	(void)s;
 	struct tvm vm = { 0 };
 	const char *kv[] = { "channels=1", "io-timeout=3s", NULL };
 	tvm_config(&vm, kv);
@@ -293,6 +291,7 @@ static void test_peer_without_commit(void **s)
 				.version = MFD_PROTO_VERSION,
 				.role = MFD_ROLE_MAIN,
 				.nchannels = 1,
+				.features = features,
 				.session = { 1, 2, 3 } };
 	uint8_t buf[4096];
 	mfd__hello_encode(&h, buf);
@@ -305,9 +304,11 @@ static void test_peer_without_commit(void **s)
 	struct mfd__block_desc b = { .name = "pc.ram",
 				     .size = RAM,
 				     .page_size = PAGE };
-	struct mfd__setup su = {
-		.nblocks = 1, .packet_pages = 128, .nchannels = 1, .blocks = &b
-	};
+	struct mfd__setup su = { .nblocks = 1,
+				 .packet_pages = 128,
+				 .nchannels = 1,
+				 .features = features,
+				 .blocks = &b };
 	int len = mfd__setup_encode(&su, buf + MFD_CTL_HDR_SIZE,
 				    sizeof(buf) - MFD_CTL_HDR_SIZE);
 	assert_true(len > 0);
@@ -326,12 +327,28 @@ static void test_peer_without_commit(void **s)
 	struct mfd__error_msg em;
 	assert_int_equal(mfd__error_decode(buf, ch.length, &em), 0);
 	assert_int_equal(em.code, MFD_EFEATURE);
-	assert_non_null(strstr(em.text, "COMMIT"));
+	assert_non_null(strstr(em.text, why));
 	close(fd);
 	assert_int_equal(mfd_dest_wait(vm.dst), MFD_EFEATURE);
-	assert_non_null(strstr(mfd_dest_error_text(vm.dst), "COMMIT"));
+	assert_non_null(strstr(mfd_dest_error_text(vm.dst), why));
 	assert_int_equal(vm.loaded, 0);
 	tvm_destroy(&vm);
+}
+
+/* A source of the protocol before COMMIT: instead of loading a guest it
+ * could later run beside the source's. */
+static void test_peer_without_commit(void **s)
+{
+	(void)s;
+	refused_at_setup(0, "COMMIT");
+}
+
+/* A source whose verify sends flat block digests (before protocol 5.5's
+ * chunk digests): refused at setup, not failed at END as a corruption. */
+static void test_verify_without_chunks(void **s)
+{
+	(void)s;
+	refused_at_setup(MFD_FEAT_COMMIT | MFD_FEAT_VERIFY, "VERIFY_CHUNKS");
 }
 
 #define T(c)                                                                   \
@@ -348,6 +365,7 @@ int main(void)
 		T(URING),
 		T(TLS),
 		cmocka_unit_test(test_peer_without_commit),
+		cmocka_unit_test(test_verify_without_chunks),
 	};
 	int ret = cmocka_run_group_tests(tests, NULL, NULL);
 	tvm_psk_dir_remove(tls_dir);

@@ -244,7 +244,7 @@ static void test_hello_reply_reject(void **state)
 	assert_int_equal(reply_rt(&r, &d), MFD_EFLAGS);
 
 	r = good_reply();
-	r.features = 1ULL << 10; /* the first unknown bit above ROUND_COST */
+	r.features = 1ULL << 11; /* the first unknown bit above VERIFY_CHUNKS */
 	assert_int_equal(reply_rt(&r, &d), MFD_EFEATURE);
 }
 

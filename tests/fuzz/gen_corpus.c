@@ -57,8 +57,9 @@ static void hello(void)
 				.version = MFD_PROTO_VERSION,
 				.role = MFD_ROLE_MAIN,
 				.nchannels = 4,
-				.features = MFD_FEAT_VERIFY | MFD_FEAT_AUTH |
-					    MFD_FEAT_COMMIT };
+				.features = MFD_FEAT_VERIFY |
+					    MFD_FEAT_VERIFY_CHUNKS |
+					    MFD_FEAT_AUTH | MFD_FEAT_COMMIT };
 	memset(h.session, 0xa5, sizeof(h.session));
 	struct mfd__hello_reply r = { .magic = MFD_MAGIC_HELLO,
 				      .version = MFD_PROTO_VERSION,
