@@ -83,7 +83,7 @@ static uint64_t touch_free(uint64_t len)
 	return t ? t : 1;
 }
 
-void coldmem_before_run(const struct coldmem_opts *o)
+void coldmem_warm(const struct coldmem_opts *o)
 {
 	warm_ns = 0;
 	warm_passes = 0;
@@ -113,6 +113,11 @@ void coldmem_before_run(const struct coldmem_opts *o)
 		}
 		warm_ns = now_ns() - t;
 	}
+}
+
+void coldmem_before_run(const struct coldmem_opts *o)
+{
+	coldmem_warm(o);
 	probe_ns = touch_free(PROBE_BYTES);
 	probe_ok = probe_ns != 0;
 	steal_ok = steal_ticks(&steal0);

@@ -35,6 +35,9 @@ struct coldmem_opts {
 };
 
 /* Right before the migration starts: the warm-up, then the probe. */
+/* --warm-host alone (no probe, no new baselines): before a second step
+ * of one run (the restore after a save). */
+void coldmem_warm(const struct coldmem_opts *o);
 void coldmem_before_run(const struct coldmem_opts *o);
 /*
  * JSON / table items. ru0 / ru1: getrusage(RUSAGE_SELF) around the

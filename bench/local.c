@@ -424,6 +424,10 @@ static void migrate_file(const struct bench_opts *o, struct vm *vm,
 			snprintf(res->uri, sizeof(res->uri), "%s", uri);
 		if (o->restore_cold)
 			drop_file_cache(o->restore_path);
+		/* The restore starts from host-backed free memory too (its
+		 * page cache), as the save did. */
+		if (o->save_path)
+			coldmem_warm(&o->cold);
 		res->hooks.restore_t0 = now_ns();
 		res->dst_err = mfd_dest_start(dst, uri);
 		if (!res->dst_err)

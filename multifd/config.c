@@ -290,6 +290,20 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "file-hole-min",
+		.type = MFD__CFG_UINT,
+		.def = "16",
+		.min = 1,
+		.max = 1u << 20,
+		FIELD(file_hole_min),
+		.doc = "file: URIs, source: a run of at least this many "
+		       "consecutive zero pages is left a hole of the file; "
+		       "shorter runs are written as data (zeros), so a batch "
+		       "stays one contiguous write and the file a few large "
+		       "extents. 1: every zero page is a hole.",
+	},
+	{
+		.section = "migration",
 		.name = "lazy-restore",
 		.type = MFD__CFG_BOOL,
 		.def = "off",

@@ -37,6 +37,7 @@ struct mfd_config {
 	uint32_t io_engine; /* enum mfd__io_engine */
 	bool direct_io;	    /* file: URIs: pages written with O_DIRECT */
 	bool lazy_restore;  /* file: URIs: the guest runs before its pages */
+	uint32_t file_hole_min; /* file: URIs: shortest zero run left a hole */
 	char auth_key_file[MFD_CFG_PATH_MAX]; /* "" = no authentication */
 	/* TLS (multifd/channels/tls.c); texts are "" when unset. */
 	uint32_t tls;			  /* enum mfd__tls_mode */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* File I/O of the file writers and readers (fileio.h). */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,6 +21,44 @@ int mfd__fio_all(int fd, bool wr, uint8_t *p, uint64_t len, uint64_t off)
 		p += n;
 		off += (uint64_t)n;
 		len -= (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Skips n bytes of iov[0 .. *cnt): the first iovec not fully moved. */
+static struct iovec *iov_advance(struct iovec *iov, unsigned *cnt, uint64_t n)
+{
+	while (*cnt && n >= iov->iov_len) {
+		n -= iov->iov_len;
+		iov++;
+		(*cnt)--;
+	}
+	if (*cnt) {
+		iov->iov_base = (uint8_t *)iov->iov_base + n;
+		iov->iov_len -= n;
+	}
+	return iov;
+}
+
+int mfd__fio_allv(int fd, bool wr, struct iovec *iov, unsigned cnt,
+		  uint64_t off)
+{
+	while (cnt && !iov->iov_len) {
+		iov++;
+		cnt--;
+	}
+	while (cnt) {
+		int c = cnt < IOV_MAX ? (int)cnt : IOV_MAX;
+		ssize_t n = wr ? pwritev(fd, iov, c, (off_t)off)
+			       : preadv(fd, iov, c, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return wr ? -EIO : -ENODATA;
+		off += (uint64_t)n;
+		iov = iov_advance(iov, &cnt, (uint64_t)n);
 	}
 	return 0;
 }
@@ -47,8 +86,9 @@ static int do_plain(struct mfd__fio *io, unsigned from)
 {
 	int ret = 0;
 	for (unsigned i = from; i < io->queued && !ret; i++)
-		ret = mfd__fio_all(io->req[i].fd, io->req[i].wr, io->req[i].p,
-				   io->req[i].len, io->req[i].off);
+		ret = mfd__fio_allv(io->req[i].fd, io->req[i].wr,
+				    io->req[i].iov, io->req[i].cnt,
+				    io->req[i].off);
 	return ret;
 }
 
@@ -95,12 +135,13 @@ int mfd__fio_drain(struct mfd__fio *io)
 		}
 		/* A short transfer: the rest with syscalls (which also tell
 		 * the end of the file from a transient short read). */
-		uint64_t done = (uint64_t)res;
-		if (done < io->req[i].len)
-			ret = mfd__fio_all(io->req[i].fd, io->req[i].wr,
-					   io->req[i].p + done,
-					   io->req[i].len - done,
-					   io->req[i].off + done);
+		unsigned cnt = io->req[i].cnt;
+		struct iovec *rest =
+			iov_advance(io->req[i].iov, &cnt, (uint64_t)res);
+		if (cnt)
+			ret = mfd__fio_allv(io->req[i].fd, io->req[i].wr, rest,
+					    cnt,
+					    io->req[i].off + (uint64_t)res);
 	}
 	io->queued = 0;
 	if (broken) {
@@ -110,30 +151,66 @@ int mfd__fio_drain(struct mfd__fio *io)
 	return ret;
 }
 
+/* Queues req's transfer on the ring, or does it with syscalls when there
+ * is none (any more). */
+static int queue(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
+		 unsigned cnt, uint64_t off, bool one)
+{
+	int ret;
+	if (io->ring_on && io->queued == MFD__FIO_DEPTH &&
+	    (ret = mfd__fio_drain(io)))
+		return ret;
+	struct io_uring_sqe *sqe =
+		io->ring_on ? io_uring_get_sqe(&io->ring) : NULL;
+	/* No sqe cannot happen (the ring is drained when full), but then
+	 * the syscalls do it. */
+	if (!sqe)
+		return mfd__fio_allv(fd, wr, iov, cnt, off);
+	unsigned i = io->queued++;
+	io->req[i].fd = fd;
+	io->req[i].wr = wr;
+	io->req[i].off = off;
+	io->req[i].cnt = cnt;
+	if (one) {
+		io->req[i].one = iov[0];
+		io->req[i].iov = &io->req[i].one;
+		if (wr)
+			io_uring_prep_write(sqe, fd, iov[0].iov_base,
+					    (unsigned)iov[0].iov_len, off);
+		else
+			io_uring_prep_read(sqe, fd, iov[0].iov_base,
+					   (unsigned)iov[0].iov_len, off);
+	} else {
+		io->req[i].iov = iov;
+		if (wr)
+			io_uring_prep_writev(sqe, fd, iov, cnt, off);
+		else
+			io_uring_prep_readv(sqe, fd, iov, cnt, off);
+	}
+	io_uring_sqe_set_data64(sqe, i);
+	return 0;
+}
+
 int mfd__fio_rw(struct mfd__fio *io, int fd, bool wr, uint8_t *p, uint64_t len,
 		uint64_t off)
 {
 	/* Over 1 GiB (runs of huge pages) does not fit an sqe's length. */
 	if (!io->ring_on || len > (1ULL << 30))
 		return mfd__fio_all(fd, wr, p, len, off);
-	int ret;
-	if (io->queued == MFD__FIO_DEPTH && (ret = mfd__fio_drain(io)))
-		return ret;
-	if (!io->ring_on) /* the drain gave it up */
-		return mfd__fio_all(fd, wr, p, len, off);
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
-	if (!sqe) /* cannot happen: the ring is drained when full */
-		return mfd__fio_all(fd, wr, p, len, off);
-	unsigned i = io->queued++;
-	io->req[i].fd = fd;
-	io->req[i].wr = wr;
-	io->req[i].p = p;
-	io->req[i].len = len;
-	io->req[i].off = off;
-	if (wr)
-		io_uring_prep_write(sqe, fd, p, (unsigned)len, off);
-	else
-		io_uring_prep_read(sqe, fd, p, (unsigned)len, off);
-	io_uring_sqe_set_data64(sqe, i);
-	return 0;
+	struct iovec one = { .iov_base = p, .iov_len = len };
+	return queue(io, fd, wr, &one, 1, off, true);
+}
+
+int mfd__fio_rwv(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
+		 unsigned cnt, uint64_t off)
+{
+	uint64_t len = 0;
+	for (unsigned i = 0; i < cnt; i++)
+		len += iov[i].iov_len;
+	/* The kernel moves at most IOV_MAX iovecs and about 2 GiB a call;
+	 * a short transfer is finished with syscalls, but larger ones go
+	 * there from the start. */
+	if (!io->ring_on || cnt > IOV_MAX || len > (1ULL << 30))
+		return mfd__fio_allv(fd, wr, iov, cnt, off);
+	return queue(io, fd, wr, iov, cnt, off, false);
 }

@@ -12,6 +12,7 @@
 #include <liburing.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #define MFD__FIO_DEPTH 64
 
@@ -22,14 +23,20 @@ struct mfd__fio {
 	struct {
 		int fd;
 		bool wr;
-		uint8_t *p;
-		uint64_t len, off;
+		unsigned cnt;	   /* iovecs at iov */
+		struct iovec *iov; /* &one, or the caller's (mfd__fio_rwv) */
+		struct iovec one;
+		uint64_t off;
 	} req[MFD__FIO_DEPTH];
 };
 
 /* pwrite or pread all of len at off, retrying short transfers: 0, -errno,
  * -ENODATA for a read past the end, -EIO for a write without progress. */
 int mfd__fio_all(int fd, bool wr, uint8_t *p, uint64_t len, uint64_t off);
+/* The same for cnt iovecs (pwritev/preadv, IOV_MAX at a time); advances
+ * iov in place as bytes move. */
+int mfd__fio_allv(int fd, bool wr, struct iovec *iov, unsigned cnt,
+		  uint64_t off);
 
 /* uring: try a ring (falls back to syscalls, false, when the kernel has
  * none). */
@@ -41,6 +48,10 @@ void mfd__fio_exit(struct mfd__fio *io);
  * for a write that makes no progress. */
 int mfd__fio_rw(struct mfd__fio *io, int fd, bool wr, uint8_t *p, uint64_t len,
 		uint64_t off);
+/* The same for cnt iovecs (writev/readv on the ring): iov[0 .. cnt) must
+ * stay until mfd__fio_drain() and may be changed by it. */
+int mfd__fio_rwv(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
+		 unsigned cnt, uint64_t off);
 /* Every queued transfer done (short ones finished with syscalls); the
  * first error. */
 int mfd__fio_drain(struct mfd__fio *io);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -48,7 +49,20 @@ struct fpass {
 	/* Lazy restore: pages go through a staging buffer and userfaultfd
 	 * placement instead of straight into guest memory. */
 	struct mfd__pc_dst *pc;
+	/* Save: zeros_len bytes that read as zero, the source of the zero
+	 * pages written as data (never written: the kernel's zero page). */
+	uint8_t *zeros;
+	uint64_t zeros_len;
 };
+
+static uint64_t largest_page(const struct mfd__session *ss)
+{
+	uint64_t ps = 4096;
+	for (unsigned i = 0; i < ss->nblocks; i++)
+		if (ss->blocks[i].page_size > ps)
+			ps = ss->blocks[i].page_size;
+	return ps;
+}
 
 static int fail_errno(struct mfd__session *ss, int err, const char *what,
 		      const char *path)
@@ -58,62 +72,169 @@ static int fail_errno(struct mfd__session *ss, int err, const char *what,
 				     what, strerror(-err), name ? name : "?");
 }
 
-/* Writes a run of pages [first, first + n) of block b at their offset. */
-static int write_run(struct fpass *p, struct mfd__fio *io, unsigned b,
-		     uint64_t first, uint64_t n)
+/* The save writer's own scratch for one batch (packet-pages entries). */
+struct fsave_scratch {
+	bool *zero;	   /* per page of the batch: all bytes zero */
+	bool *hole;	   /* per page: left (or made) a hole */
+	struct iovec *iov; /* the batch's writes, until the drain */
+};
+
+/* Whether page pg of block rb is zero in guest memory (within the block). */
+static bool mem_zero(const struct mfd__ramblock *rb, uint64_t pg)
 {
-	const struct mfd__ramblock *rb = &p->ss->blocks[b];
-	uint64_t off = first << rb->page_shift;
-	return mfd__fio_rw(io, p->fd, true, rb->host + off, n << rb->page_shift,
-			   p->h->blocks[b].pages_off + off);
+	return mfd__buffer_is_zero(rb->host + (pg << rb->page_shift),
+				   rb->page_size);
 }
 
-/* One batch: zero pages become holes (punched if the page was written in
- * an earlier round), runs of non-zero pages go out with one pwrite each,
- * straight from guest memory. The page digests are taken here, as the
- * network workers take them where they send. */
+/*
+ * Marks the zero pages of the batch that become holes: those in a run of
+ * consecutive zero pages at least file-hole-min long. A run is measured in
+ * guest memory, past the batch's first and last page where needed, so the
+ * rule does not depend on where batches start (on a running guest the
+ * pages outside the batch may change meanwhile: that only changes which
+ * of two correct encodings, hole or zeros as data, a page gets).
+ */
+static void mark_holes(const struct mfd__ramblock *rb, const struct fbatch *bt,
+		       uint64_t min, const bool *zero, bool *hole)
+{
+	for (uint32_t i = 0; i < bt->n;) {
+		if (!zero[i]) {
+			hole[i++] = false;
+			continue;
+		}
+		uint64_t first = bt->offsets[i] >> rb->page_shift;
+		uint32_t j = i + 1;
+		while (j < bt->n && zero[j] &&
+		       bt->offsets[j] >> rb->page_shift == first + (j - i))
+			j++;
+		uint64_t len = j - i, last = first + len - 1;
+		/* Past the run's ends only when the neighbour is not in the
+		 * batch (a neighbour in the batch is non-zero: the run is
+		 * maximal there). */
+		bool before = i == 0 ||
+			      bt->offsets[i - 1] >> rb->page_shift != first - 1;
+		bool after = j == bt->n ||
+			     bt->offsets[j] >> rb->page_shift != last + 1;
+		for (uint64_t pg = first; before && len < min && pg-- > 0;)
+			if (mem_zero(rb, pg))
+				len++;
+			else
+				break;
+		for (uint64_t pg = last + 1;
+		     after && len < min && pg < rb->npages; pg++)
+			if (mem_zero(rb, pg))
+				len++;
+			else
+				break;
+		for (; i < j; i++)
+			hole[i] = len >= min;
+	}
+}
+
+/* Queues the file-contiguous pages gathered in iov[0 .. cnt) (first page
+ * first of block b). */
+static int write_iov(struct fpass *p, struct mfd__fio *io, unsigned b,
+		     uint64_t first, struct iovec *iov, unsigned cnt)
+{
+	const struct mfd__ramblock *rb = &p->ss->blocks[b];
+	return cnt ? mfd__fio_rwv(io, p->fd, true, iov, cnt,
+				  p->h->blocks[b].pages_off +
+					  (first << rb->page_shift))
+		   : 0;
+}
+
+/* A hole for pages [first, first + n) of block b, where any of them was
+ * written in an earlier round (was_present): punched out. */
+static int punch(struct fpass *p, unsigned b, uint64_t first, uint64_t n)
+{
+	const struct mfd__ramblock *rb = &p->ss->blocks[b];
+	if (fallocate(p->mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		      (off_t)(p->h->blocks[b].pages_off +
+			      (first << rb->page_shift)),
+		      (off_t)(n << rb->page_shift)) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * One batch. Zero pages in runs of at least file-hole-min stay holes
+ * (punched if a page was written in an earlier round); every other page,
+ * zero or not, is data: each run of consecutive pages of the file goes
+ * out with one pwritev (one ring entry), straight from guest memory, the
+ * zero pages from the shared zero buffer. A scanner batch of round 0 is
+ * consecutive pages, so it is one write: few large extents, where a hole
+ * per zero page made about 130,000 of 12 KiB for a 2 GiB mix image on
+ * ext4 (docs/benchmarks.md). The page digests are taken here, as the
+ * network workers take them where they send.
+ */
 static int save_batch(struct fpass *p, struct mfd__fio *io,
-		      const struct fbatch *bt)
+		      const struct fbatch *bt, struct fsave_scratch *sc)
 {
 	struct mfd__session *ss = p->ss;
 	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
-	uint64_t run = 0, run_n = 0, zeros = 0;
-	int ret = 0;
-	for (uint32_t i = 0; i < bt->n && !ret; i++) {
+	struct mfd__bitmap *pr = &p->present[bt->block];
+	uint64_t zeros = 0, holes = 0;
+	for (uint32_t i = 0; i < bt->n; i++) {
 		uint64_t pg = bt->offsets[i] >> rb->page_shift;
 		const uint8_t *page = rb->host + bt->offsets[i];
-		bool zero = mfd__buffer_is_zero(page, rb->page_size);
+		sc->zero[i] = mfd__buffer_is_zero(page, rb->page_size);
 		ss->pdig[bt->block][pg] =
-			zero ? ss->pdig_zero[bt->block]
-			     : mfd__page_digest(page, rb->page_size);
-		struct mfd__bitmap *pr = &p->present[bt->block];
-		if (zero) {
-			zeros++;
-			uint64_t bit = 1ULL << (pg & 63);
+			sc->zero[i] ? ss->pdig_zero[bt->block]
+				    : mfd__page_digest(page, rb->page_size);
+		zeros += sc->zero[i];
+	}
+	mark_holes(rb, bt, ss->cfg.file_hole_min, sc->zero, sc->hole);
+	/* A run: pages consecutive in the file, all holes or all data. */
+	uint64_t run = 0, run_n = 0;
+	unsigned iov0 = 0, niov = 0;
+	bool run_hole = false, was = false;
+	int ret = 0;
+	for (uint32_t i = 0; i <= bt->n && !ret; i++) {
+		uint64_t pg = i < bt->n ? bt->offsets[i] >> rb->page_shift : 0;
+		if (run_n && (i == bt->n || pg != run + run_n ||
+			      sc->hole[i] != run_hole)) {
+			if (!run_hole)
+				ret = write_iov(p, io, bt->block, run,
+						sc->iov + iov0, niov - iov0);
+			else if (was)
+				ret = punch(p, bt->block, run, run_n);
+			iov0 = niov;
+			run_n = 0;
+		}
+		if (i == bt->n || ret)
+			break;
+		uint64_t bit = 1ULL << (pg & 63);
+		if (!run_n) {
+			run = pg;
+			run_hole = sc->hole[i];
+			was = false;
+		}
+		run_n++;
+		if (run_hole) {
 			uint64_t old = __atomic_fetch_and(
 				&pr->words[pg >> 6], ~bit, __ATOMIC_RELAXED);
-			if ((old & bit) &&
-			    fallocate(
-				    p->mfd,
-				    FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				    (off_t)(p->h->blocks[bt->block].pages_off +
-					    bt->offsets[i]),
-				    (off_t)rb->page_size) < 0)
-				ret = -errno;
+			was |= (old & bit) != 0;
+			holes++;
 			continue;
 		}
 		mfd__bitmap_set_atomic(pr, pg);
-		if (run_n && run + run_n == pg) {
-			run_n++;
-			continue;
-		}
-		if (run_n)
-			ret = write_run(p, io, bt->block, run, run_n);
-		run = pg;
-		run_n = 1;
+		uint8_t *src =
+			sc->zero[i] ? p->zeros : rb->host + bt->offsets[i];
+		struct iovec *last = niov > iov0 ? &sc->iov[niov - 1] : NULL;
+		/* Guest pages next to each other in memory, or zero pages
+		 * while the zero buffer lasts, share one iovec. */
+		if (last &&
+		    (sc->zero[i] ? last->iov_base == p->zeros &&
+					   last->iov_len + rb->page_size <=
+						   p->zeros_len
+				 : (uint8_t *)last->iov_base + last->iov_len ==
+					   src))
+			last->iov_len += rb->page_size;
+		else
+			sc->iov[niov++] =
+				(struct iovec){ .iov_base = src,
+						.iov_len = rb->page_size };
 	}
-	if (!ret && run_n)
-		ret = write_run(p, io, bt->block, run, run_n);
 	if (!ret)
 		ret = mfd__fio_drain(io);
 	if (ret)
@@ -133,7 +254,7 @@ static int save_batch(struct fpass *p, struct mfd__fio *io,
 	STAT_ADD(ss->st.pages, bt->n);
 	STAT_ADD(ss->st.zero_pages, zeros);
 	STAT_ADD(ss->st.packets, 1);
-	STAT_ADD(ss->st.wire_bytes, (bt->n - zeros) * rb->page_size);
+	STAT_ADD(ss->st.wire_bytes, (bt->n - holes) * rb->page_size);
 	return 0;
 }
 
@@ -195,11 +316,21 @@ struct fworker {
 	pthread_t t;
 	uint8_t *stage; /* lazy restore: a batch's pages before placement */
 	uint64_t *runs; /* lazy restore: (first page, count) per run */
+	struct fsave_scratch sc; /* save */
 };
 
 static int lazy_batch(struct fpass *p, struct mfd__fio *io,
 		      const struct fbatch *bt, struct fworker *w);
 static int lazy_stage(struct fpass *p, struct fworker *w);
+
+static int save_scratch(struct fpass *p, struct fworker *w)
+{
+	uint64_t pp = p->ss->cfg.packet_pages;
+	w->sc.zero = calloc(pp, sizeof(*w->sc.zero));
+	w->sc.hole = calloc(pp, sizeof(*w->sc.hole));
+	w->sc.iov = calloc(pp, sizeof(*w->sc.iov));
+	return w->sc.zero && w->sc.hole && w->sc.iov ? 0 : -ENOMEM;
+}
 
 static void *worker_main(void *arg)
 {
@@ -212,11 +343,13 @@ static void *worker_main(void *arg)
 			  "pwrite/pread instead");
 	if (io && p->pc)
 		ret = lazy_stage(p, w);
+	if (io && w->save)
+		ret = save_scratch(p, w);
 	for (; io && !ret;) {
 		uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
 		if (i >= p->nb || (ret = mfd__session_check(p->ss)))
 			break;
-		ret = w->save ? save_batch(p, io, &p->b[i])
+		ret = w->save ? save_batch(p, io, &p->b[i], &w->sc)
 		      : p->pc ? lazy_batch(p, io, &p->b[i], w)
 			      : load_batch(p, io, &p->b[i]);
 		if (ret)
@@ -227,6 +360,9 @@ static void *worker_main(void *arg)
 	free(io);
 	free(w->stage);
 	free(w->runs);
+	free(w->sc.zero);
+	free(w->sc.hole);
+	free(w->sc.iov);
 	/* The first failing worker stops the others at their next batch. */
 	if (ret && ret != -ECANCELED)
 		mfd__session_fail(p->ss, ret);
@@ -343,6 +479,9 @@ static void fside_close(struct fside *c)
 /* Save                                                               */
 /* ------------------------------------------------------------------ */
 
+/* The zero buffer's bytes at least: zero pages in a row share an iovec. */
+#define ZEROS_MIN (1ULL << 20)
+
 struct fsave {
 	struct fside c;
 	const mfd_source_hooks *hooks;
@@ -412,6 +551,18 @@ static int save_setup(struct fsave *f)
 	    (ret = mfd__session_digests_alloc(ss)))
 		return ret ? ret : -ENOMEM;
 	mfd__fimg_header_encode(&f->c.h, f->hdr);
+	/* Zero pages written as data come from here: an anonymous mapping
+	 * never written reads as the kernel's zero page and takes no
+	 * memory, whatever the page size. */
+	f->pass.zeros_len =
+		largest_page(ss) > ZEROS_MIN ? largest_page(ss) : ZEROS_MIN;
+	f->pass.zeros =
+		mmap(NULL, f->pass.zeros_len, PROT_READ,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (f->pass.zeros == MAP_FAILED) {
+		f->pass.zeros = NULL;
+		return -ENOMEM;
+	}
 	/* The file has its final size from the start: pages land inside it
 	 * and never move it. */
 	if (ftruncate(f->c.fd, (off_t)f->c.h.dev_off) < 0)
@@ -424,7 +575,9 @@ static int save_setup(struct fsave *f)
 				  .present = f->c.present,
 				  .h = &f->c.h,
 				  .path = f->c.path,
-				  .uring = ss->cfg.io_engine == MFD__IO_URING };
+				  .uring = ss->cfg.io_engine == MFD__IO_URING,
+				  .zeros = f->pass.zeros,
+				  .zeros_len = f->pass.zeros_len };
 	return 0;
 }
 
@@ -690,6 +843,8 @@ int mfd__file_save(struct mfd__session *ss, const mfd_source_hooks *hooks,
 		mfd__devset_notify(devs, MFD_MIG_COMPLETED);
 	}
 	fside_close(&f->c);
+	if (f->pass.zeros)
+		munmap(f->pass.zeros, f->pass.zeros_len);
 	free(f->hdr);
 	free(f);
 	return ret;
@@ -958,6 +1113,12 @@ static int load_run(struct fload *f)
 	int ret = load_header(f);
 	if (!ret)
 		ret = open_direct(ss, f->c.path, O_RDONLY, f->c.fd, &f->c.dfd);
+	/* Buffered: the readers read the page areas front to back, so the
+	 * kernel may read ahead twice as far (a hint; 2 GiB mix image, cold,
+	 * on ext4: 1,877-2,628 MB/s with it against 1,377-2,463 without,
+	 * docs/benchmarks.md). */
+	if (!ret && !ss->cfg.direct_io)
+		(void)posix_fadvise(f->c.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	if (!ret)
 		ret = load_bitmaps(f);
 	if (!ret && f->lazy)
@@ -992,15 +1153,6 @@ struct flazy {
 	struct mfd__pc_dst *pc;
 	uint8_t *stage; /* LAZY_AROUND pages of the largest page size */
 };
-
-static uint64_t largest_page(const struct mfd__session *ss)
-{
-	uint64_t ps = 4096;
-	for (unsigned i = 0; i < ss->nblocks; i++)
-		if (ss->blocks[i].page_size > ps)
-			ps = ss->blocks[i].page_size;
-	return ps;
-}
 
 /* A staging buffer of bytes, 4 KiB aligned for O_DIRECT. */
 static uint8_t *stage_alloc(uint64_t bytes)

@@ -121,6 +121,8 @@ static void test_table(UNUSED void **state)
 		{ "direct-io", offsetof(struct mfd_config, direct_io), 1 },
 		{ "lazy-restore", offsetof(struct mfd_config, lazy_restore),
 		  1 },
+		{ "file-hole-min", offsetof(struct mfd_config, file_hole_min),
+		  4 },
 		{ "dest-prefault", offsetof(struct mfd_config, dest_prefault),
 		  4 },
 		{ "postcopy", offsetof(struct mfd_config, postcopy), 4 },

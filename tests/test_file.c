@@ -378,44 +378,155 @@ static void test_roundtrip_live(void **state)
 	roundtrip(kv, true);
 }
 
-/* Zero pages are holes: SEEK_DATA / SEEK_HOLE see them. */
-static void test_zero_holes(void **state)
+static void read_hdr(int fd, struct mfd__fimg_hdr *h, struct mfd__fimg_end *e);
+
+/* Bytes of g's zero pages in runs of at least min pages: the holes the
+ * rule leaves. */
+static uint64_t hole_bytes_of(const struct guest *g, uint64_t min)
 {
-	(void)state;
-	struct guest g;
+	uint64_t bytes = 0;
+	for (int b = 0; b < 2; b++) {
+		uint64_t ps = g->page[b], n = g->size[b] / ps, run = 0;
+		for (uint64_t pg = 0; pg <= n; pg++) {
+			bool z = false;
+			if (pg < n) {
+				z = true;
+				for (uint64_t k = 0; k < ps && z; k++)
+					z = g->ram[b][pg * ps + k] == 0;
+			}
+			if (z) {
+				run++;
+				continue;
+			}
+			if (run >= min)
+				bytes += run * ps;
+			run = 0;
+		}
+	}
+	return bytes;
+}
+
+/* A run of zero pages of a block: in the file a hole, or data (zeros). */
+struct zrun {
+	int block;
+	uint64_t first, n; /* pages */
+};
+
+/* Round 0's end (the first dirty sync of block 0): pages that were
+ * written as data become zero and dirty, so the final round must punch
+ * the long run out and rewrite the short one as zeros. */
+static const struct zrun rezeroed[] = { { 0, 300, 20 }, { 0, 700, 15 } };
+
+static int hook_sync_zero(void *opaque, unsigned block, uint64_t *bitmap,
+			  uint64_t npages)
+{
+	struct guest *g = opaque;
+	(void)npages;
+	if (block != 0 || g->syncs++)
+		return 0;
+	for (size_t i = 0; i < sizeof(rezeroed) / sizeof(rezeroed[0]); i++) {
+		const struct zrun *z = &rezeroed[i];
+		memset(g->ram[0] + z->first * PAGE, 0, z->n * PAGE);
+		for (uint64_t pg = z->first; pg < z->first + z->n; pg++)
+			bitmap[pg / 64] |= 1ULL << (pg % 64);
+	}
+	return 0;
+}
+
+/*
+ * Zero pages in runs of at least file-hole-min are holes (SEEK_HOLE finds
+ * them, exactly the run), shorter runs are data that reads back as zeros;
+ * the restore is byte-identical either way. Batches of 64 pages, so runs
+ * lie inside one batch and across two (a run is measured in memory, not
+ * per batch); some runs become zero only after round 0 (punched, or
+ * rewritten as zeros). Block 0, pages: the 2 MiB run at 4 MiB (512), one
+ * page of every 7 past 8 MiB (1), and the runs below; block 1 (64 KiB
+ * pages): page 16 (1).
+ */
+static void zero_holes(const char *min)
+{
+	static const struct zrun runs[] = {
+		{ 0, 1024, 512 }, { 0, 100, 16 }, /* inside a batch */
+		{ 0, 200, 15 },	  { 0, 440, 16 }, /* across 448 */
+		{ 0, 632, 15 },			  /* across 640 */
+		{ 0, 300, 20 },	  { 0, 700, 15 }, /* rezeroed */
+		{ 0, 2048, 1 },	  { 0, 2055, 1 }, { 1, 16, 1 },
+	};
+	const char *const kv[] = { "packet-pages", "64", "file-hole-min", min,
+				   NULL };
+	uint64_t hole_min = strtoull(min, NULL, 10);
+	struct guest g, r;
 	char path[300], why[1024];
 	path_of(path, sizeof(path), "holes.img");
 	guest_init(&g, true, false);
-	assert_int_equal(save(&g, path, NULL, false, why, sizeof(why)), 0);
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++)
+		if (runs[i].first < 1024 && runs[i].first != 300 &&
+		    runs[i].first != 700)
+			memset(g.ram[0] + runs[i].first * PAGE, 0,
+			       runs[i].n * PAGE);
+	g.sync_dirty = hook_sync_zero;
+	assert_int_equal(save(&g, path, kv, false, why, sizeof(why)), 0);
+	assert_int_equal(g.syncs, 2); /* after round 0, at the stop */
 	int fd = open(path, O_RDONLY);
 	assert_true(fd >= 0);
-	uint8_t hdr[4096];
-	assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
 	struct mfd__fimg_hdr h;
+	read_hdr(fd, &h, NULL);
+	static uint8_t buf[2 * MiB];
+	for (size_t i = 0; i < sizeof(runs) / sizeof(runs[0]); i++) {
+		const struct zrun *z = &runs[i];
+		uint64_t ps = g.page[z->block];
+		off_t off =
+			(off_t)(h.blocks[z->block].pages_off + z->first * ps);
+		off_t end = off + (off_t)(z->n * ps);
+		print_message("block %d pages %" PRIu64 "+%" PRIu64 "\n",
+			      z->block, z->first, z->n);
+		/* The pages around every run are data (random). */
+		assert_int_equal(lseek(fd, off - (off_t)ps, SEEK_DATA),
+				 off - (off_t)ps);
+		if (z->n >= hole_min) {
+			assert_int_equal(lseek(fd, off - (off_t)ps, SEEK_HOLE),
+					 off);
+			assert_int_equal(lseek(fd, off, SEEK_DATA), end);
+			continue;
+		}
+		assert_int_equal(lseek(fd, off - (off_t)ps, SEEK_HOLE) >= end,
+				 true);
+		assert_int_equal(pread(fd, buf, (size_t)(end - off), off),
+				 end - off);
+		for (off_t k = 0; k < end - off; k++)
+			assert_int_equal(buf[k], 0);
+	}
+	/* Allocated: all but the holes (and the padding of the page
+	 * areas), with the metadata. */
+	uint64_t hole_bytes = hole_bytes_of(&g, hole_min);
+	assert_true(hole_bytes >= 2 * MiB + 36 * PAGE);
 	struct stat st;
 	assert_int_equal(fstat(fd, &st), 0);
-	assert_int_equal(mfd__fimg_header_decode(hdr, sizeof(hdr),
-						 (uint64_t)st.st_size, &h, NULL,
-						 0),
-			 0);
-	uint64_t base = h.blocks[0].pages_off;
-	/* Page 0 is data; the 2 MiB zero run at 4 MiB is one hole. */
-	assert_int_equal(lseek(fd, (off_t)base, SEEK_DATA), (off_t)base);
-	assert_int_equal(lseek(fd, (off_t)base, SEEK_HOLE),
-			 (off_t)(base + 4 * MiB));
-	assert_int_equal(lseek(fd, (off_t)(base + 4 * MiB), SEEK_DATA),
-			 (off_t)(base + 6 * MiB));
-	/* Every 7th page past 8 MiB is a hole of one page. */
-	assert_int_equal(lseek(fd, (off_t)(base + 8 * MiB), SEEK_HOLE),
-			 (off_t)(base + 8 * MiB));
-	assert_int_equal(lseek(fd, (off_t)(base + 8 * MiB), SEEK_DATA),
-			 (off_t)(base + 8 * MiB + PAGE));
-	/* Less is allocated than the guest's size. */
-	assert_true((uint64_t)st.st_blocks * 512 <
-		    g.size[0] + g.size[1] - 2 * MiB);
+	assert_true((uint64_t)st.st_blocks * 512 <=
+		    g.size[0] + g.size[1] - hole_bytes + 64 * 1024);
 	close(fd);
+	guest_init(&r, false, false);
+	assert_int_equal(restore_kv(&r, path, kv, why, sizeof(why)), 0);
+	assert_same(&g, &r);
+	/* The restore read every page that is data, zeros included. */
+	assert_int_equal(last_dest_stats.wire_bytes,
+			 g.size[0] + g.size[1] - hole_bytes);
 	guest_free(&g);
+	guest_free(&r);
 	unlink(path);
+}
+
+static void test_zero_holes(void **state)
+{
+	(void)state;
+	zero_holes("16"); /* the default */
+}
+
+/* 1: every zero page is a hole (the rule before file-hole-min). */
+static void test_zero_holes_every_page(void **state)
+{
+	(void)state;
+	zero_holes("1");
 }
 
 /* ---- corruption: a good image, damaged one way at a time ---- */
@@ -686,8 +797,9 @@ static void test_file_info(void **state)
 	assert_true(fi->complete);
 	assert_string_equal(fi->blocks[1].name, "vga.vram");
 	assert_int_equal(fi->blocks[1].page_size, 65536);
-	/* vga.vram: 64 pages, one of them zero. */
-	assert_int_equal(fi->blocks[1].present, 63);
+	/* vga.vram: 64 pages, one of them zero, but alone: data (a run
+	 * shorter than file-hole-min). */
+	assert_int_equal(fi->blocks[1].present, 64);
 	assert_true(fi->blocks[0].bitmap_ok && fi->blocks[1].bitmap_ok);
 	assert_true(fi->allocated < fi->file_size);
 	mfd_file_info_free(fi);
@@ -1270,6 +1382,7 @@ int main(void)
 		cmocka_unit_test(test_roundtrip_one_channel),
 		cmocka_unit_test(test_roundtrip_live),
 		cmocka_unit_test(test_zero_holes),
+		cmocka_unit_test(test_zero_holes_every_page),
 		cmocka_unit_test_setup_teardown(
 			test_corrupt_header, corrupt_setup, corrupt_teardown),
 		cmocka_unit_test_setup_teardown(test_corrupt_truncated,

@@ -19,6 +19,16 @@
 # The save's and restore's rates here are bytes moved / time (the pages
 # written, holes not counted: what the disk had to do), beside the
 # effective rate (RAM / time) the bench reports.
+#
+# The same host memory state for every step (BENCHMARKING.md): on this VM
+# the balloon hands freed memory back to the host about 2 s after it is
+# freed, and the first touch of such memory costs about 1.5 s per GiB, in
+# whichever copy first touches a page-cache page. A 1-channel buffered
+# save to the disk took 4.8-5.3 s cold and 1.3-2.2 s warm (2026-12-07,
+# docs/benchmarks.md). So right before each fio step the script touches
+# and frees --warm GiB (two passes of a tmpfs file in /dev/shm), and the
+# bench does the same right before its save and its restore
+# (--warm-host).
 set -euo pipefail
 
 prog=file_fio.sh
@@ -34,6 +44,8 @@ Usage: bench/scripts/file_fio.sh [--build DIR] [--ram SIZE] [--dirs "D1 D2"]
                   this machine's disk and tmpfs)
   --channels LIST channel counts = fio job counts (default "1 2 4")
   --direct LIST   direct-io values = fio --direct (default "off on")
+  --warm GIB      touch and free GIB of memory before each step (default
+                  6; 0: not)
   -- ARGS         passed to multifd-bench (e.g. --io-engine uring)
 Prints one line per configuration and a markdown table at the end.
 EOF
@@ -45,6 +57,7 @@ ram=2G
 dirs="/var/tmp /dev/shm"
 chans="1 2 4"
 directs="off on"
+warm=6
 extra=()
 while (($#)); do
 	case $1 in
@@ -53,6 +66,7 @@ while (($#)); do
 	--dirs) dirs=${2:?}; shift 2 ;;
 	--channels) chans=${2:?}; shift 2 ;;
 	--direct) directs=${2:?}; shift 2 ;;
+	--warm) warm=${2:?}; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	--) shift; extra=("$@"); break ;;
 	*) usage >&2; exit 2 ;;
@@ -80,6 +94,19 @@ fio_mbps() { # dir rw jobs direct(0/1)
 	jq -r --arg rw "$2" '.jobs[0][$rw].bw_bytes / 1e6' <<<"$out"
 }
 
+# Touch and free $1 GiB twice: free memory the host backs (see above).
+warm_host() {
+	local f=/dev/shm/mfd-fio-warm.$$
+	[ "$1" = 0 ] && return 0
+	for _ in 1 2; do
+		dd if=/dev/zero of="$f" bs=1M count=$(($1 * 1024)) 2>/dev/null ||
+			true
+		rm -f "$f"
+	done
+}
+warm_args=()
+[ "$warm" = 0 ] || warm_args=(--warm-host "$warm")
+
 rows=()
 for dir in $dirs; do
 	fs=$(stat -f -c %T "$dir")
@@ -88,17 +115,19 @@ for dir in $dirs; do
 		[ "$d" = on ] && dnum=1
 		for n in $chans; do
 			img=$dir/mfd-file-fio.img
-			w=$(flock "$lock" bash -c "$(declare -f fio_mbps); \
+			w=$(flock "$lock" bash -c "$(declare -f fio_mbps warm_host); \
+				warm_host $warm; \
 				bs=$bs ram_mib=$ram_mib fio_mbps $dir write $n $dnum" ||
 				echo nan)
-			r=$(flock "$lock" bash -c "$(declare -f fio_mbps); \
+			r=$(flock "$lock" bash -c "$(declare -f fio_mbps warm_host); \
+				warm_host $warm; \
 				bs=$bs ram_mib=$ram_mib fio_mbps $dir read $n $dnum" ||
 				echo nan)
 			rm -f "$dir"/mfd-fio-seq.img
 			json=$(flock "$lock" "$bench" --ram "$ram" --image mix \
 				--channels "$n" --direct-io "$d" --save "$img" \
 				--restore "$img" --restore-cache cold \
-				"${extra[@]}" --json 2>/dev/null ||
+				"${warm_args[@]}" "${extra[@]}" --json 2>/dev/null ||
 				true)
 			rm -f "$img"
 			line=$(jq -r --arg fs "$fs" --arg d "$d" --arg n "$n" \
@@ -121,7 +150,7 @@ for dir in $dirs; do
 	done
 done
 echo
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); bench args: ${extra[*]:-none}"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); warm: $warm GiB; bench args: ${extra[*]:-none}"
 echo "| fs | direct | ch | status | fio write MB/s | save MB/s written | save MB/s RAM | save/fio | fio read MB/s | restore MB/s read | restore MB/s RAM | restore/fio |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
