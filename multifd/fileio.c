@@ -6,38 +6,12 @@
 #include <unistd.h>
 
 #include "multifd/fileio.h"
+#include "multifd/common/util.h"
 
 int mfd__fio_all(int fd, bool wr, uint8_t *p, uint64_t len, uint64_t off)
 {
-	while (len) {
-		ssize_t n = wr ? pwrite(fd, p, len, (off_t)off)
-			       : pread(fd, p, len, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return wr ? -EIO : -ENODATA;
-		p += n;
-		off += (uint64_t)n;
-		len -= (uint64_t)n;
-	}
-	return 0;
-}
-
-/* Skips n bytes of iov[0 .. *cnt): the first iovec not fully moved. */
-static struct iovec *iov_advance(struct iovec *iov, unsigned *cnt, uint64_t n)
-{
-	while (*cnt && n >= iov->iov_len) {
-		n -= iov->iov_len;
-		iov++;
-		(*cnt)--;
-	}
-	if (*cnt) {
-		iov->iov_base = (uint8_t *)iov->iov_base + n;
-		iov->iov_len -= n;
-	}
-	return iov;
+	struct iovec one = { .iov_base = p, .iov_len = len };
+	return mfd__fio_allv(fd, wr, &one, 1, off);
 }
 
 int mfd__fio_allv(int fd, bool wr, struct iovec *iov, unsigned cnt,
@@ -58,7 +32,9 @@ int mfd__fio_allv(int fd, bool wr, struct iovec *iov, unsigned cnt,
 		if (n == 0)
 			return wr ? -EIO : -ENODATA;
 		off += (uint64_t)n;
-		iov = iov_advance(iov, &cnt, (uint64_t)n);
+		size_t left = cnt;
+		iov = mfd__iov_skip(iov, &left, (size_t)n);
+		cnt = (unsigned)left;
 	}
 	return 0;
 }
@@ -135,12 +111,12 @@ int mfd__fio_drain(struct mfd__fio *io)
 		}
 		/* A short transfer: the rest with syscalls (which also tell
 		 * the end of the file from a transient short read). */
-		unsigned cnt = io->req[i].cnt;
+		size_t cnt = io->req[i].cnt;
 		struct iovec *rest =
-			iov_advance(io->req[i].iov, &cnt, (uint64_t)res);
+			mfd__iov_skip(io->req[i].iov, &cnt, (size_t)res);
 		if (cnt)
 			ret = mfd__fio_allv(io->req[i].fd, io->req[i].wr, rest,
-					    cnt,
+					    (unsigned)cnt,
 					    io->req[i].off + (uint64_t)res);
 	}
 	io->queued = 0;

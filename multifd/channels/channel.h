@@ -107,15 +107,9 @@ struct mfd__chan {
 /* Drops the first n bytes from msg's iovecs, after a partial transfer. */
 static inline void mfd__iov_consume(struct msghdr *msg, size_t n)
 {
-	while (msg->msg_iovlen && n >= msg->msg_iov->iov_len) {
-		n -= msg->msg_iov->iov_len;
-		msg->msg_iov++;
-		msg->msg_iovlen--;
-	}
-	if (msg->msg_iovlen) {
-		msg->msg_iov->iov_base = (uint8_t *)msg->msg_iov->iov_base + n;
-		msg->msg_iov->iov_len -= n;
-	}
+	size_t cnt = msg->msg_iovlen;
+	msg->msg_iov = mfd__iov_skip(msg->msg_iov, &cnt, n);
+	msg->msg_iovlen = cnt;
 }
 
 /* A read position in an iovec array, for moving it in pieces. */
