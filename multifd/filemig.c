@@ -74,9 +74,16 @@ static int fail_errno(struct mfd__session *ss, int err, const char *what,
 
 /* The save writer's own scratch for one batch (packet-pages entries). */
 struct fsave_scratch {
-	bool *zero;	   /* per page of the batch: all bytes zero */
-	bool *hole;	   /* per page: left (or made) a hole */
-	struct iovec *iov; /* the batch's writes, until the drain */
+	bool *zero;	       /* per page of the batch: all bytes zero */
+	bool *hole;	       /* per page: left (or made) a hole */
+	struct iovec *iov;     /* the batch's writes, until they are reaped */
+	struct iovec *iovs[2]; /* iov: one batch prepared, one written */
+};
+
+/* A batch whose writes are queued: what its completion counts. */
+struct fsaved {
+	const struct fbatch *bt;
+	uint64_t zeros, holes;
 };
 
 /* Whether page pg of block rb is zero in guest memory (within the block). */
@@ -156,19 +163,26 @@ static int punch(struct fpass *p, unsigned b, uint64_t first, uint64_t n)
 	return 0;
 }
 
+/* 0, or the failure of the pages' writes, recorded with its reason. */
+static int written(struct fpass *p, int ret)
+{
+	return ret ? fail_errno(p->ss, ret, "write pages", p->path) : 0;
+}
+
 /*
- * One batch. Zero pages in runs of at least file-hole-min stay holes
- * (punched if a page was written in an earlier round); every other page,
- * zero or not, is data: each run of consecutive pages of the file goes
- * out with one pwritev (one ring entry), straight from guest memory, the
- * zero pages from the shared zero buffer. A scanner batch of round 0 is
- * consecutive pages, so it is one write: few large extents, where a hole
- * per zero page made about 130,000 of 12 KiB for a 2 GiB mix image on
- * ext4 (docs/benchmarks.md). The page digests are taken here, as the
- * network workers take them where they send.
+ * One batch, its writes queued (save_done once they are done). Zero pages in
+ * runs of at least file-hole-min stay holes (punched if a page was written in
+ * an earlier round); every other page, zero or not, is data: each run of
+ * consecutive pages of the file goes out with one pwritev (one ring entry),
+ * straight from guest memory, the zero pages from the shared zero buffer. A
+ * scanner batch of round 0 is consecutive pages, so it is one write: few large
+ * extents, where a hole per zero page made about 130,000 of 12 KiB for a 2 GiB
+ * mix image on ext4 (docs/benchmarks.md). The page digests are taken here, as
+ * the network workers take them where they send.
  */
 static int save_batch(struct fpass *p, struct mfd__fio *io,
-		      const struct fbatch *bt, struct fsave_scratch *sc)
+		      const struct fbatch *bt, struct fsave_scratch *sc,
+		      struct fsaved *out)
 {
 	struct mfd__session *ss = p->ss;
 	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
@@ -235,10 +249,17 @@ static int save_batch(struct fpass *p, struct mfd__fio *io,
 				(struct iovec){ .iov_base = src,
 						.iov_len = rb->page_size };
 	}
-	if (!ret)
-		ret = mfd__fio_drain(io);
-	if (ret)
-		return fail_errno(ss, ret, "write pages", p->path);
+	*out = (struct fsaved){ .bt = bt, .zeros = zeros, .holes = holes };
+	return written(p, ret);
+}
+
+/* A batch's writes are done: counted, and, buffered, its writeback
+ * started. */
+static void save_done(struct fpass *p, const struct fsaved *d)
+{
+	struct mfd__session *ss = p->ss;
+	const struct fbatch *bt = d->bt;
+	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
 	/* Buffered: start the batch's writeback now, in this writer, so the
 	 * disk works while the rounds run. Left to the end's fdatasync, the
 	 * whole image's writeback fell into the downtime: 1.9-3.0 s for a
@@ -252,10 +273,9 @@ static int save_batch(struct fpass *p, struct mfd__fio *io,
 			(off_t)(z - a + rb->page_size), SYNC_FILE_RANGE_WRITE);
 	}
 	STAT_ADD(ss->st.pages, bt->n);
-	STAT_ADD(ss->st.zero_pages, zeros);
+	STAT_ADD(ss->st.zero_pages, d->zeros);
 	STAT_ADD(ss->st.packets, 1);
-	STAT_ADD(ss->st.wire_bytes, (bt->n - holes) * rb->page_size);
-	return 0;
+	STAT_ADD(ss->st.wire_bytes, (bt->n - d->holes) * rb->page_size);
 }
 
 /* Reads the present pages of one batch into guest memory, takes their
@@ -328,8 +348,59 @@ static int save_scratch(struct fpass *p, struct fworker *w)
 	uint64_t pp = p->ss->cfg.packet_pages;
 	w->sc.zero = calloc(pp, sizeof(*w->sc.zero));
 	w->sc.hole = calloc(pp, sizeof(*w->sc.hole));
-	w->sc.iov = calloc(pp, sizeof(*w->sc.iov));
-	return w->sc.zero && w->sc.hole && w->sc.iov ? 0 : -ENOMEM;
+	for (int k = 0; k < 2; k++)
+		w->sc.iovs[k] = calloc(pp, sizeof(*w->sc.iov));
+	return w->sc.zero && w->sc.hole && w->sc.iovs[0] && w->sc.iovs[1]
+		       ? 0
+		       : -ENOMEM;
+}
+
+/* The pass's next batch for this worker, or NULL at the end (or once the
+ * session failed: *ret). */
+static const struct fbatch *next_batch(struct fpass *p, int *ret)
+{
+	uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+	if (i >= p->nb || (*ret = mfd__session_check(p->ss)))
+		return NULL;
+	return &p->b[i];
+}
+
+/*
+ * A save writer's batches. With direct I/O the device waits for this
+ * thread between batches (no page cache takes the writes): so one batch
+ * is in the device while the next is prepared (zero pages, digests,
+ * holes, its writes queued), and it is submitted as soon as the one before
+ * is done. One batch in the device at a time, as fio's psync writes of
+ * one block at a time (bench/scripts/file_fio.sh), but the device no
+ * longer idles while the writer computes. Without a ring (io-engine =
+ * sockets) the writes are done as they are queued: nothing overlaps
+ * there without a second thread. Buffered, each batch is written, then
+ * its writeback started (save_done).
+ */
+static int save_loop(struct fpass *p, struct mfd__fio *io, struct fworker *w)
+{
+	bool overlap = p->ss->cfg.direct_io;
+	struct fsaved prev = { 0 }, cur;
+	const struct fbatch *bt;
+	int ret = 0;
+	for (unsigned k = 0; !ret && (bt = next_batch(p, &ret)); k ^= 1) {
+		w->sc.iov = w->sc.iovs[k];
+		if ((ret = save_batch(p, io, bt, &w->sc, &cur)))
+			break;
+		if (!overlap) {
+			if (!(ret = written(p, mfd__fio_drain(io))))
+				save_done(p, &cur);
+			continue;
+		}
+		if (!(ret = written(p, mfd__fio_reap(io))) && prev.bt)
+			save_done(p, &prev);
+		prev = cur;
+		if (!ret)
+			ret = written(p, mfd__fio_submit(io));
+	}
+	if (!ret && prev.bt && !(ret = written(p, mfd__fio_reap(io))))
+		save_done(p, &prev);
+	return ret;
 }
 
 static void *worker_main(void *arg)
@@ -345,16 +416,11 @@ static void *worker_main(void *arg)
 		ret = lazy_stage(p, w);
 	if (io && w->save)
 		ret = save_scratch(p, w);
-	for (; io && !ret;) {
-		uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
-		if (i >= p->nb || (ret = mfd__session_check(p->ss)))
-			break;
-		ret = w->save ? save_batch(p, io, &p->b[i], &w->sc)
-		      : p->pc ? lazy_batch(p, io, &p->b[i], w)
-			      : load_batch(p, io, &p->b[i]);
-		if (ret)
-			break;
-	}
+	const struct fbatch *bt;
+	if (io && !ret && w->save)
+		ret = save_loop(p, io, w);
+	while (io && !ret && !w->save && (bt = next_batch(p, &ret)))
+		ret = p->pc ? lazy_batch(p, io, bt, w) : load_batch(p, io, bt);
 	if (io)
 		mfd__fio_exit(io);
 	free(io);
@@ -362,7 +428,8 @@ static void *worker_main(void *arg)
 	free(w->runs);
 	free(w->sc.zero);
 	free(w->sc.hole);
-	free(w->sc.iov);
+	free(w->sc.iovs[0]);
+	free(w->sc.iovs[1]);
 	/* The first failing worker stops the others at their next batch. */
 	if (ret && ret != -ECANCELED)
 		mfd__session_fail(p->ss, ret);
