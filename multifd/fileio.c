@@ -49,55 +49,49 @@ bool mfd__fio_init(struct mfd__fio *io, bool uring)
 
 void mfd__fio_exit(struct mfd__fio *io)
 {
-	if (io->ring_on) {
+	if (io->ring_on)
 		(void)mfd__fio_drain(io);
+	/* (A drain that broke the ring has let it go already.) */
+	if (io->ring_on)
 		io_uring_queue_exit(&io->ring);
-	}
 	io->ring_on = false;
 }
 
-/* The ring's requests [from, queued) never reached the kernel: done with
- * syscalls. */
-static int do_plain(struct mfd__fio *io, unsigned from)
+#define SLOT(c) ((c) % MFD__FIO_DEPTH)
+
+/* Request c with syscalls. */
+static int plain(struct mfd__fio *io, unsigned c)
+{
+	return mfd__fio_allv(io->req[SLOT(c)].fd, io->req[SLOT(c)].wr,
+			     io->req[SLOT(c)].iov, io->req[SLOT(c)].cnt,
+			     io->req[SLOT(c)].off);
+}
+
+/* The ring fails: what is queued is done with syscalls, and no ring from
+ * now on (what it still holds in the kernel goes with it). */
+static int ring_broken(struct mfd__fio *io)
 {
 	int ret = 0;
-	for (unsigned i = from; i < io->queued && !ret; i++)
-		ret = mfd__fio_allv(io->req[i].fd, io->req[i].wr,
-				    io->req[i].iov, io->req[i].cnt,
-				    io->req[i].off);
+	for (unsigned c = io->sent; c != io->tail && !ret; c++)
+		ret = plain(io, c);
+	io->head = io->sent = io->tail = 0;
+	io_uring_queue_exit(&io->ring);
+	io->ring_on = false;
 	return ret;
 }
 
-int mfd__fio_drain(struct mfd__fio *io)
+int mfd__fio_reap(struct mfd__fio *io)
 {
-	if (!io->ring_on || !io->queued)
-		return 0;
 	int ret = 0;
-	unsigned sent = 0;
-	bool broken = false;
-	while (sent < io->queued) {
-		int sub = io_uring_submit(&io->ring);
-		if (sub == -EINTR || sub == -EAGAIN)
-			continue;
-		if (sub <= 0) {
-			/* The ring refuses: the rest the plain way, and no
-			 * ring from now on (its unsubmitted entries go with
-			 * it). */
-			ret = do_plain(io, sent);
-			broken = true;
-			break;
-		}
-		sent += (unsigned)sub;
-	}
-	for (unsigned left = sent; left;) {
+	/* Completions come in any order: count them, then free all. */
+	for (unsigned left = io->ring_on ? io->sent - io->head : 0; left;) {
 		struct io_uring_cqe *cqe;
 		int w = io_uring_wait_cqe(&io->ring, &cqe);
 		if (w == -EINTR)
 			continue;
 		if (w < 0) {
-			ret = ret ? ret : w;
-			broken = true;
-			break;
+			(void)ring_broken(io);
+			return ret ? ret : w;
 		}
 		uint64_t i = io_uring_cqe_get_data64(cqe);
 		int res = cqe->res;
@@ -119,12 +113,31 @@ int mfd__fio_drain(struct mfd__fio *io)
 					    (unsigned)cnt,
 					    io->req[i].off + (uint64_t)res);
 	}
-	io->queued = 0;
-	if (broken) {
-		io_uring_queue_exit(&io->ring);
-		io->ring_on = false;
-	}
+	io->head = io->sent;
 	return ret;
+}
+
+int mfd__fio_submit(struct mfd__fio *io)
+{
+	while (io->ring_on && io->sent != io->tail) {
+		int sub = io_uring_submit(&io->ring);
+		if (sub == -EINTR || sub == -EAGAIN)
+			continue;
+		if (sub <= 0) {
+			/* The ring refuses: what it took is reaped, the rest
+			 * is done the plain way. */
+			int ret = mfd__fio_reap(io), r = ring_broken(io);
+			return ret ? ret : r;
+		}
+		io->sent += (unsigned)sub;
+	}
+	return 0;
+}
+
+int mfd__fio_drain(struct mfd__fio *io)
+{
+	int ret = mfd__fio_submit(io), r = mfd__fio_reap(io);
+	return ret ? ret : r;
 }
 
 /* Queues req's transfer on the ring, or does it with syscalls when there
@@ -133,16 +146,21 @@ static int queue(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
 		 unsigned cnt, uint64_t off, bool one)
 {
 	int ret;
-	if (io->ring_on && io->queued == MFD__FIO_DEPTH &&
+	/* Every slot taken: the kernel's first, then, if all are queued,
+	 * everything. */
+	if (io->ring_on && io->tail - io->head == MFD__FIO_DEPTH &&
+	    (ret = mfd__fio_reap(io)))
+		return ret;
+	if (io->ring_on && io->tail - io->head == MFD__FIO_DEPTH &&
 	    (ret = mfd__fio_drain(io)))
 		return ret;
 	struct io_uring_sqe *sqe =
 		io->ring_on ? io_uring_get_sqe(&io->ring) : NULL;
-	/* No sqe cannot happen (the ring is drained when full), but then
-	 * the syscalls do it. */
+	/* No sqe cannot happen (no more are outstanding than the ring
+	 * holds), but then the syscalls do it. */
 	if (!sqe)
 		return mfd__fio_allv(fd, wr, iov, cnt, off);
-	unsigned i = io->queued++;
+	unsigned i = SLOT(io->tail++);
 	io->req[i].fd = fd;
 	io->req[i].wr = wr;
 	io->req[i].off = off;

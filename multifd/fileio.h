@@ -16,10 +16,16 @@
 
 #define MFD__FIO_DEPTH 64
 
+/*
+ * The ring's requests live in req[], used as a circle with free-running
+ * counters: [head, sent) are in the kernel, [sent, tail) queued and not yet
+ * submitted; slot = counter % MFD__FIO_DEPTH. Nothing more than that is
+ * ever outstanding, so the ring (MFD__FIO_DEPTH entries) never overflows.
+ */
 struct mfd__fio {
 	bool ring_on;
 	struct io_uring ring;
-	unsigned queued;
+	unsigned head, sent, tail;
 	struct {
 		int fd;
 		bool wr;
@@ -43,17 +49,27 @@ int mfd__fio_allv(int fd, bool wr, struct iovec *iov, unsigned cnt,
 bool mfd__fio_init(struct mfd__fio *io, bool uring);
 void mfd__fio_exit(struct mfd__fio *io);
 /* Moves len bytes between p and the file at off: done when it returns
- * (syscalls), or queued until mfd__fio_drain() (ring; a full ring drains
- * first). 0, -errno, -ENODATA for a read past the end of the file, -EIO
- * for a write that makes no progress. */
+ * (syscalls), or queued until mfd__fio_drain() (ring; when every slot is
+ * taken, what is in the kernel is reaped first, then, if still full, all
+ * is drained). 0, -errno, -ENODATA for a read past the end of the file,
+ * -EIO for a write that makes no progress; an error may also be an
+ * earlier transfer's, reaped to make room. */
 int mfd__fio_rw(struct mfd__fio *io, int fd, bool wr, uint8_t *p, uint64_t len,
 		uint64_t off);
 /* The same for cnt iovecs (writev/readv on the ring): iov[0 .. cnt) must
- * stay until mfd__fio_drain() and may be changed by it. */
+ * stay until the transfer is reaped (mfd__fio_reap() or _drain()) and may
+ * be changed by it. */
 int mfd__fio_rwv(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
 		 unsigned cnt, uint64_t off);
-/* Every queued transfer done (short ones finished with syscalls); the
- * first error. */
+/* Hands what is queued to the kernel without waiting for it (nothing to do
+ * without a ring): the caller prepares the next transfers while the device
+ * works on these. 0 or the error of a transfer done with syscalls because
+ * the ring refused it. */
+int mfd__fio_submit(struct mfd__fio *io);
+/* Waits for every submitted transfer (short ones finished with syscalls);
+ * what is queued and not submitted stays queued. The first error. */
+int mfd__fio_reap(struct mfd__fio *io);
+/* Every queued transfer done: submit, then reap. The first error. */
 int mfd__fio_drain(struct mfd__fio *io);
 
 #endif /* MULTIFD_FILEIO_H */

@@ -18,6 +18,7 @@
 #include "multifd/fileimg.h"
 #include "multifd/fileio.h"
 #include "multifd/filemig.h"
+#include "multifd/filepass.h"
 #include "multifd/postcopy_dst.h"
 #include "ramblock/tracker.h"
 
@@ -26,36 +27,7 @@ const char *mfd__file_uri_path(const char *uri)
 	return uri && strncmp(uri, "file:", 5) == 0 ? uri + 5 : NULL;
 }
 
-/* One unit of work for a writer or a reader: up to packet-pages pages of
- * one block (the scanner's batch). */
-struct fbatch {
-	uint32_t block, n;
-	uint64_t *offsets;
-};
-
-/* What the writers or readers of one pass share. */
-struct fpass {
-	struct mfd__session *ss;
-	int fd;			     /* pages: O_DIRECT with direct-io */
-	int mfd;		     /* metadata and hole punching */
-	struct mfd__bitmap *present; /* per block: page in the page area */
-	const struct mfd__fimg_hdr *h;
-	const char *path;
-	bool uring; /* io-engine = uring: each worker's own ring */
-	struct fbatch *b;
-	uint64_t nb;
-	uint64_t next; /* atomic: the next batch to take */
-	uint64_t bytes;
-	/* Lazy restore: pages go through a staging buffer and userfaultfd
-	 * placement instead of straight into guest memory. */
-	struct mfd__pc_dst *pc;
-	/* Save: zeros_len bytes that read as zero, the source of the zero
-	 * pages written as data (never written: the kernel's zero page). */
-	uint8_t *zeros;
-	uint64_t zeros_len;
-};
-
-static uint64_t largest_page(const struct mfd__session *ss)
+uint64_t mfd__file_largest_page(const struct mfd__session *ss)
 {
 	uint64_t ps = 4096;
 	for (unsigned i = 0; i < ss->nblocks; i++)
@@ -64,8 +36,8 @@ static uint64_t largest_page(const struct mfd__session *ss)
 	return ps;
 }
 
-static int fail_errno(struct mfd__session *ss, int err, const char *what,
-		      const char *path)
+int mfd__file_fail_errno(struct mfd__session *ss, int err, const char *what,
+			 const char *path)
 {
 	const char *name = strerrorname_np(-err);
 	return mfd__session_fail_why(ss, err, "file %s: %s: %s (%s)", path,
@@ -74,9 +46,16 @@ static int fail_errno(struct mfd__session *ss, int err, const char *what,
 
 /* The save writer's own scratch for one batch (packet-pages entries). */
 struct fsave_scratch {
-	bool *zero;	   /* per page of the batch: all bytes zero */
-	bool *hole;	   /* per page: left (or made) a hole */
-	struct iovec *iov; /* the batch's writes, until the drain */
+	bool *zero;	       /* per page of the batch: all bytes zero */
+	bool *hole;	       /* per page: left (or made) a hole */
+	struct iovec *iov;     /* the batch's writes, until they are reaped */
+	struct iovec *iovs[2]; /* iov: one batch prepared, one written */
+};
+
+/* A batch whose writes are queued: what its completion counts. */
+struct fsaved {
+	const struct mfd__fbatch *bt;
+	uint64_t zeros, holes;
 };
 
 /* Whether page pg of block rb is zero in guest memory (within the block). */
@@ -94,8 +73,9 @@ static bool mem_zero(const struct mfd__ramblock *rb, uint64_t pg)
  * pages outside the batch may change meanwhile: that only changes which
  * of two correct encodings, hole or zeros as data, a page gets).
  */
-static void mark_holes(const struct mfd__ramblock *rb, const struct fbatch *bt,
-		       uint64_t min, const bool *zero, bool *hole)
+static void mark_holes(const struct mfd__ramblock *rb,
+		       const struct mfd__fbatch *bt, uint64_t min,
+		       const bool *zero, bool *hole)
 {
 	for (uint32_t i = 0; i < bt->n;) {
 		if (!zero[i]) {
@@ -133,7 +113,7 @@ static void mark_holes(const struct mfd__ramblock *rb, const struct fbatch *bt,
 
 /* Queues the file-contiguous pages gathered in iov[0 .. cnt) (first page
  * first of block b). */
-static int write_iov(struct fpass *p, struct mfd__fio *io, unsigned b,
+static int write_iov(struct mfd__fpass *p, struct mfd__fio *io, unsigned b,
 		     uint64_t first, struct iovec *iov, unsigned cnt)
 {
 	const struct mfd__ramblock *rb = &p->ss->blocks[b];
@@ -145,7 +125,7 @@ static int write_iov(struct fpass *p, struct mfd__fio *io, unsigned b,
 
 /* A hole for pages [first, first + n) of block b, where any of them was
  * written in an earlier round (was_present): punched out. */
-static int punch(struct fpass *p, unsigned b, uint64_t first, uint64_t n)
+static int punch(struct mfd__fpass *p, unsigned b, uint64_t first, uint64_t n)
 {
 	const struct mfd__ramblock *rb = &p->ss->blocks[b];
 	if (fallocate(p->mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -156,19 +136,27 @@ static int punch(struct fpass *p, unsigned b, uint64_t first, uint64_t n)
 	return 0;
 }
 
+/* 0, or the failure of the pages' writes, recorded with its reason. */
+static int written(struct mfd__fpass *p, int ret)
+{
+	return ret ? mfd__file_fail_errno(p->ss, ret, "write pages", p->path)
+		   : 0;
+}
+
 /*
- * One batch. Zero pages in runs of at least file-hole-min stay holes
- * (punched if a page was written in an earlier round); every other page,
- * zero or not, is data: each run of consecutive pages of the file goes
- * out with one pwritev (one ring entry), straight from guest memory, the
- * zero pages from the shared zero buffer. A scanner batch of round 0 is
- * consecutive pages, so it is one write: few large extents, where a hole
- * per zero page made about 130,000 of 12 KiB for a 2 GiB mix image on
- * ext4 (docs/benchmarks.md). The page digests are taken here, as the
- * network workers take them where they send.
+ * One batch, its writes queued (save_done once they are done). Zero pages in
+ * runs of at least file-hole-min stay holes (punched if a page was written in
+ * an earlier round); every other page, zero or not, is data: each run of
+ * consecutive pages of the file goes out with one pwritev (one ring entry),
+ * straight from guest memory, the zero pages from the shared zero buffer. A
+ * scanner batch of round 0 is consecutive pages, so it is one write: few large
+ * extents, where a hole per zero page made about 130,000 of 12 KiB for a 2 GiB
+ * mix image on ext4 (docs/benchmarks.md). The page digests are taken here, as
+ * the network workers take them where they send.
  */
-static int save_batch(struct fpass *p, struct mfd__fio *io,
-		      const struct fbatch *bt, struct fsave_scratch *sc)
+static int save_batch(struct mfd__fpass *p, struct mfd__fio *io,
+		      const struct mfd__fbatch *bt, struct fsave_scratch *sc,
+		      struct fsaved *out)
 {
 	struct mfd__session *ss = p->ss;
 	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
@@ -235,10 +223,17 @@ static int save_batch(struct fpass *p, struct mfd__fio *io,
 				(struct iovec){ .iov_base = src,
 						.iov_len = rb->page_size };
 	}
-	if (!ret)
-		ret = mfd__fio_drain(io);
-	if (ret)
-		return fail_errno(ss, ret, "write pages", p->path);
+	*out = (struct fsaved){ .bt = bt, .zeros = zeros, .holes = holes };
+	return written(p, ret);
+}
+
+/* A batch's writes are done: counted, and, buffered, its writeback
+ * started. */
+static void save_done(struct mfd__fpass *p, const struct fsaved *d)
+{
+	struct mfd__session *ss = p->ss;
+	const struct mfd__fbatch *bt = d->bt;
+	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
 	/* Buffered: start the batch's writeback now, in this writer, so the
 	 * disk works while the rounds run. Left to the end's fdatasync, the
 	 * whole image's writeback fell into the downtime: 1.9-3.0 s for a
@@ -252,17 +247,16 @@ static int save_batch(struct fpass *p, struct mfd__fio *io,
 			(off_t)(z - a + rb->page_size), SYNC_FILE_RANGE_WRITE);
 	}
 	STAT_ADD(ss->st.pages, bt->n);
-	STAT_ADD(ss->st.zero_pages, zeros);
+	STAT_ADD(ss->st.zero_pages, d->zeros);
 	STAT_ADD(ss->st.packets, 1);
-	STAT_ADD(ss->st.wire_bytes, (bt->n - holes) * rb->page_size);
-	return 0;
+	STAT_ADD(ss->st.wire_bytes, (bt->n - d->holes) * rb->page_size);
 }
 
 /* Reads the present pages of one batch into guest memory, takes their
  * digests; absent pages keep the zero page's digest (the destination's
  * memory starts zero, as for a network migration). */
-static int load_batch(struct fpass *p, struct mfd__fio *io,
-		      const struct fbatch *bt)
+static int load_batch(struct mfd__fpass *p, struct mfd__fio *io,
+		      const struct mfd__fbatch *bt)
 {
 	struct mfd__session *ss = p->ss;
 	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
@@ -301,7 +295,7 @@ static int load_batch(struct fpass *p, struct mfd__fio *io,
 			"lie past its end",
 			p->path, rb->name, (unsigned long long)bt->offsets[0]);
 	if (ret)
-		return fail_errno(ss, ret, "read pages", p->path);
+		return mfd__file_fail_errno(ss, ret, "read pages", p->path);
 	STAT_ADD(ss->st.pages, bt->n);
 	STAT_ADD(ss->st.zero_pages, bt->n - present);
 	STAT_ADD(ss->st.packets, 1);
@@ -310,59 +304,102 @@ static int load_batch(struct fpass *p, struct mfd__fio *io,
 }
 
 struct fworker {
-	struct fpass *p;
+	struct mfd__fpass *p;
 	bool save;
 	int ret;
 	pthread_t t;
-	uint8_t *stage; /* lazy restore: a batch's pages before placement */
-	uint64_t *runs; /* lazy restore: (first page, count) per run */
-	struct fsave_scratch sc; /* save */
+	struct mfd__flazy_buf lz; /* lazy restore */
+	struct fsave_scratch sc;  /* save */
 };
 
-static int lazy_batch(struct fpass *p, struct mfd__fio *io,
-		      const struct fbatch *bt, struct fworker *w);
-static int lazy_stage(struct fpass *p, struct fworker *w);
-
-static int save_scratch(struct fpass *p, struct fworker *w)
+static int save_scratch(struct mfd__fpass *p, struct fworker *w)
 {
 	uint64_t pp = p->ss->cfg.packet_pages;
 	w->sc.zero = calloc(pp, sizeof(*w->sc.zero));
 	w->sc.hole = calloc(pp, sizeof(*w->sc.hole));
-	w->sc.iov = calloc(pp, sizeof(*w->sc.iov));
-	return w->sc.zero && w->sc.hole && w->sc.iov ? 0 : -ENOMEM;
+	for (int k = 0; k < 2; k++)
+		w->sc.iovs[k] = calloc(pp, sizeof(*w->sc.iov));
+	return w->sc.zero && w->sc.hole && w->sc.iovs[0] && w->sc.iovs[1]
+		       ? 0
+		       : -ENOMEM;
+}
+
+/* The pass's next batch for this worker, or NULL at the end (or once the
+ * session failed: *ret). */
+static const struct mfd__fbatch *next_batch(struct mfd__fpass *p, int *ret)
+{
+	uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+	if (i >= p->nb || (*ret = mfd__session_check(p->ss)))
+		return NULL;
+	return &p->b[i];
+}
+
+/*
+ * A save writer's batches. With direct I/O the device waits for this
+ * thread between batches (no page cache takes the writes): so one batch
+ * is in the device while the next is prepared (zero pages, digests,
+ * holes, its writes queued), and it is submitted as soon as the one before
+ * is done. One batch in the device at a time, as fio's psync writes of
+ * one block at a time (bench/scripts/file_fio.sh), but the device no
+ * longer idles while the writer computes. Without a ring (io-engine =
+ * sockets) the writes are done as they are queued: nothing overlaps
+ * there without a second thread. Buffered, each batch is written, then
+ * its writeback started (save_done).
+ */
+static int save_loop(struct mfd__fpass *p, struct mfd__fio *io,
+		     struct fworker *w)
+{
+	bool overlap = p->ss->cfg.direct_io;
+	struct fsaved prev = { 0 }, cur;
+	const struct mfd__fbatch *bt;
+	int ret = 0;
+	for (unsigned k = 0; !ret && (bt = next_batch(p, &ret)); k ^= 1) {
+		w->sc.iov = w->sc.iovs[k];
+		if ((ret = save_batch(p, io, bt, &w->sc, &cur)))
+			break;
+		if (!overlap) {
+			if (!(ret = written(p, mfd__fio_drain(io))))
+				save_done(p, &cur);
+			continue;
+		}
+		if (!(ret = written(p, mfd__fio_reap(io))) && prev.bt)
+			save_done(p, &prev);
+		prev = cur;
+		if (!ret)
+			ret = written(p, mfd__fio_submit(io));
+	}
+	if (!ret && prev.bt && !(ret = written(p, mfd__fio_reap(io))))
+		save_done(p, &prev);
+	return ret;
 }
 
 static void *worker_main(void *arg)
 {
 	struct fworker *w = arg;
-	struct fpass *p = w->p;
+	struct mfd__fpass *p = w->p;
 	struct mfd__fio *io = malloc(sizeof(*io));
 	int ret = io ? 0 : -ENOMEM;
 	if (io && !mfd__fio_init(io, p->uring) && p->uring)
 		mfd__warn("io-engine uring: no io_uring for file I/O here; "
 			  "pwrite/pread instead");
 	if (io && p->pc)
-		ret = lazy_stage(p, w);
+		ret = mfd__flazy_buf_init(&w->lz, p->ss);
 	if (io && w->save)
 		ret = save_scratch(p, w);
-	for (; io && !ret;) {
-		uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
-		if (i >= p->nb || (ret = mfd__session_check(p->ss)))
-			break;
-		ret = w->save ? save_batch(p, io, &p->b[i], &w->sc)
-		      : p->pc ? lazy_batch(p, io, &p->b[i], w)
-			      : load_batch(p, io, &p->b[i]);
-		if (ret)
-			break;
-	}
+	const struct mfd__fbatch *bt;
+	if (io && !ret && w->save)
+		ret = save_loop(p, io, w);
+	while (io && !ret && !w->save && (bt = next_batch(p, &ret)))
+		ret = p->pc ? mfd__flazy_batch(p, io, bt, &w->lz)
+			    : load_batch(p, io, bt);
 	if (io)
 		mfd__fio_exit(io);
 	free(io);
-	free(w->stage);
-	free(w->runs);
+	mfd__flazy_buf_free(&w->lz);
 	free(w->sc.zero);
 	free(w->sc.hole);
-	free(w->sc.iov);
+	free(w->sc.iovs[0]);
+	free(w->sc.iovs[1]);
 	/* The first failing worker stops the others at their next batch. */
 	if (ret && ret != -ECANCELED)
 		mfd__session_fail(p->ss, ret);
@@ -372,7 +409,7 @@ static void *worker_main(void *arg)
 }
 
 /* Runs the pass's batches on `channels` threads and joins them. */
-static int run_pass(struct fpass *p, bool save)
+int mfd__fpass_run(struct mfd__fpass *p, bool save)
 {
 	struct fworker w[MFD_MAX_CHANNELS];
 	unsigned n = p->ss->cfg.channels, started = 0;
@@ -393,15 +430,7 @@ static int run_pass(struct fpass *p, bool save)
 	return ret ? ret : mfd__session_check(p->ss);
 }
 
-/* The batches of one pass, from the scanner over the dirty bitmaps (save)
- * or every page in order (load). */
-struct fbatches {
-	struct fbatch *b;
-	uint64_t *offs; /* one array for all batches */
-	uint64_t n, cap, noffs;
-};
-
-static int batches_alloc(struct fbatches *bs, struct mfd__session *ss)
+int mfd__fbatches_alloc(struct mfd__fbatches *bs, struct mfd__session *ss)
 {
 	uint64_t pages = 0, nb = 0, pp = ss->cfg.packet_pages;
 	for (unsigned i = 0; i < ss->nblocks; i++) {
@@ -415,14 +444,14 @@ static int batches_alloc(struct fbatches *bs, struct mfd__session *ss)
 	return bs->b && bs->offs ? 0 : -ENOMEM;
 }
 
-static void batches_free(struct fbatches *bs)
+static void batches_free(struct mfd__fbatches *bs)
 {
 	free(bs->b);
 	free(bs->offs);
 }
 
 /* Scans the dirty bitmaps (clearing them) into batches; the pages. */
-static uint64_t batches_scan(struct fbatches *bs, struct mfd__session *ss)
+static uint64_t batches_scan(struct mfd__fbatches *bs, struct mfd__session *ss)
 {
 	struct mfd__scanner sc;
 	unsigned blk, n;
@@ -432,27 +461,15 @@ static uint64_t batches_scan(struct fbatches *bs, struct mfd__session *ss)
 	/* Per block at most ceil(npages / packet-pages) batches and npages
 	 * offsets: the arrays hold a full pass. */
 	while ((n = mfd__scanner_next(&sc, &blk, bs->offs + used))) {
-		bs->b[bs->n++] = (struct fbatch){ .block = blk,
-						  .n = n,
-						  .offsets = bs->offs + used };
+		bs->b[bs->n++] = (struct mfd__fbatch){
+			.block = blk, .n = n, .offsets = bs->offs + used
+		};
 		used += n;
 	}
 	return used;
 }
 
-/* What a save and a restore both hold. */
-struct fside {
-	struct mfd__session *ss;
-	struct mfd__devset *devs;
-	uint64_t *dev_bytes;
-	const char *path;
-	struct mfd__fimg_hdr h;
-	struct mfd__bitmap present[MFD_MAX_BLOCKS]; /* pages in the file */
-	struct fbatches bs;
-	int fd, dfd; /* dfd: the pages (O_DIRECT with direct-io) */
-};
-
-static void fside_init(struct fside *c, struct mfd__session *ss,
+static void fside_init(struct mfd__fside *c, struct mfd__session *ss,
 		       struct mfd__devset *devs, uint64_t *dev_bytes,
 		       const char *path)
 {
@@ -463,7 +480,7 @@ static void fside_init(struct fside *c, struct mfd__session *ss,
 	c->fd = c->dfd = -1;
 }
 
-static void fside_close(struct fside *c)
+static void fside_close(struct mfd__fside *c)
 {
 	if (c->dfd >= 0 && c->dfd != c->fd)
 		close(c->dfd);
@@ -483,10 +500,10 @@ static void fside_close(struct fside *c)
 #define ZEROS_MIN (1ULL << 20)
 
 struct fsave {
-	struct fside c;
+	struct mfd__fside c;
 	const mfd_source_hooks *hooks;
 	uint8_t *hdr; /* encoded header */
-	struct fpass pass;
+	struct mfd__fpass pass;
 	struct mfd__tracker tracker;
 	bool tracking, stopped;
 };
@@ -517,7 +534,8 @@ static int open_direct(struct mfd__session *ss, const char *path, int flags,
 			"set direct-io = off",
 			path);
 	if (*dfd < 0)
-		return fail_errno(ss, -errno, "open with O_DIRECT", path);
+		return mfd__file_fail_errno(ss, -errno, "open with O_DIRECT",
+					    path);
 	return 0;
 }
 
@@ -525,7 +543,7 @@ static int open_save(struct fsave *f)
 {
 	f->c.fd = open(f->c.path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (f->c.fd < 0)
-		return fail_errno(f->c.ss, -errno, "open", f->c.path);
+		return mfd__file_fail_errno(f->c.ss, -errno, "open", f->c.path);
 	return open_direct(f->c.ss, f->c.path, O_WRONLY, f->c.fd, &f->c.dfd);
 }
 
@@ -547,15 +565,16 @@ static int save_setup(struct fsave *f)
 	}
 	mfd__fimg_layout(&f->c.h);
 	if (!(f->hdr = calloc(1, f->c.h.header_len)) ||
-	    (ret = batches_alloc(&f->c.bs, ss)) ||
+	    (ret = mfd__fbatches_alloc(&f->c.bs, ss)) ||
 	    (ret = mfd__session_digests_alloc(ss)))
 		return ret ? ret : -ENOMEM;
 	mfd__fimg_header_encode(&f->c.h, f->hdr);
 	/* Zero pages written as data come from here: an anonymous mapping
 	 * never written reads as the kernel's zero page and takes no
 	 * memory, whatever the page size. */
-	f->pass.zeros_len =
-		largest_page(ss) > ZEROS_MIN ? largest_page(ss) : ZEROS_MIN;
+	f->pass.zeros_len = mfd__file_largest_page(ss) > ZEROS_MIN
+				    ? mfd__file_largest_page(ss)
+				    : ZEROS_MIN;
 	f->pass.zeros =
 		mmap(NULL, f->pass.zeros_len, PROT_READ,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -566,18 +585,19 @@ static int save_setup(struct fsave *f)
 	/* The file has its final size from the start: pages land inside it
 	 * and never move it. */
 	if (ftruncate(f->c.fd, (off_t)f->c.h.dev_off) < 0)
-		return fail_errno(ss, -errno, "ftruncate", f->c.path);
+		return mfd__file_fail_errno(ss, -errno, "ftruncate", f->c.path);
 	if ((ret = mfd__fio_all(f->c.fd, true, f->hdr, f->c.h.header_len, 0)))
-		return fail_errno(ss, ret, "write header", f->c.path);
-	f->pass = (struct fpass){ .ss = ss,
-				  .fd = f->c.dfd,
-				  .mfd = f->c.fd,
-				  .present = f->c.present,
-				  .h = &f->c.h,
-				  .path = f->c.path,
-				  .uring = ss->cfg.io_engine == MFD__IO_URING,
-				  .zeros = f->pass.zeros,
-				  .zeros_len = f->pass.zeros_len };
+		return mfd__file_fail_errno(ss, ret, "write header", f->c.path);
+	f->pass = (struct mfd__fpass){ .ss = ss,
+				       .fd = f->c.dfd,
+				       .mfd = f->c.fd,
+				       .present = f->c.present,
+				       .h = &f->c.h,
+				       .path = f->c.path,
+				       .uring = ss->cfg.io_engine ==
+						MFD__IO_URING,
+				       .zeros = f->pass.zeros,
+				       .zeros_len = f->pass.zeros_len };
 	return 0;
 }
 
@@ -613,7 +633,7 @@ static int save_round(struct fsave *f, uint32_t round, uint64_t *bytes_out)
 	f->pass.b = f->c.bs.b;
 	f->pass.nb = f->c.bs.n;
 	uint64_t before = STAT_GET(f->c.ss->st.wire_bytes);
-	int ret = run_pass(&f->pass, true);
+	int ret = mfd__fpass_run(&f->pass, true);
 	*bytes_out = STAT_GET(f->c.ss->st.wire_bytes) - before;
 	return ret;
 }
@@ -728,8 +748,8 @@ static int save_devices(struct fsave *f, uint64_t *len, uint64_t *digest)
 		*digest = mfd__fimg_digest64(buf, used);
 		if ((ret = mfd__fio_all(f->c.fd, true, buf, used,
 					f->c.h.dev_off)))
-			ret = fail_errno(f->c.ss, ret, "write device state",
-					 f->c.path);
+			ret = mfd__file_fail_errno(
+				f->c.ss, ret, "write device state", f->c.path);
 	}
 	free(buf);
 	STAT_SET(*f->c.dev_bytes, used);
@@ -787,7 +807,9 @@ static int save_end(struct fsave *f, uint64_t dev_len, uint64_t dev_digest)
 	}
 	if (!ret && fdatasync(f->c.fd) < 0)
 		ret = -errno;
-	return ret ? fail_errno(ss, ret, "write end record", f->c.path) : 0;
+	return ret ? mfd__file_fail_errno(ss, ret, "write end record",
+					  f->c.path)
+		   : 0;
 }
 
 static int save_run(struct fsave *f)
@@ -854,24 +876,15 @@ int mfd__file_save(struct mfd__session *ss, const mfd_source_hooks *hooks,
 /* Load                                                               */
 /* ------------------------------------------------------------------ */
 
-struct fload {
-	struct fside c;
-	const mfd_dest_hooks *hooks;
-	const struct mfd__file_lazy *lazy; /* NULL: not lazy */
-	bool ran;			   /* lazy: the guest runs */
-	struct mfd__fimg_end e;
-	uint64_t size;
-	char why[768]; /* two block names and numbers fit */
-};
-
-static int refused(struct fload *f, int err)
+static int refused(struct mfd__fload *f, int err)
 {
 	return mfd__session_fail_why(f->c.ss, err, "file %s refused: %s",
 				     f->c.path, f->why);
 }
 
 /* Reads len bytes at off into a new buffer (*out, freed by the caller). */
-static int read_meta(struct fload *f, uint64_t off, uint64_t len, uint8_t **out)
+static int read_meta(struct mfd__fload *f, uint64_t off, uint64_t len,
+		     uint8_t **out)
 {
 	*out = malloc(len ? len : 1);
 	if (!*out)
@@ -884,10 +897,10 @@ static int read_meta(struct fload *f, uint64_t off, uint64_t len, uint8_t **out)
 			 (unsigned long long)f->size);
 		return refused(f, MFD_ETRUNCATED);
 	}
-	return ret ? fail_errno(f->c.ss, ret, "read", f->c.path) : 0;
+	return ret ? mfd__file_fail_errno(f->c.ss, ret, "read", f->c.path) : 0;
 }
 
-static int load_header(struct fload *f)
+static int load_header(struct mfd__fload *f)
 {
 	struct mfd__session *ss = f->c.ss;
 	uint64_t len = mfd__fimg_header_len(MFD__FIMG_MAX_BLOCKS);
@@ -944,7 +957,7 @@ static int load_header(struct fload *f)
 	return ret;
 }
 
-static int load_bitmaps(struct fload *f)
+static int load_bitmaps(struct mfd__fload *f)
 {
 	for (unsigned i = 0; i < f->c.h.nblocks; i++) {
 		const struct mfd__ramblock *rb = &f->c.ss->blocks[i];
@@ -978,7 +991,7 @@ static int load_bitmaps(struct fload *f)
 }
 
 /* Every page, in batches of packet-pages consecutive pages. */
-static void batches_all(struct fbatches *bs, struct mfd__session *ss)
+static void batches_all(struct mfd__fbatches *bs, struct mfd__session *ss)
 {
 	uint64_t used = 0, pp = ss->cfg.packet_pages;
 	bs->n = 0;
@@ -987,7 +1000,7 @@ static void batches_all(struct fbatches *bs, struct mfd__session *ss)
 		for (uint64_t pg = 0; pg < rb->npages; pg += pp) {
 			uint64_t n =
 				rb->npages - pg < pp ? rb->npages - pg : pp;
-			bs->b[bs->n++] = (struct fbatch){
+			bs->b[bs->n++] = (struct mfd__fbatch){
 				.block = i,
 				.n = (uint32_t)n,
 				.offsets = bs->offs + used,
@@ -1000,31 +1013,31 @@ static void batches_all(struct fbatches *bs, struct mfd__session *ss)
 
 /* The restore's reading pass over every page present: all batches,
  * the image's descriptors and bitmaps. */
-static struct fpass read_pass(struct fload *f)
+struct mfd__fpass mfd__fload_read_pass(struct mfd__fload *f)
 {
 	struct mfd__session *ss = f->c.ss;
 	batches_all(&f->c.bs, ss);
-	return (struct fpass){ .ss = ss,
-			       .fd = f->c.dfd,
-			       .mfd = f->c.fd,
-			       .present = f->c.present,
-			       .h = &f->c.h,
-			       .path = f->c.path,
-			       .uring = ss->cfg.io_engine == MFD__IO_URING,
-			       .b = f->c.bs.b,
-			       .nb = f->c.bs.n };
+	return (struct mfd__fpass){ .ss = ss,
+				    .fd = f->c.dfd,
+				    .mfd = f->c.fd,
+				    .present = f->c.present,
+				    .h = &f->c.h,
+				    .path = f->c.path,
+				    .uring = ss->cfg.io_engine == MFD__IO_URING,
+				    .b = f->c.bs.b,
+				    .nb = f->c.bs.n };
 }
 
-static int load_pages(struct fload *f)
+static int load_pages(struct mfd__fload *f)
 {
 	struct mfd__session *ss = f->c.ss;
-	int ret = batches_alloc(&f->c.bs, ss);
+	int ret = mfd__fbatches_alloc(&f->c.bs, ss);
 	if (!ret)
 		ret = mfd__session_digests_alloc(ss);
 	if (ret)
 		return mfd__session_fail(ss, ret);
-	struct fpass p = read_pass(f);
-	ret = run_pass(&p, false);
+	struct mfd__fpass p = mfd__fload_read_pass(f);
+	ret = mfd__fpass_run(&p, false);
 	if (ret)
 		return ret;
 	uint64_t t0 = mfd__now_ns();
@@ -1048,7 +1061,7 @@ static int load_pages(struct fload *f)
 /* The device state, checked against its digest before any device sees a
  * byte; then the records, in order, to their devices (RESUMING, then
  * STOP). */
-static int load_devices(struct fload *f)
+int mfd__fload_devices(struct mfd__fload *f)
 {
 	if (!f->c.devs->n)
 		return 0;
@@ -1098,17 +1111,15 @@ static int load_devices(struct fload *f)
 	return ret;
 }
 
-static int lazy_run(struct fload *f);
-
-static int load_run(struct fload *f)
+static int load_run(struct mfd__fload *f)
 {
 	struct mfd__session *ss = f->c.ss;
 	f->c.fd = open(f->c.path, O_RDONLY | O_CLOEXEC);
 	if (f->c.fd < 0)
-		return fail_errno(ss, -errno, "open", f->c.path);
+		return mfd__file_fail_errno(ss, -errno, "open", f->c.path);
 	struct stat st;
 	if (fstat(f->c.fd, &st) < 0)
-		return fail_errno(ss, -errno, "stat", f->c.path);
+		return mfd__file_fail_errno(ss, -errno, "stat", f->c.path);
 	f->size = (uint64_t)st.st_size;
 	int ret = load_header(f);
 	if (!ret)
@@ -1122,7 +1133,7 @@ static int load_run(struct fload *f)
 	if (!ret)
 		ret = load_bitmaps(f);
 	if (!ret && f->lazy)
-		return lazy_run(f);
+		return mfd__flazy_run(f);
 	STAT_SET(ss->st.setup_ns, mfd__now_ns() - ss->t_start);
 	STAT_SET(ss->st.phase, MFD_PHASE_PRECOPY);
 	if (!ret)
@@ -1130,7 +1141,7 @@ static int load_run(struct fload *f)
 	STAT_SET(ss->st.transfer_ns, mfd__now_ns() - ss->t_start);
 	if (!ret) {
 		STAT_SET(ss->st.phase, MFD_PHASE_SWITCHOVER);
-		ret = load_devices(f);
+		ret = mfd__fload_devices(f);
 	}
 	/* Everything is in place and verified: the guest may run. */
 	if (!ret && f->hooks->loaded && f->hooks->loaded(f->hooks->opaque) < 0)
@@ -1139,297 +1150,11 @@ static int load_run(struct fload *f)
 	return ret;
 }
 
-/* ------------------------------------------------------------------ */
-/* Lazy restore                                                       */
-/* ------------------------------------------------------------------ */
-
-/* Pages a fault reads: the faulting one and the next ones of the file
- * not yet claimed (a guest that touches a page often touches the next). */
-#define LAZY_AROUND 16
-
-/* The fault thread's side of a lazy restore (the request callback). */
-struct flazy {
-	struct fload *f;
-	struct mfd__pc_dst *pc;
-	uint8_t *stage; /* LAZY_AROUND pages of the largest page size */
-};
-
-/* A staging buffer of bytes, 4 KiB aligned for O_DIRECT. */
-static uint8_t *stage_alloc(uint64_t bytes)
-{
-	void *p = NULL;
-	return posix_memalign(&p, 4096, bytes) ? NULL : p;
-}
-
-static int lazy_stage(struct fpass *p, struct fworker *w)
-{
-	uint64_t pp = p->ss->cfg.packet_pages;
-	w->stage = stage_alloc(pp * largest_page(p->ss));
-	w->runs = calloc(2 * pp, sizeof(*w->runs));
-	return w->stage && w->runs ? 0 : -ENOMEM;
-}
-
-/* Digests of n pages read into buf, then their placement (first page
- * `first` of block b). */
-static int lazy_place(struct mfd__session *ss, struct mfd__pc_dst *pc,
-		      unsigned b, uint64_t first, uint64_t n,
-		      const uint8_t *buf)
-{
-	const struct mfd__ramblock *rb = &ss->blocks[b];
-	for (uint64_t k = 0; k < n; k++)
-		ss->pdig[b][first + k] = mfd__page_digest(
-			buf + (k << rb->page_shift), rb->page_size);
-	int ret = mfd__pc_dst_place_run(pc, b, first, n, buf);
-	if (ret == -EEXIST)
-		return mfd__session_fail_why(
-			ss, MFD_EVERIFY,
-			"lazy restore: block %s: a page at or after %llu was "
-			"populated before its placement (guest memory not "
-			"empty: shared memory with contents?); it keeps bytes "
-			"that are not the image's",
-			rb->name,
-			(unsigned long long)(first << rb->page_shift));
-	if (ret < 0)
-		return mfd__session_fail_why(
-			ss, ret, "lazy restore: block %s: placing pages: %s",
-			rb->name, strerror(-ret));
-	return 0;
-}
-
-static int lazy_read_failed(struct mfd__session *ss, int ret, const char *path,
-			    const struct mfd__ramblock *rb, uint64_t page)
-{
-	if (ret == -ENODATA)
-		return mfd__session_fail_why(
-			ss, MFD_ETRUNCATED,
-			"file %s: truncated: block %s's page %llu lies past "
-			"its end",
-			path, rb->name, (unsigned long long)page);
-	return fail_errno(ss, ret, "read pages", path);
-}
-
-/*
- * A background reader: the batch's pages that are in the file and not
- * claimed yet (by a fault or another reader) are claimed, read run by run
- * into the staging buffer (one ring submission for the batch with
- * io-engine = uring), digested and placed. Each page is read and placed
- * by exactly one thread: its claimer.
- */
-static int lazy_batch(struct fpass *p, struct mfd__fio *io,
-		      const struct fbatch *bt, struct fworker *w)
-{
-	struct mfd__session *ss = p->ss;
-	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
-	const struct mfd__bitmap *pr = &p->present[bt->block];
-	uint64_t first = bt->offsets[0] >> rb->page_shift, read = 0;
-	uint64_t end = first + bt->n, nr = 0;
-	int ret = 0;
-	for (uint64_t pg = first; pg < end && !ret;) {
-		if (!mfd__bitmap_test(pr, pg) ||
-		    !mfd__pc_dst_claim(p->pc, bt->block, pg)) {
-			pg++;
-			continue;
-		}
-		uint64_t n = 1;
-		while (pg + n < end && mfd__bitmap_test(pr, pg + n) &&
-		       mfd__pc_dst_claim(p->pc, bt->block, pg + n))
-			n++;
-		ret = mfd__fio_rw(io, p->fd, false,
-				  w->stage + ((pg - first) << rb->page_shift),
-				  n << rb->page_shift,
-				  p->h->blocks[bt->block].pages_off +
-					  (pg << rb->page_shift));
-		w->runs[nr++] = pg;
-		w->runs[nr++] = n;
-		read += n;
-		pg += n;
-	}
-	if (!ret)
-		ret = mfd__fio_drain(io);
-	if (ret)
-		return lazy_read_failed(ss, ret, p->path, rb, first);
-	for (uint64_t r = 0; r < nr && !ret; r += 2)
-		ret = lazy_place(
-			ss, p->pc, bt->block, w->runs[r], w->runs[r + 1],
-			w->stage + ((w->runs[r] - first) << rb->page_shift));
-	if (ret)
-		return ret;
-	STAT_ADD(ss->st.pages, read);
-	STAT_ADD(ss->st.packets, 1);
-	STAT_ADD(ss->st.wire_bytes, read * rb->page_size);
-	return 0;
-}
-
-/*
- * The fault thread's request (mfd__pc_dst's request callback): page r of
- * the file, claimed by the fault, and up to LAZY_AROUND - 1 next pages
- * that are in the file and can be claimed, read with one pread and placed
- * at once. A hole never comes here: holes count as received, and a fault
- * on one is answered with a zero page by the fault thread itself.
- */
-static int lazy_fetch(void *ctx, unsigned lane, const struct mfd__page_range *r)
-{
-	struct flazy *lz = ctx;
-	struct mfd__session *ss = lz->f->c.ss;
-	unsigned b = r->block;
-	const struct mfd__ramblock *rb = &ss->blocks[b];
-	const struct mfd__bitmap *pr = &lz->f->c.present[b];
-	uint64_t pg = r->offset >> rb->page_shift, n = 1;
-	(void)lane;
-	if (!mfd__bitmap_test(pr, pg)) /* not in the file: zero */
-		return mfd__pc_dst_place_run(lz->pc, b, pg, 1, NULL) < 0 ? -EIO
-									 : 0;
-	while (n < LAZY_AROUND && pg + n < rb->npages &&
-	       mfd__bitmap_test(pr, pg + n) &&
-	       mfd__pc_dst_claim(lz->pc, b, pg + n))
-		n++;
-	int ret = mfd__fio_all(
-		lz->f->c.dfd, false, lz->stage, n << rb->page_shift,
-		lz->f->c.h.blocks[b].pages_off + (pg << rb->page_shift));
-	if (ret)
-		return lazy_read_failed(ss, ret, lz->f->c.path, rb, pg);
-	if ((ret = lazy_place(ss, lz->pc, b, pg, n, lz->stage)))
-		return ret;
-	STAT_ADD(ss->st.pages, n);
-	STAT_ADD(ss->st.wire_bytes, n * rb->page_size);
-	return 0;
-}
-
-/* After the readers: the pages faults claimed may still be on their way.
- * Bounded by io-timeout without progress. */
-static int lazy_wait(struct fload *f, struct mfd__pc_dst *pc)
-{
-	struct mfd__session *ss = f->c.ss;
-	uint64_t last = 0, t_last = mfd__now_ns();
-	for (;;) {
-		int ret = __atomic_load_n(&pc->err, __ATOMIC_ACQUIRE);
-		if (ret)
-			return mfd__session_fail(ss, ret);
-		if ((ret = mfd__session_check(ss)))
-			return ret;
-		if (mfd__pc_dst_complete(pc))
-			return 0;
-		uint64_t now = mfd__now_ns(),
-			 have = __atomic_load_n(&pc->present, __ATOMIC_RELAXED);
-		if (have != last) {
-			last = have;
-			t_last = now;
-		} else if (now - t_last > ss->cfg.io_timeout_ms * 1000000ULL) {
-			return mfd__session_fail_why(
-				ss, -ETIMEDOUT,
-				"lazy restore: %llu pages still missing after "
-				"io-timeout",
-				(unsigned long long)(pc->total - have));
-		}
-		struct timespec ts = { 0, 1000000 };
-		nanosleep(&ts, NULL);
-	}
-}
-
-/* Every page placed: the block digests of what was read. A mismatch now
- * is a lost guest (it ran on those bytes). */
-static int lazy_verify(struct fload *f)
-{
-	struct mfd__session *ss = f->c.ss;
-	uint64_t t0 = mfd__now_ns();
-	uint8_t(*dig)[MFD__DIGEST_SIZE] = calloc(ss->nblocks, sizeof(*dig));
-	int ret = 0;
-	if (!dig)
-		return mfd__session_fail(ss, -ENOMEM);
-	mfd__session_digests(ss, dig);
-	for (unsigned i = 0; i < ss->nblocks && !ret; i++)
-		if (memcmp(dig[i], f->e.blocks[i].ram, MFD__DIGEST_SIZE))
-			ret = mfd__session_fail_why(
-				ss, MFD_EVERIFY,
-				"file %s: lost guest: block %s: RAM digest "
-				"mismatch (page area corrupt) found after the "
-				"guest ran on it",
-				f->c.path, ss->blocks[i].name);
-	free(dig);
-	STAT_SET(ss->st.verify_ns, mfd__now_ns() - t0);
-	return ret;
-}
-
-/*
- * Lazy restore (docs/architecture.md, "File migration"): header, layout,
- * end record and bitmaps are checked (load_run), the device state is
- * checked and loaded, every block is registered with userfaultfd and
- * emptied, the fault thread started, and the guest runs (loaded hook);
- * then the readers stream every page in address order while faults fetch
- * theirs, all placed through the post-copy state (postcopy_dst.c).
- */
-static int lazy_run(struct fload *f)
-{
-	struct mfd__session *ss = f->c.ss;
-	struct mfd__pc_dst *pc = f->lazy->pc;
-	struct flazy lz = { .f = f, .pc = pc };
-	int ret = batches_alloc(&f->c.bs, ss);
-	if (!ret)
-		ret = mfd__session_digests_alloc(ss);
-	if (!ret && !(lz.stage = stage_alloc(LAZY_AROUND * largest_page(ss))))
-		ret = -ENOMEM;
-	if (ret) {
-		free(lz.stage);
-		return mfd__session_fail(ss, ret);
-	}
-	ret = mfd__pc_dst_init(pc, ss->blocks, ss->nblocks, 1, lazy_fetch, &lz);
-	pthread_mutex_lock(f->lazy->lock);
-	*f->lazy->up = ret == 0;
-	pthread_mutex_unlock(f->lazy->lock);
-	if (ret)
-		ret = mfd__session_fail(ss, ret);
-	STAT_SET(ss->st.setup_ns, mfd__now_ns() - ss->t_start);
-	STAT_SET(ss->st.phase, MFD_PHASE_SWITCHOVER);
-	if (!ret)
-		ret = load_devices(f);
-	/* Registered before the pages go (khugepaged, postcopy_dst.h):
-	 * then nothing but a placement fills them. Holes need no read. */
-	if (!ret && (ret = mfd__pc_dst_register(pc)))
-		ret = mfd__session_fail_why(ss, ret,
-					    "lazy restore: userfaultfd: %s",
-					    mfd_strerror(ret));
-	for (unsigned i = 0; i < ss->nblocks && !ret; i++) {
-		if ((ret = mfd__uffd_discard(ss->blocks[i].host,
-					     ss->blocks[i].size)))
-			ret = mfd__session_fail(ss, ret);
-		mfd__pc_dst_known_zero(pc, i, &f->c.present[i]);
-	}
-	if (!ret && (ret = mfd__pc_dst_switch(pc)))
-		ret = mfd__session_fail(ss, ret);
-	if (!ret && f->hooks->loaded && f->hooks->loaded(f->hooks->opaque) < 0)
-		ret = mfd__session_fail_why(ss, MFD_EHOOK,
-					    "loaded hook failed");
-	if (ret) {
-		mfd__pc_dst_stop(pc); /* the guest never ran */
-		free(lz.stage);
-		return ret;
-	}
-	f->ran = true;
-	STAT_SET(ss->st.downtime_ns, mfd__now_ns() - ss->t_start);
-	STAT_SET(ss->st.phase, MFD_PHASE_POSTCOPY);
-	struct fpass p = read_pass(f);
-	p.pc = pc;
-	ret = run_pass(&p, false);
-	if (!ret)
-		ret = lazy_wait(f, pc);
-	STAT_SET(ss->st.transfer_ns, mfd__now_ns() - ss->t_start);
-	if (ret) {
-		/* Faulting threads stay blocked (the registration stays until
-		 * mfd_dest_free() or the next start). */
-		mfd__pc_dst_halt(pc);
-		free(lz.stage);
-		return ret;
-	}
-	mfd__pc_dst_stop(pc); /* joins the fault thread: its digests */
-	free(lz.stage);
-	return lazy_verify(f);
-}
-
 int mfd__file_load(struct mfd__session *ss, const mfd_dest_hooks *hooks,
 		   struct mfd__devset *devs, uint64_t *dev_bytes,
 		   const char *path, const struct mfd__file_lazy *lazy)
 {
-	struct fload *f = calloc(1, sizeof(*f));
+	struct mfd__fload *f = calloc(1, sizeof(*f));
 	if (!f)
 		return mfd__session_fail(ss, -ENOMEM);
 	fside_init(&f->c, ss, devs, dev_bytes, path);

@@ -27,6 +27,7 @@
 #include "devstate/simdev.h"
 #include "multifd/common/le.h"
 #include "multifd/fileimg.h"
+#include "multifd/fileio.h"
 #include "multifd/multifd.h"
 #include "testvm.h"
 
@@ -1363,6 +1364,78 @@ static void test_direct_io(void **state)
 	rmdir(mnt);
 }
 
+/* The file I/O's queue (multifd/fileio.h) on this run's engine: a queued
+ * write reaches the file when submitted and reaped, not before (on a
+ * ring); one submitted batch is reaped while the next stays queued; more
+ * writes than the ring has slots all land; a failed write's error comes
+ * back from the reap (ring) or the queueing call (syscalls). */
+static void fill(uint8_t *p, size_t len, uint8_t v)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(v + i * 7);
+}
+
+static void test_fio_queue(void **state)
+{
+	(void)state;
+	char path[300];
+	snprintf(path, sizeof(path), "%s/fio.img", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	enum { N = MFD__FIO_DEPTH + 9 };
+	static uint8_t buf[N][PAGE], got[PAGE];
+	for (int i = 0; i < N; i++)
+		fill(buf[i], PAGE, (uint8_t)(i + 1));
+	struct mfd__fio io;
+	bool ring = mfd__fio_init(&io, !strcmp(engine, "uring"));
+	assert_int_equal(ring, !strcmp(engine, "uring"));
+	/* Batch A (page 0) in the kernel, batch B (page 1) queued. */
+	assert_int_equal(mfd__fio_rw(&io, fd, true, buf[0], PAGE, 0), 0);
+	assert_int_equal(mfd__fio_submit(&io), 0);
+	struct iovec iov[2] = { { buf[1], PAGE / 2 },
+				{ buf[1] + PAGE / 2, PAGE / 2 } };
+	assert_int_equal(mfd__fio_rwv(&io, fd, true, iov, 2, PAGE), 0);
+	assert_int_equal(mfd__fio_reap(&io), 0);
+	assert_int_equal(pread(fd, got, PAGE, 0), PAGE);
+	assert_memory_equal(got, buf[0], PAGE);
+	/* B: on a ring not written until submitted; with syscalls at once. */
+	ssize_t n = pread(fd, got, PAGE, PAGE);
+	if (ring)
+		assert_int_equal(n, 0);
+	else
+		assert_memory_equal(got, buf[1], PAGE);
+	assert_int_equal(mfd__fio_submit(&io), 0);
+	/* More than the ring's slots, with B in the kernel: all land. */
+	for (int i = 2; i < N; i++)
+		assert_int_equal(mfd__fio_rw(&io, fd, true, buf[i], PAGE,
+					     (uint64_t)i * PAGE),
+				 0);
+	assert_int_equal(mfd__fio_drain(&io), 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(pread(fd, got, PAGE, (off_t)(i * PAGE)), PAGE);
+		assert_memory_equal(got, buf[i], PAGE);
+	}
+	/* A write to a descriptor open for reading fails with EBADF. */
+	int ro = open(path, O_RDONLY);
+	assert_true(ro >= 0);
+	int ret = mfd__fio_rw(&io, ro, true, buf[0], PAGE, 0);
+	if (ring) {
+		assert_int_equal(ret, 0);
+		assert_int_equal(mfd__fio_submit(&io), 0);
+		ret = mfd__fio_reap(&io);
+	}
+	assert_int_equal(ret, -EBADF);
+	/* And the queue works on after it. */
+	assert_int_equal(mfd__fio_rw(&io, fd, true, buf[2], PAGE, 0), 0);
+	assert_int_equal(mfd__fio_drain(&io), 0);
+	assert_int_equal(pread(fd, got, PAGE, 0), PAGE);
+	assert_memory_equal(got, buf[2], PAGE);
+	mfd__fio_exit(&io);
+	close(ro);
+	close(fd);
+	unlink(path);
+}
+
 int main(void)
 {
 	engine = tvm_io_engine("test_file");
@@ -1378,6 +1451,7 @@ int main(void)
 		cmocka_unit_test(test_codec_header_flips),
 		cmocka_unit_test(test_codec_bitmap),
 		cmocka_unit_test(test_codec_digest64),
+		cmocka_unit_test(test_fio_queue),
 		cmocka_unit_test(test_roundtrip_paused),
 		cmocka_unit_test(test_roundtrip_one_channel),
 		cmocka_unit_test(test_roundtrip_live),

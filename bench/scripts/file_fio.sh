@@ -9,6 +9,10 @@
 # count: fio write (end_fsync, as the save ends with fdatasync), fio read,
 # then one bench run; each under the bench lock. fio writes one file with
 # its jobs on disjoint parts, not preallocated, as the image is written.
+# Same block and depth: fio's bs is one writer's batch (packet-pages x 4
+# KiB, below), and psync keeps one write in flight per job, as a writer
+# keeps one batch in the device (with direct I/O it prepares the next one
+# meanwhile: multifd/filemig.c, save_loop).
 #
 # The same cache state for both reads: fio's read drops the file's page
 # cache first (invalidate=1, stated below: posix_fadvise DONTNEED), and
@@ -78,8 +82,13 @@ command -v fio >/dev/null || die "fio missing (apt-get install fio; scripts/deps
 command -v jq >/dev/null || die "jq missing"
 lock=${MFD_BENCH_LOCK:-/tmp/mfd-bench.lock}
 ram_mib=$(numfmt --from=iec "$ram" | awk '{print int($1 / 1048576)}')
-# The bench's packets: packet-pages (128) x 4 KiB.
-bs=512k
+# fio's block = one writer's batch: packet-pages (the bench's, with the
+# extra arguments: 512 by default) x 4 KiB (the bench's page size). Was a
+# fixed 512k while the default packet-pages was 512 (2 MiB writes).
+pp=$("$bench" "${extra[@]}" --print-config 2>/dev/null |
+	sed -n 's/^packet-pages = //p')
+[ -n "$pp" ] || die "cannot read packet-pages from $bench --print-config"
+bs=$((pp * 4))k
 
 # fio: MB/s (1e6) of one sequential pass, rw = write or read. Like the
 # image: one file, not preallocated (fallocate=none: blocks are allocated
@@ -150,7 +159,7 @@ for dir in $dirs; do
 	done
 done
 echo
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); warm: $warm GiB; bench args: ${extra[*]:-none}"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); warm: $warm GiB; fio bs: $bs; bench args: ${extra[*]:-none}"
 echo "| fs | direct | ch | status | fio write MB/s | save MB/s written | save MB/s RAM | save/fio | fio read MB/s | restore MB/s read | restore MB/s RAM | restore/fio |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
