@@ -196,7 +196,7 @@ static double est_ms(uint64_t ns)
 
 static void report_rounds(struct report *r, const struct bench_run *run)
 {
-	size_t len = 0, cap = 64 + (size_t)run->nrounds * 900;
+	size_t len = 0, cap = 64 + (size_t)run->nrounds * 1000;
 	char *json = malloc(cap);
 
 	if (!json)
@@ -223,7 +223,8 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			", \"wait_ms\": %.3f, \"threads\": %u"
 			", \"sync_cpu_ms\": %.3f, \"tail_bytes\": %" PRIu64
 			", \"tail_ms\": %.3f, \"dest_ms\": %.3f"
-			", \"dest_end_ms\": %.3f}",
+			", \"dest_end_ms\": %.3f, \"device_cpu_ms\": %.3f"
+			", \"device_wait_ms\": %.3f, \"device_full_ms\": %.3f}",
 			i ? ", " : "", x->round, x->pages, x->bytes,
 			ns_to_ms(x->ns), (double)x->bandwidth_bps / 1e6,
 			x->dirty_pages, (double)x->dirty_rate_bps / 1e6,
@@ -239,7 +240,9 @@ static void report_rounds(struct report *r, const struct bench_run *run)
 			ns_to_ms(x->page_cpu_ns), ns_to_ms(x->page_wait_ns),
 			x->page_threads, ns_to_ms(x->sync_cpu_ns),
 			x->tail_bytes, ns_to_ms(x->tail_ns),
-			ns_to_ms(x->dest_ns), ns_to_ms(x->dest_end_ns));
+			ns_to_ms(x->dest_ns), ns_to_ms(x->dest_end_ns),
+			ns_to_ms(x->device_cpu_ns), ns_to_ms(x->device_wait_ns),
+			ns_to_ms(x->device_full_ns));
 	}
 	snprintf(json + len, cap - len, "]");
 	report_raw(r, "round_stats", json);

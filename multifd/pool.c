@@ -525,7 +525,9 @@ int mfd__pool_submit_device(struct mfd__pool *p, struct mfd__devchunk *c)
 				pthread_cond_signal(&w->cv);
 			break;
 		}
+		uint64_t t = mfd__now_ns();
 		pthread_cond_wait(&p->idle_cv, &p->lock);
+		p->dev_full_ns += mfd__now_ns() - t;
 	}
 	pthread_mutex_unlock(&p->lock);
 	return ret;

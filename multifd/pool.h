@@ -129,6 +129,9 @@ struct mfd__pool {
 	struct mfd__stats *stats; /* wire_bytes, pages, ... cpu_ns */
 	uint64_t last_sent_ns; /* when the last PAGES/SYNC went out, atomic */
 	uint64_t last_dev_ns; /* when the last DEVICE packet went out, atomic */
+	/* mfd__pool_submit_device's time waiting for room in the workers'
+	 * queues (the link's back-pressure), under lock; its caller's. */
+	uint64_t dev_full_ns;
 	/* max-bandwidth: one token bucket for all workers, kept as a
 	 * virtual clock (the time at which the bytes reserved so far may
 	 * have left). Both atomic; rate 0 = unlimited. */

@@ -1208,6 +1208,7 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	int ret;
 	struct sched_mark d0;
 	sched_mark(s, &d0);
+	uint64_t c_dev = mfd__thread_cpu_ns(), f_dev = s->pool.dev_full_ns;
 	if (mfd__devsave_any(&s->ds) &&
 	    (ret = mfd__devsave_round(&s->ds, &s->pool, s->main)))
 		return ret;
@@ -1215,6 +1216,8 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 	 * after the other), not the pages' (issue 18). */
 	uint64_t t_dev = mfd__now_ns() - t0;
 	uint64_t b_dev = STAT_GET(s->ss.st.wire_bytes) - b0;
+	c_dev = mfd__thread_cpu_ns() - c_dev;
+	f_dev = s->pool.dev_full_ns - f_dev;
 	struct sched_mark m0, m1;
 	sched_mark(s, &m0);
 	uint64_t again, tail = 0, sent = 0;
@@ -1260,6 +1263,8 @@ static int precopy_round(mfd_source *s, struct mfd__batch **batch,
 				  .page_wait_ns = m1.wait - m0.wait,
 				  .page_threads = m1.n,
 				  .device_wait_ns = m0.wait - d0.wait,
+				  .device_cpu_ns = c_dev,
+				  .device_full_ns = f_dev,
 				  .tail_bytes = tail };
 	if (dt)
 		rec->bandwidth_bps = (uint64_t)((double)db * 1e9 / (double)dt);

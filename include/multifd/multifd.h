@@ -485,6 +485,14 @@ typedef struct mfd_round_stats {
 	 * threads): the device state's own pace, less the CPU the running
 	 * guest held. */
 	uint64_t device_wait_ns;
+	/* The device phase as the migration thread, which saves the
+	 * devices one after the other, spent it: its CPU time, and the
+	 * time it waited for room in the channels' queues (the link held
+	 * it back). What else its wall time holds, the final pass with the
+	 * guest stopped does not pay: waiting for a CPU, and blocked behind
+	 * the running guest's page-table work (uffd-wp's write faults). */
+	uint64_t device_cpu_ns;
+	uint64_t device_full_ns;
 } mfd_round_stats;
 
 /*
