@@ -395,6 +395,11 @@ typedef struct mfd_stats {
 	uint32_t resumes;
 	uint64_t resume_bytes;
 	uint64_t resume_inflight_bytes;
+	/* Source, post-copy: of urgent_pages, those asked for that a data
+	 * channel had taken already and an urgent lane sent again (the
+	 * data channel's copy was still on its way; the destination keeps
+	 * the first to arrive). */
+	uint64_t urgent_again_pages;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,
