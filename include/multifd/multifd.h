@@ -840,6 +840,13 @@ MFD_API int mfd_dest_run(mfd_dest *dst);
 MFD_API int mfd_dest_discard(mfd_dest *dst);
 /* What the destination knows of the handover (any thread). */
 MFD_API int mfd_dest_get_handover(mfd_dest *dst, mfd_handover *h, size_t size);
+/*
+ * Cancels the incoming migration (any thread; 0, also when nothing runs).
+ * After the post-copy switch too (phase postcopy or postcopy-paused): the
+ * guest running here is given up, its memory incomplete (threads that
+ * fault on a missing page stay blocked), and the source reports it lost
+ * (MFD_ELOSTGUEST).
+ */
 MFD_API int mfd_dest_cancel(mfd_dest *dst);
 MFD_API int mfd_dest_get_stats(mfd_dest *dst, mfd_stats *st, size_t size);
 /* As mfd_source_error_text(), for the incoming migration: e.g. "setup
