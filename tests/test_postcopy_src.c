@@ -155,6 +155,24 @@ static int fail_emit(void *ctx, const uint8_t *p, size_t len)
 	return -EPIPE;
 }
 
+/* A request for pages [page, page + npages) of block b answered with the
+ * n pages want (page numbers), of which the first `asked` claimed for it
+ * and the next `again` the bulk's, sent again. */
+static void expect_answer(struct mfd__pc_src *pc, uint32_t b, uint64_t page,
+			  uint64_t npages, unsigned max, unsigned asked,
+			  unsigned again, const uint64_t *want, unsigned n)
+{
+	struct mfd__page_range r = { b, page * 4096, npages * 4096 };
+	struct mfd__pc_answer a;
+	uint64_t off[16];
+	assert_int_equal(mfd__pc_src_claim_request(pc, &r, max, off, &a), n);
+	assert_int_equal(a.n, n);
+	assert_int_equal(a.asked, asked);
+	assert_int_equal(a.again, again);
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(off[i], want[i] * 4096);
+}
+
 static void test_claims(void **state)
 {
 	(void)state;
@@ -196,22 +214,12 @@ static void test_claims(void **state)
 	assert_int_equal(off[7], 21 * 4096);
 	/* Pages 20 and 21, both with bulk: sent again (the bulk's copies
 	 * may wait behind its queue), and a neighbour claimed: 22. */
-	r = (struct mfd__page_range){ 1, 20 * 4096, 2 * 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off, &a), 3);
-	assert_int_equal(a.asked, 0);
-	assert_int_equal(a.again, 2);
-	assert_int_equal(off[0], 20 * 4096);
-	assert_int_equal(off[1], 21 * 4096);
-	assert_int_equal(off[2], 22 * 4096);
+	expect_answer(&pc, 1, 20, 2, 3, 0, 2, (const uint64_t[]){ 20, 21, 22 },
+		      3);
 	/* 22 and 23: 23 claimed, 22 left out (a lane has it), then the
 	 * neighbours 24 and 25. */
-	r = (struct mfd__page_range){ 1, 22 * 4096, 2 * 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off, &a), 3);
-	assert_int_equal(a.asked, 1);
-	assert_int_equal(a.again, 0);
-	assert_int_equal(off[0], 23 * 4096);
-	assert_int_equal(off[1], 24 * 4096);
-	assert_int_equal(off[2], 25 * 4096);
+	expect_answer(&pc, 1, 22, 2, 3, 1, 0, (const uint64_t[]){ 23, 24, 25 },
+		      3);
 
 	/* Neighbours come from the next pages only: 38 and 39 for a
 	 * request of 38 when 40 on are on their way (not 44 and 45). */
@@ -259,7 +267,6 @@ static void test_again(void **state)
 	(void)state;
 	struct mfd__ramblock rb;
 	struct mfd__pc_src pc;
-	struct mfd__pc_answer a;
 	uint64_t off[16];
 	unsigned blk;
 
@@ -270,36 +277,19 @@ static void test_again(void **state)
 	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 8, &blk, off), 8);
 	/* Page 2 (the bulk's): again; its neighbours 3-5 are the bulk's
 	 * too, not claimed by the lane. */
-	struct mfd__page_range r = { 0, 2 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 1);
-	assert_int_equal(a.asked, 0);
-	assert_int_equal(a.again, 1);
-	assert_int_equal(off[0], 2 * 4096);
+	expect_answer(&pc, 0, 2, 1, 4, 0, 1, (const uint64_t[]){ 2 }, 1);
 	assert_int_equal(mfd__pc_src_left(&pc), 56);
 	/* Pages 6-9: 8 and 9 claimed, 6 and 7 again, then 10-13. */
-	r = (struct mfd__page_range){ 0, 6 * 4096, 4 * 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 8, off, &a), 8);
-	assert_int_equal(a.n, 8);
-	assert_int_equal(a.asked, 2);
-	assert_int_equal(a.again, 2);
-	const uint64_t want[] = { 8, 9, 6, 7, 10, 11, 12, 13 };
-	for (unsigned i = 0; i < 8; i++)
-		assert_int_equal(off[i], want[i] * 4096);
+	expect_answer(&pc, 0, 6, 4, 8, 2, 2,
+		      (const uint64_t[]){ 8, 9, 6, 7, 10, 11, 12, 13 }, 8);
 	assert_int_equal(mfd__pc_src_left(&pc), 50);
 	/* A lane's (asked or neighbour): on its way, nothing. */
-	r = (struct mfd__page_range){ 0, 9 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 0);
-	r.offset = 11 * 4096;
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 0);
-	assert_int_equal(a.n + a.asked + a.again, 0);
+	expect_answer(&pc, 0, 9, 1, 4, 0, 0, NULL, 0);
+	expect_answer(&pc, 0, 11, 1, 4, 0, 0, NULL, 0);
 	/* After a reset nothing is on a lane: 11 again, and of the next
 	 * three pages 14 (12 and 13 are not to send any more). */
 	mfd__pc_src_lanes_reset(&pc);
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 2);
-	assert_int_equal(a.asked, 0);
-	assert_int_equal(a.again, 1);
-	assert_int_equal(off[0], 11 * 4096);
-	assert_int_equal(off[1], 14 * 4096);
+	expect_answer(&pc, 0, 11, 1, 4, 0, 1, (const uint64_t[]){ 11, 14 }, 2);
 	assert_int_equal(mfd__pc_src_left(&pc), 49);
 	mfd__pc_src_destroy(&pc);
 	mfd__ramblock_destroy(&rb);
