@@ -9,7 +9,9 @@
  *    migration every destination page equals the source's at the stop,
  *    except the logged ones, which hold what was written there last;
  *  - a destination killed after the switch (another process, SIGKILL):
- *    the source reports MFD_ELOSTGUEST and never calls resume;
+ *    the source reports MFD_ELOSTGUEST and never calls resume; one
+ *    cancelled (mfd_dest_cancel) while its guest runs: the same, and the
+ *    destination reports the guest lost too;
  *  - a malformed PAGE_REQ (longer than packet-pages): the source refuses
  *    it with MFD_ELENGTH (its stats' error), MFD_ELOSTGUEST from wait;
  *  - the fault matrix of the post-copy messages (test_faults.c's matrix
@@ -493,6 +495,53 @@ static void run_killed(bool resumable)
 	teardown(&vm);
 }
 
+/* The destination's embedder cancels once the guest runs there (1 MB/s
+ * after the switch: far from complete): both sides report a lost guest,
+ * the source never resumes it. */
+static void run_cancelled(void)
+{
+	struct pc_vm vm;
+	char uri[128];
+	setup(&vm);
+	const char *kv[] = { "postcopy=manual",		  "channels=2",
+			     "downtime-limit=1",	  "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=1M", "io-timeout=5s",
+			     "resume-timeout=0",	  NULL };
+	mfd_config *cfg = config(kv);
+	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
+	CHECK(start_source(&vm, cfg, uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	mfd_stats ds, ss;
+	uint64_t t0 = tvm_now_ms();
+	do {
+		usleep(1000);
+		mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+		CHECK(tvm_now_ms() - t0 < 20000);
+	} while (ds.phase != MFD_PHASE_POSTCOPY || !ds.downtime_ns);
+	CHECK(mfd_dest_cancel(vm.d) == 0);
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+	printf("  cancelled destination: source %s, destination %s, %llu "
+	       "faults\n",
+	       mfd_strerror(sret), mfd_strerror(dret),
+	       (unsigned long long)ds.faults);
+	CHECK(sret == MFD_ELOSTGUEST && dret == MFD_ELOSTGUEST);
+	CHECK(ss.phase == MFD_PHASE_FAILED && ds.phase == MFD_PHASE_FAILED);
+	CHECK(vm.failed_err == MFD_ELOSTGUEST);
+	CHECK(atomic_load(&vm.switched) == 1);
+	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(atomic_load(&vm.torn) == 0);
+	/* The readers blocked on missing pages are let go by the free. */
+	atomic_store(&vm.dst_stop, 1);
+	mfd_dest_free(vm.d);
+	dst_guest_stop(&vm);
+	mfd_source_free(vm.s);
+	mfd_config_free(cfg);
+	teardown(&vm);
+}
+
 /* The destination asks for more than one packet's pages. */
 static void long_request(struct mfd__page_range *r)
 {
@@ -941,6 +990,10 @@ int main(void)
 	if (!only || !strcmp(only, "killed")) {
 		printf("destination killed after the switch\n");
 		run_killed(false);
+	}
+	if (!only || !strcmp(only, "cancelled")) {
+		printf("destination cancelled after the switch\n");
+		run_cancelled();
 	}
 	if (!only || !strcmp(only, "killed-paused")) {
 		printf("destination killed after the switch, resume-timeout "
