@@ -495,6 +495,18 @@ static void run_killed(bool resumable)
 	teardown(&vm);
 }
 
+/* Both sides freed (the destination first: its free lets go the guest's
+ * threads blocked on missing pages), then the guest and the memory. */
+static void free_vm(struct pc_vm *vm, mfd_config *cfg)
+{
+	atomic_store(&vm->dst_stop, 1);
+	mfd_dest_free(vm->d);
+	dst_guest_stop(vm);
+	mfd_source_free(vm->s);
+	mfd_config_free(cfg);
+	teardown(vm);
+}
+
 /* The destination's embedder cancels once the guest runs there (1 MB/s
  * after the switch: far from complete): both sides report a lost guest,
  * the source never resumes it. */
@@ -533,13 +545,7 @@ static void run_cancelled(void)
 	CHECK(atomic_load(&vm.switched) == 1);
 	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
 	CHECK(atomic_load(&vm.torn) == 0);
-	/* The readers blocked on missing pages are let go by the free. */
-	atomic_store(&vm.dst_stop, 1);
-	mfd_dest_free(vm.d);
-	dst_guest_stop(&vm);
-	mfd_source_free(vm.s);
-	mfd_config_free(cfg);
-	teardown(&vm);
+	free_vm(&vm, cfg);
 }
 
 /* The destination asks for more than one packet's pages. */
@@ -721,12 +727,7 @@ static void run_fault(int phase, unsigned conn, int how, unsigned resume_ms)
 			 : atomic_load(&vm.src_paused) <=
 				   atomic_load(&vm.switched));
 	CHECK(ms < 30000);
-	atomic_store(&vm.dst_stop, 1);
-	mfd_dest_free(vm.d);
-	dst_guest_stop(&vm);
-	mfd_source_free(vm.s);
-	mfd_config_free(cfg);
-	teardown(&vm);
+	free_vm(&vm, cfg);
 }
 
 static void run_faults(void)
