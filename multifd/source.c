@@ -1486,6 +1486,8 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 		while (n--)
 			chans[n]->ops->close(chans[n]);
 	}
+	if (!ret && pc) /* what the old lanes had is in todo again */
+		mfd__pc_src_lanes_reset(&s->pcs);
 	if (ret) {
 		main->ops->close(main);
 		mfd__pc_lanes_close(&s->lanes);
@@ -1998,6 +2000,7 @@ static int wait_discarded(mfd_source *s)
 
 void (*mfd__test_pc_claimed)(unsigned block, const uint64_t *offsets,
 			     unsigned n);
+void (*mfd__test_pc_again)(unsigned block, const uint64_t *offsets, unsigned n);
 
 static void lane_failed(void *ctx, int err)
 {

@@ -9,7 +9,9 @@
  *    migration every destination page equals the source's at the stop,
  *    except the logged ones, which hold what was written there last;
  *  - a destination killed after the switch (another process, SIGKILL):
- *    the source reports MFD_ELOSTGUEST and never calls resume;
+ *    the source reports MFD_ELOSTGUEST and never calls resume; one
+ *    cancelled (mfd_dest_cancel) while its guest runs: the same, and the
+ *    destination reports the guest lost too;
  *  - a malformed PAGE_REQ (longer than packet-pages): the source refuses
  *    it with MFD_ELENGTH (its stats' error), MFD_ELOSTGUEST from wait;
  *  - the fault matrix of the post-copy messages (test_faults.c's matrix
@@ -25,13 +27,16 @@
  *    answer (a request outstanding, a guest thread waiting for it), main
  *    closed: both sides postcopy-paused (hooks, phase), then
  *    mfd_source_resume() to the destination's own address completes it:
- *    memory as above, no torn page, every page sent at most once before
- *    the break and once after it, and a page sent twice only when the
- *    destination did not hold it (the source's count of such pages, from
- *    RECEIVED, equals the test's; the destination never receives a page
- *    it holds). No resume within resume-timeout, or a resume to a killed
- *    destination: a lost guest on both sides, never resumed here.
- * Skips (77) where userfaultfd cannot place anonymous memory.
+ *    memory as above, no torn page, every page claimed at most once
+ *    before the break and once after it, and a page claimed twice only
+ *    when the destination did not hold it (the source's count of such
+ *    pages, from RECEIVED, equals the test's); the destination receives
+ *    a page it holds only where an urgent lane sent a page the bulk had
+ *    claimed again on request (no more such arrivals than the source's
+ *    count of those pages, urgent_again_pages). No resume within
+ * resume-timeout, or a resume to a killed destination: a lost guest on both
+ * sides, never resumed here. Skips (77) where userfaultfd cannot place
+ * anonymous memory.
  */
 #include <errno.h>
 #include <signal.h>
@@ -490,6 +495,59 @@ static void run_killed(bool resumable)
 	teardown(&vm);
 }
 
+/* Both sides freed (the destination first: its free lets go the guest's
+ * threads blocked on missing pages), then the guest and the memory. */
+static void free_vm(struct pc_vm *vm, mfd_config *cfg)
+{
+	atomic_store(&vm->dst_stop, 1);
+	mfd_dest_free(vm->d);
+	dst_guest_stop(vm);
+	mfd_source_free(vm->s);
+	mfd_config_free(cfg);
+	teardown(vm);
+}
+
+/* The destination's embedder cancels once the guest runs there (1 MB/s
+ * after the switch: far from complete): both sides report a lost guest,
+ * the source never resumes it. */
+static void run_cancelled(void)
+{
+	struct pc_vm vm;
+	char uri[128];
+	setup(&vm);
+	const char *kv[] = { "postcopy=manual",		  "channels=2",
+			     "downtime-limit=1",	  "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=1M", "io-timeout=5s",
+			     "resume-timeout=0",	  NULL };
+	mfd_config *cfg = config(kv);
+	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
+	CHECK(start_source(&vm, cfg, uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	mfd_stats ds, ss;
+	uint64_t t0 = tvm_now_ms();
+	do {
+		usleep(1000);
+		mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+		CHECK(tvm_now_ms() - t0 < 20000);
+	} while (ds.phase != MFD_PHASE_POSTCOPY || !ds.downtime_ns);
+	CHECK(mfd_dest_cancel(vm.d) == 0);
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+	printf("  cancelled destination: source %s, destination %s, %llu "
+	       "faults\n",
+	       mfd_strerror(sret), mfd_strerror(dret),
+	       (unsigned long long)ds.faults);
+	CHECK(sret == MFD_ELOSTGUEST && dret == MFD_ELOSTGUEST);
+	CHECK(ss.phase == MFD_PHASE_FAILED && ds.phase == MFD_PHASE_FAILED);
+	CHECK(vm.failed_err == MFD_ELOSTGUEST);
+	CHECK(atomic_load(&vm.switched) == 1);
+	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(atomic_load(&vm.torn) == 0);
+	free_vm(&vm, cfg);
+}
+
 /* The destination asks for more than one packet's pages. */
 static void long_request(struct mfd__page_range *r)
 {
@@ -669,12 +727,7 @@ static void run_fault(int phase, unsigned conn, int how, unsigned resume_ms)
 			 : atomic_load(&vm.src_paused) <=
 				   atomic_load(&vm.switched));
 	CHECK(ms < 30000);
-	atomic_store(&vm.dst_stop, 1);
-	mfd_dest_free(vm.d);
-	dst_guest_stop(&vm);
-	mfd_source_free(vm.s);
-	mfd_config_free(cfg);
-	teardown(&vm);
+	free_vm(&vm, cfg);
 }
 
 static void run_faults(void)
@@ -706,7 +759,15 @@ static void count_claims(unsigned block, const uint64_t *offsets, unsigned n)
 		atomic_fetch_add(&claim_vm->claims[epoch][offsets[i] / PS], 1);
 }
 
-static atomic_ullong dst_dups; /* post-copy pages that were there already */
+static atomic_ullong dst_dups;	/* post-copy pages that were there already */
+static atomic_ullong src_again; /* pages a lane sent again (the bulk's) */
+
+static void count_again(unsigned block, const uint64_t *offsets, unsigned n)
+{
+	(void)block;
+	(void)offsets;
+	atomic_fetch_add(&src_again, n);
+}
 
 static void count_arrivals(unsigned block, unsigned n, int placed)
 {
@@ -766,7 +827,9 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	}
 	claim_vm = &vm;
 	atomic_store(&dst_dups, 0);
+	atomic_store(&src_again, 0);
 	mfd__test_pc_claimed = count_claims;
+	mfd__test_pc_again = count_again;
 	mfd__test_dest_pc_arrived = count_arrivals;
 	atomic_store(&discard_cut, 0);
 	if (early)
@@ -814,7 +877,8 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	printf("  %s %s, %s: source %s (cause %s), destination %s, paused "
 	       "%d/%d, resumes %u/%u; %llu pages sent after the switch, "
 	       "%llu again after the resume (source: %llu bytes of %llu to "
-	       "send), %llu arrived twice; %llu reads, %llu ms\n",
+	       "send), %llu arrived twice (%llu sent again on request); "
+	       "%llu reads, %llu ms\n",
 	       how == TVM_RESET	  ? "reset"
 	       : how == TVM_STALL ? "stalled"
 				  : "closed",
@@ -827,6 +891,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	       (unsigned long long)ss.resume_bytes,
 	       (unsigned long long)ss.resume_inflight_bytes,
 	       (unsigned long long)atomic_load(&dst_dups),
+	       (unsigned long long)atomic_load(&src_again),
 	       (unsigned long long)atomic_load(&vm.reads),
 	       (unsigned long long)ms);
 	CHECK(early ? atomic_load(&discard_cut) : atomic_load(&vm.fired));
@@ -843,16 +908,18 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 		      ds.phase == MFD_PHASE_COMPLETED);
 		CHECK(ss.resumes == 1 && ds.resumes == 1);
 		CHECK(vm.failed_err == 0);
-		/* Once per side of the pause at most; twice only where the
-		 * destination did not hold it (RECEIVED), and the
-		 * destination never got a page it held. */
+		/* Claimed once per side of the pause at most; twice only
+		 * where the destination did not hold it (RECEIVED), and the
+		 * destination got a page it held only where a lane sent a
+		 * page of the bulk's again on request. */
 		CHECK(twice == 0);
 		/* Before the switch the resume is pre-copy's (7.8): nothing
 		 * of post-copy had gone. */
 		CHECK(early ? once_more == 0
 			    : once_more * PS == ss.resume_bytes);
 		CHECK(ss.resume_bytes <= ss.resume_inflight_bytes);
-		CHECK(atomic_load(&dst_dups) == 0);
+		CHECK(atomic_load(&dst_dups) <= atomic_load(&src_again));
+		CHECK(ss.urgent_again_pages == atomic_load(&src_again));
 		/* The break cut pages on their way (a data channel, or a
 		 * lane's first answer: a request the resume asks again). */
 		if (conn != 0 && !early)
@@ -868,6 +935,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 		CHECK(mfd_source_resume(vm.s, uri) == MFD_ESTATE);
 	}
 	mfd__test_pc_claimed = NULL;
+	mfd__test_pc_again = NULL;
 	mfd__test_dest_pc_arrived = NULL;
 	mfd__test_dest_discard = NULL;
 	atomic_store(&vm.dst_stop, 1);
@@ -923,6 +991,10 @@ int main(void)
 	if (!only || !strcmp(only, "killed")) {
 		printf("destination killed after the switch\n");
 		run_killed(false);
+	}
+	if (!only || !strcmp(only, "cancelled")) {
+		printf("destination cancelled after the switch\n");
+		run_cancelled();
 	}
 	if (!only || !strcmp(only, "killed-paused")) {
 		printf("destination killed after the switch, resume-timeout "
