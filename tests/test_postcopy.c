@@ -8,6 +8,10 @@
  *    writers stamp pages of their own and log what they wrote. After the
  *    migration every destination page equals the source's at the stop,
  *    except the logged ones, which hold what was written there last;
+ *    after the switch the source sent every page at most once, and a
+ *    lane sent a page again on request only where the bulk or another
+ *    lane had claimed it (a page left out of the pages to send, then
+ *    answered on request, would be lost where the guest never asks);
  *  - a destination killed after the switch (another process, SIGKILL):
  *    the source reports MFD_ELOSTGUEST and never calls resume; one
  *    cancelled (mfd_dest_cancel) while its guest runs: the same, and the
@@ -105,6 +109,9 @@ struct pc_vm {
 	bool ask_after_round0;	     /* start_faulty(): switch after round 0 */
 	int src_cause, dst_cause;
 	atomic_uint *claims[2];
+	/* Per page, how often an urgent lane sent it again on request (a
+	 * page the bulk had claimed), before the pause and after it. */
+	atomic_uint *again[2];
 };
 enum { NO_FAULT, AT_STOP, AT_SWITCH };
 
@@ -290,6 +297,95 @@ static int start_source(struct pc_vm *vm, mfd_config *cfg, const char *uri)
 	return mfd_source_start(vm->s, uri);
 }
 
+static struct pc_vm *claim_vm;
+
+/* Which side of the pause a claim is on: the source's paused hook runs
+ * when its lanes and workers have ended. */
+static int claim_epoch(void)
+{
+	return atomic_load(&claim_vm->src_paused) ? 1 : 0;
+}
+
+/* Source, any lane or the migration thread: pages about to be sent. */
+static void count_claims(unsigned block, const uint64_t *offsets, unsigned n)
+{
+	(void)block;
+	int epoch = claim_epoch();
+	for (unsigned i = 0; i < n; i++)
+		atomic_fetch_add(&claim_vm->claims[epoch][offsets[i] / PS], 1);
+}
+
+static atomic_ullong dst_dups;	/* post-copy pages that were there already */
+static atomic_ullong src_again; /* pages a lane sent again (the bulk's) */
+
+static void count_again(unsigned block, const uint64_t *offsets, unsigned n)
+{
+	(void)block;
+	int epoch = claim_epoch();
+	for (unsigned i = 0; i < n; i++)
+		atomic_fetch_add(&claim_vm->again[epoch][offsets[i] / PS], 1);
+	atomic_fetch_add(&src_again, n);
+}
+
+static void count_arrivals(unsigned block, unsigned n, int placed)
+{
+	(void)block;
+	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
+}
+
+/* The source's hooks record, per page, what it sent after the switch. */
+static void claims_start(struct pc_vm *vm)
+{
+	for (int e = 0; e < 2; e++) {
+		vm->claims[e] = calloc(NPAGES, sizeof(atomic_uint));
+		vm->again[e] = calloc(NPAGES, sizeof(atomic_uint));
+		CHECK(vm->claims[e] && vm->again[e]);
+	}
+	claim_vm = vm;
+	atomic_store(&dst_dups, 0);
+	atomic_store(&src_again, 0);
+	mfd__test_pc_claimed = count_claims;
+	mfd__test_pc_again = count_again;
+	mfd__test_dest_pc_arrived = count_arrivals;
+}
+
+static void claims_stop(struct pc_vm *vm)
+{
+	mfd__test_pc_claimed = NULL;
+	mfd__test_pc_again = NULL;
+	mfd__test_dest_pc_arrived = NULL;
+	for (int e = 0; e < 2; e++) {
+		free(vm->claims[e]);
+		free(vm->again[e]);
+	}
+}
+
+/*
+ * Once every hook has fired (both sides waited for): a page a lane sent
+ * again on request had been claimed, on the same side of the pause, by
+ * the bulk or another lane. A page asked for that nobody claimed was left
+ * out of the pages to send: the lane's answer hid it, while a page of it
+ * the guest never touches would be lost. Returns the pages sent again.
+ */
+static uint64_t check_again(struct pc_vm *vm)
+{
+	uint64_t again = 0, unclaimed = 0;
+	for (int e = 0; e < 2; e++)
+		for (uint64_t i = 0; i < NPAGES; i++) {
+			unsigned a = atomic_load(&vm->again[e][i]);
+			again += a;
+			if (a && !atomic_load(&vm->claims[e][i]) &&
+			    !unclaimed++)
+				fprintf(stderr,
+					"page %llu sent again on request "
+					"(epoch %d), never claimed\n",
+					(unsigned long long)i, e);
+		}
+	CHECK(unclaimed == 0);
+	CHECK(again == atomic_load(&src_again));
+	return again;
+}
+
 /* Every page: the destination writer's last stamp where it wrote, else
  * the source's bytes at the stop. */
 static void check_memory(struct pc_vm *vm)
@@ -351,6 +447,7 @@ static void run_switch(const char *mode, unsigned lanes)
 			     early ? "packet-pages=100" : "packet-pages=512",
 			     NULL };
 	mfd_config *cfg = config(kv);
+	claims_start(&vm);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
 	CHECK(start_source(&vm, cfg, uri) == 0);
 	uint64_t asked_at = 0; /* early: pages sent when it was asked */
@@ -405,6 +502,13 @@ static void run_switch(const char *mode, unsigned lanes)
 	CHECK(atomic_load(&vm.torn) == 0);
 	CHECK(ss.pages == ds.pages);
 	CHECK(ds.page_requests >= ss.urgent_requests);
+	/* Every page sent once after the switch, and again on request only
+	 * where it had been claimed; the destination got a page it held
+	 * only then. */
+	for (uint64_t i = 0; i < NPAGES; i++)
+		CHECK(atomic_load(&vm.claims[0][i]) <= 1);
+	CHECK(ss.urgent_again_pages == check_again(&vm));
+	CHECK(atomic_load(&dst_dups) <= ss.urgent_again_pages);
 	if (early) {
 		/* The request ended round 0 where it was: the pages it had
 		 * not reached went after the switch, not before it. */
@@ -420,6 +524,7 @@ static void run_switch(const char *mode, unsigned lanes)
 	mfd_source_free(vm.s);
 	mfd_dest_free(vm.d);
 	mfd_config_free(cfg);
+	claims_stop(&vm);
 	teardown(&vm);
 }
 
@@ -748,33 +853,6 @@ static void run_faults(void)
 
 /* ---- postcopy-paused and resume (protocol 10.5) ---- */
 
-static struct pc_vm *claim_vm;
-
-/* Source, any lane or the migration thread: pages about to be sent. */
-static void count_claims(unsigned block, const uint64_t *offsets, unsigned n)
-{
-	(void)block;
-	int epoch = atomic_load(&claim_vm->src_paused) ? 1 : 0;
-	for (unsigned i = 0; i < n; i++)
-		atomic_fetch_add(&claim_vm->claims[epoch][offsets[i] / PS], 1);
-}
-
-static atomic_ullong dst_dups;	/* post-copy pages that were there already */
-static atomic_ullong src_again; /* pages a lane sent again (the bulk's) */
-
-static void count_again(unsigned block, const uint64_t *offsets, unsigned n)
-{
-	(void)block;
-	(void)offsets;
-	atomic_fetch_add(&src_again, n);
-}
-
-static void count_arrivals(unsigned block, unsigned n, int placed)
-{
-	(void)block;
-	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
-}
-
 /* The first DISCARD applied: main breaks before its DISCARDED. */
 static atomic_int discard_cut;
 
@@ -821,16 +899,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	char uri[128];
 	setup_fault(&vm, AT_SWITCH, conn, how);
 	vm.fault_after_dst_switch = true;
-	for (int e = 0; e < 2; e++) {
-		vm.claims[e] = calloc(NPAGES, sizeof(atomic_uint));
-		CHECK(vm.claims[e]);
-	}
-	claim_vm = &vm;
-	atomic_store(&dst_dups, 0);
-	atomic_store(&src_again, 0);
-	mfd__test_pc_claimed = count_claims;
-	mfd__test_pc_again = count_again;
-	mfd__test_dest_pc_arrived = count_arrivals;
+	claims_start(&vm);
 	atomic_store(&discard_cut, 0);
 	if (early)
 		mfd__test_dest_discard = cut_at_discard;
@@ -919,7 +988,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 			    : once_more * PS == ss.resume_bytes);
 		CHECK(ss.resume_bytes <= ss.resume_inflight_bytes);
 		CHECK(atomic_load(&dst_dups) <= atomic_load(&src_again));
-		CHECK(ss.urgent_again_pages == atomic_load(&src_again));
+		CHECK(ss.urgent_again_pages == check_again(&vm));
 		/* The break cut pages on their way (a data channel, or a
 		 * lane's first answer: a request the resume asks again). */
 		if (conn != 0 && !early)
@@ -934,17 +1003,13 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 		CHECK(ss.resumes == 0 && ds.resumes == 0);
 		CHECK(mfd_source_resume(vm.s, uri) == MFD_ESTATE);
 	}
-	mfd__test_pc_claimed = NULL;
-	mfd__test_pc_again = NULL;
-	mfd__test_dest_pc_arrived = NULL;
 	mfd__test_dest_discard = NULL;
 	atomic_store(&vm.dst_stop, 1);
 	mfd_dest_free(vm.d);
 	dst_guest_stop(&vm);
 	mfd_source_free(vm.s);
 	mfd_config_free(cfg);
-	for (int e = 0; e < 2; e++)
-		free(vm.claims[e]);
+	claims_stop(&vm);
 	teardown(&vm);
 }
 
