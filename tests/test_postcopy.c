@@ -48,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -327,10 +328,22 @@ static void count_again(unsigned block, const uint64_t *offsets, unsigned n)
 	atomic_fetch_add(&src_again, n);
 }
 
+/* Post-copy packets the destination placed from a thread at the test's
+ * own nice (an urgent lane's; a data channel's without
+ * postcopy-bulk-nice), at postcopy-bulk-nice (a data channel's, lowered
+ * at its first one) or at any other. */
+static int base_nice, bulk_nice;
+static atomic_ullong placed_base, placed_low, placed_other;
+
 static void count_arrivals(unsigned block, unsigned n, int placed)
 {
 	(void)block;
 	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
+	int nice = getpriority(PRIO_PROCESS, 0);
+	atomic_fetch_add(nice == base_nice   ? &placed_base
+			 : nice == bulk_nice ? &placed_low
+					     : &placed_other,
+			 1);
 }
 
 /* The source's hooks record, per page, what it sent after the switch. */
@@ -344,6 +357,9 @@ static void claims_start(struct pc_vm *vm)
 	claim_vm = vm;
 	atomic_store(&dst_dups, 0);
 	atomic_store(&src_again, 0);
+	atomic_store(&placed_base, 0);
+	atomic_store(&placed_low, 0);
+	atomic_store(&placed_other, 0);
 	mfd__test_pc_claimed = count_claims;
 	mfd__test_pc_again = count_again;
 	mfd__test_dest_pc_arrived = count_arrivals;
@@ -417,13 +433,19 @@ static void check_memory(struct pc_vm *vm)
 }
 
 /* A whole post-copy migration, manual (mfd_source_start_postcopy after
- * round 1), early (manual, in the middle of round 0) or auto. */
-static void run_switch(const char *mode, unsigned lanes)
+ * round 1), early (manual, in the middle of round 0) or auto; with
+ * postcopy-bulk-nice = nice. */
+static void run_switch(const char *mode, unsigned lanes, int nice)
 {
 	struct pc_vm vm;
-	char uri[128], lanes_kv[32];
+	char uri[128], lanes_kv[32], nice_kv[32];
 	setup(&vm);
 	snprintf(lanes_kv, sizeof(lanes_kv), "postcopy-lanes=%u", lanes);
+	snprintf(nice_kv, sizeof(nice_kv), "postcopy-bulk-nice=%d", nice);
+	errno = 0;
+	base_nice = getpriority(PRIO_PROCESS, 0);
+	CHECK(errno == 0);
+	bulk_nice = nice;
 	bool early = strcmp(mode, "early") == 0;
 	bool manual = early || strcmp(mode, "manual") == 0;
 	/* early: the source guest dirties the first quarter only, so that
@@ -445,7 +467,7 @@ static void run_switch(const char *mode, unsigned lanes)
 			      * is MADV_HUGEPAGE), whose other pages the
 			      * kernel fills with zeros */
 			     early ? "packet-pages=100" : "packet-pages=512",
-			     NULL };
+			     nice_kv, NULL };
 	mfd_config *cfg = config(kv);
 	claims_start(&vm);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
@@ -509,6 +531,17 @@ static void run_switch(const char *mode, unsigned lanes)
 		CHECK(atomic_load(&vm.claims[0][i]) <= 1);
 	CHECK(ss.urgent_again_pages == check_again(&vm));
 	CHECK(atomic_load(&dst_dups) <= ss.urgent_again_pages);
+	/* postcopy-bulk-nice above the test's nice: the data channels'
+	 * packets placed by threads lowered to it, the lanes' by threads at
+	 * the test's nice; below it (0, or the test run at nice 19) no
+	 * thread is raised. */
+	printf("  packets placed at nice %d: %llu, at nice %d: %llu, "
+	       "other: %llu\n",
+	       base_nice, (unsigned long long)atomic_load(&placed_base), nice,
+	       (unsigned long long)atomic_load(&placed_low),
+	       (unsigned long long)atomic_load(&placed_other));
+	CHECK(atomic_load(&placed_other) == 0 && atomic_load(&placed_base) > 0);
+	CHECK((nice > base_nice) == (atomic_load(&placed_low) > 0));
 	if (early) {
 		/* The request ended round 0 where it was: the pages it had
 		 * not reached went after the switch, not before it. */
@@ -1043,15 +1076,19 @@ int main(void)
 		only = NULL;
 	if (!only || !strcmp(only, "manual")) {
 		printf("manual switch\n");
-		run_switch("manual", 1);
+		run_switch("manual", 1, 0);
 	}
 	if (!only || !strcmp(only, "early")) {
 		printf("manual switch in the middle of round 0\n");
-		run_switch("early", 1);
+		run_switch("early", 1, 0);
 	}
 	if (!only || !strcmp(only, "auto")) {
 		printf("auto switch, 2 lanes\n");
-		run_switch("auto", 2);
+		run_switch("auto", 2, 0);
+	}
+	if (!only || !strcmp(only, "bulknice")) {
+		printf("manual switch, postcopy-bulk-nice=15\n");
+		run_switch("manual", 1, 15);
 	}
 	if (!only || !strcmp(only, "killed")) {
 		printf("destination killed after the switch\n");
