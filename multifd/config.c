@@ -684,6 +684,22 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "postcopy-bulk-nice",
+		.type = MFD__CFG_UINT,
+		.def = "0",
+		.min = 0,
+		.max = 19,
+		FIELD(postcopy_bulk_nice),
+		.doc = "Both sides: after the post-copy switch, the data "
+		       "channels' threads run at this nice value (never "
+		       "raised; 0 = as they are), so that the threads on a "
+		       "page request's path (fault thread, urgent lanes) get "
+		       "the CPU before them. Where the CPU is short the bulk "
+		       "then sends slower and the guest faults more (see "
+		       "docs/config.md).",
+	},
+	{
+		.section = "migration",
 		.name = "announce-initial",
 		.type = MFD__CFG_MS,
 		.def = "50ms",

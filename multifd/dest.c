@@ -40,6 +40,7 @@ struct recv_worker {
 	struct mfd_data_grammar g; /* where this channel is in its grammar */
 	bool exited;		   /* atomic: the worker has ended */
 	bool urgent;		   /* a post-copy urgent lane */
+	bool lowered;		   /* postcopy-bulk-nice applied */
 	/* Post-copy: packet_pages pages, where a flagged packet lands before
 	 * UFFDIO_COPY places it. */
 	uint8_t *stage;
@@ -256,6 +257,12 @@ static int recv_placed(struct recv_worker *w, const struct mfd__pkt_hdr *h,
 	uint64_t len = (uint64_t)h->count * rb->page_size;
 	struct iovec iov = { .iov_base = w->stage, .iov_len = len };
 	int ret = 0;
+	if (!w->urgent && !w->lowered) { /* postcopy-bulk-nice */
+		w->lowered = true;
+		if (d->ss.cfg.postcopy_bulk_nice)
+			(void)mfd__thread_lower(
+				0, (int)d->ss.cfg.postcopy_bulk_nice);
+	}
 	if (h->flags & MFD_PKT_F_ZSTD) {
 		if ((ret = w->chan->ops->recv(w->chan, w->codec.out,
 					      h->payload_len)))

@@ -93,6 +93,11 @@ extern void (*mfd__test_dest_request)(struct mfd__page_range *r);
  * a bulk batch), so that a test counts how often a page went. */
 extern void (*mfd__test_pc_claimed)(unsigned block, const uint64_t *offsets,
 				    unsigned n);
+/* Tests only: pages an urgent lane sends again in answer to a request,
+ * claimed by a bulk batch before (its copy still on the way): the
+ * destination may receive these twice. */
+extern void (*mfd__test_pc_again)(unsigned block, const uint64_t *offsets,
+				  unsigned n);
 /* Tests only: a post-copy packet of n pages reached the destination, of
  * which `placed` were put in place (the rest were there already). */
 extern void (*mfd__test_dest_pc_arrived)(unsigned block, unsigned n,

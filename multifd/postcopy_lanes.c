@@ -100,20 +100,27 @@ static int serve_one(struct mfd__pc_lane *l)
 		(r.length >> ls->blocks[r.block].page_shift) + LANE_NEIGHBOURS;
 	if (want > ls->lim->packet_pages)
 		want = ls->lim->packet_pages;
-	unsigned asked = 0;
+	struct mfd__pc_answer a;
 	unsigned n = mfd__pc_src_claim_request(ls->pc, &r, (unsigned)want,
-					       l->offs, &asked);
-	if (n && mfd__test_pc_claimed)
-		mfd__test_pc_claimed(r.block, l->offs, n);
+					       l->offs, &a);
 	if (!n)
 		return 0;
-	/* The pages asked for in a packet of their own: a faulting thread
+	unsigned mine = a.asked + a.again; /* the request's pages */
+	if (mfd__test_pc_claimed) {
+		mfd__test_pc_claimed(r.block, l->offs, a.asked);
+		mfd__test_pc_claimed(r.block, l->offs + mine, n - mine);
+	}
+	if (a.again && mfd__test_pc_again)
+		mfd__test_pc_again(r.block, l->offs + a.asked, a.again);
+	STAT_ADD(ls->st->urgent_again_pages, a.again);
+	/* The pages asked for in packets of their own: a faulting thread
 	 * waits for its page, not for the neighbours behind it (15 pages
 	 * are 0.5 ms at 1 Gbit/s). */
-	if (!asked || asked == n)
-		return send_pages(l, r.block, n, 0);
-	ret = send_pages(l, r.block, asked, 0);
-	return ret ? ret : send_pages(l, r.block, n - asked, asked);
+	if (a.asked && (ret = send_pages(l, r.block, a.asked, 0)))
+		return ret;
+	if (a.again && (ret = send_pages(l, r.block, a.again, a.asked)))
+		return ret;
+	return n > mine ? send_pages(l, r.block, n - mine, mine) : 0;
 }
 
 static int lane_loop(struct mfd__pc_lane *l)

@@ -6,6 +6,7 @@
 
 #include "multifd/multifd.h"
 #include "multifd/postcopy_src.h"
+#include "ramblock/uffd.h"
 
 int mfd__pc_src_init(struct mfd__pc_src *pc, struct mfd__ramblock *blocks,
 		     unsigned nblocks)
@@ -18,6 +19,7 @@ int mfd__pc_src_init(struct mfd__pc_src *pc, struct mfd__ramblock *blocks,
 	for (unsigned b = 0; b < nblocks; b++)
 		if (mfd__bitmap_init(&pc->sent[b], blocks[b].npages) ||
 		    mfd__bitmap_init(&pc->todo[b], blocks[b].npages) ||
+		    mfd__bitmap_init(&pc->lane[b], blocks[b].npages) ||
 		    mfd__bitmap_init(&pc->hot[b], blocks[b].npages)) {
 			mfd__pc_src_destroy(pc);
 			return -ENOMEM;
@@ -30,6 +32,7 @@ void mfd__pc_src_destroy(struct mfd__pc_src *pc)
 	for (unsigned b = 0; b < pc->nblocks; b++) {
 		mfd__bitmap_destroy(&pc->sent[b]);
 		mfd__bitmap_destroy(&pc->todo[b]);
+		mfd__bitmap_destroy(&pc->lane[b]);
 		mfd__bitmap_destroy(&pc->hot[b]);
 	}
 }
@@ -169,30 +172,51 @@ static bool claim(struct mfd__pc_src *pc, unsigned b, uint64_t p)
 	return true;
 }
 
-static bool todo(const struct mfd__pc_src *pc, unsigned b, uint64_t p)
+/* Bit p of m, read atomically. */
+static bool is_set(const struct mfd__bitmap *m, uint64_t p)
 {
-	return (__atomic_load_n(&pc->todo[b].words[p >> 6], __ATOMIC_ACQUIRE) >>
-		(p & 63)) &
-	       1;
+	return mfd__pc_received(m, p);
+}
+
+/* Claims page p of block b for an urgent lane. */
+static bool claim_lane(struct mfd__pc_src *pc, unsigned b, uint64_t p)
+{
+	if (!claim(pc, b, p))
+		return false;
+	/* After the claim: a request for p in between is answered twice
+	 * (harmless, counted), never left waiting for the bulk. */
+	(void)mfd__pc_mark(&pc->lane[b], p);
+	return true;
 }
 
 unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
 				   const struct mfd__page_range *r,
 				   unsigned max, uint64_t *offsets,
-				   unsigned *asked)
+				   struct mfd__pc_answer *a)
 {
 	struct mfd__ramblock *rb = &pc->blocks[r->block];
-	uint64_t p = r->offset >> rb->page_shift;
-	uint64_t end = p + (r->length >> rb->page_shift);
+	uint64_t first = r->offset >> rb->page_shift;
+	uint64_t end = first + (r->length >> rb->page_shift);
+	uint64_t p;
 	unsigned n = 0;
 
-	for (; p < end && n < max; p++)
-		if (claim(pc, r->block, p))
+	*a = (struct mfd__pc_answer){ 0 };
+	for (p = first; p < end && n < max; p++)
+		if (claim_lane(pc, r->block, p))
 			offsets[n++] = p << rb->page_shift;
-	if (asked)
-		*asked = n;
+	a->asked = n;
+	/* The bulk's: claimed before, not by a lane. Not placed at the
+	 * destination either (it asked), so its copy is still on the way,
+	 * maybe behind megabytes of the bulk. */
+	for (p = first; p < end && n < max; p++)
+		if (!is_set(&pc->todo[r->block], p) &&
+		    !is_set(&pc->lane[r->block], p))
+			offsets[n++] = p << rb->page_shift;
+	a->again = n - a->asked;
+	a->n = n;
 	if (n == 0)
-		return 0; /* on its way: no neighbours either */
+		return 0; /* on its way on a lane: no neighbours either */
+	p = end;
 	/* Neighbours: the next max - n pages, those still to send. Not
 	 * further: late in post-copy most pages are sent, and looking for
 	 * the next unsent ones took up to the whole block's bitmap (atomic
@@ -202,12 +226,20 @@ unsigned mfd__pc_src_claim_request(struct mfd__pc_src *pc,
 	if (stop > rb->npages)
 		stop = rb->npages;
 	for (; p < stop; p++)
-		if (claim(pc, r->block, p))
+		if (claim_lane(pc, r->block, p))
 			offsets[n++] = p << rb->page_shift;
+	a->n = n;
 	__atomic_store_n(&pc->hint, (uint64_t)r->block << 40 | p,
 			 __ATOMIC_RELAXED);
 	__atomic_fetch_add(&pc->hint_seq, 1, __ATOMIC_RELEASE);
 	return n;
+}
+
+void mfd__pc_src_lanes_reset(struct mfd__pc_src *pc)
+{
+	for (unsigned b = 0; b < pc->nblocks; b++)
+		memset(pc->lane[b].words, 0,
+		       pc->lane[b].nwords * sizeof(*pc->lane[b].words));
 }
 
 /* The hot pages first (see mfd__pc_src_claim_bulk): up to max of one
@@ -274,7 +306,7 @@ unsigned mfd__pc_src_claim_bulk(struct mfd__pc_src *pc, unsigned max,
 				p += 64;
 				continue;
 			}
-			if (todo(pc, b, p) && claim(pc, b, p))
+			if (is_set(&pc->todo[b], p) && claim(pc, b, p))
 				offsets[n++] = p << rb->page_shift;
 			p++;
 		}

@@ -135,7 +135,13 @@ int mfd__session_check(struct mfd__session *ss)
 bool mfd__session_cancel(struct mfd__session *ss)
 {
 	int phase = STAT_GET(ss->st.phase);
-	if (phase == MFD_PHASE_NONE || phase >= MFD_PHASE_COMPLETED)
+	/* Post-copy runs too (its phases come after the ended ones): the
+	 * destination's embedder may give its guest up there; the source
+	 * refuses its own cancel after the switch before it gets here. */
+	bool runs = (phase > MFD_PHASE_NONE && phase < MFD_PHASE_COMPLETED) ||
+		    phase == MFD_PHASE_POSTCOPY ||
+		    phase == MFD_PHASE_POSTCOPY_PAUSED;
+	if (!runs)
 		return false;
 	__atomic_store_n(&ss->cancel, 1, __ATOMIC_RELEASE);
 	mfd__session_check(ss);

@@ -106,7 +106,8 @@ int mfd__session_fail_peer(struct mfd__session *ss, int err);
 /* The first cause (-ECANCELED once cancelled), or 0; the peer's cause in
  * its place, see mfd__session_fail_peer(). Any thread. */
 int mfd__session_check(struct mfd__session *ss);
-/* Marks the migration cancelled; false when none runs (nothing to do).
+/* Marks the migration cancelled; false when none runs (nothing to do):
+ * not started, paused, in doubt or ended (the post-copy phases run).
  * The caller then wakes what its threads wait on. Any thread. */
 bool mfd__session_cancel(struct mfd__session *ss);
 /* The first cause's reason; "" without one. Any thread. */

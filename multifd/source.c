@@ -1486,6 +1486,8 @@ static int resume_connect(mfd_source *s, struct mfd__batch **batch,
 		while (n--)
 			chans[n]->ops->close(chans[n]);
 	}
+	if (!ret && pc) /* what the old lanes had is in todo again */
+		mfd__pc_src_lanes_reset(&s->pcs);
 	if (ret) {
 		main->ops->close(main);
 		mfd__pc_lanes_close(&s->lanes);
@@ -1998,6 +2000,7 @@ static int wait_discarded(mfd_source *s)
 
 void (*mfd__test_pc_claimed)(unsigned block, const uint64_t *offsets,
 			     unsigned n);
+void (*mfd__test_pc_again)(unsigned block, const uint64_t *offsets, unsigned n);
 
 static void lane_failed(void *ctx, int err)
 {
@@ -2176,6 +2179,18 @@ static void pace_stop(mfd_source *s, struct pc_pacer *pp)
 		(void)mfd__pool_pace(&s->pool, 0);
 }
 
+/* postcopy-bulk-nice: the data channels' workers (threads that have run)
+ * below the lanes. */
+static void lower_bulk(mfd_source *s)
+{
+	int nice = (int)s->ss.cfg.postcopy_bulk_nice;
+	for (unsigned i = 0; nice && i < s->pool.n; i++) {
+		int tid = __atomic_load_n(&s->pool.w[i].tid, __ATOMIC_ACQUIRE);
+		if (tid)
+			(void)mfd__thread_lower(tid, nice);
+	}
+}
+
 /* After SWITCH: the lanes answer requests, the data channels send every
  * page still to send in address order from near the last request; then
  * SYNC(p), DONE everywhere, END(p). */
@@ -2200,6 +2215,7 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 	__atomic_store_n(&s->lanes.finish, false, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->lanes.err, 0, __ATOMIC_RELEASE);
 	int ret = mfd__pc_lanes_start(&s->lanes);
+	lower_bulk(s);
 	mfd__pool_set_rate(&s->pool, s->ss.cfg.max_postcopy_bandwidth);
 	struct pc_pacer pp;
 	pace_start(s, &pp);

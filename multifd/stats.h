@@ -68,7 +68,8 @@
 	X(uint64_t, postcopy_ns)                                               \
 	X(uint32_t, resumes)                                                   \
 	X(uint64_t, resume_bytes)                                              \
-	X(uint64_t, resume_inflight_bytes)
+	X(uint64_t, resume_inflight_bytes)                                     \
+	X(uint64_t, urgent_again_pages)
 
 struct mfd__stats {
 #define MFD__STATS_FIELD(type, name) type name;

@@ -608,8 +608,11 @@ static void migrate_postcopy(void **st)
 	mfd_config_free(cfg);
 }
 
-/* The destination dies right after the switch: the source reports a lost
- * guest and never resumes its own copy. */
+/* The destination dies right after the switch, its guest running there
+ * (cancelled in the source's postcopy hook once it runs; 1 MB/s after the
+ * switch, so that it is far from complete): the source reports a lost
+ * guest and never resumes its own copy; the destination reports it lost
+ * too. */
 static void postcopy_dest_lost(void **st)
 {
 	(void)st;
@@ -620,8 +623,13 @@ static void postcopy_dest_lost(void **st)
 	kill_at_postcopy = 1;
 	struct kvm_mig_result r;
 	run(&r, 1, cfg, -1, -1);
+	printf("# post-copy lost: source %d, destination %d, %llu faults, "
+	       "%llu requests\n",
+	       r.ret, r.dest_ret, (unsigned long long)r.dst.faults,
+	       (unsigned long long)r.dst.page_requests);
 	assert_true(r.postcopy);
 	assert_int_equal(r.ret, MFD_ELOSTGUEST);
+	assert_int_equal(r.dest_ret, MFD_ELOSTGUEST);
 	assert_int_equal(r.src_lines_after_stop, 0);
 	mfd_config_free(cfg);
 }

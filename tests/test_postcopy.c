@@ -8,8 +8,14 @@
  *    writers stamp pages of their own and log what they wrote. After the
  *    migration every destination page equals the source's at the stop,
  *    except the logged ones, which hold what was written there last;
+ *    after the switch the source sent every page at most once, and a
+ *    lane sent a page again on request only where the bulk or another
+ *    lane had claimed it (a page left out of the pages to send, then
+ *    answered on request, would be lost where the guest never asks);
  *  - a destination killed after the switch (another process, SIGKILL):
- *    the source reports MFD_ELOSTGUEST and never calls resume;
+ *    the source reports MFD_ELOSTGUEST and never calls resume; one
+ *    cancelled (mfd_dest_cancel) while its guest runs: the same, and the
+ *    destination reports the guest lost too;
  *  - a malformed PAGE_REQ (longer than packet-pages): the source refuses
  *    it with MFD_ELENGTH (its stats' error), MFD_ELOSTGUEST from wait;
  *  - the fault matrix of the post-copy messages (test_faults.c's matrix
@@ -25,13 +31,16 @@
  *    answer (a request outstanding, a guest thread waiting for it), main
  *    closed: both sides postcopy-paused (hooks, phase), then
  *    mfd_source_resume() to the destination's own address completes it:
- *    memory as above, no torn page, every page sent at most once before
- *    the break and once after it, and a page sent twice only when the
- *    destination did not hold it (the source's count of such pages, from
- *    RECEIVED, equals the test's; the destination never receives a page
- *    it holds). No resume within resume-timeout, or a resume to a killed
- *    destination: a lost guest on both sides, never resumed here.
- * Skips (77) where userfaultfd cannot place anonymous memory.
+ *    memory as above, no torn page, every page claimed at most once
+ *    before the break and once after it, and a page claimed twice only
+ *    when the destination did not hold it (the source's count of such
+ *    pages, from RECEIVED, equals the test's); the destination receives
+ *    a page it holds only where an urgent lane sent a page the bulk had
+ *    claimed again on request (no more such arrivals than the source's
+ *    count of those pages, urgent_again_pages). No resume within
+ * resume-timeout, or a resume to a killed destination: a lost guest on both
+ * sides, never resumed here. Skips (77) where userfaultfd cannot place
+ * anonymous memory.
  */
 #include <errno.h>
 #include <signal.h>
@@ -39,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +110,9 @@ struct pc_vm {
 	bool ask_after_round0;	     /* start_faulty(): switch after round 0 */
 	int src_cause, dst_cause;
 	atomic_uint *claims[2];
+	/* Per page, how often an urgent lane sent it again on request (a
+	 * page the bulk had claimed), before the pause and after it. */
+	atomic_uint *again[2];
 };
 enum { NO_FAULT, AT_STOP, AT_SWITCH };
 
@@ -285,6 +298,110 @@ static int start_source(struct pc_vm *vm, mfd_config *cfg, const char *uri)
 	return mfd_source_start(vm->s, uri);
 }
 
+static struct pc_vm *claim_vm;
+
+/* Which side of the pause a claim is on: the source's paused hook runs
+ * when its lanes and workers have ended. */
+static int claim_epoch(void)
+{
+	return atomic_load(&claim_vm->src_paused) ? 1 : 0;
+}
+
+/* Source, any lane or the migration thread: pages about to be sent. */
+static void count_claims(unsigned block, const uint64_t *offsets, unsigned n)
+{
+	(void)block;
+	int epoch = claim_epoch();
+	for (unsigned i = 0; i < n; i++)
+		atomic_fetch_add(&claim_vm->claims[epoch][offsets[i] / PS], 1);
+}
+
+static atomic_ullong dst_dups;	/* post-copy pages that were there already */
+static atomic_ullong src_again; /* pages a lane sent again (the bulk's) */
+
+static void count_again(unsigned block, const uint64_t *offsets, unsigned n)
+{
+	(void)block;
+	int epoch = claim_epoch();
+	for (unsigned i = 0; i < n; i++)
+		atomic_fetch_add(&claim_vm->again[epoch][offsets[i] / PS], 1);
+	atomic_fetch_add(&src_again, n);
+}
+
+/* Post-copy packets the destination placed from a thread at the test's
+ * own nice (an urgent lane's; a data channel's without
+ * postcopy-bulk-nice), at postcopy-bulk-nice (a data channel's, lowered
+ * at its first one) or at any other. */
+static int base_nice, bulk_nice;
+static atomic_ullong placed_base, placed_low, placed_other;
+
+static void count_arrivals(unsigned block, unsigned n, int placed)
+{
+	(void)block;
+	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
+	int nice = getpriority(PRIO_PROCESS, 0);
+	atomic_fetch_add(nice == base_nice   ? &placed_base
+			 : nice == bulk_nice ? &placed_low
+					     : &placed_other,
+			 1);
+}
+
+/* The source's hooks record, per page, what it sent after the switch. */
+static void claims_start(struct pc_vm *vm)
+{
+	for (int e = 0; e < 2; e++) {
+		vm->claims[e] = calloc(NPAGES, sizeof(atomic_uint));
+		vm->again[e] = calloc(NPAGES, sizeof(atomic_uint));
+		CHECK(vm->claims[e] && vm->again[e]);
+	}
+	claim_vm = vm;
+	atomic_store(&dst_dups, 0);
+	atomic_store(&src_again, 0);
+	atomic_store(&placed_base, 0);
+	atomic_store(&placed_low, 0);
+	atomic_store(&placed_other, 0);
+	mfd__test_pc_claimed = count_claims;
+	mfd__test_pc_again = count_again;
+	mfd__test_dest_pc_arrived = count_arrivals;
+}
+
+static void claims_stop(struct pc_vm *vm)
+{
+	mfd__test_pc_claimed = NULL;
+	mfd__test_pc_again = NULL;
+	mfd__test_dest_pc_arrived = NULL;
+	for (int e = 0; e < 2; e++) {
+		free(vm->claims[e]);
+		free(vm->again[e]);
+	}
+}
+
+/*
+ * Once every hook has fired (both sides waited for): a page a lane sent
+ * again on request had been claimed, on the same side of the pause, by
+ * the bulk or another lane. A page asked for that nobody claimed was left
+ * out of the pages to send: the lane's answer hid it, while a page of it
+ * the guest never touches would be lost. Returns the pages sent again.
+ */
+static uint64_t check_again(struct pc_vm *vm)
+{
+	uint64_t again = 0, unclaimed = 0;
+	for (int e = 0; e < 2; e++)
+		for (uint64_t i = 0; i < NPAGES; i++) {
+			unsigned a = atomic_load(&vm->again[e][i]);
+			again += a;
+			if (a && !atomic_load(&vm->claims[e][i]) &&
+			    !unclaimed++)
+				fprintf(stderr,
+					"page %llu sent again on request "
+					"(epoch %d), never claimed\n",
+					(unsigned long long)i, e);
+		}
+	CHECK(unclaimed == 0);
+	CHECK(again == atomic_load(&src_again));
+	return again;
+}
+
 /* Every page: the destination writer's last stamp where it wrote, else
  * the source's bytes at the stop. */
 static void check_memory(struct pc_vm *vm)
@@ -316,13 +433,19 @@ static void check_memory(struct pc_vm *vm)
 }
 
 /* A whole post-copy migration, manual (mfd_source_start_postcopy after
- * round 1), early (manual, in the middle of round 0) or auto. */
-static void run_switch(const char *mode, unsigned lanes)
+ * round 1), early (manual, in the middle of round 0) or auto; with
+ * postcopy-bulk-nice = nice. */
+static void run_switch(const char *mode, unsigned lanes, int nice)
 {
 	struct pc_vm vm;
-	char uri[128], lanes_kv[32];
+	char uri[128], lanes_kv[32], nice_kv[32];
 	setup(&vm);
 	snprintf(lanes_kv, sizeof(lanes_kv), "postcopy-lanes=%u", lanes);
+	snprintf(nice_kv, sizeof(nice_kv), "postcopy-bulk-nice=%d", nice);
+	errno = 0;
+	base_nice = getpriority(PRIO_PROCESS, 0);
+	CHECK(errno == 0);
+	bulk_nice = nice;
 	bool early = strcmp(mode, "early") == 0;
 	bool manual = early || strcmp(mode, "manual") == 0;
 	/* early: the source guest dirties the first quarter only, so that
@@ -344,8 +467,9 @@ static void run_switch(const char *mode, unsigned lanes)
 			      * is MADV_HUGEPAGE), whose other pages the
 			      * kernel fills with zeros */
 			     early ? "packet-pages=100" : "packet-pages=512",
-			     NULL };
+			     nice_kv, NULL };
 	mfd_config *cfg = config(kv);
+	claims_start(&vm);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
 	CHECK(start_source(&vm, cfg, uri) == 0);
 	uint64_t asked_at = 0; /* early: pages sent when it was asked */
@@ -400,6 +524,24 @@ static void run_switch(const char *mode, unsigned lanes)
 	CHECK(atomic_load(&vm.torn) == 0);
 	CHECK(ss.pages == ds.pages);
 	CHECK(ds.page_requests >= ss.urgent_requests);
+	/* Every page sent once after the switch, and again on request only
+	 * where it had been claimed; the destination got a page it held
+	 * only then. */
+	for (uint64_t i = 0; i < NPAGES; i++)
+		CHECK(atomic_load(&vm.claims[0][i]) <= 1);
+	CHECK(ss.urgent_again_pages == check_again(&vm));
+	CHECK(atomic_load(&dst_dups) <= ss.urgent_again_pages);
+	/* postcopy-bulk-nice above the test's nice: the data channels'
+	 * packets placed by threads lowered to it, the lanes' by threads at
+	 * the test's nice; below it (0, or the test run at nice 19) no
+	 * thread is raised. */
+	printf("  packets placed at nice %d: %llu, at nice %d: %llu, "
+	       "other: %llu\n",
+	       base_nice, (unsigned long long)atomic_load(&placed_base), nice,
+	       (unsigned long long)atomic_load(&placed_low),
+	       (unsigned long long)atomic_load(&placed_other));
+	CHECK(atomic_load(&placed_other) == 0 && atomic_load(&placed_base) > 0);
+	CHECK((nice > base_nice) == (atomic_load(&placed_low) > 0));
 	if (early) {
 		/* The request ended round 0 where it was: the pages it had
 		 * not reached went after the switch, not before it. */
@@ -415,6 +557,7 @@ static void run_switch(const char *mode, unsigned lanes)
 	mfd_source_free(vm.s);
 	mfd_dest_free(vm.d);
 	mfd_config_free(cfg);
+	claims_stop(&vm);
 	teardown(&vm);
 }
 
@@ -488,6 +631,59 @@ static void run_killed(bool resumable)
 	mfd_source_free(vm.s);
 	mfd_config_free(cfg);
 	teardown(&vm);
+}
+
+/* Both sides freed (the destination first: its free lets go the guest's
+ * threads blocked on missing pages), then the guest and the memory. */
+static void free_vm(struct pc_vm *vm, mfd_config *cfg)
+{
+	atomic_store(&vm->dst_stop, 1);
+	mfd_dest_free(vm->d);
+	dst_guest_stop(vm);
+	mfd_source_free(vm->s);
+	mfd_config_free(cfg);
+	teardown(vm);
+}
+
+/* The destination's embedder cancels once the guest runs there (1 MB/s
+ * after the switch: far from complete): both sides report a lost guest,
+ * the source never resumes it. */
+static void run_cancelled(void)
+{
+	struct pc_vm vm;
+	char uri[128];
+	setup(&vm);
+	const char *kv[] = { "postcopy=manual",		  "channels=2",
+			     "downtime-limit=1",	  "max-bandwidth=64M",
+			     "max-postcopy-bandwidth=1M", "io-timeout=5s",
+			     "resume-timeout=0",	  NULL };
+	mfd_config *cfg = config(kv);
+	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
+	CHECK(start_source(&vm, cfg, uri) == 0);
+	CHECK(mfd_source_start_postcopy(vm.s) == 0);
+	mfd_stats ds, ss;
+	uint64_t t0 = tvm_now_ms();
+	do {
+		usleep(1000);
+		mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+		CHECK(tvm_now_ms() - t0 < 20000);
+	} while (ds.phase != MFD_PHASE_POSTCOPY || !ds.downtime_ns);
+	CHECK(mfd_dest_cancel(vm.d) == 0);
+	int sret = mfd_source_wait(vm.s);
+	int dret = mfd_dest_wait(vm.d);
+	mfd_source_get_stats(vm.s, &ss, sizeof(ss));
+	mfd_dest_get_stats(vm.d, &ds, sizeof(ds));
+	printf("  cancelled destination: source %s, destination %s, %llu "
+	       "faults\n",
+	       mfd_strerror(sret), mfd_strerror(dret),
+	       (unsigned long long)ds.faults);
+	CHECK(sret == MFD_ELOSTGUEST && dret == MFD_ELOSTGUEST);
+	CHECK(ss.phase == MFD_PHASE_FAILED && ds.phase == MFD_PHASE_FAILED);
+	CHECK(vm.failed_err == MFD_ELOSTGUEST);
+	CHECK(atomic_load(&vm.switched) == 1);
+	CHECK(atomic_load(&vm.stopped) == 1 && atomic_load(&vm.resumed) == 0);
+	CHECK(atomic_load(&vm.torn) == 0);
+	free_vm(&vm, cfg);
 }
 
 /* The destination asks for more than one packet's pages. */
@@ -669,12 +865,7 @@ static void run_fault(int phase, unsigned conn, int how, unsigned resume_ms)
 			 : atomic_load(&vm.src_paused) <=
 				   atomic_load(&vm.switched));
 	CHECK(ms < 30000);
-	atomic_store(&vm.dst_stop, 1);
-	mfd_dest_free(vm.d);
-	dst_guest_stop(&vm);
-	mfd_source_free(vm.s);
-	mfd_config_free(cfg);
-	teardown(&vm);
+	free_vm(&vm, cfg);
 }
 
 static void run_faults(void)
@@ -694,25 +885,6 @@ static void run_faults(void)
 }
 
 /* ---- postcopy-paused and resume (protocol 10.5) ---- */
-
-static struct pc_vm *claim_vm;
-
-/* Source, any lane or the migration thread: pages about to be sent. */
-static void count_claims(unsigned block, const uint64_t *offsets, unsigned n)
-{
-	(void)block;
-	int epoch = atomic_load(&claim_vm->src_paused) ? 1 : 0;
-	for (unsigned i = 0; i < n; i++)
-		atomic_fetch_add(&claim_vm->claims[epoch][offsets[i] / PS], 1);
-}
-
-static atomic_ullong dst_dups; /* post-copy pages that were there already */
-
-static void count_arrivals(unsigned block, unsigned n, int placed)
-{
-	(void)block;
-	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
-}
 
 /* The first DISCARD applied: main breaks before its DISCARDED. */
 static atomic_int discard_cut;
@@ -760,14 +932,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	char uri[128];
 	setup_fault(&vm, AT_SWITCH, conn, how);
 	vm.fault_after_dst_switch = true;
-	for (int e = 0; e < 2; e++) {
-		vm.claims[e] = calloc(NPAGES, sizeof(atomic_uint));
-		CHECK(vm.claims[e]);
-	}
-	claim_vm = &vm;
-	atomic_store(&dst_dups, 0);
-	mfd__test_pc_claimed = count_claims;
-	mfd__test_dest_pc_arrived = count_arrivals;
+	claims_start(&vm);
 	atomic_store(&discard_cut, 0);
 	if (early)
 		mfd__test_dest_discard = cut_at_discard;
@@ -814,7 +979,8 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	printf("  %s %s, %s: source %s (cause %s), destination %s, paused "
 	       "%d/%d, resumes %u/%u; %llu pages sent after the switch, "
 	       "%llu again after the resume (source: %llu bytes of %llu to "
-	       "send), %llu arrived twice; %llu reads, %llu ms\n",
+	       "send), %llu arrived twice (%llu sent again on request); "
+	       "%llu reads, %llu ms\n",
 	       how == TVM_RESET	  ? "reset"
 	       : how == TVM_STALL ? "stalled"
 				  : "closed",
@@ -827,6 +993,7 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 	       (unsigned long long)ss.resume_bytes,
 	       (unsigned long long)ss.resume_inflight_bytes,
 	       (unsigned long long)atomic_load(&dst_dups),
+	       (unsigned long long)atomic_load(&src_again),
 	       (unsigned long long)atomic_load(&vm.reads),
 	       (unsigned long long)ms);
 	CHECK(early ? atomic_load(&discard_cut) : atomic_load(&vm.fired));
@@ -843,16 +1010,18 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 		      ds.phase == MFD_PHASE_COMPLETED);
 		CHECK(ss.resumes == 1 && ds.resumes == 1);
 		CHECK(vm.failed_err == 0);
-		/* Once per side of the pause at most; twice only where the
-		 * destination did not hold it (RECEIVED), and the
-		 * destination never got a page it held. */
+		/* Claimed once per side of the pause at most; twice only
+		 * where the destination did not hold it (RECEIVED), and the
+		 * destination got a page it held only where a lane sent a
+		 * page of the bulk's again on request. */
 		CHECK(twice == 0);
 		/* Before the switch the resume is pre-copy's (7.8): nothing
 		 * of post-copy had gone. */
 		CHECK(early ? once_more == 0
 			    : once_more * PS == ss.resume_bytes);
 		CHECK(ss.resume_bytes <= ss.resume_inflight_bytes);
-		CHECK(atomic_load(&dst_dups) == 0);
+		CHECK(atomic_load(&dst_dups) <= atomic_load(&src_again));
+		CHECK(ss.urgent_again_pages == check_again(&vm));
 		/* The break cut pages on their way (a data channel, or a
 		 * lane's first answer: a request the resume asks again). */
 		if (conn != 0 && !early)
@@ -867,16 +1036,13 @@ static void run_pc_resume(unsigned conn, int how, bool resume)
 		CHECK(ss.resumes == 0 && ds.resumes == 0);
 		CHECK(mfd_source_resume(vm.s, uri) == MFD_ESTATE);
 	}
-	mfd__test_pc_claimed = NULL;
-	mfd__test_dest_pc_arrived = NULL;
 	mfd__test_dest_discard = NULL;
 	atomic_store(&vm.dst_stop, 1);
 	mfd_dest_free(vm.d);
 	dst_guest_stop(&vm);
 	mfd_source_free(vm.s);
 	mfd_config_free(cfg);
-	for (int e = 0; e < 2; e++)
-		free(vm.claims[e]);
+	claims_stop(&vm);
 	teardown(&vm);
 }
 
@@ -910,19 +1076,27 @@ int main(void)
 		only = NULL;
 	if (!only || !strcmp(only, "manual")) {
 		printf("manual switch\n");
-		run_switch("manual", 1);
+		run_switch("manual", 1, 0);
 	}
 	if (!only || !strcmp(only, "early")) {
 		printf("manual switch in the middle of round 0\n");
-		run_switch("early", 1);
+		run_switch("early", 1, 0);
 	}
 	if (!only || !strcmp(only, "auto")) {
 		printf("auto switch, 2 lanes\n");
-		run_switch("auto", 2);
+		run_switch("auto", 2, 0);
+	}
+	if (!only || !strcmp(only, "bulknice")) {
+		printf("manual switch, postcopy-bulk-nice=15\n");
+		run_switch("manual", 1, 15);
 	}
 	if (!only || !strcmp(only, "killed")) {
 		printf("destination killed after the switch\n");
 		run_killed(false);
+	}
+	if (!only || !strcmp(only, "cancelled")) {
+		printf("destination cancelled after the switch\n");
+		run_cancelled();
 	}
 	if (!only || !strcmp(only, "killed-paused")) {
 		printf("destination killed after the switch, resume-timeout "

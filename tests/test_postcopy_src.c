@@ -6,7 +6,8 @@
  * destination accepts; the pages to send are those dirty or never sent,
  * and each is claimed exactly once by the urgent lanes (requested pages
  * and neighbours) and the bulk scanner (from the last request on), also
- * when they race.
+ * when they race; a requested page the bulk claimed is sent again on the
+ * lane (not claimed again), one a lane claimed is not.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -154,6 +155,24 @@ static int fail_emit(void *ctx, const uint8_t *p, size_t len)
 	return -EPIPE;
 }
 
+/* A request for pages [page, page + npages) of block b answered with the
+ * n pages want (page numbers), of which the first `asked` claimed for it
+ * and the next `again` the bulk's, sent again. */
+static void expect_answer(struct mfd__pc_src *pc, uint32_t b, uint64_t page,
+			  uint64_t npages, unsigned max, unsigned asked,
+			  unsigned again, const uint64_t *want, unsigned n)
+{
+	struct mfd__page_range r = { b, page * 4096, npages * 4096 };
+	struct mfd__pc_answer a;
+	uint64_t off[16];
+	assert_int_equal(mfd__pc_src_claim_request(pc, &r, max, off, &a), n);
+	assert_int_equal(a.n, n);
+	assert_int_equal(a.asked, asked);
+	assert_int_equal(a.again, again);
+	for (unsigned i = 0; i < n; i++)
+		assert_int_equal(off[i], want[i] * 4096);
+}
+
 static void test_claims(void **state)
 {
 	(void)state;
@@ -175,51 +194,50 @@ static void test_claims(void **state)
 	 * one is the page asked for (a lane sends it in a packet of its
 	 * own). */
 	struct mfd__page_range r = { 1, 10 * 4096, 4096 };
-	unsigned asked = 99;
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &asked), 4);
-	assert_int_equal(asked, 1);
+	struct mfd__pc_answer a = { 99, 99, 99 };
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 4);
+	assert_int_equal(a.n, 4);
+	assert_int_equal(a.asked, 1);
+	assert_int_equal(a.again, 0);
 	for (unsigned i = 0; i < 4; i++)
 		assert_int_equal(off[i], (10 + i) * 4096);
 	/* Asked again: on its way, nothing. Page 12 (a neighbour sent):
 	 * nothing either, not even neighbours. */
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 0);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 0);
+	assert_int_equal(a.n + a.asked + a.again, 0);
 	r.offset = 12 * 4096;
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 0);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 0);
 	/* The bulk scanner starts where the request ended. */
 	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 8, &blk, off), 8);
 	assert_int_equal(blk, 1);
 	assert_int_equal(off[0], 14 * 4096);
 	assert_int_equal(off[7], 21 * 4096);
-	/* Pages 20 and 21, both with bulk: nothing. 21 and 22: 22 and a
-	 * neighbour, skipping what bulk has. */
-	r = (struct mfd__page_range){ 1, 20 * 4096, 2 * 4096 };
-	asked = 99;
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off, &asked), 0);
-	assert_int_equal(asked, 0);
-	r = (struct mfd__page_range){ 1, 21 * 4096, 2 * 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 3, off, &asked), 3);
-	assert_int_equal(asked, 1); /* 22; 23 and 24 are neighbours */
-	assert_int_equal(off[0], 22 * 4096);
-	assert_int_equal(off[1], 23 * 4096);
-	assert_int_equal(off[2], 24 * 4096);
+	/* Pages 20 and 21, both with bulk: sent again (the bulk's copies
+	 * may wait behind its queue), and a neighbour claimed: 22. */
+	expect_answer(&pc, 1, 20, 2, 3, 0, 2, (const uint64_t[]){ 20, 21, 22 },
+		      3);
+	/* 22 and 23: 23 claimed, 22 left out (a lane has it), then the
+	 * neighbours 24 and 25. */
+	expect_answer(&pc, 1, 22, 2, 3, 1, 0, (const uint64_t[]){ 23, 24, 25 },
+		      3);
 
 	/* Neighbours come from the next pages only: 38 and 39 for a
 	 * request of 38 when 40 on are on their way (not 44 and 45). */
 	r = (struct mfd__page_range){ 1, 40 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 4);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 4);
 	assert_int_equal(off[3], 43 * 4096);
 	r = (struct mfd__page_range){ 1, 38 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, NULL), 2);
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 4, off, &a), 2);
 	assert_int_equal(off[0], 38 * 4096);
 	assert_int_equal(off[1], 39 * 4096);
 
 	/* The rest, once each: b from 40, then a, then b's start. */
 	uint8_t seen[2][64] = { 0 };
-	for (unsigned p = 10; p < 25; p++)
+	for (unsigned p = 10; p < 26; p++)
 		seen[1][p] = 1;
 	for (unsigned p = 38; p < 44; p++)
 		seen[1][p] = 1;
-	unsigned n, total = 21;
+	unsigned n, total = 22;
 	while ((n = mfd__pc_src_claim_bulk(&pc, 16, &blk, off))) {
 		for (unsigned i = 0; i < n; i++) {
 			assert_int_equal(seen[blk][off[i] / 4096], 0);
@@ -239,6 +257,42 @@ static void test_claims(void **state)
 	mfd__pc_src_destroy(&pc);
 	mfd__ramblock_destroy(&rb[0]);
 	mfd__ramblock_destroy(&rb[1]);
+}
+
+/* A request for pages the bulk claimed: sent again, after the pages
+ * claimed for it and before the neighbours, never claimed twice; pages
+ * a lane claimed are left out, until mfd__pc_src_lanes_reset(). */
+static void test_again(void **state)
+{
+	(void)state;
+	struct mfd__ramblock rb;
+	struct mfd__pc_src pc;
+	uint64_t off[16];
+	unsigned blk;
+
+	assert_int_equal(mfd__ramblock_init(&rb, "a", NOWHERE, 64 * 4096, 4096),
+			 0);
+	assert_int_equal(mfd__pc_src_init(&pc, &rb, 1), 0);
+	assert_int_equal(mfd__pc_src_switch(&pc, fail_emit, NULL), 64);
+	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 8, &blk, off), 8);
+	/* Page 2 (the bulk's): again; its neighbours 3-5 are the bulk's
+	 * too, not claimed by the lane. */
+	expect_answer(&pc, 0, 2, 1, 4, 0, 1, (const uint64_t[]){ 2 }, 1);
+	assert_int_equal(mfd__pc_src_left(&pc), 56);
+	/* Pages 6-9: 8 and 9 claimed, 6 and 7 again, then 10-13. */
+	expect_answer(&pc, 0, 6, 4, 8, 2, 2,
+		      (const uint64_t[]){ 8, 9, 6, 7, 10, 11, 12, 13 }, 8);
+	assert_int_equal(mfd__pc_src_left(&pc), 50);
+	/* A lane's (asked or neighbour): on its way, nothing. */
+	expect_answer(&pc, 0, 9, 1, 4, 0, 0, NULL, 0);
+	expect_answer(&pc, 0, 11, 1, 4, 0, 0, NULL, 0);
+	/* After a reset nothing is on a lane: 11 again, and of the next
+	 * three pages 14 (12 and 13 are not to send any more). */
+	mfd__pc_src_lanes_reset(&pc);
+	expect_answer(&pc, 0, 11, 1, 4, 0, 1, (const uint64_t[]){ 11, 14 }, 2);
+	assert_int_equal(mfd__pc_src_left(&pc), 49);
+	mfd__pc_src_destroy(&pc);
+	mfd__ramblock_destroy(&rb);
 }
 
 /* The early DISCARDs consume the dirty bits; what is dirty at the switch
@@ -276,7 +330,8 @@ static void test_hot_first(void **state)
 	assert_int_equal(m.got[2].offset, 200 * 4096);
 	/* A lane asks for 150 first. */
 	struct mfd__page_range r = { 0, 150 * 4096, 4096 };
-	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off, NULL), 1);
+	struct mfd__pc_answer a;
+	assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off, &a), 1);
 	/* Hot: 5, 12, 200, though the request moved the cursor to 151. */
 	assert_int_equal(mfd__pc_src_claim_bulk(&pc, 2, &blk, off), 2);
 	assert_int_equal(off[0], 5 * 4096);
@@ -324,8 +379,14 @@ static void *urgent(void *arg)
 	while (mfd__pc_src_left(&r->pc)) {
 		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 		struct mfd__page_range q = { 0, (x % NP) * 4096, 4096 };
-		mark(r, mfd__pc_src_claim_request(&r->pc, &q, 8, off, NULL),
-		     off);
+		struct mfd__pc_answer a;
+		unsigned n = mfd__pc_src_claim_request(&r->pc, &q, 8, off, &a);
+		/* Claims only: the pages sent again were the bulk's (not
+		 * cmocka's assert: this is not the test's thread). */
+		if (a.asked + a.again > 1 || a.n != n)
+			abort();
+		mark(r, a.asked, off);
+		mark(r, n - a.asked - a.again, off + a.asked + a.again);
 	}
 	return NULL;
 }
@@ -373,6 +434,7 @@ static void test_bulk_across_gaps(void **state)
 	struct mfd__pc_src pc;
 	uint64_t off[64];
 	unsigned blk, n, got = 0;
+	struct mfd__pc_answer a;
 
 	assert_int_equal(
 		mfd__ramblock_init(&rb, "a", NOWHERE, 1024 * 4096, 4096), 0);
@@ -381,13 +443,13 @@ static void test_bulk_across_gaps(void **state)
 	/* The lanes take the odd pages, and the whole word of 128..191. */
 	for (uint64_t p = 1; p < 1024; p += 2) {
 		struct mfd__page_range r = { 0, p * 4096, 4096 };
-		assert_int_equal(
-			mfd__pc_src_claim_request(&pc, &r, 1, off, NULL), 1);
+		assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off, &a),
+				 1);
 	}
 	for (uint64_t p = 128; p < 192; p += 2) {
 		struct mfd__page_range r = { 0, p * 4096, 4096 };
-		assert_int_equal(
-			mfd__pc_src_claim_request(&pc, &r, 1, off, NULL), 1);
+		assert_int_equal(mfd__pc_src_claim_request(&pc, &r, 1, off, &a),
+				 1);
 	}
 	assert_int_equal(mfd__pc_src_left(&pc), 512 - 32);
 	/* The last request (190) moved the cursor to 191: 192, 194, ...
@@ -439,6 +501,7 @@ int main(void)
 		cmocka_unit_test(test_discard_list),
 		cmocka_unit_test(test_discard_split),
 		cmocka_unit_test(test_claims),
+		cmocka_unit_test(test_again),
 		cmocka_unit_test(test_hot_first),
 		cmocka_unit_test(test_bulk_across_gaps),
 		cmocka_unit_test(test_bulk_pace),

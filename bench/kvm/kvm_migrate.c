@@ -172,8 +172,21 @@ static void h_postcopy(void *opaque)
 {
 	struct side *s = opaque;
 	s->res->postcopy = 1;
-	if (s->kill_at_postcopy)
-		mfd_dest_cancel(s->kill_at_postcopy);
+	if (!s->kill_at_postcopy)
+		return;
+	/* The destination dies with its guest running: once it has run
+	 * it (phase postcopy, at most 5 s; the source streams nothing
+	 * meanwhile), not while it still loads, which would be a failure
+	 * before its switch. */
+	uint64_t t0 = now_ns();
+	mfd_stats st;
+	do {
+		mfd_dest_get_stats(s->kill_at_postcopy, &st, sizeof(st));
+		if (st.phase == MFD_PHASE_POSTCOPY && st.downtime_ns)
+			break;
+		sleep_ms(1);
+	} while (now_ns() - t0 < 5000000000ULL);
+	mfd_dest_cancel(s->kill_at_postcopy);
 }
 
 static int h_resume(void *opaque)

@@ -32,7 +32,7 @@ struct kvm_mig_opts {
 	 * config's postcopy key must be manual); 0: not called. */
 	unsigned postcopy_after_ms;
 	int kill_dest_at_postcopy; /* tests: cancel the destination as soon
-				    * as the source made the switch */
+				    * as it runs the guest after the switch */
 	/* Optional (tests): route the source through a proxy: given the
 	 * destination's URI, write the one the source should use. Then
 	 * midway() is called once the source has started. */

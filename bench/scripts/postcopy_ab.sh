@@ -31,7 +31,7 @@ while [ "$i" -le "$R" ]; do
         memcmp_ok, error, rounds, forced, postcopy_round, downtime_ms,
         postcopy_downtime_ms, total_ms, ram_bytes, throttle_pct,
         guest_work_before, guest_work_during, guest_slowdown_pct,
-        urgent_requests, urgent_pages, lane_bytes, faults, request_p50_ms,
+        urgent_requests, urgent_pages, urgent_again_pages, lane_bytes, faults, request_p50_ms,
         request_p99_ms, request_max_ms, blocktime_ms}'
   done
   echo "### load after pair $i: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -395,6 +395,11 @@ typedef struct mfd_stats {
 	uint32_t resumes;
 	uint64_t resume_bytes;
 	uint64_t resume_inflight_bytes;
+	/* Source, post-copy: of urgent_pages, those asked for that a data
+	 * channel had taken already and an urgent lane sent again (the
+	 * data channel's copy was still on its way; the destination keeps
+	 * the first to arrive). */
+	uint64_t urgent_again_pages;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,
@@ -843,6 +848,13 @@ MFD_API int mfd_dest_run(mfd_dest *dst);
 MFD_API int mfd_dest_discard(mfd_dest *dst);
 /* What the destination knows of the handover (any thread). */
 MFD_API int mfd_dest_get_handover(mfd_dest *dst, mfd_handover *h, size_t size);
+/*
+ * Cancels the incoming migration (any thread; 0, also when nothing runs).
+ * After the post-copy switch too (phase postcopy or postcopy-paused): the
+ * guest running here is given up, its memory incomplete (threads that
+ * fault on a missing page stay blocked), and the source reports it lost
+ * (MFD_ELOSTGUEST).
+ */
 MFD_API int mfd_dest_cancel(mfd_dest *dst);
 MFD_API int mfd_dest_get_stats(mfd_dest *dst, mfd_stats *st, size_t size);
 /* As mfd_source_error_text(), for the incoming migration: e.g. "setup

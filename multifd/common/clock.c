@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -93,6 +94,17 @@ int mfd__thread_short_slice(void)
 #else
 	return -ENOSYS;
 #endif
+}
+
+int mfd__thread_lower(int tid, int nice)
+{
+	errno = 0;
+	int cur = getpriority(PRIO_PROCESS, (id_t)tid);
+	if (cur == -1 && errno)
+		return -errno;
+	if (cur >= nice)
+		return 0;
+	return setpriority(PRIO_PROCESS, (id_t)tid, nice) ? -errno : 0;
 }
 
 void mfd__cond_init_mono(pthread_cond_t *cv)

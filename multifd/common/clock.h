@@ -32,6 +32,15 @@ int mfd__thread_sched(int tid, uint64_t *cpu_ns, uint64_t *wait_ns);
 int mfd__thread_short_slice(void);
 
 /*
+ * Lowers thread tid (0: the calling thread) to nice value `nice` if it
+ * runs above it (setpriority on the thread; lowering needs no privilege,
+ * and is not undone: a thread is never raised). For the post-copy data
+ * channels' threads, so that the request path's threads get the CPU
+ * first. 0 or -errno; the caller may ignore it.
+ */
+int mfd__thread_lower(int tid, int nice);
+
+/*
  * Condition variables on CLOCK_MONOTONIC, and a wait until an absolute
  * mfd__now_ns() deadline: 0 when signalled (or spuriously woken), ETIMEDOUT
  * once the deadline has passed.
