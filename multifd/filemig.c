@@ -252,28 +252,20 @@ static void save_done(struct mfd__fpass *p, const struct fsaved *d)
 	STAT_ADD(ss->st.wire_bytes, (bt->n - d->holes) * rb->page_size);
 }
 
-/* The pass's next batch for this worker, or NULL at the end (or once the
- * session failed: *ret). */
-static const struct mfd__fbatch *next_batch(struct mfd__fpass *p, int *ret)
+/* Reads the present pages of one batch into guest memory, takes their
+ * digests; absent pages keep the zero page's digest (the destination's
+ * memory starts zero, as for a network migration). */
+static int load_batch(struct mfd__fpass *p, struct mfd__fio *io,
+		      const struct mfd__fbatch *bt)
 {
-	uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
-	if (i >= p->nb || (*ret = mfd__session_check(p->ss)))
-		return NULL;
-	return &p->b[i];
-}
-
-/* Queues the reads of one batch's present pages straight into guest
- * memory: one per run of present pages (a batch here is n consecutive
- * pages from offsets[0]). *present: the pages read. */
-static int load_queue(struct mfd__fpass *p, struct mfd__fio *io,
-		      const struct mfd__fbatch *bt, uint64_t *present)
-{
-	const struct mfd__ramblock *rb = &p->ss->blocks[bt->block];
+	struct mfd__session *ss = p->ss;
+	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
 	const struct mfd__bitmap *pr = &p->present[bt->block];
-	uint64_t first = bt->offsets[0] >> rb->page_shift;
+	uint64_t first = bt->offsets[0] >> rb->page_shift, present = 0;
 	uint64_t end = first + bt->n;
 	int ret = 0;
-	*present = 0;
+	/* A batch here is n consecutive pages from offsets[0]: one read per
+	 * run of present pages, then (the reads done) their digests. */
 	for (uint64_t pg = first; pg < end && !ret;) {
 		if (!mfd__bitmap_test(pr, pg)) {
 			pg++;
@@ -286,23 +278,12 @@ static int load_queue(struct mfd__fpass *p, struct mfd__fio *io,
 		ret = mfd__fio_rw(io, p->fd, false, rb->host + off,
 				  n << rb->page_shift,
 				  p->h->blocks[bt->block].pages_off + off);
-		*present += n;
+		present += n;
 		pg += n;
 	}
-	return ret;
-}
-
-/* A batch's reads are done (ret: their result): the digests of its
- * present pages; absent pages keep the zero page's digest (the
- * destination's memory starts zero, as for a network migration). */
-static int load_done(struct mfd__fpass *p, const struct mfd__fbatch *bt,
-		     uint64_t present, int ret)
-{
-	struct mfd__session *ss = p->ss;
-	const struct mfd__ramblock *rb = &ss->blocks[bt->block];
-	const struct mfd__bitmap *pr = &p->present[bt->block];
-	uint64_t first = bt->offsets[0] >> rb->page_shift;
-	for (uint64_t pg = first; pg < first + bt->n && !ret; pg++)
+	if (!ret)
+		ret = mfd__fio_drain(io);
+	for (uint64_t pg = first; pg < end && !ret; pg++)
 		if (mfd__bitmap_test(pr, pg))
 			ss->pdig[bt->block][pg] = mfd__page_digest(
 				rb->host + (pg << rb->page_shift),
@@ -320,39 +301,6 @@ static int load_done(struct mfd__fpass *p, const struct mfd__fbatch *bt,
 	STAT_ADD(ss->st.packets, 1);
 	STAT_ADD(ss->st.wire_bytes, present * rb->page_size);
 	return 0;
-}
-
-/*
- * A reader's batches: the next batch's reads are in flight (on the ring,
- * or the queue's own thread without one: mfd__fio_thread) while this
- * thread takes the digests of the one before. The copy (on tmpfs, or from
- * the page cache) or the disk runs meanwhile: drained before its digests,
- * each batch left the reads and the digests idle in turn (docs/
- * benchmarks.md). Without either, each batch is read, then digested.
- */
-static int load_loop(struct mfd__fpass *p, struct mfd__fio *io)
-{
-	const struct mfd__fbatch *bt, *prev = NULL;
-	uint64_t present, prev_present = 0;
-	int ret = 0;
-	while (!ret && (bt = next_batch(p, &ret))) {
-		int r = load_queue(p, io, bt, &present);
-		if (!(io->ring_on || io->thr_on) || r) {
-			ret = load_done(p, bt, present, r);
-			continue;
-		}
-		/* prev's reads were submitted in the last turn. */
-		if (prev)
-			ret = load_done(p, prev, prev_present,
-					mfd__fio_reap(io));
-		if (!ret && (r = mfd__fio_submit(io)))
-			ret = load_done(p, bt, present, r);
-		prev = bt;
-		prev_present = present;
-	}
-	if (!ret && prev)
-		ret = load_done(p, prev, prev_present, mfd__fio_reap(io));
-	return ret;
 }
 
 struct fworker {
@@ -376,6 +324,16 @@ static int save_scratch(struct mfd__fpass *p, struct fworker *w)
 		       : -ENOMEM;
 }
 
+/* The pass's next batch for this worker, or NULL at the end (or once the
+ * session failed: *ret). */
+static const struct mfd__fbatch *next_batch(struct mfd__fpass *p, int *ret)
+{
+	uint64_t i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
+	if (i >= p->nb || (*ret = mfd__session_check(p->ss)))
+		return NULL;
+	return &p->b[i];
+}
+
 /*
  * A save writer's batches. With direct I/O the device waits for this
  * thread between batches (no page cache takes the writes): so one batch
@@ -384,8 +342,9 @@ static int save_scratch(struct mfd__fpass *p, struct fworker *w)
  * is done. One batch in the device at a time, as fio's psync writes of
  * one block at a time (bench/scripts/file_fio.sh), but the device no
  * longer idles while the writer computes. Without a ring (io-engine =
- * sockets) the queue's own thread writes (mfd__fio_thread). Buffered,
- * each batch is written, then its writeback started (save_done).
+ * sockets) the writes are done as they are queued: nothing overlaps
+ * there without a second thread. Buffered, each batch is written, then
+ * its writeback started (save_done).
  */
 static int save_loop(struct mfd__fpass *p, struct mfd__fio *io,
 		     struct fworker *w)
@@ -423,12 +382,6 @@ static void *worker_main(void *arg)
 	if (io && !mfd__fio_init(io, p->uring) && p->uring)
 		mfd__warn("io-engine uring: no io_uring for file I/O here; "
 			  "pwrite/pread instead");
-	/* Where the transfers overlap this thread's work (load_loop,
-	 * save_loop): without a ring, a thread moves them. Without it they
-	 * move at once, in order: the same bytes. */
-	if (io && !p->pc && (!w->save || p->ss->cfg.direct_io) &&
-	    mfd__fio_thread(io))
-		mfd__warn("file I/O thread: none; reads and writes in line");
 	if (io && p->pc)
 		ret = mfd__flazy_buf_init(&w->lz, p->ss);
 	if (io && w->save)
@@ -436,14 +389,11 @@ static void *worker_main(void *arg)
 	const struct mfd__fbatch *bt;
 	if (io && !ret && w->save)
 		ret = save_loop(p, io, w);
-	while (io && !ret && !w->save && p->pc && (bt = next_batch(p, &ret)))
-		ret = mfd__flazy_batch(p, io, bt, &w->lz);
-	if (io && !ret && !w->save && !p->pc)
-		ret = load_loop(p, io);
-	if (io) {
+	while (io && !ret && !w->save && (bt = next_batch(p, &ret)))
+		ret = p->pc ? mfd__flazy_batch(p, io, bt, &w->lz)
+			    : load_batch(p, io, bt);
+	if (io)
 		mfd__fio_exit(io);
-		STAT_ADD(p->ss->st.cpu_ns, io->cpu_ns);
-	}
 	free(io);
 	mfd__flazy_buf_free(&w->lz);
 	free(w->sc.zero);
