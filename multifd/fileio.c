@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include "multifd/fileio.h"
-#include "multifd/common/clock.h"
 #include "multifd/common/util.h"
 
 int mfd__fio_all(int fd, bool wr, uint8_t *p, uint64_t len, uint64_t off)
@@ -48,6 +47,16 @@ bool mfd__fio_init(struct mfd__fio *io, bool uring)
 	return io->ring_on;
 }
 
+void mfd__fio_exit(struct mfd__fio *io)
+{
+	if (io->ring_on)
+		(void)mfd__fio_drain(io);
+	/* (A drain that broke the ring has let it go already.) */
+	if (io->ring_on)
+		io_uring_queue_exit(&io->ring);
+	io->ring_on = false;
+}
+
 #define SLOT(c) ((c) % MFD__FIO_DEPTH)
 
 /* Request c with syscalls. */
@@ -56,78 +65,6 @@ static int plain(struct mfd__fio *io, unsigned c)
 	return mfd__fio_allv(io->req[SLOT(c)].fd, io->req[SLOT(c)].wr,
 			     io->req[SLOT(c)].iov, io->req[SLOT(c)].cnt,
 			     io->req[SLOT(c)].off);
-}
-
-/* The transfer thread: requests [done, end) in order, one at a time. Its
- * waits are for its own queue's owner, which gives it work or stops it. */
-static void *fio_thread(void *arg)
-{
-	struct mfd__fio *io = arg;
-	pthread_mutex_lock(&io->mu);
-	for (;;) {
-		while (io->thr_done == io->thr_end && !io->thr_stop)
-			pthread_cond_wait(&io->work, &io->mu);
-		if (io->thr_done == io->thr_end)
-			break;
-		unsigned c = io->thr_done;
-		/* Slot c stays the owner's to read, not to change, until
-		 * done passes it. */
-		pthread_mutex_unlock(&io->mu);
-		int ret = plain(io, c);
-		pthread_mutex_lock(&io->mu);
-		if (ret && !io->thr_ret)
-			io->thr_ret = ret;
-		if (++io->thr_done == io->thr_end)
-			pthread_cond_signal(&io->idle);
-	}
-	io->cpu_ns = mfd__thread_cpu_ns();
-	pthread_mutex_unlock(&io->mu);
-	return NULL;
-}
-
-int mfd__fio_thread(struct mfd__fio *io)
-{
-	if (io->ring_on || io->thr_on)
-		return 0;
-	int ret = pthread_mutex_init(&io->mu, NULL);
-	if (ret)
-		return -ret;
-	if ((ret = pthread_cond_init(&io->work, NULL)))
-		goto no_work;
-	if ((ret = pthread_cond_init(&io->idle, NULL)))
-		goto no_idle;
-	if ((ret = pthread_create(&io->thr, NULL, fio_thread, io)))
-		goto no_thread;
-	io->thr_on = true;
-	return 0;
-no_thread:
-	pthread_cond_destroy(&io->idle);
-no_idle:
-	pthread_cond_destroy(&io->work);
-no_work:
-	pthread_mutex_destroy(&io->mu);
-	return -ret;
-}
-
-void mfd__fio_exit(struct mfd__fio *io)
-{
-	if (io->ring_on || io->thr_on)
-		(void)mfd__fio_drain(io);
-	/* (A drain that broke the ring has let it go already.) */
-	if (io->ring_on)
-		io_uring_queue_exit(&io->ring);
-	io->ring_on = false;
-	if (io->thr_on) {
-		pthread_mutex_lock(&io->mu);
-		io->thr_stop = true;
-		pthread_cond_signal(&io->work);
-		pthread_mutex_unlock(&io->mu);
-		pthread_join(io->thr, NULL);
-		pthread_cond_destroy(&io->idle);
-		pthread_cond_destroy(&io->work);
-		pthread_mutex_destroy(&io->mu);
-		io->thr_on = false;
-	}
 }
 
 /* The ring fails: what is queued is done with syscalls, and no ring from
@@ -146,16 +83,6 @@ static int ring_broken(struct mfd__fio *io)
 int mfd__fio_reap(struct mfd__fio *io)
 {
 	int ret = 0;
-	if (io->thr_on) {
-		pthread_mutex_lock(&io->mu);
-		while (io->thr_done != io->sent)
-			pthread_cond_wait(&io->idle, &io->mu);
-		ret = io->thr_ret;
-		io->thr_ret = 0;
-		pthread_mutex_unlock(&io->mu);
-		io->head = io->sent;
-		return ret;
-	}
 	/* Completions come in any order: count them, then free all. */
 	for (unsigned left = io->ring_on ? io->sent - io->head : 0; left;) {
 		struct io_uring_cqe *cqe;
@@ -192,12 +119,6 @@ int mfd__fio_reap(struct mfd__fio *io)
 
 int mfd__fio_submit(struct mfd__fio *io)
 {
-	if (io->thr_on && io->sent != io->tail) {
-		pthread_mutex_lock(&io->mu);
-		io->thr_end = io->sent = io->tail;
-		pthread_cond_signal(&io->work);
-		pthread_mutex_unlock(&io->mu);
-	}
 	while (io->ring_on && io->sent != io->tail) {
 		int sub = io_uring_submit(&io->ring);
 		if (sub == -EINTR || sub == -EAGAIN)
@@ -225,20 +146,19 @@ static int queue(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
 		 unsigned cnt, uint64_t off, bool one)
 {
 	int ret;
-	bool queued = io->ring_on || io->thr_on;
-	/* Every slot taken: the kernel's (or thread's) first, then, if all
-	 * are queued, everything. */
-	if (queued && io->tail - io->head == MFD__FIO_DEPTH &&
+	/* Every slot taken: the kernel's first, then, if all are queued,
+	 * everything. */
+	if (io->ring_on && io->tail - io->head == MFD__FIO_DEPTH &&
 	    (ret = mfd__fio_reap(io)))
 		return ret;
-	if (queued && io->tail - io->head == MFD__FIO_DEPTH &&
+	if (io->ring_on && io->tail - io->head == MFD__FIO_DEPTH &&
 	    (ret = mfd__fio_drain(io)))
 		return ret;
 	struct io_uring_sqe *sqe =
 		io->ring_on ? io_uring_get_sqe(&io->ring) : NULL;
 	/* No sqe cannot happen (no more are outstanding than the ring
 	 * holds), but then the syscalls do it. */
-	if (!sqe && !io->thr_on)
+	if (!sqe)
 		return mfd__fio_allv(fd, wr, iov, cnt, off);
 	unsigned i = SLOT(io->tail++);
 	io->req[i].fd = fd;
@@ -248,12 +168,6 @@ static int queue(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
 	if (one) {
 		io->req[i].one = iov[0];
 		io->req[i].iov = &io->req[i].one;
-	} else {
-		io->req[i].iov = iov;
-	}
-	if (!sqe)
-		return 0; /* the thread's, once submitted */
-	if (one) {
 		if (wr)
 			io_uring_prep_write(sqe, fd, iov[0].iov_base,
 					    (unsigned)iov[0].iov_len, off);
@@ -261,6 +175,7 @@ static int queue(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
 			io_uring_prep_read(sqe, fd, iov[0].iov_base,
 					   (unsigned)iov[0].iov_len, off);
 	} else {
+		io->req[i].iov = iov;
 		if (wr)
 			io_uring_prep_writev(sqe, fd, iov, cnt, off);
 		else
@@ -273,9 +188,6 @@ static int queue(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
 int mfd__fio_rw(struct mfd__fio *io, int fd, bool wr, uint8_t *p, uint64_t len,
 		uint64_t off)
 {
-	if (io->thr_on)
-		return queue(io, fd, wr, &(struct iovec){ p, len }, 1, off,
-			     true);
 	/* Over 1 GiB (runs of huge pages) does not fit an sqe's length. */
 	if (!io->ring_on || len > (1ULL << 30))
 		return mfd__fio_all(fd, wr, p, len, off);
@@ -286,8 +198,6 @@ int mfd__fio_rw(struct mfd__fio *io, int fd, bool wr, uint8_t *p, uint64_t len,
 int mfd__fio_rwv(struct mfd__fio *io, int fd, bool wr, struct iovec *iov,
 		 unsigned cnt, uint64_t off)
 {
-	if (io->thr_on)
-		return queue(io, fd, wr, iov, cnt, off, false);
 	uint64_t len = 0;
 	for (unsigned i = 0; i < cnt; i++)
 		len += iov[i].iov_len;

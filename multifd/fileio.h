@@ -10,7 +10,6 @@
 #define MULTIFD_FILEIO_H
 
 #include <liburing.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -27,16 +26,6 @@ struct mfd__fio {
 	bool ring_on;
 	struct io_uring ring;
 	unsigned head, sent, tail;
-	/* Without a ring, mfd__fio_thread(): a thread of this queue's own
-	 * does [head, sent), in order, as the ring's kernel would; done is
-	 * the next it takes, end what it was given (both under mu). */
-	bool thr_on, thr_stop;
-	pthread_t thr;
-	pthread_mutex_t mu;
-	pthread_cond_t work, idle;
-	unsigned thr_done, thr_end;
-	int thr_ret;	 /* its first error since the last reap */
-	uint64_t cpu_ns; /* the thread's CPU time, set at mfd__fio_exit */
 	struct {
 		int fd;
 		bool wr;
@@ -58,12 +47,6 @@ int mfd__fio_allv(int fd, bool wr, struct iovec *iov, unsigned cnt,
 /* uring: try a ring (falls back to syscalls, false, when the kernel has
  * none). */
 bool mfd__fio_init(struct mfd__fio *io, bool uring);
-/* Without a ring (io-engine = sockets, or none here): submitted
- * transfers move on a thread of this queue's own, so a caller that works
- * between mfd__fio_submit() and mfd__fio_reap() overlaps its I/O as with a
- * ring; they are queued until submitted. 0, or -errno (then they move at
- * queue time, as before). Nothing to do with a ring. */
-int mfd__fio_thread(struct mfd__fio *io);
 void mfd__fio_exit(struct mfd__fio *io);
 /* Moves len bytes between p and the file at off: done when it returns
  * (syscalls), or queued until mfd__fio_drain() (ring; when every slot is

@@ -1375,10 +1375,9 @@ static void fill(uint8_t *p, size_t len, uint8_t v)
 		p[i] = (uint8_t)(v + i * 7);
 }
 
-/* The queue of mfd__fio: on a ring (uring), in line (sockets), or on the
- * queue's own thread (sockets, thread). */
-static void fio_queue(bool thread)
+static void test_fio_queue(void **state)
 {
+	(void)state;
 	char path[300];
 	snprintf(path, sizeof(path), "%s/fio.img", dir);
 	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
@@ -1390,10 +1389,6 @@ static void fio_queue(bool thread)
 	struct mfd__fio io;
 	bool ring = mfd__fio_init(&io, !strcmp(engine, "uring"));
 	assert_int_equal(ring, !strcmp(engine, "uring"));
-	if (thread)
-		assert_int_equal(mfd__fio_thread(&io), 0);
-	assert_int_equal(io.thr_on, thread && !ring);
-	bool queued = ring || io.thr_on;
 	/* Batch A (page 0) in the kernel, batch B (page 1) queued. */
 	assert_int_equal(mfd__fio_rw(&io, fd, true, buf[0], PAGE, 0), 0);
 	assert_int_equal(mfd__fio_submit(&io), 0);
@@ -1403,9 +1398,9 @@ static void fio_queue(bool thread)
 	assert_int_equal(mfd__fio_reap(&io), 0);
 	assert_int_equal(pread(fd, got, PAGE, 0), PAGE);
 	assert_memory_equal(got, buf[0], PAGE);
-	/* B: queued, not written until submitted; in line at once. */
+	/* B: on a ring not written until submitted; with syscalls at once. */
 	ssize_t n = pread(fd, got, PAGE, PAGE);
-	if (queued)
+	if (ring)
 		assert_int_equal(n, 0);
 	else
 		assert_memory_equal(got, buf[1], PAGE);
@@ -1424,7 +1419,7 @@ static void fio_queue(bool thread)
 	int ro = open(path, O_RDONLY);
 	assert_true(ro >= 0);
 	int ret = mfd__fio_rw(&io, ro, true, buf[0], PAGE, 0);
-	if (queued) {
+	if (ring) {
 		assert_int_equal(ret, 0);
 		assert_int_equal(mfd__fio_submit(&io), 0);
 		ret = mfd__fio_reap(&io);
@@ -1435,30 +1430,10 @@ static void fio_queue(bool thread)
 	assert_int_equal(mfd__fio_drain(&io), 0);
 	assert_int_equal(pread(fd, got, PAGE, 0), PAGE);
 	assert_memory_equal(got, buf[2], PAGE);
-	/* The thread moves one submission's transfers in order: the later
-	 * write to the same page wins (a ring does not promise that). */
-	assert_int_equal(mfd__fio_rw(&io, fd, true, buf[3], PAGE, 0), 0);
-	assert_int_equal(mfd__fio_rw(&io, fd, true, buf[4], PAGE, 0), 0);
-	assert_int_equal(mfd__fio_drain(&io), 0);
-	assert_int_equal(pread(fd, got, PAGE, 0), PAGE);
-	if (!ring)
-		assert_memory_equal(got, buf[4], PAGE);
-	/* Reads past the end: -ENODATA, from the thread as in line. */
-	ret = mfd__fio_rw(&io, fd, false, got, PAGE, (uint64_t)N * PAGE);
-	if (queued)
-		ret = mfd__fio_drain(&io);
-	assert_int_equal(ret, -ENODATA);
 	mfd__fio_exit(&io);
 	close(ro);
 	close(fd);
 	unlink(path);
-}
-
-static void test_fio_queue(void **state)
-{
-	(void)state;
-	fio_queue(false);
-	fio_queue(true);
 }
 
 int main(void)
