@@ -87,6 +87,8 @@ static void postcopy_items(struct report *r, const mfd_stats *s,
 	report_u64(r, "urgent_requests", s->urgent_requests);
 	report_u64(r, "urgent_pages", s->urgent_pages);
 	report_u64(r, "urgent_again_pages", s->urgent_again_pages);
+	report_u64(r, "urgent_rt_threads",
+		   (uint64_t)s->urgent_rt_threads + d->urgent_rt_threads);
 	report_u64(r, "lane_bytes", s->lane_bytes);
 	report_u64(r, "data_channel_bytes", d->wire_bytes - d->lane_bytes);
 	report_u64(r, "faults", d->faults);

@@ -700,6 +700,23 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 	},
 	{
 		.section = "migration",
+		.name = "postcopy-urgent-priority",
+		.type = MFD__CFG_UINT,
+		.def = "1",
+		.min = 0,
+		.max = 99,
+		FIELD(postcopy_urgent_priority),
+		.doc = "Both sides: the threads on a post-copy page "
+		       "request's path (the destination's fault thread, each "
+		       "urgent lane's thread on both sides) run SCHED_FIFO at "
+		       "this priority while they serve requests, so that a "
+		       "fault's page does not wait for a busy CPU. Needs "
+		       "CAP_SYS_NICE or RLIMIT_RTPRIO; without it, or at 0, "
+		       "they ask for a short fair-class slice instead. A "
+		       "thread the embedder gave a policy keeps it.",
+	},
+	{
+		.section = "migration",
 		.name = "announce-initial",
 		.type = MFD__CFG_MS,
 		.def = "50ms",

@@ -69,7 +69,8 @@ struct mfd_config {
 	uint32_t postcopy_after_rounds;
 	uint64_t max_postcopy_bandwidth; /* bytes/s after the switch, 0 = any */
 	bool postcopy_pacing; /* pace the data channels after the switch */
-	uint32_t postcopy_bulk_nice; /* data channels' threads after it */
+	uint32_t postcopy_bulk_nice;	   /* data channels' threads after it */
+	uint32_t postcopy_urgent_priority; /* request path's SCHED_FIFO */
 	/* Destination self-announcement (multifd/announce.c). */
 	uint64_t announce_initial_ms; /* before round 1 */
 	uint64_t announce_max_ms;     /* longest delay between rounds */

@@ -275,7 +275,9 @@ static void *fault_main(void *arg)
 
 	/* A fault waits for this thread's wakeup: don't queue behind the
 	 * busy threads of a full CPU. */
-	(void)mfd__thread_short_slice();
+	int rt = mfd__thread_urgent(pc->rt_prio);
+	if (rt)
+		STAT_ADD(pc->rt_threads, 1);
 	while (!__atomic_load_n(&pc->stop, __ATOMIC_ACQUIRE)) {
 		int ret = mfd__uffd_next_fault(&pc->u, &addr, FAULT_POLL_MS);
 		if (ret > 0)
@@ -285,6 +287,7 @@ static void *fault_main(void *arg)
 			break;
 		}
 	}
+	mfd__thread_urgent_end(rt);
 	return NULL;
 }
 

@@ -158,8 +158,11 @@ static void *lane_main(void *arg)
 {
 	struct mfd__pc_lane *l = arg;
 	/* Each request waits for this thread's wakeup. */
-	(void)mfd__thread_short_slice();
+	int rt = mfd__thread_urgent(l->ls->rt_prio);
+	if (rt)
+		STAT_ADD(l->ls->st->urgent_rt_threads, 1);
 	int ret = lane_loop(l);
+	mfd__thread_urgent_end(rt);
 	if (ret && ret != -ECANCELED) {
 		int zero = 0;
 		__atomic_compare_exchange_n(&l->ls->err, &zero, ret, false,

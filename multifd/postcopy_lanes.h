@@ -46,6 +46,7 @@ struct mfd__pc_lanes {
 	struct mfd__ramblock *blocks;
 	const struct mfd__wire_limits *lim; /* checks each PAGE_REQ */
 	uint32_t round;			    /* the post-copy round */
+	unsigned rt_prio; /* postcopy-urgent-priority (mfd__thread_urgent) */
 	struct mfd__stats *st;
 	void (*fail)(void *ctx, int err); /* a lane's failure */
 	void *ctx;

@@ -2208,6 +2208,7 @@ static int postcopy_stream(mfd_source *s, struct mfd__batch **batch,
 	s->lanes.blocks = s->ss.blocks;
 	s->lanes.lim = &s->pc_lim;
 	s->lanes.round = round;
+	s->lanes.rt_prio = s->ss.cfg.postcopy_urgent_priority;
 	s->lanes.st = &s->ss.st;
 	s->lanes.fail = lane_failed;
 	s->lanes.ctx = s;

@@ -69,7 +69,8 @@
 	X(uint32_t, resumes)                                                   \
 	X(uint64_t, resume_bytes)                                              \
 	X(uint64_t, resume_inflight_bytes)                                     \
-	X(uint64_t, urgent_again_pages)
+	X(uint64_t, urgent_again_pages)                                        \
+	X(uint32_t, urgent_rt_threads)
 
 struct mfd__stats {
 #define MFD__STATS_FIELD(type, name) type name;

@@ -136,6 +136,8 @@ static void test_table(UNUSED void **state)
 		  offsetof(struct mfd_config, postcopy_pacing), sizeof(bool) },
 		{ "postcopy-bulk-nice",
 		  offsetof(struct mfd_config, postcopy_bulk_nice), 4 },
+		{ "postcopy-urgent-priority",
+		  offsetof(struct mfd_config, postcopy_urgent_priority), 4 },
 		{ "announce-initial",
 		  offsetof(struct mfd_config, announce_initial_ms), 8 },
 		{ "announce-max", offsetof(struct mfd_config, announce_max_ms),

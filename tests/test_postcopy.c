@@ -43,6 +43,8 @@
  * anonymous memory.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -307,11 +309,29 @@ static int claim_epoch(void)
 	return atomic_load(&claim_vm->src_paused) ? 1 : 0;
 }
 
+/* Pages the source claimed, and post-copy packets the destination
+ * placed, from a thread running SCHED_FIFO (postcopy-urgent-priority:
+ * an urgent lane's) or not (a data channel's, or any thread where the
+ * key is 0 or the process may not). */
+static atomic_ullong claimed_rt, claimed_fair, placed_rt, placed_fair;
+static atomic_int rt_prio_seen; /* a SCHED_FIFO thread's priority */
+
+static bool running_rt(void)
+{
+	struct sched_param sp;
+	if (sched_getscheduler(0) != SCHED_FIFO)
+		return false;
+	CHECK(sched_getparam(0, &sp) == 0);
+	atomic_store(&rt_prio_seen, sp.sched_priority);
+	return true;
+}
+
 /* Source, any lane or the migration thread: pages about to be sent. */
 static void count_claims(unsigned block, const uint64_t *offsets, unsigned n)
 {
 	(void)block;
 	int epoch = claim_epoch();
+	atomic_fetch_add(running_rt() ? &claimed_rt : &claimed_fair, n);
 	for (unsigned i = 0; i < n; i++)
 		atomic_fetch_add(&claim_vm->claims[epoch][offsets[i] / PS], 1);
 }
@@ -339,6 +359,7 @@ static void count_arrivals(unsigned block, unsigned n, int placed)
 {
 	(void)block;
 	atomic_fetch_add(&dst_dups, n - (unsigned)placed);
+	atomic_fetch_add(running_rt() ? &placed_rt : &placed_fair, 1);
 	int nice = getpriority(PRIO_PROCESS, 0);
 	atomic_fetch_add(nice == base_nice   ? &placed_base
 			 : nice == bulk_nice ? &placed_low
@@ -360,6 +381,11 @@ static void claims_start(struct pc_vm *vm)
 	atomic_store(&placed_base, 0);
 	atomic_store(&placed_low, 0);
 	atomic_store(&placed_other, 0);
+	atomic_store(&claimed_rt, 0);
+	atomic_store(&claimed_fair, 0);
+	atomic_store(&placed_rt, 0);
+	atomic_store(&placed_fair, 0);
+	atomic_store(&rt_prio_seen, 0);
 	mfd__test_pc_claimed = count_claims;
 	mfd__test_pc_again = count_again;
 	mfd__test_dest_pc_arrived = count_arrivals;
@@ -432,16 +458,44 @@ static void check_memory(struct pc_vm *vm)
 	CHECK(bad == 0);
 }
 
+/* May this process run a thread SCHED_FIFO (CAP_SYS_NICE, RLIMIT_RTPRIO)?
+ * Asked once, of a thread of its own. */
+static void *probe_rt(void *arg)
+{
+	struct sched_param sp = { .sched_priority = 1 };
+	*(bool *)arg =
+		pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+	return NULL;
+}
+
+static bool rt_allowed(void)
+{
+	static int known = -1;
+	if (known < 0) {
+		bool ok = false;
+		pthread_t t;
+		CHECK(pthread_create(&t, NULL, probe_rt, &ok) == 0);
+		pthread_join(t, NULL);
+		known = ok;
+		printf("  SCHED_FIFO allowed here: %s\n", ok ? "yes" : "no");
+	}
+	return known;
+}
+
 /* A whole post-copy migration, manual (mfd_source_start_postcopy after
  * round 1), early (manual, in the middle of round 0) or auto; with
- * postcopy-bulk-nice = nice. */
-static void run_switch(const char *mode, unsigned lanes, int nice)
+ * postcopy-bulk-nice = nice and postcopy-urgent-priority = prio (-1:
+ * not set, the default 1). */
+static void run_switch(const char *mode, unsigned lanes, int nice, int prio)
 {
 	struct pc_vm vm;
-	char uri[128], lanes_kv[32], nice_kv[32];
+	char uri[128], lanes_kv[32], nice_kv[32], prio_kv[40];
 	setup(&vm);
 	snprintf(lanes_kv, sizeof(lanes_kv), "postcopy-lanes=%u", lanes);
 	snprintf(nice_kv, sizeof(nice_kv), "postcopy-bulk-nice=%d", nice);
+	snprintf(prio_kv, sizeof(prio_kv), "postcopy-urgent-priority=%d",
+		 prio < 0 ? 1 : prio);
+	bool rt = prio != 0 && rt_allowed();
 	errno = 0;
 	base_nice = getpriority(PRIO_PROCESS, 0);
 	CHECK(errno == 0);
@@ -467,7 +521,7 @@ static void run_switch(const char *mode, unsigned lanes, int nice)
 			      * is MADV_HUGEPAGE), whose other pages the
 			      * kernel fills with zeros */
 			     early ? "packet-pages=100" : "packet-pages=512",
-			     nice_kv, NULL };
+			     nice_kv, prio < 0 ? NULL : prio_kv, NULL };
 	mfd_config *cfg = config(kv);
 	claims_start(&vm);
 	CHECK(start_dest(&vm, cfg, uri, sizeof(uri)) == 0);
@@ -542,6 +596,26 @@ static void run_switch(const char *mode, unsigned lanes, int nice)
 	       (unsigned long long)atomic_load(&placed_other));
 	CHECK(atomic_load(&placed_other) == 0 && atomic_load(&placed_base) > 0);
 	CHECK((nice > base_nice) == (atomic_load(&placed_low) > 0));
+	/* postcopy-urgent-priority where the process may: every page a lane
+	 * claimed (all it sent but the bulk's, sent again) was claimed on a
+	 * SCHED_FIFO thread, no data channel's; its packets were placed by
+	 * one on the destination; each lane's thread on both sides and the
+	 * fault thread ran so. Else none of them. */
+	printf("  SCHED_FIFO: %u + %u threads, %llu pages claimed (%llu "
+	       "not), %llu packets placed (%llu not)\n",
+	       ss.urgent_rt_threads, ds.urgent_rt_threads,
+	       (unsigned long long)atomic_load(&claimed_rt),
+	       (unsigned long long)atomic_load(&claimed_fair),
+	       (unsigned long long)atomic_load(&placed_rt),
+	       (unsigned long long)atomic_load(&placed_fair));
+	CHECK(ss.urgent_rt_threads == (rt ? lanes : 0));
+	CHECK(ds.urgent_rt_threads == (rt ? lanes + 1 : 0));
+	CHECK(atomic_load(&claimed_rt) ==
+	      (rt ? ss.urgent_pages - ss.urgent_again_pages : 0));
+	CHECK((atomic_load(&placed_rt) > 0) == (rt && ss.urgent_pages > 0));
+	CHECK(atomic_load(&claimed_fair) > 0 && atomic_load(&placed_fair) > 0);
+	CHECK(atomic_load(&rt_prio_seen) ==
+	      (rt && ss.urgent_pages ? (prio < 0 ? 1 : prio) : 0));
 	if (early) {
 		/* The request ended round 0 where it was: the pages it had
 		 * not reached went after the switch, not before it. */
@@ -1076,19 +1150,20 @@ int main(void)
 		only = NULL;
 	if (!only || !strcmp(only, "manual")) {
 		printf("manual switch\n");
-		run_switch("manual", 1, 0);
+		run_switch("manual", 1, 0, -1);
 	}
 	if (!only || !strcmp(only, "early")) {
 		printf("manual switch in the middle of round 0\n");
-		run_switch("early", 1, 0);
+		run_switch("early", 1, 0, -1);
 	}
 	if (!only || !strcmp(only, "auto")) {
 		printf("auto switch, 2 lanes\n");
-		run_switch("auto", 2, 0);
+		run_switch("auto", 2, 0, 3);
 	}
 	if (!only || !strcmp(only, "bulknice")) {
-		printf("manual switch, postcopy-bulk-nice=15\n");
-		run_switch("manual", 1, 15);
+		printf("manual switch, postcopy-bulk-nice=15, "
+		       "postcopy-urgent-priority=0\n");
+		run_switch("manual", 1, 15, 0);
 	}
 	if (!only || !strcmp(only, "killed")) {
 		printf("destination killed after the switch\n");

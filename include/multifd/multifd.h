@@ -400,6 +400,12 @@ typedef struct mfd_stats {
 	 * data channel's copy was still on its way; the destination keeps
 	 * the first to arrive). */
 	uint64_t urgent_again_pages;
+	/* Post-copy, both sides: threads on the page-request path (urgent
+	 * lanes' on both sides, the destination's fault thread) started so
+	 * far that ran SCHED_FIFO (postcopy-urgent-priority); 0 where the
+	 * key is 0 or the process may not (then they ask for a short
+	 * slice). */
+	uint32_t urgent_rt_threads;
 } mfd_stats;
 
 /* The parts of the downtime estimate (mfd_stats.over_part,

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -94,6 +96,29 @@ int mfd__thread_short_slice(void)
 #else
 	return -ENOSYS;
 #endif
+}
+
+int mfd__thread_urgent(unsigned rt_prio)
+{
+	struct sched_param sp;
+	int policy;
+
+	if (rt_prio && !pthread_getschedparam(pthread_self(), &policy, &sp) &&
+	    policy == SCHED_OTHER) {
+		sp.sched_priority = (int)rt_prio;
+		if (!pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp))
+			return 1;
+	}
+	(void)mfd__thread_short_slice();
+	return 0;
+}
+
+void mfd__thread_urgent_end(int rt)
+{
+	struct sched_param sp = { .sched_priority = 0 };
+
+	if (rt)
+		(void)pthread_setschedparam(pthread_self(), SCHED_OTHER, &sp);
 }
 
 int mfd__thread_lower(int tid, int nice)

@@ -32,6 +32,22 @@ int mfd__thread_sched(int tid, uint64_t *cpu_ns, uint64_t *wait_ns);
 int mfd__thread_short_slice(void);
 
 /*
+ * The calling thread is on a post-copy page request's path: SCHED_FIFO
+ * at priority rt_prio (1..99) where the process may set it (CAP_SYS_NICE,
+ * or RLIMIT_RTPRIO), so that it runs as soon as it wakes whatever else
+ * keeps the CPUs busy; else (rt_prio 0, or refused) the short slice
+ * above. A thread whose policy the embedder chose (anything but
+ * SCHED_OTHER, e.g. inherited) keeps it. 1 when the thread now runs
+ * SCHED_FIFO, 0 otherwise. Such a thread must sleep between short pieces
+ * of work: it preempts every fair-class thread on its CPU.
+ */
+int mfd__thread_urgent(unsigned rt_prio);
+
+/* Back to SCHED_OTHER if mfd__thread_urgent() returned rt = 1: before the
+ * thread does anything but its request work (failure paths, hooks). */
+void mfd__thread_urgent_end(int rt);
+
+/*
  * Lowers thread tid (0: the calling thread) to nice value `nice` if it
  * runs above it (setpriority on the thread; lowering needs no privilege,
  * and is not undone: a thread is never raised). For the post-copy data
