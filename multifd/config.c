@@ -270,10 +270,10 @@ const struct mfd__cfg_key mfd__cfg_keys[] = {
 		.max = 1,
 		FIELD(io_engine),
 		.choices = io_engine_names,
-		.doc = "How tcp: channels do their I/O: sockets "
-		       "(sendmsg/recvmsg) or "
+		.doc = "How tcp: channels and file: readers and writers do "
+		       "their I/O: sockets (sendmsg/recvmsg, pwrite/pread) or "
 		       "uring (io_uring; zero-copy sends where they avoid a "
-		       "copy).",
+		       "copy; file reads on tmpfs use pread either way).",
 	},
 	{
 		.section = "migration",

@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "multifd/fileio.h"
@@ -37,6 +39,12 @@ int mfd__fio_allv(int fd, bool wr, struct iovec *iov, unsigned cnt,
 		cnt = (unsigned)left;
 	}
 	return 0;
+}
+
+bool mfd__fio_ring_pays(int fd)
+{
+	struct statfs st;
+	return fstatfs(fd, &st) < 0 || st.f_type != TMPFS_MAGIC;
 }
 
 bool mfd__fio_init(struct mfd__fio *io, bool uring)

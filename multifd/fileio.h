@@ -44,6 +44,17 @@ int mfd__fio_all(int fd, bool wr, uint8_t *p, uint64_t len, uint64_t off);
 int mfd__fio_allv(int fd, bool wr, struct iovec *iov, unsigned cnt,
 		  uint64_t off);
 
+/*
+ * Whether a ring pays for fd's reads: false on tmpfs, where io_uring has
+ * no non-blocking read (buffered or O_DIRECT) and hands each one to its
+ * io-wq worker thread (iou-wrk), so every batch costs a hand-off between
+ * threads on top of the same copy; pread in the reader's own thread does
+ * the copy without it (docs/benchmarks.md, "tmpfs direct I/O, second
+ * try"). Writes are punted there too, but a direct-io writer's punted
+ * write runs beside its next batch's preparation, and it keeps its ring.
+ * True elsewhere, and when fstatfs fails.
+ */
+bool mfd__fio_ring_pays(int fd);
 /* uring: try a ring (falls back to syscalls, false, when the kernel has
  * none). */
 bool mfd__fio_init(struct mfd__fio *io, bool uring);

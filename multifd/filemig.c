@@ -1023,7 +1023,11 @@ struct mfd__fpass mfd__fload_read_pass(struct mfd__fload *f)
 				    .present = f->c.present,
 				    .h = &f->c.h,
 				    .path = f->c.path,
-				    .uring = ss->cfg.io_engine == MFD__IO_URING,
+				    /* Reads on tmpfs: pread in the reader's
+				     * own thread (mfd__fio_ring_pays). */
+				    .uring = ss->cfg.io_engine ==
+						     MFD__IO_URING &&
+					     mfd__fio_ring_pays(f->c.dfd),
 				    .b = f->c.bs.b,
 				    .nb = f->c.bs.n };
 }

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/magic.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -329,11 +331,13 @@ static void path_of(char *path, size_t len, const char *name)
 	snprintf(path, len, "%s/%s", dir, name);
 }
 
-static void roundtrip(const char *const *kv, bool live)
+/* Save and restore in directory d: the same guest comes back. */
+static void roundtrip_in(const char *d, const char *const *kv, bool live)
 {
 	struct guest g, r;
-	char path[300], why[1024];
-	path_of(path, sizeof(path), live ? "live.img" : "paused.img");
+	char path[400], why[1024];
+	snprintf(path, sizeof(path), "%s/%s", d,
+		 live ? "live.img" : "paused.img");
 	guest_init(&g, true, true);
 	assert_int_equal(save(&g, path, kv, live, why, sizeof(why)), 0);
 	assert_int_equal(g.stopped, 1);
@@ -355,6 +359,11 @@ static void roundtrip(const char *const *kv, bool live)
 	guest_free(&g);
 	guest_free(&r);
 	unlink(path);
+}
+
+static void roundtrip(const char *const *kv, bool live)
+{
+	roundtrip_in(dir, kv, live);
 }
 
 static void test_roundtrip_paused(void **state)
@@ -1364,6 +1373,48 @@ static void test_direct_io(void **state)
 	rmdir(mnt);
 }
 
+/* On tmpfs the readers use pread whatever the engine (io_uring would hand
+ * each read to its worker thread there: mfd__fio_ring_pays); elsewhere
+ * the ring. Round trips on tmpfs, direct I/O on and off, paused and live,
+ * come back byte-identical. */
+static void test_tmpfs_plain_io(void **state)
+{
+	(void)state;
+	char mnt[300], path[400];
+	struct statfs st;
+	snprintf(path, sizeof(path), "%s/pays.img", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(fstatfs(fd, &st), 0);
+	assert_int_equal(mfd__fio_ring_pays(fd), st.f_type != TMPFS_MAGIC);
+	close(fd);
+	unlink(path);
+	if (private_mount("tmpfs", "size=96m", mnt, sizeof(mnt))) {
+		printf("# skipped: needs root for a private tmpfs\n");
+		skip();
+	}
+	snprintf(path, sizeof(path), "%s/pays.img", mnt);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_false(mfd__fio_ring_pays(fd));
+	int dfd = open(path, O_RDONLY | O_DIRECT);
+	if (dfd >= 0) { /* tmpfs has O_DIRECT since Linux 6.6 */
+		assert_false(mfd__fio_ring_pays(dfd));
+		close(dfd);
+	}
+	close(fd);
+	unlink(path);
+	const char *const direct[] = { "direct-io", "on", NULL };
+	roundtrip_in(mnt, NULL, false);
+	roundtrip_in(mnt, NULL, true);
+	if (dfd >= 0) {
+		roundtrip_in(mnt, direct, false);
+		roundtrip_in(mnt, direct, true);
+	}
+	umount(mnt);
+	rmdir(mnt);
+}
+
 /* The file I/O's queue (multifd/fileio.h) on this run's engine: a queued
  * write reaches the file when submitted and reaped, not before (on a
  * ring); one submitted batch is reaped while the next stays queued; more
@@ -1476,6 +1527,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_live),
 		cmocka_unit_test(test_full_disk),
 		cmocka_unit_test(test_direct_io),
+		cmocka_unit_test(test_tmpfs_plain_io),
 		cmocka_unit_test(test_lazy_paused),
 		cmocka_unit_test(test_lazy_live_threads),
 		cmocka_unit_test(test_lazy_not_empty),
