@@ -601,12 +601,11 @@ static void *recv_worker_main(void *arg)
 	struct recv_worker *w = arg;
 	/* post-copy: an urgent lane's worker places the pages a faulting
 	 * guest thread waits for; it wakes ahead of busy threads. */
-	int rt = 0;
-	if (w->idx >= w->d->n) {
-		rt = mfd__thread_urgent(w->d->ss.cfg.postcopy_urgent_priority);
-		if (rt)
-			STAT_ADD(w->d->ss.st.urgent_rt_threads, 1);
-	}
+	int rt = w->idx >= w->d->n
+			 ? mfd__thread_urgent(
+				   w->d->ss.cfg.postcopy_urgent_priority,
+				   &w->d->ss.st.urgent_rt_threads)
+			 : 0;
 	int ret = recv_loop(w);
 	mfd__thread_urgent_end(rt);
 	if (ret && __atomic_load_n(&w->d->rs_broken, __ATOMIC_ACQUIRE)) {
@@ -1505,6 +1504,7 @@ static int alloc_load_state(mfd_dest *d, struct recv_worker *w)
 		int ret = mfd__pc_dst_init(&d->pc, d->ss.blocks, d->ss.nblocks,
 					   d->nlanes, send_request, d);
 		d->pc.rt_prio = d->ss.cfg.postcopy_urgent_priority;
+		d->pc.rt_count = &d->ss.st.urgent_rt_threads;
 		pthread_mutex_lock(&d->lock);
 		d->pc_up = ret == 0;
 		pthread_mutex_unlock(&d->lock);
@@ -2206,7 +2206,6 @@ int mfd_dest_get_stats(mfd_dest *d, mfd_stats *st, size_t size)
 	if (d->pc_up) {
 		v.faults = STAT_GET(d->pc.faults);
 		v.page_requests = STAT_GET(d->pc.requests);
-		v.urgent_rt_threads += STAT_GET(d->pc.rt_threads);
 		v.blocktime_ns = STAT_GET(d->pc.blocktime_ns);
 		v.latency_p50_ns = mfd__lathist_quantile(&d->pc.latency, 0.5);
 		v.latency_p99_ns = mfd__lathist_quantile(&d->pc.latency, 0.99);

@@ -275,9 +275,7 @@ static void *fault_main(void *arg)
 
 	/* A fault waits for this thread's wakeup: don't queue behind the
 	 * busy threads of a full CPU. */
-	int rt = mfd__thread_urgent(pc->rt_prio);
-	if (rt)
-		STAT_ADD(pc->rt_threads, 1);
+	int rt = mfd__thread_urgent(pc->rt_prio, pc->rt_count);
 	while (!__atomic_load_n(&pc->stop, __ATOMIC_ACQUIRE)) {
 		int ret = mfd__uffd_next_fault(&pc->u, &addr, FAULT_POLL_MS);
 		if (ret > 0)

@@ -33,8 +33,11 @@ typedef int (*mfd__pc_request_fn)(void *ctx, unsigned lane,
 struct mfd__pc_dst {
 	struct mfd__ramblock *blocks; /* the destination's, not owned */
 	unsigned nblocks;
-	unsigned lanes;	  /* SETUP postcopy_lanes, >= 1 */
-	unsigned rt_prio; /* postcopy-urgent-priority, for the fault thread */
+	unsigned lanes; /* SETUP postcopy_lanes, >= 1 */
+	/* postcopy-urgent-priority for the fault thread, and the stat it
+	 * counts in when it gets it (mfd__thread_urgent). */
+	unsigned rt_prio;
+	uint32_t *rt_count;
 	mfd__pc_request_fn request;
 	void *ctx;
 
@@ -54,7 +57,6 @@ struct mfd__pc_dst {
 
 	/* Atomic counters (fault thread). */
 	uint64_t faults, requests, local_zero;
-	uint32_t rt_threads; /* fault threads that ran SCHED_FIFO */
 
 	/*
 	 * Measures (docs/protocol.md 10.4). Per page, atomic: when it was

@@ -158,9 +158,8 @@ static void *lane_main(void *arg)
 {
 	struct mfd__pc_lane *l = arg;
 	/* Each request waits for this thread's wakeup. */
-	int rt = mfd__thread_urgent(l->ls->rt_prio);
-	if (rt)
-		STAT_ADD(l->ls->st->urgent_rt_threads, 1);
+	int rt = mfd__thread_urgent(l->ls->rt_prio,
+				    &l->ls->st->urgent_rt_threads);
 	int ret = lane_loop(l);
 	mfd__thread_urgent_end(rt);
 	if (ret && ret != -ECANCELED) {

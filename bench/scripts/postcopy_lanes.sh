@@ -28,7 +28,7 @@ while [ "$i" -le "$R" ]; do
     locked_run $B --json $COMMON --postcopy-lanes $k 2>/dev/null |
       keep --argjson rep "$i" --argjson lanes $k '{rep: $rep, lanes: $lanes,
         status, memcmp_ok, error, postcopy_round, postcopy_downtime_ms,
-        postcopy_ms, total_ms, urgent_requests, urgent_pages, urgent_again_pages, lane_bytes,
+        postcopy_ms, total_ms, urgent_requests, urgent_pages, urgent_again_pages, urgent_rt_threads, lane_bytes,
         faults, request_p50_ms, request_p99_ms, request_max_ms,
         blocktime_ms}'
   done

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,7 +98,7 @@ int mfd__thread_short_slice(void)
 #endif
 }
 
-int mfd__thread_urgent(unsigned rt_prio)
+int mfd__thread_urgent(unsigned rt_prio, uint32_t *count)
 {
 	struct sched_param sp;
 	int policy;
@@ -106,8 +106,10 @@ int mfd__thread_urgent(unsigned rt_prio)
 	if (rt_prio && !pthread_getschedparam(pthread_self(), &policy, &sp) &&
 	    policy == SCHED_OTHER) {
 		sp.sched_priority = (int)rt_prio;
-		if (!pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp))
+		if (!pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp)) {
+			__atomic_fetch_add(count, 1, __ATOMIC_RELAXED);
 			return 1;
+		}
 	}
 	(void)mfd__thread_short_slice();
 	return 0;

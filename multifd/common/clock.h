@@ -38,10 +38,11 @@ int mfd__thread_short_slice(void);
  * keeps the CPUs busy; else (rt_prio 0, or refused) the short slice
  * above. A thread whose policy the embedder chose (anything but
  * SCHED_OTHER, e.g. inherited) keeps it. 1 when the thread now runs
- * SCHED_FIFO, 0 otherwise. Such a thread must sleep between short pieces
- * of work: it preempts every fair-class thread on its CPU.
+ * SCHED_FIFO (and *count, a statistic, went up by one, atomically), 0
+ * otherwise. Such a thread must sleep between short pieces of work: it
+ * preempts every fair-class thread on its CPU.
  */
-int mfd__thread_urgent(unsigned rt_prio);
+int mfd__thread_urgent(unsigned rt_prio, uint32_t *count);
 
 /* Back to SCHED_OTHER if mfd__thread_urgent() returned rt = 1: before the
  * thread does anything but its request work (failure paths, hooks). */
